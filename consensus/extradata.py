@@ -1,0 +1,183 @@
+"""QBFT block header ``extraData`` (Hyperledger Besu's layout) and commit seals.
+
+A QBFT header carries consensus data in ``extraData`` as RLP::
+
+    [ vanity (32 bytes),
+      [validator address, ...],          # the validator set that must seal this block
+      vote,                              # [] or [address, 0xFF add | 0x00 drop]
+      round (4 bytes, big-endian),       # the round in which the block was proposed
+      [commit seal, ...] ]               # 65-byte secp256k1 signatures r ‖ s ‖ v (v ∈ {0, 1})
+
+A commit seal signs the hash of the header whose ``extraData`` has the seals list emptied (the
+round kept): :func:`commit_digest`. Anyone holding only headers, RLP and secp256k1 can therefore
+check a block: decode ``extraData``, recover each seal and count distinct signers that are in the
+validator list of the parent header — at least :func:`quorum` of them.
+
+Pure: no I/O, no clock. Header objects are py-evm headers (anything with ``extra_data``,
+``copy(extra_data=...)`` and ``hash``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import rlp
+from eth_keys import keys
+from eth_keys.exceptions import BadSignature, ValidationError as KeyValidationError
+
+VANITY_LENGTH = 32
+ROUND_LENGTH = 4
+SEAL_LENGTH = 65
+VOTE_ADD = b"\xff"
+VOTE_DROP = b"\x00"
+
+
+class InvalidExtraData(ValueError):
+    """``extraData`` is not a well-formed QBFT extraData."""
+
+
+class InvalidSeal(ValueError):
+    """The commit seals do not prove the block (too few, duplicated, or from non-validators)."""
+
+
+class Header(Protocol):
+    extra_data: bytes
+
+    def copy(self, **kwargs: Any) -> Header: ...
+
+    @property
+    def hash(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Vote:
+    """A Besu-style header vote to add or drop one validator."""
+
+    #: The validator address voted on.
+    recipient: bytes
+    #: True to add, False to drop.
+    add: bool
+
+
+@dataclass(frozen=True)
+class ExtraData:
+    """Decoded QBFT ``extraData``."""
+
+    #: 32 free bytes (client name and version by convention).
+    vanity: bytes = b"\x00" * VANITY_LENGTH
+    #: Addresses (20 bytes each) of the validators that must seal this block.
+    validators: tuple[bytes, ...] = ()
+    #: The header vote, if any.
+    vote: Vote | None = None
+    #: The consensus round in which this block was proposed.
+    round: int = 0
+    #: Commit seals (65 bytes each).
+    seals: tuple[bytes, ...] = field(default=())
+
+    def encode(self, *, with_seals: bool = True) -> bytes:
+        """RLP-encode; ``with_seals=False`` gives the form that commit seals sign."""
+        vote: list[bytes] = []
+        if self.vote is not None:
+            vote = [self.vote.recipient, VOTE_ADD if self.vote.add else VOTE_DROP]
+        return rlp.encode(
+            [
+                self.vanity,
+                list(self.validators),
+                vote,
+                self.round.to_bytes(ROUND_LENGTH, "big"),
+                list(self.seals) if with_seals else [],
+            ]
+        )
+
+    def with_seals(self, seals: Iterable[bytes]) -> ExtraData:
+        return ExtraData(self.vanity, self.validators, self.vote, self.round, tuple(seals))
+
+
+def quorum(validator_count: int) -> int:
+    """Commit seals needed for ``n`` validators: ceil(2n/3)."""
+    return (2 * validator_count + 2) // 3
+
+
+def decode(raw: bytes) -> ExtraData:
+    """Decode ``extraData``; raise :class:`InvalidExtraData` naming what is wrong."""
+    try:
+        items = rlp.decode(raw)
+    except Exception as exc:  # rlp raises several unrelated types
+        raise InvalidExtraData(f"extraData is not RLP: {exc}") from exc
+    if not isinstance(items, list) or len(items) != 5:
+        raise InvalidExtraData("extraData must be an RLP list of 5 items")
+    vanity, validators, vote, round_, seals = items
+    if not isinstance(vanity, bytes) or len(vanity) != VANITY_LENGTH:
+        raise InvalidExtraData("vanity must be 32 bytes")
+    if not isinstance(validators, list) or not all(
+        isinstance(v, bytes) and len(v) == 20 for v in validators
+    ):
+        raise InvalidExtraData("validators must be a list of 20-byte addresses")
+    if len(set(validators)) != len(validators):
+        raise InvalidExtraData("validator list has duplicates")
+    parsed_vote: Vote | None = None
+    if not isinstance(vote, list):
+        raise InvalidExtraData("vote must be a list")
+    if vote:
+        if (
+            len(vote) != 2
+            or not isinstance(vote[0], bytes)
+            or len(vote[0]) != 20
+            or vote[1] not in (VOTE_ADD, VOTE_DROP)
+        ):
+            raise InvalidExtraData("vote must be [address, 0xFF | 0x00]")
+        parsed_vote = Vote(vote[0], vote[1] == VOTE_ADD)
+    if not isinstance(round_, bytes) or len(round_) != ROUND_LENGTH:
+        raise InvalidExtraData("round must be 4 bytes")
+    if not isinstance(seals, list) or not all(
+        isinstance(s, bytes) and len(s) == SEAL_LENGTH for s in seals
+    ):
+        raise InvalidExtraData("commit seals must be a list of 65-byte signatures")
+    return ExtraData(
+        vanity, tuple(validators), parsed_vote, int.from_bytes(round_, "big"), tuple(seals)
+    )
+
+
+def commit_digest(header: Header) -> bytes:
+    """The 32-byte hash a commit seal signs: the header with an empty seals list."""
+    unsealed = decode(header.extra_data).encode(with_seals=False)
+    return header.copy(extra_data=unsealed).hash
+
+
+def sign_seal(digest: bytes, private_key: keys.PrivateKey) -> bytes:
+    """A 65-byte commit seal (r ‖ s ‖ v) over ``digest``."""
+    return private_key.sign_msg_hash(digest).to_bytes()
+
+
+def recover_signer(digest: bytes, seal: bytes) -> bytes:
+    """Address that made ``seal`` over ``digest``; :class:`InvalidSeal` if unrecoverable."""
+    try:
+        signature = keys.Signature(seal)
+        return signature.recover_public_key_from_msg_hash(digest).to_canonical_address()
+    except (BadSignature, KeyValidationError, ValueError) as exc:
+        raise InvalidSeal(f"commit seal does not recover: {exc}") from exc
+
+
+def verify_seals(
+    digest: bytes, seals: Sequence[bytes], validators: Sequence[bytes]
+) -> tuple[bytes, ...]:
+    """Check that ``seals`` over ``digest`` come from at least a quorum of ``validators``.
+
+    Returns the signers, in seal order. Raises :class:`InvalidSeal` for a seal from a
+    non-validator, a validator sealing twice, or fewer than ``quorum(len(validators))`` seals.
+    """
+    allowed = set(validators)
+    signers: list[bytes] = []
+    for seal in seals:
+        signer = recover_signer(digest, seal)
+        if signer not in allowed:
+            raise InvalidSeal(f"commit seal from non-validator 0x{signer.hex()}")
+        if signer in signers:
+            raise InvalidSeal(f"validator 0x{signer.hex()} sealed twice")
+        signers.append(signer)
+    needed = quorum(len(validators))
+    if len(signers) < needed:
+        raise InvalidSeal(f"{len(signers)} commit seals, quorum of {len(validators)} is {needed}")
+    return tuple(signers)

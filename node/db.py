@@ -1,0 +1,163 @@
+"""LevelDB storage for the chain, through plyvel, behind py-evm's ``BaseAtomicDB``.
+
+py-evm removed its plyvel backend in 0.10; this is the project's own, small one.
+
+Layering (top to bottom)::
+
+    py-evm ChainDB / AccountDB / tries      (keys from eth.db.schema.SchemaV1)
+             │ __getitem__ / __setitem__ / atomic_batch()
+             ▼
+    LevelDB  ── block_write(): one pending write-set for a whole block
+             │ one plyvel WriteBatch, sync=True, per block
+             ▼
+    plyvel.DB (LevelDB files in <datadir>/chain)
+
+Why a block-wide write-set: importing one block makes py-evm write in several separate steps
+(state trie nodes, transaction and receipt trie nodes, header, canonical head). If those reached
+disk one by one, a SIGKILL between them could leave a head that points at missing state. Inside
+:meth:`LevelDB.block_write` every write of those steps lands in one in-memory dict (reads see
+it), and leaves for disk as a single atomic, fsynced batch — so a node killed at any instant
+restarts at the previous or the new head, never between.
+
+The project's own keys (everything that is not py-evm's) live under one versioned prefix,
+:data:`SCHEMA_PREFIX`; :meth:`LevelDB.check_schema` refuses to open a data directory written by
+another schema version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import plyvel
+from eth.abc import AtomicWriteBatchAPI
+from eth.db.atomic import AtomicDBWriteBatch
+from eth.db.backends.base import BaseAtomicDB
+
+#: Version of the project's own key layout; bump it when a key's meaning changes.
+SCHEMA_VERSION = 1
+#: Every project-owned key starts with this prefix; py-evm's keys never do.
+SCHEMA_PREFIX = b"portledger:"
+
+_DELETED = object()
+
+
+class SchemaMismatch(RuntimeError):
+    """The data directory was written by an incompatible version of the key schema."""
+
+
+class NodeKeys:
+    """The project's own LevelDB keys (versioned, prefixed)."""
+
+    schema_version = SCHEMA_PREFIX + b"schema-version"
+    #: Hash of the genesis block this data directory was initialised with.
+    genesis_hash = SCHEMA_PREFIX + b"v1:genesis-hash"
+    #: Last consensus message this node signed (see the consensus issue).
+    last_signed = SCHEMA_PREFIX + b"v1:last-signed"
+
+
+class LevelDB(BaseAtomicDB):
+    """A py-evm atomic database on LevelDB with block-wide atomic, synced writes.
+
+    Parameters
+    ----------
+    path:
+        Directory of the LevelDB files; created if missing.
+    sync:
+        fsync every committed batch (the default; turn off only for throw-away benches).
+    """
+
+    def __init__(self, path: str, *, sync: bool = True) -> None:
+        self._db = plyvel.DB(path, create_if_missing=True, lru_cache_size=64 * 1024 * 1024)
+        self._sync = sync
+        self._pending: dict[bytes, Any] | None = None
+        self._depth = 0
+
+    # -- key/value -----------------------------------------------------------------------
+    def __getitem__(self, key: bytes) -> bytes:
+        pending = self._pending
+        if pending is not None and key in pending:
+            value = pending[key]
+            if value is _DELETED:
+                raise KeyError(key)
+            return value  # type: ignore[no-any-return]
+        value = self._db.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value  # type: ignore[no-any-return]
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        if self._pending is not None:
+            self._pending[key] = value
+        else:
+            self._db.put(key, value, sync=self._sync)
+
+    def __delitem__(self, key: bytes) -> None:
+        if not self._exists(key):
+            raise KeyError(key)
+        if self._pending is not None:
+            self._pending[key] = _DELETED
+        else:
+            self._db.delete(key, sync=self._sync)
+
+    def _exists(self, key: bytes) -> bool:
+        pending = self._pending
+        if pending is not None and key in pending:
+            return pending[key] is not _DELETED
+        return self._db.get(key) is not None
+
+    # -- atomicity -----------------------------------------------------------------------
+    @contextmanager
+    def block_write(self) -> Iterator[None]:
+        """Collect every write made inside into one atomic, synced LevelDB batch.
+
+        Re-entrant: an inner ``block_write`` (or ``atomic_batch``) joins the outer one. If the
+        body raises, nothing of it reaches the disk.
+        """
+        if self._pending is not None:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._pending = {}
+        self._depth = 1
+        try:
+            yield
+            pending = self._pending
+            with self._db.write_batch(sync=self._sync, transaction=True) as batch:
+                for key, value in pending.items():
+                    if value is _DELETED:
+                        batch.delete(key)
+                    else:
+                        batch.put(key, value)
+        finally:
+            self._pending = None
+            self._depth = 0
+
+    @contextmanager
+    def atomic_batch(self) -> Iterator[AtomicWriteBatchAPI]:
+        # py-evm's readable batch; its diff lands in our pending write-set, which commits
+        # atomically (alone, or as part of the enclosing block write).
+        with self.block_write(), AtomicDBWriteBatch._commit_unless_raises(self) as batch:
+            yield batch
+
+    # -- lifecycle and schema ------------------------------------------------------------
+    def check_schema(self) -> None:
+        """Stamp a new database with :data:`SCHEMA_VERSION`; refuse a foreign one."""
+        found = self._db.get(NodeKeys.schema_version)
+        if found is None:
+            self._db.put(NodeKeys.schema_version, str(SCHEMA_VERSION).encode(), sync=True)
+        elif int(found) != SCHEMA_VERSION:
+            raise SchemaMismatch(
+                f"data directory uses key schema v{int(found)}, this node reads v{SCHEMA_VERSION}"
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._db.closed)
