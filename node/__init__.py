@@ -1,1 +1,9 @@
+"""The PortLedger node: py-evm chain on LevelDB, transaction pool, JSON-RPC, block production.
 
+One node per stakeholder. :mod:`node.chain` holds the chain rules and the ledger,
+:mod:`node.db` the LevelDB storage, :mod:`node.txpool` pending transactions,
+:mod:`node.service` the runtime that drives them, :mod:`node.rpc` the Ethereum JSON-RPC
+server and :mod:`node.cli` the ``portledger`` command.
+"""
+
+__version__ = "0.1.0"

@@ -38,7 +38,7 @@ from eth_utils import ValidationError
 
 from consensus import extradata
 from node.db import LevelDB, NodeKeys
-from node.genesis import Genesis
+from node.genesis import BFT_MIX_HASH, Genesis
 
 #: Largest accepted ``extraData``: vanity + up to ~100 validators and their seals.
 EXTRA_DATA_MAX_BYTES = 16 * 1024
@@ -208,13 +208,15 @@ class Ledger:
 
     def vm_at(self, header: BlockHeaderAPI) -> PortLedgerVM:
         """A VM whose state is the post-state of ``header`` (for calls and reads)."""
-        child = self.chain.create_header_from_parent(
-            header, timestamp=max(header.timestamp + 1, int(time.time())), coinbase=header.coinbase
-        )
-        return self.chain.get_vm(child)  # type: ignore[return-value]
+        return self.chain.get_vm(header)  # type: ignore[return-value]
 
     def state_at(self, header: BlockHeaderAPI) -> Any:
         return self.vm_at(header).state
+
+    def decode_transaction(self, raw: bytes) -> SignedTransactionAPI:
+        """Decode a raw (legacy or EIP-2718 typed) signed transaction."""
+        builder = self.chain.get_vm_class_for_block_number(self.head().block_number + 1)
+        return builder.get_transaction_builder().decode(raw)
 
     # -- building --------------------------------------------------------------------------
     def unsealed_header(
@@ -232,6 +234,7 @@ class Ledger:
             timestamp=timestamp,
             coinbase=proposer,
             extra_data=extra.encode(),
+            mix_hash=BFT_MIX_HASH,
         )
 
     def execute(

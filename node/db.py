@@ -30,6 +30,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import threading
+
 import plyvel
 from eth.abc import AtomicWriteBatchAPI
 from eth.db.atomic import AtomicDBWriteBatch
@@ -73,10 +75,18 @@ class LevelDB(BaseAtomicDB):
         self._sync = sync
         self._pending: dict[bytes, Any] | None = None
         self._depth = 0
+        # The thread that owns the open block write: only it sees the pending writes, so a
+        # reader on another thread (JSON-RPC) never observes a half-built block.
+        self._writer: int | None = None
 
     # -- key/value -----------------------------------------------------------------------
+    def _visible_pending(self) -> dict[bytes, Any] | None:
+        if self._pending is not None and self._writer == threading.get_ident():
+            return self._pending
+        return None
+
     def __getitem__(self, key: bytes) -> bytes:
-        pending = self._pending
+        pending = self._visible_pending()
         if pending is not None and key in pending:
             value = pending[key]
             if value is _DELETED:
@@ -88,21 +98,23 @@ class LevelDB(BaseAtomicDB):
         return value  # type: ignore[no-any-return]
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
-        if self._pending is not None:
-            self._pending[key] = value
+        pending = self._visible_pending()
+        if pending is not None:
+            pending[key] = value
         else:
             self._db.put(key, value, sync=self._sync)
 
     def __delitem__(self, key: bytes) -> None:
         if not self._exists(key):
             raise KeyError(key)
-        if self._pending is not None:
-            self._pending[key] = _DELETED
+        pending = self._visible_pending()
+        if pending is not None:
+            pending[key] = _DELETED
         else:
             self._db.delete(key, sync=self._sync)
 
     def _exists(self, key: bytes) -> bool:
-        pending = self._pending
+        pending = self._visible_pending()
         if pending is not None and key in pending:
             return pending[key] is not _DELETED
         return self._db.get(key) is not None
@@ -116,6 +128,8 @@ class LevelDB(BaseAtomicDB):
         body raises, nothing of it reaches the disk.
         """
         if self._pending is not None:
+            if self._writer != threading.get_ident():
+                raise RuntimeError("a block write is already open on another thread")
             self._depth += 1
             try:
                 yield
@@ -124,6 +138,7 @@ class LevelDB(BaseAtomicDB):
             return
         self._pending = {}
         self._depth = 1
+        self._writer = threading.get_ident()
         try:
             yield
             pending = self._pending
@@ -136,6 +151,7 @@ class LevelDB(BaseAtomicDB):
         finally:
             self._pending = None
             self._depth = 0
+            self._writer = None
 
     @contextmanager
     def atomic_batch(self) -> Iterator[AtomicWriteBatchAPI]:

@@ -1,0 +1,290 @@
+"""The ``portledger`` command.
+
+::
+
+    portledger init    --datadir D [--genesis genesis.json] [--dev-key validator:0 | --key-file F]
+    portledger node    --datadir D [--rpc-host 127.0.0.1] [--rpc-port 8545]
+    portledger export  --datadir D FILE [--first N] [--last M]
+    portledger import  --datadir D FILE
+    portledger replay  --datadir D | --blocks FILE --genesis G
+    portledger demo    [--datadir D]   # a local single-validator node and a cargo round trip
+
+A data directory holds ``genesis.json`` (the network's), ``nodekey`` (this node's secp256k1 key,
+hex, mode 0600) and ``chain/`` (LevelDB). Every failure exits non-zero with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import rlp
+from eth_keys import keys
+from eth_utils import to_checksum_address
+
+from node.chain import ChainError, InvalidBlock, Ledger
+from node.db import LevelDB, SchemaMismatch
+from node.genesis import Genesis, GenesisError, dev_key
+
+REPO_GENESIS = Path(__file__).resolve().parent.parent / "genesis.json"
+
+
+class DataDir:
+    """Paths inside a node's data directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.genesis = self.root / "genesis.json"
+        self.nodekey = self.root / "nodekey"
+        self.chain = self.root / "chain"
+
+    def load_key(self) -> keys.PrivateKey:
+        try:
+            return keys.PrivateKey(bytes.fromhex(self.nodekey.read_text().strip().removeprefix("0x")))
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(f"cannot read node key {self.nodekey}: {exc}") from exc
+
+    def open_ledger(self, *, sync: bool = True) -> Ledger:
+        if not self.genesis.exists():
+            raise click.ClickException(f"{self.root} is not initialised (run `portledger init`)")
+        try:
+            genesis = Genesis.load(self.genesis)
+            db = LevelDB(str(self.chain), sync=sync)
+        except GenesisError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except Exception as exc:  # plyvel.IOError when another process holds the lock
+            raise click.ClickException(f"cannot open {self.chain}: {exc}") from exc
+        try:
+            return Ledger(db, genesis)
+        except (ChainError, SchemaMismatch) as exc:
+            db.close()
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """PortLedger: a blockchain-native Port Community System node."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("eth", "trie", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+datadir_option = click.option(
+    "--datadir", required=True, type=click.Path(file_okay=False), help="Node data directory."
+)
+
+
+@main.command()
+@datadir_option
+@click.option("--genesis", "genesis_path", type=click.Path(exists=True, dir_okay=False), default=str(REPO_GENESIS), show_default=True)
+@click.option("--dev-key", "dev_key_label", help="Use a PUBLIC development key, e.g. validator:0 (demo and tests only).")
+@click.option("--key-file", type=click.Path(exists=True, dir_okay=False), help="File holding a hex private key.")
+def init(datadir: str, genesis_path: str, dev_key_label: str | None, key_file: str | None) -> None:
+    """Create a data directory: genesis, node key and the chain database."""
+    paths = DataDir(datadir)
+    if paths.chain.exists():
+        raise click.ClickException(f"{paths.chain} already exists; refusing to overwrite a chain")
+    try:
+        genesis = Genesis.load(genesis_path)
+    except GenesisError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if dev_key_label and key_file:
+        raise click.ClickException("give --dev-key or --key-file, not both")
+    if dev_key_label:
+        key = dev_key(dev_key_label)
+    elif key_file:
+        try:
+            key = keys.PrivateKey(bytes.fromhex(Path(key_file).read_text().strip().removeprefix("0x")))
+        except ValueError as exc:
+            raise click.ClickException(f"{key_file}: not a hex private key") from exc
+    else:
+        key = keys.PrivateKey(os.urandom(32))
+    paths.root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(genesis_path, paths.genesis)
+    fd = os.open(paths.nodekey, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key.to_hex() + "\n")
+    ledger = paths.open_ledger()
+    address = key.public_key.to_canonical_address()
+    role = "validator" if address in genesis.validators else "non-validating node"
+    click.echo(
+        f"initialised {paths.root}: chain {genesis.chain_id}, genesis 0x{ledger.genesis_header().hash.hex()}, "
+        f"node {to_checksum_address(address)} ({role})"
+    )
+    ledger.db.close()
+
+
+@main.command("node")
+@datadir_option
+@click.option("--rpc-host", default="127.0.0.1", show_default=True, help="JSON-RPC listen address (loopback by default).")
+@click.option("--rpc-port", default=8545, show_default=True, type=int)
+@click.option("--no-produce", is_flag=True, help="Do not produce blocks even if this node is a validator.")
+def node_command(datadir: str, rpc_host: str, rpc_port: int, no_produce: bool) -> None:
+    """Run one node: JSON-RPC over HTTP and WebSocket, and dev-mode block production."""
+    paths = DataDir(datadir)
+    ledger = paths.open_ledger()
+    key = paths.load_key()
+    asyncio.run(_run_node(ledger, key, rpc_host, rpc_port, produce=not no_produce))
+
+
+async def _run_node(ledger: Ledger, key: keys.PrivateKey, host: str, port: int, *, produce: bool) -> None:
+    from aiohttp import web
+
+    from node.rpc import create_rpc_app
+    from node.service import NodeService
+
+    log = logging.getLogger("portledger.node")
+    is_validator = key.public_key.to_canonical_address() in ledger.genesis.validators
+    if produce and is_validator and len(ledger.genesis.validators) != 1:
+        raise click.ClickException(
+            "this genesis has several validators; multi-validator QBFT is not available yet, "
+            "run with --no-produce"
+        )
+    service = NodeService(ledger, key if is_validator else None, produce=produce)
+    runner = web.AppRunner(create_rpc_app(service), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    log.info(
+        "node %s head #%d; JSON-RPC http://%s:%d (WebSocket on the same address)",
+        to_checksum_address(key.public_key.to_canonical_address()),
+        ledger.head().block_number,
+        host,
+        port,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    producer = asyncio.create_task(service.run_dev_producer()) if service.produce else None
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({waiter} | ({producer} if producer else set()), return_when=asyncio.FIRST_COMPLETED)
+    if producer is not None and producer in done and producer.exception():
+        log.critical("block producer halted: %r", producer.exception())
+    service.stop()
+    if producer is not None:
+        producer.cancel()
+    await runner.cleanup()
+    ledger.db.close()
+    log.info("stopped")
+
+
+def _iter_blocks(ledger: Ledger, first: int, last: int) -> Iterator[Any]:
+    for number in range(first, last + 1):
+        yield ledger.block_by_header(ledger.header_by_number(number))
+
+
+@main.command()
+@datadir_option
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--first", default=1, show_default=True, type=int)
+@click.option("--last", default=None, type=int, help="Default: the head.")
+def export(datadir: str, file: str, first: int, last: int | None) -> None:
+    """Write canonical blocks as a stream of RLP-encoded blocks (geth's export format)."""
+    ledger = DataDir(datadir).open_ledger()
+    head = ledger.head().block_number
+    last = head if last is None else min(last, head)
+    count = 0
+    with open(file, "wb") as out:
+        for block in _iter_blocks(ledger, max(first, 1), last):
+            out.write(rlp.encode(block))
+            count += 1
+    click.echo(f"exported {count} blocks (#{max(first, 1)}..#{last}) to {file}")
+    ledger.db.close()
+
+
+def read_block_file(path: str, block_class: Any) -> Iterator[Any]:
+    """Blocks from a file of concatenated RLP items; ClickException on a malformed item."""
+    data = Path(path).read_bytes()
+    offset = 0
+    while offset < len(data):
+        try:
+            prefix, _type, length, end = rlp.codec.consume_length_prefix(data, offset)
+            item_end = end + length
+            block = rlp.decode(data[offset:item_end], sedes=block_class)
+        except Exception as exc:
+            raise click.ClickException(f"{path}: malformed block at byte {offset}: {exc}") from exc
+        yield block
+        offset = item_end
+
+
+@main.command("import")
+@datadir_option
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def import_command(datadir: str, file: str) -> None:
+    """Import blocks from an RLP file, validating seals and re-executing every block."""
+    ledger = DataDir(datadir).open_ledger()
+    block_class = ledger.chain.get_vm_class_for_block_number(1).get_block_class()
+    imported = skipped = 0
+    try:
+        for block in read_block_file(file, block_class):
+            head = ledger.head().block_number
+            if block.number <= head:
+                if ledger.header_by_number(block.number).hash != block.hash:
+                    raise click.ClickException(f"block #{block.number} conflicts with the local chain")
+                skipped += 1
+                continue
+            try:
+                ledger.import_block(block)
+            except InvalidBlock as exc:
+                raise click.ClickException(str(exc)) from exc
+            imported += 1
+    finally:
+        ledger.db.close()
+    click.echo(f"imported {imported} blocks, {skipped} already known")
+
+
+@main.command()
+@click.option("--datadir", type=click.Path(file_okay=False), help="Replay this node's chain (node stopped).")
+@click.option("--blocks", "blocks_file", type=click.Path(exists=True, dir_okay=False), help="Or replay an exported block file ...")
+@click.option("--genesis", "genesis_path", type=click.Path(exists=True, dir_okay=False), help="... against this genesis.")
+def replay(datadir: str | None, blocks_file: str | None, genesis_path: str | None) -> None:
+    """Re-execute the chain from genesis, checking every state, transaction and receipt root."""
+    from node.replay import replay_blocks
+
+    if datadir:
+        source = DataDir(datadir).open_ledger()
+        genesis = source.genesis
+        head = source.head().block_number
+        blocks: Any = _iter_blocks(source, 1, head)
+        total: int | None = head
+    elif blocks_file and genesis_path:
+        source = None
+        genesis = Genesis.load(genesis_path)
+        from node.chain import PortLedgerVM
+
+        blocks = read_block_file(blocks_file, PortLedgerVM.get_block_class())
+        total = None
+    else:
+        raise click.ClickException("give --datadir, or --blocks with --genesis")
+    with tempfile.TemporaryDirectory(prefix="portledger-replay-") as scratch:
+        summary = replay_blocks(genesis, blocks, scratch, total=total)
+    if source is not None:
+        source.db.close()
+    click.echo(summary.describe())
+    if summary.failure:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--datadir", type=click.Path(file_okay=False), default=None, help="Default: a fresh temporary directory.")
+@click.option("--rpc-port", default=8545, show_default=True, type=int)
+@click.option("--events", default=25, show_default=True, type=int, help="Simulated cargo events to record.")
+def demo(datadir: str | None, rpc_port: int, events: int) -> None:
+    """Start a local single-validator node and run a visible cargo-event round trip."""
+    from node.demo import run_demo
+
+    sys.exit(run_demo(datadir, rpc_port, events))

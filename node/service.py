@@ -1,0 +1,238 @@
+"""The node's runtime: the one place that awaits.
+
+:class:`NodeService` owns the :class:`~node.chain.Ledger`, the :class:`~node.txpool.TxPool` and
+the block producer, and tells listeners (JSON-RPC filters and subscriptions) about each new
+block. Chain-mutating work (building, importing) runs on one dedicated worker thread so the
+event loop keeps answering JSON-RPC while py-evm executes; LevelDB's per-thread view
+(:meth:`node.db.LevelDB.block_write`) keeps readers from seeing a half-written block.
+
+Dev mode (this issue's single validator): a block as soon as transactions wait, but not before
+``block_period_seconds`` after the parent (header timestamps are whole seconds and must rise);
+with nothing waiting, an empty block only every ``empty_block_period_seconds`` (heartbeat).
+The QBFT engine replaces :meth:`NodeService.run_dev_producer` with a consensus-driven one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from eth.abc import BlockHeaderAPI, SignedTransactionAPI
+from eth.vm.spoof import SpoofTransaction
+from eth_keys import keys
+from eth_utils import function_signature_to_4byte_selector, to_canonical_address
+
+from node.chain import BlockResult, Ledger
+from node.txpool import INVALID_PARAMS, TxPool, TxRejected
+
+log = logging.getLogger("portledger.node")
+
+#: Most transactions one block carries (the gas limit bounds it too).
+MAX_BLOCK_TRANSACTIONS = 2_000
+_IS_MEMBER = function_signature_to_4byte_selector("isMemberAccount(address)")
+
+
+@dataclass(frozen=True)
+class NewBlock:
+    """What listeners receive: a block that became part of the canonical chain."""
+
+    result: BlockResult
+
+    @property
+    def header(self) -> BlockHeaderAPI:
+        return self.result.block.header
+
+
+class NodeService:
+    """One node: chain, pool, producer and the listeners of new blocks."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        signer: keys.PrivateKey | None = None,
+        *,
+        produce: bool = True,
+    ) -> None:
+        self.ledger = ledger
+        self.signer = signer
+        self.produce = produce and signer is not None
+        self.pool = TxPool(self.account_nonce, self.is_member_account)
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain-worker")
+        self.listeners: list[Callable[[NewBlock], None]] = []
+        self._wake = asyncio.Event()
+        self._head_state: tuple[bytes, Any] | None = None
+        self._member_cache: dict[tuple[bytes, bytes], bool] = {}
+        self._stopping = False
+        consortium = ledger.genesis.portledger.get("contracts", {}).get("Consortium", {})
+        self._consortium = (
+            to_canonical_address(consortium["address"]) if consortium.get("address") else None
+        )
+        self._genesis_accounts = {
+            to_canonical_address(account)
+            for member in ledger.genesis.portledger.get("members", [])
+            for account in member.get("accounts", [])
+        }
+        self.started_at = time.time()
+
+    # -- head state ----------------------------------------------------------------------
+    def head_state(self) -> Any:
+        head = self.ledger.head()
+        if self._head_state is None or self._head_state[0] != head.hash:
+            self._head_state = (head.hash, self.ledger.state_at(head))
+        return self._head_state[1]
+
+    def account_nonce(self, address: bytes) -> int:
+        return int(self.head_state().get_nonce(address))
+
+    def pending_nonce(self, address: bytes) -> int:
+        """Next nonce counting this sender's contiguous pool transactions."""
+        return self.pool.next_nonce(address, self.account_nonce(address))
+
+    def is_member_account(self, address: bytes) -> bool:
+        """Account permissioning: is ``address`` a signing account of an active member?
+
+        Asks the Consortium contract at the head state (cached per state root); a network
+        whose genesis has no Consortium falls back to the accounts listed in genesis.
+        """
+        if self._consortium is None:
+            return address in self._genesis_accounts
+        head = self.ledger.head()
+        key = (head.state_root, address)
+        cached = self._member_cache.get(key)
+        if cached is None:
+            output = self.call(
+                {"to": self._consortium, "data": _IS_MEMBER + address.rjust(32, b"\x00")}, head
+            )
+            cached = int.from_bytes(output[-32:] or b"\x00", "big") == 1
+            if len(self._member_cache) > 10_000:
+                self._member_cache.clear()
+            self._member_cache[key] = cached
+        return cached
+
+    # -- calls ---------------------------------------------------------------------------
+    def _spoof(self, call: dict[str, Any], header: BlockHeaderAPI) -> SpoofTransaction:
+        vm = self.ledger.vm_at(header)
+        sender = call.get("from") or b"\x00" * 20
+        state = vm.state
+        gas = call.get("gas") or header.gas_limit
+        unsigned = vm.create_unsigned_transaction(
+            nonce=state.get_nonce(sender),
+            gas_price=0,
+            gas=gas,
+            to=call.get("to") or b"",
+            value=call.get("value", 0),
+            data=call.get("data", b""),
+        )
+        return SpoofTransaction(unsigned, from_=sender)
+
+    def call(self, call: dict[str, Any], header: BlockHeaderAPI) -> bytes:
+        """eth_call: execute without a transaction; raises on revert (see rpc)."""
+        return self.ledger.chain.get_transaction_result(self._spoof(call, header), header)
+
+    def estimate_gas(self, call: dict[str, Any], header: BlockHeaderAPI) -> int:
+        return int(self.ledger.chain.estimate_gas(self._spoof(call, header), header))
+
+    # -- intake --------------------------------------------------------------------------
+    def submit_raw(self, raw: bytes) -> bytes:
+        """Decode, check and admit a raw transaction; return its hash or raise TxRejected."""
+        try:
+            tx = self.ledger.decode_transaction(raw)
+        except Exception as exc:  # py-evm/rlp raise many types for malformed input
+            raise TxRejected(f"invalid raw transaction: {exc}", INVALID_PARAMS) from exc
+        chain_id = getattr(tx, "chain_id", None)
+        if chain_id is None:
+            raise TxRejected("only replay-protected (EIP-155) transactions are accepted")
+        if chain_id != self.ledger.chain_id:
+            raise TxRejected(f"wrong chain id {chain_id}, this chain is {self.ledger.chain_id}")
+        try:
+            tx.validate()
+            tx.check_signature_validity()
+            sender = tx.sender
+        except Exception as exc:
+            raise TxRejected(f"invalid transaction: {exc}") from exc
+        del sender
+        gas_limit = self.ledger.head().gas_limit
+        if tx.gas > gas_limit:
+            raise TxRejected(f"gas {tx.gas} exceeds the block gas limit {gas_limit}")
+        if tx.gas < tx.intrinsic_gas:
+            raise TxRejected(f"intrinsic gas too low: {tx.gas} < {tx.intrinsic_gas}")
+        tx_hash = self.pool.add(tx, len(raw))
+        self._wake.set()
+        return tx_hash
+
+    # -- production ----------------------------------------------------------------------
+    def _notify(self, result: BlockResult) -> None:
+        event = NewBlock(result)
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except Exception:  # a faulty listener must not stop the node
+                log.exception("block listener failed")
+
+    async def produce_once(self) -> BlockResult:
+        """Build one block from the pool now (dev mode) and announce it."""
+        assert self.signer is not None
+        txs: list[SignedTransactionAPI] = []
+        gas_left = self.ledger.head().gas_limit
+        for tx in self.pool.ready():
+            if len(txs) >= MAX_BLOCK_TRANSACTIONS:
+                break
+            if tx.gas > gas_left:
+                continue
+            gas_left -= tx.gas
+            txs.append(tx)
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self.worker, self.ledger.propose, txs, self.signer)
+        for tx, reason in result.rejected:
+            log.info("dropped 0x%s: %s", tx.hash.hex(), reason)
+            self.pool.remove(tx)
+        self.pool.prune()
+        log.info(
+            "block #%d 0x%s txs=%d gas=%d",
+            result.block.number,
+            result.block.hash.hex()[:12],
+            len(result.block.transactions),
+            result.block.header.gas_used,
+        )
+        self._notify(result)
+        return result
+
+    async def run_dev_producer(self) -> None:
+        """Dev mode: a block as soon as transactions wait; empty blocks only as a heartbeat."""
+        qbft = self.ledger.genesis.qbft
+        while not self._stopping:
+            head = self.ledger.head()
+            heartbeat_due = head.timestamp + qbft.empty_block_period_seconds
+            if not self.pool.has_ready():
+                self._wake.clear()
+                timeout = max(0.0, heartbeat_due - time.time())
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=min(timeout, 5.0))
+                except TimeoutError:
+                    pass
+                if not self.pool.has_ready() and time.time() < heartbeat_due:
+                    continue
+            earliest = head.timestamp + qbft.block_period_seconds
+            delay = earliest - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self._stopping:
+                break
+            await self.produce_once()
+
+    async def import_block(self, block: Any) -> BlockResult:
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self.worker, self.ledger.import_block, block)
+        self.pool.prune()
+        self._notify(result)
+        return result
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self.worker.shutdown(wait=True)

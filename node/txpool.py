@@ -1,0 +1,168 @@
+"""The transaction pool: admitted, not yet included transactions, per sender in nonce order.
+
+Rules, in the order :meth:`TxPool.add` applies them (each refusal is a :class:`TxRejected`
+with a JSON-RPC error code and a reason):
+
+- size: at most ``max_tx_bytes`` raw bytes per transaction;
+- the sender must be an account of an active member organisation (account permissioning);
+- nonce: not below the sender's account nonce; at most ``max_per_sender`` ahead of it
+  (a gap is *held*: the transaction waits until the missing nonces arrive);
+- replacement: a second transaction with the same sender and nonce replaces the first only if
+  it raises the fee by at least 10 % — or, on this zero-fee network, when both pay nothing
+  (the sender signed both; the later one wins, as in Besu's zero-fee mode);
+- bounds: ``max_size`` transactions in all; a full pool refuses new work instead of evicting
+  another sender's.
+
+:meth:`TxPool.ready` hands the block builder executable transactions fairly: round-robin
+across senders, each sender's in strict nonce order, so one busy sender cannot starve others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from eth.abc import SignedTransactionAPI
+
+#: JSON-RPC error codes (the ranges geth/Besu use for transaction refusals).
+INVALID_PARAMS = -32602
+TX_REJECTED = -32003
+NOT_PERMITTED = -32007
+
+
+class TxRejected(Exception):
+    """A transaction was refused; ``code`` is the JSON-RPC error code."""
+
+    def __init__(self, message: str, code: int = TX_REJECTED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _fee(tx: SignedTransactionAPI) -> int:
+    return int(getattr(tx, "max_priority_fee_per_gas", None) or getattr(tx, "gas_price", 0))
+
+
+@dataclass
+class _Sender:
+    by_nonce: dict[int, SignedTransactionAPI] = field(default_factory=dict)
+
+
+class TxPool:
+    """Pending transactions, bounded, ordered per sender.
+
+    Parameters
+    ----------
+    account_nonce:
+        Returns a sender's nonce at the current head.
+    is_member:
+        Returns whether a sender may transact (account permissioning).
+    """
+
+    def __init__(
+        self,
+        account_nonce: Callable[[bytes], int],
+        is_member: Callable[[bytes], bool],
+        *,
+        max_size: int = 50_000,
+        max_per_sender: int = 5_000,
+        max_tx_bytes: int = 128 * 1024,
+    ) -> None:
+        self._account_nonce = account_nonce
+        self._is_member = is_member
+        self.max_size = max_size
+        self.max_per_sender = max_per_sender
+        self.max_tx_bytes = max_tx_bytes
+        self._senders: dict[bytes, _Sender] = {}
+        self._by_hash: dict[bytes, SignedTransactionAPI] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def __contains__(self, tx_hash: bytes) -> bool:
+        return tx_hash in self._by_hash
+
+    def get(self, tx_hash: bytes) -> SignedTransactionAPI | None:
+        return self._by_hash.get(tx_hash)
+
+    def add(self, tx: SignedTransactionAPI, raw_size: int) -> bytes:
+        """Admit ``tx`` (already decoded, signature and chain id checked); return its hash."""
+        if raw_size > self.max_tx_bytes:
+            raise TxRejected(f"transaction is {raw_size} bytes, limit {self.max_tx_bytes}")
+        tx_hash = tx.hash
+        if tx_hash in self._by_hash:
+            return tx_hash  # idempotent resubmission
+        sender = tx.sender
+        if not self._is_member(sender):
+            raise TxRejected(
+                f"sender 0x{sender.hex()} is not an account of a member organisation",
+                NOT_PERMITTED,
+            )
+        account_nonce = self._account_nonce(sender)
+        if tx.nonce < account_nonce:
+            raise TxRejected(f"nonce too low: {tx.nonce} < account nonce {account_nonce}")
+        if tx.nonce >= account_nonce + self.max_per_sender:
+            raise TxRejected(
+                f"nonce too far ahead: {tx.nonce}, account nonce {account_nonce}, "
+                f"at most {self.max_per_sender} pending per sender"
+            )
+        queue = self._senders.setdefault(sender, _Sender())
+        existing = queue.by_nonce.get(tx.nonce)
+        if existing is not None:
+            old, new = _fee(existing), _fee(tx)
+            if not (new >= old + (old + 9) // 10 and (new > old or old == 0)):
+                raise TxRejected("replacement transaction underpriced")
+            del self._by_hash[existing.hash]
+        elif len(self._by_hash) >= self.max_size:
+            raise TxRejected("transaction pool is full, try again later")
+        queue.by_nonce[tx.nonce] = tx
+        self._by_hash[tx_hash] = tx
+        return tx_hash
+
+    def ready(self) -> Iterator[SignedTransactionAPI]:
+        """Executable transactions, round-robin across senders, each in nonce order."""
+        cursors: list[tuple[_Sender, int]] = []
+        for sender, queue in self._senders.items():
+            cursors.append((queue, self._account_nonce(sender)))
+        while cursors:
+            still: list[tuple[_Sender, int]] = []
+            for queue, nonce in cursors:
+                tx = queue.by_nonce.get(nonce)
+                if tx is None:
+                    continue  # gap (or drained): this sender waits
+                yield tx
+                still.append((queue, nonce + 1))
+            cursors = still
+
+    def has_ready(self) -> bool:
+        return any(
+            self._account_nonce(sender) in queue.by_nonce
+            for sender, queue in self._senders.items()
+        )
+
+    def prune(self) -> None:
+        """Drop transactions made stale by a new head (included, or nonce now too low)."""
+        for sender in list(self._senders):
+            queue = self._senders[sender]
+            account_nonce = self._account_nonce(sender)
+            for nonce in [n for n in queue.by_nonce if n < account_nonce]:
+                del self._by_hash[queue.by_nonce.pop(nonce).hash]
+            if not queue.by_nonce:
+                del self._senders[sender]
+
+    def remove(self, tx: SignedTransactionAPI) -> None:
+        """Drop one transaction the builder found invalid."""
+        queue = self._senders.get(tx.sender)
+        if queue is not None and queue.by_nonce.get(tx.nonce) is tx:
+            del queue.by_nonce[tx.nonce]
+            self._by_hash.pop(tx.hash, None)
+
+    def next_nonce(self, sender: bytes, account_nonce: int) -> int:
+        """The nonce after ``sender``'s contiguous run of pooled transactions."""
+        queue = self._senders.get(sender)
+        nonce = account_nonce
+        while queue is not None and nonce in queue.by_nonce:
+            nonce += 1
+        return nonce
+
+    def pending(self) -> list[SignedTransactionAPI]:
+        return list(self._by_hash.values())
