@@ -959,12 +959,12 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     pump = asyncio.create_task(session.pump())
     try:
         async for message in ws:
-            if message.type == WSMsgType.TEXT:
+            # web3.py's WebSocketProvider sends requests as binary frames (as geth and Besu
+            # accept): both frame types carry UTF-8 JSON; answers always go out as text.
+            if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 answer = await rpc.handle_text(message.data, session)
                 if answer is not None:
                     await ws.send_str(json.dumps(answer))
-            elif message.type == WSMsgType.BINARY:
-                await ws.send_str(json.dumps(_error_response(None, RpcError(INVALID_REQUEST, "send JSON-RPC as text frames"))))
     finally:
         session.close()
         pump.cancel()
