@@ -81,6 +81,7 @@ def constructor_args(
     validators: list[str],
     *,
     timelock: int = DEFAULT_TIMELOCK,
+    addresses: dict[str, str] | None = None,
 ) -> list[Any]:
     """Return the constructor arguments of a system contract for a genesis membership.
 
@@ -95,6 +96,9 @@ def constructor_args(
         Validator node addresses; each must be one of some member's accounts.
     timelock : int, optional
         Governance timelock in seconds (Consortium only).
+    addresses : dict of str to str, optional
+        Where the other system contracts are; :data:`SYSTEM_ADDRESSES` by default (tests that
+        deploy normally pass the addresses they got).
 
     Returns
     -------
@@ -112,10 +116,11 @@ def constructor_args(
             [to_checksum_address(v) for v in validators],
             timelock,
         ]
+    at = SYSTEM_ADDRESSES if addresses is None else addresses
     if name == "AccessGrants":
-        return [SYSTEM_ADDRESSES["Consortium"], SYSTEM_ADDRESSES["CargoLedger"]]
+        return [at["Consortium"], at["CargoLedger"]]
     if name in SYSTEM_ADDRESSES:
-        return [SYSTEM_ADDRESSES["Consortium"]]
+        return [at["Consortium"]]
     raise KeyError(f"unknown system contract {name!r}")
 
 
