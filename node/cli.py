@@ -282,7 +282,7 @@ def replay(datadir: str | None, blocks_file: str | None, genesis_path: str | Non
 @main.command()
 @click.option("--datadir", type=click.Path(file_okay=False), default=None, help="Default: a fresh temporary directory.")
 @click.option("--rpc-port", default=8545, show_default=True, type=int)
-@click.option("--events", default=25, show_default=True, type=int, help="Simulated cargo events to record.")
+@click.option("--events", default=12, show_default=True, type=int, help="Simulated terminal events to record (discharge, release, gate-out).")
 def demo(datadir: str | None, rpc_port: int, events: int) -> None:
     """Start a local single-validator node and run a visible cargo-event round trip."""
     from node.demo import run_demo
