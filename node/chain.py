@@ -33,12 +33,15 @@ from eth.exceptions import HeaderNotFound
 from eth.vm.forks.prague import PragueVM
 from eth.vm.forks.prague.constants import DEPOSIT_CONTRACT_ADDRESS
 from eth.vm.forks.prague.headers import create_prague_header_from_parent
+from eth.vm.spoof import SpoofTransaction
 from eth_keys import keys
-from eth_utils import ValidationError
+from eth_utils import ValidationError, function_signature_to_4byte_selector, to_canonical_address
 
 from consensus import extradata
 from node.db import LevelDB, NodeKeys
 from node.genesis import BFT_MIX_HASH, Genesis
+
+_IS_MEMBER_ACCOUNT = function_signature_to_4byte_selector("isMemberAccount(address)")
 
 #: Largest accepted ``extraData``: vanity + up to ~100 validators and their seals.
 EXTRA_DATA_MAX_BYTES = 16 * 1024
@@ -169,6 +172,15 @@ class Ledger:
             consensus_context_class=ConsensusContext,
         )
         self.chaindb = ChainDB(db)
+        consortium = genesis.portledger.get("contracts", {}).get("Consortium", {})
+        self.consortium = (
+            to_canonical_address(consortium["address"]) if consortium.get("address") else None
+        )
+        self._genesis_accounts = frozenset(
+            to_canonical_address(account)
+            for member in genesis.portledger.get("members", [])
+            for account in member.get("accounts", [])
+        )
         try:
             stored_genesis = db[NodeKeys.genesis_hash]
         except KeyError:
@@ -213,6 +225,42 @@ class Ledger:
     def state_at(self, header: BlockHeaderAPI) -> Any:
         return self.vm_at(header).state
 
+    # -- calls and permissioning -----------------------------------------------------------
+    def _spoof(self, call: dict[str, Any], header: BlockHeaderAPI) -> SpoofTransaction:
+        vm = self.vm_at(header)
+        sender = call.get("from") or b"\x00" * 20
+        unsigned = vm.create_unsigned_transaction(
+            nonce=vm.state.get_nonce(sender),
+            gas_price=0,
+            gas=call.get("gas") or header.gas_limit,
+            to=call.get("to") or b"",
+            value=call.get("value", 0),
+            data=call.get("data", b""),
+        )
+        return SpoofTransaction(unsigned, from_=sender)
+
+    def call(self, call: dict[str, Any], header: BlockHeaderAPI) -> bytes:
+        """Execute a call on ``header``'s post-state without a transaction (eth_call).
+
+        Raises py-evm's ``Revert`` (with the revert data) or another ``VMError``.
+        """
+        return bytes(self.chain.get_transaction_result(self._spoof(call, header), header))
+
+    def estimate_gas(self, call: dict[str, Any], header: BlockHeaderAPI) -> int:
+        return int(self.chain.estimate_gas(self._spoof(call, header), header))
+
+    def is_member_account(self, address: bytes, header: BlockHeaderAPI) -> bool:
+        """Account permissioning, a chain rule: may ``address`` send transactions in the
+        child of ``header``? Asks the Consortium contract at that state; a network without a
+        Consortium falls back to the accounts its genesis lists."""
+        if self.consortium is None:
+            return address in self._genesis_accounts
+        output = self.call(
+            {"to": self.consortium, "data": _IS_MEMBER_ACCOUNT + address.rjust(32, b"\x00")},
+            header,
+        )
+        return int.from_bytes(output[-32:] or b"\x00", "big") == 1
+
     def decode_transaction(self, raw: bytes) -> SignedTransactionAPI:
         """Decode a raw (legacy or EIP-2718 typed) signed transaction."""
         builder = self.chain.get_vm_class_for_block_number(self.head().block_number + 1)
@@ -254,7 +302,15 @@ class Ledger:
         included: list[SignedTransactionAPI] = []
         receipts: list[ReceiptAPI] = []
         rejected: list[tuple[SignedTransactionAPI, str]] = []
+        parent = self.header_by_hash(template.parent_hash)
+        permitted: dict[bytes, bool] = {}
         for tx in transactions:
+            sender = tx.sender
+            if sender not in permitted:
+                permitted[sender] = self.is_member_account(sender, parent)
+            if not permitted[sender]:
+                rejected.append((tx, f"sender 0x{sender.hex()} is not a member's account"))
+                continue
             if tx.gas > header.gas_limit - header.gas_used:
                 rejected.append((tx, "block gas limit reached"))
                 continue

@@ -26,11 +26,10 @@ another schema version.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-
-import threading
 
 import plyvel
 from eth.abc import AtomicWriteBatchAPI

@@ -252,9 +252,9 @@ def build_genesis(
     """Build the genesis.json document for a network of ``members`` and ``validators``."""
     import hashlib
 
-    import contracts
-
     from eth.chains.base import BaseChain  # noqa: F401  (py-evm import order)
+
+    import contracts
 
     chain_class = Chain.configure(
         __name__="GenesisBuilderChain",

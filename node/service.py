@@ -15,6 +15,7 @@ The QBFT engine replaces :meth:`NodeService.run_dev_producer` with a consensus-d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -23,9 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth.abc import BlockHeaderAPI, SignedTransactionAPI
-from eth.vm.spoof import SpoofTransaction
 from eth_keys import keys
-from eth_utils import function_signature_to_4byte_selector, to_canonical_address
 
 from node.chain import BlockResult, Ledger
 from node.txpool import INVALID_PARAMS, TxPool, TxRejected
@@ -34,7 +33,6 @@ log = logging.getLogger("portledger.node")
 
 #: Most transactions one block carries (the gas limit bounds it too).
 MAX_BLOCK_TRANSACTIONS = 2_000
-_IS_MEMBER = function_signature_to_4byte_selector("isMemberAccount(address)")
 
 
 @dataclass(frozen=True)
@@ -68,15 +66,6 @@ class NodeService:
         self._head_state: tuple[bytes, Any] | None = None
         self._member_cache: dict[tuple[bytes, bytes], bool] = {}
         self._stopping = False
-        consortium = ledger.genesis.portledger.get("contracts", {}).get("Consortium", {})
-        self._consortium = (
-            to_canonical_address(consortium["address"]) if consortium.get("address") else None
-        )
-        self._genesis_accounts = {
-            to_canonical_address(account)
-            for member in ledger.genesis.portledger.get("members", [])
-            for account in member.get("accounts", [])
-        }
         self.started_at = time.time()
 
     # -- head state ----------------------------------------------------------------------
@@ -94,48 +83,22 @@ class NodeService:
         return self.pool.next_nonce(address, self.account_nonce(address))
 
     def is_member_account(self, address: bytes) -> bool:
-        """Account permissioning: is ``address`` a signing account of an active member?
-
-        Asks the Consortium contract at the head state (cached per state root); a network
-        whose genesis has no Consortium falls back to the accounts listed in genesis.
-        """
-        if self._consortium is None:
-            return address in self._genesis_accounts
+        """Account permissioning at the head (cached per state root)."""
         head = self.ledger.head()
         key = (head.state_root, address)
         cached = self._member_cache.get(key)
         if cached is None:
-            output = self.call(
-                {"to": self._consortium, "data": _IS_MEMBER + address.rjust(32, b"\x00")}, head
-            )
-            cached = int.from_bytes(output[-32:] or b"\x00", "big") == 1
+            cached = self.ledger.is_member_account(address, head)
             if len(self._member_cache) > 10_000:
                 self._member_cache.clear()
             self._member_cache[key] = cached
         return cached
 
-    # -- calls ---------------------------------------------------------------------------
-    def _spoof(self, call: dict[str, Any], header: BlockHeaderAPI) -> SpoofTransaction:
-        vm = self.ledger.vm_at(header)
-        sender = call.get("from") or b"\x00" * 20
-        state = vm.state
-        gas = call.get("gas") or header.gas_limit
-        unsigned = vm.create_unsigned_transaction(
-            nonce=state.get_nonce(sender),
-            gas_price=0,
-            gas=gas,
-            to=call.get("to") or b"",
-            value=call.get("value", 0),
-            data=call.get("data", b""),
-        )
-        return SpoofTransaction(unsigned, from_=sender)
-
     def call(self, call: dict[str, Any], header: BlockHeaderAPI) -> bytes:
-        """eth_call: execute without a transaction; raises on revert (see rpc)."""
-        return self.ledger.chain.get_transaction_result(self._spoof(call, header), header)
+        return self.ledger.call(call, header)
 
     def estimate_gas(self, call: dict[str, Any], header: BlockHeaderAPI) -> int:
-        return int(self.ledger.chain.estimate_gas(self._spoof(call, header), header))
+        return self.ledger.estimate_gas(call, header)
 
     # -- intake --------------------------------------------------------------------------
     def submit_raw(self, raw: bytes) -> bytes:
@@ -211,10 +174,8 @@ class NodeService:
             if not self.pool.has_ready():
                 self._wake.clear()
                 timeout = max(0.0, heartbeat_due - time.time())
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=min(timeout, 5.0))
-                except TimeoutError:
-                    pass
                 if not self.pool.has_ready() and time.time() < heartbeat_due:
                     continue
             earliest = head.timestamp + qbft.block_period_seconds
