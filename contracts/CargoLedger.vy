@@ -94,7 +94,7 @@ def record() -> uint256:
         if entry & held & roles.ALL == 0 or code == 0 or code > entry >> 11:
             self._refuse(kind, entry)
         classifier: uint256 = (header >> 232) & 255
-        assert classifier - 1 < 3, "cargo: invalid classifier"
+        assert unsafe_sub(classifier, 1) < 3, "cargo: invalid classifier"
         retracts: uint256 = (header >> 88) & 18446744073709551615
         if retracts != 0:
             self._check_retraction(retracts, seq, i, org)
