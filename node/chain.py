@@ -28,6 +28,7 @@ from typing import Any
 from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI
 from eth.chains.base import Chain
 from eth.consensus.context import ConsensusContext
+from eth.db.atomic import AtomicDB
 from eth.db.chain import ChainDB
 from eth.exceptions import HeaderNotFound
 from eth.vm.forks.prague import PragueVM
@@ -181,6 +182,9 @@ class Ledger:
             for member in genesis.portledger.get("members", [])
             for account in member.get("accounts", [])
         )
+        expected_genesis = chain_class.from_genesis(
+            AtomicDB(), genesis.header_params(), genesis.state()
+        ).get_canonical_head()
         try:
             stored_genesis = db[NodeKeys.genesis_hash]
         except KeyError:
@@ -189,9 +193,12 @@ class Ledger:
                 db[NodeKeys.genesis_hash] = chain.get_canonical_block_header_by_number(0).hash
             self.chain = chain
         else:
+            if stored_genesis != expected_genesis.hash:
+                raise ChainError(
+                    f"data directory was initialised with genesis 0x{stored_genesis.hex()}, "
+                    f"the genesis file gives 0x{expected_genesis.hash.hex()}"
+                )
             self.chain = chain_class(db)
-            if stored_genesis != self.chain.get_canonical_block_header_by_number(0).hash:
-                raise ChainError("data directory was initialised with a different genesis")
 
     # -- queries -------------------------------------------------------------------------
     @property
@@ -314,11 +321,11 @@ class Ledger:
             if tx.gas > header.gas_limit - header.gas_used:
                 rejected.append((tx, "block gas limit reached"))
                 continue
-            snapshot = vm.state.snapshot()
             try:
+                # py-evm validates a transaction (nonce, gas, balance, signature) before it
+                # touches the state, so a refusal leaves nothing to undo.
                 receipt, _computation = vm.apply_transaction(header, tx)
             except ValidationError as exc:
-                vm.state.revert(snapshot)
                 rejected.append((tx, str(exc)))
                 continue
             header = vm.add_receipt_to_header(header, receipt)

@@ -1,0 +1,45 @@
+"""Helpers for tests that build blocks directly on a Ledger."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from eth_account import Account
+
+from contracts import SYSTEM_ADDRESSES
+from contracts.cargo import EVENT_TYPES, CargoEventInput, encode_record_call, subject_key
+from node.chain import Ledger
+from node.genesis import dev_key
+
+TERMINAL = Account.from_key(dev_key("org:1").to_bytes())
+CARRIER = Account.from_key(dev_key("org:3").to_bytes())
+OUTSIDER = Account.from_key(b"\x07" * 32)
+VALIDATOR = dev_key("validator:0")
+
+
+def cargo_tx(ledger: Ledger, account: Any, nonce: int, events: int = 3, kind: str = "TERMINAL.DISC") -> Any:
+    batch = [
+        CargoEventInput(
+            subject=subject_key(f"MSCU{nonce:03d}{i:04d}"),
+            event_type=EVENT_TYPES[kind],
+            classifier=3,
+            event_time=1_767_225_600 + i,
+            location="HKHKG",
+            payload_hash=os.urandom(32),
+            payload=os.urandom(40),
+        )
+        for i in range(events)
+    ]
+    signed = account.sign_transaction(
+        {
+            "to": SYSTEM_ADDRESSES["CargoLedger"],
+            "data": encode_record_call(batch),
+            "gas": 2_000_000,
+            "nonce": nonce,
+            "chainId": ledger.chain_id,
+            "maxFeePerGas": 0,
+            "maxPriorityFeePerGas": 0,
+        }
+    )
+    return ledger.decode_transaction(signed.raw_transaction)
