@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import vyper
-from conftest import NodeProcess, rpc
 from eth_utils import to_checksum_address
 
 from node.genesis import dev_key
+from tests.conftest import NodeProcess, rpc
 
 pytestmark = [pytest.mark.integration, pytest.mark.js]
 

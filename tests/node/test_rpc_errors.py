@@ -18,11 +18,11 @@ import aiohttp
 import pytest
 import rlp
 import vyper
-from conftest import NodeProcess, rpc
 from eth_account import Account
 from eth_utils import to_checksum_address
 
 from node.genesis import dev_key
+from tests.conftest import NodeProcess, rpc
 
 pytestmark = pytest.mark.integration
 

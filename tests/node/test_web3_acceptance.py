@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 import rlp
 import vyper
-from conftest import NodeProcess, rpc
 from eth_account import Account
 from eth_utils import keccak, to_canonical_address
 from trie import HexaryTrie
@@ -27,6 +26,7 @@ from web3 import AsyncWeb3, HTTPProvider, Web3, WebSocketProvider
 from web3.middleware import ExtraDataToPOAMiddleware
 
 from node.genesis import dev_key
+from tests.conftest import NodeProcess, rpc
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,261 @@
+"""Kill test: SIGKILL a node under heavy writing 20 times; it always restarts at a consistent head.
+
+A background thread keeps the node busy: several member accounts send pre-signed contract calls
+(storage writes and logs) in batched ``eth_sendRawTransaction`` requests, resuming from the
+chain's nonces after every restart (the pool does not survive a kill). The main thread kills
+the node at seeded random instants, restarts it, and checks the head: it answers, its block and
+state are readable, it is not below any head seen before the kill, and blocks seen before keep
+their hashes. At the end ``portledger replay`` re-executes the whole chain and checks every root.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import vyper
+from eth.vm.forks.prague import PragueVM
+from eth_utils import keccak
+
+from node.genesis import dev_key
+from tests.conftest import NodeProcess, rpc
+
+pytestmark = pytest.mark.integration
+
+SEED = 20_260_101
+KILLS = 20
+SENDERS = [f"org:{i}" for i in range(1, 7)]
+PRESIGNED_PER_SENDER = 2_500
+BATCH_PER_SENDER = 25
+#: Upper bound on the write rate, so the final replay stays within the test's time budget.
+MAX_TX_PER_SECOND = 700
+
+SOURCE = """
+# pragma version 0.4.3
+event Wrote:
+    who: indexed(address)
+    n: uint256
+
+writes: public(uint256)
+last: public(HashMap[address, uint256])
+
+@external
+def write(n: uint256):
+    self.writes += 1
+    self.last[msg.sender] = n
+    log Wrote(who=msg.sender, n=n)
+"""
+WRITE_SELECTOR = keccak(b"write(uint256)")[:4]
+
+
+class Writer(threading.Thread):
+    """Sends pre-signed transactions in batches, resyncing nonces whenever the node comes back."""
+
+    def __init__(self, port: int, raw: dict[str, list[bytes]], addresses: dict[str, str]) -> None:
+        super().__init__(daemon=True, name="kill-test-writer")
+        self.port = port
+        self.raw = raw
+        self.addresses = addresses
+        self.stop = threading.Event()
+        self.accepted = 0
+        self.refused = 0
+        self.connection_errors = 0
+        self.exhausted = False
+        self._nonces: dict[str, int] | None = None
+
+    def _post(self, conn: http.client.HTTPConnection, payload: Any) -> Any:
+        conn.request("POST", "/", body=json.dumps(payload), headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return json.loads(response.read())
+
+    def _sync_nonces(self, conn: http.client.HTTPConnection) -> dict[str, int]:
+        batch = [
+            {"jsonrpc": "2.0", "id": i, "method": "eth_getTransactionCount", "params": [self.addresses[label], "pending"]}
+            for i, label in enumerate(SENDERS)
+        ]
+        answers = sorted(self._post(conn, batch), key=lambda a: a["id"])
+        return {label: int(a["result"], 16) for label, a in zip(SENDERS, answers, strict=True)}
+
+    def run(self) -> None:
+        conn: http.client.HTTPConnection | None = None
+        started = time.monotonic()
+        while not self.stop.is_set():
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                if self._nonces is None:
+                    self._nonces = self._sync_nonces(conn)
+                batch: list[dict[str, Any]] = []
+                for label in SENDERS:
+                    first = self._nonces[label]
+                    for nonce in range(first, min(first + BATCH_PER_SENDER, PRESIGNED_PER_SENDER)):
+                        batch.append({"jsonrpc": "2.0", "id": len(batch), "method": "eth_sendRawTransaction",
+                                      "params": ["0x" + self.raw[label][nonce].hex()]})
+                    self._nonces[label] = min(first + BATCH_PER_SENDER, PRESIGNED_PER_SENDER)
+                if not batch:
+                    self.exhausted = True
+                    self.stop.wait(0.2)
+                    continue
+                answers = self._post(conn, batch)
+                errors = [a for a in answers if "error" in a]
+                self.accepted += len(answers) - len(errors)
+                self.refused += len(errors)
+                if errors:  # e.g. "nonce too low" after a restart: start again from the chain
+                    self._nonces = None
+                # pace the writer (bounded rate), never busy-spin
+                expected = self.accepted / MAX_TX_PER_SECOND
+                elapsed = time.monotonic() - started
+                if expected > elapsed:
+                    self.stop.wait(min(expected - elapsed, 1.0))
+            except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError):
+                # the node is down (killed) or mid-restart: reconnect and resync nonces
+                self.connection_errors += 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+                self._nonces = None
+                self.stop.wait(0.05)
+        if conn is not None:
+            conn.close()
+
+
+def _sign_all(chain_id: int, contract: bytes) -> tuple[dict[str, list[bytes]], dict[str, str]]:
+    builder = PragueVM.get_transaction_builder()
+    raw: dict[str, list[bytes]] = {}
+    addresses: dict[str, str] = {}
+    for label in SENDERS:
+        key = dev_key(label)
+        addresses[label] = key.public_key.to_checksum_address()
+        raw[label] = [
+            builder.new_unsigned_dynamic_fee_transaction(
+                chain_id=chain_id, nonce=nonce, max_priority_fee_per_gas=0, max_fee_per_gas=0,
+                gas=120_000, to=contract, value=0,
+                data=WRITE_SELECTOR + nonce.to_bytes(32, "big"), access_list=[],
+            ).as_signed_transaction(key).encode()
+            for nonce in range(PRESIGNED_PER_SENDER)
+        ]
+    return raw, addresses
+
+
+def _deploy(url: str, chain_id: int) -> bytes:
+    key = dev_key("org:0")
+    bytecode = bytes.fromhex(vyper.compile_code(SOURCE, output_formats=["bytecode"])["bytecode"][2:])
+    nonce = int(rpc(url, "eth_getTransactionCount", [key.public_key.to_checksum_address(), "pending"])["result"], 16)
+    tx = PragueVM.get_transaction_builder().new_unsigned_dynamic_fee_transaction(
+        chain_id=chain_id, nonce=nonce, max_priority_fee_per_gas=0, max_fee_per_gas=0,
+        gas=1_000_000, to=b"", value=0, data=bytecode, access_list=[],
+    ).as_signed_transaction(key)
+    tx_hash = rpc(url, "eth_sendRawTransaction", ["0x" + tx.encode().hex()])["result"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        receipt = rpc(url, "eth_getTransactionReceipt", [tx_hash])["result"]
+        if receipt:
+            assert receipt["status"] == "0x1"
+            return bytes.fromhex(receipt["contractAddress"][2:])
+        time.sleep(0.1)
+    raise TimeoutError("deployment not mined")
+
+
+def _head(url: str) -> int:
+    return int(rpc(url, "eth_blockNumber", timeout=5)["result"], 16)
+
+
+def test_sigkill_under_load_restarts_consistent_and_replays(tmp_path: Path, genesis_path: Path) -> None:
+    started = time.monotonic()
+    rnd = random.Random(SEED)
+    node = NodeProcess(tmp_path / "node", genesis_path).start()
+    writer: Writer | None = None
+    try:
+        url = node.url
+        chain_id = int(rpc(url, "eth_chainId")["result"], 16)
+        contract = _deploy(url, chain_id)
+        contract_hex = "0x" + contract.hex()
+        raw, addresses = _sign_all(chain_id, contract)
+
+        writer = Writer(node.port, raw, addresses)
+        writer.start()
+        max_seen = _head(url)
+        seen_hashes: dict[int, str] = {}
+        restart_heads: list[int] = []
+        blocks_with_txs = 0
+
+        for kill in range(KILLS):
+            delay = rnd.uniform(0.3, 2.5)
+            deadline = time.monotonic() + delay
+            # watch the head while the node works: every head seen must survive the kill
+            while time.monotonic() < deadline:
+                try:
+                    block = rpc(url, "eth_getBlockByNumber", ["latest", False], timeout=2)["result"]
+                    number = int(block["number"], 16)
+                    max_seen = max(max_seen, number)
+                    seen_hashes[number] = block["hash"]
+                except OSError:
+                    pass
+                time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+            node.kill()
+            assert node.proc is not None and node.proc.returncode == -9
+            node.start(timeout=60)
+
+            head = _head(url)
+            assert head >= max_seen, f"kill {kill}: head #{head} is below #{max_seen} seen before the kill"
+            if restart_heads:
+                assert head >= restart_heads[-1]
+            restart_heads.append(head)
+            latest = rpc(url, "eth_getBlockByNumber", ["latest", False])["result"]
+            assert int(latest["number"], 16) >= head
+            same = rpc(url, "eth_getBlockByNumber", [hex(head), True])["result"]
+            assert same["number"] == hex(head) and same["hash"].startswith("0x") and len(same["hash"]) == 66
+            blocks_with_txs += bool(same["transactions"])
+            parent = rpc(url, "eth_getBlockByHash", [same["parentHash"], False])["result"]
+            assert parent is not None and int(parent["number"], 16) == head - 1
+            # state at the head is present: code, balance, storage, and a call executes
+            assert len(rpc(url, "eth_getCode", [contract_hex, "latest"])["result"]) > 2
+            assert rpc(url, "eth_getBalance", [addresses[SENDERS[0]], "latest"])["result"].startswith("0x")
+            writes = int(rpc(url, "eth_getStorageAt", [contract_hex, "0x0", "latest"])["result"], 16)
+            called = rpc(url, "eth_call", [{"to": contract_hex, "data": "0x" + keccak(b"writes()")[:4].hex()}, "latest"])
+            assert int(called["result"], 16) == writes
+            # no block seen before a kill changed its hash (no reorg, no lost block)
+            for number in rnd.sample(sorted(seen_hashes), min(5, len(seen_hashes))):
+                got = rpc(url, "eth_getBlockByNumber", [hex(number), False])["result"]
+                assert got is not None and got["hash"] == seen_hashes[number], f"block #{number} changed"
+
+        writer.stop.set()
+        writer.join(timeout=15)
+        assert not writer.is_alive()
+        final_head = _head(url)
+        writes = int(rpc(url, "eth_getStorageAt", [contract_hex, "0x0", "latest"])["result"], 16)
+        node.stop()
+        assert node.proc is not None and node.proc.returncode is not None
+
+        # the load was real: many transactions were accepted and mined across the kills
+        assert writer.accepted > 2_000, vars(writer)
+        assert writes > 1_000, writes
+        assert final_head >= restart_heads[-1] > 0
+
+        replay = subprocess.run(
+            [sys.executable, "-m", "node", "replay", "--datadir", str(node.datadir)],
+            capture_output=True, text=True, timeout=150,
+        )
+        assert replay.returncode == 0, replay.stdout + replay.stderr
+        assert "every root verified" in replay.stdout, replay.stdout
+        assert f"blocks {final_head}," in replay.stdout, replay.stdout
+        elapsed = time.monotonic() - started
+        print(
+            f"\nkill test: {KILLS} kills, heads after restarts {restart_heads}, final #{final_head}, "
+            f"{writer.accepted} txs accepted ({writer.refused} refused, {writer.connection_errors} "
+            f"connection errors), {writes} writes mined, {blocks_with_txs} restart heads with txs, "
+            f"{elapsed:.0f} s\n{replay.stdout}"
+        )
+    finally:
+        if writer is not None:
+            writer.stop.set()
+            writer.join(timeout=15)
+        node.stop()
