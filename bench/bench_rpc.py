@@ -1,0 +1,310 @@
+#!/usr/bin/env python3
+"""JSON-RPC benchmark: transaction intake and eth_call latency of a real node process.
+
+    .venv/bin/python bench/bench_rpc.py [--txs 5000] [--batch 250] [--calls 2000]
+
+Starts ``portledger node`` (a separate OS process) on a loopback port with a temporary data
+directory initialised from the repository's genesis.json, and measures from this process:
+
+(a) intake: ``eth_sendRawTransaction`` of pre-signed transactions (several member accounts,
+    contract calls that write storage and emit a log), batched over one keep-alive HTTP
+    connection; tx/s from the first send to the last answer. Then how fast they were mined.
+(b) ``eth_call`` latency (a view call on the Consortium contract, ``isMemberAccount``) over
+    sequential calls: idle, and while another process keeps the node producing full blocks.
+
+Targets: intake >= 1,000 tx/s; eth_call p99 < 20 ms. Exit status 0 even when a target is
+missed (the table says so); non-zero only when the bench itself fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing as mp
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from eth.vm.forks.prague import PragueVM  # noqa: E402
+from eth_utils import keccak, to_canonical_address  # noqa: E402
+
+from node.genesis import dev_key  # noqa: E402
+
+INTAKE_TARGET = 1_000.0
+P99_TARGET_MS = 20.0
+
+COUNTER_SOURCE = """
+# pragma version 0.4.3
+event Bumped:
+    who: indexed(address)
+    total: uint256
+
+counter: public(uint256)
+last: public(HashMap[address, uint256])
+
+@external
+def bump(by: uint256):
+    self.counter += by
+    self.last[msg.sender] = self.counter
+    log Bumped(who=msg.sender, total=self.counter)
+"""
+BUMP = keccak(b"bump(uint256)")[:4]
+IS_MEMBER = keccak(b"isMemberAccount(address)")[:4]
+
+
+# -- a node process --------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Node:
+    def __init__(self, genesis: Path, workdir: Path) -> None:
+        self.datadir = workdir / "node"
+        self.port = free_port()
+        self.log = workdir / "node.log"
+        subprocess.run(
+            [sys.executable, "-m", "node", "init", "--datadir", str(self.datadir),
+             "--genesis", str(genesis), "--dev-key", "validator:0"],
+            check=True, capture_output=True, timeout=120, cwd=ROOT,
+        )
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "node", "node", "--datadir", str(self.datadir),
+                 "--rpc-port", str(self.port)],
+                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+            )
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"node exited: {self.log.read_text()[-2000:]}")
+            try:
+                Client(self.port).call("eth_blockNumber", [])
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("node did not start") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+
+
+class Client:
+    """JSON-RPC over one keep-alive HTTP connection."""
+
+    def __init__(self, port: int, timeout: float = 60) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+    def post(self, payload: Any) -> Any:
+        self.conn.request("POST", "/", body=json.dumps(payload), headers={"Content-Type": "application/json"})
+        response = self.conn.getresponse()
+        return json.loads(response.read())
+
+    def call(self, method: str, params: list[Any]) -> Any:
+        answer = self.post({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+        if "error" in answer:
+            raise RuntimeError(f"{method}: {answer['error']}")
+        return answer["result"]
+
+
+# -- transactions ----------------------------------------------------------------------------
+def sign_txs(chain_id: int, to: bytes, labels: list[str], per_sender: int, first_nonce: dict[str, int]) -> list[str]:
+    """Pre-signed raw transactions, interleaved across senders (nonce order per sender)."""
+    builder = PragueVM.get_transaction_builder()
+    per_label: list[list[str]] = []
+    for label in labels:
+        key = dev_key(label)
+        start = first_nonce[label]
+        per_label.append([
+            "0x" + builder.new_unsigned_dynamic_fee_transaction(
+                chain_id=chain_id, nonce=nonce, max_priority_fee_per_gas=0, max_fee_per_gas=0,
+                gas=100_000, to=to, value=0, data=BUMP + (1).to_bytes(32, "big"), access_list=[],
+            ).as_signed_transaction(key).encode().hex()
+            for nonce in range(start, start + per_sender)
+        ])
+    return [raw for group in zip(*per_label, strict=True) for raw in group]
+
+
+def send_batches(client: Client, raws: list[str], batch: int) -> tuple[int, list[str]]:
+    accepted, errors = 0, []
+    for i in range(0, len(raws), batch):
+        payload = [{"jsonrpc": "2.0", "id": j, "method": "eth_sendRawTransaction", "params": [raw]}
+                   for j, raw in enumerate(raws[i : i + batch])]
+        for answer in client.post(payload):
+            if "error" in answer:
+                errors.append(answer["error"]["message"])
+            else:
+                accepted += 1
+    return accepted, errors
+
+
+def wait_mined(client: Client, addresses: dict[str, str], expected: dict[str, int], timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        nonces = {label: int(client.call("eth_getTransactionCount", [addr, "latest"]), 16)
+                  for label, addr in addresses.items()}
+        if all(nonces[label] >= expected[label] for label in expected):
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise TimeoutError(f"transactions not mined within {timeout}s")
+
+
+def load_process(port: int, raws: list[str], batch: int, stop: Any, sent: Any) -> None:
+    """Keep the node producing blocks: send batches at a steady pace until told to stop."""
+    client = Client(port)
+    for i in range(0, len(raws), batch):
+        if stop.is_set():
+            break
+        client.post([{"jsonrpc": "2.0", "id": j, "method": "eth_sendRawTransaction", "params": [raw]}
+                     for j, raw in enumerate(raws[i : i + batch])])
+        sent.value += len(raws[i : i + batch])
+        stop.wait(0.2)
+
+
+def call_latencies(client: Client, to: str, who: bytes, count: int) -> list[float]:
+    payload = {"jsonrpc": "2.0", "id": 1, "method": "eth_call",
+               "params": [{"to": to, "data": "0x" + (IS_MEMBER + who.rjust(32, b"\x00")).hex()}, "latest"]}
+    body = json.dumps(payload)
+    out: list[float] = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        client.conn.request("POST", "/", body=body, headers={"Content-Type": "application/json"})
+        answer = json.loads(client.conn.getresponse().read())
+        out.append((time.perf_counter() - t0) * 1000)
+        if int(answer["result"], 16) != 1:
+            raise RuntimeError(f"unexpected eth_call answer {answer}")
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+# -- main -------------------------------------------------------------------------------------
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--genesis", type=Path, default=ROOT / "genesis.json")
+    parser.add_argument("--txs", type=int, default=5_000, help="transactions for the intake run")
+    parser.add_argument("--senders", type=int, default=10, help="member accounts org:1..N")
+    parser.add_argument("--batch", type=int, default=250, help="requests per HTTP batch (100-500)")
+    parser.add_argument("--calls", type=int, default=2_000, help="sequential eth_call per run")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
+    args = parser.parse_args()
+    if not args.genesis.exists():
+        print(f"{args.genesis} missing: run scripts/make_genesis.py", file=sys.stderr)
+        return 2
+
+    genesis_doc = json.loads(args.genesis.read_text())
+    consortium = genesis_doc["portledger"]["contracts"]["Consortium"]["address"]
+    labels = [f"org:{i}" for i in range(1, args.senders + 1)]
+    addresses = {label: dev_key(label).public_key.to_checksum_address() for label in labels}
+    workdir = Path(tempfile.mkdtemp(prefix="portledger-bench-"))
+    node = Node(args.genesis, workdir)
+    rows: list[tuple[str, str, str, str]] = []
+    try:
+        client = Client(node.port)
+        chain_id = int(client.call("eth_chainId", []), 16)
+
+        # deploy the contract the transactions call (storage write + log each)
+        import vyper
+
+        bytecode = bytes.fromhex(vyper.compile_code(COUNTER_SOURCE, output_formats=["bytecode"])["bytecode"][2:])
+        deployer = dev_key("org:0")
+        nonce = int(client.call("eth_getTransactionCount", [deployer.public_key.to_checksum_address(), "pending"]), 16)
+        deploy = PragueVM.get_transaction_builder().new_unsigned_dynamic_fee_transaction(
+            chain_id=chain_id, nonce=nonce, max_priority_fee_per_gas=0, max_fee_per_gas=0,
+            gas=1_000_000, to=b"", value=0, data=bytecode, access_list=[],
+        ).as_signed_transaction(deployer)
+        tx_hash = client.call("eth_sendRawTransaction", ["0x" + deploy.encode().hex()])
+        deadline = time.monotonic() + 30
+        receipt = None
+        while receipt is None and time.monotonic() < deadline:
+            receipt = client.call("eth_getTransactionReceipt", [tx_hash])
+            time.sleep(0.05)
+        if not receipt or receipt["status"] != "0x1":
+            raise RuntimeError(f"deployment failed: {receipt}")
+        contract = to_canonical_address(receipt["contractAddress"])
+
+        per_sender = args.txs // len(labels)
+        nonces = {label: 0 for label in labels}
+        t0 = time.perf_counter()
+        intake_raws = sign_txs(chain_id, contract, labels, per_sender, nonces)
+        load_nonces = {label: per_sender for label in labels}
+        load_raws = sign_txs(chain_id, contract, labels, 1_500, load_nonces)
+        sign_seconds = time.perf_counter() - t0
+
+        # (a) intake
+        head_before = int(client.call("eth_blockNumber", []), 16)
+        t0 = time.perf_counter()
+        accepted, errors = send_batches(client, intake_raws, args.batch)
+        intake_seconds = time.perf_counter() - t0
+        if errors:
+            raise RuntimeError(f"{len(errors)} transactions refused, first: {errors[0]}")
+        intake_rate = accepted / intake_seconds
+        mined_seconds = wait_mined(client, addresses, {l: per_sender for l in labels}, timeout=300)
+        head_after = int(client.call("eth_blockNumber", []), 16)
+        mined_rate = accepted / (intake_seconds + mined_seconds)
+        rows.append(("intake eth_sendRawTransaction", f"{intake_rate:,.0f} tx/s",
+                     f">= {INTAKE_TARGET:,.0f} tx/s", "ok" if intake_rate >= INTAKE_TARGET else "MISSED"))
+        rows.append(("  (detail)", f"{accepted} txs, batches of {args.batch}, {intake_seconds:.2f} s", "", ""))
+        rows.append(("mined (send to last inclusion)", f"{mined_rate:,.0f} tx/s",
+                     "", f"{head_after - head_before} blocks"))
+
+        # (b) eth_call latency, idle then under load
+        who = to_canonical_address(addresses[labels[0]])
+        call_latencies(client, consortium, who, 50)  # warm up
+        idle = call_latencies(client, consortium, who, args.calls)
+        rows.append(("eth_call idle p50 / p99", f"{pct(idle, 50):.2f} / {pct(idle, 99):.2f} ms",
+                     f"p99 < {P99_TARGET_MS:.0f} ms", "ok" if pct(idle, 99) < P99_TARGET_MS else "MISSED"))
+
+        ctx = mp.get_context("fork")
+        stop, sent = ctx.Event(), ctx.Value("i", 0)
+        loader = ctx.Process(target=load_process, args=(node.port, load_raws, args.batch, stop, sent), daemon=True)
+        head_before = int(client.call("eth_blockNumber", []), 16)
+        loader.start()
+        time.sleep(1.5)  # let blocks start coming
+        busy = call_latencies(client, consortium, who, args.calls)
+        stop.set()
+        loader.join(timeout=60)
+        head_after = int(client.call("eth_blockNumber", []), 16)
+        rows.append(("eth_call under load p50 / p99", f"{pct(busy, 50):.2f} / {pct(busy, 99):.2f} ms",
+                     f"p99 < {P99_TARGET_MS:.0f} ms", "ok" if pct(busy, 99) < P99_TARGET_MS else "MISSED"))
+        rows.append(("  (detail)", f"max {max(busy):.1f} ms, mean {statistics.fmean(busy):.2f} ms",
+                     "", f"{sent.value} txs sent, {head_after - head_before} blocks"))
+    finally:
+        node.stop()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    width = max(len(r[0]) for r in rows)
+    print(f"\nPortLedger JSON-RPC bench (node process pid-separate; {os.cpu_count()} CPUs; "
+          f"signing {args.txs + 1_500 * len(labels)} txs took {sign_seconds:.1f} s, not timed)")
+    print(f"{'measure'.ljust(width)}  {'result':<40} {'target':<14} status")
+    print("-" * (width + 70))
+    for name, result, target, status in rows:
+        print(f"{name.ljust(width)}  {result:<40} {target:<14} {status}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
