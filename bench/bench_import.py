@@ -9,7 +9,8 @@ them into a fresh chain — full validation: seals, header, every transaction re
 root compared, one fsynced LevelDB batch per block — and reports imported events/s and tx/s.
 
 Each figure is measured twice in the same run, in separate processes: **stock** (py-evm as it
-ships: keccak through pycryptodome, Prague's receipt scan for deposit requests) and
+ships: its opcode loop, keccak through pycryptodome, Prague's receipt scan for deposit
+requests) and
 **portledger** (the node's settings), with their ratio — never against a remembered number.
 """
 
@@ -44,7 +45,10 @@ def child(variant: str, events_per_tx: list[int], total_events: int) -> dict[str
     from node.genesis import Genesis, dev_key
 
     if variant == "stock":
+        from eth.vm.forks.prague.state import PragueState
+
         PortLedgerVM.process_deposit_request_data = PragueVM.process_deposit_request_data  # type: ignore[method-assign]
+        PortLedgerVM._state_class = PragueState
 
     genesis = Genesis.load(ROOT / "genesis.json")
     terminals = [Account.from_key(dev_key(f"org:{i}").to_bytes()) for i in (1, 2)]

@@ -41,6 +41,7 @@ from eth_utils import ValidationError, function_signature_to_4byte_selector, to_
 from consensus import extradata
 from node.db import LevelDB, NodeKeys
 from node.genesis import BFT_MIX_HASH, Genesis
+from node.interpreter import FastPragueState
 
 _IS_MEMBER_ACCOUNT = function_signature_to_4byte_selector("isMemberAccount(address)")
 
@@ -115,6 +116,8 @@ class PortLedgerVM(PragueVM):
     """Prague execution with QBFT seals, zero base fee and a fixed gas limit."""
 
     fork = "portledger-prague"
+    # Same execution results as PragueState, with a faster opcode loop (node.interpreter).
+    _state_class = FastPragueState
     extra_data_max_bytes = EXTRA_DATA_MAX_BYTES
     consensus_class = QbftSealConsensus  # type: ignore[assignment]
     create_header_from_parent = staticmethod(_zero_fee_header_from_parent)  # type: ignore

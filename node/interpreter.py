@@ -1,0 +1,254 @@
+"""A faster opcode loop for py-evm's Prague computation — same results, less overhead.
+
+Profiling block import (``bench/bench_import.py``) shows ~95 % of the time in py-evm's
+interpreter, and most of that not in the EVM's work but in the machinery around each opcode:
+a generator step over the code stream, a dict lookup, an ``Opcode.__call__``, two gas-meter
+calls with validation, a logic function, and stack methods that validate and convert every
+value. A Vyper ``CargoLedger.record()`` runs ~370 opcodes per event, 80 % of them from a
+small set (PUSHn, DUPn, SWAPn, POP, MLOAD, MSTORE, JUMP, JUMPI, JUMPDEST, ADD, SUB, LT, GT,
+EQ, ISZERO, AND, OR, XOR, SHL, SHR, CALLDATASIZE).
+
+:class:`FastComputation.apply_computation` runs those inline on the stack's list with the same
+gas charges (taken from py-evm's own opcode table, never hard-coded), the same checks in the
+same order and the same exception classes; every other opcode goes to py-evm's own
+implementation exactly as before. Nothing consensus-relevant changes: gas used, return data,
+logs, storage and errors are identical, which ``tests/node/test_interpreter.py`` checks
+differentially against the stock loop on random programs, and the replay/import tests check on
+real blocks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth.exceptions import (
+    FullStack,
+    Halt,
+    InsufficientStack,
+    InvalidInstruction,
+    InvalidJumpDestination,
+    OutOfGas,
+)
+from eth.vm.forks.prague.computation import PragueComputation
+from eth.vm.forks.prague.state import PragueState
+from eth.vm.logic.invalid import InvalidOpcode
+
+UINT_256_MAX = 2**256 - 1
+JUMPDEST = 0x5B
+_STACK_LIMIT = 1024
+
+# Opcodes run inline, with the mnemonic py-evm's table must give them (a safety check: if a
+# future fork rebinds one, the inline path is switched off for it).
+_INLINE = {
+    0x01: "ADD", 0x03: "SUB", 0x10: "LT", 0x11: "GT", 0x14: "EQ", 0x15: "ISZERO",
+    0x16: "AND", 0x17: "OR", 0x18: "XOR", 0x1B: "SHL", 0x1C: "SHR",
+    0x36: "CALLDATASIZE", 0x50: "POP", 0x51: "MLOAD", 0x52: "MSTORE",
+    0x56: "JUMP", 0x57: "JUMPI", 0x5B: "JUMPDEST", 0x5F: "PUSH0",
+    **{0x60 + i: f"PUSH{i + 1}" for i in range(32)},
+    **{0x80 + i: f"DUP{i + 1}" for i in range(16)},
+    **{0x90 + i: f"SWAP{i + 1}" for i in range(16)},
+}
+
+
+def _inline_costs(opcodes: dict[int, Any]) -> list[int]:
+    """Gas cost per inline opcode from py-evm's table, or -1 where it is not inlined."""
+    costs = [-1] * 256
+    for op, mnemonic in _INLINE.items():
+        fn = opcodes.get(op)
+        if fn is not None and getattr(fn, "mnemonic", None) == mnemonic and hasattr(fn, "gas_cost"):
+            costs[op] = int(fn.gas_cost)
+    return costs
+
+
+def _int(value: int | bytes) -> int:
+    return value if type(value) is int else int.from_bytes(value, "big")  # type: ignore[arg-type]
+
+
+def _out_of_gas(needed: int, remaining: int, op: int) -> OutOfGas:
+    return OutOfGas(f"Out of gas: Needed {needed} - Remaining {remaining} - Reason: opcode 0x{op:02x}")
+
+
+class FastComputation(PragueComputation):
+    """Prague computation whose opcode loop runs the hottest opcodes inline."""
+
+    _costs_cache: dict[int, list[int]] = {}
+
+    @classmethod
+    def apply_computation(
+        cls,
+        state: Any,
+        message: Any,
+        transaction_context: Any,
+        parent_computation: Any = None,
+    ) -> Any:
+        # The preamble is py-evm's BaseComputation.apply_computation, unchanged.
+        with cls(state, message, transaction_context) as computation:
+            if computation.is_origin_computation:
+                computation.contracts_created = []
+                if message.is_create:
+                    cls.consume_initcode_gas_cost(computation)
+            if parent_computation is not None:
+                computation.contracts_created = parent_computation.contracts_created
+            if message.is_create:
+                computation.contracts_created.append(message.storage_address)
+            precompile = computation.precompiles.get(message.code_address, None)
+            if precompile is not None:
+                if not message.is_delegation:
+                    precompile(computation)
+                return computation
+            _run(computation)
+        return computation
+
+
+def _run(computation: Any) -> None:
+    opcodes = computation.opcodes
+    costs = FastComputation._costs_cache.get(id(opcodes))
+    if costs is None:
+        costs = FastComputation._costs_cache[id(opcodes)] = _inline_costs(opcodes)
+    code = computation.code
+    raw = code._raw_code_bytes
+    length = len(raw)
+    values = computation._stack.values
+    append = values.append
+    pop = values.pop
+    meter = computation._gas_meter
+    memory = computation._memory
+    calldata_size = len(computation.msg.data)
+    pc = code.program_counter
+
+    while True:
+        op = raw[pc] if pc < length else 0x00
+        pc += 1
+        cost = costs[op]
+        if cost < 0:
+            # Everything else: py-evm's own opcode, exactly as its loop would call it.
+            code.program_counter = pc
+            fn = opcodes.get(op)
+            if fn is None:
+                fn = InvalidOpcode(op)
+            try:
+                fn(computation=computation)
+            except Halt:
+                return
+            pc = code.program_counter
+            continue
+
+        remaining = meter.gas_remaining
+        if cost > remaining:
+            code.program_counter = pc
+            raise _out_of_gas(cost, remaining, op)
+        meter.gas_remaining = remaining - cost
+
+        if 0x60 <= op <= 0x7F:  # PUSH1..PUSH32 (data past the end of code reads as zeros)
+            size = op - 0x5F
+            if len(values) >= _STACK_LIMIT:
+                raise FullStack("Stack limit reached")
+            chunk = raw[pc : pc + size]
+            pc += size
+            value = int.from_bytes(chunk, "big")
+            if len(chunk) < size:
+                value <<= 8 * (size - len(chunk))
+            append(value)
+        elif 0x80 <= op <= 0x8F:  # DUPn
+            if len(values) >= _STACK_LIMIT:
+                raise FullStack("Stack limit reached")
+            position = op - 0x7F
+            if position > len(values):
+                raise InsufficientStack(f"Insufficient stack items for DUP{position}")
+            append(values[-position])
+        elif 0x90 <= op <= 0x9F:  # SWAPn
+            position = op - 0x8F
+            if position + 1 > len(values):
+                raise InsufficientStack(f"Insufficient stack items for SWAP{position}")
+            values[-1], values[-position - 1] = values[-position - 1], values[-1]
+        elif op == 0x5B:  # JUMPDEST
+            pass
+        elif op == 0x50:  # POP
+            if not values:
+                raise InsufficientStack("Wanted 1 stack item, had none")
+            pop()
+        elif op == 0x57 or op == 0x56:  # JUMPI, JUMP
+            if op == 0x57:
+                if len(values) < 2:
+                    raise InsufficientStack(f"Wanted 2 stack items, only had {len(values)}")
+                dest = _int(pop())
+                if not _int(pop()):
+                    continue
+            else:
+                if not values:
+                    raise InsufficientStack("Wanted 1 stack item, had none")
+                dest = _int(pop())
+            code.program_counter = dest
+            if dest >= length or raw[dest] != JUMPDEST:
+                raise InvalidJumpDestination("Invalid Jump Destination")
+            if not code.is_valid_opcode(dest):
+                raise InvalidInstruction("Jump resulted in invalid instruction")
+            pc = dest
+        elif op == 0x51:  # MLOAD
+            if not values:
+                raise InsufficientStack("Wanted 1 stack item, had none")
+            start = _int(pop())
+            if start + 32 > len(memory._bytes):
+                code.program_counter = pc
+                computation.extend_memory(start, 32)
+            append(bytes(memory._bytes[start : start + 32]))
+        elif op == 0x52:  # MSTORE
+            if len(values) < 2:
+                if values:
+                    pop()
+                raise InsufficientStack("Wanted 1 stack item, had none")
+            start = _int(pop())
+            value = pop()
+            if type(value) is int:
+                data = value.to_bytes(32, "big")  # type: ignore[union-attr]
+            else:
+                data = value.rjust(32, b"\x00")[-32:]  # type: ignore[union-attr]
+            if start + 32 > len(memory._bytes):
+                code.program_counter = pc
+                computation.extend_memory(start, 32)
+            memory._bytes[start : start + 32] = data
+        elif op == 0x15:  # ISZERO
+            if not values:
+                raise InsufficientStack("Wanted 1 stack item, had none")
+            append(1 if _int(pop()) == 0 else 0)
+        elif op == 0x36:  # CALLDATASIZE
+            if len(values) >= _STACK_LIMIT:
+                raise FullStack("Stack limit reached")
+            append(calldata_size)
+        elif op == 0x5F:  # PUSH0
+            if len(values) >= _STACK_LIMIT:
+                raise FullStack("Stack limit reached")
+            append(0)
+        else:  # binary operators: left = top of stack, right = next
+            if len(values) < 2:
+                raise InsufficientStack(f"Wanted 2 stack items, only had {len(values)}")
+            left = _int(pop())
+            right = _int(pop())
+            if op == 0x01:
+                append((left + right) & UINT_256_MAX)
+            elif op == 0x03:
+                append((left - right) & UINT_256_MAX)
+            elif op == 0x10:
+                append(1 if left < right else 0)
+            elif op == 0x11:
+                append(1 if left > right else 0)
+            elif op == 0x14:
+                append(1 if left == right else 0)
+            elif op == 0x16:
+                append(left & right)
+            elif op == 0x17:
+                append(left | right)
+            elif op == 0x18:
+                append(left ^ right)
+            elif op == 0x1B:
+                append(0 if left >= 256 else (right << left) & UINT_256_MAX)
+            elif op == 0x1C:
+                append(0 if left >= 256 else right >> left)
+            else:  # unreachable: every inline opcode has a branch
+                raise AssertionError(f"inline opcode 0x{op:02x} has no implementation")
+
+
+class FastPragueState(PragueState):
+    """Prague state whose computations use :class:`FastComputation`."""
+
+    computation_class = FastComputation
