@@ -80,58 +80,55 @@ def record() -> uint256:
     seq: uint256 = self.batch_count + 1
     publisher: bytes32 = convert(org, bytes32)
     end: uint256 = len(msg.data)
+    assert end > 4, "cargo: empty batch"
     off: uint256 = 4
     count: uint256 = 0
-    for i: uint256 in range(MAX_BATCH_EVENTS + 1):
-        if off == end:
-            break
-        assert i < MAX_BATCH_EVENTS, "cargo: too many events"
-        assert off + HEADER_SIZE <= end, "cargo: truncated event"
-        header: uint256 = convert(slice(msg.data, off, 32), uint256)
+    # Hot loop. Offsets are bounded by the calldata size and every slice is
+    # bounds-checked (a truncated event reverts there), so the arithmetic on
+    # them is unchecked.
+    for i: uint256 in range(MAX_BATCH_EVENTS):
+        # One copy of the fixed part serves the field reads and, for events
+        # without payload, the log itself.
+        head: Bytes[HEADER_SIZE] = slice(msg.data, off, HEADER_SIZE)
+        header: uint256 = convert(extract32(head, 0), uint256)
         kind: uint256 = header >> 240
         entry: uint256 = (FAMILY_TABLE >> ((kind >> 8) << 4)) & 65535
-        code: uint256 = kind & 255
-        if entry & held & roles.ALL == 0 or code == 0 or code > entry >> 11:
+        # code 0 wraps around to a huge value, so one comparison refuses
+        # both code 0 and codes past the end of the family.
+        if entry & held == 0 or unsafe_sub(kind & 255, 1) >= entry >> 11:
             self._refuse(kind, entry)
-        classifier: uint256 = (header >> 232) & 255
-        assert unsafe_sub(classifier, 1) < 3, "cargo: invalid classifier"
+        assert unsafe_sub((header >> 232) & 255, 1) < 3, "cargo: invalid classifier"
         retracts: uint256 = (header >> 88) & 18446744073709551615
         if retracts != 0:
             self._check_retraction(retracts, seq, i, org)
         length: uint256 = (header >> 72) & 65535
-        subject: bytes32 = convert(slice(msg.data, off + 23, 32), bytes32)
         event_id: bytes32 = convert(seq << 16 | i, bytes32)
         if length == 0:
-            assert off + 87 <= end, "cargo: truncated event"
-            raw_log([CARGO_EVENT, subject, publisher, event_id], slice(msg.data, off, 87))
-            off += 87
+            raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], head)
+            off = unsafe_add(off, 87)
         elif length <= 32:
-            assert off + 119 <= end, "cargo: truncated event"
-            raw_log([CARGO_EVENT, subject, publisher, event_id], slice(msg.data, off, 119))
-            off += 119
+            raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], slice(msg.data, off, 119))
+            off = unsafe_add(off, 119)
         elif length <= 64:
-            assert off + 151 <= end, "cargo: truncated event"
-            raw_log([CARGO_EVENT, subject, publisher, event_id], slice(msg.data, off, 151))
-            off += 151
+            raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], slice(msg.data, off, 151))
+            off = unsafe_add(off, 151)
         elif length <= 128:
-            assert off + 215 <= end, "cargo: truncated event"
-            raw_log([CARGO_EVENT, subject, publisher, event_id], slice(msg.data, off, 215))
-            off += 215
+            raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], slice(msg.data, off, 215))
+            off = unsafe_add(off, 215)
         elif length <= 256:
-            assert off + 343 <= end, "cargo: truncated event"
-            raw_log([CARGO_EVENT, subject, publisher, event_id], slice(msg.data, off, 343))
-            off += 343
+            raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], slice(msg.data, off, 343))
+            off = unsafe_add(off, 343)
         elif length <= 512:
-            assert off + 599 <= end, "cargo: truncated event"
-            raw_log([CARGO_EVENT, subject, publisher, event_id], slice(msg.data, off, 599))
-            off += 599
+            raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], slice(msg.data, off, 599))
+            off = unsafe_add(off, 599)
         else:
             assert length <= 1024, "cargo: payload too long"
-            assert off + 1111 <= end, "cargo: truncated event"
-            raw_log([CARGO_EVENT, subject, publisher, event_id], slice(msg.data, off, 1111))
-            off += 1111
-        count = i + 1
-    assert count != 0, "cargo: empty batch"
+            raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], slice(msg.data, off, 1111))
+            off = unsafe_add(off, 1111)
+        if off == end:
+            count = i + 1
+            break
+    assert count != 0, "cargo: too many events"
     self.batch_count = seq
     self._batches[seq] = org << 16 | count
     log CargoBatch(batch=seq, publisher=org, count=count)
@@ -195,7 +192,7 @@ def _refuse(kind: uint256, entry: uint256):
     @param kind The event type.
     @param entry The event family's `FAMILY_TABLE` entry.
     """
-    if entry == 0 or kind & 255 == 0 or kind & 255 > entry >> 11:
+    if unsafe_sub(kind & 255, 1) >= entry >> 11:
         raise "cargo: unknown event type"
     if kind >> 8 == TERMINAL_FAMILY:
         raise "cargo: caller is not a terminal"

@@ -114,6 +114,14 @@ def reverts(reason: str) -> Iterator[None]:
     assert re.search(re.escape(reason) + r"(?!\w)", message), f"{message!r} lacks {reason!r}"
 
 
+@contextmanager
+def reverts_without_reason() -> Iterator[None]:
+    """Expect a call to revert with no reason string (a bounds check of the compiler)."""
+    with pytest.raises((TransactionFailed, ContractLogicError)) as info:
+        yield
+    assert "b''" in str(info.value) or str(info.value).rstrip().endswith("reverted"), str(info.value)
+
+
 _ARTIFACTS: dict[str, dict[str, Any]] = {}
 _PORT: Port | None = None
 _GENESIS_SNAPSHOT: Any = None
