@@ -161,6 +161,15 @@ def _run(computation: Any) -> None:
             if position + 1 > len(values):
                 raise InsufficientStack(f"Insufficient stack items for SWAP{position}")
             values[-1], values[-position - 1] = values[-position - 1], values[-1]
+        elif op == 0x51:  # MLOAD
+            if not values:
+                raise InsufficientStack("Wanted 1 stack item, had none")
+            start = _int(pop())
+            if start + 32 > len(memory._bytes):
+                code.program_counter = pc
+                computation.extend_memory(start, 32)
+            # py-evm pushes the bytes; every consumer reads either form the same way.
+            append(int.from_bytes(memory._bytes[start : start + 32], "big"))
         elif op == 0x5B:  # JUMPDEST
             pass
         elif op == 0x50:  # POP
@@ -184,14 +193,6 @@ def _run(computation: Any) -> None:
             if not code.is_valid_opcode(dest):
                 raise InvalidInstruction("Jump resulted in invalid instruction")
             pc = dest
-        elif op == 0x51:  # MLOAD
-            if not values:
-                raise InsufficientStack("Wanted 1 stack item, had none")
-            start = _int(pop())
-            if start + 32 > len(memory._bytes):
-                code.program_counter = pc
-                computation.extend_memory(start, 32)
-            append(bytes(memory._bytes[start : start + 32]))
         elif op == 0x52:  # MSTORE
             if len(values) < 2:
                 if values:
@@ -222,28 +223,32 @@ def _run(computation: Any) -> None:
         else:  # binary operators: left = top of stack, right = next
             if len(values) < 2:
                 raise InsufficientStack(f"Wanted 2 stack items, only had {len(values)}")
-            left = _int(pop())
-            right = _int(pop())
+            left = pop()
+            if type(left) is not int:
+                left = int.from_bytes(left, "big")
+            right = pop()
+            if type(right) is not int:
+                right = int.from_bytes(right, "big")
             if op == 0x01:
                 append((left + right) & UINT_256_MAX)
-            elif op == 0x03:
-                append((left - right) & UINT_256_MAX)
-            elif op == 0x10:
-                append(1 if left < right else 0)
-            elif op == 0x11:
-                append(1 if left > right else 0)
-            elif op == 0x14:
-                append(1 if left == right else 0)
             elif op == 0x16:
                 append(left & right)
+            elif op == 0x1C:
+                append(0 if left >= 256 else right >> left)
+            elif op == 0x11:
+                append(1 if left > right else 0)
+            elif op == 0x10:
+                append(1 if left < right else 0)
+            elif op == 0x14:
+                append(1 if left == right else 0)
+            elif op == 0x03:
+                append((left - right) & UINT_256_MAX)
+            elif op == 0x1B:
+                append(0 if left >= 256 else (right << left) & UINT_256_MAX)
             elif op == 0x17:
                 append(left | right)
             elif op == 0x18:
                 append(left ^ right)
-            elif op == 0x1B:
-                append(0 if left >= 256 else (right << left) & UINT_256_MAX)
-            elif op == 0x1C:
-                append(0 if left >= 256 else right >> left)
             else:  # unreachable: every inline opcode has a branch
                 raise AssertionError(f"inline opcode 0x{op:02x} has no implementation")
 
