@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import rlp
-from eth_keys import keys
-from eth_keys.exceptions import BadSignature, ValidationError as KeyValidationError
+from eth_keys.datatypes import PrivateKey, Signature
+from eth_keys.exceptions import BadSignature
+from eth_utils.exceptions import ValidationError as KeyValidationError
 
 VANITY_LENGTH = 32
 ROUND_LENGTH = 4
@@ -81,7 +82,7 @@ class ExtraData:
         vote: list[bytes] = []
         if self.vote is not None:
             vote = [self.vote.recipient, VOTE_ADD if self.vote.add else VOTE_DROP]
-        return rlp.encode(
+        encoded: bytes = rlp.encode(
             [
                 self.vanity,
                 list(self.validators),
@@ -90,6 +91,7 @@ class ExtraData:
                 list(self.seals) if with_seals else [],
             ]
         )
+        return encoded
 
     def with_seals(self, seals: Iterable[bytes]) -> ExtraData:
         return ExtraData(self.vanity, self.validators, self.vote, self.round, tuple(seals))
@@ -146,16 +148,18 @@ def commit_digest(header: Header) -> bytes:
     return header.copy(extra_data=unsealed).hash
 
 
-def sign_seal(digest: bytes, private_key: keys.PrivateKey) -> bytes:
+def sign_seal(digest: bytes, private_key: PrivateKey) -> bytes:
     """A 65-byte commit seal (r ‖ s ‖ v) over ``digest``."""
-    return private_key.sign_msg_hash(digest).to_bytes()
+    seal: bytes = private_key.sign_msg_hash(digest).to_bytes()
+    return seal
 
 
 def recover_signer(digest: bytes, seal: bytes) -> bytes:
     """Address that made ``seal`` over ``digest``; :class:`InvalidSeal` if unrecoverable."""
     try:
-        signature = keys.Signature(seal)
-        return signature.recover_public_key_from_msg_hash(digest).to_canonical_address()
+        signature = Signature(seal)
+        address: bytes = signature.recover_public_key_from_msg_hash(digest).to_canonical_address()
+        return address
     except (BadSignature, KeyValidationError, ValueError) as exc:
         raise InvalidSeal(f"commit seal does not recover: {exc}") from exc
 
