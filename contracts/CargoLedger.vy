@@ -83,6 +83,7 @@ def record() -> uint256:
     assert end > 4, "cargo: empty batch"
     off: uint256 = 4
     count: uint256 = 0
+    last_checked: uint256 = 0
     # Hot loop. Offsets are bounded by the calldata size and every slice is
     # bounds-checked (a truncated event reverts there), so the arithmetic on
     # them is unchecked.
@@ -91,13 +92,18 @@ def record() -> uint256:
         # without payload, the log itself.
         head: Bytes[HEADER_SIZE] = slice(msg.data, off, HEADER_SIZE)
         header: uint256 = convert(extract32(head, 0), uint256)
-        kind: uint256 = header >> 240
-        entry: uint256 = (FAMILY_TABLE >> ((kind >> 8) << 4)) & 65535
-        # code 0 wraps around to a huge value, so one comparison refuses
-        # both code 0 and codes past the end of the family.
-        if entry & held == 0 or unsafe_sub(kind & 255, 1) >= entry >> 11:
-            self._refuse(kind, entry)
-        assert unsafe_sub((header >> 232) & 255, 1) < 3, "cargo: invalid classifier"
+        # Type and classifier (24 bits) are checked only when they differ from
+        # the previous event's: a batch usually repeats one type.
+        checked: uint256 = header >> 232
+        if checked != last_checked:
+            kind: uint256 = checked >> 8
+            entry: uint256 = (FAMILY_TABLE >> ((kind >> 8) << 4)) & 65535
+            # code 0 wraps around to a huge value, so one comparison refuses
+            # both code 0 and codes past the end of the family.
+            if entry & held == 0 or unsafe_sub(kind & 255, 1) >= entry >> 11:
+                self._refuse(kind, entry)
+            assert unsafe_sub(checked & 255, 1) < 3, "cargo: invalid classifier"
+            last_checked = checked
         retracts: uint256 = (header >> 88) & 18446744073709551615
         if retracts != 0:
             self._check_retraction(retracts, seq, i, org)
