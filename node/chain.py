@@ -151,6 +151,8 @@ class BlockResult:
     receipts: tuple[ReceiptAPI, ...]
     #: Transactions left out by the builder because they were invalid at this state.
     rejected: tuple[tuple[SignedTransactionAPI, str], ...] = ()
+    #: Valid transactions left out for lack of room or time; they stay pending.
+    deferred: tuple[SignedTransactionAPI, ...] = ()
 
 
 class Ledger:
@@ -296,13 +298,20 @@ class Ledger:
         )
 
     def execute(
-        self, template: BlockHeaderAPI, transactions: Sequence[SignedTransactionAPI]
+        self,
+        template: BlockHeaderAPI,
+        transactions: Sequence[SignedTransactionAPI],
+        *,
+        deadline: float | None = None,
     ) -> BlockResult:
         """Execute ``transactions`` on ``template``'s parent; return the unsealed block.
 
-        Transactions invalid at that state (bad nonce, over the gas left) are left out and
-        reported in ``rejected``. Writes state nodes into the current block write, so call it
-        inside :meth:`node.db.LevelDB.block_write`.
+        Transactions invalid at that state (bad nonce, non-member sender) are left out and
+        reported in ``rejected``; those that no longer fit (block gas limit, or ``deadline``,
+        a ``time.monotonic()`` instant after which no further transaction starts) are left out
+        as ``deferred``, and so is every later transaction of a sender that had one left out,
+        so that a gap never turns the sender's next nonces invalid. Writes state nodes into the
+        current block write, so call it inside :meth:`node.db.LevelDB.block_write`.
         """
         vm = self.chain.get_vm(template)
         block = vm.get_block_class()(template, transactions=[], uncles=[], withdrawals=[])
@@ -312,17 +321,24 @@ class Ledger:
         included: list[SignedTransactionAPI] = []
         receipts: list[ReceiptAPI] = []
         rejected: list[tuple[SignedTransactionAPI, str]] = []
+        deferred: list[SignedTransactionAPI] = []
+        held_back: set[bytes] = set()
         parent = self.header_by_hash(template.parent_hash)
         permitted: dict[bytes, bool] = {}
         for tx in transactions:
             sender = tx.sender
+            if sender in held_back or (deadline is not None and time.monotonic() > deadline):
+                deferred.append(tx)
+                continue
             if sender not in permitted:
                 permitted[sender] = self.is_member_account(sender, parent)
             if not permitted[sender]:
                 rejected.append((tx, f"sender 0x{sender.hex()} is not a member's account"))
+                held_back.add(sender)
                 continue
             if tx.gas > header.gas_limit - header.gas_used:
-                rejected.append((tx, "block gas limit reached"))
+                deferred.append(tx)
+                held_back.add(sender)
                 continue
             try:
                 # py-evm validates a transaction (nonce, gas, balance, signature) before it
@@ -330,6 +346,7 @@ class Ledger:
                 receipt, _computation = vm.apply_transaction(header, tx)
             except ValidationError as exc:
                 rejected.append((tx, str(exc)))
+                held_back.add(sender)
                 continue
             header = vm.add_receipt_to_header(header, receipt)
             included.append(tx)
@@ -340,7 +357,7 @@ class Ledger:
         processed = vm.block_postprocessing(filled)
         packed = vm.pack_block(processed)
         final = vm.finalize_block(packed).block
-        return BlockResult(final, tuple(receipts), tuple(rejected))
+        return BlockResult(final, tuple(receipts), tuple(rejected), tuple(deferred))
 
     def propose(
         self,
@@ -348,15 +365,21 @@ class Ledger:
         signer: keys.PrivateKey,
         *,
         timestamp: int | None = None,
+        build_seconds: float | None = None,
     ) -> BlockResult:
-        """Dev mode (single validator): build, seal with ``signer`` and persist a block."""
+        """Dev mode (single validator): build, seal with ``signer`` and persist a block.
+
+        ``build_seconds`` bounds the time spent executing transactions (Besu likewise gives
+        block building a share of the block period); what does not fit is ``deferred``.
+        """
+        deadline = None if build_seconds is None else time.monotonic() + build_seconds
         parent = self.head()
         ts = max(int(time.time()) if timestamp is None else timestamp, parent.timestamp + 1)
         template = self.unsealed_header(
             parent, timestamp=ts, proposer=signer.public_key.to_canonical_address()
         )
         with self.db.block_write():
-            result = self.execute(template, transactions)
+            result = self.execute(template, transactions, deadline=deadline)
             digest = extradata.commit_digest(result.block.header)
             extra = extradata.decode(result.block.header.extra_data)
             sealed_header = result.block.header.copy(
@@ -365,7 +388,7 @@ class Ledger:
             sealed = result.block.copy(header=sealed_header)
             self._validate_sealed(sealed)
             self.chaindb.persist_block(sealed)
-        return BlockResult(sealed, result.receipts, result.rejected)
+        return BlockResult(sealed, result.receipts, result.rejected, result.deferred)
 
     def _validate_sealed(self, block: BlockAPI) -> None:
         vm = self.chain.get_vm(block.header)
@@ -405,6 +428,11 @@ class Ledger:
                 tx, reason = result.rejected[0]
                 raise InvalidBlock(
                     f"block #{block.number}: transaction 0x{tx.hash.hex()} is invalid: {reason}"
+                )
+            if result.deferred:
+                raise InvalidBlock(
+                    f"block #{block.number}: transaction 0x{result.deferred[0].hash.hex()} "
+                    "exceeds the block gas limit"
                 )
             mismatch = compare_headers(result.block.header, block.header)
             if mismatch:

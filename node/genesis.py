@@ -31,7 +31,7 @@ from consensus import extradata
 #: Besu's QBFT ``mixHash`` ("ctical byzantine fault tolerance"); every block carries it.
 BFT_MIX_HASH = bytes.fromhex("63746963616c2062797a616e74696e65206661756c7420746f6c6572616e6365")
 DEFAULT_CHAIN_ID = 1_702_026
-DEFAULT_GAS_LIMIT = 200_000_000
+DEFAULT_GAS_LIMIT = 60_000_000
 #: 2026-01-01T00:00:00Z — fixed so the genesis file is reproducible.
 DEFAULT_TIMESTAMP = 1_767_225_600
 GENESIS_DEPLOYER = to_canonical_address("0x000000000000000000000000000000000000dE71")

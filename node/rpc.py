@@ -50,6 +50,8 @@ RESOURCE_NOT_FOUND = -32001
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_BATCH = 2_000
+#: A batch yields to the event loop at least this often while it is being answered.
+BATCH_YIELD_SECONDS = 0.002
 MAX_LOG_RESULTS = 10_000
 MAX_LOG_BLOCK_RANGE = 50_000
 MAX_FILTERS = 1_000
@@ -452,7 +454,15 @@ class JsonRpc:
                 return _error_response(None, RpcError(INVALID_REQUEST, "invalid request: empty batch"))
             if len(payload) > MAX_BATCH:
                 return _error_response(None, RpcError(LIMIT_EXCEEDED, f"batch of {len(payload)} exceeds {MAX_BATCH}"))
-            answers = [await self.dispatch(item, ws) for item in payload]
+            answers = []
+            last_yield = time.monotonic()
+            for item in payload:
+                answers.append(await self.dispatch(item, ws))
+                # A big batch (e.g. 500 raw transactions) takes hundreds of milliseconds; let
+                # other connections' requests in between items instead of stalling them all.
+                if time.monotonic() - last_yield > BATCH_YIELD_SECONDS:
+                    await asyncio.sleep(0)
+                    last_yield = time.monotonic()
             return [a for a in answers if a is not None] or None
         return await self.dispatch(payload, ws)
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from eth.abc import BlockHeaderAPI, SignedTransactionAPI
@@ -31,6 +32,8 @@ from node.txpool import INVALID_PARAMS, TxPool, TxRejected
 
 log = logging.getLogger("portledger.node")
 
+#: Share of the block period spent executing transactions when building a block.
+BUILD_SHARE = 0.75
 #: Most transactions one block carries (the gas limit bounds it too).
 MAX_BLOCK_TRANSACTIONS = 2_000
 
@@ -114,11 +117,12 @@ class NodeService:
             raise TxRejected(f"wrong chain id {chain_id}, this chain is {self.ledger.chain_id}")
         try:
             tx.validate()
-            tx.check_signature_validity()
-            sender = tx.sender
+            # Recovering the sender is the signature check: a recovered key always verifies,
+            # so py-evm's check_signature_validity (recover + verify) would only repeat the
+            # elliptic-curve work; tx.sender is cached on the object for the pool and builder.
+            tx.sender  # noqa: B018
         except Exception as exc:
             raise TxRejected(f"invalid transaction: {exc}") from exc
-        del sender
         gas_limit = self.ledger.head().gas_limit
         if tx.gas > gas_limit:
             raise TxRejected(f"gas {tx.gas} exceeds the block gas limit {gas_limit}")
@@ -150,7 +154,10 @@ class NodeService:
             gas_left -= tx.gas
             txs.append(tx)
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self.worker, self.ledger.propose, txs, self.signer)
+        budget = BUILD_SHARE * self.ledger.genesis.qbft.block_period_seconds
+        result = await loop.run_in_executor(
+            self.worker, partial(self.ledger.propose, txs, self.signer, build_seconds=budget)
+        )
         for tx, reason in result.rejected:
             log.info("dropped 0x%s: %s", tx.hash.hex(), reason)
             self.pool.remove(tx)

@@ -137,3 +137,12 @@ def test_data_directory_refuses_another_genesis(tmp_path: Path, genesis_path: Pa
     with pytest.raises(ChainError, match="initialised with genesis"):
         Ledger(db, Genesis.from_json(doc))
     db.close()
+
+
+def test_builder_defers_what_does_not_fit_and_keeps_sender_order(ledger: Ledger) -> None:
+    txs = [cargo_tx(ledger, TERMINAL, n, events=50) for n in range(6)] + [cargo_tx(ledger, CARRIER, 0, kind="TRANSPORT.ARRI")]
+    result = ledger.propose(txs, VALIDATOR, build_seconds=0.0)  # no time at all: first tx only
+    assert len(result.block.transactions) == 1 and not result.rejected
+    assert [tx.nonce for tx in result.deferred if tx.sender == txs[0].sender] == [1, 2, 3, 4, 5]
+    rest = ledger.propose(list(result.deferred), VALIDATOR, timestamp=ledger.head().timestamp + 1)
+    assert len(rest.block.transactions) == 6 and not rest.deferred and not rest.rejected
