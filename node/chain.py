@@ -308,7 +308,8 @@ class Ledger:
 
         Transactions invalid at that state (bad nonce, non-member sender) are left out and
         reported in ``rejected``; those that no longer fit (block gas limit, or ``deadline``,
-        a ``time.monotonic()`` instant after which no further transaction starts) are left out
+        a ``time.monotonic()`` instant after which no further transaction starts, though the
+        first always does) are left out
         as ``deferred``, and so is every later transaction of a sender that had one left out,
         so that a gap never turns the sender's next nonces invalid. Writes state nodes into the
         current block write, so call it inside :meth:`node.db.LevelDB.block_write`.
@@ -327,7 +328,8 @@ class Ledger:
         permitted: dict[bytes, bool] = {}
         for tx in transactions:
             sender = tx.sender
-            if sender in held_back or (deadline is not None and time.monotonic() > deadline):
+            late = deadline is not None and included and time.monotonic() > deadline
+            if sender in held_back or late:
                 deferred.append(tx)
                 continue
             if sender not in permitted:
