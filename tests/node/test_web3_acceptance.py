@@ -23,6 +23,7 @@ from eth_utils import keccak, to_canonical_address
 from trie import HexaryTrie
 from trie.exceptions import BadTrieProof
 from web3 import AsyncWeb3, HTTPProvider, Web3, WebSocketProvider
+from web3.exceptions import ContractLogicError
 from web3.middleware import ExtraDataToPOAMiddleware
 
 from node.genesis import dev_key
@@ -180,6 +181,24 @@ def test_logs_by_get_logs_and_by_filter(env: Env) -> None:
         receipt2["transactionHash"],
     ]
     assert w3.eth.uninstall_filter(flt.filter_id)
+
+
+def test_calls_leave_no_trace(env: Env) -> None:
+    """Calls share a per-block state on the node; what one call writes must not leak."""
+    c = env.contract
+    env.bump(1)
+    counter = c.functions.counter().call()
+    last = c.functions.last(env.address).call()
+    nonce = env.w3.eth.get_transaction_count(env.address)
+    for _ in range(3):
+        c.functions.bump(1_000).call({"from": env.address})  # would write if it were a tx
+        with pytest.raises(ContractLogicError, match="too big"):
+            c.functions.small(99).call()
+        assert c.functions.counter().call() == counter
+        assert c.functions.last(env.address).call() == last
+        assert c.functions.last(env.address).call({"from": env.address}) == last
+    assert env.w3.eth.get_transaction_count(env.address) == nonce
+    assert int.from_bytes(bytes(env.w3.eth.get_storage_at(c.address, 0)), "big") == counter
 
 
 def test_blocks_receipts_and_counts(env: Env) -> None:
