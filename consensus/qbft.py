@@ -21,8 +21,9 @@ The core does no I/O. Inputs are the closed set :data:`Event`; outputs the close
 - ``Persist(record)``: write the signing record durably *before* performing any later action
   of the same step — every ``Broadcast`` of a signed message is preceded by one;
 - ``Broadcast(message)``: send to every other validator (the core has applied it to itself);
-- ``ScheduleTimeout(height, round, duration)``: deliver ``RoundTimeout(height, round)`` after
-  ``duration`` (scaled however the local clock runs; a stale timer is dropped by the core);
+- ``ScheduleTimeout(height, round, duration, timer)``: deliver ``RoundTimeout(height, round,
+  timer)`` after ``duration`` (however the local clock runs); a newer ScheduleTimeout supersedes
+  older ones — the runtime may cancel them or deliver them, the core drops stale timers;
 - ``BuildBlock(height, round)``: build and execute a block, answer ``BlockProposalReady``;
 - ``CommitBlock(height, round, block, seals)``: the block is final — put ``round`` and
   ``seals`` into its extraData, import it, then answer ``BlockImported``;
@@ -104,12 +105,14 @@ class RoundChangeReceived:
 
 @dataclass(frozen=True)
 class RoundTimeout:
-    """A timer set by ``ScheduleTimeout(height, round, _)`` expired."""
+    """A timer set by ``ScheduleTimeout(height, round, _, timer)`` expired."""
 
     #: Height the timer was set for.
     height: int
     #: Round the timer was set for.
     round: int
+    #: The timer's id from ScheduleTimeout (a restarted round timer makes older ids stale).
+    timer: int = 0
 
 
 @dataclass(frozen=True)
@@ -170,7 +173,7 @@ class BuildBlock:
 
 @dataclass(frozen=True)
 class ScheduleTimeout:
-    """Deliver ``RoundTimeout(height, round)`` after ``duration`` time units."""
+    """Deliver ``RoundTimeout(height, round, timer)`` after ``duration`` time units."""
 
     #: Height of the round.
     height: int
@@ -178,6 +181,8 @@ class ScheduleTimeout:
     round: int
     #: request_timeout × 2^round, capped at max_timeout.
     duration: int
+    #: Id of this timer; only the newest id of a round counts.
+    timer: int = 0
 
 
 @dataclass(frozen=True)
@@ -247,10 +252,12 @@ def restore(
         validators=validators,
         height=height,
         round=record.round,
+        round_synced=record.round == 0
+        or (record.prepared is not None and record.prepared.round >= record.round),
         prepared=record.prepared,
         record=record,
     )
-    actions: list[Action] = [ScheduleTimeout(height, record.round, round_timeout(config, record.round))]
+    state, actions = _arm_timer(state)
     if record.round == 0:
         state, more = _request_block_if_proposer(state)
     else:
@@ -294,6 +301,7 @@ def upon_proposal(state: NodeState, event: ProposalReceived) -> Step:
     actions: list[Action] = []
     if message.round > state.round:
         state, actions = _enter_round(state, message.round)
+        state = replace(state, round_synced=True)  # the justification proves a quorum is here
     state, more = _accept_proposal(state, message)
     return state, actions + more
 
@@ -372,6 +380,12 @@ def upon_round_change(state: NodeState, event: RoundChangeReceived) -> Step:
         state, actions = _enter_round(state, min(higher))
         state, more = _send_round_change(state, state.round)
         actions += more
+    if not state.round_synced and _round_support(state, state.round) >= validation.quorum(
+        len(_validators(state))
+    ):
+        # A quorum has now reached this round: the round really starts, so does its timer.
+        state, more = _arm_timer(replace(state, round_synced=True))
+        actions += more
     state, more = _propose_after_round_change(state)
     return state, actions + more
 
@@ -380,9 +394,25 @@ def upon_round_timeout(state: NodeState, event: RoundTimeout) -> Step:
     """The current round expired: move to round + 1 and send ROUND_CHANGE.
 
     Dafny ``UponRoundTimeout``; Besu ``QbftBlockHeightManager.roundExpired``.
+
+    Round synchronisation (ours; neither Dafny nor Besu has it): a validator leaves round r > 0
+    by timeout only once a quorum of validators has reached r (``round_synced``: their newest
+    ROUND_CHANGEs are for r or above, or a justified proposal for r arrived). Otherwise it
+    re-sends its ROUND_CHANGE for r and waits another timeout. Without this rule a validator
+    whose clock runs fast climbs rounds alone and, with capped timeouts, never meets the
+    others in one round again; with it, the highest honest round only grows when a quorum is
+    there, the lagging validators catch up (f+1 jump or timeouts), and the timer restarts
+    when the quorum assembles. Liveness only: no safety argument depends on rounds.
     """
-    if event.height != state.height or event.round != state.round or state.committed:
+    if (
+        (event.height, event.round, event.timer) != (state.height, state.round, state.timer)
+        or state.committed
+    ):
         return state, []  # stale timer
+    if state.round > 0 and not state.round_synced and state.proposal is None:
+        state, actions = _send_round_change(state, state.round)
+        state, more = _arm_timer(state)
+        return state, actions + more
     state, actions = _enter_round(state, state.round + 1)
     state, more = _send_round_change(state, state.round)
     actions += more
@@ -472,7 +502,7 @@ def _start_height(state: NodeState, height: int) -> Step:
         height=height,
         future=tuple(m for m in state.future if m.height == height),
     )
-    actions: list[Action] = [ScheduleTimeout(height, 0, round_timeout(state.config, 0))]
+    state, actions = _arm_timer(state)
     state, more = _request_block_if_proposer(state)
     return state, actions + more
 
@@ -494,13 +524,28 @@ def _enter_round(state: NodeState, round_: int) -> Step:
     state = replace(
         state,
         round=round_,
+        round_synced=False,
         proposal=None,
         block_request=None,
         prepares={k: v for k, v in state.prepares.items() if k[0] >= round_},
         commits={k: v for k, v in state.commits.items() if k[0] >= round_},
         pending_commits={k: v for k, v in state.pending_commits.items() if k[0] >= round_},
     )
-    return state, [ScheduleTimeout(state.height, round_, round_timeout(state.config, round_))]
+    return _arm_timer(state)
+
+
+def _arm_timer(state: NodeState) -> Step:
+    """(Re)start the current round's timer; earlier timers of the round become stale."""
+    timer = state.timer + 1
+    duration = round_timeout(state.config, state.round)
+    return replace(state, timer=timer), [
+        ScheduleTimeout(state.height, state.round, duration, timer)
+    ]
+
+
+def _round_support(state: NodeState, round_: int) -> int:
+    """Validators whose newest ROUND_CHANGE is for ``round_`` or above."""
+    return sum(1 for rc in state.round_changes.values() if rc.round >= round_)
 
 
 def _sign(state: NodeState, kind: MessageKind, round_: int, digest: bytes) -> NodeState | None:
@@ -517,10 +562,17 @@ def _sign(state: NodeState, kind: MessageKind, round_: int, digest: bytes) -> No
         record = SigningRecord(state.height, state.round, (), state.prepared)
     earlier = record.digest_signed(round_, kind)
     if earlier is not None and earlier != digest:
-        return None
-    signed = record.signed if earlier is not None else record.signed + (
-        SignedEntry(round_, kind, digest),
-    )
+        if kind != MessageKind.ROUND_CHANGE:
+            return None
+        # A ROUND_CHANGE votes for no block; re-sending it with a newer prepared certificate
+        # (proven by its prepares) is safe, so it replaces the entry.
+        signed = tuple(e for e in record.signed if (e.round, e.kind) != (round_, kind)) + (
+            SignedEntry(round_, kind, digest),
+        )
+    elif earlier is not None:
+        signed = record.signed
+    else:
+        signed = record.signed + (SignedEntry(round_, kind, digest),)
     record = SigningRecord(state.height, max(record.round, state.round), signed, state.prepared)
     return replace(state, record=record)
 
@@ -636,6 +688,8 @@ def _check_committed(state: NodeState) -> Step:
 def _send_round_change(state: NodeState, round_: int) -> Step:
     """Sign and broadcast ROUND_CHANGE(round_) with the latest prepared certificate."""
     prepared = state.prepared
+    if prepared is not None and prepared.round >= round_:
+        return state, []  # prepared in this very round: nothing to ask for
     digest = prepared.block.digest if prepared is not None else b""
     signed_state = _sign(state, MessageKind.ROUND_CHANGE, round_, digest)
     if signed_state is None:

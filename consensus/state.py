@@ -171,6 +171,10 @@ class NodeState:
     height: int
     #: The current round at ``height``.
     round: int = 0
+    #: A quorum is known to have reached ``round`` (round 0: always). See upon_round_timeout.
+    round_synced: bool = True
+    #: Id of the live round timer (ids increase; older RoundTimeouts are stale).
+    timer: int = 0
     #: The proposal accepted in the current round (Dafny ``proposalAcceptedForCurrentRound``).
     proposal: Proposal | None = None
     #: The latest prepared certificate at ``height`` (Dafny ``lastPreparedRound/Block``).
