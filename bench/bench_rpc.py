@@ -261,7 +261,7 @@ def main() -> int:
         if errors:
             raise RuntimeError(f"{len(errors)} transactions refused, first: {errors[0]}")
         intake_rate = accepted / intake_seconds
-        mined_seconds = wait_mined(client, addresses, {l: per_sender for l in labels}, timeout=300)
+        mined_seconds = wait_mined(client, addresses, {lab: per_sender for lab in labels}, timeout=300)
         head_after = int(client.call("eth_blockNumber", []), 16)
         mined_rate = accepted / (intake_seconds + mined_seconds)
         rows.append(("intake eth_sendRawTransaction", f"{intake_rate:,.0f} tx/s",
