@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from eth_abi import decode as abi_decode
+from eth_utils import to_checksum_address
 from eth_tester import EthereumTester, PyEVMBackend
 from eth_tester.exceptions import TransactionFailed
 from web3 import Web3
@@ -90,6 +92,19 @@ class Port:
             if e.address == c.address
         ]
 
+    def view(self, contract: str, fn: str, *args: Any) -> Any:
+        """Call a view function straight through eth-tester (about 3x faster than web3)."""
+        c = self.contracts[contract]
+        data = c.encode_abi(fn, args)
+        out = self.tester.call(
+            {"from": self.accounts[1], "to": c.address, "data": data, "gas": 10_000_000}, "latest"
+        )
+        entry = next(e for e in c.abi if e.get("name") == fn and e["type"] == "function")
+        values = _checksummed(
+            abi_decode([_abi_type(o) for o in entry["outputs"]], bytes.fromhex(out[2:]))
+        )
+        return values[0] if len(values) == 1 else list(values)
+
     def now(self) -> int:
         """Timestamp of the latest block."""
         return int(self.w3.eth.get_block("latest")["timestamp"])
@@ -97,6 +112,24 @@ class Port:
     def advance(self, seconds: int) -> None:
         """Move the chain's clock forward."""
         self.tester.time_travel(self.now() + seconds)
+
+
+def _abi_type(entry: dict[str, Any]) -> str:
+    """The ABI type string of an ABI input/output entry (tuples spelled out)."""
+    kind = str(entry["type"])
+    if kind.startswith("tuple"):
+        inner = ",".join(_abi_type(c) for c in entry["components"])
+        return f"({inner}){kind[len('tuple'):]}"
+    return kind
+
+
+def _checksummed(value: Any) -> Any:
+    """Decoded ABI values with addresses checksummed, as web3 returns them."""
+    if isinstance(value, (tuple, list)):
+        return [_checksummed(v) for v in value]
+    if isinstance(value, str) and value.startswith("0x") and len(value) == 42:
+        return to_checksum_address(value)
+    return value
 
 
 try:
