@@ -195,6 +195,9 @@ class Scenario:
     drop: float = 0.0
     #: Duplication probability (any time).
     duplicate: float = 0.0
+    #: Extra drop probability before GST for COMMITs and block announcements: an adversarial
+    #: scheduler that lets a block finalize at some validators but not at others.
+    commit_loss: float = 0.0
     #: Maximum delay before GST (ms).
     max_delay: int = 20
     #: Maximum delay after GST (ms).
@@ -261,6 +264,7 @@ class Scenario:
             gst=gst,
             drop=rng.choice((0.0, 0.0, 0.05, 0.2, 0.4)) if gst else 0.0,
             duplicate=rng.choice((0.0, 0.0, 0.05, 0.2)),
+            commit_loss=rng.choice((0.0, 0.0, 0.0, 0.5, 0.9)) if gst else 0.0,
             max_delay=rng.choice((20, 200, 1_500)),
             delta=rng.choice((10, 50, 200)),
             partitions=tuple(partitions),
@@ -395,6 +399,12 @@ class Simulation:
                     return
             if sc.drop and self.rng.random() < sc.drop:
                 return
+            if (
+                sc.commit_loss
+                and isinstance(message, Commit | tuple)
+                and self.rng.random() < sc.commit_loss
+            ):
+                return
             delay = self.rng.randint(0, sc.max_delay)
         else:
             delay = self.rng.randint(0, sc.delta)
@@ -468,6 +478,8 @@ class Simulation:
             return
         chain = self.chains[dst]
         for height in range(len(chain) + 1, up_to + 1):
+            if height in chain:
+                return  # the core committed it itself while importing the previous one
             fin = self.chains[src].get(height)
             if fin is None or not self._sealed_ok(height, fin):
                 return
