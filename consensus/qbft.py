@@ -636,6 +636,8 @@ def _accept_proposal(state: NodeState, proposal: Proposal) -> Step:
         state = replace(state, prepares=_with(state.prepares, key, prepare))
         actions += [_persist(state), Broadcast(prepare)]
     state, more = _check_prepared(state)
+    actions += more
+    state, more = _check_committed(state)  # commits that arrived before the proposal
     return state, actions + more
 
 
