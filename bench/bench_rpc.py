@@ -297,8 +297,10 @@ def main() -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
     width = max(len(r[0]) for r in rows)
-    print(f"\nPortLedger JSON-RPC bench (node process pid-separate; {os.cpu_count()} CPUs; "
-          f"signing {args.txs + 1_500 * len(labels)} txs took {sign_seconds:.1f} s, not timed)")
+    load1, _, _ = os.getloadavg()
+    print(f"\nPortLedger JSON-RPC bench (node in its own process; {os.cpu_count()} CPUs, load "
+          f"average {load1:.1f} at the end; signing {args.txs + 1_500 * len(labels)} txs took "
+          f"{sign_seconds:.1f} s, not timed)")
     print(f"{'measure'.ljust(width)}  {'result':<40} {'target':<14} status")
     print("-" * (width + 70))
     for name, result, target, status in rows:
