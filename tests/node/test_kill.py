@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import json
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -253,7 +254,9 @@ def test_sigkill_under_load_restarts_consistent_and_replays(tmp_path: Path, gene
         )
         assert replay.returncode == 0, replay.stdout + replay.stderr
         assert "every root verified" in replay.stdout, replay.stdout
-        assert f"blocks {final_head}," in replay.stdout, replay.stdout
+        replayed = re.search(r"blocks (\d+),", replay.stdout)
+        # the node may seal one more block while it shuts down after the last head we read
+        assert replayed is not None and int(replayed.group(1)) >= final_head, replay.stdout
         elapsed = time.monotonic() - started
         print(
             f"\nkill test: {KILLS} kills, heads after restarts {restart_heads}, final #{final_head}, "
