@@ -342,6 +342,20 @@ def test_reverting_call_carries_reason_and_data(env: Env) -> None:
     env.alive()
 
 
+def test_call_that_cannot_start_is_an_error_and_leaves_no_trace(env: Env) -> None:
+    counter = {"to": env.contract, "data": "0x61bc221a"}
+    before = env.call("eth_call", [counter, "latest"])["result"]
+    # value from an account with no balance: py-evm refuses the call before executing it
+    poor = {"from": env.member.address, "to": env.contract, "value": "0x1", "data": "0x68110b2f"}
+    err = env.error("eth_call", [poor, "latest"])
+    assert err["code"] == -32000 and "fund" in err["message"].lower(), err
+    # a state-changing call runs, and its write is gone afterwards
+    bump = {"from": env.member.address, "to": env.contract, "data": "0x68110b2f"}
+    assert env.call("eth_call", [bump, "latest"])["result"] == "0x"
+    assert env.call("eth_call", [counter, "latest"])["result"] == before
+    env.alive()
+
+
 def test_unknown_block_is_an_error_or_null(env: Env) -> None:
     assert env.call("eth_getBlockByNumber", ["0xffffff", False])["result"] is None
     err = env.error("eth_getBalance", ["0x" + "11" * 20, "0xffffff"])
