@@ -348,7 +348,7 @@ def test_call_that_cannot_start_is_an_error_and_leaves_no_trace(env: Env) -> Non
     # value from an account with no balance: py-evm refuses the call before executing it
     poor = {"from": env.member.address, "to": env.contract, "value": "0x1", "data": "0x68110b2f"}
     err = env.error("eth_call", [poor, "latest"])
-    assert err["code"] == -32000 and "fund" in err["message"].lower(), err
+    assert err["code"] == -32000 and "balance" in err["message"].lower(), err
     # a state-changing call runs, and its write is gone afterwards
     bump = {"from": env.member.address, "to": env.contract, "data": "0x68110b2f"}
     assert env.call("eth_call", [bump, "latest"])["result"] == "0x"
