@@ -30,6 +30,14 @@ The core does no I/O. Inputs are the closed set :data:`Event`; outputs the close
 - ``Halt(reason)``: the core met an impossible state (a block it committed lost to another
   at import); stop consensus and alert, do not limp on (CometBFT's panics).
 
+A runtime drives it like this (the simulator in ``tests/consensus/simulator.py`` is one)::
+
+    state, actions = restore(config, validators, chain_head + 1, load_signing_record())
+    perform(actions)
+    for event in inbox:          # network messages (ProposalReceived, ...), timers, build
+        state, actions = step(state, event)    # answers, imports (BlockImported)
+        perform(actions)         # in order; Persist is fsynced before what follows it
+
 Signing is a capability: the runtime injects ``Config.signer`` (deterministic RFC 6979
 signatures), so the core can put its own signed PREPAREs and ROUND_CHANGEs into the
 certificates it assembles without a round trip through the runtime; and it verifies every
