@@ -73,7 +73,7 @@ class Governance(RuleBasedStateMachine):
         self._propose(proposer, SUSPEND, org, "0x" + "00" * 20)
 
     @precondition(lambda self: self.proposals)
-    @rule(data=st.data(), voters=st.lists(ORG, min_size=1, max_size=6, unique=True))
+    @rule(data=st.data(), voters=st.lists(ORG, min_size=1, max_size=10, unique=True))
     def vote(self, data: st.DataObject, voters: list[int]) -> None:
         pid = data.draw(st.sampled_from(self.proposals))
         for voter in voters:
@@ -85,13 +85,11 @@ class Governance(RuleBasedStateMachine):
         attempt(self.port, self.c.veto(data.draw(st.sampled_from(self.proposals))),
                 self.port.accounts[vetoer])
 
-    @rule()
-    def wait(self) -> None:
-        self.port.advance(TIMELOCK)
-
     @precondition(lambda self: self.proposals)
-    @rule(data=st.data(), by=ORG)
-    def execute(self, data: st.DataObject, by: int) -> None:
+    @rule(data=st.data(), by=ORG, wait=st.booleans())
+    def execute(self, data: st.DataObject, by: int, wait: bool) -> None:
+        if wait:
+            self.port.advance(TIMELOCK)
         pid = data.draw(st.sampled_from(self.proposals))
         before = self.port.view("Consortium", "proposal", pid)
         kind, status, passed_at, voters = before[0], before[1], before[9], before[10]
