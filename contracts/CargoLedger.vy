@@ -112,25 +112,55 @@ def record() -> uint256:
         if length == 0:
             raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], head)
             off = unsafe_add(off, 87)
-        elif length <= 32:
-            raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], slice(msg.data, off, 119))
-            off = unsafe_add(off, 119)
-        elif length <= 64:
-            raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], slice(msg.data, off, 151))
-            off = unsafe_add(off, 151)
-        elif length <= 128:
-            raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], slice(msg.data, off, 215))
-            off = unsafe_add(off, 215)
-        elif length <= 256:
-            raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], slice(msg.data, off, 343))
-            off = unsafe_add(off, 343)
-        elif length <= 512:
-            raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], slice(msg.data, off, 599))
-            off = unsafe_add(off, 599)
         else:
             assert length <= 1024, "cargo: payload too long"
-            raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], slice(msg.data, off, 1111))
-            off = unsafe_add(off, 1111)
+            # Binary search over the payload classes (slices must have constant lengths).
+            if length <= 192:
+                if length <= 96:
+                    if length <= 64:
+                        if length <= 32:
+                            raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], slice(msg.data, off, 119))
+                            off = unsafe_add(off, 119)
+                        else:
+                            raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], slice(msg.data, off, 151))
+                            off = unsafe_add(off, 151)
+                    else:
+                        raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], slice(msg.data, off, 183))
+                        off = unsafe_add(off, 183)
+                else:
+                    if length <= 160:
+                        if length <= 128:
+                            raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], slice(msg.data, off, 215))
+                            off = unsafe_add(off, 215)
+                        else:
+                            raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], slice(msg.data, off, 247))
+                            off = unsafe_add(off, 247)
+                    else:
+                        raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], slice(msg.data, off, 279))
+                        off = unsafe_add(off, 279)
+            else:
+                if length <= 384:
+                    if length <= 256:
+                        if length <= 224:
+                            raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], slice(msg.data, off, 311))
+                            off = unsafe_add(off, 311)
+                        else:
+                            raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], slice(msg.data, off, 343))
+                            off = unsafe_add(off, 343)
+                    else:
+                        raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], slice(msg.data, off, 471))
+                        off = unsafe_add(off, 471)
+                else:
+                    if length <= 768:
+                        if length <= 512:
+                            raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], slice(msg.data, off, 599))
+                            off = unsafe_add(off, 599)
+                        else:
+                            raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], slice(msg.data, off, 855))
+                            off = unsafe_add(off, 855)
+                    else:
+                        raw_log([CARGO_EVENT, extract32(head, 23), publisher, event_id], slice(msg.data, off, 1111))
+                        off = unsafe_add(off, 1111)
         if off == end:
             count = i + 1
             break

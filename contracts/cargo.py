@@ -10,8 +10,9 @@ Calldata layout
 ---------------
 ``record()`` takes no ABI arguments: the calldata is the 4-byte selector of ``record()``
 followed by the events, packed back to back. Every event is a fixed 87-byte header and its
-encrypted payload, zero-padded up to the next *payload class* (0, 32, 64, 128, 256, 512 or
-1024 bytes), because the EVM contract can only copy constant-length slices of calldata::
+encrypted payload, zero-padded up to the next *payload class* (0, every multiple of 32 up to
+256, then 384, 512, 768 or 1024 bytes), because Vyper copies only constant-length slices of
+calldata; the contract finds the class by a binary search on the length::
 
     offset  size  field
     0       2     event type, uint16 = family << 8 | code (see EVENT_TYPES)
@@ -61,7 +62,7 @@ CARGO_EVENT_TOPIC: bytes = keccak(b"CargoEvent(bytes32,uint256,uint256)")
 HEADER_SIZE = 87
 
 #: Payload classes: the encrypted payload is zero-padded to the smallest class that holds it.
-PAYLOAD_CLASSES: tuple[int, ...] = (0, 32, 64, 128, 256, 512, 1024)
+PAYLOAD_CLASSES: tuple[int, ...] = (0, 32, 64, 96, 128, 160, 192, 224, 256, 384, 512, 768, 1024)
 
 #: Longest encrypted payload one event carries.
 MAX_PAYLOAD = PAYLOAD_CLASSES[-1]

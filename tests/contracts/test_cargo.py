@@ -229,3 +229,11 @@ def test_roles_constant_mirrors_contract() -> None:
     for name, bit in ROLES.items():
         assert f"{name.upper()}: constant(uint256) = {bit}\n" in source
     assert f"ALL: constant(uint256) = {sum(ROLES.values())}\n" in source
+
+
+def test_every_payload_class_boundary(port: Port) -> None:
+    lengths = sorted({c for c in cargo.PAYLOAD_CLASSES} | {c + 1 for c in cargo.PAYLOAD_CLASSES[:-1]})
+    events = [event("TERMINAL.DISC", payload=os.urandom(n)) for n in lengths]
+    logged = record(port, 2, events)
+    assert [len(e.payload) for e in logged] == lengths
+    assert [e.payload for e in logged] == [e.payload for e in events]
