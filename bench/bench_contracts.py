@@ -145,8 +145,11 @@ class Bench:
         return str(self.w3.eth.get_transaction_receipt(tx).contractAddress)
 
     def deploy_source(self, source: str, venom: bool = False) -> tuple[str, list[Any]]:
-        out = vyper.compile_code(source, output_formats=["abi", "bytecode"],
-                                 settings=Settings(evm_version="prague", experimental_codegen=venom))
+        out = vyper.compile_code(
+            source,
+            output_formats=["abi", "bytecode"],
+            settings=Settings(evm_version="prague", experimental_codegen=venom),
+        )
         return self.deploy(out["abi"], out["bytecode"], []), out["abi"]
 
     def apply(self, to: str, data: bytes, reps: int) -> tuple[int, int, float]:
@@ -155,7 +158,11 @@ class Bench:
         vm = chain.get_vm()
         nonce = vm.state.get_nonce(to_canonical_address(self.sender))
         unsigned = chain.create_unsigned_transaction(
-            nonce=nonce, gas_price=10**10, gas=29_000_000, to=to_canonical_address(to), value=0,
+            nonce=nonce,
+            gas_price=10**10,
+            gas=29_000_000,
+            to=to_canonical_address(to),
+            value=0,
             data=data,
         )
         tx = unsigned.as_signed_transaction(self.key, chain_id=chain.chain_id)
@@ -187,9 +194,13 @@ def cargo_events(n: int, payload: int, mixed: bool = False) -> list[cargo.CargoE
         kind = MIXED_TYPES[i % len(MIXED_TYPES)] if mixed else "TERMINAL.DISC"
         events.append(
             cargo.CargoEventInput(
-                subject=os.urandom(32), event_type=cargo.EVENT_TYPES[kind],
-                classifier=1 + (i % 3 if mixed else 2), event_time=T0 + i, location="HKHKG",
-                payload_hash=os.urandom(32), payload=os.urandom(payload),
+                subject=os.urandom(32),
+                event_type=cargo.EVENT_TYPES[kind],
+                classifier=1 + (i % 3 if mixed else 2),
+                event_time=T0 + i,
+                location="HKHKG",
+                payload_hash=os.urandom(32),
+                payload=os.urandom(payload),
             )
         )
     return events
@@ -198,27 +209,38 @@ def cargo_events(n: int, payload: int, mixed: bool = False) -> list[cargo.CargoE
 def table(title: str, rows: list[tuple[int, int, int, int, float]]) -> None:
     """Print one table: per-event figures and the ratios to the single-event call."""
     print(f"\n{title}")
-    print(f"{'events':>6} {'bytes/ev':>9} {'gas/ev':>9} {'exec gas/ev':>11} {'µs/ev':>9}"
-          f" {'gas 1/n':>8} {'µs 1/n':>8}")
+    print(
+        f"{'events':>6} {'bytes/ev':>9} {'gas/ev':>9} {'exec gas/ev':>11} {'µs/ev':>9}"
+        f" {'gas 1/n':>8} {'µs 1/n':>8}"
+    )
     _, _, gas1, _, t1 = rows[0]
     for n, size, gas, exec_gas, t in rows:
-        print(f"{n:>6} {size / n:>9.1f} {gas / n:>9.0f} {exec_gas / n:>11.0f} {t / n * 1e6:>9.1f}"
-              f" {gas1 / (gas / n):>7.1f}x {t1 / (t / n):>7.1f}x")
+        print(
+            f"{n:>6} {size / n:>9.1f} {gas / n:>9.0f} {exec_gas / n:>11.0f} {t / n * 1e6:>9.1f}"
+            f" {gas1 / (gas / n):>7.1f}x {t1 / (t / n):>7.1f}x"
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=9, help="runs per measurement (minimum)")
-    parser.add_argument("--payload", type=int, nargs="+", default=[0, 96],
-                        help="encrypted payload bytes per event")
-    parser.add_argument("--codegen", action="store_true",
-                        help="also measure CargoLedger built with the other Vyper pipeline")
-    parser.add_argument("--alternatives", action="store_true",
-                        help="also measure the rejected encodings")
+    parser.add_argument(
+        "--payload", type=int, nargs="+", default=[0, 96], help="encrypted payload bytes per event"
+    )
+    parser.add_argument(
+        "--codegen",
+        action="store_true",
+        help="also measure CargoLedger built with the other Vyper pipeline",
+    )
+    parser.add_argument(
+        "--alternatives", action="store_true", help="also measure the rejected encodings"
+    )
     args = parser.parse_args()
     venom = "CargoLedger" in build.VENOM_CONTRACTS
-    print(f"CargoLedger.record() on py-evm PragueVM (eth-tester chain), vyper {vyper.__version__}, "
-          f"minimum of {args.reps} runs")
+    print(
+        f"CargoLedger.record() on py-evm PragueVM (eth-tester chain), vyper {vyper.__version__}, "
+        f"minimum of {args.reps} runs"
+    )
     pipelines = [venom, not venom] if args.codegen else [venom]
     for use_venom in pipelines:
         bench = Bench(use_venom)
@@ -232,8 +254,11 @@ def main() -> int:
                 gas, exec_gas, t = bench.apply(bench.ledger, data, args.reps)
                 rows.append((n, len(data), gas, exec_gas, t))
             kinds = "mixed types" if mixed else "one type"
-            table(f"CargoLedger [{codegen}{built}], {payload}-byte encrypted payload per event, "
-                  f"{kinds}", rows)
+            table(
+                f"CargoLedger [{codegen}{built}], {payload}-byte encrypted payload per event, "
+                f"{kinds}",
+                rows,
+            )
     if args.alternatives:
         bench = Bench()
         payload = args.payload[-1]
@@ -243,7 +268,8 @@ def main() -> int:
         for n in BATCH_SIZES:
             # exact lengths: this variant can slice variable lengths, so it needs no padding
             packed = b"".join(
-                cargo.encode_event(e)[: cargo.HEADER_SIZE + payload] for e in cargo_events(n, payload)
+                cargo.encode_event(e)[: cargo.HEADER_SIZE + payload]
+                for e in cargo_events(n, payload)
             )
             data = selector + encode(["bytes"], [packed])
             gas, exec_gas, t = bench.apply(addr, data, args.reps)

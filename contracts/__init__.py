@@ -105,7 +105,7 @@ def constructor_args(
     list
         Arguments in constructor order, ready for ABI encoding.
     """
-    from eth_utils import to_checksum_address
+    from eth_utils.address import to_checksum_address
 
     if name == "Consortium":
         return [

@@ -13,7 +13,7 @@ any reading is then provable against it. The rule is the one ``contracts/merkle.
 
 from __future__ import annotations
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 #: Kinds of anchored telemetry, as in ``Anchors.vy``.
 KINDS: dict[str, int] = {"AIS": 1, "REEFER": 2, "TRUCK_GPS": 3}

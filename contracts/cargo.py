@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from contracts import ROLES
 
@@ -79,8 +79,25 @@ _R = ROLES
 FAMILIES: dict[int, tuple[str, tuple[str, ...], int]] = {
     1: (
         "SHIPMENT",
-        ("RECE", "DRFT", "PENA", "PENU", "PENC", "CONF", "REJE", "APPR", "ISSU", "SURR",
-         "SUBM", "VOID", "REQS", "CMPL", "HOLD", "RELS", "CANC"),
+        (
+            "RECE",
+            "DRFT",
+            "PENA",
+            "PENU",
+            "PENC",
+            "CONF",
+            "REJE",
+            "APPR",
+            "ISSU",
+            "SURR",
+            "SUBM",
+            "VOID",
+            "REQS",
+            "CMPL",
+            "HOLD",
+            "RELS",
+            "CANC",
+        ),
         _R["carrier"] | _R["agent"] | _R["forwarder"],
     ),
     2: ("TRANSPORT", ("ARRI", "DEPA"), _R["carrier"] | _R["agent"] | _R["terminal"]),
@@ -90,10 +107,18 @@ FAMILIES: dict[int, tuple[str, tuple[str, ...], int]] = {
     4: (
         "EQUIPMENT",
         ("STUF", "STRP", "PICK", "DROP", "INSP", "RSEA", "RMVD"),
-        _R["carrier"] | _R["forwarder"] | _R["haulier"] | _R["warehouse"] | _R["terminal"]
+        _R["carrier"]
+        | _R["forwarder"]
+        | _R["haulier"]
+        | _R["warehouse"]
+        | _R["terminal"]
         | _R["customs"],
     ),
-    5: ("REEFER", ("MEAS", "ADJU"), _R["terminal"] | _R["carrier"] | _R["haulier"] | _R["warehouse"]),
+    5: (
+        "REEFER",
+        ("MEAS", "ADJU"),
+        _R["terminal"] | _R["carrier"] | _R["haulier"] | _R["warehouse"],
+    ),
     6: (
         "LAND",
         ("PICK_UP", "HAND_OVER", "DELIVERY", "POSITION_ANCHOR"),
@@ -102,8 +127,25 @@ FAMILIES: dict[int, tuple[str, tuple[str, ...], int]] = {
     7: ("WAREHOUSE", ("RECEIPT", "RELEASE"), _R["warehouse"]),
     8: (
         "AIR",
-        ("BKD", "RCS", "FOH", "PRE", "MAN", "DEP", "TFD", "RCT", "ARR", "RCF", "NFD", "AWR",
-         "AWD", "CCD", "DLV", "DDL", "DIS"),
+        (
+            "BKD",
+            "RCS",
+            "FOH",
+            "PRE",
+            "MAN",
+            "DEP",
+            "TFD",
+            "RCT",
+            "ARR",
+            "RCF",
+            "NFD",
+            "AWR",
+            "AWD",
+            "CCD",
+            "DLV",
+            "DDL",
+            "DIS",
+        ),
         _R["airline"] | _R["agent"] | _R["forwarder"] | _R["warehouse"],
     ),
     # CUSR customs released, CUSH held, CUSI inspection ordered, CUSX refused.

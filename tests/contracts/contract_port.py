@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 from eth_abi import decode as abi_decode
-from eth_utils import to_checksum_address
 from eth_tester import EthereumTester, PyEVMBackend
 from eth_tester.exceptions import TransactionFailed
+from eth_utils import to_checksum_address
 from web3 import Web3
 from web3.exceptions import ContractLogicError
 from web3.providers.eth_tester import EthereumTesterProvider
@@ -119,7 +119,7 @@ def _abi_type(entry: dict[str, Any]) -> str:
     kind = str(entry["type"])
     if kind.startswith("tuple"):
         inner = ",".join(_abi_type(c) for c in entry["components"])
-        return f"({inner}){kind[len('tuple'):]}"
+        return f"({inner}){kind[len('tuple') :]}"
     return kind
 
 
@@ -152,7 +152,9 @@ def reverts_without_reason() -> Iterator[None]:
     """Expect a call to revert with no reason string (a bounds check of the compiler)."""
     with pytest.raises((TransactionFailed, ContractLogicError)) as info:
         yield
-    assert "b''" in str(info.value) or str(info.value).rstrip().endswith("reverted"), str(info.value)
+    assert "b''" in str(info.value) or str(info.value).rstrip().endswith("reverted"), str(
+        info.value
+    )
 
 
 _ARTIFACTS: dict[str, dict[str, Any]] = {}

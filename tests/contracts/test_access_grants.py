@@ -13,8 +13,12 @@ WRAPPED = b"\x07" * 92
 
 def publish(port: Port, org: int = 2) -> int:
     """Record one terminal event by ``org``; return its id."""
-    e = CargoEventInput(subject=CONTAINER, event_type=EVENT_TYPES["TERMINAL.DISC"], classifier=3,
-                        event_time=1_795_000_000)
+    e = CargoEventInput(
+        subject=CONTAINER,
+        event_type=EVENT_TYPES["TERMINAL.DISC"],
+        classifier=3,
+        event_time=1_795_000_000,
+    )
     port.send(port.CargoLedger.address, encode_record_call([e]), port.accounts[org])
     return int(port.CargoLedger.functions.batch_count().call()) << 16
 
@@ -27,7 +31,14 @@ def test_grant_and_revoke_subject(port: Port) -> None:
     g = port.AccessGrants.functions
     r = port.transact(g.grant(SUBJECT, CONTAINER, 5, WRAPPED, 0), port.accounts[2])
     assert port.events(r, "AccessGrants", "AccessGranted") == [
-        {"owner": 2, "reader": 5, "target": CONTAINER, "scope": SUBJECT, "expiry": 0, "wrapped_key": WRAPPED}
+        {
+            "owner": 2,
+            "reader": 5,
+            "target": CONTAINER,
+            "scope": SUBJECT,
+            "expiry": 0,
+            "wrapped_key": WRAPPED,
+        }
     ]
     assert g.hasAccess(2, SUBJECT, CONTAINER, 5).call()
     assert not g.hasAccess(2, SUBJECT, CONTAINER, 6).call()

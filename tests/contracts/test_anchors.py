@@ -33,7 +33,15 @@ def test_anchor(port: Port) -> None:
     root = merkle_root(READINGS)
     r = port.transact(a.anchor(REEFER, root, len(READINGS), T0, T0 + 60), port.accounts[2])
     assert port.events(r, "Anchors", "Anchored") == [
-        {"anchor": 1, "publisher": 2, "kind": REEFER, "root": root, "count": 7, "start": T0, "end": T0 + 60}
+        {
+            "anchor": 1,
+            "publisher": 2,
+            "kind": REEFER,
+            "root": root,
+            "count": 7,
+            "start": T0,
+            "end": T0 + 60,
+        }
     ]
     assert a.anchor_count().call() == 1
     assert list(a.anchorOf(1).call()) == [root, REEFER, 2, 7, T0, T0 + 60]
@@ -50,8 +58,11 @@ def test_inclusion(port: Port) -> None:
     assert not a.verifyReading(anchor_id, READINGS[1], merkle_proof(READINGS, 0)).call()
     assert not a.verifyReading(anchor_id + 1, READINGS[0], merkle_proof(READINGS, 0)).call()
     # An inner node is never accepted as a reading (leaves and nodes are domain-separated).
-    inner = keccak(b"\x01" + min(leaf(READINGS[0]), leaf(READINGS[1]))
-                   + max(leaf(READINGS[0]), leaf(READINGS[1])))
+    inner = keccak(
+        b"\x01"
+        + min(leaf(READINGS[0]), leaf(READINGS[1]))
+        + max(leaf(READINGS[0]), leaf(READINGS[1]))
+    )
     assert not a.verifyReading(anchor_id, inner, merkle_proof(READINGS, 0)[1:]).call()
 
 
@@ -62,9 +73,18 @@ def test_single_reading_batch(port: Port) -> None:
 
 @pytest.mark.parametrize(
     ("org", "kind", "allowed"),
-    [(1, AIS, True), (3, AIS, True), (7, AIS, False), (2, REEFER, True), (7, REEFER, True),
-     (5, REEFER, False), (7, TRUCK_GPS, True), (6, TRUCK_GPS, True), (2, TRUCK_GPS, False),
-     (9, AIS, False)],
+    [
+        (1, AIS, True),
+        (3, AIS, True),
+        (7, AIS, False),
+        (2, REEFER, True),
+        (7, REEFER, True),
+        (5, REEFER, False),
+        (7, TRUCK_GPS, True),
+        (6, TRUCK_GPS, True),
+        (2, TRUCK_GPS, False),
+        (9, AIS, False),
+    ],
 )
 def test_roles_per_kind(port: Port, org: int, kind: int, allowed: bool) -> None:
     if allowed:

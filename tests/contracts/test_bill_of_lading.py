@@ -13,11 +13,15 @@ ZERO = b"\x00" * 32
 
 
 def register(port: Port, containers: list[bytes] = CONTAINERS, carrier: int = 3) -> None:
-    port.transact(port.BillOfLading.functions.registerMaster(MBL, containers), port.accounts[carrier])
+    port.transact(
+        port.BillOfLading.functions.registerMaster(MBL, containers), port.accounts[carrier]
+    )
 
 
 def link(port: Port, containers: list[bytes], forwarder: int = 5, house: bytes = HBL) -> None:
-    port.transact(port.BillOfLading.functions.linkHouse(house, MBL, containers), port.accounts[forwarder])
+    port.transact(
+        port.BillOfLading.functions.linkHouse(house, MBL, containers), port.accounts[forwarder]
+    )
 
 
 def test_register_master(port: Port) -> None:
@@ -138,7 +142,9 @@ def test_correct_and_unlink_only_by_linking_forwarder(port: Port) -> None:
     with reverts("billoflading: container is not on the master B/L"):
         port.transact(b.correctHouse(HBL, MBL, [HBL]), port.accounts[5])
     r = port.transact(b.unlinkHouse(HBL), port.accounts[5])
-    assert port.events(r, "BillOfLading", "HouseUnlinked") == [{"house": HBL, "master": MBL, "forwarder": 5}]
+    assert port.events(r, "BillOfLading", "HouseUnlinked") == [
+        {"house": HBL, "master": MBL, "forwarder": 5}
+    ]
     assert b.forwarderOf(HBL).call() == 0
     assert b.housesOf(MBL).call() == []
     # Once unlinked, anyone with the forwarder role may link it again.

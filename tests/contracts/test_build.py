@@ -44,8 +44,14 @@ def test_source_hash_covers_imported_modules() -> None:
 
 
 def test_check_command_runs_from_anywhere(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "contracts.build", "--check"], cwd=tmp_path,
-                            env={"PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "contracts.build", "--check"],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
 
 

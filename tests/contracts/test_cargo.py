@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from contract_port import Port, reverts, reverts_without_reason
@@ -22,8 +23,14 @@ T0 = 1_795_000_000
 CONTAINER = subject_key("CSQU 305438-3")
 
 
-def event(kind: str, subject: bytes = CONTAINER, payload: bytes = b"", retracts: int = 0,
-          classifier: int = 3, location: str = "HKHKG") -> CargoEventInput:
+def event(
+    kind: str,
+    subject: bytes = CONTAINER,
+    payload: bytes = b"",
+    retracts: int = 0,
+    classifier: int = 3,
+    location: str = "HKHKG",
+) -> CargoEventInput:
     return CargoEventInput(
         subject=subject,
         event_type=EVENT_TYPES[kind],
@@ -50,7 +57,7 @@ def record_raw(port: Port, org: int, data: bytes) -> None:
 
 
 def test_family_table_matches_python() -> None:
-    source = open(os.path.join(os.path.dirname(cargo.__file__), "CargoLedger.vy")).read()
+    source = (Path(cargo.__file__).parent / "CargoLedger.vy").read_text()
     assert f"FAMILY_TABLE: public(constant(uint256)) = {cargo.family_table()}" in source
 
 
@@ -83,14 +90,21 @@ def test_subject_key_normalises() -> None:
 def test_record_batch(port: Port) -> None:
     events = [event("TERMINAL.DISC", payload=os.urandom(n)) for n in (0, 20, 64, 65, 200, 300, 700)]
     receipt = port.send(port.CargoLedger.address, encode_record_call(events), port.accounts[2])
-    logged = [decode_event_log(log["topics"], log["data"]) for log in receipt.logs
-              if log["topics"][0] == CARGO_EVENT_TOPIC]
+    logged = [
+        decode_event_log(log["topics"], log["data"])
+        for log in receipt.logs
+        if log["topics"][0] == CARGO_EVENT_TOPIC
+    ]
     assert len(logged) == len(events)
     for i, (sent, got) in enumerate(zip(events, logged, strict=True)):
         assert got.event_id == 1 << 16 | i
         assert got.publisher == 2
-        assert CargoEventInput(**{k: v for k, v in got.__dict__.items()
-                                  if k not in ("event_id", "publisher")}) == sent
+        assert (
+            CargoEventInput(
+                **{k: v for k, v in got.__dict__.items() if k not in ("event_id", "publisher")}
+            )
+            == sent
+        )
     for log in receipt.logs:
         if log["topics"][0] == CARGO_EVENT_TOPIC:
             assert log["topics"][1] == CONTAINER
@@ -109,10 +123,21 @@ def test_record_batch(port: Port) -> None:
 @pytest.mark.parametrize(
     ("org", "kind"),
     [
-        (3, "SHIPMENT.CONF"), (5, "SHIPMENT.RECE"), (3, "TRANSPORT.ARRI"), (2, "TRANSPORT.DEPA"),
-        (2, "TERMINAL.AVPU"), (7, "EQUIPMENT.PICK"), (4, "EQUIPMENT.INSP"), (2, "REEFER.MEAS"),
-        (7, "LAND.HAND_OVER"), (6, "LAND.POSITION_ANCHOR"), (2, "WAREHOUSE.RECEIPT"),
-        (8, "AIR.RCS"), (5, "AIR.DLV"), (4, "CUSTOMS.CUSR"), (10, "CUSTOMS.CUSH"),
+        (3, "SHIPMENT.CONF"),
+        (5, "SHIPMENT.RECE"),
+        (3, "TRANSPORT.ARRI"),
+        (2, "TRANSPORT.DEPA"),
+        (2, "TERMINAL.AVPU"),
+        (7, "EQUIPMENT.PICK"),
+        (4, "EQUIPMENT.INSP"),
+        (2, "REEFER.MEAS"),
+        (7, "LAND.HAND_OVER"),
+        (6, "LAND.POSITION_ANCHOR"),
+        (2, "WAREHOUSE.RECEIPT"),
+        (8, "AIR.RCS"),
+        (5, "AIR.DLV"),
+        (4, "CUSTOMS.CUSR"),
+        (10, "CUSTOMS.CUSH"),
     ],
 )
 def test_roles_that_may_publish(port: Port, org: int, kind: str) -> None:
@@ -153,8 +178,9 @@ def test_unknown_event_types(port: Port, code: int) -> None:
 
 def test_non_member(port: Port) -> None:
     with reverts("cargo: caller is not a member"):
-        port.send(port.CargoLedger.address, encode_record_call([event("TERMINAL.DISC")]),
-                  port.spare[0])
+        port.send(
+            port.CargoLedger.address, encode_record_call([event("TERMINAL.DISC")]), port.spare[0]
+        )
 
 
 def test_invalid_classifier(port: Port) -> None:
@@ -219,20 +245,23 @@ def test_suspended_publisher_loses_access(port: Port) -> None:
     port.transact(c.removeAccount(port.accounts[2]), port.spare[0])
     with reverts("cargo: caller is not a member"):
         record(port, 2, [event("TERMINAL.DISC")])
-    receipt = port.send(port.CargoLedger.address, encode_record_call([event("TERMINAL.DISC")]),
-                        port.spare[0])
+    receipt = port.send(
+        port.CargoLedger.address, encode_record_call([event("TERMINAL.DISC")]), port.spare[0]
+    )
     assert port.events(receipt, "CargoLedger", "CargoBatch")[0]["publisher"] == 2
 
 
 def test_roles_constant_mirrors_contract() -> None:
-    source = open(os.path.join(os.path.dirname(cargo.__file__), "roles.vy")).read()
+    source = (Path(cargo.__file__).parent / "roles.vy").read_text()
     for name, bit in ROLES.items():
         assert f"{name.upper()}: constant(uint256) = {bit}\n" in source
     assert f"ALL: constant(uint256) = {sum(ROLES.values())}\n" in source
 
 
 def test_every_payload_class_boundary(port: Port) -> None:
-    lengths = sorted({c for c in cargo.PAYLOAD_CLASSES} | {c + 1 for c in cargo.PAYLOAD_CLASSES[:-1]})
+    lengths = sorted(
+        {c for c in cargo.PAYLOAD_CLASSES} | {c + 1 for c in cargo.PAYLOAD_CLASSES[:-1]}
+    )
     events = [event("TERMINAL.DISC", payload=os.urandom(n)) for n in lengths]
     logged = record(port, 2, events)
     assert [len(e.payload) for e in logged] == lengths

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from contract_port import ORGS, TIMELOCK, Port, reverts
 from eth_utils import to_checksum_address
 
 from contracts import ROLES, constructor_args, roles_mask
-
-from contract_port import ORGS, TIMELOCK, Port, reverts
 
 ADD_MEMBER, SET_ROLES, SUSPEND_MEMBER, ADD_VALIDATOR, REMOVE_VALIDATOR, RECOVER = range(1, 7)
 OPEN, EXECUTED, VETOED, CANCELLED = 1, 2, 3, 4
@@ -16,8 +15,16 @@ ZERO = "0x" + "00" * 20
 KEY = b"\x42" * 32
 
 
-def propose(port: Port, proposer: int, kind: int, org: int = 0, account: str = ZERO,
-            roles: int = 0, name: str = "", key: bytes = b"\x00" * 32) -> int:
+def propose(
+    port: Port,
+    proposer: int,
+    kind: int,
+    org: int = 0,
+    account: str = ZERO,
+    roles: int = 0,
+    name: str = "",
+    key: bytes = b"\x00" * 32,
+) -> int:
     fn = port.Consortium.functions.propose(kind, org, account, roles, name, key)
     port.transact(fn, port.accounts[proposer])
     return int(port.Consortium.functions.proposal_count().call())
@@ -73,13 +80,30 @@ def test_genesis_views(port: Port) -> None:
 
 
 def test_constructor_args_shape() -> None:
-    members = [{"name": "A", "roles": ["terminal", "Carrier"], "accounts": ["0x" + "ab" * 20],
-                "encryptionKey": "0x" + "01" * 32}]
+    members = [
+        {
+            "name": "A",
+            "roles": ["terminal", "Carrier"],
+            "accounts": ["0x" + "ab" * 20],
+            "encryptionKey": "0x" + "01" * 32,
+        }
+    ]
     args = constructor_args("Consortium", members, ["0x" + "ab" * 20], timelock=5)
-    assert args == [["A"], [ROLES["terminal"] | ROLES["carrier"]], [b"\x01" * 32],
-                    [[to_checksum_address("0x" + "ab" * 20)]], [to_checksum_address("0x" + "ab" * 20)], 5]
-    assert constructor_args("CargoLedger", members, []) == ["0x0000000000000000000000000000000000001000"]
-    assert constructor_args("AccessGrants", members, [])[1] == "0x0000000000000000000000000000000000001001"
+    assert args == [
+        ["A"],
+        [ROLES["terminal"] | ROLES["carrier"]],
+        [b"\x01" * 32],
+        [[to_checksum_address("0x" + "ab" * 20)]],
+        [to_checksum_address("0x" + "ab" * 20)],
+        5,
+    ]
+    assert constructor_args("CargoLedger", members, []) == [
+        "0x0000000000000000000000000000000000001000"
+    ]
+    assert (
+        constructor_args("AccessGrants", members, [])[1]
+        == "0x0000000000000000000000000000000000001001"
+    )
     assert roles_mask(["bank", "auditor"]) == 512 | 1024
 
 
@@ -158,8 +182,9 @@ def test_set_encryption_key(port: Port) -> None:
 def test_add_member_needs_majority_and_timelock(port: Port) -> None:
     c = port.Consortium.functions
     newcomer = port.spare[0]
-    r = port.transact(c.propose(ADD_MEMBER, 0, newcomer, ROLES["haulier"], "New Haulage", KEY),
-                      port.accounts[2])
+    r = port.transact(
+        c.propose(ADD_MEMBER, 0, newcomer, ROLES["haulier"], "New Haulage", KEY), port.accounts[2]
+    )
     created = port.events(r, "Consortium", "ProposalCreated")[0]
     assert (created["kind"], created["proposer"], created["account"]) == (ADD_MEMBER, 2, newcomer)
     pid = created["proposal"]
@@ -168,7 +193,9 @@ def test_add_member_needs_majority_and_timelock(port: Port) -> None:
     with reverts("consortium: proposal has not passed"):
         execute(port, pid)
     r = port.transact(c.vote(pid), port.accounts[8])  # 6 of 10
-    assert port.events(r, "Consortium", "ProposalPassed")[0]["executable_at"] == port.now() + TIMELOCK
+    assert (
+        port.events(r, "Consortium", "ProposalPassed")[0]["executable_at"] == port.now() + TIMELOCK
+    )
     with reverts("consortium: timelock has not run out"):
         execute(port, pid)
     port.advance(TIMELOCK)
@@ -197,8 +224,13 @@ def test_vote_refusals(port: Port) -> None:
 
 def test_set_roles_and_suspend(port: Port) -> None:
     c = port.Consortium.functions
-    r = passed(port, SET_ROLES, [1, 2, 3, 4, 5, 6], org=7, roles=ROLES["haulier"] | ROLES["warehouse"])
-    assert port.events(r, "Consortium", "RolesChanged")[0]["roles"] == ROLES["haulier"] | ROLES["warehouse"]
+    r = passed(
+        port, SET_ROLES, [1, 2, 3, 4, 5, 6], org=7, roles=ROLES["haulier"] | ROLES["warehouse"]
+    )
+    assert (
+        port.events(r, "Consortium", "RolesChanged")[0]["roles"]
+        == ROLES["haulier"] | ROLES["warehouse"]
+    )
     assert c.rolesOf(7).call() == ROLES["haulier"] | ROLES["warehouse"]
     r = passed(port, SUSPEND_MEMBER, [1, 2, 3, 4, 5, 6], org=9)
     assert port.events(r, "Consortium", "MemberSuspended")[0]["org"] == 9
@@ -232,7 +264,9 @@ def test_proposal_validation(port: Port) -> None:
     with reverts("consortium: unknown proposal kind"):
         propose(port, 1, 9)
     with reverts("consortium: caller is not a member"):
-        port.transact(port.Consortium.functions.propose(SET_ROLES, 5, ZERO, 1, "", KEY), port.spare[0])
+        port.transact(
+            port.Consortium.functions.propose(SET_ROLES, 5, ZERO, 1, "", KEY), port.spare[0]
+        )
 
 
 def test_execution_rechecks_state(port: Port) -> None:
@@ -278,7 +312,9 @@ def test_cancel(port: Port) -> None:
 
 
 def test_operator_vetoes_new_member(port: Port) -> None:
-    pid = propose(port, 2, ADD_MEMBER, account=port.spare[0], roles=ROLES["haulier"], name="X", key=KEY)
+    pid = propose(
+        port, 2, ADD_MEMBER, account=port.spare[0], roles=ROLES["haulier"], name="X", key=KEY
+    )
     vote(port, pid, 3, 4, 5, 6, 7)
     with reverts("consortium: organisation holds no veto"):
         port.transact(port.Consortium.functions.veto(pid), port.accounts[5])
@@ -307,7 +343,9 @@ def test_customs_vetoes_customs_role_changes(port: Port) -> None:
     pid = propose(port, 2, SUSPEND_MEMBER, org=10)
     port.transact(veto(pid), port.accounts[4])
     # A new customs member: customs may veto.
-    pid = propose(port, 2, ADD_MEMBER, account=port.spare[0], roles=ROLES["customs"], name="X", key=KEY)
+    pid = propose(
+        port, 2, ADD_MEMBER, account=port.spare[0], roles=ROLES["customs"], name="X", key=KEY
+    )
     port.transact(veto(pid), port.accounts[4])
     # Validator changes carry no veto.
     pid = propose(port, 5, ADD_VALIDATOR, org=5, account=port.accounts[5])
@@ -364,7 +402,10 @@ def test_remove_validator(port: Port) -> None:
     vote(port, pid, 5)
     port.advance(TIMELOCK)
     r = execute(port, pid)
-    assert port.events(r, "Consortium", "ValidatorRemoved")[0] == {"org": 4, "validator": port.validators[3]}
+    assert port.events(r, "Consortium", "ValidatorRemoved")[0] == {
+        "org": 4,
+        "validator": port.validators[3],
+    }
     assert c.getValidators().call() == port.validators[:3] + [port.accounts[5]]
     assert c.organisation(4).call()[4] == 0
     # Customs no longer runs a validator, so it can now be suspended.

@@ -110,4 +110,6 @@ def test_history_is_bounded(port: Port) -> None:
 def test_unbound_authority_refuses_everyone(port: Port) -> None:
     file(port, authority=CN)
     with reverts("declarations: caller is not the declaration's authority"):
-        port.transact(port.Declarations.functions.postStatus(DECL, RELEASED, NOTE), port.accounts[4])
+        port.transact(
+            port.Declarations.functions.postStatus(DECL, RELEASED, NOTE), port.accounts[4]
+        )

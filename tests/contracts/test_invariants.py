@@ -29,10 +29,12 @@ FAILED = (TransactionFailed, ContractLogicError)
 ADD_VALIDATOR, REMOVE_VALIDATOR, SUSPEND = 4, 5, 3
 ORG = st.integers(min_value=1, max_value=10)
 
-QUICK = settings(max_examples=6, stateful_step_count=12, deadline=None,
-                 suppress_health_check=list(HealthCheck))
-LONG = settings(max_examples=60, stateful_step_count=40, deadline=None,
-                suppress_health_check=list(HealthCheck))
+QUICK = settings(
+    max_examples=6, stateful_step_count=12, deadline=None, suppress_health_check=list(HealthCheck)
+)
+LONG = settings(
+    max_examples=60, stateful_step_count=40, deadline=None, suppress_health_check=list(HealthCheck)
+)
 
 
 def attempt(port: Port, fn: Any, sender: str) -> bool:
@@ -82,8 +84,11 @@ class Governance(RuleBasedStateMachine):
     @precondition(lambda self: self.proposals)
     @rule(data=st.data(), vetoer=ORG)
     def veto(self, data: st.DataObject, vetoer: int) -> None:
-        attempt(self.port, self.c.veto(data.draw(st.sampled_from(self.proposals))),
-                self.port.accounts[vetoer])
+        attempt(
+            self.port,
+            self.c.veto(data.draw(st.sampled_from(self.proposals))),
+            self.port.accounts[vetoer],
+        )
 
     @precondition(lambda self: self.proposals)
     @rule(data=st.data(), by=ORG, wait=st.booleans())
@@ -139,10 +144,12 @@ class Grants(RuleBasedStateMachine):
         # One event each by the terminal (2) and the carrier (3).
         self.events: dict[int, int] = {}
         for org, kind in ((2, "TERMINAL.DISC"), (3, "SHIPMENT.ISSU")):
-            e = CargoEventInput(subject=SUBJECTS[0], event_type=EVENT_TYPES[kind], classifier=3,
-                                event_time=1)
-            self.port.send(self.port.CargoLedger.address, encode_record_call([e]),
-                           self.port.accounts[org])
+            e = CargoEventInput(
+                subject=SUBJECTS[0], event_type=EVENT_TYPES[kind], classifier=3, event_time=1
+            )
+            self.port.send(
+                self.port.CargoLedger.address, encode_record_call([e]), self.port.accounts[org]
+            )
             self.events[int(self.port.CargoLedger.functions.batch_count().call()) << 16] = org
         self.targets = [(1, s) for s in SUBJECTS] + [
             (2, eid.to_bytes(32, "big")) for eid in self.events
@@ -157,13 +164,20 @@ class Grants(RuleBasedStateMachine):
         expected = expiry is not None and (expiry == 0 or expiry > now)
         assert self.port.view("AccessGrants", "hasAccess", owner, scope, target, reader) == expected
 
-    @rule(owner=st.sampled_from(OWNERS), t=st.integers(0, 3), reader=st.sampled_from(READERS),
-          expiry=st.sampled_from([0, NEAR, FAR]))
+    @rule(
+        owner=st.sampled_from(OWNERS),
+        t=st.integers(0, 3),
+        reader=st.sampled_from(READERS),
+        expiry=st.sampled_from([0, NEAR, FAR]),
+    )
     def grant(self, owner: int, t: int, reader: int, expiry: int) -> None:
         scope, target = self.targets[t]
         absolute = 0 if expiry == 0 else self.port.now() + expiry
-        ok = attempt(self.port, self.g.grant(scope, target, reader, b"\x01" * 92, absolute),
-                     self.port.accounts[owner])
+        ok = attempt(
+            self.port,
+            self.g.grant(scope, target, reader, b"\x01" * 92, absolute),
+            self.port.accounts[owner],
+        )
         owns = scope == 1 or self.events[int.from_bytes(target, "big")] == owner
         assert ok == (owns and reader != owner)
         if ok:
@@ -224,22 +238,36 @@ class Links(RuleBasedStateMachine):
             chosen = sorted(set(chosen) | {CONTAINERS[other][0]})
         return chosen
 
-    @rule(h=st.integers(0, 2), caller=st.sampled_from(CALLERS), m=st.integers(0, 1),
-          picks=st.lists(st.integers(0, 3), max_size=4), foreign=st.booleans())
+    @rule(
+        h=st.integers(0, 2),
+        caller=st.sampled_from(CALLERS),
+        m=st.integers(0, 1),
+        picks=st.lists(st.integers(0, 3), max_size=4),
+        foreign=st.booleans(),
+    )
     def link(self, h: int, caller: int, m: int, picks: list[int], foreign: bool) -> None:
         house, master = HOUSES[h], MASTERS[m]
         containers = self._containers(master, picks, foreign)
-        ok = attempt(self.port, self.b.linkHouse(house, master, containers), self.port.accounts[caller])
+        ok = attempt(
+            self.port, self.b.linkHouse(house, master, containers), self.port.accounts[caller]
+        )
         assert ok == (house not in self.model and caller != 3 and not foreign)
         if ok:
             self.model[house] = (caller, master, containers)
 
-    @rule(h=st.integers(0, 2), caller=st.sampled_from(CALLERS), m=st.integers(0, 1),
-          picks=st.lists(st.integers(0, 3), max_size=4), foreign=st.booleans())
+    @rule(
+        h=st.integers(0, 2),
+        caller=st.sampled_from(CALLERS),
+        m=st.integers(0, 1),
+        picks=st.lists(st.integers(0, 3), max_size=4),
+        foreign=st.booleans(),
+    )
     def correct(self, h: int, caller: int, m: int, picks: list[int], foreign: bool) -> None:
         house, master = HOUSES[h], MASTERS[m]
         containers = self._containers(master, picks, foreign)
-        ok = attempt(self.port, self.b.correctHouse(house, master, containers), self.port.accounts[caller])
+        ok = attempt(
+            self.port, self.b.correctHouse(house, master, containers), self.port.accounts[caller]
+        )
         linked_by = self.model.get(house, (0,))[0]
         assert ok == (linked_by == caller and not foreign)
         if ok:
