@@ -21,9 +21,10 @@
           the organisations that run validators; every other kind needs a
           majority of the active organisations. Votes are recounted against
           the current membership when a proposal is executed.
-          Vetoes, until execution: an operator may veto a new member (the
-          operator verifies organisations); customs may veto any proposal
-          that gives, takes or suspends the customs role; the organisation
+          A proposal lapses 30 days after it was made.
+          Vetoes, until execution: an operator may veto a new or reinstated
+          member (the operator verifies organisations); customs may veto any
+          proposal that gives, takes, suspends or reinstates the customs role; the organisation
           whose accounts a recovery replaces may veto that recovery (a
           recovery is how an organisation that lost its keys gets new ones,
           so an organisation that still holds its keys can stop a hijack).
@@ -45,6 +46,7 @@ SUSPEND_MEMBER: constant(uint8) = 3
 ADD_VALIDATOR: constant(uint8) = 4
 REMOVE_VALIDATOR: constant(uint8) = 5
 RECOVER_ACCOUNTS: constant(uint8) = 6
+REINSTATE_MEMBER: constant(uint8) = 7
 
 # Proposal states.
 OPEN: constant(uint8) = 1
@@ -56,6 +58,8 @@ MAX_ORGS: constant(uint256) = 64
 MAX_ACCOUNTS: constant(uint256) = 16
 MAX_VALIDATORS: constant(uint256) = 64
 MIN_VALIDATORS: constant(uint256) = 4
+# A proposal not executed within this time lapses.
+PROPOSAL_LIFETIME: constant(uint256) = 30 * 86400
 
 
 struct Organisation:
@@ -105,6 +109,10 @@ event RolesChanged:
 
 
 event MemberSuspended:
+    org: indexed(uint256)
+
+
+event MemberReinstated:
     org: indexed(uint256)
 
 
@@ -377,7 +385,9 @@ def propose(
          signing account); SET_ROLES (2): org, roles_; SUSPEND_MEMBER (3):
          org; ADD_VALIDATOR (4): org, account (one of org's accounts);
          REMOVE_VALIDATOR (5): account; RECOVER_ACCOUNTS (6): org, account
-         (replaces all of org's accounts that are not validators).
+         (replaces all of org's accounts that are not validators);
+         REINSTATE_MEMBER (7): org (a suspended organisation, with its id,
+         records and accounts).
     @param kind The proposal kind.
     @param org The organisation the proposal is about.
     @param account The account the proposal is about.
@@ -421,6 +431,7 @@ def vote(proposal_id: uint256):
     """
     voter: uint256 = self._caller_org()
     assert self._proposals[proposal_id].status == OPEN, "consortium: proposal is not open"
+    assert block.timestamp < self._proposals[proposal_id].created_at + PROPOSAL_LIFETIME, "consortium: proposal has lapsed"
     assert voter not in self._proposals[proposal_id].voters, "consortium: organisation already voted"
     self._proposals[proposal_id].voters.append(voter)
     log Voted(proposal=proposal_id, voter=voter)
@@ -471,6 +482,7 @@ def execute(proposal_id: uint256) -> uint256:
     assert p.status == OPEN, "consortium: proposal is not open"
     assert p.passed_at != 0, "consortium: proposal has not passed"
     assert block.timestamp >= p.passed_at + self.timelock, "consortium: timelock has not run out"
+    assert block.timestamp < p.created_at + PROPOSAL_LIFETIME, "consortium: proposal has lapsed"
     assert self._passes(p), "consortium: proposal lost its majority"
     self._check(p)
     self._proposals[proposal_id].status = EXECUTED
@@ -489,8 +501,12 @@ def execute(proposal_id: uint256) -> uint256:
     elif p.kind == REMOVE_VALIDATOR:
         org = self.account_org[p.account]
         self._remove_validator(p.account)
-    else:
+    elif p.kind == RECOVER_ACCOUNTS:
         self._recover(org, p.account)
+    else:
+        self._orgs[org].active = True
+        self.active_count += 1
+        log MemberReinstated(org=org)
     log ProposalExecuted(proposal=proposal_id, org=org)
     return org
 
@@ -549,6 +565,9 @@ def _check(p: Proposal):
         assert self.org_count >= p.org and p.org != 0, "consortium: unknown organisation"
         assert p.account != empty(address), "consortium: empty account"
         assert self.account_org[p.account] == 0, "consortium: account already belongs to an organisation"
+    elif p.kind == REINSTATE_MEMBER:
+        assert self.org_count >= p.org and p.org != 0, "consortium: unknown organisation"
+        assert not self._orgs[p.org].active, "consortium: organisation is active"
     else:
         raise "consortium: unknown proposal kind"
 
@@ -587,6 +606,10 @@ def _may_veto(p: Proposal, org: uint256) -> bool:
         if held & roles.OPERATOR != 0:
             return True
         return held & roles.CUSTOMS != 0 and p.roles & roles.CUSTOMS != 0
+    if p.kind == REINSTATE_MEMBER:
+        if held & roles.OPERATOR != 0:
+            return True
+        return held & roles.CUSTOMS != 0 and self._orgs[p.org].roles & roles.CUSTOMS != 0
     if p.kind == SET_ROLES:
         changed: uint256 = p.roles ^ self._orgs[p.org].roles
         return held & roles.CUSTOMS != 0 and changed & roles.CUSTOMS != 0

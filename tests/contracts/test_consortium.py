@@ -449,3 +449,44 @@ def test_recovery_vetoed_by_its_target(port: Port) -> None:
         port.transact(port.Consortium.functions.veto(pid), port.accounts[6])
     port.transact(port.Consortium.functions.veto(pid), port.accounts[5])
     assert proposal(port, pid)[1] == VETOED
+
+
+REINSTATE = 7
+LIFETIME = 30 * 86_400
+
+
+def test_reinstate_member(port: Port) -> None:
+    c = port.Consortium.functions
+    passed(port, SUSPEND_MEMBER, [1, 2, 3, 4, 5, 6], org=9)
+    with reverts("consortium: organisation is active"):
+        propose(port, 1, REINSTATE, org=8)
+    with reverts("consortium: unknown organisation"):
+        propose(port, 1, REINSTATE, org=11)
+    r = passed(port, REINSTATE, [1, 2, 3, 4, 5], org=9)  # 5 of 9 active
+    assert port.events(r, "Consortium", "MemberReinstated") == [{"org": 9}]
+    assert c.isMemberAccount(port.accounts[9]).call()
+    assert c.memberOf(port.accounts[9]).call() == [9, ROLES["bank"]]
+    assert c.active_count().call() == 10
+
+
+def test_reinstatement_vetoes(port: Port) -> None:
+    veto = port.Consortium.functions.veto
+    passed(port, SUSPEND_MEMBER, [1, 2, 3, 4, 5, 6], org=9)
+    pid = propose(port, 2, REINSTATE, org=9)
+    with reverts("consortium: organisation holds no veto"):
+        port.transact(veto(pid), port.accounts[4])  # customs: the bank holds no customs role
+    port.transact(veto(pid), port.accounts[1])  # the operator
+    assert proposal(port, pid)[1] == VETOED
+
+
+def test_proposals_lapse(port: Port) -> None:
+    pid = propose(port, 5, SET_ROLES, org=7, roles=ROLES["haulier"] | ROLES["agent"])
+    port.advance(LIFETIME)
+    with reverts("consortium: proposal has lapsed"):
+        vote(port, pid, 6)
+    # A passed proposal must also be executed within its lifetime.
+    pid = propose(port, 5, SET_ROLES, org=7, roles=ROLES["haulier"] | ROLES["agent"])
+    vote(port, pid, 6, 7, 8, 9, 10)
+    port.advance(LIFETIME)
+    with reverts("consortium: proposal has lapsed"):
+        execute(port, pid)
