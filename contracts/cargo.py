@@ -41,7 +41,16 @@ Event ids
 ``event id = batch sequence << 16 | index in batch``; the first batch is 1, so id 0 means
 "none". The contract stores one word per batch (publisher organisation and event count), which
 is what a retraction checks: only the publisher may retract its own events, and the retracted
-event must exist. Nothing else is stored per event.
+event must exist. Nothing else is stored per event: the "latest status per subject" of the design
+note is left to the gateway's read model, because keeping it on chain would cost a storage write
+per event (20 000 gas for a new subject, several times all the rest an event costs).
+
+Malformed input
+---------------
+Unknown types, types the caller's roles may not publish, bad classifiers, oversized payloads,
+bad retractions and batches of more than :data:`MAX_BATCH_EVENTS` revert with a ``cargo: ...``
+reason. A batch whose bytes end inside an event reverts without a reason: the bounds check of
+the calldata copy catches it, which costs nothing extra per event.
 """
 
 from __future__ import annotations
