@@ -83,7 +83,9 @@ def record() -> uint256:
     assert end > 4, "cargo: empty batch"
     off: uint256 = 4
     count: uint256 = 0
-    last_checked: uint256 = 0
+    # No header yields this (type and classifier are 24 bits): the first
+    # event is always checked.
+    last_checked: uint256 = max_value(uint256)
     # Hot loop. Offsets are bounded by the calldata size and every slice is
     # bounds-checked (a truncated event reverts there), so the arithmetic on
     # them is unchecked.

@@ -176,6 +176,24 @@ def test_unknown_event_types(port: Port, code: int) -> None:
         record(port, 2, [bad])
 
 
+def test_all_zero_type_and_classifier_is_checked(port: Port) -> None:
+    # Type and classifier are checked only when they change; an all-zero first event must not
+    # slip through as "unchanged".
+    bad = CargoEventInput(subject=CONTAINER, event_type=0, classifier=0, event_time=T0)
+    with reverts("cargo: unknown event type"):
+        record(port, 2, [bad])
+    with reverts("cargo: unknown event type"):
+        record(port, 2, [event("TERMINAL.DISC"), bad])
+
+
+def test_repeated_type_still_checks_each_change(port: Port) -> None:
+    ok = [event("TERMINAL.DISC"), event("TERMINAL.DISC"), event("TERMINAL.GTOT")]
+    with reverts("cargo: caller is not customs"):
+        record(port, 2, ok + [event("CUSTOMS.CUSR")])
+    with reverts("cargo: invalid classifier"):
+        record(port, 2, ok + [event("TERMINAL.GTOT", classifier=0)])
+
+
 def test_non_member(port: Port) -> None:
     with reverts("cargo: caller is not a member"):
         port.send(
