@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-from contract_port import Port, reverts, reverts_without_reason
+from contract_port import Port, reset_port, reverts, reverts_without_reason
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from contracts import ROLES, cargo
 from contracts.cargo import (
@@ -284,3 +286,35 @@ def test_every_payload_class_boundary(port: Port) -> None:
     logged = record(port, 2, events)
     assert [len(e.payload) for e in logged] == lengths
     assert [e.payload for e in logged] == [e.payload for e in events]
+
+
+TERMINAL_TYPES = [k for k in EVENT_TYPES if k.split(".")[0] in ("TERMINAL", "TRANSPORT", "REEFER")]
+events_strategy = st.lists(
+    st.builds(
+        CargoEventInput,
+        subject=st.binary(min_size=32, max_size=32),
+        event_type=st.sampled_from([EVENT_TYPES[k] for k in TERMINAL_TYPES]),
+        classifier=st.integers(1, 3),
+        event_time=st.integers(0, 2**40 - 1),
+        location=st.sampled_from(["", "HKHKG", "CNYTN", "NLRTM"]),
+        payload_hash=st.binary(min_size=32, max_size=32),
+        payload=st.binary(max_size=300),
+    ),
+    min_size=1,
+    max_size=20,
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@given(events=events_strategy)
+def test_logs_decode_to_what_was_sent(events: list[CargoEventInput]) -> None:
+    port = reset_port()
+    assert decode_record_call(encode_record_call(events)) == events
+    logged = record(port, 2, events)
+    assert [e.event_id for e in logged] == [1 << 16 | i for i in range(len(events))]
+    assert [
+        CargoEventInput(
+            **{k: v for k, v in e.__dict__.items() if k not in ("event_id", "publisher")}
+        )
+        for e in logged
+    ] == events
