@@ -70,8 +70,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+#: Environment of the node per variant: the node's own settings, or Python's defaults (5 ms
+#: GIL switch interval, default garbage-collector thresholds) for a side-by-side comparison.
+VARIANTS = {
+    "node": {},
+    "python-defaults": {"PORTLEDGER_SWITCH_INTERVAL": "0.005", "PORTLEDGER_GC_TUNE": "0"},
+}
+
+
 class Node:
-    def __init__(self, genesis: Path, workdir: Path) -> None:
+    def __init__(self, genesis: Path, workdir: Path, env: dict[str, str] | None = None) -> None:
         self.datadir = workdir / "node"
         self.port = free_port()
         self.log = workdir / "node.log"
@@ -84,7 +92,7 @@ class Node:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "node", "node", "--datadir", str(self.datadir),
                  "--rpc-port", str(self.port)],
-                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})},
             )
         deadline = time.monotonic() + 60
         while True:
@@ -209,7 +217,10 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=250, help="requests per HTTP batch (100-500)")
     parser.add_argument("--calls", type=int, default=2_000, help="sequential eth_call per run")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), help="run one variant only")
     args = parser.parse_args()
+    if args.variant is None:
+        return compare(sys.argv[1:])
     if not args.genesis.exists():
         print(f"{args.genesis} missing: run scripts/make_genesis.py", file=sys.stderr)
         return 2
@@ -219,7 +230,7 @@ def main() -> int:
     labels = [f"org:{i}" for i in range(1, args.senders + 1)]
     addresses = {label: dev_key(label).public_key.to_checksum_address() for label in labels}
     workdir = Path(tempfile.mkdtemp(prefix="portledger-bench-"))
-    node = Node(args.genesis, workdir)
+    node = Node(args.genesis, workdir, VARIANTS[args.variant])
     rows: list[tuple[str, str, str, str]] = []
     try:
         client = Client(node.port)
@@ -293,18 +304,38 @@ def main() -> int:
                      "", f"{sent.value} txs sent, {head_after - head_before} blocks"))
     finally:
         node.stop()
-        if not args.keep:
+        if not args.keep and not os.environ.get("BENCH_KEEP"):
             shutil.rmtree(workdir, ignore_errors=True)
 
     width = max(len(r[0]) for r in rows)
     load1, _, _ = os.getloadavg()
-    print(f"\nPortLedger JSON-RPC bench (node in its own process; {os.cpu_count()} CPUs, load "
+    print(f"\n[{args.variant}] PortLedger JSON-RPC bench (node in its own process; {os.cpu_count()} CPUs, load "
           f"average {load1:.1f} at the end; signing {args.txs + 1_500 * len(labels)} txs took "
           f"{sign_seconds:.1f} s, not timed)")
     print(f"{'measure'.ljust(width)}  {'result':<40} {'target':<14} status")
     print("-" * (width + 70))
     for name, result, target, status in rows:
         print(f"{name.ljust(width)}  {result:<40} {target:<14} {status}")
+    print("RESULT " + json.dumps({"busy_p99": pct(busy, 99), "busy_max": max(busy), "intake": intake_rate}))
+    return 0
+
+
+def compare(argv: list[str]) -> int:
+    """Run every variant in its own process, one after the other; print both and the ratios."""
+    results = {}
+    for variant in ("python-defaults", "node"):
+        out = subprocess.run(
+            [sys.executable, __file__, *argv, "--variant", variant],
+            capture_output=True, text=True, check=True,
+        )
+        print(out.stdout.rsplit("RESULT ", 1)[0].rstrip())
+        results[variant] = json.loads(out.stdout.rsplit("RESULT ", 1)[1])
+    base, tuned = results["python-defaults"], results["node"]
+    print(
+        f"\nside by side: eth_call p99 under load {base['busy_p99']:.1f} -> {tuned['busy_p99']:.1f} ms "
+        f"({base['busy_p99'] / tuned['busy_p99']:.2f}x), max {base['busy_max']:.1f} -> "
+        f"{tuned['busy_max']:.1f} ms; intake {base['intake']:.0f} -> {tuned['intake']:.0f} tx/s"
+    )
     return 0
 
 

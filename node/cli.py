@@ -16,6 +16,7 @@ hex, mode 0600) and ``chain/`` (LevelDB). Every failure exits non-zero with a on
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import shutil
@@ -36,6 +37,8 @@ from node.db import LevelDB, SchemaMismatch
 from node.genesis import Genesis, GenesisError, dev_key
 
 REPO_GENESIS = Path(__file__).resolve().parent.parent / "genesis.json"
+#: Seconds between forced GIL hand-overs in a running node (Python's default is 0.005).
+GIL_SWITCH_INTERVAL = 0.0002
 
 
 class DataDir:
@@ -145,6 +148,17 @@ async def _run_node(ledger: Ledger, key: keys.PrivateKey, host: str, port: int, 
 
     from node.rpc import create_rpc_app
     from node.service import NodeService
+
+    # Blocks are built on a worker thread while the event loop answers JSON-RPC. Every time a
+    # request's socket or LevelDB read gives up the GIL, getting it back from the busy worker
+    # takes up to one switch interval (5 ms by default); a request needs several. A shorter
+    # interval keeps eth_call latency low while blocks build (see BENCHMARKS.md).
+    sys.setswitchinterval(float(os.environ.get("PORTLEDGER_SWITCH_INTERVAL", GIL_SWITCH_INTERVAL)))
+    if os.environ.get("PORTLEDGER_GC_TUNE", "1") == "1":
+        # py-evm allocates many short-lived objects per transaction; with the default
+        # thresholds the cyclic collector's full passes over a large heap stall requests.
+        gc.freeze()
+        gc.set_threshold(100_000, 50, 1000)
 
     log = logging.getLogger("portledger.node")
     is_validator = key.public_key.to_canonical_address() in ledger.genesis.validators

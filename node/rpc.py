@@ -51,7 +51,7 @@ RESOURCE_NOT_FOUND = -32001
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_BATCH = 2_000
 #: A batch yields to the event loop at least this often while it is being answered.
-BATCH_YIELD_SECONDS = 0.002
+BATCH_YIELD_SECONDS = 0.0005
 MAX_LOG_RESULTS = 10_000
 MAX_LOG_BLOCK_RANGE = 50_000
 MAX_FILTERS = 1_000
