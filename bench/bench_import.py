@@ -34,10 +34,10 @@ PAYLOAD_BYTES = 100
 def child(variant: str, events_per_tx: list[int], total_events: int) -> dict[str, object]:
     if variant == "stock":
         os.environ["ETH_HASH_BACKEND"] = "pycryptodome"
-    import node  # noqa: F401  (sets the node's hashing backend unless stock chose one)
     from eth.vm.forks.prague import PragueVM
     from eth_account import Account
 
+    import node  # noqa: F401  (sets the node's hashing backend unless stock chose one)
     from contracts import SYSTEM_ADDRESSES
     from contracts.cargo import EVENT_TYPES, CargoEventInput, encode_record_call, subject_key
     from node.chain import Ledger, PortLedgerVM
