@@ -14,15 +14,15 @@
         subject key, the publisher organisation and the event id, and whose
         data is the event's bytes as they were in the calldata.
         Throughput is the design goal: the caller's roles are looked up once
-        per call, each event's role check is a shift into the `FAMILY_TABLE`
-        constant, and the only storage written is one word per call (the
-        batch's publisher and size, which retractions check) and the batch
-        counter. Corrections are new events that retract earlier ones; only
+        per call; an event's type and classifier are checked (a shift into
+        the `FAMILY_TABLE` constant) whenever they differ from the previous
+        event's; the only storage written is one word per call (the batch's
+        publisher and size, which retractions check) and the batch counter.
+        The roles per family are listed in `contracts/cargo.py` (FAMILIES). Corrections are new events that retract earlier ones; only
         the publisher of an event may retract it.
 """
 
 from . import membership
-from . import roles
 
 initializes: membership
 
