@@ -40,25 +40,11 @@ from eth.vm.forks.prague import PragueVM  # noqa: E402
 from eth_utils import keccak, to_canonical_address  # noqa: E402
 
 from node.genesis import dev_key  # noqa: E402
+from tests.node.counter import compiled_counter  # noqa: E402
 
 INTAKE_TARGET = 1_000.0
 P99_TARGET_MS = 20.0
 
-COUNTER_SOURCE = """
-# pragma version 0.4.3
-event Bumped:
-    who: indexed(address)
-    total: uint256
-
-counter: public(uint256)
-last: public(HashMap[address, uint256])
-
-@external
-def bump(by: uint256):
-    self.counter += by
-    self.last[msg.sender] = self.counter
-    log Bumped(who=msg.sender, total=self.counter)
-"""
 BUMP = keccak(b"bump(uint256)")[:4]
 IS_MEMBER = keccak(b"isMemberAccount(address)")[:4]
 
@@ -237,9 +223,8 @@ def main() -> int:
         chain_id = int(client.call("eth_chainId", []), 16)
 
         # deploy the contract the transactions call (storage write + log each)
-        import vyper
 
-        bytecode = bytes.fromhex(vyper.compile_code(COUNTER_SOURCE, output_formats=["bytecode"])["bytecode"][2:])
+        bytecode = bytes.fromhex(compiled_counter()["bytecode"][2:])
         deployer = dev_key("org:0")
         nonce = int(client.call("eth_getTransactionCount", [deployer.public_key.to_checksum_address(), "pending"]), 16)
         deploy = PragueVM.get_transaction_builder().new_unsigned_dynamic_fee_transaction(

@@ -13,38 +13,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import vyper
 from eth_utils import to_checksum_address
 
 from node.genesis import dev_key
 from tests.conftest import NodeProcess, rpc
+from tests.node.counter import compiled_counter
 
 pytestmark = [pytest.mark.integration, pytest.mark.js]
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 
-COUNTER_SOURCE = """
-# pragma version 0.4.3
-event Bumped:
-    who: indexed(address)
-    by: uint256
-    total: uint256
-
-counter: public(uint256)
-last: public(HashMap[address, uint256])
-
-@external
-def bump(by: uint256):
-    self.counter += by
-    self.last[msg.sender] = self.counter
-    log Bumped(who=msg.sender, by=by, total=self.counter)
-
-@external
-@view
-def small(x: uint256) -> uint256:
-    assert x < 10, "too big"
-    return x * 2
-"""
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +42,7 @@ def js_ready() -> Path:
 def test_ethers_v6_round_trip(js_ready: Path, tmp_path: Path, genesis_path: Path) -> None:
     version = json.loads((js_ready / "node_modules" / "ethers" / "package.json").read_text())["version"]
     assert version.startswith("6."), version
-    compiled = vyper.compile_code(COUNTER_SOURCE, output_formats=["abi", "bytecode"])
+    compiled = compiled_counter()
     key = dev_key("org:3")
     sender = to_checksum_address(key.public_key.to_canonical_address())
     node = NodeProcess(tmp_path / "node", genesis_path).start()

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import rlp
-import vyper
 from eth_account import Account
 from eth_utils import keccak, to_canonical_address
 from trie import HexaryTrie
@@ -28,38 +27,17 @@ from web3.middleware import ExtraDataToPOAMiddleware
 
 from node.genesis import dev_key
 from tests.conftest import NodeProcess, rpc
+from tests.node.counter import compiled_counter
 
 pytestmark = pytest.mark.integration
 
-COUNTER_SOURCE = """
-# pragma version 0.4.3
-event Bumped:
-    who: indexed(address)
-    by: uint256
-    total: uint256
-
-counter: public(uint256)
-last: public(HashMap[address, uint256])
-
-@external
-def bump(by: uint256):
-    self.counter += by
-    self.last[msg.sender] = self.counter
-    log Bumped(who=msg.sender, by=by, total=self.counter)
-
-@external
-@view
-def small(x: uint256) -> uint256:
-    assert x < 10, "too big"
-    return x * 2
-"""
 
 EMPTY_TRIE_ROOT = keccak(rlp.encode(b""))
 EMPTY_CODE_HASH = keccak(b"")
 
 
 def compile_counter() -> tuple[list[dict[str, Any]], str]:
-    out = vyper.compile_code(COUNTER_SOURCE, output_formats=["abi", "bytecode"])
+    out = compiled_counter()
     return out["abi"], out["bytecode"]
 
 
