@@ -20,6 +20,7 @@ which skips the pre/post-block system calls and produces blocks that fail import
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -238,28 +239,55 @@ class Ledger:
         return self.vm_at(header).state
 
     # -- calls and permissioning -----------------------------------------------------------
-    def _spoof(self, call: dict[str, Any], header: BlockHeaderAPI) -> SpoofTransaction:
+    def call_state(self, header: BlockHeaderAPI) -> tuple[Any, Any]:
+        """(vm, costless state) on ``header``'s post-state for calls, as ``in_costless_state``
+        builds it (zero base fee, the block's hashes); reusable across calls (see call)."""
         vm = self.vm_at(header)
+        child = vm.generate_block_from_parent_header_and_coinbase(header, header.coinbase)
+        state = vm.build_state(
+            vm.chaindb.db,
+            child.header.copy(base_fee_per_gas=0),
+            vm.chain_context,
+            itertools.chain((header.hash,), vm.previous_hashes),
+        )
+        return vm, state
+
+    @staticmethod
+    def _spoof(vm: Any, state: Any, call: dict[str, Any], gas_limit: int) -> SpoofTransaction:
         sender = call.get("from") or b"\x00" * 20
         unsigned = vm.create_unsigned_transaction(
-            nonce=vm.state.get_nonce(sender),
+            nonce=state.get_nonce(sender),
             gas_price=0,
-            gas=call.get("gas") or header.gas_limit,
+            gas=call.get("gas") or gas_limit,
             to=call.get("to") or b"",
             value=call.get("value", 0),
             data=call.get("data", b""),
         )
         return SpoofTransaction(unsigned, from_=sender)
 
-    def call(self, call: dict[str, Any], header: BlockHeaderAPI) -> bytes:
+    def call(
+        self, call: dict[str, Any], header: BlockHeaderAPI, *, on: tuple[Any, Any] | None = None
+    ) -> bytes:
         """Execute a call on ``header``'s post-state without a transaction (eth_call).
 
-        Raises py-evm's ``Revert`` (with the revert data) or another ``VMError``.
+        ``on`` is a (vm, state) from :meth:`call_state` to reuse (its caches survive from call
+        to call; every call's changes are reverted). Raises py-evm's ``Revert`` (with the
+        revert data) or another ``VMError``.
         """
-        return bytes(self.chain.get_transaction_result(self._spoof(call, header), header))
+        vm, state = on if on is not None else self.call_state(header)
+        snapshot = state.snapshot()
+        try:
+            spoofed = self._spoof(vm, state, call, header.gas_limit)
+            computation = state.costless_execute_transaction(spoofed)
+        finally:
+            state.revert(snapshot)
+        computation.raise_if_error()
+        return bytes(computation.output)
 
     def estimate_gas(self, call: dict[str, Any], header: BlockHeaderAPI) -> int:
-        return int(self.chain.estimate_gas(self._spoof(call, header), header))
+        vm = self.vm_at(header)
+        spoofed = self._spoof(vm, vm.state, call, header.gas_limit)
+        return int(self.chain.estimate_gas(spoofed, header))
 
     def is_member_account(self, address: bytes, header: BlockHeaderAPI) -> bool:
         """Account permissioning, a chain rule: may ``address`` send transactions in the
