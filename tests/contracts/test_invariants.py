@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from contract_port import TIMELOCK, Port, reset_port
 from eth_tester.exceptions import TransactionFailed
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from web3.exceptions import ContractLogicError
@@ -95,11 +95,37 @@ class Governance(RuleBasedStateMachine):
     def execute(self, data: st.DataObject, by: int, wait: bool) -> None:
         if wait:
             self.port.advance(TIMELOCK)
-        pid = data.draw(st.sampled_from(self.proposals))
+        self._execute_checked(data.draw(st.sampled_from(self.proposals)), by)
+
+    @rule(
+        kind=st.sampled_from([ADD_VALIDATOR, REMOVE_VALIDATOR, SUSPEND]),
+        org=ORG,
+        index=st.integers(min_value=0, max_value=15),
+        voters=st.lists(ORG, min_size=3, max_size=10, unique=True),
+        by=ORG,
+    )
+    def decide(self, kind: int, org: int, index: int, voters: list[int], by: int) -> None:
+        """A whole decision in one step: propose, vote, wait out the timelock, execute."""
+        validators = self.port.view("Consortium", "getValidators")
+        account = self.port.accounts[org] if kind == ADD_VALIDATOR else "0x" + "00" * 20
+        if kind == REMOVE_VALIDATOR:
+            account = validators[index % len(validators)]
+        before = int(self.c.proposal_count().call())
+        self._propose(voters[0], kind, org, account)
+        if int(self.c.proposal_count().call()) == before:
+            return
+        pid = before + 1
+        for voter in voters[1:]:
+            attempt(self.port, self.c.vote(pid), self.port.accounts[voter])
+        self.port.advance(TIMELOCK)
+        self._execute_checked(pid, by)
+
+    def _execute_checked(self, pid: int, by: int) -> None:
         before = self.port.view("Consortium", "proposal", pid)
         kind, status, passed_at, voters = before[0], before[1], before[9], before[10]
         orgs = {o: self.port.view("Consortium", "organisation", o) for o in range(1, 11)}
         if attempt(self.port, self.c.execute(pid), self.port.accounts[by]):
+            event(f"executed kind {kind}")
             # Executed only when open, after the timelock, with the threshold met now.
             assert status == 1 and passed_at != 0
             assert self.port.now() >= passed_at + TIMELOCK
@@ -293,7 +319,7 @@ class Links(RuleBasedStateMachine):
 
 
 TestGovernance = Governance.TestCase
-TestGovernance.settings = QUICK
+TestGovernance.settings = settings(QUICK, max_examples=12)
 TestGrants = Grants.TestCase
 TestGrants.settings = QUICK
 TestLinks = Links.TestCase
