@@ -588,29 +588,28 @@ class JsonRpc:
             call["data"] = parse_data(payload, "input")
         return call
 
-    def eth_call(self, params: list[Any]) -> str:
-        obj, tag, *_ = _params(params, 3, 1, "eth_call")
+    def _execute(self, params: list[Any], method: str, run: Callable[[dict[str, Any], Any], Any]) -> Any:
+        """Parse (call object, block) and run ``run``; reverts and VM errors as error objects."""
+        obj, tag, *_ = _params(params, 3, 1, method)
         call = self._call_object(obj)
         header = self.header_for(tag)
         try:
-            return _data(self.node.call(call, header))
+            return run(call, header)
         except Revert as exc:
             raise _revert_error(exc) from None
         except (VMError, ValidationError) as exc:
             raise RpcError(-32000, f"execution failed: {exc}") from None
 
+    def eth_call(self, params: list[Any]) -> str:
+        return str(self._execute(params, "eth_call", lambda c, h: _data(self.node.call(c, h))))
+
     def eth_estimateGas(self, params: list[Any]) -> str:
-        obj, tag, *_ = _params(params, 3, 1, "eth_estimateGas")
-        call = self._call_object(obj)
-        header = self.header_for(tag)
-        try:
-            # A pre-check surfaces reverts with their reason (the estimator only says "failed").
+        def estimate(call: dict[str, Any], header: Any) -> str:
+            # A plain call first surfaces a revert with its reason (the estimator only fails).
             self.node.call(call, header)
             return _hex(self.node.estimate_gas(call, header))
-        except Revert as exc:
-            raise _revert_error(exc) from None
-        except (VMError, ValidationError) as exc:
-            raise RpcError(-32000, f"gas estimation failed: {exc}") from None
+
+        return str(self._execute(params, "eth_estimateGas", estimate))
 
     def eth_sendRawTransaction(self, params: list[Any]) -> str:
         (raw,) = _params(params, 1, 1, "eth_sendRawTransaction")
