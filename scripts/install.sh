@@ -10,4 +10,5 @@ fi
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+# requirements.lock pins every transitive dependency to the versions the tests ran with.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[test]"
