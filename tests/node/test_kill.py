@@ -225,8 +225,9 @@ def test_sigkill_under_load_restarts_consistent_and_replays(tmp_path: Path, gene
             # state at the head is present: code, balance, storage, and a call executes
             assert len(rpc(url, "eth_getCode", [contract_hex, "latest"])["result"]) > 2
             assert rpc(url, "eth_getBalance", [addresses[SENDERS[0]], "latest"])["result"].startswith("0x")
-            writes = int(rpc(url, "eth_getStorageAt", [contract_hex, "0x0", "latest"])["result"], 16)
-            called = rpc(url, "eth_call", [{"to": contract_hex, "data": "0x" + keccak(b"writes()")[:4].hex()}, "latest"])
+            # both reads at one block: the writer keeps the node producing between requests
+            writes = int(rpc(url, "eth_getStorageAt", [contract_hex, "0x0", hex(head)])["result"], 16)
+            called = rpc(url, "eth_call", [{"to": contract_hex, "data": "0x" + keccak(b"writes()")[:4].hex()}, hex(head)])
             assert int(called["result"], 16) == writes
             # no block seen before a kill changed its hash (no reorg, no lost block)
             for number in rnd.sample(sorted(seen_hashes), min(5, len(seen_hashes))):
