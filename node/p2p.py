@@ -601,10 +601,10 @@ class PeerNetwork:
         address = bytes(public.to_canonical_address())
         if address == self.address:
             raise HandshakeError("connected to itself")
-        if address not in self.allowlist:
-            raise HandshakeError(f"{address.hex()} is not allowlisted")
         if expected is not None and address != expected:
             raise HandshakeError(f"expected {expected.hex()}, signed by {address.hex()}")
+        if address not in self.allowlist:
+            raise HandshakeError(f"{address.hex()} is not allowlisted")
         if self.banned(address):
             raise HandshakeError(f"{address.hex()} is banned")
         return address
