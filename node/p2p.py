@@ -45,7 +45,10 @@ The runtime calls :meth:`PeerNetwork.penalise` when a message fails its validati
 
 There is one connection per peer pair. Both ends dial (so either one restarting reconnects);
 when two connections to the same peer exist, the one dialed by the *lower* address is kept — both
-ends decide the same way. A dropped peer is redialed with exponential backoff and jitter
+ends decide the same way — unless the kept one has been silent for two ping intervals (the peer
+crashed without closing it and has come back), then the newer one replaces it. A message queued
+on a duplicate in the instant before it is closed can be lost; consensus tolerates that (round
+changes), and the runtime re-broadcasts what matters. A dropped peer is redialed with exponential backoff and jitter
 (bounded by ``backoff_max``). Every wait is bounded: connect, TLS and node-key handshakes, reads
 (idle timeout; PING keepalives keep a healthy link busy), writes (drain timeout), the inbound
 queue, requests.
@@ -268,6 +271,8 @@ class Connection:
     writer: asyncio.StreamWriter
     outbox: asyncio.Queue[bytes]
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: time.monotonic() of the last frame received (PINGs included).
+    last_rx: float = field(default_factory=time.monotonic)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -631,7 +636,12 @@ class PeerNetwork:
         )
         existing = self._conns.get(address)
         if existing is not None and not existing.closed.is_set():
-            if self._keeps(address, existing.outbound) and not self._keeps(address, outbound):
+            stale = time.monotonic() - existing.last_rx > 2 * self.config.ping_interval
+            if (
+                self._keeps(address, existing.outbound)
+                and not self._keeps(address, outbound)
+                and not stale
+            ):
                 self._refuse(address, "duplicate connection closed", logging.DEBUG)
                 writer.close()
                 return
@@ -688,6 +698,7 @@ class PeerNetwork:
                 check_length(length, c.max_frame_size)
                 body = await asyncio.wait_for(conn.reader.readexactly(length), c.frame_read_timeout)
                 code, payload = decode_body(body)
+                conn.last_rx = time.monotonic()
                 await self._dispatch(conn, code, payload)
         except asyncio.CancelledError:
             raise

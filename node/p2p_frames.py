@@ -156,7 +156,7 @@ def encode_body(code: int, payload: Any) -> bytes:
         c = Code(code)
     except ValueError as exc:
         raise ValueError(f"unknown message code {code}") from exc
-    body = bytes([c]) + rlp.encode(_to_rlp(c, payload))
+    body = bytes([c]) + bytes(rlp.encode(_to_rlp(c, payload)))
     # Round-trip through the decoder so we never send what a peer would reject.
     decode_body(body)
     return body

@@ -400,3 +400,33 @@ async def test_simultaneous_dials_keep_the_lower_addresss_outbound(cluster: Clus
         assert a._conns[b.address].outbound == (a.address < b.address)
     assert a.send(b.address, Code.CONSENSUS, b"m")
     assert await asyncio.wait_for(b.inbound.get(), WAIT) == (a.address, Code.CONSENSUS, b"m")
+
+
+async def test_silent_kept_link_is_replaced_by_a_restarted_peers_dial(cluster: Cluster) -> None:
+    (ka, kb), (pa, pb) = mesh(2)
+    low_k, high_k = sorted((ka, kb), key=addr)
+    low_p, high_p = (pa, pb) if low_k is ka else (pb, pa)
+    low = node(cluster, low_k, low_p, [high_p], cls=ListenOnly)
+    high = node(cluster, high_k, high_p, [low_p], cls=ListenOnly)
+    await low.start()
+    await high.start()
+    await asyncio.wait_for(low._dial(high_p), WAIT)
+    assert await low.wait_for_peers(1, WAIT)
+    kept = low._conns[high.address]
+    assert kept.outbound
+
+    # The high node "crashed" without closing its link (we make it look silent) and restarts.
+    kept.last_rx -= 10 * FAST.ping_interval
+    high2 = node(
+        cluster, high_k, Peer(addr(high_k), "127.0.0.1", free_port()), [low_p], cls=ListenOnly
+    )
+    await high2.start()
+    await asyncio.wait_for(high2._dial(low_p), WAIT)
+    await until(lambda: kept.closed.is_set() and high.address in low.peers())
+    assert not low._conns[high.address].outbound  # the restarted node's dial won
+    assert low.send(high.address, Code.CONSENSUS, b"after-restart")
+    assert await asyncio.wait_for(high2.inbound.get(), WAIT) == (
+        low.address,
+        Code.CONSENSUS,
+        b"after-restart",
+    )
