@@ -83,7 +83,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 from eth_hash.auto import keccak
-from eth_keys import keys
+from eth_keys.datatypes import PrivateKey, Signature
 
 from node.p2p_frames import (
     APP_CODES,
@@ -287,7 +287,7 @@ class PeerNetwork:
 
     def __init__(
         self,
-        node_key: keys.PrivateKey,
+        node_key: PrivateKey,
         listen: tuple[str, int],
         peers: Iterable[Peer],
         *,
@@ -600,7 +600,7 @@ class PeerNetwork:
             raise HandshakeError(f"expected AUTH, got {code.name}")
         their_digest = auth_digest(self.network_id, theirs, *fps, *nonces)
         try:
-            public = keys.Signature(signature).recover_public_key_from_msg_hash(their_digest)
+            public = Signature(signature).recover_public_key_from_msg_hash(their_digest)
         except Exception as exc:
             raise HandshakeError(f"bad signature: {exc}") from exc
         address = bytes(public.to_canonical_address())
