@@ -171,8 +171,13 @@ class LevelDB(BaseAtomicDB):
             )
 
     def close(self) -> None:
-        self._db.close()
+        # Drop the plyvel handle too: a closed plyvel.DB that is only deallocated during
+        # interpreter shutdown (py-evm's caches keep this wrapper alive until then) prints
+        # "Error in sys.excepthook" from its finaliser.
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     @property
     def closed(self) -> bool:
-        return bool(self._db.closed)
+        return self._db is None
