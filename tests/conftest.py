@@ -57,12 +57,12 @@ class NodeProcess:
             )
 
     def start(self, timeout: float = 60.0) -> NodeProcess:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "node", "node", "--datadir", str(self.datadir),
-             "--rpc-port", str(self.port)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "node", "node", "--datadir", str(self.datadir),
+                 "--rpc-port", str(self.port)],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
