@@ -65,7 +65,9 @@ B = block(b"header and body")
 D = B.digest
 
 
-def prepares(height: int, round_: int, digest: bytes, n: int = 3) -> tuple[Signed[PreparePayload], ...]:
+def prepares(
+    height: int, round_: int, digest: bytes, n: int = 3
+) -> tuple[Signed[PreparePayload], ...]:
     return tuple(sign(PreparePayload(height, round_, digest), i) for i in range(n))
 
 
@@ -125,7 +127,11 @@ def test_layout_is_besu_signed_data() -> None:
 
 def test_author_and_block_digest_are_derived_not_sent() -> None:
     # A claimed author that its signature does not recover to comes back as the real signer.
-    lying = Prepare(Signed(PreparePayload(1, 0, D), CRYPTO.addresses[4], sign(PreparePayload(1, 0, D)).signature))
+    lying = Prepare(
+        Signed(
+            PreparePayload(1, 0, D), CRYPTO.addresses[4], sign(PreparePayload(1, 0, D)).signature
+        )
+    )
     assert decode(encode_message(lying)).signed.author == CRYPTO.addresses[0]
     # A block whose digest is not its hash comes back with its hash; validation compares it
     # with the signed digest.
@@ -247,7 +253,9 @@ def test_simulator_round_change_with_certificate_round_trips() -> None:
         sim = Simulation(seed, scenario)
         sim.run()
         for _, message in sim.sent_log:
-            assert decode_message(encode_message(message), sim.crypto.recover, block_digest) == message
+            assert (
+                decode_message(encode_message(message), sim.crypto.recover, block_digest) == message
+            )
             if isinstance(message, RoundChange) and message.prepared_block is not None:
                 seen_rc = True
             if isinstance(message, Proposal) and message.round_changes:
@@ -315,8 +323,14 @@ SIG = sign(PreparePayload(1, 0, D)).signature
         (body(0x12, [[[1, 0, D], SIG], [[], []]]), "proposal: wrong arity"),
         (body(0x12, [[[1, 0, D], SIG], [[]], b""]), "proposal justification: wrong arity"),
         (body(0x12, [[[1, 0, D], SIG], [[], []], []]), "proposal block: expected bytes"),
-        (body(0x12, [[[1, 0, D], SIG], [[[[1, 0, D], SIG]], []], b""]), r"round changes\[0\] prepared metadata: expected a list"),
-        (body(0x12, [[[1, 0, D], SIG], [[], [[[1, 0, []], SIG]]], b""]), r"prepares\[0\] digest: expected bytes"),
+        (
+            body(0x12, [[[1, 0, D], SIG], [[[[1, 0, D], SIG]], []], b""]),
+            r"round changes\[0\] prepared metadata: expected a list",
+        ),
+        (
+            body(0x12, [[[1, 0, D], SIG], [[], [[[1, 0, []], SIG]]], b""]),
+            r"prepares\[0\] digest: expected bytes",
+        ),
     ],
 )
 def test_malformed_input_is_refused_with_a_reason(data: bytes, reason: str) -> None:
