@@ -792,6 +792,7 @@ class JsonRpc:
         header = event.header
         block = event.result.block
         logs: list[dict[str, Any]] | None = None
+        self._expire_filters()  # abandoned filters must not collect changes forever
         for flt in self.filters.values():
             if flt.kind == "block":
                 flt.changes.append(_data(header.hash))
