@@ -156,8 +156,22 @@ class Signed(Generic[P]):
     signature: bytes
 
 
+class _HeightRound:
+    """Height and round of a message, read from its signed payload."""
+
+    signed: Signed[Any]
+
+    @property
+    def height(self) -> int:
+        return int(self.signed.payload.height)
+
+    @property
+    def round(self) -> int:
+        return int(self.signed.payload.round)
+
+
 @dataclass(frozen=True)
-class Proposal:
+class Proposal(_HeightRound):
     """PROPOSAL 0x12: a block for (height, round) with the evidence that justifies it."""
 
     #: The proposer's signed (height, round, digest).
@@ -171,17 +185,9 @@ class Proposal:
 
     kind = MessageKind.PROPOSAL
 
-    @property
-    def height(self) -> int:
-        return self.signed.payload.height
-
-    @property
-    def round(self) -> int:
-        return self.signed.payload.round
-
 
 @dataclass(frozen=True)
-class Prepare:
+class Prepare(_HeightRound):
     """PREPARE 0x13."""
 
     #: The author's signed (height, round, digest).
@@ -189,17 +195,9 @@ class Prepare:
 
     kind = MessageKind.PREPARE
 
-    @property
-    def height(self) -> int:
-        return self.signed.payload.height
-
-    @property
-    def round(self) -> int:
-        return self.signed.payload.round
-
 
 @dataclass(frozen=True)
-class Commit:
+class Commit(_HeightRound):
     """COMMIT 0x14."""
 
     #: The author's signed (height, round, digest, commit seal).
@@ -207,17 +205,9 @@ class Commit:
 
     kind = MessageKind.COMMIT
 
-    @property
-    def height(self) -> int:
-        return self.signed.payload.height
-
-    @property
-    def round(self) -> int:
-        return self.signed.payload.round
-
 
 @dataclass(frozen=True)
-class RoundChange:
+class RoundChange(_HeightRound):
     """ROUND_CHANGE 0x15: the signed payload plus the evidence for its prepared certificate."""
 
     #: The author's signed (height, target round, prepared round, prepared digest).
@@ -228,14 +218,6 @@ class RoundChange:
     prepares: tuple[Signed[PreparePayload], ...] = ()
 
     kind = MessageKind.ROUND_CHANGE
-
-    @property
-    def height(self) -> int:
-        return self.signed.payload.height
-
-    @property
-    def round(self) -> int:
-        return self.signed.payload.round
 
 
 #: Every QBFT consensus message.
