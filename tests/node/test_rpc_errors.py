@@ -17,12 +17,12 @@ from typing import Any
 import aiohttp
 import pytest
 import rlp
-import vyper
 from eth_account import Account
-from eth_utils import to_checksum_address
+from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
 from node.genesis import dev_key
 from tests.conftest import NodeProcess, rpc
+from tests.node.counter import compiled_counter
 
 pytestmark = pytest.mark.integration
 
@@ -35,20 +35,8 @@ NOT_PERMITTED = -32007
 LIMIT_EXCEEDED = -32005
 EXECUTION_REVERTED = 3
 
-REVERTER_SOURCE = """
-# pragma version 0.4.3
-counter: public(uint256)
-
-@external
-@view
-def small(x: uint256) -> uint256:
-    assert x < 10, "too big"
-    return x * 2
-
-@external
-def bump():
-    self.counter += 1
-"""
+#: bump(1) calldata for the shared counter contract (tests/node/counter.py).
+BUMP_ONE = "0x" + (function_signature_to_4byte_selector("bump(uint256)") + (1).to_bytes(32, "big")).hex()
 
 
 class Env:
@@ -99,7 +87,7 @@ class Env:
             "gas": 100_000,
             "maxFeePerGas": 0,
             "maxPriorityFeePerGas": 0,
-            "data": "0x68110b2f",  # bump()
+            "data": BUMP_ONE,
         }
         tx.update(overrides)
         return tx
@@ -123,7 +111,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, genesis_path: Path) -> Iterato
     node = NodeProcess(tmp_path_factory.mktemp("rpcerr") / "node", genesis_path).start()
     try:
         e = Env(node)
-        bytecode = vyper.compile_code(REVERTER_SOURCE, output_formats=["bytecode"])["bytecode"]
+        bytecode = compiled_counter()["bytecode"]
         deploy = e.tx(to=None, data=bytecode, gas=1_000_000)
         del deploy["to"]
         tx_hash = rpc(e.url, "eth_sendRawTransaction", [e.raw(deploy)])["result"]
@@ -322,7 +310,7 @@ def test_intrinsic_gas_too_low(env: Env) -> None:
 
 def test_reverting_call_carries_reason_and_data(env: Env) -> None:
     from eth_abi import decode, encode
-    from eth_utils import function_signature_to_4byte_selector
+
 
     selector = function_signature_to_4byte_selector("small(uint256)")
     ok = env.call("eth_call", [{"to": env.contract, "data": "0x" + (selector + encode(["uint256"], [4])).hex()}, "latest"])
@@ -350,7 +338,7 @@ def test_call_that_cannot_start_is_an_error_and_leaves_no_trace(env: Env) -> Non
     err = env.error("eth_call", [poor, "latest"])
     assert err["code"] == -32000 and "balance" in err["message"].lower(), err
     # a state-changing call runs, and its write is gone afterwards
-    bump = {"from": env.member.address, "to": env.contract, "data": "0x68110b2f"}
+    bump = {"from": env.member.address, "to": env.contract, "data": BUMP_ONE}
     assert env.call("eth_call", [bump, "latest"])["result"] == "0x"
     assert env.call("eth_call", [counter, "latest"])["result"] == before
     env.alive()
