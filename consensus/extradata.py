@@ -9,12 +9,14 @@ A QBFT header carries consensus data in ``extraData`` as RLP::
       [commit seal, ...] ]               # 65-byte secp256k1 signatures r ‖ s ‖ v (v ∈ {0, 1})
 
 A commit seal signs the hash of the header whose ``extraData`` has the seals list emptied (the
-round kept): :func:`commit_digest`. Anyone holding only headers, RLP and secp256k1 can therefore
+round kept): :func:`commit_digest`. The *block hash* (:func:`block_hash`, Besu's rule) also zeroes
+the round, so a block keeps its identity when it is re-proposed in a later round and whichever
+quorum of seals a node collected. Anyone holding only headers, RLP and secp256k1 can therefore
 check a block: decode ``extraData``, recover each seal and count distinct signers that are in the
 validator list of the parent header — at least :func:`quorum` of them.
 
-Pure: no I/O, no clock. Header objects are py-evm headers (anything with ``extra_data``,
-``copy(extra_data=...)`` and ``hash``).
+Pure: no I/O, no clock. Header objects are py-evm headers (RLP-serialisable, with ``extra_data`` and
+``copy(extra_data=...)``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import rlp
+from eth_hash.auto import keccak
 from eth_keys.datatypes import PrivateKey, Signature
 from eth_keys.exceptions import BadSignature
 from eth_utils.exceptions import ValidationError as KeyValidationError
@@ -47,9 +50,6 @@ class Header(Protocol):
     extra_data: bytes
 
     def copy(self, **kwargs: Any) -> Header: ...
-
-    @property
-    def hash(self) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,11 @@ class ExtraData:
             ]
         )
         return encoded
+
+    def for_block_hash(self) -> bytes:
+        """The encoding the block hash covers: round 0 and no seals (Besu
+        ``EXCLUDE_COMMIT_SEALS_AND_ROUND_NUMBER``)."""
+        return ExtraData(self.vanity, self.validators, self.vote, 0, ()).encode()
 
     def with_seals(self, seals: Iterable[bytes]) -> ExtraData:
         return ExtraData(self.vanity, self.validators, self.vote, self.round, tuple(seals))
@@ -142,10 +147,26 @@ def decode(raw: bytes) -> ExtraData:
     )
 
 
+def _keccak_header(header: Header, extra_data: bytes) -> bytes:
+    digest: bytes = keccak(rlp.encode(header.copy(extra_data=extra_data)))
+    return digest
+
+
 def commit_digest(header: Header) -> bytes:
-    """The 32-byte hash a commit seal signs: the header with an empty seals list."""
-    unsealed = decode(header.extra_data).encode(with_seals=False)
-    return header.copy(extra_data=unsealed).hash
+    """The 32-byte hash a commit seal signs: Keccak-256 of the header's RLP with an empty seals
+    list in ``extraData`` (round kept)."""
+    return _keccak_header(header, decode(header.extra_data).encode(with_seals=False))
+
+
+def block_hash(header: Header) -> bytes:
+    """The block hash: Keccak-256 of the header's RLP with round 0 and no seals in
+    ``extraData``. A header whose ``extraData`` is not QBFT's (no importer accepts one) hashes
+    in full, as on Ethereum."""
+    try:
+        extra = decode(header.extra_data)
+    except InvalidExtraData:
+        return _keccak_header(header, header.extra_data)
+    return _keccak_header(header, extra.for_block_hash())
 
 
 def sign_seal(digest: bytes, private_key: PrivateKey) -> bytes:

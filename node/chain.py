@@ -20,12 +20,14 @@ which skips the pre/post-block system calls and produces blocks that fail import
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import rlp
 from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI
 from eth.chains.base import Chain
 from eth.consensus.context import ConsensusContext
@@ -33,6 +35,7 @@ from eth.db.atomic import AtomicDB
 from eth.db.chain import ChainDB
 from eth.exceptions import HeaderNotFound
 from eth.vm.forks.prague import PragueVM
+from eth.vm.forks.prague.blocks import PragueBlock, PragueBlockHeader
 from eth.vm.forks.prague.constants import DEPOSIT_CONTRACT_ADDRESS
 from eth.vm.forks.prague.headers import create_prague_header_from_parent
 from eth.vm.spoof import SpoofTransaction
@@ -45,6 +48,7 @@ from node.genesis import BFT_MIX_HASH, Genesis
 from node.interpreter import FastPragueState
 
 _IS_MEMBER_ACCOUNT = function_signature_to_4byte_selector("isMemberAccount(address)")
+_GET_VALIDATORS = function_signature_to_4byte_selector("getValidators()")
 
 #: Largest accepted ``extraData``: vanity + up to ~100 validators and their seals.
 EXTRA_DATA_MAX_BYTES = 16 * 1024
@@ -56,6 +60,55 @@ class ChainError(Exception):
 
 class InvalidBlock(ChainError):
     """A block failed validation; the message says what and where."""
+
+
+class QbftBlockHeader(PragueBlockHeader):
+    """A Prague header whose hash is QBFT's block hash (Besu's rule): Keccak-256 of the header
+    with round 0 and no commit seals in ``extraData`` (:func:`consensus.extradata.block_hash`).
+
+    Every validator therefore gives a block the same hash whichever quorum of seals it
+    collected, and a block re-proposed in a later round keeps its hash (the QBFT core's block
+    digest). Parent links, the block-hash key in LevelDB, ``BLOCKHASH`` and JSON-RPC all use it.
+    """
+
+    @property
+    def hash(self) -> Any:
+        if self._hash is None:
+            self._hash = extradata.block_hash(self)
+        return self._hash
+
+    @classmethod
+    def from_header(cls, header: BlockHeaderAPI) -> QbftBlockHeader:
+        if isinstance(header, cls):
+            return header
+        return cls(
+            **{name: getattr(header, name) for name, _sedes in PragueBlockHeader._meta.fields}
+        )
+
+
+class QbftBlock(PragueBlock):
+    """A Prague block with a :class:`QbftBlockHeader` (what block RLP decodes into)."""
+
+    fields = [("header", QbftBlockHeader), *PragueBlock._meta.fields[1:]]
+
+
+@functools.lru_cache(256)
+def _decode_header(header_rlp: bytes) -> QbftBlockHeader:
+    header: QbftBlockHeader = rlp.decode(header_rlp, sedes=QbftBlockHeader)
+    return header
+
+
+class QbftChainDB(ChainDB):
+    """py-evm's ChainDB, decoding stored headers as :class:`QbftBlockHeader` (py-evm's own
+    decoder would give plain Prague headers, whose hash covers the seals)."""
+
+    @staticmethod
+    def _get_block_header_by_hash(db: Any, block_hash: Any) -> BlockHeaderAPI:
+        try:
+            header_rlp = db[block_hash]
+        except KeyError:
+            raise HeaderNotFound(f"No header with hash 0x{bytes(block_hash).hex()} found") from None
+        return _decode_header(bytes(header_rlp))
 
 
 class QbftSealConsensus:
@@ -73,34 +126,20 @@ class QbftSealConsensus:
     def validate_seal(self, header: BlockHeaderAPI) -> None:
         try:
             extra = extradata.decode(header.extra_data)
-            extradata.verify_seals(
-                extradata.commit_digest(header), extra.seals, extra.validators
-            )
+            extradata.verify_seals(extradata.commit_digest(header), extra.seals, extra.validators)
         except (extradata.InvalidExtraData, extradata.InvalidSeal) as exc:
             raise ValidationError(f"block #{header.block_number}: {exc}") from exc
 
     def validate_seal_extension(
         self, header: BlockHeaderAPI, parents: Iterable[BlockHeaderAPI]
     ) -> None:
-        try:
-            parent = ChainDB(self._db).get_block_header_by_hash(header.parent_hash)
-        except HeaderNotFound as exc:
-            raise ValidationError(f"block #{header.block_number}: unknown parent") from exc
-        expected = expected_validators(parent)
-        found = extradata.decode(header.extra_data).validators
-        if found != expected:
-            raise ValidationError(
-                f"block #{header.block_number}: validator list differs from the parent's"
-            )
+        # Which validators must seal a block is decided by on-chain governance at the parent
+        # state; the Ledger checks the header's list against it (Ledger.validators_at).
+        pass
 
     @classmethod
     def get_fee_recipient(cls, header: BlockHeaderAPI) -> Any:
         return header.coinbase
-
-
-def expected_validators(parent: BlockHeaderAPI) -> tuple[bytes, ...]:
-    """The validator set that must seal the child of ``parent``."""
-    return extradata.decode(parent.extra_data).validators
 
 
 def _zero_fee_header_from_parent(
@@ -110,13 +149,14 @@ def _zero_fee_header_from_parent(
         header_params.setdefault("gas_limit", parent_header.gas_limit)
     header_params.pop("base_fee_per_gas", None)
     header = create_prague_header_from_parent(parent_header, **header_params)
-    return header.copy(base_fee_per_gas=0)
+    return QbftBlockHeader.from_header(header.copy(base_fee_per_gas=0))
 
 
 class PortLedgerVM(PragueVM):
     """Prague execution with QBFT seals, zero base fee and a fixed gas limit."""
 
     fork = "portledger-prague"
+    block_class = QbftBlock
     # Same execution results as PragueState, with a faster opcode loop (node.interpreter).
     _state_class = FastPragueState
     extra_data_max_bytes = EXTRA_DATA_MAX_BYTES
@@ -156,6 +196,20 @@ class BlockResult:
     deferred: tuple[SignedTransactionAPI, ...] = ()
 
 
+@dataclass(frozen=True)
+class Executed:
+    """A block executed but not yet committed: its result and the state it wrote."""
+
+    #: The block as executed (extraData as given: unsealed for a proposal) and its receipts.
+    result: BlockResult
+    #: Trie nodes (state, transactions, receipts) the execution wrote, for :meth:`Ledger.commit`.
+    writes: dict[bytes, Any] = field(repr=False, compare=False)
+
+    @property
+    def block(self) -> BlockAPI:
+        return self.result.block
+
+
 class Ledger:
     """One node's chain on LevelDB: queries, block building and block import.
 
@@ -177,12 +231,14 @@ class Ledger:
             vm_configuration=((0, PortLedgerVM),),
             chain_id=genesis.chain_id,
             consensus_context_class=ConsensusContext,
+            chaindb_class=QbftChainDB,
         )
-        self.chaindb = ChainDB(db)
+        self.chaindb = QbftChainDB(db)
         consortium = genesis.portledger.get("contracts", {}).get("Consortium", {})
         self.consortium = (
             to_canonical_address(consortium["address"]) if consortium.get("address") else None
         )
+        self._validators_cache: dict[bytes, tuple[bytes, ...]] = {}
         self._genesis_accounts = frozenset(
             to_canonical_address(account)
             for member in genesis.portledger.get("members", [])
@@ -306,7 +362,30 @@ class Ledger:
         builder = self.chain.get_vm_class_for_block_number(self.head().block_number + 1)
         return builder.get_transaction_builder().decode(raw)
 
-    # -- building --------------------------------------------------------------------------
+    def validators_at(self, header: BlockHeaderAPI) -> tuple[bytes, ...]:
+        """The validator set that must seal the child of ``header`` (sorted addresses).
+
+        Decided on chain: ``Consortium.getValidators()`` at ``header``'s post-state, so a
+        governance vote that adds or removes a validator in block N takes effect at N + 1 and
+        every header carries the set that seals it. A network without a Consortium keeps the
+        genesis set.
+        """
+        cached = self._validators_cache.get(header.state_root)
+        if cached is not None:
+            return cached
+        if self.consortium is None:
+            found = extradata.decode(self.genesis_header().extra_data).validators
+        else:
+            output = self.call({"to": self.consortium, "data": _GET_VALIDATORS}, header)
+            count = int.from_bytes(output[32:64], "big")
+            found = tuple(output[64 + 32 * i + 12 : 64 + 32 * (i + 1)] for i in range(count))
+        validators = tuple(sorted(found))
+        if len(self._validators_cache) > 64:
+            self._validators_cache.clear()
+        self._validators_cache[header.state_root] = validators
+        return validators
+
+    # -- building ------------------------------------------------------------------------
     def unsealed_header(
         self,
         parent: BlockHeaderAPI,
@@ -316,7 +395,7 @@ class Ledger:
         round_: int = 0,
         vanity: bytes = b"portledger".ljust(32, b"\x00"),
     ) -> BlockHeaderAPI:
-        extra = extradata.ExtraData(vanity, expected_validators(parent), None, round_, ())
+        extra = extradata.ExtraData(vanity, self.validators_at(parent), None, round_, ())
         return self.chain.create_header_from_parent(
             parent,
             timestamp=timestamp,
@@ -389,6 +468,92 @@ class Ledger:
         final = vm.finalize_block(packed).block
         return BlockResult(final, tuple(receipts), tuple(rejected), tuple(deferred))
 
+    def build(
+        self,
+        transactions: Sequence[SignedTransactionAPI],
+        *,
+        proposer: bytes,
+        timestamp: int,
+        round_: int = 0,
+        deadline: float | None = None,
+    ) -> Executed:
+        """Build an unsealed block on the head: the proposer's half of a round.
+
+        Nothing is written: the execution's trie nodes stay in :attr:`Executed.writes` until
+        :meth:`commit` persists the block with its seals.
+        """
+        parent = self.head()
+        template = self.unsealed_header(
+            parent, timestamp=max(timestamp, parent.timestamp + 1), proposer=proposer, round_=round_
+        )
+        with self.db.staged() as writes:
+            result = self.execute(template, transactions, deadline=deadline)
+        return Executed(result, writes)
+
+    def execute_block(self, block: BlockAPI, *, sealed: bool) -> Executed:
+        """Validate ``block`` as the head's child and execute it; write nothing.
+
+        ``sealed=False`` is a proposal (seals not checked yet); ``sealed=True`` also checks a
+        quorum of commit seals. Raises :class:`InvalidBlock` naming the first failed check.
+        """
+        try:
+            parent = self.header_by_hash(block.header.parent_hash)
+        except HeaderNotFound as exc:
+            raise InvalidBlock(f"block #{block.number}: parent not known") from exc
+        if parent.hash != self.head().hash:
+            raise InvalidBlock(f"block #{block.number}: does not extend the head")
+        self._validate_header(block.header, parent, sealed=sealed)
+        template = self.chain.create_header_from_parent(
+            parent,
+            timestamp=block.header.timestamp,
+            coinbase=block.header.coinbase,
+            extra_data=block.header.extra_data,
+        ).copy(
+            mix_hash=block.header.mix_hash,
+            parent_beacon_block_root=block.header.parent_beacon_block_root,
+        )
+        with self.db.staged() as writes:
+            result = self.execute(template, block.transactions)
+        if result.rejected:
+            tx, reason = result.rejected[0]
+            raise InvalidBlock(
+                f"block #{block.number}: transaction 0x{tx.hash.hex()} is invalid: {reason}"
+            )
+        if result.deferred:
+            raise InvalidBlock(
+                f"block #{block.number}: transaction 0x{result.deferred[0].hash.hex()} "
+                "exceeds the block gas limit"
+            )
+        mismatch = compare_headers(result.block.header, block.header)
+        if mismatch:
+            raise InvalidBlock(f"block #{block.number}: {mismatch}")
+        return Executed(BlockResult(block, result.receipts), writes)
+
+    def commit(
+        self, executed: Executed, *, seals: Sequence[bytes], round_: int | None = None
+    ) -> BlockResult:
+        """Persist an executed block with its commit seals (and round) in one synced batch.
+
+        The execution is not repeated: its writes are committed with the sealed header. Raises
+        :class:`InvalidBlock` if the seals do not prove the block or the head moved.
+        """
+        header = executed.block.header
+        extra = extradata.decode(header.extra_data)
+        if round_ is not None and round_ != extra.round:
+            extra = extradata.ExtraData(extra.vanity, extra.validators, extra.vote, round_, ())
+        sealed_header = header.copy(extra_data=extra.with_seals(seals).encode())
+        sealed = executed.block.copy(header=sealed_header)
+        if sealed_header.parent_hash != self.head().hash:
+            raise InvalidBlock(f"block #{sealed.number}: does not extend the head")
+        parent = self.header_by_hash(sealed_header.parent_hash)
+        self._validate_header(sealed_header, parent, sealed=True)
+        with self.db.block_write():
+            self.db.apply(executed.writes)
+            self.chaindb.persist_block(sealed)
+        return BlockResult(
+            sealed, executed.result.receipts, executed.result.rejected, executed.result.deferred
+        )
+
     def propose(
         self,
         transactions: Sequence[SignedTransactionAPI],
@@ -403,72 +568,46 @@ class Ledger:
         block building a share of the block period); what does not fit is ``deferred``.
         """
         deadline = None if build_seconds is None else time.monotonic() + build_seconds
-        parent = self.head()
-        ts = max(int(time.time()) if timestamp is None else timestamp, parent.timestamp + 1)
-        template = self.unsealed_header(
-            parent, timestamp=ts, proposer=signer.public_key.to_canonical_address()
+        executed = self.build(
+            transactions,
+            proposer=signer.public_key.to_canonical_address(),
+            timestamp=int(time.time()) if timestamp is None else timestamp,
+            deadline=deadline,
         )
-        with self.db.block_write():
-            result = self.execute(template, transactions, deadline=deadline)
-            digest = extradata.commit_digest(result.block.header)
-            extra = extradata.decode(result.block.header.extra_data)
-            sealed_header = result.block.header.copy(
-                extra_data=extra.with_seals([extradata.sign_seal(digest, signer)]).encode()
-            )
-            sealed = result.block.copy(header=sealed_header)
-            self._validate_sealed(sealed)
-            self.chaindb.persist_block(sealed)
-        return BlockResult(sealed, result.receipts, result.rejected, result.deferred)
+        digest = extradata.commit_digest(executed.block.header)
+        return self.commit(executed, seals=[extradata.sign_seal(digest, signer)])
 
-    def _validate_sealed(self, block: BlockAPI) -> None:
-        vm = self.chain.get_vm(block.header)
-        parent = self.header_by_hash(block.header.parent_hash)
+    def _validate_header(
+        self, header: BlockHeaderAPI, parent: BlockHeaderAPI, *, sealed: bool
+    ) -> None:
+        vm = self.chain.get_vm(header)
         try:
-            vm.validate_header(block.header, parent)
-            vm.validate_seal(block.header)
-            vm.validate_seal_extension(block.header, ())
-        except ValidationError as exc:
-            raise InvalidBlock(str(exc)) from exc
+            vm.validate_header(header, parent)
+            extra = extradata.decode(header.extra_data)
+        except (ValidationError, extradata.InvalidExtraData) as exc:
+            raise InvalidBlock(f"block #{header.block_number}: {exc}") from exc
+        if sealed:
+            try:
+                vm.validate_seal(header)
+            except ValidationError as exc:
+                raise InvalidBlock(str(exc)) from exc
+        if extra.validators != self.validators_at(parent):
+            raise InvalidBlock(
+                f"block #{header.block_number}: validator list differs from the set decided "
+                "at the parent"
+            )
 
-    # -- importing -------------------------------------------------------------------------
+    # -- importing -----------------------------------------------------------------------
     def import_block(self, block: BlockAPI) -> BlockResult:
         """Validate and execute a sealed block from elsewhere; persist it atomically.
 
         Raises :class:`InvalidBlock` naming the first check that failed.
         """
-        try:
-            parent = self.header_by_hash(block.header.parent_hash)
-        except HeaderNotFound as exc:
-            raise InvalidBlock(f"block #{block.number}: parent not known") from exc
-        if parent.hash != self.head().hash:
-            raise InvalidBlock(f"block #{block.number}: does not extend the head")
-        self._validate_sealed(block)
-        template = self.chain.create_header_from_parent(
-            parent,
-            timestamp=block.header.timestamp,
-            coinbase=block.header.coinbase,
-            extra_data=block.header.extra_data,
-        ).copy(
-            mix_hash=block.header.mix_hash,
-            parent_beacon_block_root=block.header.parent_beacon_block_root,
-        )
+        executed = self.execute_block(block, sealed=True)
         with self.db.block_write():
-            result = self.execute(template, block.transactions)
-            if result.rejected:
-                tx, reason = result.rejected[0]
-                raise InvalidBlock(
-                    f"block #{block.number}: transaction 0x{tx.hash.hex()} is invalid: {reason}"
-                )
-            if result.deferred:
-                raise InvalidBlock(
-                    f"block #{block.number}: transaction 0x{result.deferred[0].hash.hex()} "
-                    "exceeds the block gas limit"
-                )
-            mismatch = compare_headers(result.block.header, block.header)
-            if mismatch:
-                raise InvalidBlock(f"block #{block.number}: {mismatch}")
+            self.db.apply(executed.writes)
             self.chaindb.persist_block(block)
-        return BlockResult(block, result.receipts)
+        return executed.result
 
 
 #: Header fields an importer re-derives and compares, in the order reported.
@@ -490,6 +629,7 @@ def compare_headers(derived: BlockHeaderAPI, claimed: BlockHeaderAPI) -> str | N
     for name in ROOT_FIELDS:
         mine, theirs = getattr(derived, name), getattr(claimed, name)
         if mine != theirs:
+
             def show(v: Any) -> str:
                 return "0x" + v.hex() if isinstance(v, bytes) else str(v)
 

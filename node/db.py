@@ -37,7 +37,7 @@ from eth.db.atomic import AtomicDBWriteBatch
 from eth.db.backends.base import BaseAtomicDB
 
 #: Version of the project's own key layout; bump it when a key's meaning changes.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Every project-owned key starts with this prefix; py-evm's keys never do.
 SCHEMA_PREFIX = b"portledger:"
 
@@ -151,6 +151,33 @@ class LevelDB(BaseAtomicDB):
             self._pending = None
             self._depth = 0
             self._writer = None
+
+    @contextmanager
+    def staged(self) -> Iterator[dict[bytes, Any]]:
+        """Collect the writes made inside into the yielded dict instead of writing them.
+
+        The block executor uses it to execute a proposal without committing it; the writes go
+        to disk later, in the block write that commits the block (:meth:`apply`), or nowhere.
+        """
+        if self._pending is not None:
+            raise RuntimeError("a block write is already open")
+        writes: dict[bytes, Any] = {}
+        self._pending = writes
+        self._depth = 1
+        self._writer = threading.get_ident()
+        try:
+            yield writes
+        finally:
+            self._pending = None
+            self._depth = 0
+            self._writer = None
+
+    def apply(self, writes: dict[bytes, Any]) -> None:
+        """Add writes collected by :meth:`staged` to the open block write."""
+        if self._visible_pending() is None:
+            raise RuntimeError("apply() needs an open block_write on this thread")
+        assert self._pending is not None
+        self._pending.update(writes)
 
     @contextmanager
     def atomic_batch(self) -> Iterator[AtomicWriteBatchAPI]:

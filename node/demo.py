@@ -205,7 +205,7 @@ def run_demo(datadir: str | None, rpc_port: int, event_count: int) -> int:
 
 def _header_from_rpc(block: dict[str, Any]) -> Any:
     """Rebuild a py-evm header from its JSON-RPC form (to recompute the seal digest)."""
-    from eth.vm.forks.prague.blocks import PragueBlockHeader
+    from node.chain import QbftBlockHeader
 
     def b(name: str) -> bytes:
         return bytes.fromhex(block[name][2:])
@@ -213,7 +213,7 @@ def _header_from_rpc(block: dict[str, Any]) -> Any:
     def n(name: str) -> int:
         return int(block[name], 16)
 
-    header = PragueBlockHeader(
+    header = QbftBlockHeader(
         parent_hash=b("parentHash"), uncles_hash=b("sha3Uncles"), coinbase=b("miner"),
         state_root=b("stateRoot"), transaction_root=b("transactionsRoot"), receipt_root=b("receiptsRoot"),
         bloom=int.from_bytes(b("logsBloom"), "big"), difficulty=n("difficulty"), block_number=n("number"),

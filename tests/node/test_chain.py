@@ -32,7 +32,9 @@ def reseal(block: Any, key: keys.PrivateKey = VALIDATOR, **header_changes: Any) 
 
 
 def test_built_block_imports_with_identical_roots(ledger: Ledger, importer: Ledger) -> None:
-    txs = [cargo_tx(ledger, TERMINAL, n) for n in range(3)] + [cargo_tx(ledger, CARRIER, 0, kind="TRANSPORT.ARRI")]
+    txs = [cargo_tx(ledger, TERMINAL, n) for n in range(3)] + [
+        cargo_tx(ledger, CARRIER, 0, kind="TRANSPORT.ARRI")
+    ]
     result = ledger.propose(txs, VALIDATOR)
     assert len(result.block.transactions) == 4 and not result.rejected
     assert all(r.state_root == b"\x01" for r in result.receipts)
@@ -73,7 +75,9 @@ def test_role_check_holds_on_chain(ledger: Ledger) -> None:
         ({"difficulty": 1}, "Difficulty"),
     ],
 )
-def test_tampered_header_is_refused(ledger: Ledger, importer: Ledger, change: dict[str, Any], reason: str) -> None:
+def test_tampered_header_is_refused(
+    ledger: Ledger, importer: Ledger, change: dict[str, Any], reason: str
+) -> None:
     block = ledger.propose([cargo_tx(ledger, TERMINAL, 0)], VALIDATOR).block
     with pytest.raises(InvalidBlock, match=reason):
         importer.import_block(reseal(block, **change))
@@ -84,13 +88,21 @@ def test_seal_rules(ledger: Ledger, importer: Ledger) -> None:
     block = ledger.propose([], VALIDATOR).block
     with pytest.raises(InvalidBlock, match="non-validator"):
         importer.import_block(reseal(block, keys.PrivateKey(b"\x09" * 32)))
-    unsealed = block.copy(header=block.header.copy(extra_data=extradata.decode(block.header.extra_data).with_seals(()).encode()))
+    unsealed = block.copy(
+        header=block.header.copy(
+            extra_data=extradata.decode(block.header.extra_data).with_seals(()).encode()
+        )
+    )
     with pytest.raises(InvalidBlock, match="quorum"):
         importer.import_block(unsealed)
     extra = extradata.decode(block.header.extra_data)
     usurper = keys.PrivateKey(b"\x05" * 32)
-    usurped = extradata.ExtraData(extra.vanity, (usurper.public_key.to_canonical_address(),), None, 0, ())
-    with pytest.raises(InvalidBlock, match="validator list"):  # self-consistent, but not the parent's set
+    usurped = extradata.ExtraData(
+        extra.vanity, (usurper.public_key.to_canonical_address(),), None, 0, ()
+    )
+    with pytest.raises(
+        InvalidBlock, match="validator list"
+    ):  # self-consistent, but not the parent's set
         importer.import_block(reseal(block, usurper, extra_data=usurped.encode()))
     grown = extradata.ExtraData(extra.vanity, extra.validators + (b"\x05" * 20,), None, 0, ())
     with pytest.raises(InvalidBlock, match="quorum of 2 is 2"):
@@ -140,9 +152,57 @@ def test_data_directory_refuses_another_genesis(tmp_path: Path, genesis_path: Pa
 
 
 def test_builder_defers_what_does_not_fit_and_keeps_sender_order(ledger: Ledger) -> None:
-    txs = [cargo_tx(ledger, TERMINAL, n, events=50) for n in range(6)] + [cargo_tx(ledger, CARRIER, 0, kind="TRANSPORT.ARRI")]
+    txs = [cargo_tx(ledger, TERMINAL, n, events=50) for n in range(6)] + [
+        cargo_tx(ledger, CARRIER, 0, kind="TRANSPORT.ARRI")
+    ]
     result = ledger.propose(txs, VALIDATOR, build_seconds=0.0)  # no time at all: first tx only
     assert len(result.block.transactions) == 1 and not result.rejected
     assert [tx.nonce for tx in result.deferred if tx.sender == txs[0].sender] == [1, 2, 3, 4, 5]
     rest = ledger.propose(list(result.deferred), VALIDATOR, timestamp=ledger.head().timestamp + 1)
     assert len(rest.block.transactions) == 6 and not rest.deferred and not rest.rejected
+
+
+def test_block_hash_excludes_round_and_seals(ledger: Ledger) -> None:
+    """Besu's rule: the block hash covers neither the round nor the seals, so any quorum of
+    seals and any re-proposal round give one hash; the commit seal digest keeps the round."""
+    block = ledger.propose([], VALIDATOR).block
+    extra = extradata.decode(block.header.extra_data)
+    other_round = block.header.copy(
+        extra_data=extradata.ExtraData(extra.vanity, extra.validators, None, 7, ()).encode()
+    )
+    unsealed = block.header.copy(extra_data=extra.with_seals(()).encode())
+    assert block.header.hash == other_round.hash == unsealed.hash
+    assert extradata.commit_digest(other_round) != extradata.commit_digest(unsealed)
+    assert ledger.header_by_hash(block.header.hash).extra_data == block.header.extra_data
+    child = ledger.propose([], VALIDATOR).block
+    assert child.header.parent_hash == block.header.hash
+
+
+def test_build_writes_nothing_until_commit(ledger: Ledger, importer: Ledger) -> None:
+    """A proposal is executed once: build/execute_block stage their trie nodes, and commit
+    persists them with the sealed header without executing again."""
+    txs = [cargo_tx(ledger, TERMINAL, n) for n in range(2)]
+    executed = ledger.build(txs, proposer=VALIDATOR.public_key.to_canonical_address(), timestamp=0)
+    state_root = executed.block.header.state_root
+    assert executed.writes and state_root in executed.writes
+    assert not ledger.db._db.get(state_root)  # staged, not on disk
+    assert ledger.head().block_number == 0
+    proposal = executed.block
+    validated = importer.execute_block(proposal, sealed=False)
+    assert not importer.db._db.get(state_root) and importer.head().block_number == 0
+    seal = extradata.sign_seal(extradata.commit_digest(proposal.header), VALIDATOR)
+    committed = importer.commit(validated, seals=[seal])
+    assert importer.head().hash == proposal.header.hash == committed.block.hash
+    assert importer.db._db.get(state_root)
+    with pytest.raises(InvalidBlock, match="commit seals"):
+        ledger.commit(executed, seals=[])
+    ledger.commit(executed, seals=[seal])
+    assert ledger.head().hash == importer.head().hash
+
+
+def test_commit_refuses_a_stale_execution(ledger: Ledger) -> None:
+    executed = ledger.build([], proposer=VALIDATOR.public_key.to_canonical_address(), timestamp=0)
+    ledger.propose([], VALIDATOR)
+    seal = extradata.sign_seal(extradata.commit_digest(executed.block.header), VALIDATOR)
+    with pytest.raises(InvalidBlock, match="does not extend the head"):
+        ledger.commit(executed, seals=[seal])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from node.db import SCHEMA_PREFIX, LevelDB, NodeKeys, SchemaMismatch
+from node.db import SCHEMA_PREFIX, SCHEMA_VERSION, LevelDB, NodeKeys, SchemaMismatch
 
 
 def test_reads_inside_a_block_write_see_it_and_disk_sees_it_only_after(tmp_path: Path) -> None:
@@ -54,7 +54,7 @@ def test_other_threads_do_not_see_a_half_written_block(tmp_path: Path) -> None:
 def test_schema_version_is_stamped_and_checked(tmp_path: Path) -> None:
     db = LevelDB(str(tmp_path / "db"))
     db.check_schema()
-    assert db[NodeKeys.schema_version] == b"1"
+    assert db[NodeKeys.schema_version] == str(SCHEMA_VERSION).encode()
     assert NodeKeys.genesis_hash.startswith(SCHEMA_PREFIX)
     db._db.put(NodeKeys.schema_version, b"99")
     with pytest.raises(SchemaMismatch, match="v99"):
