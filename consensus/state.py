@@ -21,10 +21,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+import rlp
 
 from consensus.messages import (
+    MAX_HEIGHT,
+    MAX_JUSTIFICATION,
+    MAX_ROUND,
     Block,
     Commit,
+    MalformedMessage,
     MessageKind,
     Prepare,
     PreparePayload,
@@ -32,6 +39,8 @@ from consensus.messages import (
     RoundChange,
     RoundChangePayload,
     Signed,
+    _Decoder,
+    _signed_item,
 )
 
 #: ``signer(digest) -> signature``: the validator key as a capability (RFC 6979: deterministic).
@@ -198,3 +207,61 @@ class NodeState:
     future: tuple[Proposal | Prepare | Commit | RoundChange, ...] = ()
     #: Set when the core stopped itself (an impossible state); all later input is ignored.
     halted: str | None = None
+
+
+# ------------------------------------------------------------------- signing record codec
+#
+# What the runtime persists (NodeKeys.last_signed) is RLP::
+#
+#     [height, round, [[round, kind, digest], ...], prepared]
+#     prepared = [] | [prepared round, block payload, [signed prepare, ...]]
+#
+# with signed prepares as on the wire (consensus.messages). Decoding recovers every prepare's
+# author again, so a corrupted record cannot smuggle in a certificate it does not prove.
+
+
+def encode_record(record: SigningRecord) -> bytes:
+    """RLP of a :class:`SigningRecord` (layout above)."""
+    prepared: list[Any] = []
+    if record.prepared is not None:
+        cert = record.prepared
+        prepared = [cert.round, cert.block.payload, [_signed_item(p) for p in cert.prepares]]
+    signed = [[e.round, int(e.kind), e.digest] for e in record.signed]
+    return bytes(rlp.encode([record.height, record.round, signed, prepared]))
+
+
+def decode_record(
+    data: bytes, recover: Recover, block_digest: Callable[[bytes], bytes]
+) -> SigningRecord:
+    """Inverse of :func:`encode_record`; :class:`MalformedMessage` if it does not parse."""
+    try:
+        item = rlp.decode(data, strict=True)
+    except Exception as exc:  # rlp raises several types
+        raise MalformedMessage(f"signing record is not RLP: {exc}") from exc
+    d = _Decoder(recover, block_digest, None, MAX_JUSTIFICATION)
+    height_item, round_item, signed_item, prepared_item = d.list_(item, "signing record", 4)
+    entries = []
+    for entry in d.list_(signed_item, "signed entries"):
+        r, kind, digest = d.list_(entry, "signed entry", 3)
+        try:
+            message_kind = MessageKind(d.int_(kind, "kind", 255))
+        except ValueError as exc:
+            raise MalformedMessage(f"signed entry: unknown kind {kind!r}") from exc
+        entries.append(
+            SignedEntry(d.int_(r, "round", MAX_ROUND), message_kind, d.bytes_(digest, "digest"))
+        )
+    prepared = None
+    if d.list_(prepared_item, "prepared certificate"):
+        r, payload, prepares = d.list_(prepared_item, "prepared certificate", 3)
+        unrecovered = d.signed_list(prepares, MessageKind.PREPARE, "prepared certificate prepares")
+        prepared = PreparedCertificate(
+            d.int_(r, "prepared round", MAX_ROUND),
+            d.block(d.bytes_(payload, "prepared block")),
+            d.recovered_all(unrecovered),
+        )
+    return SigningRecord(
+        d.int_(height_item, "height", MAX_HEIGHT),
+        d.int_(round_item, "round", MAX_ROUND),
+        tuple(entries),
+        prepared,
+    )

@@ -484,7 +484,10 @@ class Ledger:
         """
         parent = self.head()
         template = self.unsealed_header(
-            parent, timestamp=max(timestamp, parent.timestamp + 1), proposer=proposer, round_=round_
+            parent,
+            timestamp=max(timestamp, parent.timestamp + self.genesis.qbft.block_period_seconds),
+            proposer=proposer,
+            round_=round_,
         )
         with self.db.staged() as writes:
             result = self.execute(template, transactions, deadline=deadline)
@@ -586,6 +589,12 @@ class Ledger:
             extra = extradata.decode(header.extra_data)
         except (ValidationError, extradata.InvalidExtraData) as exc:
             raise InvalidBlock(f"block #{header.block_number}: {exc}") from exc
+        period = self.genesis.qbft.block_period_seconds
+        if header.timestamp < parent.timestamp + period:
+            raise InvalidBlock(
+                f"block #{header.block_number}: timestamp {header.timestamp} is less than the "
+                f"block period ({period}s) after its parent's {parent.timestamp}"
+            )
         if sealed:
             try:
                 vm.validate_seal(header)

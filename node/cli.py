@@ -135,15 +135,53 @@ def init(datadir: str, genesis_path: str, dev_key_label: str | None, key_file: s
 @click.option("--rpc-host", default="127.0.0.1", show_default=True, help="JSON-RPC listen address (loopback by default).")
 @click.option("--rpc-port", default=8545, show_default=True, type=int)
 @click.option("--no-produce", is_flag=True, help="Do not produce blocks even if this node is a validator.")
-def node_command(datadir: str, rpc_host: str, rpc_port: int, no_produce: bool) -> None:
-    """Run one node: JSON-RPC over HTTP and WebSocket, and dev-mode block production."""
+@click.option("--p2p-host", default="127.0.0.1", show_default=True, help="Peer-to-peer listen address.")
+@click.option("--p2p-port", default=30303, show_default=True, type=int)
+@click.option(
+    "--peers",
+    "peers_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help='JSON list of the other member nodes: [{"address": "0x..", "host": "..", "port": N}]. '
+    "Default: DATADIR/peers.json if present. With peers the node runs QBFT over p2p.",
+)
+def node_command(
+    datadir: str, rpc_host: str, rpc_port: int, no_produce: bool, p2p_host: str, p2p_port: int, peers_file: str | None
+) -> None:
+    """Run one node: JSON-RPC over HTTP and WebSocket, and QBFT consensus with its peers
+    (or, alone with a single-validator genesis and no peers, dev-mode block production)."""
     paths = DataDir(datadir)
+    if peers_file is None and (paths.root / "peers.json").exists():
+        peers_file = str(paths.root / "peers.json")
+    peers = load_peers(peers_file) if peers_file else None
     ledger = paths.open_ledger()
     key = paths.load_key()
-    asyncio.run(_run_node(ledger, key, rpc_host, rpc_port, produce=not no_produce))
+    p2p = (p2p_host, p2p_port) if peers is not None else None
+    asyncio.run(_run_node(ledger, key, rpc_host, rpc_port, produce=not no_produce, p2p=p2p, peers=peers))
 
 
-async def _run_node(ledger: Ledger, key: keys.PrivateKey, host: str, port: int, *, produce: bool) -> None:
+def load_peers(path: str) -> list[Any]:
+    """Parse a peers file; ClickException naming what is wrong."""
+    import json
+
+    from node.p2p import Peer
+
+    try:
+        doc = json.loads(Path(path).read_text())
+        return [Peer(bytes.fromhex(p["address"].removeprefix("0x")), str(p["host"]), int(p["port"])) for p in doc]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise click.ClickException(f"{path}: not a peers file ({exc})") from exc
+
+
+async def _run_node(
+    ledger: Ledger,
+    key: keys.PrivateKey,
+    host: str,
+    port: int,
+    *,
+    produce: bool,
+    p2p: tuple[str, int] | None = None,
+    peers: list[Any] | None = None,
+) -> None:
     from aiohttp import web
 
     from node.rpc import create_rpc_app
@@ -161,13 +199,21 @@ async def _run_node(ledger: Ledger, key: keys.PrivateKey, host: str, port: int, 
         gc.set_threshold(100_000, 50, 1000)
 
     log = logging.getLogger("portledger.node")
-    is_validator = key.public_key.to_canonical_address() in ledger.genesis.validators
-    if produce and is_validator and len(ledger.genesis.validators) != 1:
+    is_validator = key.public_key.to_canonical_address() in ledger.validators_at(ledger.head())
+    if p2p is None and produce and is_validator and len(ledger.validators_at(ledger.head())) != 1:
         raise click.ClickException(
-            "this genesis has several validators; multi-validator QBFT is not available yet, "
-            "run with --no-produce"
+            "this network has several validators: give the node its peers (--peers or DATADIR/peers.json)"
         )
-    service = NodeService(ledger, key if is_validator else None, produce=produce)
+    service = NodeService(ledger, key if is_validator else None, produce=produce and p2p is None)
+    engine = None
+    network = None
+    if p2p is not None and peers is not None:
+        from node.engine import Engine
+        from node.p2p import PeerNetwork
+
+        network = PeerNetwork(key, p2p, peers, network_id=ledger.chain_id)
+        engine = Engine(service, key, network)
+        await network.start()
     runner = web.AppRunner(create_rpc_app(service), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
@@ -183,11 +229,19 @@ async def _run_node(ledger: Ledger, key: keys.PrivateKey, host: str, port: int, 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    producer = asyncio.create_task(service.run_dev_producer()) if service.produce else None
+    producer = None
+    if engine is not None:
+        producer = asyncio.create_task(engine.run())
+    elif service.produce:
+        producer = asyncio.create_task(service.run_dev_producer())
     waiter = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait({waiter} | ({producer} if producer else set()), return_when=asyncio.FIRST_COMPLETED)
     if producer is not None and producer in done and producer.exception():
-        log.critical("block producer halted: %r", producer.exception())
+        log.critical("block producer halted: %r", producer.exception(), exc_info=producer.exception())
+    if engine is not None:
+        await engine.stop()
+    if network is not None:
+        await network.stop()
     service.stop()
     if producer is not None:
         producer.cancel()
@@ -302,3 +356,23 @@ def demo(datadir: str | None, rpc_port: int, events: int) -> None:
     from node.demo import run_demo
 
     sys.exit(run_demo(datadir, rpc_port, events))
+
+
+@main.command()
+@click.option("--dir", "root", type=click.Path(file_okay=False), default="devnet", show_default=True, help="Devnet folder: reused if it holds a devnet, else created.")
+@click.option("--validators", type=click.IntRange(1, 13), default=None, help="Validators of a new devnet [default: 4].")
+@click.option("--observers", type=click.IntRange(0), default=None, help="Non-validating nodes of a new devnet [default: 1].")
+@click.option("--fresh", is_flag=True, help="Delete the devnet in --dir first and create a new one.")
+@click.option("--base-port", type=int, default=None, help="RPC ports from here, then p2p ports [default: free ports].")
+@click.option("--status-once", is_flag=True, help="Print the status of the devnet running in --dir and exit (0 if every node answers).")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+def devnet(root: str, validators: int | None, observers: int | None, fresh: bool, base_port: int | None, status_once: bool, duration: float | None) -> None:
+    """Run a local network, one process per node, with a live status table (Ctrl-C stops it)."""
+    from node.devnet import DevnetError, run_devnet
+
+    try:
+        code = run_devnet(root, validators=validators, observers=observers, fresh=fresh, base_port=base_port,
+                          status_once=status_once, duration=duration)
+    except DevnetError as exc:
+        raise click.ClickException(str(exc)) from exc
+    sys.exit(code)

@@ -128,9 +128,7 @@ def parse_bool(value: Any, name: str) -> bool:
 def _params(params: list[Any], count: int, required: int, method: str) -> list[Any]:
     if len(params) < required or len(params) > count:
         expected = str(count) if required == count else f"{required} to {count}"
-        raise RpcError(
-            INVALID_PARAMS, f"{method}: expected {expected} params, got {len(params)}"
-        )
+        raise RpcError(INVALID_PARAMS, f"{method}: expected {expected} params, got {len(params)}")
     return params + [None] * (count - len(params))
 
 
@@ -239,7 +237,12 @@ def block_logs(
     for tx_index, (tx, receipt) in enumerate(zip(transactions, receipts, strict=True)):
         for entry in receipt.logs:
             out.append(
-                (tx_index, format_log((entry.address, entry.topics, entry.data), header, tx, tx_index, log_index))
+                (
+                    tx_index,
+                    format_log(
+                        (entry.address, entry.topics, entry.data), header, tx, tx_index, log_index
+                    ),
+                )
             )
             log_index += 1
     return out
@@ -294,9 +297,7 @@ class LogCriteria:
         filt = BloomFilter(bloom)
         if self.addresses and not any(a in filt for a in self.addresses):
             return False
-        return all(
-            position is None or any(t in filt for t in position) for position in self.topics
-        )
+        return all(position is None or any(t in filt for t in position) for position in self.topics)
 
     def matches(self, address: bytes, topics: list[bytes]) -> bool:
         if self.addresses and address not in self.addresses:
@@ -405,13 +406,18 @@ class JsonRpc:
             "eth_getProof": self.eth_getProof,
             "txpool_status": lambda p: {"pending": _hex(len(self.node.pool)), "queued": "0x0"},
             "qbft_getValidatorsByBlockNumber": self.qbft_getValidatorsByBlockNumber,
+            "portledger_status": self.portledger_status,
         }
 
     # -- dispatch ----------------------------------------------------------------------------
-    async def dispatch(self, request: Any, ws: WebSocketSession | None = None) -> dict[str, Any] | None:
+    async def dispatch(
+        self, request: Any, ws: WebSocketSession | None = None
+    ) -> dict[str, Any] | None:
         """Answer one request object (``None`` for a notification)."""
         if not isinstance(request, dict) or request.get("jsonrpc") != "2.0":
-            return _error_response(None, RpcError(INVALID_REQUEST, "invalid request: expected a JSON-RPC 2.0 object"))
+            return _error_response(
+                None, RpcError(INVALID_REQUEST, "invalid request: expected a JSON-RPC 2.0 object")
+            )
         request_id = request.get("id")
         is_notification = "id" not in request
         if request_id is not None and not isinstance(request_id, str | int | float):
@@ -426,11 +432,15 @@ class JsonRpc:
             if method in ("eth_subscribe", "eth_unsubscribe"):
                 if ws is None:
                     raise RpcError(METHOD_NOT_FOUND, f"{method} needs a WebSocket connection")
-                result = ws.subscribe(params) if method == "eth_subscribe" else ws.unsubscribe(params)
+                result = (
+                    ws.subscribe(params) if method == "eth_subscribe" else ws.unsubscribe(params)
+                )
             else:
                 handler = self.methods.get(method)
                 if handler is None:
-                    raise RpcError(METHOD_NOT_FOUND, f"the method {method} does not exist/is not available")
+                    raise RpcError(
+                        METHOD_NOT_FOUND, f"the method {method} does not exist/is not available"
+                    )
                 result = handler(params)
                 if asyncio.iscoroutine(result):
                     result = await result
@@ -438,8 +448,12 @@ class JsonRpc:
             return None if is_notification else _error_response(request_id, exc)
         except Exception as exc:  # never let one request take the server down
             log.exception("internal error in %s", method)
-            return None if is_notification else _error_response(
-                request_id, RpcError(INTERNAL_ERROR, f"internal error: {type(exc).__name__}")
+            return (
+                None
+                if is_notification
+                else _error_response(
+                    request_id, RpcError(INTERNAL_ERROR, f"internal error: {type(exc).__name__}")
+                )
             )
         return None if is_notification else {"jsonrpc": "2.0", "id": request_id, "result": result}
 
@@ -451,9 +465,13 @@ class JsonRpc:
             return _error_response(None, RpcError(PARSE_ERROR, f"parse error: {exc}"))
         if isinstance(payload, list):
             if not payload:
-                return _error_response(None, RpcError(INVALID_REQUEST, "invalid request: empty batch"))
+                return _error_response(
+                    None, RpcError(INVALID_REQUEST, "invalid request: empty batch")
+                )
             if len(payload) > MAX_BATCH:
-                return _error_response(None, RpcError(LIMIT_EXCEEDED, f"batch of {len(payload)} exceeds {MAX_BATCH}"))
+                return _error_response(
+                    None, RpcError(LIMIT_EXCEEDED, f"batch of {len(payload)} exceeds {MAX_BATCH}")
+                )
             answers = []
             last_yield = time.monotonic()
             for item in payload:
@@ -476,7 +494,10 @@ class JsonRpc:
             if isinstance(tag, dict):
                 if "blockHash" in tag:
                     header = self.ledger.header_by_hash(parse_hash(tag["blockHash"], "blockHash"))
-                    if tag.get("requireCanonical") and self._canonical_hash(header.block_number) != header.hash:
+                    if (
+                        tag.get("requireCanonical")
+                        and self._canonical_hash(header.block_number) != header.hash
+                    ):
                         raise RpcError(RESOURCE_NOT_FOUND, "block is not canonical")
                     return header
                 if "blockNumber" in tag:
@@ -567,8 +588,21 @@ class JsonRpc:
     def _call_object(self, obj: Any) -> dict[str, Any]:
         if not isinstance(obj, dict):
             raise RpcError(INVALID_PARAMS, "call: expected a transaction object")
-        known = {"from", "to", "gas", "gasPrice", "maxFeePerGas", "maxPriorityFeePerGas",
-                 "value", "data", "input", "nonce", "type", "chainId", "accessList"}
+        known = {
+            "from",
+            "to",
+            "gas",
+            "gasPrice",
+            "maxFeePerGas",
+            "maxPriorityFeePerGas",
+            "value",
+            "data",
+            "input",
+            "nonce",
+            "type",
+            "chainId",
+            "accessList",
+        }
         unknown = set(obj) - known
         if unknown:
             raise RpcError(INVALID_PARAMS, f"call: unknown fields {sorted(unknown)}")
@@ -588,7 +622,9 @@ class JsonRpc:
             call["data"] = parse_data(payload, "input")
         return call
 
-    def _execute(self, params: list[Any], method: str, run: Callable[[dict[str, Any], Any], Any]) -> Any:
+    def _execute(
+        self, params: list[Any], method: str, run: Callable[[dict[str, Any], Any], Any]
+    ) -> Any:
         """Parse (call object, block) and run ``run``; reverts and VM errors as error objects."""
         obj, tag, *_ = _params(params, 3, 1, method)
         call = self._call_object(obj)
@@ -669,7 +705,9 @@ class JsonRpc:
         header = self.header_for(tag, required=False)
         if header is None:
             return None
-        return format_receipts(header, self._block(header).transactions, self.ledger.receipts(header))
+        return format_receipts(
+            header, self._block(header).transactions, self.ledger.receipts(header)
+        )
 
     # -- blocks --------------------------------------------------------------------------------
     def eth_getBlockByNumber(self, params: list[Any]) -> Any:
@@ -703,12 +741,18 @@ class JsonRpc:
                 if _entry_matches(criteria, entry):
                     out.append(entry)
             if len(out) > MAX_LOG_RESULTS:
-                raise RpcError(LIMIT_EXCEEDED, f"query returned more than {MAX_LOG_RESULTS} results")
+                raise RpcError(
+                    LIMIT_EXCEEDED, f"query returned more than {MAX_LOG_RESULTS} results"
+                )
         return out
 
     def _range(self, from_tag: Any, to_tag: Any) -> tuple[int, int]:
         head = self.ledger.head().block_number
-        start = self.header_for(from_tag, required=False) if from_tag is not None else self.ledger.head()
+        start = (
+            self.header_for(from_tag, required=False)
+            if from_tag is not None
+            else self.ledger.head()
+        )
         end = self.header_for(to_tag, required=False) if to_tag is not None else self.ledger.head()
         first = start.block_number if start else head + 1
         last = end.block_number if end else head
@@ -740,7 +784,9 @@ class JsonRpc:
 
     def _expire_filters(self) -> None:
         now = time.monotonic()
-        for filter_id in [k for k, f in self.filters.items() if now - f.last_poll > FILTER_TIMEOUT_SECONDS]:
+        for filter_id in [
+            k for k, f in self.filters.items() if now - f.last_poll > FILTER_TIMEOUT_SECONDS
+        ]:
             del self.filters[filter_id]
 
     def eth_newFilter(self, params: list[Any]) -> str:
@@ -749,7 +795,9 @@ class JsonRpc:
             raise RpcError(INVALID_PARAMS, "filter: expected an object")
         criteria = parse_log_criteria(obj)
         from_tag, to_tag = obj.get("fromBlock"), obj.get("toBlock")
-        from_block = None if from_tag in (None, "latest", "pending") else self._range(from_tag, None)[0]
+        from_block = (
+            None if from_tag in (None, "latest", "pending") else self._range(from_tag, None)[0]
+        )
         to_block = None if to_tag in (None, "latest", "pending") else self._range(None, to_tag)[1]
         return self._install(Filter("logs", criteria, from_block, to_block))
 
@@ -782,11 +830,16 @@ class JsonRpc:
         last = flt.to_block if flt.to_block is not None else head
         if last - first > MAX_LOG_BLOCK_RANGE:
             raise RpcError(LIMIT_EXCEEDED, f"block range exceeds {MAX_LOG_BLOCK_RANGE}")
-        return self._logs_in(flt.criteria, (self.ledger.header_by_number(n) for n in range(first, min(last, head) + 1)))
+        return self._logs_in(
+            flt.criteria,
+            (self.ledger.header_by_number(n) for n in range(first, min(last, head) + 1)),
+        )
 
     def eth_uninstallFilter(self, params: list[Any]) -> bool:
         (filter_id,) = _params(params, 1, 1, "eth_uninstallFilter")
-        return self.filters.pop(filter_id, None) is not None if isinstance(filter_id, str) else False
+        return (
+            self.filters.pop(filter_id, None) is not None if isinstance(filter_id, str) else False
+        )
 
     def _on_block(self, event: NewBlock) -> None:
         header = event.header
@@ -797,7 +850,9 @@ class JsonRpc:
             if flt.kind == "block":
                 flt.changes.append(_data(header.hash))
                 continue
-            if flt.criteria is None or (flt.to_block is not None and header.block_number > flt.to_block):
+            if flt.criteria is None or (
+                flt.to_block is not None and header.block_number > flt.to_block
+            ):
                 continue
             if flt.from_block is not None and header.block_number < flt.from_block:
                 continue
@@ -817,7 +872,12 @@ class JsonRpc:
         account = parse_address(address)
         if not isinstance(slots, list) or len(slots) > 1_000:
             raise RpcError(INVALID_PARAMS, "storageKeys: expected an array of at most 1000 keys")
-        keys32 = [parse_quantity(s, "storage key") if not (isinstance(s, str) and len(s) == 66) else int(s, 16) for s in slots]
+        keys32 = [
+            parse_quantity(s, "storage key")
+            if not (isinstance(s, str) and len(s) == 66)
+            else int(s, 16)
+            for s in slots
+        ]
         header = self.header_for(tag)
         db = self.ledger.db
         state_trie = HexaryTrie(db, root_hash=header.state_root)
@@ -854,6 +914,10 @@ class JsonRpc:
         }
 
     # -- qbft ----------------------------------------------------------------------------------
+    def portledger_status(self, params: list[Any]) -> dict[str, Any]:
+        _params(params, 0, 0, "portledger_status")
+        return self.node.status()
+
     def qbft_getValidatorsByBlockNumber(self, params: list[Any]) -> list[str]:
         (tag,) = _params(params, 1, 1, "qbft_getValidatorsByBlockNumber")
         from consensus import extradata
@@ -920,11 +984,22 @@ class WebSocketSession:
             else:
                 if logs is None:
                     block = event.result.block
-                    logs = [e for _, e in block_logs(event.header, block.transactions, event.result.receipts)]
+                    logs = [
+                        e
+                        for _, e in block_logs(
+                            event.header, block.transactions, event.result.receipts
+                        )
+                    ]
                 assert criteria is not None
                 results = [e for e in logs if _entry_matches(criteria, e)]
             for result in results:
-                message = json.dumps({"jsonrpc": "2.0", "method": "eth_subscription", "params": {"subscription": sub_id, "result": result}})
+                message = json.dumps(
+                    {
+                        "jsonrpc": "2.0",
+                        "method": "eth_subscription",
+                        "params": {"subscription": sub_id, "result": result},
+                    }
+                )
                 try:
                     self.outbox.put_nowait(message)
                 except asyncio.QueueFull:
@@ -949,12 +1024,19 @@ async def _http(request: web.Request) -> web.StreamResponse:
     if request.headers.get("Upgrade", "").lower() == "websocket":
         return await _websocket(request)
     if request.method != "POST":
-        return web.json_response({"error": "POST a JSON-RPC request, or open a WebSocket"}, status=405)
+        return web.json_response(
+            {"error": "POST a JSON-RPC request, or open a WebSocket"}, status=405
+        )
     rpc = request.app[RPC_KEY]
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        return web.json_response(_error_response(None, RpcError(LIMIT_EXCEEDED, f"request body exceeds {MAX_BODY_BYTES} bytes")), status=413)
+        return web.json_response(
+            _error_response(
+                None, RpcError(LIMIT_EXCEEDED, f"request body exceeds {MAX_BODY_BYTES} bytes")
+            ),
+            status=413,
+        )
     answer = await rpc.handle_text(body)
     if answer is None:
         return web.Response(status=204)

@@ -65,6 +65,10 @@ class NodeService:
         self.pool = TxPool(self.account_nonce, self.is_member_account)
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain-worker")
         self.listeners: list[Callable[[NewBlock], None]] = []
+        #: Called with each raw transaction admitted from a local client (for gossip).
+        self.admitted: list[Callable[[bytes], None]] = []
+        #: The QBFT runtime driving this node, if any (node.engine.Engine).
+        self.engine: Any = None
         self._wake = asyncio.Event()
         self._head_state: tuple[bytes, Any] | None = None
         self._call_cache: tuple[bytes, Any, Any] | None = None
@@ -115,9 +119,33 @@ class NodeService:
     def estimate_gas(self, call: dict[str, Any], header: BlockHeaderAPI) -> int:
         return self.ledger.estimate_gas(call, header)
 
+    def status(self) -> dict[str, Any]:
+        """This node's consensus view (``portledger_status``)."""
+        if self.engine is not None:
+            status: dict[str, Any] = self.engine.status()
+            return status
+        head = self.ledger.head()
+        validators = self.ledger.validators_at(head)
+        address = self.signer.public_key.to_canonical_address() if self.signer else None
+        return {
+            "address": None if address is None else "0x" + address.hex(),
+            "validator": address in validators,
+            "height": head.block_number,
+            "headHash": "0x" + head.hash.hex(),
+            "round": 0 if self.produce else None,
+            "roundChanges": 0,
+            "peers": [],
+            "validators": ["0x" + v.hex() for v in validators],
+            "pending": len(self.pool),
+            "halted": None,
+        }
+
     # -- intake --------------------------------------------------------------------------
-    def submit_raw(self, raw: bytes) -> bytes:
-        """Decode, check and admit a raw transaction; return its hash or raise TxRejected."""
+    def submit_raw(self, raw: bytes, *, gossip: bool = True) -> bytes:
+        """Decode, check and admit a raw transaction; return its hash or raise TxRejected.
+
+        ``gossip`` passes it on to :attr:`admitted` (the peers); transactions that came from
+        peers are not passed on again (every node is connected to every other)."""
         try:
             tx = self.ledger.decode_transaction(raw)
         except Exception as exc:  # py-evm/rlp raise many types for malformed input
@@ -142,6 +170,9 @@ class NodeService:
             raise TxRejected(f"intrinsic gas too low: {tx.gas} < {tx.intrinsic_gas}")
         tx_hash = self.pool.add(tx, len(raw))
         self._wake.set()
+        if gossip:
+            for hook in self.admitted:
+                hook(raw)
         return tx_hash
 
     # -- production ----------------------------------------------------------------------
@@ -153,9 +184,8 @@ class NodeService:
             except Exception:  # a faulty listener must not stop the node
                 log.exception("block listener failed")
 
-    async def produce_once(self) -> BlockResult:
-        """Build one block from the pool now (dev mode) and announce it."""
-        assert self.signer is not None
+    def select_transactions(self) -> list[SignedTransactionAPI]:
+        """Ready pool transactions for the next block, within its gas limit and tx cap."""
         txs: list[SignedTransactionAPI] = []
         gas_left = self.ledger.head().gas_limit
         for tx in self.pool.ready():
@@ -165,14 +195,22 @@ class NodeService:
                 continue
             gas_left -= tx.gas
             txs.append(tx)
-        loop = asyncio.get_running_loop()
-        budget = BUILD_SHARE * self.ledger.genesis.qbft.block_period_seconds
-        result = await loop.run_in_executor(
-            self.worker, partial(self.ledger.propose, txs, self.signer, build_seconds=budget)
-        )
+        return txs
+
+    @property
+    def build_budget(self) -> float:
+        """Seconds a block build may spend executing transactions."""
+        return BUILD_SHARE * self.ledger.genesis.qbft.block_period_seconds
+
+    def drop_rejected(self, result: BlockResult) -> None:
+        """Remove what a build found invalid from the pool."""
         for tx, reason in result.rejected:
             log.info("dropped 0x%s: %s", tx.hash.hex(), reason)
             self.pool.remove(tx)
+
+    def block_added(self, result: BlockResult) -> None:
+        """A block joined the chain (built, committed or imported): prune the pool, log it,
+        tell the listeners."""
         self.pool.prune()
         log.info(
             "block #%d 0x%s txs=%d gas=%d",
@@ -182,6 +220,18 @@ class NodeService:
             result.block.header.gas_used,
         )
         self._notify(result)
+
+    async def produce_once(self) -> BlockResult:
+        """Build one block from the pool now (dev mode) and announce it."""
+        assert self.signer is not None
+        txs = self.select_transactions()
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(
+            self.worker,
+            partial(self.ledger.propose, txs, self.signer, build_seconds=self.build_budget),
+        )
+        self.drop_rejected(result)
+        self.block_added(result)
         return result
 
     async def run_dev_producer(self) -> None:
@@ -208,8 +258,7 @@ class NodeService:
     async def import_block(self, block: Any) -> BlockResult:
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self.worker, self.ledger.import_block, block)
-        self.pool.prune()
-        self._notify(result)
+        self.block_added(result)
         return result
 
     def stop(self) -> None:

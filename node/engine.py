@@ -1,0 +1,514 @@
+"""The QBFT runtime: the one place that awaits for consensus.
+
+:class:`Engine` feeds the pure core (:mod:`consensus.qbft`) with network messages, timer
+firings and built blocks, and performs its actions in order:
+
+=================  ========================================================================
+action             what the runtime does
+=================  ========================================================================
+``Persist``        write the signing record (``NodeKeys.last_signed``), fsynced, *before*
+                   anything that follows it in the same step
+``Broadcast``      send the encoded message to every connected validator
+``ScheduleTimeout``arm the round timer (round 0 waits for work, see below)
+``BuildBlock``     build on the head in the chain worker; answer ``BlockProposalReady``
+``CommitBlock``    persist the already-executed block with its round and seals; announce it
+``Halt``           stop consensus loudly; the node keeps serving reads
+=================  ========================================================================
+
+Execution happens once per node and block. A PROPOSAL is decoded and executed in the chain
+worker *before* the core sees it (``Ledger.execute_block``, nothing written); the core's
+``block_validator`` then only looks the result up, and ``CommitBlock`` commits that same
+execution (``Ledger.commit``). The proposer commits the execution it built.
+
+Work-driven rounds: an idle chain makes no blocks except the heartbeat
+(``emptyBlockPeriodSeconds``), as in dev mode. So round 0 of a height starts its timer, and
+its proposer builds, only once there is work — transactions in the pool (transactions are
+gossiped to every node) or the heartbeat due — and not before ``blockPeriodSeconds`` after the
+parent. Later rounds run their timers unconditionally.
+
+Synchronisation: every node announces each block it commits or imports (``NEW_BLOCK``) and its
+head every :data:`STATUS_INTERVAL` seconds (``STATUS``). A node that learns of a higher head
+fetches the missing range (``GET_BLOCKS``) and imports each block with full validation, commit
+seals included (``Ledger.import_block``). Non-validating nodes (observers) follow the chain
+this way and ignore consensus traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import rlp
+from eth_keys import keys
+
+from consensus import extradata, qbft
+from consensus.messages import Block, MalformedMessage, Proposal, decode_message, encode_message
+from consensus.state import Config, NodeState, ValidatorSchedule, decode_record, encode_record
+from node.chain import Executed, InvalidBlock, QbftBlock
+from node.db import NodeKeys
+from node.p2p import PeerNetwork
+from node.p2p_frames import MAX_RANGE, MAX_TXS, Code
+from node.service import NodeService
+from node.txpool import TxRejected
+
+log = logging.getLogger("portledger.engine")
+
+#: Seconds between STATUS announcements.
+STATUS_INTERVAL = 2.0
+#: Seconds between flushes of gossiped transactions.
+TX_FLUSH_INTERVAL = 0.02
+#: A proposal's timestamp may be at most this many seconds ahead of the local clock.
+MAX_FUTURE_SECONDS = 2
+#: Cap on any round timeout (ms), whatever the round.
+MAX_TIMEOUT_MS = 32_000
+#: Executed proposals / decoded blocks kept.
+CACHE_SIZE = 16
+#: Proposals for later heights kept until their parent is in.
+FUTURE_PROPOSALS = 16
+#: Penalty points for a message that fails validation.
+PENALTY_INVALID = 20.0
+
+
+def recover(digest: bytes, signature: bytes) -> bytes | None:
+    """Signer address of a 65-byte secp256k1 signature over ``digest``, None if none."""
+    try:
+        return extradata.recover_signer(digest, signature)
+    except extradata.InvalidSeal:
+        return None
+
+
+class Engine:
+    """A node's consensus and chain-following runtime over :class:`~node.p2p.PeerNetwork`."""
+
+    def __init__(self, service: NodeService, key: keys.PrivateKey, network: PeerNetwork) -> None:
+        self.service = service
+        self.ledger = service.ledger
+        self.key = key
+        self.address: bytes = key.public_key.to_canonical_address()
+        self.network = network
+        network.handler = self._on_message
+        network.block_range_handler = self._serve_blocks
+        self.qbft = self.ledger.genesis.qbft
+        self.config = Config(
+            address=self.address,
+            signer=partial(extradata.sign_seal, private_key=key),
+            recover=recover,
+            block_validator=self._block_validator,
+            seal_digest=self._seal_digest,
+            request_timeout=self.qbft.request_timeout_seconds * 1000,
+            max_timeout=max(MAX_TIMEOUT_MS, self.qbft.request_timeout_seconds * 1000),
+        )
+        self.events: asyncio.Queue[qbft.Event] = asyncio.Queue()
+        self.state: NodeState | None = None
+        self.halted: str | None = None
+        #: Round changes this node entered (for status and benchmarks).
+        self.round_changes = 0
+        self._executed: OrderedDict[bytes, Executed] = OrderedDict()
+        self._invalid: OrderedDict[bytes, str] = OrderedDict()
+        self._decoded: OrderedDict[bytes, Any] = OrderedDict()
+        self._future: dict[int, list[tuple[bytes, Proposal]]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._parked: qbft.ScheduleTimeout | None = None
+        self._tx_out: list[bytes] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sync_lock = asyncio.Lock()
+        self._stopping = False
+        service.engine = self
+        service.admitted.append(self._tx_out.append)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def run(self) -> None:
+        """Run until :meth:`stop`; raises only on a bug (a Halt is reported, not raised)."""
+        head = self.ledger.head()
+        schedule = ValidatorSchedule(((head.block_number + 1, self.ledger.validators_at(head)),))
+        state, actions = qbft.restore(
+            self.config, schedule, head.block_number + 1, self._load_record()
+        )
+        self.state = state
+        self._spawn(self._periodic())
+        await self._perform(actions)
+        while not self._stopping:
+            event = await self.events.get()
+            if self._stopping:
+                break
+            if self.halted is not None:
+                continue
+            before = self.state.round
+            self.state, actions = qbft.step(self.state, event)
+            if self.state.round > before and not isinstance(event, qbft.BlockImported):
+                self.round_changes += 1
+            await self._perform(actions)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.events.put_nowait(qbft.RoundTimeout(-1, -1))
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 2.0)
+
+    def status(self) -> dict[str, Any]:
+        head = self.ledger.head()
+        state = self.state
+        validators = self.ledger.validators_at(head)
+        return {
+            "address": "0x" + self.address.hex(),
+            "validator": self.address in validators,
+            "height": head.block_number,
+            "headHash": "0x" + head.hash.hex(),
+            "round": state.round if state is not None and self.address in validators else None,
+            "roundChanges": self.round_changes,
+            "peers": ["0x" + p.hex() for p in self.network.peers()],
+            "validators": ["0x" + v.hex() for v in validators],
+            "pending": len(self.service.pool),
+            "halted": self.halted,
+        }
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("engine task failed", exc_info=task.exception())
+
+    async def _in_worker(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.service.worker, partial(fn, *args, **kwargs))
+
+    # -- signing record -----------------------------------------------------------------
+    def _load_record(self) -> Any:
+        try:
+            data = self.ledger.db[NodeKeys.last_signed]
+        except KeyError:
+            return None
+        try:
+            return decode_record(data, recover, self._block_digest)
+        except (MalformedMessage, ValueError) as exc:
+            # Refusing to start is the only safe answer: without the record this validator
+            # could sign something conflicting with what it signed before.
+            raise RuntimeError(f"signing record in the database is unreadable: {exc}") from exc
+
+    # -- blocks as the core sees them ---------------------------------------------------
+    def _decode_block(self, payload: bytes) -> Any:
+        block = self._decoded.get(payload)
+        if block is None:
+            block = rlp.decode(payload, sedes=QbftBlock)
+            self._decoded[payload] = block
+            while len(self._decoded) > CACHE_SIZE:
+                self._decoded.popitem(last=False)
+        return block
+
+    def _block_digest(self, payload: bytes) -> bytes:
+        try:
+            digest: bytes = self._decode_block(payload).header.hash
+        except Exception as exc:  # rlp raises several types on hostile input
+            raise MalformedMessage(f"block does not decode: {exc}") from exc
+        return digest
+
+    def _seal_digest(self, block: Block, round_: int) -> bytes:
+        header = self._decode_block(block.payload).header
+        extra = extradata.decode(header.extra_data)
+        stamped = extradata.ExtraData(extra.vanity, extra.validators, extra.vote, round_, ())
+        return extradata.commit_digest(header.copy(extra_data=stamped.encode()))
+
+    def _block_validator(self, height: int, round_: int, block: Block) -> bool:
+        executed = self._executed.get(block.digest)
+        return executed is not None and executed.block.number == height
+
+    def _remember(self, executed: Executed) -> None:
+        self._executed[executed.block.hash] = executed
+        while len(self._executed) > CACHE_SIZE:
+            self._executed.popitem(last=False)
+
+    # -- actions ------------------------------------------------------------------------
+    async def _perform(self, actions: Sequence[qbft.Action]) -> None:
+        for action in actions:
+            if isinstance(action, qbft.Persist):
+                # LevelDB put with sync=True: on disk before the broadcast that follows.
+                self.ledger.db[NodeKeys.last_signed] = encode_record(action.record)
+            elif isinstance(action, qbft.Broadcast):
+                self._broadcast_consensus(encode_message(action.message))
+            elif isinstance(action, qbft.ScheduleTimeout):
+                self._schedule(action)
+            elif isinstance(action, qbft.BuildBlock):
+                self._spawn(self._build(action.height, action.round))
+            elif isinstance(action, qbft.CommitBlock):
+                await self._commit(action)
+            elif isinstance(action, qbft.Halt):
+                self.halted = action.reason
+                log.critical("CONSENSUS HALTED: %s", action.reason)
+
+    def _broadcast_consensus(self, data: bytes) -> None:
+        assert self.state is not None
+        height = self.state.height
+        targets = set(self.state.validators.at(height)) | set(self.state.validators.at(height + 1))
+        for peer in self.network.peers():
+            if peer in targets:
+                self.network.send(peer, Code.CONSENSUS, data)
+
+    def _has_work(self) -> bool:
+        head = self.ledger.head()
+        return (
+            self.service.pool.has_ready()
+            or time.time() >= head.timestamp + self.qbft.empty_block_period_seconds
+        )
+
+    def _earliest_build(self) -> float:
+        return float(self.ledger.head().timestamp + self.qbft.block_period_seconds)
+
+    def _schedule(self, action: qbft.ScheduleTimeout) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._parked = None
+        if action.round == 0:
+            self._parked = action
+            self._arm_parked()
+        else:
+            self._arm(action, action.duration / 1000)
+
+    def _arm(self, action: qbft.ScheduleTimeout, delay: float) -> None:
+        event = qbft.RoundTimeout(action.height, action.round, action.timer)
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(max(0.0, delay), self.events.put_nowait, event)
+
+    def _arm_parked(self, *, work: bool = False) -> None:
+        parked = self._parked
+        if parked is None or not (work or self._has_work()):
+            return
+        self._parked = None
+        start = max(time.time(), self._earliest_build())
+        self._arm(parked, start - time.time() + parked.duration / 1000)
+
+    async def _build(self, height: int, round_: int) -> None:
+        if round_ == 0:
+            for _ in range(int(self.qbft.empty_block_period_seconds * 20) + 100):
+                if self._stopping or self.ledger.head().block_number + 1 != height:
+                    return
+                if self._has_work() and time.time() >= self._earliest_build():
+                    break
+                await asyncio.sleep(0.05)
+        if self.ledger.head().block_number + 1 != height or self._stopping:
+            return
+        txs = self.service.select_transactions()
+        deadline = time.monotonic() + self.service.build_budget
+        try:
+            executed = await self._in_worker(
+                self.ledger.build,
+                txs,
+                proposer=self.address,
+                timestamp=int(time.time()),
+                round_=round_,
+                deadline=deadline,
+            )
+        except InvalidBlock as exc:
+            log.warning("could not build block #%d: %s", height, exc)
+            return
+        self.service.drop_rejected(executed.result)
+        if executed.block.number != height:
+            return
+        self._remember(executed)
+        block = Block(executed.block.hash, bytes(rlp.encode(executed.block)))
+        self._decoded[block.payload] = executed.block
+        self.events.put_nowait(qbft.BlockProposalReady(height, round_, block))
+
+    async def _commit(self, action: qbft.CommitBlock) -> None:
+        executed = self._executed.get(action.block.digest)
+        try:
+            if executed is None:  # a re-proposed block this node never executed
+                executed = await self._in_worker(
+                    self.ledger.execute_block,
+                    self._decode_block(action.block.payload),
+                    sealed=False,
+                )
+            result = await self._in_worker(
+                self.ledger.commit, executed, seals=action.seals, round_=action.round
+            )
+        except InvalidBlock as exc:
+            head = self.ledger.head()
+            if head.block_number == action.height and head.hash == action.block.digest:
+                return  # imported meanwhile by sync; BlockImported already queued
+            self.halted = f"committed block #{action.height} does not persist: {exc}"
+            log.critical("CONSENSUS HALTED: %s", self.halted)
+            return
+        self._block_added(result)
+
+    def _block_added(self, result: Any) -> None:
+        """A block joined the chain (committed here or imported): tell everyone."""
+        block = result.block
+        self.service.block_added(result)
+        self.network.broadcast(Code.NEW_BLOCK, bytes(rlp.encode(block)))
+        self._executed = OrderedDict(
+            (d, e) for d, e in self._executed.items() if e.block.number > block.number
+        )
+        assert self.state is not None
+        current = self.state.validators.at(block.number + 1)
+        following = self.ledger.validators_at(block.header)
+        self.events.put_nowait(
+            qbft.BlockImported(
+                block.number, block.hash, following if following != current else None
+            )
+        )
+        for number in [h for h in self._future if h <= block.number + 1]:
+            for peer, proposal in self._future.pop(number):
+                if number == block.number + 1:
+                    self._spawn(self._pre_execute(peer, proposal))
+
+    # -- inbound ------------------------------------------------------------------------
+    async def _on_message(self, peer: bytes, code: Code, payload: Any) -> None:
+        if code == Code.CONSENSUS:
+            self._on_consensus(peer, payload)
+        elif code == Code.TXS:
+            for raw in payload:
+                with contextlib.suppress(TxRejected):
+                    self.service.submit_raw(raw, gossip=False)
+            self._arm_parked()
+        elif code == Code.NEW_BLOCK:
+            await self._on_new_block(peer, payload)
+        elif code == Code.STATUS:
+            height, _head_hash = payload
+            if height > self.ledger.head().block_number and not self._sync_lock.locked():
+                self._spawn(self._sync(peer, height))
+
+    def _on_consensus(self, peer: bytes, data: bytes) -> None:
+        state = self.state
+        if state is None or self.halted is not None:
+            return
+        try:
+            message = decode_message(data, recover, self._block_digest, signature_size=65)
+        except MalformedMessage as exc:
+            self.network.penalise(peer, PENALTY_INVALID, f"malformed consensus message: {exc}")
+            return
+        author = message.signed.author
+        if author not in state.validators.at(message.height) and message.height <= state.height:
+            self.network.penalise(peer, PENALTY_INVALID, "consensus message from a non-validator")
+            return
+        if self.address not in state.validators.at(message.height):
+            return  # observers follow by blocks, not by votes
+        if message.height > state.height + 1:
+            return  # far ahead: STATUS and sync will bring this node there
+        self._arm_parked(work=message.height == state.height)
+        if isinstance(message, Proposal):
+            head = self.ledger.head().block_number
+            if message.height > head + 1:
+                queued = self._future.setdefault(message.height, [])
+                if len(queued) < FUTURE_PROPOSALS:
+                    queued.append((peer, message))
+                return
+            if message.height == head + 1:
+                self._spawn(self._pre_execute(peer, message))
+            return
+        self.events.put_nowait(qbft.received(message))
+
+    async def _pre_execute(self, peer: bytes, proposal: Proposal) -> None:
+        """Execute a proposal's block (once) before the core sees the proposal."""
+        digest = proposal.block.digest
+        if digest not in self._executed and digest not in self._invalid:
+            block = self._decode_block(proposal.block.payload)
+            reason = None
+            if block.header.timestamp > time.time() + MAX_FUTURE_SECONDS:
+                reason = f"timestamp {block.header.timestamp} is in the future"
+            elif extradata.decode(block.header.extra_data).seals:
+                reason = "a proposed block carries commit seals"
+            else:
+                try:
+                    self._remember(
+                        await self._in_worker(self.ledger.execute_block, block, sealed=False)
+                    )
+                except InvalidBlock as exc:
+                    reason = str(exc)
+            if reason is not None:
+                self._invalid[digest] = reason
+                while len(self._invalid) > CACHE_SIZE:
+                    self._invalid.popitem(last=False)
+                log.warning("invalid proposal #%d from %s: %s", block.number, peer.hex(), reason)
+                self.network.penalise(peer, PENALTY_INVALID, f"invalid proposal: {reason}")
+        self.events.put_nowait(qbft.ProposalReceived(proposal))
+
+    async def _on_new_block(self, peer: bytes, raw: bytes) -> None:
+        try:
+            block = rlp.decode(raw, sedes=QbftBlock)
+        except Exception as exc:  # rlp raises several types on hostile input
+            self.network.penalise(peer, PENALTY_INVALID, f"NEW_BLOCK does not decode: {exc}")
+            return
+        head = self.ledger.head().block_number
+        if block.number == head + 1:
+            async with self._sync_lock:
+                await self._import(peer, block)
+        elif block.number > head + 1 and not self._sync_lock.locked():
+            self._spawn(self._sync(peer, block.number))
+
+    async def _import(self, peer: bytes, block: Any) -> bool:
+        """Import one sealed block (full validation); False if it does not extend the head."""
+        if block.number != self.ledger.head().block_number + 1:
+            return block.number <= self.ledger.head().block_number
+        try:
+            result = await self._in_worker(self.ledger.import_block, block)
+        except InvalidBlock as exc:
+            if block.number <= self.ledger.head().block_number:
+                return True  # committed here meanwhile
+            self.network.penalise(peer, PENALTY_INVALID, f"invalid block: {exc}")
+            log.warning("refused block #%d from %s: %s", block.number, peer.hex(), exc)
+            return False
+        self._block_added(result)
+        return True
+
+    async def _sync(self, peer: bytes, target: int) -> None:
+        """Fetch and import blocks from ``peer`` until the head reaches ``target``."""
+        async with self._sync_lock:
+            for _ in range(target // MAX_RANGE + 4):
+                start = self.ledger.head().block_number + 1
+                if start > target or self._stopping:
+                    return
+                count = min(MAX_RANGE, target - start + 1)
+                try:
+                    raws = await self.network.request_blocks(peer, start, count)
+                except (ConnectionError, TimeoutError) as exc:
+                    log.info("sync from %s stopped: %r", peer.hex(), exc)
+                    return
+                if not raws:
+                    return
+                for raw in raws:
+                    try:
+                        block = rlp.decode(raw, sedes=QbftBlock)
+                    except Exception as exc:  # hostile input
+                        self.network.penalise(peer, PENALTY_INVALID, f"BLOCKS item: {exc}")
+                        return
+                    if not await self._import(peer, block):
+                        return
+
+    async def _serve_blocks(self, peer: bytes, start: int, count: int) -> list[bytes]:
+        head = self.ledger.head().block_number
+        out = []
+        for number in range(max(start, 1), min(start + count, head + 1)):
+            header = self.ledger.header_by_number(number)
+            out.append(bytes(rlp.encode(self.ledger.block_by_header(header))))
+        return out
+
+    # -- periodic: tx gossip, status, heartbeat ------------------------------------------
+    async def _periodic(self) -> None:
+        last_status = 0.0
+        while not self._stopping:
+            await asyncio.sleep(TX_FLUSH_INTERVAL)
+            if self._tx_out:
+                batch, self._tx_out[:] = list(self._tx_out), []
+                for i in range(0, len(batch), MAX_TXS):
+                    self.network.broadcast(Code.TXS, batch[i : i + MAX_TXS])
+            self._arm_parked()
+            now = time.monotonic()
+            if now - last_status >= STATUS_INTERVAL:
+                last_status = now
+                head = self.ledger.head()
+                self.network.broadcast(Code.STATUS, (head.block_number, head.hash))
