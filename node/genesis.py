@@ -258,6 +258,7 @@ def build_genesis(
     gas_limit: int = DEFAULT_GAS_LIMIT,
     timestamp: int = DEFAULT_TIMESTAMP,
     qbft: QbftConfig = QbftConfig(),
+    timelock: int | None = None,
 ) -> dict[str, Any]:
     """Build the genesis.json document for a network of ``members`` and ``validators``."""
     import hashlib
@@ -283,7 +284,11 @@ def build_genesis(
     for name in contracts.DEPLOY_ORDER:
         artifact = contracts.load_artifact(name)
         address = to_canonical_address(contracts.SYSTEM_ADDRESSES[name])
-        args = contracts.constructor_args(name, members, validators)
+        args = (
+            contracts.constructor_args(name, members, validators)
+            if timelock is None
+            else contracts.constructor_args(name, members, validators, timelock=timelock)
+        )
         initcode = bytes.fromhex(artifact["bytecode"].removeprefix("0x")) + _abi_encode_args(
             artifact["abi"], args
         )
