@@ -112,12 +112,17 @@ class QbftChainDB(ChainDB):
 
 
 class QbftSealConsensus:
-    """py-evm consensus plug-in: QBFT commit seals in ``extraData``.
+    """py-evm consensus plug-in: QBFT commit seals in ``extraData`` (Besu's semantics).
 
-    ``validate_seal`` needs only the header: at least a quorum of distinct validators named in
-    the header's own validator list signed :func:`consensus.extradata.commit_digest`.
-    ``validate_seal_extension`` ties that list to the chain: it must equal the parent's list
-    (validator-set changes arrive with the consensus issue, through on-chain governance).
+    A header's validator list is the set decided *after* its block (``Consortium`` at the
+    block's post-state): the set that must seal the *next* block. So the seals of block N are
+    checked against the list in header N - 1 (genesis lists the first set), and a light client
+    holding only headers follows every change from genesis: each new list arrives in a header
+    sealed by the previous one.
+
+    ``validate_seal`` needs only the header (well-formed extraData); ``validate_seal_extension``
+    checks a quorum of distinct validators of the parent's list signed
+    :func:`consensus.extradata.commit_digest`.
     """
 
     def __init__(self, context: Any) -> None:
@@ -125,17 +130,25 @@ class QbftSealConsensus:
 
     def validate_seal(self, header: BlockHeaderAPI) -> None:
         try:
-            extra = extradata.decode(header.extra_data)
-            extradata.verify_seals(extradata.commit_digest(header), extra.seals, extra.validators)
-        except (extradata.InvalidExtraData, extradata.InvalidSeal) as exc:
+            extradata.decode(header.extra_data)
+        except extradata.InvalidExtraData as exc:
             raise ValidationError(f"block #{header.block_number}: {exc}") from exc
 
     def validate_seal_extension(
         self, header: BlockHeaderAPI, parents: Iterable[BlockHeaderAPI]
     ) -> None:
-        # Which validators must seal a block is decided by on-chain governance at the parent
-        # state; the Ledger checks the header's list against it (Ledger.validators_at).
-        pass
+        try:
+            parent = QbftChainDB(self._db).get_block_header_by_hash(header.parent_hash)
+        except HeaderNotFound as exc:
+            raise ValidationError(f"block #{header.block_number}: unknown parent") from exc
+        try:
+            extradata.verify_seals(
+                extradata.commit_digest(header),
+                extradata.decode(header.extra_data).seals,
+                extradata.decode(parent.extra_data).validators,
+            )
+        except (extradata.InvalidExtraData, extradata.InvalidSeal) as exc:
+            raise ValidationError(f"block #{header.block_number}: {exc}") from exc
 
     @classmethod
     def get_fee_recipient(cls, header: BlockHeaderAPI) -> Any:
@@ -363,13 +376,14 @@ class Ledger:
         return builder.get_transaction_builder().decode(raw)
 
     def validators_at(self, header: BlockHeaderAPI) -> tuple[bytes, ...]:
-        """The validator set that must seal the child of ``header`` (sorted addresses).
+        """The validator set that must seal the child of ``header``: the list in its
+        extraData (sorted addresses)."""
+        return extradata.decode(header.extra_data).validators
 
-        Decided on chain: ``Consortium.getValidators()`` at ``header``'s post-state, so a
-        governance vote that adds or removes a validator in block N takes effect at N + 1 and
-        every header carries the set that seals it. A network without a Consortium keeps the
-        genesis set.
-        """
+    def decided_validators(self, header: BlockHeaderAPI) -> tuple[bytes, ...]:
+        """The validator set decided on chain at ``header``'s post-state (sorted):
+        ``Consortium.getValidators()``, so a governance vote executed in block N changes the
+        list in header N and the sealers of N + 1. Without a Consortium: the genesis set."""
         cached = self._validators_cache.get(header.state_root)
         if cached is not None:
             return cached
@@ -466,6 +480,14 @@ class Ledger:
         processed = vm.block_postprocessing(filled)
         packed = vm.pack_block(processed)
         final = vm.finalize_block(packed).block
+        # The header lists the validator set decided at this block's post-state.
+        extra = extradata.decode(final.header.extra_data)
+        decided = self.decided_validators(final.header)
+        if extra.validators != decided:
+            stamped = extradata.ExtraData(
+                extra.vanity, decided, extra.vote, extra.round, extra.seals
+            )
+            final = final.copy(header=final.header.copy(extra_data=stamped.encode()))
         return BlockResult(final, tuple(receipts), tuple(rejected), tuple(deferred))
 
     def build(
@@ -530,6 +552,12 @@ class Ledger:
         mismatch = compare_headers(result.block.header, block.header)
         if mismatch:
             raise InvalidBlock(f"block #{block.number}: {mismatch}")
+        decided = self.validators_at(result.block.header)
+        if self.validators_at(block.header) != decided:
+            raise InvalidBlock(
+                f"block #{block.number}: validator list differs from the set decided at its "
+                f"post-state ({len(decided)} validators)"
+            )
         return Executed(BlockResult(block, result.receipts), writes)
 
     def commit(
@@ -586,7 +614,7 @@ class Ledger:
         vm = self.chain.get_vm(header)
         try:
             vm.validate_header(header, parent)
-            extra = extradata.decode(header.extra_data)
+            extradata.decode(header.extra_data)
         except (ValidationError, extradata.InvalidExtraData) as exc:
             raise InvalidBlock(f"block #{header.block_number}: {exc}") from exc
         period = self.genesis.qbft.block_period_seconds
@@ -598,13 +626,9 @@ class Ledger:
         if sealed:
             try:
                 vm.validate_seal(header)
+                vm.validate_seal_extension(header, ())
             except ValidationError as exc:
                 raise InvalidBlock(str(exc)) from exc
-        if extra.validators != self.validators_at(parent):
-            raise InvalidBlock(
-                f"block #{header.block_number}: validator list differs from the set decided "
-                "at the parent"
-            )
 
     # -- importing -----------------------------------------------------------------------
     def import_block(self, block: BlockAPI) -> BlockResult:

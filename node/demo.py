@@ -166,7 +166,10 @@ def run_demo(datadir: str | None, rpc_port: int, event_count: int) -> int:
             block = _rpc(url, "eth_getBlockByNumber", [receipt["blockNumber"], False])
             extra = extradata.decode(bytes.fromhex(block["extraData"][2:]))
             header = _header_from_rpc(block)
-            signers = extradata.verify_seals(extradata.commit_digest(header), extra.seals, extra.validators)
+            # The seals of block N come from the validators listed in header N - 1 (Besu).
+            parent = _rpc(url, "eth_getBlockByHash", [block["parentHash"], False])
+            sealers = extradata.decode(bytes.fromhex(parent["extraData"][2:])).validators
+            signers = extradata.verify_seals(extradata.commit_digest(header), extra.seals, sealers)
             table.add_row(what, tx_hash[:18] + "…", str(int(receipt["blockNumber"], 16)), str(count),
                           str(int(receipt["gasUsed"], 16)), ", ".join(to_checksum_address(s)[:10] + "…" for s in signers))
         console.print(table)
