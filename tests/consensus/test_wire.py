@@ -362,3 +362,54 @@ def test_malformed_is_a_value_error() -> None:
 def test_half_prepared_round_change_is_not_encoded() -> None:
     with pytest.raises(ValueError, match="both"):
         encode_message(RoundChange(Signed(RoundChangePayload(1, 1, 0, None), b"\x00" * 20, SIG)))
+
+
+def test_signing_record_round_trips_and_rejects_corruption() -> None:
+    """The record a validator persists before signing (NodeKeys.last_signed) decodes to the
+    same record, prepares re-recovered; a corrupted one is refused, never half-read."""
+    from eth_keys import keys
+
+    from consensus import extradata
+    from consensus.messages import Block, MessageKind, PreparePayload, Signed
+    from consensus.state import (
+        PreparedCertificate,
+        SignedEntry,
+        SigningRecord,
+        decode_record,
+        encode_record,
+    )
+
+    def recover(digest: bytes, signature: bytes) -> bytes | None:
+        try:
+            return extradata.recover_signer(digest, signature)
+        except extradata.InvalidSeal:
+            return None
+
+    payload = b"block bytes"
+    block = Block(b"\x11" * 32, payload)
+    prepares = []
+    for i in range(3):
+        key = keys.PrivateKey(bytes([i + 1]) * 32)
+        p = PreparePayload(7, 2, block.digest)
+        prepares.append(
+            Signed(
+                p, key.public_key.to_canonical_address(), extradata.sign_seal(p.signing_digest, key)
+            )
+        )
+    record = SigningRecord(
+        7,
+        3,
+        (
+            SignedEntry(2, MessageKind.PREPARE, block.digest),
+            SignedEntry(2, MessageKind.COMMIT, block.digest),
+            SignedEntry(3, MessageKind.ROUND_CHANGE, block.digest),
+        ),
+        PreparedCertificate(2, block, tuple(prepares)),
+    )
+    data = encode_record(record)
+    assert decode_record(data, recover, lambda _payload: block.digest) == record
+    empty = SigningRecord(9, 0, (), None)
+    assert decode_record(encode_record(empty), recover, lambda _p: b"") == empty
+    for bad in (data[:-3], b"\xc0", b"junk", data[:1] + b"\x05" + data[2:]):
+        with pytest.raises(MalformedMessage):
+            decode_record(bad, recover, lambda _payload: block.digest)
