@@ -63,7 +63,7 @@ class QbftConfig:
     #: Minimum seconds between blocks.
     block_period_seconds: int = 1
     #: Round timeout of round 0, in seconds (doubles per round, capped).
-    request_timeout_seconds: int = 1
+    request_timeout_seconds: int = 4
     #: With no transactions waiting, produce an empty block only this often (heartbeat).
     empty_block_period_seconds: int = 60
     #: Besu's epoch length (votes reset); kept for compatibility.
@@ -109,7 +109,7 @@ class Genesis:
                 extra_data=_hex_bytes(doc["extraData"]),
                 qbft=QbftConfig(
                     block_period_seconds=int(q.get("blockPeriodSeconds", 1)),
-                    request_timeout_seconds=int(q.get("requestTimeoutSeconds", 1)),
+                    request_timeout_seconds=int(q.get("requestTimeoutSeconds", 4)),
                     empty_block_period_seconds=int(q.get("emptyBlockPeriodSeconds", 60)),
                     epoch_length=int(q.get("epochLength", 30_000)),
                 ),
