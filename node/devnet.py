@@ -906,8 +906,10 @@ class LoadReport:
     """The validator answered another transaction hash than the one signed."""
     submit_tx_per_s: float = 0.0
     """Rate actually achieved by the submitters."""
-    finalized_events_per_s: float = 0.0
-    """Events of this run in blocks first seen in the steady-state window (after warm-up)."""
+    window_s: float = 0.0
+    """The steady-state window: from the end of the warm-up to the end of submission."""
+    window_events: int = 0
+    """Events of this run in blocks first seen within the window."""
     blocks: int = 0
     """Blocks finalized during the run (all of them, with or without this run's transactions)."""
     latencies: list[float] = field(default_factory=list, repr=False)
@@ -917,6 +919,11 @@ class LoadReport:
     @property
     def offered_events_per_s(self) -> float:
         return self.offered_tx_per_s * self.events_per_tx
+
+    @property
+    def finalized_events_per_s(self) -> float:
+        """Finalized throughput in the steady-state window."""
+        return self.window_events / self.window_s if self.window_s > 0 else 0.0
 
     @property
     def p50(self) -> float | None:
@@ -966,6 +973,8 @@ class LoadReport:
             "hash_mismatches": self.hash_mismatches,
             "submit_tx_per_s": self.submit_tx_per_s,
             "finalized_events_per_s": self.finalized_events_per_s,
+            "window_s": self.window_s,
+            "window_events": self.window_events,
             "blocks": self.blocks,
             "latency_p50_s": self.p50,
             "latency_p99_s": self.p99,
@@ -1272,7 +1281,8 @@ class CargoLoad:
             report.latencies.append(seen - sent)
             if window_start <= seen <= window_end:
                 events += count
-        report.finalized_events_per_s = events / max(window_end - window_start, 1e-9)
+        report.window_s = window_end - window_start
+        report.window_events = events
 
     def drain(self, timeout: float = 60.0) -> bool:
         """Wait until every validator's pool is empty; whether it emptied within ``timeout``."""
