@@ -315,7 +315,7 @@ def build_genesis(
         }
     extra = extradata.ExtraData(
         b"portledger-genesis".ljust(32, b"\x00"),
-        tuple(to_canonical_address(v) for v in validators),
+        tuple(sorted(to_canonical_address(v) for v in validators)),
     )
     return {
         "config": {
