@@ -67,10 +67,10 @@ def keeps_up(report: LoadReport, max_p99: float) -> tuple[bool, str]:
         reasons.append(
             f"finalized {report.finalized_events_per_s:.0f} < {FOLLOW_SHARE:.0%} of offered"
         )
-    if report.lost or report.duplicated or report.refused or report.unreachable:
+    if report.lost or report.duplicated or report.refused or report.unreachable or report.unsent:
         reasons.append(
             f"lost {report.lost}, duplicated {report.duplicated}, refused {report.refused}, "
-            f"unreachable {report.unreachable}"
+            f"unreachable {report.unreachable}, unsent {report.unsent}"
         )
     if report.p99 is None or report.p99 > max_p99:
         reasons.append(

@@ -63,6 +63,10 @@ LAYOUT_VERSION = 1
 STATUS_COLUMNS = ("node", "role", "address", "height", "head", "round", "peers", "pending", "state")
 #: How long a stopping node may take to exit after SIGTERM before it is killed.
 STOP_TIMEOUT = 30.0
+#: JSON-RPC timeout of a load submitter (a frozen validator costs this per attempt).
+SUBMIT_TIMEOUT = 5.0
+#: Seconds after the end of a load run during which a late submitter may still send.
+SUBMIT_GRACE = 5.0
 
 T = TypeVar("T")
 
@@ -889,7 +893,9 @@ class LoadReport:
     refused: int = 0
     """Answered with a JSON-RPC error (reasons in :attr:`refusals`)."""
     unreachable: int = 0
-    """The validator did not answer (down, frozen, timed out)."""
+    """The validator did not answer (down, frozen, timed out); sent or not."""
+    unsent: int = 0
+    """Not sent: the submitter was still behind schedule when the run ended."""
     included: int = 0
     """Accepted and found in a block."""
     included_once: int = 0
@@ -944,7 +950,7 @@ class LoadReport:
             f"finalized {self.finalized_events_per_s:.0f} events/s; finality p50 {ms(self.p50)}, "
             f"p99 {ms(self.p99)}; {self.blocks} blocks",
             f"submitted {self.submitted}, accepted {self.accepted}, refused {self.refused}, "
-            f"unreachable {self.unreachable}; included once {self.included_once}, "
+            f"unreachable {self.unreachable}, unsent {self.unsent}; included once {self.included_once}, "
             f"duplicated {self.duplicated}, lost {self.lost}, reverted {self.reverted}, "
             f"receipt/hash mismatches {self.receipt_mismatches}/{self.hash_mismatches}",
         ]
@@ -964,6 +970,7 @@ class LoadReport:
             "accepted": self.accepted,
             "refused": self.refused,
             "unreachable": self.unreachable,
+            "unsent": self.unsent,
             "included": self.included,
             "included_once": self.included_once,
             "duplicated": self.duplicated,
@@ -1092,20 +1099,27 @@ class CargoLoad:
     def endpoint_of(self, p: int) -> int:
         return self.endpoints[p % len(self.endpoints)]
 
-    def _gas_for(self, client: RpcClient, publisher: Publisher) -> int:
-        if publisher.address not in self._gas:
-            sample = cargo_events(self.events_per_tx, 0, publisher.event_type, self.payload_bytes)
-            estimate = int(
-                client.call(
-                    "eth_estimateGas",
-                    [{"from": publisher.address, "to": SYSTEM_ADDRESSES["CargoLedger"],
-                      "data": "0x" + encode_record_call(sample).hex()}],
-                ),
-                16,
-            )  # fmt: skip
-            # Random payloads have a few zero bytes more or less than the sample: a margin.
-            self._gas[publisher.address] = estimate * 5 // 4 + 10_000
-        return self._gas[publisher.address]
+    def _estimate_gas(self) -> None:
+        """Gas limit per publisher: an estimate of a sample batch plus a margin (once)."""
+        node = self.devnet.nodes[self.watch]
+        client = RpcClient(node.host, node.rpc_port, timeout=30.0)
+        try:
+            for publisher in self.publishers:
+                if publisher.address in self._gas:
+                    continue
+                sample = cargo_events(
+                    self.events_per_tx, 0, publisher.event_type, self.payload_bytes
+                )
+                call = {
+                    "from": publisher.address,
+                    "to": SYSTEM_ADDRESSES["CargoLedger"],
+                    "data": "0x" + encode_record_call(sample).hex(),
+                }
+                estimate = int(client.call("eth_estimateGas", [call]), 16)
+                # Random payloads have a few zero bytes more or less than the sample: a margin.
+                self._gas[publisher.address] = estimate * 5 // 4 + 10_000
+        finally:
+            client.close()
 
     def run(
         self, rate: float, duration: float, *, settle: float = 60.0, warmup: float | None = None
@@ -1113,7 +1127,9 @@ class CargoLoad:
         """Offer ``rate`` tx/s for ``duration`` s, wait up to ``settle`` s for inclusion, report.
 
         ``warmup`` (default a fifth of the duration, at most 5 s) is left out of the
-        finalized-throughput window, which ends when submission ends.
+        finalized-throughput window, which ends when submission ends. A validator that does
+        not answer (down, frozen) costs its submitter a timeout per attempt; what it could not
+        send by :data:`SUBMIT_GRACE` seconds after the end is counted as unsent.
         """
         if rate <= 0 or duration <= 0:
             raise ValueError("rate and duration must be positive")
@@ -1121,87 +1137,23 @@ class CargoLoad:
             offered_tx_per_s=rate, duration_s=duration, events_per_tx=self.events_per_tx
         )
         watched = self.devnet.nodes[self.watch]
-        start_height = int(rpc_call(watched, "eth_blockNumber"), 16)
-        watcher = BlockWatcher(watched, start_height)
-        total = max(1, round(rate * duration))
+        watcher = BlockWatcher(watched, int(rpc_call(watched, "eth_blockNumber"), 16))
+        self._estimate_gas()
+        plan = _Plan(rate=rate, total=max(1, round(rate * duration)), t0=time.monotonic() + 0.2,
+                     give_up=time.monotonic() + 0.2 + duration + SUBMIT_GRACE)  # fmt: skip
         submitted: dict[str, tuple[float, int]] = {}  # hash -> (submit time, events)
-        lock = threading.Lock()
         failures: list[BaseException] = []
-        t0 = time.monotonic() + 0.2  # all submitters start together
+        lock = threading.Lock()
 
-        def submit(endpoint: int) -> None:
-            node = self.devnet.nodes[endpoint]
-            client = RpcClient(node.host, node.rpc_port, timeout=10.0)
-            mine = [p for p in range(len(self.publishers)) if self.endpoint_of(p) == endpoint]
-            nonces: dict[int, int | None] = dict.fromkeys(mine)
+        def submitter(endpoint: int) -> None:
             try:
-                for j in range(total):
-                    p = j % len(self.publishers)
-                    if p not in nonces:
-                        continue
-                    delay = t0 + j / rate - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
-                    publisher = self.publishers[p]
-                    try:
-                        if nonces[p] is None:
-                            nonces[p] = int(
-                                client.call(
-                                    "eth_getTransactionCount", [publisher.address, "pending"]
-                                ),
-                                16,
-                            )
-                        nonce = nonces[p]
-                        assert nonce is not None
-                        events = cargo_events(
-                            self.events_per_tx, next(self._subjects) * self.events_per_tx,
-                            publisher.event_type, self.payload_bytes,
-                        )  # fmt: skip
-                        raw, tx_hash = record_transaction(
-                            publisher.key, chain_id=self.chain_id, nonce=nonce,
-                            gas=self._gas_for(client, publisher), events=events,
-                        )  # fmt: skip
-                    except (OSError, RpcError):
-                        with lock:
-                            report.unreachable += 1
-                        continue
-                    sent = time.monotonic()
-                    with lock:
-                        report.submitted += 1
-                    try:
-                        answer = client.call("eth_sendRawTransaction", ["0x" + raw.hex()])
-                    except RpcError as exc:
-                        with lock:
-                            report.refused += 1
-                            report.refusals[exc.message] += 1
-                        nonces[p] = None  # re-read: the refused nonce is still free
-                        continue
-                    except OSError:
-                        with lock:
-                            report.unreachable += 1
-                        nonces[p] = None  # the node may or may not have taken it
-                        continue
-                    nonces[p] = nonce + 1
-                    with lock:
-                        report.accepted += 1
-                        submitted[tx_hash] = (sent, len(events))
-                        if str(answer).lower() != tx_hash:
-                            report.hash_mismatches += 1
-            except BaseException as exc:  # surfaced by run(), never swallowed
+                self._submit(endpoint, plan, report, submitted, lock)
+            except BaseException as exc:  # surfaced below, never swallowed
                 failures.append(exc)
-            finally:
-                client.close()
 
-        for p in range(len(self.publishers)):  # gas estimates before the clock starts
-            node = self.devnet.nodes[self.endpoint_of(p)]
-            client = RpcClient(node.host, node.rpc_port, timeout=30.0)
-            try:
-                self._gas_for(client, self.publishers[p])
-            finally:
-                client.close()
         watcher.start()
         threads = [
-            threading.Thread(target=submit, args=(e,), daemon=True, name=f"cargo-load-{e}")
+            threading.Thread(target=submitter, args=(e,), daemon=True, name=f"cargo-load-{e}")
             for e in sorted({self.endpoint_of(p) for p in range(len(self.publishers))})
         ]
         for thread in threads:
@@ -1222,9 +1174,77 @@ class CargoLoad:
                 )
         finally:
             watcher.stop()
-        report.submit_tx_per_s = report.submitted / max(submit_end - t0, 1e-9)
-        self._account(report, watcher, submitted, t0, duration, warmup)
+        report.submit_tx_per_s = report.submitted / max(submit_end - plan.t0, 1e-9)
+        self._account(report, watcher, submitted, plan.t0, duration, warmup)
         return report
+
+    def _submit(
+        self,
+        endpoint: int,
+        plan: _Plan,
+        report: LoadReport,
+        submitted: dict[str, tuple[float, int]],
+        lock: threading.Lock,
+    ) -> None:
+        """Send this endpoint's share of the plan, each transaction at its scheduled time."""
+        node = self.devnet.nodes[endpoint]
+        client = RpcClient(node.host, node.rpc_port, timeout=SUBMIT_TIMEOUT)
+        mine = [p for p in range(len(self.publishers)) if self.endpoint_of(p) == endpoint]
+        nonces: dict[int, int | None] = dict.fromkeys(mine)  # None: read it from the node
+        jobs = [j for j in range(plan.total) if j % len(self.publishers) in nonces]
+        try:
+            for done, j in enumerate(jobs):
+                if time.monotonic() > plan.give_up:
+                    with lock:
+                        report.unsent += len(jobs) - done
+                    return
+                time.sleep(max(0.0, plan.t0 + j / plan.rate - time.monotonic()))
+                p = j % len(self.publishers)
+                publisher = self.publishers[p]
+                try:
+                    nonce = nonces[p]
+                    if nonce is None:
+                        pending = client.call(
+                            "eth_getTransactionCount", [publisher.address, "pending"]
+                        )
+                        nonce = nonces[p] = int(pending, 16)
+                except (OSError, RpcError):
+                    with lock:
+                        report.unreachable += 1
+                    continue
+                events = cargo_events(
+                    self.events_per_tx, next(self._subjects) * self.events_per_tx,
+                    publisher.event_type, self.payload_bytes,
+                )  # fmt: skip
+                raw, tx_hash = record_transaction(
+                    publisher.key, chain_id=self.chain_id, nonce=nonce,
+                    gas=self._gas[publisher.address], events=events,
+                )  # fmt: skip
+                sent = time.monotonic()
+                try:
+                    answer = client.call("eth_sendRawTransaction", ["0x" + raw.hex()])
+                except RpcError as exc:
+                    nonces[p] = None  # re-read: the refused nonce may still be free
+                    with lock:
+                        report.submitted += 1
+                        report.refused += 1
+                        report.refusals[exc.message] += 1
+                    continue
+                except OSError:
+                    nonces[p] = None  # the node may or may not have taken it
+                    with lock:
+                        report.submitted += 1
+                        report.unreachable += 1
+                    continue
+                nonces[p] = nonce + 1
+                with lock:
+                    report.submitted += 1
+                    report.accepted += 1
+                    submitted[tx_hash] = (sent, len(events))
+                    if str(answer).lower() != tx_hash:
+                        report.hash_mismatches += 1
+        finally:
+            client.close()
 
     def _account(
         self,
@@ -1298,6 +1318,17 @@ class CargoLoad:
             return True
         except DevnetTimeout:
             return False
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """When each transaction of a load run is due: number ``j`` at ``t0 + j / rate``."""
+
+    rate: float
+    total: int
+    t0: float
+    give_up: float
+    """After this instant a submitter sends nothing more (it fell behind a dead validator)."""
 
 
 def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
