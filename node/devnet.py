@@ -48,6 +48,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+import click
 from eth_keys.datatypes import PrivateKey
 from eth_utils.address import to_canonical_address, to_checksum_address
 
@@ -280,35 +281,45 @@ def create_devnet(
         validators, node_addresses=[k.public_key.to_checksum_address() for k in validator_keys]
     )
     doc = build_genesis(members, validator_addresses, qbft=qbft or QbftConfig())
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "keys").mkdir(mode=0o700)
-    layout = DevnetLayout(root=root, chain_id=int(doc["config"]["chainId"]), nodes=())
-    write_genesis(doc, layout.genesis_path)
     named = [(f"validator-{i}", VALIDATOR, k) for i, k in enumerate(validator_keys)]
     named += [(f"observer-{i}", OBSERVER, k) for i, k in enumerate(observer_keys)]
-    nodes = []
-    for i, (name, role, key) in enumerate(named):
-        node = NodeSpec(
-            name=name,
-            role=role,
-            address=key.public_key.to_checksum_address(),
-            host=host,
-            rpc_port=ports[i],
-            p2p_port=ports[count + i],
-            datadir=root / name,
-            key_file=root / "keys" / f"{name}.key",
-        )
-        _write_secret(node.key_file, key.to_hex() + "\n")
-        init.main(
-            ["--datadir", str(node.datadir), "--genesis", str(layout.genesis_path),
-             "--key-file", str(node.key_file)],
-            standalone_mode=False,
-        )  # fmt: skip
-        nodes.append(node)
-    layout = DevnetLayout(root=root, chain_id=layout.chain_id, nodes=tuple(nodes))
-    for node in layout.nodes:
-        node.peers_path.write_text(json.dumps(layout.peers_of(node), indent=2) + "\n")
-    layout.save()
+    layout = DevnetLayout(
+        root=root,
+        chain_id=int(doc["config"]["chainId"]),
+        nodes=tuple(
+            NodeSpec(
+                name=name,
+                role=role,
+                address=key.public_key.to_checksum_address(),
+                host=host,
+                rpc_port=ports[i],
+                p2p_port=ports[count + i],
+                datadir=root / name,
+                key_file=root / "keys" / f"{name}.key",
+            )
+            for i, (name, role, key) in enumerate(named)
+        ),
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        (root / "keys").mkdir(mode=0o700)
+        write_genesis(doc, layout.genesis_path)
+        for node, (_, _, key) in zip(layout.nodes, named, strict=True):
+            _write_secret(node.key_file, key.to_hex() + "\n")
+            init.main(
+                ["--datadir", str(node.datadir), "--genesis", str(layout.genesis_path),
+                 "--key-file", str(node.key_file)],
+                standalone_mode=False,
+            )  # fmt: skip
+            node.peers_path.write_text(json.dumps(layout.peers_of(node), indent=2) + "\n")
+        layout.save()
+    except BaseException as exc:
+        # Half a devnet (e.g. Ctrl-C during init) would block the next attempt: the folder
+        # was empty, so nothing but what was just written goes.
+        shutil.rmtree(root, ignore_errors=True)
+        if isinstance(exc, click.ClickException):
+            raise DevnetError(exc.format_message()) from exc
+        raise
     return layout
 
 
@@ -1364,6 +1375,8 @@ def run_devnet(
         return 0 if all(s.up for s in statuses) else 1
 
     layout = open_or_create(root, validators, observers, fresh=fresh, base_port=base_port)
+    if any(node_status(node, timeout=1.0).up for node in layout.nodes):
+        raise DevnetError(f"the devnet in {layout.root} is already running (see --status-once)")
     devnet = Devnet(layout)
     stop = threading.Event()
     previous = {

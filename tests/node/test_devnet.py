@@ -228,6 +228,9 @@ def test_devnet_processes_answer_are_signalled_and_all_stop(tmp_path: Path) -> N
         result = CliRunner().invoke(main, ["devnet", "--dir", str(layout.root), "--status-once"])
         assert result.exit_code == 0, result.output
         assert result.output.count(" up") == 5
+        # ... and a second devnet command on the same folder refuses to start anything
+        again = CliRunner().invoke(main, ["devnet", "--dir", str(layout.root), "--duration", "1"])
+        assert again.exit_code == 1 and "already running" in again.output, again.output
 
         # a frozen node is down (bounded by the status timeout) and answers again after SIGCONT
         devnet.stop_process(4)
