@@ -176,10 +176,6 @@ def main() -> int:
     try:
         layout = create_devnet(root / "net", args.validators, args.observers)
         devnet = Devnet(layout)
-        if not devnet.p2p:
-            raise NotFinalizing(
-                "`portledger node` has no --p2p-port/--peers: this tree has no QBFT runtime"
-            )
         devnet.start()
         devnet.wait_ready(timeout=120)
         load = CargoLoad(devnet, events_per_tx=args.events_per_tx, payload_bytes=args.payload_bytes)

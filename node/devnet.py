@@ -556,12 +556,6 @@ def status_table(statuses: Sequence[NodeStatus], title: str | None = None) -> An
 
 
 # -- processes -------------------------------------------------------------------------------
-def _node_command_options() -> set[str]:
-    from node.cli import node_command
-
-    return {opt for param in node_command.params for opt in getattr(param, "opts", ())}
-
-
 class Devnet:
     """The node processes of a layout.
 
@@ -594,11 +588,6 @@ class Devnet:
         self._paused: set[int] = set()
         self._lock = threading.RLock()
         self._atexit_registered = False
-        options = _node_command_options()
-        #: Whether ``portledger node`` takes the p2p flags. Without them (before the QBFT
-        #: runtime) a multi-validator genesis can only be served with block production off.
-        self.p2p = {"--p2p-port", "--peers"} <= options
-        self._no_produce = not self.p2p and len(layout.validators) > 1 and "--no-produce" in options
 
     @property
     def nodes(self) -> tuple[NodeSpec, ...]:
@@ -613,14 +602,12 @@ class Devnet:
     def command(self, i: int) -> list[str]:
         """The command line of node ``i``."""
         node = self.nodes[i]
-        args = [sys.executable, "-m", "node", "node", "--datadir", str(node.datadir),
-                "--rpc-host", node.host, "--rpc-port", str(node.rpc_port)]  # fmt: skip
-        if self.p2p:
-            args += ["--p2p-host", node.host, "--p2p-port", str(node.p2p_port),
-                     "--peers", str(node.peers_path)]  # fmt: skip
-        elif self._no_produce:
-            args.append("--no-produce")
-        return args + list(self.extra_args)
+        return [
+            sys.executable, "-m", "node", "node", "--datadir", str(node.datadir),
+            "--rpc-host", node.host, "--rpc-port", str(node.rpc_port),
+            "--p2p-host", node.host, "--p2p-port", str(node.p2p_port),
+            "--peers", str(node.peers_path), *self.extra_args,
+        ]  # fmt: skip
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> Devnet:
@@ -1384,11 +1371,6 @@ def run_devnet(
     }
     deadline = None if duration is None else time.monotonic() + duration
     title = _title(layout, "Ctrl-C stops" if duration is None else f"stops after {duration:g} s")
-    if not devnet.p2p:
-        console.print(
-            "[yellow]portledger node has no p2p flags yet: nodes serve JSON-RPC with block "
-            "production off (no consensus)[/]"
-        )
     try:
         devnet.start()
         with Live(
