@@ -53,7 +53,7 @@ from eth_keys.datatypes import PrivateKey
 from eth_utils.address import to_canonical_address, to_checksum_address
 
 from contracts import SYSTEM_ADDRESSES, roles_mask
-from contracts.cargo import FAMILIES, CargoEventInput, encode_record_call, subject_key
+from contracts.cargo import EVENT_TYPES, FAMILIES, CargoEventInput, encode_record_call, subject_key
 from node.genesis import Genesis, QbftConfig, build_genesis, demo_members, dev_key, write_genesis
 
 VALIDATOR = "validator"
@@ -655,7 +655,13 @@ class Devnet:
                     waiting.remove(i)
             return not waiting
 
-        wait_for(ready, timeout, interval=0.2, what=f"nodes answering JSON-RPC ({waiting})")
+        try:
+            wait_for(ready, timeout, interval=0.2, what="nodes answering JSON-RPC")
+        except DevnetTimeout as exc:
+            names = ", ".join(self.nodes[i].name for i in waiting)
+            raise DevnetTimeout(
+                f"{exc}; still silent: {names}\n{self.log_tail(waiting[0])}"
+            ) from None
 
     def terminate(self, i: int, timeout: float = STOP_TIMEOUT) -> int | None:
         """Stop node ``i`` gracefully (SIGTERM, SIGKILL after ``timeout``); its exit status."""
@@ -820,13 +826,14 @@ def cargo_publishers(genesis: Genesis) -> list[Publisher]:
         }:
             continue
         mask = roles_mask(member.get("roles", []))
-        allowed = [family for family, (_, _, roles) in sorted(FAMILIES.items()) if roles & mask]
-        if allowed:
-            publishers.append(
-                Publisher(
-                    key, key.public_key.to_checksum_address(), member["name"], allowed[0] << 8 | 1
-                )
-            )
+        kinds = [
+            f"{name}.{codes[0]}"
+            for _, (name, codes, roles) in sorted(FAMILIES.items())
+            if roles & mask
+        ]
+        if kinds:
+            address = key.public_key.to_checksum_address()
+            publishers.append(Publisher(key, address, member["name"], EVENT_TYPES[kinds[0]]))
     return publishers
 
 
@@ -1017,7 +1024,9 @@ class BlockWatcher(threading.Thread):
                     seen = time.monotonic()
                     if head <= self.height:
                         continue
-                    numbers = range(self.height + 1, head + 1)
+                    # a bounded batch per poll (the server caps batches; a far-behind watcher
+                    # catches up over several polls)
+                    numbers = range(self.height + 1, min(head, self.height + 200) + 1)
                     blocks = client.batch(
                         [("eth_getBlockByNumber", [hex(n), False]) for n in numbers]
                     )
@@ -1034,10 +1043,6 @@ class BlockWatcher(threading.Thread):
                     self.errors += 1
         finally:
             client.close()
-
-    def seen(self, tx_hash: str) -> float | None:
-        with self._lock:
-            return self.first_seen.get(tx_hash)
 
     def count_seen(self, tx_hashes: Sequence[str]) -> int:
         with self._lock:
