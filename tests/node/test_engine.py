@@ -92,3 +92,34 @@ async def test_chain_survives_one_validator_down_and_it_catches_up(net4: Net) ->
         30,
         "restarted node catches up",
     )
+
+
+async def test_bad_consensus_messages_cost_the_sending_peer(net4: Net) -> None:
+    """Malformed RLP, a message signed by a non-validator and an invalid proposal are refused
+    and penalise the peer that sent them; the network keeps finalizing."""
+    from consensus.messages import Prepare, PreparePayload, Signed, encode_message
+    from node.p2p_frames import Code
+
+    await net4.wait(
+        lambda: all(len(m.network.peers()) == 4 for m in net4.running()), 20, "full mesh"
+    )
+    observer, target = net4.members[4], net4.members[0]
+    observer_address = observer.key.public_key.to_canonical_address()
+    assert target.network.score(observer_address) == 0
+    target_address = target.key.public_key.to_canonical_address()
+    observer.network.send(target_address, Code.CONSENSUS, b"\x13\xff\x00garbage")
+    await net4.wait(lambda: target.network.score(observer_address) > 0, 10, "penalty for malformed")
+    first = target.network.score(observer_address)
+    payload = PreparePayload(1, 0, b"\x22" * 32)
+    forged = Prepare(
+        Signed(payload, observer_address, extradata.sign_seal(payload.signing_digest, observer.key))
+    )
+    observer.network.send(target_address, Code.CONSENSUS, encode_message(forged))
+    await net4.wait(
+        lambda: target.network.score(observer_address) > first, 10, "penalty for non-validator"
+    )
+    # Still alive and finalizing.
+    await net4.wait(
+        lambda: all(m.ledger.head().block_number >= 1 for m in net4.running()), 20, "block 1"
+    )
+    assert target.engine is not None and target.engine.halted is None
