@@ -7,7 +7,8 @@
     portledger export  --datadir D FILE [--first N] [--last M]
     portledger import  --datadir D FILE
     portledger replay  --datadir D | --blocks FILE --genesis G
-    portledger demo    [--datadir D]   # a local single-validator node and a cargo round trip
+    portledger demo    [--datadir D]   # 4 validators + observer, a simulated vessel call through them
+    portledger devnet  [--dir D] [--validators 4] [--observers 1]   # run a local network, live status
 
 A data directory holds ``genesis.json`` (the network's), ``nodekey`` (this node's secp256k1 key,
 hex, mode 0600) and ``chain/`` (LevelDB). Every failure exits non-zero with a one-line reason.
@@ -348,14 +349,13 @@ def replay(datadir: str | None, blocks_file: str | None, genesis_path: str | Non
 
 
 @main.command()
-@click.option("--datadir", type=click.Path(file_okay=False), default=None, help="Default: a fresh temporary directory.")
-@click.option("--rpc-port", default=8545, show_default=True, type=int)
+@click.option("--datadir", type=click.Path(file_okay=False), default=None, help="Devnet folder (reused if it holds one). Default: a fresh temporary directory.")
 @click.option("--events", default=12, show_default=True, type=int, help="Simulated terminal events to record (discharge, release, gate-out).")
-def demo(datadir: str | None, rpc_port: int, events: int) -> None:
-    """Start a local single-validator node and run a visible cargo-event round trip."""
+def demo(datadir: str | None, events: int) -> None:
+    """Start a four-validator network with an observer and run a visible cargo-event round trip."""
     from node.demo import run_demo
 
-    sys.exit(run_demo(datadir, rpc_port, events))
+    sys.exit(run_demo(datadir, events))
 
 
 @main.command()
