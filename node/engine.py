@@ -439,6 +439,11 @@ class Engine:
 
     async def _on_new_block(self, peer: bytes, raw: bytes) -> None:
         try:
+            # Most announcements are of blocks this node already has (every validator announces
+            # what it commits): read the number first, decode the whole block only if needed.
+            number = int.from_bytes(rlp.decode_lazy(raw)[0][8], "big")
+            if number <= self.ledger.head().block_number:
+                return
             block = rlp.decode(raw, sedes=QbftBlock)
         except Exception as exc:  # rlp raises several types on hostile input
             self.network.penalise(peer, PENALTY_INVALID, f"NEW_BLOCK does not decode: {exc}")
