@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +101,17 @@ class Net:
         m.service.stop()
         m.db.close()
         m.engine = None
+
+    @contextlib.asynccontextmanager
+    async def started(self) -> AsyncIterator[Net]:
+        """Start every node; stop them all on the way out, whatever happened."""
+        try:
+            for i in range(len(self.members)):
+                await self.start(i)
+            yield self
+        finally:
+            for i in range(len(self.members)):
+                await self.stop(i)
 
     def running(self) -> list[Member]:
         return [m for m in self.members if m.engine is not None]

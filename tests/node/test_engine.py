@@ -16,14 +16,8 @@ from tests.node.engine_net import Net
 
 @pytest.fixture
 async def net4(tmp_path: Path) -> AsyncIterator[Net]:
-    net = Net(tmp_path, validators=4, observers=1)
-    for i in range(len(net.members)):
-        await net.start(i)
-    try:
+    async with Net(tmp_path, validators=4, observers=1).started() as net:
         yield net
-    finally:
-        for i in range(len(net.members)):
-            await net.stop(i)
 
 
 def tx_included(ledger: Ledger, tx_hash: bytes) -> int:

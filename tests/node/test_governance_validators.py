@@ -138,14 +138,10 @@ def check_chain(ledger: Ledger, expected: dict[int, tuple[bytes, ...]]) -> None:
 
 @pytest.fixture
 async def net(tmp_path: Path) -> AsyncIterator[Net]:
-    net = Net(tmp_path, validators=4, observer_keys=[dev_key("org:4")], timelock=0)
-    for i in range(len(net.members)):
-        await net.start(i)
-    try:
+    async with Net(
+        tmp_path, validators=4, observer_keys=[dev_key("org:4")], timelock=0
+    ).started() as net:
         yield net
-    finally:
-        for i in range(len(net.members)):
-            await net.stop(i)
 
 
 async def test_validator_added_then_removed_by_governance(net: Net) -> None:

@@ -83,14 +83,8 @@ def verify(block: dict[str, Any], parent: dict[str, Any]) -> list[bytes]:
 
 @pytest.fixture
 async def net(tmp_path: Path) -> AsyncIterator[Net]:
-    net = Net(tmp_path, validators=4)
-    for i in range(4):
-        await net.start(i)
-    try:
+    async with Net(tmp_path, validators=4).started() as net:
         yield net
-    finally:
-        for i in range(4):
-            await net.stop(i)
 
 
 async def rpc(client: TestClient, method: str, params: list[Any]) -> Any:
