@@ -469,6 +469,10 @@ class NodeStatus:
     peers: tuple[str, ...] | None = None
     validators: tuple[str, ...] | None = None
     pending: int | None = None
+    round_changes: int | None = None
+    """Round changes the node entered since it started (``roundChanges``)."""
+    halted: str | None = None
+    """Why consensus halted on this node (``halted``); ``None`` while it runs."""
     error: str | None = None
     """Why ``up`` is false, or why ``portledger_status`` was not available."""
     process: str | None = None
@@ -508,6 +512,10 @@ def node_status(node: NodeSpec, timeout: float = 2.0, process: str | None = None
                 peers=tuple(status.get("peers") or ()),
                 validators=tuple(status.get("validators") or ()),
                 pending=int(status["pending"]),
+                round_changes=(
+                    None if status.get("roundChanges") is None else int(status["roundChanges"])
+                ),
+                halted=None if status.get("halted") is None else str(status["halted"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             note = f"malformed portledger_status: {exc!r}"
@@ -775,10 +783,19 @@ class Devnet:
         with ThreadPoolExecutor(max_workers=len(self.nodes)) as pool:
             return list(pool.map(lambda i: self.status(i, timeout), range(len(self.nodes))))
 
-    def heads(self, timeout: float = 2.0) -> list[tuple[int, str] | None]:
-        """(height, hash) of every node's head; ``None`` for a node that does not answer."""
+    def heads(
+        self, timeout: float = 2.0, nodes: Sequence[int] | None = None
+    ) -> list[tuple[int, str] | None]:
+        """(height, hash) of every node's head; ``None`` for a node that does not answer.
+
+        With ``nodes``, only those are asked (the others are ``None``): a frozen node costs
+        ``timeout`` per query.
+        """
+        asked = set(range(len(self.nodes)) if nodes is None else nodes)
 
         def head(i: int) -> tuple[int, str] | None:
+            if i not in asked:
+                return None
             try:
                 block = self.rpc(i, "eth_getBlockByNumber", ["latest", False], timeout)
                 return int(block["number"], 16), str(block["hash"])
@@ -926,6 +943,8 @@ class LoadReport:
     latencies: list[float] = field(default_factory=list, repr=False)
     """Per included transaction: first sight of its block minus submission, seconds."""
     refusals: Counter[str] = field(default_factory=Counter)
+    accepted_hashes: list[str] = field(default_factory=list, repr=False)
+    """The accepted transactions' hashes, in the order they were accepted."""
 
     @property
     def offered_events_per_s(self) -> float:
@@ -1057,9 +1076,9 @@ class CargoLoad:
     """Paced ``CargoLedger.record()`` load on a running devnet.
 
     Each publisher account (see :func:`cargo_publishers`) sends all its transactions to one
-    validator — publishers are dealt round-robin over the validators — so that a validator
-    receives every account's nonces in order. Nonces are tracked locally and re-read from the
-    validator (``pending``) at the start of each run and after any refusal.
+    node — publishers are dealt round-robin over the endpoints, the validators by default — so
+    that a node receives every account's nonces in order. Nonces are tracked locally and re-read
+    from that node (``pending``) at the start of each run and after any refusal.
 
     Parameters
     ----------
@@ -1070,7 +1089,10 @@ class CargoLoad:
     payload_bytes : int
         Size of each event's (random, ciphertext-like) payload.
     watch : int, optional
-        Index of the node whose blocks define finality; the first validator by default.
+        Index of the node whose blocks define finality; the first endpoint by default.
+    endpoints : sequence of int, optional
+        Indices of the nodes the transactions are sent to (publishers dealt round-robin over
+        them); the validators by default. A fault test sends to nodes it never stops.
     """
 
     def __init__(
@@ -1081,12 +1103,19 @@ class CargoLoad:
         payload_bytes: int = 96,
         watch: int | None = None,
         publishers: Sequence[Publisher] | None = None,
+        endpoints: Sequence[int] | None = None,
     ) -> None:
         self.devnet = devnet
         self.events_per_tx = events_per_tx
         self.payload_bytes = payload_bytes
         layout = devnet.layout
-        self.endpoints = [i for i, node in enumerate(layout.nodes) if node.is_validator]
+        self.endpoints = (
+            [i for i, node in enumerate(layout.nodes) if node.is_validator]
+            if endpoints is None
+            else list(endpoints)
+        )
+        if not self.endpoints:
+            raise DevnetError("a load needs at least one node to send transactions to")
         self.watch = self.endpoints[0] if watch is None else watch
         self.publishers = list(
             publishers
@@ -1125,7 +1154,13 @@ class CargoLoad:
             client.close()
 
     def run(
-        self, rate: float, duration: float, *, settle: float = 60.0, warmup: float | None = None
+        self,
+        rate: float,
+        duration: float,
+        *,
+        settle: float = 60.0,
+        warmup: float | None = None,
+        stop: threading.Event | None = None,
     ) -> LoadReport:
         """Offer ``rate`` tx/s for ``duration`` s, wait up to ``settle`` s for inclusion, report.
 
@@ -1133,6 +1168,9 @@ class CargoLoad:
         finalized-throughput window, which ends when submission ends. A validator that does
         not answer (down, frozen) costs its submitter a timeout per attempt; what it could not
         send by :data:`SUBMIT_GRACE` seconds after the end is counted as unsent.
+
+        ``stop``, once set (by another thread), ends submission early: the run then lasts until
+        that moment, and transactions not yet due are neither sent nor counted.
         """
         if rate <= 0 or duration <= 0:
             raise ValueError("rate and duration must be positive")
@@ -1143,7 +1181,8 @@ class CargoLoad:
         watcher = BlockWatcher(watched, int(rpc_call(watched, "eth_blockNumber"), 16))
         self._estimate_gas()
         plan = _Plan(rate=rate, total=max(1, round(rate * duration)), t0=time.monotonic() + 0.2,
-                     give_up=time.monotonic() + 0.2 + duration + SUBMIT_GRACE)  # fmt: skip
+                     give_up=time.monotonic() + 0.2 + duration + SUBMIT_GRACE,
+                     stop=stop or threading.Event())  # fmt: skip
         submitted: dict[str, tuple[float, int]] = {}  # hash -> (submit time, events)
         failures: list[BaseException] = []
         lock = threading.Lock()
@@ -1164,6 +1203,8 @@ class CargoLoad:
         for thread in threads:
             thread.join()
         submit_end = time.monotonic()
+        if plan.stop.is_set():
+            duration = report.duration_s = min(duration, submit_end - plan.t0)
         try:
             if failures:
                 raise failures[0]
@@ -1178,6 +1219,7 @@ class CargoLoad:
         finally:
             watcher.stop()
         report.submit_tx_per_s = report.submitted / max(submit_end - plan.t0, 1e-9)
+        report.accepted_hashes = list(submitted)
         self._account(report, watcher, submitted, plan.t0, duration, warmup)
         return report
 
@@ -1201,7 +1243,8 @@ class CargoLoad:
                     with lock:
                         report.unsent += len(jobs) - done
                     return
-                time.sleep(max(0.0, plan.t0 + j / plan.rate - time.monotonic()))
+                if plan.stop.wait(max(0.0, plan.t0 + j / plan.rate - time.monotonic())):
+                    return
                 p = j % len(self.publishers)
                 publisher = self.publishers[p]
                 try:
@@ -1332,6 +1375,8 @@ class _Plan:
     t0: float
     give_up: float
     """After this instant a submitter sends nothing more (it fell behind a dead validator)."""
+    stop: threading.Event
+    """Set: submitters send nothing more (the run was ended early)."""
 
 
 def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
