@@ -273,6 +273,9 @@ class Engine:
             self._timer.cancel()
             self._timer = None
         self._parked = None
+        assert self.state is not None
+        if self.address not in self.state.validators.at(action.height):
+            return  # an observer follows by blocks; it has no rounds to time out
         if action.round == 0:
             self._parked = action
             self._arm_parked()
