@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from node.devnet import CargoLoad, Devnet, DevnetError, LoadReport, create_devnet  # noqa: E402
+from node.genesis import QbftConfig  # noqa: E402
 
 #: Finalized throughput must reach this share of the offered rate for a step to "keep up".
 FOLLOW_SHARE = 0.9
@@ -162,6 +163,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="short steps and runs (smoke test)")
     parser.add_argument("--json", dest="json_path", help="also write every step's figures here")
     parser.add_argument("--keep", action="store_true", help="keep the devnet folder (logs)")
+    parser.add_argument(
+        "--block-period-ms",
+        type=int,
+        default=QbftConfig().block_period_ms,
+        help="blockPeriodMilliseconds of the devnet genesis; 0 = whole seconds (blockPeriodSeconds 1)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.minutes = min(args.minutes, 0.25)
@@ -174,7 +181,8 @@ def main() -> int:
     failed = True
     devnet: Devnet | None = None
     try:
-        layout = create_devnet(root / "net", args.validators, args.observers)
+        qbft = QbftConfig(block_period_ms=args.block_period_ms or None)
+        layout = create_devnet(root / "net", args.validators, args.observers, qbft=qbft)
         devnet = Devnet(layout)
         devnet.start()
         devnet.wait_ready(timeout=120)
@@ -182,7 +190,8 @@ def main() -> int:
         print(
             f"devnet: {args.validators} validators, {args.observers} observers, {root}; "
             f"{len(load.publishers)} publishing accounts; {args.events_per_tx} events/tx, "
-            f"{args.payload_bytes}-byte payloads",
+            f"{args.payload_bytes}-byte payloads; block period "
+            f"{f'{qbft.block_period_ms} ms' if qbft.block_period_ms else '1 s'}",
             flush=True,
         )
         probe(devnet, load, args.probe_timeout)

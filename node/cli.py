@@ -53,7 +53,9 @@ class DataDir:
 
     def load_key(self) -> keys.PrivateKey:
         try:
-            return keys.PrivateKey(bytes.fromhex(self.nodekey.read_text().strip().removeprefix("0x")))
+            return keys.PrivateKey(
+                bytes.fromhex(self.nodekey.read_text().strip().removeprefix("0x"))
+            )
         except (OSError, ValueError) as exc:
             raise click.ClickException(f"cannot read node key {self.nodekey}: {exc}") from exc
 
@@ -93,9 +95,23 @@ datadir_option = click.option(
 
 @main.command()
 @datadir_option
-@click.option("--genesis", "genesis_path", type=click.Path(exists=True, dir_okay=False), default=str(REPO_GENESIS), show_default=True)
-@click.option("--dev-key", "dev_key_label", help="Use a PUBLIC development key, e.g. validator:0 (demo and tests only).")
-@click.option("--key-file", type=click.Path(exists=True, dir_okay=False), help="File holding a hex private key.")
+@click.option(
+    "--genesis",
+    "genesis_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=str(REPO_GENESIS),
+    show_default=True,
+)
+@click.option(
+    "--dev-key",
+    "dev_key_label",
+    help="Use a PUBLIC development key, e.g. validator:0 (demo and tests only).",
+)
+@click.option(
+    "--key-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="File holding a hex private key.",
+)
 def init(datadir: str, genesis_path: str, dev_key_label: str | None, key_file: str | None) -> None:
     """Create a data directory: genesis, node key and the chain database."""
     paths = DataDir(datadir)
@@ -111,7 +127,9 @@ def init(datadir: str, genesis_path: str, dev_key_label: str | None, key_file: s
         key = dev_key(dev_key_label)
     elif key_file:
         try:
-            key = keys.PrivateKey(bytes.fromhex(Path(key_file).read_text().strip().removeprefix("0x")))
+            key = keys.PrivateKey(
+                bytes.fromhex(Path(key_file).read_text().strip().removeprefix("0x"))
+            )
         except ValueError as exc:
             raise click.ClickException(f"{key_file}: not a hex private key") from exc
     else:
@@ -133,10 +151,19 @@ def init(datadir: str, genesis_path: str, dev_key_label: str | None, key_file: s
 
 @main.command("node")
 @datadir_option
-@click.option("--rpc-host", default="127.0.0.1", show_default=True, help="JSON-RPC listen address (loopback by default).")
+@click.option(
+    "--rpc-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="JSON-RPC listen address (loopback by default).",
+)
 @click.option("--rpc-port", default=8545, show_default=True, type=int)
-@click.option("--no-produce", is_flag=True, help="Do not produce blocks even if this node is a validator.")
-@click.option("--p2p-host", default="127.0.0.1", show_default=True, help="Peer-to-peer listen address.")
+@click.option(
+    "--no-produce", is_flag=True, help="Do not produce blocks even if this node is a validator."
+)
+@click.option(
+    "--p2p-host", default="127.0.0.1", show_default=True, help="Peer-to-peer listen address."
+)
 @click.option("--p2p-port", default=30303, show_default=True, type=int)
 @click.option(
     "--peers",
@@ -146,7 +173,13 @@ def init(datadir: str, genesis_path: str, dev_key_label: str | None, key_file: s
     "Default: DATADIR/peers.json if present. With peers the node runs QBFT over p2p.",
 )
 def node_command(
-    datadir: str, rpc_host: str, rpc_port: int, no_produce: bool, p2p_host: str, p2p_port: int, peers_file: str | None
+    datadir: str,
+    rpc_host: str,
+    rpc_port: int,
+    no_produce: bool,
+    p2p_host: str,
+    p2p_port: int,
+    peers_file: str | None,
 ) -> None:
     """Run one node: JSON-RPC over HTTP and WebSocket, and QBFT consensus with its peers
     (or, alone with a single-validator genesis and no peers, dev-mode block production)."""
@@ -157,7 +190,9 @@ def node_command(
     ledger = paths.open_ledger()
     key = paths.load_key()
     p2p = (p2p_host, p2p_port) if peers is not None else None
-    asyncio.run(_run_node(ledger, key, rpc_host, rpc_port, produce=not no_produce, p2p=p2p, peers=peers))
+    asyncio.run(
+        _run_node(ledger, key, rpc_host, rpc_port, produce=not no_produce, p2p=p2p, peers=peers)
+    )
 
 
 def load_peers(path: str) -> list[Any]:
@@ -168,7 +203,10 @@ def load_peers(path: str) -> list[Any]:
 
     try:
         doc = json.loads(Path(path).read_text())
-        return [Peer(bytes.fromhex(p["address"].removeprefix("0x")), str(p["host"]), int(p["port"])) for p in doc]
+        return [
+            Peer(bytes.fromhex(p["address"].removeprefix("0x")), str(p["host"]), int(p["port"]))
+            for p in doc
+        ]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise click.ClickException(f"{path}: not a peers file ({exc})") from exc
 
@@ -236,9 +274,13 @@ async def _run_node(
     elif service.produce:
         producer = asyncio.create_task(service.run_dev_producer())
     waiter = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait({waiter} | ({producer} if producer else set()), return_when=asyncio.FIRST_COMPLETED)
+    done, _ = await asyncio.wait(
+        {waiter} | ({producer} if producer else set()), return_when=asyncio.FIRST_COMPLETED
+    )
     if producer is not None and producer in done and producer.exception():
-        log.critical("block producer halted: %r", producer.exception(), exc_info=producer.exception())
+        log.critical(
+            "block producer halted: %r", producer.exception(), exc_info=producer.exception()
+        )
     if engine is not None:
         await engine.stop()
     if network is not None:
@@ -303,7 +345,9 @@ def import_command(datadir: str, file: str) -> None:
             head = ledger.head().block_number
             if block.number <= head:
                 if ledger.header_by_number(block.number).hash != block.hash:
-                    raise click.ClickException(f"block #{block.number} conflicts with the local chain")
+                    raise click.ClickException(
+                        f"block #{block.number} conflicts with the local chain"
+                    )
                 skipped += 1
                 continue
             try:
@@ -317,9 +361,21 @@ def import_command(datadir: str, file: str) -> None:
 
 
 @main.command()
-@click.option("--datadir", type=click.Path(file_okay=False), help="Replay this node's chain (node stopped).")
-@click.option("--blocks", "blocks_file", type=click.Path(exists=True, dir_okay=False), help="Or replay an exported block file ...")
-@click.option("--genesis", "genesis_path", type=click.Path(exists=True, dir_okay=False), help="... against this genesis.")
+@click.option(
+    "--datadir", type=click.Path(file_okay=False), help="Replay this node's chain (node stopped)."
+)
+@click.option(
+    "--blocks",
+    "blocks_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Or replay an exported block file ...",
+)
+@click.option(
+    "--genesis",
+    "genesis_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="... against this genesis.",
+)
 def replay(datadir: str | None, blocks_file: str | None, genesis_path: str | None) -> None:
     """Re-execute the chain from genesis, checking every state, transaction and receipt root."""
     from node.replay import replay_blocks
@@ -349,8 +405,19 @@ def replay(datadir: str | None, blocks_file: str | None, genesis_path: str | Non
 
 
 @main.command()
-@click.option("--datadir", type=click.Path(file_okay=False), default=None, help="Devnet folder (reused if it holds one). Default: a fresh temporary directory.")
-@click.option("--events", default=12, show_default=True, type=int, help="Simulated terminal events to record (discharge, release, gate-out).")
+@click.option(
+    "--datadir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Devnet folder (reused if it holds one). Default: a fresh temporary directory.",
+)
+@click.option(
+    "--events",
+    default=12,
+    show_default=True,
+    type=int,
+    help="Simulated terminal events to record (discharge, release, gate-out).",
+)
 def demo(datadir: str | None, events: int) -> None:
     """Start a four-validator network with an observer and run a visible cargo-event round trip."""
     from node.demo import run_demo
@@ -359,20 +426,63 @@ def demo(datadir: str | None, events: int) -> None:
 
 
 @main.command()
-@click.option("--dir", "root", type=click.Path(file_okay=False), default="devnet", show_default=True, help="Devnet folder: reused if it holds a devnet, else created.")
-@click.option("--validators", type=click.IntRange(1, 13), default=None, help="Validators of a new devnet [default: 4].")
-@click.option("--observers", type=click.IntRange(0), default=None, help="Non-validating nodes of a new devnet [default: 1].")
-@click.option("--fresh", is_flag=True, help="Delete the devnet in --dir first and create a new one.")
-@click.option("--base-port", type=int, default=None, help="RPC ports from here, then p2p ports [default: free ports].")
-@click.option("--status-once", is_flag=True, help="Print the status of the devnet running in --dir and exit (0 if every node answers).")
+@click.option(
+    "--dir",
+    "root",
+    type=click.Path(file_okay=False),
+    default="devnet",
+    show_default=True,
+    help="Devnet folder: reused if it holds a devnet, else created.",
+)
+@click.option(
+    "--validators",
+    type=click.IntRange(1, 13),
+    default=None,
+    help="Validators of a new devnet [default: 4].",
+)
+@click.option(
+    "--observers",
+    type=click.IntRange(0),
+    default=None,
+    help="Non-validating nodes of a new devnet [default: 1].",
+)
+@click.option(
+    "--fresh", is_flag=True, help="Delete the devnet in --dir first and create a new one."
+)
+@click.option(
+    "--base-port",
+    type=int,
+    default=None,
+    help="RPC ports from here, then p2p ports [default: free ports].",
+)
+@click.option(
+    "--status-once",
+    is_flag=True,
+    help="Print the status of the devnet running in --dir and exit (0 if every node answers).",
+)
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
-def devnet(root: str, validators: int | None, observers: int | None, fresh: bool, base_port: int | None, status_once: bool, duration: float | None) -> None:
+def devnet(
+    root: str,
+    validators: int | None,
+    observers: int | None,
+    fresh: bool,
+    base_port: int | None,
+    status_once: bool,
+    duration: float | None,
+) -> None:
     """Run a local network, one process per node, with a live status table (Ctrl-C stops it)."""
     from node.devnet import DevnetError, run_devnet
 
     try:
-        code = run_devnet(root, validators=validators, observers=observers, fresh=fresh, base_port=base_port,
-                          status_once=status_once, duration=duration)
+        code = run_devnet(
+            root,
+            validators=validators,
+            observers=observers,
+            fresh=fresh,
+            base_port=base_port,
+            status_once=status_once,
+            duration=duration,
+        )
     except DevnetError as exc:
         raise click.ClickException(str(exc)) from exc
     sys.exit(code)

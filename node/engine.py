@@ -23,8 +23,9 @@ execution (``Ledger.commit``). The proposer commits the execution it built.
 Work-driven rounds: an idle chain makes no blocks except the heartbeat
 (``emptyBlockPeriodSeconds``), as in dev mode. So round 0 of a height starts its timer, and
 its proposer builds, only once there is work — transactions in the pool (transactions are
-gossiped to every node) or the heartbeat due — and not before ``blockPeriodSeconds`` after the
-parent. Later rounds run their timers unconditionally.
+gossiped to every node) or the heartbeat due — and not before the block period
+(``blockPeriodMilliseconds``, or ``blockPeriodSeconds`` after the parent's timestamp) has passed
+since this node added the parent. Later rounds run their timers unconditionally.
 
 Synchronisation: every node announces each block it commits or imports (``NEW_BLOCK``) and its
 head every :data:`STATUS_INTERVAL` seconds (``STATUS``). A node that learns of a higher head
@@ -266,7 +267,9 @@ class Engine:
         )
 
     def _earliest_build(self) -> float:
-        return float(self.ledger.head().timestamp + self.qbft.block_period_seconds)
+        """Wall-clock instant from which the head's child may be built."""
+        by_timestamp = float(self.ledger.head().timestamp + self.qbft.timestamp_step)
+        return max(by_timestamp, self.service.head_added + self.qbft.period)
 
     def _schedule(self, action: qbft.ScheduleTimeout) -> None:
         if self._timer is not None:

@@ -60,7 +60,8 @@ def _hex_bytes(value: str) -> bytes:
 class QbftConfig:
     """QBFT timing parameters (Besu's names)."""
 
-    #: Minimum seconds between blocks.
+    #: Minimum seconds between blocks (header timestamps rise by at least this much), unless
+    #: ``block_period_ms`` is set.
     block_period_seconds: int = 1
     #: Round timeout of round 0, in seconds (doubles per round, capped).
     request_timeout_seconds: int = 4
@@ -68,6 +69,22 @@ class QbftConfig:
     empty_block_period_seconds: int = 60
     #: Besu's epoch length (votes reset); kept for compatibility.
     epoch_length: int = 30_000
+    #: Sub-second block period (Besu's experimental ``xblockperiodmilliseconds``): a proposer
+    #: waits this long after its parent was added, and header timestamps (whole seconds) need
+    #: only not decrease. ``None``: whole seconds, ``block_period_seconds``.
+    block_period_ms: int | None = 250
+
+    @property
+    def period(self) -> float:
+        """Seconds a proposer waits after the parent (wall clock)."""
+        if self.block_period_ms is not None:
+            return self.block_period_ms / 1000
+        return float(self.block_period_seconds)
+
+    @property
+    def timestamp_step(self) -> int:
+        """Least rise of the header timestamp from parent to child (a chain rule)."""
+        return 0 if self.block_period_ms is not None else self.block_period_seconds
 
 
 @dataclass(frozen=True)
@@ -112,6 +129,11 @@ class Genesis:
                     request_timeout_seconds=int(q.get("requestTimeoutSeconds", 4)),
                     empty_block_period_seconds=int(q.get("emptyBlockPeriodSeconds", 60)),
                     epoch_length=int(q.get("epochLength", 30_000)),
+                    block_period_ms=(
+                        int(q["blockPeriodMilliseconds"])
+                        if "blockPeriodMilliseconds" in q
+                        else None
+                    ),
                 ),
                 alloc=alloc,
                 portledger=doc.get("portledger", {}),
@@ -327,6 +349,11 @@ def build_genesis(
                 "requestTimeoutSeconds": qbft.request_timeout_seconds,
                 "emptyBlockPeriodSeconds": qbft.empty_block_period_seconds,
                 "epochLength": qbft.epoch_length,
+                **(
+                    {"blockPeriodMilliseconds": qbft.block_period_ms}
+                    if qbft.block_period_ms is not None
+                    else {}
+                ),
             },
         },
         "nonce": "0x0",

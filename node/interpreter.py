@@ -40,10 +40,25 @@ _STACK_LIMIT = 1024
 # Opcodes run inline, with the mnemonic py-evm's table must give them (a safety check: if a
 # future fork rebinds one, the inline path is switched off for it).
 _INLINE = {
-    0x01: "ADD", 0x03: "SUB", 0x10: "LT", 0x11: "GT", 0x14: "EQ", 0x15: "ISZERO",
-    0x16: "AND", 0x17: "OR", 0x18: "XOR", 0x1B: "SHL", 0x1C: "SHR",
-    0x36: "CALLDATASIZE", 0x50: "POP", 0x51: "MLOAD", 0x52: "MSTORE",
-    0x56: "JUMP", 0x57: "JUMPI", 0x5B: "JUMPDEST", 0x5F: "PUSH0",
+    0x01: "ADD",
+    0x03: "SUB",
+    0x10: "LT",
+    0x11: "GT",
+    0x14: "EQ",
+    0x15: "ISZERO",
+    0x16: "AND",
+    0x17: "OR",
+    0x18: "XOR",
+    0x1B: "SHL",
+    0x1C: "SHR",
+    0x36: "CALLDATASIZE",
+    0x50: "POP",
+    0x51: "MLOAD",
+    0x52: "MSTORE",
+    0x56: "JUMP",
+    0x57: "JUMPI",
+    0x5B: "JUMPDEST",
+    0x5F: "PUSH0",
     **{0x60 + i: f"PUSH{i + 1}" for i in range(32)},
     **{0x80 + i: f"DUP{i + 1}" for i in range(16)},
     **{0x90 + i: f"SWAP{i + 1}" for i in range(16)},
@@ -65,7 +80,9 @@ def _int(value: int | bytes) -> int:
 
 
 def _out_of_gas(needed: int, remaining: int, op: int) -> OutOfGas:
-    return OutOfGas(f"Out of gas: Needed {needed} - Remaining {remaining} - Reason: opcode 0x{op:02x}")
+    return OutOfGas(
+        f"Out of gas: Needed {needed} - Remaining {remaining} - Reason: opcode 0x{op:02x}"
+    )
 
 
 class FastComputation(PragueComputation):

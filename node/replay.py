@@ -88,7 +88,9 @@ def replay_blocks(
                 summary.head_hash = block.hash
                 elapsed = time.perf_counter() - started
                 progress.update(
-                    task, advance=1, rate=f"{summary.transactions / elapsed:.0f} tx/s" if elapsed else ""
+                    task,
+                    advance=1,
+                    rate=f"{summary.transactions / elapsed:.0f} tx/s" if elapsed else "",
                 )
         finally:
             summary.seconds = time.perf_counter() - started

@@ -7,7 +7,7 @@ event loop keeps answering JSON-RPC while py-evm executes; LevelDB's per-thread 
 (:meth:`node.db.LevelDB.block_write`) keeps readers from seeing a half-written block.
 
 Dev mode (this issue's single validator): a block as soon as transactions wait, but not before
-``block_period_seconds`` after the parent (header timestamps are whole seconds and must rise);
+the block period after the parent (``QbftConfig.period``);
 with nothing waiting, an empty block only every ``empty_block_period_seconds`` (heartbeat).
 The QBFT engine replaces :meth:`NodeService.run_dev_producer` with a consensus-driven one.
 """
@@ -75,6 +75,8 @@ class NodeService:
         self._member_cache: dict[tuple[bytes, bytes], bool] = {}
         self._stopping = False
         self.started_at = time.time()
+        #: time.time() when the latest block was added (the dev producer's block period).
+        self.head_added = 0.0
 
     # -- head state ----------------------------------------------------------------------
     def head_state(self) -> Any:
@@ -199,7 +201,9 @@ class NodeService:
 
     @property
     def build_budget(self) -> float:
-        """Seconds a block build may spend executing transactions."""
+        """Seconds a block build may spend executing transactions: a share of
+        ``blockPeriodSeconds`` even with a sub-second period, since it bounds what every
+        validator then re-executes within the round timeout."""
         return BUILD_SHARE * self.ledger.genesis.qbft.block_period_seconds
 
     def drop_rejected(self, result: BlockResult) -> None:
@@ -211,6 +215,7 @@ class NodeService:
     def block_added(self, result: BlockResult) -> None:
         """A block joined the chain (built, committed or imported): prune the pool, log it,
         tell the listeners."""
+        self.head_added = time.time()
         self.pool.prune()
         log.info(
             "block #%d 0x%s txs=%d gas=%d",
@@ -247,7 +252,7 @@ class NodeService:
                     await asyncio.wait_for(self._wake.wait(), timeout=min(timeout, 5.0))
                 if not self.pool.has_ready() and time.time() < heartbeat_due:
                     continue
-            earliest = head.timestamp + qbft.block_period_seconds
+            earliest = max(head.timestamp + qbft.timestamp_step, self.head_added + qbft.period)
             delay = earliest - time.time()
             if delay > 0:
                 await asyncio.sleep(delay)

@@ -135,8 +135,7 @@ class TxPool:
 
     def has_ready(self) -> bool:
         return any(
-            self._account_nonce(sender) in queue.by_nonce
-            for sender, queue in self._senders.items()
+            self._account_nonce(sender) in queue.by_nonce for sender, queue in self._senders.items()
         )
 
     def prune(self) -> None:

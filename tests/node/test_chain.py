@@ -208,3 +208,23 @@ def test_commit_refuses_a_stale_execution(ledger: Ledger) -> None:
     seal = extradata.sign_seal(extradata.commit_digest(executed.block.header), VALIDATOR)
     with pytest.raises(InvalidBlock, match="does not extend the head"):
         ledger.commit(executed, seals=[seal])
+
+
+def test_sub_second_block_period_allows_equal_timestamps_but_never_earlier(
+    ledger: Ledger, importer: Ledger
+) -> None:
+    """With blockPeriodMilliseconds two blocks may share a second; a timestamp before the
+    parent's is still refused, by py-evm's header rule."""
+    assert (
+        ledger.genesis.qbft.block_period_ms is not None and ledger.genesis.qbft.timestamp_step == 0
+    )
+    first = ledger.propose([], VALIDATOR, timestamp=1_900_000_000)
+    second = ledger.propose([], VALIDATOR, timestamp=1_900_000_000)
+    assert second.block.header.timestamp == first.block.header.timestamp
+    importer.import_block(first.block)
+    importer.import_block(second.block)
+    earlier = reseal(
+        ledger.propose([], VALIDATOR, timestamp=1_900_000_001).block, timestamp=1_899_999_999
+    )
+    with pytest.raises(InvalidBlock, match="timestamp"):
+        importer.import_block(earlier)
