@@ -50,6 +50,8 @@ RESOURCE_NOT_FOUND = -32001
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_BATCH = 2_000
+#: Blocks whose formatted receipts are kept (eth_getTransactionReceipt, eth_getBlockReceipts).
+RECEIPT_CACHE_BLOCKS = 32
 #: A batch yields to the event loop at least this often while it is being answered.
 BATCH_YIELD_SECONDS = 0.0005
 MAX_LOG_RESULTS = 10_000
@@ -362,6 +364,7 @@ class JsonRpc:
         self.filters: dict[str, Filter] = {}
         self._ids = itertools.count(1)
         self.subscribers: dict[str, Callable[[Any], None]] = {}
+        self._receipts_cache: dict[bytes, list[dict[str, Any]]] = {}
         node.listeners.append(self._on_block)
         self.methods: dict[str, Method] = {
             "web3_clientVersion": lambda p: f"PortLedger/v{__version__}/python/py-evm",
@@ -697,17 +700,28 @@ class JsonRpc:
         if located is None:
             return None
         header, index = located
-        block = self._block(header)
-        return format_receipts(header, block.transactions, self.ledger.receipts(header))[index]
+        return self._block_receipts(header)[index]
 
     def eth_getBlockReceipts(self, params: list[Any]) -> Any:
         (tag,) = _params(params, 1, 1, "eth_getBlockReceipts")
         header = self.header_for(tag, required=False)
         if header is None:
             return None
-        return format_receipts(
-            header, self._block(header).transactions, self.ledger.receipts(header)
-        )
+        return self._block_receipts(header)
+
+    def _block_receipts(self, header: BlockHeaderAPI) -> list[dict[str, Any]]:
+        """A block's receipts in JSON form, cached per block: a receipt's log indexes and gas
+        depend on the receipts before it, so one receipt costs formatting the whole block
+        (clients fetch the receipts of a block one by one)."""
+        cached = self._receipts_cache.get(header.hash)
+        if cached is None:
+            cached = format_receipts(
+                header, self._block(header).transactions, self.ledger.receipts(header)
+            )
+            if len(self._receipts_cache) >= RECEIPT_CACHE_BLOCKS:
+                self._receipts_cache.pop(next(iter(self._receipts_cache)))
+            self._receipts_cache[header.hash] = cached
+        return cached
 
     # -- blocks --------------------------------------------------------------------------------
     def eth_getBlockByNumber(self, params: list[Any]) -> Any:
