@@ -120,6 +120,8 @@ class Engine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sync_lock = asyncio.Lock()
         self._stopping = False
+        #: time.time() when this node first saw a proposal (its own or a peer's) per height.
+        self._proposal_seen: dict[int, float] = {}
         service.engine = self
         service.admitted.append(self._tx_out.append)
 
@@ -267,9 +269,13 @@ class Engine:
         )
 
     def _earliest_build(self) -> float:
-        """Wall-clock instant from which the head's child may be built."""
-        by_timestamp = float(self.ledger.head().timestamp + self.qbft.timestamp_step)
-        return max(by_timestamp, self.service.head_added + self.qbft.period)
+        """Wall-clock instant from which the head's child may be built: the block period after
+        the head was *proposed* (as Besu counts it from the parent's timestamp), so a network
+        whose rounds take longer than the period does not wait on top of them."""
+        head = self.ledger.head()
+        by_timestamp = float(head.timestamp + self.qbft.timestamp_step)
+        proposed = self._proposal_seen.get(head.block_number, self.service.head_added)
+        return max(by_timestamp, proposed + self.qbft.period)
 
     def _schedule(self, action: qbft.ScheduleTimeout) -> None:
         if self._timer is not None:
@@ -300,14 +306,23 @@ class Engine:
 
     async def _build(self, height: int, round_: int) -> None:
         if round_ == 0:
-            for _ in range(int(self.qbft.empty_block_period_seconds * 20) + 100):
+            # Wait (bounded) for work and the block period: woken by every admitted
+            # transaction, re-checked at least every second for the heartbeat.
+            wake = self.service.wake
+            for _ in range(int(self.qbft.empty_block_period_seconds) + 10):
                 if self._stopping or self.ledger.head().block_number + 1 != height:
                     return
-                if self._has_work() and time.time() >= self._earliest_build():
+                if self._has_work():
+                    delay = self._earliest_build() - time.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
                     break
-                await asyncio.sleep(0.05)
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), 1.0)
         if self.ledger.head().block_number + 1 != height or self._stopping:
             return
+        self._proposal_seen.setdefault(height, time.time())
         txs = self.service.select_transactions()
         deadline = time.monotonic() + self.service.build_budget
         try:
@@ -359,6 +374,7 @@ class Engine:
         self._executed = OrderedDict(
             (d, e) for d, e in self._executed.items() if e.block.number > block.number
         )
+        self._proposal_seen = {h: t for h, t in self._proposal_seen.items() if h >= block.number}
         assert self.state is not None
         current = self.state.validators.at(block.number + 1)
         following = self.ledger.validators_at(block.header)
@@ -407,6 +423,7 @@ class Engine:
             return  # far ahead: STATUS and sync will bring this node there
         self._arm_parked(work=message.height == state.height)
         if isinstance(message, Proposal):
+            self._proposal_seen.setdefault(message.height, time.time())
             head = self.ledger.head().block_number
             if message.height > head + 1:
                 queued = self._future.setdefault(message.height, [])

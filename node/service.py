@@ -69,7 +69,8 @@ class NodeService:
         self.admitted: list[Callable[[bytes], None]] = []
         #: The QBFT runtime driving this node, if any (node.engine.Engine).
         self.engine: Any = None
-        self._wake = asyncio.Event()
+        #: Set whenever a transaction is admitted (block producers wait on it).
+        self.wake = asyncio.Event()
         self._head_state: tuple[bytes, Any] | None = None
         self._call_cache: tuple[bytes, Any, Any] | None = None
         self._member_cache: dict[tuple[bytes, bytes], bool] = {}
@@ -171,7 +172,7 @@ class NodeService:
         if tx.gas < tx.intrinsic_gas:
             raise TxRejected(f"intrinsic gas too low: {tx.gas} < {tx.intrinsic_gas}")
         tx_hash = self.pool.add(tx, len(raw))
-        self._wake.set()
+        self.wake.set()
         if gossip:
             for hook in self.admitted:
                 hook(raw)
@@ -246,10 +247,10 @@ class NodeService:
             head = self.ledger.head()
             heartbeat_due = head.timestamp + qbft.empty_block_period_seconds
             if not self.pool.has_ready():
-                self._wake.clear()
+                self.wake.clear()
                 timeout = max(0.0, heartbeat_due - time.time())
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=min(timeout, 5.0))
+                    await asyncio.wait_for(self.wake.wait(), timeout=min(timeout, 5.0))
                 if not self.pool.has_ready() and time.time() < heartbeat_due:
                     continue
             earliest = max(head.timestamp + qbft.timestamp_step, self.head_added + qbft.period)
@@ -268,5 +269,5 @@ class NodeService:
 
     def stop(self) -> None:
         self._stopping = True
-        self._wake.set()
+        self.wake.set()
         self.worker.shutdown(wait=True)
