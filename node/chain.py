@@ -261,6 +261,8 @@ class Ledger:
             to_canonical_address(consortium["address"]) if consortium.get("address") else None
         )
         self._validators_cache: dict[bytes, tuple[bytes, ...]] = {}
+        #: (state root, address) -> member account? (the builder and importer ask per sender)
+        self._member_cache: dict[tuple[bytes, bytes], bool] = {}
         self._genesis_accounts = frozenset(
             to_canonical_address(account)
             for member in genesis.portledger.get("members", [])
@@ -373,11 +375,18 @@ class Ledger:
         Consortium falls back to the accounts its genesis lists."""
         if self.consortium is None:
             return address in self._genesis_accounts
-        output = self.call(
-            {"to": self.consortium, "data": _IS_MEMBER_ACCOUNT + address.rjust(32, b"\x00")},
-            header,
-        )
-        return int.from_bytes(output[-32:] or b"\x00", "big") == 1
+        key = (header.state_root, address)
+        cached = self._member_cache.get(key)
+        if cached is None:
+            output = self.call(
+                {"to": self.consortium, "data": _IS_MEMBER_ACCOUNT + address.rjust(32, b"\x00")},
+                header,
+            )
+            cached = int.from_bytes(output[-32:] or b"\x00", "big") == 1
+            if len(self._member_cache) > 4096:
+                self._member_cache.clear()
+            self._member_cache[key] = cached
+        return cached
 
     def decode_transaction(self, raw: bytes) -> SignedTransactionAPI:
         """Decode a raw (legacy or EIP-2718 typed) signed transaction."""

@@ -122,6 +122,8 @@ class Engine:
         self._stopping = False
         #: time.time() when this node first saw a proposal (its own or a peer's) per height.
         self._proposal_seen: dict[int, float] = {}
+        #: Proposals being executed now, by digest (an import of the same block waits for it).
+        self._executing: dict[bytes, asyncio.Future[Executed]] = {}
         service.engine = self
         service.admitted.append(self._tx_out.append)
 
@@ -446,12 +448,16 @@ class Engine:
             elif extradata.decode(block.header.extra_data).seals:
                 reason = "a proposed block carries commit seals"
             else:
+                running = asyncio.ensure_future(
+                    self._in_worker(self.ledger.execute_block, block, sealed=False)
+                )
+                self._executing[digest] = running
                 try:
-                    self._remember(
-                        await self._in_worker(self.ledger.execute_block, block, sealed=False)
-                    )
+                    self._remember(await running)
                 except InvalidBlock as exc:
                     reason = str(exc)
+                finally:
+                    self._executing.pop(digest, None)
             if reason is not None:
                 self._invalid[digest] = reason
                 while len(self._invalid) > CACHE_SIZE:
@@ -482,9 +488,21 @@ class Engine:
         """Import one sealed block (full validation); False if it does not extend the head."""
         if block.number != self.ledger.head().block_number + 1:
             return block.number <= self.ledger.head().block_number
+        digest = block.header.hash
+        running = self._executing.get(digest)
+        if running is not None:  # this node is executing that block's proposal: reuse it
+            with contextlib.suppress(Exception):
+                await running
         try:
-            result = await self._in_worker(self.ledger.import_block, block)
-        except InvalidBlock as exc:
+            executed = self._executed.get(digest)
+            if executed is not None:
+                extra = extradata.decode(block.header.extra_data)
+                result = await self._in_worker(
+                    self.ledger.commit, executed, seals=extra.seals, round_=extra.round
+                )
+            else:
+                result = await self._in_worker(self.ledger.import_block, block)
+        except (InvalidBlock, extradata.InvalidExtraData) as exc:
             if block.number <= self.ledger.head().block_number:
                 return True  # committed here meanwhile
             self.network.penalise(peer, PENALTY_INVALID, f"invalid block: {exc}")

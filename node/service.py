@@ -73,7 +73,6 @@ class NodeService:
         self.wake = asyncio.Event()
         self._head_state: tuple[bytes, Any] | None = None
         self._call_cache: tuple[bytes, Any, Any] | None = None
-        self._member_cache: dict[tuple[bytes, bytes], bool] = {}
         self._stopping = False
         self.started_at = time.time()
         #: time.time() when the latest block was added (the dev producer's block period).
@@ -94,16 +93,8 @@ class NodeService:
         return self.pool.next_nonce(address, self.account_nonce(address))
 
     def is_member_account(self, address: bytes) -> bool:
-        """Account permissioning at the head (cached per state root)."""
-        head = self.ledger.head()
-        key = (head.state_root, address)
-        cached = self._member_cache.get(key)
-        if cached is None:
-            cached = self.ledger.is_member_account(address, head)
-            if len(self._member_cache) > 10_000:
-                self._member_cache.clear()
-            self._member_cache[key] = cached
-        return cached
+        """Account permissioning at the head (cached per state root by the Ledger)."""
+        return self.ledger.is_member_account(address, self.ledger.head())
 
     def call(self, call: dict[str, Any], header: BlockHeaderAPI) -> bytes:
         """eth_call on ``header``'s post-state (raises py-evm's ``Revert`` or ``VMError``).
