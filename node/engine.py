@@ -537,10 +537,15 @@ class Engine:
 
     async def _serve_blocks(self, peer: bytes, start: int, count: int) -> list[bytes]:
         head = self.ledger.head().block_number
-        out = []
+        out: list[bytes] = []
+        size = 0
         for number in range(max(start, 1), min(start + count, head + 1)):
             header = self.ledger.header_by_number(number)
-            out.append(bytes(rlp.encode(self.ledger.block_by_header(header))))
+            raw = bytes(rlp.encode(self.ledger.block_by_header(header)))
+            size += len(raw)
+            if out and size > self.network.config.max_frame_size:
+                break  # the requester asks again from where this answer ends
+            out.append(raw)
         return out
 
     # -- periodic: tx gossip, status, heartbeat ------------------------------------------
