@@ -206,14 +206,15 @@ class Engine:
             raise RuntimeError(f"signing record in the database is unreadable: {exc}") from exc
 
     # -- blocks as the core sees them ---------------------------------------------------
-    def _decode_block(self, payload: bytes) -> Any:
-        block = self._decoded.get(payload)
-        if block is None:
-            block = rlp.decode(payload, sedes=QbftBlock)
-            self._decoded[payload] = block
+    def _decode_block(self, payload: bytes, block: Any = None) -> Any:
+        """The block a payload encodes (decoded once; ``block`` when the caller has it)."""
+        cached = self._decoded.get(payload)
+        if cached is None:
+            cached = block if block is not None else rlp.decode(payload, sedes=QbftBlock)
+            self._decoded[payload] = cached
             while len(self._decoded) > CACHE_SIZE:
                 self._decoded.popitem(last=False)
-        return block
+        return cached
 
     def _block_digest(self, payload: bytes) -> bytes:
         try:
@@ -344,7 +345,7 @@ class Engine:
             return
         self._remember(executed)
         block = Block(executed.block.hash, bytes(rlp.encode(executed.block)))
-        self._decoded[block.payload] = executed.block
+        self._decode_block(block.payload, executed.block)
         self.events.put_nowait(qbft.BlockProposalReady(height, round_, block))
 
     async def _commit(self, action: qbft.CommitBlock) -> None:
