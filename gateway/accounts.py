@@ -1,0 +1,12 @@
+"""Under construction (see docs/gateway.md); its owner replaces this file."""
+
+from aiohttp import web
+
+
+def setup(app: web.Application) -> None:
+    """Nothing yet."""
+
+
+@web.middleware
+async def auth_middleware(request, handler):
+    return await handler(request)

@@ -1,0 +1,69 @@
+"""The gateway's application factory.
+
+``create_app(config)`` builds the whole service: the middleware chain (errors → observation →
+authentication → rate limits) and every feature module's routes and resources, each added by
+that module's ``setup(app)`` (see docs/gateway.md for the map). Resources (databases, the
+keystore, the submitter and indexer tasks, HTTP client sessions) open and close in
+``cleanup_ctx``, so a test's ``aiohttp_client(create_app(config))`` runs the real thing.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway import (
+    accounts,
+    api_dcsa,
+    api_events,
+    errors,
+    indexer,
+    keystore,
+    openapi,
+    ops,
+    outbox,
+    pages,
+    readmodel,
+    submitter,
+    subscriptions,
+    tracking,
+)
+from gateway.config import GatewayConfig
+from gateway.jsonbody import CONFIG_LIMITS
+
+CONFIG = web.AppKey("config", GatewayConfig)
+
+#: Feature modules in set-up order (resources open in this order and close in reverse).
+MODULES = (
+    ops,
+    keystore,
+    accounts,
+    readmodel,
+    outbox,
+    submitter,
+    indexer,
+    tracking,
+    api_events,
+    api_dcsa,
+    subscriptions,
+    pages,
+    openapi,
+)
+
+
+def create_app(config: GatewayConfig) -> web.Application:
+    """Build the gateway application for ``config``."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    app = web.Application(
+        middlewares=[
+            errors.error_middleware,
+            ops.observe_middleware,
+            accounts.auth_middleware,
+            ops.rate_limit_middleware,
+        ],
+        client_max_size=config.max_bulk_body_bytes,
+    )
+    app[CONFIG] = config
+    app[CONFIG_LIMITS] = config.max_body_bytes
+    for module in MODULES:
+        module.setup(app)
+    return app

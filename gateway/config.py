@@ -1,0 +1,117 @@
+"""The gateway's configuration: one frozen dataclass, read from a JSON file or built in code.
+
+Everything the gateway opens lives under :attr:`GatewayConfig.data_dir`: its SQLite databases
+(accounts, outbox, read model), its encrypted keystore and its log. The chain is reached only
+through the JSON-RPC URLs of :attr:`GatewayConfig.node_urls` (several, for failover).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """How one gateway runs."""
+
+    data_dir: Path
+    """Folder of the gateway's databases and keystore (created if missing)."""
+    node_urls: tuple[str, ...] = ()
+    """JSON-RPC HTTP endpoints of PortLedger nodes, tried in order with failover."""
+    chain_id: int = 0
+    """Chain id the signed transactions carry; 0 = ask the first node that answers."""
+    keystore_passphrase: str = ""
+    """Passphrase of the encrypted keystore; ``PORTLEDGER_KEYSTORE_PASSPHRASE`` overrides."""
+    host: str = "127.0.0.1"
+    """Listen address."""
+    port: int = 8080
+    """Listen port."""
+    public_url: str = ""
+    """Base URL users reach the gateway at (OpenID Connect redirects, links in mails)."""
+    cookie_secure: bool = True
+    """Send session cookies with ``Secure`` (turn off only for plain-HTTP loopback demos)."""
+    max_body_bytes: int = 1 << 20
+    """Largest request body of an ordinary request."""
+    max_bulk_body_bytes: int = 16 << 20
+    """Largest body of a bulk upload."""
+    batch_max_events: int = 500
+    """Most cargo events one ``record()`` transaction carries."""
+    batch_window_ms: int = 100
+    """How long the batcher waits for more events before it sends a partial batch."""
+    rate_limit_per_key: float = 200.0
+    """Sustained requests per second per API key or session (token bucket)."""
+    rate_limit_per_address: float = 100.0
+    """Sustained requests per second per client address for unauthenticated requests."""
+    rate_limit_burst: int = 400
+    """Bucket size of both rate limits."""
+    login_attempts: int = 5
+    """Failed logins per account and address before the login is throttled."""
+    login_lockout_seconds: int = 300
+    """How long a throttled login stays throttled."""
+    oidc_providers: tuple[dict[str, Any], ...] = ()
+    """External identity providers: ``{"name", "issuer", "client_id", "client_secret"}``."""
+    indexer_poll_ms: int = 200
+    """How often the indexer asks the node for new finalized blocks."""
+    webhook_max_attempts: int = 8
+    """Delivery attempts of one subscription callback before it is given up (and shown)."""
+    log_json: bool = True
+    """Structured (JSON lines) logs."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Settings of optional modules, by module name."""
+
+    @property
+    def passphrase(self) -> str:
+        """The keystore passphrase, the environment winning over the file."""
+        return os.environ.get("PORTLEDGER_KEYSTORE_PASSPHRASE", self.keystore_passphrase)
+
+    def path(self, name: str) -> Path:
+        """A file under :attr:`data_dir`."""
+        return self.data_dir / name
+
+    @classmethod
+    def load(cls, file: str | Path) -> GatewayConfig:
+        """Read a configuration file (JSON, keys as the field names)."""
+        try:
+            raw = json.loads(Path(file).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"no configuration file at {file}") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{file}: not JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{file}: expected a JSON object")
+        return cls.from_dict(raw, base=Path(file).parent)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], *, base: Path | None = None) -> GatewayConfig:
+        """Build from a mapping; relative ``data_dir`` is taken from ``base``."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
+        if "data_dir" not in raw:
+            raise ConfigError("configuration needs data_dir")
+        values = dict(raw)
+        data_dir = Path(values["data_dir"])
+        if base is not None and not data_dir.is_absolute():
+            data_dir = base / data_dir
+        values["data_dir"] = data_dir
+        for name in ("node_urls", "oidc_providers"):
+            if name in values:
+                values[name] = tuple(values[name])
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (what :meth:`load` reads)."""
+        out = asdict(self)
+        out["data_dir"] = str(self.data_dir)
+        out["node_urls"] = list(self.node_urls)
+        out["oidc_providers"] = list(self.oidc_providers)
+        return out

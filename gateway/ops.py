@@ -1,0 +1,17 @@
+"""Under construction (see docs/gateway.md); its owner replaces this file."""
+
+from aiohttp import web
+
+
+def setup(app: web.Application) -> None:
+    """Nothing yet."""
+
+
+@web.middleware
+async def observe_middleware(request, handler):
+    return await handler(request)
+
+
+@web.middleware
+async def rate_limit_middleware(request, handler):
+    return await handler(request)
