@@ -27,10 +27,8 @@ from gateway import (
     subscriptions,
     tracking,
 )
-from gateway.config import GatewayConfig
+from gateway.config import CONFIG, GatewayConfig
 from gateway.jsonbody import CONFIG_LIMITS
-
-CONFIG = web.AppKey("config", GatewayConfig)
 
 #: Feature modules in set-up order (resources open in this order and close in reverse).
 MODULES = (

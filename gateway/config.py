@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
 
 class ConfigError(ValueError):
     """The configuration file is missing, malformed or inconsistent."""
@@ -115,3 +117,7 @@ class GatewayConfig:
         out["node_urls"] = list(self.node_urls)
         out["oidc_providers"] = list(self.oidc_providers)
         return out
+
+
+#: The application's configuration (``app[CONFIG]``).
+CONFIG = web.AppKey("config", GatewayConfig)
