@@ -90,7 +90,7 @@ class Unavailable(ApiError):
     status, code = 503, "unavailable"
 
 
-REQUEST_ID = "portledger.request_id"
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 def error_body(status: int, code: str, message: str, details: dict[str, Any], rid: str) -> bytes:

@@ -53,7 +53,7 @@ class Principal:
     """Stable id of the session or API key (rate limits count per credential)."""
 
 
-PRINCIPAL = "portledger.principal"
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 def principal_of(request: web.Request) -> Principal | None:
