@@ -180,11 +180,25 @@ def dev_key(label: str) -> keys.PrivateKey:
     return keys.PrivateKey(keccak(b"portledger-insecure-dev-key:" + label.encode()))
 
 
+def dev_x25519(label: str) -> bytes:
+    """A deterministic, PUBLIC development X25519 private key (32 bytes); demos and tests only."""
+    return keccak(b"portledger-insecure-dev-x25519:" + label.encode())
+
+
+def dev_x25519_public(label: str) -> bytes:
+    """The public half of :func:`dev_x25519`."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    private = X25519PrivateKey.from_private_bytes(dev_x25519(label))
+    return private.public_key().public_bytes_raw()
+
+
 def dev_address(label: str) -> str:
     return to_checksum_address(dev_key(label).public_key.to_canonical_address())
 
 
-#: The demo port's organisations: (name, roles). Each gets the dev account "org:<index>".
+#: The demo port's organisations: (name, roles). Each gets the dev account "org:<index>" and the
+#: dev X25519 key "org:<index>" (its public half is the member's encryption key).
 DEMO_ORGANISATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("PortLedger Operator (demo)", ("operator",)),
     ("Kwai Tsing Container Terminal (demo)", ("terminal",)),
@@ -231,7 +245,7 @@ def demo_members(
                 "name": name,
                 "roles": list(roles),
                 "accounts": accounts,
-                "encryptionKey": "0x" + keccak(f"demo-x25519-placeholder:{index}".encode()).hex(),
+                "encryptionKey": "0x" + dev_x25519_public(f"org:{index}").hex(),
             }
         )
     return members, validators
