@@ -64,6 +64,10 @@ class GatewayConfig:
     """How often the indexer asks the node for new finalized blocks."""
     webhook_max_attempts: int = 8
     """Delivery attempts of one subscription callback before it is given up (and shown)."""
+    background_tasks: bool = True
+    """Run the submitter, indexer and webhook deliveries in this process. Extra API worker
+    processes sharing the port (``portledger gateway serve --workers N``) set it False: the
+    background work must run in exactly one process."""
     log_json: bool = True
     """Structured (JSON lines) logs."""
     extra: dict[str, Any] = field(default_factory=dict)

@@ -486,3 +486,12 @@ def devnet(
     except DevnetError as exc:
         raise click.ClickException(str(exc)) from exc
     sys.exit(code)
+
+
+def _add_gateway_commands() -> None:
+    from gateway.cli import gateway
+
+    main.add_command(gateway)
+
+
+_add_gateway_commands()

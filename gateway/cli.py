@@ -1,0 +1,118 @@
+"""``portledger gateway ...``: run the gateway, rebuild its read model, create demo accounts.
+
+    portledger gateway serve   --config gateway.json [--workers 2]
+    portledger gateway rebuild --config gateway.json
+    portledger gateway demo-accounts --config gateway.json --out credentials.json
+
+``serve --workers N`` runs N processes sharing the listen port (``SO_REUSEPORT``): the first
+runs everything, the others only answer API requests (``background_tasks`` off), because the
+submitter, the indexer and webhook deliveries must run in exactly one process. All of them read
+the same SQLite files (WAL lets readers in other processes see committed writes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from gateway.config import ConfigError, GatewayConfig
+
+
+def _load(config_file: str) -> GatewayConfig:
+    try:
+        return GatewayConfig.load(config_file)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _json_logs(config: GatewayConfig) -> None:
+    from gateway.ops import JsonFormatter
+
+    root = logging.getLogger()
+    if config.log_json:
+        for handler in root.handlers:
+            handler.setFormatter(JsonFormatter())
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+@click.group("gateway")
+def gateway() -> None:
+    """The PortLedger gateway: accounts, upload/download API, tracking, web pages."""
+
+
+@gateway.command()
+@click.option("--config", "config_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16),
+              help="Processes sharing the port; only the first runs background work.")
+@click.option("--api-only", is_flag=True, hidden=True)
+def serve(config_file: str, workers: int, api_only: bool) -> None:
+    """Serve the gateway until SIGINT/SIGTERM."""
+    from aiohttp import web
+
+    from gateway.app import create_app
+
+    config = _load(config_file)
+    if api_only:
+        config = dataclasses.replace(config, background_tasks=False)
+    _json_logs(config)
+    children: list[subprocess.Popen[bytes]] = []
+    if workers > 1 and not api_only:
+        argv = [sys.executable, "-m", "node", "gateway", "serve", "--config", config_file,
+                "--api-only"]
+        children = [subprocess.Popen(argv) for _ in range(workers - 1)]
+    try:
+        web.run_app(
+            create_app(config),
+            host=config.host,
+            port=config.port,
+            reuse_port=workers > 1 or api_only,
+            print=lambda text: click.echo(text, err=True),
+            access_log=None,
+        )
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(timeout=5)
+
+
+@gateway.command()
+@click.option("--config", "config_file", required=True, type=click.Path(dir_okay=False))
+def rebuild(config_file: str) -> None:
+    """Drop the read model and re-index it from the chain (with a progress bar)."""
+    import asyncio
+
+    from gateway import indexer
+
+    config = _load(config_file)
+    asyncio.run(indexer.rebuild(config))
+
+
+@gateway.command("demo-accounts")
+@click.option("--config", "config_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the demo users' credentials and API keys (mode 0600).")
+def demo_accounts(config_file: str, out: str) -> None:
+    """Create the demo port's organisations, users and API keys (development keys; PUBLIC)."""
+    import json
+
+    from gateway.bootstrap import bootstrap_demo
+
+    config = _load(config_file)
+    credentials = bootstrap_demo(config)
+    path = Path(out)
+    path.write_text(json.dumps(credentials, indent=2))
+    os.chmod(path, 0o600)
+    click.echo(f"wrote {len(credentials['organisations'])} demo organisations' credentials to {path}")
