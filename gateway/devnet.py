@@ -1,0 +1,145 @@
+"""The gateway of a devnet: its configuration, its demo accounts and its process.
+
+A devnet (:mod:`node.devnet`) runs validator and observer nodes; this module adds the gateway
+in front of them, as its own OS process (``portledger gateway serve``), with the demo port's
+organisations already registered (``portledger gateway demo-accounts``: development keys that
+match the genesis members — PUBLIC keys, for demos and tests only). Used by ``portledger demo``,
+the end-to-end tests and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from gateway.config import GatewayConfig
+from node.devnet import DevnetError, DevnetLayout, free_ports
+
+#: The demo gateway's keystore passphrase (a devnet is a development network).
+DEVNET_PASSPHRASE = "devnet-insecure-passphrase"
+
+
+def write_config(layout: DevnetLayout, *, port: int | None = None, **overrides: Any) -> Path:
+    """Write ``root/gateway/gateway.json`` for ``layout``; return its path.
+
+    The gateway talks to the observers first (a gateway's own node is a non-validating
+    follower), then to the validators, for failover.
+    """
+    folder = layout.root / "gateway"
+    folder.mkdir(exist_ok=True)
+    urls = [n.rpc_url for n in layout.observers] + [n.rpc_url for n in layout.validators]
+    config = GatewayConfig(
+        data_dir=folder / "data",
+        node_urls=tuple(urls),
+        chain_id=layout.chain_id,
+        keystore_passphrase=DEVNET_PASSPHRASE,
+        host="127.0.0.1",
+        port=port if port is not None else free_ports(1)[0],
+        public_url="",
+        cookie_secure=False,
+    )
+    doc = {**config.to_dict(), **overrides}
+    doc["public_url"] = doc["public_url"] or f"http://127.0.0.1:{doc['port']}"
+    path = folder / "gateway.json"
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return path
+
+
+class GatewayProcess:
+    """``portledger gateway serve`` for a config file, with its demo accounts created first."""
+
+    def __init__(self, config_file: Path, *, workers: int = 1, env: dict[str, str] | None = None):
+        self.config_file = Path(config_file)
+        self.config = GatewayConfig.load(self.config_file)
+        self.workers = workers
+        self.env = {**os.environ, **(env or {})}
+        self.credentials_file = self.config_file.parent / "credentials.json"
+        self.log_path = self.config_file.parent / "gateway.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.host}:{self.config.port}"
+
+    def credentials(self) -> dict[str, Any]:
+        """The demo organisations' ids, users and API keys (created on first start)."""
+        if not self.credentials_file.exists():
+            subprocess.run(
+                [sys.executable, "-m", "node", "gateway", "demo-accounts",
+                 "--config", str(self.config_file), "--out", str(self.credentials_file)],
+                check=True, env=self.env, capture_output=True, timeout=120,
+            )  # fmt: skip
+        doc: dict[str, Any] = json.loads(self.credentials_file.read_text())
+        return doc
+
+    def start(self) -> GatewayProcess:
+        if self.running:
+            raise DevnetError("the gateway is already running")
+        self.credentials()
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "node", "gateway", "serve", "--config",
+                 str(self.config_file), "--workers", str(self.workers)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=self.env, start_new_session=True,
+            )  # fmt: skip
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until ``/readyz`` answers 200; fail fast if the process exits."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise DevnetError(f"the gateway exited with {self._proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except urllib.error.HTTPError as exc:
+                last = exc.read().decode(errors="replace")[:500]
+            except OSError as exc:
+                last = str(exc)
+            time.sleep(0.2)
+        raise DevnetError(f"the gateway was not ready within {timeout} s: {last}\n{self.log_tail()}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the gateway's process group (all its workers)."""
+        if self._proc is not None and self._proc.poll() is None:
+            os.killpg(self._proc.pid, sig)
+            if sig in (signal.SIGKILL, signal.SIGTERM):
+                self._proc.wait(timeout=30)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        os.killpg(self._proc.pid, signal.SIGTERM)
+        try:
+            self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait(timeout=10)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def __enter__(self) -> GatewayProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
