@@ -1,7 +1,751 @@
-"""Under construction (see docs/gateway.md); its owner replaces this file."""
+"""The durable outbox: what the gateway promised to put on chain, and how far each promise got.
+
+An upload is answered 2xx only after its operations are committed here (SQLite, WAL,
+``synchronous=FULL``: the commit is on disk before :meth:`Outbox.accept` returns). From then on
+the submitter (:mod:`gateway.submitter`) owns them: it batches, seals, signs and sends them, and
+records every step in the same database, so a gateway killed at any instant resumes exactly
+where it was.
+
+Operations
+----------
+An :class:`Operation` is either a cargo *event* (a :class:`~gateway.events.CanonicalEvent`,
+stored as its canonical JSON and sealed only when it is sent) or a *call*: one contract call
+whose calldata was fully encoded at intake (:mod:`gateway.abi`). Operations are keyed by
+``(organisation, idempotency key)``; the key's content hash (SHA-256 of the operation's
+canonical bytes, :func:`content_hash`) tells a *retry* (same content: the original's
+:class:`Receipt`, ``duplicate=True``) from a *reuse* (different content:
+:class:`~gateway.errors.Conflict` ``idempotency-key-reused``). :meth:`Outbox.accept` takes a
+whole list in one transaction: all of a bulk upload is accepted, or none of it.
+
+Life of an operation::
+
+    accepted ──(in a signed tx, persisted before it is sent)──► sent ──(receipt)──► final
+        ▲                                                          │
+        └──── tx can never be mined (nonce taken) / batch bisect ◄─┤──(revert / rejected)──► failed
+
+Subject key versions
+--------------------
+Records are sealed under the owner's subject key of version ``subject_version(org, subject)``
+(:mod:`gateway.confidential`). Accepting an operation with ``revokes_subject`` (the
+AccessGrants SUBJECT-scope revoke) bumps that version *in the same transaction*, so every event
+accepted after the revoke is sealed with a key the revoked reader cannot derive. The version an
+event is sealed with is fixed at acceptance (stored with the operation), so events accepted
+before the revoke keep the old version even if they are sent after it.
+
+Transactions
+------------
+The submitter's nonce manager keeps its signed transactions here too (table ``txs``): raw
+bytes, hash, nonce and the operations they carry are written in one transaction *before* the
+bytes go to any node (:meth:`Outbox.persist_tx`); see :mod:`gateway.submitter` for why that
+makes every retry safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 from aiohttp import web
 
+from gateway import errors
+from gateway.config import CONFIG
+from gateway.events import CanonicalEvent, Reference, Visibility
+
+#: Kinds of operation.
+OpKind = Literal["event", "call"]
+#: Status of an operation.
+OpStatus = Literal["accepted", "sent", "final", "failed"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ops (
+    op_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    org_id INTEGER NOT NULL,
+    idem_key TEXT NOT NULL,
+    content_hash BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    body BLOB NOT NULL,
+    to_addr TEXT NOT NULL DEFAULT '',
+    summary TEXT NOT NULL DEFAULT '',
+    revokes_subject BLOB,
+    subject BLOB,
+    key_version INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL DEFAULT 'accepted',
+    batch_limit INTEGER NOT NULL DEFAULT 0,
+    tx_id INTEGER,
+    tx_index INTEGER,
+    tx_hash TEXT,
+    block INTEGER,
+    event_id INTEGER,
+    error TEXT,
+    accepted_at REAL NOT NULL,
+    done_at REAL,
+    UNIQUE (org_id, idem_key)
+);
+CREATE INDEX IF NOT EXISTS ops_pending ON ops (org_id, status, op_id);
+CREATE INDEX IF NOT EXISTS ops_tx ON ops (tx_id);
+CREATE TABLE IF NOT EXISTS subject_versions (
+    org_id INTEGER NOT NULL,
+    subject BLOB NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (org_id, subject)
+);
+CREATE TABLE IF NOT EXISTS txs (
+    tx_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    org_id INTEGER NOT NULL,
+    sender TEXT NOT NULL,
+    nonce INTEGER NOT NULL,
+    tx_hash TEXT NOT NULL UNIQUE,
+    raw BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'sent',
+    maybe_sent INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    sent_at REAL,
+    block INTEGER,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS txs_live ON txs (org_id, status, nonce);
+"""
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One thing an organisation asked the gateway to put on chain."""
+
+    idempotency_key: str
+    """The client's key for it: a retried upload with the same key never records twice."""
+    kind: OpKind
+    """``event`` (a cargo event, batched into ``CargoLedger.record()``) or ``call``."""
+    event: CanonicalEvent | None = None
+    """The cargo event (``kind == "event"``)."""
+    to: str = ""
+    """Contract address of a ``call`` (checksummed hex)."""
+    data: bytes = b""
+    """Full calldata of a ``call``."""
+    summary: str = ""
+    """Human-readable description of a ``call`` (not part of the content hash)."""
+    revokes_subject: bytes | None = None
+    """Subject key of a SUBJECT-scope revoke: accepting the call bumps its key version."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Where one accepted operation stands."""
+
+    op_id: int
+    """The outbox's id of the operation (acceptance order within the gateway)."""
+    idempotency_key: str
+    """The client's idempotency key."""
+    duplicate: bool
+    """True if this answer is for a retry of an operation accepted earlier."""
+    status: OpStatus
+    """``accepted``, ``sent``, ``final`` or ``failed``."""
+    tx_hash: str | None = None
+    """Hash of the transaction that carries (or carried) it, once there is one."""
+    block: int | None = None
+    """Block number it was recorded in (final only)."""
+    event_id: int | None = None
+    """On-chain cargo event id (``batch << 16 | index``; final events only)."""
+    error: str | None = None
+    """Why it failed (failed only)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The API's JSON form."""
+        return {
+            "id": self.idempotency_key,
+            "duplicate": self.duplicate,
+            "status": self.status,
+            "txHash": self.tx_hash,
+            "block": self.block,
+            "eventId": self.event_id,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class PendingOp:
+    """An operation as the submitter reads it back (see :meth:`Outbox.pending`)."""
+
+    op_id: int
+    """Outbox id (acceptance order)."""
+    org_id: int
+    """Gateway organisation id."""
+    idempotency_key: str
+    """The client's key."""
+    kind: OpKind
+    """``event`` or ``call``."""
+    event: CanonicalEvent | None
+    """The event of an ``event`` operation."""
+    to: str
+    """Contract address of a ``call``."""
+    data: bytes
+    """Calldata of a ``call``."""
+    key_version: int
+    """Subject key version the event is sealed with (fixed at acceptance)."""
+    batch_limit: int
+    """Largest batch this operation may travel in (0: no limit; halved by a bisect)."""
+    accepted_at: float
+    """Unix time of acceptance."""
+
+
+@dataclass(frozen=True)
+class TxRecord:
+    """A signed transaction the nonce manager persisted (see :mod:`gateway.submitter`)."""
+
+    tx_id: int
+    """Outbox id of the transaction."""
+    org_id: int
+    """Gateway organisation that signed it."""
+    sender: str
+    """Signing address."""
+    nonce: int
+    """Its nonce."""
+    tx_hash: str
+    """0x-hash of the signed bytes."""
+    raw: bytes
+    """The signed bytes: every (re)send sends exactly these."""
+    kind: str
+    """``record`` (a batch of events) or ``call``."""
+    status: str
+    """``sent`` (live), ``mined``, ``reverted``, ``rejected`` or ``dropped``."""
+    maybe_sent: bool
+    """A node may have taken the bytes (a send succeeded, or its answer was lost)."""
+    created_at: float
+    """Unix time it was persisted."""
+    sent_at: float | None
+    """Unix time of the last send attempt."""
+    op_ids: tuple[int, ...]
+    """The operations it carries, in batch order."""
+
+
+def _event_json(event: CanonicalEvent) -> bytes:
+    return json.dumps(
+        event.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode()
+
+
+def canonical_bytes(op: Operation) -> bytes:
+    """The bytes an operation's content hash is taken over (everything but its summary)."""
+    body = {
+        "kind": op.kind,
+        "event": op.event.to_json() if op.event is not None else None,
+        "to": op.to.lower(),
+        "data": op.data.hex(),
+        "revokes": op.revokes_subject.hex() if op.revokes_subject is not None else None,
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def content_hash(op: Operation) -> bytes:
+    """SHA-256 of :func:`canonical_bytes`: tells a retry from a reused key."""
+    return hashlib.sha256(canonical_bytes(op)).digest()
+
+
+def stored_event(raw: bytes | str) -> CanonicalEvent:
+    """Rebuild an event from the canonical JSON the outbox stored.
+
+    The references were normalised and checked at intake, so they are taken as they are (no
+    second normalisation that could disagree with the first).
+    """
+    from gateway.events import parse_time
+
+    data = json.loads(raw)
+    visibility = data.get("visibility") or {}
+    return CanonicalEvent(
+        event_type=data["type"],
+        classifier=data["classifier"],
+        event_time=parse_time(data["time"]),
+        subject=Reference(**data["subject"]),
+        location=data.get("location", ""),
+        related=tuple(Reference(**r) for r in data.get("related", [])),
+        details=data.get("details") or {},
+        visibility=Visibility(
+            mode=visibility.get("mode", "named"), readers=tuple(visibility.get("readers", ()))
+        ),
+        retracts=int(data.get("retracts", 0)),
+    )
+
+
+def _check(op: Operation) -> None:
+    if not isinstance(op.idempotency_key, str) or not 1 <= len(op.idempotency_key) <= 200:
+        raise errors.Unprocessable(
+            "an idempotency key is 1 to 200 characters", code="invalid-idempotency-key"
+        )
+    if op.kind == "event":
+        if op.event is None:
+            raise ValueError("an event operation needs its event")
+    elif op.kind == "call":
+        if not op.to or not op.data:
+            raise ValueError("a call operation needs a contract address and calldata")
+    else:
+        raise ValueError(f"unknown operation kind {op.kind!r}")
+
+
+class Outbox:
+    """The outbox database (``<data_dir>/outbox.sqlite``); see the module docstring.
+
+    Parameters
+    ----------
+    path
+        SQLite file (created with its tables if missing).
+
+    Notes
+    -----
+    One connection, guarded by a lock, serves every thread; :meth:`accept_async` hands work to
+    a writer thread that commits every request waiting at that moment in one transaction
+    (group commit: one ``fsync`` for many small uploads), each request in its own savepoint so
+    one reused key refuses only its own request.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.RLock()
+        self._queue: list[tuple[int, list[Operation], asyncio.Future[list[Receipt]]]] = []
+        self._queue_cv = threading.Condition()
+        self._writer: threading.Thread | None = None
+        self._closed = False
+        self._wakeups: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+    # -- intake ----------------------------------------------------------------------------
+    def accept(self, org_id: int, ops: list[Operation]) -> list[Receipt]:
+        """Accept ``ops`` of organisation ``org_id`` durably, all or none.
+
+        Returns
+        -------
+        list of Receipt
+            One per operation, in order; a retry of an operation accepted earlier gets the
+            original's receipt with ``duplicate=True``.
+
+        Raises
+        ------
+        gateway.errors.Conflict
+            ``idempotency-key-reused``: a key was accepted before with different content (or
+            is used twice with different content within ``ops``); nothing is accepted.
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                receipts = self._accept_in_tx(org_id, ops)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        self._wake()
+        return receipts
+
+    async def accept_async(self, org_id: int, ops: list[Operation]) -> list[Receipt]:
+        """:meth:`accept` without blocking the event loop (group-committed with other callers)."""
+        for op in ops:
+            _check(op)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Receipt]] = loop.create_future()
+        with self._queue_cv:
+            if self._closed:
+                raise errors.Unavailable("the outbox is closed")
+            self._queue.append((org_id, ops, future))
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="outbox-writer", daemon=True
+                )
+                self._writer.start()
+            self._queue_cv.notify()
+        return await future
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._queue_cv:
+                while not self._queue and not self._closed:
+                    self._queue_cv.wait(timeout=1.0)
+                if not self._queue and self._closed:
+                    return
+                work, self._queue = self._queue, []
+            results: list[tuple[asyncio.Future[list[Receipt]], Any, bool]] = []
+            with self._lock:
+                try:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    for org_id, ops, future in work:
+                        self._db.execute("SAVEPOINT req")
+                        try:
+                            receipts = self._accept_in_tx(org_id, ops)
+                        except Exception as exc:  # handed to the caller
+                            self._db.execute("ROLLBACK TO req")
+                            self._db.execute("RELEASE req")
+                            results.append((future, exc, False))
+                        else:
+                            self._db.execute("RELEASE req")
+                            results.append((future, receipts, True))
+                    self._db.execute("COMMIT")
+                except Exception as exc:  # the whole commit failed: nobody was accepted
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    results = [(future, exc, False) for _, _, future in work]
+            for future, value, ok in results:
+                future.get_loop().call_soon_threadsafe(_settle, future, value, ok)
+            self._wake()
+
+    def _accept_in_tx(self, org_id: int, ops: list[Operation]) -> list[Receipt]:
+        now = time.time()
+        receipts: list[Receipt] = []
+        seen: dict[str, tuple[bytes, Receipt]] = {}
+        for op in ops:
+            _check(op)
+            digest = content_hash(op)
+            if op.idempotency_key in seen:
+                if seen[op.idempotency_key][0] != digest:
+                    raise errors.Conflict(
+                        f"idempotency key {op.idempotency_key!r} is used twice with different "
+                        "content",
+                        code="idempotency-key-reused",
+                        details={"key": op.idempotency_key},
+                    )
+                first = seen[op.idempotency_key][1]
+                receipts.append(_replace_dup(first))
+                continue
+            row = self._db.execute(
+                "SELECT content_hash FROM ops WHERE org_id = ? AND idem_key = ?",
+                (org_id, op.idempotency_key),
+            ).fetchone()
+            if row is not None:
+                if bytes(row[0]) != digest:
+                    raise errors.Conflict(
+                        f"idempotency key {op.idempotency_key!r} was used before for "
+                        "different content",
+                        code="idempotency-key-reused",
+                        details={"key": op.idempotency_key},
+                    )
+                original = self._receipt(org_id, op.idempotency_key, duplicate=True)
+                assert original is not None
+                receipts.append(original)
+                seen[op.idempotency_key] = (digest, original)
+                continue
+            subject = op.event.subject.key if op.event is not None else None
+            version = self._version(org_id, subject) if subject is not None else 0
+            body = _event_json(op.event) if op.event is not None else op.data
+            cur = self._db.execute(
+                "INSERT INTO ops (org_id, idem_key, content_hash, kind, body, to_addr, summary,"
+                " revokes_subject, subject, key_version, accepted_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    org_id, op.idempotency_key, digest, op.kind, body, op.to, op.summary,
+                    op.revokes_subject, subject, version, now,
+                ),
+            )  # fmt: skip
+            if op.revokes_subject is not None:
+                self._db.execute(
+                    "INSERT INTO subject_versions (org_id, subject, version) VALUES (?, ?, 1)"
+                    " ON CONFLICT (org_id, subject) DO UPDATE SET version = version + 1",
+                    (org_id, op.revokes_subject),
+                )
+            receipt = Receipt(int(cur.lastrowid or 0), op.idempotency_key, False, "accepted")
+            receipts.append(receipt)
+            seen[op.idempotency_key] = (digest, receipt)
+        return receipts
+
+    # -- queries ----------------------------------------------------------------------------
+    def status(self, org_id: int, key: str) -> Receipt | None:
+        """Where the operation with idempotency key ``key`` stands; None if unknown."""
+        with self._lock:
+            return self._receipt(org_id, key, duplicate=False)
+
+    def _receipt(self, org_id: int, key: str, *, duplicate: bool) -> Receipt | None:
+        row = self._db.execute(
+            "SELECT op_id, status, tx_hash, block, event_id, error FROM ops"
+            " WHERE org_id = ? AND idem_key = ?",
+            (org_id, key),
+        ).fetchone()
+        if row is None:
+            return None
+        return Receipt(row[0], key, duplicate, row[1], row[2], row[3], row[4], row[5])
+
+    def receipts(self, op_ids: Iterable[int]) -> list[Receipt]:
+        """Receipts of operations by outbox id, in the order given."""
+        ids = list(op_ids)
+        out: dict[int, Receipt] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in self._db.execute(
+                    "SELECT op_id, idem_key, status, tx_hash, block, event_id, error FROM ops"
+                    f" WHERE op_id IN ({marks})",
+                    chunk,
+                ):
+                    out[row[0]] = Receipt(row[0], row[1], False, *row[2:])
+        return [out[i] for i in ids if i in out]
+
+    def org_of(self, op_id: int) -> int | None:
+        """The organisation of an operation."""
+        with self._lock:
+            row = self._db.execute("SELECT org_id FROM ops WHERE op_id = ?", (op_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def subject_version(self, org_id: int, subject: bytes) -> int:
+        """The key version new records of ``org_id`` about ``subject`` are sealed with."""
+        with self._lock:
+            return self._version(org_id, subject)
+
+    def _version(self, org_id: int, subject: bytes) -> int:
+        row = self._db.execute(
+            "SELECT version FROM subject_versions WHERE org_id = ? AND subject = ?",
+            (org_id, subject),
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def counts(self) -> dict[str, int]:
+        """Number of operations per status (for metrics and tests)."""
+        with self._lock:
+            rows = self._db.execute("SELECT status, COUNT(*) FROM ops GROUP BY status").fetchall()
+        return {status: int(n) for status, n in rows}
+
+    # -- the submitter's side ---------------------------------------------------------------
+    def orgs_with_work(self) -> list[int]:
+        """Organisations with accepted operations or live transactions."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT org_id FROM ops WHERE status IN ('accepted', 'sent')"
+            ).fetchall()
+        return sorted(int(r[0]) for r in rows)
+
+    def pending(self, org_id: int, limit: int) -> list[PendingOp]:
+        """The oldest accepted (not yet in a live transaction) operations of an organisation."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT op_id, idem_key, kind, body, to_addr, key_version, batch_limit,"
+                " accepted_at FROM ops WHERE org_id = ? AND status = 'accepted'"
+                " ORDER BY op_id LIMIT ?",
+                (org_id, limit),
+            ).fetchall()
+        out = []
+        for op_id, key, kind, body, to, version, limit_, at in rows:
+            event = stored_event(body) if kind == "event" else None
+            data = b"" if kind == "event" else bytes(body)
+            out.append(PendingOp(op_id, org_id, key, kind, event, to, data, version, limit_, at))
+        return out
+
+    def max_nonce(self, sender: str) -> int | None:
+        """The highest nonce persisted for ``sender`` whose transaction may still be mined."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MAX(nonce) FROM txs WHERE sender = ? AND status != 'rejected'",
+                (sender,),
+            ).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def persist_tx(
+        self,
+        *,
+        org_id: int,
+        sender: str,
+        nonce: int,
+        tx_hash: str,
+        raw: bytes,
+        kind: str,
+        op_ids: list[int],
+    ) -> TxRecord:
+        """Record a signed transaction and mark its operations ``sent``, in one transaction.
+
+        Raises
+        ------
+        RuntimeError
+            One of the operations is no longer ``accepted`` (nothing is written).
+        """
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._db.execute(
+                    "INSERT INTO txs (org_id, sender, nonce, tx_hash, raw, kind, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (org_id, sender, nonce, tx_hash, raw, kind, now),
+                )
+                tx_id = int(cur.lastrowid or 0)
+                for index, op_id in enumerate(op_ids):
+                    updated = self._db.execute(
+                        "UPDATE ops SET status = 'sent', tx_id = ?, tx_index = ?, tx_hash = ?"
+                        " WHERE op_id = ? AND status = 'accepted'",
+                        (tx_id, index, tx_hash, op_id),
+                    ).rowcount
+                    if updated != 1:
+                        raise RuntimeError(f"operation {op_id} is not waiting to be sent")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return TxRecord(tx_id, org_id, sender, nonce, tx_hash, raw, kind, "sent", False, now,
+                        None, tuple(op_ids))  # fmt: skip
+
+    def live_txs(self, org_id: int | None = None) -> list[TxRecord]:
+        """Transactions not known to be mined or dead, in nonce order per sender."""
+        query = (
+            "SELECT tx_id, org_id, sender, nonce, tx_hash, raw, kind, status, maybe_sent,"
+            " created_at, sent_at FROM txs WHERE status = 'sent'"
+        )
+        params: tuple[Any, ...] = ()
+        if org_id is not None:
+            query += " AND org_id = ?"
+            params = (org_id,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY sender, nonce", params).fetchall()
+            out = []
+            for row in rows:
+                ops = self._db.execute(
+                    "SELECT op_id FROM ops WHERE tx_id = ? ORDER BY tx_index", (row[0],)
+                ).fetchall()
+                out.append(
+                    TxRecord(*row[:8], bool(row[8]), row[9], row[10], tuple(r[0] for r in ops))
+                )
+        return out
+
+    def mark_send_attempt(self, tx_id: int, *, maybe_sent: bool) -> None:
+        """Note a send attempt; ``maybe_sent`` once any node may hold the bytes (never unset)."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE txs SET sent_at = ?, maybe_sent = MAX(maybe_sent, ?) WHERE tx_id = ?",
+                (time.time(), int(maybe_sent), tx_id),
+            )
+
+    def finish_tx(
+        self,
+        tx_id: int,
+        *,
+        status: str,
+        block: int | None = None,
+        error: str | None = None,
+        final: dict[int, int | None] | None = None,
+        failed: dict[int, str] | None = None,
+        requeue: dict[int, int] | None = None,
+    ) -> list[Receipt]:
+        """Settle a transaction and its operations in one database transaction.
+
+        Parameters
+        ----------
+        tx_id
+            The transaction.
+        status
+            Its new status: ``mined``, ``reverted``, ``rejected`` or ``dropped``.
+        block
+            Block it was mined in.
+        error
+            Why it reverted or was rejected.
+        final
+            Operations now on chain: op id → on-chain event id (None for a call).
+        failed
+            Operations that will never be recorded: op id → reason.
+        requeue
+            Operations to send again in a later transaction: op id → their new batch limit.
+
+        Returns
+        -------
+        list of Receipt
+            The operations that turned final or failed (for the listeners).
+        """
+        now = time.time()
+        final, failed, requeue = final or {}, failed or {}, requeue or {}
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT tx_hash FROM txs WHERE tx_id = ?", (tx_id,)
+                ).fetchone()
+                tx_hash = row[0]
+                self._db.execute(
+                    "UPDATE txs SET status = ?, block = ?, error = ? WHERE tx_id = ?",
+                    (status, block, error, tx_id),
+                )
+                for op_id, event_id in final.items():
+                    self._db.execute(
+                        "UPDATE ops SET status = 'final', block = ?, event_id = ?, tx_hash = ?,"
+                        " error = NULL, done_at = ? WHERE op_id = ? AND tx_id = ?",
+                        (block, event_id, tx_hash, now, op_id, tx_id),
+                    )
+                for op_id, reason in failed.items():
+                    self._db.execute(
+                        "UPDATE ops SET status = 'failed', block = ?, tx_hash = ?, error = ?,"
+                        " done_at = ? WHERE op_id = ? AND tx_id = ?",
+                        (block, tx_hash, reason, now, op_id, tx_id),
+                    )
+                for op_id, limit in requeue.items():
+                    self._db.execute(
+                        "UPDATE ops SET status = 'accepted', tx_id = NULL, tx_index = NULL,"
+                        " tx_hash = NULL, batch_limit = ? WHERE op_id = ? AND tx_id = ?",
+                        (limit, op_id, tx_id),
+                    )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        if requeue:
+            self._wake()
+        return self.receipts([*final, *failed])
+
+    # -- wake-ups ---------------------------------------------------------------------------
+    def add_wakeup(self, event: asyncio.Event) -> None:
+        """Set ``event`` (on its own loop) whenever new work is accepted."""
+        self._wakeups.append((asyncio.get_running_loop(), event))
+
+    def _wake(self) -> None:
+        for loop, event in list(self._wakeups):
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # its loop is closed
+                self._wakeups.remove((loop, event))
+
+    def close(self) -> None:
+        """Finish queued intake, then close the database."""
+        with self._queue_cv:
+            self._closed = True
+            self._queue_cv.notify_all()
+        if self._writer is not None:
+            self._writer.join(timeout=30)
+        with self._lock:
+            self._db.close()
+
+
+def _replace_dup(receipt: Receipt) -> Receipt:
+    return Receipt(
+        receipt.op_id, receipt.idempotency_key, True, receipt.status, receipt.tx_hash,
+        receipt.block, receipt.event_id, receipt.error,
+    )  # fmt: skip
+
+
+def _settle(future: asyncio.Future[Any], value: Any, ok: bool) -> None:
+    if future.done():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+#: The gateway's outbox (``app[OUTBOX]``).
+OUTBOX = web.AppKey("outbox", Outbox)
+
+
+def open_outbox(data_dir: Path) -> Outbox:
+    """The outbox of a gateway: ``<data_dir>/outbox.sqlite``."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return Outbox(data_dir / "outbox.sqlite")
+
 
 def setup(app: web.Application) -> None:
-    """Nothing yet."""
+    """Open the outbox as ``app[OUTBOX]``; it is closed (queued intake finished) at cleanup."""
+    app[OUTBOX] = open_outbox(app[CONFIG].data_dir)
+
+    async def outbox_ctx(app: web.Application) -> Any:
+        yield
+        await asyncio.to_thread(app[OUTBOX].close)
+
+    app.cleanup_ctx.append(outbox_ctx)
