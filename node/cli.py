@@ -7,6 +7,8 @@
     portledger export  --datadir D FILE [--first N] [--last M]
     portledger import  --datadir D FILE
     portledger replay  --datadir D | --blocks FILE --genesis G
+    portledger proof   --datadir D (--event-id N | --subject REF | --tx HASH --log-index I) --out F
+    portledger verify-proof FILE --genesis genesis.json   # offline, exit 0 or the failed check
     portledger demo    [--datadir D]   # 4 validators + observer, a simulated vessel call through them
     portledger devnet  [--dir D] [--validators 4] [--observers 1]   # run a local network, live status
 
@@ -495,3 +497,100 @@ def _add_gateway_commands() -> None:
 
 
 _add_gateway_commands()
+
+
+@main.command("proof")
+@datadir_option
+@click.option("--event-id", type=int, default=None, help="A cargo event id.")
+@click.option("--subject", "subject", default=None, help="Every event of this reference (container, B/L, ...).")
+@click.option("--tx", "tx_hash", default=None, help="A transaction hash (with --log-index).")
+@click.option("--log-index", type=int, default=None, help="Block-wide log index, as JSON-RPC reports it.")
+@click.option(
+    "--disclose",
+    "disclose_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help='JSON {"<event id>": {"plaintext": "0x..", "dataKey": "0x..", "nonce": "0x..", ...}}: '
+    "payloads to disclose (docs/proof-format.md).",
+)
+@click.option(
+    "--anchor-readings",
+    type=click.Path(exists=True, dir_okay=False),
+    help="With --tx of an anchor: JSON list of the batch's reading hashes (hex), in order.",
+)
+@click.option("--anchor-index", type=int, default=None, help="The reading to prove in that batch.")
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False), help="Bundle file.")
+def proof(
+    datadir: str,
+    event_id: int | None,
+    subject: str | None,
+    tx_hash: str | None,
+    log_index: int | None,
+    disclose_file: str | None,
+    anchor_readings: str | None,
+    anchor_index: int | None,
+    out_file: str,
+) -> None:
+    """Write a proof bundle a bank verifies offline with `portledger verify-proof`."""
+    import json
+    from dataclasses import replace
+
+    from node.proofs import ProofBuilder, ProofBuildError, anchor_item
+
+    if sum(x is not None for x in (event_id, subject, tx_hash)) != 1:
+        raise click.ClickException("give exactly one of --event-id, --subject, --tx")
+    ledger = DataDir(datadir).open_ledger(sync=False)
+    try:
+        builder = ProofBuilder(ledger)
+        if tx_hash is not None:
+            if log_index is None:
+                raise click.ClickException("--tx needs --log-index")
+            refs = [builder.ref_for_transaction(bytes.fromhex(tx_hash.removeprefix("0x")), log_index)]
+            if anchor_readings is not None:
+                if anchor_index is None:
+                    raise click.ClickException("--anchor-readings needs --anchor-index")
+                hashes = [bytes.fromhex(h.removeprefix("0x")) for h in json.loads(Path(anchor_readings).read_text())]
+                refs = [replace(refs[0], anchor=anchor_item(hashes, anchor_index))]
+        elif event_id is not None:
+            refs = [builder.refs_for_event_id(event_id)]
+        else:
+            refs = builder.refs_for_subject(str(subject))
+        if disclose_file is not None:
+            wanted = json.loads(Path(disclose_file).read_text())
+            receipts_logs = {}
+            for i, ref in enumerate(refs):
+                key = (ref.block, ref.transaction_index)
+                if key not in receipts_logs:
+                    receipts_logs[key] = ledger.receipts(ledger.header_by_number(ref.block))[ref.transaction_index].logs
+                log = receipts_logs[key][ref.log_index]
+                eid = str(log.topics[3]) if len(log.topics) == 4 else None
+                if eid in wanted:
+                    refs[i] = replace(ref, disclosure=wanted[eid])
+        bundle = builder.bundle(refs)
+    except (ProofBuildError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        ledger.db.close()
+    Path(out_file).write_text(json.dumps(bundle, indent=1) + "\n")
+    click.echo(f"wrote a bundle of {len(bundle['events'])} event(s) over "
+               f"{len(bundle['headers'])} block(s) to {out_file}")
+
+
+@main.command("verify-proof")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--genesis",
+    "genesis_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The network's genesis.json: the only thing trusted.",
+)
+def verify_proof(file: str, genesis_path: str) -> None:
+    """Verify a proof bundle offline; exit 0 with a summary, 1 naming what failed."""
+    from consensus.proofcheck import ProofError, verify_files
+
+    try:
+        verified = verify_files(file, genesis_path)
+    except ProofError as exc:
+        click.echo(f"FAILED {exc.reason.value}: {exc.message}", err=True)
+        sys.exit(1)
+    click.echo(verified.describe())

@@ -1,0 +1,356 @@
+"""Proof bundles: one JSON file that proves cargo events to a bank, offline.
+
+A bundle (``docs/proof-format.md``) carries, for each proven event, its log, its receipt and
+transaction with their Merkle-Patricia proofs under the sealed header's roots, the sealed
+headers themselves, and the sealed header of every validator-set change from genesis up to the
+proven blocks — everything :mod:`consensus.proofcheck` needs with only ``genesis.json``.
+
+What this module adds to what the chain database already holds:
+
+- **Trie proofs.** The node stores receipts and transactions per block; the proof of one of
+  them is rebuilt from the block's items (``eth.db.trie.make_trie_root_and_nodes``, the very
+  function that computed the roots during import) by walking the trie from its root along
+  ``rlp(index)`` and keeping each hashed node.
+- **The validator-set change index.** Header N lists the set decided at N's post-state; a
+  *change* is a block whose list differs from its parent's. :class:`ProofBuilder` scans headers
+  once, incrementally, and keeps the change heights in memory.
+- **Finding events.** By transaction hash (the chain's transaction index), by cargo event id or
+  by subject reference (headers' blooms first, then receipts of the candidate blocks).
+
+Optional per event: a *disclosure* (the plaintext payload and, if the owner wishes, the data
+key that decrypts the ciphertext in the log), a subject reference, and for an ``Anchored``
+log the Merkle inclusion proof of one telemetry reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import rlp
+from eth.abc import BlockHeaderAPI
+from eth.db.trie import make_trie_root_and_nodes
+from eth_bloom import BloomFilter
+from eth_typing import Hash32
+from eth_utils.address import to_canonical_address
+
+from consensus import extradata, proofcheck
+from contracts import SYSTEM_ADDRESSES, anchors
+from contracts.cargo import CARGO_EVENT_TOPIC, subject_key
+from node.chain import ChainError, Ledger
+
+
+class ProofBuildError(ChainError):
+    """The requested event cannot be proven (unknown, failed, or inconsistent storage)."""
+
+
+@dataclass(frozen=True)
+class EventRef:
+    """One log to prove, and what to disclose with it."""
+
+    #: Block number.
+    block: int
+    #: Transaction index in the block.
+    transaction_index: int
+    #: Position of the log in its transaction's receipt.
+    log_index: int
+    #: The subject's reference number (checked against the subject key by the verifier).
+    subject_reference: str | None = None
+    #: Disclosure object (``docs/proof-format.md``), hex strings already.
+    disclosure: dict[str, Any] | None = None
+    #: Anchor object: ``{"reading": "0x…"}`` or ``{"readingHash": …}`` and ``"merkleProof"``.
+    anchor: dict[str, Any] | None = None
+
+
+def _hex(data: bytes) -> str:
+    return "0x" + bytes(data).hex()
+
+
+def trie_proof(root: bytes, nodes: Mapping[Any, bytes], key: bytes) -> list[bytes]:
+    """The hashed nodes (RLP, root first) on the path of ``key`` in the trie of ``root``.
+
+    Parameters
+    ----------
+    root : bytes
+        Root hash.
+    nodes : dict
+        Node hash → node RLP, holding at least the path.
+    key : bytes
+        The key (``rlp(index)`` in receipt and transaction tries).
+
+    Returns
+    -------
+    list of bytes
+        The proof as :func:`consensus.proofcheck.verify_mpt_proof` reads it.
+    """
+    path = proofcheck._nibbles(key)
+    reference: Any = root
+    proof: list[bytes] = []
+    for _ in range(len(path) + 64):
+        if isinstance(reference, bytes) and len(reference) == 32:
+            raw = nodes[reference]
+            proof.append(raw)
+            node = rlp.decode(raw)
+        else:
+            node = reference
+        if len(node) == 17:
+            if not path:
+                return proof
+            reference, path = node[path[0]], path[1:]
+        else:
+            segment, is_leaf = proofcheck._hex_prefix_decode(node[0])
+            if is_leaf:
+                return proof
+            reference, path = node[1], path[len(segment):]
+    raise ProofBuildError("trie path does not end")
+
+
+@dataclass
+class _BlockItems:
+    header: BlockHeaderAPI
+    receipts: tuple[bytes, ...]
+    transactions: tuple[bytes, ...]
+    receipt_nodes: Mapping[Any, bytes]
+    transaction_nodes: Mapping[Any, bytes]
+    #: Each receipt's logs as (address, topics, data).
+    logs: tuple[tuple[tuple[bytes, tuple[bytes, ...], bytes], ...], ...] = field(default=())
+
+
+class ProofBuilder:
+    """Builds proof bundles from a node's chain.
+
+    Parameters
+    ----------
+    ledger : Ledger
+        The node's chain (read only here).
+    """
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._scanned = 0
+        self._changes: list[int] = []
+        self._lists: dict[int, tuple[bytes, ...]] = {0: ledger.validators_at(ledger.genesis_header())}
+        self._last_list = self._lists[0]
+        self.cargo_ledger = to_canonical_address(SYSTEM_ADDRESSES["CargoLedger"])
+
+    # -- validator-set changes ---------------------------------------------------------------
+    def validator_changes(self, below: int) -> list[int]:
+        """Heights of the validator-set changes below block ``below`` (scanned once)."""
+        while self._scanned < below - 1:
+            number = self._scanned + 1
+            listed = self.ledger.validators_at(self.ledger.header_by_number(number))
+            if listed != self._last_list:
+                self._changes.append(number)
+                self._last_list = listed
+            self._scanned = number
+        return [n for n in self._changes if n < below]
+
+    # -- per-block items ---------------------------------------------------------------------
+    def _items(self, number: int) -> _BlockItems:
+        header = self.ledger.header_by_number(number)
+        block = self.ledger.block_by_header(header)
+        receipt_objects = self.ledger.receipts(header)
+        receipts = tuple(r.encode() for r in receipt_objects)
+        transactions = tuple(tx.encode() for tx in block.transactions)
+        receipt_root, receipt_nodes = make_trie_root_and_nodes(receipt_objects)
+        tx_root, tx_nodes = make_trie_root_and_nodes(block.transactions)
+        if receipt_root != header.receipt_root or tx_root != header.transaction_root:
+            raise ProofBuildError(f"block #{number}: stored receipts or transactions do not match its header")
+        logs = tuple(
+            tuple(
+                (bytes(log.address), tuple(t.to_bytes(32, "big") for t in log.topics), bytes(log.data))
+                for log in receipt.logs
+            )
+            for receipt in receipt_objects
+        )
+        return _BlockItems(header, receipts, transactions, receipt_nodes, tx_nodes, logs)
+
+    # -- finding events ----------------------------------------------------------------------
+    def ref_for_transaction(self, tx_hash: bytes, block_log_index: int) -> EventRef:
+        """The log at ``block_log_index`` (JSON-RPC's block-wide ``logIndex``) of a transaction.
+
+        Raises
+        ------
+        ProofBuildError
+            Unknown transaction, or the log is not one of this transaction's.
+        """
+        try:
+            number, tx_index = self.ledger.chaindb.get_transaction_index(Hash32(tx_hash))
+        except Exception as exc:  # py-evm's TransactionNotFound
+            raise ProofBuildError(f"transaction 0x{tx_hash.hex()} is not in the chain") from exc
+        receipts = self.ledger.receipts(self.ledger.header_by_number(number))
+        before = sum(len(r.logs) for r in receipts[:tx_index])
+        within = block_log_index - before
+        if not 0 <= within < len(receipts[tx_index].logs):
+            raise ProofBuildError(
+                f"log {block_log_index} of block #{number} is not a log of transaction 0x{tx_hash.hex()}"
+            )
+        return EventRef(number, tx_index, within)
+
+    def _scan(self, topic_index: int, topic: bytes, first: int = 1) -> list[EventRef]:
+        refs: list[EventRef] = []
+        for number in range(first, self.ledger.head().block_number + 1):
+            header = self.ledger.header_by_number(number)
+            if not header.bloom or topic not in BloomFilter(header.bloom):
+                continue
+            for tx_index, receipt in enumerate(self.ledger.receipts(header)):
+                for log_index, log in enumerate(receipt.logs):
+                    if (
+                        len(log.topics) == 4
+                        and log.address == self.cargo_ledger
+                        and log.topics[0] == int.from_bytes(CARGO_EVENT_TOPIC, "big")
+                        and log.topics[topic_index] == int.from_bytes(topic, "big")
+                    ):
+                        refs.append(EventRef(number, tx_index, log_index))
+        return refs
+
+    def refs_for_event_id(self, event_id: int) -> EventRef:
+        """The cargo event with this id; :class:`ProofBuildError` if there is none."""
+        found = self._scan(3, event_id.to_bytes(32, "big"))
+        if not found:
+            raise ProofBuildError(f"no cargo event {event_id}")
+        return found[0]
+
+    def refs_for_subject(self, reference: str) -> list[EventRef]:
+        """Every cargo event of a subject (container, B/L, ...), in chain order."""
+        found = self._scan(1, subject_key(reference))
+        if not found:
+            raise ProofBuildError(f"no cargo event for {reference!r}")
+        return [EventRef(r.block, r.transaction_index, r.log_index, subject_reference=reference)
+                for r in found]
+
+    # -- bundles -----------------------------------------------------------------------------
+    def bundle(self, refs: Sequence[EventRef]) -> dict[str, Any]:
+        """The proof bundle for ``refs``.
+
+        Returns
+        -------
+        dict
+            The bundle, ready for ``json.dump``.
+        """
+        if not refs:
+            raise ProofBuildError("nothing to prove")
+        items: dict[int, _BlockItems] = {}
+        events: list[dict[str, Any]] = []
+        for ref in refs:
+            if ref.block < 1 or ref.block > self.ledger.head().block_number:
+                raise ProofBuildError(f"block #{ref.block} is not in the chain")
+            block = items.get(ref.block) or items.setdefault(ref.block, self._items(ref.block))
+            if not 0 <= ref.transaction_index < len(block.receipts):
+                raise ProofBuildError(f"block #{ref.block} has no transaction {ref.transaction_index}")
+            logs = block.logs[ref.transaction_index]
+            if not 0 <= ref.log_index < len(logs):
+                raise ProofBuildError(
+                    f"transaction {ref.transaction_index} of block #{ref.block} has no log {ref.log_index}"
+                )
+            address, topics, data = logs[ref.log_index]
+            key = rlp.encode(ref.transaction_index)
+            event: dict[str, Any] = {
+                "block": ref.block,
+                "transactionIndex": ref.transaction_index,
+                "logIndex": ref.log_index,
+                "log": {"address": _hex(address), "topics": [_hex(t) for t in topics],
+                        "data": _hex(data)},
+                "receipt": _hex(block.receipts[ref.transaction_index]),
+                "receiptProof": [_hex(n) for n in trie_proof(
+                    block.header.receipt_root, block.receipt_nodes, key)],
+                "transaction": _hex(block.transactions[ref.transaction_index]),
+                "transactionProof": [_hex(n) for n in trie_proof(
+                    block.header.transaction_root, block.transaction_nodes, key)],
+            }
+            if ref.subject_reference is not None:
+                event["subjectReference"] = ref.subject_reference
+            if ref.disclosure is not None:
+                event["disclosure"] = ref.disclosure
+            if ref.anchor is not None:
+                event["anchor"] = ref.anchor
+            events.append(event)
+        highest = max(items)
+        changes = self.validator_changes(highest)
+        return {
+            "format": proofcheck.FORMAT,
+            "chainId": self.ledger.chain_id,
+            "genesisValidators": [_hex(v) for v in self.ledger.validators_at(self.ledger.genesis_header())],
+            "validatorChanges": [_hex(self._header_rlp(n)) for n in changes],
+            "headers": [_hex(self._header_rlp(n)) for n in sorted(items)],
+            "events": events,
+        }
+
+    def _header_rlp(self, number: int) -> bytes:
+        encoded: bytes = rlp.encode(self.ledger.header_by_number(number))
+        return encoded
+
+
+def disclosure(
+    plaintext: bytes,
+    *,
+    data_key: bytes | None = None,
+    nonce: bytes | None = None,
+    ciphertext_offset: int = 0,
+    ciphertext_length: int | None = None,
+    compression: str = "none",
+    aad: bytes = b"",
+) -> dict[str, Any]:
+    """A disclosure object: the plaintext, and optionally the key that opens the ciphertext.
+
+    Parameters
+    ----------
+    plaintext : bytes
+        The payload whose Keccak-256 is the event's payload hash.
+    data_key, nonce : bytes, optional
+        The record's AES-256-GCM key (32 bytes) and nonce; omit both to disclose the plaintext
+        only (checked against the hash, not against the ciphertext).
+    ciphertext_offset, ciphertext_length : int
+        Where the ciphertext (followed by its 16-byte tag) lies in the event's payload.
+    compression : str
+        ``"none"`` or ``"zlib"`` (applied before encryption).
+    aad : bytes
+        Associated data authenticated by GCM.
+    """
+    doc: dict[str, Any] = {"plaintext": _hex(plaintext)}
+    if data_key is not None:
+        if nonce is None:
+            raise ProofBuildError("a disclosed data key needs its nonce")
+        doc.update(
+            dataKey=_hex(data_key),
+            nonce=_hex(nonce),
+            ciphertextOffset=ciphertext_offset,
+            compression=compression,
+        )
+        if ciphertext_length is not None:
+            doc["ciphertextLength"] = ciphertext_length
+        if aad:
+            doc["aad"] = _hex(aad)
+    return doc
+
+
+def anchor_item(reading_hashes: Sequence[bytes], index: int, reading: bytes | None = None) -> dict[str, Any]:
+    """The anchor object proving reading ``index`` of an anchored batch.
+
+    Parameters
+    ----------
+    reading_hashes : sequence of bytes
+        The batch's reading hashes, in the order anchored.
+    index : int
+        The reading to prove.
+    reading : bytes, optional
+        The reading's canonical bytes; when given, the verifier hashes them itself.
+    """
+    doc: dict[str, Any] = {"merkleProof": [_hex(s) for s in anchors.merkle_proof(list(reading_hashes), index)]}
+    if reading is not None:
+        doc["reading"] = _hex(reading)
+    else:
+        doc["readingHash"] = _hex(reading_hashes[index])
+    return doc
+
+
+def verify_with_genesis(bundle: dict[str, Any], ledger: Ledger) -> proofcheck.Verified:
+    """Verify a bundle against the ledger's own genesis (a builder's self-check)."""
+    return proofcheck.verify_bundle(bundle, ledger.genesis.raw)
+
+
+def sealers(header: BlockHeaderAPI) -> tuple[bytes, ...]:
+    """Signers of a header's commit seals, in seal order."""
+    digest = extradata.commit_digest(header)
+    return tuple(extradata.recover_signer(digest, s) for s in extradata.decode(header.extra_data).seals)
