@@ -28,3 +28,10 @@ def builder(sealed: Sealed) -> ProofBuilder:
 def genesis_doc(sealed: Sealed) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads(sealed.genesis_path.read_text())
     return doc
+
+
+@pytest.fixture(scope="session")
+def bundles(sealed: Sealed, builder: ProofBuilder) -> dict[str, dict[str, Any]]:
+    from tests.proofs.test_bundles import make_bundles
+
+    return make_bundles(sealed, builder)

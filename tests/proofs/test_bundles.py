@@ -180,7 +180,7 @@ def _set_seal(raw_hex: str, index: int, seal: bytes) -> str:
     return _set_extra(raw_hex, edit)
 
 
-def _bundles(sealed: Sealed, builder: ProofBuilder) -> dict[str, dict[str, Any]]:
+def make_bundles(sealed: Sealed, builder: ProofBuilder) -> dict[str, dict[str, Any]]:
     hashes = [keccak(r) for r in sealed.readings]
     return {
         "gate-out": builder.bundle([
@@ -286,8 +286,9 @@ CATALOGUE: list[tuple[str, str, Callable[[Sealed, ProofBuilder, dict[str, Any]],
     ("seal with a bad recovery id", "gate-out",
      lambda s, b, x: x["headers"].__setitem__(0, _set_seal(x["headers"][0], 0, _header_seal(x["headers"][0], 0)[:64] + b"\x07")),
      Reason.SEAL_UNRECOVERABLE),
-    ("seal signature altered", "gate-out",
-     lambda s, b, x: x["headers"].__setitem__(0, _set_seal(x["headers"][0], 1, b"\x01" + _header_seal(x["headers"][0], 1)[1:])),
+    ("seal over another digest (signature altered)", "gate-out",
+     lambda s, b, x: x["headers"].__setitem__(0, _set_seal(x["headers"][0], 1, extradata.sign_seal(
+         keccak(b"another header"), s.keys[min(s.keys)]))),
      Reason.SEAL_NON_VALIDATOR),
     ("duplicated seal", "gate-out",
      lambda s, b, x: x["headers"].__setitem__(0, _set_seal(x["headers"][0], 1, _header_seal(x["headers"][0], 0))),
@@ -349,11 +350,6 @@ def _change_receipts_root(raw_hex: str) -> str:
     fields = _header(raw_hex)
     fields[5] = keccak(b"another receipts root")
     return "0x" + rlp.encode(fields).hex()
-
-
-@pytest.fixture(scope="module")
-def bundles(sealed: Sealed, builder: ProofBuilder) -> dict[str, dict[str, Any]]:
-    return _bundles(sealed, builder)
 
 
 def test_catalogue_bundles_verify_untampered(bundles: dict[str, dict[str, Any]], genesis_doc: Any) -> None:
