@@ -544,6 +544,47 @@ class Outbox:
             ).fetchone()
         return None if row[0] is None else int(row[0])
 
+    def used_nonces(self, sender: str, at_least: int) -> set[int]:
+        """Nonces ``>= at_least`` of ``sender``'s persisted transactions that may be on chain.
+
+        Every status but ``rejected`` counts (a dropped transaction's nonce was taken by
+        another transaction, a mined or reverted one's by itself).
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT nonce FROM txs WHERE sender = ? AND nonce >= ? AND status != 'rejected'",
+                (sender, at_least),
+            ).fetchall()
+        return {int(r[0]) for r in rows}
+
+    def batch_limits(self, op_ids: Iterable[int]) -> dict[int, int]:
+        """The batch limit (0: none) of each operation."""
+        ids = list(op_ids)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT op_id, batch_limit FROM ops WHERE op_id IN ({','.join('?' * len(ids))})",
+                ids,
+            ).fetchall()
+        return {int(a): int(b) for a, b in rows}
+
+    def fail_unsent(self, failures: dict[int, str]) -> list[Receipt]:
+        """Fail accepted operations that can never be sent (e.g. a reader who is no member)."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for op_id, reason in failures.items():
+                    self._db.execute(
+                        "UPDATE ops SET status = 'failed', error = ?, done_at = ?"
+                        " WHERE op_id = ? AND status = 'accepted'",
+                        (reason, now, op_id),
+                    )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return self.receipts(failures)
+
     def persist_tx(
         self,
         *,

@@ -1,0 +1,256 @@
+"""The submitter against a real node process: batching, sealing, finality, bisecting, nonces.
+
+One ``portledger node`` (the repository genesis, one validator) serves the module; every test
+uses its own outbox and keystore, so tests share only the chain (and the demo accounts'
+nonces, which the nonce manager reads from the chain).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from contracts.cargo import RECORD_SELECTOR
+from gateway import abi
+from gateway.keystore import Keystore
+from gateway.nodeclient import NodeClient, NodeUnavailable, RpcError
+from gateway.outbox import Operation, Outbox, Receipt
+from gateway.submitter import Submitter
+from tests.conftest import NodeProcess, free_port
+from tests.gateway.writepath_fixtures import (
+    TERMINAL,
+    chain_cargo_events,
+    demo_keystore,
+    event_op,
+    open_keys,
+    rpc,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory, genesis_path: Path) -> Iterator[NodeProcess]:
+    proc = NodeProcess(tmp_path_factory.mktemp("submitter") / "node", genesis_path).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Keystore:
+    return demo_keystore(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture
+async def parts(tmp_path: Path, node: NodeProcess) -> AsyncIterator[tuple[Outbox, NodeClient]]:
+    box = Outbox(tmp_path / "outbox.sqlite")
+    client = NodeClient([node.url], timeout=5.0)
+    yield box, client
+    await client.close()
+    box.close()
+
+
+async def chain_org(client: NodeClient, store: Keystore, org: int) -> int:
+    org_id, _ = await client.call("Consortium", "memberOf", store.get(org).address)
+    return int(org_id)
+
+
+async def drain(sub: Submitter, box: Outbox, keys: list[str], org: int = TERMINAL,
+                timeout: float = 60.0) -> list[Receipt]:
+    await sub.start()
+    try:
+        return [await sub.wait_final(org, k, timeout) for k in keys]
+    finally:
+        await sub.stop()
+
+
+async def test_events_go_final_once_with_event_ids_in_order(
+    parts: tuple[Outbox, NodeClient], store: Keystore, node: NodeProcess
+) -> None:
+    box, client = parts
+    start = await client.block_number()
+    ops = [event_op(i, f"order-{i}") for i in range(23)]
+    box.accept(TERMINAL, ops[:10])
+    box.accept(TERMINAL, ops[10:])
+    sub = Submitter(box, client, store, batch_max_events=10, batch_window_ms=50)
+    seen: list[Receipt] = []
+    sub.add_listener(seen.extend)
+    done = await drain(sub, box, [op.idempotency_key for op in ops])
+    assert [r.status for r in done] == ["final"] * 23
+    assert sorted(Counter(r.tx_hash for r in done).values()) == [3, 10, 10]
+    ids = [r.event_id for r in done]
+    assert ids == sorted(ids) and len(set(ids)) == 23  # acceptance order, no duplicate
+    assert {r.op_id for r in seen} == {r.op_id for r in done}
+    # on chain: exactly these events, readable by their owner
+    me = await chain_org(client, store, TERMINAL)
+    on_chain = chain_cargo_events(node.url, start)
+    mine = [(ev, log) for ev, log in on_chain if ev.publisher == me]
+    keys = Counter(k for _, k in open_keys(mine, store, {me: TERMINAL}) if k.startswith("order-"))
+    assert keys == Counter(op.idempotency_key for op in ops)
+    by_key = dict(zip([op.idempotency_key for op in ops], done, strict=True))
+    for ev, log in mine:
+        assert by_key[f"order-{ev.event_time - 1_767_225_600}"].event_id == ev.event_id
+        assert int(log["blockNumber"], 16) == by_key[f"order-{ev.event_time - 1_767_225_600}"].block
+
+
+async def test_partial_batch_waits_for_the_window(
+    parts: tuple[Outbox, NodeClient], store: Keystore
+) -> None:
+    box, client = parts
+    sub = Submitter(box, client, store, batch_max_events=100, batch_window_ms=1500)
+    box.accept(TERMINAL, [event_op(100, "w-0")])
+    await sub.start()
+    try:
+        await asyncio.sleep(0.5)
+        assert box.status(TERMINAL, "w-0").status == "accepted"  # window still open
+        box.accept(TERMINAL, [event_op(101, "w-1"), event_op(102, "w-2")])
+        done = [await sub.wait_final(TERMINAL, f"w-{i}", 30) for i in range(3)]
+    finally:
+        await sub.stop()
+    assert {r.status for r in done} == {"final"}
+    assert len({r.tx_hash for r in done}) == 1  # one batch
+
+
+async def test_reverted_batch_is_bisected_to_the_offending_event(
+    parts: tuple[Outbox, NodeClient], store: Keystore
+) -> None:
+    box, client = parts
+    ops = [event_op(200 + i, f"b-{i}") for i in range(7)]
+    bad = event_op(300, "b-bad", kind="CUSTOMS.CUSR")  # a terminal may not publish this
+    box.accept(TERMINAL, [*ops[:3], bad, *ops[3:]])
+    sub = Submitter(box, client, store, batch_max_events=50, batch_window_ms=10)
+    done = await drain(sub, box, [*[o.idempotency_key for o in ops], "b-bad"])
+    assert [r.status for r in done[:7]] == ["final"] * 7
+    assert done[7].status == "failed" and "customs" in (done[7].error or "")
+    assert len({r.event_id for r in done[:7]}) == 7
+
+
+async def test_calls_go_alone_and_a_revert_fails_with_its_reason(
+    parts: tuple[Outbox, NodeClient], store: Keystore
+) -> None:
+    box, client = parts
+    cargo = abi.address("CargoLedger")
+    empty = Operation("c-empty", "call", to=cargo, data=RECORD_SELECTOR, summary="empty record")
+    box.accept(TERMINAL, [event_op(400, "c-0"), empty, event_op(401, "c-1")])
+    sub = Submitter(box, client, store, batch_max_events=50, batch_window_ms=10)
+    done = await drain(sub, box, ["c-0", "c-empty", "c-1"])
+    assert [r.status for r in done] == ["final", "failed", "final"]
+    assert "empty batch" in (done[1].error or "")
+    assert len({r.tx_hash for r in done}) == 3  # the call split the events into two batches
+    assert done[0].block <= done[2].block
+
+
+async def test_unknown_named_reader_fails_clearly(
+    parts: tuple[Outbox, NodeClient], store: Keystore
+) -> None:
+    box, client = parts
+    box.accept(TERMINAL, [event_op(500, "r-bad", readers=(999_999,)), event_op(501, "r-ok")])
+    sub = Submitter(box, client, store, batch_window_ms=10)
+    bad, ok = await drain(sub, box, ["r-bad", "r-ok"])
+    assert bad.status == "failed" and "999999" in (bad.error or "")
+    assert ok.status == "final"
+
+
+async def test_restart_with_a_tx_persisted_but_never_sent(
+    parts: tuple[Outbox, NodeClient], store: Keystore
+) -> None:
+    box, client = parts
+    box.accept(TERMINAL, [event_op(600 + i, f"p-{i}") for i in range(5)])
+    first = Submitter(box, client, store, batch_window_ms=0)
+    tx = await first._build(TERMINAL, store.get(TERMINAL))  # signed and persisted, then "killed"
+    assert tx is not None and box.status(TERMINAL, "p-0").status == "sent"
+    second = Submitter(box, client, store, batch_window_ms=0)
+    done = await drain(second, box, [f"p-{i}" for i in range(5)])
+    assert {r.status for r in done} == {"final"}
+    assert {r.tx_hash for r in done} == {tx.tx_hash}  # the very bytes persisted before the kill
+
+
+async def test_restart_with_a_tx_sent_but_its_receipt_never_recorded(
+    parts: tuple[Outbox, NodeClient], store: Keystore
+) -> None:
+    box, client = parts
+    box.accept(TERMINAL, [event_op(700 + i, f"s-{i}") for i in range(4)])
+    first = Submitter(box, client, store, batch_window_ms=0)
+    keys = store.get(TERMINAL)
+    tx = await first._build(TERMINAL, keys)
+    assert tx is not None
+    await client.send_raw(tx.raw)  # sent; then the gateway "dies" before it sees the receipt
+    for _ in range(100):
+        if await client.receipt(tx.tx_hash):
+            break
+        await asyncio.sleep(0.1)
+    second = Submitter(box, client, store, batch_window_ms=0)
+    done = await drain(second, box, [f"s-{i}" for i in range(4)])
+    assert {r.tx_hash for r in done} == {tx.tx_hash} and {r.status for r in done} == {"final"}
+    assert len(box.live_txs()) == 0
+
+
+async def test_a_nonce_taken_by_another_tx_requeues_the_operations_once(
+    parts: tuple[Outbox, NodeClient], store: Keystore
+) -> None:
+    box, client = parts
+    box.accept(TERMINAL, [event_op(800 + i, f"n-{i}") for i in range(3)])
+    keys = store.get(TERMINAL)
+    first = Submitter(box, client, store, batch_window_ms=0)
+    tx = await first._build(TERMINAL, keys)
+    assert tx is not None
+    # someone else with the same key takes the nonce before the persisted tx is ever sent
+    chain_id = await client.chain_id()
+    other = Account.sign_transaction(
+        {"type": 2, "chainId": chain_id, "nonce": tx.nonce, "to": abi.address("CargoLedger"),
+         "value": 0, "gas": 100_000, "maxFeePerGas": 0, "maxPriorityFeePerGas": 0,
+         "data": RECORD_SELECTOR},
+        keys.signing_key,
+    )
+    other_hash = await client.send_raw(bytes(other.raw_transaction))
+    for _ in range(100):
+        if await client.receipt(other_hash):
+            break
+        await asyncio.sleep(0.1)
+    second = Submitter(box, client, store, batch_window_ms=0)
+    done = await drain(second, box, [f"n-{i}" for i in range(3)])
+    assert {r.status for r in done} == {"final"}
+    assert tx.tx_hash not in {r.tx_hash for r in done}  # recorded by a new transaction
+    assert await client.receipt(tx.tx_hash) is None
+
+
+async def test_failover_across_a_dead_url(node: NodeProcess) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    client = NodeClient([dead, node.url], timeout=2.0, rounds=1)
+    try:
+        assert await client.block_number() >= 0
+        assert client.current_url == node.url  # remembered
+        with pytest.raises(RpcError):
+            await client.request("no_such_method", [])
+        assert client.current_url == node.url  # an error answer is not a failover
+    finally:
+        await client.close()
+    all_dead = NodeClient([dead], timeout=1.0, rounds=2, backoff=0.05)
+    try:
+        with pytest.raises(NodeUnavailable):
+            await all_dead.block_number()
+    finally:
+        await all_dead.close()
+
+
+async def test_submitter_over_a_dead_url_first(
+    tmp_path: Path, node: NodeProcess, store: Keystore
+) -> None:
+    box = Outbox(tmp_path / "o.sqlite")
+    client = NodeClient([f"http://127.0.0.1:{free_port()}", node.url], timeout=2.0)
+    try:
+        box.accept(TERMINAL, [event_op(900 + i, f"f-{i}") for i in range(3)])
+        sub = Submitter(box, client, store, batch_window_ms=0)
+        done = await drain(sub, box, [f"f-{i}" for i in range(3)])
+        assert {r.status for r in done} == {"final"}
+    finally:
+        await client.close()
+        box.close()
+    assert rpc(node.url, "eth_chainId", [])
