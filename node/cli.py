@@ -378,9 +378,27 @@ def import_command(datadir: str, file: str) -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="... against this genesis.",
 )
-def replay(datadir: str | None, blocks_file: str | None, genesis_path: str | None) -> None:
-    """Re-execute the chain from genesis, checking every state, transaction and receipt root."""
-    from node.replay import replay_blocks
+@click.option("--subject", default=None, help="Keep this reference's full event history.")
+@click.option("--export-csv", type=click.Path(dir_okay=False), default=None, help="Subject history as CSV.")
+@click.option("--export-json", type=click.Path(dir_okay=False), default=None, help="Subject history as JSON.")
+@click.option("--report-json", type=click.Path(dir_okay=False), default=None, help="The whole audit report as JSON.")
+@click.option("--no-report", is_flag=True, help="Only verify; print no audit report.")
+def replay(
+    datadir: str | None,
+    blocks_file: str | None,
+    genesis_path: str | None,
+    subject: str | None,
+    export_csv: str | None,
+    export_json: str | None,
+    report_json: str | None,
+    no_report: bool,
+) -> None:
+    """Re-execute the chain from genesis, checking every state, transaction and receipt root;
+    then print the auditor's report (events, validator participation, governance, anomalies)."""
+    from node.replay import AuditReport, replay_blocks
+
+    if (export_csv or export_json) and not subject:
+        raise click.ClickException("--export-csv / --export-json need --subject")
 
     if datadir:
         source = DataDir(datadir).open_ledger()
@@ -397,11 +415,25 @@ def replay(datadir: str | None, blocks_file: str | None, genesis_path: str | Non
         total = None
     else:
         raise click.ClickException("give --datadir, or --blocks with --genesis")
+    report = None if no_report else AuditReport(genesis, subject=subject)
     with tempfile.TemporaryDirectory(prefix="portledger-replay-") as scratch:
-        summary = replay_blocks(genesis, blocks, scratch, total=total)
+        summary = replay_blocks(
+            genesis, blocks, scratch, total=total,
+            observe=report.observe if report is not None else None,
+        )
     if source is not None:
         source.db.close()
     click.echo(summary.describe())
+    if report is not None:
+        from rich.console import Console
+
+        report.render(Console(width=140))
+        if report_json:
+            import json
+
+            Path(report_json).write_text(json.dumps(report.as_dict(), indent=1) + "\n")
+        if subject:
+            report.export_history(export_csv, export_json)
     if summary.failure:
         sys.exit(1)
 

@@ -75,6 +75,7 @@ class ChainBuilder:
     def __init__(self, root: Path) -> None:
         members, addresses = demo_members(4)
         doc = build_genesis(members, addresses, qbft=QbftConfig(), timelock=0)
+        root.mkdir(parents=True, exist_ok=True)
         self.genesis_path = root / "genesis.json"
         self.genesis_path.write_text(json.dumps(doc, indent=2))
         self.genesis = Genesis.from_json(doc)
@@ -212,5 +213,9 @@ def build_chain(root: Path) -> Sealed:
         [anchors.KINDS["REEFER"], anchors.merkle_root(hashes), len(hashes), t0, t0 + 6]))])
     assert r.receipts[0].state_root == b"\x01", "anchor reverted"
     out.anchor = (r.block.transactions[0].hash, 0)
-    b.seal([b.cargo(3, [event("MSCU7654321", "TRANSPORT.DEPA", t0 + 300)])])
+    r = b.seal([b.cargo(3, [event("MSCU7654321", "TRANSPORT.DEPA", t0 + 300)])])
+    departed = int.from_bytes(r.receipts[0].logs[0].topics[3].to_bytes(32, "big"), "big")
+    # The carrier retracts it, in a block committed after a round change.
+    b.seal([b.cargo(3, [event("MSCU7654321", "TRANSPORT.DEPA", t0 + 360, retracts=departed)])],
+           round_=1)
     return out
