@@ -389,7 +389,9 @@ class EventFilter:
     limit: int = 100
     """At most this many, in event-id order."""
     readers_any: Sequence[int] = field(default_factory=tuple)
-    """Only events naming one of these readers (with :attr:`publishers`: OR-ed with them)."""
+    """Only events naming one of these readers (OR-ed with :attr:`publishers`)."""
+    granted: Sequence[tuple[int, bytes]] = field(default_factory=tuple)
+    """``(owner, subject)`` pairs whose events also match (OR-ed with :attr:`publishers`)."""
 
 
 # -- the interface ----------------------------------------------------------------------------
@@ -468,6 +470,10 @@ class ReadModel(abc.ABC):
     @abc.abstractmethod
     def grants_to(self, reader: int, targets: Sequence[bytes]) -> list[Grant]:
         """Every active grant to ``reader`` on any of ``targets`` (any owner)."""
+
+    @abc.abstractmethod
+    def grants_of_reader(self, reader: int, limit: int = 10_000) -> list[Grant]:
+        """Every active grant to ``reader``."""
 
     # anchors, declarations
     @abc.abstractmethod
@@ -928,6 +934,9 @@ class SqliteReadModel(ReadModel):
             who.append(
                 f"e.event_id IN (SELECT event_id FROM event_readers WHERE reader IN ({marks}))"
             )
+        for owner, subject in flt.granted:
+            who.append("(e.publisher = ? AND e.subject = ?)")
+            args.extend((owner, subject))
         if who:
             where.append("(" + " OR ".join(who) + ")")
         if flt.type_codes:
@@ -1009,6 +1018,14 @@ class SqliteReadModel(ReadModel):
             "SELECT owner, scope, target, reader, expiry, wrapped_key, block, active FROM grants "
             f"WHERE reader = ? AND target IN ({marks}) AND active = 1",  # noqa: S608
             (reader, *targets),
+        ).fetchall()
+        return [self._grant(r) for r in rows]
+
+    def grants_of_reader(self, reader: int, limit: int = 10_000) -> list[Grant]:
+        rows = self._db.execute(
+            "SELECT owner, scope, target, reader, expiry, wrapped_key, block, active FROM grants "
+            "WHERE reader = ? AND active = 1 LIMIT ?",
+            (reader, limit),
         ).fetchall()
         return [self._grant(r) for r in rows]
 

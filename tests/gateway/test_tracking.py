@@ -1,0 +1,315 @@
+"""Tracking: the visibility matrix, the house-B/L subset rule, the resolver's suggestions, the
+access log and the HTTP routes — over a read model holding really sealed envelopes and a real
+keystore (the demo members' development keys)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from contracts.cargo import subject_key
+from gateway import confidential, errors, keystore, readmodel, tracking
+from gateway.config import CONFIG, GatewayConfig
+from gateway.events import CanonicalEvent
+from gateway.principal import PRINCIPAL, ROLE_SCOPES, Principal
+from gateway.readmodel import (
+    Cursor,
+    EventAdded,
+    Grant,
+    GrantChange,
+    HouseChange,
+    IndexedEvent,
+    MasterContainers,
+    Organisation,
+    OrgChange,
+    SqliteReadModel,
+)
+from gateway.tracking import EventQuery, Tracking, grant_context
+from node.genesis import DEMO_ORGANISATIONS, dev_key
+from tests.gateway import readside_fixtures as rs
+
+T0 = 1_780_000_000
+NOW = T0 + 86_400
+C1, C2, C3 = (rs.container("PCOU", n) for n in (200001, 200002, 200003))
+MBL, HBL = "PCOL2024000777", "HFF20240042"
+OTHER = rs.container("MSKU", 300001)
+
+#: gateway organisation ids of the hosted demo members (gateway id = 100 + chain id)
+GW = {c: 100 + c for c in range(1, 14)}
+
+
+def principal(chain_org: int) -> Principal:
+    return Principal(org_id=GW[chain_org], chain_org=chain_org, user_id=None, role="system",
+                     scopes=ROLE_SCOPES["member"], via="api_key", credential_id=f"k{chain_org}")
+
+
+class Builder:
+    """Seals canonical events with the fixtures' keys and writes them to a read model."""
+
+    def __init__(self, model: SqliteReadModel) -> None:
+        self.model = model
+        self.next_id = 1 << 16
+        self.changes: list[Any] = [
+            OrgChange(Organisation(i + 1, name, 0, rs.x25519_public(i + 1), True))
+            for i, (name, _) in enumerate(DEMO_ORGANISATIONS)
+        ]
+
+    def add(self, event: CanonicalEvent, owner: int, *, readers=(), reference=False,
+            key_version: int = 0, retracts: int = 0, recorded: int | None = None) -> int:
+        cargo = rs.seal(event, owner, readers=readers, reference=reference, key_version=key_version)
+        info = confidential.envelope_info(cargo.payload)
+        self.next_id += 1
+        self.changes.append(EventAdded(IndexedEvent(
+            event_id=self.next_id, block=self.next_id - (1 << 16), tx_hash=b"\x11" * 32,
+            log_index=0,
+            block_time=event.event_time + 60 if recorded is None else recorded, publisher=owner,
+            subject=event.subject.key, type_code=event.type_code, classifier=3,
+            event_time=event.event_time, location=event.location, retracts=retracts,
+            payload_hash=cargo.payload_hash, envelope=cargo.payload,
+            key_version=info.key_version, readers=info.readers,
+            reference_readable=info.reference_readable,
+        )))
+        return self.next_id
+
+    def grant(self, owner: int, subject_value: str, reader: int, *, version: int = 0,
+              expiry: int = 0, active: bool = True) -> None:
+        subject = subject_key(subject_value)
+        secret = confidential.pack_subject_grant(
+            confidential.subject_key(rs.master_secret(owner), subject, version), version)
+        wrapped = confidential.wrap_key(secret, reader_public=rs.x25519_public(reader),
+                                        context=grant_context(owner, subject, reader))
+        self.changes.append(GrantChange(Grant(owner, 1, subject, reader, expiry, wrapped, 1,
+                                              active)))
+
+    def commit(self) -> None:
+        self.model.apply(self.changes, Cursor(1, b"\x01" * 32), self.model.cursor())
+        self.changes = []
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> dict[str, Any]:
+    model = SqliteReadModel(tmp_path / "readmodel.db")
+    store = keystore.Keystore(tmp_path / "keystore", "test passphrase")
+    for chain_org in (rs.TERMINAL, rs.CARRIER, rs.FORWARDER, rs.CUSTOMS, rs.BANK, rs.TRADER):
+        store.import_keys(GW[chain_org], signing_key=dev_key(f"org:{chain_org - 1}").to_bytes(),
+                          x25519_private=rs.x25519_private(chain_org),
+                          master_secret=rs.master_secret(chain_org))
+    b = Builder(model)
+    ids: dict[str, int] = {}
+    # the carrier's master B/L record lists all three containers and the vessel (by reference)
+    ids["mbl"] = b.add(rs.event("mbl", MBL, "SHIPMENT.ISSU", T0, related=[
+        ("container", C1), ("container", C2), ("container", C3)],
+        details={"vessel": {"name": "PACIFIC STAR", "imo": "9321483"}}), rs.CARRIER,
+        reference=True)
+    ids["eta"] = b.add(rs.event("mbl", MBL, "TRANSPORT.ARRI", T0 + 10 * 86_400,
+                                classifier="EST", location="HKHKG"), rs.CARRIER, reference=True,
+                       recorded=T0 + 20)
+    # the forwarder's house record names the master and two containers; a lying third mention
+    ids["hbl"] = b.add(rs.event("hbl", HBL, "SHIPMENT.ISSU", T0 + 5, related=[
+        ("mbl", MBL), ("container", C1), ("container", C2), ("container", C3)]), rs.FORWARDER,
+        reference=True)
+    # terminal and customs events per container, readable by reference holders
+    for n, c in enumerate((C1, C2, C3)):
+        ids[f"disc{n}"] = b.add(rs.event("container", c, "TERMINAL.DISC", T0 + 100 + n),
+                                rs.TERMINAL, reference=True)
+    ids["hold"] = b.add(rs.event("container", C1, "CUSTOMS.CUSH", T0 + 200), rs.CUSTOMS,
+                        reference=True)
+    ids["release"] = b.add(rs.event("container", C1, "CUSTOMS.CUSR", T0 + 300), rs.CUSTOMS,
+                           reference=True)
+    ids["reefer"] = b.add(rs.event("container", C2, "REEFER.MEAS", T0 + 150,
+                                   details={"temperature": -18.2, "setpoint": -18.0}),
+                          rs.TERMINAL, reference=True)
+    # private (named) records
+    ids["named"] = b.add(rs.event("container", OTHER, "TERMINAL.GTIN", T0 + 400), rs.TERMINAL,
+                         readers=[rs.CARRIER])
+    ids["private"] = b.add(rs.event("container", OTHER, "TERMINAL.LOAD", T0 + 500), rs.TERMINAL)
+    b.changes += [
+        MasterContainers(subject_key(MBL), rs.CARRIER,
+                         tuple(subject_key(c) for c in (C1, C2, C3)), 1),
+        HouseChange(subject_key(HBL), subject_key(MBL), rs.FORWARDER,
+                    (subject_key(C1), subject_key(C2)), 1),
+    ]
+    b.commit()
+    track = Tracking(model, store, clock=lambda: NOW)
+    yield {"model": model, "store": store, "builder": b, "ids": ids, "tracking": track}
+    model.close()
+
+
+def visible(track: Tracking, chain_org: int, ref_kind: str, value: str) -> dict[int, str]:
+    query = EventQuery(references=(rs.events.Reference(ref_kind, value),))
+    found, _ = asyncio.run(track.events(principal(chain_org), query, None, 100))
+    return {v.event_id: v.readable_via for v in found}
+
+
+def test_visibility_matrix(world: dict[str, Any]) -> None:
+    track, ids, b = world["tracking"], world["ids"], world["builder"]
+    other = subject_key(OTHER)
+    grant_ids = {ids["named"], ids["private"]}
+    # owner and named; nobody else without a grant (holding the number is not enough here)
+    assert visible(track, rs.TERMINAL, "container", OTHER) == {
+        ids["named"]: "owner", ids["private"]: "owner"}
+    assert visible(track, rs.CARRIER, "container", OTHER) == {ids["named"]: "named"}
+    assert visible(track, rs.BANK, "container", OTHER) == {}
+    # a subject grant in force: every record of the owner on that subject
+    b.grant(rs.TERMINAL, OTHER, rs.BANK)
+    b.commit()
+    assert visible(track, rs.BANK, "container", OTHER) == {i: "grant" for i in grant_ids}
+    # the grant found without the caller naming the reference (DCSA-style listing)
+    listed, _ = asyncio.run(track.events(principal(rs.BANK), EventQuery(), None, 100))
+    assert {v.event_id for v in listed} == grant_ids
+    # expired
+    b.grant(rs.TERMINAL, OTHER, rs.BANK, expiry=NOW - 1)
+    b.commit()
+    assert visible(track, rs.BANK, "container", OTHER) == {}
+    # revoked
+    b.grant(rs.TERMINAL, OTHER, rs.BANK, active=False)
+    b.commit()
+    assert visible(track, rs.BANK, "container", OTHER) == {}
+    # re-granted with version 0 after the owner moved to version 1: only the old records
+    newer = b.add(rs.event("container", OTHER, "TERMINAL.GTOT", T0 + 600), rs.TERMINAL,
+                  key_version=1)
+    b.grant(rs.TERMINAL, OTHER, rs.BANK, version=0)
+    b.commit()
+    assert visible(track, rs.BANK, "container", OTHER) == {i: "grant" for i in grant_ids}
+    assert newer not in visible(track, rs.BANK, "container", OTHER)
+    assert model_event(world, newer).subject == other
+    # reference: readable by whoever holds the number, not by anyone else
+    assert visible(track, rs.BANK, "container", C3) == {ids["disc2"]: "reference"}
+    listed, _ = asyncio.run(track.events(principal(rs.TRADER), EventQuery(), None, 100))
+    assert listed == []
+    # retracted events are shown as retracted
+    fix = b.add(rs.event("container", C3, "TERMINAL.DISC", T0 + 103), rs.TERMINAL,
+                reference=True, retracts=ids["disc2"])
+    b.commit()
+    seen = visible(track, rs.BANK, "container", C3)
+    assert set(seen) == {ids["disc2"], fix}
+    view = track.shipment_of(principal(rs.BANK), C3)
+    flags = {e["eventId"]: e["retracted"] for e in view["timeline"]}
+    assert flags == {ids["disc2"]: True, fix: False}
+
+
+def model_event(world: dict[str, Any], event_id: int) -> IndexedEvent:
+    return world["model"].event(event_id)
+
+
+def test_the_plaintext_cache_is_consulted_only_after_the_authorisation_check(world: dict[str, Any]) -> None:
+    track, ids = world["tracking"], world["ids"]
+    assert visible(track, rs.TERMINAL, "container", OTHER)  # cached by the owner's read
+    assert visible(track, rs.BANK, "container", OTHER) == {}  # cache is not a way in
+    assert track._plain.get(ids["private"]) is not None
+
+
+def test_house_bill_holder_sees_exactly_the_covered_containers(world: dict[str, Any]) -> None:
+    track, ids = world["tracking"], world["ids"]
+    view = asyncio.run(track.shipment(principal(rs.TRADER), HBL.lower()))
+    assert view["kind"] == "hbl" and view["reference"] == HBL
+    assert [c["number"] for c in view["containers"]] == [C1, C2]
+    shown = {e["eventId"] for e in view["timeline"]}
+    assert ids["disc2"] not in shown and ids["mbl"] not in shown
+    assert C3 not in str(view)  # not even as a related reference of a record
+    assert {ids["hbl"], ids["disc0"], ids["disc1"], ids["hold"], ids["release"]} <= shown
+    c1, c2 = view["containers"]
+    assert c1["status"] == "customs-released" and c2["status"] == "discharged"
+    assert c2["reefer"]["temperature"] == -18.2 and c2["reefer"]["setpoint"] == -18.0
+    assert view["vessel"]["name"] == "PACIFIC STAR" and view["vessel"]["imo"] == "9321483"
+    assert view["vessel"]["eta"]["classifier"] == "EST"
+    assert view["vessel"]["eta"]["source"].startswith("Pacific Ocean Line")
+    assert view["vessel"]["eta"]["freshness"] == NOW - (T0 + 20)
+    assert view["masterBillOfLading"] == MBL
+    assert view["carrier"] is None  # HFF is no carrier SCAC
+    times = [e["time"] for e in view["timeline"]]
+    assert times == sorted(times)
+
+
+def test_master_bill_holder_sees_all_containers_and_the_carrier(world: dict[str, Any]) -> None:
+    track = world["tracking"]
+    view = asyncio.run(track.shipment(principal(rs.TRADER), f"pcol {MBL[4:]}"))
+    assert view["kind"] == "mbl" and view["carrier"] == {"scac": "PCOL",
+                                                          "name": "Pacific Ocean Line"}
+    assert [c["number"] for c in view["containers"]] == [C1, C2, C3]
+    assert view["containerCount"] == 3
+
+
+def test_nothing_visible_is_404_with_suggestions_only_among_visible_references(
+    world: dict[str, Any]
+) -> None:
+    track = world["tracking"]
+    # the trader has read the house view: it knows C1, C2, the house and the master
+    asyncio.run(track.shipment(principal(rs.TRADER), HBL))
+    typo = C2[:-3] + "99" + C2[-1]  # wrong digits (and check digit): near C2 and C3
+    with pytest.raises(errors.NotFound) as caught:
+        asyncio.run(track.shipment(principal(rs.TRADER), typo))
+    suggestions = [s["value"] for s in caught.value.details["suggestions"]]
+    assert C2 in suggestions and C3 not in suggestions and OTHER not in suggestions
+    # an organisation that has seen nothing gets no suggestions at all
+    resolved = asyncio.run(track.resolve(principal(rs.BANK), typo))
+    assert resolved["match"] is None and resolved["suggestions"] == []
+    # the terminal learns its own records' references and may be pointed at them
+    resolved = asyncio.run(track.resolve(principal(rs.TERMINAL), OTHER[:-1] + "0"))
+    assert OTHER in [s["value"] for s in resolved["suggestions"]]
+
+
+def test_access_log_records_reads_by_other_organisations(world: dict[str, Any]) -> None:
+    track, ids, model = world["tracking"], world["ids"], world["model"]
+    asyncio.run(track.shipment(principal(rs.TRADER), HBL))
+    asyncio.run(track.shipment(principal(rs.TRADER), HBL))  # same window: one entry each
+    asyncio.run(track.shipment(principal(rs.TERMINAL), OTHER))  # own data: not logged
+    assert track.flush() > 0
+    terminal_log = {(e.reader, e.event_id, e.via) for _, e in model.access_log(rs.TERMINAL)}
+    assert terminal_log == {(rs.TRADER, ids["disc0"], "reference"),
+                            (rs.TRADER, ids["disc1"], "reference"),
+                            (rs.TRADER, ids["reefer"], "reference")}
+    carrier_log = {(e.reader, e.event_id) for _, e in model.access_log(rs.CARRIER)}
+    assert (rs.TRADER, ids["mbl"]) in carrier_log  # read for the vessel, so logged
+    assert model.access_log(rs.TRADER) == []
+
+
+# -- HTTP ---------------------------------------------------------------------------------------
+
+KEYS = {f"key-{c}": principal(c) for c in GW}
+
+
+@web.middleware
+async def bearer(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Stands in for accounts.auth_middleware's agreed effect: a Principal on the request."""
+    token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+    if token in KEYS:
+        request[PRINCIPAL] = KEYS[token]
+    return await handler(request)
+
+
+async def test_http_routes(world: dict[str, Any], tmp_path: Path, aiohttp_client: Any) -> None:
+    world["model"].close()
+    config = GatewayConfig(data_dir=tmp_path, keystore_passphrase="test passphrase")
+    app = web.Application(middlewares=[errors.error_middleware, bearer])
+    app[CONFIG] = config
+    keystore.setup(app)
+    readmodel.setup(app)
+    tracking.setup(app)
+    client = await aiohttp_client(app)
+    trader = {"Authorization": "Bearer key-13"}
+    answer = await client.get(f"/v1/track/{HBL}", headers=trader)
+    assert answer.status == 200
+    view = await answer.json()
+    assert [c["number"] for c in view["containers"]] == [C1, C2]
+    answer = await client.get(f"/v1/track/{C3[:-1]}0", headers=trader)
+    body = await answer.json()
+    assert answer.status == 404 and body["error"]["code"] == "reference-not-found"
+    assert "suggestions" in body and C3 not in [s["value"] for s in body["suggestions"]]
+    answer = await client.get("/v1/resolve", params={"q": HBL}, headers=trader)
+    assert answer.status == 200 and (await answer.json())["match"] == {"kind": "hbl",
+                                                                        "value": HBL}
+    assert (await client.get(f"/v1/track/{HBL}")).status == 401
+    answer = await client.get("/v1/track/%3Cscript%3E", headers=trader)
+    assert answer.status == 400
+    await app[tracking.TRACKING].flush_async()
+    answer = await client.get("/v1/access-log", headers={"Authorization": "Bearer key-2"})
+    entries = (await answer.json())["entries"]
+    assert entries and {e["readerName"] for e in entries} == {DEMO_ORGANISATIONS[12][0]}
+    answer = await client.get("/v1/organisations", headers=trader)
+    orgs = (await answer.json())["organisations"]
+    assert len(orgs) == 13 and orgs[3]["name"].startswith("Pacific Ocean Line")
