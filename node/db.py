@@ -56,6 +56,10 @@ class NodeKeys:
     genesis_hash = SCHEMA_PREFIX + b"v1:genesis-hash"
     #: Last consensus message this node signed (see the consensus issue).
     last_signed = SCHEMA_PREFIX + b"v1:last-signed"
+    #: Equivocation evidence number n (8 bytes big-endian after the prefix) and the count
+    #: (layout in :mod:`node.evidence`).
+    equivocation_prefix = SCHEMA_PREFIX + b"v1:equivocation:"
+    equivocation_count = SCHEMA_PREFIX + b"v1:equivocation-count"
 
 
 class LevelDB(BaseAtomicDB):

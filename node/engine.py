@@ -53,6 +53,7 @@ from consensus.messages import Block, MalformedMessage, Proposal, decode_message
 from consensus.state import Config, NodeState, ValidatorSchedule, decode_record, encode_record
 from node.chain import Executed, InvalidBlock, QbftBlock
 from node.db import NodeKeys
+from node.evidence import EquivocationDetector, EvidenceStore
 from node.p2p import PeerNetwork
 from node.p2p_frames import MAX_RANGE, MAX_TXS, Code
 from node.service import NodeService
@@ -124,6 +125,9 @@ class Engine:
         self._proposal_seen: dict[int, float] = {}
         #: Proposals being executed now, by digest (an import of the same block waits for it).
         self._executing: dict[bytes, asyncio.Future[Executed]] = {}
+        #: Conflicting signed messages seen from validators, and where evidence is kept.
+        self.equivocations = EquivocationDetector()
+        self.evidence_store = EvidenceStore(self.ledger.db)
         service.engine = self
         service.admitted.append(self._tx_out.append)
 
@@ -420,6 +424,8 @@ class Engine:
         if author not in state.validators.at(message.height) and message.height <= state.height:
             self.network.penalise(peer, PENALTY_INVALID, "consensus message from a non-validator")
             return
+        if author in state.validators.at(message.height):
+            self._check_equivocation(message)
         if self.address not in state.validators.at(message.height):
             return  # observers follow by blocks, not by votes
         if message.height > state.height + 1:
@@ -437,6 +443,18 @@ class Engine:
                 self._spawn(self._pre_execute(peer, message))
             return
         self.events.put_nowait(qbft.received(message))
+
+    def _check_equivocation(self, message: Any) -> None:
+        """Keep evidence of a validator signing two conflicting messages (node.evidence)."""
+        evidence = self.equivocations.observe(message)
+        if evidence is None:
+            return
+        number = self.evidence_store.add(evidence)
+        log.warning(
+            "equivocation %d: validator 0x%s signed two conflicting 0x%02x messages at "
+            "height %d round %d (evidence kept; portledger_getEquivocations)",
+            number, evidence.validator.hex(), evidence.code, evidence.height, evidence.round,
+        )
 
     async def _pre_execute(self, peer: bytes, proposal: Proposal) -> None:
         """Execute a proposal's block (once) before the core sees the proposal."""

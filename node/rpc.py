@@ -410,6 +410,8 @@ class JsonRpc:
             "txpool_status": lambda p: {"pending": _hex(len(self.node.pool)), "queued": "0x0"},
             "qbft_getValidatorsByBlockNumber": self.qbft_getValidatorsByBlockNumber,
             "portledger_status": self.portledger_status,
+            "portledger_getEquivocations": self.portledger_getEquivocations,
+            "portledger_getProof": self.portledger_getProof,
         }
 
     # -- dispatch ----------------------------------------------------------------------------
@@ -931,6 +933,33 @@ class JsonRpc:
     def portledger_status(self, params: list[Any]) -> dict[str, Any]:
         _params(params, 0, 0, "portledger_status")
         return self.node.status()
+
+    def portledger_getEquivocations(self, params: list[Any]) -> list[dict[str, Any]]:
+        """Equivocation evidence this node caught (``node.evidence``), oldest first."""
+        _params(params, 0, 0, "portledger_getEquivocations")
+        from node.evidence import EvidenceStore
+
+        return [
+            {"validator": _address(e.validator), "code": _hex(e.code), "height": _hex(e.height),
+             "round": _hex(e.round), "evidence": _data(e.encoded)}
+            for e in EvidenceStore(self.ledger.db).all()
+        ]
+
+    def portledger_getProof(self, params: list[Any]) -> dict[str, Any]:
+        """A proof bundle (docs/proof-format.md) of the log at JSON-RPC ``logIndex`` of a
+        transaction: ``[txHash, logIndex]``."""
+        tx_hash, log_index = _params(params, 2, 2, "portledger_getProof")
+        from node.proofs import ProofBuilder, ProofBuildError
+
+        try:
+            raw_hash = bytes.fromhex(str(tx_hash).removeprefix("0x"))
+            index = int(log_index, 16) if isinstance(log_index, str) else int(log_index)
+            builder = getattr(self, "_proof_builder", None)
+            if builder is None:  # keeps its validator-change index between calls
+                builder = self._proof_builder = ProofBuilder(self.ledger)
+            return builder.bundle([builder.ref_for_transaction(raw_hash, index)])
+        except (ProofBuildError, ValueError, TypeError) as exc:
+            raise RpcError(INVALID_PARAMS, str(exc)) from exc
 
     def qbft_getValidatorsByBlockNumber(self, params: list[Any]) -> list[str]:
         (tag,) = _params(params, 1, 1, "qbft_getValidatorsByBlockNumber")
