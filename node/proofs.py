@@ -7,10 +7,11 @@ proven blocks — everything :mod:`consensus.proofcheck` needs with only ``genes
 
 What this module adds to what the chain database already holds:
 
-- **Trie proofs.** The node stores receipts and transactions per block; the proof of one of
-  them is rebuilt from the block's items (``eth.db.trie.make_trie_root_and_nodes``, the very
-  function that computed the roots during import) by walking the trie from its root along
-  ``rlp(index)`` and keeping each hashed node.
+- **Trie proofs.** The node's database holds every block's receipt and transaction tries
+  (py-evm persists their nodes by hash); a proof is the walk from the header's root along
+  ``rlp(index)``, keeping each hashed node. Only the one receipt and transaction needed are read
+  and decoded (decoding a whole block's receipts into py-evm objects costs ~60 ms for 1 000
+  logs).
 - **The validator-set change index.** Header N lists the set decided at N's post-state; a
   *change* is a block whose list differs from its parent's. :class:`ProofBuilder` scans headers
   once, incrementally, and keeps the change heights in memory.
@@ -24,16 +25,17 @@ log the Merkle inclusion proof of one telemetry reading.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import rlp
 from eth.abc import BlockHeaderAPI
-from eth.db.trie import make_trie_root_and_nodes
 from eth_bloom import BloomFilter
 from eth_typing import Hash32
 from eth_utils.address import to_canonical_address
+from trie import HexaryTrie
 
 from consensus import extradata, proofcheck
 from contracts import SYSTEM_ADDRESSES, anchors
@@ -108,13 +110,33 @@ def trie_proof(root: bytes, nodes: Mapping[Any, bytes], key: bytes) -> list[byte
 
 @dataclass
 class _BlockItems:
+    """One block's receipts and transactions, read raw from their tries in the database."""
+
     header: BlockHeaderAPI
-    receipts: tuple[bytes, ...]
-    transactions: tuple[bytes, ...]
-    receipt_nodes: Mapping[Any, bytes]
-    transaction_nodes: Mapping[Any, bytes]
-    #: Each receipt's logs as (address, topics, data).
-    logs: tuple[tuple[tuple[bytes, tuple[bytes, ...], bytes], ...], ...] = field(default=())
+    #: Receipt and transaction nodes by hash (the node's database holds both tries).
+    nodes: Mapping[Any, bytes]
+    _receipts: dict[int, bytes] = field(default_factory=dict)
+    _transactions: dict[int, bytes] = field(default_factory=dict)
+
+    def _get(self, root: bytes, index: int, cache: dict[int, bytes]) -> bytes:
+        if index not in cache:
+            value = HexaryTrie(self.nodes, root).get(rlp.encode(index))
+            if not value:
+                raise ProofBuildError(f"block #{self.header.block_number} has no item {index}")
+            cache[index] = bytes(value)
+        return cache[index]
+
+    def receipt(self, index: int) -> bytes:
+        return self._get(self.header.receipt_root, index, self._receipts)
+
+    def transaction(self, index: int) -> bytes:
+        return self._get(self.header.transaction_root, index, self._transactions)
+
+    def logs(self, index: int) -> list[tuple[bytes, tuple[bytes, ...], bytes]]:
+        """The logs of receipt ``index`` as (address, topics, data)."""
+        raw = self.receipt(index)
+        _status, _gas, _bloom, logs = rlp.decode(raw[1:] if raw[0] < 0x80 else raw)
+        return [(address, tuple(topics), data) for address, topics, data in logs]
 
 
 class ProofBuilder:
@@ -137,7 +159,8 @@ class ProofBuilder:
     # -- validator-set changes ---------------------------------------------------------------
     def validator_changes(self, below: int) -> list[int]:
         """Heights of the validator-set changes below block ``below`` (scanned once)."""
-        while self._scanned < below - 1:
+        last = min(below - 1, self.ledger.head().block_number)
+        while self._scanned < last:
             number = self._scanned + 1
             listed = self.ledger.validators_at(self.ledger.header_by_number(number))
             if listed != self._last_list:
@@ -148,23 +171,7 @@ class ProofBuilder:
 
     # -- per-block items ---------------------------------------------------------------------
     def _items(self, number: int) -> _BlockItems:
-        header = self.ledger.header_by_number(number)
-        block = self.ledger.block_by_header(header)
-        receipt_objects = self.ledger.receipts(header)
-        receipts = tuple(r.encode() for r in receipt_objects)
-        transactions = tuple(tx.encode() for tx in block.transactions)
-        receipt_root, receipt_nodes = make_trie_root_and_nodes(receipt_objects)
-        tx_root, tx_nodes = make_trie_root_and_nodes(block.transactions)
-        if receipt_root != header.receipt_root or tx_root != header.transaction_root:
-            raise ProofBuildError(f"block #{number}: stored receipts or transactions do not match its header")
-        logs = tuple(
-            tuple(
-                (bytes(log.address), tuple(t.to_bytes(32, "big") for t in log.topics), bytes(log.data))
-                for log in receipt.logs
-            )
-            for receipt in receipt_objects
-        )
-        return _BlockItems(header, receipts, transactions, receipt_nodes, tx_nodes, logs)
+        return _BlockItems(self.ledger.header_by_number(number), self.ledger.db)
 
     # -- finding events ----------------------------------------------------------------------
     def ref_for_transaction(self, tx_hash: bytes, block_log_index: int) -> EventRef:
@@ -179,10 +186,10 @@ class ProofBuilder:
             number, tx_index = self.ledger.chaindb.get_transaction_index(Hash32(tx_hash))
         except Exception as exc:  # py-evm's TransactionNotFound
             raise ProofBuildError(f"transaction 0x{tx_hash.hex()} is not in the chain") from exc
-        receipts = self.ledger.receipts(self.ledger.header_by_number(number))
-        before = sum(len(r.logs) for r in receipts[:tx_index])
+        items = self._items(number)
+        before = sum(len(items.logs(i)) for i in range(tx_index))
         within = block_log_index - before
-        if not 0 <= within < len(receipts[tx_index].logs):
+        if not 0 <= within < len(items.logs(tx_index)):
             raise ProofBuildError(
                 f"log {block_log_index} of block #{number} is not a log of transaction 0x{tx_hash.hex()}"
             )
@@ -194,13 +201,16 @@ class ProofBuilder:
             header = self.ledger.header_by_number(number)
             if not header.bloom or topic not in BloomFilter(header.bloom):
                 continue
-            for tx_index, receipt in enumerate(self.ledger.receipts(header)):
-                for log_index, log in enumerate(receipt.logs):
+            items = _BlockItems(header, self.ledger.db)
+            for tx_index in itertools.count():
+                if not HexaryTrie(items.nodes, header.receipt_root).get(rlp.encode(tx_index)):
+                    break
+                for log_index, (address, topics, _data) in enumerate(items.logs(tx_index)):
                     if (
-                        len(log.topics) == 4
-                        and log.address == self.cargo_ledger
-                        and log.topics[0] == int.from_bytes(CARGO_EVENT_TOPIC, "big")
-                        and log.topics[topic_index] == int.from_bytes(topic, "big")
+                        len(topics) == 4
+                        and address == self.cargo_ledger
+                        and topics[0] == CARGO_EVENT_TOPIC
+                        and topics[topic_index] == topic
                     ):
                         refs.append(EventRef(number, tx_index, log_index))
         return refs
@@ -237,9 +247,7 @@ class ProofBuilder:
             if ref.block < 1 or ref.block > self.ledger.head().block_number:
                 raise ProofBuildError(f"block #{ref.block} is not in the chain")
             block = items.get(ref.block) or items.setdefault(ref.block, self._items(ref.block))
-            if not 0 <= ref.transaction_index < len(block.receipts):
-                raise ProofBuildError(f"block #{ref.block} has no transaction {ref.transaction_index}")
-            logs = block.logs[ref.transaction_index]
+            logs = block.logs(ref.transaction_index)
             if not 0 <= ref.log_index < len(logs):
                 raise ProofBuildError(
                     f"transaction {ref.transaction_index} of block #{ref.block} has no log {ref.log_index}"
@@ -252,12 +260,12 @@ class ProofBuilder:
                 "logIndex": ref.log_index,
                 "log": {"address": _hex(address), "topics": [_hex(t) for t in topics],
                         "data": _hex(data)},
-                "receipt": _hex(block.receipts[ref.transaction_index]),
+                "receipt": _hex(block.receipt(ref.transaction_index)),
                 "receiptProof": [_hex(n) for n in trie_proof(
-                    block.header.receipt_root, block.receipt_nodes, key)],
-                "transaction": _hex(block.transactions[ref.transaction_index]),
+                    block.header.receipt_root, block.nodes, key)],
+                "transaction": _hex(block.transaction(ref.transaction_index)),
                 "transactionProof": [_hex(n) for n in trie_proof(
-                    block.header.transaction_root, block.transaction_nodes, key)],
+                    block.header.transaction_root, block.nodes, key)],
             }
             if ref.subject_reference is not None:
                 event["subjectReference"] = ref.subject_reference

@@ -201,10 +201,10 @@ def _reverted_receipt(sealed: Sealed, builder: ProofBuilder, bundle: dict[str, A
     event = bundle["events"][0]
     event.update(
         transactionIndex=index,
-        receipt="0x" + items.receipts[index].hex(),
-        receiptProof=["0x" + n.hex() for n in trie_proof(items.header.receipt_root, items.receipt_nodes, key)],
-        transaction="0x" + items.transactions[index].hex(),
-        transactionProof=["0x" + n.hex() for n in trie_proof(items.header.transaction_root, items.transaction_nodes, key)],
+        receipt="0x" + items.receipt(index).hex(),
+        receiptProof=["0x" + n.hex() for n in trie_proof(items.header.receipt_root, items.nodes, key)],
+        transaction="0x" + items.transaction(index).hex(),
+        transactionProof=["0x" + n.hex() for n in trie_proof(items.header.transaction_root, items.nodes, key)],
     )
 
 
