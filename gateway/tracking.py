@@ -47,6 +47,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 from aiohttp import web
@@ -55,7 +56,7 @@ from eth_utils import keccak
 from rapidfuzz import fuzz, process
 
 from contracts import ROLES
-from contracts.cargo import CLASSIFIERS, EVENT_TYPES
+from contracts.cargo import CLASSIFIERS, EVENT_TYPES, subject_key
 from gateway import confidential, events, identifiers, openapi
 from gateway.errors import BadRequest, Forbidden, NotFound, error_body
 from gateway.events import CanonicalEvent, Reference, Visibility, iso_time
@@ -76,6 +77,9 @@ log = logging.getLogger("portledger.gateway.tracking")
 _CLASSIFIER_NAMES = {v: k for k, v in CLASSIFIERS.items()}
 _TYPE_NAMES = {v: k for k, v in EVENT_TYPES.items()}
 _ROLE_NAMES = tuple(ROLES)
+
+#: Subject key of a reference value (keccak; cached, the hot path computes many).
+_key = lru_cache(maxsize=1 << 17)(subject_key)
 
 #: Container status after an actual event of these types (latest wins).
 STATUS_OF: dict[str, str] = {
@@ -136,29 +140,39 @@ class VisibleEvent:
     """``owner``, ``named``, ``grant`` or ``reference``."""
     retracted_by: int = 0
     """Id of the event retracting this one, or 0."""
+    redacted: bool = False
+    """Mentions of references the caller may not see were removed (house-B/L subset rule)."""
 
     def to_json(self) -> dict[str, Any]:
         """The tracking API's form of a timeline entry."""
-        e = self.event
-        return {
-            "eventId": self.event_id,
-            "type": e.event_type,
-            "classifier": e.classifier,
-            "time": iso_time(e.event_time),
-            "location": e.location,
-            "subject": e.subject.to_json(),
-            "related": [r.to_json() for r in e.related],
-            "details": e.details,
-            "publisher": self.publisher,
-            "publisherName": self.publisher_name,
-            "readableVia": self.readable_via,
-            "recordedAt": iso_time(self.block_time),
-            "block": self.block,
-            "txHash": "0x" + self.tx_hash.hex(),
-            "retracted": bool(self.retracted_by),
-            "retractedBy": self.retracted_by or None,
-            "retracts": e.retracts or None,
-        }
+        base = None if self.redacted else _BASE_JSON.get(self.event_id)
+        if base is None:
+            e = self.event
+            base = {
+                "eventId": self.event_id,
+                "type": e.event_type,
+                "classifier": e.classifier,
+                "time": _iso(e.event_time),
+                "location": e.location,
+                "subject": e.subject.to_json(),
+                "related": [r.to_json() for r in e.related],
+                "details": e.details,
+                "publisher": self.publisher,
+                "publisherName": self.publisher_name,
+                "recordedAt": _iso(self.block_time),
+                "block": self.block,
+                "txHash": "0x" + self.tx_hash.hex(),
+                "retracts": e.retracts or None,
+            }
+            if not self.redacted:
+                _BASE_JSON.put(self.event_id, base)
+        return {**base, "readableVia": self.readable_via, "retracted": bool(self.retracted_by),
+                "retractedBy": self.retracted_by or None}
+
+
+@lru_cache(maxsize=1 << 16)
+def _iso(seconds: int) -> str:
+    return iso_time(seconds)
 
 
 @dataclass(frozen=True)
@@ -216,6 +230,11 @@ class _LRU:
         self.data.move_to_end(key)
         while len(self.data) > self.size:
             self.data.popitem(last=False)
+
+
+#: The reader-independent part of timeline entries, per event id (plaintexts are the same for
+#: every authorised reader; entries are only ever built after the authorisation check).
+_BASE_JSON = _LRU(200_000)
 
 
 @dataclass
@@ -302,6 +321,8 @@ class Tracking:
             return "owner", None
         if me in ev.readers:
             return "named", None
+        if ev.reference_readable and ev.subject in reader.held:
+            return "reference", reader.held[ev.subject]
         grant = self.model.grant(ev.publisher, SUBJECT_SCOPE, ev.subject, me)
         now = self.clock()
         if grant is not None and grant.in_force(now):
@@ -309,8 +330,6 @@ class Tracking:
         grant = self.model.grant(ev.publisher, EVENT_SCOPE, ev.event_id.to_bytes(32, "big"), me)
         if grant is not None and grant.in_force(now):
             return "grant", grant
-        if ev.reference_readable and ev.subject in reader.held:
-            return "reference", reader.held[ev.subject]
         return None
 
     def _grant_key(self, reader: _Reader, grant: Any) -> tuple[bytes, int] | None:
@@ -466,11 +485,11 @@ class Tracking:
         cursor of the next page (None at the end)."""
         reader = self.reader(principal)
         for ref in query.references:
-            reader.held[ref.key] = ref.value
+            reader.held[_key(ref.value)] = ref.value
         after = _decode_cursor(cursor)
         me = reader.chain_org
         flt = EventFilter(
-            subjects=[r.key for r in query.references],
+            subjects=[_key(r.value) for r in query.references],
             type_codes=query.type_codes(),
             classifier=CLASSIFIERS.get(query.classifier, 0),
             location=query.location,
@@ -527,7 +546,7 @@ class Tracking:
         reader = self.reader(principal)
         candidates = self._candidates(text)
         def rank(c: identifiers.Candidate) -> tuple[int, int]:
-            key = Reference(c.kind, c.value).key
+            key = _key(c.value)
             on_chain = (c.kind == "hbl" and self.model.house(key) is not None) or (
                 c.kind == "mbl" and self.model.master(key) is not None)
             return (0 if on_chain else 1, _VIEW_KINDS.index(c.kind) if c.kind in _VIEW_KINDS else 99)
@@ -550,7 +569,7 @@ class Tracking:
 
     def _view(self, reader: _Reader, cand: identifiers.Candidate) -> dict[str, Any] | None:
         value = cand.value
-        key = Reference(cand.kind, value).key
+        key = _key(value)
         reader.held[key] = value
         if cand.kind == "mbl":
             return self._master_view(reader, cand, key)
@@ -578,7 +597,7 @@ class Tracking:
             for ref in refs:
                 if ref.kind != kind:
                     continue
-                k = ref.key
+                k = _key(ref.value)
                 if allowed is None or k in allowed:
                     out[k] = ref.value
         for k, v in out.items():
@@ -700,7 +719,7 @@ class Tracking:
         for cand in candidates:
             found = False
             if cand.valid:
-                key = Reference(cand.kind, cand.value).key
+                key = _key(cand.value)
                 reader.held[key] = cand.value
                 found = any(
                     v.event.subject.kind == cand.kind
@@ -762,16 +781,16 @@ def _timeline_events(view: dict[str, Any]) -> list[VisibleEvent]:
 
 def _redact(v: VisibleEvent, covered: set[bytes]) -> VisibleEvent:
     """``v`` without mentions of containers outside ``covered`` (the house-B/L subset rule)."""
-    related = tuple(r for r in v.event.related if r.kind != "container" or r.key in covered)
+    related = tuple(r for r in v.event.related if r.kind != "container" or _key(r.value) in covered)
     details = dict(v.event.details)
     listed = details.get("containers")
     if isinstance(listed, list):
         details["containers"] = [
-            c for c in listed if isinstance(c, str) and Reference("container", c).key in covered
+            c for c in listed if isinstance(c, str) and _key(c) in covered
         ]
     if related == v.event.related and details == v.event.details:
         return v
-    return replace(v, event=replace(v.event, related=related, details=details))
+    return replace(v, event=replace(v.event, related=related, details=details), redacted=True)
 
 
 def _names_vessel(event: CanonicalEvent, imo: str) -> bool:
@@ -796,7 +815,7 @@ def _container(number: str, shown: list[VisibleEvent]) -> dict[str, Any]:
                 "temperature": reading.get("temperature"),
                 "setpoint": reading.get("setpoint"),
                 "humidity": reading.get("humidity"),
-                "time": iso_time(e.event_time),
+                "time": _iso(e.event_time),
                 "source": v.publisher_name,
             }
     carrier = identifiers.carrier_of(number)
@@ -806,8 +825,8 @@ def _container(number: str, shown: list[VisibleEvent]) -> dict[str, Any]:
         "status": status,
         "statusTime": iso_time(status_time) if status_time else None,
         "reefer": reefer,
-        "events": [v.to_json() for v in sorted(shown, key=lambda v: (v.event.event_time,
-                                                                      v.event_id))],
+        "events": [v.event_id for v in sorted(shown, key=lambda v: (v.event.event_time,
+                                                                     v.event_id))],
     }
 
 
