@@ -92,15 +92,27 @@ def rpc(url: str, method: str, params: list[Any], timeout: float = 10.0) -> Any:
 
 
 def chain_cargo_events(url: str, from_block: int = 0) -> list[tuple[CargoEvent, dict[str, Any]]]:
-    """Every cargo event log on chain since ``from_block``: (decoded event, raw log)."""
+    """Every cargo event log on chain since ``from_block``: (decoded event, raw log).
+
+    Ranges are halved when the node refuses an answer as too large.
+    """
     head = int(rpc(url, "eth_blockNumber", []), 16)
     out = []
-    step = 2000
-    for start in range(from_block, head + 1, step):
-        logs = rpc(url, "eth_getLogs", [{
-            "fromBlock": hex(start), "toBlock": hex(min(head, start + step - 1)),
-            "address": SYSTEM_ADDRESSES["CargoLedger"], "topics": ["0x" + CARGO_EVENT_TOPIC.hex()],
-        }], timeout=60)  # fmt: skip
+    ranges = [(from_block, head)]
+    while ranges:
+        start, end = ranges.pop(0)
+        try:
+            logs = rpc(url, "eth_getLogs", [{
+                "fromBlock": hex(start), "toBlock": hex(end),
+                "address": SYSTEM_ADDRESSES["CargoLedger"],
+                "topics": ["0x" + CARGO_EVENT_TOPIC.hex()],
+            }], timeout=60)  # fmt: skip
+        except RuntimeError as exc:
+            if "-32005" not in str(exc) or start == end:
+                raise
+            middle = (start + end) // 2
+            ranges[:0] = [(start, middle), (middle + 1, end)]
+            continue
         for entry in logs:
             topics = [bytes.fromhex(t[2:]) for t in entry["topics"]]
             out.append((decode_event_log(topics, bytes.fromhex(entry["data"][2:])), entry))
