@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from node.cli import main
@@ -63,3 +65,20 @@ def test_replay_reports_nothing_when_asked_not_to(tmp_path: Path) -> None:
     out = CliRunner().invoke(main, ["replay", "--datadir", str(tmp_path / "node"), "--no-report"])
     assert out.exit_code == 0, out.output
     assert "every root verified" in out.output and "Validator participation" not in out.output
+
+
+@pytest.mark.slow
+def test_replay_of_100k_events_reproduces_every_root(tmp_path: Path) -> None:
+    """The acceptance run: a sealed chain of 100 000 cargo events (bench/bench_replay.py's),
+    replayed from genesis through the CLI, every root checked, the report printed."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from bench_replay import build
+
+    chain, events = build(tmp_path / "node", 100_000, 100, 10)
+    chain.ledger.db.close()  # type: ignore[attr-defined]
+    out = CliRunner().invoke(
+        main, ["replay", "--datadir", str(tmp_path / "node"), "--report-json", str(tmp_path / "r.json")]
+    )
+    assert out.exit_code == 0, out.output
+    assert "OK: every root verified" in out.output and "Validator participation" in out.output
+    assert json.loads((tmp_path / "r.json").read_text())["cargoEvents"] == events == 100_000
