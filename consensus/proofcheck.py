@@ -28,15 +28,14 @@ naming the block, event and element at fault. Dependencies: ``rlp``, ``eth_hash`
 ``coincurve`` (secp256k1 recovery), ``pycryptodome`` (AES-GCM, only for disclosures) and the
 standard library. Nothing from py-evm or the node.
 
-Run standalone: ``python -m consensus.proofcheck BUNDLE.json --genesis genesis.json``.
+Pure like the rest of :mod:`consensus`: no files, clock or network. A bank embeds it as
+``verify_bundle(json.load(bundle_file), json.load(genesis_file))``; the ``portledger
+verify-proof`` command does exactly that.
 """
 
 from __future__ import annotations
 
 import bisect
-import datetime
-import json
-import sys
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -211,6 +210,22 @@ def subject_key(reference: str) -> bytes:
     normalised = "".join(c for c in reference.upper() if c not in " -/")
     digest: bytes = keccak(normalised.encode())
     return digest
+
+
+def utc(seconds: int) -> str:
+    """``YYYY-MM-DD HH:MM:SSZ`` of Unix ``seconds`` (proleptic Gregorian; no clock, no tz data)."""
+    days, rest = divmod(seconds, 86_400)
+    # H. Hinnant's civil_from_days.
+    z = days + 719_468
+    era = z // 146_097
+    doe = z - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = mp + 3 if mp < 10 else mp - 9
+    year = yoe + era * 400 + (month <= 2)
+    return f"{year:04d}-{month:02d}-{day:02d} {rest // 3600:02d}:{rest // 60 % 60:02d}:{rest % 60:02d}Z"
 
 
 def event_type_name(event_type: int) -> str:
@@ -699,9 +714,7 @@ class ProvenEvent:
             name = event_type_name(c.event_type)
             what = EVENT_WORDS.get(name, name)
             subject = self.reference or "subject 0x" + c.subject.hex()[:16] + "…"
-            when = datetime.datetime.fromtimestamp(c.event_time, datetime.UTC).strftime(
-                "%Y-%m-%d %H:%M:%SZ"
-            )
+            when = utc(c.event_time)
             extra = f"; retracts event {c.retracts}" if c.retracts else ""
             disclosed = "" if self.plaintext is None else f"; payload disclosed ({len(self.plaintext)} bytes, verified)"
             return (
@@ -934,38 +947,3 @@ def _verify_event(
     if item.get("disclosure") is not None or item.get("anchor") is not None:
         raise ProofError(Reason.UNSUPPORTED_LOG, f"{where}: neither a cargo event nor an anchor")
     return ProvenEvent("log", **common)
-
-
-def verify_files(bundle_path: str, genesis_path: str) -> Verified:
-    """Read and verify a bundle file against a genesis file."""
-    try:
-        with open(genesis_path, encoding="utf-8") as handle:
-            genesis = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise ProofError(Reason.GENESIS_FORMAT, f"cannot read {genesis_path}: {exc}") from exc
-    try:
-        with open(bundle_path, encoding="utf-8") as handle:
-            bundle = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise ProofError(Reason.BUNDLE_FORMAT, f"cannot read {bundle_path}: {exc}") from exc
-    return verify_bundle(bundle, genesis)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m consensus.proofcheck BUNDLE --genesis GENESIS``: 0 if it verifies."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 3 or args[1] != "--genesis":
-        print("usage: python -m consensus.proofcheck BUNDLE.json --genesis genesis.json",
-              file=sys.stderr)
-        return 2
-    try:
-        verified = verify_files(args[0], args[2])
-    except ProofError as exc:
-        print(f"FAILED {exc}", file=sys.stderr)
-        return 1
-    print(verified.describe())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

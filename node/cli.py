@@ -618,10 +618,20 @@ def proof(
 )
 def verify_proof(file: str, genesis_path: str) -> None:
     """Verify a proof bundle offline; exit 0 with a summary, 1 naming what failed."""
-    from consensus.proofcheck import ProofError, verify_files
+    import json
+
+    from consensus.proofcheck import ProofError, Reason, verify_bundle
 
     try:
-        verified = verify_files(file, genesis_path)
+        try:
+            genesis_doc = json.loads(Path(genesis_path).read_text())
+        except (OSError, ValueError) as exc:
+            raise ProofError(Reason.GENESIS_FORMAT, f"cannot read {genesis_path}: {exc}") from exc
+        try:
+            bundle = json.loads(Path(file).read_text())
+        except (OSError, ValueError) as exc:
+            raise ProofError(Reason.BUNDLE_FORMAT, f"cannot read {file}: {exc}") from exc
+        verified = verify_bundle(bundle, genesis_doc)
     except ProofError as exc:
         click.echo(f"FAILED {exc.reason.value}: {exc.message}", err=True)
         sys.exit(1)

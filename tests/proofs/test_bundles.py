@@ -133,11 +133,16 @@ def test_cli_proof_and_verify(sealed: Sealed, builder: ProofBuilder, tmp_path: P
     result = runner.invoke(main, ["verify-proof", str(bundle_path), "--genesis", str(sealed.genesis_path)])
     assert result.exit_code == 1
     assert "log-mismatch" in result.output
-    standalone = subprocess.run(
-        [sys.executable, "-m", "consensus.proofcheck", str(bundle_path), "--genesis", str(sealed.genesis_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )
-    assert standalone.returncode == 1 and "log-mismatch" in standalone.stderr
+    result = runner.invoke(main, ["verify-proof", str(tmp_path / "absent.json"), "--genesis", str(sealed.genesis_path)])
+    assert result.exit_code == 1 and "bundle-format" in result.output
+
+
+def test_utc_formatting_matches_the_calendar() -> None:
+    import datetime
+
+    for seconds in (0, 951_782_400, 1_767_225_600, 1_767_225_600 + 86_399, 4_102_444_800):
+        expected = datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        assert proofcheck.utc(seconds) == expected
 
 
 # -- the tampering catalogue -------------------------------------------------------------------
