@@ -641,19 +641,73 @@ def bad_request(exc: FilterError) -> BadRequest:
 # -- reading through tracking ---------------------------------------------------------------
 
 
-def event_query(flt: DcsaFilter) -> Any:
-    """The read model's query for ``flt``: the references the caller holds narrow it.
+#: Canonical event types DCSA 2.2 expresses, by their DCSA (event type, event type code).
+DCSA_TYPES: dict[str, tuple[str, str]] = {
+    **{f"SHIPMENT.{c}": ("SHIPMENT", c) for c in SHIPMENT_EVENT_TYPE_CODES},
+    **{f"TRANSPORT.{c}": ("TRANSPORT", c) for c in TRANSPORT_EVENT_TYPE_CODES},
+    **{f"TERMINAL.{c}": ("EQUIPMENT", c) for c in ("LOAD", "DISC", "GTIN", "GTOT")},
+    **{
+        f"EQUIPMENT.{c}": ("EQUIPMENT", c)
+        for c in ("STUF", "STRP", "PICK", "DROP", "INSP", "RSEA", "RMVD")
+    },
+}
 
-    Only what the read model can index is pushed down (the held references); every other
-    filter is applied to the rendered event by :func:`matches`, so the answer never depends
-    on how the two layers split the work.
+
+def canonical_types(flt: DcsaFilter) -> tuple[str, ...] | None:
+    """The canonical ``FAMILY.CODE`` types the type filters of ``flt`` allow.
+
+    Returns
+    -------
+    tuple or None
+        The allowed types (empty when the filters contradict each other, e.g. a shipment and
+        an equipment code together), or None when the filters allow every DCSA type.
     """
-    return tracking.EventQuery(references=list(flt.held_references))
+    codes = {
+        "SHIPMENT": flt.shipment_event_type_codes,
+        "TRANSPORT": flt.transport_event_type_codes,
+        "EQUIPMENT": flt.equipment_event_type_codes,
+    }
+    allowed = []
+    for name, (dcsa_type, code) in DCSA_TYPES.items():
+        if flt.event_types and dcsa_type not in flt.event_types:
+            continue
+        if flt.document_type_codes and dcsa_type != "SHIPMENT":
+            continue
+        if any(wanted and (dcsa_type != kind or code not in wanted)
+               for kind, wanted in codes.items()):
+            continue
+        allowed.append(name)
+    return None if len(allowed) == len(DCSA_TYPES) else tuple(allowed)
+
+
+def event_query(flt: DcsaFilter) -> tracking.EventQuery:
+    """The read model's query for ``flt``: what it can index is pushed down.
+
+    Pushed down: the references the filter names (the caller holds them, so records readable
+    by reference holders become readable; :class:`gateway.tracking.EventQuery` then selects
+    the events *about* them, i.e. whose subject they are), the event types, and the lower
+    bound of the creation time (the block time). Every filter is applied again to the
+    rendered event by :func:`matches`, which alone decides; the push-down only narrows the
+    scan and never widens what is shown.
+    """
+    created_after = None
+    for op, bound in flt.created:
+        after = bound if op == "gt" else bound - 1 if op in ("gte", "eq") else None
+        if after is not None:
+            created_after = after if created_after is None else max(created_after, after)
+    return tracking.EventQuery(
+        references=flt.held_references,
+        event_types=canonical_types(flt) or (),
+        created_after=created_after,
+    )
 
 
 def render(visible: Any) -> dict[str, Any] | None:
     """The DCSA form of a visible event, or None for events DCSA 2.2 cannot express
-    (reefer readings, air, land and customs legs are served by the canonical API)."""
+    (reefer readings, air, land, warehouse and customs events are served by the canonical
+    tracking API)."""
+    if not dcsa.expressible(visible.event):
+        return None
     return dcsa.to_dcsa(visible)
 
 
@@ -677,6 +731,8 @@ async def collect_page(
     """
     out: list[dict[str, Any]] = []
     position = page.position
+    if canonical_types(page.filter) == ():
+        return out, None  # contradictory filters: the standard's "empty list"
     query = event_query(page.filter)
     for _ in range(MAX_SCAN_ROUNDS):
         batch, position = await reader.events(principal, query, position, page.limit - len(out))

@@ -59,7 +59,6 @@ import binascii
 import contextlib
 import hashlib
 import hmac
-import inspect
 import ipaddress
 import json
 import logging
@@ -84,7 +83,7 @@ from gateway.api_dcsa import API_VERSION, DcsaFilter, FilterError, filter_from_f
 from gateway.config import CONFIG, ConfigError, GatewayConfig
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.jsonbody import read_json
-from gateway.principal import require
+from gateway.principal import Principal, require
 
 log = logging.getLogger("portledger.gateway.subscriptions")
 
@@ -861,8 +860,9 @@ class Subscriptions:
             return
         for org_id in self.store.by_organisation():
             try:
-                principal = accounts_principal(app, org_id)
-                principal = await principal if inspect.isawaitable(principal) else principal
+                principal = background_principal(app, org_id)
+                if principal is None:
+                    continue
                 visible = await app[tracking.TRACKING].visible_among(principal, indexed)
                 rendered = []
                 for item in visible:
@@ -875,9 +875,14 @@ class Subscriptions:
                 log.exception("subscriptions: could not queue events", extra={"org": org_id})
 
 
-def accounts_principal(app: web.Application, org_id: int) -> Any:
-    """The background principal of an organisation (H5's ``principal_for_org``)."""
-    return app[accounts.ACCOUNTS].principal_for_org(org_id, READ_SCOPES)
+def background_principal(app: web.Application, org_id: int) -> Principal | None:
+    """The principal subscriptions read for, or None if the organisation may read nothing
+    now (not active, or not a chain member yet)."""
+    registry = app[accounts.ACCOUNTS]
+    org = registry.organisation(org_id)
+    if org.status != "active" or org.chain_org is None:
+        return None
+    return registry.principal_for_org(org_id, READ_SCOPES)
 
 
 # -- HTTP -----------------------------------------------------------------------------------
