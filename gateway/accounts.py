@@ -99,8 +99,13 @@ HASHER = PasswordHasher()
 _DUMMY_HASH = HASHER.hash("portledger: equalises the time of an unknown e-mail's login")
 
 
-class AccountsError(Exception):
-    """A rule of the accounts model was broken (a programming or bootstrap error)."""
+def _verify_password(stored: str | None, password: str) -> bool:
+    """argon2id verification; an absent hash is checked against a dummy (same time)."""
+    try:
+        HASHER.verify(stored or _DUMMY_HASH, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+    return stored is not None
 
 
 @dataclass(frozen=True)
@@ -895,24 +900,44 @@ class Accounts:
             )
 
     def check_password(self, email: str, password: str) -> User | None:
-        """The user if ``password`` is theirs (slow: argon2id; run it off the event loop).
+        """The user if ``password`` is theirs (slow: argon2id; see :meth:`check_password_async`).
 
         Unknown e-mails cost the same time as known ones. A hash made with weaker parameters
         than :data:`HASHER`'s is replaced on success.
         """
-        row = self._db.execute(
+        row = self._password_row(email)
+        stored = row["password_hash"] if row is not None else None
+        if not _verify_password(stored, password):
+            return None
+        return self._after_verified(row, password, HASHER.hash(password)
+                                    if stored and HASHER.check_needs_rehash(stored) else None)
+
+    async def check_password_async(self, email: str, password: str) -> User | None:
+        """:meth:`check_password` with the hashing in a worker thread (the database stays on
+        the event loop's thread)."""
+        row = self._password_row(email)
+        stored = row["password_hash"] if row is not None else None
+        if not await asyncio.to_thread(_verify_password, stored, password):
+            return None
+        rehashed = None
+        if stored and HASHER.check_needs_rehash(stored):
+            rehashed = await asyncio.to_thread(HASHER.hash, password)
+        return self._after_verified(row, password, rehashed)
+
+    def _password_row(self, email: str) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self._db.execute(
             "SELECT * FROM users WHERE email = ?", (normalise_email(email),)
         ).fetchone()
-        stored = row["password_hash"] if row is not None else None
-        try:
-            HASHER.verify(stored or _DUMMY_HASH, password)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return row
+
+    def _after_verified(
+        self, row: sqlite3.Row | None, password: str, rehashed: str | None
+    ) -> User | None:
+        if row is None or row["password_hash"] is None:
             return None
-        if row is None or stored is None:
-            return None
-        if HASHER.check_needs_rehash(stored):
+        if rehashed is not None:
             self._db.execute(
-                "UPDATE users SET password_hash = ? WHERE id = ?", (HASHER.hash(password), row["id"])
+                "UPDATE users SET password_hash = ? WHERE id = ?", (rehashed, row["id"])
             )
         return self._user(row)
 
@@ -936,7 +961,7 @@ class Accounts:
                 code="login-throttled",
                 headers={"Retry-After": str(seconds)},
             )
-        user = await asyncio.to_thread(self.check_password, email, password)
+        user = await self.check_password_async(email, password)
         if user is None:
             self.record_failure(email, address)
             self.audit("session.failed", org_id=None, actor=f"address:{address}",

@@ -437,3 +437,19 @@ def test_accounts_api_for_bootstrap_and_indexer(tmp_path: Any) -> None:
         accounts.authenticate_api_key("plk_zz_" + "a" * 40)
     assert chain_name("港" * 30).encode() == ("港" * 21).encode()
     accounts.close()
+
+
+async def test_weak_password_hashes_are_upgraded_on_login(tmp_path: Any) -> None:
+    from argon2 import PasswordHasher
+
+    accounts = Accounts(str(tmp_path / "accounts.db"))
+    org = accounts.create_organisation("X", [], {}, status="active")
+    weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash("a long password")
+    user = accounts.create_user(org.id, "x@y.example", None, "member", password_hash=weak)
+    assert await accounts.check_password_async("x@y.example", "wrong password") is None
+    assert await accounts.check_password_async("x@y.example", "a long password") == user
+    stored = accounts._db.execute("SELECT password_hash FROM users").fetchone()[0]
+    assert stored != weak and stored.startswith("$argon2id$") and "m=65536" in stored
+    assert accounts.check_password("x@y.example", "a long password") == user
+    assert accounts.check_password("nobody@y.example", "a long password") is None
+    accounts.close()
