@@ -17,6 +17,11 @@ How an event reaches a subscriber
         Notification-Signature: sha256=<hex HMAC-SHA256(secret, raw body)>,
         Subscription-ID, API-Version ─► 2xx (DCSA: 204) = delivered; anything else = retry
 
+The listener also records how far it got (the highest event id of a fully queued batch); at
+start-up, after adding itself to the indexer, it queues whatever the read model holds beyond
+that point (:meth:`Subscriptions.catch_up`), so events committed by the indexer just before a
+crash, before the listeners ran, still reach their subscribers.
+
 The queue (``subscriptions.db``, WAL) survives restarts: before each attempt the delivery's
 attempt count and next attempt time are written (a lease), so an attempt cut short by a crash
 is retried after its backoff, and a delivered one is never sent again. Delivery is therefore
@@ -84,6 +89,7 @@ from gateway.config import CONFIG, ConfigError, GatewayConfig
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.jsonbody import read_json
 from gateway.principal import Principal, require
+from gateway.readmodel import READ_MODEL, EventFilter
 
 log = logging.getLogger("portledger.gateway.subscriptions")
 
@@ -391,6 +397,10 @@ CREATE TABLE IF NOT EXISTS queued_events (
     PRIMARY KEY (subscription_id, event_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS queued_events_delivery ON queued_events (delivery_id);
+CREATE TABLE IF NOT EXISTS progress (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    last_event INTEGER NOT NULL
+);
 """
 
 
@@ -686,6 +696,20 @@ class SubscriptionStore:
             )
         return out
 
+    def progress(self) -> int | None:
+        """The highest event id whose batch the listener has fully queued, or None."""
+        row = self._db.execute("SELECT last_event FROM progress WHERE id = 1").fetchone()
+        return None if row is None else int(row[0])
+
+    def set_progress(self, event_id: int) -> None:
+        """Move :meth:`progress` forward (never back) to ``event_id``."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO progress (id, last_event) VALUES (1, ?) ON CONFLICT (id) DO "
+                "UPDATE SET last_event = MAX(last_event, excluded.last_event)",
+                (event_id,),
+            )
+
     def prune(self, before: float) -> int:
         """Forget finished deliveries older than ``before`` (their events stay de-duplicated)."""
         with self._transaction() as db:
@@ -873,6 +897,34 @@ class Subscriptions:
             except Exception:
                 # One organisation's failure must not stop the others' deliveries.
                 log.exception("subscriptions: could not queue events", extra={"org": org_id})
+        self.store.set_progress(max(item.event_id for item in indexed))
+
+    async def catch_up(self, app: web.Application, *, page: int = 1000,
+                       max_pages: int = 10_000) -> int:
+        """Queue what was indexed after :meth:`SubscriptionStore.progress` (at start-up).
+
+        The indexer notifies listeners after its commit; a crash between the two, or blocks
+        indexed before this listener was added, would otherwise never be delivered. Queuing
+        is idempotent per (subscription, event), so overlapping a live batch is harmless.
+
+        Returns
+        -------
+        int
+            Events looked at.
+        """
+        after = self.store.progress()
+        if after is None:
+            return 0  # never ran: nothing was promised yet
+        model = app[READ_MODEL]
+        seen = 0
+        for _ in range(max_pages):
+            batch = model.find_events(EventFilter(after_id=after, limit=page))
+            if not batch:
+                break
+            await self.on_indexed(batch, app)
+            after = batch[-1].event_id
+            seen += len(batch)
+        return seen
 
 
 def background_principal(app: web.Application, org_id: int) -> Principal | None:
@@ -1235,11 +1287,11 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
     worker = DeliveryWorker(store, settings, config.webhook_max_attempts, session)
     service = Subscriptions(store, settings, worker)
     app[SUBSCRIPTIONS] = service
-    indexer_key = getattr(indexer, "INDEXER", None)
-    if indexer_key is not None and indexer_key in app:
-        app[indexer_key].add_listener(lambda batch: service.on_indexed(batch, app))
     task = None
     if config.background_tasks:  # exactly one process of a multi-worker gateway delivers
+        if indexer.INDEXER in app:
+            app[indexer.INDEXER].add_listener(lambda batch: service.on_indexed(batch, app))
+            await service.catch_up(app)
         task = asyncio.create_task(worker.run(), name="subscription-deliveries")
     try:
         yield

@@ -448,3 +448,79 @@ async def test_subscriptions_get_what_the_organisation_may_read(
     await service.on_indexed(world["events"], client.app)
     await receiver.wait_for(2)
     assert len(receiver.calls) == 2
+
+
+async def test_events_indexed_while_not_listening_are_caught_up(
+    world: dict[str, Any], aiohttp_server: Any
+) -> None:
+    client, auth, found = world["client"], world["auth"], world["events"]
+    receiver = Receiver()
+    server = await aiohttp_server(receiver.app)
+    resp = await client.post(
+        "/v2/event-subscriptions",
+        json={"callbackUrl": f"http://127.0.0.1:{server.port}/callback",
+              "secret": "c3Vic2NyaWJlciBzZWNyZXQsIDMyIGJ5dGVzIGxvbmc=", "eventType": ["TRANSPORT"]},
+        headers=auth["carrier"],
+    )
+    assert resp.status == 201
+    service = client.app[subs.SUBSCRIPTIONS]
+    assert await service.catch_up(client.app) == 0  # never listened: nothing promised
+    await service.on_indexed(found[:2], client.app)  # event 2 (a departure) is delivered
+    await receiver.wait_for(1)
+    # Events 3.. were committed by the indexer but the gateway died before its listeners ran:
+    assert await service.catch_up(client.app, page=4) == len(found) - 2
+    await receiver.wait_for(2)
+    assert [ids(json.loads(c.body)) for c in receiver.calls] == [[2], [7]]
+    assert await service.catch_up(client.app) == 0
+
+
+async def test_end_to_end_from_a_real_chain(tmp_path: Path, aiohttp_server: Any) -> None:
+    """Events recorded on a real node, indexed by the gateway's own indexer, are served by
+    GET /v2/events and pushed to a subscription by the indexer listener."""
+    import asyncio
+    import dataclasses
+
+    from aiohttp.test_utils import TestServer
+
+    from gateway.indexer import INDEXER
+    from tests.conftest import REPO_GENESIS, NodeProcess
+    from tests.gateway.readside_fixtures import Chain
+
+    node = NodeProcess(tmp_path / "node", REPO_GENESIS).start()
+    client = None
+    try:
+        cfg = dataclasses.replace(config(tmp_path / "gw"), node_urls=(node.url,),
+                                  indexer_poll_ms=50)
+        client = TestClient(TestServer(create_app(cfg)))
+        await client.start_server()
+        carrier = member(client.app, "Pacific Ocean Line", CARRIER)
+        receiver = Receiver()
+        server = await aiohttp_server(receiver.app)
+        resp = await client.post(
+            "/v2/event-subscriptions",
+            json={"callbackUrl": f"http://127.0.0.1:{server.port}/callback",
+                  "secret": "c3Vic2NyaWJlciBzZWNyZXQsIDMyIGJ5dGVzIGxvbmc=",
+                  "equipmentEventTypeCode": ["DISC"]},
+            headers=carrier,
+        )
+        assert resp.status == 201
+        chain = Chain(node.url)
+        recorded = await asyncio.to_thread(chain.record, TERMINAL, [
+            seal(canonical("TERMINAL.DISC", ("container", BOX1), related=[("mbl", MBL)]),
+                 TERMINAL, readers=[CARRIER]),
+            seal(canonical("TERMINAL.GTIN", ("container", BOX2)), TERMINAL, readers=[CARRIER]),
+            seal(canonical("TERMINAL.DISC", ("container", BOX3)), TERMINAL),  # not the carrier's
+        ])
+        head = await asyncio.to_thread(chain.head)
+        assert await client.app[INDEXER].wait_for_block(head, timeout=60)
+        served = await get_all(client, carrier, "?limit=1")
+        assert [e["eventID"] for e in served] == [dcsa.event_uuid(i) for i in recorded[:2]]
+        assert served[0]["equipmentReference"] == BOX1
+        await receiver.wait_for(1)
+        [call] = receiver.calls
+        assert call.signed_with("c3Vic2NyaWJlciBzZWNyZXQsIDMyIGJ5dGVzIGxvbmc=")
+        assert [e["eventID"] for e in json.loads(call.body)] == [dcsa.event_uuid(recorded[0])]
+    finally:
+        if client is not None:
+            await client.close()
+        node.stop()
