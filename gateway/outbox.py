@@ -75,7 +75,6 @@ CREATE TABLE IF NOT EXISTS ops (
     to_addr TEXT NOT NULL DEFAULT '',
     summary TEXT NOT NULL DEFAULT '',
     revokes_subject BLOB,
-    subject BLOB,
     key_version INTEGER NOT NULL DEFAULT 0,
     status TEXT NOT NULL DEFAULT 'accepted',
     batch_limit INTEGER NOT NULL DEFAULT 0,
@@ -233,10 +232,16 @@ def _event_json(event: CanonicalEvent) -> bytes:
 
 
 def canonical_bytes(op: Operation) -> bytes:
-    """The bytes an operation's content hash is taken over (everything but its summary)."""
+    """The bytes an operation's content hash is taken over (everything but its summary).
+
+    An event: ``b"event\x00"`` and the event's canonical JSON (sorted keys, no spaces) — the
+    very bytes the outbox stores. A call: canonical JSON of its address, calldata and revoked
+    subject.
+    """
+    if op.kind == "event" and op.event is not None:
+        return b"event\x00" + _event_json(op.event)
     body = {
         "kind": op.kind,
-        "event": op.event.to_json() if op.event is not None else None,
         "to": op.to.lower(),
         "data": op.data.hex(),
         "revokes": op.revokes_subject.hex() if op.revokes_subject is not None else None,
@@ -400,9 +405,17 @@ class Outbox:
         now = time.time()
         receipts: list[Receipt] = []
         seen: dict[str, tuple[bytes, Receipt]] = {}
+        # Subject keys (keccak) are needed only once the organisation has revoked something.
+        versioned = (
+            self._db.execute(
+                "SELECT 1 FROM subject_versions WHERE org_id = ? LIMIT 1", (org_id,)
+            ).fetchone()
+            is not None
+        )
         for op in ops:
             _check(op)
-            digest = content_hash(op)
+            body = canonical_bytes(op)
+            digest = hashlib.sha256(body).digest()
             if op.idempotency_key in seen:
                 if seen[op.idempotency_key][0] != digest:
                     raise errors.Conflict(
@@ -431,16 +444,17 @@ class Outbox:
                 receipts.append(original)
                 seen[op.idempotency_key] = (digest, original)
                 continue
-            subject = op.event.subject.key if op.event is not None else None
-            version = self._version(org_id, subject) if subject is not None else 0
-            body = _event_json(op.event) if op.event is not None else op.data
+            version = 0
+            if op.event is not None and versioned:
+                version = self._version(org_id, op.event.subject.key)
+            stored = body[len(b"event\x00") :] if op.kind == "event" else op.data
             cur = self._db.execute(
                 "INSERT INTO ops (org_id, idem_key, content_hash, kind, body, to_addr, summary,"
-                " revokes_subject, subject, key_version, accepted_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " revokes_subject, key_version, accepted_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    org_id, op.idempotency_key, digest, op.kind, body, op.to, op.summary,
-                    op.revokes_subject, subject, version, now,
+                    org_id, op.idempotency_key, digest, op.kind, stored, op.to, op.summary,
+                    op.revokes_subject, version, now,
                 ),
             )  # fmt: skip
             if op.revokes_subject is not None:
@@ -449,6 +463,7 @@ class Outbox:
                     " ON CONFLICT (org_id, subject) DO UPDATE SET version = version + 1",
                     (org_id, op.revokes_subject),
                 )
+                versioned = True
             receipt = Receipt(int(cur.lastrowid or 0), op.idempotency_key, False, "accepted")
             receipts.append(receipt)
             seen[op.idempotency_key] = (digest, receipt)
