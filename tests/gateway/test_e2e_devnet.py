@@ -13,8 +13,12 @@ answer; schemathesis finds no 5xx in the served OpenAPI; bad input gets clear 4x
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
+import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -280,3 +284,49 @@ def test_no_plaintext_in_validator_leveldb(port: Port, tmp_path: Path) -> None:
     finally:
         port.devnet.start()
         port.devnet.wait_ready()
+
+
+def test_bad_input_gets_clear_4xx(port: Port) -> None:
+    carrier = port.clients[CARRIER]
+    good = event("x", "TERMINAL.DISC", ("container", CONTAINERS[0]), "2026-11-24T08:00:00Z")
+
+    def error_of(response: tuple[int, Any, dict[str, str]]) -> tuple[int, str]:
+        status, body, headers = response
+        assert 400 <= status < 500, (status, body)
+        assert headers.get("Content-Type", "").startswith("application/json"), headers
+        assert body["error"]["message"], body
+        return status, body["error"]["code"]
+
+    assert error_of(carrier.post("/v1/events", raw=b'{"events": [')) == (400, "bad-json")
+    assert error_of(carrier.post("/v1/events", {"events": [{**good, "colour": "red"}]}))[0] == 422
+    bad_container = {**good, "subject": {"kind": "container", "value": "CSQU3054384"}}
+    status, code = error_of(carrier.post("/v1/events", {"events": [bad_container]}))
+    assert status == 422 and "check" in code
+    huge = json.dumps({"events": [good] * 1}).encode() + b" " * (2 << 20)
+    assert error_of(carrier.post("/v1/events", raw=huge))[0] == 413
+    for hostile in ("'; DROP TABLE events;--", "<script>alert(1)</script>", "%00%27%22"):
+        status, body, headers = carrier.get("/v1/track/" + urllib.parse.quote(hostile, safe=""))
+        assert 400 <= status < 500 and headers["Content-Type"].startswith("application/json")
+        assert "<script>" not in json.dumps(body.get("suggestions", []))
+    assert error_of(port.anonymous.get(f"/v1/track/{HOUSE}"))[0] == 401
+    assert error_of(GatewayClient(port.gateway.url, "plk_nope_nope").get("/v1/me"))[0] == 401
+    # Everything accepted before is still there.
+    assert port.track(TRADER, HOUSE)[0] == 200
+
+
+def test_schemathesis_finds_no_server_error(port: Port) -> None:
+    """Fuzz every documented operation; any 5xx (or a crash) fails."""
+    carrier = next(o for o in port.gateway.credentials()["organisations"]
+                   if o["chainOrg"] == CARRIER)  # fmt: skip
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "schemathesis"), "run",
+         f"{port.gateway.url}/openapi.json", "--checks", "not_a_server_error",
+         "--max-examples", "15", "--generation-deterministic", "--request-timeout", "20",
+         "--header", f"Authorization: Bearer {carrier['apiKey']}",
+         "--exclude-path", "/v1/session", "--exclude-path-regex", "^/v1/api-keys"],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    report = result.stdout[-6000:] + result.stderr[-2000:]
+    assert result.returncode == 0, report
+    counts = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
+    assert counts and counts[1] == counts[2] and int(counts[1]) > 500, report
