@@ -314,7 +314,7 @@ def test_bad_input_gets_clear_4xx(port: Port) -> None:
     assert port.track(TRADER, HOUSE)[0] == 200
 
 
-def test_schemathesis_finds_no_server_error(port: Port) -> None:
+def test_schemathesis_finds_no_server_error(port: Port, tmp_path: Path) -> None:
     """Fuzz every documented operation; any 5xx (or a crash) fails."""
     carrier = next(o for o in port.gateway.credentials()["organisations"]
                    if o["chainOrg"] == CARRIER)  # fmt: skip
@@ -324,7 +324,7 @@ def test_schemathesis_finds_no_server_error(port: Port) -> None:
          "--max-examples", "15", "--generation-deterministic", "--request-timeout", "20",
          "--header", f"Authorization: Bearer {carrier['apiKey']}",
          "--exclude-path", "/v1/session", "--exclude-path-regex", "^/v1/api-keys"],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=900, cwd=tmp_path,
     )  # fmt: skip
     report = result.stdout[-6000:] + result.stderr[-2000:]
     assert result.returncode == 0, report
