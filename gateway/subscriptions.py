@@ -87,6 +87,7 @@ from gateway import accounts, api_dcsa, indexer, openapi, tracking
 from gateway.api_dcsa import API_VERSION, DcsaFilter, FilterError, filter_from_fields, matches
 from gateway.config import CONFIG, ConfigError, GatewayConfig
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
+from gateway.events import Reference
 from gateway.jsonbody import read_json
 from gateway.principal import Principal, require
 from gateway.readmodel import READ_MODEL, EventFilter
@@ -867,8 +868,13 @@ class Subscriptions:
         list[int]
             Ids of the deliveries queued.
         """
+        return self._queue(self.store.by_organisation().get(org_id, []), events)
+
+    def _queue(
+        self, targets: Sequence[Subscription], events: Sequence[tuple[int, Mapping[str, Any]]]
+    ) -> list[int]:
         queued: list[int] = []
-        for sub in self.store.by_organisation().get(org_id, []):
+        for sub in targets:
             chosen = [(eid, ev) for eid, ev in events if matches(sub.filter, ev)]
             if chosen:
                 queued += self.store.enqueue(
@@ -879,21 +885,31 @@ class Subscriptions:
         return queued
 
     async def on_indexed(self, indexed: list[Any], app: web.Application) -> None:
-        """Indexer listener: queue what each subscribing organisation may now read."""
+        """Indexer listener: queue what each subscribing organisation may now read.
+
+        Subscriptions whose filters name references (a B/L, a booking, a container, a vessel)
+        hold them, as in ``GET /v2/events``: records readable by holders of those references
+        reach them too. Subscriptions of one organisation holding the same references share
+        one visibility pass.
+        """
         if not indexed:
             return
-        for org_id in self.store.by_organisation():
+        for org_id, owned in self.store.by_organisation().items():
             try:
                 principal = background_principal(app, org_id)
                 if principal is None:
                     continue
-                visible = await app[tracking.TRACKING].visible_among(principal, indexed)
-                rendered = []
-                for item in visible:
-                    event = api_dcsa.render(item)
-                    if event is not None:
-                        rendered.append((item.event_id, event))
-                self.publish(org_id, rendered)
+                groups: dict[tuple[Reference, ...], list[Subscription]] = {}
+                for sub in owned:
+                    groups.setdefault(sub.filter.held_references, []).append(sub)
+                for held, members in groups.items():
+                    visible = await visible_holding(app, principal, indexed, held)
+                    rendered = []
+                    for item in visible:
+                        event = api_dcsa.render(item)
+                        if event is not None:
+                            rendered.append((item.event_id, event))
+                    self._queue(members, rendered)
             except Exception:
                 # One organisation's failure must not stop the others' deliveries.
                 log.exception("subscriptions: could not queue events", extra={"org": org_id})
@@ -925,6 +941,26 @@ class Subscriptions:
             after = batch[-1].event_id
             seen += len(batch)
         return seen
+
+
+async def visible_holding(
+    app: web.Application, principal: Principal, indexed: list[Any],
+    held: tuple[Reference, ...],
+) -> list[Any]:
+    """Those of ``indexed`` the principal may read when it holds ``held`` (decrypted).
+
+    Without references this is :meth:`Tracking.visible_among`. With references, the caller's
+    reading state from :meth:`Tracking.reader` is told it holds them (what
+    :meth:`Tracking.events` does for references given as filters) and each event goes through
+    :meth:`Tracking.open`, the one place that decides and decrypts.
+    """
+    reading = app[tracking.TRACKING]
+    if not held:
+        return await reading.visible_among(principal, indexed)
+    reader = reading.reader(principal)
+    for ref in held:
+        reader.held[ref.key] = ref.value
+    return [seen for ev in indexed if (seen := reading.open(reader, ev)) is not None]
 
 
 def background_principal(app: web.Application, org_id: int) -> Principal | None:

@@ -4,6 +4,7 @@ caller's organisation only. Also the subscription listener over the same events.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -437,17 +438,35 @@ async def test_subscriptions_get_what_the_organisation_may_read(
             headers=auth[who],
         )
         subscribed[(await resp.json())["subscriptionID"]] = who
+    for filters in [{"transportDocumentReference": MBL}, {"equipmentReference": BOX2},
+                    {"equipmentReference": BOX1}]:
+        resp = await client.post(
+            "/v2/event-subscriptions",
+            json={"callbackUrl": url, "secret": "c3Vic2NyaWJlciBzZWNyZXQsIDMyIGJ5dGVzIGxvbmc=",
+                  **filters},
+            headers=auth["trader"],
+        )
+        subscribed[(await resp.json())["subscriptionID"]] = "trader " + next(
+            iter(filters.values()))
     service = client.app[subs.SUBSCRIPTIONS]
     # What the indexer hands its listeners after committing these blocks:
     await service.on_indexed(world["events"], client.app)
-    await receiver.wait_for(2)
+    await receiver.wait_for(4)
     got = {subscribed[c.headers["Subscription-ID"]]: ids(json.loads(c.body))
            for c in receiver.calls}
-    assert got == {"carrier": [1, 2, 3, 6, 7, *range(8, 18)], "terminal": [3, 4, 6]}
+    assert got == {
+        "carrier": [1, 2, 3, 6, 7, *range(8, 18)],
+        "terminal": [3, 4, 6],
+        # The trader holds only what its filters name: the B/L number opens the carrier's
+        # reference-readable B/L event, BOX2 the terminal's reference-readable gate-out;
+        # BOX1's discharge was for the carrier alone, so nothing is sent for it.
+        f"trader {MBL}": [1],
+        f"trader {BOX2}": [6],
+    }
     # The same batch again (an indexer retry) sends nothing more.
     await service.on_indexed(world["events"], client.app)
-    await receiver.wait_for(2)
-    assert len(receiver.calls) == 2
+    await asyncio.sleep(0.3)
+    assert len(receiver.calls) == 4
 
 
 async def test_events_indexed_while_not_listening_are_caught_up(
@@ -477,7 +496,6 @@ async def test_events_indexed_while_not_listening_are_caught_up(
 async def test_end_to_end_from_a_real_chain(tmp_path: Path, aiohttp_server: Any) -> None:
     """Events recorded on a real node, indexed by the gateway's own indexer, are served by
     GET /v2/events and pushed to a subscription by the indexer listener."""
-    import asyncio
     import dataclasses
 
     from aiohttp.test_utils import TestServer
