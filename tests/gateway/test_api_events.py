@@ -19,6 +19,7 @@ from gateway.events import Reference
 from gateway.keystore import KEYSTORE
 from gateway.outbox import OUTBOX
 from gateway.readmodel import READ_MODEL, MasterContainers, Organisation, OrgChange
+from gateway.tracking import grant_context
 from tests.gateway.events_fixtures import EQUIPMENT_EVENT, TRANSPORT_EVENT, canonical_json
 
 # Chain organisation ids of the test port (as in the demo genesis order).
@@ -414,9 +415,12 @@ async def test_grant_wraps_the_current_subject_key_for_the_reader(port):
     scope, target, reader, wrapped, expiry = _grant_args(call.data)
     subject = Reference("mbl", "PCOL1234567").key
     assert (scope, target, reader, expiry) == (1, subject, TRADER, 0)
-    # the rule of the module docstring: context = the on-chain subject key
+    # the rule tracking unwraps with: context = grant_context(owner, subject, reader, scope)
     secret = confidential.unwrap_key(wrapped, x25519_private=port.reader_private[TRADER],
-                                     context=subject)
+                                     context=grant_context(CARRIER, subject, TRADER))
+    with pytest.raises(confidential.DecryptionFailed):  # bound to its grant: not replayable
+        confidential.unwrap_key(wrapped, x25519_private=port.reader_private[TRADER],
+                                context=grant_context(CARRIER, subject, FORWARDER))
     key, version = confidential.unpack_subject_grant(secret)
     owner = port.app[KEYSTORE].get(port.org_ids[CARRIER])
     assert version == 0
@@ -441,7 +445,7 @@ async def test_revoke_moves_to_the_next_key_version(port):
     assert grant.status == 202
     _, _, _, wrapped, expiry = _grant_args(port.pending(CARRIER)[1].data)
     secret = confidential.unwrap_key(wrapped, x25519_private=port.reader_private[FORWARDER],
-                                     context=subject)
+                                     context=grant_context(CARRIER, subject, FORWARDER))
     assert confidential.unpack_subject_grant(secret)[1] == 1
     assert expiry == 4070908800
 
