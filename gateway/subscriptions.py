@@ -81,9 +81,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
+from prometheus_client import Counter, Gauge
 from yarl import URL
 
-from gateway import accounts, api_dcsa, indexer, openapi, tracking
+from gateway import accounts, api_dcsa, indexer, openapi, ops, tracking
 from gateway.api_dcsa import API_VERSION, DcsaFilter, FilterError, filter_from_fields, matches
 from gateway.config import CONFIG, ConfigError, GatewayConfig
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
@@ -603,6 +604,13 @@ class SubscriptionStore:
                     break
         return out
 
+    def pending_count(self) -> int:
+        """Deliveries waiting to be sent (retries included)."""
+        (count,) = self._db.execute(
+            "SELECT COUNT(*) FROM deliveries WHERE status = 'pending'"
+        ).fetchone()
+        return int(count)
+
     def next_due(self) -> float | None:
         """When the earliest pending delivery falls due."""
         (when,) = self._db.execute(
@@ -731,8 +739,10 @@ class DeliveryWorker:
         settings: SubscriptionSettings,
         max_attempts: int,
         session: aiohttp.ClientSession,
+        on_outcome: Callable[[str], None] | None = None,
     ) -> None:
         self._store = store
+        self._on_outcome = on_outcome or (lambda outcome: None)
         self._settings = settings
         self._max_attempts = max(1, max_attempts)
         self._session = session
@@ -798,11 +808,17 @@ class DeliveryWorker:
             return
         body, attempts = claimed
         status, error = await self._post(url, secret, sub_id, body)
-        if status is not None and 200 <= status < 300:
+        outcome = (
+            "delivered" if status is not None and 200 <= status < 300
+            else "failed" if attempts >= self._max_attempts
+            else "retry"
+        )
+        self._on_outcome(outcome)
+        if outcome == "delivered":
             self._store.finish(delivery_id, "delivered", status, None)
             log.info("callback delivered", extra={"subscription": sub_id,
                                                   "delivery": delivery_id, "attempts": attempts})
-        elif attempts >= self._max_attempts:
+        elif outcome == "failed":
             self._store.finish(delivery_id, "failed", status, error)
             log.warning("callback given up", extra={"subscription": sub_id,
                                                     "delivery": delivery_id, "error": error})
@@ -1320,7 +1336,24 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
         timeout=aiohttp.ClientTimeout(total=settings.timeout_seconds),
         headers={"User-Agent": "PortLedger-gateway (DCSA T&T 2.2 subscriptions)"},
     )
-    worker = DeliveryWorker(store, settings, config.webhook_max_attempts, session)
+    registry = app.get(ops.METRICS)
+    outcomes = None
+    if registry is not None:
+        outcomes = Counter(
+            "portledger_subscription_callbacks",
+            "Subscription callback attempts by outcome (delivered, retry, failed)",
+            ["outcome"],
+            registry=registry,
+        )
+        Gauge(
+            "portledger_subscription_pending_deliveries",
+            "Subscription deliveries waiting to be sent (retries included)",
+            registry=registry,
+        ).set_function(store.pending_count)
+    worker = DeliveryWorker(
+        store, settings, config.webhook_max_attempts, session,
+        on_outcome=(lambda outcome: outcomes.labels(outcome).inc()) if outcomes else None,
+    )
     service = Subscriptions(store, settings, worker)
     app[SUBSCRIPTIONS] = service
     task = None
@@ -1329,6 +1362,7 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
             app[indexer.INDEXER].add_listener(lambda batch: service.on_indexed(batch, app))
             await service.catch_up(app)
         task = asyncio.create_task(worker.run(), name="subscription-deliveries")
+    app[_WORKER_TASK] = task
     try:
         yield
     finally:
@@ -1341,9 +1375,25 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
         store.close()
 
 
+_WORKER_TASK = web.AppKey("subscription_worker", object)
+
+
+async def _ready(app: web.Application) -> tuple[bool, str]:
+    """Readiness: the delivery worker runs (where this process delivers)."""
+    task = app.get(_WORKER_TASK)
+    pending = app[SUBSCRIPTIONS].store.pending_count()
+    if task is None:
+        return True, f"deliveries run in another process; {pending} pending"
+    if task.done():  # type: ignore[attr-defined]
+        return False, "the delivery worker stopped"
+    return True, f"{pending} deliveries pending"
+
+
 def setup(app: web.Application) -> None:
     """Add the subscription routes, the store and delivery worker, and the indexer listener."""
     app.cleanup_ctx.append(_service)
+    if ops.READINESS in app:
+        ops.add_readiness_check(app, "subscriptions", _ready)
     app.router.add_routes(routes)
     openapi.add(app, OPENAPI_PATHS,
                 schemas={"DcsaSubscription": SUBSCRIPTION_SCHEMA, "Delivery": DELIVERY_SCHEMA})

@@ -414,6 +414,12 @@ async def test_failed_attempts_are_retried_with_backoff(
     [delivery] = await deliveries(client, auth, sub_id)
     assert delivery["status"] == "delivered" and delivery["attempts"] == 3
     assert delivery["lastError"] is None
+    metrics = await (await client.get("/metrics")).text()
+    assert 'portledger_subscription_callbacks_total{outcome="retry"} 2.0' in metrics
+    assert 'portledger_subscription_callbacks_total{outcome="delivered"} 1.0' in metrics
+    assert "portledger_subscription_pending_deliveries 0.0" in metrics
+    ready = await (await client.get("/readyz")).json()
+    assert ready["checks"]["subscriptions"]["ok"] is True
 
 
 async def _delivered(client: TestClient, auth: dict[str, str], sub_id: str) -> bool:
