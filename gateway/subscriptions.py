@@ -588,21 +588,17 @@ class SubscriptionStore:
         return created
 
     def due(self, now: float, limit: int, busy: set[str]) -> list[tuple[int, str]]:
-        """Pending deliveries due by ``now``: the oldest per subscription not in ``busy``."""
+        """Pending deliveries due by ``now``: the oldest of each subscription not in ``busy``.
+
+        One per subscription, oldest subscriptions' work first, so a subscription with a long
+        backlog never starves the others.
+        """
         rows = self._db.execute(
-            "SELECT id, subscription_id FROM deliveries WHERE status = 'pending' "
-            "AND next_attempt <= ? ORDER BY id LIMIT ?",
-            (now, limit + len(busy) * 4 + 64),
+            "SELECT MIN(id), subscription_id FROM deliveries WHERE status = 'pending' "
+            "AND next_attempt <= ? GROUP BY subscription_id ORDER BY MIN(id) LIMIT ?",
+            (now, limit + len(busy)),
         ).fetchall()
-        out: list[tuple[int, str]] = []
-        taken = set(busy)
-        for delivery_id, sub_id in rows:
-            if sub_id not in taken:
-                taken.add(sub_id)
-                out.append((delivery_id, sub_id))
-                if len(out) >= limit:
-                    break
-        return out
+        return [(row[0], row[1]) for row in rows if row[1] not in busy][:limit]
 
     def pending_count(self) -> int:
         """Deliveries waiting to be sent (retries included)."""
@@ -611,10 +607,13 @@ class SubscriptionStore:
         ).fetchone()
         return int(count)
 
-    def next_due(self) -> float | None:
-        """When the earliest pending delivery falls due."""
+    def next_due(self, busy: set[str]) -> float | None:
+        """When the earliest pending delivery of a subscription not in ``busy`` falls due."""
+        marks = ",".join("?" * len(busy))
         (when,) = self._db.execute(
             "SELECT MIN(next_attempt) FROM deliveries WHERE status = 'pending'"
+            + (f" AND subscription_id NOT IN ({marks})" if busy else ""),
+            tuple(busy),
         ).fetchone()
         return when
 
@@ -757,24 +756,36 @@ class DeliveryWorker:
         self._wake.set()
 
     async def run(self) -> None:
-        """Dispatch due deliveries until cancelled."""
+        """Dispatch due deliveries until cancelled (a database error pauses it a second)."""
         while True:
             self._wake.clear()
-            now = time.time()
-            free = self._settings.concurrency - len(self._tasks)
-            if free > 0:
-                for delivery_id, sub_id in self._store.due(now, free, self._busy):
-                    self._busy.add(sub_id)
-                    task = asyncio.create_task(self._attempt(delivery_id, sub_id))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._done(sub_id))
-            if now - self._last_prune > 3600:
-                self._last_prune = now
-                self._store.prune(now - self._settings.retention_days * 86400)
-            upcoming = self._store.next_due()
-            wait = 5.0 if upcoming is None else min(5.0, max(0.005, upcoming - time.time()))
+            try:
+                wait = self._dispatch()
+            except sqlite3.Error:
+                log.exception("subscription deliveries: database error; retrying in 1 s")
+                wait = 1.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
+
+    def _dispatch(self) -> float:
+        """Start the due deliveries there is room for; seconds until the loop should look
+        again (unless woken)."""
+        now = time.time()
+        free = self._settings.concurrency - len(self._tasks)
+        if free > 0:
+            for delivery_id, sub_id in self._store.due(now, free, self._busy):
+                self._busy.add(sub_id)
+                task = asyncio.create_task(self._attempt(delivery_id, sub_id))
+                self._tasks.add(task)
+                task.add_done_callback(self._done(sub_id))
+        if now - self._last_prune > 3600:
+            self._last_prune = now
+            self._store.prune(now - self._settings.retention_days * 86400)
+        # A busy subscription's next delivery waits for its attempt to end (which wakes this
+        # loop), so it is left out here: no spinning while an attempt is in flight.
+        slots = self._settings.concurrency - len(self._tasks)
+        upcoming = self._store.next_due(self._busy) if slots > 0 else None
+        return 5.0 if upcoming is None else min(5.0, max(0.005, upcoming - time.time()))
 
     def _done(self, sub_id: str) -> Any:
         def forget(task: asyncio.Task[None]) -> None:

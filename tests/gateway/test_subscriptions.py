@@ -572,3 +572,35 @@ async def test_an_attempt_cut_short_by_shutdown_is_completed_after_restart(
     finally:
         await second.close()
     assert len(calls) == 2 and calls[0] == calls[1]
+
+
+async def test_a_slow_subscriber_does_not_hold_up_the_others(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    client = await aiohttp_client(create_app(config(tmp_path / "gw", max_events_per_delivery=2)))
+    org, auth = organisation(client.app, "Harbour Freight")
+    release = asyncio.Event()
+    slow_calls: list[float] = []
+
+    async def slow(request: web.Request) -> web.Response:
+        slow_calls.append(asyncio.get_running_loop().time())
+        await request.read()
+        await asyncio.wait_for(release.wait(), 10)
+        return web.Response(status=204)
+
+    slow_app = web.Application()
+    slow_app.router.add_post("/callback", slow)
+    slow_server = await aiohttp_server(slow_app)
+    fast, fast_url = await start_receiver(aiohttp_server)
+    slow_id = await subscribe(client, auth, f"http://127.0.0.1:{slow_server.port}/callback")
+    await subscribe(client, auth, fast_url)
+    events = sample_events()
+    assert len(client.app[subs.SUBSCRIPTIONS].publish(org, events)) == 4  # 3 events, 2 per body
+    await fast.wait_for(2, accepted=True)  # both of the fast subscriber's, meanwhile
+    assert [[e["eventID"] for e in json.loads(c.body)] for c in fast.calls] == [
+        [e["eventID"] for _, e in events[:2]], [events[2][1]["eventID"]]
+    ]  # in order
+    assert len(slow_calls) == 1  # one attempt in flight per subscription
+    release.set()
+    await wait_until(lambda: _delivered(client, auth, slow_id), what="slow subscriber done")
+    assert len(slow_calls) == 2
