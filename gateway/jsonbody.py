@@ -51,10 +51,16 @@ async def read_bytes(request: web.Request, limit: int) -> bytes:
     """The raw body, refused with 413 past ``limit`` bytes (declared or actual)."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"body of {request.content_length} bytes exceeds {limit}")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise PayloadTooLarge(f"body exceeds {limit} bytes")
-    return body
+    # content.read(n) returns what has arrived so far; gather chunks until EOF or the limit.
+    chunks, size = [], 0
+    while True:
+        chunk = await request.content.read(min(65_536, limit + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body exceeds {limit} bytes")
 
 
 async def read_json(
