@@ -27,6 +27,11 @@ References given as filters (``carrierBookingReference``, ``transportDocumentRef
 owners made readable to "holders of the reference" become readable (see DESIGN.md,
 Confidentiality). Each is checked and normalised with :func:`gateway.identifiers.normalise`
 (a container number must pass ISO 6346), and a bad one is a 400 naming the check that failed.
+With a reference filter the read model lists the events *about* that reference (whose subject
+it is, :class:`gateway.tracking.EventQuery`); a container's discharge that names its B/L only
+as a related reference is found by the container number, or, among what the caller reads
+anyway (its own events, those naming it, those granted to it), with no reference filter and
+the other filters (``documentReferences`` are matched on the rendered event).
 
 Parameters the standard does not define are refused (400 ``unknown-parameter``): a typo in a
 filter name must not silently widen the answer. The standard's deprecated aliases
