@@ -550,7 +550,7 @@ def parse_limit(raw: str | None) -> int:
     """The ``limit`` parameter: 1 .. :data:`MAX_LIMIT`, :data:`DEFAULT_LIMIT` if absent."""
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= MAX_LIMIT:
         raise FilterError(f"limit is an integer from 1 to {MAX_LIMIT}", parameter="limit")
     return int(raw)
 

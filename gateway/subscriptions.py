@@ -255,6 +255,7 @@ def is_public_address(host: str) -> bool:
     return address.is_global and not address.is_multicast
 
 
+_HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*\.?$")
 _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+))*$", re.IGNORECASE)
 
 
@@ -281,23 +282,32 @@ def check_callback_url(url: Any, *, allow_private: bool) -> str:
     """
     if not isinstance(url, str) or not url or len(url) > 2048:
         raise CallbackRefused("callbackUrl is an absolute http(s) URL of at most 2048 characters")
+    if not url.isprintable() or any(ch.isspace() for ch in url):
+        raise CallbackRefused("callbackUrl holds spaces or control characters")
     try:
         parsed = URL(url)
-    except (ValueError, TypeError):
+        scheme, raw_host, port = parsed.scheme, parsed.raw_host or "", parsed.port
+        userinfo = parsed.user is not None or parsed.password is not None
+        absolute, fragment = parsed.absolute, parsed.fragment
+    except (ValueError, TypeError):  # UnicodeError (IDNA) is a ValueError
         raise CallbackRefused("callbackUrl is not a URL") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host or not parsed.absolute:
+    if scheme not in ("http", "https") or not raw_host or not absolute:
         raise CallbackRefused("callbackUrl must be an absolute http:// or https:// URL")
-    if parsed.user is not None or parsed.password is not None:
+    if userinfo:
         raise CallbackRefused("callbackUrl must not carry user info (use the secret)")
-    if parsed.fragment:
+    if fragment:
         raise CallbackRefused("callbackUrl must not have a fragment")
-    host = parsed.host.strip("[]")
+    if port is not None and not 0 < port < 65536:
+        raise CallbackRefused("callbackUrl port is out of range")
+    host = raw_host.strip("[]")
     try:
         literal = ipaddress.ip_address(host.split("%", 1)[0]) and True
     except ValueError:
         literal = False
         if _NUMERIC_HOST.match(host):
             raise CallbackRefused("callbackUrl host is a non-canonical numeric address") from None
+        if not _HOST_NAME.match(host):
+            raise CallbackRefused("callbackUrl host is not a valid host name") from None
     if allow_private:
         return url
     if literal and not is_public_address(host):
@@ -1250,10 +1260,12 @@ async def list_deliveries(request: web.Request) -> web.Response:
     if status is not None and status not in DELIVERY_STATES:
         raise BadRequest(f"status is one of {', '.join(DELIVERY_STATES)}", code="invalid-filter")
     before = query.get("before")
-    if before is not None and not (before.isdigit() and len(before) < 19):
+    if before is not None and not (before.isascii() and before.isdigit() and len(before) < 19):
         raise BadRequest("before is a delivery id", code="invalid-filter")
     limit_raw = query.get("limit", "50")
-    if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= 500:
+    if not (limit_raw.isascii() and limit_raw.isdigit() and len(limit_raw) <= 4) or not (
+        1 <= int(limit_raw) <= 500
+    ):
         raise BadRequest("limit is an integer from 1 to 500", code="invalid-filter")
     found = request.app[SUBSCRIPTIONS].store.deliveries(
         principal.org_id,

@@ -77,6 +77,11 @@ def test_secret_is_base64_of_16_to_1024_bytes(secret: Any, ok: bool) -> None:
         ("https://user:pw@tms.example.com/cb", "invalid-callback-url"),
         ("/relative/cb", "invalid-callback-url"),
         ("https://tms.example.com/" + "a" * 2100, "invalid-callback-url"),
+        ("http://exa mple.com/cb", "invalid-callback-url"),
+        ("http://tms.example.com:0/cb", "invalid-callback-url"),
+        ("http://tms.example.com:99999/cb", "invalid-callback-url"),
+        ("http://a_b.example.com/cb", "invalid-callback-url"),
+        ("http://[fe80::1%25eth0]/cb", "callback-not-public"),
     ],
 )
 def test_callback_urls(url: str, code: str | None) -> None:
