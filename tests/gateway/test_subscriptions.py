@@ -609,3 +609,35 @@ async def test_a_slow_subscriber_does_not_hold_up_the_others(
     release.set()
     await wait_until(lambda: _delivered(client, auth, slow_id), what="slow subscriber done")
     assert len(slow_calls) == 2
+
+
+async def test_the_delivery_resolver_drops_non_public_addresses() -> None:
+    resolver = subs.PublicResolver()
+    try:
+        with pytest.raises(OSError, match="non-public"):
+            await resolver.resolve("localhost", 80)  # /etc/hosts: loopback only
+    finally:
+        await resolver.close()
+
+
+async def test_a_callback_turned_private_is_refused_at_delivery(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    """Created while private callbacks were allowed, delivered after they no longer are."""
+    receiver, url = await start_receiver(aiohttp_server)
+    first = await aiohttp_client(create_app(config(tmp_path / "gw")))
+    org, auth = organisation(first.app, "Harbour Freight")
+    sub_id = await subscribe(first, auth, url)
+    await first.close()
+    client = await aiohttp_client(create_app(config(tmp_path / "gw",
+                                                    allow_private_callbacks=False)))
+    client.app[subs.SUBSCRIPTIONS].publish(org, sample_events())
+
+    async def refused() -> bool:
+        found = await deliveries(client, auth, sub_id)
+        return bool(found) and found[0]["lastError"] is not None
+
+    await wait_until(refused, what="refused attempt")
+    [delivery] = await deliveries(client, auth, sub_id)
+    assert "non-public" in delivery["lastError"] and delivery["lastStatus"] is None
+    assert receiver.calls == []
