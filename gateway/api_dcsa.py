@@ -66,7 +66,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -925,7 +925,7 @@ OPENAPI_PATHS: dict[str, Any] = {
 def setup(app: web.Application) -> None:
     """Add ``GET /v2/events``, its cursor key and its OpenAPI operation."""
 
-    async def cursors(app: web.Application):  # type: ignore[no-untyped-def]
+    async def cursors(app: web.Application) -> AsyncIterator[None]:
         app[CURSORS] = CursorCodec.from_file(app[CONFIG].path("dcsa-cursor.key"))
         yield
 

@@ -369,9 +369,9 @@ class PublicResolver(AbstractResolver):
 
 def backoff(attempts: int, settings: SubscriptionSettings, rng: random.Random) -> float:
     """Seconds to wait after ``attempts`` attempts: exponential, capped, jittered (×[0.5, 1))."""
-    ceiling = min(settings.retry_max_seconds,
-                  settings.retry_base_seconds * 2 ** min(max(attempts - 1, 0), 40))
-    return ceiling * (0.5 + rng.random() / 2)
+    exponent = min(max(attempts - 1, 0), 40)
+    ceiling = min(settings.retry_max_seconds, settings.retry_base_seconds * float(2**exponent))
+    return float(ceiling * (0.5 + rng.random() / 2))
 
 
 # -- storage --------------------------------------------------------------------------------
@@ -625,7 +625,7 @@ class SubscriptionStore:
             + (f" AND subscription_id NOT IN ({marks})" if busy else ""),
             tuple(busy),
         ).fetchone()
-        return when
+        return None if when is None else float(when)
 
     def claim(
         self, delivery_id: int, lease: Callable[[int], float]
@@ -731,9 +731,10 @@ class SubscriptionStore:
     def prune(self, before: float) -> int:
         """Forget finished deliveries older than ``before`` (their events stay de-duplicated)."""
         with self._transaction() as db:
-            return db.execute(
+            done = db.execute(
                 "DELETE FROM deliveries WHERE status != 'pending' AND finished < ?", (before,)
-            ).rowcount
+            )
+            return int(done.rowcount)
 
 
 # -- delivery -------------------------------------------------------------------------------
@@ -1344,6 +1345,10 @@ OPENAPI_PATHS: dict[str, Any] = {
 }
 
 
+#: The delivery worker's task, in the process that delivers.
+_WORKER_TASK = web.AppKey("subscription_worker", asyncio.Task)
+
+
 async def _service(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     settings = SubscriptionSettings.from_config(config)
@@ -1385,7 +1390,8 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
             app[indexer.INDEXER].add_listener(lambda batch: service.on_indexed(batch, app))
             await service.catch_up(app)
         task = asyncio.create_task(worker.run(), name="subscription-deliveries")
-    app[_WORKER_TASK] = task
+    if task is not None:
+        app[_WORKER_TASK] = task
     try:
         yield
     finally:
@@ -1398,16 +1404,13 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
         store.close()
 
 
-_WORKER_TASK = web.AppKey("subscription_worker", object)
-
-
 async def _ready(app: web.Application) -> tuple[bool, str]:
     """Readiness: the delivery worker runs (where this process delivers)."""
     task = app.get(_WORKER_TASK)
     pending = app[SUBSCRIPTIONS].store.pending_count()
     if task is None:
         return True, f"deliveries run in another process; {pending} pending"
-    if task.done():  # type: ignore[attr-defined]
+    if task.done():
         return False, "the delivery worker stopped"
     return True, f"{pending} deliveries pending"
 

@@ -641,3 +641,25 @@ async def test_a_callback_turned_private_is_refused_at_delivery(
     [delivery] = await deliveries(client, auth, sub_id)
     assert "non-public" in delivery["lastError"] and delivery["lastStatus"] is None
     assert receiver.calls == []
+
+
+def test_finished_deliveries_are_forgotten_but_stay_deduplicated(tmp_path: Path) -> None:
+    import time
+
+    from gateway.api_dcsa import DcsaFilter
+
+    store = subs.SubscriptionStore(tmp_path / "subscriptions.db")
+    try:
+        sub = store.create(1, "http://127.0.0.1:9/cb", b"k" * 32, DcsaFilter(), limit=10)
+        events = sample_events()
+        [first, second] = store.enqueue(sub.id, events, chunk=2)
+        assert store.claim(first, lambda n: 0.0) is not None
+        store.finish(first, "delivered", 204, None)
+        assert store.pending_count() == 1
+        assert store.prune(time.time() + 1) == 1  # the pending one is kept
+        assert [d.id for d in store.deliveries(1, sub.id, status=None, before=None,
+                                               limit=10)] == [second]
+        assert store.enqueue(sub.id, events, chunk=2) == []
+        assert store.deliveries(2, sub.id, status=None, before=None, limit=10) is None
+    finally:
+        store.close()
