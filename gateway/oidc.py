@@ -31,6 +31,7 @@ ES256-signed ID tokens) that tests run on loopback in place of the corporate ide
 
 from __future__ import annotations
 
+import abc
 import base64
 import hashlib
 import hmac
@@ -284,7 +285,7 @@ def verify_id_token(
 
 
 # -- providers ------------------------------------------------------------------------------------
-class IdentityProvider:
+class IdentityProvider(abc.ABC):
     """One configured external login (subclass it for a provider that is not plain OIDC).
 
     Parameters
@@ -299,6 +300,7 @@ class IdentityProvider:
         self.name = name
         self.display_name = display_name
 
+    @abc.abstractmethod
     async def authorization_url(
         self,
         http: aiohttp.ClientSession,
@@ -311,6 +313,7 @@ class IdentityProvider:
         """Where to send the browser to sign in."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     async def identity(
         self,
         http: aiohttp.ClientSession,
