@@ -447,26 +447,6 @@ async def _accept_events(request: web.Request, who: principal.Principal,
     return await _accept(request, who, ops)
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body, refused with 413 past ``limit`` bytes (declared or actual).
-
-    ``StreamReader.read(n)`` returns what has arrived so far, up to ``n`` bytes, so a large
-    body is read chunk by chunk until its end.
-    """
-    if request.content_length is not None and request.content_length > limit:
-        raise errors.PayloadTooLarge(f"body of {request.content_length} bytes exceeds {limit}")
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await request.content.read(1 << 16)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > limit:
-            raise errors.PayloadTooLarge(f"body exceeds {limit} bytes")
-        chunks.append(chunk)
-
-
 def _idempotency_header(request: web.Request, *, required: bool) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None or not key.strip():
@@ -511,7 +491,7 @@ async def post_bulk(request: web.Request) -> web.Response:
     if ctype not in ("application/x-ndjson", "application/json"):
         raise errors.UnsupportedMediaType(
             f"send application/x-ndjson or application/json, not {ctype}")
-    raw = await read_body(request, limit)
+    raw = await jsonbody.read_bytes(request, limit)
     if ctype == "application/json":
         try:
             items: list[Any] = json.loads(raw)
