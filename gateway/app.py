@@ -18,6 +18,7 @@ from gateway import (
     errors,
     indexer,
     keystore,
+    nodeclient,
     openapi,
     ops,
     outbox,
@@ -34,6 +35,7 @@ from gateway.jsonbody import CONFIG_LIMITS
 MODULES = (
     ops,
     keystore,
+    nodeclient,
     accounts,
     readmodel,
     outbox,

@@ -287,8 +287,8 @@ NODE = web.AppKey("node", NodeClient)
 def setup(app: web.Application) -> None:
     """Create ``app[NODE]`` from ``config.node_urls`` (if any) and close it at cleanup.
 
-    Not in :data:`gateway.app.MODULES` on its own: :func:`gateway.submitter.setup` calls it, so
-    the client exists before the submitter and the indexer start.
+    Listed in :data:`gateway.app.MODULES` before every module that talks to the node; the
+    submitter and the indexer also call it (it is idempotent), so each can be set up alone.
     """
     config = app[CONFIG]
     if NODE in app or not config.node_urls:
