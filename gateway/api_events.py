@@ -96,13 +96,6 @@ MAX_BULK_ITEMS = 50_000
 #: Most containers one B/L request names (the SHIPMENT event must fit one envelope).
 MAX_BL_CONTAINERS = 64
 
-try:  # optional: compiled JSON Schema validation for bulk intake (see _fast_validator)
-    import jsonschema_rs as _rs
-except ImportError:  # pragma: no cover - the pure-Python path is always there
-    _rs = None
-
-_FAST: dict[int, Any] = {}
-
 _FAMILY_ROLES: dict[str, int] = {name: roles for name, _, roles in FAMILIES.values()}
 
 routes = web.RouteTableDef()
@@ -287,32 +280,14 @@ def _schema_error(index: int, key: str | None, exc: errors.Unprocessable) -> Ite
     return ItemError(index, key, 422, exc.code, exc.message, problems[0]["path"])
 
 
-def _fast_validator(schema: dict[str, Any]) -> Any:
-    """A compiled (Rust) validator of ``schema`` if ``jsonschema_rs`` is installed, else None.
-
-    Bulk intake validates thousands of items per request; the pure-Python validator takes
-    about 1 ms per event, the compiled one a few microseconds. It only answers "valid"; every
-    refusal is explained by :func:`gateway.jsonbody.check`, so the error bodies are the same
-    with or without it.
-    """
-    if _rs is None:
-        return None
-    found = _FAST.get(id(schema))
-    if found is None:
-        found = _FAST[id(schema)] = _rs.Draft202012Validator(schema, validate_formats=False)
-    return found
-
-
 def parse_item(raw: Any, index: int, schema: dict[str, Any]) -> tuple[str | None,
                                                                       CanonicalEvent | ItemError]:
     """Check one canonical item (schema, then the model's rules); never raises."""
     key = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
-    fast = _fast_validator(schema)
-    if fast is None or not fast.is_valid(raw):
-        try:
-            jsonbody.check(raw, schema, what=f"item {index}")
-        except errors.Unprocessable as exc:
-            return key, _schema_error(index, key, exc)
+    try:
+        jsonbody.check(raw, schema, what=f"item {index}")
+    except errors.Unprocessable as exc:
+        return key, _schema_error(index, key, exc)
     body = {k: v for k, v in raw.items() if k != "id"}
     try:
         return key, from_json(body)
