@@ -63,6 +63,13 @@ H_TX_ROOT, H_RECEIPT_ROOT, H_NUMBER, H_TIMESTAMP, H_EXTRA = 4, 5, 8, 11, 12
 MAX_PROOF_NODES = 64
 MAX_MERKLE_DEPTH = 64
 MAX_PLAINTEXT = 1 << 20
+#: Disclosure layouts (``docs/proof-format.md`` section 5.4): explicit ranges, or the gateway's
+#: envelope (``gateway/confidential.py``), which the verifier parses itself.
+LAYOUT_RAW = "raw"
+LAYOUT_ENVELOPE = "portledger-envelope/1"
+#: Fields a ``raw`` disclosure may carry that an envelope disclosure must not (the envelope
+#: says where its content, nonce and associated data are).
+_RAW_ONLY = ("nonce", "ciphertextOffset", "ciphertextLength", "compression", "aad")
 _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 #: Cargo event families and codes (``contracts/cargo.py`` is the authority; a test keeps these
@@ -126,6 +133,7 @@ class Reason(StrEnum):
     CIPHERTEXT_RANGE = "ciphertext-range"
     DECRYPTION_FAILED = "decryption-failed"
     PLAINTEXT_MISMATCH = "plaintext-mismatch"
+    ENVELOPE_FORMAT = "envelope-format"
     ANCHOR_FORMAT = "anchor-format"
     ANCHOR_PROOF_MISMATCH = "anchor-proof-mismatch"
     UNSUPPORTED_LOG = "unsupported-log"
@@ -610,13 +618,72 @@ def decode_cargo_log(log: Log, where: str) -> CargoFacts:
     )
 
 
+@dataclass(frozen=True)
+class SealedContent:
+    """Where a disclosed payload's ciphertext lies and how to open it (section 5.4)."""
+
+    #: Ciphertext followed by its 16-byte GCM tag.
+    sealed: bytes
+    #: GCM nonce.
+    nonce: bytes
+    #: GCM associated data.
+    aad: bytes
+    #: Whether the decrypted body is a zlib stream to inflate.
+    compressed: bool
+
+
+def envelope_content(payload: bytes, where: str) -> SealedContent:
+    """The content of a ``portledger-envelope/1`` payload (the gateway's envelope).
+
+    Layout (``gateway/confidential.py``): version (1 byte, 1), flags (1: bit 0 a reference wrap
+    follows the reader wraps, bit 1 the body is compressed, other bits 0), key version (4),
+    reader count ``n`` (1), nonce (12), ephemeral key (32, only if ``n > 0``), reader ids
+    (``4n``), then ``1 + n + bit0`` wraps of 48 bytes; the content (ciphertext and tag) is the
+    rest, encrypted with every byte before it as associated data.
+    """
+    if len(payload) < 19 or payload[0] != 1 or payload[1] & ~0x03:
+        raise ProofError(
+            Reason.ENVELOPE_FORMAT,
+            f"{where}: the payload is not a portledger-envelope/1 (version or flags)",
+        )
+    flags, readers = payload[1], payload[6]
+    start = 19 + (32 if readers else 0) + 4 * readers + 48 * (1 + readers + (flags & 1))
+    if len(payload) < start + 16:
+        raise ProofError(
+            Reason.ENVELOPE_FORMAT,
+            f"{where}: the {len(payload)}-byte envelope ends before its content "
+            f"(content would start at {start})",
+        )
+    return SealedContent(payload[start:], payload[7:19], payload[:start], bool(flags & 2))
+
+
+def _raw_content(payload: bytes, disclosure: dict[str, Any], where: str) -> SealedContent:
+    nonce = _hex(disclosure.get("nonce"), f"{where} nonce")
+    aad = _hex(disclosure.get("aad", "0x"), f"{where} aad")
+    offset = _int(disclosure.get("ciphertextOffset", 0), f"{where} ciphertextOffset")
+    length = _int(disclosure.get("ciphertextLength", max(len(payload) - offset, 0)),
+                  f"{where} ciphertextLength")
+    compression = disclosure.get("compression", "none")
+    if compression not in ("none", "zlib") or not 8 <= len(nonce) <= 16:
+        raise ProofError(Reason.BUNDLE_FORMAT, f"{where}: bad compression or nonce")
+    if length < 16 or offset + length > len(payload):
+        raise ProofError(
+            Reason.CIPHERTEXT_RANGE,
+            f"{where}: ciphertext [{offset}, {offset + length}) is outside the "
+            f"{len(payload)}-byte payload",
+        )
+    return SealedContent(payload[offset : offset + length], nonce, aad, compression == "zlib")
+
+
 def check_disclosure(facts: CargoFacts, disclosure: Any, where: str) -> bytes:
     """Check a disclosed payload against the log; return the plaintext.
 
-    ``keccak256(plaintext)`` must equal the log's payload hash. With a ``dataKey``, the bytes
-    ``payload[ciphertextOffset : ciphertextOffset + ciphertextLength]`` (ciphertext followed by
-    its 16-byte GCM tag) must decrypt under AES-256-GCM (``nonce``, optional ``aad``), then
-    optionally inflate (``compression: "zlib"``), to exactly the plaintext.
+    ``keccak256(plaintext)`` must equal the log's payload hash. With a ``dataKey``, the sealed
+    content must decrypt under AES-256-GCM, then inflate if compressed, to exactly the
+    plaintext. Where the content lies depends on ``layout``: ``"raw"`` (the default) takes
+    ``payload[ciphertextOffset : ciphertextOffset + ciphertextLength]`` with the given
+    ``nonce``, ``aad`` and ``compression``; ``"portledger-envelope/1"`` parses the gateway's
+    envelope (:func:`envelope_content`) and must carry none of those fields.
     """
     if not isinstance(disclosure, dict):
         raise ProofError(Reason.BUNDLE_FORMAT, f"{where}: disclosure must be an object")
@@ -626,35 +693,34 @@ def check_disclosure(facts: CargoFacts, disclosure: Any, where: str) -> bytes:
             Reason.PAYLOAD_HASH_MISMATCH,
             f"{where}: keccak256 of the disclosed plaintext is not the payload hash in the log",
         )
+    layout = disclosure.get("layout", LAYOUT_RAW)
+    if layout not in (LAYOUT_RAW, LAYOUT_ENVELOPE):
+        raise ProofError(Reason.BUNDLE_FORMAT, f"{where}: unknown disclosure layout {layout!r}")
     if disclosure.get("dataKey") is None:
         return plaintext
     key = _hex(disclosure["dataKey"], f"{where} dataKey", 32)
-    nonce = _hex(disclosure.get("nonce"), f"{where} nonce")
-    aad = _hex(disclosure.get("aad", "0x"), f"{where} aad")
-    offset = _int(disclosure.get("ciphertextOffset", 0), f"{where} ciphertextOffset")
-    length = _int(disclosure.get("ciphertextLength", max(len(facts.payload) - offset, 0)),
-                  f"{where} ciphertextLength")
-    compression = disclosure.get("compression", "none")
-    if compression not in ("none", "zlib") or not 8 <= len(nonce) <= 16:
-        raise ProofError(Reason.BUNDLE_FORMAT, f"{where}: bad compression or nonce")
-    if length < 16 or offset + length > len(facts.payload):
-        raise ProofError(
-            Reason.CIPHERTEXT_RANGE,
-            f"{where}: ciphertext [{offset}, {offset + length}) is outside the "
-            f"{len(facts.payload)}-byte payload",
-        )
-    sealed = facts.payload[offset : offset + length]
+    if layout == LAYOUT_ENVELOPE:
+        extra = [name for name in _RAW_ONLY if name in disclosure]
+        if extra:
+            raise ProofError(
+                Reason.BUNDLE_FORMAT,
+                f"{where}: an envelope disclosure takes no {', '.join(extra)} (the envelope says)",
+            )
+        content = envelope_content(facts.payload, where)
+    else:
+        content = _raw_content(facts.payload, disclosure, where)
     from Crypto.Cipher import AES  # pycryptodome; only disclosures need it
 
+    sealed = content.sealed
     try:
-        cipher = AES.new(key, AES.MODE_GCM, nonce=nonce)
-        cipher.update(aad)
+        cipher = AES.new(key, AES.MODE_GCM, nonce=content.nonce)
+        cipher.update(content.aad)
         opened: bytes = cipher.decrypt_and_verify(sealed[:-16], sealed[-16:])
-        if compression == "zlib":
+        if content.compressed:
             inflater = zlib.decompressobj()
             opened = inflater.decompress(opened, MAX_PLAINTEXT)
-            if inflater.unconsumed_tail:
-                raise ValueError("plaintext too long")
+            if inflater.unconsumed_tail or not inflater.eof or inflater.unused_data:
+                raise ValueError("not one zlib stream of at most 1 MiB")
     except (ValueError, zlib.error) as exc:
         raise ProofError(
             Reason.DECRYPTION_FAILED,

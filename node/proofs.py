@@ -299,6 +299,7 @@ def disclosure(
     ciphertext_length: int | None = None,
     compression: str = "none",
     aad: bytes = b"",
+    layout: str = proofcheck.LAYOUT_RAW,
 ) -> dict[str, Any]:
     """A disclosure object: the plaintext, and optionally the key that opens the ciphertext.
 
@@ -307,16 +308,35 @@ def disclosure(
     plaintext : bytes
         The payload whose Keccak-256 is the event's payload hash.
     data_key, nonce : bytes, optional
-        The record's AES-256-GCM key (32 bytes) and nonce; omit both to disclose the plaintext
-        only (checked against the hash, not against the ciphertext).
+        The record's AES-256-GCM key (32 bytes) and, for the ``raw`` layout, its nonce; omit
+        both to disclose the plaintext only (checked against the hash, not the ciphertext).
     ciphertext_offset, ciphertext_length : int
-        Where the ciphertext (followed by its 16-byte tag) lies in the event's payload.
+        ``raw`` layout: where the ciphertext (followed by its 16-byte tag) lies in the payload.
     compression : str
-        ``"none"`` or ``"zlib"`` (applied before encryption).
+        ``raw`` layout: ``"none"`` or ``"zlib"`` (applied before encryption).
     aad : bytes
-        Associated data authenticated by GCM.
+        ``raw`` layout: associated data authenticated by GCM.
+    layout : str
+        ``"raw"`` (the fields above say where the ciphertext is) or ``"portledger-envelope/1"``
+        (the payload is a gateway envelope, which says it itself; only the data key is given).
+
+    Raises
+    ------
+    ProofBuildError
+        An unknown layout, a raw data key without its nonce, or raw fields with the envelope
+        layout.
     """
+    if layout not in (proofcheck.LAYOUT_RAW, proofcheck.LAYOUT_ENVELOPE):
+        raise ProofBuildError(f"unknown disclosure layout {layout!r}")
     doc: dict[str, Any] = {"plaintext": _hex(plaintext)}
+    if layout == proofcheck.LAYOUT_ENVELOPE:
+        if (nonce is not None or ciphertext_offset or ciphertext_length is not None
+                or compression != "none" or aad):
+            raise ProofBuildError("an envelope disclosure takes only the plaintext and data key")
+        doc["layout"] = layout
+        if data_key is not None:
+            doc["dataKey"] = _hex(data_key)
+        return doc
     if data_key is not None:
         if nonce is None:
             raise ProofBuildError("a disclosed data key needs its nonce")

@@ -47,6 +47,8 @@ INTERNAL_ERROR = -32603
 EXECUTION_REVERTED = 3
 LIMIT_EXCEEDED = -32005
 RESOURCE_NOT_FOUND = -32001
+#: Most logs one ``portledger_getProof`` call proves (the bundle is built on the node's loop).
+MAX_PROOF_LOGS = 100
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_BATCH = 2_000
@@ -946,18 +948,35 @@ class JsonRpc:
         ]
 
     def portledger_getProof(self, params: list[Any]) -> dict[str, Any]:
-        """A proof bundle (docs/proof-format.md) of the log at JSON-RPC ``logIndex`` of a
-        transaction: ``[txHash, logIndex]``."""
-        tx_hash, log_index = _params(params, 2, 2, "portledger_getProof")
+        """A proof bundle (docs/proof-format.md) of logs given by JSON-RPC ``logIndex``.
+
+        ``[txHash, logIndex]`` proves one log; ``[[[txHash, logIndex], ...]]`` proves up to
+        :data:`MAX_PROOF_LOGS` logs in one bundle (in the order given; each block's header
+        once). The bundle is built on the node's loop, hence the bound.
+        """
+        if len(params) == 1 and isinstance(params[0], list):
+            pairs = params[0]
+            if not 1 <= len(pairs) <= MAX_PROOF_LOGS or not all(
+                isinstance(pair, list) and len(pair) == 2 for pair in pairs
+            ):
+                raise RpcError(
+                    INVALID_PARAMS,
+                    f"portledger_getProof: expected 1 to {MAX_PROOF_LOGS} [txHash, logIndex] pairs",
+                )
+        else:
+            pairs = [_params(params, 2, 2, "portledger_getProof")]
         from node.proofs import ProofBuilder, ProofBuildError
 
         try:
-            raw_hash = bytes.fromhex(str(tx_hash).removeprefix("0x"))
-            index = int(log_index, 16) if isinstance(log_index, str) else int(log_index)
             builder = getattr(self, "_proof_builder", None)
             if builder is None:  # keeps its validator-change index between calls
                 builder = self._proof_builder = ProofBuilder(self.ledger)
-            return builder.bundle([builder.ref_for_transaction(raw_hash, index)])
+            refs = []
+            for tx_hash, log_index in pairs:
+                raw_hash = bytes.fromhex(str(tx_hash).removeprefix("0x"))
+                index = int(log_index, 16) if isinstance(log_index, str) else int(log_index)
+                refs.append(builder.ref_for_transaction(raw_hash, index))
+            return builder.bundle(refs)
         except (ProofBuildError, ValueError, TypeError) as exc:
             raise RpcError(INVALID_PARAMS, str(exc)) from exc
 

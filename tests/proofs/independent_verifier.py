@@ -53,6 +53,17 @@ def recover(digest: bytes, sig: bytes) -> bytes | None:
     return kec(pub.format(compressed=False)[1:])[12:]
 
 
+def open_envelope(payload: bytes) -> tuple[bytes, bytes, bytes, bool]:
+    """Section 5.4, layout portledger-envelope/1: (ciphertext and tag, nonce, aad, compressed)."""
+    if len(payload) < 19 or payload[0] != 1 or payload[1] not in (0, 1, 2, 3):
+        raise Fail("envelope-format")
+    n = payload[6]
+    start = 19 + (32 if n > 0 else 0) + 4 * n + 48 * (1 + n + (payload[1] & 1))
+    if len(payload) < start + 16:
+        raise Fail("envelope-format")
+    return payload[start:], payload[7:19], payload[:start], bool(payload[1] & 2)
+
+
 def parse_extra(raw: bytes) -> list[Any]:
     try:
         extra = rlp.decode(raw)
@@ -299,18 +310,33 @@ def verify(bundle: Any, genesis: Any) -> None:
                 plain = unhex(d.get("plaintext"))
                 if kec(plain) != data[55:87]:
                     raise Fail("payload-hash-mismatch")
+                layout = d.get("layout", "raw")
+                if layout not in ("raw", "portledger-envelope/1"):
+                    raise Fail("bundle-format")
                 if d.get("dataKey") is not None:
                     payload = data[87 : 87 + length]
-                    off = d.get("ciphertextOffset", 0)
-                    n = d.get("ciphertextLength", max(len(payload) - off, 0))
-                    if n < 16 or off + n > len(payload):
-                        raise Fail("ciphertext-range")
-                    sealed = payload[off : off + n]
+                    if layout == "raw":
+                        nonce, aad = unhex(d.get("nonce")), unhex(d.get("aad", "0x"))
+                        if not 8 <= len(nonce) <= 16 or d.get("compression", "none") not in ("none", "zlib"):
+                            raise Fail("bundle-format")
+                        off = d.get("ciphertextOffset", 0)
+                        n = d.get("ciphertextLength", max(len(payload) - off, 0))
+                        if n < 16 or off + n > len(payload):
+                            raise Fail("ciphertext-range")
+                        sealed = payload[off : off + n]
+                        packed = d.get("compression", "none") == "zlib"
+                    else:
+                        if any(k in d for k in ("nonce", "ciphertextOffset", "ciphertextLength",
+                                                "compression", "aad")):
+                            raise Fail("bundle-format")
+                        sealed, nonce, aad, packed = open_envelope(payload)
                     try:
-                        opened = AESGCM(unhex(d["dataKey"])).decrypt(
-                            unhex(d["nonce"]), sealed, unhex(d.get("aad", "0x")) or None)
-                        if d.get("compression", "none") == "zlib":
-                            opened = zlib.decompress(opened)
+                        opened = AESGCM(unhex(d["dataKey"])).decrypt(nonce, sealed, aad or None)
+                        if packed:
+                            inflater = zlib.decompressobj()
+                            opened = inflater.decompress(opened, 1 << 20)
+                            if inflater.unconsumed_tail or not inflater.eof or inflater.unused_data:
+                                raise ValueError("not one zlib stream")
                     except (InvalidTag, zlib.error, ValueError):
                         raise Fail("decryption-failed") from None
                     if opened != plain:
