@@ -7,12 +7,19 @@ outbox in a temporary folder:
 - ``accept`` called directly with lists of 1, 100 and 1,000 events (one transaction each);
 - ``accept_async`` from many concurrent callers with one event each (group commit: the
   writer thread commits every request waiting at that moment in one transaction);
-- over HTTP through a minimal aiohttp handler (JSON body → canonical events → ``accept_async``
-  → JSON receipts), single events from concurrent clients and bulks of 100 and 1,000.
-  (``POST /v1/events`` of :mod:`gateway.api_events` adds authentication, schema validation and
-  identifier checks on top; measure it there once it exists.)
+- over HTTP against the real gateway (``portledger gateway serve --workers N`` in its own
+  process group, the demo accounts of :mod:`gateway.bootstrap`, the whole middleware chain:
+  errors, metrics, API-key authentication, rate limits raised out of the way): the terminal
+  organisation uploads ``TERMINAL.DISC`` events with valid ISO 6346 container numbers through
+  ``POST /v1/events`` — one per request with an ``Idempotency-Key`` from concurrent clients,
+  ``{"events": [...]}`` lists of 100 and 1,000 — and ``POST /v1/events/bulk`` (NDJSON, 1,000
+  per request). The client runs in this process, the server in its own; afterwards the rows in
+  the outbox are counted, so a figure only stands if every event answered 2xx is there.
 
-Run: ``.venv/bin/python bench/bench_intake.py [--events 20000]``.
+The gateway has no node here (no ``node_urls``): accepted operations wait in the outbox, which
+is exactly the intake being measured.
+
+Run: ``.venv/bin/python bench/bench_intake.py [--events 20000] [--workers 2]``.
 """
 
 from __future__ import annotations
@@ -20,15 +27,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import sqlite3
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 
-from gateway.events import CanonicalEvent, Reference, Visibility
-from gateway.outbox import Operation, Outbox, stored_event
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gateway.config import GatewayConfig  # noqa: E402
+from gateway.devnet import GatewayProcess  # noqa: E402
+from gateway.events import CanonicalEvent, Reference, Visibility  # noqa: E402
+from gateway.identifiers import container_check_digit  # noqa: E402
+from gateway.outbox import Operation, Outbox  # noqa: E402
+from node.devnet import free_ports  # noqa: E402
+
+
+def container(n: int) -> str:
+    """A valid ISO 6346 container number (owner code BNCU) for serial ``n``."""
+    first = f"BNCU{n % 1_000_000:06d}"
+    return first + str(container_check_digit(first))
 
 
 def event(n: int) -> CanonicalEvent:
@@ -36,11 +58,11 @@ def event(n: int) -> CanonicalEvent:
         event_type="TERMINAL.DISC",
         classifier="ACT",
         event_time=1_767_225_600 + n,
-        subject=Reference("container", f"BNCU{n % 10_000_000:07d}"),
+        subject=Reference("container", container(n)),
         location="HKHKG",
         related=(Reference("mbl", "PCOL1234567"),),
         details={"vessel": {"imo": "9321483", "name": "EVER GIVEN"}, "n": n},
-        visibility=Visibility("named", (4, 11)),
+        visibility=Visibility("reference", ()),
     )
 
 
@@ -75,68 +97,102 @@ async def bench_group_commit(folder: Path, total: int, concurrency: int) -> floa
     return total / elapsed
 
 
-async def bench_http(folder: Path, total: int, batch: int, concurrency: int) -> float:
-    box = Outbox(folder / f"http-{batch}-{concurrency}.sqlite")
-    app = web.Application(client_max_size=64 << 20)
+def start_gateway(folder: Path, workers: int) -> tuple[GatewayProcess, str]:
+    """The real gateway with no node, rate limits out of the way; its URL and the terminal's key."""
+    port = free_ports(1)[0]
+    config = GatewayConfig(
+        data_dir=folder / "gateway", keystore_passphrase="bench-insecure", port=port,
+        public_url=f"http://127.0.0.1:{port}", cookie_secure=False, log_json=True,
+        rate_limit_per_key=1e9, rate_limit_per_address=1e9, rate_limit_burst=1_000_000_000,
+    )  # fmt: skip
+    config_file = folder / "gateway.json"
+    config_file.write_text(json.dumps(config.to_dict()))
+    gateway = GatewayProcess(config_file, workers=workers)
+    terminal = next(o for o in gateway.credentials()["organisations"] if o["chainOrg"] == 2)
+    gateway.start()
+    gateway.wait_ready(timeout=120)
+    return gateway, terminal["apiKey"]
 
-    async def accept(request: web.Request) -> web.Response:
-        body = await request.json()
-        items = body if isinstance(body, list) else [body]
-        batch_ops = [Operation(i["id"], "event", stored_event(json.dumps(i["event"])))
-                     for i in items]
-        receipts = await box.accept_async(1, batch_ops)
-        return web.json_response([r.to_json() for r in receipts], status=202)
 
-    app.router.add_post("/events", accept)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    bodies = [
-        json.dumps([{"id": f"h-{n}", "event": event(n).to_json()} for n in range(i, i + batch)])
-        for i in range(0, total, batch)
-    ]
-    queue = iter(bodies)
-    async with aiohttp.ClientSession() as session:
+async def bench_http(url: str, key: str, start: int, total: int, batch: int, concurrency: int,
+                     route: str) -> float:
+    """Events/s through ``route``: ``single``, ``list`` or ``bulk`` (NDJSON)."""
+    auth = {"Authorization": f"Bearer {key}"}
+    requests: list[tuple[str, bytes, dict[str, str]]] = []
+    for i in range(start, start + total, batch):
+        items = [event(n).to_json() for n in range(i, min(i + batch, start + total))]
+        if route == "single":
+            requests.append(("/v1/events", json.dumps(items[0]).encode(),
+                             {**auth, "Content-Type": "application/json",
+                              "Idempotency-Key": f"bench-{i}"}))
+        elif route == "list":
+            body = {"events": [{"id": f"bench-{i + j}", **e} for j, e in enumerate(items)]}
+            requests.append(("/v1/events", json.dumps(body).encode(),
+                             {**auth, "Content-Type": "application/json"}))
+        else:
+            lines = b"\n".join(json.dumps({"id": f"bench-{i + j}", **e}).encode()
+                               for j, e in enumerate(items))
+            requests.append(("/v1/events/bulk", lines,
+                             {**auth, "Content-Type": "application/x-ndjson"}))
+    queue = iter(requests)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
 
         async def worker() -> None:
-            for body in queue:
-                async with session.post(
-                    f"http://127.0.0.1:{port}/events", data=body,
-                    headers={"Content-Type": "application/json"},
-                ) as response:
-                    assert response.status == 202, await response.text()
-                    await response.read()
+            for path, body, headers in queue:
+                async with session.post(url + path, data=body, headers=headers) as response:
+                    text = await response.text()
+                    if response.status != 202:
+                        raise SystemExit(f"{path}: {response.status} {text[:300]}")
 
         t = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - t
-    await runner.cleanup()
-    box.close()
-    return total / elapsed
+        return total / (time.perf_counter() - t)
+
+
+def outbox_rows(folder: Path) -> int:
+    """Operations in the gateway's outbox (``<data_dir>/outbox.sqlite``, table ``ops``)."""
+    with sqlite3.connect(folder / "gateway" / "outbox.sqlite") as db:
+        return int(db.execute("SELECT count(*) FROM ops").fetchone()[0])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--workers", type=int, default=2, help="gateway processes")
     args = parser.parse_args()
     n = args.events
+    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="bench-intake-") as tmp:
         folder = Path(tmp)
         print(f"intake into the outbox (SQLite WAL, synchronous=FULL), {n} events per row")
-        print(f"{'path':<44} {'events/s':>10}")
+        print(f"{'path':<58} {'events/s':>10}")
         for batch in (1, 100, 1000):
             count = min(n, 2000) if batch == 1 else n
             rate = bench_direct(folder, count, batch)
-            print(f"{f'Outbox.accept, lists of {batch}':<44} {rate:>10,.0f}")
-        for conc in (64,):
-            rate = asyncio.run(bench_group_commit(folder, n, conc))
-            print(f"{f'accept_async, 1 event x {conc} callers':<44} {rate:>10,.0f}")
-        for batch, conc in ((1, 32), (100, 4), (1000, 2)):
-            count = min(n, 5000) if batch == 1 else n
-            rate = asyncio.run(bench_http(folder, count, batch, conc))
-            print(f"{f'HTTP, {batch} per request x {conc} clients':<44} {rate:>10,.0f}")
+            print(f"{f'Outbox.accept, lists of {batch}':<58} {rate:>10,.0f}")
+        rate = asyncio.run(bench_group_commit(folder, n, 64))
+        print(f"{'accept_async, 1 event x 64 callers':<58} {rate:>10,.0f}")
+        gateway, key = start_gateway(folder, args.workers)
+        sent = 0
+        try:
+            for label, route, batch, conc in (
+                ("POST /v1/events, 1 per request x 32 clients", "single", 1, 32),
+                ("POST /v1/events, lists of 100 x 4 clients", "list", 100, 4),
+                ("POST /v1/events, lists of 1,000 x 2 clients", "list", 1000, 2),
+                ("POST /v1/events/bulk NDJSON, 1,000 x 2 clients", "bulk", 1000, 2),
+            ):
+                count = min(n, 5000) if batch == 1 else n
+                rate = asyncio.run(bench_http(gateway.url, key, sent, count, batch, conc, route))
+                sent += count
+                print(f"{label:<58} {rate:>10,.0f}")
+        finally:
+            gateway.stop()
+        rows = outbox_rows(folder)
+        print(f"outbox rows after the HTTP runs: {rows:,} (answered 2xx: {sent:,})")
+        if rows != sent:
+            raise SystemExit("the outbox does not hold every accepted event")
+        print(f"load average {os.getloadavg()[0]:.2f} after")
 
 
 if __name__ == "__main__":
