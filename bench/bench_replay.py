@@ -67,10 +67,40 @@ def build(root: Path, events: int, per_tx: int, txs_per_block: int) -> tuple[obj
     return b, made
 
 
-def replay(builder: object, *, report: bool) -> tuple[float, int, object]:
+def open_or_build(root: Path, events: int, per_tx: int, txs_per_block: int) -> tuple[object, int]:
+    """The chain under ``root``: reopened if a previous run built it with the same parameters
+    (``root/built.json``), else built there; (ledger, events)."""
+    import json
+
+    from node.chain import Ledger
+    from node.db import LevelDB
+    from node.genesis import Genesis
+
+    params = {"events": events, "per_tx": per_tx, "txs_per_block": txs_per_block}
+    stamp = root / "built.json"
+    if stamp.exists() and json.loads(stamp.read_text()) == params:
+        genesis = Genesis.load(root / "node" / "genesis.json")
+        ledger = Ledger(LevelDB(str(root / "node" / "chain"), sync=False), genesis)
+        print(f"reusing the chain in {root} ({events} events, {ledger.head().block_number} blocks)")
+        return ledger, events
+    if (root / "node").exists():
+        import shutil
+
+        shutil.rmtree(root / "node")
+    stamp.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    builder, made = build(root / "node", events, per_tx, txs_per_block)
+    built = time.perf_counter() - t0
+    ledger = builder.ledger  # type: ignore[attr-defined]
+    print(f"built {made} events in {ledger.head().block_number} blocks "
+          f"in {built:.1f} s ({made / built:.0f} ev/s)")
+    stamp.write_text(json.dumps(params))
+    return ledger, made
+
+
+def replay(ledger: object, *, report: bool) -> tuple[float, int, object]:
     from node.replay import AuditReport, replay_blocks
 
-    ledger = builder.ledger  # type: ignore[attr-defined]
     head = ledger.head().block_number
     blocks = (ledger.block_by_header(ledger.header_by_number(n)) for n in range(1, head + 1))
     audit = AuditReport(ledger.genesis) if report else None
@@ -91,25 +121,22 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--per-tx", type=int, default=100)
     parser.add_argument("--txs-per-block", type=int, default=10)
-    parser.add_argument("--keep", default=None, help="Build the chain in this directory (kept).")
+    parser.add_argument("--keep", default=None, help="Build the chain in this directory and keep it; a later run with the same "
+                        "parameters reuses it.")
     args = parser.parse_args()
     import node  # noqa: F401  (the node's hashing backend)
 
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-replay-chain-"))
-    t0 = time.perf_counter()
-    builder, events = build(root / "node", args.events, args.per_tx, args.txs_per_block)
-    built = time.perf_counter() - t0
-    print(f"built {events} events in {builder.ledger.head().block_number} blocks "  # type: ignore[attr-defined]
-          f"in {built:.1f} s ({events / built:.0f} ev/s)")
-    with_report, blocks, audit = replay(builder, report=True)
+    ledger, events = open_or_build(root, args.events, args.per_tx, args.txs_per_block)
+    with_report, blocks, audit = replay(ledger, report=True)
     print(f"replay with audit report:    {blocks} blocks, {events} events, {with_report:.1f} s, "
           f"{events / with_report:.0f} events/s re-verified")
-    bare, _, _ = replay(builder, report=False)
+    bare, _, _ = replay(ledger, report=False)
     print(f"replay without the report:   {bare:.1f} s, {events / bare:.0f} events/s")
     assert audit is not None and audit.cargo_events == events, "report missed events"  # type: ignore[attr-defined]
     hours = 100_000_000 / (events / with_report) / 3600
     print(f"a year of Hong Kong traffic (~100 M events) would replay in {hours:.1f} h")
-    builder.ledger.db.close()  # type: ignore[attr-defined]
+    ledger.db.close()  # type: ignore[attr-defined]
     return 0
 
 
