@@ -703,8 +703,9 @@ async def post_house(request: web.Request) -> web.Response:
         idempotency_key=key,
         kind="call",
         to=abi.address("BillOfLading"),
+        # BillOfLading wants the containers in ascending key order (a linear duplicate check)
         data=abi.call_data("BillOfLading", "linkHouse", house.key, master.key,
-                           [c.key for c in containers]),
+                           sorted(c.key for c in containers)),
         summary=f"link house B/L {house.value} to {master.value} ({len(containers)} containers)",
     )
     return await _accept_composite(
