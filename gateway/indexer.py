@@ -5,13 +5,13 @@ indexer keeps a *cursor* in the read model (the last indexed block's number and 
 repeatedly:
 
 1. asks the node for the finalized head;
-2. checks that the chain's block at the cursor still has the cursor's hash (a changed block
-   means the node follows another chain or the read model belongs to another chain: the indexer
-   refuses loudly with :class:`ChainMismatch` and stops, rather than mix two histories);
-3. reads the logs of the six system contracts over a bounded block range
+2. reads the logs of the six system contracts over a bounded block range
    (``eth_getLogs``, halving the range when the node says the answer is too large) and the
-   headers it needs (timestamps and hashes; the first block's parent hash must be the cursor's
-   hash, every log's block hash must be its header's);
+   headers it needs (timestamps and hashes; every log's block hash must be its header's);
+3. checks that the range's first block has the cursor's hash as its parent — so the chain's
+   block at the cursor is the one indexed (a different one means the node follows another chain
+   or the read model belongs to another chain: the indexer refuses loudly with
+   :class:`ChainMismatch` and stops, rather than mix two histories);
 4. turns the logs into read-model changes (decoding cargo events with
    :func:`contracts.cargo.decode_event_log` and envelopes with
    :func:`gateway.confidential.envelope_info`; re-reading an organisation's record with
@@ -20,7 +20,14 @@ repeatedly:
    also checks that the stored cursor is still the one the range started from.
 
 A crash at any point leaves either the old cursor with none of the range's rows or the new cursor
-with all of them, so a restart continues exactly where the last commit ended. Genesis members
+with all of them, so a restart continues exactly where the last commit ended.
+
+Caught up, the indexer polls every ``config.indexer_poll_ms``; :meth:`Indexer.wake` ends the
+pause at once. The gateway's submitter wakes it whenever its own operations turn final (their
+block is then on the node), so an upload is indexed as soon as it is final rather than up to a
+poll later. Directory listeners (:meth:`Indexer.add_directory_listener`) hear of every
+organisation whose record changed: the submitter forgets that organisation's cached encryption
+key. Genesis members
 exist without logs (the genesis builder ran the constructors); the first range therefore seeds
 the directory from ``Consortium.organisation(i)`` at block 0.
 
@@ -40,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from contracts.cargo import CARGO_EVENT_TOPIC, decode_event_log
 from gateway import abi, confidential, nodeclient
@@ -66,6 +73,7 @@ from gateway.readmodel import (
     ReferenceFlag,
     open_read_model,
 )
+from gateway.submitter import SUBMITTER
 
 log = logging.getLogger("portledger.gateway.indexer")
 
@@ -124,6 +132,8 @@ class RangeResult:
     """Cargo events indexed in it, in chain order."""
     changes: int
     """Number of read-model changes written."""
+    organisations: tuple[Organisation, ...] = ()
+    """Directory records (re)written in it: organisations whose record changed."""
 
 
 def _int(value: Any) -> int:
@@ -172,7 +182,9 @@ class Indexer:
         self.max_range = max_range
         self._range = max_range
         self._listeners: list[Callable[[list[IndexedEvent]], Any]] = []
+        self._directory_listeners: list[Callable[[list[Organisation]], Any]] = []
         self._advanced = asyncio.Event()
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.failure: BaseException | None = None
         """Why the indexer stopped (a :class:`ChainMismatch`), or None while it runs."""
@@ -184,6 +196,18 @@ class Indexer:
     def add_listener(self, fn: Callable[[list[IndexedEvent]], Any]) -> None:
         """Call ``fn(events)`` (sync or async) after each committed range that has cargo events."""
         self._listeners.append(fn)
+
+    def add_directory_listener(self, fn: Callable[[list[Organisation]], Any]) -> None:
+        """Call ``fn(organisations)`` (sync or async) after each committed range that changed
+        directory records, with the organisations' new records."""
+        self._directory_listeners.append(fn)
+
+    def wake(self, *_: Any) -> None:
+        """Look for new blocks now instead of at the end of the current poll pause.
+
+        Takes and ignores any arguments, so it can be a submitter listener as it is.
+        """
+        self._wake.set()
 
     @property
     def block(self) -> int:
@@ -212,15 +236,18 @@ class Indexer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._advanced.wait(), min(left, 0.5))
 
-    async def _notify(self, events: list[IndexedEvent]) -> None:
+    async def _notify(self, result: RangeResult) -> None:
         self._advanced.set()
-        if not events:
-            return
-        for fn in list(self._listeners):
+        calls: list[tuple[Callable[[Any], Any], list[Any]]] = []
+        if result.organisations:
+            calls += [(fn, list(result.organisations)) for fn in self._directory_listeners]
+        if result.events:
+            calls += [(fn, list(result.events)) for fn in self._listeners]
+        for fn, items in calls:
             try:
-                result = fn(events)
-                if inspect.isawaitable(result):
-                    await result
+                outcome = fn(items)
+                if inspect.isawaitable(outcome):
+                    await outcome
             except Exception:
                 log.exception("indexer listener %r failed", fn)
 
@@ -228,7 +255,9 @@ class Indexer:
 
     async def _block(self, tag: int | str) -> dict[str, Any]:
         number = hex(tag) if isinstance(tag, int) else tag
-        block = await self.node.request("eth_getBlockByNumber", [number, False])
+        block: dict[str, Any] | None = await self.node.request(
+            "eth_getBlockByNumber", [number, False]
+        )
         if block is None:
             raise IndexerError(f"the node has no block {tag}")
         return block
@@ -259,10 +288,11 @@ class Indexer:
         )
 
     async def _logs(self, first: int, last: int) -> list[dict[str, Any]]:
-        return await self.node.request(
+        logs: list[dict[str, Any]] = await self.node.request(
             "eth_getLogs",
             [{"fromBlock": hex(first), "toBlock": hex(last), "address": list(_ADDRESSES)}],
         )
+        return logs
 
     # -- one range ------------------------------------------------------------------------
 
@@ -293,19 +323,13 @@ class Indexer:
         if cursor is None:
             changes, new = await self._genesis()
             await asyncio.to_thread(self.model.apply, changes, new, None)
-            return RangeResult(new, (), len(changes))
+            orgs = tuple(c.org for c in changes if isinstance(c, OrgChange))
+            return RangeResult(new, (), len(changes), orgs)
         if head is None:
             head = await self.finalized_head()
         self.head = head
         if head <= cursor.block:
             return None
-        at_cursor = await self._block(cursor.block)
-        if _bytes(at_cursor["hash"]) != cursor.block_hash:
-            raise ChainMismatch(
-                f"block #{cursor.block} on the chain is {at_cursor['hash']}, the read model "
-                f"indexed 0x{cursor.block_hash.hex()}: the node follows another chain; "
-                "rebuild the read model if the chain was reset"
-            )
         first = cursor.block + 1
         while True:
             last = min(head, first + self._range - 1)
@@ -321,17 +345,20 @@ class Indexer:
         numbers = sorted({first, last} | {_int(e["blockNumber"]) for e in logs})
         headers = dict(zip(numbers, await asyncio.gather(*(self._block(n) for n in numbers)),
                            strict=True))
+        # One check covers the block at the cursor too: its hash is the next block's parent.
         if _bytes(headers[first]["parentHash"]) != cursor.block_hash:
             raise ChainMismatch(
-                f"block #{first}'s parent is {headers[first]['parentHash']}, not the indexed "
-                f"#{cursor.block} 0x{cursor.block_hash.hex()}"
+                f"block #{cursor.block} on the chain is {headers[first]['parentHash']} (the "
+                f"parent of #{first}), the read model indexed 0x{cursor.block_hash.hex()}: the "
+                "node follows another chain; rebuild the read model if the chain was reset"
             )
         changes, events = await self._changes(logs, headers)
         new = Cursor(last, _bytes(headers[last]["hash"]))
         await asyncio.to_thread(self.model.apply, changes, new, cursor)
         if self._range < self.max_range:
             self._range = min(self.max_range, self._range * 2)
-        return RangeResult(new, tuple(events), len(changes))
+        organisations = tuple(c.org for c in changes if isinstance(c, OrgChange))
+        return RangeResult(new, tuple(events), len(changes), organisations)
 
     async def _changes(
         self, logs: list[dict[str, Any]], headers: dict[int, dict[str, Any]]
@@ -386,7 +413,7 @@ class Indexer:
                 progress(cursor.block, head)
             if result is None:
                 return cursor
-            await self._notify(list(result.events))
+            await self._notify(result)
 
     async def run(self) -> None:
         """Follow the chain until cancelled; stops (and records why) on a chain mismatch."""
@@ -410,9 +437,13 @@ class Indexer:
                 backoff = min(backoff * 2, 5.0)
                 continue
             if result is None:
-                await asyncio.sleep(self.poll_seconds)
+                # Cleared before the next step, not after it: a wake-up that arrives while a
+                # step runs is kept, and the step after it looks again at once.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                self._wake.clear()
             else:
-                await self._notify(list(result.events))
+                await self._notify(result)
 
     def start(self) -> None:
         """Start :meth:`run` as a background task."""
@@ -518,6 +549,14 @@ async def _indexer_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     indexer = Indexer(app[READ_MODEL], node, poll_seconds=config.indexer_poll_ms / 1000)
     app[INDEXER] = indexer
+    submitter = app.get(SUBMITTER)
+    if submitter is not None:
+        # The gateway's own uploads are indexed as soon as they are final, and a reader's
+        # changed encryption key is read again before the next batch is sealed for it.
+        submitter.add_listener(indexer.wake)
+        indexer.add_directory_listener(
+            lambda orgs: submitter.forget_reader_keys(o.org_id for o in orgs)
+        )
     indexer.start()
     try:
         yield
@@ -530,7 +569,9 @@ def setup(app: web.Application) -> None:
 
     It runs only when the gateway has node URLs and this process runs the background work
     (``config.background_tasks``); the node client is created by :func:`gateway.nodeclient.setup`
-    (idempotent).
+    (idempotent). When the app has a submitter (:data:`gateway.submitter.SUBMITTER`), the two are
+    wired together: the submitter wakes the indexer when operations turn final, and the indexer
+    tells the submitter which organisations' directory records changed.
     """
     nodeclient.setup(app)
     app.cleanup_ctx.append(_indexer_ctx)

@@ -17,14 +17,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
 
 from gateway import abi
 from gateway.config import CONFIG
+
+T = TypeVar("T")
 
 
 class NodeUnavailable(Exception):
@@ -41,8 +43,10 @@ class RpcError(Exception):
         self.data = data
 
 
-def _hex(value: int) -> str:
-    return hex(value)
+def _rpc_error(err: Any) -> RpcError:
+    """The :class:`RpcError` of a JSON-RPC error object."""
+    err = err if isinstance(err, dict) else {}
+    return RpcError(int(err.get("code", 0)), str(err.get("message", "")), err.get("data"))
 
 
 def _tag(block: int | str) -> str:
@@ -120,19 +124,17 @@ class NodeClient:
         except ValueError:
             raise NodeUnavailable(f"{url} answered something that is not JSON") from None
 
-    async def request(self, method: str, params: list[Any] | None = None) -> Any:
-        """Call ``method`` on the first node that answers; its ``result``.
+    async def _exchange(self, what: str, body: bytes, answer_of: Callable[[str, Any], T]) -> T:
+        """POST ``body`` to the first node that answers (failover, bounded rounds).
+
+        ``answer_of(url, parsed_json)`` turns the first answer into the result; whatever it
+        raises is raised as is (an answer, even a broken one, ends the failover).
 
         Raises
         ------
-        RpcError
-            The node answered with an error object.
         NodeUnavailable
             No node answered within the bounded rounds.
         """
-        body = json.dumps(
-            {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params or []}
-        ).encode()
         failures: list[str] = []
         delay = self.backoff
         for round_ in range(self.rounds):
@@ -149,15 +151,31 @@ class NodeClient:
                     failures.append(f"{url}: {type(exc).__name__}: {exc}")
                     continue
                 self._healthy = index
-                if not isinstance(answer, dict):
-                    raise NodeUnavailable(f"{url} answered {answer!r}")
-                if "error" in answer:
-                    err = answer["error"] or {}
-                    raise RpcError(
-                        int(err.get("code", 0)), str(err.get("message", "")), err.get("data")
-                    )
-                return answer.get("result")
-        raise NodeUnavailable(f"{method}: no node answered: {'; '.join(failures[-3:])}")
+                return answer_of(url, answer)
+        raise NodeUnavailable(f"{what}: no node answered: {'; '.join(failures[-3:])}")
+
+    async def request(self, method: str, params: list[Any] | None = None) -> Any:
+        """Call ``method`` on the first node that answers; its ``result``.
+
+        Raises
+        ------
+        RpcError
+            The node answered with an error object.
+        NodeUnavailable
+            No node answered within the bounded rounds.
+        """
+        body = json.dumps(
+            {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params or []}
+        ).encode()
+
+        def result(url: str, answer: Any) -> Any:
+            if not isinstance(answer, dict):
+                raise NodeUnavailable(f"{url} answered {answer!r}")
+            if "error" in answer:
+                raise _rpc_error(answer["error"])
+            return answer.get("result")
+
+        return await self._exchange(method, body, result)
 
     async def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
         """Several calls in one JSON-RPC batch, answered by ONE node in order.
@@ -180,42 +198,20 @@ class NodeClient:
         ).encode()
         for _ in range(len(calls)):
             next(self._ids)
-        failures: list[str] = []
-        delay = self.backoff
-        for round_ in range(self.rounds):
-            if round_:
-                await asyncio.sleep(delay)
-                delay *= 2
-            start = self._healthy
-            for step in range(len(self.urls)):
-                index = (start + step) % len(self.urls)
-                url = self.urls[index]
-                try:
-                    answer = await self._post(url, body)
-                except (aiohttp.ClientError, TimeoutError, OSError, NodeUnavailable) as exc:
-                    failures.append(f"{url}: {type(exc).__name__}: {exc}")
-                    continue
-                self._healthy = index
-                if not isinstance(answer, list):
-                    raise NodeUnavailable(f"{url} answered a batch with {answer!r}")
-                by_id = {a.get("id"): a for a in answer if isinstance(a, dict)}
-                out: list[Any] = []
-                for i in range(len(calls)):
-                    item = by_id.get(first + i)
-                    if item is None:
-                        raise NodeUnavailable(f"{url} left call {i} of a batch unanswered")
-                    if "error" in item:
-                        err = item["error"] or {}
-                        out.append(
-                            RpcError(
-                                int(err.get("code", 0)), str(err.get("message", "")),
-                                err.get("data"),
-                            )
-                        )
-                    else:
-                        out.append(item.get("result"))
-                return out
-        raise NodeUnavailable(f"batch: no node answered: {'; '.join(failures[-3:])}")
+
+        def results(url: str, answer: Any) -> list[Any]:
+            if not isinstance(answer, list):
+                raise NodeUnavailable(f"{url} answered a batch with {answer!r}")
+            by_id = {a.get("id"): a for a in answer if isinstance(a, dict)}
+            out: list[Any] = []
+            for i in range(len(calls)):
+                item = by_id.get(first + i)
+                if item is None:
+                    raise NodeUnavailable(f"{url} left call {i} of a batch unanswered")
+                out.append(_rpc_error(item["error"]) if "error" in item else item.get("result"))
+            return out
+
+        return await self._exchange("batch", body, results)
 
     # -- helpers ----------------------------------------------------------------------------
     async def chain_id(self) -> int:
@@ -243,7 +239,10 @@ class NodeClient:
 
     async def get_block(self, number: int | str, full: bool = False) -> dict[str, Any] | None:
         """A block by number (or tag), None if there is none."""
-        return await self.request("eth_getBlockByNumber", [_tag(number), full])
+        block: dict[str, Any] | None = await self.request(
+            "eth_getBlockByNumber", [_tag(number), full]
+        )
+        return block
 
     async def get_logs(
         self,

@@ -5,13 +5,18 @@ from the outbox (:mod:`gateway.outbox`) in acceptance order and:
 
 1. **batches** contiguous cargo events into one ``CargoLedger.record()`` call — up to
    ``config.batch_max_events`` events, :data:`MAX_CALLDATA` bytes (the nodes refuse bigger
-   transactions) and the batch limit a bisect left on the events — or sends a partial batch
-   once its oldest event has waited ``config.batch_window_ms``; a ``call`` operation travels
-   alone, in its place in the order;
+   transactions) and the batch limit a bisect left on the events. A partial batch goes at once
+   when the organisation has no transaction in flight (waiting would only add latency: nothing
+   is on its way that the events could join); while one is in flight, it goes once its oldest
+   event has waited ``config.batch_window_ms`` (Nagle's rule: under load, events collect into
+   few transactions). A ``call`` operation travels alone, in its place in the order;
 2. **seals** each event (:func:`gateway.confidential.seal`) under the owner's subject key of the
-   version fixed at acceptance, for the named readers (X25519 keys read from
-   ``Consortium.encryptionKeyOf`` and cached; a named reader that is no member fails the event
-   clearly) and, in reference mode, for holders of the reference;
+   version fixed at acceptance, for the named readers and, in reference mode, for holders of the
+   reference. Readers' X25519 keys are read from ``Consortium.encryptionKeyOf`` and cached for
+   at most :attr:`Submitter.reader_key_ttl` seconds, and forgotten at once when the indexer
+   reports a directory change of that organisation (:meth:`Submitter.forget_reader_keys`), so a
+   rotated key or a member that joined later is picked up; a named reader that is no member
+   fails the event clearly;
 3. **signs** a zero-fee EIP-1559 transaction with the organisation's keystore key, with a nonce
    from the nonce manager, **persists** it (raw bytes, hash, nonce, its operations → ``sent``)
    in one outbox transaction, and only then **sends** it, to whichever configured node answers
@@ -22,7 +27,8 @@ from the outbox (:mod:`gateway.outbox`) in acceptance order and:
    ``accepted`` with a batch limit of half the batch, so the halves travel separately and the
    offending event ends alone in a transaction whose revert reason (replayed with
    ``eth_call``) fails it; a reverted call fails with its reason. Listeners
-   (:meth:`Submitter.add_listener`) hear of every operation that turned final or failed.
+   (:meth:`Submitter.add_listener`) hear of every operation that turned final or failed — the
+   indexer is one: it indexes the new block at once instead of at its next poll.
 
 Why nothing is recorded twice or lost (the nonce manager's argument)
 -------------------------------------------------------------------
@@ -75,12 +81,12 @@ import inspect
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiohttp import web
 from eth_account import Account
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from contracts import SYSTEM_ADDRESSES
 from contracts.cargo import CARGO_EVENT_TOPIC, MAX_BATCH_EVENTS, RECORD_SELECTOR, encode_event
@@ -146,6 +152,8 @@ class Submitter:
         Most unfinished transactions per organisation.
     resend_after
         Seconds without a receipt after which a live transaction is sent again.
+    reader_key_ttl
+        Seconds a reader organisation's encryption key is used before it is read again.
     """
 
     def __init__(
@@ -159,6 +167,7 @@ class Submitter:
         batch_window_ms: int = 100,
         max_in_flight: int = 4,
         resend_after: float = 2.0,
+        reader_key_ttl: float = 300.0,
     ) -> None:
         self.outbox = outbox
         self.node = node
@@ -170,7 +179,8 @@ class Submitter:
         self.resend_after = resend_after
         self._listeners: list[Listener] = []
         self._waiters: dict[tuple[int, str], list[asyncio.Future[Receipt]]] = {}
-        self._reader_keys: dict[int, bytes] = {}
+        self.reader_key_ttl = reader_key_ttl
+        self._reader_keys: dict[int, tuple[bytes, float]] = {}  # org -> (key, monotonic read)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -231,6 +241,33 @@ class Submitter:
             except Exception:
                 log.exception("submitter listener %r failed", fn)
 
+    def forget_reader_keys(self, org_ids: Iterable[int] | None = None) -> None:
+        """Read these organisations' encryption keys from the chain again (all if None).
+
+        Called with the organisations whose directory record changed (the indexer's directory
+        listener): a rotated key is used from the next batch on.
+        """
+        if org_ids is None:
+            self._reader_keys.clear()
+            return
+        for org in org_ids:
+            self._reader_keys.pop(org, None)
+
+    async def _reader_keys_of(self, wanted: set[int]) -> dict[int, bytes]:
+        """The current encryption keys of ``wanted`` readers (absent: no member, or no key)."""
+        now = time.monotonic()
+        stale = sorted(
+            r for r in wanted
+            if r not in self._reader_keys or now - self._reader_keys[r][1] >= self.reader_key_ttl
+        )  # fmt: skip
+        for chain_org in stale:
+            (key,) = await self.node.call("Consortium", "encryptionKeyOf", chain_org)
+            if bytes(key) != bytes(32):
+                self._reader_keys[chain_org] = (bytes(key), now)
+            else:
+                self._reader_keys.pop(chain_org, None)
+        return {r: self._reader_keys[r][0] for r in wanted if r in self._reader_keys}
+
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
         """Start the background task."""
@@ -269,8 +306,10 @@ class Submitter:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            # Idle, the outbox's wake-up ends the wait at once for work accepted in this
+            # process; 0.1 s bounds the delay of work an extra API worker process accepted.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 0.05 if busy else 0.5)
+                await asyncio.wait_for(self._wake.wait(), 0.05 if busy else 0.1)
 
     async def step(self) -> bool:
         """One pass over every organisation with work; True if anything is still in progress."""
@@ -286,24 +325,31 @@ class Submitter:
 
     # -- one organisation ---------------------------------------------------------------------
     async def _org_step(self, org_id: int, keys: OrgKeys) -> bool:
-        live = self.outbox.live_txs(org_id)
-        for tx in live:
-            await self._follow(tx, keys)
+        await self._follow(self.outbox.live_txs(org_id), keys)
         in_flight = len(self.outbox.live_txs(org_id))
         while in_flight < self.max_in_flight:
-            tx = await self._build(org_id, keys)
+            tx = await self._build(org_id, keys, in_flight=in_flight)
             if tx is None:
                 break
             in_flight += 1
             await self._send(tx, keys)
         return in_flight > 0 or bool(self.outbox.pending(org_id, 1))
 
-    async def _follow(self, tx: TxRecord, keys: OrgKeys) -> None:
-        receipt = await self.node.receipt(tx.tx_hash)
-        if receipt is not None:
-            await self._settle(tx, receipt, keys)
-        elif tx.sent_at is None or time.time() - tx.sent_at >= self.resend_after:
-            await self._send(tx, keys)
+    async def _follow(self, live: list[TxRecord], keys: OrgKeys) -> None:
+        """Settle the live transactions that have a receipt (asked in one JSON-RPC batch);
+        resend those that waited :attr:`resend_after` without one."""
+        if not live:
+            return
+        answers = await self.node.batch(
+            [("eth_getTransactionReceipt", [tx.tx_hash]) for tx in live]
+        )
+        for tx, receipt in zip(live, answers, strict=True):
+            if isinstance(receipt, RpcError):
+                log.warning("receipt of tx %s not answered: %s", tx.tx_hash, receipt)
+            elif receipt:
+                await self._settle(tx, receipt, keys)
+            elif tx.sent_at is None or time.time() - tx.sent_at >= self.resend_after:
+                await self._send(tx, keys)
 
     async def _send(self, tx: TxRecord, keys: OrgKeys) -> None:
         """Send the persisted bytes (again); classify what the node said."""
@@ -427,7 +473,12 @@ class Submitter:
         return "reverted (no reason given)"
 
     # -- building a transaction --------------------------------------------------------------
-    async def _build(self, org_id: int, keys: OrgKeys) -> TxRecord | None:
+    async def _build(self, org_id: int, keys: OrgKeys, *, in_flight: int = 0) -> TxRecord | None:
+        """Seal, sign and persist the organisation's next transaction; None if none is due.
+
+        ``in_flight`` is how many of its transactions are on their way: with none, a partial
+        batch goes at once; otherwise it waits until its oldest event has waited the window.
+        """
         pending = self.outbox.pending(org_id, self.batch_max_events + 1)
         if not pending:
             return None
@@ -450,8 +501,8 @@ class Submitter:
             run.append(op)
         if len(run) >= cap:
             closed = True
-        if not closed and time.time() - run[0].accepted_at < self.batch_window:
-            return None  # wait for more events (the window of the oldest is still open)
+        if not closed and in_flight and time.time() - run[0].accepted_at < self.batch_window:
+            return None  # a transaction is on its way: collect more events while the window is open
         sealed, failures = await self._seal(run, keys)
         if failures:
             await self._notify(self.outbox.fail_unsent(failures))
@@ -490,22 +541,18 @@ class Submitter:
         """Seal and encode the events (in a thread); failures by op id."""
         failures: dict[int, str] = {}
         wanted = {r for op in run if op.event for r in op.event.visibility.readers}
-        missing = sorted(wanted - set(self._reader_keys))
-        for chain_org in missing:
-            (key,) = await self.node.call("Consortium", "encryptionKeyOf", chain_org)
-            if bytes(key) != bytes(32):
-                self._reader_keys[chain_org] = bytes(key)
+        reader_keys = await self._reader_keys_of(wanted)
         readers_of: dict[int, dict[int, bytes]] = {}
         for op in run:
             assert op.event is not None
-            unknown = [r for r in op.event.visibility.readers if r not in self._reader_keys]
+            unknown = [r for r in op.event.visibility.readers if r not in reader_keys]
             if unknown:
                 failures[op.op_id] = (
                     f"named reader organisation(s) {unknown} are not members with an "
                     "encryption key on chain"
                 )
                 continue
-            readers_of[op.op_id] = {r: self._reader_keys[r] for r in op.event.visibility.readers}
+            readers_of[op.op_id] = {r: reader_keys[r] for r in op.event.visibility.readers}
 
         def work() -> list[tuple[PendingOp, bytes]]:
             out = []
@@ -595,12 +642,16 @@ def setup(app: web.Application) -> None:
     """Create the node client and the submitter; run the submitter while the app runs.
 
     Without ``config.node_urls`` there is no chain to write to: the outbox still accepts (and
-    keeps) operations, and no submitter runs.
+    keeps) operations, and no submitter runs. Nor does one run in an extra API worker process
+    (``config.background_tasks`` off): one process signs for an organisation, or two would race
+    for its nonces.
     """
     nodeclient.setup(app)
     config = app[CONFIG]
     if NODE not in app:
         log.warning("no node_urls configured: accepted operations wait in the outbox")
+        return
+    if not config.background_tasks:
         return
     submitter = Submitter(
         app[OUTBOX], app[NODE], app[KEYSTORE],

@@ -141,14 +141,14 @@ def test_restart_mid_way_equals_a_fresh_full_index(populated: dict[str, Any], tm
                 for _ in range(2):
                     result = await indexer.step(head)
                     if result is not None:
-                        await indexer._notify(list(result.events))
+                        await indexer._notify(result)
                 task = asyncio.create_task(indexer.step(head))
                 await asyncio.sleep(0.005 * (restarts % 4))
                 task.cancel()
                 try:
                     result = await task
                     if result is not None:
-                        await indexer._notify(list(result.events))
+                        await indexer._notify(result)
                 except asyncio.CancelledError:
                     pass
                 # a cancelled to_thread write may still be finishing: let it land or not
@@ -242,6 +242,55 @@ def test_background_task_listeners_and_wait_for_block(populated: dict[str, Any],
             await indexer.stop()
         assert ids[0] in got and len(got) == len(set(got))
         assert model.event(ids[0]).publisher == rs.HAULIER
+        model.close()
+
+    asyncio.run(main())
+
+
+def test_directory_listeners_hear_changed_organisations(
+    populated: dict[str, Any], tmp_path: Path
+) -> None:
+    """The organisations whose record a range (re)wrote reach the directory listeners with
+    their new record (the submitter forgets their cached encryption keys)."""
+
+    async def main() -> None:
+        model = SqliteReadModel(tmp_path / "rm.db")
+        heard: list[Any] = []
+        async with NodeClient([populated["node"].url]) as node:
+            indexer = Indexer(model, node)
+            indexer.add_directory_listener(heard.extend)
+            await indexer.catch_up(populated["head"])
+        model.close()
+        last = {o.org_id: o for o in heard}  # the newest record of each, in order
+        assert set(last) >= {rs.OPERATOR, rs.TERMINAL, rs.BANK, rs.TRADER}  # genesis members
+        assert last[rs.BANK].encryption_key == populated["new_key"]  # the key change's log
+        assert [o.org_id for o in heard].count(rs.BANK) == 2  # genesis, then the change
+
+    asyncio.run(main())
+
+
+def test_wake_ends_the_poll_pause(populated: dict[str, Any], tmp_path: Path) -> None:
+    """Caught up, the indexer pauses ``poll_seconds``; ``wake()`` (the submitter calls it when
+    operations turn final) makes it index a new block at once."""
+
+    async def main() -> None:
+        model = SqliteReadModel(tmp_path / "rm.db")
+        async with NodeClient([populated["node"].url]) as node:
+            indexer = Indexer(model, node, poll_seconds=120.0)
+            indexer.start()
+            try:
+                assert await indexer.wait_for_block(populated["head"], timeout=30)
+                ids = await asyncio.to_thread(
+                    populated["chain"].record, rs.TERMINAL,
+                    [rs.seal(rs.event("container", populated["containers"][1], "TERMINAL.DISC",
+                                      T0 + 900), rs.TERMINAL)],
+                )
+                head = await asyncio.to_thread(populated["chain"].head)
+                indexer.wake([])  # takes the submitter's listener argument
+                assert await indexer.wait_for_block(head, timeout=20)  # not 120 s
+            finally:
+                await indexer.stop()
+        assert model.event(ids[0]) is not None
         model.close()
 
     asyncio.run(main())

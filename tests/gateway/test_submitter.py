@@ -13,15 +13,17 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eth_account import Account
 
 from contracts.cargo import RECORD_SELECTOR
-from gateway import abi
+from gateway import abi, confidential
 from gateway.keystore import Keystore
 from gateway.nodeclient import NodeClient, NodeUnavailable, RpcError
 from gateway.outbox import Operation, Outbox, Receipt
 from gateway.submitter import Submitter
 from tests.conftest import NodeProcess, free_port
+from tests.gateway import readside_fixtures as rs
 from tests.gateway.writepath_fixtures import (
     TERMINAL,
     chain_cargo_events,
@@ -100,22 +102,32 @@ async def test_events_go_final_once_with_event_ids_in_order(
         assert int(log["blockNumber"], 16) == by_key[f"order-{ev.event_time - 1_767_225_600}"].block
 
 
-async def test_partial_batch_waits_for_the_window(
+async def test_partial_batch_waits_for_the_window_only_behind_a_tx_in_flight(
     parts: tuple[Outbox, NodeClient], store: Keystore
 ) -> None:
     box, client = parts
-    sub = Submitter(box, client, store, batch_max_events=100, batch_window_ms=1500)
+    keys = store.get(TERMINAL)
+    sub = Submitter(box, client, store, batch_max_events=100, batch_window_ms=60_000)
     box.accept(TERMINAL, [event_op(100, "w-0")])
-    await sub.start()
-    try:
-        await asyncio.sleep(0.5)
-        assert box.status(TERMINAL, "w-0").status == "accepted"  # window still open
-        box.accept(TERMINAL, [event_op(101, "w-1"), event_op(102, "w-2")])
-        done = [await sub.wait_final(TERMINAL, f"w-{i}", 30) for i in range(3)]
-    finally:
-        await sub.stop()
-    assert {r.status for r in done} == {"final"}
-    assert len({r.tx_hash for r in done}) == 1  # one batch
+    # A transaction of the organisation is on its way: the partial batch waits (window open).
+    assert await sub._build(TERMINAL, keys, in_flight=1) is None
+    assert box.status(TERMINAL, "w-0").status == "accepted"
+    box.accept(TERMINAL, [event_op(101, "w-1"), event_op(102, "w-2")])
+    # Nothing in flight: waiting would only add latency, so it goes now, with all that waits.
+    tx = await sub._build(TERMINAL, keys, in_flight=0)
+    assert tx is not None and len(tx.op_ids) == 3
+    done = await drain(sub, box, ["w-0", "w-1", "w-2"])
+    assert {r.status for r in done} == {"final"} and {r.tx_hash for r in done} == {tx.tx_hash}
+
+
+async def test_a_lone_event_does_not_wait_for_the_window(
+    parts: tuple[Outbox, NodeClient], store: Keystore
+) -> None:
+    box, client = parts
+    sub = Submitter(box, client, store, batch_max_events=100, batch_window_ms=60_000)
+    box.accept(TERMINAL, [event_op(103, "lone")])
+    [done] = await drain(sub, box, ["lone"], timeout=30)  # far less than the 60 s window
+    assert done.status == "final"
 
 
 async def test_reverted_batch_is_bisected_to_the_offending_event(
@@ -254,3 +266,55 @@ async def test_submitter_over_a_dead_url_first(
         await client.close()
         box.close()
     assert rpc(node.url, "eth_chainId", [])
+
+
+def _opens(envelope: bytes, subject: bytes, reader: int, private: bytes) -> bool:
+    try:
+        confidential.open_as_reader(envelope, subject=subject, org_id=reader,
+                                    x25519_private=private)
+    except confidential.DecryptionFailed:
+        return False
+    return True
+
+
+async def test_a_readers_rotated_encryption_key_is_picked_up(
+    parts: tuple[Outbox, NodeClient], store: Keystore, node: NodeProcess
+) -> None:
+    """Cached reader keys are read again when forgotten (the indexer's directory listener)
+    and after their time to live: events sealed later open with the reader's new key only."""
+    box, client = parts
+    chain = rs.Chain(node.url)
+    reader = rs.AUDITOR  # named by no other test of this module
+    old = rs.x25519_private(reader)
+    new = X25519PrivateKey.generate().private_bytes_raw()
+    start = await client.block_number()
+    sub = Submitter(box, client, store, batch_window_ms=0)
+
+    async def upload(n: int) -> int:
+        box.accept(TERMINAL, [event_op(n, f"rk-{n}", readers=(reader,))])
+        [receipt] = await drain(sub, box, [f"rk-{n}"])
+        assert receipt.status == "final" and receipt.event_id is not None
+        return receipt.event_id
+
+    try:
+        before = await upload(1100)  # caches the reader's genesis key
+        await asyncio.to_thread(chain.call, reader, "Consortium", "setEncryptionKey",
+                                confidential.x25519_public_key(new))
+        stale = await upload(1101)  # still the cached key: nothing said it changed
+        sub.forget_reader_keys([reader])  # what the indexer's directory listener does
+        fresh = await upload(1102)
+        await asyncio.to_thread(chain.call, reader, "Consortium", "setEncryptionKey",
+                                confidential.x25519_public_key(old))
+        sub.reader_key_ttl = 0.0  # no listener this time: the time to live runs out
+        back = await upload(1103)
+    finally:
+        await asyncio.to_thread(chain.call, reader, "Consortium", "setEncryptionKey",
+                                confidential.x25519_public_key(old))
+    by_id = {ev.event_id: ev for ev, _ in chain_cargo_events(node.url, start)}
+    opens = {
+        eid: (_opens(by_id[eid].payload, by_id[eid].subject, reader, old),
+              _opens(by_id[eid].payload, by_id[eid].subject, reader, new))
+        for eid in (before, stale, fresh, back)
+    }
+    assert opens == {before: (True, False), stale: (True, False), fresh: (False, True),
+                     back: (True, False)}
