@@ -35,14 +35,20 @@
           one compromised organisation can never break QBFT's quorum. The
           genesis set is taken as given (a one-node development chain is
           allowed); the invariant is enforced on every later change.
+        - Equivocation reports (`equivocation.vy`): any member account may
+          submit a validator's two conflicting signed QBFT messages for one
+          height and round; the contract checks the pair with ecrecover,
+          records it once and emits `EquivocationReported` for governance.
 """
 
+from . import equivocation
 from . import organisations
 from . import roles
 from . import validators
 
 initializes: organisations
 initializes: validators[organisations := organisations]
+initializes: equivocation[organisations := organisations, validators := validators]
 
 exports: (
     organisations.isMemberAccount,
@@ -58,6 +64,9 @@ exports: (
     organisations.account_org,
     validators.getValidators,
     validators.validatorOrgCount,
+    equivocation.reportEquivocation,
+    equivocation.equivocationReport,
+    equivocation.equivocation_count,
 )
 
 

@@ -490,3 +490,204 @@ def test_proposals_lapse(port: Port) -> None:
     port.advance(LIFETIME)
     with reverts("consortium: proposal has lapsed"):
         execute(port, pid)
+
+
+# --- equivocation reports ------------------------------------------------------------------
+
+PROPOSAL_CODE, PREPARE_CODE, COMMIT_CODE = 0x12, 0x13, 0x14
+SEAL = b"\x07" * 65
+
+
+def _key(port: Port, account: str) -> Any:
+    """The eth-tester private key of one of the port's accounts."""
+    from eth_keys import keys
+
+    for hex_key in port.tester.backend.account_keys:
+        key = keys.PrivateKey(bytes.fromhex(str(hex_key)[2:]))
+        if key.public_key.to_checksum_address() == account:
+            return key
+    raise KeyError(account)
+
+
+def _signed(
+    port: Port, account: str, code: int, height: int, round_: int, digest: bytes
+) -> Any:
+    """A message of ``account`` signed exactly as a QBFT node signs it (consensus.messages)."""
+    from consensus import extradata
+    from consensus.messages import CommitPayload, PreparePayload, ProposalPayload
+    from contracts.equivocation import SignedMessage
+
+    payload: Any
+    if code == PROPOSAL_CODE:
+        payload = ProposalPayload(height, round_, digest)
+    elif code == PREPARE_CODE:
+        payload = PreparePayload(height, round_, digest)
+    else:
+        payload = CommitPayload(height, round_, digest, SEAL)
+    signature = extradata.sign_seal(payload.signing_digest, _key(port, account))
+    return SignedMessage(
+        code, height, round_, digest, SEAL if code == COMMIT_CODE else b"", signature
+    )
+
+
+def _report(port: Port, first: Any, second: Any, reporter: str) -> Any:
+    fn = port.Consortium.functions.reportEquivocation(first.as_tuple(), second.as_tuple())
+    return port.transact(fn, reporter)
+
+
+def _evidence_hash(first: Any, second: Any) -> bytes:
+    """keccak256 of node.evidence's encoding of the pair (independent of the contract)."""
+    import rlp
+    from eth_hash.auto import keccak
+
+    items = []
+    for m in (first, second):
+        payload = [m.code, m.height, m.round, m.digest] + ([m.commit_seal] if m.commit_seal else [])
+        items.append([payload, m.signature])
+    return bytes(keccak(rlp.encode([1, *items])))
+
+
+def test_equivocation_report_is_recorded(port: Port) -> None:
+    from contracts.equivocation import (
+        REPORT_SELECTOR,
+        REPORTED_TOPIC,
+        decode_report_record,
+        decode_reported_log,
+        encode_report_call,
+        encode_report_query,
+    )
+
+    c = port.Consortium.functions
+    validator = port.validators[1]
+    first = _signed(port, validator, PREPARE_CODE, 1_000, 2, b"\x01" * 32)
+    second = _signed(port, validator, PREPARE_CODE, 1_000, 2, b"\x02" * 32)
+    expected = _evidence_hash(first, second)
+    assert c.reportEquivocation(first.as_tuple(), second.as_tuple()).call(
+        {"from": port.accounts[5]}
+    ) == expected
+    receipt = port.send(
+        port.Consortium.address, encode_report_call(first, second), port.accounts[5]
+    )
+    assert receipt.gasUsed < 200_000  # node.evidence.REPORT_GAS leaves a wide margin
+    (event,) = port.events(receipt, "Consortium", "EquivocationReported")
+    assert dict(event) == {
+        "validator": validator,
+        "reporter": port.accounts[5],
+        "code": PREPARE_CODE,
+        "height": 1_000,
+        "round": 2,
+        "evidence_hash": expected,
+    }
+    (raw,) = [entry for entry in receipt.logs if entry.address == port.Consortium.address]
+    assert raw.topics[0] == REPORTED_TOPIC
+    decoded = decode_reported_log([bytes(t) for t in raw.topics], bytes(raw.data))
+    assert decoded.validator.hex() == validator[2:].lower() and decoded.evidence_hash == expected
+    assert c.equivocation_count().call() == 1
+    query = encode_report_query(bytes.fromhex(validator[2:]), PREPARE_CODE, 1_000, 2)
+    output = port.w3.eth.call({"to": port.Consortium.address, "data": query})
+    assert decode_report_record(bytes(output)) == (
+        expected, bytes.fromhex(port.accounts[5][2:]), receipt.blockNumber
+    )
+    assert c.equivocationReport(validator, PREPARE_CODE, 1_000, 3).call()[0] == b"\x00" * 32
+    call = port.Consortium.encode_abi("reportEquivocation", [first.as_tuple(), second.as_tuple()])
+    assert bytes.fromhex(call[2:]) == encode_report_call(first, second)
+    assert bytes.fromhex(call[2:10]) == REPORT_SELECTOR
+
+
+def test_equivocation_evidence_hash_matches_the_node_encoding(port: Port) -> None:
+    """The contract's RLP agrees with pyrlp at every length boundary of height and round."""
+    cases = [
+        (PROPOSAL_CODE, 0, 0),
+        (PREPARE_CODE, 127, 128),
+        (COMMIT_CODE, 128, 127),
+        (PROPOSAL_CODE, 255, 256),
+        (COMMIT_CODE, 65_536, 1),
+        (PREPARE_CODE, 2**64 - 1, 2**32 - 1),
+        (COMMIT_CODE, 2**64 - 1, 2**32 - 1),
+    ]
+    for i, (code, height, round_) in enumerate(cases):
+        validator = port.validators[i % 4]
+        first = _signed(port, validator, code, height, round_, b"\x0a" * 32)
+        second = _signed(port, validator, code, height, round_, b"\x0b" * 32)
+        receipt = _report(port, second, first, port.accounts[1 + i])
+        (event,) = port.events(receipt, "Consortium", "EquivocationReported")
+        assert event["evidence_hash"] == _evidence_hash(second, first), (code, height, round_)
+        assert (event["validator"], event["height"], event["round"]) == (validator, height, round_)
+    assert port.Consortium.functions.equivocation_count().call() == len(cases)
+
+
+def test_node_evidence_is_accepted_as_stored(port: Port) -> None:
+    """What node.evidence's detector stores is what the contract hashes."""
+    from consensus.messages import Prepare, PreparePayload, Signed
+    from node.evidence import EquivocationDetector
+
+    detector = EquivocationDetector()
+    key = _key(port, port.validators[2])
+    author = key.public_key.to_canonical_address()
+    evidence = None
+    for digest in (b"\x02" * 32, b"\x01" * 32):
+        from consensus import extradata
+
+        payload = PreparePayload(77, 0, digest)
+        message = Prepare(Signed(payload, author, extradata.sign_seal(payload.signing_digest, key)))
+        evidence = detector.observe(message) or evidence
+    assert evidence is not None
+    receipt = _report(port, *evidence.report_messages(), port.accounts[3])
+    (event,) = port.events(receipt, "Consortium", "EquivocationReported")
+    assert event["evidence_hash"] == evidence.evidence_hash
+
+
+def _refused(port: Port, first: Any, second: Any, reason: str, reporter: str | None = None) -> None:
+    with reverts(reason):
+        _report(port, first, second, reporter or port.accounts[5])
+
+
+def test_equivocation_reports_refused(port: Port) -> None:
+    from dataclasses import replace
+
+    v = port.validators[0]
+    a = _signed(port, v, PREPARE_CODE, 50, 1, b"\x01" * 32)
+    b = _signed(port, v, PREPARE_CODE, 50, 1, b"\x02" * 32)
+    _refused(port, a, a, "consortium: the messages agree on the block")
+    _refused(port, a, _signed(port, v, PREPARE_CODE, 51, 1, b"\x02" * 32),
+             "consortium: the messages are for different heights")
+    _refused(port, a, _signed(port, v, PREPARE_CODE, 50, 2, b"\x02" * 32),
+             "consortium: the messages are for different rounds")
+    _refused(port, a, _signed(port, v, PROPOSAL_CODE, 50, 1, b"\x02" * 32),
+             "consortium: the messages are of different kinds")
+    outsider = port.accounts[6]  # a member account, not a validator
+    _refused(port, _signed(port, outsider, PREPARE_CODE, 50, 1, b"\x01" * 32),
+             _signed(port, outsider, PREPARE_CODE, 50, 1, b"\x02" * 32),
+             "consortium: signer is not a validator")
+    # Forged: the second message is another validator's, or its signature is not one.
+    _refused(port, a, _signed(port, port.validators[1], PREPARE_CODE, 50, 1, b"\x02" * 32),
+             "consortium: the messages have different signers")
+    _refused(port, a, replace(b, signature=b"\x00" * 64 + b"\x01"),
+             "consortium: signature does not recover")
+    _refused(port, a, replace(b, signature=b.signature[:64] + b"\x1b"),
+             "consortium: signature recovery id must be 0 or 1")
+    _refused(port, a, replace(b, signature=b.signature[:64]), "consortium: a signature is 65 bytes")
+    # Fields that are not what was signed: the re-encoded payload recovers to someone else.
+    _refused(port, replace(a, height=49), replace(b, height=49),
+             "consortium: the messages have different signers")
+    _refused(port, a, replace(b, digest=b"\x03" * 32),
+             "consortium: the messages have different signers")
+    _refused(port, replace(a, commit_seal=SEAL), b,
+             "consortium: only a COMMIT carries a commit seal")
+    commit_a = _signed(port, v, COMMIT_CODE, 50, 1, b"\x01" * 32)
+    commit_b = _signed(port, v, COMMIT_CODE, 50, 1, b"\x02" * 32)
+    _refused(port, commit_a, replace(commit_b, commit_seal=SEAL[:64]),
+             "consortium: a COMMIT carries a 65-byte commit seal")
+    _refused(port, replace(a, code=0x15), replace(b, code=0x15),
+             "consortium: this message kind cannot equivocate")
+    _refused(port, a, b, "consortium: caller is not a member", reporter=port.spare[0])
+    assert port.Consortium.functions.equivocation_count().call() == 0
+    # Once recorded, the same (validator, kind, height, round) is refused in either order and
+    # from anyone, with another conflicting block too; other kinds are separate equivocations.
+    _report(port, a, b, port.accounts[5])
+    _refused(port, a, b, "consortium: equivocation already reported")
+    _refused(port, b, a, "consortium: equivocation already reported", reporter=port.validators[2])
+    _refused(port, a, _signed(port, v, PREPARE_CODE, 50, 1, b"\x09" * 32),
+             "consortium: equivocation already reported")
+    _report(port, commit_a, commit_b, port.accounts[5])
+    assert port.Consortium.functions.equivocation_count().call() == 2
