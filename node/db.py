@@ -60,6 +60,9 @@ class NodeKeys:
     #: (layout in :mod:`node.evidence`).
     equivocation_prefix = SCHEMA_PREFIX + b"v1:equivocation:"
     equivocation_count = SCHEMA_PREFIX + b"v1:equivocation-count"
+    #: Evidence number n (8 bytes big-endian after the prefix) is recorded on chain: the
+    #: number of the block that recorded it (8 bytes).
+    equivocation_reported = SCHEMA_PREFIX + b"v1:equivocation-reported:"
 
 
 class LevelDB(BaseAtomicDB):

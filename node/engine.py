@@ -53,7 +53,7 @@ from consensus.messages import Block, MalformedMessage, Proposal, decode_message
 from consensus.state import Config, NodeState, ValidatorSchedule, decode_record, encode_record
 from node.chain import Executed, InvalidBlock, QbftBlock
 from node.db import NodeKeys
-from node.evidence import EquivocationDetector, EvidenceStore
+from node.evidence import EquivocationDetector, EvidenceReporter, EvidenceStore
 from node.p2p import PeerNetwork
 from node.p2p_frames import MAX_RANGE, MAX_TXS, Code
 from node.service import NodeService
@@ -128,6 +128,8 @@ class Engine:
         #: Conflicting signed messages seen from validators, and where evidence is kept.
         self.equivocations = EquivocationDetector()
         self.evidence_store = EvidenceStore(self.ledger.db)
+        #: Sends stored evidence to Consortium.reportEquivocation, signed with the node key.
+        self.evidence_reporter = EvidenceReporter(service, key, self.evidence_store)
         service.engine = self
         service.admitted.append(self._tx_out.append)
 
@@ -141,6 +143,7 @@ class Engine:
         )
         self.state = state
         self._spawn(self._periodic())
+        self._spawn(self.evidence_reporter.run(lambda: self._stopping))
         await self._perform(actions)
         while not self._stopping:
             event = await self.events.get()
@@ -378,6 +381,8 @@ class Engine:
         block = result.block
         self.service.block_added(result)
         self.network.broadcast(Code.NEW_BLOCK, bytes(rlp.encode(block)))
+        if self.evidence_reporter.open:
+            self.evidence_reporter.wake.set()
         self._executed = OrderedDict(
             (d, e) for d, e in self._executed.items() if e.block.number > block.number
         )
@@ -445,7 +450,8 @@ class Engine:
         self.events.put_nowait(qbft.received(message))
 
     def _check_equivocation(self, message: Any) -> None:
-        """Keep evidence of a validator signing two conflicting messages (node.evidence)."""
+        """Keep evidence of a validator signing two conflicting messages and have it reported
+        on chain (node.evidence)."""
         evidence = self.equivocations.observe(message)
         if evidence is None:
             return
@@ -455,6 +461,7 @@ class Engine:
             "height %d round %d (evidence kept; portledger_getEquivocations)",
             number, evidence.validator.hex(), evidence.code, evidence.height, evidence.round,
         )
+        self.evidence_reporter.add(number)
 
     async def _pre_execute(self, peer: bytes, proposal: Proposal) -> None:
         """Execute a proposal's block (once) before the core sees the proposal."""
