@@ -3,8 +3,9 @@
 A devnet (:mod:`node.devnet`) runs validator and observer nodes; this module adds the gateway
 in front of them, as its own OS process (``portledger gateway serve``), with the demo port's
 organisations already registered (``portledger gateway demo-accounts``: development keys that
-match the genesis members — PUBLIC keys, for demos and tests only). Used by ``portledger demo``,
-the end-to-end tests and the benchmarks.
+match the genesis members — PUBLIC keys, for demos and tests only). :class:`Port` is the
+whole demo port: the devnet's nodes, the gateway and one API client per demo organisation.
+Used by ``portledger demo``, the end-to-end tests and the benchmarks.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import GatewayConfig
-from node.devnet import DevnetError, DevnetLayout, free_ports
+from node.devnet import Devnet, DevnetError, DevnetLayout, free_ports, open_or_create, wait_for
 
 #: The demo gateway's keystore passphrase (a devnet is a development network).
 DEVNET_PASSPHRASE = "devnet-insecure-passphrase"
@@ -191,3 +192,90 @@ class GatewayClient:
 
     def delete(self, path: str, body: Any = None, **kw: Any) -> tuple[int, Any, dict[str, str]]:
         return self.request("DELETE", path, body, **kw)
+
+
+class Port:
+    """A whole demo port: a devnet's node processes, its gateway process, and API clients.
+
+    Parameters
+    ----------
+    root : path
+        Folder of the port: the devnet lives in ``root/devnet`` (reused if it is there, else
+        created with ``validators`` and ``observers``), the gateway in ``root/devnet/gateway``.
+    validators, observers : int
+        Node counts of a new devnet.
+    gateway_port : int, optional
+        The gateway's HTTP port; a free one by default.
+
+    Attributes
+    ----------
+    layout : DevnetLayout
+        The devnet's layout.
+    devnet : Devnet
+        Its node processes.
+    gateway : GatewayProcess
+        The gateway process (demo accounts created on construction).
+    clients : dict of int to GatewayClient
+        One client per demo organisation, by Consortium organisation id, with its API key.
+    anonymous : GatewayClient
+        A client without credentials.
+    """
+
+    def __init__(self, root: str | Path, *, validators: int = 4, observers: int = 1,
+                 gateway_port: int | None = None) -> None:
+        self.layout = open_or_create(Path(root) / "devnet", validators, observers)
+        self.devnet = Devnet(self.layout)
+        self.gateway = GatewayProcess(write_config(self.layout, port=gateway_port))
+        creds = self.gateway.credentials()
+        self.clients = {
+            o["chainOrg"]: GatewayClient(self.gateway.url, o["apiKey"])
+            for o in creds["organisations"]
+        }
+        self.anonymous = GatewayClient(self.gateway.url)
+
+    def start(self, timeout: float = 120.0) -> Port:
+        """Start the nodes, then the gateway; return once both answer."""
+        self.devnet.start()
+        self.devnet.wait_ready(timeout)
+        self.gateway.start()
+        self.gateway.wait_ready(timeout)
+        return self
+
+    def stop(self) -> None:
+        """Stop the gateway, then every node (both even if the first fails)."""
+        try:
+            self.gateway.stop()
+        finally:
+            self.devnet.stop()
+
+    def final(self, org: int, key: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Wait until the submission ``key`` of organisation ``org`` is final on chain.
+
+        Returns
+        -------
+        dict
+            Its receipt (``status`` ``final``, ``txHash``, ``block``, ``eventId``).
+
+        Raises
+        ------
+        DevnetError
+            If the gateway does not know the submission or reports it failed.
+        DevnetTimeout
+            If it is not final within ``timeout`` seconds.
+        """
+
+        def probe() -> dict[str, Any] | None:
+            status, body, _ = self.clients[org].get(f"/v1/submissions/{key}")
+            if status != 200 or body.get("status") == "failed":
+                raise DevnetError(f"submission {key} of organisation {org}: {status} {body}")
+            return body if body["status"] == "final" else None
+
+        receipt = wait_for(probe, timeout, interval=0.2,
+                           what=f"submission {key} of organisation {org} final")
+        assert receipt is not None  # wait_for returns only a truthy value
+        return receipt
+
+    def track(self, org: int, reference: str) -> tuple[int, Any]:
+        """``GET /v1/track/{reference}`` as organisation ``org``: (status, body)."""
+        status, body, _ = self.clients[org].get(f"/v1/track/{reference}")
+        return status, body

@@ -27,8 +27,8 @@ import plyvel
 import pytest
 
 from contracts.cargo import subject_key
-from gateway.devnet import GatewayClient, GatewayProcess, write_config
-from node.devnet import Devnet, create_devnet, rpc_call
+from gateway.devnet import GatewayClient, Port
+from node.devnet import rpc_call
 
 pytestmark = pytest.mark.integration
 
@@ -55,47 +55,6 @@ def eventually(probe: Callable[[], T | None], what: str, timeout: float = WAIT) 
             return last
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
-class Port:
-    """The running devnet, its gateway, and one API client per demo organisation."""
-
-    def __init__(self, root: Path) -> None:
-        self.layout = create_devnet(root / "devnet", validators=4, observers=1)
-        self.devnet = Devnet(self.layout)
-        self.gateway = GatewayProcess(write_config(self.layout))
-        creds = self.gateway.credentials()
-        self.clients = {
-            o["chainOrg"]: GatewayClient(self.gateway.url, o["apiKey"])
-            for o in creds["organisations"]
-        }
-        self.anonymous = GatewayClient(self.gateway.url)
-
-    def start(self) -> Port:
-        self.devnet.start()
-        self.devnet.wait_ready()
-        self.gateway.start()
-        self.gateway.wait_ready()
-        return self
-
-    def stop(self) -> None:
-        self.gateway.stop()
-        self.devnet.stop()
-
-    def final(self, org: int, key: str) -> dict[str, Any]:
-        """Wait until the submission ``key`` of ``org`` is final on chain."""
-
-        def probe() -> dict[str, Any] | None:
-            status, body, _ = self.clients[org].get(f"/v1/submissions/{key}")
-            assert status == 200, body
-            assert body["status"] != "failed", body
-            return body if body["status"] == "final" else None
-
-        return eventually(probe, f"submission {key} of org {org} to be final")
-
-    def track(self, org: int, reference: str) -> tuple[int, Any]:
-        status, body, _ = self.clients[org].get(f"/v1/track/{reference}")
-        return status, body
 
 
 @pytest.fixture(scope="module")
