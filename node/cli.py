@@ -9,7 +9,7 @@
     portledger replay  --datadir D | --blocks FILE --genesis G
     portledger proof   --datadir D (--event-id N | --subject REF | --tx HASH --log-index I) --out F
     portledger verify-proof FILE --genesis genesis.json   # offline, exit 0 or the failed check
-    portledger demo    [--datadir D]   # 4 validators + observer, a simulated vessel call through them
+    portledger demo    [--datadir D] [--once]   # the demo port: devnet + gateway, SIMULATED feeds
     portledger devnet  [--dir D] [--validators 4] [--observers 1]   # run a local network, live status
 
 A data directory holds ``genesis.json`` (the network's), ``nodekey`` (this node's secp256k1 key,
@@ -443,20 +443,42 @@ def replay(
     "--datadir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Devnet folder (reused if it holds one). Default: a fresh temporary directory.",
+    help="Folder of the port (devnet + gateway; reused if it holds one). Default: a fresh "
+    "temporary directory.",
+)
+@click.option("--once", is_flag=True, help="Play the story and one live tick, check, stop.")
+@click.option(
+    "--interval",
+    default=3.0,
+    show_default=True,
+    type=click.FloatRange(0.2, 3600),
+    help="Seconds between two ticks of the simulated live feed.",
 )
 @click.option(
-    "--events",
-    default=12,
+    "--duration",
+    default=0.0,
     show_default=True,
-    type=int,
-    help="Simulated terminal events to record (discharge, release, gate-out).",
+    type=click.FloatRange(0),
+    help="Stop the live port after this many seconds (0: at Ctrl-C).",
 )
-def demo(datadir: str | None, events: int) -> None:
-    """Start a four-validator network with an observer and run a visible cargo-event round trip."""
+@click.option(
+    "--port",
+    "gateway_port",
+    default=None,
+    type=click.IntRange(0, 65535),
+    help="The gateway's HTTP port (0: any free port). Default: 8080 if free.",
+)
+def demo(
+    datadir: str | None, once: bool, interval: float, duration: float, gateway_port: int | None
+) -> None:
+    """Run the demo port: validators, an observer, the gateway, a SIMULATED vessel call and feed."""
     from node.demo import run_demo
 
-    sys.exit(run_demo(datadir, events))
+    sys.exit(
+        run_demo(
+            datadir, once=once, interval=interval, duration=duration, gateway_port=gateway_port
+        )
+    )
 
 
 @main.command()

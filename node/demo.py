@@ -1,251 +1,192 @@
-"""``portledger demo``: a whole demo port network and a visible cargo-event round trip.
+"""``portledger demo``: the whole demo port on one machine, and a SIMULATED vessel call through it.
 
 What it does, in the order it prints:
 
-1. creates a devnet (:mod:`node.devnet`): four validators — one per stakeholder organisation
-   (operator, two terminals, carrier), each with a freshly generated key — and one
-   non-validating observer node, every one its own OS process, talking QBFT over mutually
-   authenticated TLS on loopback, and shows their status;
-2. plays a SIMULATED vessel call through the real interfaces: the carrier reports the vessel's
-   arrival at Hong Kong, the terminal reports discharge and release ("available for pick-up")
-   of each container — every event's payload JSON encrypted with AES-256-GCM, its keccak hash
-   and ciphertext recorded on chain through ``CargoLedger.record()`` in signed, zero-fee
-   transactions sent over JSON-RPC;
-3. reads the events back with ``eth_getLogs`` by subject (container) from the *observer*,
-   decrypts them, checks the payload hashes, and shows which validators sealed each block
-   (checked against the validator list of the parent header);
-4. stops the network, checks every node has the same head, and replays the observer's chain
-   from genesis, re-checking every root.
+1. **the network** — a devnet (:mod:`node.devnet`): four validators, one per stakeholder
+   organisation (operator, two terminals, carrier), each with a freshly generated key, and one
+   non-validating observer, every one its own OS process, talking QBFT over mutually
+   authenticated TLS on loopback; then **the gateway** (:class:`gateway.devnet.Port`) in front
+   of it as its own process, with the demo organisations' accounts, users and API keys
+   (:mod:`gateway.bootstrap`).
+2. **the vessel call** — SIMULATED (:mod:`gateway.simulate`), played through the gateway's
+   public HTTP API with each organisation's API key, in the real formats: the carrier registers
+   a master B/L with three containers and reports the voyage as DCSA Track & Trace 2.2
+   TRANSPORT events; the terminal reports the discharges as DCSA 2.2 EQUIPMENT events; customs
+   releases the containers; the terminal makes them available for pick-up; a forwarder links a
+   house B/L to two of the three. Each upload is followed to finality on chain
+   (``GET /v1/submissions/{key}``).
+3. **who sees what** — the trader, holding only the house B/L number, sees exactly its two
+   containers; the bank sees nothing of the master B/L until the carrier grants it, then sees
+   all three; the owners' access logs name who read their data.
+4. **on chain** — which validators sealed each block of the story (commit seals checked against
+   the parent header's validator list), the events as the observer's JSON-RPC serves them
+   (subject keys in clear, no reference number or name in any log), every node at the same head.
+5. **the live port** (default) — the gateway's URL, its web pages and ``/docs``, the demo logins,
+   and a SIMULATED live feed (an incoming vessel's ETA updates, gate moves) posted through the
+   gateway every few seconds until Ctrl-C (or ``--duration``). With ``--once``, one tick of the
+   live feed is played and checked instead.
+6. **the auditor's replay** — every process stopped, the observer's chain re-executed from
+   genesis, every root re-checked.
 
-Exit status 0 only if every step checked out.
+Every check prints ``PASS`` or ``FAIL``; the exit status is 0 only if every one passed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import os
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, TypeVar
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from eth_account import Account
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from consensus import extradata
 from contracts import SYSTEM_ADDRESSES
-from contracts.cargo import (
-    CARGO_EVENT_TOPIC,
-    EVENT_TYPES,
-    CargoEventInput,
-    decode_event_log,
-    encode_record_call,
-    subject_key,
-)
-from node.genesis import dev_key
+from contracts.cargo import CARGO_EVENT_TOPIC, subject_key
+from gateway import simulate
+from gateway.events import iso_time
+from node.devnet import DevnetError, NodeSpec, free_ports, rpc_call, status_table, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
-CONTAINERS = ("MSKU1234565", "CSQU3054383", "TGHU9876543", "OOLU8512343")
-VESSEL = {"name": "PACIFIC HARMONY (simulated)", "imo": "9811000", "voyage": "042E"}
+T = TypeVar("T")
 
+#: The gateway's port when it is free (a predictable URL for people); else any free port.
+DEFAULT_GATEWAY_PORT = 8080
 
-def _rpc(url: str, method: str, params: list[Any]) -> Any:
-    import urllib.request
+#: How long one view or log may take to show what was just made final (indexer lag).
+VIEW_TIMEOUT = 60.0
 
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as response:
-        answer = json.loads(response.read())
-    if "error" in answer:
-        raise RuntimeError(f"{method}: {answer['error']['message']}")
-    return answer["result"]
+#: Live ticks in a row that may fail before the demo gives up (the gateway or nodes are gone).
+MAX_FAILED_TICKS = 5
 
 
-def _event(
-    reference: str, kind: str, when: int, payload: dict[str, Any], key: bytes
-) -> CargoEventInput:
-    plaintext = json.dumps({"simulated": True, **payload}, sort_keys=True).encode()
-    nonce = os.urandom(12)
-    ciphertext = nonce + AESGCM(key).encrypt(nonce, plaintext, None)
-    return CargoEventInput(
-        subject=subject_key(reference),
-        event_type=EVENT_TYPES[kind],
-        classifier=3,
-        event_time=when,
-        location="HKHKG",
-        payload_hash=keccak(plaintext),
-        payload=ciphertext,
-    )
+class DemoError(Exception):
+    """A step of the demo could not be carried out (an upload refused, a wait timed out)."""
 
 
-def _send(url: str, account: Any, chain_id: int, events: list[CargoEventInput]) -> str:
-    nonce = int(_rpc(url, "eth_getTransactionCount", [account.address, "pending"]), 16)
-    signed = account.sign_transaction(
-        {
-            "to": SYSTEM_ADDRESSES["CargoLedger"],
-            "data": encode_record_call(events),
-            "gas": 1_000_000 + 60_000 * len(events),
-            "nonce": nonce,
-            "chainId": chain_id,
-            "maxFeePerGas": 0,
-            "maxPriorityFeePerGas": 0,
-        }
-    )
-    return str(_rpc(url, "eth_sendRawTransaction", ["0x" + signed.raw_transaction.hex()]))
+class _Stop(Exception):
+    """SIGTERM arrived: end like Ctrl-C, stopping every process."""
 
 
-def _receipt(url: str, tx_hash: str, timeout: float = 30.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        receipt = _rpc(url, "eth_getTransactionReceipt", [tx_hash])
-        if receipt:
-            return dict(receipt)
-        time.sleep(0.2)
-    raise RuntimeError(f"transaction {tx_hash} not included within {timeout}s")
+@dataclass
+class Checks:
+    """The demo's checks, printed as they are made."""
+
+    console: Console
+    """Where to print."""
+    results: list[tuple[str, bool, str]] = field(default_factory=list)
+    """(what, passed, detail) in order."""
+
+    def check(self, what: str, passed: bool, detail: str = "") -> bool:
+        self.results.append((what, passed, detail))
+        tag = "[bold green]PASS[/]" if passed else "[bold red]FAIL[/]"
+        self.console.print(f"{tag} {what}" + (f" [dim]({detail})[/]" if detail else ""))
+        return passed
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.results) and all(passed for _, passed, _ in self.results)
 
 
-def run_demo(datadir: str | None, event_count: int) -> int:
-    from node.devnet import Devnet, create_devnet, open_or_create, status_table
+# -- the gateway side --------------------------------------------------------------------------
+def _gateway_port(wanted: int | None) -> int:
+    """``wanted`` if given (0: any free port); else :data:`DEFAULT_GATEWAY_PORT` if free."""
+    if wanted:
+        return wanted
+    if wanted is None:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", DEFAULT_GATEWAY_PORT))
+                return DEFAULT_GATEWAY_PORT
+            except OSError:
+                pass
+    return free_ports(1)[0]
 
-    console = Console()
-    if datadir is None:
-        datadir = str(Path(tempfile.mkdtemp(prefix="portledger-demo-")) / "devnet")
-    python = sys.executable
-    console.rule("[bold]PortLedger demo — four validators, an observer and a SIMULATED vessel call")
-    root = Path(datadir)
-    layout = open_or_create(root) if (root / "devnet.json").exists() else create_devnet(root)
-    devnet = Devnet(layout)
-    ok = True
+
+def _send(port: Any, upload: simulate.Upload) -> list[dict[str, Any]]:
+    """Send one upload as its party; the receipts of the operations it created."""
+    client = port.clients[simulate.PARTIES[upload.party]]
+    status, body, _ = client.request(upload.method, upload.path, upload.body)
+    if status not in (200, 201, 202) or not isinstance(body, dict) or "receipts" not in body:
+        raise DemoError(f"{upload.what}: the gateway answered {status}: {body}")
+    return list(body["receipts"])
+
+
+def _finalise(port: Any, upload: simulate.Upload, receipts: list[dict[str, Any]],
+              timeout: float = VIEW_TIMEOUT) -> list[dict[str, Any]]:
+    """Wait until every operation of ``upload`` is final; their final receipts."""
+    org = simulate.PARTIES[upload.party]
+    return [port.final(org, r["id"], timeout) for r in receipts]
+
+
+def _eventually(probe: Callable[[], T | None], what: str) -> T | None:
+    """``probe()`` once it is truthy, or its last value after :data:`VIEW_TIMEOUT`."""
+    last: list[T | None] = [None]
+
+    def attempt() -> T | None:
+        last[0] = probe()
+        return last[0]
+
     try:
-        devnet.start()
-        devnet.wait_ready(timeout=120)
-        devnet.wait_for(
-            lambda: all(
-                len(s.peers or []) >= len(layout.validators)
-                for s in devnet.statuses()[: len(layout.validators)]
-            ),
-            60,
-            what="every validator connected to its peers",
-        )
-        console.print(status_table(devnet.statuses(), title="the network"))
-        url = layout.validators[1].rpc_url
-        observer_url = layout.observers[0].rpc_url if layout.observers else url
-        chain_id = int(_rpc(url, "eth_chainId", []), 16)
-        console.print(
-            f"transactions go to {url}; reads come from the observer {observer_url}; chain id {chain_id}; logs in {root}"
-        )
-        carrier = Account.from_key(dev_key("org:3").to_bytes())
-        terminal = Account.from_key(dev_key("org:1").to_bytes())
-        data_key = AESGCM.generate_key(bit_length=256)
-        base = int(time.time())
-        sent: list[tuple[str, str, int]] = []
-        arrival = _event(
-            CONTAINERS[0], "TRANSPORT.ARRI", base, {"vessel": VESSEL, "berth": "CT9-N2"}, data_key
-        )
-        sent.append(("carrier: vessel arrived", _send(url, carrier, chain_id, [arrival]), 1))
-        events: list[CargoEventInput] = []
-        steps = ("TERMINAL.DISC", "TERMINAL.AVPU", "TERMINAL.GTOT")
-        for i in range(event_count):
-            container = CONTAINERS[i % len(CONTAINERS)]
-            step = steps[min(i // len(CONTAINERS), len(steps) - 1)]
-            payload = {
-                "container": container,
-                "vessel": VESSEL["name"],
-                "yard": f"Y{i % 7}-{i % 11:02d}",
-            }
-            events.append(_event(container, step, base + 60 * (i + 1), payload, data_key))
-        sent.append(
-            (f"terminal: {len(events)} events", _send(url, terminal, chain_id, events), len(events))
-        )
-        table = Table(title="recorded on chain")
-        for col in ("what", "tx", "block", "events", "gas", "sealed by"):
-            table.add_column(col, no_wrap=True)
-        for what, tx_hash, count in sent:
-            receipt = _receipt(observer_url, tx_hash)
-            ok &= receipt["status"] == "0x1"
-            block = _rpc(observer_url, "eth_getBlockByNumber", [receipt["blockNumber"], False])
-            extra = extradata.decode(bytes.fromhex(block["extraData"][2:]))
-            header = _header_from_rpc(block)
-            # The seals of block N come from the validators listed in header N - 1 (Besu).
-            parent = _rpc(observer_url, "eth_getBlockByHash", [block["parentHash"], False])
-            sealers = extradata.decode(bytes.fromhex(parent["extraData"][2:])).validators
-            signers = extradata.verify_seals(extradata.commit_digest(header), extra.seals, sealers)
-            table.add_row(
-                what,
-                tx_hash[:18] + "…",
-                str(int(receipt["blockNumber"], 16)),
-                str(count),
-                str(int(receipt["gasUsed"], 16)),
-                ", ".join(to_checksum_address(s)[:10] + "…" for s in signers),
-            )
-        console.print(table)
-        # Read back by container, as a tracking query would.
-        track = Table(
-            title=f"tracking {CONTAINERS[1]} (read back with eth_getLogs, decrypted, hash-checked)"
-        )
-        for col in ("event id", "type", "time", "at", "yard (decrypted)", "hash ok"):
-            track.add_column(col)
-        logs = _rpc(
-            observer_url,
-            "eth_getLogs",
-            [
-                {
-                    "fromBlock": "0x0",
-                    "address": SYSTEM_ADDRESSES["CargoLedger"],
-                    "topics": [
-                        ["0x" + CARGO_EVENT_TOPIC.hex()],
-                        ["0x" + subject_key(CONTAINERS[1]).hex()],
-                    ],
-                }
-            ],
-        )
-        names = {v: k for k, v in EVENT_TYPES.items()}
-        for entry in logs:
-            event = decode_event_log(
-                [bytes.fromhex(t[2:]) for t in entry["topics"]], bytes.fromhex(entry["data"][2:])
-            )
-            plaintext = AESGCM(data_key).decrypt(event.payload[:12], event.payload[12:], None)
-            hash_ok = keccak(plaintext) == event.payload_hash
-            ok &= hash_ok
-            track.add_row(
-                hex(event.event_id),
-                names[event.event_type],
-                time.strftime("%H:%M:%S", time.gmtime(event.event_time)),
-                event.location,
-                json.loads(plaintext)["yard"],
-                "yes" if hash_ok else "NO",
-            )
-        console.print(track)
-        expected = sum(1 for e in events if e.subject == subject_key(CONTAINERS[1]))
-        ok &= len(logs) == expected
-        console.print(f"{len(logs)} events for {CONTAINERS[1]} (expected {expected})")
-        devnet.wait_for(
-            lambda: len({h for h in devnet.heads()}) == 1, 30, what="every node at the same head"
-        )
-        heads = devnet.heads()
-        console.print(status_table(devnet.statuses(), title="the network after the vessel call"))
-        console.print(f"every node's head: #{heads[0][0]} {heads[0][1][:18]}…")
-    except Exception as exc:  # report, stop the network, exit non-zero
-        console.print(f"[bold red]demo failed: {exc}")
-        ok = False
-    finally:
-        devnet.stop()
-    console.rule("auditor replay from genesis (the observer's copy)")
-    observer_dir = str((layout.observers[0] if layout.observers else layout.validators[0]).datadir)
-    replay = subprocess.run(
-        [python, "-m", "node", "replay", "--datadir", observer_dir], capture_output=True, text=True
-    )
-    console.print(replay.stdout.strip() or replay.stderr.strip())
-    ok &= replay.returncode == 0
-    console.rule("[bold green]demo OK" if ok else "[bold red]demo FAILED")
-    return 0 if ok else 1
+        return wait_for(attempt, VIEW_TIMEOUT, interval=0.3, what=what)
+    except DevnetError:
+        return last[0]
 
 
+def _numbers(view: Any) -> set[str]:
+    return {c["number"] for c in view.get("containers", [])} if isinstance(view, dict) else set()
+
+
+def _view_table(title: str, view: dict[str, Any]) -> Table:
+    """The containers of a shipment view (as ``GET /v1/track/{reference}`` answered)."""
+    timeline = {e["eventId"]: e for e in view.get("timeline", [])}
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
+    for column in ("container", "status", "since", "events", "latest event (publisher)"):
+        table.add_column(column, no_wrap=True)
+    for c in view.get("containers", []):
+        last = timeline.get(c["events"][-1]) if c.get("events") else None
+        table.add_row(
+            c["number"], c.get("status") or "-", c.get("statusTime") or "-",
+            str(len(c.get("events", []))),
+            f"{last['type']} ({last['publisherName']})" if last else "-",
+        )
+    vessel = view.get("vessel") or {}
+    if vessel:
+        eta = vessel.get("eta") or {}
+        table.caption = (f"vessel {vessel.get('name')} (IMO {vessel.get('imo')})"
+                         + (f", arrival {eta['time']} [{eta['classifier']}]" if eta else ""))
+    return table
+
+
+def _access_table(logs: dict[str, list[dict[str, Any]]]) -> Table:
+    table = Table(title="who read whose data (GET /v1/access-log of each owner)",
+                  box=box.SIMPLE_HEAD, title_justify="left")
+    for column in ("owner", "reader", "via", "records read", "last read"):
+        table.add_column(column, no_wrap=True)
+    for owner, entries in logs.items():
+        grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for e in entries:
+            grouped.setdefault((e["readerName"], e["via"]), []).append(e)
+        for (reader, via), rows in sorted(grouped.items()):
+            table.add_row(owner, reader, via, str(len({r["eventId"] for r in rows})),
+                          max(r["time"] for r in rows))
+    return table
+
+
+# -- the chain side ----------------------------------------------------------------------------
 def _header_from_rpc(block: dict[str, Any]) -> Any:
     """Rebuild a py-evm header from its JSON-RPC form (to recompute the seal digest)."""
     from node.chain import QbftBlockHeader
@@ -256,29 +197,350 @@ def _header_from_rpc(block: dict[str, Any]) -> Any:
     def n(name: str) -> int:
         return int(block[name], 16)
 
-    header = QbftBlockHeader(
-        parent_hash=b("parentHash"),
-        uncles_hash=b("sha3Uncles"),
-        coinbase=b("miner"),
-        state_root=b("stateRoot"),
-        transaction_root=b("transactionsRoot"),
-        receipt_root=b("receiptsRoot"),
-        bloom=int.from_bytes(b("logsBloom"), "big"),
-        difficulty=n("difficulty"),
-        block_number=n("number"),
-        gas_limit=n("gasLimit"),
-        gas_used=n("gasUsed"),
-        timestamp=n("timestamp"),
-        extra_data=b("extraData"),
-        mix_hash=b("mixHash"),
-        nonce=b("nonce"),
-        base_fee_per_gas=n("baseFeePerGas"),
-        withdrawals_root=b("withdrawalsRoot"),
-        blob_gas_used=n("blobGasUsed"),
-        excess_blob_gas=n("excessBlobGas"),
-        parent_beacon_block_root=b("parentBeaconBlockRoot"),
-        requests_hash=b("requestsHash"),
-    )
+    fields: dict[str, Any] = {  # py-evm's header takes its own NewType'd bytes and ints
+        "parent_hash": b("parentHash"),
+        "uncles_hash": b("sha3Uncles"),
+        "coinbase": b("miner"),
+        "state_root": b("stateRoot"),
+        "transaction_root": b("transactionsRoot"),
+        "receipt_root": b("receiptsRoot"),
+        "bloom": int.from_bytes(b("logsBloom"), "big"),
+        "difficulty": n("difficulty"),
+        "block_number": n("number"),
+        "gas_limit": n("gasLimit"),
+        "gas_used": n("gasUsed"),
+        "timestamp": n("timestamp"),
+        "extra_data": b("extraData"),
+        "mix_hash": b("mixHash"),
+        "nonce": b("nonce"),
+        "base_fee_per_gas": n("baseFeePerGas"),
+        "withdrawals_root": b("withdrawalsRoot"),
+        "blob_gas_used": n("blobGasUsed"),
+        "excess_blob_gas": n("excessBlobGas"),
+        "parent_beacon_block_root": b("parentBeaconBlockRoot"),
+        "requests_hash": b("requestsHash"),
+    }
+    header = QbftBlockHeader(**fields)
     if "0x" + header.hash.hex() != block["hash"]:
-        raise RuntimeError(f"block {block['number']}: header fields do not hash to {block['hash']}")
+        raise DemoError(f"block {block['number']}: header fields do not hash to {block['hash']}")
     return header
+
+
+def sealers(node: NodeSpec, number: int) -> tuple[bytes, ...]:
+    """The validators whose commit seals on block ``number`` check out (as ``node`` serves it).
+
+    The seals of block N must come from a quorum of the validators listed in header N - 1
+    (Besu's QBFT rule); :func:`consensus.extradata.verify_seals` raises if they do not.
+    """
+    block = rpc_call(node, "eth_getBlockByNumber", [hex(number), False])
+    parent = rpc_call(node, "eth_getBlockByHash", [block["parentHash"], False])
+    allowed = extradata.decode(bytes.fromhex(parent["extraData"][2:])).validators
+    seals = extradata.decode(bytes.fromhex(block["extraData"][2:])).seals
+    return extradata.verify_seals(extradata.commit_digest(_header_from_rpc(block)), seals, allowed)
+
+
+# -- the demo ----------------------------------------------------------------------------------
+@contextmanager
+def _sigterm_stops() -> Iterator[None]:
+    """Turn SIGTERM into :class:`_Stop` (so every process is stopped, as on Ctrl-C)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise _Stop()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
+             duration: float = 0.0, gateway_port: int | None = None) -> int:
+    """Run the demo port; return the exit status (0: every check passed).
+
+    Parameters
+    ----------
+    datadir : str, optional
+        Folder of the port (devnet and gateway data); reused if it holds one. Default: a fresh
+        temporary folder.
+    once : bool
+        Play the story and one tick of the live feed, check, stop (no live port).
+    interval : float
+        Seconds between two ticks of the live feed.
+    duration : float
+        Stop the live port after this many seconds (0: run until Ctrl-C).
+    gateway_port : int, optional
+        The gateway's HTTP port (0: any free one); default 8080 if free.
+    """
+    from gateway.devnet import Port
+
+    console = Console(width=None if sys.stdout.isatty() else 150)
+    checks = Checks(console)
+    root = Path(datadir) if datadir else Path(tempfile.mkdtemp(prefix="portledger-demo-"))
+    console.rule("[bold]PortLedger demo port — four validators, an observer, the gateway and a "
+                 "SIMULATED vessel call")
+    port: Port | None = None
+    observer: NodeSpec | None = None
+    with _sigterm_stops():
+        try:
+            console.print(f"creating the port in {root} (devnet, gateway, demo accounts)…")
+            with contextlib.redirect_stdout(io.StringIO()):  # one "initialised" line per node
+                port = Port(root, gateway_port=_gateway_port(gateway_port))
+            layout = port.layout
+            observer = layout.observers[0] if layout.observers else layout.validators[0]
+            port.devnet.start()
+            port.devnet.wait_ready(timeout=120)
+            port.devnet.wait_for(
+                lambda: all(len(s.peers or []) >= len(layout.validators)
+                            for s in port.devnet.statuses()[: len(layout.validators)]),
+                60, what="every validator connected to its peers",
+            )
+            console.print(status_table(port.devnet.statuses(), title="the network"))
+            port.gateway.start()
+            port.gateway.wait_ready(timeout=120)
+            console.print(f"the gateway: {port.gateway.url} (its own process, talking to the "
+                          f"observer {observer.rpc_url} first, the validators for failover)")
+            call = simulate.vessel_call(int(time.time()) % 1_000_000, int(time.time()))
+            blocks = _play_story(port, call, console, checks)
+            _who_sees_what(port, call, console, checks)
+            _on_chain(port, observer, call, blocks, console, checks)
+            if once:
+                _live(port, call, console, checks, interval=0.0, ticks=1)
+            else:
+                _show_live_port(port, call, console)
+                _live(port, call, console, checks, interval=interval, duration=duration)
+            port.devnet.wait_for(lambda: len(set(port.devnet.heads())) == 1, 30,
+                                 what="every node at the same head")
+            heads = port.devnet.heads()
+            console.print(status_table(port.devnet.statuses(), title="the network at the end"))
+            checks.check("every node has the same head", len(set(heads)) == 1 and heads[0] is not None,
+                         f"#{heads[0][0]} {heads[0][1][:18]}…" if heads[0] else "")
+        except (KeyboardInterrupt, _Stop):
+            checks.check("the demo ran to its end", False, "interrupted")
+        except Exception as exc:  # report, stop every process, exit non-zero
+            checks.check("the demo ran to its end", False, f"{type(exc).__name__}: {exc}")
+            if port is not None and not port.gateway.running:
+                console.print(port.gateway.log_tail(2000))
+        finally:
+            console.print("stopping the gateway and the nodes…")
+            if port is not None:
+                port.stop()
+        if observer is not None and (observer.datadir / "genesis.json").exists():
+            _replay(observer, console, checks)
+    console.rule("[bold green]demo OK" if checks.ok else "[bold red]demo FAILED")
+    return 0 if checks.ok else 1
+
+
+def _play_story(port: Any, call: simulate.VesselCall, console: Console,
+                checks: Checks) -> dict[str, list[int]]:
+    """Send the story's uploads, each final before the next; blocks per step."""
+    console.rule("the vessel call (SIMULATED), through the gateway's HTTP API")
+    names = {o["chainOrg"]: o["name"] for o in port.gateway.credentials()["organisations"]}
+    console.print("parties: " + ", ".join(f"{role} = {names[org]} (org {org})"
+                                          for role, org in simulate.PARTIES.items()))
+    blocks: dict[str, list[int]] = {}
+    every_final = True
+    for upload in simulate.story(call, int(time.time())):
+        started = time.monotonic()
+        final = _finalise(port, upload, _send(port, upload))
+        numbers = sorted({r["block"] for r in final})
+        blocks[upload.what] = numbers
+        every_final &= all(r["status"] == "final" for r in final)
+        console.print(f"[bold]{upload.party:>9}[/] {upload.what}\n"
+                      f"          [cyan]{upload.method} {upload.path}[/] ({upload.standard}): "
+                      f"{len(final)} operation(s) final in block "
+                      f"{', '.join(f'#{n}' for n in numbers)} "
+                      f"[dim]({time.monotonic() - started:.1f} s)[/]")
+    checks.check("every upload of the story accepted (202) and final on chain", every_final,
+                 f"{sum(len(b) for b in blocks.values())} block(s)")
+    return blocks
+
+
+def _who_sees_what(port: Any, call: simulate.VesselCall, console: Console,
+                   checks: Checks) -> None:
+    console.rule("who sees what (GET /v1/track/{reference}, each with its own API key)")
+    trader, bank = simulate.PARTIES["trader"], simulate.PARTIES["bank"]
+    expected = set(call.house_containers)
+
+    def trader_view() -> Any:
+        status, view = port.track(trader, call.house)
+        if status != 200 or _numbers(view) != expected:
+            return None
+        return view if all(c.get("status") for c in view["containers"]) else None
+
+    view = _eventually(trader_view, "the trader's view of the house B/L")
+    if view is not None:
+        console.print(_view_table(f"the trader tracks house B/L {call.house}", view))
+    checks.check(f"trader sees exactly {len(expected)} containers by house B/L",
+                 view is not None and _numbers(view) == expected
+                 and call.containers[-1] not in json.dumps(view),
+                 ", ".join(sorted(_numbers(view))) if view else "no view")
+    statuses = {c.get("status") for c in view["containers"]} if view else set()
+    checks.check("the trader's containers are available for pick-up",
+                 statuses == {"available-for-pick-up"}, ", ".join(map(str, sorted(statuses))))
+
+    def vessel_view() -> Any:
+        status, body = port.track(trader, call.vessel_imo)
+        return body if status == 200 and (body.get("vessel") or {}).get("eta") else None
+
+    vessel = _eventually(vessel_view, "the trader's view of the vessel")
+    eta = (vessel or {}).get("vessel", {}).get("eta") or {}
+    checks.check("trader tracks the vessel by IMO number and sees its arrival",
+                 bool(eta), f"{call.vessel_name}: {eta.get('time')} [{eta.get('classifier')}]"
+                 f" from {eta.get('source')}" if eta else "no arrival")
+
+    status, body = port.track(bank, call.master)
+    blind = (status == 404 or not _numbers(body)) and not any(
+        secret in json.dumps(body) for secret in (*call.containers, call.vessel_name))
+    checks.check("bank sees nothing of the master B/L before the grant", blind,
+                 f"HTTP {status}" + (f" {body['error']['code']}" if status == 404 else ""))
+
+    grant = simulate.grant(call, "bank")
+    _finalise(port, grant, _send(port, grant))
+    console.print(f"[bold]{grant.party:>9}[/] {grant.what}\n"
+                  f"          [cyan]{grant.method} {grant.path}[/] ({grant.standard}): final")
+
+    def bank_view() -> Any:
+        status, view = port.track(bank, call.master)
+        return view if status == 200 and _numbers(view) == set(call.containers) else None
+
+    view = _eventually(bank_view, "the bank's view after the grant")
+    if view is not None:
+        console.print(_view_table(f"the bank tracks master B/L {call.master} (granted)", view))
+    checks.check(f"bank sees the {len(call.containers)} containers after the grant",
+                 view is not None, ", ".join(sorted(_numbers(view))) if view else "no view")
+
+    owners = {"carrier": {bank}, "terminal": {trader, bank}, "forwarder": {trader}}
+
+    def logs() -> dict[str, list[dict[str, Any]]] | None:
+        found = {}
+        for owner, readers in owners.items():
+            status, body, _ = port.clients[simulate.PARTIES[owner]].get("/v1/access-log")
+            entries = body.get("entries", []) if status == 200 else []
+            if not readers <= {e["reader"] for e in entries}:
+                return None
+            found[owner] = entries
+        return found
+
+    seen = _eventually(logs, "the owners' access logs")
+    if seen is not None:
+        console.print(_access_table(seen))
+    for owner, readers in owners.items():
+        names = " and the ".join(r for r, org in simulate.PARTIES.items() if org in readers)
+        got = {e["readerName"] for e in (seen or {}).get(owner, [])}
+        checks.check(f"{owner}'s access log lists the {names}", seen is not None,
+                     ", ".join(sorted(got)) or "no entries")
+
+
+def _on_chain(port: Any, observer: NodeSpec, call: simulate.VesselCall,
+              blocks: dict[str, list[int]], console: Console, checks: Checks) -> None:
+    console.rule("on chain (the observer's JSON-RPC)")
+    names = {n.address.lower(): n.name for n in port.layout.validators}
+    table = Table(title="which validators sealed the story's blocks (seals checked against the "
+                  "parent's validator list)", box=box.SIMPLE_HEAD, title_justify="left")
+    for column in ("step", "block", "sealed by"):
+        table.add_column(column, no_wrap=column != "step")
+    sealed = True
+    for what, numbers in blocks.items():
+        for number in numbers:
+            try:
+                signers = sealers(observer, number)
+                who = ", ".join(names.get(to_checksum_address(s).lower(), s.hex()[:10])
+                                for s in signers)
+            except extradata.InvalidSeal as exc:
+                sealed, who = False, f"[red]{exc}[/]"
+            table.add_row(what, f"#{number}", who)
+    console.print(table)
+    checks.check("every block of the story carries a quorum of valid validator seals", sealed)
+    box_number = call.containers[0]
+    logs = rpc_call(observer, "eth_getLogs", [{
+        "fromBlock": "0x0", "address": SYSTEM_ADDRESSES["CargoLedger"],
+        "topics": [["0x" + CARGO_EVENT_TOPIC.hex()], ["0x" + subject_key(box_number).hex()]],
+    }], timeout=30)
+    text = json.dumps(logs).lower()
+    secrets = [call.master, call.house, *call.containers, call.vessel_name, simulate.TERMINAL_NAME]
+    leaked = [s for s in secrets if s.lower() in text or s.encode().hex() in text]
+    console.print(f"  {len(logs)} cargo events about {box_number} on chain, found by its subject "
+                  f"key 0x{subject_key(box_number).hex()[:16]}… (discharge, customs release, "
+                  "available for pick-up); their payloads are ciphertext")
+    checks.check(f"the chain holds {box_number}'s 3 events, and no reference number or name "
+                 "in clear", len(logs) == 3 and not leaked,
+                 f"{len(logs)} events" + (f"; in clear: {', '.join(leaked)}" if leaked else ""))
+
+
+def _show_live_port(port: Any, call: simulate.VesselCall, console: Console) -> None:
+    console.rule("[bold]the demo port is running")
+    url = port.gateway.url
+    console.print(f"gateway  {url}/  (web pages: /track, /access-log, /keys)   API docs  {url}/docs")
+    table = Table(title="demo logins (PUBLIC demo passwords)", box=box.SIMPLE_HEAD,
+                  title_justify="left")
+    for column in ("organisation", "roles", "org", "email", "password"):
+        table.add_column(column, no_wrap=True)
+    for o in port.gateway.credentials()["organisations"]:
+        table.add_row(o["name"], ", ".join(o["roles"]) or "trader", str(o["chainOrg"]),
+                      o["email"], o["password"])
+    console.print(table)
+    console.print(f"try: sign in as the trader and track house B/L {call.house}, master B/L "
+                  f"{call.master} as the bank, vessel IMO {call.vessel_imo}, or container "
+                  f"{call.containers[0]}.")
+    console.print("a SIMULATED live feed now posts an incoming vessel's ETA updates and gate "
+                  "moves through the gateway. [bold]Ctrl-C stops everything.[/]")
+
+
+def _live(port: Any, call: simulate.VesselCall, console: Console, checks: Checks, *,
+          interval: float, duration: float = 0.0, ticks: int = 0) -> None:
+    """Post the live feed's ticks: ``ticks`` of them (0: until Ctrl-C or ``duration``)."""
+    console.rule("live feed (SIMULATED)")
+    feed = simulate.LiveFeed(call, int(time.time()), seed=call.serial)
+    deadline = time.monotonic() + duration if duration > 0 else None
+    pending: list[tuple[simulate.Upload, list[dict[str, Any]]]] = []
+    finals = failures = 0
+    try:
+        while True:
+            now = int(time.time())
+            try:
+                for upload, receipts in pending:  # the previous tick's, a tick later
+                    finals += len(_finalise(port, upload, receipts, timeout=30))
+                pending = [(u, _send(port, u)) for u in feed.tick(now)]
+                failures = 0
+            except (DemoError, DevnetError, OSError) as exc:
+                failures += 1
+                pending = []
+                console.print(f"[red]tick {feed.ticks} failed: {exc}")
+                if failures >= MAX_FAILED_TICKS:
+                    raise DemoError(f"{failures} live ticks in a row failed") from exc
+                time.sleep(interval)
+                continue
+            for upload, _ in pending:
+                console.print(f"[dim]{iso_time(now)}[/] [bold]{upload.party:>9}[/] {upload.what} "
+                              f"[dim]({upload.method} {upload.path}, {upload.standard})[/]")
+            if ticks and feed.ticks >= ticks:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        console.print("\nCtrl-C: the live feed stops")
+    if ticks:
+        sent = sum(len(r) for _, r in pending)
+        final = sum(len(_finalise(port, u, r)) for u, r in pending)
+        checks.check("the live feed's uploads are accepted and final on chain",
+                     sent > 0 and final == sent, f"{final} of {sent} operation(s)")
+    else:
+        console.print(f"live feed: {feed.ticks} ticks, {finals} operations final on chain")
+
+
+def _replay(observer: NodeSpec, console: Console, checks: Checks) -> None:
+    console.rule("auditor replay from genesis (the observer's copy)")
+    try:
+        replay = subprocess.run(
+            [sys.executable, "-m", "node", "replay", "--datadir", str(observer.datadir)],
+            capture_output=True, text=True, timeout=600,
+        )
+    except (KeyboardInterrupt, subprocess.TimeoutExpired) as exc:
+        checks.check("the observer's chain replays from genesis", False,
+                     "interrupted" if isinstance(exc, KeyboardInterrupt) else "timed out")
+        return
+    console.print(replay.stdout.strip() or replay.stderr.strip())
+    checks.check("the observer's chain replays from genesis, every root verified",
+                 replay.returncode == 0 and "every root verified" in replay.stdout)
