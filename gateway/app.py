@@ -15,6 +15,7 @@ from gateway import (
     accounts,
     api_dcsa,
     api_events,
+    api_proofs,
     errors,
     indexer,
     keystore,
@@ -45,6 +46,7 @@ MODULES = (
     api_events,
     api_dcsa,
     subscriptions,
+    api_proofs,
     pages,
     openapi,
 )

@@ -21,12 +21,15 @@ SCOPES: tuple[str, ...] = (
     "tracking:read",  # tracking and the resolver
     "grants:write",  # grant and revoke other organisations' access
     "org:admin",  # users, API keys, organisation settings
+    "proofs:export",  # export proof bundles of own events, decide proof requests (disclose)
+    "proofs:request",  # ask other organisations for proof bundles, download them
 )
 
 #: Roles inside an organisation and the scopes they carry.
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     "admin": frozenset(SCOPES),
-    "member": frozenset({"events:write", "events:read", "tracking:read", "grants:write"}),
+    "member": frozenset({"events:write", "events:read", "tracking:read", "grants:write",
+                         "proofs:export", "proofs:request"}),
     "driver": frozenset({"tracking:read", "events:write"}),
 }
 
