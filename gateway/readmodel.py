@@ -11,7 +11,12 @@ It holds, per block range, in one transaction together with the indexer's cursor
 - access grants (owner, subject, reader, expiry, wrapped key) and per-event
   "readable by reference" flags;
 - telemetry anchors and customs declarations with their status history;
-- the cursor: the last indexed block's number and hash.
+- the cursor: the last indexed block's number and hash;
+- the *change journal*: every write of chain-derived rows bumps a generation number and notes
+  which subject keys it touched (an event's subject, a grant's target, a master or house B/L, a
+  declaration; "everything" for directory changes, bulk loads and resets), so a process that
+  caches answers derived from the read model (:mod:`gateway.tracking`'s view cache) can tell
+  with one cheap query per request whether anything changed, and then drop only what did.
 
 Besides the chain-derived tables it keeps two gateway-local ones that a rebuild keeps: the
 *access log* ("who saw my data": every read of an organisation's data by another one) and the
@@ -406,6 +411,24 @@ class ReadModel(abc.ABC):
         """The last indexed block, or None before the first range."""
 
     @abc.abstractmethod
+    def generation(self) -> int:
+        """The change journal's generation: a number that grows with every write of
+        chain-derived rows (0 before the first). Cheap enough to read on every request."""
+
+    @abc.abstractmethod
+    def changed_since(self, generation: int) -> frozenset[bytes] | None:
+        """Subject keys touched by the writes after ``generation``.
+
+        Returns
+        -------
+        frozenset of bytes or None
+            The keys (events' subjects, grants' targets — for an event grant, the event's
+            subject —, master and house B/Ls, declarations); None when everything must be taken
+            as changed (the directory changed, a bulk load or reset, or ``generation`` is older
+            than the journal keeps).
+        """
+
+    @abc.abstractmethod
     def apply(self, changes: Sequence[Change], cursor: Cursor, expected: Cursor | None) -> None:
         """Write one range's changes and move the cursor, in one transaction.
 
@@ -564,6 +587,9 @@ CREATE TABLE IF NOT EXISTS access_log (
     id INTEGER PRIMARY KEY, owner INTEGER NOT NULL, reader INTEGER NOT NULL,
     event_id INTEGER NOT NULL, subject BLOB NOT NULL, time INTEGER NOT NULL, via TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS access_log_owner ON access_log (owner, id);
+CREATE TABLE IF NOT EXISTS change_journal (
+    generation INTEGER NOT NULL, subject BLOB NOT NULL, PRIMARY KEY (generation, subject))
+    WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS known_refs (
     org INTEGER NOT NULL, value TEXT NOT NULL, kind TEXT NOT NULL,
     PRIMARY KEY (org, value, kind)) WITHOUT ROWID;
@@ -590,6 +616,13 @@ _EVENT_COLUMNS = (
     "classifier, event_time, location, retracts, payload_hash, envelope, key_version, readers, "
     "reference_readable, reference_flag, retracted_by"
 )
+
+
+#: Journal entry meaning "take everything as changed".
+_EVERYTHING = b""
+
+#: Generations the change journal keeps (a process further behind drops all it cached).
+JOURNAL_KEEP = 10_000
 
 
 def _readers_text(readers: Sequence[int]) -> str:
@@ -704,6 +737,27 @@ class SqliteReadModel(ReadModel):
         row = self._db.execute("SELECT block, hash FROM cursor WHERE id = 1").fetchone()
         return Cursor(row[0], bytes(row[1])) if row else None
 
+    def generation(self) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    def changed_since(self, generation: int) -> frozenset[bytes] | None:
+        db = self._db
+        db.execute("BEGIN")  # one snapshot for the floor, the generation and the rows
+        try:
+            meta = dict(db.execute(
+                "SELECT key, value FROM meta WHERE key IN ('generation', 'journal_floor')"
+            ).fetchall())
+            if not int(meta.get("journal_floor", 0)) <= generation <= int(meta.get("generation", 0)):
+                return None
+            rows = db.execute(
+                "SELECT DISTINCT subject FROM change_journal WHERE generation > ?", (generation,)
+            ).fetchall()
+        finally:
+            db.execute("COMMIT")
+        subjects = frozenset(bytes(r[0]) for r in rows)
+        return None if _EVERYTHING in subjects else subjects
+
     def apply(self, changes: Sequence[Change], cursor: Cursor, expected: Cursor | None) -> None:
         with self._write_lock:
             db = self._writer
@@ -713,8 +767,10 @@ class SqliteReadModel(ReadModel):
                 stored = Cursor(row[0], bytes(row[1])) if row else None
                 if stored != expected:
                     raise CursorMoved(f"cursor is {stored}, expected {expected}")
+                touched: set[bytes] = set()
                 for change in changes:
-                    self._apply_one(db, change)
+                    self._apply_one(db, change, touched)
+                self._journal(db, touched)
                 db.execute(
                     "INSERT INTO cursor (id, block, hash, updated) VALUES (1, ?, ?, ?) "
                     "ON CONFLICT (id) DO UPDATE SET block = excluded.block, hash = excluded.hash, "
@@ -727,9 +783,39 @@ class SqliteReadModel(ReadModel):
                 raise
 
     @staticmethod
-    def _apply_one(db: sqlite3.Connection, change: Change) -> None:
+    def _journal(db: sqlite3.Connection, touched: set[bytes]) -> None:
+        """Bump the generation and note ``touched`` (inside the writing transaction)."""
+        if not touched:
+            return
+        row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        generation = (int(row[0]) if row else 0) + 1
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES ('generation', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(generation),)
+        )
+        db.executemany(
+            "INSERT OR IGNORE INTO change_journal (generation, subject) VALUES (?, ?)",
+            [(generation, subject) for subject in touched],
+        )
+        floor = generation - JOURNAL_KEEP
+        if floor > 0 and generation % 1000 == 0:  # prune now and then, not on every write
+            db.execute("DELETE FROM change_journal WHERE generation <= ?", (floor,))
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('journal_floor', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(floor),)
+            )
+
+    @staticmethod
+    def _subject_of(db: sqlite3.Connection, event_id: int) -> bytes | None:
+        row = db.execute("SELECT subject FROM events WHERE event_id = ?", (event_id,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    @classmethod
+    def _apply_one(cls, db: sqlite3.Connection, change: Change, touched: set[bytes]) -> None:
+        """Write one change; add the subject keys it touches to ``touched``."""
         match change:
             case EventAdded(event=e):
+                touched.add(e.subject)
                 db.execute(
                     f"INSERT INTO events ({_EVENT_COLUMNS}) "
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,0)",
@@ -748,7 +834,11 @@ class SqliteReadModel(ReadModel):
                         "UPDATE events SET retracted_by = ? WHERE event_id = ? AND publisher = ?",
                         (e.event_id, e.retracts, e.publisher),
                     )
+                    retracted = cls._subject_of(db, e.retracts)
+                    if retracted is not None:
+                        touched.add(retracted)
             case OrgChange(org=o):
+                touched.add(_EVERYTHING)  # names and keys show in every answer
                 db.execute(
                     "INSERT INTO orgs (org_id, name, roles, encryption_key, active, accounts) "
                     "VALUES (?,?,?,?,?,?) ON CONFLICT (org_id) DO UPDATE SET name = excluded.name, "
@@ -758,6 +848,7 @@ class SqliteReadModel(ReadModel):
                      ",".join(o.accounts)),
                 )
             case MasterContainers(master=m, carrier=c, containers=cs, block=b):
+                touched.add(m)
                 db.execute(
                     "INSERT OR IGNORE INTO masters (master, carrier, block) VALUES (?,?,?)",
                     (m, c, b),
@@ -771,6 +862,7 @@ class SqliteReadModel(ReadModel):
                     [(m, k, base + i) for i, k in enumerate(cs)],
                 )
             case HouseChange(house=h, master=m, forwarder=f, containers=cs, block=b):
+                touched.update((h, m))
                 if cs is None:
                     db.execute("DELETE FROM houses WHERE house = ?", (h,))
                 else:
@@ -782,6 +874,12 @@ class SqliteReadModel(ReadModel):
                         (h, m, f, _pack_keys(cs), b),
                     )
             case GrantChange(grant=g):
+                if g.scope == EVENT_SCOPE:
+                    granted = cls._subject_of(db, int.from_bytes(g.target, "big"))
+                    if granted is not None:
+                        touched.add(granted)
+                else:
+                    touched.add(g.target)
                 db.execute(
                     "INSERT INTO grants (owner, scope, target, reader, expiry, wrapped_key, "
                     "block, active) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT "
@@ -792,6 +890,9 @@ class SqliteReadModel(ReadModel):
                      g.granted_block, int(g.active)),
                 )
             case ReferenceFlag(event_id=eid, readable=r):
+                flagged = cls._subject_of(db, eid)
+                if flagged is not None:
+                    touched.add(flagged)
                 db.execute(
                     "INSERT INTO reference_flags (event_id, readable) VALUES (?, ?) "
                     "ON CONFLICT (event_id) DO UPDATE SET readable = excluded.readable",
@@ -807,6 +908,7 @@ class SqliteReadModel(ReadModel):
                     (a.anchor_id, a.publisher, a.kind, a.root, a.count, a.start, a.end, a.block),
                 )
             case DeclarationFiled() as d:
+                touched.add(d.declaration)
                 db.execute(
                     "INSERT OR REPLACE INTO declarations (declaration, declarant, authority, "
                     "document_hash, block, block_time) VALUES (?,?,?,?,?,?)",
@@ -814,6 +916,7 @@ class SqliteReadModel(ReadModel):
                      d.block_time),
                 )
             case DeclarationStatus() as s:
+                touched.add(s.declaration)
                 db.execute(
                     "INSERT INTO declaration_statuses (declaration, block, log_index, org, status, "
                     "note_hash, block_time) VALUES (?,?,?,?,?,?,?)",
@@ -844,6 +947,7 @@ class SqliteReadModel(ReadModel):
                     "INSERT OR IGNORE INTO event_readers (reader, event_id) VALUES (?, ?)",
                     [(r, e.event_id) for e in events for r in e.readers],
                 )
+                self._journal(db, {_EVERYTHING})
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -855,8 +959,10 @@ class SqliteReadModel(ReadModel):
             db = self._writer
             db.execute("BEGIN IMMEDIATE")
             try:
+                touched: set[bytes] = set()
                 for change in changes:
-                    self._apply_one(db, change)
+                    self._apply_one(db, change, touched)
+                self._journal(db, touched)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -869,6 +975,7 @@ class SqliteReadModel(ReadModel):
             try:
                 for table in _CHAIN_TABLES:
                     db.execute(f"DELETE FROM {table}")  # noqa: S608 - constant table names
+                self._journal(db, {_EVERYTHING})
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")

@@ -985,20 +985,10 @@ async def visible_holding(
     app: web.Application, principal: Principal, indexed: list[Any],
     held: tuple[Reference, ...],
 ) -> list[Any]:
-    """Those of ``indexed`` the principal may read when it holds ``held`` (decrypted).
-
-    Without references this is :meth:`Tracking.visible_among`. With references, the caller's
-    reading state from :meth:`Tracking.reader` is told it holds them (what
-    :meth:`Tracking.events` does for references given as filters) and each event goes through
-    :meth:`Tracking.open`, the one place that decides and decrypts.
-    """
-    reading = app[tracking.TRACKING]
-    if not held:
-        return await reading.visible_among(principal, indexed)
-    reader = reading.reader(principal)
-    for ref in held:
-        reader.held[ref.key] = ref.value
-    return [seen for ev in indexed if (seen := reading.open(reader, ev)) is not None]
+    """Those of ``indexed`` the principal may read when it holds ``held`` (decrypted):
+    :meth:`Tracking.visible_among` with the references the subscription names as held (what
+    :meth:`Tracking.events` does for references given as filters)."""
+    return await app[tracking.TRACKING].visible_among(principal, indexed, held)
 
 
 def background_principal(app: web.Application, org_id: int) -> Principal | None:

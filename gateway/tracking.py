@@ -27,6 +27,33 @@ Every read of an organisation's data by another organisation is appended (batche
 entry per owner, reader and event per flush window of about a second) to the access log its
 owner sees at ``GET /v1/access-log``.
 
+The view cache
+--------------
+A shipment view is a pure function of the read model, the caller's organisation and keys, the
+reference typed (normalised), and the clock only through grant expiry and the ETA/ETD
+``freshness`` (seconds since recorded). So each process keeps the finished view, encoded as
+JSON bytes, per (reader organisation, normalised reference) in a bounded LRU (entries and
+bytes), and serves a repeat from it when all of this still holds:
+
+- nothing it was built from changed: every request reads the read model's change-journal
+  generation (one indexed row); when it moved, the subject keys written since
+  (:meth:`gateway.readmodel.ReadModel.changed_since`) drop the views that looked at any of them
+  (every subject key the view queried, the typed reference's own key included), and a
+  directory change, bulk load or reset drops every view. Each worker process has its own cache
+  and checks the shared SQLite file itself, so a new event, grant or revocation shows on the
+  next request after the indexer committed it, whichever process answers;
+- no grant it relied on has expired since (the view keeps the earliest expiry among them);
+- the caller's organisation still has the same keys.
+
+``freshness`` is written into the bytes at serve time. A hit records the same access-log
+entries the view's build did (who read which event, how), so a cached answer is logged exactly
+like a fresh one. Below the view cache, the encoded JSON of each timeline entry is kept per
+(event, how it was readable, retraction), so a view rebuilt after an invalidation re-encodes
+only what is new.
+
+Settings (``config.extra["tracking"]``, all optional): ``view_cache_entries``,
+``view_cache_megabytes``, ``plaintext_cache_entries``, ``entry_cache_entries``.
+
 Grant key wraps
 ---------------
 A SUBJECT grant's ``wrapped_key`` is :func:`gateway.confidential.wrap_key` of
@@ -43,24 +70,31 @@ import binascii
 import contextlib
 import json
 import logging
+import math
+import re
+import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from typing import Any
 
 from aiohttp import web
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 from rapidfuzz import fuzz, process
 
 from contracts import ROLES
 from contracts.cargo import CLASSIFIERS, EVENT_TYPES, subject_key
 from gateway import confidential, events, identifiers, openapi
+from gateway.config import CONFIG, ConfigError, GatewayConfig
 from gateway.errors import BadRequest, Forbidden, NotFound, error_body
 from gateway.events import CanonicalEvent, Reference, Visibility, iso_time
 from gateway.keystore import KEYSTORE, Keystore, OrgKeys
+from gateway.ops import METRICS
 from gateway.principal import Principal, require
 from gateway.readmodel import (
     EVENT_SCOPE,
@@ -145,29 +179,26 @@ class VisibleEvent:
 
     def to_json(self) -> dict[str, Any]:
         """The tracking API's form of a timeline entry."""
-        base = None if self.redacted else _BASE_JSON.get(self.event_id)
-        if base is None:
-            e = self.event
-            base = {
-                "eventId": self.event_id,
-                "type": e.event_type,
-                "classifier": e.classifier,
-                "time": _iso(e.event_time),
-                "location": e.location,
-                "subject": e.subject.to_json(),
-                "related": [r.to_json() for r in e.related],
-                "details": e.details,
-                "publisher": self.publisher,
-                "publisherName": self.publisher_name,
-                "recordedAt": _iso(self.block_time),
-                "block": self.block,
-                "txHash": "0x" + self.tx_hash.hex(),
-                "retracts": e.retracts or None,
-            }
-            if not self.redacted:
-                _BASE_JSON.put(self.event_id, base)
-        return {**base, "readableVia": self.readable_via, "retracted": bool(self.retracted_by),
-                "retractedBy": self.retracted_by or None}
+        e = self.event
+        return {
+            "eventId": self.event_id,
+            "type": e.event_type,
+            "classifier": e.classifier,
+            "time": _iso(e.event_time),
+            "location": e.location,
+            "subject": e.subject.to_json(),
+            "related": [r.to_json() for r in e.related],
+            "details": e.details,
+            "publisher": self.publisher,
+            "publisherName": self.publisher_name,
+            "recordedAt": _iso(self.block_time),
+            "block": self.block,
+            "txHash": "0x" + self.tx_hash.hex(),
+            "retracts": e.retracts or None,
+            "readableVia": self.readable_via,
+            "retracted": bool(self.retracted_by),
+            "retractedBy": self.retracted_by or None,
+        }
 
 
 @lru_cache(maxsize=1 << 16)
@@ -232,18 +263,171 @@ class _LRU:
             self.data.popitem(last=False)
 
 
-#: The reader-independent part of timeline entries, per event id (plaintexts are the same for
-#: every authorised reader; entries are only ever built after the authorisation check).
-_BASE_JSON = _LRU(200_000)
+@dataclass(frozen=True)
+class TrackingSettings:
+    """``config.extra["tracking"]``: the sizes of the tracking caches (per process)."""
+
+    view_cache_entries: int = 20_000
+    """Most finished shipment views kept."""
+    view_cache_megabytes: float = 128.0
+    """Most bytes of finished views kept, in MiB (a master B/L view of 4 containers is ~20 KB)."""
+    plaintext_cache_entries: int = 200_000
+    """Most decrypted event plaintexts kept."""
+    entry_cache_entries: int = 200_000
+    """Most encoded timeline entries kept."""
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig) -> TrackingSettings:
+        """Read and check the settings; unknown keys or bad sizes are a :class:`ConfigError`."""
+        raw = config.extra.get("tracking", {})
+        if not isinstance(raw, dict):
+            raise ConfigError('extra["tracking"] must be an object')
+        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f'unknown extra["tracking"] keys: {", ".join(unknown)}')
+        settings = cls(**raw)
+        for f in fields(cls):
+            value = getattr(settings, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ConfigError(f"tracking: {f.name} must be a number >= 0")
+        return settings
+
+
+#: Pending access-log key (owner, reader, event id) and what the entry says: (subject, via).
+_Read = tuple[tuple[int, int, int], bytes, str]
+
+
+@dataclass(frozen=True)
+class _CachedView:
+    """A finished shipment view, encoded, and what it was built from."""
+
+    parts: tuple[bytes | int, ...]
+    """The JSON bytes, split where an ETA/ETD ``freshness`` goes: byte strings and, between
+    them, the block times whose age is written at serve time."""
+    size: int
+    """Bytes held."""
+    keys: OrgKeys | None
+    """The caller organisation's keys it was decrypted with (a new key set means rebuild)."""
+    valid_until: float
+    """Earliest expiry (Unix seconds) among the grants it relied on; ``inf`` if none."""
+    subjects: frozenset[bytes]
+    """Every subject key the build queried (a change to any of them drops the view)."""
+    reads: tuple[_Read, ...]
+    """The access-log entries each serving of it records."""
+
+
+class _ViewCache:
+    """Finished views per (reader organisation, gateway organisation, normalised reference),
+    bounded in entries and in bytes, least recently used out first, droppable by subject key."""
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._views: OrderedDict[Any, _CachedView] = OrderedDict()
+        self._by_subject: dict[bytes, set[Any]] = {}
+        self.hits = self.misses = self.evictions = self.invalidations = 0
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+    def get(self, key: Any, keys: OrgKeys | None, now: float) -> _CachedView | None:
+        """The view under ``key`` if still good for ``keys`` at ``now`` (counted)."""
+        view = self._views.get(key)
+        if view is not None:
+            if view.keys is keys and now <= view.valid_until:
+                self._views.move_to_end(key)
+                self.hits += 1
+                return view
+            self._remove(key)
+            self.invalidations += 1
+        self.misses += 1
+        return None
+
+    def put(self, key: Any, view: _CachedView) -> None:
+        """Keep ``view`` (unless it alone is over the byte budget), evicting the oldest."""
+        if key in self._views:
+            self._remove(key)
+        if view.size > self.max_bytes or self.max_entries < 1:
+            return
+        self._views[key] = view
+        self.bytes += view.size
+        for subject in view.subjects:
+            self._by_subject.setdefault(subject, set()).add(key)
+        while len(self._views) > self.max_entries or self.bytes > self.max_bytes:
+            self._remove(next(iter(self._views)))
+            self.evictions += 1
+
+    def drop(self, subjects: Iterable[bytes]) -> None:
+        """Drop every view that looked at one of ``subjects``."""
+        for subject in subjects:
+            for key in self._by_subject.pop(subject, ()):
+                if key in self._views:
+                    self._remove(key)
+                    self.invalidations += 1
+
+    def clear(self) -> None:
+        """Drop every view."""
+        self.invalidations += len(self._views)
+        self._views.clear()
+        self._by_subject.clear()
+        self.bytes = 0
+
+    def _remove(self, key: Any) -> None:
+        view = self._views.pop(key)
+        self.bytes -= view.size
+        for subject in view.subjects:
+            holders = self._by_subject.get(subject)
+            if holders is not None:
+                holders.discard(key)
+                if not holders:
+                    del self._by_subject[subject]
+
+
+#: Marks in a view's JSON skeleton: a timeline entry (``e<index>``) or an ETA/ETD freshness
+#: (``f<block time>``). Random per process, so no event's content can spell one.
+_NONCE = secrets.token_hex(12)
+_MARKS = re.compile(rb'"' + _NONCE.encode() + rb'([ef])(\d+)"')
+
+
+def _freshness_mark(block_time: int) -> str:
+    return f"{_NONCE}f{block_time}"
+
+
+def _render(parts: tuple[bytes | int, ...], now: float) -> bytes:
+    """The view's bytes with every freshness written for ``now``."""
+    if len(parts) == 1:
+        return parts[0]  # type: ignore[return-value]
+    return b"".join(
+        p if isinstance(p, bytes) else str(max(0, int(now - p))).encode() for p in parts
+    )
+
+
+@lru_cache(maxsize=1 << 16)
+def _detect(text: str) -> tuple[tuple[identifiers.Candidate, ...], tuple[tuple[str, str], ...]]:
+    """:func:`gateway.identifiers.detect` of ``text`` and its normal form: the valid
+    candidates' (kind, value), all a view depends on (callers pass at most 64 characters)."""
+    found = tuple(identifiers.detect(text))
+    return found, tuple((c.kind, c.value) for c in found if c.valid)
 
 
 @dataclass
 class _Reader:
-    """Per-request state of one caller: its organisation, keys and the references it holds."""
+    """Per-request state of one caller: its organisation, keys and the references it holds,
+    and what its reads relied on (for the view cache)."""
 
     chain_org: int
+    """The caller's chain organisation."""
     keys: OrgKeys | None
-    held: dict[bytes, str] = field(default_factory=dict)  # subject key -> reference value
+    """Its keys in the keystore (None if the gateway holds none)."""
+    held: dict[bytes, str] = field(default_factory=dict)
+    """References it holds: subject key -> reference value."""
+    subjects: set[bytes] = field(default_factory=set)
+    """Subject keys queried on its behalf."""
+    valid_until: float = math.inf
+    """Earliest expiry among the grants its reads relied on."""
+    reads: dict[tuple[int, int, int], _Read] = field(default_factory=dict)
+    """Access-log entries of its reads of other organisations' events."""
 
 
 class Tracking:
@@ -258,7 +442,9 @@ class Tracking:
     cache_size
         Most decrypted plaintexts kept.
     clock
-        Wall clock (grant expiry, access-log times).
+        Wall clock (grant expiry, access-log times, freshness).
+    settings
+        Sizes of the view and timeline-entry caches (``cache_size`` wins for plaintexts).
     """
 
     def __init__(
@@ -266,13 +452,19 @@ class Tracking:
         model: ReadModel,
         keystore: Keystore | None,
         *,
-        cache_size: int = 200_000,
+        cache_size: int | None = None,
         clock: Callable[[], float] = time.time,
+        settings: TrackingSettings | None = None,
     ) -> None:
+        settings = settings or TrackingSettings()
         self.model = model
         self.keystore = keystore
         self.clock = clock
-        self._plain = _LRU(cache_size)
+        self._plain = _LRU(settings.plaintext_cache_entries if cache_size is None else cache_size)
+        self._entries = _LRU(settings.entry_cache_entries)
+        self.views = _ViewCache(settings.view_cache_entries,
+                                int(settings.view_cache_megabytes * (1 << 20)))
+        self._generation = model.generation()
         self._subject_keys = _LRU(50_000)
         self._keys: dict[int, tuple[float, OrgKeys | None]] = {}
         self._names: dict[int, str] = {}
@@ -292,6 +484,8 @@ class Tracking:
         if self.keystore is not None:
             with contextlib.suppress(KeyError):
                 keys = self.keystore.get(org_id)
+        if cached is not None and keys == cached[1]:
+            keys = cached[1]  # the same object, so cached views stay good
         self._keys[org_id] = (now, keys)
         return keys
 
@@ -398,7 +592,8 @@ class Tracking:
         if decision is None:
             return None
         via, credential = decision
-        plain = self._plain.get(ev.event_id)  # after the authorisation check only
+        plain_key = (ev.event_id, ev.payload_hash)
+        plain = self._plain.get(plain_key)  # after the authorisation check only
         if plain is None:
             raw = self._decrypt(reader, ev, via, credential)
             if raw is None:
@@ -412,14 +607,17 @@ class Tracking:
                 log.warning("event %d: not a canonical event plaintext", ev.event_id)
                 return None
             plain = decoded
-            self._plain.put(ev.event_id, plain)
+            self._plain.put(plain_key, plain)
         visibility = Visibility("reference" if ev.reference_readable else "named", ev.readers)
         event = CanonicalEvent(
             plain.event_type, plain.classifier, plain.event_time, plain.subject, plain.location,
             plain.related, plain.details, visibility, plain.retracts,
         )
+        if via == "grant" and credential.expiry:
+            reader.valid_until = min(reader.valid_until, credential.expiry)
         if via != "owner":
             key = (ev.publisher, reader.chain_org, ev.event_id)
+            reader.reads[key] = (key, ev.subject, via)
             if key not in self._pending:
                 self._pending[key] = AccessEntry(
                     ev.publisher, reader.chain_org, ev.event_id, ev.subject, int(self.clock()), via
@@ -474,9 +672,25 @@ class Tracking:
                 out.append(seen)
         return out
 
-    async def visible_among(self, principal: Principal, indexed: list[IndexedEvent]) -> list[VisibleEvent]:
-        """Those of ``indexed`` the principal may read (subscriptions), decrypted."""
-        return self._visible(self.reader(principal), indexed)
+    async def visible_among(
+        self, principal: Principal, indexed: list[IndexedEvent], held: Iterable[Reference] = ()
+    ) -> list[VisibleEvent]:
+        """Those of ``indexed`` the principal may read (subscriptions), decrypted.
+
+        Parameters
+        ----------
+        principal
+            Who reads.
+        indexed
+            The candidate events.
+        held
+            References the caller holds (a subscription naming them), which make records
+            readable by reference holders readable to it.
+        """
+        reader = self.reader(principal)
+        for ref in held:
+            reader.held[_key(ref.value)] = ref.value
+        return self._visible(reader, indexed)
 
     async def events(
         self, principal: Principal, query: EventQuery, cursor: str | None, limit: int
@@ -523,30 +737,128 @@ class Tracking:
 
     # -- the shipment view -----------------------------------------------------------------
 
-    def _candidates(self, text: str) -> list[identifiers.Candidate]:
-        found = identifiers.detect(text)
+    @staticmethod
+    def _candidates(text: str) -> tuple[tuple[identifiers.Candidate, ...], tuple[tuple[str, str], ...]]:
+        """What ``text`` may be and its normal form (see :func:`_detect`); 400 if nothing."""
+        found, normal = _detect(text) if len(text) <= 64 else _detect.__wrapped__(text)
         if not found:
             raise BadRequest(
                 f"{text[:40]!r} is not a reference number (letters and digits, at most 35)",
                 code="not-a-reference",
             )
-        return found
+        return found, normal
 
     def _subject_events(self, reader: _Reader, subjects: Sequence[bytes],
                         kind: str | None = None) -> list[VisibleEvent]:
         """Visible events about ``subjects`` (only those whose plaintext subject is of ``kind``:
         a master and a house B/L with the same number share a subject key)."""
+        reader.subjects.update(subjects)
         shown = self._visible(reader, self.model.events_of_subjects(list(subjects)))
         if kind is not None:
             shown = [v for v in shown if v.event.subject.kind == kind]
         return shown
 
+    # -- the view cache --------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Drop the cached views the read model's changes since the last call touched
+        (one indexed read when nothing changed)."""
+        generation = self.model.generation()
+        if generation == self._generation:
+            return
+        changed = self.model.changed_since(self._generation)
+        if changed is None:  # directory change, bulk load, reset, or too far behind
+            self.views.clear()
+            self._entries = _LRU(self._entries.size)
+            self._names.clear()
+        else:
+            self.views.drop(changed)
+        self._generation = generation
+
+    def _record(self, reads: Iterable[_Read], reader: int) -> None:
+        """Buffer the access-log entries of a served view (one per owner, reader, event and
+        flush window)."""
+        pending = self._pending
+        now = None
+        for key, subject, via in reads:
+            if key not in pending:
+                now = int(self.clock()) if now is None else now
+                pending[key] = AccessEntry(key[0], reader, key[2], subject, now, via)
+
+    def shipment_json(self, principal: Principal, text: str) -> bytes | None:
+        """The shipment view of what was typed as JSON bytes, or None if nothing visible
+        matches (served from the view cache when still good; see the module docstring)."""
+        reader = self.reader(principal)
+        candidates, normal = self._candidates(text)
+        self.sync()
+        key = (reader.chain_org, principal.org_id, normal)
+        now = self.clock()
+        cached = self.views.get(key, reader.keys, now)
+        if cached is not None:
+            self._record(cached.reads, reader.chain_org)
+            return _render(cached.parts, now)
+        view = self._build(reader, candidates)
+        if view is None:
+            return None
+        parts = self._encode(view)
+        self.views.put(key, _CachedView(
+            parts=parts, size=sum(len(p) for p in parts if isinstance(p, bytes)),
+            keys=reader.keys, valid_until=reader.valid_until,
+            subjects=frozenset(reader.subjects), reads=tuple(reader.reads.values()),
+        ))
+        return _render(parts, now)
+
+    def _entry_json(self, v: VisibleEvent) -> bytes:
+        """A timeline entry's JSON (cached unless redacted for this caller)."""
+        if v.redacted:
+            return _dumps(v.to_json(), separators=(",", ":")).encode()
+        key = (v.event_id, v.readable_via, v.retracted_by)
+        found: bytes | None = self._entries.get(key)
+        if found is None:
+            found = _dumps(v.to_json(), separators=(",", ":")).encode()
+            self._entries.put(key, found)
+        return found
+
+    def _encode(self, view: dict[str, Any]) -> tuple[bytes | int, ...]:
+        """A built view as JSON: a skeleton with marks for timeline entries and freshness,
+        the entries spliced in from their cache; the freshness left to :func:`_render`."""
+        entries: list[bytes] = []
+
+        def mark(v: VisibleEvent) -> str:
+            entries.append(self._entry_json(v))
+            return f"{_NONCE}e{len(entries) - 1}"
+
+        skeleton = {
+            name: [mark(x) if isinstance(x, VisibleEvent) else x for x in value]
+            if isinstance(value, list) else value
+            for name, value in view.items() if name != "_events"
+        }
+        pieces = _MARKS.split(_dumps(skeleton, separators=(",", ":")).encode())
+        parts: list[bytes | int] = []
+        run: list[bytes] = [pieces[0]]
+        for i in range(1, len(pieces), 3):
+            if pieces[i] == b"e":
+                run.append(entries[int(pieces[i + 1])])
+            else:
+                parts.append(b"".join(run))
+                parts.append(int(pieces[i + 1]))
+                run = []
+            run.append(pieces[i + 2])
+        parts.append(b"".join(run))
+        return tuple(parts)
+
+    # -- the shipment view -----------------------------------------------------------------
+
     def shipment_of(self, principal: Principal, text: str) -> dict[str, Any] | None:
         """The shipment view of what was typed, or None if nothing visible matches."""
-        reader = self.reader(principal)
-        candidates = self._candidates(text)
+        body = self.shipment_json(principal, text)
+        return None if body is None else json.loads(body)
+
+    def _build(self, reader: _Reader, candidates: Sequence[identifiers.Candidate]) -> dict[str, Any] | None:
+        """The view of the best valid candidate something visible matches, or None."""
         def rank(c: identifiers.Candidate) -> tuple[int, int]:
             key = _key(c.value)
+            reader.subjects.add(key)
             on_chain = (c.kind == "hbl" and self.model.house(key) is not None) or (
                 c.kind == "mbl" and self.model.master(key) is not None)
             return (0 if on_chain else 1, _VIEW_KINDS.index(c.kind) if c.kind in _VIEW_KINDS else 99)
@@ -556,7 +868,6 @@ class Tracking:
             view = self._view(reader, cand)
             if view is not None:
                 self._learn(reader, _timeline_events(view))
-                view.pop("_events", None)
                 return view
         return None
 
@@ -571,6 +882,7 @@ class Tracking:
         value = cand.value
         key = _key(value)
         reader.held[key] = value
+        reader.subjects.add(key)
         if cand.kind == "mbl":
             return self._master_view(reader, cand, key)
         if cand.kind == "hbl":
@@ -683,18 +995,17 @@ class Tracking:
         unique = {v.event_id: v for v in shown}
         timeline = sorted(unique.values(), key=lambda v: (v.event.event_time, v.event_id))
         carrier = identifiers.carrier_of(cand.value)
-        now = self.clock()
         return {
             "reference": cand.value,
             "kind": cand.kind,
             "carrier": {"scac": carrier.scac, "name": carrier.name} if carrier else None,
-            "vessel": _vessel(vessel_from, now),
+            "vessel": _vessel(vessel_from),
             "containers": containers,
-            "landLeg": [v.to_json() for v in timeline if v.event.family == "LAND"],
-            "airLeg": [v.to_json() for v in timeline if v.event.family == "AIR"],
-            "declarations": [v.to_json() for v in timeline if v.event.family == "CUSTOMS"
+            "landLeg": [v for v in timeline if v.event.family == "LAND"],
+            "airLeg": [v for v in timeline if v.event.family == "AIR"],
+            "declarations": [v for v in timeline if v.event.family == "CUSTOMS"
                              and v.event.subject.kind == "declaration"],
-            "timeline": [v.to_json() for v in timeline],
+            "timeline": timeline,
             "_events": timeline,
         }
 
@@ -713,7 +1024,7 @@ class Tracking:
         """Normalise ``text``, detect its kind and carrier, say whether something visible
         matches, and suggest near matches among references the caller may see."""
         reader = self.reader(principal)
-        candidates = self._candidates(text)
+        candidates, _ = self._candidates(text)
         out = []
         match = None
         for cand in candidates:
@@ -830,7 +1141,9 @@ def _container(number: str, shown: list[VisibleEvent]) -> dict[str, Any]:
     }
 
 
-def _vessel(shown: list[VisibleEvent], now: float) -> dict[str, Any] | None:
+def _vessel(shown: list[VisibleEvent]) -> dict[str, Any] | None:
+    """Vessel name and IMO, latest position, ETD and ETA (their ``freshness`` a mark that
+    :func:`_render` turns into seconds since recorded)."""
     vessel: dict[str, Any] = {}
     position = None
     estimates: dict[str, VisibleEvent] = {}
@@ -865,7 +1178,7 @@ def _vessel(shown: list[VisibleEvent], now: float) -> dict[str, Any] | None:
             "classifier": v.event.classifier,
             "source": v.publisher_name,
             "recordedAt": iso_time(v.block_time),
-            "freshness": max(0, int(now - v.block_time)),
+            "freshness": _freshness_mark(v.block_time),
         }
     return out
 
@@ -933,10 +1246,10 @@ async def track(request: web.Request) -> web.Response:
     principal = require(request, "tracking:read")
     tracking = request.app[TRACKING]
     text = request.match_info["reference"]
-    view = tracking.shipment_of(principal, text)
-    if view is None:
+    body = tracking.shipment_json(principal, text)
+    if body is None:
         return _not_found_response(_not_found(await tracking.resolve(principal, text)), request)
-    return _json(view)
+    return web.Response(body=body, content_type="application/json")
 
 
 @routes.get("/v1/resolve")
@@ -1038,9 +1351,39 @@ _PATHS: dict[str, Any] = {
 }
 
 
+class _CacheMetrics(Collector):
+    """The view cache's counters and sizes, read at scrape time (nothing on the hot path)."""
+
+    def __init__(self, tracking: Tracking) -> None:
+        self.tracking = tracking
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        views = self.tracking.views
+        lookups = CounterMetricFamily("portledger_tracking_view_cache_lookups",
+                                      "Shipment view cache lookups by result", labels=["result"])
+        lookups.add_metric(["hit"], views.hits)
+        lookups.add_metric(["miss"], views.misses)
+        yield lookups
+        yield CounterMetricFamily("portledger_tracking_view_cache_dropped",
+                                  "Cached views dropped because what they were built from changed",
+                                  value=views.invalidations)
+        yield CounterMetricFamily("portledger_tracking_view_cache_evictions",
+                                  "Cached views evicted to stay within the size bounds",
+                                  value=views.evictions)
+        yield GaugeMetricFamily("portledger_tracking_view_cache_entries", "Cached views",
+                                value=len(views))
+        yield GaugeMetricFamily("portledger_tracking_view_cache_bytes",
+                                "Bytes of cached views", value=views.bytes)
+
+
 async def _tracking_ctx(app: web.Application) -> AsyncIterator[None]:
-    tracking = Tracking(app[READ_MODEL], app.get(KEYSTORE))
+    tracking = Tracking(app[READ_MODEL], app.get(KEYSTORE),
+                        settings=TrackingSettings.from_config(app[CONFIG]))
     app[TRACKING] = tracking
+    registry = app.get(METRICS)
+    collector = _CacheMetrics(tracking)
+    if registry is not None:
+        registry.register(collector)
 
     async def flusher() -> None:
         while True:
@@ -1058,6 +1401,8 @@ async def _tracking_ctx(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await tracking.flush_async()
+        if registry is not None:
+            registry.unregister(collector)
 
 
 def setup(app: web.Application) -> None:

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from contracts.cargo import subject_key
 from gateway import confidential, errors, keystore, readmodel, tracking
-from gateway.config import CONFIG, GatewayConfig
+from gateway.config import CONFIG, ConfigError, GatewayConfig
 from gateway.events import CanonicalEvent
 from gateway.principal import PRINCIPAL, ROLE_SCOPES, Principal
 from gateway.readmodel import (
@@ -135,7 +135,10 @@ def world(tmp_path: Path) -> dict[str, Any]:
     ]
     b.commit()
     track = Tracking(model, store, clock=lambda: NOW)
-    yield {"model": model, "store": store, "builder": b, "ids": ids, "tracking": track}
+    world = {"model": model, "store": store, "builder": b, "ids": ids, "tracking": track}
+    yield world
+    for other in world.get("workers", []):
+        other.close()
     model.close()
 
 
@@ -200,7 +203,8 @@ def test_the_plaintext_cache_is_consulted_only_after_the_authorisation_check(wor
     track, ids = world["tracking"], world["ids"]
     assert visible(track, rs.TERMINAL, "container", OTHER)  # cached by the owner's read
     assert visible(track, rs.BANK, "container", OTHER) == {}  # cache is not a way in
-    assert track._plain.get(ids["private"]) is not None
+    private = world["model"].event(ids["private"])
+    assert track._plain.get((private.event_id, private.payload_hash)) is not None
 
 
 def test_house_bill_holder_sees_exactly_the_covered_containers(world: dict[str, Any]) -> None:
@@ -313,3 +317,171 @@ async def test_http_routes(world: dict[str, Any], tmp_path: Path, aiohttp_client
     answer = await client.get("/v1/organisations", headers=trader)
     orgs = (await answer.json())["organisations"]
     assert len(orgs) == 13 and orgs[3]["name"].startswith("Pacific Ocean Line")
+
+
+# -- the view cache -----------------------------------------------------------------------------
+
+
+class Clock:
+    """A wall clock the test moves."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def worker(world: dict[str, Any], clock: Any = lambda: NOW, **settings: Any) -> Tracking:
+    """A tracking service on its own connections to the world's read-model file, as another
+    worker process has (the builder writes through the world's model)."""
+    model = SqliteReadModel(world["model"].path)
+    world.setdefault("workers", []).append(model)
+    return Tracking(model, world["store"], clock=clock,
+                    settings=tracking.TrackingSettings(**settings))
+
+
+def ids_of(view: dict[str, Any] | None) -> set[int]:
+    return set() if view is None else {e["eventId"] for e in view["timeline"]}
+
+
+def test_a_new_event_drops_the_views_that_show_its_subject_and_no_other(world: dict[str, Any]) -> None:
+    b = world["builder"]
+    track = worker(world)
+    trader = principal(rs.TRADER)
+    first = track.shipment_of(trader, C1)
+    assert track.shipment_json(trader, C1) == track.shipment_json(trader, C1)
+    assert track.views.hits == 2 and track.views.misses == 1
+    track.shipment_of(trader, C2)
+    house = track.shipment_of(trader, HBL)
+    new = b.add(rs.event("container", C1, "TERMINAL.GTOT", T0 + 900), rs.TERMINAL, reference=True)
+    b.commit()
+    hits = track.views.hits
+    assert ids_of(track.shipment_of(trader, C1)) == ids_of(first) | {new}  # the next request
+    assert track.views.hits == hits
+    assert new in ids_of(track.shipment_of(trader, HBL)) - ids_of(house)  # C1 is in the house
+    assert track.views.hits == hits
+    track.shipment_of(trader, C2)  # C2's view did not look at C1: still good
+    assert track.views.hits == hits + 1
+    # typed differently, normalised the same: the same cache entry
+    assert track.shipment_of(trader, C2.lower()) == track.shipment_of(trader, C2)
+    assert track.views.hits == hits + 3
+
+
+def test_a_revocation_shows_on_the_next_request(world: dict[str, Any]) -> None:
+    b = world["builder"]
+    track = worker(world)
+    bank = principal(rs.BANK)
+    assert track.shipment_of(bank, OTHER) is None
+    b.grant(rs.TERMINAL, OTHER, rs.BANK)
+    b.commit()
+    granted = track.shipment_of(bank, OTHER)
+    assert granted is not None and {e["readableVia"] for e in granted["timeline"]} == {"grant"}
+    assert track.shipment_of(bank, OTHER) == granted and track.views.hits == 1
+    b.grant(rs.TERMINAL, OTHER, rs.BANK, active=False)
+    b.commit()
+    assert track.shipment_of(bank, OTHER) is None
+    # the owner's own view was never cached with the bank's, and is unaffected
+    assert len(track.shipment_of(principal(rs.TERMINAL), OTHER)["timeline"]) == 2
+
+
+def test_a_view_relying_on_a_grant_lapses_with_the_grant(world: dict[str, Any]) -> None:
+    b = world["builder"]
+    clock = Clock(NOW)
+    track = worker(world, clock)
+    bank = principal(rs.BANK)
+    b.grant(rs.TERMINAL, OTHER, rs.BANK, expiry=NOW + 100)
+    b.commit()
+    assert len(track.shipment_of(bank, OTHER)["timeline"]) == 2
+    clock.now = NOW + 100  # in force up to and including its expiry second
+    assert len(track.shipment_of(bank, OTHER)["timeline"]) == 2
+    assert track.views.hits == 1
+    clock.now = NOW + 101  # nothing was written: the clock alone ends it
+    assert track.shipment_of(bank, OTHER) is None
+
+
+def test_hits_record_the_access_log_like_a_fresh_build(world: dict[str, Any]) -> None:
+    model, ids = world["model"], world["ids"]
+    clock = Clock(NOW)
+    track = worker(world, clock)
+    trader = principal(rs.TRADER)
+    track.shipment_of(trader, HBL)
+    built = track.flush()
+    assert built > 0
+    clock.now = NOW + 5
+    track.shipment_of(trader, HBL)
+    track.shipment_of(trader, HBL)  # same flush window: one entry per owner, reader, event
+    assert track.views.hits == 2
+    assert track.flush() == built
+    entries = [e for owner in (rs.TERMINAL, rs.CUSTOMS, rs.FORWARDER, rs.CARRIER)
+               for _, e in model.access_log(owner)]
+    assert len(entries) == 2 * built
+    by_time = {t: {(e.owner, e.event_id, e.via) for e in entries if e.time == t}
+               for t in (NOW, NOW + 5)}
+    assert by_time[NOW] == by_time[NOW + 5]
+    assert (rs.TERMINAL, ids["disc0"], "reference") in by_time[NOW + 5]
+    assert all(e.reader == rs.TRADER for e in entries)
+
+
+def test_freshness_is_written_at_serve_time(world: dict[str, Any]) -> None:
+    clock = Clock(NOW)
+    track = worker(world, clock)
+    trader = principal(rs.TRADER)
+    assert track.shipment_of(trader, HBL)["vessel"]["eta"]["freshness"] == NOW - (T0 + 20)
+    clock.now = NOW + 7
+    assert track.shipment_of(trader, HBL)["vessel"]["eta"]["freshness"] == NOW + 7 - (T0 + 20)
+    assert track.views.hits == 1
+
+
+def test_the_cache_is_bounded_in_entries_and_bytes(world: dict[str, Any]) -> None:
+    track = worker(world, view_cache_entries=2)
+    trader = principal(rs.TRADER)
+    views = {ref: track.shipment_of(trader, ref) for ref in (C1, C2, HBL)}
+    assert len(track.views) == 2 and track.views.evictions == 1
+    assert track.shipment_of(trader, C1) == views[C1]  # evicted first, rebuilt alike
+    assert track.views.hits == 0
+    tiny = worker(world, view_cache_megabytes=1000 / (1 << 20))  # 1,000 bytes
+    assert tiny.shipment_of(trader, C2) == views[C2]  # ~1.5 KB: not kept, still answered
+    assert tiny.shipment_of(trader, HBL) == views[HBL]
+    assert len(tiny.views) == 0 and tiny.views.bytes == 0
+    small = worker(world, view_cache_megabytes=4000 / (1 << 20))
+    for ref in (C1, C2, C1, C2, HBL):
+        small.shipment_of(trader, ref)
+        assert small.views.bytes <= 4000
+    with pytest.raises(ConfigError):
+        tracking.TrackingSettings.from_config(GatewayConfig(
+            data_dir=Path("."), extra={"tracking": {"view_cache_entries": -1}}))
+    with pytest.raises(ConfigError):
+        tracking.TrackingSettings.from_config(GatewayConfig(
+            data_dir=Path("."), extra={"tracking": {"view_entries": 5}}))
+
+
+def test_a_directory_change_drops_every_view(world: dict[str, Any]) -> None:
+    b = world["builder"]
+    track = worker(world)
+    trader = principal(rs.TRADER)
+    track.shipment_of(trader, C1)
+    track.shipment_of(trader, C2)
+    b.changes = [OrgChange(Organisation(rs.TERMINAL, "Renamed Terminal", 0,
+                                        rs.x25519_public(rs.TERMINAL), True))]
+    b.commit()
+    names = {e["publisherName"] for e in track.shipment_of(trader, C2)["timeline"]}
+    assert names == {"Renamed Terminal"}
+    assert track.views.hits == 0 and len(track.views) == 1
+
+
+def test_the_change_journal(world: dict[str, Any]) -> None:
+    model, b = world["model"], world["builder"]
+    start = model.generation()
+    assert model.changed_since(start) == frozenset()
+    b.grant(rs.TERMINAL, OTHER, rs.BANK)
+    b.add(rs.event("container", C3, "TERMINAL.GTOT", T0 + 900), rs.TERMINAL, reference=True)
+    b.commit()
+    assert model.generation() == start + 1
+    assert model.changed_since(start) == {subject_key(OTHER), subject_key(C3)}
+    b.commit()  # nothing written: no new generation
+    assert model.generation() == start + 1
+    assert model.changed_since(start + 1) == frozenset()
+    assert model.changed_since(start + 5) is None  # from the future: take all as changed
+    model.reset()
+    assert model.changed_since(start + 1) is None
