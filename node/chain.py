@@ -28,17 +28,32 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import rlp
-from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI
+from eth.abc import (
+    BlockAPI,
+    BlockHeaderAPI,
+    ComputationAPI,
+    ReceiptAPI,
+    SignedTransactionAPI,
+    StateAPI,
+)
 from eth.chains.base import Chain
 from eth.consensus.context import ConsensusContext
 from eth.db.atomic import AtomicDB
 from eth.db.chain import ChainDB
 from eth.exceptions import HeaderNotFound
+from eth.rlp.logs import Log
+from eth.rlp.receipts import Receipt
+from eth.vm.forks.berlin.transactions import TypedTransaction
+from eth.vm.forks.byzantium.constants import (
+    EIP658_TRANSACTION_STATUS_CODE_FAILURE,
+    EIP658_TRANSACTION_STATUS_CODE_SUCCESS,
+)
 from eth.vm.forks.prague import PragueVM
 from eth.vm.forks.prague.blocks import PragueBlock, PragueBlockHeader
 from eth.vm.forks.prague.constants import DEPOSIT_CONTRACT_ADDRESS
 from eth.vm.forks.prague.headers import create_prague_header_from_parent
 from eth.vm.spoof import SpoofTransaction
+from eth_hash.auto import keccak
 from eth_keys import keys
 from eth_utils import ValidationError, function_signature_to_4byte_selector, to_canonical_address
 
@@ -155,6 +170,43 @@ class QbftSealConsensus:
         return header.coinbase
 
 
+#: Bloom bits of recently seen log addresses and topics (bounded; see :func:`_bloom_bits`).
+_BLOOM_BITS: dict[bytes, int] = {}
+_BLOOM_BITS_MAX = 1 << 16
+
+
+def _bloom_bits(value: bytes) -> int:
+    """The three bits a log address or topic sets in a bloom (the yellow paper's M3:2048),
+    as one int; what ``eth_bloom.BloomFilter.add`` ORs in, with one keccak and no generators.
+
+    Cached: a block's logs repeat the contract address, the event signature and a few
+    publisher ids thousands of times (the cache is emptied when it fills)."""
+    bits = _BLOOM_BITS.get(value)
+    if bits is None:
+        h = keccak(value)
+        bits = (
+            1 << ((h[0] << 8 | h[1]) & 2047)
+            | 1 << ((h[2] << 8 | h[3]) & 2047)
+            | 1 << ((h[4] << 8 | h[5]) & 2047)
+        )
+        if len(_BLOOM_BITS) >= _BLOOM_BITS_MAX:
+            _BLOOM_BITS.clear()
+        _BLOOM_BITS[value] = bits
+    return bits
+
+
+def logs_bloom(logs: Iterable[Any]) -> int:
+    """The logs bloom of ``logs`` (py-evm ``Log`` objects): each address and each topic as
+    32 big-endian bytes — equal to ``eth_bloom.BloomFilter.from_iterable`` over the logs'
+    ``bloomables``."""
+    bloom = 0
+    for log in logs:
+        bloom |= _bloom_bits(log.address)
+        for topic in log.topics:
+            bloom |= _bloom_bits(topic.to_bytes(32, "big"))
+    return bloom
+
+
 def _zero_fee_header_from_parent(
     parent_header: BlockHeaderAPI | None, **header_params: Any
 ) -> BlockHeaderAPI:
@@ -193,6 +245,64 @@ class PortLedgerVM(PragueVM):
             )
         if header.base_fee_per_gas != 0:
             raise ValidationError(f"base fee must be 0, got {header.base_fee_per_gas}")
+
+    @classmethod
+    def make_receipt(
+        cls,
+        base_header: BlockHeaderAPI,
+        transaction: SignedTransactionAPI,
+        computation: ComputationAPI,
+        state: StateAPI,
+    ) -> ReceiptAPI:
+        # py-evm's Byzantium ``make_receipt`` and the transaction's ``make_receipt`` (every
+        # fork's is ``Receipt(status, gas_used, logs)``, typed ones wrapped in the receipt
+        # builder's typed receipt), with the bloom from :func:`logs_bloom` instead of
+        # eth_bloom's per-bit generators: same receipt, same encoding.
+        gas_used = base_header.gas_used + cls.finalize_gas_used(transaction, computation)
+        status = (
+            EIP658_TRANSACTION_STATUS_CODE_FAILURE
+            if computation.is_error
+            else EIP658_TRANSACTION_STATUS_CODE_SUCCESS
+        )
+        entries = computation.get_log_entries()
+        logs = [Log(address, topics, data) for address, topics, data in entries]
+        receipt = Receipt(state_root=status, gas_used=gas_used, logs=logs, bloom=logs_bloom(logs))
+        if isinstance(transaction, TypedTransaction):
+            return transaction.receipt_builder.typed_receipt_class(  # type: ignore[no-any-return]
+                transaction.type_id, receipt
+            )
+        return receipt
+
+    @classmethod
+    def validate_receipt(cls, receipt: ReceiptAPI) -> None:
+        # py-evm's check (every log address and topic is in the receipt's bloom; Byzantium's
+        # status codes), same order and messages, with cached bloom bits.
+        bloom = receipt.bloom
+        for log_idx, log in enumerate(receipt.logs):
+            bits = _bloom_bits(log.address)
+            if bloom & bits != bits:
+                raise ValidationError(
+                    f"The address from the log entry at position {log_idx} is not "
+                    "present in the provided bloom filter."
+                )
+        for log_idx, log in enumerate(receipt.logs):
+            for topic_idx, topic in enumerate(log.topics):
+                bits = _bloom_bits(topic.to_bytes(32, "big"))
+                if bloom & bits != bits:
+                    raise ValidationError(
+                        f"The topic at position {topic_idx} from the log entry at "
+                        f"position {log_idx} is not present in the provided bloom filter."
+                    )
+        if receipt.state_root not in (
+            EIP658_TRANSACTION_STATUS_CODE_SUCCESS,
+            EIP658_TRANSACTION_STATUS_CODE_FAILURE,
+        ):
+            raise ValidationError(
+                "The receipt's `state_root` must be one of "
+                f"[0x{EIP658_TRANSACTION_STATUS_CODE_SUCCESS.hex()}, "
+                f"0x{EIP658_TRANSACTION_STATUS_CODE_FAILURE.hex()}].  Got: "
+                f"0x{receipt.state_root.hex()}"
+            )
 
     def process_deposit_request_data(self, block: BlockAPI) -> None:
         # Deposit requests can only be logs of the deposit contract; with no code there (a

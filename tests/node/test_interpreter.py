@@ -156,9 +156,82 @@ def test_blocks_built_fast_import_on_stock_py_evm(ledger: Any, tmp_path: Any, ge
         txs.append(cargo_tx(ledger, CARRIER, n, kind="TERMINAL.DISC"))  # reverts: role check
         blocks.append(ledger.propose(txs, VALIDATOR, timestamp=2_000_000_000 + n).block)
     monkeypatch.setattr(PortLedgerVM, "_state_class", PragueState)
+    # py-evm's own receipts and receipt check too (node.chain computes blooms its own way)
+    monkeypatch.delattr(PortLedgerVM, "make_receipt")
+    monkeypatch.delattr(PortLedgerVM, "validate_receipt")
     db = LevelDB(str(tmp_path / "stock"))
     stock = Ledger(db, Genesis.load(genesis_path))
     for block in blocks:
         stock.import_block(block)
     assert stock.head().hash == ledger.head().hash
     db.close()
+
+
+def logging_computation(rng: random.Random) -> Any:
+    """A real computation that emitted random logs (LOG0..LOG4 over random memory), reverted
+    now and then (a reverted computation keeps no logs)."""
+    code = bytearray()
+    for _ in range(rng.choice([0, 1, 3, 20])):
+        topics = rng.randint(0, 4)
+        for _ in range(topics):
+            value = rng.choice([0, 1, 2**256 - 1, rng.getrandbits(256)])
+            code += bytes([0x7F]) + value.to_bytes(32, "big")
+        code += bytes([0x60, rng.choice([0, 5, 64]), 0x60, rng.randint(0, 64), 0xA0 + topics])
+    if rng.random() < 0.2:
+        code += bytes([0x5F, 0x5F, 0xFD])  # REVERT(0, 0)
+    state = fresh_state()
+    state.set_code(CONTRACT, bytes(code))
+    message = Message(gas=1_000_000, to=CONTRACT, sender=SENDER, value=0, data=b"", code=bytes(code),
+                      code_address=CONTRACT)
+    context = state.get_transaction_context_class()(gas_price=0, origin=SENDER)
+    return PragueComputation.apply_computation(state, message, context)
+
+
+def test_logs_bloom_and_receipts_match_py_evm() -> None:
+    """node.chain's bloom and receipts equal eth_bloom's and py-evm's, for legacy and typed
+    transactions, with and without logs, reverted or not; a log missing from the bloom is
+    refused with py-evm's message."""
+    from eth.rlp.logs import Log
+    from eth.vm.forks.prague import PragueVM
+    from eth.vm.forks.prague.blocks import PragueBlockHeader
+    from eth_bloom import BloomFilter
+    from eth_keys import keys
+    from eth_utils import ValidationError
+
+    from node.chain import PortLedgerVM, logs_bloom
+
+    rng = random.Random(7)
+    key = keys.PrivateKey(b"\x01" * 32)
+    builder = PragueVM.get_transaction_builder()
+    legacy = builder.create_unsigned_transaction(
+        nonce=0, gas_price=0, gas=1_000_000, to=CONTRACT, value=0, data=b""
+    ).as_signed_transaction(key, chain_id=1)
+    typed = builder.new_unsigned_dynamic_fee_transaction(
+        chain_id=1, nonce=0, max_priority_fee_per_gas=0, max_fee_per_gas=0, gas=1_000_000,
+        to=CONTRACT, value=0, data=b"", access_list=[],
+    ).as_signed_transaction(key)
+    base = PragueBlockHeader(difficulty=0, block_number=1, gas_limit=30_000_000, gas_used=21_000)
+    kinds = set()
+    for _ in range(60):
+        computation = logging_computation(rng)
+        logs = [Log(*entry) for entry in computation.get_log_entries()]
+        expected = BloomFilter.from_iterable(b for log in logs for b in log.bloomables)
+        assert logs_bloom(logs) == int(expected)
+        for tx in (legacy, typed):
+            ours = PortLedgerVM.make_receipt(base, tx, computation, computation.state)
+            stock = PragueVM.make_receipt(base, tx, computation, computation.state)
+            assert type(ours) is type(stock) and ours.encode() == stock.encode()
+            PortLedgerVM.validate_receipt(ours)
+            kinds.add((computation.is_error, bool(logs), type(ours).__name__))
+    assert len(kinds) == 6, kinds  # reverted / with logs / without, legacy and typed
+    # A log the bloom does not cover: both refuse it, with the same message.
+    computation = next(
+        c for c in map(logging_computation, map(random.Random, range(50))) if c.get_log_entries()
+    )
+    receipt = PragueVM.make_receipt(base, typed, computation, computation.state)
+    forged = typed.receipt_builder.typed_receipt_class(typed.type_id, receipt._inner.copy(bloom=0))
+    with pytest.raises(ValidationError) as stock_error:
+        PragueVM.validate_receipt(forged)
+    with pytest.raises(ValidationError) as our_error:
+        PortLedgerVM.validate_receipt(forged)
+    assert str(our_error.value) == str(stock_error.value)
