@@ -229,7 +229,7 @@ class Upload:
     body: Any
     """The JSON body (``None`` for none)."""
     what: str
-    """One line saying what it is, for the story."""
+    """One line saying what it is, for the story (after the party's name)."""
     standard: str
     """The format: ``DCSA T&T 2.2`` or ``PortLedger canonical``."""
 
@@ -254,24 +254,24 @@ def story(call: VesselCall, now: int) -> list[Upload]:
             "etd": iso_time(call.departed - 600), "eta": iso_time(call.eta),
             "issuedAt": iso_time(call.departed - 86_400),
             "visibility": {"mode": "named", "readers": [PARTIES["forwarder"], terminal]},
-        }, f"carrier registers master B/L {call.master} with {len(call.containers)} containers",
+        }, f"registers master B/L {call.master} with {len(call.containers)} containers",
             "PortLedger canonical"),
         Upload("carrier", "POST", "/v2/events?visibility=reference", [
             transport_event(call, "DEPA", "ACT", call.departed, call.departed + 60,
                             _event_id(rng), remark=f"departed {POL}"),
             transport_event(call, "ARRI", "EST", call.eta, call.departed + 3600, _event_id(rng),
                             remark="ETA at departure"),
-        ], f"carrier: vessel {call.vessel_imo} departed {POL}, ETA {iso_time(call.eta)}",
+        ], f"vessel {call.vessel_imo} departed {POL}, ETA {iso_time(call.eta)}",
             "DCSA T&T 2.2"),
         Upload("carrier", "POST", "/v2/events?visibility=reference", [
             transport_event(call, "ARRI", "ACT", call.arrived, call.arrived + 60,
                             _event_id(rng), remark=f"arrived {POD}"),
-        ], f"carrier: vessel arrived at {POD}", "DCSA T&T 2.2"),
+        ], f"vessel arrived at {POD}", "DCSA T&T 2.2"),
         Upload("terminal", "POST", "/v2/events?visibility=reference", [
             equipment_event(call, c, "DISC", call.arrived + 1800 + 120 * i,
                             call.arrived + 1860 + 120 * i, _event_id(rng))
             for i, c in enumerate(call.containers)
-        ], f"terminal: {len(call.containers)} containers discharged", "DCSA T&T 2.2"),
+        ], f"{len(call.containers)} containers discharged", "DCSA T&T 2.2"),
     ]
     released = call.arrived + 5400
     uploads.append(Upload("customs", "POST", "/v1/events", {"events": [
@@ -281,7 +281,7 @@ def story(call: VesselCall, now: int) -> list[Upload]:
             details={"simulated": True, "declarationStatus": "released"},
             visibility=Visibility("reference")))
         for i, c in enumerate(call.containers)
-    ]}, "customs releases every container", "PortLedger canonical"))
+    ]}, "releases every container", "PortLedger canonical"))
     available = call.arrived + 7200
     uploads.append(Upload("terminal", "POST", "/v1/events", {"events": [
         canonical_item(f"sim-avpu-{c}-{call.serial}", CanonicalEvent(
@@ -292,12 +292,12 @@ def story(call: VesselCall, now: int) -> list[Upload]:
                      "lastFreeDay": iso_time(available + 5 * 86_400)},
             visibility=Visibility("reference")))
         for i, c in enumerate(call.containers)
-    ]}, "terminal: containers available for pick-up (DCSA 2.2 has no code: canonical)",
+    ]}, "containers available for pick-up (DCSA 2.2 has no code for it)",
         "PortLedger canonical"))
     uploads.append(Upload("forwarder", "POST", f"/v1/bills-of-lading/{call.master}/houses", {
         "house": call.house, "containers": list(call.house_containers),
         "issuedAt": iso_time(call.departed - 43_200),
-    }, f"forwarder links house B/L {call.house} to {len(call.house_containers)} of the "
+    }, f"links house B/L {call.house} to {len(call.house_containers)} of the "
        f"{len(call.containers)} containers", "PortLedger canonical"))
     return uploads
 
@@ -306,7 +306,7 @@ def grant(call: VesselCall, reader: str) -> Upload:
     """The carrier lets ``reader`` read everything it published about the master B/L."""
     return Upload("carrier", "POST", "/v1/grants", {
         "subject": {"kind": "mbl", "value": call.master}, "reader": PARTIES[reader],
-    }, f"carrier grants the {reader} its master B/L {call.master}", "PortLedger canonical")
+    }, f"grants the {reader} its master B/L {call.master}", "PortLedger canonical")
 
 
 @dataclass
@@ -360,17 +360,17 @@ class LiveFeed:
                   f"{rng.uniform(13.0, 17.5):.1f} kn")
         uploads = [Upload("carrier", "POST", "/v2/events?visibility=reference", [
             transport_event(call, "ARRI", "EST", self.eta, now, _event_id(rng), remark=remark),
-        ], f"carrier: {call.vessel_name} ETA {iso_time(self.eta)} ({remark})", "DCSA T&T 2.2")]
+        ], f"{call.vessel_name} ETA {iso_time(self.eta)} ({remark})", "DCSA T&T 2.2")]
         leaving = self.ticks - 1
         if leaving < len(self.call.containers):
             box = self.call.containers[leaving]
             uploads.append(Upload("terminal", "POST", "/v2/events?visibility=reference", [
                 equipment_event(self.call, box, "GTOT", now, now, _event_id(rng)),
-            ], f"terminal: {box} gated out (picked up by a haulier)", "DCSA T&T 2.2"))
+            ], f"{box} gated out (picked up by a haulier)", "DCSA T&T 2.2"))
         else:
             box = container_number("PCOU", rng.randrange(1_000_000))
             uploads.append(Upload("terminal", "POST", "/v2/events?visibility=reference", [
                 equipment_event(call, box, "GTIN", now, now, _event_id(rng)),
-            ], f"terminal: export container {box} gated in for {call.vessel_name}",
+            ], f"export container {box} gated in for {call.vessel_name}",
                 "DCSA T&T 2.2"))
         return uploads

@@ -69,6 +69,9 @@ DEFAULT_GATEWAY_PORT = 8080
 #: How long one view or log may take to show what was just made final (indexer lag).
 VIEW_TIMEOUT = 60.0
 
+#: Every this many live ticks, a one-line summary of the port.
+SUMMARY_TICKS = 10
+
 #: Live ticks in a row that may fail before the demo gives up (the gateway or nodes are gone).
 MAX_FAILED_TICKS = 5
 
@@ -121,7 +124,7 @@ def _send(port: Any, upload: simulate.Upload) -> list[dict[str, Any]]:
     client = port.clients[simulate.PARTIES[upload.party]]
     status, body, _ = client.request(upload.method, upload.path, upload.body)
     if status not in (200, 201, 202) or not isinstance(body, dict) or "receipts" not in body:
-        raise DemoError(f"{upload.what}: the gateway answered {status}: {body}")
+        raise DemoError(f"{upload.party} {upload.what}: the gateway answered {status}: {body}")
     return list(body["receipts"])
 
 
@@ -344,7 +347,7 @@ def _play_story(port: Any, call: simulate.VesselCall, console: Console,
         started = time.monotonic()
         final = _finalise(port, upload, _send(port, upload))
         numbers = sorted({r["block"] for r in final})
-        blocks[upload.what] = numbers
+        blocks[f"{upload.party} {upload.what}"] = numbers
         every_final &= all(r["status"] == "final" for r in final)
         console.print(f"[bold]{upload.party:>9}[/] {upload.what}\n"
                       f"          [cyan]{upload.method} {upload.path}[/] ({upload.standard}): "
@@ -513,7 +516,9 @@ def _live(port: Any, call: simulate.VesselCall, console: Console, checks: Checks
                 continue
             for upload, _ in pending:
                 console.print(f"[dim]{iso_time(now)}[/] [bold]{upload.party:>9}[/] {upload.what} "
-                              f"[dim]({upload.method} {upload.path}, {upload.standard})[/]")
+                              f"[dim]({upload.standard})[/]")
+            if feed.ticks % SUMMARY_TICKS == 0:
+                _summary(port, call, console, feed.ticks, finals)
             if ticks and feed.ticks >= ticks:
                 break
             if deadline is not None and time.monotonic() >= deadline:
@@ -528,6 +533,21 @@ def _live(port: Any, call: simulate.VesselCall, console: Console, checks: Checks
                      sent > 0 and final == sent, f"{final} of {sent} operation(s)")
     else:
         console.print(f"live feed: {feed.ticks} ticks, {finals} operations final on chain")
+
+
+def _summary(port: Any, call: simulate.VesselCall, console: Console, ticks: int,
+             finals: int) -> None:
+    """One line: the chain's head and the story's containers as the trader sees them now."""
+    try:
+        head = int(port.devnet.rpc(len(port.layout.nodes) - 1, "eth_blockNumber"), 16)
+        status, view = port.track(simulate.PARTIES["trader"], call.house)
+    except (OSError, DevnetError) as exc:
+        console.print(f"[red]after {ticks} ticks: no summary ({exc})")
+        return
+    shown = ", ".join(f"{c['number']} {c.get('status')}" for c in view.get("containers", [])) \
+        if status == 200 else f"HTTP {status}"
+    console.print(f"[bold]after {ticks} ticks[/]: head #{head}, {finals} live operations final; "
+                  f"the trader's house B/L {call.house}: {shown}")
 
 
 def _replay(observer: NodeSpec, console: Console, checks: Checks) -> None:
