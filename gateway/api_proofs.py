@@ -657,6 +657,16 @@ def _request_json(app: web.Application, req: ProofRequest, store: ProofRequestSt
     }
 
 
+def _text(value: Any, field: str) -> Any:
+    """``value`` if it is storable text (JSON may carry lone surrogates, which are not)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise Unprocessable(f"{field} is not valid Unicode text", code="invalid-text") from None
+    return value
+
+
 def _member(principal: Principal) -> int:
     if principal.chain_org is None:
         raise Forbidden("your organisation is not a member of the chain yet",
@@ -722,7 +732,7 @@ async def create_request(request: web.Request) -> web.Response:
     wanted = Selection.from_json(body)
     store = request.app[PROOF_REQUESTS]
     made = store.create(principal, owner.id, body["owner"], _normalised(body["reference"]),
-                        body["purpose"], wanted)
+                        _text(body["purpose"], "purpose"), wanted)
     return web.json_response(_request_json(request.app, made, store), status=201,
                              headers={"Location": f"/v1/proof-requests/{made.id}"})
 
@@ -771,13 +781,14 @@ async def get_request(request: web.Request) -> web.Response:
 async def approve_request(request: web.Request) -> web.Response:
     principal, found = _as_owner(request)
     body = await read_json(request, APPROVE_SCHEMA) if request.can_read_body else {}
+    note = _text(body.get("note"), "note") or None
     sel = Selection.from_json(body, default=Selection(found.wanted.event_ids,
                                                       found.wanted.disclose, True, "own"))
     made = await make_bundle(request.app, principal, found.reference, sel)
     granted = {"eventIds": [e.event_id for e in made.events], "disclosed": list(made.disclosed),
                "dataKeys": sel.data_keys and bool(made.disclosed)}
     return _decided(request.app, request.app[PROOF_REQUESTS], found.id, principal, "approved",
-                    reason=body.get("note") or None, made=made, granted=granted)
+                    reason=note, made=made, granted=granted)
 
 
 @routes.post("/v1/proof-requests/{request_id}/decline")
@@ -785,7 +796,7 @@ async def decline_request(request: web.Request) -> web.Response:
     principal, found = _as_owner(request)
     body = await read_json(request, DECLINE_SCHEMA)
     return _decided(request.app, request.app[PROOF_REQUESTS], found.id, principal, "declined",
-                    reason=body["reason"])
+                    reason=_text(body["reason"], "reason"))
 
 
 @routes.post("/v1/proof-requests/{request_id}/withdraw")

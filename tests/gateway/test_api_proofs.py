@@ -346,6 +346,7 @@ async def test_decline_withdraw_and_refusals(port: Port, recorded: Recorded) -> 
         ({**body, "purpose": ""}, 422, "schema-violation"),
         ({"owner": rs.CARRIER, "reference": C1}, 422, "schema-violation"),
         ({**body, "disclose": [0]}, 422, "schema-violation"),
+        ({**body, "purpose": "lone \ud800 surrogate"}, 422, "invalid-text"),
     ]
     for bad, status, code in cases:
         assert await error_of(await post("/v1/proof-requests", json=bad, headers=port.bank),

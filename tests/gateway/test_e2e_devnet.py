@@ -5,7 +5,9 @@ The story: a carrier registers a master B/L with three containers and reports it
 terminal reports discharge and release; a forwarder links a house B/L to two of the three
 containers; a trader holding only the house B/L number sees exactly those two containers; a
 bank sees nothing of the master B/L until the carrier grants it access, and stops seeing new
-events after the carrier revokes it; the carrier and the terminal see who read their data.
+events after the carrier revokes it; the carrier and the terminal see who read their data;
+a bank asks the carrier for a proof bundle of the master B/L, the carrier approves with one
+record disclosed, and the bank verifies the bundle offline against genesis.json.
 Then: no plaintext of a private payload is anywhere in a validator's LevelDB or in any RPC
 answer; schemathesis finds no 5xx in the served OpenAPI; bad input gets clear 4xx.
 """
@@ -26,9 +28,12 @@ from typing import Any, TypeVar
 import plyvel
 import pytest
 
+from consensus import proofcheck
 from contracts.cargo import subject_key
 from gateway.devnet import GatewayClient, Port
+from gateway.events import from_plaintext
 from node.devnet import rpc_call
+from tests.proofs import independent_verifier
 
 pytestmark = pytest.mark.integration
 
@@ -195,6 +200,27 @@ def test_the_port_story(port: Port) -> None:
     status, log, _ = terminal.get("/v1/access-log")
     assert status == 200, log
     assert TRADER in {entry.get("reader") for entry in log["entries"]}, log
+
+    # A bank financing the cargo asks the carrier for proof of the master B/L; the carrier
+    # approves, disclosing its B/L record; the bank checks the bundle offline against genesis.
+    bank = port.clients[BANK]
+    issued = port.final(CARRIER, f"bl:{MASTER}:event")["eventId"]
+    status, asked, _ = bank.post("/v1/proof-requests", {
+        "owner": CARRIER, "reference": MASTER, "purpose": "financing the cargo",
+        "disclose": [issued]})  # fmt: skip
+    assert status == 201, asked
+    status, decided, _ = carrier.post(f"/v1/proof-requests/{asked['id']}/approve", {})
+    assert status == 200 and issued in decided["granted"]["disclosed"], decided
+    status, bundle, headers = bank.get(f"/v1/proof-requests/{asked['id']}/bundle")
+    assert status == 200 and "attachment" in headers["Content-Disposition"], bundle
+    genesis = json.loads(port.layout.genesis_path.read_text())
+    verified = proofcheck.verify_bundle(bundle, genesis)
+    assert independent_verifier.check(bundle, genesis) is None
+    [shown] = [e for e in verified.events if e.plaintext is not None]
+    assert shown.cargo is not None and shown.cargo.event_id == issued
+    assert from_plaintext(shown.plaintext).subject.value == MASTER
+    status, log, _ = carrier.get("/v1/access-log")
+    assert (BANK, "proof") in {(e["reader"], e["via"]) for e in log["entries"]}, log
 
 
 def _needles() -> list[bytes]:
