@@ -1,7 +1,8 @@
 """Tracking queries with 1 M events indexed, load from a separate process.
 
-    python bench/bench_tracking.py [--events 1000000] [--workers 2] [--concurrency 64]
-                                   [--duration 20] [--data-dir DIR] [--keep]
+    python bench/bench_tracking.py [--events 1000000] [--tracked 2000] [--workers 2]
+                                   [--concurrency 64] [--duration 20] [--warmup 5]
+                                   [--data-dir DIR] [--keep]
 
 1. **Fill** a read model through the :class:`gateway.readmodel.SqliteReadModel` API: the 13 demo
    organisations, ``events / 10`` containers with 10 events each (terminal moves, customs,
@@ -11,14 +12,29 @@
    (``--tracked`` masters, their houses and containers) get their own really sealed,
    reference-readable envelopes; every other event reuses the ciphertext bytes of a pool of
    sealed envelopes (same sizes, valid structure, only undecryptable under its own subject).
-   The index sizes and the lookups are the real ones.
-2. **Serve** the tracking routes from ``--workers`` processes sharing the port
-   (``SO_REUSEPORT``): keystore, read model and tracking modules of the gateway behind the error
-   middleware and a bearer-key middleware standing in for ``accounts.auth_middleware`` (the
-   trader organisation's API key maps to its principal).
+   The index sizes and the lookups are the real ones. ``--data-dir`` with ``--keep`` reuses a
+   fill between runs.
+2. **Serve** the real gateway (:func:`gateway.app.create_app`: error, observation, API-key
+   authentication and rate-limit middlewares, metrics, every module) from ``--workers``
+   processes sharing the port (``SO_REUSEPORT``, as ``portledger gateway serve --workers``),
+   background work off (``background_tasks``: the read model is already filled), rate limits
+   set far above the offered load. The trader organisation is an active organisation of the
+   accounts database with a real API key from :meth:`gateway.accounts.Accounts.create_api_key`.
+   Each worker also answers ``GET /bench/stats`` (its pid and view-cache counters) — the bench's
+   own route, outside the measured paths.
 3. **Load** from a separate process: a keep-alive HTTP/1.1 client on asyncio streams with
-   ``--concurrency`` connections, cycling through container, house B/L and master B/L numbers of
-   the tracked shipments; it reports requests/s and p50/p99 latency.
+   ``--concurrency`` connections, in phases:
+
+   - *client ceiling*: ``GET /healthz`` (no authentication) — what this client and the bare
+     HTTP stack manage on this machine, so the tracking figures can be read against it;
+   - *cold*: every tracked reference (containers, house and master B/Ls) once, shuffled — the
+     first touch of each, no view cached;
+   - *warm-up* (``--warmup`` s): random references; each worker process has its own cache, so
+     a reference first served by the other worker is still a miss here;
+   - *steady* (``--duration`` s): random references.
+
+   Each phase prints requests/s, p50/p99 latency, statuses and the view-cache hit ratio (the
+   difference of the workers' counters over the phase).
 """
 
 from __future__ import annotations
@@ -43,7 +59,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 TRADER, TERMINAL, CARRIER, FORWARDER, CUSTOMS = 13, 2, 4, 5, 10
-API_KEY = "bench-trader-key"
+PASSPHRASE = "bench"
+#: How the load process gets the API key (not on its command line).
+KEY_VARIABLE = "PORTLEDGER_BENCH_API_KEY"
 T0 = 1_780_000_000
 
 
@@ -70,7 +88,7 @@ def fill(data_dir: Path, total: int, tracked: int) -> dict[str, Any]:
     from node.genesis import DEMO_ORGANISATIONS, dev_key, dev_x25519, dev_x25519_public
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = keystore.Keystore(data_dir / "keystore", "bench")
+    store = keystore.Keystore(data_dir / "keystore", PASSPHRASE)
     store.import_keys(TRADER, signing_key=dev_key("org:12").to_bytes(),
                       x25519_private=dev_x25519("org:12"), master_secret=os.urandom(32))
     model = SqliteReadModel(data_dir / "readmodel.db")
@@ -159,33 +177,58 @@ def fill(data_dir: Path, total: int, tracked: int) -> dict[str, Any]:
 # -- server -----------------------------------------------------------------------------------
 
 
+def _config(data_dir: Path, port: int) -> Any:
+    from gateway.config import GatewayConfig
+
+    return GatewayConfig(
+        data_dir=data_dir, keystore_passphrase=PASSPHRASE, host="127.0.0.1", port=port,
+        log_json=False, background_tasks=False,
+        rate_limit_per_key=1e6, rate_limit_per_address=1e6, rate_limit_burst=1_000_000,
+    )
+
+
+def trader_api_key(data_dir: Path) -> str:
+    """An API key of the trader organisation (created active, linked to its chain id, with
+    its keys in the keystore), issued the way the gateway issues keys."""
+    from gateway import keystore
+    from gateway.accounts import Accounts
+    from gateway.principal import ROLE_SCOPES
+    from node.genesis import DEMO_ORGANISATIONS, dev_key, dev_x25519
+
+    accounts = Accounts.open(_config(data_dir, 0))
+    try:
+        org = accounts.by_chain_org(TRADER)
+        if org is None:
+            org = accounts.create_organisation(DEMO_ORGANISATIONS[TRADER - 1][0], ["forwarder"],
+                                               status="active", chain_org=TRADER)
+        store = keystore.Keystore(data_dir / "keystore", PASSPHRASE)
+        try:
+            store.get(org.id)
+        except KeyError:
+            store.import_keys(org.id, signing_key=dev_key("org:12").to_bytes(),
+                              x25519_private=dev_x25519("org:12"), master_secret=os.urandom(32))
+        _, key = accounts.create_api_key(org.id, ROLE_SCOPES["member"], "bench")
+        return key
+    finally:
+        accounts.close()
+
+
 def serve(data_dir: Path, port: int) -> None:
-    """One worker process: the tracking routes behind a bearer-key principal middleware."""
+    """One worker process: the whole gateway app, background work off."""
     from aiohttp import web
 
-    from gateway import errors, keystore, readmodel, tracking
-    from gateway.config import CONFIG, GatewayConfig
-    from gateway.principal import PRINCIPAL, ROLE_SCOPES, Principal
+    from gateway import tracking
+    from gateway.app import create_app
 
-    bench_principal = Principal(org_id=TRADER, chain_org=TRADER, user_id=None, role="system",
-                                scopes=ROLE_SCOPES["member"], via="api_key", credential_id="b")
+    app = create_app(_config(data_dir, port))
 
-    @web.middleware
-    async def bearer(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.headers.get("Authorization") == f"Bearer {API_KEY}":
-            request[PRINCIPAL] = bench_principal
-        return await handler(request)
+    async def stats(request: web.Request) -> web.Response:
+        views = request.app[tracking.TRACKING].views
+        return web.json_response({"pid": os.getpid(), "hits": views.hits,
+                                  "misses": views.misses, "entries": len(views),
+                                  "bytes": views.bytes, "evictions": views.evictions})
 
-    config = GatewayConfig(data_dir=data_dir, keystore_passphrase="bench", log_json=False)
-    app = web.Application(middlewares=[errors.error_middleware, bearer])
-    app[CONFIG] = config
-    keystore.setup(app)
-    readmodel.setup(app)
-    tracking.setup(app)
-    import gc
-
-    gc.freeze()
-    sys.setswitchinterval(0.0005)
+    app.router.add_get("/bench/stats", stats)
     web.run_app(app, host="127.0.0.1", port=port, reuse_port=True, access_log=None,
                 print=lambda *_: None)
 
@@ -193,50 +236,107 @@ def serve(data_dir: Path, port: int) -> None:
 # -- load -------------------------------------------------------------------------------------
 
 
-async def _load(port: int, paths: list[str], concurrency: int, duration: float) -> dict[str, Any]:
+async def _get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+               request: bytes) -> tuple[int, bytes]:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    return int(head[9:12]), await reader.readexactly(length)
+
+
+async def _stats(port: int, workers: int) -> dict[int, dict[str, Any]]:
+    """Every worker's /bench/stats (fresh connections until each pid answered; bounded)."""
+    seen: dict[int, dict[str, Any]] = {}
+    for _ in range(400):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            _, body = await _get(reader, writer, b"GET /bench/stats HTTP/1.1\r\nHost: b\r\n\r\n")
+        finally:
+            writer.close()
+        answer = json.loads(body)
+        seen[answer["pid"]] = answer
+        if len(seen) >= workers:
+            return seen
+    raise RuntimeError(f"only {len(seen)} of {workers} workers answered /bench/stats")
+
+
+async def _phase(port: int, requests: list[bytes], concurrency: int, *,
+                 duration: float | None) -> dict[str, Any]:
+    """Send ``requests`` (in order, once each, when ``duration`` is None; else random picks
+    for ``duration`` seconds) over ``concurrency`` keep-alive connections."""
     latencies: list[float] = []
     statuses: dict[int, int] = {}
-    stop = time.monotonic() + duration
-    warm_until = time.monotonic() + min(3.0, duration / 4)
+    queue = iter(requests)
+    started = time.monotonic()
+    stop = None if duration is None else started + duration
 
-    async def worker(seed: int) -> None:
+    async def connection(seed: int) -> None:
         rnd = random.Random(seed)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
-            while time.monotonic() < stop:
-                path = paths[rnd.randrange(len(paths))]
+            while True:
+                if stop is None:
+                    request = next(queue, None)
+                    if request is None:
+                        return
+                elif time.monotonic() >= stop:
+                    return
+                else:
+                    request = requests[rnd.randrange(len(requests))]
                 t = time.perf_counter()
-                writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer "
-                             f"{API_KEY}\r\n\r\n".encode())
-                head = await reader.readuntil(b"\r\n\r\n")
-                status = int(head[9:12])
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                await reader.readexactly(length)
-                if time.monotonic() >= warm_until:
-                    latencies.append(time.perf_counter() - t)
-                    statuses[status] = statuses.get(status, 0) + 1
+                status, _ = await _get(reader, writer, request)
+                latencies.append(time.perf_counter() - t)
+                statuses[status] = statuses.get(status, 0) + 1
         finally:
             writer.close()
 
-    await asyncio.gather(*(worker(i) for i in range(concurrency)))
-    measured = duration - min(3.0, duration / 4)
+    await asyncio.gather(*(connection(i) for i in range(concurrency)))
+    elapsed = time.monotonic() - started
     latencies.sort()
     return {
         "requests": len(latencies),
-        "rps": round(len(latencies) / measured, 1),
+        "seconds": round(elapsed, 1),
+        "rps": round(len(latencies) / elapsed, 1),
         "p50_ms": round(statistics.median(latencies) * 1000, 2),
-        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
+        "p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000, 2),
         "statuses": statuses,
     }
 
 
-def load(port: int, refs_file: Path, concurrency: int, duration: float) -> None:
-    refs = json.loads(refs_file.read_text())
+async def _load(port: int, key: str, refs: dict[str, list[str]], workers: int, concurrency: int,
+                duration: float, warmup: float) -> None:
+    auth = f"Authorization: Bearer {key}\r\n"
     paths = [f"/v1/track/{r}" for kind in ("container", "hbl", "mbl") for r in refs[kind]]
-    print(json.dumps(asyncio.run(_load(port, paths, concurrency, duration))))
+    random.Random(7).shuffle(paths)
+    tracked = [f"GET {p} HTTP/1.1\r\nHost: bench\r\n{auth}\r\n".encode() for p in paths]
+    health = [b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n"]
+
+    async def measured(name: str, requests: list[bytes], seconds: float | None) -> None:
+        before = await _stats(port, workers)
+        result = await _phase(port, requests, concurrency, duration=seconds)
+        after = await _stats(port, workers)
+        hits = sum(after[p]["hits"] - before.get(p, {"hits": 0})["hits"] for p in after)
+        misses = sum(after[p]["misses"] - before.get(p, {"misses": 0})["misses"] for p in after)
+        if hits + misses:
+            result["view_cache_hit_ratio"] = round(hits / (hits + misses), 3)
+        result["view_cache_entries"] = sum(a["entries"] for a in after.values())
+        result["view_cache_mb"] = round(sum(a["bytes"] for a in after.values()) / (1 << 20), 1)
+        print(json.dumps({name: result, "load_average": os.getloadavg()[0]}), flush=True)
+
+    await measured("client_ceiling_healthz", health, 5.0)
+    print(json.dumps({"references": len(tracked)}), flush=True)
+    await measured("cold_first_touch", tracked, None)
+    await measured("warmup", tracked, warmup)
+    await measured("steady", tracked, duration)
+
+
+def load(port: int, data_dir: Path, key: str, workers: int, concurrency: int, duration: float,
+         warmup: float) -> None:
+    refs = json.loads((data_dir / "refs.json").read_text())
+    asyncio.run(_load(port, key, refs, workers, concurrency, duration, warmup))
 
 
 def _free_port() -> int:
@@ -262,7 +362,8 @@ def main() -> None:
     parser.add_argument("--tracked", type=int, default=2000, help="masters with real envelopes")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--duration", type=float, default=20.0, help="steady phase, seconds")
+    parser.add_argument("--warmup", type=float, default=5.0, help="warm-up phase, seconds")
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep (and reuse) the data dir")
@@ -271,37 +372,42 @@ def main() -> None:
         serve(args.data_dir, args.port)
         return
     if args.role == "load":
-        load(args.port, args.data_dir / "refs.json", args.concurrency, args.duration)
+        load(args.port, args.data_dir, os.environ[KEY_VARIABLE], args.workers, args.concurrency, args.duration,
+             args.warmup)
         return
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="bench-tracking-"))
     refs_file = data_dir / "refs.json"
-    if not refs_file.exists():
-        info = fill(data_dir, args.events, args.tracked)
-        refs_file.write_text(json.dumps(info.pop("refs")))
-        print(json.dumps({"fill": info}), flush=True)
-    port = args.port or _free_port()
-    me = Path(__file__).resolve()
-    workers = [subprocess.Popen([sys.executable, str(me), "serve", "--data-dir", str(data_dir),
-                                 "--port", str(port)]) for _ in range(args.workers)]
     try:
-        _wait_port(port)
-        time.sleep(1.0)
-        out = subprocess.run(
-            [sys.executable, str(me), "load", "--data-dir", str(data_dir), "--port", str(port),
-             "--concurrency", str(args.concurrency), "--duration", str(args.duration)],
-            capture_output=True, text=True, timeout=args.duration + 120, check=True,
-        )
-        result = json.loads(out.stdout.strip().splitlines()[-1])
-        result.update(workers=args.workers, concurrency=args.concurrency)
-        print(json.dumps({"load": result}), flush=True)
+        if not refs_file.exists():
+            info = fill(data_dir, args.events, args.tracked)
+            refs_file.write_text(json.dumps(info.pop("refs")))
+            print(json.dumps({"fill": info}), flush=True)
+        key = trader_api_key(data_dir)
+        port = args.port or _free_port()
+        me = Path(__file__).resolve()
+        workers = [subprocess.Popen([sys.executable, str(me), "serve", "--data-dir",
+                                     str(data_dir), "--port", str(port)])
+                   for _ in range(args.workers)]
+        try:
+            _wait_port(port)
+            time.sleep(1.0)
+            subprocess.run(
+                [sys.executable, str(me), "load", "--data-dir", str(data_dir), "--port",
+                 str(port), "--workers", str(args.workers), "--concurrency",
+                 str(args.concurrency), "--duration", str(args.duration), "--warmup",
+                 str(args.warmup)],
+                timeout=args.duration + args.warmup + 900, check=True,
+                env={**os.environ, KEY_VARIABLE: key},
+            )
+        finally:
+            for w in workers:
+                w.send_signal(signal.SIGINT)
+            for w in workers:
+                try:
+                    w.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    w.kill()
     finally:
-        for w in workers:
-            w.send_signal(signal.SIGINT)
-        for w in workers:
-            try:
-                w.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                w.kill()
         if not args.keep and args.data_dir is None:
             shutil.rmtree(data_dir, ignore_errors=True)
 

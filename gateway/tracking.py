@@ -293,8 +293,8 @@ class TrackingSettings:
         return settings
 
 
-#: Pending access-log key (owner, reader, event id) and what the entry says: (subject, via).
-_Read = tuple[tuple[int, int, int], bytes, str]
+#: Access-log entries of reads: (owner, reader, event id) -> (subject, via).
+_Reads = dict[tuple[int, int, int], tuple[bytes, str]]
 
 
 @dataclass(frozen=True)
@@ -312,8 +312,8 @@ class _CachedView:
     """Earliest expiry (Unix seconds) among the grants it relied on; ``inf`` if none."""
     subjects: frozenset[bytes]
     """Every subject key the build queried (a change to any of them drops the view)."""
-    reads: tuple[_Read, ...]
-    """The access-log entries each serving of it records."""
+    reads: _Reads
+    """The access-log entries each serving of it records (not to be modified)."""
 
 
 class _ViewCache:
@@ -426,7 +426,7 @@ class _Reader:
     """Subject keys queried on its behalf."""
     valid_until: float = math.inf
     """Earliest expiry among the grants its reads relied on."""
-    reads: dict[tuple[int, int, int], _Read] = field(default_factory=dict)
+    reads: _Reads = field(default_factory=dict)
     """Access-log entries of its reads of other organisations' events."""
 
 
@@ -462,6 +462,7 @@ class Tracking:
         self.clock = clock
         self._plain = _LRU(settings.plaintext_cache_entries if cache_size is None else cache_size)
         self._entries = _LRU(settings.entry_cache_entries)
+        self._opened = _LRU(settings.entry_cache_entries)
         self.views = _ViewCache(settings.view_cache_entries,
                                 int(settings.view_cache_megabytes * (1 << 20)))
         self._generation = model.generation()
@@ -592,8 +593,30 @@ class Tracking:
         if decision is None:
             return None
         via, credential = decision
+        # after the authorisation check only: the caches are never a way in
+        opened_key = (ev.event_id, ev.payload_hash, via, ev.retracted_by, ev.reference_readable,
+                      ev.readers)
+        opened: VisibleEvent | None = self._opened.get(opened_key)
+        if opened is None:
+            opened = self._open(reader, ev, via, credential)
+            if opened is None:
+                return None
+            self._opened.put(opened_key, opened)
+        if via == "grant" and credential.expiry:
+            reader.valid_until = min(reader.valid_until, credential.expiry)
+        if via != "owner":
+            key = (ev.publisher, reader.chain_org, ev.event_id)
+            reader.reads[key] = (ev.subject, via)
+            if key not in self._pending:
+                self._pending[key] = AccessEntry(
+                    ev.publisher, reader.chain_org, ev.event_id, ev.subject, int(self.clock()), via
+                )
+        return opened
+
+    def _open(self, reader: _Reader, ev: IndexedEvent, via: str, credential: Any) -> VisibleEvent | None:
+        """Decrypt (or take the cached plaintext of) an event ``reader`` is entitled to."""
         plain_key = (ev.event_id, ev.payload_hash)
-        plain = self._plain.get(plain_key)  # after the authorisation check only
+        plain = self._plain.get(plain_key)
         if plain is None:
             raw = self._decrypt(reader, ev, via, credential)
             if raw is None:
@@ -602,26 +625,16 @@ class Tracking:
                 log.warning("event %d: plaintext does not match its payload hash", ev.event_id)
                 return None
             try:
-                decoded = events.from_plaintext(raw)
+                plain = events.from_plaintext(raw)
             except events.EventError:
                 log.warning("event %d: not a canonical event plaintext", ev.event_id)
                 return None
-            plain = decoded
             self._plain.put(plain_key, plain)
         visibility = Visibility("reference" if ev.reference_readable else "named", ev.readers)
         event = CanonicalEvent(
             plain.event_type, plain.classifier, plain.event_time, plain.subject, plain.location,
             plain.related, plain.details, visibility, plain.retracts,
         )
-        if via == "grant" and credential.expiry:
-            reader.valid_until = min(reader.valid_until, credential.expiry)
-        if via != "owner":
-            key = (ev.publisher, reader.chain_org, ev.event_id)
-            reader.reads[key] = (key, ev.subject, via)
-            if key not in self._pending:
-                self._pending[key] = AccessEntry(
-                    ev.publisher, reader.chain_org, ev.event_id, ev.subject, int(self.clock()), via
-                )
         return VisibleEvent(
             ev.event_id, ev.block, ev.tx_hash, ev.log_index, ev.block_time, ev.publisher,
             self.publisher_name(ev.publisher), event, via, ev.retracted_by,
@@ -770,20 +783,22 @@ class Tracking:
         if changed is None:  # directory change, bulk load, reset, or too far behind
             self.views.clear()
             self._entries = _LRU(self._entries.size)
+            self._opened = _LRU(self._opened.size)
             self._names.clear()
         else:
             self.views.drop(changed)
         self._generation = generation
 
-    def _record(self, reads: Iterable[_Read], reader: int) -> None:
+    def _record(self, reads: _Reads) -> None:
         """Buffer the access-log entries of a served view (one per owner, reader, event and
         flush window)."""
         pending = self._pending
-        now = None
-        for key, subject, via in reads:
-            if key not in pending:
-                now = int(self.clock()) if now is None else now
-                pending[key] = AccessEntry(key[0], reader, key[2], subject, now, via)
+        missing = [key for key in reads if key not in pending]  # not a set difference: that
+        if missing:  # would walk the whole buffer
+            now = int(self.clock())
+            for key in missing:
+                subject, via = reads[key]
+                pending[key] = AccessEntry(key[0], key[1], key[2], subject, now, via)
 
     def shipment_json(self, principal: Principal, text: str) -> bytes | None:
         """The shipment view of what was typed as JSON bytes, or None if nothing visible
@@ -795,7 +810,7 @@ class Tracking:
         now = self.clock()
         cached = self.views.get(key, reader.keys, now)
         if cached is not None:
-            self._record(cached.reads, reader.chain_org)
+            self._record(cached.reads)
             return _render(cached.parts, now)
         view = self._build(reader, candidates)
         if view is None:
@@ -804,7 +819,7 @@ class Tracking:
         self.views.put(key, _CachedView(
             parts=parts, size=sum(len(p) for p in parts if isinstance(p, bytes)),
             keys=reader.keys, valid_until=reader.valid_until,
-            subjects=frozenset(reader.subjects), reads=tuple(reader.reads.values()),
+            subjects=frozenset(reader.subjects), reads=reader.reads,
         ))
         return _render(parts, now)
 
