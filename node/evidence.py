@@ -344,16 +344,20 @@ class EvidenceReporter:
 
     async def run(self, stopping: Any) -> None:
         """Pass over open evidence whenever woken (and every :data:`PASS_INTERVAL` seconds while
-        some is open) until ``stopping()`` is true."""
+        some is open) until ``stopping()`` is true.
+
+        The first pass waits for a wake-up or the interval: a node that just started has not
+        reached its peers yet, and a report sent then would reach no other validator's pool.
+        """
         while not stopping():
-            if self._open:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), PASS_INTERVAL)
+            self.wake.clear()
+            if self._open and not stopping():
                 try:
                     self.report_pass()
                 except Exception:  # a failing pass must not end reporting; retried next time
                     log.exception("equivocation reporting pass failed")
-            self.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), PASS_INTERVAL)
 
     def report_pass(self) -> list[bytes]:
         """Settle what the chain recorded and (re)send reports for the rest, within the bounds

@@ -1,9 +1,11 @@
 """Equivocation evidence: a validator's two conflicting signed messages for one (height, round)
 are caught, kept in LevelDB and served over JSON-RPC; the evidence verifies with ecrecover alone
-and refuses every forgery."""
+and refuses every forgery; and the nodes report it to the Consortium contract, where it lands
+once (also after a restart)."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,9 @@ from consensus.messages import (
     Signed,
     encode_message,
 )
+from contracts import SYSTEM_ADDRESSES
+from contracts.equivocation import REPORTED_TOPIC, decode_reported_log
+from node.db import LevelDB
 from node.evidence import (
     EquivocationDetector,
     EvidenceStore,
@@ -30,6 +35,7 @@ from node.evidence import (
     verify_evidence,
 )
 from node.genesis import dev_key
+from node.p2p_frames import Code
 from node.rpc import JsonRpc
 from tests.node.engine_net import Net
 
@@ -123,3 +129,109 @@ async def test_engine_keeps_evidence_and_serves_it(tmp_path: Path) -> None:
         served = JsonRpc(member.service).methods["portledger_getEquivocations"]([])
         assert served[0]["validator"].lower() == "0x" + AUTHOR.hex()
         assert verify_evidence(bytes.fromhex(served[0]["evidence"][2:])).validator == AUTHOR
+
+
+def test_evidence_fields_must_be_as_on_the_wire() -> None:
+    """verify_evidence accepts only what the Consortium contract re-encodes the same way."""
+    good = _pair(prepare(4, 0, b"\x01" * 32), prepare(4, 0, b"\x02" * 32))
+    _, a, b = rlp.decode(good)
+    cases = [
+        (lambda a, b: a[0].__setitem__(1, b"\x00\x04"), "not a canonical integer"),
+        (lambda a, b: a[0].__setitem__(1, (2**64).to_bytes(9, "big")), "height"),
+        (lambda a, b: a[0].__setitem__(2, (2**32).to_bytes(5, "big")), "round"),
+        (lambda a, b: a[0].__setitem__(3, b"\x01" * 31), "digest is 32 bytes"),
+        (lambda a, b: a.__setitem__(1, a[1][:64]), "signature is 65 bytes"),
+    ]
+    for mutate, why in cases:
+        first, second = rlp.decode(rlp.encode(a)), rlp.decode(rlp.encode(b))
+        mutate(first, second)
+        with pytest.raises(InvalidEvidence, match=why):
+            verify_evidence(rlp.encode([1, first, second]))
+
+
+def test_evidence_is_the_same_whichever_message_came_first() -> None:
+    one, two = prepare(9, 3, b"\x05" * 32), prepare(9, 3, b"\x04" * 32)
+    forward, backward = EquivocationDetector(), EquivocationDetector()
+    forward.observe(one)
+    backward.observe(two)
+    a, b = forward.observe(two), backward.observe(one)
+    assert a is not None and b is not None and a.encoded == b.encoded
+    first, second = a.report_messages()
+    assert (first.digest, second.digest) == (b"\x04" * 32, b"\x05" * 32)
+
+
+def _reports(member) -> list:  # type: ignore[no-untyped-def]
+    """EquivocationReported events on ``member``'s chain, through eth_getLogs."""
+    logs = JsonRpc(member.service).methods["eth_getLogs"](
+        [{"fromBlock": "0x0", "toBlock": "latest", "address": SYSTEM_ADDRESSES["Consortium"],
+          "topics": ["0x" + REPORTED_TOPIC.hex()]}]
+    )
+    return [
+        decode_reported_log(
+            [bytes.fromhex(t[2:]) for t in entry["topics"]], bytes.fromhex(entry["data"][2:])
+        )
+        for entry in logs
+    ]
+
+
+async def test_equivocating_validator_is_reported_on_chain(tmp_path: Path) -> None:
+    """Validator 3 sends two conflicting PREPAREs to every peer over p2p; each honest node keeps
+    the same evidence, reports it, and the chain records it exactly once."""
+    async with Net(tmp_path, validators=4).started() as net:
+        honest, byzantine = net.members[:3], net.members[3]
+        await net.wait(lambda: all(len(m.network.peers()) == 3 for m in net.members), 30, "peers")
+        height = honest[0].engine.state.height
+        frames = [encode_message(prepare(height, 0, d)) for d in (b"\x01" * 32, b"\x02" * 32)]
+        # A connection may be replaced just after the handshake (both ends dialled) and drop a
+        # frame: the byzantine node sends again, each second, until every honest node caught it.
+        for _ in range(30):
+            for data in frames:
+                for m in honest:
+                    byzantine.network.send(m.key.public_key.to_canonical_address(),
+                                           Code.CONSENSUS, data)
+            with contextlib.suppress(AssertionError):
+                await net.wait(lambda: all(m.engine.evidence_store.count() for m in honest),
+                               1.0, "evidence")
+                break
+        await net.wait(
+            lambda: all(m.engine.evidence_store.count() == 1 and not m.engine.evidence_reporter.open
+                        for m in honest),
+            60, "every honest node to see its evidence recorded on chain",
+        )
+        stored = {m.engine.evidence_store.get(0).encoded for m in honest}
+        assert len(stored) == 1  # canonical order: the same bytes on every node
+        (evidence,) = [verify_evidence(e) for e in stored]
+        await net.wait(lambda: all(_reports(m) for m in net.members), 30, "the log everywhere")
+        for m in net.members:
+            (report,) = _reports(m)
+            assert (report.validator, report.code, report.height, report.round) == (
+                AUTHOR, 0x13, height, 0)
+            assert report.evidence_hash == keccak(evidence.encoded)
+            assert report.reporter in {h.key.public_key.to_canonical_address() for h in honest}
+        for m in honest:
+            assert m.engine.evidence_store.reported_at(0) is not None
+
+
+async def test_stored_evidence_is_reported_after_a_restart(tmp_path: Path) -> None:
+    """Evidence a node kept but never got on chain (it stopped first) is reported when it
+    starts again."""
+    detector = EquivocationDetector()
+    detector.observe(commit(2, 0, b"\x01" * 32))
+    evidence = detector.observe(commit(2, 0, b"\x02" * 32))
+    assert evidence is not None
+    async with Net(tmp_path, validators=4).started() as net:
+        await net.stop(0)
+        db = LevelDB(str(tmp_path / "node0"))
+        try:
+            assert EvidenceStore(db).add(evidence) == 0
+        finally:
+            db.close()
+        await net.start(0)
+        member = net.members[0]
+        assert member.engine is not None and member.engine.evidence_reporter.open == (0,)
+        await net.wait(lambda: not member.engine.evidence_reporter.open, 60, "the report on chain")
+        (report,) = _reports(member)
+        assert report.reporter == member.key.public_key.to_canonical_address()
+        assert (report.validator, report.code, report.height) == (AUTHOR, 0x14, 2)
+        assert report.evidence_hash == evidence.evidence_hash
+        assert EvidenceStore(member.ledger.db).reported_at(0) is not None
