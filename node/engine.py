@@ -32,6 +32,11 @@ head every :data:`STATUS_INTERVAL` seconds (``STATUS``). A node that learns of a
 fetches the missing range (``GET_BLOCKS``) and imports each block with full validation, commit
 seals included (``Ledger.import_block``). Non-validating nodes (observers) follow the chain
 this way and ignore consensus traffic.
+
+Equivocation: every consensus message from a validator passes the
+:class:`~node.evidence.EquivocationDetector`; evidence is kept in LevelDB and reported to the
+Consortium contract by the :class:`~node.evidence.EvidenceReporter`, a task of its own woken by
+new evidence and new blocks (a transaction through this node's pool, never a consensus step).
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ from typing import Any
 import rlp
 from eth.exceptions import Revert, VMError
 from eth_hash.auto import keccak
-from eth_keys import keys
+from eth_keys.datatypes import PrivateKey
 
 from consensus import extradata
 from consensus.messages import MAX_HEIGHT, MAX_ROUND, Commit, Message, Prepare, Proposal
@@ -148,11 +148,12 @@ class Equivocation:
 
 def signed_payload(message: Message) -> list[Any] | None:
     """The RLP items a PROPOSAL, PREPARE or COMMIT's author signed; None for other kinds."""
-    payload = message.signed.payload
     if isinstance(message, Proposal | Prepare):
-        return [int(message.kind), payload.height, payload.round, payload.digest]
+        voted = message.signed.payload
+        return [int(message.kind), voted.height, voted.round, voted.digest]
     if isinstance(message, Commit):
-        return [0x14, payload.height, payload.round, payload.digest, payload.commit_seal]
+        sealed = message.signed.payload
+        return [0x14, sealed.height, sealed.round, sealed.digest, sealed.commit_seal]
     return None
 
 
@@ -308,13 +309,13 @@ class EvidenceReporter:
     ----------
     service : node.service.NodeService
         The node: its ledger (state for calls, the Consortium address), pool and chain id.
-    key : eth_keys.keys.PrivateKey
+    key : eth_keys.datatypes.PrivateKey
         The account that signs the reports; it must be a member account.
     store : EvidenceStore
         Where the evidence is kept.
     """
 
-    def __init__(self, service: Any, key: keys.PrivateKey, store: EvidenceStore) -> None:
+    def __init__(self, service: Any, key: PrivateKey, store: EvidenceStore) -> None:
         self.service = service
         self.key = key
         self.address: bytes = key.public_key.to_canonical_address()

@@ -937,15 +937,21 @@ class JsonRpc:
         return self.node.status()
 
     def portledger_getEquivocations(self, params: list[Any]) -> list[dict[str, Any]]:
-        """Equivocation evidence this node caught (``node.evidence``), oldest first."""
+        """Equivocation evidence this node caught (``node.evidence``), oldest first;
+        ``reportedInBlock`` is the block whose Consortium record this node has seen, or null."""
         _params(params, 0, 0, "portledger_getEquivocations")
         from node.evidence import EvidenceStore
 
-        return [
-            {"validator": _address(e.validator), "code": _hex(e.code), "height": _hex(e.height),
-             "round": _hex(e.round), "evidence": _data(e.encoded)}
-            for e in EvidenceStore(self.ledger.db).all()
-        ]
+        store = EvidenceStore(self.ledger.db)
+        out = []
+        for n, e in enumerate(store.all()):
+            reported = store.reported_at(n)
+            out.append(
+                {"validator": _address(e.validator), "code": _hex(e.code),
+                 "height": _hex(e.height), "round": _hex(e.round), "evidence": _data(e.encoded),
+                 "reportedInBlock": None if reported is None else _hex(reported)}
+            )
+        return out
 
     def portledger_getProof(self, params: list[Any]) -> dict[str, Any]:
         """A proof bundle (docs/proof-format.md) of logs given by JSON-RPC ``logIndex``.

@@ -128,6 +128,7 @@ async def test_engine_keeps_evidence_and_serves_it(tmp_path: Path) -> None:
         assert len(stored) == 1 and stored[0].validator == AUTHOR and stored[0].height == height
         served = JsonRpc(member.service).methods["portledger_getEquivocations"]([])
         assert served[0]["validator"].lower() == "0x" + AUTHOR.hex()
+        assert served[0]["reportedInBlock"] is None or int(served[0]["reportedInBlock"], 16) > 0
         assert verify_evidence(bytes.fromhex(served[0]["evidence"][2:])).validator == AUTHOR
 
 
@@ -209,7 +210,9 @@ async def test_equivocating_validator_is_reported_on_chain(tmp_path: Path) -> No
             assert report.evidence_hash == keccak(evidence.encoded)
             assert report.reporter in {h.key.public_key.to_canonical_address() for h in honest}
         for m in honest:
-            assert m.engine.evidence_store.reported_at(0) is not None
+            (served,) = JsonRpc(m.service).methods["portledger_getEquivocations"]([])
+            assert served["reportedInBlock"] is not None
+            assert int(served["reportedInBlock"], 16) == m.engine.evidence_store.reported_at(0)
 
 
 async def test_stored_evidence_is_reported_after_a_restart(tmp_path: Path) -> None:
