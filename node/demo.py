@@ -257,6 +257,17 @@ def _sigterm_stops() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM (stopping is bounded: SIGKILL follows a short grace)."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
              duration: float = 0.0, gateway_port: int | None = None) -> int:
     """Run the demo port; return the exit status (0: every check passed).
@@ -327,7 +338,8 @@ def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
         finally:
             console.print("stopping the gateway and the nodes…")
             if port is not None:
-                port.stop()
+                with _signals_ignored():  # a second Ctrl-C must not leave processes behind
+                    port.stop()
         if observer is not None and (observer.datadir / "genesis.json").exists():
             _replay(observer, console, checks)
     console.rule("[bold green]demo OK" if checks.ok else "[bold red]demo FAILED")
@@ -414,12 +426,15 @@ def _who_sees_what(port: Any, call: simulate.VesselCall, console: Console,
                  view is not None, ", ".join(sorted(_numbers(view))) if view else "no view")
 
     owners = {"carrier": {bank}, "terminal": {trader, bank}, "forwarder": {trader}}
+    # only this call's documents and containers (a reused port's log holds earlier runs too)
+    ours = {"0x" + subject_key(r).hex() for r in (call.master, call.house, *call.containers)}
 
     def logs() -> dict[str, list[dict[str, Any]]] | None:
         found = {}
         for owner, readers in owners.items():
             status, body, _ = port.clients[simulate.PARTIES[owner]].get("/v1/access-log")
-            entries = body.get("entries", []) if status == 200 else []
+            entries = [e for e in (body.get("entries", []) if status == 200 else [])
+                       if e["subject"] in ours]
             if not readers <= {e["reader"] for e in entries}:
                 return None
             found[owner] = entries
