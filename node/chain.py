@@ -268,9 +268,8 @@ class PortLedgerVM(PragueVM):
         logs = [Log(address, topics, data) for address, topics, data in entries]
         receipt = Receipt(state_root=status, gas_used=gas_used, logs=logs, bloom=logs_bloom(logs))
         if isinstance(transaction, TypedTransaction):
-            return transaction.receipt_builder.typed_receipt_class(  # type: ignore[no-any-return]
-                transaction.type_id, receipt
-            )
+            type_id: int = transaction.type_id  # type: ignore[assignment]  # always set on typed
+            return transaction.receipt_builder.typed_receipt_class(type_id, receipt)
         return receipt
 
     @classmethod

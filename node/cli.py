@@ -383,6 +383,13 @@ def import_command(datadir: str, file: str) -> None:
 @click.option("--export-json", type=click.Path(dir_okay=False), default=None, help="Subject history as JSON.")
 @click.option("--report-json", type=click.Path(dir_okay=False), default=None, help="The whole audit report as JSON.")
 @click.option("--no-report", is_flag=True, help="Only verify; print no audit report.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=os.cpu_count() or 1,
+    show_default="all cores",
+    help="With --datadir: replay consecutive segments in this many processes.",
+)
 def replay(
     datadir: str | None,
     blocks_file: str | None,
@@ -392,37 +399,37 @@ def replay(
     export_json: str | None,
     report_json: str | None,
     no_report: bool,
+    jobs: int,
 ) -> None:
     """Re-execute the chain from genesis, checking every state, transaction and receipt root;
     then print the auditor's report (events, validator participation, governance, anomalies)."""
-    from node.replay import AuditReport, replay_blocks
+    from node.replay import AuditReport, replay_blocks, replay_datadir
 
     if (export_csv or export_json) and not subject:
         raise click.ClickException("--export-csv / --export-json need --subject")
 
     if datadir:
-        source = DataDir(datadir).open_ledger()
+        # Opened (and closed) first: the same checks and messages as every command.
+        source = DataDir(datadir).open_ledger(sync=False)
         genesis = source.genesis
-        head = source.head().block_number
-        blocks: Any = _iter_blocks(source, 1, head)
-        total: int | None = head
+        source.db.close()
+        report = None if no_report else AuditReport(genesis, subject=subject)
+        with tempfile.TemporaryDirectory(prefix="portledger-replay-") as scratch:
+            summary = replay_datadir(
+                genesis, DataDir(datadir).chain, scratch, jobs=jobs, report=report
+            )
     elif blocks_file and genesis_path:
-        source = None
         genesis = Genesis.load(genesis_path)
         from node.chain import PortLedgerVM
 
         blocks = read_block_file(blocks_file, PortLedgerVM.get_block_class())
-        total = None
+        report = None if no_report else AuditReport(genesis, subject=subject)
+        with tempfile.TemporaryDirectory(prefix="portledger-replay-") as scratch:
+            summary = replay_blocks(
+                genesis, blocks, scratch, observe=report.observe if report is not None else None
+            )
     else:
         raise click.ClickException("give --datadir, or --blocks with --genesis")
-    report = None if no_report else AuditReport(genesis, subject=subject)
-    with tempfile.TemporaryDirectory(prefix="portledger-replay-") as scratch:
-        summary = replay_blocks(
-            genesis, blocks, scratch, total=total,
-            observe=report.observe if report is not None else None,
-        )
-    if source is not None:
-        source.db.close()
     click.echo(summary.describe())
     if report is not None:
         from rich.console import Console

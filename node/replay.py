@@ -6,6 +6,27 @@ derived state root, transactions root, receipts root, bloom, gas used and reques
 compared with the header. The first difference stops the replay and is reported with the
 block number and the field.
 
+Parallel replay of a data directory (:func:`replay_datadir`, ``--jobs``): the chain is cut into
+consecutive segments of about equal gas, and each segment is replayed in its own process — the
+first from genesis, segment *i* from the post-state of its first block's parent *p*, as the
+header chain claims it. Nothing is taken on trust that sequential replay would check:
+
+- segment *i* starts from header *p* only after linking every header 1..*p* to the genesis
+  built from the genesis file (each header names its parent's hash; the QBFT block hash covers
+  everything but seals and round), so header *p*, its state root and validator list are the
+  ones segment *i - 1* re-derives when it replays block *p* — and that segment compares its
+  computed state root with exactly this header's;
+- the state at *p* is read from the audited database only by hash: a trie node or code is
+  accepted only if its Keccak-256 is the key that names it (:class:`_HashVerifiedReads`), so
+  it is the state under header *p*'s root and no other;
+- every block of every segment is imported as in sequential replay (seals, header rules, every
+  transaction re-executed, every root compared).
+
+So the segments together prove what one sequential pass proves — every block's roots follow
+from genesis — using one core per segment. Each worker opens a snapshot of the (stopped)
+node's LevelDB whose table files are hard links (LevelDB never rewrites a table file); where
+that is impossible (another file system), replay is sequential.
+
 While it replays, an auditor's :class:`AuditReport` watches every block it has verified:
 
 - **blocks and events**: cargo events per publishing organisation and per event type;
@@ -24,20 +45,28 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
+import os
+import shutil
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eth.vm.interrupt import MissingBytecode
+from eth_hash.auto import keccak
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from trie.exceptions import MissingTrieNode
 
 from consensus import extradata
 from consensus.validation import proposer_for
 from contracts import SYSTEM_ADDRESSES, load_artifact
 from contracts.cargo import CARGO_EVENT_TOPIC, decode_event_log, subject_key
-from node.chain import BlockResult, InvalidBlock, Ledger
+from node.chain import BlockResult, ChainError, InvalidBlock, Ledger
 from node.db import LevelDB
 from node.genesis import Genesis
 
@@ -46,14 +75,22 @@ from node.genesis import Genesis
 class ReplaySummary:
     """What a replay saw."""
 
+    #: Blocks that verified.
     blocks: int = 0
+    #: Their transactions.
     transactions: int = 0
+    #: Their receipts' logs.
     logs: int = 0
+    #: Their gas used.
     gas: int = 0
+    #: Wall-clock seconds of the whole replay.
     seconds: float = 0.0
+    #: Hash of the last block that verified (genesis before the first).
     head_hash: bytes = b""
     #: ``None`` when every block verified; else what failed and where.
     failure: str | None = None
+    #: Processes that replayed consecutive segments of the chain.
+    processes: int = 1
 
     def describe(self) -> str:
         rate = self.transactions / self.seconds if self.seconds else 0.0
@@ -63,7 +100,8 @@ class ReplaySummary:
             f"  blocks {self.blocks}, transactions {self.transactions}, logs {self.logs}, "
             f"gas {self.gas}\n"
             f"  head 0x{self.head_hash.hex()}\n"
-            f"  {self.seconds:.1f} s, {rate:.0f} tx/s"
+            f"  {self.seconds:.1f} s, {rate:.0f} tx/s, {self.processes} "
+            f"process{'es' if self.processes > 1 else ''}"
         )
 
 
@@ -82,49 +120,334 @@ def replay_blocks(
     :class:`AuditReport` is one such observer).
     """
     db = LevelDB(scratch_dir, sync=False)
-    ledger = Ledger(db, genesis)
-    summary = ReplaySummary(head_hash=ledger.head().hash)
     started = time.perf_counter()
+    try:
+        ledger = Ledger(db, genesis)
+        with _progress(show_progress, total) as advance:
+            summary = _import_all(ledger, blocks, observe, advance)
+    finally:
+        db.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+@contextmanager
+def _progress(show: bool, total: int | None) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar; yields ``advance(blocks_done, transactions_done)``."""
     progress = Progress(
         TextColumn("replaying"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(),
-        disable=not show_progress,
+        disable=not show,
         transient=True,
     )
+    started = time.perf_counter()
     with progress:
         task = progress.add_task("replay", total=total, rate="")
+
+        def advance(blocks: int, transactions: int) -> None:
+            elapsed = time.perf_counter() - started
+            progress.update(
+                task, completed=blocks, rate=f"{transactions / elapsed:.0f} tx/s" if elapsed else ""
+            )
+
+        yield advance
+
+
+def _import_all(
+    ledger: Ledger,
+    blocks: Iterable[Any],
+    observe: Callable[[Any, BlockResult, Any], None] | None,
+    advance: Callable[[int, int], None] | None = None,
+) -> ReplaySummary:
+    """Import ``blocks`` onto ``ledger``'s head one by one; the first fault stops it."""
+    summary = ReplaySummary(head_hash=ledger.head().hash)
+    for block in blocks:
+        expected = ledger.head().block_number + 1
+        if block.number != expected:
+            summary.failure = f"block #{block.number}: expected block #{expected} next"
+            break
+        parent = ledger.head()
         try:
-            for block in blocks:
-                expected = ledger.head().block_number + 1
-                if block.number != expected:
-                    summary.failure = f"block #{block.number}: expected block #{expected} next"
-                    break
-                parent = ledger.head()
-                try:
-                    result = ledger.import_block(block)
-                except InvalidBlock as exc:
-                    summary.failure = str(exc)
-                    break
-                if observe is not None:
-                    observe(block, result, parent)
-                summary.blocks += 1
-                summary.transactions += len(block.transactions)
-                summary.logs += sum(len(r.logs) for r in result.receipts)
-                summary.gas += block.header.gas_used
-                summary.head_hash = block.hash
-                elapsed = time.perf_counter() - started
-                progress.update(
-                    task,
-                    advance=1,
-                    rate=f"{summary.transactions / elapsed:.0f} tx/s" if elapsed else "",
-                )
-        finally:
-            summary.seconds = time.perf_counter() - started
-            db.close()
+            result = ledger.import_block(block)
+        except InvalidBlock as exc:
+            summary.failure = str(exc)
+            break
+        if observe is not None:
+            observe(block, result, parent)
+        summary.blocks += 1
+        summary.transactions += len(block.transactions)
+        summary.logs += sum(len(r.logs) for r in result.receipts)
+        summary.gas += block.header.gas_used
+        summary.head_hash = block.hash
+        if advance is not None:
+            advance(summary.blocks, summary.transactions)
     return summary
+
+
+# -- parallel replay of a data directory ---------------------------------------------------
+
+
+#: Least gas per parallel replay segment: about 10 s of work at the import rate.
+MIN_SEGMENT_GAS = 200_000_000
+
+
+class _HashVerifiedReads(LevelDB):
+    """A segment's scratch database that reads what it lacks from the audited one — but only
+    hash-addressed entries: a 32-byte key whose value hashes to it (a trie node, a contract's
+    code). Anything else there (headers, lookups, a node that does not match its key) reads
+    as missing, so a replay from a forged state fails instead of trusting it."""
+
+    def __init__(self, path: str, source: LevelDB) -> None:
+        super().__init__(path, sync=False)
+        self._source = source
+
+    def __getitem__(self, key: bytes) -> bytes:
+        try:
+            return super().__getitem__(key)
+        except KeyError:
+            if len(key) != 32:
+                raise
+            value = self._source[key]
+            if keccak(value) != key:
+                raise KeyError(key) from None
+            return value
+
+    def _exists(self, key: bytes) -> bool:
+        try:
+            self[key]
+        except KeyError:
+            return False
+        return True
+
+
+def snapshot_leveldb(chain_dir: Path, into: Path) -> None:
+    """A second openable copy of a closed LevelDB: its table files hard-linked (LevelDB never
+    changes a table file once written, and only unlinks it when obsolete), the manifest, log
+    and current-file copied. Raises ``OSError`` if the files cannot be linked (another file
+    system)."""
+    into.mkdir(parents=True)
+    for entry in chain_dir.iterdir():
+        if entry.name == "LOCK" or not entry.is_file():
+            continue
+        if entry.suffix in (".ldb", ".sst"):
+            os.link(entry, into / entry.name)
+        else:
+            shutil.copy2(entry, into / entry.name)
+
+
+def split_by_gas(gas_per_block: list[int], parts: int) -> list[tuple[int, int]]:
+    """Cut blocks 1..n (``gas_per_block[i]`` is block i + 1's gas) into at most ``parts``
+    consecutive (first, last) ranges of about equal gas, none empty."""
+    n = len(gas_per_block)
+    parts = max(1, min(parts, n))
+    # Every block costs something even when it holds no transaction (seals, system calls).
+    weights = [g + 100_000 for g in gas_per_block]
+    total = sum(weights)
+    ranges: list[tuple[int, int]] = []
+    first, acc = 1, 0
+    for number, w in enumerate(weights, start=1):
+        acc += w
+        remaining_parts = parts - len(ranges) - 1
+        if (
+            remaining_parts > 0
+            and acc >= total * (len(ranges) + 1) / parts
+            and n - number >= remaining_parts
+        ):
+            ranges.append((first, number))
+            first = number + 1
+    if first <= n:
+        ranges.append((first, n))
+    return ranges
+
+
+@dataclass
+class _SegmentResult:
+    """What a segment worker sends back."""
+
+    #: The segment's summary (failure names the block that failed).
+    summary: ReplaySummary
+    #: Its audit report, when one was asked for.
+    report: AuditReport | None
+
+
+def _replay_segment(
+    genesis_doc: dict[str, Any],
+    snapshot_dir: str,
+    scratch_dir: str,
+    first: int,
+    last: int,
+    subject: str | None,
+    with_report: bool,
+    done: Any,
+    conn: Any,
+) -> None:
+    """Worker: replay blocks ``first..last`` from the post-state of block ``first - 1``."""
+    genesis = Genesis.from_json(genesis_doc)
+    source_db = LevelDB(snapshot_dir, sync=False)
+    scratch = _HashVerifiedReads(scratch_dir, source_db)
+    report = AuditReport(genesis, subject=subject) if with_report else None
+    summary = ReplaySummary()
+    started = time.perf_counter()
+    try:
+        source = Ledger(source_db, genesis)
+        ledger = Ledger(scratch, genesis)
+        if source.head().block_number < last:
+            raise ChainError(f"the source chain ends before block #{last}")
+        # Headers 1..first-1, each linked to its parent's hash from the genesis this replay
+        # built: persist_header_chain refuses a header whose parent hash is not the previous
+        # header's (py-evm's ValidationError).
+        with scratch.block_write():
+            ledger.chaindb.persist_header_chain(
+                source.header_by_number(n) for n in range(1, first)
+            )
+        if ledger.head().block_number != first - 1:
+            raise ChainError(f"the header chain does not reach block #{first - 1}")
+
+        def advance(blocks: int, _transactions: int) -> None:
+            done.value = blocks
+
+        blocks = (
+            source.block_by_header(source.header_by_number(n)) for n in range(first, last + 1)
+        )
+        summary = _import_all(
+            ledger, blocks, report.observe if report is not None else None, advance
+        )
+    except (MissingTrieNode, MissingBytecode) as exc:
+        missing = bytes(
+            exc.missing_node_hash if isinstance(exc, MissingTrieNode) else exc.missing_code_hash
+        )
+        summary.failure = (
+            f"segment #{first}..#{last}: state entry 0x{missing.hex()} under block "
+            f"#{first - 1}'s state root is missing from the audited database or does not "
+            f"match its hash ({type(exc).__name__})"
+        )
+    except Exception as exc:  # reported to the parent, which names the segment
+        summary.failure = f"segment #{first}..#{last}: {type(exc).__name__}: {exc}"
+    finally:
+        summary.seconds = time.perf_counter() - started
+        scratch.close()
+        source_db.close()
+    conn.send(_SegmentResult(summary, report))
+    conn.close()
+
+
+def replay_datadir(
+    genesis: Genesis,
+    chain_dir: str | Path,
+    scratch_dir: str | Path,
+    *,
+    jobs: int = 1,
+    report: AuditReport | None = None,
+    show_progress: bool = True,
+    min_segment_gas: int = MIN_SEGMENT_GAS,
+) -> ReplaySummary:
+    """Replay a stopped node's chain (its LevelDB in ``chain_dir``) from genesis on up to
+    ``jobs`` processes (see the module docstring); feed ``report`` with every block, in chain
+    order. A segment holds at least ``min_segment_gas`` (a worker costs a process start and a
+    pass over the headers before it), so a short chain replays in one process.
+
+    ``scratch_dir`` must be empty; the replay's databases and snapshots go there.
+    """
+    chain_dir, scratch = Path(chain_dir), Path(scratch_dir)
+    started = time.perf_counter()
+    snapshots: list[Path] = []
+    beside: Path | None = None  # snapshots next to the chain, when scratch is elsewhere
+    for i in range(1, max(1, jobs)):
+        try:
+            snapshot_leveldb(chain_dir, scratch / f"snapshot-{i}")
+            snapshots.append(scratch / f"snapshot-{i}")
+        except OSError:
+            shutil.rmtree(scratch / f"snapshot-{i}", ignore_errors=True)
+            try:
+                beside = beside or Path(tempfile.mkdtemp(prefix=".replay-", dir=chain_dir.parent))
+                snapshot_leveldb(chain_dir, beside / f"snapshot-{i}")
+                snapshots.append(beside / f"snapshot-{i}")
+            except OSError:
+                break  # no hard links possible: fewer processes
+    source_db = LevelDB(str(chain_dir), sync=False)
+    try:
+        source = Ledger(source_db, genesis)
+        head = source.head().block_number
+        gas = [source.header_by_number(n).gas_used for n in range(1, head + 1)]
+        parts = min(len(snapshots) + 1, max(1, sum(gas) // max(1, min_segment_gas)))
+        segments = split_by_gas(gas, parts) if head else [(1, 0)]
+        context = multiprocessing.get_context("spawn")
+        workers = []
+        for i, (first, last) in enumerate(segments[1:], start=1):
+            receiver, sender = context.Pipe(duplex=False)
+            done = context.Value("q", 0)
+            process = context.Process(
+                target=_replay_segment,
+                args=(genesis.raw, str(snapshots[i - 1]), str(scratch / f"segment-{i}"), first,
+                      last, report.subject if report is not None else None, report is not None,
+                      done, sender),
+                daemon=True,
+            )
+            process.start()
+            sender.close()
+            workers.append((process, receiver, done))
+        first, last = segments[0]
+        replay_db = LevelDB(str(scratch / "segment-0"), sync=False)
+        try:
+            with _progress(show_progress, head) as advance:
+
+                def advance_all(blocks: int, transactions: int) -> None:
+                    advance(blocks + sum(d.value for _p, _r, d in workers), transactions)
+
+                blocks = (
+                    source.block_by_header(source.header_by_number(n))
+                    for n in range(first, last + 1)
+                )
+                summary = _import_all(
+                    Ledger(replay_db, genesis), blocks,
+                    report.observe if report is not None else None, advance_all,
+                )
+                for process, receiver, _done in workers:
+                    if summary.failure is not None:
+                        process.terminate()
+                        continue
+                    part = _segment_result(process, receiver)
+                    summary.blocks += part.summary.blocks
+                    summary.transactions += part.summary.transactions
+                    summary.logs += part.summary.logs
+                    summary.gas += part.summary.gas
+                    summary.head_hash = part.summary.head_hash or summary.head_hash
+                    summary.failure = part.summary.failure
+                    if report is not None and part.report is not None:
+                        report.merge(part.report)
+        finally:
+            replay_db.close()
+            for process, receiver, _done in workers:
+                process.join(timeout=5)
+                if process.is_alive():
+                    process.kill()
+                receiver.close()
+    finally:
+        source_db.close()
+        if beside is not None:
+            shutil.rmtree(beside, ignore_errors=True)
+    summary.processes = len(segments)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _segment_result(process: Any, receiver: Any) -> _SegmentResult:
+    """Wait for a segment worker's result for as long as the worker lives."""
+    while not receiver.poll(0.5):
+        if not process.is_alive() and not receiver.poll(0):
+            return _SegmentResult(
+                ReplaySummary(failure=f"replay worker exited with code {process.exitcode}"), None
+            )
+    try:
+        result: _SegmentResult = receiver.recv()
+    except EOFError:
+        return _SegmentResult(
+            ReplaySummary(failure=f"replay worker exited with code {process.exitcode}"), None
+        )
+    return result
 
 
 def _event_abis(*names: str) -> dict[int, tuple[str, list[dict[str, Any]]]]:
@@ -302,6 +625,26 @@ class AuditReport:
             f"{k}={t if t < 2**160 else hex(t)}" for k, t in zip(indexed, log.topics[1:], strict=False)
         ]
         self.governance_log.append((number, f"{name}({', '.join(values)})"))
+
+    def merge(self, later: AuditReport) -> None:
+        """Add the report of the blocks that follow this one's (a later replay segment)."""
+        self.blocks += later.blocks
+        self.transactions += later.transactions
+        self.reverted += later.reverted
+        self.cargo_events += later.cargo_events
+        self.by_organisation.update(later.by_organisation)
+        self._types.update(later._types)
+        for validator, stats in later.validators.items():
+            mine = self.validators.setdefault(validator, ValidatorStats())
+            mine.proposed += stats.proposed
+            mine.sealed += stats.sealed
+            mine.eligible += stats.eligible
+        self.round_changes += later.round_changes
+        self.governance.update(later.governance)
+        self.governance_log.extend(later.governance_log)
+        self.validator_changes.extend(later.validator_changes)
+        self.anomalies.extend(later.anomalies)
+        self.history.extend(later.history)
 
     # -- output ------------------------------------------------------------------------------
     def as_dict(self) -> dict[str, Any]:

@@ -8,11 +8,13 @@ import csv
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from node.cli import main
+from node.db import LevelDB
 from tests.proofs.chain import CONTAINER, build_chain
 
 
@@ -82,3 +84,75 @@ def test_replay_of_100k_events_reproduces_every_root(tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output
     assert "OK: every root verified" in out.output and "Validator participation" in out.output
     assert json.loads((tmp_path / "r.json").read_text())["cargoEvents"] == events == 100_000
+
+
+def _replay(root: Path, jobs: int, scratch: Path, subject: str | None = CONTAINER) -> tuple[Any, Any]:
+    from node.genesis import Genesis
+    from node.replay import AuditReport, replay_datadir
+
+    genesis = Genesis.load(root / "genesis.json")
+    report = AuditReport(genesis, subject=subject)
+    scratch.mkdir()
+    summary = replay_datadir(
+        genesis, root / "chain", scratch, jobs=jobs, report=report, show_progress=False,
+        min_segment_gas=1,
+    )
+    return summary, report
+
+
+def test_parallel_replay_gives_the_sequential_result(tmp_path: Path) -> None:
+    """Segments replayed in three processes verify the same blocks and merge into the same
+    report (validator changes, a round change, a reverted transaction and the subject's
+    history all fall in different segments) as one sequential pass."""
+    sealed = build_chain(tmp_path / "node")
+    head = sealed.ledger.head()
+    sealed.ledger.db.close()
+    one, report_one = _replay(tmp_path / "node", 1, tmp_path / "s1")
+    three, report_three = _replay(tmp_path / "node", 3, tmp_path / "s3")
+    assert one.failure is None and three.failure is None, (one.failure, three.failure)
+    assert (one.processes, three.processes) == (1, 3)
+    assert three.blocks == one.blocks == head.block_number
+    assert (three.transactions, three.logs, three.gas) == (one.transactions, one.logs, one.gas)
+    assert three.head_hash == one.head_hash == head.hash
+    assert report_three.as_dict() == report_one.as_dict()
+    assert report_three.history == report_one.history and len(report_one.history) == 6
+
+
+def test_parallel_replay_refuses_a_forged_state_node(tmp_path: Path) -> None:
+    """A later segment starts from the audited database's state — read by hash only. Changing
+    one byte of the state root node where the second segment starts makes that segment fail
+    (a sequential replay never reads it); the same for a node that was removed."""
+    from node.replay import split_by_gas
+
+    sealed = build_chain(tmp_path / "node")
+    ledger = sealed.ledger
+    head = ledger.head().block_number
+    gas = [ledger.header_by_number(n).gas_used for n in range(1, head + 1)]
+    first_of_second = split_by_gas(gas, 2)[1][0]
+    root = ledger.header_by_number(first_of_second - 1).state_root
+    node = bytearray(ledger.db[root])
+    node[-1] ^= 1
+    ledger.db[root] = bytes(node)
+    ledger.db.close()
+
+    sequential, _ = _replay(tmp_path / "node", 1, tmp_path / "s1", subject=None)
+    assert sequential.failure is None
+    parallel, _ = _replay(tmp_path / "node", 2, tmp_path / "s2", subject=None)
+    assert parallel.failure is not None and f"segment #{first_of_second}.." in parallel.failure
+    assert f"0x{root.hex()} under block #{first_of_second - 1}'s state root" in parallel.failure
+    assert "missing from the audited database or does not match its hash" in parallel.failure
+
+    db = LevelDB(str(tmp_path / "node" / "chain"))
+    del db[root]
+    db.close()
+    removed, _ = _replay(tmp_path / "node", 2, tmp_path / "s3", subject=None)
+    assert removed.failure is not None and f"0x{root.hex()} under block" in removed.failure
+
+
+def test_split_by_gas() -> None:
+    from node.replay import split_by_gas
+
+    assert split_by_gas([10] * 10, 2) == [(1, 5), (6, 10)]
+    assert split_by_gas([10] * 3, 5) == [(1, 1), (2, 2), (3, 3)]
+    assert split_by_gas([0, 0, 10_000_000, 0], 2) == [(1, 3), (4, 4)]
+    assert split_by_gas([5], 1) == [(1, 1)]
