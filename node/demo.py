@@ -58,6 +58,7 @@ from consensus import extradata
 from contracts import SYSTEM_ADDRESSES
 from contracts.cargo import CARGO_EVENT_TOPIC, subject_key
 from gateway import simulate
+from gateway.devnet import Port
 from gateway.events import iso_time
 from node.devnet import DevnetError, NodeSpec, free_ports, rpc_call, status_table, wait_for
 
@@ -94,6 +95,7 @@ class Checks:
     """(what, passed, detail) in order."""
 
     def check(self, what: str, passed: bool, detail: str = "") -> bool:
+        """Record and print one check (``PASS``/``FAIL what (detail)``); return ``passed``."""
         self.results.append((what, passed, detail))
         tag = "[bold green]PASS[/]" if passed else "[bold red]FAIL[/]"
         self.console.print(f"{tag} {what}" + (f" [dim]({detail})[/]" if detail else ""))
@@ -101,6 +103,7 @@ class Checks:
 
     @property
     def ok(self) -> bool:
+        """At least one check was made and every one passed."""
         return bool(self.results) and all(passed for _, passed, _ in self.results)
 
 
@@ -119,7 +122,7 @@ def _gateway_port(wanted: int | None) -> int:
     return free_ports(1)[0]
 
 
-def _send(port: Any, upload: simulate.Upload) -> list[dict[str, Any]]:
+def _send(port: Port, upload: simulate.Upload) -> list[dict[str, Any]]:
     """Send one upload as its party; the receipts of the operations it created."""
     client = port.clients[simulate.PARTIES[upload.party]]
     status, body, _ = client.request(upload.method, upload.path, upload.body)
@@ -128,7 +131,7 @@ def _send(port: Any, upload: simulate.Upload) -> list[dict[str, Any]]:
     return list(body["receipts"])
 
 
-def _finalise(port: Any, upload: simulate.Upload, receipts: list[dict[str, Any]],
+def _finalise(port: Port, upload: simulate.Upload, receipts: list[dict[str, Any]],
               timeout: float = VIEW_TIMEOUT) -> list[dict[str, Any]]:
     """Wait until every operation of ``upload`` is final; their final receipts."""
     org = simulate.PARTIES[upload.party]
@@ -286,8 +289,6 @@ def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
     gateway_port : int, optional
         The gateway's HTTP port (0: any free one); default 8080 if free.
     """
-    from gateway.devnet import Port
-
     console = Console(width=None if sys.stdout.isatty() else 150)
     checks = Checks(console)
     root = Path(datadir) if datadir else Path(tempfile.mkdtemp(prefix="portledger-demo-"))
@@ -346,7 +347,7 @@ def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
     return 0 if checks.ok else 1
 
 
-def _play_story(port: Any, call: simulate.VesselCall, console: Console,
+def _play_story(port: Port, call: simulate.VesselCall, console: Console,
                 checks: Checks) -> dict[str, list[int]]:
     """Send the story's uploads, each final before the next; blocks per step."""
     console.rule("the vessel call (SIMULATED), through the gateway's HTTP API")
@@ -371,7 +372,7 @@ def _play_story(port: Any, call: simulate.VesselCall, console: Console,
     return blocks
 
 
-def _who_sees_what(port: Any, call: simulate.VesselCall, console: Console,
+def _who_sees_what(port: Port, call: simulate.VesselCall, console: Console,
                    checks: Checks) -> None:
     console.rule("who sees what (GET /v1/track/{reference}, each with its own API key)")
     trader, bank = simulate.PARTIES["trader"], simulate.PARTIES["bank"]
@@ -450,7 +451,7 @@ def _who_sees_what(port: Any, call: simulate.VesselCall, console: Console,
                      ", ".join(sorted(got)) or "no entries")
 
 
-def _on_chain(port: Any, observer: NodeSpec, call: simulate.VesselCall,
+def _on_chain(port: Port, observer: NodeSpec, call: simulate.VesselCall,
               blocks: dict[str, list[int]], console: Console, checks: Checks) -> None:
     console.rule("on chain (the observer's JSON-RPC)")
     names = {n.address.lower(): n.name for n in port.layout.validators}
@@ -486,7 +487,7 @@ def _on_chain(port: Any, observer: NodeSpec, call: simulate.VesselCall,
                  f"{len(logs)} events" + (f"; in clear: {', '.join(leaked)}" if leaked else ""))
 
 
-def _show_live_port(port: Any, call: simulate.VesselCall, console: Console) -> None:
+def _show_live_port(port: Port, call: simulate.VesselCall, console: Console) -> None:
     console.rule("[bold]the demo port is running")
     url = port.gateway.url
     console.print(f"gateway  {url}/  (web pages: /track, /access-log, /keys)   API docs  {url}/docs")
@@ -505,7 +506,7 @@ def _show_live_port(port: Any, call: simulate.VesselCall, console: Console) -> N
                   "moves through the gateway. [bold]Ctrl-C stops everything.[/]")
 
 
-def _live(port: Any, call: simulate.VesselCall, console: Console, checks: Checks, *,
+def _live(port: Port, call: simulate.VesselCall, console: Console, checks: Checks, *,
           interval: float, duration: float = 0.0, ticks: int = 0) -> None:
     """Post the live feed's ticks: ``ticks`` of them (0: until Ctrl-C or ``duration``)."""
     console.rule("live feed (SIMULATED)")
@@ -550,7 +551,7 @@ def _live(port: Any, call: simulate.VesselCall, console: Console, checks: Checks
         console.print(f"live feed: {feed.ticks} ticks, {finals} operations final on chain")
 
 
-def _summary(port: Any, call: simulate.VesselCall, console: Console, ticks: int,
+def _summary(port: Port, call: simulate.VesselCall, console: Console, ticks: int,
              finals: int) -> None:
     """One line: the chain's head and the story's containers as the trader sees them now."""
     try:
