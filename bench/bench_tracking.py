@@ -1,7 +1,7 @@
 """Tracking queries with 1 M events indexed, load from a separate process.
 
     python bench/bench_tracking.py [--events 1000000] [--tracked 2000] [--workers 2]
-                                   [--concurrency 64] [--duration 20] [--warmup 5]
+                                   [--concurrency 64] [--duration 20] [--warmup 120]
                                    [--data-dir DIR] [--keep]
 
 1. **Fill** a read model through the :class:`gateway.readmodel.SqliteReadModel` API: the 13 demo
@@ -29,8 +29,9 @@
      HTTP stack manage on this machine, so the tracking figures can be read against it;
    - *cold*: every tracked reference (containers, house and master B/Ls) once, shuffled — the
      first touch of each, no view cached;
-   - *warm-up* (``--warmup`` s): random references; each worker process has its own cache, so
-     a reference first served by the other worker is still a miss here;
+   - *warm-up*: random references until every worker process holds at least 99.5 % of the
+     views (each has its own cache, so a reference first served by the other worker is still a
+     miss here), at most ``--warmup`` seconds;
    - *steady* (``--duration`` s): random references.
 
    Each phase prints requests/s, p50/p99 latency, statuses and the view-cache hit ratio (the
@@ -226,7 +227,8 @@ def serve(data_dir: Path, port: int) -> None:
         views = request.app[tracking.TRACKING].views
         return web.json_response({"pid": os.getpid(), "hits": views.hits,
                                   "misses": views.misses, "entries": len(views),
-                                  "bytes": views.bytes, "evictions": views.evictions})
+                                  "bytes": views.bytes, "evictions": views.evictions,
+                                  "dropped": views.invalidations})
 
     app.router.add_get("/bench/stats", stats)
     web.run_app(app, host="127.0.0.1", port=port, reuse_port=True, access_log=None,
@@ -274,7 +276,7 @@ async def _phase(port: int, requests: list[bytes], concurrency: int, *,
     stop = None if duration is None else started + duration
 
     async def connection(seed: int) -> None:
-        rnd = random.Random(seed)
+        rnd = random.Random(f"{time.time_ns()}:{seed}")  # a new sequence in every phase
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             while True:
@@ -314,23 +316,45 @@ async def _load(port: int, key: str, refs: dict[str, list[str]], workers: int, c
     tracked = [f"GET {p} HTTP/1.1\r\nHost: bench\r\n{auth}\r\n".encode() for p in paths]
     health = [b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n"]
 
-    async def measured(name: str, requests: list[bytes], seconds: float | None) -> None:
+    async def measured(name: str, requests: list[bytes], seconds: float | None,
+                       show: bool = True) -> dict[str, Any]:
         before = await _stats(port, workers)
         result = await _phase(port, requests, concurrency, duration=seconds)
         after = await _stats(port, workers)
         hits = sum(after[p]["hits"] - before.get(p, {"hits": 0})["hits"] for p in after)
         misses = sum(after[p]["misses"] - before.get(p, {"misses": 0})["misses"] for p in after)
+        result["view_cache_hits"], result["view_cache_misses"] = hits, misses
         if hits + misses:
             result["view_cache_hit_ratio"] = round(hits / (hits + misses), 3)
         result["view_cache_entries"] = sum(a["entries"] for a in after.values())
         result["view_cache_mb"] = round(sum(a["bytes"] for a in after.values()) / (1 << 20), 1)
-        print(json.dumps({name: result, "load_average": os.getloadavg()[0]}), flush=True)
+        if show:
+            print(json.dumps({name: result, "load_average": round(os.getloadavg()[0], 2)}),
+                  flush=True)
+        return result
 
     await measured("client_ceiling_healthz", health, 5.0)
-    print(json.dumps({"references": len(tracked)}), flush=True)
+    print(json.dumps({"references": len(tracked), "workers": workers,
+                      "concurrency": concurrency}), flush=True)
     await measured("cold_first_touch", tracked, None)
-    await measured("warmup", tracked, warmup)
+    # warm-up: until every worker process holds (almost) every view — each builds its own
+    # copy — or for at most `warmup` seconds
+    started, requests = time.monotonic(), 0
+    window: dict[str, Any] = {}
+    held: list[int] = []
+    while time.monotonic() - started < warmup:
+        window = await measured("warmup", tracked, 2.0, show=False)
+        requests += window["requests"]
+        held = [s["entries"] for s in (await _stats(port, workers)).values()]
+        if min(held) >= 0.995 * len(tracked):
+            break
+    print(json.dumps({"warmup": {"seconds": round(time.monotonic() - started, 1),
+                                 "requests": requests, "views_held_per_worker": held,
+                                 "last_window_hit_ratio": window.get("view_cache_hit_ratio")},
+                      "load_average": round(os.getloadavg()[0], 2)}), flush=True)
     await measured("steady", tracked, duration)
+    print(json.dumps({"workers_view_caches": list((await _stats(port, workers)).values())}),
+          flush=True)
 
 
 def load(port: int, data_dir: Path, key: str, workers: int, concurrency: int, duration: float,
@@ -363,7 +387,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--duration", type=float, default=20.0, help="steady phase, seconds")
-    parser.add_argument("--warmup", type=float, default=5.0, help="warm-up phase, seconds")
+    parser.add_argument("--warmup", type=float, default=120.0,
+                        help="longest warm-up (it ends once every worker holds the views)")
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep (and reuse) the data dir")

@@ -16,7 +16,11 @@ It holds, per block range, in one transaction together with the indexer's cursor
   which subject keys it touched (an event's subject, a grant's target, a master or house B/L, a
   declaration; "everything" for directory changes, bulk loads and resets), so a process that
   caches answers derived from the read model (:mod:`gateway.tracking`'s view cache) can tell
-  with one cheap query per request whether anything changed, and then drop only what did.
+  per request whether anything changed, and then drop only what did. The generation is also
+  published, after each commit, in an 8-byte shared-memory file next to the database
+  (``readmodel.db-generation``), so that check costs a memory read instead of a query; every
+  process re-reads the database's own number at least once a second, which repairs the file if a
+  writer died between its commit and the publication.
 
 Besides the chain-derived tables it keeps two gateway-local ones that a rebuild keeps: the
 *access log* ("who saw my data": every read of an organisation's data by another one) and the
@@ -37,12 +41,16 @@ event loop reads.
 from __future__ import annotations
 
 import abc
+import mmap
+import os
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from aiohttp import web
 
@@ -225,9 +233,9 @@ class Anchor:
     """Block number."""
 
 
-@dataclass(frozen=True)
-class AccessEntry:
-    """One read of an organisation's data by another one."""
+class AccessEntry(NamedTuple):
+    """One read of an organisation's data by another one (a tuple: the hot path makes many,
+    and a batch of them is written as it is)."""
 
     owner: int
     """The organisation whose data was read."""
@@ -416,16 +424,18 @@ class ReadModel(abc.ABC):
         chain-derived rows (0 before the first). Cheap enough to read on every request."""
 
     @abc.abstractmethod
-    def changed_since(self, generation: int) -> frozenset[bytes] | None:
-        """Subject keys touched by the writes after ``generation``.
+    def changed_since(self, generation: int) -> tuple[int, frozenset[bytes] | None]:
+        """The current generation and the subject keys touched by the writes after
+        ``generation``.
 
         Returns
         -------
-        frozenset of bytes or None
-            The keys (events' subjects, grants' targets — for an event grant, the event's
-            subject —, master and house B/Ls, declarations); None when everything must be taken
-            as changed (the directory changed, a bulk load or reset, or ``generation`` is older
-            than the journal keeps).
+        (int, frozenset of bytes or None)
+            The generation the answer is as of (read from the journal itself), and the keys
+            (events' subjects, grants' targets — for an event grant, the event's subject —,
+            master and house B/Ls, declarations), or None when everything must be taken as
+            changed (the directory changed, a bulk load or reset, or ``generation`` is older
+            than the journal keeps or newer than the current one).
         """
 
     @abc.abstractmethod
@@ -618,6 +628,9 @@ _EVENT_COLUMNS = (
 )
 
 
+#: The published generation: one unsigned 64-bit little-endian number.
+_U64 = struct.Struct("<Q")
+
 #: Journal entry meaning "take everything as changed".
 _EVERYTHING = b""
 
@@ -710,6 +723,16 @@ class SqliteReadModel(ReadModel):
                 )
         self._local = threading.local()
         self._closed = False
+        fd = os.open(self.path.with_name(self.path.name + "-generation"), os.O_RDWR | os.O_CREAT,
+                     0o644)
+        try:
+            if os.fstat(fd).st_size < _U64.size:
+                os.ftruncate(fd, _U64.size)
+            self._beacon = mmap.mmap(fd, _U64.size)
+        finally:
+            os.close(fd)
+        self._beacon_checked = 0.0
+        self.generation()  # publishes the stored generation if the file lags behind
 
     # connections
     @property
@@ -727,6 +750,7 @@ class SqliteReadModel(ReadModel):
         self._closed = True
         with self._write_lock:
             self._writer.close()
+            self._beacon.close()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
@@ -737,26 +761,43 @@ class SqliteReadModel(ReadModel):
         row = self._db.execute("SELECT block, hash FROM cursor WHERE id = 1").fetchone()
         return Cursor(row[0], bytes(row[1])) if row else None
 
-    def generation(self) -> int:
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+    def _stored_generation(self, db: sqlite3.Connection) -> int:
+        row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         return int(row[0]) if row else 0
 
-    def changed_since(self, generation: int) -> frozenset[bytes] | None:
+    def _publish(self, generation: int | None) -> None:
+        """Write a committed generation to the shared file (after the commit, so a process
+        that reads it finds the commit in its next query)."""
+        if generation is not None and not self._beacon.closed:
+            _U64.pack_into(self._beacon, 0, generation)
+
+    def generation(self) -> int:
+        now = time.monotonic()
+        if now - self._beacon_checked < 1.0:
+            return _U64.unpack_from(self._beacon)[0]  # type: ignore[no-any-return]
+        self._beacon_checked = now  # at least once a second, the database's own number
+        stored = self._stored_generation(self._db)
+        if stored > _U64.unpack_from(self._beacon)[0]:
+            self._publish(stored)  # a writer died between its commit and its publication
+        return stored
+
+    def changed_since(self, generation: int) -> tuple[int, frozenset[bytes] | None]:
         db = self._db
         db.execute("BEGIN")  # one snapshot for the floor, the generation and the rows
         try:
             meta = dict(db.execute(
                 "SELECT key, value FROM meta WHERE key IN ('generation', 'journal_floor')"
             ).fetchall())
-            if not int(meta.get("journal_floor", 0)) <= generation <= int(meta.get("generation", 0)):
-                return None
+            current = int(meta.get("generation", 0))
+            if not int(meta.get("journal_floor", 0)) <= generation <= current:
+                return current, None
             rows = db.execute(
                 "SELECT DISTINCT subject FROM change_journal WHERE generation > ?", (generation,)
             ).fetchall()
         finally:
             db.execute("COMMIT")
         subjects = frozenset(bytes(r[0]) for r in rows)
-        return None if _EVERYTHING in subjects else subjects
+        return current, None if _EVERYTHING in subjects else subjects
 
     def apply(self, changes: Sequence[Change], cursor: Cursor, expected: Cursor | None) -> None:
         with self._write_lock:
@@ -770,7 +811,7 @@ class SqliteReadModel(ReadModel):
                 touched: set[bytes] = set()
                 for change in changes:
                     self._apply_one(db, change, touched)
-                self._journal(db, touched)
+                published = self._journal(db, touched)
                 db.execute(
                     "INSERT INTO cursor (id, block, hash, updated) VALUES (1, ?, ?, ?) "
                     "ON CONFLICT (id) DO UPDATE SET block = excluded.block, hash = excluded.hash, "
@@ -778,15 +819,17 @@ class SqliteReadModel(ReadModel):
                     (cursor.block, cursor.block_hash, time.time()),
                 )
                 db.execute("COMMIT")
+                self._publish(published)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
 
     @staticmethod
-    def _journal(db: sqlite3.Connection, touched: set[bytes]) -> None:
-        """Bump the generation and note ``touched`` (inside the writing transaction)."""
+    def _journal(db: sqlite3.Connection, touched: set[bytes]) -> int | None:
+        """Bump the generation and note ``touched`` (inside the writing transaction); the new
+        generation, or None if nothing was touched."""
         if not touched:
-            return
+            return None
         row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         generation = (int(row[0]) if row else 0) + 1
         db.execute(
@@ -804,6 +847,7 @@ class SqliteReadModel(ReadModel):
                 "INSERT INTO meta (key, value) VALUES ('journal_floor', ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(floor),)
             )
+        return generation
 
     @staticmethod
     def _subject_of(db: sqlite3.Connection, event_id: int) -> bytes | None:
@@ -947,8 +991,9 @@ class SqliteReadModel(ReadModel):
                     "INSERT OR IGNORE INTO event_readers (reader, event_id) VALUES (?, ?)",
                     [(r, e.event_id) for e in events for r in e.readers],
                 )
-                self._journal(db, {_EVERYTHING})
+                published = self._journal(db, {_EVERYTHING})
                 db.execute("COMMIT")
+                self._publish(published)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
@@ -962,8 +1007,9 @@ class SqliteReadModel(ReadModel):
                 touched: set[bytes] = set()
                 for change in changes:
                     self._apply_one(db, change, touched)
-                self._journal(db, touched)
+                published = self._journal(db, touched)
                 db.execute("COMMIT")
+                self._publish(published)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
@@ -975,8 +1021,9 @@ class SqliteReadModel(ReadModel):
             try:
                 for table in _CHAIN_TABLES:
                     db.execute(f"DELETE FROM {table}")  # noqa: S608 - constant table names
-                self._journal(db, {_EVERYTHING})
+                published = self._journal(db, {_EVERYTHING})
                 db.execute("COMMIT")
+                self._publish(published)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
@@ -1173,7 +1220,7 @@ class SqliteReadModel(ReadModel):
                 db.executemany(
                     "INSERT INTO access_log (owner, reader, event_id, subject, time, via) "
                     "VALUES (?,?,?,?,?,?)",
-                    [(e.owner, e.reader, e.event_id, e.subject, e.time, e.via) for e in entries],
+                    entries,
                 )
                 db.execute("COMMIT")
             except BaseException:

@@ -36,7 +36,7 @@ JSON bytes, per (reader organisation, normalised reference) in a bounded LRU (en
 bytes), and serves a repeat from it when all of this still holds:
 
 - nothing it was built from changed: every request reads the read model's change-journal
-  generation (one indexed row); when it moved, the subject keys written since
+  generation (a memory read, see :mod:`gateway.readmodel`); when it moved, the subject keys written since
   (:meth:`gateway.readmodel.ReadModel.changed_since`) drop the views that looked at any of them
   (every subject key the view queried, the typed reference's own key included), and a
   directory change, bulk load or reset drops every view. Each worker process has its own cache
@@ -779,7 +779,7 @@ class Tracking:
         generation = self.model.generation()
         if generation == self._generation:
             return
-        changed = self.model.changed_since(self._generation)
+        generation, changed = self.model.changed_since(self._generation)
         if changed is None:  # directory change, bulk load, reset, or too far behind
             self.views.clear()
             self._entries = _LRU(self._entries.size)

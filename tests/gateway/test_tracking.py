@@ -472,16 +472,28 @@ def test_a_directory_change_drops_every_view(world: dict[str, Any]) -> None:
 
 def test_the_change_journal(world: dict[str, Any]) -> None:
     model, b = world["model"], world["builder"]
-    start = model.generation()
-    assert model.changed_since(start) == frozenset()
-    b.grant(rs.TERMINAL, OTHER, rs.BANK)
-    b.add(rs.event("container", C3, "TERMINAL.GTOT", T0 + 900), rs.TERMINAL, reference=True)
-    b.commit()
-    assert model.generation() == start + 1
-    assert model.changed_since(start) == {subject_key(OTHER), subject_key(C3)}
-    b.commit()  # nothing written: no new generation
-    assert model.generation() == start + 1
-    assert model.changed_since(start + 1) == frozenset()
-    assert model.changed_since(start + 5) is None  # from the future: take all as changed
-    model.reset()
-    assert model.changed_since(start + 1) is None
+    other_process = SqliteReadModel(model.path)
+    try:
+        start = model.generation()
+        assert model.changed_since(start) == (start, frozenset())
+        b.grant(rs.TERMINAL, OTHER, rs.BANK)
+        b.add(rs.event("container", C3, "TERMINAL.GTOT", T0 + 900), rs.TERMINAL, reference=True)
+        b.commit()
+        assert model.generation() == other_process.generation() == start + 1  # published
+        assert model.changed_since(start) == (start + 1, {subject_key(OTHER), subject_key(C3)})
+        b.commit()  # nothing written: no new generation
+        assert other_process.generation() == start + 1
+        assert model.changed_since(start + 1) == (start + 1, frozenset())
+        assert model.changed_since(start + 5) == (start + 1, None)  # from the future: all
+        model.reset()
+        assert other_process.generation() == start + 2
+        assert model.changed_since(start + 1) == (start + 2, None)
+        # a writer that died between its commit and its publication: repaired within a second
+        beacon = model.path.with_name(model.path.name + "-generation")
+        with beacon.open("r+b") as published:  # in place (never truncate a mapped file)
+            published.write((start + 1).to_bytes(8, "little"))
+        late = SqliteReadModel(model.path)  # (opening also repairs it)
+        assert other_process.generation() == start + 2
+        late.close()
+    finally:
+        other_process.close()
