@@ -313,8 +313,10 @@ def grant(call: VesselCall, reader: str) -> Upload:
 class LiveFeed:
     """The port's traffic after the story: an incoming vessel's ETA and gate moves, per tick.
 
-    Each :meth:`tick` gives one DCSA 2.2 ETA update of the next vessel (it drifts by a few
-    minutes, with a simulated position in the remark) and one DCSA 2.2 gate move at the
+    Each :meth:`tick` gives one ETA update of the next vessel (it drifts by a few minutes) with
+    its simulated AIS position — a canonical ``TRANSPORT.ARRI`` estimate, since DCSA 2.2 has
+    no field for a position; tracking shows it as the vessel's latest position — and one
+    DCSA 2.2 gate move at the
     terminal: first the story's containers leave (``GTOT``, picked up by hauliers), then
     export containers for the next vessel arrive (``GTIN``), with new numbers each tick.
 
@@ -356,11 +358,18 @@ class LiveFeed:
         self.eta += rng.choice((-4, -2, 0, 0, 3, 6, 9)) * 60
         hours = max(0.0, (self.eta - now) / 3600)
         lat, lon = 22.3 - 0.35 * hours, 114.1 + 0.45 * hours
-        remark = (f"ETA update from AIS position {lat:.2f}N {lon:.2f}E, "
-                  f"{rng.uniform(13.0, 17.5):.1f} kn")
-        uploads = [Upload("carrier", "POST", "/v2/events?visibility=reference", [
-            transport_event(call, "ARRI", "EST", self.eta, now, _event_id(rng), remark=remark),
-        ], f"{call.vessel_name} ETA {iso_time(self.eta)} ({remark})", "DCSA T&T 2.2")]
+        speed = round(rng.uniform(13.0, 17.5), 1)
+        uploads = [Upload("carrier", "POST", "/v1/events", {"events": [canonical_item(
+            f"sim-eta-{call.serial}-{self.ticks}", CanonicalEvent(
+                "TRANSPORT.ARRI", "EST", self.eta, Reference("vessel", call.vessel_imo), POD,
+                related=(Reference("mbl", call.master),),
+                details={"simulated": True,
+                         "vessel": {"imo": call.vessel_imo, "name": call.vessel_name},
+                         "position": {"lat": round(lat, 4), "lon": round(lon, 4),
+                                      "speedKnots": speed, "source": "AIS (simulated)"}},
+                visibility=Visibility("reference")))]},
+            f"{call.vessel_name} ETA {iso_time(self.eta)} (AIS position {lat:.2f}N "
+            f"{lon:.2f}E, {speed} kn)", "PortLedger canonical")]
         leaving = self.ticks - 1
         if leaving < len(self.call.containers):
             box = self.call.containers[leaving]

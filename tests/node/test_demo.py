@@ -74,6 +74,14 @@ def test_the_story_and_live_feed_are_valid_uploads_their_parties_may_send() -> N
     assert [g["equipmentReference"] for g in gate[:3]] == list(call.containers)
     assert {g["equipmentEventTypeCode"] for g in gate[3:]} == {"GTIN"}
     assert all(g["equipmentReference"] not in call.containers for g in gate[3:])
+    # Each tick's ETA update carries the vessel's (simulated AIS) position, as tracking reads it.
+    etas = [e for tick in ticks for u in tick if u.party == "carrier"
+            for e in _canonical_events(u)]
+    assert len(etas) == 5 and {e.event_type for e in etas} == {"TRANSPORT.ARRI"}
+    for e in etas:
+        assert set(e.details["position"]) >= {"lat", "lon"} and "simulated" in \
+            e.details["position"]["source"]
+        assert e.details["vessel"]["imo"] == feed.next_call.vessel_imo
     # The same serial, seed and clock give the same uploads (a seeded simulation).
     again = simulate.LiveFeed(simulate.vessel_call(42, T0), T0, seed=7)
     assert [again.tick(T0 + 3 * i) for i in range(5)] == ticks
