@@ -40,11 +40,11 @@ catches the same pair stores the same bytes and the event's hash names them whoe
 zero-fee transaction signed with the node's key, nonce from the pending state, admitted through
 the node's own pool and gossiped like any other. It dry-runs the call first (evidence already
 on chain, or refused, is not sent), resubmits a transaction that left the pool without a record
-on chain at most :data:`MAX_ATTEMPTS` times per run, keeps at most :data:`MAX_IN_FLIGHT`
-reports in the pool, and marks evidence reported (``NodeKeys.equivocation_reported``) once the
-chain's record is seen; after a restart it picks up every stored evidence not yet marked. When
-several nodes catch the same pair, one report lands and the others revert with
-``consortium: equivocation already reported``.
+on chain at most :data:`MAX_ATTEMPTS` times per run (then leaves the evidence until the next
+start), keeps at most :data:`MAX_IN_FLIGHT` reports in the pool, and marks evidence reported
+(``NodeKeys.equivocation_reported``) once the chain's record is seen; after a restart it picks
+up every stored evidence not yet marked. When several nodes catch the same pair, one report
+lands and the others revert with ``consortium: equivocation already reported``.
 """
 
 from __future__ import annotations
@@ -387,7 +387,13 @@ class EvidenceReporter:
                 continue
             if self._sent.get(number) in service.pool:
                 continue  # waiting for a block
-            if self._attempts.get(number, 0) >= MAX_ATTEMPTS or in_pool >= MAX_IN_FLIGHT:
+            if self._attempts.get(number, 0) >= MAX_ATTEMPTS:
+                # Given up for this run (refused, or sent MAX_ATTEMPTS times without a record):
+                # no more calls per block for it; the next start looks at it again.
+                self._open.remove(number)
+                log.warning("equivocation %d: not reported in this run", number)
+                continue
+            if in_pool >= MAX_IN_FLIGHT:
                 continue
             tx_hash = self._send(number, evidence, head)
             if tx_hash is not None:

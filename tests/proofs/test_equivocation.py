@@ -238,3 +238,53 @@ async def test_stored_evidence_is_reported_after_a_restart(tmp_path: Path) -> No
         assert (report.validator, report.code, report.height) == (AUTHOR, 0x14, 2)
         assert report.evidence_hash == evidence.evidence_hash
         assert EvidenceStore(member.ledger.db).reported_at(0) is not None
+
+
+def _evidence_of(key, height: int = 3):  # type: ignore[no-untyped-def]
+    detector = EquivocationDetector()
+    detector.observe(prepare(height, 0, b"\x01" * 32, key=key))
+    evidence = detector.observe(prepare(height, 0, b"\x02" * 32, key=key))
+    assert evidence is not None
+    return evidence
+
+
+def test_reporter_sends_once_settles_and_gives_up_within_bounds(ledger) -> None:  # type: ignore[no-untyped-def]
+    """On the one-validator dev chain: a report is sent once, settled when a block records it;
+    evidence the contract refuses is never sent; a report that keeps leaving the pool without a
+    record is sent MAX_ATTEMPTS times, then left until the next start; a key that is not a
+    member account sends nothing."""
+    from eth_keys import keys
+
+    from node.evidence import MAX_ATTEMPTS, EvidenceReporter
+    from node.service import NodeService
+
+    validator = dev_key("validator:0")
+    service = NodeService(ledger, validator, produce=False)
+    try:
+        store = EvidenceStore(ledger.db)
+        reporter = EvidenceReporter(service, validator, store)
+        reporter.add(store.add(_evidence_of(validator)))
+        (sent,) = reporter.report_pass()
+        assert reporter.report_pass() == [] and sent in service.pool  # waits for a block
+        service.block_added(ledger.propose(service.select_transactions(), validator))
+        assert reporter.report_pass() == [] and reporter.open == ()
+        assert store.reported_at(0) == ledger.head().block_number == 1
+        # validator:3 is not a validator of this chain: the dry-run is refused, nothing is sent.
+        reporter.add(store.add(_evidence_of(dev_key("validator:3"))))
+        assert reporter.report_pass() == [] and len(service.pool) == 0
+        assert reporter.report_pass() == [] and reporter.open == ()
+        # A report dropped from the pool again and again: MAX_ATTEMPTS sends, then given up.
+        reporter.add(store.add(_evidence_of(validator, height=4)))
+        reporter.add(store.add(_evidence_of(keys.PrivateKey(b"\x05" * 32))))  # refused anyway
+        for _ in range(MAX_ATTEMPTS):
+            (tx_hash,) = reporter.report_pass()
+            service.pool.remove(service.pool.get(tx_hash))
+        assert reporter.report_pass() == [] and reporter.open == ()
+        assert store.reported_at(2) is None
+        # After a restart the evidence without a record is taken up again.
+        again = EvidenceReporter(service, validator, store)
+        assert again.open == (1, 2, 3)
+        outsider = EvidenceReporter(service, keys.PrivateKey(b"\x06" * 32), store)
+        assert outsider.report_pass() == [] and outsider.open == (1, 2, 3)
+    finally:
+        service.stop()
