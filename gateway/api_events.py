@@ -96,6 +96,9 @@ MAX_BULK_ITEMS = 50_000
 #: Most containers one B/L request names (the SHIPMENT event must fit one envelope).
 MAX_BL_CONTAINERS = 64
 
+#: JSON-RPC error code of a reverted call (EIP-1474 / geth).
+EXECUTION_REVERTED = 3
+
 _FAMILY_ROLES: dict[str, int] = {name: roles for name, _, roles in FAMILIES.values()}
 
 routes = web.RouteTableDef()
@@ -406,8 +409,44 @@ async def _check_events(
     return problems
 
 
+async def _dry_run(request: web.Request, who: principal.Principal,
+                   ops: list[Operation]) -> None:
+    """Refuse (409) a new contract call the chain would revert now, with the contract's reason.
+
+    A call is accepted only if it can end on chain: ``eth_call`` from the organisation's own
+    account against the latest state runs every check the contract makes (the master B/L is
+    registered, the containers are on it, a grant exists to revoke, the reader is an active
+    member, ...). A retry of a known idempotency key is not re-checked (it gets its first
+    receipt). Without a node (none configured, or none answering) the call is accepted and the
+    submitter reports a later refusal on the submission's status.
+    """
+    from gateway.keystore import KEYSTORE  # noqa: PLC0415
+    from gateway.nodeclient import NODE, NodeUnavailable, RpcError  # noqa: PLC0415
+
+    node = request.app.get(NODE)
+    if node is None:
+        return
+    outbox = request.app[OUTBOX]
+    for op in ops:
+        if op.kind != "call" or outbox.status(who.org_id, op.idempotency_key) is not None:
+            continue
+        try:
+            sender = request.app[KEYSTORE].get(who.org_id).address
+            await node.eth_call(op.to, op.data, sender=sender)
+        except RpcError as exc:
+            if exc.code != EXECUTION_REVERTED:
+                raise errors.Unavailable(f"the node could not check the call: {exc}") from None
+            raise errors.Conflict(
+                f"the chain refuses this now: {exc.message}", code="refused-by-contract",
+                details={"reason": exc.message, "operation": op.summary},
+            ) from None
+        except (NodeUnavailable, KeyError):
+            return
+
+
 async def _accept(request: web.Request, who: principal.Principal,
                   ops: list[Operation]) -> web.Response:
+    await _dry_run(request, who, ops)
     receipts = await request.app[OUTBOX].accept_async(who.org_id, ops)
     return web.json_response({"receipts": [receipt_json(r) for r in receipts]}, status=202)
 
