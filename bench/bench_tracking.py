@@ -1,7 +1,7 @@
 """Tracking queries with 1 M events indexed, load from a separate process.
 
     python bench/bench_tracking.py [--events 1000000] [--tracked 2000] [--workers 2]
-                                   [--concurrency 64] [--duration 20] [--warmup 120]
+                                   [--concurrency 64[,32...]] [--duration 20] [--warmup 120]
                                    [--data-dir DIR] [--keep]
 
 1. **Fill** a read model through the :class:`gateway.readmodel.SqliteReadModel` API: the 13 demo
@@ -23,7 +23,7 @@
    Each worker also answers ``GET /bench/stats`` (its pid and view-cache counters) — the bench's
    own route, outside the measured paths.
 3. **Load** from a separate process: a keep-alive HTTP/1.1 client on asyncio streams with
-   ``--concurrency`` connections, in phases:
+   ``--concurrency`` connections (the first of a comma-separated list), in phases:
 
    - *client ceiling*: ``GET /healthz`` (no authentication) — what this client and the bare
      HTTP stack manage on this machine, so the tracking figures can be read against it;
@@ -32,7 +32,7 @@
    - *warm-up*: random references until every worker process holds at least 99.5 % of the
      views (each has its own cache, so a reference first served by the other worker is still a
      miss here), at most ``--warmup`` seconds;
-   - *steady* (``--duration`` s): random references.
+   - *steady* (``--duration`` s): random references, once per listed concurrency.
 
    Each phase prints requests/s, p50/p99 latency, statuses and the view-cache hit ratio (the
    difference of the workers' counters over the phase).
@@ -308,8 +308,9 @@ async def _phase(port: int, requests: list[bytes], concurrency: int, *,
     }
 
 
-async def _load(port: int, key: str, refs: dict[str, list[str]], workers: int, concurrency: int,
-                duration: float, warmup: float) -> None:
+async def _load(port: int, key: str, refs: dict[str, list[str]], workers: int,
+                concurrencies: list[int], duration: float, warmup: float) -> None:
+    concurrency = concurrencies[0]
     auth = f"Authorization: Bearer {key}\r\n"
     paths = [f"/v1/track/{r}" for kind in ("container", "hbl", "mbl") for r in refs[kind]]
     random.Random(7).shuffle(paths)
@@ -317,9 +318,10 @@ async def _load(port: int, key: str, refs: dict[str, list[str]], workers: int, c
     health = [b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n"]
 
     async def measured(name: str, requests: list[bytes], seconds: float | None,
-                       show: bool = True) -> dict[str, Any]:
+                       show: bool = True, connections: int = concurrency) -> dict[str, Any]:
         before = await _stats(port, workers)
-        result = await _phase(port, requests, concurrency, duration=seconds)
+        result = await _phase(port, requests, connections, duration=seconds)
+        result["concurrency"] = connections
         after = await _stats(port, workers)
         hits = sum(after[p]["hits"] - before.get(p, {"hits": 0})["hits"] for p in after)
         misses = sum(after[p]["misses"] - before.get(p, {"misses": 0})["misses"] for p in after)
@@ -352,13 +354,14 @@ async def _load(port: int, key: str, refs: dict[str, list[str]], workers: int, c
                                  "requests": requests, "views_held_per_worker": held,
                                  "last_window_hit_ratio": window.get("view_cache_hit_ratio")},
                       "load_average": round(os.getloadavg()[0], 2)}), flush=True)
-    await measured("steady", tracked, duration)
+    for connections in concurrencies:
+        await measured("steady", tracked, duration, connections=connections)
     print(json.dumps({"workers_view_caches": list((await _stats(port, workers)).values())}),
           flush=True)
 
 
-def load(port: int, data_dir: Path, key: str, workers: int, concurrency: int, duration: float,
-         warmup: float) -> None:
+def load(port: int, data_dir: Path, key: str, workers: int, concurrency: list[int],
+         duration: float, warmup: float) -> None:
     refs = json.loads((data_dir / "refs.json").read_text())
     asyncio.run(_load(port, key, refs, workers, concurrency, duration, warmup))
 
@@ -379,13 +382,24 @@ def _wait_port(port: int, timeout: float = 60) -> None:
     raise TimeoutError(f"nothing listens on {port}")
 
 
+def _connection_counts(text: str) -> str:
+    try:
+        counts = [int(c) for c in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("a comma-separated list of positive integers")
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("role", nargs="?", default="bench", choices=("bench", "serve", "load"))
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--tracked", type=int, default=2000, help="masters with real envelopes")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--concurrency", default="64", type=_connection_counts,
+                        help="connections; a comma-separated list runs the steady phase at each")
     parser.add_argument("--duration", type=float, default=20.0, help="steady phase, seconds")
     parser.add_argument("--warmup", type=float, default=120.0,
                         help="longest warm-up (it ends once every worker holds the views)")
@@ -397,7 +411,8 @@ def main() -> None:
         serve(args.data_dir, args.port)
         return
     if args.role == "load":
-        load(args.port, args.data_dir, os.environ[KEY_VARIABLE], args.workers, args.concurrency, args.duration,
+        load(args.port, args.data_dir, os.environ[KEY_VARIABLE], args.workers,
+             [int(c) for c in args.concurrency.split(",")], args.duration,
              args.warmup)
         return
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="bench-tracking-"))
