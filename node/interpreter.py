@@ -6,7 +6,9 @@ a generator step over the code stream, a dict lookup, an ``Opcode.__call__``, tw
 calls with validation, a logic function, and stack methods that validate and convert every
 value. A Vyper ``CargoLedger.record()`` runs ~370 opcodes per event, 80 % of them from a
 small set (PUSHn, DUPn, SWAPn, POP, MLOAD, MSTORE, JUMP, JUMPI, JUMPDEST, ADD, SUB, LT, GT,
-EQ, ISZERO, AND, OR, XOR, SHL, SHR, CALLDATASIZE).
+EQ, ISZERO, AND, OR, XOR, SHL, SHR, CALLDATASIZE); per event it also copies calldata
+(CALLDATACOPY), copies memory (MCOPY), compares signed (SLT) and logs (LOG4), whose py-evm
+implementations spend most of their time validating and formatting gas-meter reasons.
 
 :class:`FastComputation.apply_computation` runs those inline on the stack's list with the same
 gas charges (taken from py-evm's own opcode table, never hard-coded), the same checks in the
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 from typing import Any
 
+# Gas per word copied, per log data byte, per log topic: py-evm's own constants.
+from eth.constants import GAS_COPY, GAS_LOGDATA, GAS_LOGTOPIC
 from eth.exceptions import (
     FullStack,
     Halt,
@@ -28,14 +32,19 @@ from eth.exceptions import (
     InvalidInstruction,
     InvalidJumpDestination,
     OutOfGas,
+    WriteProtection,
 )
 from eth.vm.forks.prague.computation import PragueComputation
 from eth.vm.forks.prague.state import PragueState
 from eth.vm.logic.invalid import InvalidOpcode
+from eth.vm.logic.logging import log_XX
 
 UINT_256_MAX = 2**256 - 1
+UINT_255_MAX = 2**255 - 1
+UINT_256_CEILING = 2**256
 JUMPDEST = 0x5B
 _STACK_LIMIT = 1024
+_COPY_AND_LOG = frozenset({0x37, 0x5E, 0xA0, 0xA1, 0xA2, 0xA3, 0xA4})
 
 # Opcodes run inline, with the mnemonic py-evm's table must give them (a safety check: if a
 # future fork rebinds one, the inline path is switched off for it).
@@ -51,7 +60,12 @@ _INLINE = {
     0x18: "XOR",
     0x1B: "SHL",
     0x1C: "SHR",
+    0x12: "SLT",
+    0x13: "SGT",
     0x36: "CALLDATASIZE",
+    0x37: "CALLDATACOPY",
+    0x5E: "MCOPY",
+    **{0xA0 + n: f"LOG{n}" for n in range(5)},
     0x50: "POP",
     0x51: "MLOAD",
     0x52: "MSTORE",
@@ -71,8 +85,19 @@ def _inline_costs(opcodes: dict[int, Any]) -> list[int]:
     for op, mnemonic in _INLINE.items():
         fn = opcodes.get(op)
         if fn is not None and getattr(fn, "mnemonic", None) == mnemonic and hasattr(fn, "gas_cost"):
+            if mnemonic.startswith("LOG") and not _is_static_guarded_log(fn, op - 0xA0):
+                continue
             costs[op] = int(fn.gas_cost)
     return costs
+
+
+def _is_static_guarded_log(fn: Any, topics: int) -> bool:
+    """Is ``fn`` py-evm's LOG<topics> behind Byzantium's ``ensure_no_static`` guard (what the
+    inline LOG reproduces)?"""
+    inner = getattr(getattr(fn, "logic_fn", None), "__wrapped__", None)
+    return getattr(inner, "func", None) is log_XX and getattr(inner, "keywords", None) == {
+        "topic_count": topics
+    }
 
 
 def _int(value: int | bytes) -> int:
@@ -237,6 +262,66 @@ def _run(computation: Any) -> None:
             if len(values) >= _STACK_LIMIT:
                 raise FullStack("Stack limit reached")
             append(0)
+        elif op in _COPY_AND_LOG:  # CALLDATACOPY, MCOPY, LOG0..LOG4
+            if op >= 0xA0:  # LOGn: py-evm's log_XX behind ensure_no_static
+                if computation.msg.is_static:
+                    raise WriteProtection(
+                        "Cannot modify state while inside of a STATICCALL context"
+                    )
+                count = op - 0xA0
+                if len(values) < 2:
+                    raise InsufficientStack(f"Wanted 2 stack items, only had {len(values)}")
+                start = _int(pop())
+                size = _int(pop())
+                if count == 1:
+                    if not values:
+                        raise InsufficientStack("Wanted 1 stack item, had none")
+                    topics: tuple[int, ...] = (_int(pop()),)
+                elif count:
+                    if count > len(values):
+                        raise InsufficientStack(
+                            f"Wanted {count} stack items, only had {len(values)}"
+                        )
+                    topics = tuple([_int(pop()) for _ in range(count)])
+                else:
+                    topics = ()
+                extra = GAS_LOGDATA * size + GAS_LOGTOPIC * count
+                reason = "Log topic and data gas cost"
+            else:  # CALLDATACOPY (memory, calldata, size) / MCOPY (destination, source, size)
+                if len(values) < 3:
+                    raise InsufficientStack(f"Wanted 3 stack items, only had {len(values)}")
+                first = _int(pop())
+                second = _int(pop())
+                size = _int(pop())
+                # MCOPY extends memory to cover max(source, destination) + size
+                start = first if op == 0x37 else max(first, second)
+                code.program_counter = pc
+                if size and start + size > len(memory._bytes):
+                    computation.extend_memory(start, size)
+                extra = GAS_COPY * ((size + 31) // 32)
+                reason = "CALLDATACOPY fee" if op == 0x37 else "MCOPY fee"
+            remaining = meter.gas_remaining
+            if extra > remaining:
+                code.program_counter = pc
+                raise OutOfGas(
+                    f"Out of gas: Needed {extra} - Remaining {remaining} - Reason: {reason}"
+                )
+            meter.gas_remaining = remaining - extra
+            if op >= 0xA0:
+                code.program_counter = pc
+                if size and start + size > len(memory._bytes):
+                    computation.extend_memory(start, size)
+                computation.add_log_entry(
+                    account=computation.msg.storage_address,
+                    topics=topics,
+                    data=bytes(memory._bytes[start : start + size]),
+                )
+            elif op == 0x37:
+                if size:
+                    data = computation.msg.data_as_bytes[second : second + size]
+                    memory._bytes[first : first + size] = data.ljust(size, b"\x00")
+            elif size:  # MCOPY (the slice is copied first: overlapping ranges are fine)
+                memory._bytes[first : first + size] = memory._bytes[second : second + size]
         else:  # binary operators: left = top of stack, right = next
             if len(values) < 2:
                 raise InsufficientStack(f"Wanted 2 stack items, only had {len(values)}")
@@ -266,6 +351,12 @@ def _run(computation: Any) -> None:
                 append(left | right)
             elif op == 0x18:
                 append(left ^ right)
+            elif op == 0x12 or op == 0x13:  # SLT, SGT
+                if left > UINT_255_MAX:
+                    left -= UINT_256_CEILING
+                if right > UINT_255_MAX:
+                    right -= UINT_256_CEILING
+                append(1 if (left < right if op == 0x12 else left > right) else 0)
             else:  # unreachable: every inline opcode has a branch
                 raise AssertionError(f"inline opcode 0x{op:02x} has no implementation")
 

@@ -25,9 +25,10 @@ from node.interpreter import FastComputation
 CONTRACT = b"\x0c" * 20
 SENDER = b"\x0a" * 20
 
-INLINE_OPS = [0x01, 0x03, 0x10, 0x11, 0x14, 0x15, 0x16, 0x17, 0x18, 0x1B, 0x1C, 0x36, 0x50, 0x51, 0x52, 0x5B, 0x5F]
-OTHER_OPS = [0x02, 0x04, 0x06, 0x0A, 0x19, 0x1A, 0x1D, 0x20, 0x30, 0x33, 0x34, 0x35, 0x37, 0x38, 0x3D,
-             0x54, 0x55, 0x58, 0x59, 0x5A, 0x5E, 0xA0, 0xA1, 0xA2, 0xA4, 0xF3, 0xFD, 0x00, 0xFE, 0x0C]
+INLINE_OPS = [0x01, 0x03, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x1B, 0x1C, 0x36, 0x37,
+              0x50, 0x51, 0x52, 0x5B, 0x5E, 0x5F, 0xA0, 0xA1, 0xA2, 0xA3, 0xA4]
+OTHER_OPS = [0x02, 0x04, 0x06, 0x0A, 0x19, 0x1A, 0x1D, 0x20, 0x30, 0x33, 0x34, 0x35, 0x38, 0x3D,
+             0x54, 0x55, 0x58, 0x59, 0x5A, 0xF3, 0xFD, 0x00, 0xFE, 0x0C]
 
 
 def random_program(rng: random.Random) -> bytes:
@@ -74,11 +75,12 @@ def fresh_state() -> Any:
     return chain.get_vm().state
 
 
-def run(computation_class: Any, code: bytes, calldata: bytes, gas: int) -> dict[str, Any]:
+def run(computation_class: Any, code: bytes, calldata: bytes, gas: int, is_static: bool = False) -> dict[str, Any]:
     state = fresh_state()
     state.set_code(CONTRACT, code)
     state.set_storage(CONTRACT, 1, 7)
-    message = Message(gas=gas, to=CONTRACT, sender=SENDER, value=0, data=calldata, code=code, code_address=CONTRACT)
+    message = Message(gas=gas, to=CONTRACT, sender=SENDER, value=0, data=calldata, code=code, code_address=CONTRACT,
+                      is_static=is_static)
     context = state.get_transaction_context_class()(gas_price=0, origin=SENDER)
     computation = computation_class.apply_computation(state, message, context)
     return {
@@ -98,8 +100,9 @@ def check_seed(seed: int) -> None:
     code = random_program(rng)
     calldata = rng.randbytes(rng.choice([0, 4, 36, 100]))
     gas = rng.choice([50, 500, 5_000, 100_000, 1_000_000])
-    stock = run(PragueComputation, code, calldata, gas)
-    fast = run(FastComputation, code, calldata, gas)
+    is_static = rng.random() < 0.1  # inside a STATICCALL: LOG and SSTORE must fail
+    stock = run(PragueComputation, code, calldata, gas, is_static)
+    fast = run(FastComputation, code, calldata, gas, is_static)
     assert fast == stock, f"INTERPRETER_SEED={seed}: code 0x{code.hex()} differs"
 
 
@@ -113,6 +116,9 @@ def test_differential_random_programs() -> None:
         errors.add(run(PragueComputation, random_program(random.Random(seed)), b"", 100_000)["error"])
     # the programs must exercise both success and the failure classes, or they prove little
     assert {None, "InsufficientStack", "InvalidJumpDestination", "OutOfGas"} <= errors
+    static_errors = {run(PragueComputation, random_program(random.Random(seed)), b"", 100_000, True)["error"]
+                     for seed in range(300)}
+    assert "WriteProtection" in static_errors
 
 
 @pytest.mark.slow
