@@ -82,11 +82,12 @@ from gateway.events import (
     validate as validate_canonical,
 )
 
-#: Where the DCSA T&T 2.2 specification is read from (``PORTLEDGER_DCSA_SPEC`` overrides).
+#: Where the DCSA T&T 2.2 specification is read from: the copy shipped with the gateway
+#: (``gateway/specs/dcsa/``, Apache 2.0, DCSA); ``PORTLEDGER_DCSA_SPEC`` overrides.
 SPEC_PATH = Path(
     os.environ.get(
         "PORTLEDGER_DCSA_SPEC",
-        Path(__file__).resolve().parents[2] / "shared" / "specs" / "dcsa" / "tnt_v2.2.0.bundled.yaml",
+        Path(__file__).resolve().parent / "specs" / "dcsa" / "tnt_v2.2.0.bundled.yaml",
     )
 )
 

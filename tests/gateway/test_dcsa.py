@@ -271,3 +271,14 @@ def test_bare_canonical_needs_id_and_time():
 
 def test_event_uuid_is_stable_and_distinct():
     assert dcsa.event_uuid(7) == dcsa.event_uuid(7) != dcsa.event_uuid(8)
+
+
+def test_the_shipped_spec_is_the_reference_copy():
+    """The gateway validates against its own copy of DCSA T&T 2.2, identical to ../shared's."""
+    from pathlib import Path
+
+    reference = Path(__file__).resolve().parents[3] / "shared" / "specs" / "dcsa"
+    shipped = Path(dcsa.__file__).resolve().parent / "specs" / "dcsa"
+    name = "tnt_v2.2.0.bundled.yaml"
+    assert shipped / name == dcsa.SPEC_PATH
+    assert (shipped / name).read_bytes() == (reference / name).read_bytes()
