@@ -20,16 +20,16 @@ repeatedly:
    also checks that the stored cursor is still the one the range started from.
 
 A crash at any point leaves either the old cursor with none of the range's rows or the new cursor
-with all of them, so a restart continues exactly where the last commit ended.
+with all of them, so a restart continues exactly where the last commit ended. Genesis members
+exist without logs (the genesis builder ran the constructors); the first range therefore seeds
+the directory from ``Consortium.organisation(i)`` at block 0.
 
 Caught up, the indexer polls every ``config.indexer_poll_ms``; :meth:`Indexer.wake` ends the
 pause at once. The gateway's submitter wakes it whenever its own operations turn final (their
 block is then on the node), so an upload is indexed as soon as it is final rather than up to a
 poll later. Directory listeners (:meth:`Indexer.add_directory_listener`) hear of every
 organisation whose record changed: the submitter forgets that organisation's cached encryption
-key. Genesis members
-exist without logs (the genesis builder ran the constructors); the first range therefore seeds
-the directory from ``Consortium.organisation(i)`` at block 0.
+key.
 
 ``rebuild(config)`` drops the chain-derived tables and indexes again from genesis, with a rich
 progress bar.
@@ -437,8 +437,8 @@ class Indexer:
                 backoff = min(backoff * 2, 5.0)
                 continue
             if result is None:
-                # Cleared before the next step, not after it: a wake-up that arrives while a
-                # step runs is kept, and the step after it looks again at once.
+                # A wake-up that came while the step ran is still set: the pause ends at once.
+                # Cleared after the pause, so one that comes during the next step is kept too.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
                 self._wake.clear()

@@ -147,7 +147,8 @@ class Submitter:
     batch_max_events
         Most events per ``record()``.
     batch_window_ms
-        How long a partial batch waits for more events.
+        How long a partial batch waits for more events while a transaction of its organisation
+        is in flight (with none in flight it goes at once).
     max_in_flight
         Most unfinished transactions per organisation.
     resend_after
