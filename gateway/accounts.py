@@ -54,7 +54,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from contracts import ROLES, roles_mask
-from gateway import abi, openapi
+from gateway import abi, openapi, sqlite
 from gateway.config import CONFIG, GatewayConfig
 from gateway.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized, Unavailable
 from gateway.jsonbody import read_json
@@ -400,12 +400,8 @@ class Accounts:
         self.login_attempts = login_attempts
         self.lockout_seconds = lockout_seconds
         self.clock = clock
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db = sqlite.connect(path, foreign_keys=True)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute("PRAGMA foreign_keys=ON")
         for statement in _SCHEMA:
             self._db.execute(statement)
         self._touched: dict[str, float] = {}

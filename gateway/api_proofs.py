@@ -60,7 +60,7 @@ from eth_utils.crypto import keccak
 
 from consensus.proofcheck import CARGO_EVENT_TOPIC, LAYOUT_ENVELOPE
 from contracts.cargo import subject_key
-from gateway import confidential, identifiers, openapi
+from gateway import confidential, identifiers, openapi, sqlite
 from gateway.accounts import ACCOUNTS
 from gateway.config import CONFIG
 from gateway.errors import (
@@ -394,24 +394,14 @@ class ProofRequestStore:
 
     def __init__(self, path: Path, *, clock: Any = time.time) -> None:
         self.clock = clock
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db = sqlite.connect(path)
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
         self._db.close()
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Any:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return sqlite.transaction(self._db)
 
     @staticmethod
     def _request(row: Sequence[Any]) -> ProofRequest:

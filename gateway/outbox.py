@@ -45,7 +45,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable
@@ -55,7 +54,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from gateway import errors
+from gateway import errors, sqlite
 from gateway.config import CONFIG
 from gateway.events import CanonicalEvent, Reference, Visibility
 
@@ -312,10 +311,7 @@ class Outbox:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db = sqlite.connect(self.path, synchronous="FULL", busy_timeout_ms=10_000)
         self._db.executescript(_SCHEMA)
         self._lock = threading.RLock()
         self._queue: list[tuple[int, list[Operation], asyncio.Future[list[Receipt]]]] = []

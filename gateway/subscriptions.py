@@ -84,7 +84,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from prometheus_client import Counter, Gauge
 from yarl import URL
 
-from gateway import accounts, api_dcsa, indexer, openapi, ops, tracking
+from gateway import accounts, api_dcsa, indexer, openapi, ops, sqlite, tracking
 from gateway.api_dcsa import API_VERSION, DcsaFilter, FilterError, filter_from_fields, matches
 from gateway.config import CONFIG, ConfigError, GatewayConfig
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
@@ -429,24 +429,14 @@ class SubscriptionStore:
     """
 
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db = sqlite.connect(path)
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
         self._db.close()
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Any:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return sqlite.transaction(self._db)
 
     @staticmethod
     def _subscription(row: Sequence[Any]) -> Subscription:

@@ -1,0 +1,58 @@
+"""The gateway's SQLite stores: how a connection is opened and how a write transaction runs.
+
+Every store (accounts, outbox, subscriptions, proof requests) is one SQLite file in WAL mode,
+opened in autocommit mode (``isolation_level=None``) so that transactions are explicit:
+:func:`transaction` takes the write lock up front (``BEGIN IMMEDIATE``), so two writers never
+deadlock on a lock upgrade, and rolls back on any exception. ``synchronous=NORMAL`` survives a
+process crash; a store whose commit stands behind an acknowledgement (the outbox: a 2xx is sent
+only once the events are on disk) asks for ``FULL``, which also survives a power loss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+
+def connect(
+    path: str | Path,
+    *,
+    synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+    busy_timeout_ms: int = 5000,
+    foreign_keys: bool = False,
+) -> sqlite3.Connection:
+    """Open ``path`` in WAL mode, autocommit, usable from any thread (callers serialise).
+
+    Parameters
+    ----------
+    path
+        The database file (created if missing).
+    synchronous
+        ``NORMAL`` (durable across a process crash) or ``FULL`` (also across power loss).
+    busy_timeout_ms
+        How long a statement waits for another connection's lock before failing.
+    foreign_keys
+        Enforce ``FOREIGN KEY`` constraints.
+    """
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
+    db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+    if foreign_keys:
+        db.execute("PRAGMA foreign_keys=ON")
+    return db
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back if the block raises."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
