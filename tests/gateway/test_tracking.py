@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from contracts.cargo import subject_key
-from gateway import confidential, errors, keystore, readmodel, tracking
+from gateway import confidential, errors, keystore, ops, readmodel, tracking
 from gateway.config import CONFIG, ConfigError, GatewayConfig
 from gateway.events import CanonicalEvent
 from gateway.principal import PRINCIPAL, ROLE_SCOPES, Principal
@@ -291,15 +291,22 @@ async def test_http_routes(world: dict[str, Any], tmp_path: Path, aiohttp_client
     config = GatewayConfig(data_dir=tmp_path, keystore_passphrase="test passphrase")
     app = web.Application(middlewares=[errors.error_middleware, bearer])
     app[CONFIG] = config
+    ops.setup(app)
     keystore.setup(app)
     readmodel.setup(app)
     tracking.setup(app)
     client = await aiohttp_client(app)
     trader = {"Authorization": "Bearer key-13"}
     answer = await client.get(f"/v1/track/{HBL}", headers=trader)
-    assert answer.status == 200
+    assert answer.status == 200 and answer.content_type == "application/json"
     view = await answer.json()
     assert [c["number"] for c in view["containers"]] == [C1, C2]
+    again = await client.get(f"/v1/track/{HBL.lower()}", headers=trader)
+    assert await again.json() == view
+    scraped = await (await client.get("/metrics")).text()
+    assert 'portledger_tracking_view_cache_lookups_total{result="hit"} 1.0' in scraped
+    assert 'portledger_tracking_view_cache_lookups_total{result="miss"} 1.0' in scraped
+    assert "portledger_tracking_view_cache_bytes " in scraped
     answer = await client.get(f"/v1/track/{C3[:-1]}0", headers=trader)
     body = await answer.json()
     assert answer.status == 404 and body["error"]["code"] == "reference-not-found"
