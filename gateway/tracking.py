@@ -521,14 +521,18 @@ class Tracking:
         grant = self.model.grant(ev.publisher, SUBJECT_SCOPE, ev.subject, me)
         now = self.clock()
         if grant is not None and grant.in_force(now):
-            return "grant", grant
+            # the grant's key reaches records of its version and older only: decided here, not
+            # by a failing decryption, because the caches answer without decrypting
+            unwrapped = self._grant_key(reader, grant)
+            if unwrapped is not None and ev.key_version <= unwrapped[1]:
+                return "grant", grant
         grant = self.model.grant(ev.publisher, EVENT_SCOPE, ev.event_id.to_bytes(32, "big"), me)
         if grant is not None and grant.in_force(now):
             return "grant", grant
         return None
 
     def _grant_key(self, reader: _Reader, grant: Any) -> tuple[bytes, int] | None:
-        cache_key = (grant.owner, grant.scope, grant.target, grant.reader, grant.granted_block)
+        cache_key = (grant.owner, grant.scope, grant.target, grant.reader, grant.wrapped_key)
         found = self._subject_keys.get(cache_key)
         if found is not None:
             return found

@@ -207,6 +207,24 @@ def test_the_plaintext_cache_is_consulted_only_after_the_authorisation_check(wor
     assert track._plain.get((private.event_id, private.payload_hash)) is not None
 
 
+def test_a_grant_reaches_no_newer_key_version_even_when_the_record_is_cached(
+    world: dict[str, Any]
+) -> None:
+    track, b = world["tracking"], world["builder"]
+    newer = b.add(rs.event("container", OTHER, "TERMINAL.GTOT", T0 + 600), rs.TERMINAL,
+                  key_version=1)
+    b.grant(rs.TERMINAL, OTHER, rs.BANK, version=0)
+    b.commit()
+    assert newer in visible(track, rs.TERMINAL, "container", OTHER)  # the owner opened it
+    seen = visible(track, rs.BANK, "container", OTHER)
+    assert seen and newer not in seen
+    assert newer not in ids_of(track.shipment_of(principal(rs.BANK), OTHER))
+    b.grant(rs.TERMINAL, OTHER, rs.BANK, version=1)  # a grant of the newer version reaches it
+    b.commit()
+    assert visible(track, rs.BANK, "container", OTHER)[newer] == "grant"
+    assert newer in ids_of(track.shipment_of(principal(rs.BANK), OTHER))
+
+
 def test_house_bill_holder_sees_exactly_the_covered_containers(world: dict[str, Any]) -> None:
     track, ids = world["tracking"], world["ids"]
     view = asyncio.run(track.shipment(principal(rs.TRADER), HBL.lower()))
