@@ -707,6 +707,7 @@ class Tracking:
         reader = self.reader(principal)
         for ref in held:
             reader.held[_key(ref.value)] = ref.value
+        self.sync()
         return self._visible(reader, indexed)
 
     async def events(
@@ -717,6 +718,7 @@ class Tracking:
         reader = self.reader(principal)
         for ref in query.references:
             reader.held[_key(ref.value)] = ref.value
+        self.sync()  # (directory changes reach the cached names and opened events)
         after = _decode_cursor(cursor)
         me = reader.chain_org
         flt = EventFilter(
@@ -778,8 +780,9 @@ class Tracking:
     # -- the view cache --------------------------------------------------------------------
 
     def sync(self) -> None:
-        """Drop the cached views the read model's changes since the last call touched
-        (one indexed read when nothing changed)."""
+        """Drop the cached views the read model's changes since the last call touched, and
+        on a directory change, bulk load or reset also the cached names, opened events and
+        timeline entries (a memory read when nothing changed)."""
         generation = self.model.generation()
         if generation == self._generation:
             return
