@@ -5,11 +5,13 @@ from the outbox (:mod:`gateway.outbox`) in acceptance order and:
 
 1. **batches** contiguous cargo events into one ``CargoLedger.record()`` call — up to
    ``config.batch_max_events`` events, :data:`MAX_CALLDATA` bytes (the nodes refuse bigger
-   transactions) and the batch limit a bisect left on the events. A partial batch goes at once
-   when the organisation has no transaction in flight (waiting would only add latency: nothing
-   is on its way that the events could join); while one is in flight, it goes once its oldest
-   event has waited ``config.batch_window_ms`` (Nagle's rule: under load, events collect into
-   few transactions). A ``call`` operation travels alone, in its place in the order;
+   transactions) and the batch limit a bisect left on the events. A full batch goes at once; a
+   partial one goes at once when the organisation has no transaction in flight, or when its
+   newest one was created at least ``config.batch_window_ms`` ago, and otherwise when that
+   much time has passed since — at most one partial batch per window (Nagle's rule, paced).
+   Uploads that trickle in (slower than one per window) therefore never wait, and a burst
+   collects into few transactions, each event waiting less than one window. A ``call``
+   operation travels alone, in its place in the order;
 2. **seals** each event (:func:`gateway.confidential.seal`) under the owner's subject key of the
    version fixed at acceptance, for the named readers and, in reference mode, for holders of the
    reference. Readers' X25519 keys are read from ``Consortium.encryptionKeyOf`` and cached for
@@ -147,8 +149,8 @@ class Submitter:
     batch_max_events
         Most events per ``record()``.
     batch_window_ms
-        How long a partial batch waits for more events while a transaction of its organisation
-        is in flight (with none in flight it goes at once).
+        Least time between an organisation's in-flight transaction and a partial batch after it
+        (with nothing in flight a partial batch goes at once).
     max_in_flight
         Most unfinished transactions per organisation.
     resend_after
@@ -183,6 +185,7 @@ class Submitter:
         self.reader_key_ttl = reader_key_ttl
         self._reader_keys: dict[int, tuple[bytes, float]] = {}  # org -> (key, monotonic read)
         self._wake = asyncio.Event()
+        self._due = math.inf  # Unix time a deferred partial batch becomes due
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.errors = 0
@@ -292,6 +295,7 @@ class Submitter:
         backoff = 0.25
         while not self._stopping:
             self._wake.clear()
+            self._due = math.inf
             try:
                 busy = await self.step()
                 backoff = 0.25
@@ -309,8 +313,9 @@ class Submitter:
                 continue
             # Idle, the outbox's wake-up ends the wait at once for work accepted in this
             # process; 0.1 s bounds the delay of work an extra API worker process accepted.
+            pause = min(0.05 if busy else 0.1, max(0.0, self._due - time.time()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 0.05 if busy else 0.1)
+                await asyncio.wait_for(self._wake.wait(), pause)
 
     async def step(self) -> bool:
         """One pass over every organisation with work; True if anything is still in progress."""
@@ -327,12 +332,15 @@ class Submitter:
     # -- one organisation ---------------------------------------------------------------------
     async def _org_step(self, org_id: int, keys: OrgKeys) -> bool:
         await self._follow(self.outbox.live_txs(org_id), keys)
-        in_flight = len(self.outbox.live_txs(org_id))
+        live = self.outbox.live_txs(org_id)
+        in_flight = len(live)
+        newest = max((tx.created_at for tx in live), default=None)
         while in_flight < self.max_in_flight:
-            tx = await self._build(org_id, keys, in_flight=in_flight)
+            tx = await self._build(org_id, keys, newest_in_flight=newest)
             if tx is None:
                 break
             in_flight += 1
+            newest = tx.created_at
             await self._send(tx, keys)
         return in_flight > 0 or bool(self.outbox.pending(org_id, 1))
 
@@ -474,11 +482,14 @@ class Submitter:
         return "reverted (no reason given)"
 
     # -- building a transaction --------------------------------------------------------------
-    async def _build(self, org_id: int, keys: OrgKeys, *, in_flight: int = 0) -> TxRecord | None:
+    async def _build(
+        self, org_id: int, keys: OrgKeys, *, newest_in_flight: float | None = None
+    ) -> TxRecord | None:
         """Seal, sign and persist the organisation's next transaction; None if none is due.
 
-        ``in_flight`` is how many of its transactions are on their way: with none, a partial
-        batch goes at once; otherwise it waits until its oldest event has waited the window.
+        ``newest_in_flight`` is the creation time (Unix) of its newest transaction on its way,
+        None if there is none: a partial batch goes at once when there is none or it is at
+        least one window old, and waits otherwise.
         """
         pending = self.outbox.pending(org_id, self.batch_max_events + 1)
         if not pending:
@@ -502,8 +513,15 @@ class Submitter:
             run.append(op)
         if len(run) >= cap:
             closed = True
-        if not closed and in_flight and time.time() - run[0].accepted_at < self.batch_window:
-            return None  # a transaction is on its way: collect more events while the window is open
+        if (
+            not closed
+            and newest_in_flight is not None
+            and time.time() - newest_in_flight < self.batch_window
+        ):
+            # One partial batch per window: collect more events meanwhile (the run loop wakes
+            # when the window ends).
+            self._due = min(self._due, newest_in_flight + self.batch_window)
+            return None
         sealed, failures = await self._seal(run, keys)
         if failures:
             await self._notify(self.outbox.fail_unsent(failures))

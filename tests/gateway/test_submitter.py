@@ -8,6 +8,7 @@ nonces, which the nonce manager reads from the chain).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -102,22 +103,31 @@ async def test_events_go_final_once_with_event_ids_in_order(
         assert int(log["blockNumber"], 16) == by_key[f"order-{ev.event_time - 1_767_225_600}"].block
 
 
-async def test_partial_batch_waits_for_the_window_only_behind_a_tx_in_flight(
+async def test_partial_batches_are_paced_one_per_window_behind_a_tx_in_flight(
     parts: tuple[Outbox, NodeClient], store: Keystore
 ) -> None:
     box, client = parts
     keys = store.get(TERMINAL)
-    sub = Submitter(box, client, store, batch_max_events=100, batch_window_ms=60_000)
+    sub = Submitter(box, client, store, batch_max_events=3, batch_window_ms=60_000)
     box.accept(TERMINAL, [event_op(100, "w-0")])
-    # A transaction of the organisation is on its way: the partial batch waits (window open).
-    assert await sub._build(TERMINAL, keys, in_flight=1) is None
+    # A transaction of the organisation went out just now: the partial batch waits.
+    assert await sub._build(TERMINAL, keys, newest_in_flight=time.time()) is None
     assert box.status(TERMINAL, "w-0").status == "accepted"
-    box.accept(TERMINAL, [event_op(101, "w-1"), event_op(102, "w-2")])
-    # Nothing in flight: waiting would only add latency, so it goes now, with all that waits.
-    tx = await sub._build(TERMINAL, keys, in_flight=0)
-    assert tx is not None and len(tx.op_ids) == 3
-    done = await drain(sub, box, ["w-0", "w-1", "w-2"])
-    assert {r.status for r in done} == {"final"} and {r.tx_hash for r in done} == {tx.tx_hash}
+    # ... unless that transaction is a window old ...
+    box.accept(TERMINAL, [event_op(101, "w-1")])
+    tx = await sub._build(TERMINAL, keys, newest_in_flight=time.time() - 61)
+    assert tx is not None and len(tx.op_ids) == 2
+    # ... or nothing is in flight (waiting would only add latency) ...
+    box.accept(TERMINAL, [event_op(102, "w-2")])
+    lone = await sub._build(TERMINAL, keys, newest_in_flight=None)
+    assert lone is not None and len(lone.op_ids) == 1
+    # ... and a full batch never waits.
+    box.accept(TERMINAL, [event_op(103 + i, f"w-{3 + i}") for i in range(3)])
+    full = await sub._build(TERMINAL, keys, newest_in_flight=time.time())
+    assert full is not None and len(full.op_ids) == 3
+    done = await drain(sub, box, [f"w-{i}" for i in range(6)])
+    assert {r.status for r in done} == {"final"}
+    assert [r.tx_hash for r in done] == [tx.tx_hash] * 2 + [lone.tx_hash] + [full.tx_hash] * 3
 
 
 async def test_a_lone_event_does_not_wait_for_the_window(
