@@ -100,6 +100,44 @@ def _is_static_guarded_log(fn: Any, topics: int) -> bool:
     }
 
 
+#: Code analysis by code (bounded; emptied when full): see :func:`_analyse`.
+_ANALYSIS: dict[bytes, tuple[list[int | None], frozenset[int]]] = {}
+_ANALYSIS_MAX = 256
+
+
+def _analyse(raw: bytes) -> tuple[list[int | None], frozenset[int]]:
+    """Immediates of the PUSH instructions by position and the valid JUMPDEST positions of
+    ``raw``, from one pass in instruction order (a PUSH's data is not an instruction).
+
+    Every transaction of a block calls the same few contracts; decoding a PUSH's bytes once
+    per code instead of once per execution, and answering "is this JUMPDEST an instruction?"
+    from a set instead of py-evm's ``CodeStream.is_valid_opcode``, saves work in the hottest
+    loop. Positions that are not a PUSH instruction hold ``None``."""
+    found = _ANALYSIS.get(raw)
+    if found is None:
+        pushes: list[int | None] = [None] * len(raw)
+        jumpdests: set[int] = set()
+        pc, length = 0, len(raw)
+        while pc < length:
+            op = raw[pc]
+            if 0x60 <= op <= 0x7F:
+                size = op - 0x5F
+                chunk = raw[pc + 1 : pc + 1 + size]
+                value = int.from_bytes(chunk, "big")
+                if len(chunk) < size:  # data past the end of code reads as zeros
+                    value <<= 8 * (size - len(chunk))
+                pushes[pc] = value
+                pc += 1 + size
+            else:
+                if op == JUMPDEST:
+                    jumpdests.add(pc)
+                pc += 1
+        if len(_ANALYSIS) >= _ANALYSIS_MAX:
+            _ANALYSIS.clear()
+        found = _ANALYSIS[raw] = (pushes, frozenset(jumpdests))
+    return found
+
+
 def _int(value: int | bytes) -> int:
     return value if type(value) is int else int.from_bytes(value, "big")  # type: ignore[arg-type]
 
@@ -150,6 +188,7 @@ def _run(computation: Any) -> None:
     code = computation.code
     raw = code._raw_code_bytes
     length = len(raw)
+    pushes, jumpdests = _analyse(raw)
     values = computation._stack.values
     append = values.append
     pop = values.pop
@@ -185,11 +224,13 @@ def _run(computation: Any) -> None:
             size = op - 0x5F
             if len(values) >= _STACK_LIMIT:
                 raise FullStack("Stack limit reached")
-            chunk = raw[pc : pc + size]
+            value = pushes[pc - 1]
+            if value is None:  # not an instruction start of the analysis: decode here
+                chunk = raw[pc : pc + size]
+                value = int.from_bytes(chunk, "big")
+                if len(chunk) < size:
+                    value <<= 8 * (size - len(chunk))
             pc += size
-            value = int.from_bytes(chunk, "big")
-            if len(chunk) < size:
-                value <<= 8 * (size - len(chunk))
             append(value)
         elif 0x80 <= op <= 0x8F:  # DUPn
             if len(values) >= _STACK_LIMIT:
@@ -232,7 +273,7 @@ def _run(computation: Any) -> None:
             code.program_counter = dest
             if dest >= length or raw[dest] != JUMPDEST:
                 raise InvalidJumpDestination("Invalid Jump Destination")
-            if not code.is_valid_opcode(dest):
+            if dest not in jumpdests:  # a 0x5B inside a PUSH's data
                 raise InvalidInstruction("Jump resulted in invalid instruction")
             pc = dest
         elif op == 0x52:  # MSTORE

@@ -56,9 +56,13 @@ def random_program(rng: random.Random) -> bytes:
             # a jump to a recorded JUMPDEST, to a random place, or a conditional one
             target = rng.choice(jumpdests) if jumpdests and rng.random() < 0.7 else rng.randint(0, 300)
             out += bytes([0x61]) + target.to_bytes(2, "big") + bytes([rng.choice([0x56, 0x57])])
-        elif roll < 0.90:
+        elif roll < 0.88:
             jumpdests.append(len(out))
             out.append(0x5B)
+        elif roll < 0.90:
+            # a JUMPDEST byte inside a PUSH's data: jumping there is an invalid instruction
+            jumpdests.append(len(out) + 1)
+            out += bytes([0x61, 0x5B, 0x5B])
         else:
             out.append(rng.choice(OTHER_OPS))
     if rng.random() < 0.2:  # a truncated PUSH at the end of code
@@ -116,7 +120,7 @@ def test_differential_random_programs() -> None:
         check_seed(seed)
         errors.add(run(PragueComputation, random_program(random.Random(seed)), b"", 100_000)["error"])
     # the programs must exercise both success and the failure classes, or they prove little
-    assert {None, "InsufficientStack", "InvalidJumpDestination", "OutOfGas"} <= errors
+    assert {None, "InsufficientStack", "InvalidJumpDestination", "InvalidInstruction", "OutOfGas"} <= errors
     static_errors = {run(PragueComputation, random_program(random.Random(seed)), b"", 100_000, True)["error"]
                      for seed in range(300)}
     assert "WriteProtection" in static_errors
