@@ -251,6 +251,11 @@ class AccessEntry(NamedTuple):
     """How the reader was entitled: named, grant or reference."""
 
 
+#: An :class:`AccessEntry` as a plain tuple (the garbage collector stops scanning plain tuples
+#: of numbers and strings; a buffer of many thousands of pending entries is made of these).
+AccessRow = tuple[int, int, int, bytes, int, str]
+
+
 # -- changes (what one block range writes) ----------------------------------------------------
 
 
@@ -519,8 +524,9 @@ class ReadModel(abc.ABC):
 
     # access log and known references (gateway-local)
     @abc.abstractmethod
-    def log_access(self, entries: Sequence[AccessEntry]) -> None:
-        """Append access-log entries (one transaction)."""
+    def log_access(self, entries: Sequence[AccessEntry] | Sequence[AccessRow]) -> None:
+        """Append access-log entries (one transaction), as :class:`AccessEntry` or the same
+        fields in a plain tuple."""
 
     @abc.abstractmethod
     def access_log(self, owner: int, *, before: int = 0, limit: int = 100) -> list[tuple[int, AccessEntry]]:
@@ -1210,7 +1216,7 @@ class SqliteReadModel(ReadModel):
         )
 
     # access log, known references
-    def log_access(self, entries: Sequence[AccessEntry]) -> None:
+    def log_access(self, entries: Sequence[AccessEntry] | Sequence[AccessRow]) -> None:
         if not entries:
             return
         with self._write_lock:

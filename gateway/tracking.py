@@ -100,7 +100,7 @@ from gateway.readmodel import (
     EVENT_SCOPE,
     READ_MODEL,
     SUBJECT_SCOPE,
-    AccessEntry,
+    AccessRow,
     EventFilter,
     IndexedEvent,
     ReadModel,
@@ -310,7 +310,7 @@ class _CachedView:
     """The caller organisation's keys it was decrypted with (a new key set means rebuild)."""
     valid_until: float
     """Earliest expiry (Unix seconds) among the grants it relied on; ``inf`` if none."""
-    subjects: frozenset[bytes]
+    subjects: tuple[bytes, ...]
     """Every subject key the build queried (a change to any of them drops the view)."""
     reads: _Reads
     """The access-log entries each serving of it records (not to be modified)."""
@@ -325,7 +325,7 @@ class _ViewCache:
         self.max_bytes = max_bytes
         self.bytes = 0
         self._views: OrderedDict[Any, _CachedView] = OrderedDict()
-        self._by_subject: dict[bytes, set[Any]] = {}
+        self._by_subject: dict[bytes, dict[Any, None]] = {}  # (dicts of plain keys: unscanned)
         self.hits = self.misses = self.evictions = self.invalidations = 0
 
     def __len__(self) -> int:
@@ -353,7 +353,7 @@ class _ViewCache:
         self._views[key] = view
         self.bytes += view.size
         for subject in view.subjects:
-            self._by_subject.setdefault(subject, set()).add(key)
+            self._by_subject.setdefault(subject, {})[key] = None
         while len(self._views) > self.max_entries or self.bytes > self.max_bytes:
             self._remove(next(iter(self._views)))
             self.evictions += 1
@@ -379,7 +379,7 @@ class _ViewCache:
         for subject in view.subjects:
             holders = self._by_subject.get(subject)
             if holders is not None:
-                holders.discard(key)
+                holders.pop(key, None)
                 if not holders:
                     del self._by_subject[subject]
 
@@ -403,12 +403,17 @@ def _render(parts: tuple[bytes | int, ...], now: float) -> bytes:
     )
 
 
+def _normal_form(candidates: Sequence[identifiers.Candidate]) -> tuple[tuple[str, str], ...]:
+    """The valid candidates' (kind, value): all of what was typed that a view depends on."""
+    return tuple((c.kind, c.value) for c in candidates if c.valid)
+
+
 @lru_cache(maxsize=1 << 16)
-def _detect(text: str) -> tuple[tuple[identifiers.Candidate, ...], tuple[tuple[str, str], ...]]:
-    """:func:`gateway.identifiers.detect` of ``text`` and its normal form: the valid
-    candidates' (kind, value), all a view depends on (callers pass at most 64 characters)."""
-    found = tuple(identifiers.detect(text))
-    return found, tuple((c.kind, c.value) for c in found if c.valid)
+def _normal_of(text: str) -> tuple[tuple[str, str], ...] | None:
+    """:func:`_normal_form` of what ``text`` may be, None if it is no reference at all (only
+    plain tuples of strings are kept, which the garbage collector need not scan)."""
+    found = identifiers.detect(text)
+    return _normal_form(found) if found else None
 
 
 @dataclass
@@ -462,14 +467,13 @@ class Tracking:
         self.clock = clock
         self._plain = _LRU(settings.plaintext_cache_entries if cache_size is None else cache_size)
         self._entries = _LRU(settings.entry_cache_entries)
-        self._opened = _LRU(settings.entry_cache_entries)
         self.views = _ViewCache(settings.view_cache_entries,
                                 int(settings.view_cache_megabytes * (1 << 20)))
         self._generation = model.generation()
         self._subject_keys = _LRU(50_000)
         self._keys: dict[int, tuple[float, OrgKeys | None]] = {}
         self._names: dict[int, str] = {}
-        self._pending: dict[tuple[int, int, int], AccessEntry] = {}
+        self._pending: dict[tuple[int, int, int], AccessRow] = {}
         self._pending_refs: set[tuple[int, str, str]] = set()
         self._known_refs: set[tuple[int, str, str]] = set()
         self._learned: dict[int, float] = {}
@@ -597,48 +601,44 @@ class Tracking:
         if decision is None:
             return None
         via, credential = decision
-        # after the authorisation check only: the caches are never a way in
-        opened_key = (ev.event_id, ev.payload_hash, via, ev.retracted_by, ev.reference_readable,
-                      ev.readers)
-        opened: VisibleEvent | None = self._opened.get(opened_key)
+        opened = self._open(reader, ev, via, credential)
         if opened is None:
-            opened = self._open(reader, ev, via, credential)
-            if opened is None:
-                return None
-            self._opened.put(opened_key, opened)
+            return None
         if via == "grant" and credential.expiry:
             reader.valid_until = min(reader.valid_until, credential.expiry)
         if via != "owner":
             key = (ev.publisher, reader.chain_org, ev.event_id)
             reader.reads[key] = (ev.subject, via)
             if key not in self._pending:
-                self._pending[key] = AccessEntry(
+                self._pending[key] = (
                     ev.publisher, reader.chain_org, ev.event_id, ev.subject, int(self.clock()), via
                 )
         return opened
 
     def _open(self, reader: _Reader, ev: IndexedEvent, via: str, credential: Any) -> VisibleEvent | None:
-        """Decrypt (or take the cached plaintext of) an event ``reader`` is entitled to."""
+        """Decrypt an event ``reader`` is entitled to (or take its cached plaintext: after the
+        authorisation check only, the cache is never a way in).
+
+        The cache keeps the verified plaintext *bytes*, not decoded objects: a few hundred
+        thousand cached object graphs would make every full garbage collection of the process
+        scan them (pauses of most of a second were measured), while decoding costs ~10 µs.
+        """
         plain_key = (ev.event_id, ev.payload_hash)
-        plain = self._plain.get(plain_key)
-        if plain is None:
+        raw: bytes | None = self._plain.get(plain_key)
+        if raw is None:
             raw = self._decrypt(reader, ev, via, credential)
             if raw is None:
                 return None
             if keccak(raw) != ev.payload_hash:
                 log.warning("event %d: plaintext does not match its payload hash", ev.event_id)
                 return None
-            try:
-                plain = events.from_plaintext(raw)
-            except events.EventError:
-                log.warning("event %d: not a canonical event plaintext", ev.event_id)
-                return None
-            self._plain.put(plain_key, plain)
-        visibility = Visibility("reference" if ev.reference_readable else "named", ev.readers)
-        event = CanonicalEvent(
-            plain.event_type, plain.classifier, plain.event_time, plain.subject, plain.location,
-            plain.related, plain.details, visibility, plain.retracts,
-        )
+            self._plain.put(plain_key, raw)
+        try:
+            event = events.from_plaintext(raw, visibility=Visibility(
+                "reference" if ev.reference_readable else "named", ev.readers))
+        except events.EventError:
+            log.warning("event %d: not a canonical event plaintext", ev.event_id)
+            return None
         return VisibleEvent(
             ev.event_id, ev.block, ev.tx_hash, ev.log_index, ev.block_time, ev.publisher,
             self.publisher_name(ev.publisher), event, via, ev.retracted_by,
@@ -654,13 +654,13 @@ class Tracking:
 
     # -- access log -------------------------------------------------------------------------
 
-    def _take(self) -> tuple[list[AccessEntry], list[tuple[int, str, str]]]:
+    def _take(self) -> tuple[list[AccessRow], list[tuple[int, str, str]]]:
         entries, refs = list(self._pending.values()), list(self._pending_refs)
         self._pending.clear()
         self._pending_refs.clear()
         return entries, refs
 
-    def _write(self, entries: list[AccessEntry], refs: list[tuple[int, str, str]]) -> int:
+    def _write(self, entries: list[AccessRow], refs: list[tuple[int, str, str]]) -> int:
         self.model.log_access(entries)
         by_org: dict[int, list[tuple[str, str]]] = {}
         for org, kind, value in refs:
@@ -718,7 +718,7 @@ class Tracking:
         reader = self.reader(principal)
         for ref in query.references:
             reader.held[_key(ref.value)] = ref.value
-        self.sync()  # (directory changes reach the cached names and opened events)
+        self.sync()  # (directory changes reach the cached names)
         after = _decode_cursor(cursor)
         me = reader.chain_org
         flt = EventFilter(
@@ -757,15 +757,12 @@ class Tracking:
     # -- the shipment view -----------------------------------------------------------------
 
     @staticmethod
-    def _candidates(text: str) -> tuple[tuple[identifiers.Candidate, ...], tuple[tuple[str, str], ...]]:
-        """What ``text`` may be and its normal form (see :func:`_detect`); 400 if nothing."""
-        found, normal = _detect(text) if len(text) <= 64 else _detect.__wrapped__(text)
+    def _candidates(text: str) -> list[identifiers.Candidate]:
+        """What ``text`` may be (:func:`gateway.identifiers.detect`); 400 if nothing."""
+        found = identifiers.detect(text)
         if not found:
-            raise BadRequest(
-                f"{text[:40]!r} is not a reference number (letters and digits, at most 35)",
-                code="not-a-reference",
-            )
-        return found, normal
+            raise _not_a_reference(text)
+        return found
 
     def _subject_events(self, reader: _Reader, subjects: Sequence[bytes],
                         kind: str | None = None) -> list[VisibleEvent]:
@@ -781,8 +778,8 @@ class Tracking:
 
     def sync(self) -> None:
         """Drop the cached views the read model's changes since the last call touched, and
-        on a directory change, bulk load or reset also the cached names, opened events and
-        timeline entries (a memory read when nothing changed)."""
+        on a directory change, bulk load or reset also the cached names and timeline entries
+        (a memory read when nothing changed)."""
         generation = self.model.generation()
         if generation == self._generation:
             return
@@ -790,7 +787,6 @@ class Tracking:
         if changed is None:  # directory change, bulk load, reset, or too far behind
             self.views.clear()
             self._entries = _LRU(self._entries.size)
-            self._opened = _LRU(self._opened.size)
             self._names.clear()
         else:
             self.views.drop(changed)
@@ -805,13 +801,15 @@ class Tracking:
             now = int(self.clock())
             for key in missing:
                 subject, via = reads[key]
-                pending[key] = AccessEntry(key[0], key[1], key[2], subject, now, via)
+                pending[key] = (key[0], key[1], key[2], subject, now, via)
 
     def shipment_json(self, principal: Principal, text: str) -> bytes | None:
         """The shipment view of what was typed as JSON bytes, or None if nothing visible
         matches (served from the view cache when still good; see the module docstring)."""
         reader = self.reader(principal)
-        candidates, normal = self._candidates(text)
+        normal = _normal_of(text) if len(text) <= 64 else None
+        if normal is None:  # long texts are not cached: detect raises or finds no reference
+            normal = _normal_form(self._candidates(text))
         self.sync()
         key = (reader.chain_org, principal.org_id, normal)
         now = self.clock()
@@ -819,14 +817,14 @@ class Tracking:
         if cached is not None:
             self._record(cached.reads)
             return _render(cached.parts, now)
-        view = self._build(reader, candidates)
+        view = self._build(reader, self._candidates(text))
         if view is None:
             return None
         parts = self._encode(view)
         self.views.put(key, _CachedView(
             parts=parts, size=sum(len(p) for p in parts if isinstance(p, bytes)),
             keys=reader.keys, valid_until=reader.valid_until,
-            subjects=frozenset(reader.subjects), reads=reader.reads,
+            subjects=tuple(reader.subjects), reads=reader.reads,
         ))
         return _render(parts, now)
 
@@ -1046,7 +1044,7 @@ class Tracking:
         """Normalise ``text``, detect its kind and carrier, say whether something visible
         matches, and suggest near matches among references the caller may see."""
         reader = self.reader(principal)
-        candidates, _ = self._candidates(text)
+        candidates = self._candidates(text)
         out = []
         match = None
         for cand in candidates:
@@ -1232,6 +1230,13 @@ class _NotFoundWithSuggestions(NotFound):
             details={"suggestions": resolved["suggestions"], "candidates": resolved["candidates"]},
         )
         self.resolved = resolved
+
+
+def _not_a_reference(text: str) -> BadRequest:
+    return BadRequest(
+        f"{text[:40]!r} is not a reference number (letters and digits, at most 35)",
+        code="not-a-reference",
+    )
 
 
 def _not_found(resolved: dict[str, Any]) -> _NotFoundWithSuggestions:
