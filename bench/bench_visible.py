@@ -407,27 +407,6 @@ def source_tree(rev: str, into: Path) -> Path:
     return into
 
 
-class SourceGateway(GatewayProcess):
-    """The gateway process run from another source folder (its ``node`` package)."""
-
-    def __init__(self, config_file: Path, source: Path) -> None:
-        super().__init__(config_file, env={"PYTHONPATH": str(source)})
-        self.source = source
-
-    def start(self) -> GatewayProcess:
-        if self.running:
-            raise DevnetError("the gateway is already running")
-        self.credentials()
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "node", "gateway", "serve", "--config",
-                 str(self.config_file), "--workers", str(self.workers)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=self.env, start_new_session=True, cwd=self.source,
-            )  # fmt: skip
-        return self
-
-
 def parse_variant(text: str) -> Variant:
     """``label`` or ``label:key=value,key=value`` (values are JSON numbers or strings)."""
     label, _, rest = text.partition(":")
@@ -448,8 +427,11 @@ async def measure(variant: Variant, layout: Any, args: argparse.Namespace,
                   owners: Any) -> list[PhaseResult]:
     """Start the gateway of ``variant``, warm it up, run both phases, stop it."""
     config = write_config(layout, port=args.gateway_port, **UNLIMITED, **variant.overrides)
-    gateway: GatewayProcess = (SourceGateway(config, variant.source) if variant.source
-                               else GatewayProcess(config))
+    # Another commit's gateway: its folder first on the path, and not the working directory
+    # (PYTHONSAFEPATH), which ``python -m`` would otherwise put before it.
+    env = ({"PYTHONPATH": str(variant.source), "PYTHONSAFEPATH": "1"} if variant.source
+           else None)
+    gateway = GatewayProcess(config, env=env)
     creds = gateway.credentials()
     keys = {o["chainOrg"]: o["apiKey"] for o in creds["organisations"]}
     outbox_db = gateway.config.path("outbox.sqlite")

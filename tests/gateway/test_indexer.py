@@ -69,6 +69,16 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
         node.stop()
 
 
+async def record_one(populated: dict[str, Any], org: int, container: int, event_type: str,
+                     at: int) -> tuple[list[int], int]:
+    """Record one event of ``org`` about the populated chain's container number ``container``;
+    its event ids and the head after it."""
+    chain = populated["chain"]
+    event = rs.event("container", populated["containers"][container], event_type, at)
+    ids = await asyncio.to_thread(chain.record, org, [rs.seal(event, org)])
+    return ids, await asyncio.to_thread(chain.head)
+
+
 def test_indexes_directory_events_bills_grants_and_flags(populated: dict[str, Any], tmp_path: Path) -> None:
     async def main() -> None:
         model = SqliteReadModel(tmp_path / "rm.db")
@@ -231,12 +241,7 @@ def test_background_task_listeners_and_wait_for_block(populated: dict[str, Any],
             indexer.add_listener(listener)
             indexer.start()
             assert await indexer.wait_for_block(populated["head"], timeout=30)
-            ids = await asyncio.to_thread(
-                populated["chain"].record, rs.HAULIER,
-                [rs.seal(rs.event("container", populated["containers"][2], "LAND.PICK_UP",
-                                  T0 + 500), rs.HAULIER)],
-            )
-            head = await asyncio.to_thread(populated["chain"].head)
+            ids, head = await record_one(populated, rs.HAULIER, 2, "LAND.PICK_UP", T0 + 500)
             assert await indexer.wait_for_block(head, timeout=30)
             assert not await indexer.wait_for_block(head + 10_000, timeout=0.2)
             await indexer.stop()
@@ -280,12 +285,8 @@ def test_wake_ends_the_poll_pause(populated: dict[str, Any], tmp_path: Path) -> 
             indexer.start()
             try:
                 assert await indexer.wait_for_block(populated["head"], timeout=30)
-                ids = await asyncio.to_thread(
-                    populated["chain"].record, rs.TERMINAL,
-                    [rs.seal(rs.event("container", populated["containers"][1], "TERMINAL.DISC",
-                                      T0 + 900), rs.TERMINAL)],
-                )
-                head = await asyncio.to_thread(populated["chain"].head)
+                ids, head = await record_one(populated, rs.TERMINAL, 1, "TERMINAL.DISC",
+                                             T0 + 900)
                 indexer.wake([])  # takes the submitter's listener argument
                 assert await indexer.wait_for_block(head, timeout=20)  # not 120 s
             finally:
