@@ -41,6 +41,7 @@ event loop reads.
 from __future__ import annotations
 
 import abc
+import itertools
 import mmap
 import os
 import sqlite3
@@ -640,6 +641,10 @@ _U64 = struct.Struct("<Q")
 #: Journal entry meaning "take everything as changed".
 _EVERYTHING = b""
 
+#: Most access-log rows per INSERT statement (6 parameters each; fewer if the SQLite build
+#: allows fewer parameters per statement).
+_ROWS_PER_INSERT = 500
+
 #: Generations the change journal keeps (a process further behind drops all it cached).
 JOURNAL_KEEP = 10_000
 
@@ -1223,11 +1228,18 @@ class SqliteReadModel(ReadModel):
             db = self._writer
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany(
-                    "INSERT INTO access_log (owner, reader, event_id, subject, time, via) "
-                    "VALUES (?,?,?,?,?,?)",
-                    entries,
-                )
+                # many rows per statement: executemany would run one step per row, and a
+                # step lets go of the GIL, so a big batch written from a worker thread
+                # would hand the GIL back and forth with the event loop once per row
+                per = min(_ROWS_PER_INSERT,
+                          max(1, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 6))
+                for start in range(0, len(entries), per):
+                    chunk = entries[start : start + per]
+                    db.execute(
+                        "INSERT INTO access_log (owner, reader, event_id, subject, time, via) "
+                        "VALUES " + ",".join(("(?,?,?,?,?,?)",) * len(chunk)),  # noqa: S608
+                        list(itertools.chain.from_iterable(chunk)),
+                    )
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")

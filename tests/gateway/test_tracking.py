@@ -522,3 +522,18 @@ def test_the_change_journal(world: dict[str, Any]) -> None:
         late.close()
     finally:
         other_process.close()
+
+
+def test_a_large_access_log_batch_is_written_whole(world: dict[str, Any]) -> None:
+    model = world["model"]
+    rows = [(rs.TERMINAL, rs.TRADER, 1_000_000 + i, subject_key(C1), NOW, "reference")
+            for i in range(1201)]  # more than two statements' worth
+    model.log_access(rows)
+    seen, before = [], 0
+    for _ in range(5):
+        page = model.access_log(rs.TERMINAL, before=before, limit=1000)
+        if not page:
+            break
+        seen += [e.event_id for _, e in page]
+        before = page[-1][0]
+    assert sorted(seen) == [r[2] for r in rows]
