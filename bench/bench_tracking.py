@@ -2,6 +2,7 @@
 
     python bench/bench_tracking.py [--events 1000000] [--tracked 2000] [--workers 2]
                                    [--concurrency 64[,32...]] [--duration 20] [--warmup 120]
+                                   [--updates 10]
                                    [--data-dir DIR] [--keep]
 
 1. **Fill** a read model through the :class:`gateway.readmodel.SqliteReadModel` API: the 13 demo
@@ -32,7 +33,12 @@
    - *warm-up*: random references until every worker process holds at least 99.5 % of the
      views (each has its own cache, so a reference first served by the other worker is still a
      miss here), at most ``--warmup`` seconds;
-   - *steady* (``--duration`` s): random references, once per listed concurrency.
+   - *steady* (``--duration`` s): random references, once per listed concurrency;
+   - *steady with updates* (``--duration`` s, unless ``--updates 0``): the same while another
+     process stands in for the indexer of a live chain, committing ``--updates`` new events a
+     second on random tracked containers (one block each): each drops, in every worker, the
+     views that show that container (its own, its house's and its master's), and the next
+     request rebuilds them. These events stay in a kept fill.
 
    Each phase prints requests/s, p50/p99 latency, statuses and the view-cache hit ratio (the
    difference of the workers' counters over the phase).
@@ -309,7 +315,8 @@ async def _phase(port: int, requests: list[bytes], concurrency: int, *,
 
 
 async def _load(port: int, key: str, refs: dict[str, list[str]], workers: int,
-                concurrencies: list[int], duration: float, warmup: float) -> None:
+                concurrencies: list[int], duration: float, warmup: float, data_dir: Path,
+                updates: float) -> None:
     concurrency = concurrencies[0]
     auth = f"Authorization: Bearer {key}\r\n"
     paths = [f"/v1/track/{r}" for kind in ("container", "hbl", "mbl") for r in refs[kind]]
@@ -326,6 +333,8 @@ async def _load(port: int, key: str, refs: dict[str, list[str]], workers: int,
         hits = sum(after[p]["hits"] - before.get(p, {"hits": 0})["hits"] for p in after)
         misses = sum(after[p]["misses"] - before.get(p, {"misses": 0})["misses"] for p in after)
         result["view_cache_hits"], result["view_cache_misses"] = hits, misses
+        result["views_dropped"] = sum(
+            after[p]["dropped"] - before.get(p, {"dropped": 0})["dropped"] for p in after)
         if hits + misses:
             result["view_cache_hit_ratio"] = round(hits / (hits + misses), 3)
         result["view_cache_entries"] = sum(a["entries"] for a in after.values())
@@ -356,14 +365,63 @@ async def _load(port: int, key: str, refs: dict[str, list[str]], workers: int,
                       "load_average": round(os.getloadavg()[0], 2)}), flush=True)
     for connections in concurrencies:
         await measured("steady", tracked, duration, connections=connections)
+    if updates > 0:
+        writer = await asyncio.create_subprocess_exec(
+            sys.executable, str(Path(__file__).resolve()), "update", "--data-dir", str(data_dir),
+            "--updates", str(updates), "--duration", str(duration),
+            stdout=asyncio.subprocess.PIPE)
+        await measured("steady_with_updates", tracked, duration)
+        written, _ = await asyncio.wait_for(writer.communicate(), timeout=duration + 60)
+        print(written.decode().strip(), flush=True)
     print(json.dumps({"workers_view_caches": list((await _stats(port, workers)).values())}),
           flush=True)
 
 
 def load(port: int, data_dir: Path, key: str, workers: int, concurrency: list[int],
-         duration: float, warmup: float) -> None:
+         duration: float, warmup: float, updates: float) -> None:
     refs = json.loads((data_dir / "refs.json").read_text())
-    asyncio.run(_load(port, key, refs, workers, concurrency, duration, warmup))
+    asyncio.run(_load(port, key, refs, workers, concurrency, duration, warmup, data_dir,
+                      updates))
+
+
+def update(data_dir: Path, rate: float, seconds: float) -> None:
+    """Stand in for the indexer of a live chain: commit ``rate`` new events a second, each on
+    a random tracked container (really sealed, readable by reference holders), one block per
+    event through :meth:`ReadModel.apply`, for ``seconds``. The events stay in the fill."""
+    from contracts.cargo import EVENT_TYPES
+    from gateway import confidential, events
+    from gateway.readmodel import Cursor, EventAdded, IndexedEvent, SqliteReadModel
+
+    containers = json.loads((data_dir / "refs.json").read_text())["container"]
+    model = SqliteReadModel(data_dir / "readmodel.db")
+    secret, rnd = os.urandom(32), random.Random()
+    event_id = (1 << 40) + (int(time.time()) << 12)  # above the fill's ids, new each run
+    started, written = time.monotonic(), 0
+    try:
+        while time.monotonic() - started < seconds and written < 4000:
+            number = rnd.choice(containers)
+            at = T0 + 30 * 86_400 + written
+            ev = events.CanonicalEvent("TERMINAL.GTOT", "ACT", at,
+                                       events.Reference("container", number), "HKHKG")
+            sealed = confidential.seal(events.plaintext(ev), subject=ev.subject.key,
+                                       owner_secret=secret, key_version=0, readers={},
+                                       reference=number)
+            cursor = model.cursor()
+            block = (cursor.block if cursor else 0) + 1
+            event_id += 1
+            model.apply([EventAdded(IndexedEvent(
+                event_id=event_id, block=block, tx_hash=event_id.to_bytes(32, "big"),
+                log_index=0, block_time=at + 30, publisher=TERMINAL, subject=ev.subject.key,
+                type_code=EVENT_TYPES[ev.event_type], classifier=3, event_time=at,
+                location="HKHKG", retracts=0, payload_hash=sealed.payload_hash,
+                envelope=sealed.envelope, key_version=0, readers=(), reference_readable=True,
+            ))], Cursor(block, block.to_bytes(32, "big")), cursor)
+            written += 1
+            time.sleep(max(0.0, written / rate - (time.monotonic() - started)))
+    finally:
+        model.close()
+    print(json.dumps({"updates_committed": written,
+                      "per_second": round(written / (time.monotonic() - started), 1)}))
 
 
 def _free_port() -> int:
@@ -394,7 +452,8 @@ def _connection_counts(text: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("role", nargs="?", default="bench", choices=("bench", "serve", "load"))
+    parser.add_argument("role", nargs="?", default="bench",
+                        choices=("bench", "serve", "load", "update"))
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--tracked", type=int, default=2000, help="masters with real envelopes")
     parser.add_argument("--workers", type=int, default=2)
@@ -403,6 +462,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="steady phase, seconds")
     parser.add_argument("--warmup", type=float, default=120.0,
                         help="longest warm-up (it ends once every worker holds the views)")
+    parser.add_argument("--updates", type=float, default=10.0,
+                        help="new events a second in a last steady phase (0: no such phase)")
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep (and reuse) the data dir")
@@ -410,10 +471,13 @@ def main() -> None:
     if args.role == "serve":
         serve(args.data_dir, args.port)
         return
+    if args.role == "update":
+        update(args.data_dir, args.updates, args.duration)
+        return
     if args.role == "load":
         load(args.port, args.data_dir, os.environ[KEY_VARIABLE], args.workers,
              [int(c) for c in args.concurrency.split(",")], args.duration,
-             args.warmup)
+             args.warmup, args.updates)
         return
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="bench-tracking-"))
     refs_file = data_dir / "refs.json"
@@ -435,7 +499,7 @@ def main() -> None:
                 [sys.executable, str(me), "load", "--data-dir", str(data_dir), "--port",
                  str(port), "--workers", str(args.workers), "--concurrency",
                  str(args.concurrency), "--duration", str(args.duration), "--warmup",
-                 str(args.warmup)],
+                 str(args.warmup), "--updates", str(args.updates)],
                 timeout=args.duration + args.warmup + 900, check=True,
                 env={**os.environ, KEY_VARIABLE: key},
             )
