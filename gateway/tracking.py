@@ -16,12 +16,13 @@ A cargo event is visible to a caller whose organisation is chain member ``C`` wh
   chain of records it could read (a house B/L record names its master B/L and the containers it
   covers; a master B/L record names its containers).
 
-The decision uses only indexed metadata; only then is the envelope opened (with the caller
-organisation's keys from the keystore: master secret, X25519 private key, or the subject key a
-grant wrapped for it), ``keccak(plaintext)`` checked against the on-chain payload hash and the
-plaintext decoded with :func:`gateway.events.from_plaintext`. Plaintexts are the same for every
-authorised reader, so they are cached per event id in a bounded LRU — after the authorisation
-check, never before it.
+The decision uses only indexed metadata and, for a SUBJECT grant, the key version its wrapped
+key reaches; only then is the envelope opened (with the caller organisation's keys from the
+keystore: master secret, X25519 private key, or the subject key a grant wrapped for it),
+``keccak(plaintext)`` checked against the on-chain payload hash and the plaintext decoded with
+:func:`gateway.events.from_plaintext`. Plaintexts are the same for every authorised reader, so
+the verified bytes are cached per (event id, payload hash) in a bounded LRU — consulted after
+the decision, never before it.
 
 Every read of an organisation's data by another organisation is appended (batched, at most one
 entry per owner, reader and event per flush window of about a second) to the access log its
