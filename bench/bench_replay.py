@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/bench_replay.py [--events 100000] [--per-tx 100] [--txs-per-block 10]
                                            [--jobs 1,2] [--rounds 1] [--keep DIR]
+                                           [--baseline TREE]
 
 Builds a chain on a four-validator genesis (every block sealed by three validators' real commit
 seals; one governance change adds a fifth validator near the start) holding ``--events`` cargo
@@ -13,7 +14,8 @@ header, every transaction re-executed, every root compared) on a fresh database,
 processes of consecutive segments, with the :class:`node.replay.AuditReport` observing every
 block. Reports events/s re-verified (wall clock) and events per CPU-second (this process and
 its workers: less sensitive to a shared machine) for each ``--jobs`` value with the report, and
-for one process without it.
+for one process without it. ``--baseline TREE`` (a checkout of an earlier commit) adds that
+code's sequential replay of the same chain to each round, for before/after ratios in one run.
 """
 
 from __future__ import annotations
@@ -120,6 +122,52 @@ def replay(node_dir: Path, *, jobs: int, report: bool) -> dict[str, float]:
     }
 
 
+#: Run in a subprocess against a baseline tree: its sequential replay (``replay_blocks`` and
+#: the report exist in every version) of the same chain; prints wall and CPU seconds as JSON.
+_BASELINE_SCRIPT = """
+import json, resource, sys, tempfile, time
+from pathlib import Path
+tree, node_dir = sys.argv[1], Path(sys.argv[2])
+sys.path.insert(0, tree)
+import node
+from node.chain import Ledger
+from node.db import LevelDB
+from node.genesis import Genesis
+from node.replay import AuditReport, replay_blocks
+genesis = Genesis.load(node_dir / "genesis.json")
+source = Ledger(LevelDB(str(node_dir / "chain"), sync=False), genesis)
+head = source.head().block_number
+blocks = (source.block_by_header(source.header_by_number(n)) for n in range(1, head + 1))
+audit = AuditReport(genesis)
+with tempfile.TemporaryDirectory(dir=node_dir.parent) as scratch:
+    t0 = time.perf_counter()
+    summary = replay_blocks(genesis, blocks, scratch, total=head, show_progress=False,
+                            observe=audit.observe)
+    seconds = time.perf_counter() - t0
+usage = resource.getrusage(resource.RUSAGE_SELF)
+assert summary.failure is None, summary.failure
+print(json.dumps({"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime,
+                  "blocks": summary.blocks, "events": audit.cargo_events}))
+"""
+
+
+def replay_baseline(tree: Path, node_dir: Path) -> dict[str, float]:
+    """The sequential replay (with the report) of ``node_dir``'s chain by the code in
+    ``tree`` (a checkout of another commit), in a subprocess. Its CPU seconds include the
+    interpreter start and the imports (about a second)."""
+    import json
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-c", _BASELINE_SCRIPT, str(tree), str(node_dir)],
+        capture_output=True, text=True, timeout=3600, cwd=tree,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"baseline replay failed: {out.stderr[-2000:]}")
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def _cpu_seconds() -> float:
     import resource
 
@@ -137,6 +185,9 @@ def main() -> int:
                         help="Comma-separated process counts to compare (default 1,2).")
     parser.add_argument("--rounds", type=int, default=1,
                         help="Repeat the set of variants, interleaved (noise on a shared machine).")
+    parser.add_argument("--baseline", default=None, metavar="TREE",
+                        help="A checkout of an earlier commit (git worktree add TREE COMMIT): its "
+                        "sequential replay with the report runs too, interleaved.")
     parser.add_argument("--keep", default=None,
                         help="Build the chain in this directory and keep it; a later run with the "
                         "same parameters reuses it.")
@@ -146,21 +197,27 @@ def main() -> int:
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-replay-chain-"))
     events = open_or_build(root, args.events, args.per_tx, args.txs_per_block)
     variants = [(int(j), True) for j in args.jobs.split(",")] + [(1, False)]
+    if args.baseline:
+        variants.insert(0, (0, True))  # jobs=0 stands for the baseline tree
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     best: dict[tuple[int, bool], dict[str, float]] = {}
     for _ in range(args.rounds):
         for jobs, report in variants:
-            run = replay(root / "node", jobs=jobs, report=report)
+            if jobs == 0:
+                run = replay_baseline(Path(args.baseline), root / "node")
+            else:
+                run = replay(root / "node", jobs=jobs, report=report)
             if report and run["events"] != events:
                 raise SystemExit(f"the report counted {run['events']} events of {events}")
-            name = f"jobs={jobs}, {'with report' if report else 'no report'}"
+            name = (f"baseline {Path(args.baseline).name}" if jobs == 0 else
+                    f"jobs={jobs}, {'with report' if report else 'no report'}")
             print(f"{name:28s} {run['blocks']:.0f} blocks, {run['seconds']:6.1f} s wall, "
                   f"{events / run['seconds']:6.0f} events/s; CPU {run['cpu']:6.1f} s "
                   f"({events / run['cpu']:.0f} events per CPU-second)", flush=True)
             if (jobs, report) not in best or run["seconds"] < best[(jobs, report)]["seconds"]:
                 best[(jobs, report)] = run
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    fastest = min((r for (j, rep), r in best.items() if rep), key=lambda r: r["seconds"])
+    fastest = min((r for (j, rep), r in best.items() if rep and j), key=lambda r: r["seconds"])
     rate = events / fastest["seconds"]
     print(f"best with the report: {rate:.0f} events/s re-verified; a year of Hong Kong traffic "
           f"(~100 M events) would replay in {100_000_000 / rate / 3600:.1f} h")
