@@ -46,7 +46,7 @@ def build(root: Path, events: int, per_tx: int, txs_per_block: int) -> tuple[obj
     made = 0
     serial = 0
     while made < events:
-        txs = []
+        txs: list[object] = []
         for _ in range(txs_per_block):
             if made >= events:
                 break

@@ -224,14 +224,14 @@ def _run(computation: Any) -> None:
             size = op - 0x5F
             if len(values) >= _STACK_LIMIT:
                 raise FullStack("Stack limit reached")
-            value = pushes[pc - 1]
-            if value is None:  # not an instruction start of the analysis: decode here
+            pushed = pushes[pc - 1]
+            if pushed is None:  # not an instruction start of the analysis: decode here
                 chunk = raw[pc : pc + size]
-                value = int.from_bytes(chunk, "big")
+                pushed = int.from_bytes(chunk, "big")
                 if len(chunk) < size:
-                    value <<= 8 * (size - len(chunk))
+                    pushed <<= 8 * (size - len(chunk))
             pc += size
-            append(value)
+            append(pushed)
         elif 0x80 <= op <= 0x8F:  # DUPn
             if len(values) >= _STACK_LIMIT:
                 raise FullStack("Stack limit reached")
@@ -284,9 +284,9 @@ def _run(computation: Any) -> None:
             start = _int(pop())
             value = pop()
             if type(value) is int:
-                data = value.to_bytes(32, "big")  # type: ignore[union-attr]
+                data = value.to_bytes(32, "big")
             else:
-                data = value.rjust(32, b"\x00")[-32:]  # type: ignore[union-attr]
+                data = value.rjust(32, b"\x00")[-32:]
             if start + 32 > len(memory._bytes):
                 code.program_counter = pc
                 computation.extend_memory(start, 32)

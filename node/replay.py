@@ -486,8 +486,6 @@ def _segment_result(process: Any, receiver: Any) -> _SegmentResult:
 
 def _event_abis(*names: str) -> dict[int, tuple[str, list[dict[str, Any]]]]:
     """topic0 → (event name, inputs) for the events of the named contracts' ABIs."""
-    from eth_utils import keccak
-
     out: dict[int, tuple[str, list[dict[str, Any]]]] = {}
     for name in names:
         for entry in load_artifact(name)["abi"]:
@@ -573,7 +571,7 @@ class AuditReport:
         return out
 
     def organisation(self, org: int) -> str:
-        return self._names.get(org, f"org {org}")
+        return str(self._names.get(org, f"org {org}"))
 
     # -- observing ---------------------------------------------------------------------------
     def observe(self, block: Any, result: BlockResult, parent: Any) -> None:
