@@ -386,9 +386,10 @@ def import_command(datadir: str, file: str) -> None:
 @click.option(
     "--jobs",
     type=click.IntRange(min=1),
-    default=os.cpu_count() or 1,
-    show_default="all cores",
-    help="With --datadir: replay consecutive segments in this many processes.",
+    default=min(os.cpu_count() or 1, 8),
+    show_default="the cores, at most 8",
+    help="With --datadir: replay consecutive segments in up to this many processes "
+    "(~300 MB of memory each).",
 )
 def replay(
     datadir: str | None,

@@ -24,8 +24,13 @@ header chain claims it. Nothing is taken on trust that sequential replay would c
 
 So the segments together prove what one sequential pass proves — every block's roots follow
 from genesis — using one core per segment. Each worker opens a snapshot of the (stopped)
-node's LevelDB whose table files are hard links (LevelDB never rewrites a table file); where
-that is impossible (another file system), replay is sequential.
+node's LevelDB whose table files are hard links (LevelDB never rewrites a table file), made in
+the scratch directory or else beside the chain; where neither can hold a hard link to the
+chain's files, the replay runs in one process. A chain too short to be worth a process start
+(:data:`MIN_SEGMENT_GAS`) replays in one process too.
+
+The replayed chain goes into a throwaway LevelDB (:class:`_ScratchDB`) tuned for that: its
+contents are read back only by the replay and deleted afterwards.
 
 While it replays, an auditor's :class:`AuditReport` watches every block it has verified:
 
