@@ -249,7 +249,8 @@ class AccessEntry(NamedTuple):
     time: int
     """When, Unix seconds."""
     via: str
-    """How the reader was entitled: named, grant or reference."""
+    """How the reader was entitled: ``named``, ``grant`` or ``reference``, or ``proof`` for a
+    proof bundle the owner approved and the reader downloaded (:mod:`gateway.api_proofs`)."""
 
 
 #: An :class:`AccessEntry` as a plain tuple (the garbage collector stops scanning plain tuples
