@@ -3,7 +3,7 @@
 ::
 
     portledger init    --datadir D [--genesis genesis.json] [--dev-key validator:0 | --key-file F]
-    portledger node    --datadir D [--rpc-host 127.0.0.1] [--rpc-port 8545]
+    portledger node    --datadir D [--rpc-host 127.0.0.1] [--rpc-port 8545] [--report-key-file F]
     portledger export  --datadir D FILE [--first N] [--last M]
     portledger import  --datadir D FILE
     portledger replay  --datadir D | --blocks FILE --genesis G
@@ -13,7 +13,9 @@
     portledger devnet  [--dir D] [--validators 4] [--observers 1]   # run a local network, live status
 
 A data directory holds ``genesis.json`` (the network's), ``nodekey`` (this node's secp256k1 key,
-hex, mode 0600) and ``chain/`` (LevelDB). Every failure exits non-zero with a one-line reason.
+hex, mode 0600) and ``chain/`` (LevelDB); optionally ``peers.json`` (the other member nodes) and
+``reportkey`` (the account that signs equivocation reports, hex like ``nodekey``:
+:mod:`node.evidence`). Every failure exits non-zero with a one-line reason.
 """
 
 from __future__ import annotations
@@ -44,6 +46,15 @@ REPO_GENESIS = Path(__file__).resolve().parent.parent / "genesis.json"
 GIL_SWITCH_INTERVAL = 0.0002
 
 
+def read_key_file(path: Path, what: str) -> keys.PrivateKey:
+    """The secp256k1 private key in ``path`` (hex, optional ``0x``); ClickException naming
+    ``what`` and the file when it cannot be read or is not a key."""
+    try:
+        return keys.PrivateKey(bytes.fromhex(path.read_text().strip().removeprefix("0x")))
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot read {what} {path}: {exc}") from exc
+
+
 class DataDir:
     """Paths inside a node's data directory."""
 
@@ -51,15 +62,12 @@ class DataDir:
         self.root = Path(root)
         self.genesis = self.root / "genesis.json"
         self.nodekey = self.root / "nodekey"
+        #: The reporting account's key, if the operator put one there (``--report-key-file``).
+        self.reportkey = self.root / "reportkey"
         self.chain = self.root / "chain"
 
     def load_key(self) -> keys.PrivateKey:
-        try:
-            return keys.PrivateKey(
-                bytes.fromhex(self.nodekey.read_text().strip().removeprefix("0x"))
-            )
-        except (OSError, ValueError) as exc:
-            raise click.ClickException(f"cannot read node key {self.nodekey}: {exc}") from exc
+        return read_key_file(self.nodekey, "node key")
 
     def open_ledger(self, *, sync: bool = True) -> Ledger:
         if not self.genesis.exists():
@@ -174,6 +182,14 @@ def init(datadir: str, genesis_path: str, dev_key_label: str | None, key_file: s
     help='JSON list of the other member nodes: [{"address": "0x..", "host": "..", "port": N}]. '
     "Default: DATADIR/peers.json if present. With peers the node runs QBFT over p2p.",
 )
+@click.option(
+    "--report-key-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="File holding the hex private key of a member account that signs this node's "
+    "equivocation reports (keep it mode 0600). Default: DATADIR/reportkey if present; "
+    "without one a validator reports with its node key and an observer keeps evidence "
+    "unreported.",
+)
 def node_command(
     datadir: str,
     rpc_host: str,
@@ -182,6 +198,7 @@ def node_command(
     p2p_host: str,
     p2p_port: int,
     peers_file: str | None,
+    report_key_file: str | None,
 ) -> None:
     """Run one node: JSON-RPC over HTTP and WebSocket, and QBFT consensus with its peers
     (or, alone with a single-validator genesis and no peers, dev-mode block production)."""
@@ -189,12 +206,37 @@ def node_command(
     if peers_file is None and (paths.root / "peers.json").exists():
         peers_file = str(paths.root / "peers.json")
     peers = load_peers(peers_file) if peers_file else None
+    report_key = load_report_key(paths, report_key_file)
     ledger = paths.open_ledger()
     key = paths.load_key()
     p2p = (p2p_host, p2p_port) if peers is not None else None
     asyncio.run(
-        _run_node(ledger, key, rpc_host, rpc_port, produce=not no_produce, p2p=p2p, peers=peers)
+        _run_node(
+            ledger, key, rpc_host, rpc_port, produce=not no_produce, p2p=p2p, peers=peers,
+            report_key=report_key,
+        )
     )
+
+
+def load_report_key(paths: DataDir, report_key_file: str | None) -> keys.PrivateKey | None:
+    """The reporting account's key: ``report_key_file``, else ``DATADIR/reportkey`` if present,
+    else None; ClickException when the file is unreadable, not a key, or readable by others."""
+    if report_key_file is None:
+        if not paths.reportkey.exists():
+            return None
+        path = paths.reportkey
+    else:
+        path = Path(report_key_file)
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise click.ClickException(f"cannot read reporting account key {path}: {exc}") from exc
+    if mode & 0o077:
+        raise click.ClickException(
+            f"reporting account key {path} is readable by others (mode {mode & 0o777:o}): "
+            f"chmod 600 it"
+        )
+    return read_key_file(path, "reporting account key")
 
 
 def load_peers(path: str) -> list[Any]:
@@ -222,6 +264,7 @@ async def _run_node(
     produce: bool,
     p2p: tuple[str, int] | None = None,
     peers: list[Any] | None = None,
+    report_key: keys.PrivateKey | None = None,
 ) -> None:
     from aiohttp import web
 
@@ -245,7 +288,21 @@ async def _run_node(
         raise click.ClickException(
             "this network has several validators: give the node its peers (--peers or DATADIR/peers.json)"
         )
-    service = NodeService(ledger, key if is_validator else None, produce=produce and p2p is None)
+    service = NodeService(
+        ledger,
+        key if is_validator else None,
+        produce=produce and p2p is None,
+        evidence_account=report_key,
+    )
+    if report_key is not None:
+        reporter = report_key.public_key.to_canonical_address()
+        log.info(
+            "equivocation reports signed by %s%s",
+            to_checksum_address(reporter),
+            "" if service.is_member_account(reporter) else " (NOT a member account: none sent)",
+        )
+    elif not is_validator:
+        log.info("observer without --report-key-file: equivocation evidence is kept, not reported")
     engine = None
     network = None
     if p2p is not None and peers is not None:

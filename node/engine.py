@@ -133,7 +133,7 @@ class Engine:
         #: Conflicting signed messages seen from validators, and where evidence is kept.
         self.equivocations = EquivocationDetector()
         self.evidence_store = EvidenceStore(self.ledger.db)
-        #: Sends stored evidence to Consortium.reportEquivocation, signed with the node key.
+        #: Sends stored evidence to Consortium.reportEquivocation (node.evidence.reporting_key).
         self.evidence_reporter = EvidenceReporter(service, key, self.evidence_store)
         service.engine = self
         service.admitted.append(self._tx_out.append)

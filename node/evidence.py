@@ -26,8 +26,8 @@ message seen, for a bounded window of heights; the engine feeds it every consens
 accepts from the network and stores each evidence in LevelDB (:class:`EvidenceStore`), where
 ``portledger_getEquivocations`` serves it.
 
-On chain: every node with a member account (a validator's node key is one) reports each evidence
-it stored to the Consortium contract, ``Consortium.reportEquivocation(first, second)``
+On chain: a node with a reporting account (:func:`reporting_key`) reports each evidence it stored
+to the Consortium contract, ``Consortium.reportEquivocation(first, second)``
 (``contracts/equivocation.vy``, calldata in :mod:`contracts.equivocation`). The contract rebuilds
 both signed payloads from their fields, recovers both signers with ``ecrecover``, requires one
 signer who is a validator now, the same (code, height, round) and different digests, records the
@@ -36,13 +36,24 @@ Keccak-256 of this evidence encoding, for governance to act on (for example a RE
 proposal). The detector orders the two messages by their signed RLP bytes, so every node that
 catches the same pair stores the same bytes and the event's hash names them whoever reported.
 
+The *reporting account* signs the reports. It is the node's configured one
+(``NodeService.evidence_account``: ``portledger node --report-key-file``, by default
+``DATADIR/reportkey``) when there is one, else the node key while the node is a validator (a
+validator's node address is a member account). An observer (a bank's or the port operator's
+follower) reports only with a configured account; without one it keeps the evidence, serves it
+and logs once why it does not report. A separate account also keeps reports off the nonce
+sequence of the node key, so nothing else signing with that key clashes with them. The account
+must be one of an active member organisation's; while it is not, nothing is sent (logged once).
+
 :class:`EvidenceReporter` does the sending, in the node (the consensus core stays pure): a
-zero-fee transaction signed with the node's key, nonce from the pending state, admitted through
-the node's own pool and gossiped like any other. It dry-runs the call first (evidence already
+zero-fee transaction signed with the reporting account, nonce from that account's pending state
+(its contiguous transactions in this node's pool counted), admitted through the node's own pool
+and gossiped like any other. It dry-runs the call first (evidence already
 on chain, or refused, is not sent), resubmits a transaction that left the pool without a record
 on chain at most :data:`MAX_ATTEMPTS` times per run (then leaves the evidence until the next
 start), keeps at most :data:`MAX_IN_FLIGHT` reports in the pool, and marks evidence reported
-(``NodeKeys.equivocation_reported``) once the chain's record is seen; after a restart it picks
+(``NodeKeys.equivocation_reported``) once the chain's record is seen, whoever reported it (a
+node without a reporting account settles its evidence this way too); after a restart it picks
 up every stored evidence not yet marked. When several nodes catch the same pair, one report
 lands and the others revert with ``consortium: equivocation already reported``.
 """
@@ -302,23 +313,54 @@ class EvidenceStore:
         self.db[REPORTED_PREFIX + n.to_bytes(8, "big")] = block_number.to_bytes(8, "big")
 
 
+#: Why a node with open evidence sends no report (:attr:`EvidenceReporter.not_reporting`).
+NO_REPORTING_ACCOUNT = "no reporting account: an observer reports only with --report-key-file"
+NOT_A_MEMBER = "the reporting account is not a member account"
+
+
+def reporting_key(service: Any, node_key: PrivateKey) -> PrivateKey | None:
+    """The key that signs equivocation reports now (module docstring).
+
+    Parameters
+    ----------
+    service : node.service.NodeService
+        The node: its configured ``evidence_account`` and its ledger (validators at the head).
+    node_key : eth_keys.datatypes.PrivateKey
+        The node's own key.
+
+    Returns
+    -------
+    eth_keys.datatypes.PrivateKey or None
+        ``service.evidence_account`` if configured; else ``node_key`` while it is a validator's
+        at the head; else None (an observer without a reporting account reports nothing).
+    """
+    configured: PrivateKey | None = service.evidence_account
+    if configured is not None:
+        return configured
+    ledger = service.ledger
+    if node_key.public_key.to_canonical_address() in ledger.validators_at(ledger.head()):
+        return node_key
+    return None
+
+
 class EvidenceReporter:
     """Reports stored evidence to ``Consortium.reportEquivocation`` until the chain records it.
 
     Parameters
     ----------
     service : node.service.NodeService
-        The node: its ledger (state for calls, the Consortium address), pool and chain id.
+        The node: its ledger (state for calls, the Consortium address), pool, chain id and
+        configured reporting account (``evidence_account``).
     key : eth_keys.datatypes.PrivateKey
-        The account that signs the reports; it must be a member account.
+        The node key: it signs the reports while this node is a validator and no reporting
+        account is configured (:func:`reporting_key`).
     store : EvidenceStore
         Where the evidence is kept.
     """
 
     def __init__(self, service: Any, key: PrivateKey, store: EvidenceStore) -> None:
         self.service = service
-        self.key = key
-        self.address: bytes = key.public_key.to_canonical_address()
+        self.node_key = key
         self.store = store
         self.consortium: bytes | None = service.ledger.consortium
         #: Set when there may be something to do: new evidence, a new block.
@@ -331,7 +373,10 @@ class EvidenceReporter:
         self._attempts: dict[int, int] = {}
         #: The latest report transaction per evidence number.
         self._sent: dict[int, bytes] = {}
-        self._warned_not_member = False
+        #: Why the latest pass could send nothing (:data:`NO_REPORTING_ACCOUNT`,
+        #: :data:`NOT_A_MEMBER`), None while reports can be sent; each reason is logged once.
+        self.not_reporting: str | None = None
+        self._logged: set[str] = set()
 
     def add(self, number: int) -> None:
         """Evidence ``number`` was just stored: report it."""
@@ -366,14 +411,7 @@ class EvidenceReporter:
         if self.consortium is None or not self._open:
             return []
         service = self.service
-        if not service.is_member_account(self.address):
-            if not self._warned_not_member:
-                self._warned_not_member = True
-                log.warning(
-                    "equivocation evidence kept but not reported: 0x%s is not a member account",
-                    self.address.hex(),
-                )
-            return []
+        key = self._account()
         head = service.ledger.head()
         in_pool = sum(1 for tx_hash in self._sent.values() if tx_hash in service.pool)
         sent: list[bytes] = []
@@ -385,6 +423,8 @@ class EvidenceReporter:
                 self._settle(number)
                 log.info("equivocation %d is recorded on chain (block %d)", number, recorded)
                 continue
+            if key is None:
+                continue  # kept and served; settled above once someone else's report lands
             if self._sent.get(number) in service.pool:
                 continue  # waiting for a block
             if self._attempts.get(number, 0) >= MAX_ATTEMPTS:
@@ -395,11 +435,31 @@ class EvidenceReporter:
                 continue
             if in_pool >= MAX_IN_FLIGHT:
                 continue
-            tx_hash = self._send(number, evidence, head)
+            tx_hash = self._send(number, evidence, head, key)
             if tx_hash is not None:
                 sent.append(tx_hash)
                 in_pool += 1
         return sent
+
+    def _account(self) -> PrivateKey | None:
+        """The reporting key for this pass, None (and :attr:`not_reporting` set, its reason
+        logged once) when this node cannot report now."""
+        key = reporting_key(self.service, self.node_key)
+        if key is None:
+            self.not_reporting = NO_REPORTING_ACCOUNT
+        elif not self.service.is_member_account(key.public_key.to_canonical_address()):
+            self.not_reporting = NOT_A_MEMBER
+        else:
+            self.not_reporting = None
+            return key
+        if self.not_reporting not in self._logged:
+            self._logged.add(self.not_reporting)
+            address = (key or self.node_key).public_key.to_canonical_address()
+            log.warning(
+                "equivocation evidence kept (portledger_getEquivocations) but not reported by "
+                "0x%s: %s", address.hex(), self.not_reporting,
+            )
+        return None
 
     def _settle(self, number: int) -> None:
         self._open.remove(number)
@@ -416,17 +476,21 @@ class EvidenceReporter:
         evidence_hash, _reporter, reported_at = decode_report_record(output)
         return reported_at if evidence_hash != b"\x00" * 32 else None
 
-    def _send(self, number: int, evidence: Equivocation, head: Any) -> bytes | None:
-        """Dry-run the report on the head state, then sign and submit it; its hash, or None
-        if the call is refused (nothing to send: the reason is logged, the evidence stays)."""
+    def _send(
+        self, number: int, evidence: Equivocation, head: Any, key: PrivateKey
+    ) -> bytes | None:
+        """Dry-run the report on the head state, then sign it with ``key`` and submit it; its
+        hash, or None if the call is refused (nothing to send: the reason is logged, the
+        evidence stays)."""
         assert self.consortium is not None
         from node.rpc import _revert_error  # decodes the revert reason; imports this module
         from node.txpool import TxRejected
 
         service = self.service
+        address = key.public_key.to_canonical_address()
         data = encode_report_call(*evidence.report_messages())
         self._attempts[number] = self._attempts.get(number, 0) + 1
-        call = {"from": self.address, "to": self.consortium, "data": data, "gas": REPORT_GAS}
+        call = {"from": address, "to": self.consortium, "data": data, "gas": REPORT_GAS}
         try:
             service.call(call, head)
         except Revert as exc:
@@ -441,7 +505,7 @@ class EvidenceReporter:
         builder = ledger.chain.get_vm_class_for_block_number(head.block_number + 1)
         tx = builder.get_transaction_builder().new_unsigned_dynamic_fee_transaction(
             chain_id=ledger.chain_id,
-            nonce=service.pending_nonce(self.address),
+            nonce=service.pending_nonce(address),
             max_priority_fee_per_gas=0,
             max_fee_per_gas=0,
             gas=REPORT_GAS,
@@ -449,7 +513,7 @@ class EvidenceReporter:
             value=0,
             data=data,
             access_list=[],
-        ).as_signed_transaction(self.key)
+        ).as_signed_transaction(key)
         try:
             tx_hash: bytes = service.submit_raw(tx.encode())
         except TxRejected as exc:
@@ -457,7 +521,7 @@ class EvidenceReporter:
             return None
         self._sent[number] = tx_hash
         log.warning(
-            "equivocation %d: reported validator 0x%s to the Consortium in 0x%s",
-            number, evidence.validator.hex(), tx_hash.hex(),
+            "equivocation %d: reported validator 0x%s to the Consortium in 0x%s (from 0x%s)",
+            number, evidence.validator.hex(), tx_hash.hex(), address.hex(),
         )
         return tx_hash

@@ -58,10 +58,15 @@ class NodeService:
         signer: keys.PrivateKey | None = None,
         *,
         produce: bool = True,
+        evidence_account: keys.PrivateKey | None = None,
     ) -> None:
         self.ledger = ledger
         self.signer = signer
         self.produce = produce and signer is not None
+        #: The account that signs equivocation reports (``portledger node --report-key-file``);
+        #: None: the node key while this node is a validator, no reports from an observer
+        #: (:func:`node.evidence.reporting_key`).
+        self.evidence_account = evidence_account
         self.pool = TxPool(self.account_nonce, self.is_member_account)
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain-worker")
         self.listeners: list[Callable[[NewBlock], None]] = []

@@ -54,6 +54,7 @@ class Net:
         *,
         observer_keys: list[keys.PrivateKey] | None = None,
         timelock: int | None = None,
+        report_keys: dict[int, keys.PrivateKey] | None = None,
     ) -> None:
         members, addresses = demo_members(validators)
         doc = build_genesis(
@@ -65,6 +66,8 @@ class Net:
         )
         self.genesis = Genesis.from_json(doc)
         self.root = root
+        #: Node index -> its reporting account (NodeService.evidence_account).
+        self.report_keys = report_keys or {}
         keys_ = [dev_key(f"validator:{i}") for i in range(validators)]
         keys_ += observer_keys or [
             keys.PrivateKey(bytes([0x40 + i]) * 32) for i in range(observers)
@@ -78,7 +81,9 @@ class Net:
         m = self.members[i]
         m.db = LevelDB(str(self.root / f"node{i}"))
         ledger = Ledger(m.db, self.genesis)
-        m.service = NodeService(ledger, m.key, produce=False)
+        m.service = NodeService(
+            ledger, m.key, produce=False, evidence_account=self.report_keys.get(i)
+        )
         config = P2PConfig(
             backoff_initial=0.1, backoff_max=1.0, ping_interval=1.0, idle_timeout=4.0
         )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import rlp
+from eth_account import Account
 from eth_hash.auto import keccak
 
 from consensus import extradata
@@ -28,9 +29,11 @@ from contracts import SYSTEM_ADDRESSES
 from contracts.equivocation import REPORTED_TOPIC, decode_reported_log
 from node.db import LevelDB
 from node.evidence import (
+    NO_REPORTING_ACCOUNT,
     EquivocationDetector,
     EvidenceStore,
     InvalidEvidence,
+    reporting_key,
     signed_payload,
     verify_evidence,
 )
@@ -161,9 +164,9 @@ def test_evidence_is_the_same_whichever_message_came_first() -> None:
     assert (first.digest, second.digest) == (b"\x04" * 32, b"\x05" * 32)
 
 
-def _reports(member) -> list:  # type: ignore[no-untyped-def]
-    """EquivocationReported events on ``member``'s chain, through eth_getLogs."""
-    logs = JsonRpc(member.service).methods["eth_getLogs"](
+def _reports(service) -> list:  # type: ignore[no-untyped-def]
+    """EquivocationReported events on ``service``'s chain, through eth_getLogs."""
+    logs = JsonRpc(service).methods["eth_getLogs"](
         [{"fromBlock": "0x0", "toBlock": "latest", "address": SYSTEM_ADDRESSES["Consortium"],
           "topics": ["0x" + REPORTED_TOPIC.hex()]}]
     )
@@ -202,9 +205,9 @@ async def test_equivocating_validator_is_reported_on_chain(tmp_path: Path) -> No
         stored = {m.engine.evidence_store.get(0).encoded for m in honest}
         assert len(stored) == 1  # canonical order: the same bytes on every node
         (evidence,) = [verify_evidence(e) for e in stored]
-        await net.wait(lambda: all(_reports(m) for m in net.members), 30, "the log everywhere")
+        await net.wait(lambda: all(_reports(m.service) for m in net.members), 30, "the log everywhere")
         for m in net.members:
-            (report,) = _reports(m)
+            (report,) = _reports(m.service)
             assert (report.validator, report.code, report.height, report.round) == (
                 AUTHOR, 0x13, height, 0)
             assert report.evidence_hash == keccak(evidence.encoded)
@@ -233,7 +236,7 @@ async def test_stored_evidence_is_reported_after_a_restart(tmp_path: Path) -> No
         member = net.members[0]
         assert member.engine is not None and member.engine.evidence_reporter.open == (0,)
         await net.wait(lambda: not member.engine.evidence_reporter.open, 60, "the report on chain")
-        (report,) = _reports(member)
+        (report,) = _reports(member.service)
         assert report.reporter == member.key.public_key.to_canonical_address()
         assert (report.validator, report.code, report.height) == (AUTHOR, 0x14, 2)
         assert report.evidence_hash == evidence.evidence_hash
@@ -284,7 +287,120 @@ def test_reporter_sends_once_settles_and_gives_up_within_bounds(ledger) -> None:
         # After a restart the evidence without a record is taken up again.
         again = EvidenceReporter(service, validator, store)
         assert again.open == (1, 2, 3)
+        # Not a validator and no reporting account: nothing is sent.
         outsider = EvidenceReporter(service, keys.PrivateKey(b"\x06" * 32), store)
         assert outsider.report_pass() == [] and outsider.open == (1, 2, 3)
+        assert outsider.not_reporting == NO_REPORTING_ACCOUNT and len(service.pool) == 0
     finally:
         service.stop()
+
+
+def test_observer_reports_with_its_reporting_account(ledger, caplog) -> None:  # type: ignore[no-untyped-def]
+    """An observer signs reports with its reporting account (a member organisation's), its
+    nonce counted from that account's pending transactions; an observer without one sends
+    nothing, logs why once, and still settles the evidence when someone's report lands; a
+    reporting account that is not a member account sends nothing."""
+    from eth_keys import keys
+
+    from node.evidence import NOT_A_MEMBER, EvidenceReporter
+    from node.service import NodeService
+    from tests.node.chain_fixtures import cargo_tx
+
+    observer_key = keys.PrivateKey(b"\x41" * 32)  # an observer's node key: no member account
+    bank = dev_key("org:10")  # Harbour Trade Bank (demo), a member organisation's account
+    bank_address = bank.public_key.to_canonical_address()
+    bare = NodeService(ledger, None, produce=False)
+    service = NodeService(ledger, None, produce=False, evidence_account=bank)
+    stranger = NodeService(ledger, None, produce=False, evidence_account=keys.PrivateKey(b"\x06" * 32))
+    try:
+        store = EvidenceStore(ledger.db)
+        number = store.add(_evidence_of(dev_key("validator:0")))
+        quiet = EvidenceReporter(bare, observer_key, store)
+        with caplog.at_level("WARNING", logger="portledger.evidence"):
+            assert quiet.report_pass() == [] and quiet.report_pass() == []
+        assert quiet.not_reporting == NO_REPORTING_ACCOUNT and quiet.open == (number,)
+        assert len(bare.pool) == 0
+        assert sum("not reported by" in r.getMessage() for r in caplog.records) == 1
+        # The bank account already has a transaction waiting: the report takes the next nonce.
+        service.submit_raw(cargo_tx(ledger, Account.from_key(bank.to_bytes()), 0).encode())
+        reporter = EvidenceReporter(service, observer_key, store)
+        (sent,) = reporter.report_pass()
+        tx = service.pool.get(sent)
+        assert (tx.sender, tx.nonce) == (bank_address, 1) and reporter.not_reporting is None
+        block = ledger.propose(service.select_transactions(), dev_key("validator:0"))
+        assert len(block.block.transactions) == 2 and not block.rejected
+        service.block_added(block)
+        assert reporter.report_pass() == [] and reporter.open == ()
+        (report,) = _reports(service)
+        assert report.reporter == bank_address
+        assert report.evidence_hash == store.get(number).evidence_hash
+        # The observer without an account settles the same evidence from the chain's record.
+        assert quiet.report_pass() == [] and quiet.open == () and store.reported_at(number) == 1
+        # A reporting account of no member organisation: kept, not sent.
+        outsider = EvidenceReporter(stranger, observer_key, store)
+        outsider.add(store.add(_evidence_of(dev_key("validator:0"), height=5)))
+        assert outsider.report_pass() == [] and outsider.not_reporting == NOT_A_MEMBER
+        assert len(stranger.pool) == 0 and outsider.open == (1,)
+        # A validator defaults to its node key; a configured account takes precedence.
+        validator = dev_key("validator:0")
+        assert reporting_key(bare, validator) == validator
+        assert reporting_key(service, validator) == bank
+        assert reporting_key(bare, observer_key) is None
+    finally:
+        for s in (bare, service, stranger):
+            s.stop()
+
+
+async def test_observer_with_a_reporting_account_gets_the_report_on_chain(tmp_path: Path) -> None:
+    """Validator 3 sends two conflicting PREPAREs to the observers only. Observer 5 (no reporting
+    account, though its node key is a member account) keeps the evidence and sends nothing;
+    observer 4, given the bank's account, reports it and the chain records it from that account;
+    observer 5 then sees the record."""
+    bank = dev_key("org:10")  # Harbour Trade Bank (demo)
+    bank_address = bank.public_key.to_canonical_address()
+    member_node_key = dev_key("org:11")  # Ledger Audit (demo): a member account as node key
+    net = Net(
+        tmp_path, validators=4,
+        observer_keys=[dev_key("observer:0"), member_node_key], report_keys={4: bank},
+    )
+    async with net.started():
+        byzantine, reporting, quiet = net.members[3], net.members[4], net.members[5]
+        await net.wait(lambda: all(len(m.network.peers()) == 5 for m in net.members), 30, "peers")
+        height = net.members[0].engine.state.height
+        frames = [encode_message(prepare(height, 0, d)) for d in (b"\x01" * 32, b"\x02" * 32)]
+
+        async def equivocate_to(target) -> None:  # type: ignore[no-untyped-def]
+            address = target.key.public_key.to_canonical_address()
+            for _ in range(30):  # resent each second: a replaced connection may drop a frame
+                for data in frames:
+                    byzantine.network.send(address, Code.CONSENSUS, data)
+                with contextlib.suppress(AssertionError):
+                    await net.wait(lambda: target.engine.evidence_store.count(), 1.0, "evidence")
+                    return
+            raise AssertionError("the observer never caught the equivocation")
+
+        await equivocate_to(quiet)
+        await net.wait(
+            lambda: quiet.engine.evidence_reporter.not_reporting is not None
+            or len(quiet.service.pool) > 0,
+            10, "the quiet observer's reporting pass",
+        )
+        assert quiet.engine.evidence_reporter.not_reporting == NO_REPORTING_ACCOUNT
+        member_address = member_node_key.public_key.to_canonical_address()
+        assert quiet.service.is_member_account(member_address)  # it could have, had it been asked
+        assert quiet.service.pending_nonce(member_address) == 0 and len(quiet.service.pool) == 0
+
+        await equivocate_to(reporting)
+        await net.wait(
+            lambda: not reporting.engine.evidence_reporter.open
+            and not quiet.engine.evidence_reporter.open,
+            60, "the report on chain, seen by both observers",
+        )
+        (report,) = _reports(reporting.service)
+        assert report.reporter == bank_address
+        assert (report.validator, report.code, report.height, report.round) == (AUTHOR, 0x13, height, 0)
+        assert report.evidence_hash == reporting.engine.evidence_store.get(0).evidence_hash
+        assert quiet.engine.evidence_store.reported_at(0) is not None
+        for m in net.members:  # neither observer's node key ever sent anything
+            for node_key in (reporting.key, member_node_key):
+                assert m.service.account_nonce(node_key.public_key.to_canonical_address()) == 0
