@@ -404,3 +404,36 @@ async def test_observer_with_a_reporting_account_gets_the_report_on_chain(tmp_pa
         for m in net.members:  # neither observer's node key ever sent anything
             for node_key in (reporting.key, member_node_key):
                 assert m.service.account_nonce(node_key.public_key.to_canonical_address()) == 0
+
+
+def test_report_key_file_is_loaded_like_the_node_key(tmp_path: Path) -> None:
+    """--report-key-file (or DATADIR/reportkey) holds a hex key like nodekey; a file others can
+    read, or one that is not a key, is refused with a one-line reason before the node starts."""
+    import os
+
+    import click
+    from click.testing import CliRunner
+
+    from node.cli import DataDir, load_report_key, main
+
+    paths = DataDir(tmp_path / "data")
+    paths.root.mkdir()
+    assert load_report_key(paths, None) is None  # no option, no DATADIR/reportkey
+    bank = dev_key("org:10")
+    paths.reportkey.write_text(bank.to_hex() + "\n")
+    paths.reportkey.chmod(0o600)
+    assert load_report_key(paths, None) == bank
+    other = tmp_path / "other.key"
+    other.write_text(dev_key("org:11").to_hex().removeprefix("0x"))
+    other.chmod(0o644)
+    with pytest.raises(click.ClickException, match="readable by others"):
+        load_report_key(paths, str(other))
+    other.chmod(0o600)
+    assert load_report_key(paths, str(other)) == dev_key("org:11")  # the option wins
+    other.write_text("not a key")
+    with pytest.raises(click.ClickException, match="cannot read reporting account key"):
+        load_report_key(paths, str(other))
+    # Through the command: refused before the chain is opened, exit status non-zero.
+    result = CliRunner().invoke(main, ["node", "--datadir", str(paths.root), "--report-key-file", str(other)])
+    assert result.exit_code != 0 and "cannot read reporting account key" in result.output
+    assert not os.path.exists(paths.chain)
