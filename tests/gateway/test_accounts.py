@@ -15,6 +15,7 @@ from gateway import abi
 from gateway.accounts import (
     ACCOUNTS,
     COOKIE,
+    KEY_CACHE_MAX_AGE,
     SESSION_IDLE,
     Accounts,
     chain_name,
@@ -24,7 +25,7 @@ from gateway.accounts import (
 )
 from gateway.app import create_app
 from gateway.config import GatewayConfig
-from gateway.errors import Unauthorized
+from gateway.errors import Forbidden, Unauthorized
 from gateway.keystore import KEYSTORE
 from gateway.outbox import OUTBOX
 from tests.gateway.accounts_fixtures import (
@@ -453,3 +454,155 @@ async def test_weak_password_hashes_are_upgraded_on_login(tmp_path: Any) -> None
     assert accounts.check_password("x@y.example", "a long password") == user
     assert accounts.check_password("nobody@y.example", "a long password") is None
     accounts.close()
+
+
+# -- the verified-key cache ---------------------------------------------------------------------
+class _Clock:
+    """A wall clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _key_reads(accounts: Accounts) -> list[str]:
+    """The API-key lookups ``accounts`` sends to its database from now on."""
+    seen: list[str] = []
+    accounts._db.set_trace_callback(
+        lambda sql: seen.append(sql) if "FROM api_keys k" in sql else None)
+    return seen
+
+
+def _org_with_key(accounts: Accounts, name: str = "Harbour Freight") -> tuple[int, str, str]:
+    org = accounts.create_organisation(name, ["forwarder"], {}, status="active", chain_org=7)
+    key_id, key = accounts.create_api_key(org.id, ["events:read"], "tms")
+    return org.id, key_id, key
+
+
+def test_cached_key_is_served_from_memory_and_still_checks_the_secret(tmp_path: Any) -> None:
+    accounts = Accounts(str(tmp_path / "accounts.db"))
+    _, key_id, key = _org_with_key(accounts)
+    reads = _key_reads(accounts)
+    first = accounts.authenticate_api_key(key)
+    assert first.chain_org == 7 and first.scopes == {"events:read"}
+    assert first.credential_id == f"api-key:{key_id}" and len(reads) == 1
+    for _ in range(5):
+        assert accounts.authenticate_api_key(key) is first
+    assert len(reads) == 1  # hits read no database
+
+    # A wrong secret for a cached key id is refused (hashed and compared like on a miss), and
+    # neither it nor an unknown key leaves anything in the cache.
+    wrong = key[: -4] + ("aaaa" if not key.endswith("aaaa") else "bbbb")
+    for bad in (wrong, f"plk_{'0' * 16}_{'x' * 43}"):
+        with pytest.raises(Unauthorized) as refused:
+            accounts.authenticate_api_key(bad)
+        assert refused.value.code == "invalid-api-key"
+    assert accounts.authenticate_api_key(key) is first
+    other = Accounts(str(tmp_path / "accounts.db"))
+    other_reads = _key_reads(other)
+    for _ in range(2):
+        with pytest.raises(Unauthorized):
+            other.authenticate_api_key(wrong)
+    assert len(other_reads) == 2  # failures are read again every time, never cached
+    assert other.authenticate_api_key(key) == first and len(other_reads) == 3
+    other.close()
+    accounts.close()
+
+
+def test_revocation_in_one_process_stops_the_key_in_another_at_once(tmp_path: Any) -> None:
+    clock = _Clock()  # frozen: the beacon's once-a-second database re-read never runs
+    worker_a = Accounts(str(tmp_path / "accounts.db"), clock=clock)
+    worker_b = Accounts(str(tmp_path / "accounts.db"), clock=clock)
+    org_id, key_id, key = _org_with_key(worker_a)
+    other_key = worker_a.create_api_key(org_id, ["events:read"], "erp")[1]
+    principal = worker_b.authenticate_api_key(key)
+    assert worker_b.authenticate_api_key(key) is principal
+    kept = worker_b.authenticate_api_key(other_key)
+
+    worker_a.revoke_api_key(org_id, key_id, actor="user:1")
+    with pytest.raises(Unauthorized) as refused:
+        worker_b.authenticate_api_key(key)
+    assert refused.value.code == "api-key-revoked"
+    with pytest.raises(Unauthorized):
+        worker_a.authenticate_api_key(key)
+    # The other key of the organisation still works (read again: the cache was dropped).
+    again = worker_b.authenticate_api_key(other_key)
+    assert again == kept and again is not kept
+    worker_a.close()
+    worker_b.close()
+
+
+def test_suspending_the_organisation_stops_cached_keys_in_every_process(tmp_path: Any) -> None:
+    clock = _Clock()
+    worker_a = Accounts(str(tmp_path / "accounts.db"), clock=clock)
+    worker_b = Accounts(str(tmp_path / "accounts.db"), clock=clock)
+    org_id, _, key = _org_with_key(worker_a)
+    worker_b.authenticate_api_key(key)
+
+    worker_a.decide(org_id, "suspended", actor_user=1, note="unpaid")
+    with pytest.raises(Forbidden) as refused:
+        worker_b.authenticate_api_key(key)
+    assert refused.value.code == "organisation-suspended"
+    worker_a.decide(org_id, "active", actor_user=1)
+    assert worker_b.authenticate_api_key(key).org_id == org_id
+
+    # A new chain id reaches the cached principal too.
+    worker_b.authenticate_api_key(key)
+    worker_a.set_chain_org(org_id, 21)
+    assert worker_b.authenticate_api_key(key).chain_org == 21
+    worker_a.close()
+    worker_b.close()
+
+
+def test_cached_keys_expire_and_an_unpublished_change_is_seen_within_a_second(
+    tmp_path: Any,
+) -> None:
+    clock = _Clock()
+    path = str(tmp_path / "accounts.db")
+    accounts = Accounts(path, clock=clock)
+    org_id, key_id, key = _org_with_key(accounts)
+    first = accounts.authenticate_api_key(key)
+    clock.now += KEY_CACHE_MAX_AGE - 0.5
+    assert accounts.authenticate_api_key(key) is first
+    clock.now += 0.5
+    renewed = accounts.authenticate_api_key(key)
+    assert renewed == first and renewed is not first  # read again after the maximum age
+    clock.now -= 3600  # a wall clock set back does not keep an entry alive either
+    assert accounts.authenticate_api_key(key) is not renewed
+
+    # A writer that died between its commit and its publication: the database's triggers
+    # bumped the generation, nothing published it. Within a second the re-read catches up.
+    current = accounts.authenticate_api_key(key)
+    raw = sqlite3.connect(path)
+    raw.execute("UPDATE api_keys SET revoked = 1 WHERE id = ?", (key_id,))
+    raw.commit()
+    raw.close()
+    assert accounts.authenticate_api_key(key) is current
+    clock.now += 1.0
+    with pytest.raises(Unauthorized):
+        accounts.authenticate_api_key(key)
+    accounts.close()
+
+
+def test_key_cache_is_bounded_least_recently_used_first(tmp_path: Any) -> None:
+    accounts = Accounts(str(tmp_path / "accounts.db"), key_cache_size=2)
+    org_id, _, k1 = _org_with_key(accounts)
+    k2 = accounts.create_api_key(org_id, ["events:read"], "two")[1]
+    k3 = accounts.create_api_key(org_id, ["events:read"], "three")[1]
+    p1, p2 = accounts.authenticate_api_key(k1), accounts.authenticate_api_key(k2)
+    assert accounts.authenticate_api_key(k1) is p1  # k1 is now the most recently used
+    p3 = accounts.authenticate_api_key(k3)  # drops k2
+    assert accounts.authenticate_api_key(k1) is p1
+    assert accounts.authenticate_api_key(k3) is p3
+    reads = _key_reads(accounts)
+    assert accounts.authenticate_api_key(k2) is not p2 and len(reads) == 1  # drops k1
+    assert accounts.authenticate_api_key(k1) is not p1 and len(reads) == 2
+    accounts.close()
+
+    uncached = Accounts(str(tmp_path / "accounts.db"), key_cache_size=0)
+    assert uncached.authenticate_api_key(k1) is not uncached.authenticate_api_key(k1)
+    uncached.close()
+    with pytest.raises(ValueError):
+        Accounts(str(tmp_path / "accounts.db"), key_cache_size=-1)
