@@ -276,6 +276,12 @@ class TrackingSettings:
     """Most decrypted event plaintexts kept."""
     entry_cache_entries: int = 200_000
     """Most encoded timeline entries kept."""
+    suggest_refresh_seconds: float = 30.0
+    """Age after which an organisation's suggestion index is rebuilt from the read model (so
+    references other worker processes learned show up); this process's own reads reach it at
+    once."""
+    suggest_scan: int = 20_000
+    """Most known references one suggestion compares the typed text with."""
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> TrackingSettings:
@@ -417,6 +423,52 @@ def _normal_of(text: str) -> tuple[tuple[str, str], ...] | None:
     return _normal_form(found) if found else None
 
 
+#: Score (rapidfuzz ``fuzz.ratio``, 0-100) a known reference needs to be suggested.
+SUGGEST_CUTOFF = 60.0
+#: Most references one organisation's suggestion index holds.
+SUGGEST_INDEX_SIZE = 100_000
+#: Most organisations whose suggestion index a process keeps.
+SUGGEST_INDEXES = 256
+
+
+class _RefIndex:
+    """The references one organisation has legitimately read, for near-match suggestions,
+    grouped by length.
+
+    ``fuzz.ratio`` of strings of lengths ``a`` and ``b`` is at most ``200 min(a, b) / (a + b)``,
+    so a typed value is compared only with the lengths that can reach the cutoff (nearest
+    lengths first, the most recently learned references first within a length), at most
+    ``scan`` of them: the cost of a suggestion is bounded whatever an organisation can see.
+    (:func:`gateway.identifiers.detect` does not narrow further: it offers five or six kinds for
+    nearly any string of letters and digits.)
+    """
+
+    def __init__(self, built: float) -> None:
+        self.built = built
+        self.kinds: dict[str, str] = {}  # value -> kind
+        self.by_length: dict[int, list[str]] = {}
+
+    def add(self, kind: str, value: str) -> None:
+        """Know ``value`` (of ``kind``); ignored once the index is full."""
+        if value in self.kinds or len(self.kinds) >= SUGGEST_INDEX_SIZE:
+            return
+        self.kinds[value] = kind
+        self.by_length.setdefault(len(value), []).append(value)
+
+    def candidates(self, value: str, scan: int, cutoff: float = SUGGEST_CUTOFF) -> list[str]:
+        """The known references that may score ``cutoff`` against ``value``, ``scan`` at most."""
+        n = len(value)
+        lengths = sorted((m for m in self.by_length if 200 * min(n, m) >= cutoff * (n + m)),
+                         key=lambda m: (abs(m - n), m))
+        out: list[str] = []
+        for m in lengths:
+            room = scan - len(out)
+            if room <= 0:
+                break
+            out.extend(self.by_length[m][-room:])
+        return out
+
+
 @dataclass
 class _Reader:
     """Per-request state of one caller: its organisation, keys and the references it holds,
@@ -476,7 +528,11 @@ class Tracking:
         self._names: dict[int, str] = {}
         self._pending: dict[tuple[int, int, int], AccessRow] = {}
         self._pending_refs: set[tuple[int, str, str]] = set()
-        self._known_refs: set[tuple[int, str, str]] = set()
+        self._known_refs: OrderedDict[tuple[int, str, str], None] = OrderedDict()
+        self._known_refs_size = 200_000
+        self._ref_indexes: OrderedDict[int, _RefIndex] = OrderedDict()
+        self._suggest_refresh = settings.suggest_refresh_seconds
+        self._suggest_scan = int(settings.suggest_scan)
         self._learned: dict[int, float] = {}
 
     # -- caller ---------------------------------------------------------------------------
@@ -646,12 +702,21 @@ class Tracking:
         )
 
     def _learn(self, reader: _Reader, shown: Iterable[VisibleEvent]) -> None:
+        """Remember the references of what ``reader`` read (its suggestion index at once, the
+        read model's ``known_refs`` at the next flush; a bounded set of the recently learned
+        keeps from writing the same ones again and again)."""
+        known = self._known_refs
+        index = self._ref_indexes.get(reader.chain_org)
         for v in shown:
             for ref in (v.event.subject, *v.event.related):
                 item = (reader.chain_org, ref.kind, ref.value)
-                if item not in self._known_refs:
-                    self._known_refs.add(item)
+                if item not in known:
+                    known[item] = None
                     self._pending_refs.add(item)
+                    if index is not None:
+                        index.add(ref.kind, ref.value)
+        while len(known) > self._known_refs_size:
+            known.popitem(last=False)
 
     # -- access log -------------------------------------------------------------------------
 
@@ -789,6 +854,7 @@ class Tracking:
             self.views.clear()
             self._entries = _LRU(self._entries.size)
             self._names.clear()
+            self._ref_indexes.clear()
         else:
             self.views.drop(changed)
         self._generation = generation
@@ -1070,15 +1136,38 @@ class Tracking:
         return {"query": text, "normalised": candidates[0].value, "candidates": out,
                 "match": match, "suggestions": suggestions}
 
+    def _ref_index(self, org: int) -> _RefIndex:
+        """``org``'s suggestion index: built from the read model's known references (and the
+        ones learned here not yet written), rebuilt after ``suggest_refresh_seconds``."""
+        now = time.monotonic()
+        index = self._ref_indexes.get(org)
+        if index is not None and now - index.built < self._suggest_refresh:
+            self._ref_indexes.move_to_end(org)
+            return index
+        index = _RefIndex(now)
+        for kind, value in self.model.known_references(org, limit=SUGGEST_INDEX_SIZE):
+            index.add(kind, value)
+        for item_org, kind, value in self._pending_refs:
+            if item_org == org:
+                index.add(kind, value)
+        self._ref_indexes[org] = index
+        self._ref_indexes.move_to_end(org)
+        while len(self._ref_indexes) > SUGGEST_INDEXES:
+            self._ref_indexes.popitem(last=False)
+        return index
+
     def suggest(self, reader: _Reader, value: str, limit: int = 5) -> list[dict[str, Any]]:
-        """Near matches of ``value`` among references ``reader`` has legitimately read."""
-        known = {v: k for k, v in self.model.known_references(reader.chain_org)}
-        known.update({v: k for org, k, v in self._known_refs if org == reader.chain_org})
-        if not known:
+        """Near matches of ``value`` among references ``reader`` has legitimately read (at most
+        ``limit``, scoring :data:`SUGGEST_CUTOFF` or more; bounded work, see :class:`_RefIndex`)."""
+        self.sync()  # (a reset drops the indexes)
+        index = self._ref_index(reader.chain_org)
+        choices = index.candidates(value, self._suggest_scan)
+        if not choices:
             return []
-        found = process.extract(value, list(known), scorer=fuzz.ratio, limit=limit,
-                                score_cutoff=60)
-        return [{"kind": known[v], "value": v, "score": round(score, 1)} for v, score, _ in found]
+        found = process.extract(value, choices, scorer=fuzz.ratio, limit=limit,
+                                score_cutoff=SUGGEST_CUTOFF)
+        return [{"kind": index.kinds[v], "value": v, "score": round(score, 1)}
+                for v, score, _ in found]
 
     # -- directory and access log ---------------------------------------------------------
 

@@ -12,10 +12,12 @@ import pytest
 from aiohttp import web
 
 from contracts.cargo import subject_key
-from gateway import confidential, errors, keystore, ops, readmodel, tracking
-from gateway.config import CONFIG, ConfigError, GatewayConfig
+from gateway import confidential, errors, keystore, tracking
+from gateway.app import create_app
+from gateway.config import ConfigError, GatewayConfig
 from gateway.events import CanonicalEvent
-from gateway.principal import PRINCIPAL, ROLE_SCOPES, Principal
+from gateway.keystore import KEYSTORE
+from gateway.principal import ROLE_SCOPES, Principal
 from gateway.readmodel import (
     Cursor,
     EventAdded,
@@ -30,6 +32,7 @@ from gateway.readmodel import (
 )
 from gateway.tracking import EventQuery, Tracking, grant_context
 from node.genesis import DEMO_ORGANISATIONS, dev_key
+from tests.gateway import dcsa_fixtures
 from tests.gateway import readside_fixtures as rs
 
 T0 = 1_780_000_000
@@ -292,29 +295,27 @@ def test_access_log_records_reads_by_other_organisations(world: dict[str, Any]) 
 
 # -- HTTP ---------------------------------------------------------------------------------------
 
-KEYS = {f"key-{c}": principal(c) for c in GW}
 
-
-@web.middleware
-async def bearer(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Stands in for accounts.auth_middleware's agreed effect: a Principal on the request."""
-    token = request.headers.get("Authorization", "").removeprefix("Bearer ")
-    if token in KEYS:
-        request[PRINCIPAL] = KEYS[token]
-    return await handler(request)
+def member(app: web.Application, chain_org: int) -> dict[str, str]:
+    """The Authorization header of a real API key (member scopes) of an active organisation of
+    the app's accounts linked to ``chain_org``, its development keys in the app's keystore."""
+    org_id, header = dcsa_fixtures.organisation(
+        app, DEMO_ORGANISATIONS[chain_org - 1][0], chain_org=chain_org,
+        scopes=ROLE_SCOPES["member"])
+    app[KEYSTORE].import_keys(org_id, signing_key=dev_key(f"org:{chain_org - 1}").to_bytes(),
+                              x25519_private=rs.x25519_private(chain_org),
+                              master_secret=rs.master_secret(chain_org))
+    return header
 
 
 async def test_http_routes(world: dict[str, Any], tmp_path: Path, aiohttp_client: Any) -> None:
     world["model"].close()
-    config = GatewayConfig(data_dir=tmp_path, keystore_passphrase="test passphrase")
-    app = web.Application(middlewares=[errors.error_middleware, bearer])
-    app[CONFIG] = config
-    ops.setup(app)
-    keystore.setup(app)
-    readmodel.setup(app)
-    tracking.setup(app)
+    config = GatewayConfig(data_dir=tmp_path, keystore_passphrase="test passphrase",
+                           cookie_secure=False)
+    app = create_app(config)  # the real middlewares: errors, API-key authentication, limits
     client = await aiohttp_client(app)
-    trader = {"Authorization": "Bearer key-13"}
+    trader = member(app, rs.TRADER)
+    terminal = member(app, rs.TERMINAL)
     answer = await client.get(f"/v1/track/{HBL}", headers=trader)
     assert answer.status == 200 and answer.content_type == "application/json"
     view = await answer.json()
@@ -333,10 +334,12 @@ async def test_http_routes(world: dict[str, Any], tmp_path: Path, aiohttp_client
     assert answer.status == 200 and (await answer.json())["match"] == {"kind": "hbl",
                                                                         "value": HBL}
     assert (await client.get(f"/v1/track/{HBL}")).status == 401
+    forged = {"Authorization": trader["Authorization"][:-4] + "AAAA"}
+    assert (await client.get(f"/v1/track/{HBL}", headers=forged)).status == 401
     answer = await client.get("/v1/track/%3Cscript%3E", headers=trader)
     assert answer.status == 400
     await app[tracking.TRACKING].flush_async()
-    answer = await client.get("/v1/access-log", headers={"Authorization": "Bearer key-2"})
+    answer = await client.get("/v1/access-log", headers=terminal)
     entries = (await answer.json())["entries"]
     assert entries and {e["readerName"] for e in entries} == {DEMO_ORGANISATIONS[12][0]}
     answer = await client.get("/v1/organisations", headers=trader)
