@@ -57,6 +57,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 import secrets
 import sqlite3
 import time
@@ -272,6 +273,10 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
+#: ``plk_<key id: 1-32 lower-case hex digits>_<secret: 20 characters or more>``.
+_API_KEY = re.compile(API_KEY_PREFIX + r"_([0-9a-f]{1,32})_(.{20,})", re.DOTALL)
+
+
 def parse_api_key(text: str) -> tuple[str, str]:
     """Split ``plk_<key id>_<secret>`` into key id and secret.
 
@@ -280,17 +285,10 @@ def parse_api_key(text: str) -> tuple[str, str]:
     Unauthorized
         Not an API key of this gateway's format.
     """
-    parts = text.split("_", 2)
-    if (
-        len(parts) != 3
-        or parts[0] != API_KEY_PREFIX
-        or not parts[1]
-        or len(parts[1]) > 32
-        or not all(c in "0123456789abcdef" for c in parts[1])
-        or len(parts[2]) < 20
-    ):
+    match = _API_KEY.fullmatch(text)
+    if match is None:
         raise Unauthorized("malformed API key (expected plk_<id>_<secret>)", code="invalid-api-key")
-    return parts[1], parts[2]
+    return match[1], match[2]
 
 
 def chain_name(name: str) -> str:
