@@ -42,10 +42,7 @@ from __future__ import annotations
 
 import abc
 import itertools
-import mmap
-import os
 import sqlite3
-import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -55,6 +52,7 @@ from typing import NamedTuple
 
 from aiohttp import web
 
+from gateway.beacon import GenerationBeacon
 from gateway.config import CONFIG, GatewayConfig
 
 #: File name of the SQLite read model under the data directory.
@@ -636,9 +634,6 @@ _EVENT_COLUMNS = (
 )
 
 
-#: The published generation: one unsigned 64-bit little-endian number.
-_U64 = struct.Struct("<Q")
-
 #: Journal entry meaning "take everything as changed".
 _EVERYTHING = b""
 
@@ -735,16 +730,8 @@ class SqliteReadModel(ReadModel):
                 )
         self._local = threading.local()
         self._closed = False
-        fd = os.open(self.path.with_name(self.path.name + "-generation"), os.O_RDWR | os.O_CREAT,
-                     0o644)
-        try:
-            if os.fstat(fd).st_size < _U64.size:
-                os.ftruncate(fd, _U64.size)
-            self._beacon = mmap.mmap(fd, _U64.size)
-        finally:
-            os.close(fd)
-        self._beacon_checked = 0.0
-        self.generation()  # publishes the stored generation if the file lags behind
+        self._beacon = GenerationBeacon(self.path.with_name(self.path.name + "-generation"),
+                                        lambda: self._stored_generation(self._db))
 
     # connections
     @property
@@ -778,20 +765,13 @@ class SqliteReadModel(ReadModel):
         return int(row[0]) if row else 0
 
     def _publish(self, generation: int | None) -> None:
-        """Write a committed generation to the shared file (after the commit, so a process
-        that reads it finds the commit in its next query)."""
-        if generation is not None and not self._beacon.closed:
-            _U64.pack_into(self._beacon, 0, generation)
+        """Publish a committed generation (after the commit, so a process that reads it finds
+        the commit in its next query)."""
+        if generation is not None:
+            self._beacon.publish(generation)
 
     def generation(self) -> int:
-        now = time.monotonic()
-        if now - self._beacon_checked < 1.0:
-            return _U64.unpack_from(self._beacon)[0]  # type: ignore[no-any-return]
-        self._beacon_checked = now  # at least once a second, the database's own number
-        stored = self._stored_generation(self._db)
-        if stored > _U64.unpack_from(self._beacon)[0]:
-            self._publish(stored)  # a writer died between its commit and its publication
-        return stored
+        return self._beacon.current()
 
     def changed_since(self, generation: int) -> tuple[int, frozenset[bytes] | None]:
         db = self._db
