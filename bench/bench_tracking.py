@@ -2,8 +2,8 @@
 
     python bench/bench_tracking.py [--events 1000000] [--tracked 2000] [--workers 2]
                                    [--concurrency 64[,32...]] [--duration 20] [--warmup 120]
-                                   [--updates 10]
-                                   [--data-dir DIR] [--keep]
+                                   [--updates 10] [--typos 0.1]
+                                   [--data-dir DIR] [--keep] [--baseline REV]
 
 1. **Fill** a read model through the :class:`gateway.readmodel.SqliteReadModel` API: the 13 demo
    organisations, ``events / 10`` containers with 10 events each (terminal moves, customs,
@@ -38,10 +38,19 @@
      process stands in for the indexer of a live chain, committing ``--updates`` new events a
      second on random tracked containers (one block each): each drops, in every worker, the
      views that show that container (its own, its house's and its master's), and the next
-     request rebuilds them. These events stay in a kept fill.
+     request rebuilds them. These events stay in a kept fill;
+   - *not found* (``--duration`` s, unless ``--typos 0``): only typo'd tracked references (one
+     digit changed: a valid-looking reference nothing visible matches), each a 404 with the
+     resolver's near-match suggestions among the references the trader has read (by then the
+     whole tracked set, ~12 000);
+   - *steady with typos* (``--duration`` s): random references of which a ``--typos`` share is
+     typo'd; the 404s' latency is also given on its own.
 
    Each phase prints requests/s, p50/p99 latency, statuses and the view-cache hit ratio (the
    difference of the workers' counters over the phase).
+4. With ``--baseline REV`` the gateway of that commit (``git archive``, the repository is only
+   read) is served and loaded first, on the same fill, then this tree's (or, with
+   ``--candidate REV``, that commit's): before and after in one run on the same machine.
 """
 
 from __future__ import annotations
@@ -64,6 +73,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+#: The environment the bench started with, for the gateway workers (importing the gateway here
+#: sets defaults, such as the keccak backend, which a baseline's workers must not inherit).
+START_ENV = dict(os.environ)
 
 TRADER, TERMINAL, CARRIER, FORWARDER, CUSTOMS = 13, 2, 4, 5, 10
 PASSPHRASE = "bench"
@@ -276,6 +288,7 @@ async def _phase(port: int, requests: list[bytes], concurrency: int, *,
     """Send ``requests`` (in order, once each, when ``duration`` is None; else random picks
     for ``duration`` seconds) over ``concurrency`` keep-alive connections."""
     latencies: list[float] = []
+    not_found: list[float] = []
     statuses: dict[int, int] = {}
     queue = iter(requests)
     started = time.monotonic()
@@ -297,31 +310,55 @@ async def _phase(port: int, requests: list[bytes], concurrency: int, *,
                 t = time.perf_counter()
                 status, _ = await _get(reader, writer, request)
                 latencies.append(time.perf_counter() - t)
+                if status == 404:
+                    not_found.append(latencies[-1])
                 statuses[status] = statuses.get(status, 0) + 1
         finally:
             writer.close()
 
     await asyncio.gather(*(connection(i) for i in range(concurrency)))
     elapsed = time.monotonic() - started
-    latencies.sort()
-    return {
+    result: dict[str, Any] = {
         "requests": len(latencies),
         "seconds": round(elapsed, 1),
         "rps": round(len(latencies) / elapsed, 1),
-        "p50_ms": round(statistics.median(latencies) * 1000, 2),
-        "p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000, 2),
+        **_percentiles("", latencies),
         "statuses": statuses,
     }
+    if not_found and len(not_found) < len(latencies):
+        result.update(_percentiles("not_found_", not_found))
+    return result
+
+
+def _percentiles(prefix: str, latencies: list[float]) -> dict[str, float]:
+    latencies = sorted(latencies)
+    return {f"{prefix}p50_ms": round(statistics.median(latencies) * 1000, 2),
+            f"{prefix}p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000, 2)}
+
+
+def typo(reference: str, rnd: random.Random) -> str:
+    """``reference`` with one digit changed (after the first four characters, so it keeps its
+    shape): near the original, yet no reference of the fill."""
+    places = [i for i, ch in enumerate(reference) if ch.isdigit() and i >= 4]
+    i = rnd.choice(places)
+    return reference[:i] + str((int(reference[i]) + 1 + rnd.randrange(9)) % 10) + reference[i + 1:]
 
 
 async def _load(port: int, key: str, refs: dict[str, list[str]], workers: int,
                 concurrencies: list[int], duration: float, warmup: float, data_dir: Path,
-                updates: float) -> None:
+                updates: float, typos: float, label: str, src: Path | None) -> None:
     concurrency = concurrencies[0]
     auth = f"Authorization: Bearer {key}\r\n"
-    paths = [f"/v1/track/{r}" for kind in ("container", "hbl", "mbl") for r in refs[kind]]
-    random.Random(7).shuffle(paths)
-    tracked = [f"GET {p} HTTP/1.1\r\nHost: bench\r\n{auth}\r\n".encode() for p in paths]
+    values = [r for kind in ("container", "hbl", "mbl") for r in refs[kind]]
+    random.Random(7).shuffle(values)
+    known = set(values)
+    rnd = random.Random(11)
+    typod = [t for t in (typo(v, rnd) for v in values) if t not in known]
+
+    def get(value: str) -> bytes:
+        return f"GET /v1/track/{value} HTTP/1.1\r\nHost: bench\r\n{auth}\r\n".encode()
+
+    tracked = [get(v) for v in values]
     health = [b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n"]
 
     async def measured(name: str, requests: list[bytes], seconds: float | None,
@@ -340,12 +377,12 @@ async def _load(port: int, key: str, refs: dict[str, list[str]], workers: int,
         result["view_cache_entries"] = sum(a["entries"] for a in after.values())
         result["view_cache_mb"] = round(sum(a["bytes"] for a in after.values()) / (1 << 20), 1)
         if show:
-            print(json.dumps({name: result, "load_average": round(os.getloadavg()[0], 2)}),
-                  flush=True)
+            print(json.dumps({name: result, "load_average": round(os.getloadavg()[0], 2),
+                              "gateway": label}), flush=True)
         return result
 
     await measured("client_ceiling_healthz", health, 5.0)
-    print(json.dumps({"references": len(tracked), "workers": workers,
+    print(json.dumps({"gateway": label, "references": len(tracked), "workers": workers,
                       "concurrency": concurrency}), flush=True)
     await measured("cold_first_touch", tracked, None)
     # warm-up: until every worker process holds (almost) every view — each builds its own
@@ -369,19 +406,26 @@ async def _load(port: int, key: str, refs: dict[str, list[str]], workers: int,
         writer = await asyncio.create_subprocess_exec(
             sys.executable, str(Path(__file__).resolve()), "update", "--data-dir", str(data_dir),
             "--updates", str(updates), "--duration", str(duration),
-            stdout=asyncio.subprocess.PIPE)
+            *([] if src is None else ["--src", str(src)]),
+            stdout=asyncio.subprocess.PIPE, env=START_ENV)
         await measured("steady_with_updates", tracked, duration)
         written, _ = await asyncio.wait_for(writer.communicate(), timeout=duration + 60)
         print(written.decode().strip(), flush=True)
+    if typos > 0:
+        await measured("not_found", [get(t) for t in typod], duration)
+        share = max(1, round(len(tracked) * typos / (1 - typos))) if typos < 1 else len(typod)
+        mixed = tracked + [get(t) for t in typod[:share]]
+        await measured("steady_with_typos", mixed, duration)
     print(json.dumps({"workers_view_caches": list((await _stats(port, workers)).values())}),
           flush=True)
 
 
 def load(port: int, data_dir: Path, key: str, workers: int, concurrency: list[int],
-         duration: float, warmup: float, updates: float) -> None:
+         duration: float, warmup: float, updates: float, typos: float, label: str,
+         src: Path | None) -> None:
     refs = json.loads((data_dir / "refs.json").read_text())
     asyncio.run(_load(port, key, refs, workers, concurrency, duration, warmup, data_dir,
-                      updates))
+                      updates, typos, label, src))
 
 
 def update(data_dir: Path, rate: float, seconds: float) -> None:
@@ -450,6 +494,37 @@ def _connection_counts(text: str) -> str:
     return text
 
 
+def run_variant(args: argparse.Namespace, data_dir: Path, key: str, label: str,
+                src: Path | None) -> None:
+    """Serve the gateway of ``src`` (None: this tree) from ``--workers`` processes and load it."""
+    port = args.port or _free_port()
+    me = Path(__file__).resolve()
+    extra = [] if src is None else ["--src", str(src)]
+    workers = [subprocess.Popen([sys.executable, str(me), "serve", "--data-dir", str(data_dir),
+                                 "--port", str(port), *extra], env=START_ENV)
+               for _ in range(args.workers)]
+    try:
+        _wait_port(port)
+        time.sleep(1.0)
+        subprocess.run(
+            [sys.executable, str(me), "load", "--data-dir", str(data_dir), "--port",
+             str(port), "--workers", str(args.workers), "--concurrency",
+             str(args.concurrency), "--duration", str(args.duration), "--warmup",
+             str(args.warmup), "--updates", str(args.updates), "--typos", str(args.typos),
+             "--label", label, *extra],
+            timeout=args.duration * 4 + args.warmup + 900, check=True,
+            env={**os.environ, KEY_VARIABLE: key},
+        )
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGINT)
+        for w in workers:
+            try:
+                w.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                w.kill()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("role", nargs="?", default="bench",
@@ -464,20 +539,36 @@ def main() -> None:
                         help="longest warm-up (it ends once every worker holds the views)")
     parser.add_argument("--updates", type=float, default=10.0,
                         help="new events a second in a last steady phase (0: no such phase)")
+    parser.add_argument("--typos", type=float, default=0.1,
+                        help="share of typo'd references in a last steady phase, after a phase "
+                        "of typos only (0: neither)")
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep (and reuse) the data dir")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="first serve and load the gateway of this commit, on the same fill")
+    parser.add_argument("--candidate", metavar="REV",
+                        help="serve the gateway of this commit instead of the work tree (so "
+                        "others' uncommitted edits in a shared checkout stay out of it)")
+    parser.add_argument("--src", type=Path, help=argparse.SUPPRESS)  # serve, update: the tree
+    parser.add_argument("--label", default="this tree", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not 0 <= args.typos < 1:
+        parser.error("--typos is a share: 0 <= typos < 1")
     if args.role == "serve":
+        if args.src is not None:
+            sys.path.insert(0, str(args.src))
         serve(args.data_dir, args.port)
         return
     if args.role == "update":
+        if args.src is not None:
+            sys.path.insert(0, str(args.src))
         update(args.data_dir, args.updates, args.duration)
         return
     if args.role == "load":
         load(args.port, args.data_dir, os.environ[KEY_VARIABLE], args.workers,
              [int(c) for c in args.concurrency.split(",")], args.duration,
-             args.warmup, args.updates)
+             args.warmup, args.updates, args.typos, args.label, args.src)
         return
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="bench-tracking-"))
     refs_file = data_dir / "refs.json"
@@ -487,30 +578,21 @@ def main() -> None:
             refs_file.write_text(json.dumps(info.pop("refs")))
             print(json.dumps({"fill": info}), flush=True)
         key = trader_api_key(data_dir)
-        port = args.port or _free_port()
-        me = Path(__file__).resolve()
-        workers = [subprocess.Popen([sys.executable, str(me), "serve", "--data-dir",
-                                     str(data_dir), "--port", str(port)])
-                   for _ in range(args.workers)]
+        variants: list[tuple[str, Path | None]] = [("this tree", None)]
+        scratch = Path(tempfile.mkdtemp(prefix="bench-tracking-src-"))
         try:
-            _wait_port(port)
-            time.sleep(1.0)
-            subprocess.run(
-                [sys.executable, str(me), "load", "--data-dir", str(data_dir), "--port",
-                 str(port), "--workers", str(args.workers), "--concurrency",
-                 str(args.concurrency), "--duration", str(args.duration), "--warmup",
-                 str(args.warmup), "--updates", str(args.updates)],
-                timeout=args.duration + args.warmup + 900, check=True,
-                env={**os.environ, KEY_VARIABLE: key},
-            )
+            if args.baseline or args.candidate:
+                from bench_visible import source_tree
+            if args.candidate:
+                variants = [(f"candidate {args.candidate[:9]}",
+                             source_tree(args.candidate, scratch / "candidate"))]
+            if args.baseline:
+                variants.insert(0, (f"base {args.baseline[:9]}",
+                                    source_tree(args.baseline, scratch / "base")))
+            for label, src in variants:
+                run_variant(args, data_dir, key, label, src)
         finally:
-            for w in workers:
-                w.send_signal(signal.SIGINT)
-            for w in workers:
-                try:
-                    w.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    w.kill()
+            shutil.rmtree(scratch, ignore_errors=True)
     finally:
         if not args.keep and args.data_dir is None:
             shutil.rmtree(data_dir, ignore_errors=True)

@@ -540,3 +540,44 @@ def test_a_large_access_log_batch_is_written_whole(world: dict[str, Any]) -> Non
         seen += [e.event_id for _, e in page]
         before = page[-1][0]
     assert sorted(seen) == [r[2] for r in rows]
+
+
+# -- suggestions --------------------------------------------------------------------------------
+
+
+def test_a_suggestion_scans_only_lengths_that_can_match_and_at_most_scan_references() -> None:
+    index = tracking._RefIndex(0.0)
+    for n in range(100):
+        index.add("container", rs.container("PCOU", 400000 + n))  # 11 characters
+    index.add("mbl", "PCOL20240007770000000000000000")  # 30: scores < 60 against 11 at best
+    index.add("hbl", "HFF20240")  # 8: may reach 84
+    index.add("container", rs.container("PCOU", 400000))  # known already: not twice
+    scanned = index.candidates(rs.container("PCOU", 400100), scan=1000)
+    assert len(scanned) == 101 and "HFF20240" in scanned
+    assert "PCOL20240007770000000000000000" not in scanned
+    # the nearest length first, the most recently learned first within it
+    assert index.candidates(rs.container("PCOU", 400100), scan=10) == [
+        rs.container("PCOU", 400000 + n) for n in range(90, 100)]
+
+
+def test_suggestions_come_from_an_index_refreshed_from_the_read_model(
+    world: dict[str, Any]
+) -> None:
+    typo = C2[:-3] + "99" + C2[-1]
+    reading = worker(world)
+    stale = worker(world, suggest_refresh_seconds=3600)
+    fresh = worker(world, suggest_refresh_seconds=0)
+    for other in (stale, fresh):
+        assert asyncio.run(other.resolve(principal(rs.TRADER), typo))["suggestions"] == []
+    # another worker process reads the house view and writes what the trader learned
+    asyncio.run(reading.shipment(principal(rs.TRADER), HBL))
+    reading.flush()
+    assert asyncio.run(stale.resolve(principal(rs.TRADER), typo))["suggestions"] == []
+    suggested = asyncio.run(fresh.resolve(principal(rs.TRADER), typo))["suggestions"]
+    assert C2 in [s["value"] for s in suggested] and C3 not in [s["value"] for s in suggested]
+    # one organisation's index is never another's
+    assert asyncio.run(fresh.resolve(principal(rs.BANK), typo))["suggestions"] == []
+    # and what a worker reads itself reaches its own index at once, however old
+    asyncio.run(stale.shipment(principal(rs.TRADER), HBL))
+    suggested = asyncio.run(stale.resolve(principal(rs.TRADER), typo))["suggestions"]
+    assert C2 in [s["value"] for s in suggested]
