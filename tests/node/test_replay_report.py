@@ -95,7 +95,7 @@ def _replay(root: Path, jobs: int, scratch: Path, subject: str | None = CONTAINE
     scratch.mkdir()
     summary = replay_datadir(
         genesis, root / "chain", scratch, jobs=jobs, report=report, show_progress=False,
-        min_segment_gas=1,
+        min_segment_gas=1, worker_start_gas=0,
     )
     return summary, report
 
@@ -156,3 +156,8 @@ def test_split_by_gas() -> None:
     assert split_by_gas([10] * 3, 5) == [(1, 1), (2, 2), (3, 3)]
     assert split_by_gas([0, 0, 10_000_000, 0], 2) == [(1, 3), (4, 4)]
     assert split_by_gas([5], 1) == [(1, 1)]
+    # Workers start late: the calling process's range takes their head start.
+    ten = [9_900_000] * 10  # 10 M of weight each with the per-block 100 000
+    assert split_by_gas(ten, 2, head_start=20_000_000) == [(1, 6), (7, 10)]
+    assert split_by_gas(ten, 3, head_start=10_000_000) == [(1, 4), (5, 7), (8, 10)]
+    assert split_by_gas(ten, 2, head_start=10**12) == [(1, 10)]  # no worker could catch up
