@@ -52,8 +52,21 @@ like a fresh one. Below the view cache, the encoded JSON of each timeline entry 
 (event, how it was readable, retraction), so a view rebuilt after an invalidation re-encodes
 only what is new.
 
+Suggestions
+-----------
+A reference nothing visible matches is answered 404 with near matches among the references the
+caller's organisation has legitimately read (learned from what it was shown, kept in the read
+model's ``known_refs``), never others'. So that this answer stays cheap however much an
+organisation can see (it is an easy request to repeat), each process keeps per reader
+organisation an index of those references grouped by length (:class:`_RefIndex`): a query is
+compared, with rapidfuzz and a score cutoff, only with the lengths that can reach the cutoff and
+with at most ``suggest_scan`` references. What this process reads reaches the index at once; it
+is rebuilt from the read model after ``suggest_refresh_seconds`` (references other worker
+processes learned) and dropped with everything else on a bulk load or reset.
+
 Settings (``config.extra["tracking"]``, all optional): ``view_cache_entries``,
-``view_cache_megabytes``, ``plaintext_cache_entries``, ``entry_cache_entries``.
+``view_cache_megabytes``, ``plaintext_cache_entries``, ``entry_cache_entries``,
+``suggest_refresh_seconds``, ``suggest_scan``.
 
 Grant key wraps
 ---------------
@@ -486,6 +499,11 @@ class _Reader:
     """Earliest expiry among the grants its reads relied on."""
     reads: _Reads = field(default_factory=dict)
     """Access-log entries of its reads of other organisations' events."""
+    fetched: dict[tuple[tuple[bytes, str | None], ...], list[VisibleEvent]] = field(
+        default_factory=dict)
+    """What :meth:`Tracking._subject_events` found per (subject key, reference held for it)
+    list in this request: the candidate kinds of one typed value share its subject key, so a
+    reference nothing matches would otherwise be looked up once per kind."""
 
 
 class Tracking:
@@ -836,7 +854,11 @@ class Tracking:
         """Visible events about ``subjects`` (only those whose plaintext subject is of ``kind``:
         a master and a house B/L with the same number share a subject key)."""
         reader.subjects.update(subjects)
-        shown = self._visible(reader, self.model.events_of_subjects(list(subjects)))
+        asked = tuple((s, reader.held.get(s)) for s in subjects)
+        shown = reader.fetched.get(asked)
+        if shown is None:
+            shown = self._visible(reader, self.model.events_of_subjects(list(subjects)))
+            reader.fetched[asked] = shown
         if kind is not None:
             shown = [v for v in shown if v.event.subject.kind == kind]
         return shown
@@ -1115,15 +1137,16 @@ class Tracking:
         candidates = self._candidates(text)
         out = []
         match = None
+        kinds_of: dict[bytes, set[str]] = {}  # the candidates share one subject key or few
         for cand in candidates:
             found = False
             if cand.valid:
                 key = _key(cand.value)
                 reader.held[key] = cand.value
-                found = any(
-                    v.event.subject.kind == cand.kind
-                    for v in self._visible(reader, self.model.events_of_subjects([key], limit=50))
-                )
+                if key not in kinds_of:
+                    kinds_of[key] = {v.event.subject.kind for v in self._visible(
+                        reader, self.model.events_of_subjects([key], limit=50))}
+                found = cand.kind in kinds_of[key]
                 if not found and cand.kind == "declaration":
                     found = self.model.declaration(key) is not None
             out.append({"kind": cand.kind, "value": cand.value, "carrier": cand.carrier,
