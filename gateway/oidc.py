@@ -311,7 +311,6 @@ class IdentityProvider(abc.ABC):
         code_challenge: str,
     ) -> str:
         """Where to send the browser to sign in."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     async def identity(
@@ -330,7 +329,6 @@ class IdentityProvider(abc.ABC):
         OidcError
             The provider refused, or its answer does not verify.
         """
-        raise NotImplementedError
 
 
 def _check_issuer_url(issuer: str) -> None:
