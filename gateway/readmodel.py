@@ -612,7 +612,7 @@ CREATE TABLE IF NOT EXISTS known_refs (
 """
 
 #: Chain-derived tables (what :meth:`SqliteReadModel.reset` empties).
-_CHAIN_TABLES = (
+CHAIN_TABLES = (
     "cursor",
     "orgs",
     "events",
@@ -1011,7 +1011,7 @@ class SqliteReadModel(ReadModel):
             db = self._writer
             db.execute("BEGIN IMMEDIATE")
             try:
-                for table in _CHAIN_TABLES:
+                for table in CHAIN_TABLES:
                     db.execute(f"DELETE FROM {table}")  # noqa: S608 - constant table names
                 published = self._journal(db, {_EVERYTHING})
                 db.execute("COMMIT")

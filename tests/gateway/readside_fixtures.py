@@ -20,7 +20,7 @@ from eth_utils import keccak
 
 from contracts import SYSTEM_ADDRESSES
 from contracts.cargo import encode_record_call
-from gateway import abi, confidential, events
+from gateway import abi, confidential, events, readmodel
 from node.genesis import DEMO_ORGANISATIONS, dev_key, dev_x25519, dev_x25519_public
 from tests.conftest import rpc
 
@@ -147,20 +147,7 @@ class Chain:
 
 
 #: Tables whose content must be identical after any way of indexing the same chain.
-CHAIN_TABLES = (
-    "cursor",
-    "orgs",
-    "events",
-    "event_readers",
-    "reference_flags",
-    "masters",
-    "master_containers",
-    "houses",
-    "grants",
-    "anchors",
-    "declarations",
-    "declaration_statuses",
-)
+CHAIN_TABLES = readmodel.CHAIN_TABLES
 
 
 def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
