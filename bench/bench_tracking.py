@@ -50,7 +50,9 @@
    difference of the workers' counters over the phase).
 4. With ``--baseline REV`` the gateway of that commit (``git archive``, the repository is only
    read) is served and loaded first, on the same fill, then this tree's (or, with
-   ``--candidate REV``, that commit's): before and after in one run on the same machine.
+   ``--candidate REV``, that commit's): before and after in one run on the same machine;
+   ``--rounds N`` repeats the pair (the machine's load moves between variants: compare each
+   phase with the same round's ``/healthz`` ceiling).
 """
 
 from __future__ import annotations
@@ -550,6 +552,9 @@ def main() -> None:
     parser.add_argument("--candidate", metavar="REV",
                         help="serve the gateway of this commit instead of the work tree (so "
                         "others' uncommitted edits in a shared checkout stay out of it)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="serve and load the variants in turn this many times (ABAB...: on "
+                        "a shared machine, compare within a round)")
     parser.add_argument("--src", type=Path, help=argparse.SUPPRESS)  # serve, update: the tree
     parser.add_argument("--label", default="this tree", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -589,8 +594,11 @@ def main() -> None:
             if args.baseline:
                 variants.insert(0, (f"base {args.baseline[:9]}",
                                     source_tree(args.baseline, scratch / "base")))
-            for label, src in variants:
-                run_variant(args, data_dir, key, label, src)
+            for round_ in range(max(1, args.rounds)):
+                for label, src in variants:
+                    if args.rounds > 1:
+                        label = f"{label}, round {round_ + 1}"
+                    run_variant(args, data_dir, key, label, src)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     finally:

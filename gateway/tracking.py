@@ -95,7 +95,7 @@ from functools import lru_cache
 from typing import Any
 
 from aiohttp import web
-from eth_abi import encode as abi_encode
+from eth_abi.abi import encode as abi_encode
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from rapidfuzz import fuzz, process
@@ -612,7 +612,7 @@ class Tracking:
 
     def _grant_key(self, reader: _Reader, grant: Any) -> tuple[bytes, int] | None:
         cache_key = (grant.owner, grant.scope, grant.target, grant.reader, grant.wrapped_key)
-        found = self._subject_keys.get(cache_key)
+        found: tuple[bytes, int] | None = self._subject_keys.get(cache_key)
         if found is not None:
             return found
         if reader.keys is None:
@@ -1022,8 +1022,8 @@ class Tracking:
                 k = _key(ref.value)
                 if allowed is None or k in allowed:
                     out[k] = ref.value
-        for k, v in out.items():
-            reader.held.setdefault(k, v)
+        for k, value in out.items():
+            reader.held.setdefault(k, value)
         return out
 
     def _master_view(self, reader: _Reader, cand: identifiers.Candidate, key: bytes) -> dict[str, Any] | None:
@@ -1221,7 +1221,8 @@ class Tracking:
 
 
 def _timeline_events(view: dict[str, Any]) -> list[VisibleEvent]:
-    return view.get("_events", [])
+    events_of: list[VisibleEvent] = view.get("_events", [])
+    return events_of
 
 
 def _redact(v: VisibleEvent, covered: set[bytes]) -> VisibleEvent:
@@ -1306,13 +1307,13 @@ def _vessel(shown: list[VisibleEvent]) -> dict[str, Any] | None:
          "source": position[2]} if position else None
     )
     for name in ("etd", "eta"):
-        v = estimates.get(name)
-        out[name] = None if v is None else {
-            "time": iso_time(v.event.event_time),
-            "classifier": v.event.classifier,
-            "source": v.publisher_name,
-            "recordedAt": iso_time(v.block_time),
-            "freshness": _freshness_mark(v.block_time),
+        estimate = estimates.get(name)
+        out[name] = None if estimate is None else {
+            "time": iso_time(estimate.event.event_time),
+            "classifier": estimate.event.classifier,
+            "source": estimate.publisher_name,
+            "recordedAt": iso_time(estimate.block_time),
+            "freshness": _freshness_mark(estimate.block_time),
         }
     return out
 
