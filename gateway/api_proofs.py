@@ -44,7 +44,6 @@ Scopes: ``proofs:export`` (export, and decide requests about the organisation's 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sqlite3
 import time
@@ -382,7 +381,7 @@ class HistoryEntry:
     """Purpose, reason, note or what was disclosed."""
 
 
-class ProofRequestStore:
+class ProofRequestStore(sqlite.Store):
     """Proof requests, their history and approved bundles in SQLite (WAL).
 
     Every method is one short transaction on the event loop's thread; reads are scoped to a
@@ -393,15 +392,8 @@ class ProofRequestStore:
                 "wanted, status, created, decided, reason, granted, proven, bundle_size")
 
     def __init__(self, path: Path, *, clock: Any = time.time) -> None:
+        super().__init__(path, _SCHEMA)
         self.clock = clock
-        self._db = sqlite.connect(path)
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return sqlite.transaction(self._db)
 
     @staticmethod
     def _request(row: Sequence[Any]) -> ProofRequest:

@@ -56,3 +56,29 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+class Store:
+    """A store of one SQLite file: its connection, its schema, its write transactions.
+
+    Parameters
+    ----------
+    path
+        The database file.
+    schema
+        SQL run at every open (``CREATE TABLE IF NOT EXISTS ...``).
+    synchronous
+        As for :func:`connect`.
+    """
+
+    def __init__(self, path: str | Path, schema: str, *,
+                 synchronous: Literal["NORMAL", "FULL"] = "NORMAL") -> None:
+        self._db = connect(path, synchronous=synchronous)
+        self._db.executescript(schema)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()
+
+    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._db)

@@ -420,7 +420,7 @@ class TooManySubscriptions(Exception):
     """The organisation holds :attr:`SubscriptionSettings.max_per_organisation` already."""
 
 
-class SubscriptionStore:
+class SubscriptionStore(sqlite.Store):
     """Subscriptions and their delivery queue in SQLite (WAL).
 
     Every method is one short transaction on the event loop's thread; every query is scoped
@@ -429,14 +429,7 @@ class SubscriptionStore:
     """
 
     def __init__(self, path: Path) -> None:
-        self._db = sqlite.connect(path)
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return sqlite.transaction(self._db)
+        super().__init__(path, _SCHEMA)
 
     @staticmethod
     def _subscription(row: Sequence[Any]) -> Subscription:
