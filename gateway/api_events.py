@@ -639,6 +639,22 @@ async def _accept_composite(request: web.Request, who: principal.Principal,
     return await _accept(request, who, ops)
 
 
+async def _accept_bl_call(request: web.Request, who: principal.Principal,
+                          event: CanonicalEvent, default_key: str, data: bytes,
+                          summary: str) -> web.Response:
+    """Check ``event``, then accept the ``BillOfLading`` call ``data`` and the event together
+    (keys: the ``Idempotency-Key`` header or ``default_key``, and that key + ``:event``)."""
+    problems = await _check_events(request, who, [(None, event)])
+    if problems:
+        raise refuse(problems, 1)
+    key = _idempotency_header(request, required=False) or default_key
+    call = Operation(idempotency_key=key, kind="call", to=abi.address("BillOfLading"),
+                     data=data, summary=summary)
+    return await _accept_composite(
+        request, who, [call, Operation(idempotency_key=f"{key}:event", kind="event", event=event)]
+    )
+
+
 def _fits(event: CanonicalEvent) -> None:
     reason = envelope_problem(event)
     if reason:
@@ -685,21 +701,10 @@ async def post_master(request: web.Request) -> web.Response:
         visibility=Visibility(visibility.get("mode", "named"),
                               tuple(visibility.get("readers", ()))),
     )
-    problems = await _check_events(request, who, [(None, event)])
-    if problems:
-        raise refuse(problems, 1)
-    header = _idempotency_header(request, required=False)
-    key = header or f"bl:{master.value}"
-    call = Operation(
-        idempotency_key=key,
-        kind="call",
-        to=abi.address("BillOfLading"),
-        data=abi.call_data("BillOfLading", "registerMaster", master.key,
-                           [c.key for c in containers]),
-        summary=f"register master B/L {master.value} with {len(containers)} containers",
-    )
-    return await _accept_composite(
-        request, who, [call, Operation(idempotency_key=f"{key}:event", kind="event", event=event)]
+    return await _accept_bl_call(
+        request, who, event, f"bl:{master.value}",
+        abi.call_data("BillOfLading", "registerMaster", master.key, [c.key for c in containers]),
+        f"register master B/L {master.value} with {len(containers)} containers",
     )
 
 
@@ -733,22 +738,12 @@ async def post_house(request: web.Request) -> web.Response:
         details={"master": master.value, "containers": len(containers)},
         visibility=Visibility("reference", tuple(body.get("readers", ()))),
     )
-    problems = await _check_events(request, who, [(None, event)])
-    if problems:
-        raise refuse(problems, 1)
-    header = _idempotency_header(request, required=False)
-    key = header or f"hbl:{house.value}"
-    call = Operation(
-        idempotency_key=key,
-        kind="call",
-        to=abi.address("BillOfLading"),
+    return await _accept_bl_call(
+        request, who, event, f"hbl:{house.value}",
         # BillOfLading wants the containers in ascending key order (a linear duplicate check)
-        data=abi.call_data("BillOfLading", "linkHouse", house.key, master.key,
-                           sorted(c.key for c in containers)),
-        summary=f"link house B/L {house.value} to {master.value} ({len(containers)} containers)",
-    )
-    return await _accept_composite(
-        request, who, [call, Operation(idempotency_key=f"{key}:event", kind="event", event=event)]
+        abi.call_data("BillOfLading", "linkHouse", house.key, master.key,
+                      sorted(c.key for c in containers)),
+        f"link house B/L {house.value} to {master.value} ({len(containers)} containers)",
     )
 
 
