@@ -39,12 +39,12 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from devnet.gateway import GatewayProcess  # noqa: E402
+from devnet.network import free_ports  # noqa: E402
 from gateway.config import GatewayConfig  # noqa: E402
-from gateway.devnet import GatewayProcess  # noqa: E402
-from gateway.events import CanonicalEvent, Reference, Visibility  # noqa: E402
-from gateway.identifiers import container_check_digit  # noqa: E402
-from gateway.outbox import Operation, Outbox  # noqa: E402
-from node.devnet import free_ports  # noqa: E402
+from gateway.events.identifiers import container_check_digit  # noqa: E402
+from gateway.events.model import CanonicalEvent, Reference, Visibility  # noqa: E402
+from gateway.writepath.outbox import Operation, Outbox  # noqa: E402
 
 
 def container(n: int) -> str:

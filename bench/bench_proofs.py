@@ -36,8 +36,8 @@ def main() -> int:
     sys.path.insert(0, str(ROOT / "bench"))
     from bench_replay import build
 
-    from consensus.proofcheck import verify_bundle
     from node.proofs import EventRef, ProofBuilder
+    from proofs.verify import verify_bundle
 
     root = Path(tempfile.mkdtemp(prefix="bench-proofs-"))
     builder_chain, events = build(root / "node", args.events, 100, 10)

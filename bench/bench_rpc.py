@@ -70,13 +70,13 @@ class Node:
         self.port = free_port()
         self.log = workdir / "node.log"
         subprocess.run(
-            [sys.executable, "-m", "node", "init", "--datadir", str(self.datadir),
+            [sys.executable, "-m", "portledger", "init", "--datadir", str(self.datadir),
              "--genesis", str(genesis), "--dev-key", "validator:0"],
             check=True, capture_output=True, timeout=120, cwd=ROOT,
         )
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "node", "node", "--datadir", str(self.datadir),
+                [sys.executable, "-m", "portledger", "node", "--datadir", str(self.datadir),
                  "--rpc-port", str(self.port)],
                 stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})},
             )

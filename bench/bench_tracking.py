@@ -87,7 +87,7 @@ T0 = 1_780_000_000
 
 
 def _container(serial: int) -> str:
-    from gateway.identifiers import container_check_digit
+    from gateway.events.identifiers import container_check_digit
 
     first = f"PCOU{serial:06d}"
     return first + str(container_check_digit(first))
@@ -96,8 +96,10 @@ def _container(serial: int) -> str:
 def fill(data_dir: Path, total: int, tracked: int) -> dict[str, Any]:
     """Write the read model; return the tracked references."""
     from contracts.cargo import EVENT_TYPES
-    from gateway import confidential, events, keystore
-    from gateway.readmodel import (
+    from gateway.confidential import envelope as confidential
+    from gateway.confidential import keystore
+    from gateway.events import model as events
+    from gateway.readside.readmodel import (
         Cursor,
         HouseChange,
         IndexedEvent,
@@ -211,8 +213,8 @@ def _config(data_dir: Path, port: int) -> Any:
 def trader_api_key(data_dir: Path) -> str:
     """An API key of the trader organisation (created active, linked to its chain id, with
     its keys in the keystore), issued the way the gateway issues keys."""
-    from gateway import keystore
     from gateway.accounts import Accounts
+    from gateway.confidential import keystore
     from gateway.principal import ROLE_SCOPES
     from node.genesis import DEMO_ORGANISATIONS, dev_key, dev_x25519
 
@@ -435,8 +437,9 @@ def update(data_dir: Path, rate: float, seconds: float) -> None:
     a random tracked container (really sealed, readable by reference holders), one block per
     event through :meth:`ReadModel.apply`, for ``seconds``. The events stay in the fill."""
     from contracts.cargo import EVENT_TYPES
-    from gateway import confidential, events
-    from gateway.readmodel import Cursor, EventAdded, IndexedEvent, SqliteReadModel
+    from gateway.confidential import envelope as confidential
+    from gateway.events import model as events
+    from gateway.readside.readmodel import Cursor, EventAdded, IndexedEvent, SqliteReadModel
 
     containers = json.loads((data_dir / "refs.json").read_text())["container"]
     model = SqliteReadModel(data_dir / "readmodel.db")

@@ -11,26 +11,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import (
-    accounts,
-    api_dcsa,
-    api_events,
-    api_proofs,
-    errors,
-    indexer,
-    keystore,
-    nodeclient,
-    openapi,
-    ops,
-    outbox,
-    pages,
-    readmodel,
-    submitter,
-    subscriptions,
-    tracking,
-)
+from gateway import accounts, errors, nodeclient, openapi, ops, subscriptions, tracking
+from gateway import intake as api_events
+from gateway import proofs_api as api_proofs
+from gateway.confidential import keystore
 from gateway.config import CONFIG, GatewayConfig
 from gateway.jsonbody import CONFIG_LIMITS
+from gateway.readside import indexer, readmodel
+from gateway.tracking import dcsa as api_dcsa
+from gateway.web import pages
+from gateway.writepath import outbox, submitter
 
 #: Feature modules in set-up order (resources open in this order and close in reverse).
 MODULES = (

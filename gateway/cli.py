@@ -1,8 +1,7 @@
-"""``portledger gateway ...``: run the gateway, rebuild its read model, create demo accounts.
+"""``portledger gateway ...``: run the gateway, rebuild its read model.
 
     portledger gateway serve   --config gateway.json [--workers 2]
     portledger gateway rebuild --config gateway.json
-    portledger gateway demo-accounts --config gateway.json --out credentials.json
 
 ``serve --workers N`` runs N processes sharing the listen port (``SO_REUSEPORT``): the first
 runs everything, the others only answer API requests (``background_tasks`` off), because the
@@ -14,11 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import click
 
@@ -64,7 +61,7 @@ def serve(config_file: str, workers: int, api_only: bool) -> None:
     _json_logs(config)
     children: list[subprocess.Popen[bytes]] = []
     if workers > 1 and not api_only:
-        argv = [sys.executable, "-m", "node", "gateway", "serve", "--config", config_file,
+        argv = [sys.executable, "-m", "portledger", "gateway", "serve", "--config", config_file,
                 "--api-only"]
         children = [subprocess.Popen(argv) for _ in range(workers - 1)]
     try:
@@ -94,25 +91,7 @@ def rebuild(config_file: str) -> None:
     """Drop the read model and re-index it from the chain (with a progress bar)."""
     import asyncio
 
-    from gateway import indexer
+    from gateway.readside import indexer
 
     config = _load(config_file)
     asyncio.run(indexer.rebuild(config))
-
-
-@gateway.command("demo-accounts")
-@click.option("--config", "config_file", required=True, type=click.Path(dir_okay=False))
-@click.option("--out", required=True, type=click.Path(dir_okay=False),
-              help="Where to write the demo users' credentials and API keys (mode 0600).")
-def demo_accounts(config_file: str, out: str) -> None:
-    """Create the demo port's organisations, users and API keys (development keys; PUBLIC)."""
-    import json
-
-    from gateway.bootstrap import bootstrap_demo
-
-    config = _load(config_file)
-    credentials = bootstrap_demo(config)
-    path = Path(out)
-    path.write_text(json.dumps(credentials, indent=2))
-    os.chmod(path, 0o600)
-    click.echo(f"wrote {len(credentials['organisations'])} demo organisations' credentials to {path}")

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp import web
 
-from gateway import abi
+from contracts import abi
 from gateway.config import CONFIG
 
 T = TypeVar("T")

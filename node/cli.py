@@ -1,4 +1,4 @@
-"""The ``portledger`` command.
+"""The node's commands of ``portledger`` (composed by :mod:`portledger.cli`).
 
 ::
 
@@ -8,9 +8,6 @@
     portledger import  --datadir D FILE
     portledger replay  --datadir D | --blocks FILE --genesis G
     portledger proof   --datadir D (--event-id N | --subject REF | --tx HASH --log-index I) --out F
-    portledger verify-proof FILE --genesis genesis.json   # offline, exit 0 or the failed check
-    portledger demo    [--datadir D] [--once]   # the demo port: devnet + gateway, SIMULATED feeds
-    portledger devnet  [--dir D] [--validators 4] [--observers 1]   # run a local network, live status
 
 A data directory holds ``genesis.json`` (the network's), ``nodekey`` (this node's secp256k1 key,
 hex, mode 0600) and ``chain/`` (LevelDB); optionally ``peers.json`` (the other member nodes) and
@@ -24,7 +21,6 @@ import asyncio
 import gc
 import logging
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -37,65 +33,21 @@ import rlp
 from eth_keys import keys
 from eth_utils import to_checksum_address
 
-from node.chain import ChainError, InvalidBlock, Ledger
-from node.db import LevelDB, SchemaMismatch
-from node.genesis import Genesis, GenesisError, dev_key
+from node.chain import InvalidBlock, Ledger
+from node.datadir import DataDir, DataDirError, init_datadir, read_key_file
+from node.genesis import Genesis, dev_key
 
 REPO_GENESIS = Path(__file__).resolve().parent.parent / "genesis.json"
 #: Seconds between forced GIL hand-overs in a running node (Python's default is 0.005).
 GIL_SWITCH_INTERVAL = 0.0002
 
 
-def read_key_file(path: Path, what: str) -> keys.PrivateKey:
-    """The secp256k1 private key in ``path`` (hex, optional ``0x``); ClickException naming
-    ``what`` and the file when it cannot be read or is not a key."""
+def open_ledger(datadir: str | Path, *, sync: bool = True) -> Ledger:
+    """The ledger of an initialised data directory (a ClickException says why not)."""
     try:
-        return keys.PrivateKey(bytes.fromhex(path.read_text().strip().removeprefix("0x")))
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(f"cannot read {what} {path}: {exc}") from exc
-
-
-class DataDir:
-    """Paths inside a node's data directory."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.genesis = self.root / "genesis.json"
-        self.nodekey = self.root / "nodekey"
-        #: The reporting account's key, if the operator put one there (``--report-key-file``).
-        self.reportkey = self.root / "reportkey"
-        self.chain = self.root / "chain"
-
-    def load_key(self) -> keys.PrivateKey:
-        return read_key_file(self.nodekey, "node key")
-
-    def open_ledger(self, *, sync: bool = True) -> Ledger:
-        if not self.genesis.exists():
-            raise click.ClickException(f"{self.root} is not initialised (run `portledger init`)")
-        try:
-            genesis = Genesis.load(self.genesis)
-            db = LevelDB(str(self.chain), sync=sync)
-        except GenesisError as exc:
-            raise click.ClickException(str(exc)) from exc
-        except Exception as exc:  # plyvel.IOError when another process holds the lock
-            raise click.ClickException(f"cannot open {self.chain}: {exc}") from exc
-        try:
-            return Ledger(db, genesis)
-        except (ChainError, SchemaMismatch) as exc:
-            db.close()
-            raise click.ClickException(str(exc)) from exc
-
-
-@click.group()
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def main(verbose: bool) -> None:
-    """PortLedger: a blockchain-native Port Community System node."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("eth", "trie", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        return DataDir(datadir).open_ledger(sync=sync)
+    except DataDirError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 datadir_option = click.option(
@@ -103,7 +55,7 @@ datadir_option = click.option(
 )
 
 
-@main.command()
+@click.command()
 @datadir_option
 @click.option(
     "--genesis",
@@ -124,42 +76,26 @@ datadir_option = click.option(
 )
 def init(datadir: str, genesis_path: str, dev_key_label: str | None, key_file: str | None) -> None:
     """Create a data directory: genesis, node key and the chain database."""
-    paths = DataDir(datadir)
-    if paths.chain.exists():
-        raise click.ClickException(f"{paths.chain} already exists; refusing to overwrite a chain")
-    try:
-        genesis = Genesis.load(genesis_path)
-    except GenesisError as exc:
-        raise click.ClickException(str(exc)) from exc
     if dev_key_label and key_file:
         raise click.ClickException("give --dev-key or --key-file, not both")
-    if dev_key_label:
-        key = dev_key(dev_key_label)
-    elif key_file:
-        try:
-            key = keys.PrivateKey(
-                bytes.fromhex(Path(key_file).read_text().strip().removeprefix("0x"))
-            )
-        except ValueError as exc:
-            raise click.ClickException(f"{key_file}: not a hex private key") from exc
-    else:
-        key = keys.PrivateKey(os.urandom(32))
-    paths.root.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(genesis_path, paths.genesis)
-    fd = os.open(paths.nodekey, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key.to_hex() + "\n")
-    ledger = paths.open_ledger()
-    address = key.public_key.to_canonical_address()
-    role = "validator" if address in genesis.validators else "non-validating node"
+    try:
+        if dev_key_label:
+            key = dev_key(dev_key_label)
+        elif key_file:
+            key = read_key_file(Path(key_file), "key file")
+        else:
+            key = keys.PrivateKey(os.urandom(32))
+        made = init_datadir(datadir, genesis_path, key)
+    except DataDirError as exc:
+        raise click.ClickException(str(exc)) from exc
+    role = "validator" if made.validator else "non-validating node"
     click.echo(
-        f"initialised {paths.root}: chain {genesis.chain_id}, genesis 0x{ledger.genesis_header().hash.hex()}, "
-        f"node {to_checksum_address(address)} ({role})"
+        f"initialised {made.root}: chain {made.chain_id}, genesis 0x{made.genesis_hash.hex()}, "
+        f"node {to_checksum_address(made.address)} ({role})"
     )
-    ledger.db.close()
 
 
-@main.command("node")
+@click.command("node")
 @datadir_option
 @click.option(
     "--rpc-host",
@@ -207,8 +143,11 @@ def node_command(
         peers_file = str(paths.root / "peers.json")
     peers = load_peers(peers_file) if peers_file else None
     report_key = load_report_key(paths, report_key_file)
-    ledger = paths.open_ledger()
-    key = paths.load_key()
+    ledger = open_ledger(datadir)
+    try:
+        key = paths.load_key()
+    except DataDirError as exc:
+        raise click.ClickException(str(exc)) from exc
     p2p = (p2p_host, p2p_port) if peers is not None else None
     asyncio.run(
         _run_node(
@@ -236,7 +175,10 @@ def load_report_key(paths: DataDir, report_key_file: str | None) -> keys.Private
             f"reporting account key {path} is readable by others (mode {mode & 0o777:o}): "
             f"chmod 600 it"
         )
-    return read_key_file(path, "reporting account key")
+    try:
+        return read_key_file(path, "reporting account key")
+    except DataDirError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def load_peers(path: str) -> list[Any]:
@@ -357,14 +299,14 @@ def _iter_blocks(ledger: Ledger, first: int, last: int) -> Iterator[Any]:
         yield ledger.block_by_header(ledger.header_by_number(number))
 
 
-@main.command()
+@click.command()
 @datadir_option
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--first", default=1, show_default=True, type=int)
 @click.option("--last", default=None, type=int, help="Default: the head.")
 def export(datadir: str, file: str, first: int, last: int | None) -> None:
     """Write canonical blocks as a stream of RLP-encoded blocks (geth's export format)."""
-    ledger = DataDir(datadir).open_ledger()
+    ledger = open_ledger(datadir)
     head = ledger.head().block_number
     last = head if last is None else min(last, head)
     count = 0
@@ -391,12 +333,12 @@ def read_block_file(path: str, block_class: Any) -> Iterator[Any]:
         offset = item_end
 
 
-@main.command("import")
+@click.command("import")
 @datadir_option
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 def import_command(datadir: str, file: str) -> None:
     """Import blocks from an RLP file, validating seals and re-executing every block."""
-    ledger = DataDir(datadir).open_ledger()
+    ledger = open_ledger(datadir)
     block_class = ledger.chain.get_vm_class_for_block_number(1).get_block_class()
     imported = skipped = 0
     try:
@@ -419,7 +361,7 @@ def import_command(datadir: str, file: str) -> None:
     click.echo(f"imported {imported} blocks, {skipped} already known")
 
 
-@main.command()
+@click.command()
 @click.option(
     "--datadir", type=click.Path(file_okay=False), help="Replay this node's chain (node stopped)."
 )
@@ -468,7 +410,7 @@ def replay(
 
     if datadir:
         # Opened (and closed) first: the same checks and messages as every command.
-        source = DataDir(datadir).open_ledger(sync=False)
+        source = open_ledger(datadir, sync=False)
         genesis = source.genesis
         source.db.close()
         report = None if no_report else AuditReport(genesis, subject=subject)
@@ -503,122 +445,7 @@ def replay(
         sys.exit(1)
 
 
-@main.command()
-@click.option(
-    "--datadir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Folder of the port (devnet + gateway; reused if it holds one). Default: a fresh "
-    "temporary directory.",
-)
-@click.option("--once", is_flag=True, help="Play the story and one live tick, check, stop.")
-@click.option(
-    "--interval",
-    default=3.0,
-    show_default=True,
-    type=click.FloatRange(0.2, 3600),
-    help="Seconds between two ticks of the simulated live feed.",
-)
-@click.option(
-    "--duration",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(0),
-    help="Stop the live port after this many seconds (0: at Ctrl-C).",
-)
-@click.option(
-    "--port",
-    "gateway_port",
-    default=None,
-    type=click.IntRange(0, 65535),
-    help="The gateway's HTTP port (0: any free port). Default: 8080 if free.",
-)
-def demo(
-    datadir: str | None, once: bool, interval: float, duration: float, gateway_port: int | None
-) -> None:
-    """Run the demo port: validators, an observer, the gateway, a SIMULATED vessel call and feed."""
-    from node.demo import run_demo
-
-    sys.exit(
-        run_demo(
-            datadir, once=once, interval=interval, duration=duration, gateway_port=gateway_port
-        )
-    )
-
-
-@main.command()
-@click.option(
-    "--dir",
-    "root",
-    type=click.Path(file_okay=False),
-    default="devnet",
-    show_default=True,
-    help="Devnet folder: reused if it holds a devnet, else created.",
-)
-@click.option(
-    "--validators",
-    type=click.IntRange(1, 13),
-    default=None,
-    help="Validators of a new devnet [default: 4].",
-)
-@click.option(
-    "--observers",
-    type=click.IntRange(0),
-    default=None,
-    help="Non-validating nodes of a new devnet [default: 1].",
-)
-@click.option(
-    "--fresh", is_flag=True, help="Delete the devnet in --dir first and create a new one."
-)
-@click.option(
-    "--base-port",
-    type=int,
-    default=None,
-    help="RPC ports from here, then p2p ports [default: free ports].",
-)
-@click.option(
-    "--status-once",
-    is_flag=True,
-    help="Print the status of the devnet running in --dir and exit (0 if every node answers).",
-)
-@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
-def devnet(
-    root: str,
-    validators: int | None,
-    observers: int | None,
-    fresh: bool,
-    base_port: int | None,
-    status_once: bool,
-    duration: float | None,
-) -> None:
-    """Run a local network, one process per node, with a live status table (Ctrl-C stops it)."""
-    from node.devnet import DevnetError, run_devnet
-
-    try:
-        code = run_devnet(
-            root,
-            validators=validators,
-            observers=observers,
-            fresh=fresh,
-            base_port=base_port,
-            status_once=status_once,
-            duration=duration,
-        )
-    except DevnetError as exc:
-        raise click.ClickException(str(exc)) from exc
-    sys.exit(code)
-
-
-def _add_gateway_commands() -> None:
-    from gateway.cli import gateway
-
-    main.add_command(gateway)
-
-
-_add_gateway_commands()
-
-
-@main.command("proof")
+@click.command("proof")
 @datadir_option
 @click.option("--event-id", type=int, default=None, help="A cargo event id.")
 @click.option("--subject", "subject", default=None, help="Every event of this reference (container, B/L, ...).")
@@ -653,11 +480,12 @@ def proof(
     import json
     from dataclasses import replace
 
-    from node.proofs import ProofBuilder, ProofBuildError, anchor_item
+    from node.proofs import ProofBuilder, ProofBuildError
+    from proofs.disclosure import anchor_item
 
     if sum(x is not None for x in (event_id, subject, tx_hash)) != 1:
         raise click.ClickException("give exactly one of --event-id, --subject, --tx")
-    ledger = DataDir(datadir).open_ledger(sync=False)
+    ledger = open_ledger(datadir, sync=False)
     try:
         builder = ProofBuilder(ledger)
         if tx_hash is not None:
@@ -694,32 +522,5 @@ def proof(
                f"{len(bundle['headers'])} block(s) to {out_file}")
 
 
-@main.command("verify-proof")
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option(
-    "--genesis",
-    "genesis_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="The network's genesis.json: the only thing trusted.",
-)
-def verify_proof(file: str, genesis_path: str) -> None:
-    """Verify a proof bundle offline; exit 0 with a summary, 1 naming what failed."""
-    import json
-
-    from consensus.proofcheck import ProofError, Reason, verify_bundle
-
-    try:
-        try:
-            genesis_doc = json.loads(Path(genesis_path).read_text())
-        except (OSError, ValueError) as exc:
-            raise ProofError(Reason.GENESIS_FORMAT, f"cannot read {genesis_path}: {exc}") from exc
-        try:
-            bundle = json.loads(Path(file).read_text())
-        except (OSError, ValueError) as exc:
-            raise ProofError(Reason.BUNDLE_FORMAT, f"cannot read {file}: {exc}") from exc
-        verified = verify_bundle(bundle, genesis_doc)
-    except ProofError as exc:
-        click.echo(f"FAILED {exc.reason.value}: {exc.message}", err=True)
-        sys.exit(1)
-    click.echo(verified.describe())
+#: The node's commands, in the order ``portledger --help`` lists them.
+COMMANDS: tuple[click.Command, ...] = (init, node_command, export, import_command, replay, proof)

@@ -37,10 +37,11 @@ from eth_typing import Hash32
 from eth_utils.address import to_canonical_address
 from trie import HexaryTrie
 
-from consensus import extradata, proofcheck
-from contracts import SYSTEM_ADDRESSES, anchors
+from consensus import extradata
+from contracts import SYSTEM_ADDRESSES
 from contracts.cargo import CARGO_EVENT_TOPIC, subject_key
 from node.chain import ChainError, Ledger
+from proofs import verify as proofcheck
 
 
 class ProofBuildError(ChainError):
@@ -288,89 +289,6 @@ class ProofBuilder:
     def _header_rlp(self, number: int) -> bytes:
         encoded: bytes = rlp.encode(self.ledger.header_by_number(number))
         return encoded
-
-
-def disclosure(
-    plaintext: bytes,
-    *,
-    data_key: bytes | None = None,
-    nonce: bytes | None = None,
-    ciphertext_offset: int = 0,
-    ciphertext_length: int | None = None,
-    compression: str = "none",
-    aad: bytes = b"",
-    layout: str = proofcheck.LAYOUT_RAW,
-) -> dict[str, Any]:
-    """A disclosure object: the plaintext, and optionally the key that opens the ciphertext.
-
-    Parameters
-    ----------
-    plaintext : bytes
-        The payload whose Keccak-256 is the event's payload hash.
-    data_key, nonce : bytes, optional
-        The record's AES-256-GCM key (32 bytes) and, for the ``raw`` layout, its nonce; omit
-        both to disclose the plaintext only (checked against the hash, not the ciphertext).
-    ciphertext_offset, ciphertext_length : int
-        ``raw`` layout: where the ciphertext (followed by its 16-byte tag) lies in the payload.
-    compression : str
-        ``raw`` layout: ``"none"`` or ``"zlib"`` (applied before encryption).
-    aad : bytes
-        ``raw`` layout: associated data authenticated by GCM.
-    layout : str
-        ``"raw"`` (the fields above say where the ciphertext is) or ``"portledger-envelope/1"``
-        (the payload is a gateway envelope, which says it itself; only the data key is given).
-
-    Raises
-    ------
-    ProofBuildError
-        An unknown layout, a raw data key without its nonce, or raw fields with the envelope
-        layout.
-    """
-    if layout not in (proofcheck.LAYOUT_RAW, proofcheck.LAYOUT_ENVELOPE):
-        raise ProofBuildError(f"unknown disclosure layout {layout!r}")
-    doc: dict[str, Any] = {"plaintext": _hex(plaintext)}
-    if layout == proofcheck.LAYOUT_ENVELOPE:
-        if (nonce is not None or ciphertext_offset or ciphertext_length is not None
-                or compression != "none" or aad):
-            raise ProofBuildError("an envelope disclosure takes only the plaintext and data key")
-        doc["layout"] = layout
-        if data_key is not None:
-            doc["dataKey"] = _hex(data_key)
-        return doc
-    if data_key is not None:
-        if nonce is None:
-            raise ProofBuildError("a disclosed data key needs its nonce")
-        doc.update(
-            dataKey=_hex(data_key),
-            nonce=_hex(nonce),
-            ciphertextOffset=ciphertext_offset,
-            compression=compression,
-        )
-        if ciphertext_length is not None:
-            doc["ciphertextLength"] = ciphertext_length
-        if aad:
-            doc["aad"] = _hex(aad)
-    return doc
-
-
-def anchor_item(reading_hashes: Sequence[bytes], index: int, reading: bytes | None = None) -> dict[str, Any]:
-    """The anchor object proving reading ``index`` of an anchored batch.
-
-    Parameters
-    ----------
-    reading_hashes : sequence of bytes
-        The batch's reading hashes, in the order anchored.
-    index : int
-        The reading to prove.
-    reading : bytes, optional
-        The reading's canonical bytes; when given, the verifier hashes them itself.
-    """
-    doc: dict[str, Any] = {"merkleProof": [_hex(s) for s in anchors.merkle_proof(list(reading_hashes), index)]}
-    if reading is not None:
-        doc["reading"] = _hex(reading)
-    else:
-        doc["readingHash"] = _hex(reading_hashes[index])
-    return doc
 
 
 def verify_with_genesis(bundle: dict[str, Any], ledger: Ledger) -> proofcheck.Verified:

@@ -51,7 +51,7 @@ class NodeProcess:
         self.log_path = datadir.parent / f"{datadir.name}.log"
         if not (datadir / "chain").exists():
             subprocess.run(
-                [sys.executable, "-m", "node", "init", "--datadir", str(datadir),
+                [sys.executable, "-m", "portledger", "init", "--datadir", str(datadir),
                  "--genesis", str(genesis), "--dev-key", dev_key],
                 check=True, capture_output=True, timeout=120,
             )
@@ -59,7 +59,7 @@ class NodeProcess:
     def start(self, timeout: float = 60.0) -> NodeProcess:
         with open(self.log_path, "ab") as log:  # the child keeps its own copy of the fd
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "node", "node", "--datadir", str(self.datadir),
+                [sys.executable, "-m", "portledger", "node", "--datadir", str(self.datadir),
                  "--rpc-port", str(self.port)],
                 stdout=log, stderr=subprocess.STDOUT,
             )

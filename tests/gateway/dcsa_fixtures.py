@@ -21,11 +21,11 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import dcsa
 from gateway.accounts import ACCOUNTS
 from gateway.config import GatewayConfig
-from gateway.events import CanonicalEvent, Reference
-from gateway.identifiers import container_check_digit
+from gateway.events import dcsa
+from gateway.events.identifiers import container_check_digit
+from gateway.events.model import CanonicalEvent, Reference
 
 SECRET = base64.b64encode(b"subscriber secret, 32 bytes long").decode()
 OTHER_SECRET = base64.b64encode(b"the rotated secret, also 32 byte").decode()

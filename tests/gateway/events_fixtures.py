@@ -12,7 +12,7 @@ import copy
 from datetime import datetime
 from typing import Any
 
-from gateway import dcsa
+from gateway.events import dcsa
 
 #: Vessel of the spec's examples (the IMO number 9321483 is a valid one).
 VESSEL = {

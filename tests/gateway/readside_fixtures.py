@@ -18,9 +18,11 @@ from typing import Any
 from eth_account import Account
 from eth_utils import keccak
 
-from contracts import SYSTEM_ADDRESSES
+from contracts import SYSTEM_ADDRESSES, abi
 from contracts.cargo import encode_record_call
-from gateway import abi, confidential, events, readmodel
+from gateway.confidential import envelope as confidential
+from gateway.events import model as events
+from gateway.readside import readmodel
 from node.genesis import DEMO_ORGANISATIONS, dev_key, dev_x25519, dev_x25519_public
 from tests.conftest import rpc
 
@@ -165,7 +167,7 @@ def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
 
 def container(owner: str, serial: int) -> str:
     """A valid ISO 6346 container number (``owner`` is 4 letters ending in U)."""
-    from gateway.identifiers import container_check_digit
+    from gateway.events.identifiers import container_check_digit
 
     first = f"{owner}{serial:06d}"
     return first + str(container_check_digit(first))

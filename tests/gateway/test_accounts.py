@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from eth_abi import decode
 
-from contracts import roles_mask
-from gateway import abi
+from contracts import abi, roles_mask
 from gateway.accounts import (
     ACCOUNTS,
     COOKIE,
@@ -24,10 +23,10 @@ from gateway.accounts import (
     retry_after,
 )
 from gateway.app import create_app
+from gateway.confidential.keystore import KEYSTORE
 from gateway.config import GatewayConfig
 from gateway.errors import Forbidden, Unauthorized
-from gateway.keystore import KEYSTORE
-from gateway.outbox import OUTBOX
+from gateway.writepath.outbox import OUTBOX
 from tests.gateway.accounts_fixtures import (
     ADMIN_PASSWORD,
     OPERATOR_EMAIL,

@@ -16,11 +16,13 @@ from aiohttp.test_utils import TestClient
 from eth_utils import keccak
 from multidict import MultiDict
 
-from gateway import api_dcsa, confidential, dcsa
 from gateway import subscriptions as subs
 from gateway.app import create_app
-from gateway.keystore import KEYSTORE
-from gateway.readmodel import READ_MODEL, Cursor, EventAdded, IndexedEvent
+from gateway.confidential import envelope as confidential
+from gateway.confidential.keystore import KEYSTORE
+from gateway.events import dcsa
+from gateway.readside.readmodel import READ_MODEL, Cursor, EventAdded, IndexedEvent
+from gateway.tracking import dcsa as api_dcsa
 from tests.gateway.dcsa_fixtures import (
     T0,
     Receiver,
@@ -502,7 +504,7 @@ async def test_end_to_end_from_a_real_chain(tmp_path: Path, aiohttp_server: Any)
 
     from aiohttp.test_utils import TestServer
 
-    from gateway.indexer import INDEXER
+    from gateway.readside.indexer import INDEXER
     from tests.conftest import REPO_GENESIS, NodeProcess
     from tests.gateway.readside_fixtures import Chain
 

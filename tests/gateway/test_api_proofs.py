@@ -20,15 +20,15 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 
-from consensus.proofcheck import verify_bundle
 from contracts import SYSTEM_ADDRESSES
 from contracts.cargo import CARGO_EVENT_TOPIC, encode_record_call
-from gateway import events as canonical_events
 from gateway.app import create_app
-from gateway.indexer import INDEXER
-from gateway.keystore import KEYSTORE
-from gateway.readmodel import READ_MODEL
-from node.cli import main as node_cli
+from gateway.confidential.keystore import KEYSTORE
+from gateway.events import model as canonical_events
+from gateway.readside.indexer import INDEXER
+from gateway.readside.readmodel import READ_MODEL
+from portledger.cli import main as node_cli
+from proofs.verify import verify_bundle
 from tests.conftest import REPO_GENESIS, NodeProcess, rpc
 from tests.gateway import readside_fixtures as rs
 from tests.gateway.dcsa_fixtures import config, organisation

@@ -15,8 +15,8 @@ import pytest
 from eth_utils.crypto import keccak
 
 from contracts.cargo import MAX_PAYLOAD
-from gateway import confidential as c
-from gateway.confidential import (
+from gateway.confidential import envelope as c
+from gateway.confidential.envelope import (
     CHAIN_LENGTH,
     DecryptionFailed,
     EnvelopeError,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from gateway import dcsa
-from gateway.events import CanonicalEvent, Reference, Visibility, parse_time, plaintext
+from gateway.events import dcsa
+from gateway.events.model import CanonicalEvent, Reference, Visibility, parse_time, plaintext
 from tests.gateway.events_fixtures import (
     ALL_EVENTS,
     EQUIPMENT_EVENT,
@@ -183,7 +183,7 @@ def test_visibility_is_the_callers():
 
 def test_mapped_events_fit_an_envelope():
     from contracts.cargo import MAX_PAYLOAD
-    from gateway import confidential
+    from gateway.confidential import envelope as confidential
 
     for event in ALL_EVENTS:
         [canonical] = dcsa.from_dcsa(event)

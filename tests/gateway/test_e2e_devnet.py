@@ -28,11 +28,11 @@ from typing import Any, TypeVar
 import plyvel
 import pytest
 
-from consensus import proofcheck
 from contracts.cargo import subject_key
-from gateway.devnet import GatewayClient, Port
-from gateway.events import from_plaintext
-from node.devnet import rpc_call
+from devnet.gateway import GatewayClient, Port
+from devnet.network import rpc_call
+from gateway.events.model import from_plaintext
+from proofs import verify as proofcheck
 from tests.proofs import independent_verifier
 
 pytestmark = pytest.mark.integration

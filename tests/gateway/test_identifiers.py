@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import identifiers
-from gateway.identifiers import (
+from gateway.events import identifiers
+from gateway.events.identifiers import (
     IdentifierError,
     awb_check_digit,
     carrier_of,
@@ -235,7 +235,7 @@ def test_document_references():
 
 
 def test_normalise_covers_every_event_reference_kind():
-    from gateway.events import REFERENCE_KINDS
+    from gateway.events.model import REFERENCE_KINDS
 
     assert set(REFERENCE_KINDS) | {"unlocode"} == set(identifiers.KINDS)
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from contracts.cargo import subject_key
-from gateway import confidential
+from gateway.confidential import envelope as confidential
 from gateway.config import GatewayConfig
-from gateway.indexer import ChainMismatch, Indexer, rebuild
 from gateway.nodeclient import NodeClient
-from gateway.readmodel import Cursor, SqliteReadModel
+from gateway.readside.indexer import ChainMismatch, Indexer, rebuild
+from gateway.readside.readmodel import Cursor, SqliteReadModel
 from tests.conftest import REPO_GENESIS, NodeProcess
 from tests.gateway import readside_fixtures as rs
 
@@ -200,7 +200,7 @@ def test_refuses_a_chain_that_changed_under_the_cursor(populated: dict[str, Any]
 def test_rebuild_equals_incremental_index_and_keeps_the_access_log(
     populated: dict[str, Any], tmp_path: Path
 ) -> None:
-    from gateway.readmodel import AccessEntry
+    from gateway.readside.readmodel import AccessEntry
 
     config = GatewayConfig(data_dir=tmp_path / "gw", node_urls=(populated["node"].url,))
 

@@ -16,11 +16,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
-from gateway.events import Reference
-from gateway.indexer import INDEXER
-from gateway.keystore import KEYSTORE
-from gateway.outbox import OUTBOX
-from gateway.submitter import SUBMITTER
+from gateway.confidential.keystore import KEYSTORE
+from gateway.events.model import Reference
+from gateway.readside.indexer import INDEXER
+from gateway.writepath.outbox import OUTBOX
+from gateway.writepath.submitter import SUBMITTER
 from tests.conftest import REPO_GENESIS, NodeProcess, rpc
 from tests.gateway import readside_fixtures as rs
 from tests.gateway.dcsa_fixtures import config, organisation

@@ -14,9 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from yarl import URL
 
 from gateway.accounts import ACCOUNTS
-from gateway.app import create_app
-from gateway.config import GatewayConfig
-from gateway.oidc import (
+from gateway.accounts.oidc import (
     IdTokenError,
     OpenIdProvider,
     TestProvider,
@@ -28,6 +26,8 @@ from gateway.oidc import (
     sign_es256,
     verify_id_token,
 )
+from gateway.app import create_app
+from gateway.config import GatewayConfig
 
 EMAIL = "controller@kwaitsing.example"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from gateway import errors
-from gateway.events import CanonicalEvent, Reference, Visibility
-from gateway.outbox import Operation, Outbox, content_hash, stored_event
+from gateway.events.model import CanonicalEvent, Reference, Visibility
+from gateway.writepath.outbox import Operation, Outbox, content_hash, stored_event
 
 
 def event(n: int, *, container: str = "CSQU3054383", location: str = "HKHKG") -> CanonicalEvent:
@@ -163,6 +163,6 @@ def test_tx_lifecycle(outbox: Outbox) -> None:
 
 def test_stored_event_round_trip() -> None:
     ev = event(3)
-    from gateway.outbox import _event_json
+    from gateway.writepath.outbox import _event_json
 
     assert stored_event(_event_json(ev)) == ev

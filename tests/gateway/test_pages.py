@@ -19,7 +19,7 @@ from yarl import URL
 from gateway.accounts import ACCOUNTS
 from gateway.app import create_app
 from gateway.config import GatewayConfig
-from gateway.pages import SECURITY_HEADERS
+from gateway.web.pages import SECURITY_HEADERS
 from tests.gateway.accounts_fixtures import (
     ADMIN_PASSWORD,
     OPERATOR_EMAIL,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.readmodel import (
+from gateway.readside.readmodel import (
     AccessEntry,
     Cursor,
     CursorMoved,

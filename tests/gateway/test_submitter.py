@@ -17,12 +17,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eth_account import Account
 
+from contracts import abi
 from contracts.cargo import RECORD_SELECTOR
-from gateway import abi, confidential
-from gateway.keystore import Keystore
+from gateway.confidential import envelope as confidential
+from gateway.confidential.keystore import Keystore
 from gateway.nodeclient import NodeClient, NodeUnavailable, RpcError
-from gateway.outbox import Operation, Outbox, Receipt
-from gateway.submitter import Submitter
+from gateway.writepath.outbox import Operation, Outbox, Receipt
+from gateway.writepath.submitter import Submitter
 from tests.conftest import NodeProcess, free_port
 from tests.gateway import readside_fixtures as rs
 from tests.gateway.writepath_fixtures import (

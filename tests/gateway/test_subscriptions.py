@@ -646,7 +646,7 @@ async def test_a_callback_turned_private_is_refused_at_delivery(
 def test_finished_deliveries_are_forgotten_but_stay_deduplicated(tmp_path: Path) -> None:
     import time
 
-    from gateway.api_dcsa import DcsaFilter
+    from gateway.tracking.dcsa import DcsaFilter
 
     store = subs.SubscriptionStore(tmp_path / "subscriptions.db")
     try:

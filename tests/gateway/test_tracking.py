@@ -12,13 +12,15 @@ import pytest
 from aiohttp import web
 
 from contracts.cargo import subject_key
-from gateway import confidential, errors, keystore, tracking
+from gateway import errors, tracking
 from gateway.app import create_app
+from gateway.confidential import envelope as confidential
+from gateway.confidential import keystore
+from gateway.confidential.keystore import KEYSTORE
 from gateway.config import ConfigError, GatewayConfig
-from gateway.events import CanonicalEvent
-from gateway.keystore import KEYSTORE
+from gateway.events.model import CanonicalEvent
 from gateway.principal import ROLE_SCOPES, Principal
-from gateway.readmodel import (
+from gateway.readside.readmodel import (
     Cursor,
     EventAdded,
     Grant,

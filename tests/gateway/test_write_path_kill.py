@@ -31,8 +31,8 @@ from typing import Any
 
 import pytest
 
-from gateway.keystore import Keystore
-from node.devnet import Devnet, create_devnet, free_ports
+from devnet.network import Devnet, create_devnet, free_ports
+from gateway.confidential.keystore import Keystore
 from tests.gateway.writepath_fixtures import (
     CARRIER,
     PASSPHRASE,
@@ -261,7 +261,7 @@ def run_kill_test(net: Devnet, tmp_path: Path, *, seed: int, duration: float, ga
     read_url = net.nodes[2].rpc_url
     chain_orgs = {}
     for org in (TERMINAL, CARRIER):
-        from gateway import abi
+        from contracts import abi
 
         data = rpc(read_url, "eth_call", [{"to": abi.address("Consortium"), "data": "0x" + abi.call_data(
             "Consortium", "memberOf", store.get(org).address).hex()}, "latest"])

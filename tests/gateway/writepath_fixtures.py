@@ -23,12 +23,13 @@ from aiohttp import web
 
 from contracts import SYSTEM_ADDRESSES
 from contracts.cargo import CARGO_EVENT_TOPIC, CargoEvent, decode_event_log
-from gateway import confidential, events
-from gateway.events import CanonicalEvent, Reference, Visibility
-from gateway.keystore import Keystore
+from gateway.confidential import envelope as confidential
+from gateway.confidential.keystore import Keystore
+from gateway.events import model as events
+from gateway.events.model import CanonicalEvent, Reference, Visibility
 from gateway.nodeclient import NodeClient
-from gateway.outbox import Operation, Outbox, stored_event
-from gateway.submitter import Submitter
+from gateway.writepath.outbox import Operation, Outbox, stored_event
+from gateway.writepath.submitter import Submitter
 from node.genesis import dev_key
 
 PASSPHRASE = "writepath-test-passphrase"

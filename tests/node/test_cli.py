@@ -16,7 +16,7 @@ from tests.node.test_chain import reseal
 
 
 def portledger(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "node", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "portledger", *args], capture_output=True, text=True, timeout=300)
 
 
 def make_chain(datadir: Path, genesis_path: Path, blocks: int = 4) -> None:

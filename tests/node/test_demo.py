@@ -17,8 +17,11 @@ from pathlib import Path
 import pytest
 
 from contracts import ROLES
-from gateway import api_events, dcsa, jsonbody, simulate
-from gateway.events import CanonicalEvent, from_json
+from devnet import simulate
+from gateway import intake as api_events
+from gateway import jsonbody
+from gateway.events import dcsa
+from gateway.events.model import CanonicalEvent, from_json
 from node.genesis import DEMO_ORGANISATIONS
 
 T0 = 1_795_000_000  # 2026-11-18
@@ -99,7 +102,7 @@ def test_a_vessel_call_refuses_impossible_parameters() -> None:
 def test_demo_plays_the_vessel_call_through_the_gateway(tmp_path: Path) -> None:
     root = tmp_path / "port"
     done = subprocess.run(
-        [sys.executable, "-m", "node", "demo", "--once", "--datadir", str(root), "--port", "0"],
+        [sys.executable, "-m", "portledger", "demo", "--once", "--datadir", str(root), "--port", "0"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     out = done.stdout + done.stderr

@@ -19,10 +19,7 @@ import pytest
 from click.testing import CliRunner
 from eth_utils import to_canonical_address
 
-from node.chain import Ledger
-from node.cli import DataDir, main
-from node.db import LevelDB
-from node.devnet import (
+from devnet.network import (
     Devnet,
     DevnetError,
     DevnetLayout,
@@ -36,7 +33,11 @@ from node.devnet import (
     rpc_call,
     wait_for,
 )
+from node.chain import Ledger
+from node.datadir import DataDir
+from node.db import LevelDB
 from node.genesis import Genesis, dev_address
+from portledger.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +260,7 @@ def test_devnet_processes_answer_are_signalled_and_all_stop(tmp_path: Path) -> N
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_devnet_command_stops_every_node_on_signal(tmp_path: Path, sig: signal.Signals) -> None:
     root = tmp_path / "net"
-    command = [sys.executable, "-m", "node", "devnet", "--dir", str(root), "--duration", "300"]
+    command = [sys.executable, "-m", "portledger", "devnet", "--dir", str(root), "--duration", "300"]
     proc = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
     )

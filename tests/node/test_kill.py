@@ -250,7 +250,7 @@ def test_sigkill_under_load_restarts_consistent_and_replays(tmp_path: Path, gene
         assert len(set(restart_heads)) >= KILLS * 3 // 4, restart_heads
 
         replay = subprocess.run(
-            [sys.executable, "-m", "node", "replay", "--datadir", str(node.datadir)],
+            [sys.executable, "-m", "portledger", "replay", "--datadir", str(node.datadir)],
             capture_output=True, text=True, timeout=150,
         )
         assert replay.returncode == 0, replay.stdout + replay.stderr

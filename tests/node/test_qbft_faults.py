@@ -34,7 +34,7 @@ from eth_utils import to_canonical_address
 
 from consensus import extradata
 from consensus.validation import proposer_for
-from node.devnet import (
+from devnet.network import (
     CargoLoad,
     Devnet,
     DevnetLayout,

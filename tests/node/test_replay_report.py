@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from node.cli import main
 from node.db import LevelDB
+from portledger.cli import main
 from tests.proofs.chain import CONTAINER, build_chain
 
 

@@ -21,11 +21,13 @@ from click.testing import CliRunner
 from eth_keys import keys
 from eth_utils import keccak
 
-from consensus import extradata, proofcheck
-from consensus.proofcheck import ProofError, Reason, verify_bundle
+from consensus import extradata
 from contracts import anchors, cargo
-from node.cli import main
-from node.proofs import EventRef, ProofBuilder, anchor_item, disclosure, trie_proof
+from node.proofs import EventRef, ProofBuilder, trie_proof
+from portledger.cli import main
+from proofs import verify as proofcheck
+from proofs.disclosure import anchor_item, disclosure
+from proofs.verify import ProofError, Reason, verify_bundle
 from tests.proofs.chain import CONTAINER, Sealed
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,11 +19,12 @@ from typing import Any
 import pytest
 from eth_utils import keccak
 
-from consensus.proofcheck import ProofError, Reason, verify_bundle
 from contracts.cargo import subject_key
-from gateway import confidential
+from gateway.confidential import envelope as confidential
 from node.genesis import dev_x25519_public
-from node.proofs import EventRef, ProofBuilder, ProofBuildError, disclosure
+from node.proofs import EventRef, ProofBuilder
+from proofs.disclosure import DisclosureError, disclosure
+from proofs.verify import ProofError, Reason, verify_bundle
 from tests.proofs import independent_verifier
 from tests.proofs.chain import ChainBuilder, event
 
@@ -174,7 +175,7 @@ def test_payloads_that_are_not_the_disclosed_envelope_fail_alike(
 
 
 def test_builder_refuses_raw_fields_with_the_envelope_layout() -> None:
-    with pytest.raises(ProofBuildError):
+    with pytest.raises(DisclosureError):
         disclosure(b"x", data_key=bytes(32), nonce=bytes(12), layout=ENVELOPE)
-    with pytest.raises(ProofBuildError):
+    with pytest.raises(DisclosureError):
         disclosure(b"x", layout="zip")

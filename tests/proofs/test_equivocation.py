@@ -414,7 +414,9 @@ def test_report_key_file_is_loaded_like_the_node_key(tmp_path: Path) -> None:
     import click
     from click.testing import CliRunner
 
-    from node.cli import DataDir, load_report_key, main
+    from node.cli import load_report_key
+    from node.datadir import DataDir
+    from portledger.cli import main
 
     paths = DataDir(tmp_path / "data")
     paths.root.mkdir()

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from consensus.proofcheck import Reason
 from node.proofs import ProofBuilder
+from proofs.verify import Reason
 from tests.proofs import independent_verifier
 from tests.proofs.chain import CONTAINER, Sealed
 from tests.proofs.test_bundles import CATALOGUE

@@ -57,10 +57,10 @@ from rich.table import Table
 from consensus import extradata
 from contracts import SYSTEM_ADDRESSES
 from contracts.cargo import CARGO_EVENT_TOPIC, subject_key
-from gateway import simulate
-from gateway.devnet import Port
-from gateway.events import iso_time
-from node.devnet import DevnetError, NodeSpec, free_ports, rpc_call, status_table, wait_for
+from devnet import simulate
+from devnet.gateway import Port
+from devnet.network import DevnetError, NodeSpec, free_ports, rpc_call, status_table, wait_for
+from gateway.events.model import iso_time
 
 T = TypeVar("T")
 
@@ -570,7 +570,7 @@ def _replay(observer: NodeSpec, console: Console, checks: Checks) -> None:
     console.rule("auditor replay from genesis (the observer's copy)")
     try:
         replay = subprocess.run(
-            [sys.executable, "-m", "node", "replay", "--datadir", str(observer.datadir)],
+            [sys.executable, "-m", "portledger", "replay", "--datadir", str(observer.datadir)],
             capture_output=True, text=True, timeout=600,
         )
     except (KeyboardInterrupt, subprocess.TimeoutExpired) as exc:

@@ -84,14 +84,16 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from prometheus_client import Counter, Gauge
 from yarl import URL
 
-from gateway import accounts, api_dcsa, indexer, openapi, ops, sqlite, tracking
-from gateway.api_dcsa import API_VERSION, DcsaFilter, FilterError, filter_from_fields, matches
+from gateway import accounts, openapi, ops, sqlite, tracking
 from gateway.config import CONFIG, ConfigError, GatewayConfig
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
-from gateway.events import Reference
+from gateway.events.model import Reference
 from gateway.jsonbody import read_json
 from gateway.principal import Principal, require
-from gateway.readmodel import READ_MODEL, EventFilter
+from gateway.readside import indexer
+from gateway.readside.readmodel import READ_MODEL, EventFilter
+from gateway.tracking import dcsa as api_dcsa
+from gateway.tracking.dcsa import API_VERSION, DcsaFilter, FilterError, filter_from_fields, matches
 
 log = logging.getLogger("portledger.gateway.subscriptions")
 

@@ -49,10 +49,12 @@ from typing import Any, Protocol
 from aiohttp import web
 from eth_utils.address import to_checksum_address
 
+from contracts import abi
 from contracts.cargo import CARGO_EVENT_TOPIC, decode_event_log
-from gateway import abi, confidential, nodeclient
+from gateway import nodeclient
+from gateway.confidential import envelope as confidential
 from gateway.config import CONFIG, GatewayConfig
-from gateway.readmodel import (
+from gateway.readside.readmodel import (
     READ_MODEL,
     Anchor,
     AnchorAdded,
@@ -73,7 +75,7 @@ from gateway.readmodel import (
     ReferenceFlag,
     open_read_model,
 )
-from gateway.submitter import SUBMITTER
+from gateway.writepath.submitter import SUBMITTER
 
 log = logging.getLogger("portledger.gateway.indexer")
 

@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from eth_keys.datatypes import PrivateKey
 from eth_utils.exceptions import ValidationError
 
-from gateway.confidential import x25519_public_key
+from gateway.confidential.envelope import x25519_public_key
 from gateway.config import CONFIG, GatewayConfig
 
 #: scrypt cost parameters of new files (files carry their own, so they can be raised later).

@@ -74,10 +74,11 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiMapping
 
-from gateway import dcsa, identifiers, openapi, tracking
+from gateway import openapi, tracking
 from gateway.config import CONFIG
 from gateway.errors import BadRequest
-from gateway.events import EventError, Reference, parse_time
+from gateway.events import dcsa, identifiers
+from gateway.events.model import EventError, Reference, parse_time
 from gateway.principal import Principal, require
 
 log = logging.getLogger("portledger.gateway.dcsa")

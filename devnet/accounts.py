@@ -17,8 +17,8 @@ from typing import Any
 from eth_utils import keccak
 
 from gateway.accounts import Accounts
+from gateway.confidential.keystore import open_keystore
 from gateway.config import GatewayConfig
-from gateway.keystore import open_keystore
 from gateway.principal import SCOPES
 from node.genesis import DEMO_ORGANISATIONS, dev_address, dev_key, dev_x25519
 

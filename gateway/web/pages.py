@@ -152,7 +152,7 @@ looked.</p>
 @routes.get("/login")
 async def login_page(request: web.Request) -> web.Response:
     """Sign-in form (password, or an external identity)."""
-    from gateway.oidc import PROVIDERS  # noqa: PLC0415  (set up with accounts)
+    from gateway.accounts.oidc import PROVIDERS  # noqa: PLC0415  (set up with accounts)
 
     next_path = _local(request.query.get("next"))
     providers = request.app.get(PROVIDERS, {})

@@ -56,7 +56,7 @@ from aiohttp import web
 
 from gateway import errors, sqlite
 from gateway.config import CONFIG
-from gateway.events import CanonicalEvent, Reference, Visibility
+from gateway.events.model import CanonicalEvent, Reference, Visibility
 
 #: Kinds of operation.
 OpKind = Literal["event", "call"]
@@ -259,7 +259,7 @@ def stored_event(raw: bytes | str) -> CanonicalEvent:
     The references were normalised and checked at intake, so they are taken as they are (no
     second normalisation that could disagree with the first).
     """
-    from gateway.events import parse_time
+    from gateway.events.model import parse_time
 
     data = json.loads(raw)
     visibility = data.get("visibility") or {}

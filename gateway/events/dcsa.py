@@ -69,8 +69,8 @@ from typing import Any
 import yaml
 from jsonschema import Draft7Validator, FormatChecker
 
-from gateway import identifiers
-from gateway.events import (
+from gateway.events import identifiers
+from gateway.events.model import (
     CanonicalEvent,
     EventError,
     Reference,
@@ -78,7 +78,7 @@ from gateway.events import (
     iso_time,
     parse_time,
 )
-from gateway.events import (
+from gateway.events.model import (
     validate as validate_canonical,
 )
 

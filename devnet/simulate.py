@@ -25,8 +25,8 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gateway.events import CanonicalEvent, Reference, Visibility, iso_time
-from gateway.identifiers import container_check_digit, imo_check_digit
+from gateway.events.identifiers import container_check_digit, imo_check_digit
+from gateway.events.model import CanonicalEvent, Reference, Visibility, iso_time
 from node.genesis import DEMO_ORGANISATIONS
 
 

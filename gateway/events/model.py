@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from contracts.cargo import CLASSIFIERS, EVENT_TYPES, CargoEventInput, subject_key
-from gateway import identifiers
+from gateway.events import identifiers
 
 #: Kinds of reference a subject (or a related reference) can be.
 REFERENCE_KINDS: tuple[str, ...] = (

@@ -71,8 +71,8 @@ from aiohttp import web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from contracts import ROLES, roles_mask
-from gateway import abi, openapi, sqlite
+from contracts import ROLES, abi, roles_mask
+from gateway import openapi, sqlite
 from gateway.beacon import GenerationBeacon
 from gateway.config import CONFIG, GatewayConfig
 from gateway.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized, Unavailable
@@ -1808,7 +1808,7 @@ async def verify(request: web.Request) -> web.Response:
     if operator_org.chain_org is None:
         raise Conflict("the operator organisation is not a member on chain yet, so it cannot "
                        "propose members", code="operator-not-on-chain")
-    from gateway.keystore import KEYSTORE  # noqa: PLC0415  (keystore set up before accounts)
+    from gateway.confidential.keystore import KEYSTORE  # noqa: PLC0415  (keystore set up before accounts)
 
     keystore = request.app[KEYSTORE]
     try:
@@ -1828,7 +1828,7 @@ async def _submit_membership(
 ) -> dict[str, Any]:
     """Queue the ADD_MEMBER proposal in the outbox as the operator's organisation."""
     try:
-        from gateway.outbox import OUTBOX, Operation  # noqa: PLC0415
+        from gateway.writepath.outbox import OUTBOX, Operation  # noqa: PLC0415
     except ImportError:
         raise Unavailable("the outbox is not available", code="outbox-unavailable") from None
     outbox = app.get(OUTBOX)
@@ -2025,7 +2025,7 @@ def setup(app: web.Application) -> None:
     The database is opened here (not at start-up) so a bootstrap script can create the operator
     and genesis organisations on ``app[ACCOUNTS]`` before serving; it is closed at clean-up.
     """
-    from gateway import oidc  # noqa: PLC0415  (oidc imports this module)
+    from gateway.accounts import oidc
 
     app[ACCOUNTS] = Accounts.open(app[CONFIG])
     app.cleanup_ctx.append(_accounts_ctx)

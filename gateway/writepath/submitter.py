@@ -92,11 +92,13 @@ from eth_utils.address import to_checksum_address
 
 from contracts import SYSTEM_ADDRESSES
 from contracts.cargo import CARGO_EVENT_TOPIC, MAX_BATCH_EVENTS, RECORD_SELECTOR, encode_event
-from gateway import confidential, events, nodeclient
+from gateway import nodeclient
+from gateway.confidential import envelope as confidential
+from gateway.confidential.keystore import KEYSTORE, Keystore, OrgKeys
 from gateway.config import CONFIG
-from gateway.keystore import KEYSTORE, Keystore, OrgKeys
+from gateway.events import model as events
 from gateway.nodeclient import NODE, NodeClient, NodeUnavailable, RpcError
-from gateway.outbox import OUTBOX, Outbox, PendingOp, Receipt, TxRecord
+from gateway.writepath.outbox import OUTBOX, Outbox, PendingOp, Receipt, TxRecord
 
 log = logging.getLogger("portledger.gateway.submitter")
 

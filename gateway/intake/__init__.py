@@ -70,11 +70,13 @@ from typing import Any
 
 from aiohttp import web
 
-from contracts import ROLES
+from contracts import ROLES, abi
 from contracts.cargo import FAMILIES, MAX_PAYLOAD
-from gateway import abi, confidential, dcsa, errors, identifiers, jsonbody, openapi, principal
+from gateway import errors, jsonbody, openapi, principal
+from gateway.confidential import envelope as confidential
 from gateway.config import CONFIG
-from gateway.events import (
+from gateway.events import dcsa, identifiers
+from gateway.events.model import (
     EVENT_SCHEMA,
     REFERENCE_KINDS,
     CanonicalEvent,
@@ -85,7 +87,7 @@ from gateway.events import (
     parse_time,
     plaintext,
 )
-from gateway.outbox import OUTBOX, Operation, Receipt
+from gateway.writepath.outbox import OUTBOX, Operation, Receipt
 
 #: AccessGrants scope of a whole subject.
 SUBJECT_SCOPE = 1
@@ -336,7 +338,7 @@ def _writer(request: web.Request, scope: str = "events:write") -> principal.Prin
 
 
 def _read_model(app: web.Application) -> Any:
-    from gateway.readmodel import READ_MODEL  # noqa: PLC0415  (optional module)
+    from gateway.readside.readmodel import READ_MODEL  # noqa: PLC0415  (optional module)
 
     return app.get(READ_MODEL)
 
@@ -420,7 +422,7 @@ async def _dry_run(request: web.Request, who: principal.Principal,
     receipt). Without a node (none configured, or none answering) the call is accepted and the
     submitter reports a later refusal on the submission's status.
     """
-    from gateway.keystore import KEYSTORE  # noqa: PLC0415
+    from gateway.confidential.keystore import KEYSTORE  # noqa: PLC0415
     from gateway.nodeclient import NODE, NodeUnavailable, RpcError  # noqa: PLC0415
 
     node = request.app.get(NODE)
@@ -767,7 +769,7 @@ async def _reader_or_422(request: web.Request, who: principal.Principal, reader:
 
 
 def _owner_secret(request: web.Request, who: principal.Principal) -> bytes:
-    from gateway.keystore import KEYSTORE  # noqa: PLC0415
+    from gateway.confidential.keystore import KEYSTORE  # noqa: PLC0415
 
     try:
         return request.app[KEYSTORE].get(who.org_id).master_secret

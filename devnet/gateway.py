@@ -2,7 +2,7 @@
 
 A devnet (:mod:`node.devnet`) runs validator and observer nodes; this module adds the gateway
 in front of them, as its own OS process (``portledger gateway serve``), with the demo port's
-organisations already registered (``portledger gateway demo-accounts``: development keys that
+organisations already registered (``portledger demo-accounts``: development keys that
 match the genesis members — PUBLIC keys, for demos and tests only). :class:`Port` is the
 whole demo port: the devnet's nodes, the gateway and one API client per demo organisation.
 Used by ``portledger demo``, the end-to-end tests and the benchmarks.
@@ -21,8 +21,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from devnet.network import Devnet, DevnetError, DevnetLayout, free_ports, open_or_create, wait_for
 from gateway.config import GatewayConfig
-from node.devnet import Devnet, DevnetError, DevnetLayout, free_ports, open_or_create, wait_for
 
 #: The demo gateway's keystore passphrase (a devnet is a development network).
 DEVNET_PASSPHRASE = "devnet-insecure-passphrase"
@@ -74,7 +74,7 @@ class GatewayProcess:
         """The demo organisations' ids, users and API keys (created on first start)."""
         if not self.credentials_file.exists():
             subprocess.run(
-                [sys.executable, "-m", "node", "gateway", "demo-accounts",
+                [sys.executable, "-m", "portledger", "demo-accounts",
                  "--config", str(self.config_file), "--out", str(self.credentials_file)],
                 check=True, env=self.env, capture_output=True, timeout=120,
             )  # fmt: skip
@@ -87,7 +87,7 @@ class GatewayProcess:
         self.credentials()
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "node", "gateway", "serve", "--config",
+                [sys.executable, "-m", "portledger", "gateway", "serve", "--config",
                  str(self.config_file), "--workers", str(self.workers)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=self.env, start_new_session=True,

@@ -103,14 +103,17 @@ from sha3 import keccak_256
 
 from contracts import ROLES
 from contracts.cargo import CLASSIFIERS, EVENT_TYPES, subject_key
-from gateway import confidential, events, identifiers, openapi
+from gateway import openapi
+from gateway.confidential import envelope as confidential
+from gateway.confidential.keystore import KEYSTORE, Keystore, OrgKeys
 from gateway.config import CONFIG, ConfigError, GatewayConfig
 from gateway.errors import BadRequest, Forbidden, NotFound, error_body
-from gateway.events import CanonicalEvent, Reference, Visibility, iso_time
-from gateway.keystore import KEYSTORE, Keystore, OrgKeys
+from gateway.events import identifiers
+from gateway.events import model as events
+from gateway.events.model import CanonicalEvent, Reference, Visibility, iso_time
 from gateway.ops import METRICS
 from gateway.principal import Principal, require
-from gateway.readmodel import (
+from gateway.readside.readmodel import (
     EVENT_SCOPE,
     READ_MODEL,
     SUBJECT_SCOPE,

@@ -48,12 +48,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-import click
 from eth_keys.datatypes import PrivateKey
 from eth_utils.address import to_canonical_address, to_checksum_address
 
 from contracts import SYSTEM_ADDRESSES, roles_mask
 from contracts.cargo import EVENT_TYPES, FAMILIES, CargoEventInput, encode_record_call, subject_key
+from node.datadir import DataDirError, init_datadir
 from node.genesis import Genesis, QbftConfig, build_genesis, demo_members, dev_key, write_genesis
 
 VALIDATOR = "validator"
@@ -258,8 +258,6 @@ def create_devnet(
     DevnetLayout
         The layout, already saved as ``root/devnet.json``.
     """
-    from node.cli import init
-
     root = Path(root).resolve()
     if validators < 1 or observers < 0:
         raise DevnetError("a devnet needs at least one validator and no negative observer count")
@@ -306,19 +304,15 @@ def create_devnet(
         write_genesis(doc, layout.genesis_path)
         for node, (_, _, key) in zip(layout.nodes, named, strict=True):
             _write_secret(node.key_file, key.to_hex() + "\n")
-            init.main(
-                ["--datadir", str(node.datadir), "--genesis", str(layout.genesis_path),
-                 "--key-file", str(node.key_file)],
-                standalone_mode=False,
-            )  # fmt: skip
+            init_datadir(node.datadir, layout.genesis_path, key)
             node.peers_path.write_text(json.dumps(layout.peers_of(node), indent=2) + "\n")
         layout.save()
     except BaseException as exc:
         # Half a devnet (e.g. Ctrl-C during init) would block the next attempt: the folder
         # was empty, so nothing but what was just written goes.
         shutil.rmtree(root, ignore_errors=True)
-        if isinstance(exc, click.ClickException):
-            raise DevnetError(exc.format_message()) from exc
+        if isinstance(exc, DataDirError):
+            raise DevnetError(str(exc)) from exc
         raise
     return layout
 
@@ -567,7 +561,7 @@ def status_table(statuses: Sequence[NodeStatus], title: str | None = None) -> An
 class Devnet:
     """The node processes of a layout.
 
-    Each node runs as ``python -m node node ...`` in its own session (process group), output
+    Each node runs as ``python -m portledger node ...`` in its own session (process group), output
     appended to its ``node.log``. Signals go to the node's process group while the node is
     alive. :meth:`stop` (also on ``with`` exit and at interpreter exit) ends every process:
     SIGTERM, then SIGKILL after ``STOP_TIMEOUT``.
@@ -611,7 +605,7 @@ class Devnet:
         """The command line of node ``i``."""
         node = self.nodes[i]
         return [
-            sys.executable, "-m", "node", "node", "--datadir", str(node.datadir),
+            sys.executable, "-m", "portledger", "node", "--datadir", str(node.datadir),
             "--rpc-host", node.host, "--rpc-port", str(node.rpc_port),
             "--p2p-host", node.host, "--p2p-port", str(node.p2p_port),
             "--peers", str(node.peers_path), *self.extra_args,

@@ -57,10 +57,11 @@ from typing import Any
 from aiohttp import web
 from eth_utils.crypto import keccak
 
-from consensus.proofcheck import CARGO_EVENT_TOPIC, LAYOUT_ENVELOPE
 from contracts.cargo import subject_key
-from gateway import confidential, identifiers, openapi, sqlite
+from gateway import openapi, sqlite
 from gateway.accounts import ACCOUNTS
+from gateway.confidential import envelope as confidential
+from gateway.confidential.keystore import KEYSTORE
 from gateway.config import CONFIG
 from gateway.errors import (
     BadRequest,
@@ -70,13 +71,14 @@ from gateway.errors import (
     Unavailable,
     Unprocessable,
 )
+from gateway.events import identifiers
 from gateway.jsonbody import read_json
-from gateway.keystore import KEYSTORE
 from gateway.nodeclient import NODE, NodeUnavailable, RpcError
 from gateway.principal import Principal, require
-from gateway.readmodel import READ_MODEL, AccessEntry, IndexedEvent
+from gateway.readside.readmodel import READ_MODEL, AccessEntry, IndexedEvent
 from gateway.tracking import TRACKING
-from node.proofs import disclosure
+from proofs.disclosure import disclosure
+from proofs.verify import CARGO_EVENT_TOPIC, LAYOUT_ENVELOPE
 
 #: Most events one bundle proves (the node builds a bundle on its own loop and bounds it alike:
 #: ``node.rpc.MAX_PROOF_LOGS``).

@@ -1,5 +1,0 @@
-"""``python -m node`` runs the ``portledger`` command."""
-
-from node.cli import main
-
-main()

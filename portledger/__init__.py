@@ -1,0 +1,1 @@
+"""The ``portledger`` command: one entry point composing every package's commands."""

@@ -1,0 +1,5 @@
+"""``python -m portledger`` runs the ``portledger`` command."""
+
+from portledger.cli import main
+
+main()
