@@ -73,6 +73,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gateway import appkeys
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 #: The environment the bench started with, for the gateway workers (importing the gateway here
@@ -240,13 +242,12 @@ def serve(data_dir: Path, port: int) -> None:
     """One worker process: the whole gateway app, background work off."""
     from aiohttp import web
 
-    from gateway import tracking
     from gateway.app import create_app
 
     app = create_app(_config(data_dir, port))
 
     async def stats(request: web.Request) -> web.Response:
-        views = request.app[tracking.TRACKING].views
+        views = request.app[appkeys.TRACKING].views
         return web.json_response({"pid": os.getpid(), "hits": views.hits,
                                   "misses": views.misses, "entries": len(views),
                                   "bytes": views.bytes, "evictions": views.evictions,

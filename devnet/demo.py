@@ -60,7 +60,7 @@ from contracts.cargo import CARGO_EVENT_TOPIC, subject_key
 from devnet import simulate
 from devnet.gateway import Port
 from devnet.network import DevnetError, NodeSpec, free_ports, rpc_call, status_table, wait_for
-from gateway.events.model import iso_time
+from gateway.isotime import iso_time
 
 T = TypeVar("T")
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.events.identifiers import container_check_digit, imo_check_digit
-from gateway.events.model import CanonicalEvent, Reference, Visibility, iso_time
+from gateway.events.model import CanonicalEvent, Reference, Visibility
+from gateway.isotime import iso_time
 from node.genesis import DEMO_ORGANISATIONS
 
 

@@ -14,9 +14,9 @@ from aiohttp import web
 from gateway import accounts, errors, nodeclient, openapi, ops, subscriptions, tracking
 from gateway import intake as api_events
 from gateway import proofs_api as api_proofs
+from gateway.appkeys import BODY_LIMIT, CONFIG
 from gateway.confidential import keystore
-from gateway.config import CONFIG, GatewayConfig
-from gateway.jsonbody import CONFIG_LIMITS
+from gateway.config import GatewayConfig
 from gateway.readside import indexer, readmodel
 from gateway.tracking import dcsa as api_dcsa
 from gateway.web import pages
@@ -55,7 +55,7 @@ def create_app(config: GatewayConfig) -> web.Application:
         client_max_size=config.max_bulk_body_bytes,
     )
     app[CONFIG] = config
-    app[CONFIG_LIMITS] = config.max_body_bytes
+    app[BODY_LIMIT] = config.max_body_bytes
     for module in MODULES:
         module.setup(app)
     return app

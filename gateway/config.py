@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
-
-from aiohttp import web
+from typing import Any, TypeVar
 
 
 class ConfigError(ValueError):
@@ -123,5 +122,38 @@ class GatewayConfig:
         return out
 
 
-#: The application's configuration (``app[CONFIG]``).
-CONFIG = web.AppKey("config", GatewayConfig)
+_Settings = TypeVar("_Settings")
+
+_SCALARS: dict[Any, tuple[type, ...]] = {bool: (bool,), int: (int,), float: (int, float),
+                                         str: (str,)}
+
+
+def settings_from(cls: type[_Settings], raw: Any, where: str) -> _Settings:
+    """A feature's settings dataclass ``cls`` from the JSON object ``raw`` found at ``where``.
+
+    Every key must name a field; ``bool``, ``int``, ``float`` and ``str`` fields must hold a
+    value of that type (an ``int`` is a ``float``, a ``bool`` is not a number); fields left out
+    keep their defaults. A feature's own range checks belong in its ``__post_init__`` and raise
+    :class:`ConfigError` too. Errors name ``where`` (e.g. ``extra["tracking"]``).
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be an object")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"unknown {where} keys: {', '.join(unknown)}")
+    for name, value in raw.items():
+        allowed = _SCALARS.get(hints.get(name))
+        if allowed is None:
+            continue
+        if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
+            raise ConfigError(f"{where}.{name} must be a {hints[name].__name__}, not {value!r}")
+    try:
+        return cls(**raw)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+

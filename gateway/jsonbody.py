@@ -18,9 +18,8 @@ import jsonschema_rs
 from aiohttp import web
 from jsonschema import Draft202012Validator, FormatChecker
 
+from gateway.appkeys import BODY_LIMIT
 from gateway.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
-
-CONFIG_LIMITS = web.AppKey("body_limit", int)
 
 _validators: dict[int, Draft202012Validator] = {}
 _compiled: dict[int, Any] = {}
@@ -104,7 +103,7 @@ async def read_json(
         The parsed body.
     """
     if limit is None:
-        limit = request.app.get(CONFIG_LIMITS, 1 << 20)
+        limit = request.app.get(BODY_LIMIT, 1 << 20)
     ctype = request.content_type
     if ctype not in ("application/json", "application/octet-stream", "") and not ctype.endswith(
         "+json"

@@ -24,7 +24,7 @@ import aiohttp
 from aiohttp import web
 
 from contracts import abi
-from gateway.config import CONFIG
+from gateway.appkeys import CONFIG, NODE
 
 T = TypeVar("T")
 
@@ -279,8 +279,6 @@ class NodeClient:
         return abi.decode_output(contract, fn, data)
 
 
-#: The gateway's node client (``app[NODE]``).
-NODE = web.AppKey("node", NodeClient)
 
 
 def setup(app: web.Application) -> None:

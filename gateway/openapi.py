@@ -19,8 +19,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from gateway import __version__
-
-PARTS = web.AppKey("openapi_parts", list)
+from gateway.appkeys import OPENAPI_PARTS
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -214,9 +213,9 @@ def add(
     tags: list[dict[str, str]] | None = None,
 ) -> None:
     """Add operations (an OpenAPI ``paths`` mapping) and component schemas to the document."""
-    if PARTS not in app:
-        app[PARTS] = []
-    app[PARTS].append({"paths": paths, "schemas": schemas or {}, "tags": tags or []})
+    if OPENAPI_PARTS not in app:
+        app[OPENAPI_PARTS] = []
+    app[OPENAPI_PARTS].append({"paths": paths, "schemas": schemas or {}, "tags": tags or []})
 
 
 def document(app: web.Application) -> dict[str, Any]:
@@ -224,7 +223,7 @@ def document(app: web.Application) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
     tags: list[dict[str, str]] = []
-    for part in app.get(PARTS, []):
+    for part in app.get(OPENAPI_PARTS, []):
         for path, ops in part["paths"].items():
             paths.setdefault(path, {}).update(copy.deepcopy(ops))
         schemas.update(copy.deepcopy(part["schemas"]))

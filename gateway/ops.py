@@ -27,7 +27,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from gateway.config import CONFIG
+from gateway.appkeys import CONFIG, METRICS, READINESS
 from gateway.errors import REQUEST_ID, TooManyRequests
 from gateway.principal import principal_of
 
@@ -36,8 +36,6 @@ log = logging.getLogger("portledger.gateway.access")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ReadinessCheck = Callable[[web.Application], Awaitable[tuple[bool, str]]]
 
-METRICS = web.AppKey("metrics", CollectorRegistry)
-READINESS = web.AppKey("readiness", dict)
 _HTTP = web.AppKey("http_metrics", tuple)
 _LIMITER = web.AppKey("rate_limiter", object)
 

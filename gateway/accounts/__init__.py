@@ -73,8 +73,9 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from contracts import ROLES, abi, roles_mask
 from gateway import openapi, sqlite
+from gateway.appkeys import ACCOUNTS, CONFIG, KEYSTORE, OUTBOX
 from gateway.beacon import GenerationBeacon
-from gateway.config import CONFIG, GatewayConfig
+from gateway.config import GatewayConfig
 from gateway.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized, Unavailable
 from gateway.jsonbody import read_json
 from gateway.principal import PRINCIPAL, ROLE_SCOPES, SCOPES, Principal, require, require_operator
@@ -1360,8 +1361,6 @@ class _Transaction:
             self._db.execute("ROLLBACK")
 
 
-#: The accounts database on the application.
-ACCOUNTS = web.AppKey("accounts", Accounts)
 
 
 # -- authentication ---------------------------------------------------------------------------
@@ -1808,7 +1807,6 @@ async def verify(request: web.Request) -> web.Response:
     if operator_org.chain_org is None:
         raise Conflict("the operator organisation is not a member on chain yet, so it cannot "
                        "propose members", code="operator-not-on-chain")
-    from gateway.confidential.keystore import KEYSTORE  # noqa: PLC0415  (keystore set up before accounts)
 
     keystore = request.app[KEYSTORE]
     try:
@@ -1828,7 +1826,7 @@ async def _submit_membership(
 ) -> dict[str, Any]:
     """Queue the ADD_MEMBER proposal in the outbox as the operator's organisation."""
     try:
-        from gateway.writepath.outbox import OUTBOX, Operation  # noqa: PLC0415
+        from gateway.writepath.outbox import Operation
     except ImportError:
         raise Unavailable("the outbox is not available", code="outbox-unavailable") from None
     outbox = app.get(OUTBOX)

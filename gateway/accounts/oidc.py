@@ -54,8 +54,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from gateway import openapi
-from gateway.accounts import ACCOUNTS, set_session_cookie
-from gateway.config import CONFIG
+from gateway.accounts import set_session_cookie
+from gateway.appkeys import ACCOUNTS, CONFIG, OIDC_HTTP, OIDC_PROVIDERS
 from gateway.errors import BadRequest, NotFound, Unauthorized, Unavailable
 
 #: Seconds of clock skew allowed on ``exp`` and ``iat``.
@@ -539,16 +539,12 @@ def providers_from_config(entries: tuple[dict[str, Any], ...]) -> dict[str, Iden
 
 
 # -- routes ---------------------------------------------------------------------------------------
-#: Configured providers by name.
-PROVIDERS = web.AppKey("oidc_providers", dict)
-#: HTTP client used to reach the providers.
-HTTP = web.AppKey("oidc_http", aiohttp.ClientSession)
 
 routes = web.RouteTableDef()
 
 
 def _provider(request: web.Request) -> IdentityProvider:
-    provider = request.app[PROVIDERS].get(request.match_info["provider"])
+    provider = request.app[OIDC_PROVIDERS].get(request.match_info["provider"])
     if provider is None:
         raise NotFound("no such identity provider", code="no-such-provider")
     return provider
@@ -567,7 +563,7 @@ def _local_path(text: str | None) -> str:
 
 
 def _http(request: web.Request) -> aiohttp.ClientSession:
-    http = request.app.get(HTTP)
+    http = request.app.get(OIDC_HTTP)
     if http is None:
         raise Unavailable("the gateway is not running", code="oidc-unavailable")
     return http
@@ -637,7 +633,7 @@ async def oidc_providers(request: web.Request) -> web.Response:
         "providers": [
             {"name": p.name, "displayName": p.display_name,
              "login": f"/v1/oidc/{p.name}/login"}
-            for p in request.app[PROVIDERS].values()
+            for p in request.app[OIDC_PROVIDERS].values()
         ]
     })
 
@@ -689,14 +685,14 @@ PATHS: dict[str, Any] = {
 
 async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
     session = aiohttp.ClientSession()
-    app[HTTP] = session
+    app[OIDC_HTTP] = session
     yield
     await session.close()
 
 
 def setup(app: web.Application) -> None:
     """Add the configured providers, their HTTP client and the OIDC routes (called by accounts)."""
-    app[PROVIDERS] = providers_from_config(app[CONFIG].oidc_providers)
+    app[OIDC_PROVIDERS] = providers_from_config(app[CONFIG].oidc_providers)
     app.cleanup_ctx.append(_http_ctx)
     app.router.add_routes(routes)
     openapi.add(app, PATHS)

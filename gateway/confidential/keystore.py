@@ -41,8 +41,9 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from eth_keys.datatypes import PrivateKey
 from eth_utils.exceptions import ValidationError
 
+from gateway.appkeys import CONFIG, KEYSTORE
 from gateway.confidential.envelope import x25519_public_key
-from gateway.config import CONFIG, GatewayConfig
+from gateway.config import GatewayConfig
 
 #: scrypt cost parameters of new files (files carry their own, so they can be raised later).
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
@@ -342,8 +343,6 @@ class Keystore:
         return keys
 
 
-#: The gateway's keystore on the application (set by the app factory).
-KEYSTORE = web.AppKey("keystore", Keystore)
 
 
 def open_keystore(config: GatewayConfig) -> Keystore:

@@ -75,12 +75,12 @@ from gateway.events.model import (
     EventError,
     Reference,
     Visibility,
-    iso_time,
     parse_time,
 )
 from gateway.events.model import (
     validate as validate_canonical,
 )
+from gateway.isotime import iso_time
 
 #: Where the DCSA T&T 2.2 specification is read from: the copy shipped with the gateway
 #: (``gateway/specs/dcsa/``, Apache 2.0, DCSA); ``PORTLEDGER_DCSA_SPEC`` overrides.

@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from contracts.cargo import CLASSIFIERS, EVENT_TYPES, CargoEventInput, subject_key
 from gateway.events import identifiers
+from gateway.isotime import iso_time
 
 #: Kinds of reference a subject (or a related reference) can be.
 REFERENCE_KINDS: tuple[str, ...] = (
@@ -147,11 +148,6 @@ class CanonicalEvent:
             "visibility": self.visibility.to_json(),
             "retracts": self.retracts,
         }
-
-
-def iso_time(seconds: int) -> str:
-    """Unix seconds as ``YYYY-MM-DDTHH:MM:SSZ``."""
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(text: str, *, field: str = "time") -> int:

@@ -73,8 +73,8 @@ from aiohttp import web
 from contracts import ROLES, abi
 from contracts.cargo import FAMILIES, MAX_PAYLOAD
 from gateway import errors, jsonbody, openapi, principal
+from gateway.appkeys import ACCOUNTS, CONFIG, KEYSTORE, NODE, OUTBOX, READ_MODEL
 from gateway.confidential import envelope as confidential
-from gateway.config import CONFIG
 from gateway.events import dcsa, identifiers
 from gateway.events.model import (
     EVENT_SCHEMA,
@@ -87,7 +87,7 @@ from gateway.events.model import (
     parse_time,
     plaintext,
 )
-from gateway.writepath.outbox import OUTBOX, Operation, Receipt
+from gateway.writepath.outbox import Operation, Receipt
 
 #: AccessGrants scope of a whole subject.
 SUBJECT_SCOPE = 1
@@ -338,7 +338,6 @@ def _writer(request: web.Request, scope: str = "events:write") -> principal.Prin
 
 
 def _read_model(app: web.Application) -> Any:
-    from gateway.readside.readmodel import READ_MODEL  # noqa: PLC0415  (optional module)
 
     return app.get(READ_MODEL)
 
@@ -350,7 +349,6 @@ def caller_roles(request: web.Request, who: principal.Principal) -> int:
         org = model.organisation(who.chain_org)
         if org is not None:
             return int(org.roles)
-    from gateway.accounts import ACCOUNTS  # noqa: PLC0415
 
     accounts = request.app.get(ACCOUNTS)
     if accounts is None:
@@ -365,7 +363,6 @@ async def reader_key(app: web.Application, reader: int) -> bytes | None:
         org = model.organisation(reader)
         if org is not None:
             return bytes(org.encryption_key) if org.active else None
-    from gateway.nodeclient import NODE  # noqa: PLC0415
 
     node = app.get(NODE)
     if node is None:
@@ -422,8 +419,7 @@ async def _dry_run(request: web.Request, who: principal.Principal,
     receipt). Without a node (none configured, or none answering) the call is accepted and the
     submitter reports a later refusal on the submission's status.
     """
-    from gateway.confidential.keystore import KEYSTORE  # noqa: PLC0415
-    from gateway.nodeclient import NODE, NodeUnavailable, RpcError  # noqa: PLC0415
+    from gateway.nodeclient import NodeUnavailable, RpcError
 
     node = request.app.get(NODE)
     if node is None:
@@ -769,7 +765,6 @@ async def _reader_or_422(request: web.Request, who: principal.Principal, reader:
 
 
 def _owner_secret(request: web.Request, who: principal.Principal) -> bytes:
-    from gateway.confidential.keystore import KEYSTORE  # noqa: PLC0415
 
     try:
         return request.app[KEYSTORE].get(who.org_id).master_secret

@@ -59,10 +59,8 @@ from eth_utils.crypto import keccak
 
 from contracts.cargo import subject_key
 from gateway import openapi, sqlite
-from gateway.accounts import ACCOUNTS
+from gateway.appkeys import ACCOUNTS, CONFIG, KEYSTORE, NODE, PROOF_REQUESTS, READ_MODEL, TRACKING
 from gateway.confidential import envelope as confidential
-from gateway.confidential.keystore import KEYSTORE
-from gateway.config import CONFIG
 from gateway.errors import (
     BadRequest,
     Conflict,
@@ -73,10 +71,9 @@ from gateway.errors import (
 )
 from gateway.events import identifiers
 from gateway.jsonbody import read_json
-from gateway.nodeclient import NODE, NodeUnavailable, RpcError
+from gateway.nodeclient import NodeUnavailable, RpcError
 from gateway.principal import Principal, require
-from gateway.readside.readmodel import READ_MODEL, AccessEntry, IndexedEvent
-from gateway.tracking import TRACKING
+from gateway.readside.readmodel import AccessEntry, IndexedEvent
 from proofs.disclosure import disclosure
 from proofs.verify import CARGO_EVENT_TOPIC, LAYOUT_ENVELOPE
 
@@ -524,8 +521,6 @@ def actor_of(principal: Principal) -> str:
 
 # -- HTTP -----------------------------------------------------------------------------------
 
-#: The application's proof-request store.
-PROOF_REQUESTS = web.AppKey("proof_requests", ProofRequestStore)
 
 routes = web.RouteTableDef()
 

@@ -51,11 +51,11 @@ from eth_utils.address import to_checksum_address
 
 from contracts import abi
 from contracts.cargo import CARGO_EVENT_TOPIC, decode_event_log
-from gateway import nodeclient
+from gateway import appkeys, nodeclient
+from gateway.appkeys import CONFIG, INDEXER, READ_MODEL, SUBMITTER
 from gateway.confidential import envelope as confidential
-from gateway.config import CONFIG, GatewayConfig
+from gateway.config import GatewayConfig
 from gateway.readside.readmodel import (
-    READ_MODEL,
     Anchor,
     AnchorAdded,
     Change,
@@ -75,7 +75,6 @@ from gateway.readside.readmodel import (
     ReferenceFlag,
     open_read_model,
 )
-from gateway.writepath.submitter import SUBMITTER
 
 log = logging.getLogger("portledger.gateway.indexer")
 
@@ -539,13 +538,11 @@ def _change(
 
 # -- app wiring --------------------------------------------------------------------------------
 
-#: The application's indexer (absent when the gateway has no node configured).
-INDEXER = web.AppKey("indexer", Indexer)
 
 
 async def _indexer_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    node = app.get(nodeclient.NODE)
+    node = app.get(appkeys.NODE)
     if node is None or not config.background_tasks:
         yield  # no node configured, or another worker process runs the background work
         return
@@ -571,7 +568,7 @@ def setup(app: web.Application) -> None:
 
     It runs only when the gateway has node URLs and this process runs the background work
     (``config.background_tasks``); the node client is created by :func:`gateway.nodeclient.setup`
-    (idempotent). When the app has a submitter (:data:`gateway.submitter.SUBMITTER`), the two are
+    (idempotent). When the app has a submitter (:data:`gateway.appkeys.SUBMITTER`), the two are
     wired together: the submitter wakes the indexer when operations turn final, and the indexer
     tells the submitter which organisations' directory records changed.
     """

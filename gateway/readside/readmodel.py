@@ -52,8 +52,9 @@ from typing import NamedTuple
 
 from aiohttp import web
 
+from gateway.appkeys import CONFIG, READ_MODEL
 from gateway.beacon import GenerationBeacon
-from gateway.config import CONFIG, GatewayConfig
+from gateway.config import GatewayConfig
 
 #: File name of the SQLite read model under the data directory.
 FILE_NAME = "readmodel.db"
@@ -1255,8 +1256,6 @@ def open_read_model(config: GatewayConfig) -> SqliteReadModel:
     return SqliteReadModel(config.path(FILE_NAME))
 
 
-#: The application's read model.
-READ_MODEL = web.AppKey("read_model", ReadModel)
 
 
 async def _read_model_ctx(app: web.Application) -> AsyncIterator[None]:

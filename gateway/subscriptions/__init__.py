@@ -84,14 +84,14 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from prometheus_client import Counter, Gauge
 from yarl import URL
 
-from gateway import accounts, openapi, ops, sqlite, tracking
-from gateway.config import CONFIG, ConfigError, GatewayConfig
+from gateway import appkeys, openapi, ops, sqlite
+from gateway.appkeys import CONFIG, READ_MODEL, SUBSCRIPTIONS
+from gateway.config import ConfigError, GatewayConfig
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.events.model import Reference
 from gateway.jsonbody import read_json
 from gateway.principal import Principal, require
-from gateway.readside import indexer
-from gateway.readside.readmodel import READ_MODEL, EventFilter
+from gateway.readside.readmodel import EventFilter
 from gateway.tracking import dcsa as api_dcsa
 from gateway.tracking.dcsa import API_VERSION, DcsaFilter, FilterError, filter_from_fields, matches
 
@@ -973,13 +973,13 @@ async def visible_holding(
     """Those of ``indexed`` the principal may read when it holds ``held`` (decrypted):
     :meth:`Tracking.visible_among` with the references the subscription names as held (what
     :meth:`Tracking.events` does for references given as filters)."""
-    return await app[tracking.TRACKING].visible_among(principal, indexed, held)
+    return await app[appkeys.TRACKING].visible_among(principal, indexed, held)
 
 
 def background_principal(app: web.Application, org_id: int) -> Principal | None:
     """The principal subscriptions read for, or None if the organisation may read nothing
     now (not active, or not a chain member yet)."""
-    registry = app[accounts.ACCOUNTS]
+    registry = app[appkeys.ACCOUNTS]
     org = registry.organisation(org_id)
     if org.status != "active" or org.chain_org is None:
         return None
@@ -988,7 +988,6 @@ def background_principal(app: web.Application, org_id: int) -> Principal | None:
 
 # -- HTTP -----------------------------------------------------------------------------------
 
-SUBSCRIPTIONS = web.AppKey("subscriptions", Subscriptions)
 
 _LIST = {"type": "array", "uniqueItems": True}
 FILTER_PROPERTIES: dict[str, Any] = {
@@ -1114,7 +1113,7 @@ async def list_subscriptions(request: web.Request) -> web.Response:
     """DCSA: the caller's organisation's subscriptions, paged."""
     principal = require(request, "events:read")
     api_dcsa.check_api_version(request)
-    codec = request.app[api_dcsa.CURSORS]
+    codec = request.app[appkeys.DCSA_CURSORS]
     unknown = sorted(set(request.query) - {"limit", "cursor", "sort"})
     try:
         if unknown:
@@ -1339,7 +1338,7 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
         timeout=aiohttp.ClientTimeout(total=settings.timeout_seconds),
         headers={"User-Agent": "PortLedger-gateway (DCSA T&T 2.2 subscriptions)"},
     )
-    registry = app.get(ops.METRICS)
+    registry = app.get(appkeys.METRICS)
     outcomes = None
     if registry is not None:
         outcomes = Counter(
@@ -1361,8 +1360,8 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
     app[SUBSCRIPTIONS] = service
     task = None
     if config.background_tasks:  # exactly one process of a multi-worker gateway delivers
-        if indexer.INDEXER in app:
-            app[indexer.INDEXER].add_listener(lambda batch: service.on_indexed(batch, app))
+        if appkeys.INDEXER in app:
+            app[appkeys.INDEXER].add_listener(lambda batch: service.on_indexed(batch, app))
             await service.catch_up(app)
         task = asyncio.create_task(worker.run(), name="subscription-deliveries")
     if task is not None:
@@ -1393,7 +1392,7 @@ async def _ready(app: web.Application) -> tuple[bool, str]:
 def setup(app: web.Application) -> None:
     """Add the subscription routes, the store and delivery worker, and the indexer listener."""
     app.cleanup_ctx.append(_service)
-    if ops.READINESS in app:
+    if appkeys.READINESS in app:
         ops.add_readiness_check(app, "subscriptions", _ready)
     app.router.add_routes(routes)
     openapi.add(app, OPENAPI_PATHS,

@@ -104,18 +104,18 @@ from sha3 import keccak_256
 from contracts import ROLES
 from contracts.cargo import CLASSIFIERS, EVENT_TYPES, subject_key
 from gateway import openapi
+from gateway.appkeys import CONFIG, KEYSTORE, METRICS, READ_MODEL, TRACKING
 from gateway.confidential import envelope as confidential
-from gateway.confidential.keystore import KEYSTORE, Keystore, OrgKeys
-from gateway.config import CONFIG, ConfigError, GatewayConfig
+from gateway.confidential.keystore import Keystore, OrgKeys
+from gateway.config import ConfigError, GatewayConfig
 from gateway.errors import BadRequest, Forbidden, NotFound, error_body
 from gateway.events import identifiers
 from gateway.events import model as events
-from gateway.events.model import CanonicalEvent, Reference, Visibility, iso_time
-from gateway.ops import METRICS
+from gateway.events.model import CanonicalEvent, Reference, Visibility
+from gateway.isotime import iso_time
 from gateway.principal import Principal, require
 from gateway.readside.readmodel import (
     EVENT_SCOPE,
-    READ_MODEL,
     SUBJECT_SCOPE,
     AccessRow,
     EventFilter,
@@ -1373,8 +1373,6 @@ def _not_found_response(exc: _NotFoundWithSuggestions, request: web.Request) -> 
 
 # -- HTTP ---------------------------------------------------------------------------------------
 
-#: The application's tracking service.
-TRACKING = web.AppKey("tracking", Tracking)
 
 routes = web.RouteTableDef()
 

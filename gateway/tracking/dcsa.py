@@ -74,8 +74,8 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiMapping
 
-from gateway import openapi, tracking
-from gateway.config import CONFIG
+from gateway import appkeys, openapi, tracking
+from gateway.appkeys import CONFIG, DCSA_CURSORS
 from gateway.errors import BadRequest
 from gateway.events import dcsa, identifiers
 from gateway.events.model import EventError, Reference, parse_time
@@ -753,8 +753,6 @@ async def collect_page(
 
 # -- HTTP -----------------------------------------------------------------------------------
 
-#: The application's cursor codec (``app[CURSORS]``), shared with :mod:`gateway.subscriptions`.
-CURSORS = web.AppKey("dcsa_cursors", CursorCodec)
 
 routes = web.RouteTableDef()
 
@@ -774,12 +772,12 @@ async def get_events(request: web.Request) -> web.Response:
     """DCSA ``GET /v2/events``."""
     principal = require(request, "events:read")
     check_api_version(request)
-    codec = request.app[CURSORS]
+    codec = request.app[DCSA_CURSORS]
     try:
         page = parse_page_request(request.query, codec=codec, org_id=principal.org_id)
     except FilterError as exc:
         raise bad_request(exc) from None
-    events, position = await collect_page(request.app[tracking.TRACKING], principal, page)
+    events, position = await collect_page(request.app[appkeys.TRACKING], principal, page)
     headers = {
         "Current-Page": page_link(request, None),
         "First-Page": page_link(request, {k: v for k, v in request.query.items()
@@ -927,7 +925,7 @@ def setup(app: web.Application) -> None:
     """Add ``GET /v2/events``, its cursor key and its OpenAPI operation."""
 
     async def cursors(app: web.Application) -> AsyncIterator[None]:
-        app[CURSORS] = CursorCodec.from_file(app[CONFIG].path("dcsa-cursor.key"))
+        app[DCSA_CURSORS] = CursorCodec.from_file(app[CONFIG].path("dcsa-cursor.key"))
         yield
 
     async def api_version(request: web.Request, response: web.StreamResponse) -> None:

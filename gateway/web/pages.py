@@ -22,7 +22,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from gateway.accounts import ACCOUNTS, SESSION_CSRF
+from gateway.accounts import SESSION_CSRF
+from gateway.appkeys import ACCOUNTS, OIDC_PROVIDERS
 from gateway.principal import SCOPES, Principal, principal_of
 
 #: Folder of the stylesheet and script.
@@ -152,10 +153,9 @@ looked.</p>
 @routes.get("/login")
 async def login_page(request: web.Request) -> web.Response:
     """Sign-in form (password, or an external identity)."""
-    from gateway.accounts.oidc import PROVIDERS  # noqa: PLC0415  (set up with accounts)
 
     next_path = _local(request.query.get("next"))
-    providers = request.app.get(PROVIDERS, {})
+    providers = request.app.get(OIDC_PROVIDERS, {})
     external = "".join(
         f'<li><a class=button href="/v1/oidc/{e(p.name)}/login?return_to={e(quote(next_path))}">'
         f"Sign in with {e(p.display_name)}</a></li>"

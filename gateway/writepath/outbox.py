@@ -55,7 +55,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from gateway import errors, sqlite
-from gateway.config import CONFIG
+from gateway.appkeys import CONFIG, OUTBOX
 from gateway.events.model import CanonicalEvent, Reference, Visibility
 
 #: Kinds of operation.
@@ -782,8 +782,6 @@ def _settle(future: asyncio.Future[Any], value: Any, ok: bool) -> None:
         future.set_exception(value)
 
 
-#: The gateway's outbox (``app[OUTBOX]``).
-OUTBOX = web.AppKey("outbox", Outbox)
 
 
 def open_outbox(data_dir: Path) -> Outbox:

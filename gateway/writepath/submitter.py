@@ -93,12 +93,12 @@ from eth_utils.address import to_checksum_address
 from contracts import SYSTEM_ADDRESSES
 from contracts.cargo import CARGO_EVENT_TOPIC, MAX_BATCH_EVENTS, RECORD_SELECTOR, encode_event
 from gateway import nodeclient
+from gateway.appkeys import CONFIG, KEYSTORE, NODE, OUTBOX, SUBMITTER
 from gateway.confidential import envelope as confidential
-from gateway.confidential.keystore import KEYSTORE, Keystore, OrgKeys
-from gateway.config import CONFIG
+from gateway.confidential.keystore import Keystore, OrgKeys
 from gateway.events import model as events
-from gateway.nodeclient import NODE, NodeClient, NodeUnavailable, RpcError
-from gateway.writepath.outbox import OUTBOX, Outbox, PendingOp, Receipt, TxRecord
+from gateway.nodeclient import NodeClient, NodeUnavailable, RpcError
+from gateway.writepath.outbox import Outbox, PendingOp, Receipt, TxRecord
 
 log = logging.getLogger("portledger.gateway.submitter")
 
@@ -655,8 +655,6 @@ def encode_record_call_from_encoded(encoded: list[bytes]) -> bytes:
     return RECORD_SELECTOR + b"".join(encoded)
 
 
-#: The gateway's submitter (``app[SUBMITTER]``).
-SUBMITTER = web.AppKey("submitter", Submitter)
 
 
 def setup(app: web.Application) -> None:

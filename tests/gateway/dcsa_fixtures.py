@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.accounts import ACCOUNTS
+from gateway.appkeys import ACCOUNTS
 from gateway.config import GatewayConfig
 from gateway.events import dcsa
 from gateway.events.identifiers import container_check_digit

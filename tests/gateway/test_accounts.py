@@ -12,7 +12,6 @@ from eth_abi import decode
 
 from contracts import abi, roles_mask
 from gateway.accounts import (
-    ACCOUNTS,
     COOKIE,
     KEY_CACHE_MAX_AGE,
     SESSION_IDLE,
@@ -23,10 +22,9 @@ from gateway.accounts import (
     retry_after,
 )
 from gateway.app import create_app
-from gateway.confidential.keystore import KEYSTORE
+from gateway.appkeys import ACCOUNTS, KEYSTORE, OUTBOX
 from gateway.config import GatewayConfig
 from gateway.errors import Forbidden, Unauthorized
-from gateway.writepath.outbox import OUTBOX
 from tests.gateway.accounts_fixtures import (
     ADMIN_PASSWORD,
     OPERATOR_EMAIL,

@@ -16,12 +16,12 @@ from aiohttp.test_utils import TestClient
 from eth_utils import keccak
 from multidict import MultiDict
 
-from gateway import subscriptions as subs
+from gateway import appkeys
 from gateway.app import create_app
+from gateway.appkeys import INDEXER, KEYSTORE, READ_MODEL
 from gateway.confidential import envelope as confidential
-from gateway.confidential.keystore import KEYSTORE
 from gateway.events import dcsa
-from gateway.readside.readmodel import READ_MODEL, Cursor, EventAdded, IndexedEvent
+from gateway.readside.readmodel import Cursor, EventAdded, IndexedEvent
 from gateway.tracking import dcsa as api_dcsa
 from tests.gateway.dcsa_fixtures import (
     T0,
@@ -452,7 +452,7 @@ async def test_subscriptions_get_what_the_organisation_may_read(
         )
         subscribed[(await resp.json())["subscriptionID"]] = "trader " + next(
             iter(filters.values()))
-    service = client.app[subs.SUBSCRIPTIONS]
+    service = client.app[appkeys.SUBSCRIPTIONS]
     # What the indexer hands its listeners after committing these blocks:
     await service.on_indexed(world["events"], client.app)
     await receiver.wait_for(4)
@@ -486,7 +486,7 @@ async def test_events_indexed_while_not_listening_are_caught_up(
         headers=auth["carrier"],
     )
     assert resp.status == 201
-    service = client.app[subs.SUBSCRIPTIONS]
+    service = client.app[appkeys.SUBSCRIPTIONS]
     assert await service.catch_up(client.app) == 0  # never listened: nothing promised
     await service.on_indexed(found[:2], client.app)  # event 2 (a departure) is delivered
     await receiver.wait_for(1)
@@ -504,7 +504,6 @@ async def test_end_to_end_from_a_real_chain(tmp_path: Path, aiohttp_server: Any)
 
     from aiohttp.test_utils import TestServer
 
-    from gateway.readside.indexer import INDEXER
     from tests.conftest import REPO_GENESIS, NodeProcess
     from tests.gateway.readside_fixtures import Chain
 

@@ -11,16 +11,14 @@ import pytest
 from eth_abi import decode as abi_decode
 
 from contracts import ROLES, abi
-from gateway.accounts import ACCOUNTS
 from gateway.app import create_app
+from gateway.appkeys import ACCOUNTS, KEYSTORE, OUTBOX, READ_MODEL
 from gateway.confidential import envelope as confidential
-from gateway.confidential.keystore import KEYSTORE
 from gateway.config import GatewayConfig
 from gateway.events import dcsa
 from gateway.events.model import Reference
-from gateway.readside.readmodel import READ_MODEL, MasterContainers, Organisation, OrgChange
+from gateway.readside.readmodel import MasterContainers, Organisation, OrgChange
 from gateway.tracking import grant_context
-from gateway.writepath.outbox import OUTBOX
 from tests.gateway.events_fixtures import EQUIPMENT_EVENT, TRANSPORT_EVENT, canonical_json
 
 # Chain organisation ids of the test port (as in the demo genesis order).

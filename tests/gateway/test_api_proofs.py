@@ -23,10 +23,8 @@ from click.testing import CliRunner
 from contracts import SYSTEM_ADDRESSES
 from contracts.cargo import CARGO_EVENT_TOPIC, encode_record_call
 from gateway.app import create_app
-from gateway.confidential.keystore import KEYSTORE
+from gateway.appkeys import INDEXER, KEYSTORE, READ_MODEL
 from gateway.events import model as canonical_events
-from gateway.readside.indexer import INDEXER
-from gateway.readside.readmodel import READ_MODEL
 from portledger.cli import main as node_cli
 from proofs.verify import verify_bundle
 from tests.conftest import REPO_GENESIS, NodeProcess, rpc

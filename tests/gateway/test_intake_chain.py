@@ -16,11 +16,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
-from gateway.confidential.keystore import KEYSTORE
+from gateway.appkeys import INDEXER, KEYSTORE, OUTBOX, SUBMITTER
 from gateway.events.model import Reference
-from gateway.readside.indexer import INDEXER
-from gateway.writepath.outbox import OUTBOX
-from gateway.writepath.submitter import SUBMITTER
 from tests.conftest import REPO_GENESIS, NodeProcess, rpc
 from tests.gateway import readside_fixtures as rs
 from tests.gateway.dcsa_fixtures import config, organisation

@@ -14,10 +14,11 @@ from aiohttp import web
 from eth_keys import keys as eth_keys
 from eth_utils.crypto import keccak
 
+from gateway.appkeys import CONFIG, KEYSTORE
 from gateway.confidential import keystore as ks
 from gateway.confidential.envelope import open_as_reader, seal, x25519_public_key
-from gateway.confidential.keystore import KEYSTORE, Keystore, KeystoreError, OrgKeys, open_keystore
-from gateway.config import CONFIG, GatewayConfig
+from gateway.confidential.keystore import Keystore, KeystoreError, OrgKeys, open_keystore
+from gateway.config import GatewayConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSPHRASE = "correct horse battery staple"

@@ -13,7 +13,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from yarl import URL
 
-from gateway.accounts import ACCOUNTS
 from gateway.accounts.oidc import (
     IdTokenError,
     OpenIdProvider,
@@ -27,6 +26,7 @@ from gateway.accounts.oidc import (
     verify_id_token,
 )
 from gateway.app import create_app
+from gateway.appkeys import ACCOUNTS
 from gateway.config import GatewayConfig
 
 EMAIL = "controller@kwaitsing.example"

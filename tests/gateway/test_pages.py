@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from yarl import URL
 
-from gateway.accounts import ACCOUNTS
 from gateway.app import create_app
+from gateway.appkeys import ACCOUNTS
 from gateway.config import GatewayConfig
 from gateway.web.pages import SECURITY_HEADERS
 from tests.gateway.accounts_fixtures import (

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from gateway import appkeys
 from gateway import subscriptions as subs
 from gateway.app import create_app
 from gateway.config import ConfigError
@@ -357,7 +358,7 @@ async def test_callbacks_are_signed_filtered_and_never_repeated(
     vessel = await subscribe(client, auth, url, vesselIMONumber="9321483",
                              transportEventTypeCode=["ARRI"])
     nothing = await subscribe(client, auth, url, shipmentEventTypeCode=["DRFT"])
-    service = client.app[subs.SUBSCRIPTIONS]
+    service = client.app[appkeys.SUBSCRIPTIONS]
     events = sample_events()
     queued = service.publish(org, events)
     assert len(queued) == 3  # nothing matches the DRFT subscription
@@ -395,10 +396,10 @@ async def test_another_organisations_events_never_reach_a_subscription(
     receiver, url = await start_receiver(aiohttp_server)
     await subscribe(client, auth_a, url)
     # What organisation B may read is published for B; A's subscription must not get it.
-    assert client.app[subs.SUBSCRIPTIONS].publish(org_b, sample_events()) == []
+    assert client.app[appkeys.SUBSCRIPTIONS].publish(org_b, sample_events()) == []
     await asyncio.sleep(0.3)
     assert receiver.calls == []
-    assert client.app[subs.SUBSCRIPTIONS].publish(org_a, sample_events())
+    assert client.app[appkeys.SUBSCRIPTIONS].publish(org_a, sample_events())
     await receiver.wait_for(1)
 
 
@@ -408,7 +409,7 @@ async def test_failed_attempts_are_retried_with_backoff(
     org, auth = organisation(client.app, "Harbour Freight")
     receiver, url = await start_receiver(aiohttp_server, [500, 503])
     sub_id = await subscribe(client, auth, url)
-    client.app[subs.SUBSCRIPTIONS].publish(org, sample_events())
+    client.app[appkeys.SUBSCRIPTIONS].publish(org, sample_events())
     await receiver.wait_for(1, accepted=True)
     assert [c.status for c in receiver.calls] == [500, 503, 204]
     assert len({c.body for c in receiver.calls}) == 1  # the same body each time
@@ -437,7 +438,7 @@ async def test_a_delivery_is_given_up_after_the_last_attempt(
     org, auth = organisation(client.app, "Harbour Freight")
     receiver, url = await start_receiver(aiohttp_server, [500] * 50)
     sub_id = await subscribe(client, auth, url)
-    client.app[subs.SUBSCRIPTIONS].publish(org, sample_events())
+    client.app[appkeys.SUBSCRIPTIONS].publish(org, sample_events())
     await receiver.wait_for(4)  # webhook_max_attempts = 4 in these tests
 
     async def failed() -> bool:
@@ -461,7 +462,7 @@ async def test_an_unreachable_callback_is_retried_then_given_up(
     org, auth = organisation(client.app, "Harbour Freight")
     receiver, url = await start_receiver(aiohttp_server)
     sub_id = await subscribe(client, auth, url.replace("/callback", "/nowhere"))
-    client.app[subs.SUBSCRIPTIONS].publish(org, sample_events())
+    client.app[appkeys.SUBSCRIPTIONS].publish(org, sample_events())
 
     async def failed() -> bool:
         return [d["status"] for d in await deliveries(client, auth, sub_id)] == ["failed"]
@@ -477,7 +478,7 @@ async def test_secret_rotation_applies_to_retries_already_queued(
     org, auth = organisation(client.app, "Harbour Freight")
     receiver, url = await start_receiver(aiohttp_server, [500])
     sub_id = await subscribe(client, auth, url)
-    client.app[subs.SUBSCRIPTIONS].publish(org, sample_events())
+    client.app[appkeys.SUBSCRIPTIONS].publish(org, sample_events())
     await receiver.wait_for(1)
     resp = await client.put(f"/v2/event-subscriptions/{sub_id}/secret",
                             json={"secret": OTHER_SECRET}, headers=auth)
@@ -487,7 +488,7 @@ async def test_secret_rotation_applies_to_retries_already_queued(
     assert first.signed_with(SECRET) and not first.signed_with(OTHER_SECRET)
     assert retry.signed_with(OTHER_SECRET) and not retry.signed_with(SECRET)
     assert retry.body == first.body
-    client.app[subs.SUBSCRIPTIONS].publish(org, sample_events(first_id=5 << 16))
+    client.app[appkeys.SUBSCRIPTIONS].publish(org, sample_events(first_id=5 << 16))
     await receiver.wait_for(2, accepted=True)
     assert receiver.accepted[1].signed_with(OTHER_SECRET)
 
@@ -498,7 +499,7 @@ async def test_deleting_a_subscription_drops_its_queue(
     org, auth = organisation(client.app, "Harbour Freight")
     receiver, url = await start_receiver(aiohttp_server, [500] * 50)
     sub_id = await subscribe(client, auth, url)
-    client.app[subs.SUBSCRIPTIONS].publish(org, sample_events())
+    client.app[appkeys.SUBSCRIPTIONS].publish(org, sample_events())
     await receiver.wait_for(1)
     assert (await client.delete(f"/v2/event-subscriptions/{sub_id}", headers=auth)).status == 204
     count = len(receiver.calls)
@@ -517,7 +518,7 @@ async def test_the_queue_survives_a_restart_and_delivers_exactly_once(
     try:
         org, auth = organisation(first.app, "Harbour Freight")
         sub_id = await subscribe(first, auth, url)
-        first.app[subs.SUBSCRIPTIONS].publish(org, sample_events())
+        first.app[appkeys.SUBSCRIPTIONS].publish(org, sample_events())
         await receiver.wait_for(1)
     finally:
         await first.close()  # closed while the delivery waits for its retry
@@ -529,7 +530,7 @@ async def test_the_queue_survives_a_restart_and_delivers_exactly_once(
         await receiver.wait_for(1, accepted=True)
         await wait_until(lambda: _delivered(second, auth, sub_id), what="delivered state")
         # Publishing the same events after the restart queues nothing.
-        assert second.app[subs.SUBSCRIPTIONS].publish(org, sample_events()) == []
+        assert second.app[appkeys.SUBSCRIPTIONS].publish(org, sample_events()) == []
         await asyncio.sleep(0.5)
         [delivery] = await deliveries(second, auth, sub_id)
         assert delivery["attempts"] == 2
@@ -563,7 +564,7 @@ async def test_an_attempt_cut_short_by_shutdown_is_completed_after_restart(
     try:
         org, auth = organisation(first.app, "Harbour Freight")
         sub_id = await subscribe(first, auth, url)
-        first.app[subs.SUBSCRIPTIONS].publish(org, sample_events())
+        first.app[appkeys.SUBSCRIPTIONS].publish(org, sample_events())
         await wait_until(lambda: len(calls) == 1, what="first attempt")
     finally:
         await first.close()  # mid-attempt
@@ -600,7 +601,7 @@ async def test_a_slow_subscriber_does_not_hold_up_the_others(
     slow_id = await subscribe(client, auth, f"http://127.0.0.1:{slow_server.port}/callback")
     await subscribe(client, auth, fast_url)
     events = sample_events()
-    assert len(client.app[subs.SUBSCRIPTIONS].publish(org, events)) == 4  # 3 events, 2 per body
+    assert len(client.app[appkeys.SUBSCRIPTIONS].publish(org, events)) == 4  # 3 events, 2 per body
     await fast.wait_for(2, accepted=True)  # both of the fast subscriber's, meanwhile
     assert [[e["eventID"] for e in json.loads(c.body)] for c in fast.calls] == [
         [e["eventID"] for _, e in events[:2]], [events[2][1]["eventID"]]
@@ -631,7 +632,7 @@ async def test_a_callback_turned_private_is_refused_at_delivery(
     await first.close()
     client = await aiohttp_client(create_app(config(tmp_path / "gw",
                                                     allow_private_callbacks=False)))
-    client.app[subs.SUBSCRIPTIONS].publish(org, sample_events())
+    client.app[appkeys.SUBSCRIPTIONS].publish(org, sample_events())
 
     async def refused() -> bool:
         found = await deliveries(client, auth, sub_id)

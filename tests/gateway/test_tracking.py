@@ -12,11 +12,11 @@ import pytest
 from aiohttp import web
 
 from contracts.cargo import subject_key
-from gateway import errors, tracking
+from gateway import appkeys, errors, tracking
 from gateway.app import create_app
+from gateway.appkeys import KEYSTORE
 from gateway.confidential import envelope as confidential
 from gateway.confidential import keystore
-from gateway.confidential.keystore import KEYSTORE
 from gateway.config import ConfigError, GatewayConfig
 from gateway.events.model import CanonicalEvent
 from gateway.principal import ROLE_SCOPES, Principal
@@ -340,7 +340,7 @@ async def test_http_routes(world: dict[str, Any], tmp_path: Path, aiohttp_client
     assert (await client.get(f"/v1/track/{HBL}", headers=forged)).status == 401
     answer = await client.get("/v1/track/%3Cscript%3E", headers=trader)
     assert answer.status == 400
-    await app[tracking.TRACKING].flush_async()
+    await app[appkeys.TRACKING].flush_async()
     answer = await client.get("/v1/access-log", headers=terminal)
     entries = (await answer.json())["entries"]
     assert entries and {e["readerName"] for e in entries} == {DEMO_ORGANISATIONS[12][0]}

@@ -1,0 +1,67 @@
+"""Every typed application key of the gateway, in one place.
+
+A feature puts its resources on the application under these keys (``app[OUTBOX]``) in its
+``setup``/``cleanup_ctx`` and reads them in its handlers. The types are imported for the type
+checker only, so this module imports nothing of the gateway at run time and any module may
+import it without a cycle.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from aiohttp import ClientSession
+    from prometheus_client import CollectorRegistry
+
+    from gateway.accounts import Accounts
+    from gateway.confidential.keystore import Keystore
+    from gateway.config import GatewayConfig
+    from gateway.nodeclient import NodeClient
+    from gateway.proofs_api import ProofRequestStore
+    from gateway.readside.indexer import Indexer
+    from gateway.readside.readmodel import ReadModel
+    from gateway.subscriptions import Subscriptions
+    from gateway.tracking import Tracking
+    from gateway.tracking.dcsa import CursorCodec
+    from gateway.writepath.outbox import Outbox
+    from gateway.writepath.submitter import Submitter
+
+#: The gateway's configuration.
+CONFIG: web.AppKey[GatewayConfig] = web.AppKey('config')
+#: Largest body of an ordinary request, in bytes.
+BODY_LIMIT: web.AppKey[int] = web.AppKey('body_limit')
+#: The Prometheus registry of ``/metrics``.
+METRICS: web.AppKey[CollectorRegistry] = web.AppKey('metrics')
+#: Readiness checks of ``/readyz`` by name.
+READINESS: web.AppKey[dict[str, Any]] = web.AppKey('readiness')
+#: The OpenAPI operations each feature added.
+OPENAPI_PARTS: web.AppKey[list[dict[str, Any]]] = web.AppKey('openapi_parts')
+#: The JSON-RPC client of the configured nodes.
+NODE: web.AppKey[NodeClient] = web.AppKey('node')
+#: The hosted organisations' keys, encrypted at rest.
+KEYSTORE: web.AppKey[Keystore] = web.AppKey('keystore')
+#: The accounts database.
+ACCOUNTS: web.AppKey[Accounts] = web.AppKey('accounts')
+#: Configured external identity providers by name.
+OIDC_PROVIDERS: web.AppKey[dict[str, Any]] = web.AppKey('oidc_providers')
+#: HTTP client that reaches the identity providers.
+OIDC_HTTP: web.AppKey[ClientSession] = web.AppKey('oidc_http')
+#: The durable outbox.
+OUTBOX: web.AppKey[Outbox] = web.AppKey('outbox')
+#: The submitter (in the process that runs background tasks).
+SUBMITTER: web.AppKey[Submitter] = web.AppKey('submitter')
+#: The read model.
+READ_MODEL: web.AppKey[ReadModel] = web.AppKey('read_model')
+#: The indexer (absent when no node is configured).
+INDEXER: web.AppKey[Indexer] = web.AppKey('indexer')
+#: The tracking service.
+TRACKING: web.AppKey[Tracking] = web.AppKey('tracking')
+#: The DCSA cursor codec (downloads and subscriptions).
+DCSA_CURSORS: web.AppKey[CursorCodec] = web.AppKey('dcsa_cursors')
+#: The DCSA subscription service.
+SUBSCRIPTIONS: web.AppKey[Subscriptions] = web.AppKey('subscriptions')
+#: The proof-request store.
+PROOF_REQUESTS: web.AppKey[ProofRequestStore] = web.AppKey('proof_requests')
