@@ -1,0 +1,1 @@
+"""Helpers the tests share (fixtures, fake peers, harnesses): no test module imports another."""
