@@ -41,7 +41,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devnet.network import CargoLoad, Devnet, DevnetError, LoadReport, create_devnet  # noqa: E402
+from devnet.errors import DevnetError  # noqa: E402
+from devnet.layout import create_devnet  # noqa: E402
+from devnet.load import CargoLoad, LoadReport  # noqa: E402
+from devnet.processes import Devnet  # noqa: E402
 from node.genesis import QbftConfig  # noqa: E402
 
 #: Finalized throughput must reach this share of the offered rate for a step to "keep up".

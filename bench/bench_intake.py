@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from devnet.gateway import GatewayProcess  # noqa: E402
-from devnet.network import free_ports  # noqa: E402
+from devnet.ports import free_ports  # noqa: E402
 from gateway.config import GatewayConfig  # noqa: E402
 from gateway.events.identifiers import container_check_digit  # noqa: E402
 from gateway.events.model import CanonicalEvent, Reference, Visibility  # noqa: E402

@@ -74,8 +74,10 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 
+from devnet.errors import DevnetError  # noqa: E402
 from devnet.gateway import GatewayProcess, write_config  # noqa: E402
-from devnet.network import Devnet, DevnetError, create_devnet  # noqa: E402
+from devnet.layout import create_devnet  # noqa: E402
+from devnet.processes import Devnet  # noqa: E402
 from gateway.events.identifiers import container_check_digit  # noqa: E402
 
 #: The uploading organisation (a terminal operator) and the named reader (a carrier): chain ids.

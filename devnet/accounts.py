@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from gateway.accounts import Accounts
 from gateway.confidential.keystore import open_keystore

@@ -11,14 +11,22 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.live import Live
 
 from devnet.accounts import bootstrap_demo
 from devnet.demo import run_demo
-from devnet.network import DevnetError, run_devnet
+from devnet.errors import DevnetError
+from devnet.layout import DevnetLayout, open_or_create
+from devnet.processes import Devnet
+from devnet.status import node_status, status_table
 from gateway.config import ConfigError, GatewayConfig
 
 
@@ -139,6 +147,82 @@ def demo_accounts(config_file: str, out: str) -> None:
     path.write_text(json.dumps(credentials, indent=2))
     os.chmod(path, 0o600)
     click.echo(f"wrote {len(credentials['organisations'])} demo organisations' credentials to {path}")
+
+
+def run_devnet(
+    root: str | Path,
+    *,
+    validators: int | None = None,
+    observers: int | None = None,
+    fresh: bool = False,
+    base_port: int | None = None,
+    status_once: bool = False,
+    duration: float | None = None,
+) -> int:
+    """Run a devnet with a live status table until Ctrl-C, SIGTERM or ``duration`` seconds.
+
+    With ``status_once``, start nothing: print the status of the devnet in ``root`` (run by
+    another ``portledger devnet``) and return 0 if every node answered, 1 otherwise.
+    Otherwise return 0, or 1 if a node exited on its own while the devnet ran.
+    """
+    console = Console()
+    if status_once:
+        layout = DevnetLayout.load(root)
+        statuses = Devnet(layout).statuses()
+        console.print(status_table(statuses, _title(layout, "status")))
+        return 0 if all(s.up for s in statuses) else 1
+
+    layout = open_or_create(root, validators, observers, fresh=fresh, base_port=base_port)
+    if any(node_status(node, timeout=1.0).up for node in layout.nodes):
+        raise DevnetError(f"the devnet in {layout.root} is already running (see --status-once)")
+    devnet = Devnet(layout)
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    deadline = None if duration is None else time.monotonic() + duration
+    title = _title(layout, "Ctrl-C stops" if duration is None else f"stops after {duration:g} s")
+    try:
+        devnet.start()
+        _print_endpoints(layout, console)
+        with Live(
+            status_table(devnet.statuses(1.0), title), console=console, auto_refresh=False
+        ) as live:
+            while not stop.wait(0.5) and (deadline is None or time.monotonic() < deadline):
+                live.update(status_table(devnet.statuses(1.0), title), refresh=True)
+        if not console.is_terminal:
+            console.line()  # Live leaves its last frame unterminated when not on a terminal
+        died = [
+            devnet.nodes[i].name
+            for i in range(len(devnet.nodes))
+            if devnet.process_state(i) != "running"
+        ]
+    finally:
+        devnet.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    console.print(f"stopped {len(devnet.nodes)} nodes; logs in {layout.root}/<node>/node.log")
+    if died:
+        console.print(f"[red]exited while running: {', '.join(died)}[/]")
+        return 1
+    return 0
+
+
+def _title(layout: DevnetLayout, note: str) -> str:
+    return (
+        f"PortLedger devnet {layout.root} — chain {layout.chain_id}, "
+        f"{len(layout.validators)} validators, {len(layout.observers)} observers — {note}"
+    )
+
+
+def _print_endpoints(layout: DevnetLayout, console: Console) -> None:
+    """Each node's JSON-RPC URL and p2p endpoint, one line each, at once (also into a pipe)."""
+    console.print(f"{len(layout.nodes)} nodes starting; JSON-RPC over HTTP and WebSocket:",
+                  highlight=False)
+    for node in layout.nodes:
+        console.print(f"  {node.name:<12} rpc {node.rpc_url}  p2p {node.host}:{node.p2p_port}",
+                      highlight=False, soft_wrap=True)
+    console.file.flush()  # a pipe is block-buffered: the URLs must not wait for the end
 
 
 #: The devnet's commands.

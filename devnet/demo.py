@@ -2,13 +2,13 @@
 
 What it does, in the order it prints:
 
-1. **the network** — a devnet (:mod:`node.devnet`): four validators, one per stakeholder
+1. **the network** — a devnet (:mod:`devnet.layout`, :mod:`devnet.processes`): four validators, one per stakeholder
    organisation (operator, two terminals, carrier), each with a freshly generated key, and one
    non-validating observer, every one its own OS process, talking QBFT over mutually
-   authenticated TLS on loopback; then **the gateway** (:class:`gateway.devnet.Port`) in front
+   authenticated TLS on loopback; then **the gateway** (:class:`devnet.gateway.Port`) in front
    of it as its own process, with the demo organisations' accounts, users and API keys
-   (:mod:`gateway.bootstrap`).
-2. **the vessel call** — SIMULATED (:mod:`gateway.simulate`), played through the gateway's
+   (:mod:`devnet.accounts`).
+2. **the vessel call** — SIMULATED (:mod:`devnet.simulate`), played through the gateway's
    public HTTP API with each organisation's API key, in the real formats: the carrier registers
    a master B/L with three containers and reports the voyage as DCSA Track & Trace 2.2
    TRANSPORT events; the terminal reports the discharges as DCSA 2.2 EQUIPMENT events; customs
@@ -58,8 +58,12 @@ from consensus import extradata
 from contracts import SYSTEM_ADDRESSES
 from contracts.cargo import CARGO_EVENT_TOPIC, subject_key
 from devnet import simulate
+from devnet.errors import DevnetError
 from devnet.gateway import Port
-from devnet.network import DevnetError, NodeSpec, free_ports, rpc_call, status_table, wait_for
+from devnet.jsonrpc import rpc_call, wait_for
+from devnet.layout import NodeSpec
+from devnet.ports import free_port
+from devnet.status import status_table
 from gateway.isotime import iso_time
 
 T = TypeVar("T")
@@ -119,7 +123,7 @@ def _gateway_port(wanted: int | None) -> int:
                 return DEFAULT_GATEWAY_PORT
             except OSError:
                 pass
-    return free_ports(1)[0]
+    return free_port()
 
 
 def _send(port: Port, upload: simulate.Upload) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
 """The gateway of a devnet: its configuration, its demo accounts and its process.
 
-A devnet (:mod:`node.devnet`) runs validator and observer nodes; this module adds the gateway
+A devnet (:mod:`devnet.processes`) runs validator and observer nodes; this module adds the gateway
 in front of them, as its own OS process (``portledger gateway serve``), with the demo port's
 organisations already registered (``portledger demo-accounts``: development keys that
 match the genesis members — PUBLIC keys, for demos and tests only). :class:`Port` is the
@@ -21,7 +21,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from devnet.network import Devnet, DevnetError, DevnetLayout, free_ports, open_or_create, wait_for
+from devnet.errors import DevnetError
+from devnet.jsonrpc import wait_for
+from devnet.layout import DevnetLayout, open_or_create
+from devnet.ports import free_port
+from devnet.processes import Devnet
 from gateway.config import GatewayConfig
 
 #: The demo gateway's keystore passphrase (a devnet is a development network).
@@ -43,7 +47,7 @@ def write_config(layout: DevnetLayout, *, port: int | None = None, **overrides: 
         chain_id=layout.chain_id,
         keystore_passphrase=DEVNET_PASSPHRASE,
         host="127.0.0.1",
-        port=port if port is not None else free_ports(1)[0],
+        port=port if port is not None else free_port(),
         public_url="",
         cookie_secure=False,
     )

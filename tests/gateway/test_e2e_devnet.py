@@ -30,7 +30,7 @@ import pytest
 
 from contracts.cargo import subject_key
 from devnet.gateway import GatewayClient, Port
-from devnet.network import rpc_call
+from devnet.jsonrpc import rpc_call
 from gateway.events.model import from_plaintext
 from proofs import verify as proofcheck
 from tests.proofs import independent_verifier

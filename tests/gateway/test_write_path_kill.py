@@ -1,7 +1,7 @@
 """Kill tests of the write path under load: every event answered 2xx ends on chain exactly once.
 
 A 4-validator devnet (:mod:`node.devnet`) runs; the write path (Outbox + Submitter + NodeClient
-+ Keystore) runs as its own OS process (:mod:`tests.gateway.writepath_fixtures`) behind
++ Keystore) runs as its own OS process (:mod:`tests.support.writepath`) behind
 ``POST /accept``. A loader thread pushes events with idempotency keys (a failed request is sent
 again later with the same key and content, as a client would). Meanwhile, at seeded random
 instants, the gateway is SIGKILLed (and restarted) at least five times, a validator is
@@ -31,9 +31,11 @@ from typing import Any
 
 import pytest
 
-from devnet.network import Devnet, create_devnet, free_ports
+from devnet.layout import create_devnet
+from devnet.ports import free_ports
+from devnet.processes import Devnet
 from gateway.confidential.keystore import Keystore
-from tests.gateway.writepath_fixtures import (
+from tests.support.writepath import (
     CARRIER,
     PASSPHRASE,
     TERMINAL,
@@ -49,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Runner:
-    """The write-path process (see :mod:`tests.gateway.writepath_fixtures`)."""
+    """The write-path process (see :mod:`tests.support.writepath`)."""
 
     def __init__(self, data_dir: Path, urls: list[str]) -> None:
         self.data_dir = data_dir
@@ -63,7 +65,7 @@ class Runner:
     def start(self, timeout: float = 60.0) -> None:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.gateway.writepath_fixtures",
+                [sys.executable, "-m", "tests.support.writepath",
                  "--data-dir", str(self.data_dir), "--nodes", ",".join(self.urls),
                  "--port", str(self.port), "--batch-max", "200", "--window-ms", "100"],
                 cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

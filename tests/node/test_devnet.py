@@ -19,20 +19,11 @@ import pytest
 from click.testing import CliRunner
 from eth_utils import to_canonical_address
 
-from devnet.network import (
-    Devnet,
-    DevnetError,
-    DevnetLayout,
-    NodeSpec,
-    cargo_events,
-    cargo_publishers,
-    create_devnet,
-    open_or_create,
-    percentile,
-    record_transaction,
-    rpc_call,
-    wait_for,
-)
+from devnet.errors import DevnetError
+from devnet.jsonrpc import rpc_call, wait_for
+from devnet.layout import DevnetLayout, NodeSpec, create_devnet, open_or_create
+from devnet.load import cargo_events, cargo_publishers, percentile, record_transaction
+from devnet.processes import Devnet
 from node.chain import Ledger
 from node.datadir import DataDir
 from node.db import LevelDB

@@ -34,16 +34,12 @@ from eth_utils import to_canonical_address
 
 from consensus import extradata
 from consensus.validation import proposer_for
-from devnet.network import (
-    CargoLoad,
-    Devnet,
-    DevnetLayout,
-    DevnetTimeout,
-    LoadReport,
-    NodeStatus,
-    create_devnet,
-    wait_for,
-)
+from devnet.errors import DevnetTimeout
+from devnet.jsonrpc import wait_for
+from devnet.layout import DevnetLayout, create_devnet
+from devnet.load import CargoLoad, LoadReport
+from devnet.processes import Devnet
+from devnet.status import NodeStatus
 from node.genesis import QbftConfig
 
 pytestmark = pytest.mark.integration
