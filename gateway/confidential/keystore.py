@@ -1,8 +1,8 @@
 """Each hosted organisation's keys, encrypted at rest under the gateway's keystore passphrase.
 
 A gateway acts for the organisations it hosts: it signs their transactions (secp256k1), unwraps
-the data keys of records sealed for them (X25519) and derives their subject keys (a master
-secret, see :mod:`gateway.confidential`). Those keys live in one file per organisation::
+the data keys of records sealed for them (X25519) and derives their record keys (a master
+secret, see :mod:`gateway.confidential.envelope`). Those keys live in one file per organisation::
 
     <folder>/org-<id>.json
     {"format": 1, "org_id": 7, "kdf": "scrypt", "n": 32768, "r": 8, "p": 1,
@@ -10,7 +10,9 @@ secret, see :mod:`gateway.confidential`). Those keys live in one file per organi
 
 ``key = scrypt(passphrase, salt, n, r, p, 32 bytes)``; ``ciphertext = AES-256-GCM(key, nonce,
 JSON of the keys (hex), aad = b"portledger/keystore/v1" || org id as a decimal string)``, so a
-file copied under another organisation's name does not open. Every write takes a fresh salt and
+file copied under another organisation's name does not open. The gateway's own secrets
+(:meth:`Keystore.secret`) live beside them as ``<folder>/secret-<name>.json``, in the same
+format with ``"name"`` in place of ``"org_id"``. Every write takes a fresh salt and
 nonce, goes to a temporary file that is fsynced and renamed over the old one (then the folder is
 fsynced), so a crash leaves the old or the new file, never a torn one; files are mode 0600 and
 the folder 0700. Read-modify-write (creation, rotation) holds an exclusive ``flock`` on
@@ -51,6 +53,7 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 _FORMAT = 1
 _AAD = b"portledger/keystore/v1"
 _FILE = re.compile(r"org-(\d+)\.json")
+_SECRET_NAME = re.compile(r"[a-z][a-z0-9-]{0,39}")
 _KEY_SIZE = 32
 
 
@@ -69,7 +72,7 @@ class OrgKeys:
     x25519_private: bytes = field(repr=False)
     """32-byte X25519 private key; records and grants are wrapped for its public half."""
     master_secret: bytes = field(repr=False)
-    """32-byte secret the organisation's subject keys derive from."""
+    """32-byte secret the organisation's record keys derive from."""
     previous_x25519: tuple[bytes, ...] = field(default=(), repr=False)
     """Earlier X25519 private keys, newest first, kept to read records sealed before a rotation."""
 
@@ -151,6 +154,7 @@ class Keystore:
         self.folder = Path(folder)
         self._passphrase = passphrase.encode("utf-8")
         self._cache: dict[int, tuple[tuple[int, int, int], OrgKeys]] = {}
+        self._secrets: dict[str, bytes] = {}
         self._thread_lock = threading.Lock()
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
 
@@ -253,6 +257,44 @@ class Keystore:
             self._write(new)
         return new
 
+    def secret(self, name: str) -> bytes:
+        """A 32-byte secret of the gateway itself (not of an organisation), made on first use.
+
+        Kept in ``<folder>/secret-<name>.json``, encrypted like an organisation's keys (with
+        ``"name"`` in place of ``"org_id"``); several processes sharing the folder get the same
+        one. The outbox encrypts the bodies of unsettled operations under ``secret("outbox")``.
+
+        Raises
+        ------
+        ValueError
+            ``name`` is not 1 to 40 lowercase letters, digits and dashes.
+        KeystoreError
+            Wrong passphrase or corrupt file.
+        """
+        if not _SECRET_NAME.fullmatch(name):
+            raise ValueError(f"a keystore secret's name is [a-z][a-z0-9-]{{0,39}}, not {name!r}")
+        cached = self._secrets.get(name)
+        if cached is not None:
+            return cached
+        path = self.folder / f"secret-{name}.json"
+        aad = _AAD + b"secret:" + name.encode()
+        if not path.exists():
+            with self._locked():
+                if not path.exists():
+                    value = secrets.token_bytes(_KEY_SIZE)
+                    plaintext = json.dumps({"name": name, "secret": value.hex()}).encode()
+                    self._write_file(path, "name", name, plaintext, aad)
+        plaintext = self._open_file(path.read_bytes(), path, "name", name, aad)
+        try:
+            doc = json.loads(plaintext)
+            value = bytes.fromhex(doc["secret"])
+            if doc["name"] != name or len(value) != _KEY_SIZE:
+                raise ValueError("not this secret")
+        except (ValueError, TypeError, KeyError) as exc:
+            raise KeystoreError(f"corrupt keystore file {path}: {exc}") from None
+        self._secrets[name] = value
+        return value
+
     # -- internals ------------------------------------------------------------------------------
 
     def _add(self, keys: OrgKeys) -> OrgKeys:
@@ -276,13 +318,22 @@ class Keystore:
         return Scrypt(salt=salt, length=_KEY_SIZE, n=n, r=r, p=p).derive(self._passphrase)
 
     def _write(self, keys: OrgKeys) -> None:
+        path = self.path(keys.org_id)
+        plaintext = json.dumps(keys._to_json()).encode()
+        self._write_file(path, "org_id", keys.org_id, plaintext, _AAD + str(keys.org_id).encode())
+        st = path.stat()  # under the lock: nobody replaced it since
+        self._cache[keys.org_id] = ((st.st_ino, st.st_mtime_ns, st.st_size), keys)
+
+    def _write_file(
+        self, path: Path, field: str, owner: int | str, plaintext: bytes, aad: bytes
+    ) -> None:
+        """Encrypt ``plaintext`` into ``path`` atomically (its document names ``field: owner``)."""
         salt, nonce = secrets.token_bytes(16), secrets.token_bytes(12)
         key = self._kdf(salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
-        plaintext = json.dumps(keys._to_json()).encode()
-        ciphertext = AESGCM(key).encrypt(nonce, plaintext, _AAD + str(keys.org_id).encode())
+        ciphertext = AESGCM(key).encrypt(nonce, plaintext, aad)
         document = {
             "format": _FORMAT,
-            "org_id": keys.org_id,
+            field: owner,
             "kdf": "scrypt",
             "n": SCRYPT_N,
             "r": SCRYPT_R,
@@ -291,7 +342,6 @@ class Keystore:
             "nonce": nonce.hex(),
             "ciphertext": ciphertext.hex(),
         }
-        path = self.path(keys.org_id)
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -308,17 +358,30 @@ class Keystore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        st = path.stat()  # under the lock: nobody replaced it since
-        self._cache[keys.org_id] = ((st.st_ino, st.st_mtime_ns, st.st_size), keys)
 
     def _decrypt(self, org_id: int, data: bytes, path: Path) -> OrgKeys:
+        corrupt = f"corrupt keystore file {path}"
+        plaintext = self._open_file(data, path, "org_id", org_id, _AAD + str(org_id).encode())
+        try:
+            keys = OrgKeys._from_json(json.loads(plaintext))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise KeystoreError(f"{corrupt}: decrypted keys are malformed: {exc}") from None
+        if keys.org_id != org_id:
+            raise KeystoreError(f"{corrupt}: holds organisation {keys.org_id}")
+        return keys
+
+    def _open_file(
+        self, data: bytes, path: Path, field: str, owner: int | str, aad: bytes
+    ) -> bytes:
+        """Decrypt a file :meth:`_write_file` wrote for ``field: owner``."""
         corrupt = f"corrupt keystore file {path}"
         try:
             document = json.loads(data)
             if document.get("format") != _FORMAT or document.get("kdf") != "scrypt":
                 raise KeystoreError(f"{corrupt}: unknown format")
-            if document.get("org_id") != org_id:
-                raise KeystoreError(f"{corrupt}: holds organisation {document.get('org_id')}")
+            if document.get(field) != owner:
+                what = "organisation" if field == "org_id" else "secret"
+                raise KeystoreError(f"{corrupt}: holds {what} {document.get(field)}")
             salt = bytes.fromhex(document["salt"])
             nonce = bytes.fromhex(document["nonce"])
             ciphertext = bytes.fromhex(document["ciphertext"])
@@ -329,18 +392,11 @@ class Keystore:
             raise KeystoreError(f"{corrupt}: {exc.__class__.__name__}: {exc}") from None
         try:
             key = self._kdf(salt, n, r, p)
-            plaintext = AESGCM(key).decrypt(nonce, ciphertext, _AAD + str(org_id).encode())
+            return AESGCM(key).decrypt(nonce, ciphertext, aad)
         except (InvalidTag, ValueError, MemoryError):
             raise KeystoreError(
                 f"wrong passphrase or corrupt keystore file {path} (it does not decrypt)"
             ) from None
-        try:
-            keys = OrgKeys._from_json(json.loads(plaintext))
-        except (ValueError, TypeError, KeyError) as exc:
-            raise KeystoreError(f"{corrupt}: decrypted keys are malformed: {exc}") from None
-        if keys.org_id != org_id:
-            raise KeystoreError(f"{corrupt}: holds organisation {keys.org_id}")
-        return keys
 
 
 

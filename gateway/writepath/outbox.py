@@ -2,15 +2,15 @@
 
 An upload is answered 2xx only after its operations are committed here (SQLite, WAL,
 ``synchronous=FULL``: the commit is on disk before :meth:`Outbox.accept` returns). From then on
-the submitter (:mod:`gateway.submitter`) owns them: it batches, seals, signs and sends them, and
+the submitter (:mod:`gateway.writepath.submitter`) owns them: it batches, seals, signs and sends them, and
 records every step in the same database, so a gateway killed at any instant resumes exactly
 where it was.
 
 Operations
 ----------
-An :class:`Operation` is either a cargo *event* (a :class:`~gateway.events.CanonicalEvent`,
+An :class:`Operation` is either a cargo *event* (a :class:`~gateway.events.model.CanonicalEvent`,
 stored as its canonical JSON and sealed only when it is sent) or a *call*: one contract call
-whose calldata was fully encoded at intake (:mod:`gateway.abi`). Operations are keyed by
+whose calldata was fully encoded at intake (:mod:`contracts.abi`). Operations are keyed by
 ``(organisation, idempotency key)``; the key's content hash (SHA-256 of the operation's
 canonical bytes, :func:`content_hash`) tells a *retry* (same content: the original's
 :class:`Receipt`, ``duplicate=True``) from a *reuse* (different content:
@@ -23,10 +23,10 @@ Life of an operation::
         ▲                                                          │
         └──── tx can never be mined (nonce taken) / batch bisect ◄─┤──(revert / rejected)──► failed
 
-Subject key versions
---------------------
-Records are sealed under the owner's subject key of version ``subject_version(org, subject)``
-(:mod:`gateway.confidential`). Accepting an operation with ``revokes_subject`` (the
+Record key versions
+-------------------
+Records are sealed under the owner's record key of version ``subject_version(org, subject)``
+(:mod:`gateway.confidential.envelope`). Accepting an operation with ``revokes_subject`` (the
 AccessGrants SUBJECT-scope revoke) bumps that version *in the same transaction*, so every event
 accepted after the revoke is sealed with a key the revoked reader cannot derive. The version an
 event is sealed with is fixed at acceptance (stored with the operation), so events accepted
@@ -36,8 +36,19 @@ Transactions
 ------------
 The submitter's nonce manager keeps its signed transactions here too (table ``txs``): raw
 bytes, hash, nonce and the operations they carry are written in one transaction *before* the
-bytes go to any node (:meth:`Outbox.persist_tx`); see :mod:`gateway.submitter` for why that
+bytes go to any node (:meth:`Outbox.persist_tx`); see :mod:`gateway.writepath.submitter` for why that
 makes every retry safe.
+
+At rest
+-------
+Only what idempotency and status need outlives an operation: once it is ``final`` or
+``failed`` its body (event JSON or calldata) is dropped, and the organisation, idempotency
+key, content hash and result (transaction hash, block, event id, error) stay, so a retry still
+gets the original receipt and a reused key still gets 409. Until then the body is encrypted
+under the keystore's ``outbox`` secret (AES-256-GCM, bound to organisation and key), so a
+gateway killed before an operation is final still sends it after a restart, and no payload
+reaches the file, its WAL or its free pages in clear (``secure_delete`` zeroes what is
+dropped). A call's human-readable summary is never stored.
 """
 
 from __future__ import annotations
@@ -45,6 +56,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -53,9 +65,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from aiohttp import web
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway import errors, sqlite
-from gateway.appkeys import CONFIG, OUTBOX
+from gateway.appkeys import CONFIG, KEYSTORE, OUTBOX
+from gateway.confidential.keystore import Keystore
 from gateway.events.model import CanonicalEvent, Reference, Visibility
 
 #: Kinds of operation.
@@ -71,8 +86,8 @@ CREATE TABLE IF NOT EXISTS ops (
     content_hash BLOB NOT NULL,
     kind TEXT NOT NULL,
     body BLOB NOT NULL,
+    body_nonce BLOB,
     to_addr TEXT NOT NULL DEFAULT '',
-    summary TEXT NOT NULL DEFAULT '',
     revokes_subject BLOB,
     key_version INTEGER NOT NULL DEFAULT 0,
     status TEXT NOT NULL DEFAULT 'accepted',
@@ -112,6 +127,12 @@ CREATE TABLE IF NOT EXISTS txs (
 );
 CREATE INDEX IF NOT EXISTS txs_live ON txs (org_id, status, nonce);
 """
+#: ``PRAGMA user_version`` of the file this module writes (1: settled operations have no body).
+_FILE_VERSION = 1
+_BODY_AAD = b"portledger/outbox-body/v1"
+#: Name of the keystore secret the gateway's outbox bodies are encrypted under.
+BODY_SECRET = "outbox"
+_NONCE_SIZE = 12
 
 
 @dataclass(frozen=True)
@@ -129,7 +150,7 @@ class Operation:
     data: bytes = b""
     """Full calldata of a ``call``."""
     summary: str = ""
-    """Human-readable description of a ``call`` (not part of the content hash)."""
+    """Human-readable description of a ``call`` (not part of the content hash; not stored)."""
     revokes_subject: bytes | None = None
     """Subject key of a SUBJECT-scope revoke: accepting the call bumps its key version."""
 
@@ -278,6 +299,10 @@ def stored_event(raw: bytes | str) -> CanonicalEvent:
     )
 
 
+def _body_aad(org_id: int, key: str) -> bytes:
+    return _BODY_AAD + f"{org_id}\x00{key}".encode()
+
+
 def _check(op: Operation) -> None:
     if not isinstance(op.idempotency_key, str) or not 1 <= len(op.idempotency_key) <= 200:
         raise errors.Unprocessable(
@@ -293,6 +318,10 @@ def _check(op: Operation) -> None:
         raise ValueError(f"unknown operation kind {op.kind!r}")
 
 
+class OutboxError(Exception):
+    """The outbox file cannot be read as asked (an encrypted body without its key)."""
+
+
 class Outbox:
     """The outbox database (``<data_dir>/outbox.sqlite``); see the module docstring.
 
@@ -300,6 +329,9 @@ class Outbox:
     ----------
     path
         SQLite file (created with its tables if missing).
+    body_key
+        32-byte key the bodies of unsettled operations are encrypted under (AES-256-GCM; the
+        gateway's comes from its keystore); None stores them in clear (tests, benchmarks).
 
     Notes
     -----
@@ -309,16 +341,56 @@ class Outbox:
     one reused key refuses only its own request.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, body_key: bytes | None = None) -> None:
         self.path = Path(path)
         self._db = sqlite.connect(self.path, synchronous="FULL", busy_timeout_ms=10_000)
+        # Dropped bodies are overwritten with zeros, not left in the file's free space.
+        self._db.execute("PRAGMA secure_delete=ON")
         self._db.executescript(_SCHEMA)
+        self._migrate()
+        self._body_cipher = None if body_key is None else AESGCM(bytes(body_key))
         self._lock = threading.RLock()
         self._queue: list[tuple[int, list[Operation], asyncio.Future[list[Receipt]]]] = []
         self._queue_cv = threading.Condition()
         self._writer: threading.Thread | None = None
         self._closed = False
         self._wakeups: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+    def _migrate(self) -> None:
+        """Bring a file of an earlier version to this one (bodies of settled ops dropped)."""
+        with sqlite.transaction(self._db):
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(ops)")}
+            if "body_nonce" not in columns:
+                self._db.execute("ALTER TABLE ops ADD COLUMN body_nonce BLOB")
+            if self._db.execute("PRAGMA user_version").fetchone()[0] < _FILE_VERSION:
+                self._db.execute(
+                    "UPDATE ops SET body = x'' WHERE status IN ('final', 'failed')"
+                    " AND length(body) > 0"
+                )
+                if "summary" in columns:
+                    self._db.execute("UPDATE ops SET summary = '' WHERE summary != ''")
+                self._db.execute(f"PRAGMA user_version = {_FILE_VERSION}")
+
+    # -- bodies at rest -----------------------------------------------------------------------
+    def _seal_body(self, org_id: int, key: str, body: bytes) -> tuple[bytes, bytes | None]:
+        """The body as stored, and its nonce (None: stored in clear, no body key)."""
+        if self._body_cipher is None:
+            return body, None
+        nonce = os.urandom(_NONCE_SIZE)
+        return self._body_cipher.encrypt(nonce, body, _body_aad(org_id, key)), nonce
+
+    def _open_body(self, org_id: int, key: str, stored: bytes, nonce: bytes | None) -> bytes:
+        if nonce is None:
+            return stored
+        if self._body_cipher is None:
+            raise OutboxError(f"{self.path} holds encrypted operations; open it with its body key")
+        try:
+            return self._body_cipher.decrypt(bytes(nonce), stored, _body_aad(org_id, key))
+        except InvalidTag:
+            raise OutboxError(
+                f"operation {key!r} of organisation {org_id} in {self.path} does not decrypt"
+                " with this body key"
+            ) from None
 
     # -- intake ----------------------------------------------------------------------------
     def accept(self, org_id: int, ops: list[Operation]) -> list[Receipt]:
@@ -336,14 +408,8 @@ class Outbox:
             ``idempotency-key-reused``: a key was accepted before with different content (or
             is used twice with different content within ``ops``); nothing is accepted.
         """
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                receipts = self._accept_in_tx(org_id, ops)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, sqlite.transaction(self._db):
+            receipts = self._accept_in_tx(org_id, ops)
         self._wake()
         return receipts
 
@@ -376,19 +442,18 @@ class Outbox:
             results: list[tuple[asyncio.Future[list[Receipt]], Any, bool]] = []
             with self._lock:
                 try:
-                    self._db.execute("BEGIN IMMEDIATE")
-                    for org_id, ops, future in work:
-                        self._db.execute("SAVEPOINT req")
-                        try:
-                            receipts = self._accept_in_tx(org_id, ops)
-                        except Exception as exc:  # handed to the caller
-                            self._db.execute("ROLLBACK TO req")
-                            self._db.execute("RELEASE req")
-                            results.append((future, exc, False))
-                        else:
-                            self._db.execute("RELEASE req")
-                            results.append((future, receipts, True))
-                    self._db.execute("COMMIT")
+                    with sqlite.transaction(self._db):
+                        for org_id, ops, future in work:
+                            self._db.execute("SAVEPOINT req")
+                            try:
+                                receipts = self._accept_in_tx(org_id, ops)
+                            except Exception as exc:  # handed to the caller
+                                self._db.execute("ROLLBACK TO req")
+                                self._db.execute("RELEASE req")
+                                results.append((future, exc, False))
+                            else:
+                                self._db.execute("RELEASE req")
+                                results.append((future, receipts, True))
                 except Exception as exc:  # the whole commit failed: nobody was accepted
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
@@ -444,12 +509,13 @@ class Outbox:
             if op.event is not None and versioned:
                 version = self._version(org_id, op.event.subject.key)
             stored = body[len(b"event\x00") :] if op.kind == "event" else op.data
+            stored, nonce = self._seal_body(org_id, op.idempotency_key, stored)
             cur = self._db.execute(
-                "INSERT INTO ops (org_id, idem_key, content_hash, kind, body, to_addr, summary,"
-                " revokes_subject, key_version, accepted_at)"
+                "INSERT INTO ops (org_id, idem_key, content_hash, kind, body, body_nonce,"
+                " to_addr, revokes_subject, key_version, accepted_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    org_id, op.idempotency_key, digest, op.kind, stored, op.to, op.summary,
+                    org_id, op.idempotency_key, digest, op.kind, stored, nonce, op.to,
                     op.revokes_subject, version, now,
                 ),
             )  # fmt: skip
@@ -534,15 +600,16 @@ class Outbox:
         """The oldest accepted (not yet in a live transaction) operations of an organisation."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT op_id, idem_key, kind, body, to_addr, key_version, batch_limit,"
-                " accepted_at FROM ops WHERE org_id = ? AND status = 'accepted'"
+                "SELECT op_id, idem_key, kind, body, body_nonce, to_addr, key_version,"
+                " batch_limit, accepted_at FROM ops WHERE org_id = ? AND status = 'accepted'"
                 " ORDER BY op_id LIMIT ?",
                 (org_id, limit),
             ).fetchall()
         out = []
-        for op_id, key, kind, body, to, version, limit_, at in rows:
+        for op_id, key, kind, stored, nonce, to, version, limit_, at in rows:
+            body = self._open_body(org_id, key, bytes(stored), nonce)
             event = stored_event(body) if kind == "event" else None
-            data = b"" if kind == "event" else bytes(body)
+            data = b"" if kind == "event" else body
             out.append(PendingOp(op_id, org_id, key, kind, event, to, data, version, limit_, at))
         return out
 
@@ -581,19 +648,13 @@ class Outbox:
     def fail_unsent(self, failures: dict[int, str]) -> list[Receipt]:
         """Fail accepted operations that can never be sent (e.g. a reader who is no member)."""
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for op_id, reason in failures.items():
-                    self._db.execute(
-                        "UPDATE ops SET status = 'failed', error = ?, done_at = ?"
-                        " WHERE op_id = ? AND status = 'accepted'",
-                        (reason, now, op_id),
-                    )
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, sqlite.transaction(self._db):
+            for op_id, reason in failures.items():
+                self._db.execute(
+                    "UPDATE ops SET status = 'failed', error = ?, done_at = ?, body = x''"
+                    " WHERE op_id = ? AND status = 'accepted'",
+                    (reason, now, op_id),
+                )
         return self.receipts(failures)
 
     def persist_tx(
@@ -615,27 +676,21 @@ class Outbox:
             One of the operations is no longer ``accepted`` (nothing is written).
         """
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                cur = self._db.execute(
-                    "INSERT INTO txs (org_id, sender, nonce, tx_hash, raw, kind, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (org_id, sender, nonce, tx_hash, raw, kind, now),
-                )
-                tx_id = int(cur.lastrowid or 0)
-                for index, op_id in enumerate(op_ids):
-                    updated = self._db.execute(
-                        "UPDATE ops SET status = 'sent', tx_id = ?, tx_index = ?, tx_hash = ?"
-                        " WHERE op_id = ? AND status = 'accepted'",
-                        (tx_id, index, tx_hash, op_id),
-                    ).rowcount
-                    if updated != 1:
-                        raise RuntimeError(f"operation {op_id} is not waiting to be sent")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, sqlite.transaction(self._db):
+            cur = self._db.execute(
+                "INSERT INTO txs (org_id, sender, nonce, tx_hash, raw, kind, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (org_id, sender, nonce, tx_hash, raw, kind, now),
+            )
+            tx_id = int(cur.lastrowid or 0)
+            for index, op_id in enumerate(op_ids):
+                updated = self._db.execute(
+                    "UPDATE ops SET status = 'sent', tx_id = ?, tx_index = ?, tx_hash = ?"
+                    " WHERE op_id = ? AND status = 'accepted'",
+                    (tx_id, index, tx_hash, op_id),
+                ).rowcount
+                if updated != 1:
+                    raise RuntimeError(f"operation {op_id} is not waiting to be sent")
         return TxRecord(tx_id, org_id, sender, nonce, tx_hash, raw, kind, "sent", False, now,
                         None, tuple(op_ids))  # fmt: skip
 
@@ -706,39 +761,32 @@ class Outbox:
         """
         now = time.time()
         final, failed, requeue = final or {}, failed or {}, requeue or {}
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute(
-                    "SELECT tx_hash FROM txs WHERE tx_id = ?", (tx_id,)
-                ).fetchone()
-                tx_hash = row[0]
+        with self._lock, sqlite.transaction(self._db):
+            row = self._db.execute("SELECT tx_hash FROM txs WHERE tx_id = ?", (tx_id,)).fetchone()
+            tx_hash = row[0]
+            self._db.execute(
+                "UPDATE txs SET status = ?, block = ?, error = ? WHERE tx_id = ?",
+                (status, block, error, tx_id),
+            )
+            # A settled operation keeps what idempotency and status need; its body goes.
+            for op_id, event_id in final.items():
                 self._db.execute(
-                    "UPDATE txs SET status = ?, block = ?, error = ? WHERE tx_id = ?",
-                    (status, block, error, tx_id),
+                    "UPDATE ops SET status = 'final', block = ?, event_id = ?, tx_hash = ?,"
+                    " error = NULL, done_at = ?, body = x'' WHERE op_id = ? AND tx_id = ?",
+                    (block, event_id, tx_hash, now, op_id, tx_id),
                 )
-                for op_id, event_id in final.items():
-                    self._db.execute(
-                        "UPDATE ops SET status = 'final', block = ?, event_id = ?, tx_hash = ?,"
-                        " error = NULL, done_at = ? WHERE op_id = ? AND tx_id = ?",
-                        (block, event_id, tx_hash, now, op_id, tx_id),
-                    )
-                for op_id, reason in failed.items():
-                    self._db.execute(
-                        "UPDATE ops SET status = 'failed', block = ?, tx_hash = ?, error = ?,"
-                        " done_at = ? WHERE op_id = ? AND tx_id = ?",
-                        (block, tx_hash, reason, now, op_id, tx_id),
-                    )
-                for op_id, limit in requeue.items():
-                    self._db.execute(
-                        "UPDATE ops SET status = 'accepted', tx_id = NULL, tx_index = NULL,"
-                        " tx_hash = NULL, batch_limit = ? WHERE op_id = ? AND tx_id = ?",
-                        (limit, op_id, tx_id),
-                    )
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+            for op_id, reason in failed.items():
+                self._db.execute(
+                    "UPDATE ops SET status = 'failed', block = ?, tx_hash = ?, error = ?,"
+                    " done_at = ?, body = x'' WHERE op_id = ? AND tx_id = ?",
+                    (block, tx_hash, reason, now, op_id, tx_id),
+                )
+            for op_id, limit in requeue.items():
+                self._db.execute(
+                    "UPDATE ops SET status = 'accepted', tx_id = NULL, tx_index = NULL,"
+                    " tx_hash = NULL, batch_limit = ? WHERE op_id = ? AND tx_id = ?",
+                    (limit, op_id, tx_id),
+                )
         if requeue:
             self._wake()
         return self.receipts([*final, *failed])
@@ -784,15 +832,16 @@ def _settle(future: asyncio.Future[Any], value: Any, ok: bool) -> None:
 
 
 
-def open_outbox(data_dir: Path) -> Outbox:
-    """The outbox of a gateway: ``<data_dir>/outbox.sqlite``."""
+def open_outbox(data_dir: Path, keystore: Keystore) -> Outbox:
+    """The outbox of a gateway: ``<data_dir>/outbox.sqlite``, bodies under the keystore's
+    ``outbox`` secret."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    return Outbox(data_dir / "outbox.sqlite")
+    return Outbox(data_dir / "outbox.sqlite", body_key=keystore.secret(BODY_SECRET))
 
 
 def setup(app: web.Application) -> None:
     """Open the outbox as ``app[OUTBOX]``; it is closed (queued intake finished) at cleanup."""
-    app[OUTBOX] = open_outbox(app[CONFIG].data_dir)
+    app[OUTBOX] = open_outbox(app[CONFIG].data_dir, app[KEYSTORE])
 
     async def outbox_ctx(app: web.Application) -> Any:
         yield

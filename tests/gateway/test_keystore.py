@@ -233,7 +233,7 @@ def test_concurrent_processes(tmp_path: Path) -> None:
     folder = tmp_path / "keystore"
     Keystore(folder, PASSPHRASE).create(1)
     script = (
-        "import sys; from gateway import keystore as ks; ks.SCRYPT_N = 2**10; "
+        "import sys; from gateway.confidential import keystore as ks; ks.SCRYPT_N = 2**10; "
         "s = ks.Keystore(sys.argv[1], sys.argv[2]); "
         "[s.rotate_x25519(1) for _ in range(5)]"
     )

@@ -24,9 +24,10 @@ from gateway.confidential.keystore import Keystore
 from gateway.nodeclient import NodeClient, NodeUnavailable, RpcError
 from gateway.writepath.outbox import Operation, Outbox, Receipt
 from gateway.writepath.submitter import Submitter
-from tests.conftest import NodeProcess, free_port
+from devnet.ports import free_port
+from tests.support.nodes import NodeProcess
 from tests.gateway import readside_fixtures as rs
-from tests.gateway.writepath_fixtures import (
+from tests.support.writepath import (
     TERMINAL,
     chain_cargo_events,
     demo_keystore,

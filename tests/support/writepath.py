@@ -1,6 +1,6 @@
 """Shared parts of the write-path tests: demo keys, demo events, reading the chain, and a runner.
 
-The runner (``python -m tests.gateway.writepath_fixtures --data-dir D --nodes U1,U2 --port P``)
+The runner (``python -m tests.support.writepath --data-dir D --nodes U1,U2 --port P``)
 is the gateway's write path as its own OS process — Outbox + Submitter + NodeClient + Keystore
 behind one small aiohttp endpoint — so the kill tests can SIGKILL it at any instant:
 
@@ -30,20 +30,11 @@ from gateway.events.model import CanonicalEvent, Reference, Visibility
 from gateway.nodeclient import NodeClient
 from gateway.writepath.outbox import Operation, Outbox, stored_event
 from gateway.writepath.submitter import Submitter
-from node.genesis import dev_key
+from node.genesis import dev_key, dev_x25519
 
 PASSPHRASE = "writepath-test-passphrase"
 #: Demo member indices used as gateway organisation ids: a terminal and a carrier.
 TERMINAL, CARRIER = 1, 3
-
-
-def dev_x25519_private(index: int) -> bytes:
-    """The demo organisation's X25519 key if the genesis has real ones, else a random one."""
-    try:
-        from node.genesis import dev_x25519  # type: ignore[attr-defined]
-    except ImportError:
-        return secrets.token_bytes(32)
-    return bytes(dev_x25519(f"org:{index}"))
 
 
 def demo_keystore(folder: Path, indices: tuple[int, ...] = (TERMINAL, CARRIER)) -> Keystore:
@@ -55,7 +46,7 @@ def demo_keystore(folder: Path, indices: tuple[int, ...] = (TERMINAL, CARRIER)) 
         store.import_keys(
             index,
             signing_key=dev_key(f"org:{index}").to_bytes(),
-            x25519_private=dev_x25519_private(index),
+            x25519_private=bytes(dev_x25519(f"org:{index}")),
             master_secret=secrets.token_bytes(32),
         )
     return store
