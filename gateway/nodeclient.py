@@ -9,7 +9,7 @@ up and said no, so it is raised as :class:`RpcError` with the node's code, messa
 
 Because a node answered with an error is healthy, and a node that timed out may still have
 acted on the request (a sent transaction may be in its pool), callers that send transactions
-must treat :class:`NodeUnavailable` as "unknown outcome" (see :mod:`gateway.submitter`).
+must treat :class:`NodeUnavailable` as "unknown outcome" (see :mod:`gateway.writepath.submitter`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Validators are run by competitors, so a cargo event's payload goes on chain only as an
 *envelope*: the payload encrypted under a fresh per-record data key, and that key wrapped for
 each party that may read it. This module is pure (no I/O, no clock); the keys come from
-:mod:`gateway.keystore` and the grants from the chain.
+:mod:`gateway.confidential.keystore` and the grants from the chain.
 
 What is and is not hidden
 -------------------------
@@ -24,17 +24,18 @@ for exactly one wrap: each is derived with the record's random nonce or a per-re
 key. ``HKDF`` is HKDF-SHA256 (RFC 5869) with a 32-byte output; ``||`` is concatenation;
 ``subject`` is the 32-byte subject key of the record.
 
-- **The owner**, always, through its *subject key* for (owner, subject, version ``v``)::
+- **The owner**, always, through its *record key* for (owner, subject, version ``v``): the key
+  that opens every record of that owner about that subject up to version ``v``::
 
       seed = HKDF(ikm = owner_secret, salt = empty, info = b"portledger/subject-seed/v1" || subject)
-      SK_v = SHA-256 applied (CHAIN_LENGTH - v) times to seed,   0 <= v < CHAIN_LENGTH
-      KEK  = HKDF(ikm = SK_v, salt = record nonce, info = b"portledger/subject-wrap/v1" || subject)
+      RK_v = SHA-256 applied (CHAIN_LENGTH - v) times to seed,   0 <= v < CHAIN_LENGTH
+      KEK  = HKDF(ikm = RK_v, salt = record nonce, info = b"portledger/subject-wrap/v1" || subject)
 
-  ``SK_(v-1) = SHA-256(SK_v)``: whoever holds ``SK_v`` reads every record of versions
+  ``RK_(v-1) = SHA-256(RK_v)``: whoever holds ``RK_v`` reads every record of versions
   ``<= v`` and none of a later version. An owner grants a subject to another organisation by
-  wrapping its current ``SK`` for it (:func:`pack_subject_grant`, :func:`wrap_key`,
+  wrapping its current ``RK`` for it (:func:`pack_subject_grant`, :func:`wrap_key`,
   ``AccessGrants.grant``); after a revocation it seals new records with version ``v + 1``,
-  which the revoked reader cannot derive, while a later grantee handed ``SK_(v+1)`` still
+  which the revoked reader cannot derive, while a later grantee handed ``RK_(v+1)`` still
   reads the whole history.
 - **Named readers** (organisations the owner lists): one ephemeral X25519 key pair per record,
   its public half ``E`` in the envelope; for a reader with X25519 public key ``R``::
@@ -71,7 +72,7 @@ All integers big-endian; ``n`` = number of named readers::
     19              32       ephemeral X25519 public key E (present only if n > 0)
     19 + 32[n>0]    4n       reader organisation ids, uint32, strictly increasing
     -- end of header H (the aad of every wrap) --
-    |H|             48       owner wrap (subject key)
+    |H|             48       owner wrap (record key)
     |H| + 48        48n      reader wraps, in the order of the ids
     ...             48       reference wrap (present only if flag bit 0)
     ...             len+16   content (ciphertext and tag)
@@ -82,7 +83,7 @@ three named readers and the reference wrap takes at most 919 bytes even if it do
 
 Grants
 ------
-:func:`wrap_key` wraps any short secret (a subject key) for one organisation's X25519 key,
+:func:`wrap_key` wraps any short secret (a record key) for one organisation's X25519 key,
 bound to a caller-chosen ``context`` (recommended: the grant's owner, scope, target and reader,
 so a wrap cannot be replayed into another grant)::
 
@@ -94,8 +95,8 @@ so a wrap cannot be replayed into another grant)::
 
 Cost
 ----
-Deriving a subject key walks the hash chain (up to 4 096 SHA-256 calls, about 1.5 ms);
-:func:`subject_key` keeps recent results, so sealing more records about the same subject costs
+Deriving a record key walks the hash chain (up to 4 096 SHA-256 calls, about 1.5 ms);
+:func:`record_key` keeps recent results, so sealing more records about the same subject costs
 only the X25519 and AES operations (about 0.1 ms with two named readers).
 """
 
@@ -117,7 +118,7 @@ from eth_utils.crypto import keccak
 
 from contracts.cargo import MAX_PAYLOAD
 
-#: Versions of a subject key: a hash chain of this length, used from the far end.
+#: Versions of a record key: a hash chain of this length, used from the far end.
 CHAIN_LENGTH = 4096
 
 #: Envelope format version this module writes and reads.
@@ -137,15 +138,16 @@ WRAP_SIZE = 48
 TAG_SIZE = 16
 #: Size of the record nonce.
 NONCE_SIZE = 12
-#: Size of keys: data keys, subject keys, X25519 keys, owner secrets.
+#: Size of keys: data keys, record keys, X25519 keys, owner secrets.
 KEY_SIZE = 32
 
 _FIXED = 1 + 1 + 4 + 1 + NONCE_SIZE  # version, flags, key version, n, record nonce
 _ZERO_NONCE = bytes(NONCE_SIZE)
 _MAX_GRANT_SECRET = 128 - KEY_SIZE - TAG_SIZE  # AccessGrants.MAX_WRAPPED_KEY
 
-_SUBJECT_SEED = b"portledger/subject-seed/v1"
-_SUBJECT_WRAP = b"portledger/subject-wrap/v1"
+# The labels predate the name "record key"; they are part of the format and stay.
+_RECORD_KEY_SEED = b"portledger/subject-seed/v1"
+_RECORD_KEY_WRAP = b"portledger/subject-wrap/v1"
 _READER_WRAP = b"portledger/reader-wrap/v1"
 _REFERENCE_WRAP = b"portledger/reference-wrap/v1"
 _GRANT_WRAP = b"portledger/grant-wrap/v1"
@@ -181,7 +183,7 @@ class EnvelopeInfo:
     version: int
     """Format version of the envelope (:data:`FORMAT_VERSION`)."""
     key_version: int
-    """Version of the owner's subject key the record was sealed under."""
+    """Version of the owner's record key the record was sealed under."""
     readers: tuple[int, ...]
     """Chain organisation ids of the named readers, increasing."""
     reference_readable: bool
@@ -256,7 +258,7 @@ def _reference_bytes(reference: str) -> bytes:
     return reference.encode("utf-8")
 
 
-# -- subject keys -------------------------------------------------------------------------------
+# -- record keys --------------------------------------------------------------------------------
 
 
 def _hash_down(key: bytes, steps: int) -> bytes:
@@ -267,18 +269,18 @@ def _hash_down(key: bytes, steps: int) -> bytes:
 
 
 @lru_cache(maxsize=8192)
-def _subject_key(owner_secret: bytes, subject: bytes, version: int) -> bytes:
-    seed = _hkdf(owner_secret, b"", _SUBJECT_SEED + subject)
+def _record_key(owner_secret: bytes, subject: bytes, version: int) -> bytes:
+    seed = _hkdf(owner_secret, b"", _RECORD_KEY_SEED + subject)
     return _hash_down(seed, CHAIN_LENGTH - version)
 
 
-def subject_key(owner_secret: bytes, subject: bytes, version: int) -> bytes:
+def record_key(owner_secret: bytes, subject: bytes, version: int) -> bytes:
     """The owner's key for a subject at a version (see "Who can read a record").
 
     Parameters
     ----------
     owner_secret
-        The owner organisation's 32-byte master secret (:attr:`gateway.keystore.OrgKeys.master_secret`).
+        The owner organisation's 32-byte master secret (:attr:`gateway.confidential.keystore.OrgKeys.master_secret`).
     subject
         The 32-byte subject key.
     version
@@ -287,25 +289,25 @@ def subject_key(owner_secret: bytes, subject: bytes, version: int) -> bytes:
     Returns
     -------
     bytes
-        ``SK_version``, 32 bytes.
+        ``RK_version``, 32 bytes.
     """
     if len(owner_secret) != KEY_SIZE:
         raise ValueError("an owner secret is 32 bytes")
     _check_subject(subject)
     _check_version(version)
-    return _subject_key(bytes(owner_secret), bytes(subject), version)
+    return _record_key(bytes(owner_secret), bytes(subject), version)
 
 
 def pack_subject_grant(key: bytes, key_version: int) -> bytes:
-    """The secret a SUBJECT grant wraps: key version (uint32, big-endian) and subject key (36 bytes)."""
+    """The secret a SUBJECT grant wraps: key version (uint32, big-endian) and record key (36 bytes)."""
     _check_version(key_version)
     if len(key) != KEY_SIZE:
-        raise ValueError("a subject key is 32 bytes")
+        raise ValueError("a record key is 32 bytes")
     return key_version.to_bytes(4, "big") + key
 
 
 def unpack_subject_grant(secret: bytes) -> tuple[bytes, int]:
-    """Inverse of :func:`pack_subject_grant`: ``(subject key, key version)``."""
+    """Inverse of :func:`pack_subject_grant`: ``(record key, key version)``."""
     if len(secret) != 4 + KEY_SIZE:
         raise EnvelopeError(f"a subject grant secret is 36 bytes, not {len(secret)}")
     version = int.from_bytes(secret[:4], "big")
@@ -375,7 +377,7 @@ def seal(
     subject
         The event's 32-byte subject key; every key derivation is bound to it.
     owner_secret
-        The publishing organisation's master secret; the owner reads through its subject key.
+        The publishing organisation's master secret; the owner reads through its record key.
     key_version
         The owner's current key version for this subject.
     readers
@@ -409,7 +411,7 @@ def seal(
             f"sealed payload of {size} bytes exceeds {MAX_PAYLOAD} "
             f"({len(plaintext)}-byte plaintext, {len(ids)} readers)"
         )
-    owner_key = subject_key(owner_secret, subject, key_version)
+    owner_key = record_key(owner_secret, subject, key_version)
     ref = None if reference is None else _reference_bytes(reference)
 
     data_key = AESGCM.generate_key(bit_length=256)
@@ -433,7 +435,7 @@ def seal(
         header.extend(org.to_bytes(4, "big") for org in ids)
     head = b"".join(header)
 
-    parts = [head, _wrap(_hkdf(owner_key, nonce, _SUBJECT_WRAP + subject), data_key, head)]
+    parts = [head, _wrap(_hkdf(owner_key, nonce, _RECORD_KEY_WRAP + subject), data_key, head)]
     parts.extend(_wrap(kek, data_key, head) for kek in reader_keks)
     if ref is not None:
         parts.append(_wrap(_hkdf(ref, nonce, _REFERENCE_WRAP + subject), data_key, head))
@@ -523,15 +525,15 @@ def _content(envelope: bytes, parsed: _Parsed, data_key: bytes) -> bytes:
 
 
 def _owner_data_key(parsed: _Parsed, subject: bytes, key: bytes) -> bytes:
-    kek = _hkdf(key, parsed.nonce, _SUBJECT_WRAP + subject)
-    return _unwrap(kek, parsed.owner_wrap, parsed.header, "the subject key")
+    kek = _hkdf(key, parsed.nonce, _RECORD_KEY_WRAP + subject)
+    return _unwrap(kek, parsed.owner_wrap, parsed.header, "the record key")
 
 
 def _key_data_key(parsed: _Parsed, subject: bytes, key: bytes, key_version: int) -> bytes:
     _check_subject(subject)
     _check_version(key_version)
     if len(key) != KEY_SIZE:
-        raise ValueError("a subject key is 32 bytes")
+        raise ValueError("a record key is 32 bytes")
     sealed_version = parsed.info.key_version
     if key_version < sealed_version:
         raise DecryptionFailed(
@@ -575,14 +577,14 @@ def open_as_owner(envelope: bytes, *, subject: bytes, owner_secret: bytes) -> by
         Malformed envelope.
     """
     parsed = _parse(envelope)
-    key = subject_key(owner_secret, subject, parsed.info.key_version)
+    key = record_key(owner_secret, subject, parsed.info.key_version)
     return _content(envelope, parsed, _owner_data_key(parsed, subject, key))
 
 
-def open_with_subject_key(
+def open_with_record_key(
     envelope: bytes, *, subject: bytes, key: bytes, key_version: int
 ) -> bytes:
-    """Decrypt a record with a subject key (the owner's, or one a SUBJECT grant handed over).
+    """Decrypt a record with a record key (the owner's, or one a SUBJECT grant handed over).
 
     Parameters
     ----------
@@ -591,7 +593,7 @@ def open_with_subject_key(
     subject
         The 32-byte subject key of the record.
     key
-        A subject key of the record's owner for ``subject``.
+        A record key of the record's owner for ``subject``.
     key_version
         Version of ``key``; it opens records sealed under this version or an older one.
 
@@ -700,11 +702,11 @@ def data_key_of(
         raise ValueError("give exactly one credential")
     parsed = _parse(envelope)
     if owner_secret is not None:
-        sk = subject_key(owner_secret, subject, parsed.info.key_version)
+        sk = record_key(owner_secret, subject, parsed.info.key_version)
         data_key = _owner_data_key(parsed, subject, sk)
     elif key is not None or key_version is not None:
         if key is None or key_version is None:
-            raise ValueError("a subject key needs its key_version")
+            raise ValueError("a record key needs its key_version")
         data_key = _key_data_key(parsed, subject, key, key_version)
     elif org_id is not None or x25519_private is not None:
         if org_id is None or x25519_private is None:
@@ -721,7 +723,7 @@ def data_key_of(
 
 
 def wrap_key(secret: bytes, *, reader_public: bytes, context: bytes) -> bytes:
-    """Wrap a short secret (a subject key) for one organisation, as ``AccessGrants.grant`` takes it.
+    """Wrap a short secret (a record key) for one organisation, as ``AccessGrants.grant`` takes it.
 
     Parameters
     ----------

@@ -53,7 +53,7 @@ bytes) and wrapped for the reader's X25519 public key with
 bound to its grant). A reader unwraps with ``unwrap_key(wrapped, x25519_private=...,
 context=grant_context(...))`` and
 ``unpack_subject_grant`` to get ``(SK_v, v)``, then opens the owner's records of versions ≤ ``v``
-with ``open_with_subject_key``. The wrapped key goes on chain through
+with ``open_with_record_key``. The wrapped key goes on chain through
 ``AccessGrants.grant(1, subject_key, reader, wrapped, expiry)``. ``DELETE
 /v1/grants/{kind}/{value}/{reader}`` sends ``AccessGrants.revoke(1, subject_key, reader)`` with
 ``revokes_subject`` set, so the outbox moves the caller to key version ``v + 1`` for every
@@ -795,7 +795,7 @@ async def post_grant(request: web.Request) -> web.Response:
         known = Receipt(**{**known.__dict__, "duplicate": True})
         return web.json_response({"receipts": [receipt_json(known)]}, status=202)
     secret = confidential.pack_subject_grant(
-        confidential.subject_key(_owner_secret(request, who), subject.key, version), version
+        confidential.record_key(_owner_secret(request, who), subject.key, version), version
     )
     from gateway.tracking import grant_context
 

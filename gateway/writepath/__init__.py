@@ -1,1 +1,6 @@
-"""gateway.writepath."""
+"""gateway.writepath: from an accepted upload to a final record on chain, exactly once.
+
+- ``outbox``: the durable outbox (SQLite): operations keyed by (organisation, idempotency key),
+  their signed transactions, record key versions; no payload at rest once settled.
+- ``submitter``: batches, seals, signs, sends and follows the outbox's operations.
+"""

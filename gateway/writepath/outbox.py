@@ -71,7 +71,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from gateway import errors, sqlite
 from gateway.appkeys import CONFIG, KEYSTORE, OUTBOX
 from gateway.confidential.keystore import Keystore
-from gateway.events.model import CanonicalEvent, Reference, Visibility
+from gateway.events.model import CanonicalEvent, Reference, Visibility, parse_time
 
 #: Kinds of operation.
 OpKind = Literal["event", "call"]
@@ -217,7 +217,7 @@ class PendingOp:
 
 @dataclass(frozen=True)
 class TxRecord:
-    """A signed transaction the nonce manager persisted (see :mod:`gateway.submitter`)."""
+    """A signed transaction the nonce manager persisted (see :mod:`gateway.writepath.submitter`)."""
 
     tx_id: int
     """Outbox id of the transaction."""
@@ -280,8 +280,6 @@ def stored_event(raw: bytes | str) -> CanonicalEvent:
     The references were normalised and checked at intake, so they are taken as they are (no
     second normalisation that could disagree with the first).
     """
-    from gateway.events.model import parse_time
-
     data = json.loads(raw)
     visibility = data.get("visibility") or {}
     return CanonicalEvent(

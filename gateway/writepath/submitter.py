@@ -1,7 +1,7 @@
 """The submitter: from accepted operations to final on-chain records, exactly once.
 
 A background task (started in ``cleanup_ctx``) takes each organisation's accepted operations
-from the outbox (:mod:`gateway.outbox`) in acceptance order and:
+from the outbox (:mod:`gateway.writepath.outbox`) in acceptance order and:
 
 1. **batches** contiguous cargo events into one ``CargoLedger.record()`` call — up to
    ``config.batch_max_events`` events, :data:`MAX_CALLDATA` bytes (the nodes refuse bigger
@@ -12,8 +12,8 @@ from the outbox (:mod:`gateway.outbox`) in acceptance order and:
    Uploads that trickle in (slower than one per window) therefore never wait, and a burst
    collects into few transactions, each event waiting less than one window. A ``call``
    operation travels alone, in its place in the order;
-2. **seals** each event (:func:`gateway.confidential.seal`) under the owner's subject key of the
-   version fixed at acceptance, for the named readers and, in reference mode, for holders of the
+2. **seals** each event (:func:`gateway.confidential.envelope.seal`) under the owner's record key
+   of the version fixed at acceptance, for the named readers and, in reference mode, for holders of the
    reference. Readers' X25519 keys are read from ``Consortium.encryptionKeyOf`` and cached for
    at most :attr:`Submitter.reader_key_ttl` seconds, and forgotten at once when the indexer
    reports a directory change of that organisation (:meth:`Submitter.forget_reader_keys`), so a
@@ -88,7 +88,9 @@ from typing import Any
 
 from aiohttp import web
 from eth_account import Account
+from eth_account.typed_transactions import TypedTransaction
 from eth_utils.address import to_checksum_address
+from hexbytes import HexBytes
 
 from contracts import SYSTEM_ADDRESSES
 from contracts.cargo import CARGO_EVENT_TOPIC, MAX_BATCH_EVENTS, RECORD_SELECTOR, encode_event
@@ -467,16 +469,14 @@ class Submitter:
         self, tx: TxRecord, keys: OrgKeys, block: int, receipt: dict[str, Any]
     ) -> str:
         """Replay a reverted transaction with ``eth_call`` on the state before its block."""
-        from eth.vm.forks.prague.transactions import PragueTransactionBuilder
-
-        decoded = PragueTransactionBuilder.decode(tx.raw)
+        decoded = TypedTransaction.from_bytes(HexBytes(tx.raw)).as_dict()
         gas_used = int(receipt.get("gasUsed", "0x0"), 16)
-        if gas_used >= decoded.gas:
+        if gas_used >= int(decoded["gas"]):
             return "reverted: out of gas"
-        to = to_checksum_address(decoded.to)
+        to = to_checksum_address(bytes(decoded["to"]))
         for tag in (block - 1, "latest"):
             try:
-                await self.node.eth_call(to, bytes(decoded.data), sender=keys.address, block=tag)
+                await self.node.eth_call(to, bytes(decoded["data"]), sender=keys.address, block=tag)
             except RpcError as exc:
                 return exc.message
             except NodeUnavailable:

@@ -423,7 +423,7 @@ async def test_grant_wraps_the_current_subject_key_for_the_reader(port):
     key, version = confidential.unpack_subject_grant(secret)
     owner = port.app[KEYSTORE].get(port.org_ids[CARRIER])
     assert version == 0
-    assert key == confidential.subject_key(owner.master_secret, subject, 0)
+    assert key == confidential.record_key(owner.master_secret, subject, 0)
     again = await port.post("/v1/grants", CARRIER, body)
     assert (await again.json())["receipts"][0]["duplicate"] is True
     assert len(port.pending(CARRIER)) == 1

@@ -1,7 +1,7 @@
 """Envelope encryption: every way to open a record, and every way it must refuse.
 
 Timings (``pytest tests/gateway/test_confidential.py -k timing -s``) print per-call costs of
-seal and open; sealing with two named readers takes about 0.2 ms once the subject key is cached.
+seal and open; sealing with two named readers takes about 0.2 ms once the record key is cached.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from gateway.confidential.envelope import (
     open_as_reader,
     open_with_data_key,
     open_with_reference,
-    open_with_subject_key,
+    open_with_record_key,
     pack_subject_grant,
     seal,
     sealed_size,
-    subject_key,
+    record_key,
     unpack_subject_grant,
     unwrap_key,
     wrap_key,
@@ -75,10 +75,10 @@ def sealed(
 
 def every_opener(envelope: bytes, key_version: int = 0) -> list[tuple[str, object]]:
     """Call every way of opening; (name, plaintext or the exception raised)."""
-    sk = subject_key(OWNER, SUBJECT, key_version)
+    sk = record_key(OWNER, SUBJECT, key_version)
     ways = {
         "owner": lambda: open_as_owner(envelope, subject=SUBJECT, owner_secret=OWNER),
-        "subject key": lambda: open_with_subject_key(
+        "record key": lambda: open_with_record_key(
             envelope, subject=SUBJECT, key=sk, key_version=key_version
         ),
         "reader 42": lambda: open_as_reader(
@@ -162,7 +162,7 @@ def test_content_encryption_is_as_documented() -> None:
 
 def test_data_key_of_each_credential() -> None:
     s = sealed(version=3, reference=REFERENCE)
-    sk = subject_key(OWNER, SUBJECT, 9)
+    sk = record_key(OWNER, SUBJECT, 9)
     assert data_key_of(s.envelope, subject=SUBJECT, owner_secret=OWNER) == s.data_key
     assert data_key_of(s.envelope, subject=SUBJECT, key=sk, key_version=9) == s.data_key
     assert (
@@ -281,38 +281,38 @@ def test_malformed_envelopes() -> None:
     assert issubclass(EnvelopeError, ValueError) and issubclass(EnvelopeError, DecryptionFailed)
 
 
-# -- subject key versions -----------------------------------------------------------------------
+# -- record key versions -----------------------------------------------------------------------
 
 
 def test_subject_key_chain() -> None:
-    k5 = subject_key(OWNER, SUBJECT, 5)
-    assert subject_key(OWNER, SUBJECT, 4) == c._hash_down(k5, 1)
-    assert subject_key(OWNER, SUBJECT, 0) == c._hash_down(k5, 5)
-    assert subject_key(OWNER, keccak(b"other"), 5) != k5
-    assert subject_key(OTHER_OWNER, SUBJECT, 5) != k5
+    k5 = record_key(OWNER, SUBJECT, 5)
+    assert record_key(OWNER, SUBJECT, 4) == c._hash_down(k5, 1)
+    assert record_key(OWNER, SUBJECT, 0) == c._hash_down(k5, 5)
+    assert record_key(OWNER, keccak(b"other"), 5) != k5
+    assert record_key(OTHER_OWNER, SUBJECT, 5) != k5
     for bad in (-1, CHAIN_LENGTH):
         with pytest.raises(ValueError):
-            subject_key(OWNER, SUBJECT, bad)
-    assert len({subject_key(OWNER, SUBJECT, v) for v in range(50)}) == 50
+            record_key(OWNER, SUBJECT, bad)
+    assert len({record_key(OWNER, SUBJECT, v) for v in range(50)}) == 50
 
 
 def test_reader_of_version_v_reads_v_and_older_not_newer() -> None:
     records = {v: sealed(version=v, readers={}) for v in (0, 1, 2, 3)}
-    granted = subject_key(OWNER, SUBJECT, 2)  # revoked while the owner was at version 2
+    granted = record_key(OWNER, SUBJECT, 2)  # revoked while the owner was at version 2
     for v in (0, 1, 2):
         assert (
-            open_with_subject_key(records[v].envelope, subject=SUBJECT, key=granted, key_version=2)
+            open_with_record_key(records[v].envelope, subject=SUBJECT, key=granted, key_version=2)
             == PAYLOAD
         )
     with pytest.raises(DecryptionFailed, match="key version 3"):
-        open_with_subject_key(records[3].envelope, subject=SUBJECT, key=granted, key_version=2)
+        open_with_record_key(records[3].envelope, subject=SUBJECT, key=granted, key_version=2)
     # lying about the version does not help: the key of "version 3" is not this one
     with pytest.raises(DecryptionFailed):
-        open_with_subject_key(records[3].envelope, subject=SUBJECT, key=granted, key_version=3)
+        open_with_record_key(records[3].envelope, subject=SUBJECT, key=granted, key_version=3)
     # a later grantee given the current key reads the whole history
-    current = subject_key(OWNER, SUBJECT, 3)
+    current = record_key(OWNER, SUBJECT, 3)
     for v, s in records.items():
-        got = open_with_subject_key(s.envelope, subject=SUBJECT, key=current, key_version=3)
+        got = open_with_record_key(s.envelope, subject=SUBJECT, key=current, key_version=3)
         assert got == PAYLOAD, v
     # the owner always reads, whatever the version
     for s in records.values():
@@ -373,7 +373,7 @@ def test_compressed_body_is_bounded() -> None:
 
 
 def test_wrap_and_unwrap_a_subject_grant() -> None:
-    secret = pack_subject_grant(subject_key(OWNER, SUBJECT, 4), 4)
+    secret = pack_subject_grant(record_key(OWNER, SUBJECT, 4), 4)
     context = b"grant:owner=3,scope=1,reader=42," + SUBJECT
     wrapped = wrap_key(secret, reader_public=READERS[42], context=context)
     assert len(wrapped) == 84 <= 128
@@ -383,7 +383,7 @@ def test_wrap_and_unwrap_a_subject_grant() -> None:
     assert version == 4
     record = sealed(version=4, readers={})
     assert (
-        open_with_subject_key(record.envelope, subject=SUBJECT, key=key, key_version=version)
+        open_with_record_key(record.envelope, subject=SUBJECT, key=key, key_version=version)
         == PAYLOAD
     )
 
@@ -420,7 +420,7 @@ def per_call_ms(fn, n: int = 300) -> float:
 def test_timing() -> None:
     two = {7: READERS[7], 42: READERS[42]}
     s = sealed(readers=two)
-    sk = subject_key(OWNER, SUBJECT, 0)
+    sk = record_key(OWNER, SUBJECT, 0)
     timings = {
         "seal, 2 readers": per_call_ms(lambda: sealed(readers=two)),
         "seal, 0 readers": per_call_ms(lambda: sealed(readers={})),
@@ -433,11 +433,11 @@ def test_timing() -> None:
                 s.envelope, subject=SUBJECT, org_id=7, x25519_private=READER_KEYS[7]
             )
         ),
-        "open with subject key": per_call_ms(
-            lambda: open_with_subject_key(s.envelope, subject=SUBJECT, key=sk, key_version=0)
+        "open with record key": per_call_ms(
+            lambda: open_with_record_key(s.envelope, subject=SUBJECT, key=sk, key_version=0)
         ),
-        "subject key, uncached (4096 hashes)": per_call_ms(
-            lambda: c._subject_key.__wrapped__(OWNER, SUBJECT, 0), n=30
+        "record key, uncached (4096 hashes)": per_call_ms(
+            lambda: c._record_key.__wrapped__(OWNER, SUBJECT, 0), n=30
         ),
     }
     for name, ms in timings.items():

@@ -84,7 +84,7 @@ class Builder:
               expiry: int = 0, active: bool = True) -> None:
         subject = subject_key(subject_value)
         secret = confidential.pack_subject_grant(
-            confidential.subject_key(rs.master_secret(owner), subject, version), version)
+            confidential.record_key(rs.master_secret(owner), subject, version), version)
         wrapped = confidential.wrap_key(secret, reader_public=rs.x25519_public(reader),
                                         context=grant_context(owner, subject, reader))
         self.changes.append(GrantChange(Grant(owner, 1, subject, reader, expiry, wrapped, 1,
