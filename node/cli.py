@@ -210,7 +210,7 @@ async def _run_node(
 ) -> None:
     from aiohttp import web
 
-    from node.rpc import create_rpc_app
+    from node.rpc.app import create_rpc_app
     from node.service import NodeService
 
     # Blocks are built on a worker thread while the event loop answers JSON-RPC. Every time a

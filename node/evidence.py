@@ -80,7 +80,9 @@ from contracts.equivocation import (
     encode_report_call,
     encode_report_query,
 )
+from contracts.revert import revert_data, revert_message
 from node.db import NodeKeys
+from node.txpool import TxRejected
 
 log = logging.getLogger("portledger.evidence")
 
@@ -483,9 +485,6 @@ class EvidenceReporter:
         hash, or None if the call is refused (nothing to send: the reason is logged, the
         evidence stays)."""
         assert self.consortium is not None
-        from node.rpc import _revert_error  # decodes the revert reason; imports this module
-        from node.txpool import TxRejected
-
         service = self.service
         address = key.public_key.to_canonical_address()
         data = encode_report_call(*evidence.report_messages())
@@ -495,7 +494,7 @@ class EvidenceReporter:
             service.call(call, head)
         except Revert as exc:
             self._attempts[number] = MAX_ATTEMPTS
-            log.warning("equivocation %d not reported: %s", number, _revert_error(exc).message)
+            log.warning("equivocation %d not reported: %s", number, revert_message(revert_data(exc)))
             return None
         except VMError as exc:
             self._attempts[number] = MAX_ATTEMPTS

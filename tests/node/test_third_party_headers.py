@@ -18,7 +18,7 @@ import rlp
 from aiohttp.test_utils import TestClient, TestServer
 from eth_hash.auto import keccak
 
-from node.rpc import create_rpc_app
+from node.rpc.app import create_rpc_app
 from tests.node.chain_fixtures import TERMINAL, cargo_tx
 from tests.node.engine_net import Net
 

@@ -39,7 +39,7 @@ from node.evidence import (
 )
 from node.genesis import dev_key
 from node.p2p_frames import Code
-from node.rpc import JsonRpc
+from node.rpc.app import JsonRpc
 from tests.node.engine_net import Net
 
 KEY = dev_key("validator:3")
