@@ -709,9 +709,11 @@ class Outbox:
                 ops = self._db.execute(
                     "SELECT op_id FROM ops WHERE tx_id = ? ORDER BY tx_index", (row[0],)
                 ).fetchall()
+                tx_id, org, sender, nonce, tx_hash, raw, kind, status = row[:8]
                 out.append(
-                    TxRecord(*row[:8], bool(row[8]), row[9], row[10], tuple(r[0] for r in ops))
-                )
+                    TxRecord(tx_id, org, sender, nonce, tx_hash, raw, kind, status, bool(row[8]),
+                             row[9], row[10], tuple(r[0] for r in ops))
+                )  # fmt: skip
         return out
 
     def mark_send_attempt(self, tx_id: int, *, maybe_sent: bool) -> None:

@@ -276,3 +276,21 @@ def test_open_keystore_and_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("PORTLEDGER_KEYSTORE_PASSPHRASE")
     with pytest.raises(KeystoreError, match="passphrase"):
         open_keystore(GatewayConfig(data_dir=tmp_path))
+
+
+def test_gateway_secrets(tmp_path: Path) -> None:
+    folder = tmp_path / "keystore"
+    store = Keystore(folder, PASSPHRASE)
+    first = store.secret("outbox")
+    assert len(first) == 32 and store.secret("outbox") == first
+    assert Keystore(folder, PASSPHRASE).secret("outbox") == first  # another process, same one
+    assert store.secret("other") != first
+    assert first.hex() not in (folder / "secret-outbox.json").read_text()
+    assert store.org_ids() == []  # not an organisation
+    with pytest.raises(ValueError):
+        store.secret("../org-1")
+    with pytest.raises(KeystoreError, match="wrong passphrase or corrupt keystore file"):
+        Keystore(folder, "another passphrase").secret("outbox")
+    (folder / "secret-copy.json").write_bytes((folder / "secret-outbox.json").read_bytes())
+    with pytest.raises(KeystoreError, match="holds secret outbox"):
+        Keystore(folder, PASSPHRASE).secret("copy")

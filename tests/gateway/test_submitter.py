@@ -19,21 +19,21 @@ from eth_account import Account
 
 from contracts import abi
 from contracts.cargo import RECORD_SELECTOR
+from devnet.jsonrpc import rpc_call
+from devnet.ports import free_port
 from gateway.confidential import envelope as confidential
 from gateway.confidential.keystore import Keystore
 from gateway.nodeclient import NodeClient, NodeUnavailable, RpcError
 from gateway.writepath.outbox import Operation, Outbox, Receipt
 from gateway.writepath.submitter import Submitter
-from devnet.ports import free_port
+from tests.support import readside as rs
 from tests.support.nodes import NodeProcess
-from tests.gateway import readside_fixtures as rs
 from tests.support.writepath import (
     TERMINAL,
     chain_cargo_events,
     demo_keystore,
     event_op,
     open_keys,
-    rpc,
 )
 
 pytestmark = pytest.mark.integration
@@ -277,7 +277,7 @@ async def test_submitter_over_a_dead_url_first(
     finally:
         await client.close()
         box.close()
-    assert rpc(node.url, "eth_chainId", [])
+    assert rpc_call(node.url, "eth_chainId", [])
 
 
 def _opens(envelope: bytes, subject: bytes, reader: int, private: bytes) -> bool:

@@ -31,6 +31,8 @@ from typing import Any
 
 import pytest
 
+from contracts import abi
+from devnet.jsonrpc import rpc_call
 from devnet.layout import create_devnet
 from devnet.ports import free_ports
 from devnet.processes import Devnet
@@ -42,7 +44,6 @@ from tests.support.writepath import (
     chain_cargo_events,
     demo_event,
     open_keys,
-    rpc,
 )
 
 pytestmark = pytest.mark.integration
@@ -263,9 +264,7 @@ def run_kill_test(net: Devnet, tmp_path: Path, *, seed: int, duration: float, ga
     read_url = net.nodes[2].rpc_url
     chain_orgs = {}
     for org in (TERMINAL, CARRIER):
-        from contracts import abi
-
-        data = rpc(read_url, "eth_call", [{"to": abi.address("Consortium"), "data": "0x" + abi.call_data(
+        data = rpc_call(read_url, "eth_call", [{"to": abi.address("Consortium"), "data": "0x" + abi.call_data(
             "Consortium", "memberOf", store.get(org).address).hex()}, "latest"])
         chain_orgs[int(abi.decode_output("Consortium", "memberOf", bytes.fromhex(data[2:]))[0])] = org
     on_chain = chain_cargo_events(read_url)

@@ -15,7 +15,6 @@ import asyncio
 import json
 import logging
 import secrets
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,13 @@ from aiohttp import web
 
 from contracts import SYSTEM_ADDRESSES
 from contracts.cargo import CARGO_EVENT_TOPIC, CargoEvent, decode_event_log
+from devnet.jsonrpc import RpcError, rpc_call
 from gateway.confidential import envelope as confidential
 from gateway.confidential.keystore import Keystore
 from gateway.events import model as events
 from gateway.events.model import CanonicalEvent, Reference, Visibility
 from gateway.nodeclient import NodeClient
-from gateway.writepath.outbox import Operation, Outbox, stored_event
+from gateway.writepath.outbox import BODY_SECRET, Operation, Outbox, stored_event
 from gateway.writepath.submitter import Submitter
 from node.genesis import dev_key, dev_x25519
 
@@ -72,35 +72,24 @@ def event_op(n: int, key: str | None = None, **kw: Any) -> Operation:
     return Operation(key, "event", demo_event(n, key=key, **kw))
 
 
-def rpc(url: str, method: str, params: list[Any], timeout: float = 10.0) -> Any:
-    """One blocking JSON-RPC call; its result (raises on an error answer)."""
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        answer = json.loads(response.read())
-    if "error" in answer:
-        raise RuntimeError(f"{method}: {answer['error']}")
-    return answer["result"]
-
-
 def chain_cargo_events(url: str, from_block: int = 0) -> list[tuple[CargoEvent, dict[str, Any]]]:
     """Every cargo event log on chain since ``from_block``: (decoded event, raw log).
 
     Ranges are halved when the node refuses an answer as too large.
     """
-    head = int(rpc(url, "eth_blockNumber", []), 16)
+    head = int(rpc_call(url, "eth_blockNumber", []), 16)
     out = []
     ranges = [(from_block, head)]
     while ranges:
         start, end = ranges.pop(0)
         try:
-            logs = rpc(url, "eth_getLogs", [{
+            logs = rpc_call(url, "eth_getLogs", [{
                 "fromBlock": hex(start), "toBlock": hex(end),
                 "address": SYSTEM_ADDRESSES["CargoLedger"],
                 "topics": ["0x" + CARGO_EVENT_TOPIC.hex()],
             }], timeout=60)  # fmt: skip
-        except RuntimeError as exc:
-            if "-32005" not in str(exc) or start == end:
+        except RpcError as exc:
+            if exc.code != -32005 or start == end:
                 raise
             middle = (start + end) // 2
             ranges[:0] = [(start, middle), (middle + 1, end)]
@@ -134,8 +123,9 @@ def build_app(data_dir: Path, urls: list[str], *, batch_max: int, window_ms: int
     outbox_key = web.AppKey("wp_outbox", Outbox)
     submitter_key = web.AppKey("wp_submitter", Submitter)
 
+    store = demo_keystore(data_dir / "keystore")
+
     async def ctx(app: web.Application) -> Any:
-        store = demo_keystore(data_dir / "keystore")
         node = NodeClient(urls, timeout=2.0, rounds=2, backoff=0.1)
         box = app[outbox_key]
         sub = Submitter(box, node, store, batch_max_events=batch_max, batch_window_ms=window_ms)
@@ -146,7 +136,8 @@ def build_app(data_dir: Path, urls: list[str], *, batch_max: int, window_ms: int
         await node.close()
         box.close()
 
-    app[outbox_key] = Outbox(data_dir / "outbox.sqlite")
+    # Bodies encrypted as in the gateway: a restart must read them back (the lossless guarantee).
+    app[outbox_key] = Outbox(data_dir / "outbox.sqlite", body_key=store.secret(BODY_SECRET))
     app.cleanup_ctx.append(ctx)
 
     async def accept(request: web.Request) -> web.Response:
