@@ -30,7 +30,7 @@ The core does no I/O. Inputs are the closed set :data:`Event`; outputs the close
 - ``Halt(reason)``: the core met an impossible state (a block it committed lost to another
   at import); stop consensus and alert, do not limp on (CometBFT's panics).
 
-A runtime drives it like this (the simulator in ``tests/consensus/simulator.py`` is one)::
+A runtime drives it like this (the simulator in ``tests/support/qbft_simulator.py`` is one)::
 
     state, actions = restore(config, validators, chain_head + 1, load_signing_record())
     perform(actions)
@@ -38,17 +38,23 @@ A runtime drives it like this (the simulator in ``tests/consensus/simulator.py``
         state, actions = step(state, event)    # answers, imports (BlockImported)
         perform(actions)         # in order; Persist is fsynced before what follows it
 
+What the runtime learns about a proposed block arrives as data: it validates the block
+(header, execution, roots) *before* it hands the PROPOSAL to the core, and says so in
+``ProposalReceived.block_valid`` (Malachite's ``Validity``); the core never calls back into the
+runtime's block checks.
+
 Signing is a capability: the runtime injects ``Config.signer`` (deterministic RFC 6979
 signatures), so the core can put its own signed PREPAREs and ROUND_CHANGEs into the
 certificates it assembles without a round trip through the runtime; and it verifies every
-message with the injected ``recover`` (:mod:`consensus.validation`) before it trusts it.
+message's signatures, round and justification with the injected ``recover``
+(:mod:`consensus.validation`) before it trusts it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import TypeVar, assert_never
 
 from consensus import validation
 from consensus.messages import (
@@ -81,10 +87,14 @@ from consensus.validation import InvalidMessage
 
 @dataclass(frozen=True)
 class ProposalReceived:
-    """A PROPOSAL arrived from the network (unverified)."""
+    """A PROPOSAL arrived from the network (unverified), with the runtime's verdict on its block."""
 
     #: The message as received.
     message: Proposal
+    #: The runtime validated ``message.block`` for ``message.height`` (header, execution,
+    #: roots) and found it valid. The core checks the rest: signatures, proposer, round and
+    #: justification (Dafny ``isValidProposal``'s ``validateNewBlock`` comes in as this datum).
+    block_valid: bool
 
 
 @dataclass(frozen=True)
@@ -147,16 +157,11 @@ class BlockProposalReady:
     block: Block
 
 
+#: An input that came from the network (kept for the next height when it arrives early).
+Received = ProposalReceived | PrepareReceived | CommitReceived | RoundChangeReceived
+
 #: Every input of the core.
-Event = (
-    ProposalReceived
-    | PrepareReceived
-    | CommitReceived
-    | RoundChangeReceived
-    | RoundTimeout
-    | BlockImported
-    | BlockProposalReady
-)
+Event = Received | RoundTimeout | BlockImported | BlockProposalReady
 
 # -------------------------------------------------------------------------- actions (outputs)
 
@@ -280,8 +285,23 @@ def step(state: NodeState, event: Event) -> Step:
     """Apply one input; return the new state and the actions to perform, in order."""
     if state.halted is not None:
         return state, []
-    handler = _HANDLERS[type(event)]
-    return handler(state, event)
+    match event:
+        case ProposalReceived():
+            return upon_proposal(state, event)
+        case PrepareReceived():
+            return upon_prepare(state, event)
+        case CommitReceived():
+            return upon_commit(state, event)
+        case RoundChangeReceived():
+            return upon_round_change(state, event)
+        case RoundTimeout():
+            return upon_round_timeout(state, event)
+        case BlockImported():
+            return upon_new_block(state, event)
+        case BlockProposalReady():
+            return upon_block_proposal_ready(state, event)
+        case _:
+            assert_never(event)
 
 
 def upon_proposal(state: NodeState, event: ProposalReceived) -> Step:
@@ -294,16 +314,13 @@ def upon_proposal(state: NodeState, event: ProposalReceived) -> Step:
     """
     message = event.message
     if not _fresh(state, message):
-        return _buffer_future(state, message)
+        return _buffer_future(state, event)
     if message.round == state.round and state.proposal is not None:
         return state, []  # one proposal per round: duplicates and equivocations are ignored
+    if not event.block_valid:
+        return state, []  # the runtime found the block invalid (Dafny ``validateNewBlock``)
     try:
-        validation.validate_proposal(
-            message,
-            _validators(state),
-            state.config.recover,
-            state.config.block_validator,
-        )
+        validation.validate_proposal(message, _validators(state), state.config.recover)
     except InvalidMessage:
         return state, []
     actions: list[Action] = []
@@ -321,7 +338,7 @@ def upon_prepare(state: NodeState, event: PrepareReceived) -> Step:
     """
     message = event.message
     if not _fresh(state, message) or message.round > state.round + state.config.future_round_window:
-        return _buffer_future(state, message)
+        return _buffer_future(state, event)
     key = (message.round, message.signed.author)
     if key in state.prepares:
         return state, []
@@ -342,7 +359,7 @@ def upon_commit(state: NodeState, event: CommitReceived) -> Step:
     """
     message = event.message
     if not _fresh(state, message) or message.round > state.round + state.config.future_round_window:
-        return _buffer_future(state, message)
+        return _buffer_future(state, event)
     key = (message.round, message.signed.author)
     if key in state.commits or key in state.pending_commits:
         return state, []
@@ -372,7 +389,7 @@ def upon_round_change(state: NodeState, event: RoundChangeReceived) -> Step:
     """
     message = event.message
     if not _fresh(state, message):
-        return _buffer_future(state, message)
+        return _buffer_future(state, event)
     author = message.signed.author
     known = state.round_changes.get(author)
     if known is not None and known.round >= message.round:
@@ -449,8 +466,8 @@ def upon_new_block(state: NodeState, event: BlockImported) -> Step:
     future = state.future if event.height == state.height else ()
     state = replace(state, validators=validators, future=())
     state, actions = _start_height(state, event.height + 1)
-    for message in future:
-        state, more = step(state, received(message))
+    for early in future:
+        state, more = step(state, early)
         actions += more
     return state, actions
 
@@ -486,10 +503,11 @@ def _fresh(state: NodeState, message: Message) -> bool:
     )
 
 
-def _buffer_future(state: NodeState, message: Message) -> Step:
+def _buffer_future(state: NodeState, event: Received) -> Step:
     """Keep a message for the next height (bounded); drop everything else that is not fresh."""
-    if message.height == state.height + 1 and len(state.future) < state.config.future_height_buffer:
-        return replace(state, future=state.future + (message,)), []
+    height = event.message.height
+    if height == state.height + 1 and len(state.future) < state.config.future_height_buffer:
+        return replace(state, future=state.future + (event,)), []
     return state, []
 
 
@@ -508,7 +526,7 @@ def _start_height(state: NodeState, height: int) -> Step:
         config=state.config,
         validators=state.validators,
         height=height,
-        future=tuple(m for m in state.future if m.height == height),
+        future=tuple(e for e in state.future if e.message.height == height),
     )
     state, actions = _arm_timer(state)
     state, more = _request_block_if_proposer(state)
@@ -757,24 +775,18 @@ def _propose_after_round_change(state: NodeState) -> Step:
     return _propose(state, best.prepared_block, justification, best.prepares)
 
 
-_HANDLERS: dict[type, Callable[[NodeState, Any], Step]] = {
-    ProposalReceived: upon_proposal,
-    PrepareReceived: upon_prepare,
-    CommitReceived: upon_commit,
-    RoundChangeReceived: upon_round_change,
-    RoundTimeout: upon_round_timeout,
-    BlockImported: upon_new_block,
-    BlockProposalReady: upon_block_proposal_ready,
-}
+def received(message: Prepare | Commit | RoundChange) -> Received:
+    """The event for a vote (PREPARE, COMMIT, ROUND_CHANGE) that arrived from the network.
 
-_RECEIVED: dict[type, Callable[[Any], Event]] = {
-    Proposal: ProposalReceived,
-    Prepare: PrepareReceived,
-    Commit: CommitReceived,
-    RoundChange: RoundChangeReceived,
-}
-
-
-def received(message: Message) -> Event:
-    """The event for a message that arrived from the network."""
-    return _RECEIVED[type(message)](message)
+    A PROPOSAL becomes ``ProposalReceived(message, block_valid)`` once the runtime has
+    validated its block.
+    """
+    match message:
+        case Prepare():
+            return PrepareReceived(message)
+        case Commit():
+            return CommitReceived(message)
+        case RoundChange():
+            return RoundChangeReceived(message)
+        case _:
+            assert_never(message)

@@ -5,7 +5,9 @@ knows is in a :class:`NodeState`, a frozen dataclass. Its parts:
 
 - :class:`Config` — what does not change while the node runs: its address, the validator
   schedule, timeouts, and the *pure* functions the runtime injects (signer, signature recovery,
-  block validation, seal digest). They are functions, not I/O: same input, same output.
+  seal digest). They are functions, not I/O: same input, same output. Block validation is not
+  among them: the runtime validates a proposed block before the core sees the proposal and
+  passes the verdict in the event (``ProposalReceived.block_valid``).
 - round state for the current height (Dafny ``NodeState``): round, the proposal accepted in it,
   the latest prepared certificate, and the messages received, indexed so quorums are cheap.
 - :class:`SigningRecord` — what this validator signed at the current height. It is emitted in
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rlp
 
@@ -43,12 +45,13 @@ from consensus.messages import (
     _signed_item,
 )
 
+if TYPE_CHECKING:  # the inputs the core buffers are defined with the core that reads them
+    from consensus.qbft import Received
+
 #: ``signer(digest) -> signature``: the validator key as a capability (RFC 6979: deterministic).
 Signer = Callable[[bytes], bytes]
 #: ``recover(digest, signature) -> address`` or None if the signature does not recover.
 Recover = Callable[[bytes, bytes], bytes | None]
-#: ``block_validator(height, round, block) -> bool``: header/body checks and execution.
-BlockValidator = Callable[[int, int, Block], bool]
 #: ``seal_digest(block, round) -> bytes``: what a commit seal signs (extradata.commit_digest).
 SealDigest = Callable[[Block, int], bytes]
 
@@ -91,8 +94,6 @@ class Config:
     signer: Signer = field(repr=False, compare=False)
     #: Recovers the signer address of a signature over a digest (None if malformed).
     recover: Recover = field(repr=False, compare=False)
-    #: Validates a proposed block for (height, round): header, proposer, execution.
-    block_validator: BlockValidator = field(repr=False, compare=False)
     #: The digest a commit seal signs for a block committed in a round.
     seal_digest: SealDigest = field(repr=False, compare=False)
     #: Round 0 timeout (Besu ``requesttimeoutseconds``), in the runtime's time unit (ms).
@@ -203,8 +204,8 @@ class NodeState:
     block_request: BlockRequest | None = None
     #: Digest finalized at ``height`` by this node (CommitBlock emitted), awaiting import.
     committed: bytes | None = None
-    #: Messages for ``height + 1`` received early, replayed when the height starts.
-    future: tuple[Proposal | Prepare | Commit | RoundChange, ...] = ()
+    #: Network inputs for ``height + 1`` received early, replayed when the height starts.
+    future: tuple[Received, ...] = ()
     #: Set when the core stopped itself (an impossible state); all later input is ignored.
     halted: str | None = None
 

@@ -6,7 +6,7 @@ Every message the core acts on passes one of these checks first; each raises
 - the author is a validator of the message's height, and the signature over the payload's
   ``signing_digest`` recovers to the author (``recoverSigned*Author(m) in validators``);
 - PROPOSAL: the author is the proposer of (height, round); ``block.digest`` equals the signed
-  digest; round 0 needs a valid block; round r > 0 needs a quorum of ROUND_CHANGE payloads for
+  digest; round 0 carries no justification; round r > 0 needs a quorum of ROUND_CHANGE payloads for
   (height, r) from distinct validators, and — if any of them reports a prepared certificate —
   the block must be the one of the highest prepared round and come with a quorum of PREPAREs
   for it (``isProposalJustification``);
@@ -17,7 +17,8 @@ Every message the core acts on passes one of these checks first; each raises
   once the proposal's block is known (``validateCommit``).
 
 Height and round freshness (stale input) is the core's business, not this module's: a message
-can be valid and still be too old to matter.
+can be valid and still be too old to matter. Whether a proposed *block* is valid (header,
+execution, roots) is the runtime's: it arrives in ``ProposalReceived.block_valid``.
 
 Proposer selection: validators sorted by address, proposer of (height, round) is index
 ``(height + round) mod n`` — round-robin by height and round. Besu's ``ProposerSelector``
@@ -43,7 +44,7 @@ from consensus.messages import (
     RoundChangePayload,
     Signed,
 )
-from consensus.state import BlockValidator, Recover, SealDigest
+from consensus.state import Recover, SealDigest
 
 #: ceil(2n/3) — a module attribute so tests can plant an off-by-one and watch checkers fail.
 quorum = extradata.quorum
@@ -174,9 +175,9 @@ def validate_proposal(
     message: Proposal,
     validators: Sequence[bytes],
     recover: Recover,
-    block_validator: BlockValidator,
 ) -> None:
-    """Dafny ``isValidProposal`` minus the freshness part (the core checks the round)."""
+    """Dafny ``isValidProposal`` minus the freshness part (the core checks the round) and
+    ``validateNewBlock`` (the runtime's verdict, ``ProposalReceived.block_valid``)."""
     payload = message.signed.payload
     height, round_ = payload.height, payload.round
     if message.signed.author != proposer_for(validators, height, round_):
@@ -210,5 +211,3 @@ def validate_proposal(
                 validators,
                 recover,
             )
-    if not block_validator(height, round_, message.block):
-        raise InvalidMessage("proposed block is invalid")

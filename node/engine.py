@@ -16,9 +16,10 @@ action             what the runtime does
 =================  ========================================================================
 
 Execution happens once per node and block. A PROPOSAL is decoded and executed in the chain
-worker *before* the core sees it (``Ledger.execute_block``, nothing written); the core's
-``block_validator`` then only looks the result up, and ``CommitBlock`` commits that same
-execution (``Ledger.commit``). The proposer commits the execution it built.
+worker *before* the core sees it (``Ledger.execute_block``, nothing written: header, execution,
+every root); the verdict reaches the core as data, ``ProposalReceived(proposal, block_valid)``,
+and ``CommitBlock`` commits that same execution (``Ledger.commit``). The proposer commits the
+execution it built.
 
 Work-driven rounds: an idle chain makes no blocks except the heartbeat
 (``emptyBlockPeriodSeconds``), as in dev mode. So round 0 of a height starts its timer, and
@@ -106,7 +107,6 @@ class Engine:
             address=self.address,
             signer=partial(extradata.sign_seal, private_key=key),
             recover=recover,
-            block_validator=self._block_validator,
             seal_digest=self._seal_digest,
             request_timeout=self.qbft.request_timeout_seconds * 1000,
             max_timeout=max(MAX_TIMEOUT_MS, self.qbft.request_timeout_seconds * 1000),
@@ -240,10 +240,6 @@ class Engine:
         extra = extradata.decode(header.extra_data)
         stamped = extradata.ExtraData(extra.vanity, extra.validators, extra.vote, round_, ())
         return extradata.commit_digest(header.copy(extra_data=stamped.encode()))
-
-    def _block_validator(self, height: int, round_: int, block: Block) -> bool:
-        executed = self._executed.get(block.digest)
-        return executed is not None and executed.block.number == height
 
     def _remember(self, executed: Executed) -> None:
         self._executed[executed.block.hash] = executed
@@ -469,7 +465,7 @@ class Engine:
         self.evidence_reporter.add(number)
 
     async def _pre_execute(self, peer: bytes, proposal: Proposal) -> None:
-        """Execute a proposal's block (once) before the core sees the proposal."""
+        """Execute a proposal's block (once), then hand the core the proposal with the verdict."""
         digest = proposal.block.digest
         if digest not in self._executed and digest not in self._invalid:
             block = self._decode_block(proposal.block.payload)
@@ -495,7 +491,9 @@ class Engine:
                     self._invalid.popitem(last=False)
                 log.warning("invalid proposal #%d from %s: %s", block.number, peer.hex(), reason)
                 self.network.penalise(peer, PENALTY_INVALID, f"invalid proposal: {reason}")
-        self.events.put_nowait(qbft.ProposalReceived(proposal))
+        executed = self._executed.get(digest)
+        valid = executed is not None and executed.block.number == proposal.height
+        self.events.put_nowait(qbft.ProposalReceived(proposal, block_valid=valid))
 
     async def _on_new_block(self, peer: bytes, raw: bytes) -> None:
         try:

@@ -34,7 +34,7 @@ from consensus.qbft import (
     ScheduleTimeout,
 )
 from consensus.state import Config, NodeState, ValidatorSchedule
-from tests.consensus.simulator import FastCrypto, seal_digest
+from tests.support.qbft_simulator import FastCrypto, seal_digest
 
 CRYPTO = FastCrypto(5)
 VALIDATORS = tuple(sorted(CRYPTO.addresses[:4]))
@@ -48,7 +48,6 @@ def config(address: bytes) -> Config:
         address=address,
         signer=CRYPTO.signer(INDEX[address]),
         recover=CRYPTO.recover,
-        block_validator=lambda height, round_, block: block.payload != b"invalid",
         seal_digest=seal_digest,
         request_timeout=1_000,
         max_timeout=8_000,
@@ -78,6 +77,11 @@ def signed(author: bytes, payload):  # type: ignore[no-untyped-def]
 def proposal(height: int, round_: int, blk: Block, rcs=(), prepares=(), author=None) -> Proposal:  # type: ignore[no-untyped-def]
     author = author or proposer(height, round_)
     return Proposal(signed(author, ProposalPayload(height, round_, blk.digest)), blk, rcs, prepares)
+
+
+def proposed(message: Proposal) -> qbft.ProposalReceived:
+    """The proposal as the runtime hands it over: with its verdict on the block."""
+    return qbft.ProposalReceived(message, block_valid=message.block.payload != b"invalid")
 
 
 def prepare(author: bytes, height: int, round_: int, digest: bytes) -> Prepare:
@@ -158,20 +162,20 @@ def test_block_ready_is_proposed_then_prepared_locally() -> None:
 )
 def test_upon_proposal(make, expected) -> None:  # type: ignore[no-untyped-def]
     state = node(ME)
-    new, actions = qbft.step(state, qbft.ProposalReceived(make()))
+    new, actions = qbft.step(state, proposed(make()))
     assert shape(actions) == expected
     if not expected:
         assert new == state
 
 
 def test_upon_proposal_second_proposal_in_round_is_ignored() -> None:
-    state, _ = run(node(ME), qbft.ProposalReceived(proposal(1, 0, B)))
-    new, actions = qbft.step(state, qbft.ProposalReceived(proposal(1, 0, C)))
+    state, _ = run(node(ME), proposed(proposal(1, 0, B)))
+    new, actions = qbft.step(state, proposed(proposal(1, 0, C)))
     assert actions == [] and new == state
 
 
 def test_upon_proposal_next_height_is_buffered_and_replayed() -> None:
-    state, actions = qbft.step(node(ME), qbft.ProposalReceived(proposal(2, 0, C)))
+    state, actions = qbft.step(node(ME), proposed(proposal(2, 0, C)))
     assert actions == [] and len(state.future) == 1
     state, actions = qbft.step(state, qbft.BlockImported(1, B.digest))
     assert state.height == 2 and state.proposal is not None
@@ -181,7 +185,7 @@ def test_upon_proposal_next_height_is_buffered_and_replayed() -> None:
 def test_upon_proposal_stale_round_is_dropped() -> None:
     state, _ = run(node(ME), qbft.RoundTimeout(1, 0, 1))
     assert state.round == 1
-    new, actions = qbft.step(state, qbft.ProposalReceived(proposal(1, 0, B)))
+    new, actions = qbft.step(state, proposed(proposal(1, 0, B)))
     assert actions == [] and new == state
 
 
@@ -189,7 +193,7 @@ def test_upon_proposal_stale_round_is_dropped() -> None:
 
 
 def test_upon_prepare_quorum_prepares_then_commits() -> None:
-    state, _ = run(node(ME), qbft.ProposalReceived(proposal(1, 0, B)))  # own prepare: 1
+    state, _ = run(node(ME), proposed(proposal(1, 0, B)))  # own prepare: 1
     others = [a for a in VALIDATORS if a != ME]
     state, actions = qbft.step(state, qbft.PrepareReceived(prepare(others[0], 1, 0, B.digest)))
     assert actions == [] and state.prepared is None  # 2 < quorum 3
@@ -216,7 +220,7 @@ def test_upon_prepare_refuses(make) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_upon_commit_quorum_finalizes_with_sorted_seals_and_bad_seals_are_ignored() -> None:
-    state, _ = run(node(ME), qbft.ProposalReceived(proposal(1, 0, B)))
+    state, _ = run(node(ME), proposed(proposal(1, 0, B)))
     others = [a for a in VALIDATORS if a != ME]
     state, actions = run(
         state,
@@ -239,7 +243,7 @@ def test_commits_before_the_proposal_count_once_it_arrives() -> None:
     others = [a for a in VALIDATORS if a != ME]
     state, actions = run(node(ME), *(qbft.CommitReceived(commit(a, 1, 0, B)) for a in others))
     assert actions == [] and len(state.pending_commits) == 3
-    state, actions = qbft.step(state, qbft.ProposalReceived(proposal(1, 0, B)))
+    state, actions = qbft.step(state, proposed(proposal(1, 0, B)))
     assert shape(actions) == ["Persist", "Broadcast:Prepare", "CommitBlock"]
 
 
@@ -249,7 +253,7 @@ def test_commits_before_the_proposal_count_once_it_arrives() -> None:
 def test_upon_round_timeout_moves_on_and_reports_prepared_certificate() -> None:
     state, _ = run(
         node(ME),
-        qbft.ProposalReceived(proposal(1, 0, B)),
+        proposed(proposal(1, 0, B)),
         *(qbft.PrepareReceived(prepare(a, 1, 0, B.digest)) for a in VALIDATORS if a != ME),
     )
     timer = state.timer
@@ -335,7 +339,7 @@ def test_quorum_round_changes_with_a_prepared_certificate_repropose_that_block()
     assert not any(isinstance(a, BuildBlock) for a in actions)
     # and a validator accepts that justified round-1 proposal, moving rounds to do so
     follower = next(v for v in VALIDATORS if v not in (leader,))
-    new, more = qbft.step(node(follower), qbft.ProposalReceived(sent[0]))
+    new, more = qbft.step(node(follower), proposed(sent[0]))
     assert new.round == 1 and "Broadcast:Prepare" in shape(more)
 
 
@@ -348,7 +352,7 @@ def test_proposal_ignoring_the_prepared_certificate_is_refused() -> None:
     )
     bad = proposal(1, 1, C, rcs=rcs, author=leader)
     follower = next(v for v in VALIDATORS if v != leader)
-    assert qbft.step(node(follower), qbft.ProposalReceived(bad)) == (node(follower), [])
+    assert qbft.step(node(follower), proposed(bad)) == (node(follower), [])
 
 
 # ------------------------------------------------------------------ upon_new_block
@@ -367,13 +371,13 @@ def test_upon_new_block_starts_next_height_with_validator_change() -> None:
 def test_importing_a_block_other_than_the_committed_one_halts() -> None:
     state, _ = run(
         node(ME),
-        qbft.ProposalReceived(proposal(1, 0, B)),
+        proposed(proposal(1, 0, B)),
         *(qbft.CommitReceived(commit(a, 1, 0, B)) for a in VALIDATORS if a != ME),
     )
     assert state.committed == B.digest
     state, actions = qbft.step(state, qbft.BlockImported(1, C.digest))
     assert shape(actions) == ["Halt"] and isinstance(actions[0], Halt)
-    assert qbft.step(state, qbft.ProposalReceived(proposal(1, 0, B))) == (state, [])
+    assert qbft.step(state, proposed(proposal(1, 0, B))) == (state, [])
 
 
 # ------------------------------------------------------------------ crash safety
@@ -384,25 +388,25 @@ def _last_record(actions: list[qbft.Action]):  # type: ignore[no-untyped-def]
 
 
 def test_restart_with_record_never_prepares_a_second_block_in_the_round() -> None:
-    state, actions = qbft.step(node(ME), qbft.ProposalReceived(proposal(1, 0, B)))
+    state, actions = qbft.step(node(ME), proposed(proposal(1, 0, B)))
     record = _last_record(actions)
     # crash; an equivocating proposer now shows this validator block C for the same round
     restored, _ = qbft.restore(config(ME), SCHEDULE, 1, record)
-    _, actions = qbft.step(restored, qbft.ProposalReceived(proposal(1, 0, C)))
+    _, actions = qbft.step(restored, proposed(proposal(1, 0, C)))
     assert not any(isinstance(a, Broadcast) for a in actions)
     # the same block again is fine (an identical, deterministic signature)
-    _, actions = qbft.step(restored, qbft.ProposalReceived(proposal(1, 0, B)))
+    _, actions = qbft.step(restored, proposed(proposal(1, 0, B)))
     assert shape(actions) == ["Persist", "Broadcast:Prepare"]
     # without the record (amnesia) it would equivocate — which is why Persist comes first
     amnesic, _ = qbft.initial_state(config(ME), SCHEDULE, 1)
-    _, actions = qbft.step(amnesic, qbft.ProposalReceived(proposal(1, 0, C)))
+    _, actions = qbft.step(amnesic, proposed(proposal(1, 0, C)))
     assert shape(actions) == ["Persist", "Broadcast:Prepare"]
 
 
 def test_restart_keeps_prepared_certificate_and_never_commits_another_block() -> None:
     state, actions = run(
         node(ME),
-        qbft.ProposalReceived(proposal(1, 0, B)),
+        proposed(proposal(1, 0, B)),
         *(qbft.PrepareReceived(prepare(a, 1, 0, B.digest)) for a in VALIDATORS if a != ME),
     )
     record = _last_record(actions)
@@ -411,7 +415,7 @@ def test_restart_keeps_prepared_certificate_and_never_commits_another_block() ->
     assert restored.prepared == record.prepared
     _, actions = run(
         restored,
-        qbft.ProposalReceived(proposal(1, 0, C)),
+        proposed(proposal(1, 0, C)),
         *(qbft.PrepareReceived(prepare(a, 1, 0, C.digest)) for a in VALIDATORS if a != ME),
     )
     assert not any(isinstance(a, Broadcast) for a in actions)
@@ -436,7 +440,7 @@ def test_persist_precedes_every_signed_broadcast() -> None:
 
 
 def test_step_never_mutates_its_input() -> None:
-    state, _ = run(node(ME), qbft.ProposalReceived(proposal(1, 0, B)))
+    state, _ = run(node(ME), proposed(proposal(1, 0, B)))
     before = dataclasses.replace(state)
     snapshot = (dict(state.prepares), dict(state.commits), state.record)
     qbft.step(state, qbft.PrepareReceived(prepare(VALIDATORS[0], 1, 0, B.digest)))

@@ -19,7 +19,7 @@ import pytest
 
 from consensus import extradata, validation
 from consensus.messages import Commit
-from tests.consensus.simulator import (
+from tests.support.qbft_simulator import (
     Crash,
     Scenario,
     SimResult,

@@ -33,7 +33,7 @@ from consensus.messages import (
     decode_message,
     encode_message,
 )
-from tests.consensus.simulator import FastCrypto, Scenario, Simulation
+from tests.support.qbft_simulator import FastCrypto, Scenario, Simulation
 
 CRYPTO = FastCrypto(7)
 

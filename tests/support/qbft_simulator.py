@@ -358,7 +358,6 @@ class Simulation:
                 address=self.addresses[i],
                 signer=self.crypto.signer(i),
                 recover=self.crypto.recover,
-                block_validator=self._block_validator,
                 seal_digest=seal_digest,
                 request_timeout=REQUEST_TIMEOUT,
                 max_timeout=MAX_TIMEOUT,
@@ -390,8 +389,12 @@ class Simulation:
         self.seq += 1
         heapq.heappush(self.heap, (at, self.seq, kind, data))
 
-    def _block_validator(self, height: int, round_: int, block: Block) -> bool:
-        return block_is_valid(self.schedule, height, block)
+    def _received(self, message: Message) -> qbft.Event:
+        """The emulated runtime validates a proposed block before its core sees the proposal."""
+        if isinstance(message, Proposal):
+            valid = block_is_valid(self.schedule, message.height, message.block)
+            return qbft.ProposalReceived(message, block_valid=valid)
+        return qbft.received(message)
 
     def _send(self, src: int, dst: int, message: Any) -> None:
         sc = self.scenario
@@ -599,7 +602,7 @@ class Simulation:
         honest = [i for i in range(sc.n) if i not in self.byzantine]
         heap = self.heap
         trace = self.trace
-        received = qbft.received
+        received = self._received
         while heap:
             at, _, kind, data = heapq.heappop(heap)
             if at > deadline:
