@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import accounts, errors, nodeclient, openapi, ops, subscriptions, tracking
+from gateway import accounts, errors, nodeclient, openapi, ops, tracking
 from gateway import intake as api_events
-from gateway import proofs_api as api_proofs
 from gateway.appkeys import BODY_LIMIT, CONFIG
 from gateway.confidential import keystore
 from gateway.config import GatewayConfig
+from gateway.proofs_api import api as api_proofs
 from gateway.readside import indexer, readmodel
+from gateway.subscriptions import api as subscriptions
 from gateway.tracking import dcsa as api_dcsa
 from gateway.web import pages
 from gateway.writepath import outbox, submitter

@@ -20,10 +20,10 @@ if TYPE_CHECKING:
     from gateway.confidential.keystore import Keystore
     from gateway.config import GatewayConfig
     from gateway.nodeclient import NodeClient
-    from gateway.proofs_api import ProofRequestStore
+    from gateway.proofs_api.store import ProofRequestStore
     from gateway.readside.indexer import Indexer
     from gateway.readside.readmodel import ReadModel
-    from gateway.subscriptions import Subscriptions
+    from gateway.subscriptions.service import Subscriptions
     from gateway.tracking import Tracking
     from gateway.tracking.dcsa import CursorCodec
     from gateway.writepath.outbox import Outbox

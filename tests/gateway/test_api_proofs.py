@@ -4,7 +4,7 @@ Cargo events sealed as the gateway seals them are recorded on a real ``portledge
 process (repository genesis); each test runs the whole gateway app (``create_app``) against it,
 whose own indexer fills the read model. Owners export bundles with selective disclosure; a
 bank requests a bundle, the carrier approves or declines, the bank downloads; every bundle is
-checked with ``consensus.proofcheck`` against ``genesis.json``, with the independent verifier
+checked with ``proofs.verify`` against ``genesis.json``, with the independent verifier
 written from docs/proof-format.md, and with the ``portledger verify-proof`` command.
 """
 
@@ -88,7 +88,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
 
 
 @dataclasses.dataclass
-class Port:
+class ProofsHarness:
     """The gateway in front of the node, and API keys of three hosted organisations."""
 
     client: TestClient
@@ -99,7 +99,7 @@ class Port:
 
 
 @pytest.fixture
-async def port(recorded: Recorded, tmp_path: Path) -> AsyncIterator[Port]:
+async def harness(recorded: Recorded, tmp_path: Path) -> AsyncIterator[ProofsHarness]:
     cfg = dataclasses.replace(config(tmp_path / "gw"), node_urls=(recorded.node.url,),
                               indexer_poll_ms=50)
     client = TestClient(TestServer(create_app(cfg)))
@@ -117,8 +117,8 @@ async def port(recorded: Recorded, tmp_path: Path) -> AsyncIterator[Port]:
                 x25519_private=rs.x25519_private(chain_org),
                 master_secret=rs.master_secret(chain_org))  # fmt: skip
         assert await app[INDEXER].wait_for_block(recorded.head, timeout=60)
-        yield Port(client, auth[rs.CARRIER], auth[rs.TERMINAL], auth[rs.BANK],
-                   json.loads(REPO_GENESIS.read_text()))
+        yield ProofsHarness(client, auth[rs.CARRIER], auth[rs.TERMINAL], auth[rs.BANK],
+                            json.loads(REPO_GENESIS.read_text()))
     finally:
         await client.close()
 
@@ -167,18 +167,18 @@ def test_get_proof_takes_one_log_or_several(recorded: Recorded) -> None:
 # -- export -----------------------------------------------------------------------------------
 
 
-async def test_owner_exports_its_events_and_discloses_one(port: Port, recorded: Recorded,
+async def test_owner_exports_its_events_and_discloses_one(harness: ProofsHarness, recorded: Recorded,
                                                           tmp_path: Path) -> None:
     ids = recorded.ids
-    resp = await port.client.post("/v1/proofs", json={
-        "reference": MBL.lower(), "disclose": [ids["depart"]]}, headers=port.carrier)
+    resp = await harness.client.post("/v1/proofs", json={
+        "reference": MBL.lower(), "disclose": [ids["depart"]]}, headers=harness.carrier)
     assert resp.status == 200, await resp.text()
     assert resp.headers["Content-Disposition"] == (
         f'attachment; filename="portledger-proof-{MBL.lower()}.json"')
     bundle = await resp.json()
     # The carrier's own events of the master B/L's view, in timeline order; not the terminal's.
     assert proven_ids(bundle) == [ids["issue"], ids["stuffed"], ids["depart"]]
-    verified = verifies(bundle, port.genesis, tmp_path)
+    verified = verifies(bundle, harness.genesis, tmp_path)
     by_id = {e.cargo.event_id: e for e in verified.events if e.cargo is not None}
     assert by_id[ids["depart"]].plaintext == recorded.plaintexts[ids["depart"]]
     assert by_id[ids["issue"]].plaintext is None and by_id[ids["stuffed"]].plaintext is None
@@ -189,22 +189,22 @@ async def test_owner_exports_its_events_and_discloses_one(port: Port, recorded: 
     assert C2 not in json.dumps(bundle)
 
 
-async def test_export_choices(port: Port, recorded: Recorded, tmp_path: Path) -> None:
-    ids, post = recorded.ids, port.client.post
+async def test_export_choices(harness: ProofsHarness, recorded: Recorded, tmp_path: Path) -> None:
+    ids, post = recorded.ids, harness.client.post
     # every visible event of the container; all of the caller's own disclosed, without keys
     resp = await post("/v1/proofs", json={"reference": C1, "events": "visible",
                                           "disclose": "all", "dataKeys": False},
-                      headers=port.carrier)
+                      headers=harness.carrier)
     assert resp.status == 200, await resp.text()
     bundle = await resp.json()
     assert proven_ids(bundle) == [ids["depart"], ids["discharged"]]  # not the terminal's private
     assert bundle["events"][0]["disclosure"].keys() == {"plaintext", "layout"}
     assert "disclosure" not in bundle["events"][1]  # the terminal's: proven, never disclosed
-    assert verifies(bundle, port.genesis, tmp_path).events[0].plaintext == recorded.plaintexts[
+    assert verifies(bundle, harness.genesis, tmp_path).events[0].plaintext == recorded.plaintexts[
         ids["depart"]]
     # a chosen subset
     resp = await post("/v1/proofs", json={"reference": MBL, "eventIds": [ids["stuffed"]]},
-                      headers=port.carrier)
+                      headers=harness.carrier)
     assert proven_ids(await resp.json()) == [ids["stuffed"]]
     # refusals
     cases = [
@@ -220,25 +220,25 @@ async def test_export_choices(port: Port, recorded: Recorded, tmp_path: Path) ->
         ({}, 422, "schema-violation"),
     ]
     for body, status, code in cases:
-        assert await error_of(await post("/v1/proofs", json=body, headers=port.carrier),
+        assert await error_of(await post("/v1/proofs", json=body, headers=harness.carrier),
                               status) == code, body
     # the bank sees nothing of C1; the terminal owns no event of the master B/L it can see
-    assert await error_of(await post("/v1/proofs", json={"reference": C1}, headers=port.bank),
+    assert await error_of(await post("/v1/proofs", json={"reference": C1}, headers=harness.bank),
                           404) == "reference-not-found"
     assert await error_of(await post("/v1/proofs", data=b"{", headers={
-        **port.carrier, "Content-Type": "application/json"}), 400) == "bad-json"
+        **harness.carrier, "Content-Type": "application/json"}), 400) == "bad-json"
     assert await error_of(await post("/v1/proofs", json={"reference": C1}), 401) == "unauthorized"
 
 
 # -- requests ---------------------------------------------------------------------------------
 
 
-async def test_bank_requests_carrier_approves_bank_verifies(port: Port, recorded: Recorded,
+async def test_bank_requests_carrier_approves_bank_verifies(harness: ProofsHarness, recorded: Recorded,
                                                             tmp_path: Path) -> None:
-    client, ids = port.client, recorded.ids
+    client, ids = harness.client, recorded.ids
     resp = await client.post("/v1/proof-requests", json={
         "owner": rs.CARRIER, "reference": MBL, "purpose": "financing the cargo under L/C 7731",
-        "disclose": [ids["issue"]]}, headers=port.bank)
+        "disclose": [ids["issue"]]}, headers=harness.bank)
     assert resp.status == 201, await resp.text()
     asked = await resp.json()
     assert resp.headers["Location"] == f"/v1/proof-requests/{asked['id']}"
@@ -247,26 +247,26 @@ async def test_bank_requests_carrier_approves_bank_verifies(port: Port, recorded
     path = f"/v1/proof-requests/{asked['id']}"
 
     incoming = await (await client.get("/v1/proof-requests?direction=incoming",
-                                       headers=port.carrier)).json()
+                                       headers=harness.carrier)).json()
     assert [r["id"] for r in incoming["requests"]] == [asked["id"]]
     assert incoming["requests"][0]["purpose"] == "financing the cargo under L/C 7731"
     outgoing = await (await client.get("/v1/proof-requests?direction=outgoing",
-                                       headers=port.carrier)).json()
+                                       headers=harness.carrier)).json()
     assert outgoing["requests"] == []
-    mine = await (await client.get("/v1/proof-requests", headers=port.bank)).json()
+    mine = await (await client.get("/v1/proof-requests", headers=harness.bank)).json()
     assert [r["id"] for r in mine["requests"]] == [asked["id"]]
 
     # Only the owner decides; a third party does not even see it.
-    assert await error_of(await client.post(f"{path}/approve", json={}, headers=port.bank),
+    assert await error_of(await client.post(f"{path}/approve", json={}, headers=harness.bank),
                           403) == "not-the-owner"
-    assert await error_of(await client.get(path, headers=port.terminal),
+    assert await error_of(await client.get(path, headers=harness.terminal),
                           404) == "unknown-proof-request"
-    assert await error_of(await client.get(f"{path}/bundle", headers=port.bank),
+    assert await error_of(await client.get(f"{path}/bundle", headers=harness.bank),
                           409) == "not-approved"
 
     # The carrier approves: the issue record disclosed, as asked; the bundle is made now.
     resp = await client.post(f"{path}/approve", json={"note": "for L/C 7731 only"},
-                             headers=port.carrier)
+                             headers=harness.carrier)
     assert resp.status == 200, await resp.text()
     approved = await resp.json()
     assert approved["status"] == "approved" and approved["reason"] == "for L/C 7731 only"
@@ -274,68 +274,68 @@ async def test_bank_requests_carrier_approves_bank_verifies(port: Port, recorded
                                    "disclosed": [ids["issue"]], "dataKeys": True}
     assert approved["bundle"]["events"] == 3
     assert await error_of(await client.post(f"{path}/decline", json={"reason": "changed mind"},
-                                            headers=port.carrier), 409) == "already-decided"
+                                            headers=harness.carrier), 409) == "already-decided"
 
     # The bank downloads and verifies it offline; the disclosed plaintext is the carrier's.
-    resp = await client.get(f"{path}/bundle", headers=port.bank)
+    resp = await client.get(f"{path}/bundle", headers=harness.bank)
     assert resp.status == 200 and "attachment" in resp.headers["Content-Disposition"]
     bundle = await resp.json()
-    verified = verifies(bundle, port.genesis, tmp_path)
+    verified = verifies(bundle, harness.genesis, tmp_path)
     assert verified.events[0].plaintext == recorded.plaintexts[ids["issue"]]
     assert [e.plaintext for e in verified.events[1:]] == [None, None]
     assert "sealed by 1 of 1 validators" in verified.describe()
 
     # Both parties see the history; the carrier's access log names the bank's download.
-    for who in (port.bank, port.carrier):
+    for who in (harness.bank, harness.carrier):
         seen = await (await client.get(path, headers=who)).json()
         assert [h["action"] for h in seen["history"]] == ["requested", "approved", "downloaded"]
         assert [h["organisation"]["id"] for h in seen["history"]] == [rs.BANK, rs.CARRIER,
                                                                       rs.BANK]
         assert all(h["actor"].startswith("api-key:") and h["time"] for h in seen["history"])
-    log = await (await client.get("/v1/access-log", headers=port.carrier)).json()
+    log = await (await client.get("/v1/access-log", headers=harness.carrier)).json()
     by_proof = {e["eventId"] for e in log["entries"] if e["via"] == "proof"}
     assert by_proof == {ids["issue"], ids["stuffed"], ids["depart"]}
     assert {e["reader"] for e in log["entries"] if e["via"] == "proof"} == {rs.BANK}
 
 
-async def test_decline_withdraw_and_refusals(port: Port, recorded: Recorded) -> None:
-    client, post = port.client, port.client.post
+async def test_decline_withdraw_and_refusals(harness: ProofsHarness, recorded: Recorded) -> None:
+    client, post = harness.client, harness.client.post
     body = {"owner": rs.CARRIER, "reference": C1, "purpose": "pre-shipment finance"}
-    first = await (await post("/v1/proof-requests", json=body, headers=port.bank)).json()
-    second = await (await post("/v1/proof-requests", json=body, headers=port.bank)).json()
+    first = await (await post("/v1/proof-requests", json=body, headers=harness.bank)).json()
+    second = await (await post("/v1/proof-requests", json=body, headers=harness.bank)).json()
 
     declined = await post(f"/v1/proof-requests/{first['id']}/decline",
-                          json={"reason": "no facility with this bank"}, headers=port.carrier)
+                          json={"reason": "no facility with this bank"}, headers=harness.carrier)
     assert declined.status == 200
     assert (await declined.json())["reason"] == "no facility with this bank"
     assert await error_of(await client.get(f"/v1/proof-requests/{first['id']}/bundle",
-                                           headers=port.bank), 409) == "not-approved"
+                                           headers=harness.bank), 409) == "not-approved"
     assert await error_of(await post(f"/v1/proof-requests/{first['id']}/approve",
-                                     headers=port.carrier), 409) == "already-decided"
+                                     headers=harness.carrier), 409) == "already-decided"
 
     assert await error_of(await post(f"/v1/proof-requests/{second['id']}/withdraw",
-                                     headers=port.carrier), 403) == "not-the-requester"
+                                     headers=harness.carrier), 403) == "not-the-requester"
     withdrawn = await (await post(f"/v1/proof-requests/{second['id']}/withdraw",
-                                  headers=port.bank)).json()
+                                  headers=harness.bank)).json()
     assert withdrawn["status"] == "withdrawn"
     assert [h["action"] for h in withdrawn["history"]] == ["requested", "withdrawn"]
     listed = await (await client.get("/v1/proof-requests?status=declined",
-                                      headers=port.bank)).json()
+                                      headers=harness.bank)).json()
     assert [r["id"] for r in listed["requests"]] == [first["id"]]
 
     # An owner with nothing of its own to prove cannot approve (the request stays pending).
     asked = await (await post("/v1/proof-requests", json={**body, "owner": rs.TERMINAL,
                                                            "reference": C2},
-                              headers=port.bank)).json()
+                              headers=harness.bank)).json()
     assert await error_of(await post(f"/v1/proof-requests/{asked['id']}/approve",
-                                     headers=port.terminal), 404) == "reference-not-found"
+                                     headers=harness.terminal), 404) == "reference-not-found"
     carrier_only = await (await post("/v1/proof-requests", json={
         **body, "owner": rs.TERMINAL, "reference": MBL, "eventIds": [recorded.ids["issue"]]},
-        headers=port.bank)).json()
+        headers=harness.bank)).json()
     assert await error_of(await post(f"/v1/proof-requests/{carrier_only['id']}/approve",
-                                     headers=port.terminal), 422) == "unknown-event"
+                                     headers=harness.terminal), 422) == "unknown-event"
     assert (await (await client.get(f"/v1/proof-requests/{asked['id']}",
-                                    headers=port.bank)).json())["status"] == "pending"
+                                    headers=harness.bank)).json())["status"] == "pending"
 
     cases = [
         ({**body, "owner": rs.BANK}, 422, "own-organisation"),
@@ -347,30 +347,30 @@ async def test_decline_withdraw_and_refusals(port: Port, recorded: Recorded) -> 
         ({**body, "purpose": "lone \ud800 surrogate"}, 422, "invalid-text"),
     ]
     for bad, status, code in cases:
-        assert await error_of(await post("/v1/proof-requests", json=bad, headers=port.bank),
+        assert await error_of(await post("/v1/proof-requests", json=bad, headers=harness.bank),
                               status) == code, bad
     unknown = "/v1/proof-requests/6f1d7a52-0000-4000-8000-000000000000"
-    assert await error_of(await client.get(unknown, headers=port.bank), 404) == "unknown-proof-request"
+    assert await error_of(await client.get(unknown, headers=harness.bank), 404) == "unknown-proof-request"
     assert await error_of(await post(f"{unknown}/decline", json={"reason": "x"},
-                                     headers=port.carrier), 404) == "unknown-proof-request"
+                                     headers=harness.carrier), 404) == "unknown-proof-request"
     assert await error_of(await post(f"/v1/proof-requests/{asked['id']}/decline", json={},
-                                     headers=port.terminal), 422) == "schema-violation"
-    assert await error_of(await client.get("/v1/proof-requests?limit=0", headers=port.bank),
+                                     headers=harness.terminal), 422) == "schema-violation"
+    assert await error_of(await client.get("/v1/proof-requests?limit=0", headers=harness.bank),
                           400) == "bad-query"
     assert await error_of(await client.get("/v1/proof-requests?direction=sideways",
-                                           headers=port.bank), 400) == "bad-query"
+                                           headers=harness.bank), 400) == "bad-query"
 
 
-async def test_scopes(port: Port, recorded: Recorded) -> None:
-    app = port.client.app
+async def test_scopes(harness: ProofsHarness, recorded: Recorded) -> None:
+    app = harness.client.app
     _, reader = organisation(app, "Read Only Forwarder", chain_org=rs.FORWARDER,
                              scopes=("tracking:read",))
-    post = port.client.post
+    post = harness.client.post
     assert await error_of(await post("/v1/proofs", json={"reference": C1}, headers=reader),
                           403) == "missing-scope"
     assert await error_of(await post("/v1/proof-requests", json={
         "owner": rs.CARRIER, "reference": C1, "purpose": "x"}, headers=reader),
         403) == "missing-scope"
-    assert await error_of(await port.client.get("/v1/proof-requests", headers=reader),
+    assert await error_of(await harness.client.get("/v1/proof-requests", headers=reader),
                           403) == "missing-scope"
     assert app[READ_MODEL].event(recorded.ids["issue"]) is not None

@@ -15,9 +15,18 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway import appkeys
-from gateway import subscriptions as subs
 from gateway.app import create_app
 from gateway.config import ConfigError
+from gateway.subscriptions.model import (
+    CallbackRefused,
+    SubscriptionSettings,
+    backoff,
+    check_callback_url,
+    decode_secret,
+    signature,
+)
+from gateway.subscriptions.resolver import PublicResolver
+from gateway.subscriptions.store import SubscriptionStore
 from tests.gateway.dcsa_fixtures import (
     OTHER_SECRET,
     SECRET,
@@ -37,8 +46,8 @@ def test_signature_is_hmac_sha256_of_the_raw_body() -> None:
 
     body = b'[{"eventType":"EQUIPMENT"}]'
     key = b"k" * 32
-    assert subs.signature(key, body) == "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
-    assert subs.signature(key, body + b" ") != subs.signature(key, body)
+    assert signature(key, body) == "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+    assert signature(key, body + b" ") != signature(key, body)
 
 
 @pytest.mark.parametrize(
@@ -53,10 +62,10 @@ def test_signature_is_hmac_sha256_of_the_raw_body() -> None:
 )
 def test_secret_is_base64_of_16_to_1024_bytes(secret: Any, ok: bool) -> None:
     if ok:
-        assert subs.decode_secret(secret) == b"subscriber secret, 32 bytes long"
+        assert decode_secret(secret) == b"subscriber secret, 32 bytes long"
     else:
         with pytest.raises(ValueError):
-            subs.decode_secret(secret)
+            decode_secret(secret)
 
 
 @pytest.mark.parametrize(
@@ -87,33 +96,33 @@ def test_secret_is_base64_of_16_to_1024_bytes(secret: Any, ok: bool) -> None:
 )
 def test_callback_urls(url: str, code: str | None) -> None:
     if code is None:
-        assert subs.check_callback_url(url, allow_private=False) == url
+        assert check_callback_url(url, allow_private=False) == url
     else:
-        with pytest.raises(subs.CallbackRefused) as info:
-            subs.check_callback_url(url, allow_private=False)
+        with pytest.raises(CallbackRefused) as info:
+            check_callback_url(url, allow_private=False)
         assert info.value.code == code
 
 
 def test_private_callbacks_only_when_allowed() -> None:
-    assert subs.check_callback_url("http://127.0.0.1:9/cb", allow_private=True)
-    with pytest.raises(subs.CallbackRefused):
-        subs.check_callback_url("gopher://127.0.0.1:9/cb", allow_private=True)
+    assert check_callback_url("http://127.0.0.1:9/cb", allow_private=True)
+    with pytest.raises(CallbackRefused):
+        check_callback_url("gopher://127.0.0.1:9/cb", allow_private=True)
 
 
 def test_backoff_doubles_is_capped_and_jittered() -> None:
-    settings = subs.SubscriptionSettings(retry_base_seconds=1.0, retry_max_seconds=30.0)
+    settings = SubscriptionSettings(retry_base_seconds=1.0, retry_max_seconds=30.0)
     rng = random.Random(7)
     for attempts, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (5, 16.0), (6, 30.0), (60, 30.0)]:
-        waits = [subs.backoff(attempts, settings, rng) for _ in range(200)]
+        waits = [backoff(attempts, settings, rng) for _ in range(200)]
         assert all(ceiling / 2 <= w < ceiling for w in waits), (attempts, min(waits), max(waits))
         assert max(waits) - min(waits) > ceiling / 10  # jitter spreads receivers' retries
 
 
 def test_settings_refuse_unknown_keys(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown"):
-        subs.SubscriptionSettings.from_config(config(tmp_path, retry_bsae_seconds=1))
+        SubscriptionSettings.from_config(config(tmp_path, retry_bsae_seconds=1))
     with pytest.raises(ConfigError):
-        subs.SubscriptionSettings.from_config(config(tmp_path, concurrency=0))
+        SubscriptionSettings.from_config(config(tmp_path, concurrency=0))
 
 
 # -- HTTP: CRUD, validation, ownership --------------------------------------------------------
@@ -613,7 +622,7 @@ async def test_a_slow_subscriber_does_not_hold_up_the_others(
 
 
 async def test_the_delivery_resolver_drops_non_public_addresses() -> None:
-    resolver = subs.PublicResolver()
+    resolver = PublicResolver()
     try:
         with pytest.raises(OSError, match="non-public"):
             await resolver.resolve("localhost", 80)  # /etc/hosts: loopback only
@@ -649,7 +658,7 @@ def test_finished_deliveries_are_forgotten_but_stay_deduplicated(tmp_path: Path)
 
     from gateway.tracking.dcsa import DcsaFilter
 
-    store = subs.SubscriptionStore(tmp_path / "subscriptions.db")
+    store = SubscriptionStore(tmp_path / "subscriptions.db")
     try:
         sub = store.create(1, "http://127.0.0.1:9/cb", b"k" * 32, DcsaFilter(), limit=10)
         events = sample_events()
