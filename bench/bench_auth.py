@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_auth.py [--keys 200] [--active 32] [--requests 20000]
                                          [--rounds 5]
 
-Builds an accounts database (:class:`gateway.accounts.Accounts`, a temporary directory) with
+Builds an accounts database (:class:`gateway.accounts.store.Accounts`, a temporary directory) with
 ``--keys`` API keys over 20 active organisations, then authenticates ``--requests`` presented
 keys drawn at random from ``--active`` of them (an enterprise system's few keys, sent with every
 request), alternating in each of ``--rounds`` rounds between
@@ -25,14 +25,13 @@ import argparse
 import os
 import random
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from gateway.accounts.store import Accounts
+from gateway.principal import ROLE_SCOPES
 
 
 def _per_request_us(call: Callable[[str], object], presented: list[str]) -> float:
@@ -66,9 +65,6 @@ def main() -> int:
 
 def _run(args: argparse.Namespace, path: str) -> dict[str, float]:
     """Fill the database at ``path``, time the variants; median µs/request of each."""
-    from gateway.accounts import Accounts
-    from gateway.principal import ROLE_SCOPES
-
     setup = Accounts(path)
     orgs = [setup.create_organisation(f"Org {i}", ["forwarder"], {}, status="active",
                                       chain_org=100 + i) for i in range(20)]

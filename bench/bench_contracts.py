@@ -29,21 +29,18 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import vyper
+from eth_abi import encode
+from eth_tester import EthereumTester, PyEVMBackend
+from eth_utils import keccak, to_canonical_address
+from vyper.compiler.settings import Settings
+from web3 import Web3
+from web3.providers.eth_tester import EthereumTesterProvider
 
-import vyper  # noqa: E402
-from eth_abi import encode  # noqa: E402
-from eth_tester import EthereumTester, PyEVMBackend  # noqa: E402
-from eth_utils import keccak, to_canonical_address  # noqa: E402
-from vyper.compiler.settings import Settings  # noqa: E402
-from web3 import Web3  # noqa: E402
-from web3.providers.eth_tester import EthereumTesterProvider  # noqa: E402
-
-import contracts  # noqa: E402
-from contracts import build, cargo  # noqa: E402
+import contracts
+from contracts import build, cargo
 
 BATCH_SIZES = (1, 10, 100, 500)
 T0 = 1_795_000_000

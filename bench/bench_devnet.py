@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Finalized cargo-event throughput and finality latency of a local multi-process QBFT network.
 
-    .venv/bin/python bench/bench_devnet.py [--validators 4] [--minutes 5] [--events-per-tx 100]
-    .venv/bin/python bench/bench_devnet.py --quick        # short runs, a smoke test
+    .venv/bin/python -m bench.bench_devnet [--validators 4] [--minutes 5] [--events-per-tx 100]
+    .venv/bin/python -m bench.bench_devnet --quick        # short runs, a smoke test
 
-Creates a fresh devnet (``node.devnet``: one ``portledger node`` process per validator, p2p and
-JSON-RPC on loopback) in a temporary folder and drives it with ``CargoLedger.record()``
-transactions from the demo members' accounts (``node.devnet.CargoLoad``), each publisher's
+Creates a fresh devnet (:mod:`devnet.layout`, :mod:`devnet.processes`: one ``portledger node``
+process per validator, p2p and JSON-RPC on loopback) in a temporary folder and drives it with ``CargoLedger.record()``
+transactions from the demo members' accounts (:class:`devnet.load.CargoLoad`), each publisher's
 transactions sent to one validator, publishers dealt round-robin over the validators.
 
 1. Probe: one transaction must be finalized within ``--probe-timeout`` seconds, else exit 2.
@@ -38,14 +38,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from devnet.errors import DevnetError  # noqa: E402
-from devnet.layout import create_devnet  # noqa: E402
-from devnet.load import CargoLoad, LoadReport  # noqa: E402
-from devnet.processes import Devnet  # noqa: E402
-from node.genesis import QbftConfig  # noqa: E402
+from devnet.errors import DevnetError
+from devnet.layout import create_devnet
+from devnet.load import CargoLoad, LoadReport
+from devnet.processes import Devnet
+from node.genesis import QbftConfig
 
 #: Finalized throughput must reach this share of the offered rate for a step to "keep up".
 FOLLOW_SHARE = 0.9

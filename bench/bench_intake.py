@@ -29,22 +29,18 @@ import asyncio
 import json
 import os
 import sqlite3
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from devnet.gateway import GatewayProcess  # noqa: E402
-from devnet.ports import free_ports  # noqa: E402
-from gateway.config import GatewayConfig  # noqa: E402
-from gateway.events.identifiers import container_check_digit  # noqa: E402
-from gateway.events.model import CanonicalEvent, Reference, Visibility  # noqa: E402
-from gateway.writepath.outbox import Operation, Outbox  # noqa: E402
+from devnet.gateway import GatewayProcess
+from devnet.ports import free_ports
+from gateway.config import GatewayConfig
+from gateway.events.identifiers import container_check_digit
+from gateway.events.model import CanonicalEvent, Reference, Visibility
+from gateway.writepath.outbox import Operation, Outbox
 
 
 def container(n: int) -> str:

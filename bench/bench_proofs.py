@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Proof bundle generation and offline verification time per event.
 
-    .venv/bin/python bench/bench_proofs.py [--events 20000] [--samples 200]
+    .venv/bin/python -m bench.bench_proofs [--events 20000] [--samples 200]
 
 Builds a sealed chain (bench_replay's: four validators, real commit seals, a governance change
 adding a fifth validator, blocks of ten ``record()`` transactions of 100 events each), then for
 ``--samples`` random events: builds a one-event bundle (``ProofBuilder.bundle``: receipts and
 transactions of the block, both tries rebuilt, proofs walked, validator-change headers) and
-verifies it (``consensus.proofcheck.verify_bundle``: every seal recovered, both MPT proofs, the
-log decoded). Reports p50 / p99 / max per event, with the one-off cost of the builder's
+verifies it (``proofs.verify.verify_bundle``: every seal recovered, both MPT proofs, the log
+decoded). Reports p50 / p99 / max per event, with the one-off cost of the builder's
 validator-change index (a scan of every header) reported separately.
 """
 
@@ -18,13 +18,9 @@ import argparse
 import json
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
@@ -33,9 +29,7 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=200)
     args = parser.parse_args()
     import node  # noqa: F401  (the node's hashing backend)
-    sys.path.insert(0, str(ROOT / "bench"))
-    from bench_replay import build
-
+    from bench.bench_replay import build
     from node.proofs import EventRef, ProofBuilder
     from proofs.verify import verify_bundle
 

@@ -27,17 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 PAYLOAD_BYTES = 100
 
 
 def build(root: Path, events: int, per_tx: int, txs_per_block: int) -> tuple[object, int]:
     """A sealed chain holding ``events`` cargo events under ``root``; (builder, events)."""
     from contracts.cargo import EVENT_TYPES, CargoEventInput
+    from devnet.sealedchain import ADD_VALIDATOR, ChainBuilder
     from node.genesis import dev_key
-    from tests.proofs.chain import ADD_VALIDATOR, ChainBuilder
 
     b = ChainBuilder(root)
     newcomer = dev_key("org:4").public_key.to_canonical_address()

@@ -24,7 +24,6 @@ import json
 import multiprocessing as mp
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,14 +32,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from eth.vm.forks.prague import PragueVM
+from eth_utils import keccak, to_canonical_address
+
+from devnet.counter import compiled_counter
+from devnet.ports import free_port
+from node.genesis import dev_key
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from eth.vm.forks.prague import PragueVM  # noqa: E402
-from eth_utils import keccak, to_canonical_address  # noqa: E402
-
-from node.genesis import dev_key  # noqa: E402
-from tests.node.counter import compiled_counter  # noqa: E402
 
 INTAKE_TARGET = 1_000.0
 P99_TARGET_MS = 20.0
@@ -50,12 +50,6 @@ IS_MEMBER = keccak(b"isMemberAccount(address)")[:4]
 
 
 # -- a node process --------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 #: Environment of the node per variant: the node's own settings, or Python's defaults (5 ms
 #: GIL switch interval, default garbage-collector thresholds) for a side-by-side comparison.
 VARIANTS = {

@@ -69,16 +69,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
+from devnet.errors import DevnetError
+from devnet.gateway import GatewayProcess, write_config
+from devnet.layout import create_devnet
+from devnet.processes import Devnet
+from gateway.events.identifiers import container_check_digit
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import aiohttp  # noqa: E402
-
-from devnet.errors import DevnetError  # noqa: E402
-from devnet.gateway import GatewayProcess, write_config  # noqa: E402
-from devnet.layout import create_devnet  # noqa: E402
-from devnet.processes import Devnet  # noqa: E402
-from gateway.events.identifiers import container_check_digit  # noqa: E402
 
 #: The uploading organisation (a terminal operator) and the named reader (a carrier): chain ids.
 UPLOADER, READER = 2, 4

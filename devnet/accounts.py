@@ -16,11 +16,12 @@ from typing import Any
 
 from eth_utils.crypto import keccak
 
-from gateway.accounts import Accounts
+from devnet.members import DEMO_ORGANISATIONS
+from gateway.accounts.store import Accounts
 from gateway.confidential.keystore import open_keystore
 from gateway.config import GatewayConfig
 from gateway.principal import SCOPES
-from node.genesis import DEMO_ORGANISATIONS, dev_address, dev_key, dev_x25519
+from node.genesis import dev_address, dev_key, dev_x25519
 
 
 def slug(name: str) -> str:

@@ -1,4 +1,6 @@
-"""A small Vyper contract the JSON-RPC tests and benchmarks deploy: a counter with an event.
+"""A small Vyper contract to deploy on a devnet: a counter with an event.
+
+The JSON-RPC tests, the web3.py/ethers.js acceptance tests and ``bench.bench_rpc`` deploy it.
 
 ``bump(by)`` writes two storage slots and logs ``Bumped(who indexed, by, total)``; ``small(x)``
 is a view that reverts with ``"too big"`` for x >= 10 (revert-reason round trips).
@@ -36,7 +38,7 @@ def small(x: uint256) -> uint256:
 @cache
 def compiled_counter() -> dict[str, Any]:
     """``abi`` and deploy ``bytecode`` (0x-hex) of the counter, compiled once per process."""
-    import vyper
+    import vyper  # the compiler loads in seconds: only when the counter is asked for
 
     out = vyper.compile_code(COUNTER_SOURCE, output_formats=["abi", "bytecode"])
     return {"abi": out["abi"], "bytecode": out["bytecode"]}

@@ -28,7 +28,8 @@ What it does, in the order it prints:
 6. **the auditor's replay** — every process stopped, the observer's chain re-executed from
    genesis, every root re-checked.
 
-Every check prints ``PASS`` or ``FAIL``; the exit status is 0 only if every one passed.
+Every check prints ``PASS`` or ``FAIL``; the exit status is 0 only if every one passed. SIGTERM
+stops every process and ends the demo with status 0 (unless a check had already failed).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class DemoError(Exception):
 
 
 class _Stop(Exception):
-    """SIGTERM arrived: end like Ctrl-C, stopping every process."""
+    """SIGTERM arrived: stop every process and end (exit 0 unless a check already failed)."""
 
 
 @dataclass
@@ -300,6 +301,7 @@ def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
                  "SIMULATED vessel call")
     port: Port | None = None
     observer: NodeSpec | None = None
+    stopped = False  # SIGTERM asked the demo to stop: it stops every process, that is all
     with _sigterm_stops():
         try:
             console.print(f"creating the port in {root} (devnet, gateway, demo accounts)…")
@@ -334,7 +336,9 @@ def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
             console.print(status_table(port.devnet.statuses(), title="the network at the end"))
             checks.check("every node has the same head", len(set(heads)) == 1 and heads[0] is not None,
                          f"#{heads[0][0]} {heads[0][1][:18]}…" if heads[0] else "")
-        except (KeyboardInterrupt, _Stop):
+        except _Stop:
+            stopped = True
+        except KeyboardInterrupt:
             checks.check("the demo ran to its end", False, "interrupted")
         except Exception as exc:  # report, stop every process, exit non-zero
             checks.check("the demo ran to its end", False, f"{type(exc).__name__}: {exc}")
@@ -345,8 +349,17 @@ def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
             if port is not None:
                 with _signals_ignored():  # a second Ctrl-C must not leave processes behind
                     port.stop()
-        if observer is not None and (observer.datadir / "genesis.json").exists():
-            _replay(observer, console, checks)
+        if not stopped and observer is not None and (observer.datadir / "genesis.json").exists():
+            try:
+                _replay(observer, console, checks)
+            except _Stop:
+                stopped = True
+    if stopped:
+        # Stopping on request is no failure; a check that already failed still is.
+        passed = all(ok for _, ok, _ in checks.results)
+        console.rule("[bold]demo stopped by SIGTERM; every process stopped" if passed
+                     else "[bold red]demo FAILED (then stopped by SIGTERM; every process stopped)")
+        return 0 if passed else 1
     console.rule("[bold green]demo OK" if checks.ok else "[bold red]demo FAILED")
     return 0 if checks.ok else 1
 

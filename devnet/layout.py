@@ -28,9 +28,10 @@ from eth_keys.datatypes import PrivateKey
 from eth_utils.address import to_checksum_address
 
 from devnet.errors import DevnetError
+from devnet.members import demo_members
 from devnet.ports import free_ports
 from node.datadir import DataDirError, init_datadir
-from node.genesis import QbftConfig, build_genesis, demo_members, write_genesis
+from node.genesis import QbftConfig, build_genesis, write_genesis
 
 VALIDATOR = "validator"
 OBSERVER = "observer"

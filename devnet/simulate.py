@@ -25,10 +25,10 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from devnet.members import DEMO_ORGANISATIONS
 from gateway.events.identifiers import container_check_digit, imo_check_digit
 from gateway.events.model import CanonicalEvent, Reference, Visibility
 from gateway.isotime import iso_time
-from node.genesis import DEMO_ORGANISATIONS
 
 
 class SimulationError(ValueError):

@@ -19,7 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from node.genesis import build_genesis, demo_members, write_genesis  # noqa: E402
+from devnet.members import demo_members  # noqa: E402
+from node.genesis import build_genesis, write_genesis  # noqa: E402
 
 
 def main() -> int:

@@ -1,12 +1,13 @@
-"""Fixtures of the contract tests (the helpers live in ``contract_port``)."""
+"""Fixtures of the contract tests (the helpers live in ``tests.support.deployment``)."""
 
 from __future__ import annotations
 
 import pytest
-from contract_port import Port, reset_port
+
+from tests.support.deployment import Deployment, reset_port
 
 
 @pytest.fixture
-def port() -> Port:
+def port() -> Deployment:
     """A freshly deployed test port."""
     return reset_port()

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from contract_port import Port, reverts
-
 from contracts.cargo import EVENT_TYPES, CargoEventInput, encode_record_call, subject_key
+from tests.support.deployment import Deployment, reverts
 
 SUBJECT, EVENT = 1, 2
 CONTAINER = subject_key("CSQU3054383")
 WRAPPED = b"\x07" * 92
 
 
-def publish(port: Port, org: int = 2) -> int:
+def publish(port: Deployment, org: int = 2) -> int:
     """Record one terminal event by ``org``; return its id."""
     e = CargoEventInput(
         subject=CONTAINER,
@@ -27,7 +26,7 @@ def eid(event_id: int) -> bytes:
     return event_id.to_bytes(32, "big")
 
 
-def test_grant_and_revoke_subject(port: Port) -> None:
+def test_grant_and_revoke_subject(port: Deployment) -> None:
     g = port.AccessGrants.functions
     r = port.transact(g.grant(SUBJECT, CONTAINER, 5, WRAPPED, 0), port.accounts[2])
     assert port.events(r, "AccessGrants", "AccessGranted") == [
@@ -55,7 +54,7 @@ def test_grant_and_revoke_subject(port: Port) -> None:
     assert g.cargo_ledger().call() == port.CargoLedger.address
 
 
-def test_only_the_owner_revokes(port: Port) -> None:
+def test_only_the_owner_revokes(port: Deployment) -> None:
     g = port.AccessGrants.functions
     port.transact(g.grant(SUBJECT, CONTAINER, 5, WRAPPED, 0), port.accounts[2])
     # Another organisation's revoke names its own (non-existent) grant, never the owner's.
@@ -68,7 +67,7 @@ def test_only_the_owner_revokes(port: Port) -> None:
     assert g.hasAccess(2, SUBJECT, CONTAINER, 5).call()
 
 
-def test_grant_refusals(port: Port) -> None:
+def test_grant_refusals(port: Deployment) -> None:
     g = port.AccessGrants.functions
     with reverts("grants: caller is not a member"):
         port.transact(g.grant(SUBJECT, CONTAINER, 5, WRAPPED, 0), port.spare[0])
@@ -84,7 +83,7 @@ def test_grant_refusals(port: Port) -> None:
         port.transact(g.grant(3, CONTAINER, 5, WRAPPED, 0), port.accounts[2])
 
 
-def test_event_grants_need_the_publisher(port: Port) -> None:
+def test_event_grants_need_the_publisher(port: Deployment) -> None:
     g = port.AccessGrants.functions
     event_id = publish(port, org=2)
     with reverts("grants: caller does not own the record"):
@@ -99,7 +98,7 @@ def test_event_grants_need_the_publisher(port: Port) -> None:
     assert not g.canRead(2, event_id + 1, CONTAINER).call()  # no such event
 
 
-def test_subject_grant_covers_the_owners_events(port: Port) -> None:
+def test_subject_grant_covers_the_owners_events(port: Deployment) -> None:
     g = port.AccessGrants.functions
     event_id = publish(port, org=2)
     port.transact(g.grant(SUBJECT, CONTAINER, 6, WRAPPED, 0), port.accounts[2])
@@ -110,7 +109,7 @@ def test_subject_grant_covers_the_owners_events(port: Port) -> None:
     assert not g.canRead(7, event_id, CONTAINER).call()
 
 
-def test_grant_expiry(port: Port) -> None:
+def test_grant_expiry(port: Deployment) -> None:
     g = port.AccessGrants.functions
     event_id = publish(port)
     expiry = port.now() + 100
@@ -128,7 +127,7 @@ def test_grant_expiry(port: Port) -> None:
     assert g.canRead(5, event_id, CONTAINER).call()
 
 
-def test_reference_readable(port: Port) -> None:
+def test_reference_readable(port: Deployment) -> None:
     g = port.AccessGrants.functions
     event_id = publish(port)
     assert not g.isReferenceReadable(event_id).call()

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from contract_port import Port, reverts
 from eth_utils import keccak
 
 from contracts.anchors import KINDS, leaf, merkle_proof, merkle_root, verify
+from tests.support.deployment import Deployment, reverts
 
 AIS, REEFER, TRUCK_GPS = KINDS["AIS"], KINDS["REEFER"], KINDS["TRUCK_GPS"]
 READINGS = [keccak(f'{{"mmsi":477123400,"lat":22.3{i},"lon":114.1{i}}}'.encode()) for i in range(7)]
 T0 = 1_795_000_000
 
 
-def anchor(port: Port, org: int, kind: int = REEFER, hashes: list[bytes] = READINGS) -> int:
+def anchor(port: Deployment, org: int, kind: int = REEFER, hashes: list[bytes] = READINGS) -> int:
     fn = port.Anchors.functions.anchor(kind, merkle_root(hashes), len(hashes), T0, T0 + 60)
     port.transact(fn, port.accounts[org])
     return int(port.Anchors.functions.anchor_count().call())
@@ -28,7 +28,7 @@ def test_python_tree_round_trip(size: int) -> None:
     assert not verify(root, keccak(b"forged"), merkle_proof(hashes, 0))
 
 
-def test_anchor(port: Port) -> None:
+def test_anchor(port: Deployment) -> None:
     a = port.Anchors.functions
     root = merkle_root(READINGS)
     r = port.transact(a.anchor(REEFER, root, len(READINGS), T0, T0 + 60), port.accounts[2])
@@ -49,7 +49,7 @@ def test_anchor(port: Port) -> None:
     assert a.consortium().call() == port.Consortium.address
 
 
-def test_inclusion(port: Port) -> None:
+def test_inclusion(port: Deployment) -> None:
     a = port.Anchors.functions
     anchor_id = anchor(port, 2)
     for i, reading in enumerate(READINGS):
@@ -66,7 +66,7 @@ def test_inclusion(port: Port) -> None:
     assert not a.verifyReading(anchor_id, inner, merkle_proof(READINGS, 0)[1:]).call()
 
 
-def test_single_reading_batch(port: Port) -> None:
+def test_single_reading_batch(port: Deployment) -> None:
     anchor_id = anchor(port, 7, TRUCK_GPS, READINGS[:1])
     assert port.Anchors.functions.verifyReading(anchor_id, READINGS[0], []).call()
 
@@ -86,7 +86,7 @@ def test_single_reading_batch(port: Port) -> None:
         (9, AIS, False),
     ],
 )
-def test_roles_per_kind(port: Port, org: int, kind: int, allowed: bool) -> None:
+def test_roles_per_kind(port: Deployment, org: int, kind: int, allowed: bool) -> None:
     if allowed:
         assert anchor(port, org, kind) == 1
     else:
@@ -94,7 +94,7 @@ def test_roles_per_kind(port: Port, org: int, kind: int, allowed: bool) -> None:
             anchor(port, org, kind)
 
 
-def test_anchor_refusals(port: Port) -> None:
+def test_anchor_refusals(port: Deployment) -> None:
     a = port.Anchors.functions
     root = merkle_root(READINGS)
     with reverts("anchors: caller is not a member"):

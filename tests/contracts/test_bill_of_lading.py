@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from contract_port import Port, reverts
-
 from contracts.cargo import subject_key
+from tests.support.deployment import Deployment, reverts
 
 MBL = subject_key("OOLU2104567890")
 HBL = subject_key("PRLHKG240001")
@@ -12,19 +11,19 @@ CONTAINERS = sorted(subject_key(c) for c in ("CSQU3054383", "OOLU1234567", "TGHU
 ZERO = b"\x00" * 32
 
 
-def register(port: Port, containers: list[bytes] = CONTAINERS, carrier: int = 3) -> None:
+def register(port: Deployment, containers: list[bytes] = CONTAINERS, carrier: int = 3) -> None:
     port.transact(
         port.BillOfLading.functions.registerMaster(MBL, containers), port.accounts[carrier]
     )
 
 
-def link(port: Port, containers: list[bytes], forwarder: int = 5, house: bytes = HBL) -> None:
+def link(port: Deployment, containers: list[bytes], forwarder: int = 5, house: bytes = HBL) -> None:
     port.transact(
         port.BillOfLading.functions.linkHouse(house, MBL, containers), port.accounts[forwarder]
     )
 
 
-def test_register_master(port: Port) -> None:
+def test_register_master(port: Deployment) -> None:
     b = port.BillOfLading.functions
     r = port.transact(b.registerMaster(MBL, CONTAINERS), port.accounts[3])
     assert port.events(r, "BillOfLading", "MasterRegistered") == [
@@ -37,7 +36,7 @@ def test_register_master(port: Port) -> None:
     assert b.consortium().call() == port.Consortium.address
 
 
-def test_register_master_refusals(port: Port) -> None:
+def test_register_master_refusals(port: Deployment) -> None:
     b = port.BillOfLading.functions
     with reverts("billoflading: caller is not a carrier"):
         port.transact(b.registerMaster(MBL, CONTAINERS), port.accounts[5])
@@ -54,7 +53,7 @@ def test_register_master_refusals(port: Port) -> None:
         register(port)
 
 
-def test_add_containers(port: Port) -> None:
+def test_add_containers(port: Deployment) -> None:
     b = port.BillOfLading.functions
     register(port, CONTAINERS[:1])
     extra = CONTAINERS[1:]
@@ -69,7 +68,7 @@ def test_add_containers(port: Port) -> None:
         port.transact(b.addContainers(MBL, extra), port.accounts[5])
 
 
-def test_add_containers_only_by_its_carrier(port: Port) -> None:
+def test_add_containers_only_by_its_carrier(port: Deployment) -> None:
     register(port)
     # A second carrier organisation (the haulier is given the carrier role through governance
     # in test_consortium; here the airline's roles are not carrier, so use a new master).
@@ -80,14 +79,14 @@ def test_add_containers_only_by_its_carrier(port: Port) -> None:
         port.transact(port.BillOfLading.functions.addContainers(MBL, [HBL]), port.accounts[8])
 
 
-def test_too_many_containers(port: Port) -> None:
+def test_too_many_containers(port: Deployment) -> None:
     many = sorted(subject_key(f"CONT{i:07d}") for i in range(256))
     register(port, many)
     with reverts("billoflading: too many containers"):
         port.transact(port.BillOfLading.functions.addContainers(MBL, [HBL]), port.accounts[3])
 
 
-def test_link_house(port: Port) -> None:
+def test_link_house(port: Deployment) -> None:
     b = port.BillOfLading.functions
     register(port)
     subset = CONTAINERS[:2]
@@ -101,7 +100,7 @@ def test_link_house(port: Port) -> None:
     assert b.housesOf(MBL).call() == [HBL]
 
 
-def test_link_house_refusals(port: Port) -> None:
+def test_link_house_refusals(port: Deployment) -> None:
     b = port.BillOfLading.functions
     register(port)
     with reverts("billoflading: caller is not a forwarder"):
@@ -121,7 +120,7 @@ def test_link_house_refusals(port: Port) -> None:
         link(port, CONTAINERS[1:], forwarder=6)
 
 
-def test_correct_and_unlink_only_by_linking_forwarder(port: Port) -> None:
+def test_correct_and_unlink_only_by_linking_forwarder(port: Deployment) -> None:
     b = port.BillOfLading.functions
     register(port)
     link(port, CONTAINERS[:1])
@@ -152,7 +151,7 @@ def test_correct_and_unlink_only_by_linking_forwarder(port: Port) -> None:
     assert b.forwarderOf(HBL).call() == 6
 
 
-def test_correct_to_another_master(port: Port) -> None:
+def test_correct_to_another_master(port: Deployment) -> None:
     b = port.BillOfLading.functions
     register(port)
     other = subject_key("OOLU9999999999")
@@ -163,7 +162,7 @@ def test_correct_to_another_master(port: Port) -> None:
     assert b.masterOf(HBL).call() == other
 
 
-def test_rotated_forwarder_account_keeps_the_link(port: Port) -> None:
+def test_rotated_forwarder_account_keeps_the_link(port: Deployment) -> None:
     register(port)
     link(port, CONTAINERS[:1])
     c = port.Consortium.functions

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-from contract_port import Port, reset_port, reverts, reverts_without_reason
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +19,7 @@ from contracts.cargo import (
     encode_record_call,
     subject_key,
 )
+from tests.support.deployment import Deployment, reset_port, reverts, reverts_without_reason
 
 T0 = 1_795_000_000
 CONTAINER = subject_key("CSQU 305438-3")
@@ -45,7 +45,7 @@ def event(
     )
 
 
-def record(port: Port, org: int, events: list[CargoEventInput]) -> list[cargo.CargoEvent]:
+def record(port: Deployment, org: int, events: list[CargoEventInput]) -> list[cargo.CargoEvent]:
     receipt = port.send(port.CargoLedger.address, encode_record_call(events), port.accounts[org])
     return [
         decode_event_log(log["topics"], log["data"])
@@ -54,7 +54,7 @@ def record(port: Port, org: int, events: list[CargoEventInput]) -> list[cargo.Ca
     ]
 
 
-def record_raw(port: Port, org: int, data: bytes) -> None:
+def record_raw(port: Deployment, org: int, data: bytes) -> None:
     port.send(port.CargoLedger.address, data, port.accounts[org])
 
 
@@ -63,7 +63,7 @@ def test_family_table_matches_python() -> None:
     assert f"FAMILY_TABLE: public(constant(uint256)) = {cargo.family_table()}" in source
 
 
-def test_family_table_view(port: Port) -> None:
+def test_family_table_view(port: Deployment) -> None:
     assert port.CargoLedger.functions.FAMILY_TABLE().call() == cargo.family_table()
     assert port.CargoLedger.functions.consortium().call() == port.Consortium.address
 
@@ -89,7 +89,7 @@ def test_subject_key_normalises() -> None:
     assert subject_key("CSQU3054383") != subject_key("CSQU3054384")
 
 
-def test_record_batch(port: Port) -> None:
+def test_record_batch(port: Deployment) -> None:
     events = [event("TERMINAL.DISC", payload=os.urandom(n)) for n in (0, 20, 64, 65, 200, 300, 700)]
     receipt = port.send(port.CargoLedger.address, encode_record_call(events), port.accounts[2])
     logged = [
@@ -142,7 +142,7 @@ def test_record_batch(port: Port) -> None:
         (10, "CUSTOMS.CUSH"),
     ],
 )
-def test_roles_that_may_publish(port: Port, org: int, kind: str) -> None:
+def test_roles_that_may_publish(port: Deployment, org: int, kind: str) -> None:
     assert record(port, org, [event(kind)])[0].event_type == EVENT_TYPES[kind]
 
 
@@ -160,25 +160,25 @@ def test_roles_that_may_publish(port: Port, org: int, kind: str) -> None:
         (8, "LAND.PICK_UP", "cargo: caller may not publish this event type"),
     ],
 )
-def test_role_refusals(port: Port, org: int, kind: str, reason: str) -> None:
+def test_role_refusals(port: Deployment, org: int, kind: str, reason: str) -> None:
     with reverts(reason):
         record(port, org, [event(kind)])
 
 
-def test_one_refused_event_reverts_the_batch(port: Port) -> None:
+def test_one_refused_event_reverts_the_batch(port: Deployment) -> None:
     with reverts("cargo: caller is not customs"):
         record(port, 2, [event("TERMINAL.DISC"), event("TERMINAL.LOAD"), event("CUSTOMS.CUSI")])
     assert port.CargoLedger.functions.batch_count().call() == 0
 
 
 @pytest.mark.parametrize("code", [0x0000, 0x0101 - 1, 0x0112, 0x0306, 0x0A01, 0xFF01, 0x0903 + 2])
-def test_unknown_event_types(port: Port, code: int) -> None:
+def test_unknown_event_types(port: Deployment, code: int) -> None:
     bad = CargoEventInput(subject=CONTAINER, event_type=code, classifier=3, event_time=T0)
     with reverts("cargo: unknown event type"):
         record(port, 2, [bad])
 
 
-def test_all_zero_type_and_classifier_is_checked(port: Port) -> None:
+def test_all_zero_type_and_classifier_is_checked(port: Deployment) -> None:
     # Type and classifier are checked only when they change; an all-zero first event must not
     # slip through as "unchanged".
     bad = CargoEventInput(subject=CONTAINER, event_type=0, classifier=0, event_time=T0)
@@ -188,7 +188,7 @@ def test_all_zero_type_and_classifier_is_checked(port: Port) -> None:
         record(port, 2, [event("TERMINAL.DISC"), bad])
 
 
-def test_repeated_type_still_checks_each_change(port: Port) -> None:
+def test_repeated_type_still_checks_each_change(port: Deployment) -> None:
     ok = [event("TERMINAL.DISC"), event("TERMINAL.DISC"), event("TERMINAL.GTOT")]
     with reverts("cargo: caller is not customs"):
         record(port, 2, ok + [event("CUSTOMS.CUSR")])
@@ -196,20 +196,20 @@ def test_repeated_type_still_checks_each_change(port: Port) -> None:
         record(port, 2, ok + [event("TERMINAL.GTOT", classifier=0)])
 
 
-def test_non_member(port: Port) -> None:
+def test_non_member(port: Deployment) -> None:
     with reverts("cargo: caller is not a member"):
         port.send(
             port.CargoLedger.address, encode_record_call([event("TERMINAL.DISC")]), port.spare[0]
         )
 
 
-def test_invalid_classifier(port: Port) -> None:
+def test_invalid_classifier(port: Deployment) -> None:
     for classifier in (0, 4):
         with reverts("cargo: invalid classifier"):
             record(port, 2, [event("TERMINAL.DISC", classifier=classifier)])
 
 
-def test_malformed_batches(port: Port) -> None:
+def test_malformed_batches(port: Deployment) -> None:
     with reverts("cargo: empty batch"):
         record_raw(port, 2, cargo.RECORD_SELECTOR)
     # Truncation is caught by the bounds check of the calldata slice (no reason string: the
@@ -228,14 +228,14 @@ def test_malformed_batches(port: Port) -> None:
         record_raw(port, 2, bytes(long) + b"\x00" * 2000)
 
 
-def test_too_many_events(port: Port) -> None:
+def test_too_many_events(port: Deployment) -> None:
     one = cargo.encode_event(event("TERMINAL.DISC"))
     with reverts("cargo: too many events"):
         record_raw(port, 2, cargo.RECORD_SELECTOR + one * 1001)
     assert len(record(port, 2, [event("TERMINAL.DISC")] * 1000)) == 1000
 
 
-def test_retraction(port: Port) -> None:
+def test_retraction(port: Deployment) -> None:
     first = record(port, 2, [event("TERMINAL.DISC"), event("TERMINAL.GTOT")])
     fix = record(port, 2, [event("TERMINAL.GTOT", retracts=first[1].event_id)])
     assert fix[0].retracts == first[1].event_id
@@ -244,7 +244,7 @@ def test_retraction(port: Port) -> None:
     assert same[1].retracts == 3 << 16
 
 
-def test_retraction_refusals(port: Port) -> None:
+def test_retraction_refusals(port: Deployment) -> None:
     first = record(port, 2, [event("TERMINAL.DISC"), event("EQUIPMENT.STUF")])
     with reverts("cargo: caller is not the publisher"):
         record(port, 7, [event("EQUIPMENT.PICK", retracts=first[1].event_id)])
@@ -258,7 +258,7 @@ def test_retraction_refusals(port: Port) -> None:
         record(port, 2, [event("TERMINAL.DISC", retracts=2 << 16)])
 
 
-def test_suspended_publisher_loses_access(port: Port) -> None:
+def test_suspended_publisher_loses_access(port: Deployment) -> None:
     # Suspension is tested in test_consortium; here: a rotated-out account can no longer publish.
     c = port.Consortium.functions
     port.transact(c.addAccount(port.spare[0]), port.accounts[2])
@@ -278,7 +278,7 @@ def test_roles_constant_mirrors_contract() -> None:
     assert f"ALL: constant(uint256) = {sum(ROLES.values())}\n" in source
 
 
-def test_every_payload_class_boundary(port: Port) -> None:
+def test_every_payload_class_boundary(port: Deployment) -> None:
     lengths = sorted(
         {c for c in cargo.PAYLOAD_CLASSES} | {c + 1 for c in cargo.PAYLOAD_CLASSES[:-1]}
     )

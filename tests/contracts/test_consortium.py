@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from contract_port import ORGS, TIMELOCK, Port, reverts
 from eth_utils import to_checksum_address
 
 from contracts import ROLES, constructor_args, roles_mask
+from tests.support.deployment import ORGS, TIMELOCK, Deployment, reverts
 
 ADD_MEMBER, SET_ROLES, SUSPEND_MEMBER, ADD_VALIDATOR, REMOVE_VALIDATOR, RECOVER = range(1, 7)
 OPEN, EXECUTED, VETOED, CANCELLED = 1, 2, 3, 4
@@ -16,7 +16,7 @@ KEY = b"\x42" * 32
 
 
 def propose(
-    port: Port,
+    port: Deployment,
     proposer: int,
     kind: int,
     org: int = 0,
@@ -30,16 +30,16 @@ def propose(
     return int(port.Consortium.functions.proposal_count().call())
 
 
-def vote(port: Port, proposal: int, *orgs: int) -> None:
+def vote(port: Deployment, proposal: int, *orgs: int) -> None:
     for org in orgs:
         port.transact(port.Consortium.functions.vote(proposal), port.accounts[org])
 
 
-def execute(port: Port, proposal: int, by: int = 1) -> Any:
+def execute(port: Deployment, proposal: int, by: int = 1) -> Any:
     return port.transact(port.Consortium.functions.execute(proposal), port.accounts[by])
 
 
-def passed(port: Port, kind: int, voters: list[int], **kw: Any) -> Any:
+def passed(port: Deployment, kind: int, voters: list[int], **kw: Any) -> Any:
     """Propose, vote, wait out the timelock, execute; return the receipt."""
     pid = propose(port, voters[0], kind, **kw)
     vote(port, pid, *voters[1:])
@@ -47,14 +47,14 @@ def passed(port: Port, kind: int, voters: list[int], **kw: Any) -> Any:
     return execute(port, pid)
 
 
-def proposal(port: Port, pid: int) -> Any:
+def proposal(port: Deployment, pid: int) -> Any:
     return port.Consortium.functions.proposal(pid).call()
 
 
 # --- views -------------------------------------------------------------------------------
 
 
-def test_genesis_views(port: Port) -> None:
+def test_genesis_views(port: Deployment) -> None:
     c = port.Consortium.functions
     assert c.org_count().call() == len(ORGS)
     assert c.active_count().call() == len(ORGS)
@@ -107,8 +107,8 @@ def test_constructor_args_shape() -> None:
     assert roles_mask(["bank", "auditor"]) == 512 | 1024
 
 
-def test_genesis_refuses_validator_outside_membership(port: Port) -> None:
-    from contract_port import _deploy, genesis_members
+def test_genesis_refuses_validator_outside_membership(port: Deployment) -> None:
+    from tests.support.deployment import _deploy, genesis_members
 
     members, validators = genesis_members(list(port.w3.eth.accounts))
     args = constructor_args("Consortium", members, validators + [port.spare[0]])
@@ -123,7 +123,7 @@ def test_genesis_refuses_validator_outside_membership(port: Port) -> None:
 # --- self-service accounts and keys ------------------------------------------------------
 
 
-def test_add_remove_rotate_accounts(port: Port) -> None:
+def test_add_remove_rotate_accounts(port: Deployment) -> None:
     c = port.Consortium.functions
     new, newer = port.spare[0], port.spare[1]
     r = port.transact(c.addAccount(new), port.accounts[5])
@@ -137,7 +137,7 @@ def test_add_remove_rotate_accounts(port: Port) -> None:
     assert c.accountsOf(5).call() == [port.accounts[5]]
 
 
-def test_account_refusals(port: Port) -> None:
+def test_account_refusals(port: Deployment) -> None:
     c = port.Consortium.functions
     with reverts("consortium: caller is not a member"):
         port.transact(c.addAccount(port.spare[0]), port.spare[1])
@@ -157,7 +157,7 @@ def test_account_refusals(port: Port) -> None:
         port.transact(c.rotateAccount(port.accounts[6], port.spare[0]), port.accounts[5])
 
 
-def test_too_many_accounts(port: Port) -> None:
+def test_too_many_accounts(port: Deployment) -> None:
     c = port.Consortium.functions
     for a in port.spare[:15]:
         port.transact(c.addAccount(a), port.accounts[7])
@@ -165,7 +165,7 @@ def test_too_many_accounts(port: Port) -> None:
         port.transact(c.addAccount(port.spare[15]), port.accounts[7])
 
 
-def test_set_encryption_key(port: Port) -> None:
+def test_set_encryption_key(port: Deployment) -> None:
     c = port.Consortium.functions
     r = port.transact(c.setEncryptionKey(KEY), port.accounts[3])
     assert port.events(r, "Consortium", "EncryptionKeyChanged")[0]["encryption_key"] == KEY
@@ -179,7 +179,7 @@ def test_set_encryption_key(port: Port) -> None:
 # --- membership governance ---------------------------------------------------------------
 
 
-def test_add_member_needs_majority_and_timelock(port: Port) -> None:
+def test_add_member_needs_majority_and_timelock(port: Deployment) -> None:
     c = port.Consortium.functions
     newcomer = port.spare[0]
     r = port.transact(
@@ -210,7 +210,7 @@ def test_add_member_needs_majority_and_timelock(port: Port) -> None:
         execute(port, pid)
 
 
-def test_vote_refusals(port: Port) -> None:
+def test_vote_refusals(port: Deployment) -> None:
     pid = propose(port, 2, SET_ROLES, org=7, roles=ROLES["haulier"] | ROLES["warehouse"])
     with reverts("consortium: organisation already voted"):
         vote(port, pid, 2)
@@ -222,7 +222,7 @@ def test_vote_refusals(port: Port) -> None:
         port.transact(port.Consortium.functions.execute(pid), port.spare[0])
 
 
-def test_set_roles_and_suspend(port: Port) -> None:
+def test_set_roles_and_suspend(port: Deployment) -> None:
     c = port.Consortium.functions
     r = passed(
         port, SET_ROLES, [1, 2, 3, 4, 5, 6], org=7, roles=ROLES["haulier"] | ROLES["warehouse"]
@@ -242,7 +242,7 @@ def test_set_roles_and_suspend(port: Port) -> None:
         port.transact(c.addAccount(port.spare[0]), port.accounts[9])
 
 
-def test_proposal_validation(port: Port) -> None:
+def test_proposal_validation(port: Deployment) -> None:
     with reverts("consortium: invalid roles"):
         propose(port, 1, ADD_MEMBER, account=port.spare[0], roles=1 << 11, name="X", key=KEY)
     with reverts("consortium: invalid roles"):
@@ -269,7 +269,7 @@ def test_proposal_validation(port: Port) -> None:
         )
 
 
-def test_execution_rechecks_state(port: Port) -> None:
+def test_execution_rechecks_state(port: Deployment) -> None:
     # Two proposals add the same account; the second fails at execution.
     first = propose(port, 1, ADD_MEMBER, account=port.spare[0], roles=1, name="A", key=KEY)
     second = propose(port, 1, ADD_MEMBER, account=port.spare[0], roles=1, name="B", key=KEY)
@@ -281,7 +281,7 @@ def test_execution_rechecks_state(port: Port) -> None:
         execute(port, second)
 
 
-def test_votes_are_recounted_at_execution(port: Port) -> None:
+def test_votes_are_recounted_at_execution(port: Deployment) -> None:
     pid = propose(port, 5, SET_ROLES, org=7, roles=ROLES["haulier"] | ROLES["agent"])
     vote(port, pid, 6, 7, 8, 9, 10)  # 6 of 10
     # One of the voters is suspended before execution: 5 of 9 active is still a majority...
@@ -295,7 +295,7 @@ def test_votes_are_recounted_at_execution(port: Port) -> None:
         execute(port, pid)
 
 
-def test_cancel(port: Port) -> None:
+def test_cancel(port: Deployment) -> None:
     pid = propose(port, 5, SET_ROLES, org=7, roles=ROLES["haulier"])
     with reverts("consortium: caller is not the proposer"):
         port.transact(port.Consortium.functions.cancel(pid), port.accounts[6])
@@ -311,7 +311,7 @@ def test_cancel(port: Port) -> None:
 # --- vetoes ------------------------------------------------------------------------------
 
 
-def test_operator_vetoes_new_member(port: Port) -> None:
+def test_operator_vetoes_new_member(port: Deployment) -> None:
     pid = propose(
         port, 2, ADD_MEMBER, account=port.spare[0], roles=ROLES["haulier"], name="X", key=KEY
     )
@@ -327,7 +327,7 @@ def test_operator_vetoes_new_member(port: Port) -> None:
         port.transact(port.Consortium.functions.veto(pid), port.accounts[1])
 
 
-def test_customs_vetoes_customs_role_changes(port: Port) -> None:
+def test_customs_vetoes_customs_role_changes(port: Deployment) -> None:
     veto = port.Consortium.functions.veto
     # Giving the customs role: customs may veto, the operator may not.
     pid = propose(port, 2, SET_ROLES, org=7, roles=ROLES["haulier"] | ROLES["customs"])
@@ -356,7 +356,7 @@ def test_customs_vetoes_customs_role_changes(port: Port) -> None:
 # --- validators --------------------------------------------------------------------------
 
 
-def test_add_validator_needs_two_thirds_of_validator_orgs(port: Port) -> None:
+def test_add_validator_needs_two_thirds_of_validator_orgs(port: Deployment) -> None:
     c = port.Consortium.functions
     pid = propose(port, 1, ADD_VALIDATOR, org=5, account=port.accounts[5])
     vote(port, pid, 5, 6, 7, 8, 9, 10)  # many members, but only one validator org
@@ -373,7 +373,7 @@ def test_add_validator_needs_two_thirds_of_validator_orgs(port: Port) -> None:
     assert c.organisation(5).call()[4] == 1
 
 
-def test_validator_quorum_safety(port: Port) -> None:
+def test_validator_quorum_safety(port: Deployment) -> None:
     # An organisation that already runs one of 4 validators may not run a second (f = 1).
     port.transact(port.Consortium.functions.addAccount(port.spare[0]), port.accounts[1])
     with reverts("consortium: organisation would run too many validators"):
@@ -386,7 +386,7 @@ def test_validator_quorum_safety(port: Port) -> None:
         propose(port, 1, ADD_VALIDATOR, org=77, account=port.spare[0])
 
 
-def test_remove_validator(port: Port) -> None:
+def test_remove_validator(port: Deployment) -> None:
     c = port.Consortium.functions
     with reverts("consortium: validator set would fall below 4"):
         propose(port, 1, REMOVE_VALIDATOR, account=port.validators[3])
@@ -412,7 +412,7 @@ def test_remove_validator(port: Port) -> None:
     propose(port, 1, SUSPEND_MEMBER, org=4)
 
 
-def test_remove_validator_keeps_fault_tolerance(port: Port) -> None:
+def test_remove_validator_keeps_fault_tolerance(port: Deployment) -> None:
     # 7 validators (f = 2), org 1 runs 2 of them; removing someone else's gives n = 6, f = 1.
     passed(port, ADD_VALIDATOR, [1, 2, 3], org=5, account=port.accounts[5])
     passed(port, ADD_VALIDATOR, [1, 2, 3, 5], org=6, account=port.accounts[6])
@@ -430,7 +430,7 @@ def test_remove_validator_keeps_fault_tolerance(port: Port) -> None:
 # --- recovery ----------------------------------------------------------------------------
 
 
-def test_recover_lost_keys(port: Port) -> None:
+def test_recover_lost_keys(port: Deployment) -> None:
     c = port.Consortium.functions
     port.transact(c.addAccount(port.spare[1]), port.accounts[1])
     lost = [port.accounts[1], port.spare[1]]
@@ -443,7 +443,7 @@ def test_recover_lost_keys(port: Port) -> None:
     assert c.memberOf(port.spare[0]).call() == [1, ROLES["operator"]]
 
 
-def test_recovery_vetoed_by_its_target(port: Port) -> None:
+def test_recovery_vetoed_by_its_target(port: Deployment) -> None:
     pid = propose(port, 2, RECOVER, org=5, account=port.spare[0])
     with reverts("consortium: organisation holds no veto"):
         port.transact(port.Consortium.functions.veto(pid), port.accounts[6])
@@ -455,7 +455,7 @@ REINSTATE = 7
 LIFETIME = 30 * 86_400
 
 
-def test_reinstate_member(port: Port) -> None:
+def test_reinstate_member(port: Deployment) -> None:
     c = port.Consortium.functions
     passed(port, SUSPEND_MEMBER, [1, 2, 3, 4, 5, 6], org=9)
     with reverts("consortium: organisation is active"):
@@ -469,7 +469,7 @@ def test_reinstate_member(port: Port) -> None:
     assert c.active_count().call() == 10
 
 
-def test_reinstatement_vetoes(port: Port) -> None:
+def test_reinstatement_vetoes(port: Deployment) -> None:
     veto = port.Consortium.functions.veto
     passed(port, SUSPEND_MEMBER, [1, 2, 3, 4, 5, 6], org=9)
     pid = propose(port, 2, REINSTATE, org=9)
@@ -479,7 +479,7 @@ def test_reinstatement_vetoes(port: Port) -> None:
     assert proposal(port, pid)[1] == VETOED
 
 
-def test_proposals_lapse(port: Port) -> None:
+def test_proposals_lapse(port: Deployment) -> None:
     pid = propose(port, 5, SET_ROLES, org=7, roles=ROLES["haulier"] | ROLES["agent"])
     port.advance(LIFETIME)
     with reverts("consortium: proposal has lapsed"):
@@ -498,7 +498,7 @@ PROPOSAL_CODE, PREPARE_CODE, COMMIT_CODE = 0x12, 0x13, 0x14
 SEAL = b"\x07" * 65
 
 
-def _key(port: Port, account: str) -> Any:
+def _key(port: Deployment, account: str) -> Any:
     """The eth-tester private key of one of the port's accounts."""
     from eth_keys import keys
 
@@ -510,7 +510,7 @@ def _key(port: Port, account: str) -> Any:
 
 
 def _signed(
-    port: Port, account: str, code: int, height: int, round_: int, digest: bytes
+    port: Deployment, account: str, code: int, height: int, round_: int, digest: bytes
 ) -> Any:
     """A message of ``account`` signed exactly as a QBFT node signs it (consensus.messages)."""
     from consensus import extradata
@@ -530,7 +530,7 @@ def _signed(
     )
 
 
-def _report(port: Port, first: Any, second: Any, reporter: str) -> Any:
+def _report(port: Deployment, first: Any, second: Any, reporter: str) -> Any:
     fn = port.Consortium.functions.reportEquivocation(first.as_tuple(), second.as_tuple())
     return port.transact(fn, reporter)
 
@@ -547,7 +547,7 @@ def _evidence_hash(first: Any, second: Any) -> bytes:
     return bytes(keccak(rlp.encode([1, *items])))
 
 
-def test_equivocation_report_is_recorded(port: Port) -> None:
+def test_equivocation_report_is_recorded(port: Deployment) -> None:
     from contracts.equivocation import (
         REPORT_SELECTOR,
         REPORTED_TOPIC,
@@ -594,7 +594,7 @@ def test_equivocation_report_is_recorded(port: Port) -> None:
     assert bytes.fromhex(call[2:10]) == REPORT_SELECTOR
 
 
-def test_equivocation_evidence_hash_matches_the_node_encoding(port: Port) -> None:
+def test_equivocation_evidence_hash_matches_the_node_encoding(port: Deployment) -> None:
     """The contract's RLP agrees with pyrlp at every length boundary of height and round."""
     cases = [
         (PROPOSAL_CODE, 0, 0),
@@ -617,7 +617,7 @@ def test_equivocation_evidence_hash_matches_the_node_encoding(port: Port) -> Non
     assert port.Consortium.functions.equivocation_count().call() == len(cases)
 
 
-def test_node_evidence_is_accepted_as_stored(port: Port) -> None:
+def test_node_evidence_is_accepted_as_stored(port: Deployment) -> None:
     """What node.evidence's detector stores is what the contract hashes."""
     from consensus.messages import Prepare, PreparePayload, Signed
     from node.evidence import EquivocationDetector
@@ -638,12 +638,12 @@ def test_node_evidence_is_accepted_as_stored(port: Port) -> None:
     assert event["evidence_hash"] == evidence.evidence_hash
 
 
-def _refused(port: Port, first: Any, second: Any, reason: str, reporter: str | None = None) -> None:
+def _refused(port: Deployment, first: Any, second: Any, reason: str, reporter: str | None = None) -> None:
     with reverts(reason):
         _report(port, first, second, reporter or port.accounts[5])
 
 
-def test_equivocation_reports_refused(port: Port) -> None:
+def test_equivocation_reports_refused(port: Deployment) -> None:
     from dataclasses import replace
 
     v = port.validators[0]

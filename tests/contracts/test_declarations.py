@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from contract_port import Port, reverts
-
 from contracts.cargo import subject_key
+from tests.support.deployment import Deployment, reverts
 
 HK, CN = 1, 2
 FILED, ACCEPTED, QUERIED, HELD, INSPECTION, RELEASED, REJECTED = range(1, 8)
@@ -13,11 +12,11 @@ DOC = b"\x0d" * 32
 NOTE = b"\x0e" * 32
 
 
-def file(port: Port, org: int = 5, authority: int = HK) -> None:
+def file(port: Deployment, org: int = 5, authority: int = HK) -> None:
     port.transact(port.Declarations.functions.file(DECL, authority, DOC), port.accounts[org])
 
 
-def test_bind_authority(port: Port) -> None:
+def test_bind_authority(port: Deployment) -> None:
     d = port.Declarations.functions
     r = port.transact(d.bindAuthority(HK), port.accounts[4])
     assert port.events(r, "Declarations", "AuthorityBound") == [{"authority": HK, "org": 4}]
@@ -31,7 +30,7 @@ def test_bind_authority(port: Port) -> None:
     assert d.consortium().call() == port.Consortium.address
 
 
-def test_file(port: Port) -> None:
+def test_file(port: Deployment) -> None:
     d = port.Declarations.functions
     r = port.transact(d.file(DECL, HK, DOC), port.accounts[5])
     assert port.events(r, "Declarations", "DeclarationFiled") == [
@@ -45,7 +44,7 @@ def test_file(port: Port) -> None:
     assert [tuple(e)[:3] for e in d.historyOf(DECL).call()] == [(FILED, 5, DOC)]
 
 
-def test_file_refusals(port: Port) -> None:
+def test_file_refusals(port: Deployment) -> None:
     d = port.Declarations.functions
     with reverts("declarations: caller may not file declarations"):
         port.transact(d.file(DECL, HK, DOC), port.accounts[2])
@@ -64,7 +63,7 @@ def test_file_refusals(port: Port) -> None:
         file(port, org=3)
 
 
-def test_status_history(port: Port) -> None:
+def test_status_history(port: Deployment) -> None:
     d = port.Declarations.functions
     port.transact(d.bindAuthority(HK), port.accounts[4])
     file(port, org=8)
@@ -78,7 +77,7 @@ def test_status_history(port: Port) -> None:
     assert [e[1] for e in d.historyOf(DECL).call()] == [8, 4, 4, 4]
 
 
-def test_status_refusals(port: Port) -> None:
+def test_status_refusals(port: Deployment) -> None:
     d = port.Declarations.functions
     port.transact(d.bindAuthority(HK), port.accounts[4])
     port.transact(d.bindAuthority(CN), port.accounts[10])
@@ -96,7 +95,7 @@ def test_status_refusals(port: Port) -> None:
             port.transact(d.postStatus(DECL, status, NOTE), port.accounts[4])
 
 
-def test_history_is_bounded(port: Port) -> None:
+def test_history_is_bounded(port: Deployment) -> None:
     d = port.Declarations.functions
     port.transact(d.bindAuthority(HK), port.accounts[4])
     file(port)
@@ -107,7 +106,7 @@ def test_history_is_bounded(port: Port) -> None:
     assert len(d.historyOf(DECL).call()) == 32
 
 
-def test_unbound_authority_refuses_everyone(port: Port) -> None:
+def test_unbound_authority_refuses_everyone(port: Deployment) -> None:
     file(port, authority=CN)
     with reverts("declarations: caller is not the declaration's authority"):
         port.transact(

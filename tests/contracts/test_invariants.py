@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from contract_port import TIMELOCK, Port, reset_port
 from eth_tester.exceptions import TransactionFailed
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
@@ -24,6 +23,7 @@ from web3.exceptions import ContractLogicError
 
 from contracts import ROLES
 from contracts.cargo import EVENT_TYPES, CargoEventInput, encode_record_call, subject_key
+from tests.support.deployment import TIMELOCK, Deployment, reset_port
 
 FAILED = (TransactionFailed, ContractLogicError)
 ADD_VALIDATOR, REMOVE_VALIDATOR, SUSPEND = 4, 5, 3
@@ -37,7 +37,7 @@ LONG = settings(
 )
 
 
-def attempt(port: Port, fn: Any, sender: str) -> bool:
+def attempt(port: Deployment, fn: Any, sender: str) -> bool:
     """Send a transaction; return whether it succeeded (a revert is an allowed outcome)."""
     try:
         port.transact(fn, sender)

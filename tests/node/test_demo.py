@@ -10,19 +10,24 @@ what it sends.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from contracts import ROLES
 from devnet import simulate
-from gateway import intake as api_events
+from devnet.members import DEMO_ORGANISATIONS
 from gateway import jsonbody
 from gateway.events import dcsa
 from gateway.events.model import CanonicalEvent, from_json
-from node.genesis import DEMO_ORGANISATIONS
+from gateway.intake import model as intake
+from gateway.intake.rules import role_problem
 
 T0 = 1_795_000_000  # 2026-11-18
 
@@ -47,12 +52,12 @@ def _canonical_events(upload: simulate.Upload) -> list[CanonicalEvent]:
     if upload.path == "/v1/events":
         out = []
         for item in upload.body["events"]:
-            jsonbody.check(item, api_events.ITEM_SCHEMA)
+            jsonbody.check(item, intake.ITEM_SCHEMA)
             assert item["details"]["simulated"] is True
             out.append(from_json({k: v for k, v in item.items() if k != "id"}))
         return out
-    schema = {"/v1/bills-of-lading": api_events.MASTER_SCHEMA,
-              "/v1/grants": api_events.GRANT_SCHEMA}.get(upload.path, api_events.HOUSE_SCHEMA)
+    schema = {"/v1/bills-of-lading": intake.MASTER_SCHEMA,
+              "/v1/grants": intake.GRANT_SCHEMA}.get(upload.path, intake.HOUSE_SCHEMA)
     jsonbody.check(upload.body, schema)
     return []
 
@@ -68,7 +73,7 @@ def test_the_story_and_live_feed_are_valid_uploads_their_parties_may_send() -> N
     kinds: list[str] = []
     for upload in uploads + [u for tick in ticks for u in tick]:
         for event in _canonical_events(upload):
-            assert api_events.role_problem(event, _roles(upload.party)) is None, upload.what
+            assert role_problem(event, _roles(upload.party)) is None, upload.what
             kinds.append(event.event_type)
     assert {"TRANSPORT.DEPA", "TRANSPORT.ARRI", "TERMINAL.DISC", "CUSTOMS.CUSR",
             "TERMINAL.AVPU", "TERMINAL.GTOT", "TERMINAL.GTIN"} <= set(kinds)
@@ -126,6 +131,49 @@ def test_demo_plays_the_vessel_call_through_the_gateway(tmp_path: Path) -> None:
     assert _processes_mentioning(str(root)) == []
 
 
+@pytest.mark.integration
+def test_demo_stopped_by_sigterm_stops_every_process_and_says_so(tmp_path: Path) -> None:
+    """SIGTERM in the live phase is a request to stop, not a failure: exit 0, nothing left."""
+    root = tmp_path / "port"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "portledger", "demo", "--datadir", str(root), "--port", "0",
+         "--interval", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    live = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "live feed (SIMULATED)" in line:
+                live.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 300
+        while not live.wait(0.5):
+            assert proc.poll() is None, "".join(lines)[-6000:]
+            assert time.monotonic() < deadline, "no live phase within 300 s:\n" + "".join(lines)[-6000:]
+        time.sleep(2)  # a live tick or two
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+        reader.join(timeout=10)
+        out = "".join(lines)
+        assert proc.returncode == 0, out[-6000:]
+        assert "demo stopped by SIGTERM; every process stopped" in out, out[-6000:]
+        assert "demo FAILED" not in out and "FAIL " not in out, out[-6000:]
+        assert _processes_mentioning(str(root)) == []
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        for pid in _pids_mentioning(str(root)):  # only if the demo left its own behind
+            os.kill(pid, signal.SIGKILL)
+
+
 def _processes_mentioning(text: str) -> list[str]:
     """Command lines of running processes that contain ``text`` (Linux /proc)."""
     found = []
@@ -136,4 +184,17 @@ def _processes_mentioning(text: str) -> list[str]:
             continue
         if text in line:
             found.append(line)
+    return found
+
+
+def _pids_mentioning(text: str) -> list[int]:
+    """Ids of running processes whose command line contains ``text`` (Linux /proc)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            line = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in line:
+            found.append(int(cmdline.parent.name))
     return found

@@ -13,6 +13,8 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -267,6 +269,49 @@ def test_devnet_command_stops_every_node_on_signal(tmp_path: Path, sig: signal.S
         assert proc.returncode == 0, output.decode(errors="replace")
         assert b"stopped 5 nodes" in output
         assert node_processes(root) == []
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        for pid in node_processes(root):  # only if the command failed to stop its own nodes
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.integration
+def test_devnet_command_prints_every_endpoint_when_not_on_a_tty(tmp_path: Path) -> None:
+    """Into a pipe (no TTY), each node's RPC URL and p2p endpoint show as the nodes start."""
+    root = tmp_path / "net"
+    command = [sys.executable, "-m", "portledger", "devnet", "--dir", str(root),
+               "--validators", "1", "--observers", "1", "--duration", "300"]  # fmt: skip
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(
+        target=lambda: lines.extend(proc.stdout or ()), daemon=True, name="devnet-stdout"
+    )
+    reader.start()
+    try:
+        layout = wait_for(
+            lambda: (root / "devnet.json").exists() and DevnetLayout.load(root), 120, what="layout"
+        )
+        assert layout
+        # one line per node: its name, its JSON-RPC URL and its p2p endpoint
+        wanted = [(n.name, n.rpc_url, f"p2p {n.host}:{n.p2p_port}") for n in layout.nodes]
+
+        def printed() -> bool:
+            seen = list(lines)
+            return all(any(all(w in line for w in want) for line in seen) for want in wanted)
+
+        deadline = time.monotonic() + 60
+        while not printed():
+            assert proc.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline, "endpoints not printed:\n" + "".join(lines)
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=90)
+        assert proc.returncode == 0, "".join(lines)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

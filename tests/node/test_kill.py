@@ -10,8 +10,6 @@ their hashes. At the end ``portledger replay`` re-executes the whole chain and c
 
 from __future__ import annotations
 
-import http.client
-import json
 import random
 import re
 import subprocess
@@ -26,8 +24,9 @@ import vyper
 from eth.vm.forks.prague import PragueVM
 from eth_utils import keccak
 
+from devnet.jsonrpc import RpcClient, RpcError, rpc_answer
 from node.genesis import dev_key
-from tests.conftest import NodeProcess, rpc
+from tests.support.nodes import NodeProcess
 
 pytestmark = pytest.mark.integration
 
@@ -76,42 +75,32 @@ class Writer(threading.Thread):
         self.sent_up_to = dict.fromkeys(raw, 0)
         self._nonces: dict[str, int] | None = None
 
-    def _post(self, conn: http.client.HTTPConnection, payload: Any) -> Any:
-        conn.request("POST", "/", body=json.dumps(payload), headers={"Content-Type": "application/json"})
-        response = conn.getresponse()
-        return json.loads(response.read())
-
-    def _sync_nonces(self, conn: http.client.HTTPConnection) -> dict[str, int]:
-        batch = [
-            {"jsonrpc": "2.0", "id": i, "method": "eth_getTransactionCount", "params": [self.addresses[label], "pending"]}
-            for i, label in enumerate(SENDERS)
-        ]
-        answers = sorted(self._post(conn, batch), key=lambda a: a["id"])
-        return {label: int(a["result"], 16) for label, a in zip(SENDERS, answers, strict=True)}
+    def _sync_nonces(self, client: RpcClient) -> dict[str, int]:
+        answers = client.batch(
+            [("eth_getTransactionCount", [self.addresses[label], "pending"]) for label in SENDERS]
+        )
+        return {label: int(a, 16) for label, a in zip(SENDERS, answers, strict=True)}
 
     def run(self) -> None:
-        conn: http.client.HTTPConnection | None = None
+        client = RpcClient("127.0.0.1", self.port, timeout=10)  # reconnects after a failure
         started = time.monotonic()
         while not self.stop.is_set():
             try:
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
                 if self._nonces is None:
-                    self._nonces = self._sync_nonces(conn)
-                batch: list[dict[str, Any]] = []
+                    self._nonces = self._sync_nonces(client)
+                batch: list[tuple[str, list[Any]]] = []
                 for label in SENDERS:
                     first = self._nonces[label]
                     for nonce in range(first, min(first + BATCH_PER_SENDER, PRESIGNED_PER_SENDER)):
-                        batch.append({"jsonrpc": "2.0", "id": len(batch), "method": "eth_sendRawTransaction",
-                                      "params": ["0x" + self.raw[label][nonce].hex()]})
+                        batch.append(("eth_sendRawTransaction", ["0x" + self.raw[label][nonce].hex()]))
                     self._nonces[label] = min(first + BATCH_PER_SENDER, PRESIGNED_PER_SENDER)
                     self.sent_up_to[label] = max(self.sent_up_to[label], self._nonces[label])
                 if not batch:
                     self.exhausted = True
                     self.stop.wait(0.2)
                     continue
-                answers = self._post(conn, batch)
-                errors = [a for a in answers if "error" in a]
+                answers = client.batch(batch)
+                errors = [a for a in answers if isinstance(a, RpcError)]
                 self.accepted += len(answers) - len(errors)
                 self.refused += len(errors)
                 if errors:  # e.g. "nonce too low" after a restart: start again from the chain
@@ -121,16 +110,13 @@ class Writer(threading.Thread):
                 elapsed = time.monotonic() - started
                 if expected > elapsed:
                     self.stop.wait(min(expected - elapsed, 1.0))
-            except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError):
+            except (OSError, RpcError, ValueError, KeyError, TypeError):
                 # the node is down (killed) or mid-restart: reconnect and resync nonces
                 self.connection_errors += 1
-                if conn is not None:
-                    conn.close()
-                conn = None
+                client.close()
                 self._nonces = None
                 self.stop.wait(0.05)
-        if conn is not None:
-            conn.close()
+        client.close()
 
 
 def _sign_all(chain_id: int, contract: bytes) -> tuple[dict[str, list[bytes]], dict[str, str]]:
@@ -154,15 +140,15 @@ def _sign_all(chain_id: int, contract: bytes) -> tuple[dict[str, list[bytes]], d
 def _deploy(url: str, chain_id: int) -> bytes:
     key = dev_key("org:0")
     bytecode = bytes.fromhex(vyper.compile_code(SOURCE, output_formats=["bytecode"])["bytecode"][2:])
-    nonce = int(rpc(url, "eth_getTransactionCount", [key.public_key.to_checksum_address(), "pending"])["result"], 16)
+    nonce = int(rpc_answer(url, "eth_getTransactionCount", [key.public_key.to_checksum_address(), "pending"])["result"], 16)
     tx = PragueVM.get_transaction_builder().new_unsigned_dynamic_fee_transaction(
         chain_id=chain_id, nonce=nonce, max_priority_fee_per_gas=0, max_fee_per_gas=0,
         gas=1_000_000, to=b"", value=0, data=bytecode, access_list=[],
     ).as_signed_transaction(key)
-    tx_hash = rpc(url, "eth_sendRawTransaction", ["0x" + tx.encode().hex()])["result"]
+    tx_hash = rpc_answer(url, "eth_sendRawTransaction", ["0x" + tx.encode().hex()])["result"]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        receipt = rpc(url, "eth_getTransactionReceipt", [tx_hash])["result"]
+        receipt = rpc_answer(url, "eth_getTransactionReceipt", [tx_hash])["result"]
         if receipt:
             assert receipt["status"] == "0x1"
             return bytes.fromhex(receipt["contractAddress"][2:])
@@ -171,7 +157,7 @@ def _deploy(url: str, chain_id: int) -> bytes:
 
 
 def _head(url: str) -> int:
-    return int(rpc(url, "eth_blockNumber", timeout=5)["result"], 16)
+    return int(rpc_answer(url, "eth_blockNumber", timeout=5)["result"], 16)
 
 
 def test_sigkill_under_load_restarts_consistent_and_replays(tmp_path: Path, genesis_path: Path) -> None:
@@ -181,7 +167,7 @@ def test_sigkill_under_load_restarts_consistent_and_replays(tmp_path: Path, gene
     writer: Writer | None = None
     try:
         url = node.url
-        chain_id = int(rpc(url, "eth_chainId")["result"], 16)
+        chain_id = int(rpc_answer(url, "eth_chainId")["result"], 16)
         contract = _deploy(url, chain_id)
         contract_hex = "0x" + contract.hex()
         raw, addresses = _sign_all(chain_id, contract)
@@ -199,7 +185,7 @@ def test_sigkill_under_load_restarts_consistent_and_replays(tmp_path: Path, gene
             # watch the head while the node works: every head seen must survive the kill
             while time.monotonic() < deadline:
                 try:
-                    block = rpc(url, "eth_getBlockByNumber", ["latest", False], timeout=2)["result"]
+                    block = rpc_answer(url, "eth_getBlockByNumber", ["latest", False], timeout=2)["result"]
                     number = int(block["number"], 16)
                     max_seen = max(max_seen, number)
                     seen_hashes[number] = block["hash"]
@@ -215,30 +201,30 @@ def test_sigkill_under_load_restarts_consistent_and_replays(tmp_path: Path, gene
             if restart_heads:
                 assert head >= restart_heads[-1]
             restart_heads.append(head)
-            latest = rpc(url, "eth_getBlockByNumber", ["latest", False])["result"]
+            latest = rpc_answer(url, "eth_getBlockByNumber", ["latest", False])["result"]
             assert int(latest["number"], 16) >= head
-            same = rpc(url, "eth_getBlockByNumber", [hex(head), True])["result"]
+            same = rpc_answer(url, "eth_getBlockByNumber", [hex(head), True])["result"]
             assert same["number"] == hex(head) and same["hash"].startswith("0x") and len(same["hash"]) == 66
             blocks_with_txs += bool(same["transactions"])
-            parent = rpc(url, "eth_getBlockByHash", [same["parentHash"], False])["result"]
+            parent = rpc_answer(url, "eth_getBlockByHash", [same["parentHash"], False])["result"]
             assert parent is not None and int(parent["number"], 16) == head - 1
             # state at the head is present: code, balance, storage, and a call executes
-            assert len(rpc(url, "eth_getCode", [contract_hex, "latest"])["result"]) > 2
-            assert rpc(url, "eth_getBalance", [addresses[SENDERS[0]], "latest"])["result"].startswith("0x")
+            assert len(rpc_answer(url, "eth_getCode", [contract_hex, "latest"])["result"]) > 2
+            assert rpc_answer(url, "eth_getBalance", [addresses[SENDERS[0]], "latest"])["result"].startswith("0x")
             # both reads at one block: the writer keeps the node producing between requests
-            writes = int(rpc(url, "eth_getStorageAt", [contract_hex, "0x0", hex(head)])["result"], 16)
-            called = rpc(url, "eth_call", [{"to": contract_hex, "data": "0x" + keccak(b"writes()")[:4].hex()}, hex(head)])
+            writes = int(rpc_answer(url, "eth_getStorageAt", [contract_hex, "0x0", hex(head)])["result"], 16)
+            called = rpc_answer(url, "eth_call", [{"to": contract_hex, "data": "0x" + keccak(b"writes()")[:4].hex()}, hex(head)])
             assert int(called["result"], 16) == writes
             # no block seen before a kill changed its hash (no reorg, no lost block)
             for number in rnd.sample(sorted(seen_hashes), min(5, len(seen_hashes))):
-                got = rpc(url, "eth_getBlockByNumber", [hex(number), False])["result"]
+                got = rpc_answer(url, "eth_getBlockByNumber", [hex(number), False])["result"]
                 assert got is not None and got["hash"] == seen_hashes[number], f"block #{number} changed"
 
         writer.stop.set()
         writer.join(timeout=15)
         assert not writer.is_alive()
         final_head = _head(url)
-        writes = int(rpc(url, "eth_getStorageAt", [contract_hex, "0x0", "latest"])["result"], 16)
+        writes = int(rpc_answer(url, "eth_getStorageAt", [contract_hex, "0x0", "latest"])["result"], 16)
         node.stop()
         assert node.proc is not None and node.proc.returncode is not None
 

@@ -1,4 +1,4 @@
-"""The system contracts on an in-memory py-evm chain (eth-tester + web3), with a test port.
+"""The system contracts on an in-memory py-evm chain (eth-tester + web3): a test deployment.
 
 The port has ten member organisations; the first four each run one validator, so adding or
 removing a validator needs 3 of those 4 organisations and membership changes need 6 of 10.
@@ -45,7 +45,7 @@ N_ACCOUNTS = 40
 
 
 @dataclass
-class Port:
+class Deployment:
     """A deployed test port: web3, the contracts and the organisations' accounts."""
 
     tester: EthereumTester
@@ -158,7 +158,7 @@ def reverts_without_reason() -> Iterator[None]:
 
 
 _ARTIFACTS: dict[str, dict[str, Any]] = {}
-_PORT: Port | None = None
+_PORT: Deployment | None = None
 _GENESIS_SNAPSHOT: Any = None
 
 
@@ -188,7 +188,7 @@ def genesis_members(accounts: list[str]) -> tuple[list[dict[str, Any]], list[str
     return members, validators
 
 
-def deployed_port() -> Port:
+def deployed_port() -> Deployment:
     """The session's port, deployed on first use; reset it with :func:`reset_port`."""
     global _PORT, _GENESIS_SNAPSHOT
     if _PORT is None:
@@ -206,7 +206,7 @@ def deployed_port() -> Port:
             )
             deployed[name] = _deploy(w3, name, args, deployer)
             addresses[name] = deployed[name].address
-        _PORT = Port(
+        _PORT = Deployment(
             tester=tester,
             w3=w3,
             contracts=deployed,
@@ -219,7 +219,7 @@ def deployed_port() -> Port:
     return _PORT
 
 
-def reset_port() -> Port:
+def reset_port() -> Deployment:
     """Return the port reverted to its freshly deployed state."""
     port = deployed_port()
     port.tester.revert_to_snapshot(_GENESIS_SNAPSHOT)
