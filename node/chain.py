@@ -32,6 +32,7 @@ from eth.abc import (
     BlockAPI,
     BlockHeaderAPI,
     ComputationAPI,
+    ConsensusAPI,
     ReceiptAPI,
     SignedTransactionAPI,
     StateAPI,
@@ -55,6 +56,7 @@ from eth.vm.forks.prague.headers import create_prague_header_from_parent
 from eth.vm.spoof import SpoofTransaction
 from eth_hash.auto import keccak
 from eth_keys import keys
+from eth_typing import Address
 from eth_utils import ValidationError, function_signature_to_4byte_selector, to_canonical_address
 
 from consensus import extradata
@@ -126,7 +128,7 @@ class QbftChainDB(ChainDB):
         return _decode_header(bytes(header_rlp))
 
 
-class QbftSealConsensus:
+class QbftSealConsensus(ConsensusAPI):
     """py-evm consensus plug-in: QBFT commit seals in ``extraData`` (Besu's semantics).
 
     A header's validator list is the set decided *after* its block (``Consortium`` at the
@@ -137,10 +139,12 @@ class QbftSealConsensus:
 
     ``validate_seal`` needs only the header (well-formed extraData); ``validate_seal_extension``
     checks a quorum of distinct validators of the parent's list signed
-    :func:`consensus.extradata.commit_digest`.
+    :func:`consensus.extradata.commit_digest`. The parent is taken from ``parents`` — the
+    headers py-evm passes that are not in the database yet (``Chain.validate_chain_extension``
+    passes the earlier headers of the batch) — and only from the database when it is not there.
     """
 
-    def __init__(self, context: Any) -> None:
+    def __init__(self, context: ConsensusContext) -> None:
         self._db = context.db
 
     def validate_seal(self, header: BlockHeaderAPI) -> None:
@@ -152,10 +156,7 @@ class QbftSealConsensus:
     def validate_seal_extension(
         self, header: BlockHeaderAPI, parents: Iterable[BlockHeaderAPI]
     ) -> None:
-        try:
-            parent = QbftChainDB(self._db).get_block_header_by_hash(header.parent_hash)
-        except HeaderNotFound as exc:
-            raise ValidationError(f"block #{header.block_number}: unknown parent") from exc
+        parent = self._parent(header, parents)
         try:
             extradata.verify_seals(
                 extradata.commit_digest(header),
@@ -165,8 +166,18 @@ class QbftSealConsensus:
         except (extradata.InvalidExtraData, extradata.InvalidSeal) as exc:
             raise ValidationError(f"block #{header.block_number}: {exc}") from exc
 
+    def _parent(self, header: BlockHeaderAPI, parents: Iterable[BlockHeaderAPI]) -> BlockHeaderAPI:
+        """The parent header: among ``parents`` (not yet stored) if there, else the database's."""
+        for candidate in reversed(tuple(parents)):  # the direct parent is usually the last
+            if QbftBlockHeader.from_header(candidate).hash == header.parent_hash:
+                return candidate
+        try:
+            return QbftChainDB(self._db).get_block_header_by_hash(header.parent_hash)
+        except HeaderNotFound as exc:
+            raise ValidationError(f"block #{header.block_number}: unknown parent") from exc
+
     @classmethod
-    def get_fee_recipient(cls, header: BlockHeaderAPI) -> Any:
+    def get_fee_recipient(cls, header: BlockHeaderAPI) -> Address:
         return header.coinbase
 
 
@@ -268,8 +279,8 @@ class PortLedgerVM(PragueVM):
     # Same execution results as PragueState, with a faster opcode loop (node.interpreter).
     _state_class = FastPragueState
     extra_data_max_bytes = EXTRA_DATA_MAX_BYTES
-    consensus_class = QbftSealConsensus  # type: ignore[assignment]
-    create_header_from_parent = staticmethod(_zero_fee_header_from_parent)  # type: ignore
+    consensus_class = QbftSealConsensus
+    create_header_from_parent = staticmethod(_zero_fee_header_from_parent)
 
     @classmethod
     def validate_header(cls, header: BlockHeaderAPI, parent_header: BlockHeaderAPI) -> None:
