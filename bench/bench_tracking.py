@@ -215,7 +215,7 @@ def _config(data_dir: Path, port: int) -> Any:
 def trader_api_key(data_dir: Path) -> str:
     """An API key of the trader organisation (created active, linked to its chain id, with
     its keys in the keystore), issued the way the gateway issues keys."""
-    from gateway.accounts import Accounts
+    from gateway.accounts.store import Accounts
     from gateway.confidential import keystore
     from gateway.principal import ROLE_SCOPES
     from node.genesis import DEMO_ORGANISATIONS, dev_key, dev_x25519

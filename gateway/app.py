@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import accounts, errors, nodeclient, openapi, ops, tracking
+from gateway import errors, nodeclient, openapi, ops, tracking
+from gateway.accounts import api as accounts
+from gateway.accounts import auth, oidc
 from gateway import intake as api_events
 from gateway.appkeys import BODY_LIMIT, CONFIG
 from gateway.confidential import keystore
@@ -29,6 +31,7 @@ MODULES = (
     keystore,
     nodeclient,
     accounts,
+    oidc,
     readmodel,
     outbox,
     submitter,
@@ -50,7 +53,7 @@ def create_app(config: GatewayConfig) -> web.Application:
         middlewares=[
             errors.error_middleware,
             ops.observe_middleware,
-            accounts.auth_middleware,
+            auth.auth_middleware,
             ops.rate_limit_middleware,
         ],
         client_max_size=config.max_bulk_body_bytes,

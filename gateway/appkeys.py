@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from aiohttp import ClientSession
     from prometheus_client import CollectorRegistry
 
-    from gateway.accounts import Accounts
+    from gateway.accounts.store import Accounts
     from gateway.confidential.keystore import Keystore
     from gateway.config import GatewayConfig
     from gateway.nodeclient import NodeClient

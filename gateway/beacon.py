@@ -22,8 +22,8 @@ it to the database's number exactly, so a database restored from a backup (its n
 back) is followed again from the next start.
 
 :class:`gateway.readmodel.SqliteReadModel` publishes its change journal's generation this way;
-:class:`gateway.accounts.Accounts` publishes its credential generation (revoked keys, suspended
-organisations) with this class.
+:class:`gateway.accounts.database.AccountsDatabase` publishes its credential generation (revoked
+keys, suspended organisations) with this class.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Who is asking: the authenticated principal of a request, and the checks handlers make.
 
-:mod:`gateway.accounts`' middleware authenticates every request (session cookie, API key or
+:mod:`gateway.accounts.auth`'s middleware authenticates every request (session cookie, API key or
 an OpenID Connect login turned into a session) and stores a :class:`Principal` on it; anonymous
 requests carry none. Handlers never read cookies or headers themselves: they call
 :func:`require`.

@@ -3,7 +3,8 @@
 Every store (accounts, outbox, subscriptions, proof requests) is one SQLite file in WAL mode,
 opened in autocommit mode (``isolation_level=None``) so that transactions are explicit:
 :func:`transaction` takes the write lock up front (``BEGIN IMMEDIATE``), so two writers never
-deadlock on a lock upgrade, and rolls back on any exception. ``synchronous=NORMAL`` survives a
+deadlock on a lock upgrade, rolls back on any exception, and nests (an inner one joins the
+outer). ``synchronous=NORMAL`` survives a
 process crash; a store whose commit stands behind an acknowledgement (the outbox: a 2xx is sent
 only once the events are on disk) asks for ``FULL``, which also survives a power loss.
 """
@@ -48,7 +49,15 @@ def connect(
 
 @contextlib.contextmanager
 def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back if the block raises."""
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back if the block raises.
+
+    Inside a transaction already open on ``db`` it nests as a no-op: the block joins the outer
+    transaction, which commits it (or rolls it back when the exception reaches it), so a store
+    method that writes in a transaction can be called from another one.
+    """
+    if db.in_transaction:
+        yield db
+        return
     db.execute("BEGIN IMMEDIATE")
     try:
         yield db

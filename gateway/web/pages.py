@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from gateway.accounts import SESSION_CSRF
+from gateway.accounts.auth import SESSION_CSRF
 from gateway.appkeys import ACCOUNTS, OIDC_PROVIDERS
 from gateway.principal import SCOPES, Principal, principal_of
 

@@ -11,21 +11,22 @@ import pytest
 from eth_abi import decode
 
 from contracts import abi, roles_mask
-from gateway.accounts import (
-    COOKIE,
-    KEY_CACHE_MAX_AGE,
+from gateway.accounts.auth import COOKIE
+from gateway.accounts.keycache import KEY_CACHE_MAX_AGE
+from gateway.accounts.model import (
+    ADDRESS_FACTOR,
     SESSION_IDLE,
-    Accounts,
     chain_name,
     membership_call,
     parse_api_key,
     retry_after,
 )
+from gateway.accounts.store import Accounts
 from gateway.app import create_app
 from gateway.appkeys import ACCOUNTS, KEYSTORE, OUTBOX
 from gateway.config import GatewayConfig
 from gateway.errors import Forbidden, Unauthorized
-from tests.gateway.accounts_fixtures import (
+from tests.support.accounts import (
     ADMIN_PASSWORD,
     OPERATOR_EMAIL,
     OPERATOR_PASSWORD,
@@ -325,8 +326,6 @@ async def test_login_throttling_per_address(aiohttp_client: Any, gateway_config:
     client = await aiohttp_client(app)
     accounts: Accounts = app[ACCOUNTS]
     # Different accounts, one address: ADDRESS_FACTOR × login_attempts failures throttle it.
-    from gateway.accounts import ADDRESS_FACTOR
-
     for i in range(ADDRESS_FACTOR):
         resp = await client.post("/v1/session", json={"email": f"u{i}@x.example",
                                                       "password": "wrong"})

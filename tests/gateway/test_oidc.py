@@ -13,17 +13,19 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from yarl import URL
 
-from gateway.accounts.oidc import (
+from gateway.accounts.jose import (
     IdTokenError,
-    OpenIdProvider,
-    TestProvider,
     b64url,
-    create_test_provider_app,
     jwk_of,
     pkce_challenge,
-    providers_from_config,
     sign_es256,
     verify_id_token,
+)
+from gateway.accounts.oidc import (
+    OpenIdProvider,
+    TestProvider,
+    create_test_provider_app,
+    providers_from_config,
 )
 from gateway.app import create_app
 from gateway.appkeys import ACCOUNTS

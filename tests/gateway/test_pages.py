@@ -20,7 +20,7 @@ from gateway.app import create_app
 from gateway.appkeys import ACCOUNTS
 from gateway.config import GatewayConfig
 from gateway.web.pages import SECURITY_HEADERS
-from tests.gateway.accounts_fixtures import (
+from tests.support.accounts import (
     ADMIN_PASSWORD,
     OPERATOR_EMAIL,
     OPERATOR_PASSWORD,
