@@ -5,7 +5,7 @@
                                    [--updates 10] [--typos 0.1]
                                    [--data-dir DIR] [--keep] [--baseline REV]
 
-1. **Fill** a read model through the :class:`gateway.readmodel.SqliteReadModel` API: the 13 demo
+1. **Fill** a read model through the :class:`gateway.readside.store.SqliteReadModel` API: the 13 demo
    organisations, ``events / 10`` containers with 10 events each (terminal moves, customs,
    reefer readings), one master B/L per 4 containers with a carrier record, and one house B/L
    per master covering 2 of its containers with a forwarder record. Sealing 1 M envelopes
@@ -73,10 +73,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from devnet.ports import free_port
 from gateway import appkeys
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 #: The environment the bench started with, for the gateway workers (importing the gateway here
 #: sets defaults, such as the keccak backend, which a baseline's workers must not inherit).
 START_ENV = dict(os.environ)
@@ -98,6 +97,7 @@ def _container(serial: int) -> str:
 def fill(data_dir: Path, total: int, tracked: int) -> dict[str, Any]:
     """Write the read model; return the tracked references."""
     from contracts.cargo import EVENT_TYPES
+    from devnet.members import DEMO_ORGANISATIONS
     from gateway.confidential import envelope as confidential
     from gateway.confidential import keystore
     from gateway.events import model as events
@@ -106,18 +106,18 @@ def fill(data_dir: Path, total: int, tracked: int) -> dict[str, Any]:
         HouseChange,
         IndexedEvent,
         MasterContainers,
-        Organisation,
-        OrgChange,
-        SqliteReadModel,
+        Member,
+        MemberChange,
     )
-    from node.genesis import DEMO_ORGANISATIONS, dev_key, dev_x25519, dev_x25519_public
+    from gateway.readside.store import SqliteReadModel
+    from node.genesis import dev_key, dev_x25519, dev_x25519_public
 
     data_dir.mkdir(parents=True, exist_ok=True)
     store = keystore.Keystore(data_dir / "keystore", PASSPHRASE)
     store.import_keys(TRADER, signing_key=dev_key("org:12").to_bytes(),
                       x25519_private=dev_x25519("org:12"), master_secret=os.urandom(32))
     model = SqliteReadModel(data_dir / "readmodel.db")
-    model.apply([OrgChange(Organisation(i + 1, name, 0, dev_x25519_public(f"org:{i}"), True))
+    model.apply([MemberChange(Member(i + 1, name, 0, dev_x25519_public(f"org:{i}"), True))
                  for i, (name, _) in enumerate(DEMO_ORGANISATIONS)], Cursor(0, b"\0" * 32), None)
     secrets = {o: os.urandom(32) for o in (TERMINAL, CARRIER, FORWARDER, CUSTOMS)}
     containers = total // 10
@@ -215,10 +215,11 @@ def _config(data_dir: Path, port: int) -> Any:
 def trader_api_key(data_dir: Path) -> str:
     """An API key of the trader organisation (created active, linked to its chain id, with
     its keys in the keystore), issued the way the gateway issues keys."""
+    from devnet.members import DEMO_ORGANISATIONS
     from gateway.accounts.store import Accounts
     from gateway.confidential import keystore
     from gateway.principal import ROLE_SCOPES
-    from node.genesis import DEMO_ORGANISATIONS, dev_key, dev_x25519
+    from node.genesis import dev_key, dev_x25519
 
     accounts = Accounts.open(_config(data_dir, 0))
     try:
@@ -440,7 +441,8 @@ def update(data_dir: Path, rate: float, seconds: float) -> None:
     from contracts.cargo import EVENT_TYPES
     from gateway.confidential import envelope as confidential
     from gateway.events import model as events
-    from gateway.readside.readmodel import Cursor, EventAdded, IndexedEvent, SqliteReadModel
+    from gateway.readside.readmodel import Cursor, EventAdded, IndexedEvent
+    from gateway.readside.store import SqliteReadModel
 
     containers = json.loads((data_dir / "refs.json").read_text())["container"]
     model = SqliteReadModel(data_dir / "readmodel.db")
@@ -474,12 +476,6 @@ def update(data_dir: Path, rate: float, seconds: float) -> None:
                       "per_second": round(written / (time.monotonic() - started), 1)}))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_port(port: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -503,7 +499,7 @@ def _connection_counts(text: str) -> str:
 def run_variant(args: argparse.Namespace, data_dir: Path, key: str, label: str,
                 src: Path | None) -> None:
     """Serve the gateway of ``src`` (None: this tree) from ``--workers`` processes and load it."""
-    port = args.port or _free_port()
+    port = args.port or free_port()
     me = Path(__file__).resolve()
     extra = [] if src is None else ["--src", str(src)]
     workers = [subprocess.Popen([sys.executable, str(me), "serve", "--data-dir", str(data_dir),
@@ -591,7 +587,7 @@ def main() -> None:
         scratch = Path(tempfile.mkdtemp(prefix="bench-tracking-src-"))
         try:
             if args.baseline or args.candidate:
-                from bench_visible import source_tree
+                from bench.bench_visible import source_tree
             if args.candidate:
                 variants = [(f"candidate {args.candidate[:9]}",
                              source_tree(args.candidate, scratch / "candidate"))]

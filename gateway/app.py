@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import errors, nodeclient, openapi, ops, tracking
+from gateway import errors, nodeclient, openapi, ops
 from gateway.accounts import api as accounts
 from gateway.accounts import auth, oidc
 from gateway import intake as api_events
@@ -19,9 +19,11 @@ from gateway.appkeys import BODY_LIMIT, CONFIG
 from gateway.confidential import keystore
 from gateway.config import GatewayConfig
 from gateway.proofs_api import api as api_proofs
-from gateway.readside import indexer, readmodel
+from gateway.readside import indexer
+from gateway.readside import store as readmodel
 from gateway.subscriptions import api as subscriptions
-from gateway.tracking import dcsa as api_dcsa
+from gateway.tracking import api as tracking
+from gateway.tracking import dcsa_api as api_dcsa
 from gateway.web import pages
 from gateway.writepath import outbox, submitter
 

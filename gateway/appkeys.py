@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from gateway.readside.indexer import Indexer
     from gateway.readside.readmodel import ReadModel
     from gateway.subscriptions.service import Subscriptions
-    from gateway.tracking import Tracking
     from gateway.tracking.dcsa import CursorCodec
+    from gateway.tracking.service import Tracking
     from gateway.writepath.outbox import Outbox
     from gateway.writepath.submitter import Submitter
 

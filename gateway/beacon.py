@@ -21,8 +21,8 @@ back to a number a reader filled its cache at before the second commit. Opening 
 it to the database's number exactly, so a database restored from a backup (its number went
 back) is followed again from the next start.
 
-:class:`gateway.readmodel.SqliteReadModel` publishes its change journal's generation this way;
-:class:`gateway.accounts.database.AccountsDatabase` publishes its credential generation (revoked
+:class:`gateway.readside.store.SqliteReadModel` publishes its change journal's generation this
+way; the accounts database (:mod:`gateway.accounts.database`) publishes its credential generation (revoked
 keys, suspended organisations) with this class.
 """
 

@@ -14,7 +14,7 @@ repeatedly:
    :class:`ChainMismatch` and stops, rather than mix two histories);
 4. turns the logs into read-model changes (decoding cargo events with
    :func:`contracts.cargo.decode_event_log` and envelopes with
-   :func:`gateway.confidential.envelope_info`; re-reading an organisation's record with
+   :func:`gateway.confidential.envelope.envelope_info`; re-reading an organisation's record with
    ``eth_call`` at the block where one of its Consortium events appears);
 5. writes all changes of the range and the new cursor in **one** read-model transaction, which
    also checks that the stored cursor is still the one the range started from.
@@ -69,12 +69,12 @@ from gateway.readside.readmodel import (
     HouseChange,
     IndexedEvent,
     MasterContainers,
-    Organisation,
-    OrgChange,
+    Member,
+    MemberChange,
     ReadModel,
     ReferenceFlag,
-    open_read_model,
 )
+from gateway.readside.store import open_read_model
 
 log = logging.getLogger("portledger.gateway.indexer")
 
@@ -133,8 +133,8 @@ class RangeResult:
     """Cargo events indexed in it, in chain order."""
     changes: int
     """Number of read-model changes written."""
-    organisations: tuple[Organisation, ...] = ()
-    """Directory records (re)written in it: organisations whose record changed."""
+    members: tuple[Member, ...] = ()
+    """Directory records (re)written in it: members whose record changed."""
 
 
 def _int(value: Any) -> int:
@@ -183,7 +183,7 @@ class Indexer:
         self.max_range = max_range
         self._range = max_range
         self._listeners: list[Callable[[list[IndexedEvent]], Any]] = []
-        self._directory_listeners: list[Callable[[list[Organisation]], Any]] = []
+        self._directory_listeners: list[Callable[[list[Member]], Any]] = []
         self._advanced = asyncio.Event()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -198,9 +198,9 @@ class Indexer:
         """Call ``fn(events)`` (sync or async) after each committed range that has cargo events."""
         self._listeners.append(fn)
 
-    def add_directory_listener(self, fn: Callable[[list[Organisation]], Any]) -> None:
-        """Call ``fn(organisations)`` (sync or async) after each committed range that changed
-        directory records, with the organisations' new records."""
+    def add_directory_listener(self, fn: Callable[[list[Member]], Any]) -> None:
+        """Call ``fn(members)`` (sync or async) after each committed range that changed
+        directory records, with the members' new records."""
         self._directory_listeners.append(fn)
 
     def wake(self, *_: Any) -> None:
@@ -240,8 +240,8 @@ class Indexer:
     async def _notify(self, result: RangeResult) -> None:
         self._advanced.set()
         calls: list[tuple[Callable[[Any], Any], list[Any]]] = []
-        if result.organisations:
-            calls += [(fn, list(result.organisations)) for fn in self._directory_listeners]
+        if result.members:
+            calls += [(fn, list(result.members)) for fn in self._directory_listeners]
         if result.events:
             calls += [(fn, list(result.events)) for fn in self._listeners]
         for fn, items in calls:
@@ -274,12 +274,12 @@ class Indexer:
         )
         return abi.decode_output(contract, function, _bytes(result))
 
-    async def _organisation(self, org_id: int, block: int) -> Organisation:
+    async def _member(self, org_id: int, block: int) -> Member:
         ((name, roles, key, active, _validators),) = await self._call(
             "Consortium", "organisation", org_id, block=block
         )
         (accounts,) = await self._call("Consortium", "accountsOf", org_id, block=block)
-        return Organisation(
+        return Member(
             org_id=org_id,
             name=name,
             roles=roles,
@@ -301,7 +301,7 @@ class Indexer:
         block = await self._block(0)
         (count,) = await self._call("Consortium", "org_count", block=0)
         changes: list[Change] = [
-            OrgChange(await self._organisation(i, 0)) for i in range(1, count + 1)
+            MemberChange(await self._member(i, 0)) for i in range(1, count + 1)
         ]
         return changes, Cursor(0, _bytes(block["hash"]))
 
@@ -324,7 +324,7 @@ class Indexer:
         if cursor is None:
             changes, new = await self._genesis()
             await asyncio.to_thread(self.model.apply, changes, new, None)
-            orgs = tuple(c.org for c in changes if isinstance(c, OrgChange))
+            orgs = tuple(c.member for c in changes if isinstance(c, MemberChange))
             return RangeResult(new, (), len(changes), orgs)
         if head is None:
             head = await self.finalized_head()
@@ -358,8 +358,8 @@ class Indexer:
         await asyncio.to_thread(self.model.apply, changes, new, cursor)
         if self._range < self.max_range:
             self._range = min(self.max_range, self._range * 2)
-        organisations = tuple(c.org for c in changes if isinstance(c, OrgChange))
-        return RangeResult(new, tuple(events), len(changes), organisations)
+        members = tuple(c.member for c in changes if isinstance(c, MemberChange))
+        return RangeResult(new, tuple(events), len(changes), members)
 
     async def _changes(
         self, logs: list[dict[str, Any]], headers: dict[int, dict[str, Any]]
@@ -390,7 +390,7 @@ class Indexer:
             if contract == "Consortium":
                 if name in _ORG_EVENTS and (number, values["org"]) not in org_reads:
                     org_reads[(number, values["org"])] = len(changes)
-                    changes.append(OrgChange(await self._organisation(values["org"], number)))
+                    changes.append(MemberChange(await self._member(values["org"], number)))
                 continue
             change = _change(contract, name, values, number, _int(entry["logIndex"]), block_time)
             if change is not None:
@@ -581,6 +581,7 @@ def setup(app: web.Application) -> None:
 
 async def rebuild_with(model: ReadModel, node: RpcClient, *, quiet: bool = False) -> Cursor:
     """Drop ``model``'s chain-derived rows and index from genesis to the finalized head."""
+    # rich (the progress bar) is needed by this command only, not by the gateway's start-up
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     await asyncio.to_thread(model.reset)
@@ -634,13 +635,11 @@ async def rebuild(
     Cursor
         The block the read model now reaches.
     """
-    from gateway.nodeclient import NodeClient
-
     own = None
     if node is None:
         if not config.node_urls:
             raise IndexerError("rebuild needs node_urls in the configuration")
-        node = own = NodeClient(list(config.node_urls))
+        node = own = nodeclient.NodeClient(list(config.node_urls))
     model = open_read_model(config)
     try:
         return await rebuild_with(model, node, quiet=quiet)

@@ -4,8 +4,9 @@ A DCSA client (a shipper's TMS, a forwarder's visibility platform) asks for even
 standard (``specs/dcsa/tnt_v2.2.0.bundled.yaml``) defines: filters as query parameters, a page
 of at most ``limit`` events as a JSON array, and the next page through the ``Next-Page``
 header. The gateway answers from its read model, with only the events the caller's
-organisation may read (:meth:`gateway.tracking.Tracking.events` decides and decrypts; this
-module never sees an event the caller may not read), rendered by :func:`gateway.dcsa.to_dcsa`.
+organisation may read (:meth:`gateway.tracking.service.Tracking.events` decides and decrypts;
+this module never sees an event the caller may not read), rendered by
+:func:`gateway.events.dcsa.to_dcsa`.
 
 Filters
 -------
@@ -25,10 +26,10 @@ exactly what it receives. The DCSA rules:
 References given as filters (``carrierBookingReference``, ``transportDocumentReference``,
 ``equipmentReference``, ``vesselIMONumber``) are references the caller *holds*: records their
 owners made readable to "holders of the reference" become readable (see DESIGN.md,
-Confidentiality). Each is checked and normalised with :func:`gateway.identifiers.normalise`
+Confidentiality). Each is checked and normalised with :func:`gateway.events.identifiers.normalise`
 (a container number must pass ISO 6346), and a bad one is a 400 naming the check that failed.
 With a reference filter the read model lists the events *about* that reference (whose subject
-it is, :class:`gateway.tracking.EventQuery`); a container's discharge that names its B/L only
+it is, :class:`gateway.tracking.service.EventQuery`); a container's discharge that names its B/L only
 as a related reference is found by the container number, or, among what the caller reads
 anyway (its own events, those naming it, those granted to it), with no reference filter and
 the other filters (``documentReferences`` are matched on the rendered event).
@@ -52,6 +53,9 @@ per request is bounded); only a missing ``Next-Page`` means the end.
 
 Errors use the gateway's JSON error body (:mod:`gateway.errors`), the same for every 4xx of
 the gateway, rather than DCSA's ``error`` object.
+
+This module is the pure part (filters, matching, cursors, the parsed request); the handler
+and its OpenAPI operation are :mod:`gateway.tracking.dcsa_api`.
 """
 
 from __future__ import annotations
@@ -61,12 +65,10 @@ import binascii
 import contextlib
 import hashlib
 import hmac
-import inspect
 import json
-import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,14 +76,12 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiMapping
 
-from gateway import appkeys, openapi, tracking
-from gateway.appkeys import CONFIG, DCSA_CURSORS
+from gateway.appkeys import CONFIG
 from gateway.errors import BadRequest
 from gateway.events import dcsa, identifiers
 from gateway.events.model import EventError, Reference, parse_time
-from gateway.principal import Principal, require
-
-log = logging.getLogger("portledger.gateway.dcsa")
+from gateway.tracking.service import EventQuery
+from gateway.tracking.visibility import VisibleEvent
 
 #: Version of the DCSA Track & Trace standard these endpoints implement (``API-Version``).
 API_VERSION = "2.2.0"
@@ -110,9 +110,6 @@ CREATED_OPERATORS: tuple[str, ...] = ("gte", "gt", "lte", "lt", "eq")
 #: Page size when the client gives none (the standard's default) and the largest it may ask.
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-
-#: Read-model pages fetched per request at most while filling one page (bounds the scan).
-MAX_SCAN_ROUNDS = 8
 
 #: List filters: DCSA name -> allowed values.
 LIST_FILTERS: dict[str, tuple[str, ...]] = {
@@ -157,11 +154,12 @@ HELD_REFERENCE_KINDS: dict[str, str] = {
     "vesselIMONumber": "vessel",
 }
 
-_CREATED = "eventCreatedDateTime"
+#: The creation-time filter (``CREATED:op`` with an operator of :data:`CREATED_OPERATORS`).
+CREATED = "eventCreatedDateTime"
 #: Every query parameter ``GET /v2/events`` takes.
 EVENT_QUERY_PARAMETERS: frozenset[str] = frozenset(
-    [*LIST_FILTERS, *VALUE_FILTERS, *ALIASES, *UNSUPPORTED, _CREATED]
-    + [f"{_CREATED}:{op}" for op in CREATED_OPERATORS]
+    [*LIST_FILTERS, *VALUE_FILTERS, *ALIASES, *UNSUPPORTED, CREATED]
+    + [f"{CREATED}:{op}" for op in CREATED_OPERATORS]
     + ["limit", "cursor", "sort"]
 ) - {"transportDocumentTypeCode"}  # a subscription-body field only
 
@@ -232,7 +230,7 @@ class DcsaFilter:
         for name, val in self.values:
             out[name] = val
         for op, seconds in self.created:
-            out[f"{_CREATED}:{op}"] = seconds
+            out[f"{CREATED}:{op}"] = seconds
         return out
 
     def _lists(self) -> dict[str, frozenset[str]]:
@@ -318,7 +316,7 @@ def filter_from_fields(fields: Mapping[str, Any]) -> DcsaFilter:
             if values.get(name, value) != value:
                 raise FilterError(f"{name} is given twice with different values", parameter=name)
             values[name] = value
-        elif name == _CREATED or name.startswith(_CREATED + ":"):
+        elif name == CREATED or name.startswith(CREATED + ":"):
             op = name.partition(":")[2] or "eq"
             if op not in CREATED_OPERATORS:
                 raise FilterError(
@@ -686,11 +684,11 @@ def canonical_types(flt: DcsaFilter) -> tuple[str, ...] | None:
     return None if len(allowed) == len(DCSA_TYPES) else tuple(allowed)
 
 
-def event_query(flt: DcsaFilter) -> tracking.EventQuery:
+def event_query(flt: DcsaFilter) -> EventQuery:
     """The read model's query for ``flt``: what it can index is pushed down.
 
     Pushed down: the references the filter names (the caller holds them, so records readable
-    by reference holders become readable; :class:`gateway.tracking.EventQuery` then selects
+    by reference holders become readable; :class:`gateway.tracking.service.EventQuery` then selects
     the events *about* them, i.e. whose subject they are), the event types, and the lower
     bound of the creation time (the block time). Every filter is applied again to the
     rendered event by :func:`matches`, which alone decides; the push-down only narrows the
@@ -701,60 +699,20 @@ def event_query(flt: DcsaFilter) -> tracking.EventQuery:
         after = bound if op == "gt" else bound - 1 if op in ("gte", "eq") else None
         if after is not None:
             created_after = after if created_after is None else max(created_after, after)
-    return tracking.EventQuery(
+    return EventQuery(
         references=flt.held_references,
         event_types=canonical_types(flt) or (),
         created_after=created_after,
     )
 
 
-def render(visible: Any) -> dict[str, Any] | None:
+def render(visible: VisibleEvent) -> dict[str, Any] | None:
     """The DCSA form of a visible event, or None for events DCSA 2.2 cannot express
     (reefer readings, air, land, warehouse and customs events are served by the canonical
     tracking API)."""
     if not dcsa.expressible(visible.event):
         return None
     return dcsa.to_dcsa(visible)
-
-
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
-
-
-async def collect_page(
-    reader: Any, principal: Principal, page: PageRequest
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Fill one page: read visible events, render, filter, until ``limit`` or the end.
-
-    Each read asks for at most the number of events still missing, so a page never has to
-    cut a read-model page in half (the next cursor is always a read-model cursor). At most
-    :data:`MAX_SCAN_ROUNDS` reads are made; the page may then be short, with a cursor.
-
-    Returns
-    -------
-    tuple
-        The rendered events and the read model's cursor after them (None at the end).
-    """
-    out: list[dict[str, Any]] = []
-    position = page.position
-    if canonical_types(page.filter) == ():
-        return out, None  # contradictory filters: the standard's "empty list"
-    query = event_query(page.filter)
-    for _ in range(MAX_SCAN_ROUNDS):
-        batch, position = await reader.events(principal, query, position, page.limit - len(out))
-        for visible in batch:
-            rendered = render(visible)
-            if rendered is not None and matches(page.filter, rendered):
-                out.append(rendered)
-        if position is None or len(out) >= page.limit:
-            break
-    return out, position
-
-
-# -- HTTP -----------------------------------------------------------------------------------
-
-
-routes = web.RouteTableDef()
 
 
 def page_link(request: web.Request, query: Mapping[str, str] | None) -> str:
@@ -765,180 +723,3 @@ def page_link(request: web.Request, query: Mapping[str, str] | None) -> str:
     """
     url = request.rel_url if query is None else request.rel_url.with_query(query)
     return request.app[CONFIG].public_url.rstrip("/") + str(url)
-
-
-@routes.get("/v2/events")
-async def get_events(request: web.Request) -> web.Response:
-    """DCSA ``GET /v2/events``."""
-    principal = require(request, "events:read")
-    check_api_version(request)
-    codec = request.app[DCSA_CURSORS]
-    try:
-        page = parse_page_request(request.query, codec=codec, org_id=principal.org_id)
-    except FilterError as exc:
-        raise bad_request(exc) from None
-    events, position = await collect_page(request.app[appkeys.TRACKING], principal, page)
-    headers = {
-        "Current-Page": page_link(request, None),
-        "First-Page": page_link(request, {k: v for k, v in request.query.items()
-                                          if k != "cursor"}),
-    }
-    if position is not None:
-        token = cursor_for(codec, principal.org_id, page.filter, position)
-        headers["Next-Page"] = page_link(request, {"cursor": token, "limit": str(page.limit)})
-    return web.json_response(events, headers=headers)
-
-
-def _list_parameter(name: str, values: tuple[str, ...], description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "style": "form",
-        "explode": False,
-        "description": description,
-        "schema": {"type": "array", "items": {"type": "string", "enum": list(values)}},
-    }
-
-
-def _value_parameter(name: str, max_length: int, description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": {"type": "string", "minLength": 1, "maxLength": max_length},
-    }
-
-
-_VALUE_DESCRIPTIONS = {
-    "carrierBookingReference": "Carrier booking reference (held by the caller).",
-    "transportDocumentReference": "Master or house B/L number (held by the caller).",
-    "transportCallID": "Transport call id.",
-    "vesselIMONumber": "IMO number (7 digits, check digit verified).",
-    "exportVoyageNumber": "Export voyage number.",
-    "carrierServiceCode": "Carrier service code.",
-    "UNLocationCode": "UN/LOCODE of the transport call or event location.",
-    "equipmentReference": "Container number (ISO 6346, check digit verified; held by the "
-    "caller).",
-}
-
-EVENTS_PARAMETERS: list[dict[str, Any]] = [
-    _list_parameter("eventType", EVENT_TYPES, "Event types (OR)."),
-    _list_parameter(
-        "shipmentEventTypeCode", SHIPMENT_EVENT_TYPE_CODES, "Shipment event codes (OR)."
-    ),
-    _list_parameter("documentTypeCode", DOCUMENT_TYPE_CODES, "Document type codes (OR)."),
-    _list_parameter(
-        "transportEventTypeCode", TRANSPORT_EVENT_TYPE_CODES, "Transport event codes (OR)."
-    ),
-    _list_parameter(
-        "equipmentEventTypeCode", EQUIPMENT_EVENT_TYPE_CODES, "Equipment event codes (OR)."
-    ),
-    *(
-        _value_parameter(name, max_length, _VALUE_DESCRIPTIONS[name])
-        for name, (_, max_length) in VALUE_FILTERS.items()
-    ),
-    {**_value_parameter("bookingReference", 35, "Deprecated: carrierBookingReference."),
-     "deprecated": True},
-    {**_value_parameter("carrierVoyageNumber", 50, "Deprecated: exportVoyageNumber."),
-     "deprecated": True},
-    *(
-        {
-            "name": name,
-            "in": "query",
-            "required": False,
-            "description": f"Creation time {label} (ISO 8601 with a zone).",
-            "schema": {"type": "string", "format": "date-time"},
-        }
-        for name, label in [
-            (_CREATED, "equal to"),
-            *((f"{_CREATED}:{op}", op) for op in CREATED_OPERATORS),
-        ]
-    ),
-    {
-        "name": "limit",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
-                   "default": DEFAULT_LIMIT},
-    },
-    {
-        "name": "cursor",
-        "in": "query",
-        "required": False,
-        "description": "Opaque cursor from a Next-Page header.",
-        "schema": {"type": "string", "maxLength": 4096},
-    },
-    {
-        "name": "sort",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "string", "enum": ["eventCreatedDateTime",
-                                              "eventCreatedDateTime:ASC"]},
-    },
-    {
-        "name": "API-Version",
-        "in": "header",
-        "required": False,
-        "description": "Major version asked for: 2.",
-        "schema": {"type": "string", "enum": ["2", "2.2", "2.2.0"]},
-    },
-]
-
-_PAGE_HEADERS = {
-    "API-Version": {"schema": {"type": "string"}, "description": "DCSA version served."},
-    "Current-Page": {"schema": {"type": "string"}, "description": "This page."},
-    "First-Page": {"schema": {"type": "string"}, "description": "The first page."},
-    "Next-Page": {
-        "schema": {"type": "string"},
-        "description": "The next page (absent on the last page).",
-    },
-}
-
-OPENAPI_PATHS: dict[str, Any] = {
-    "/v2/events": {
-        "get": {
-            "tags": ["DCSA"],
-            "summary": "DCSA Track & Trace 2.2: events the caller may read, filtered and paged",
-            "description": __doc__.split("Errors use")[0],
-            "operationId": "dcsaGetEvents",
-            "parameters": EVENTS_PARAMETERS,
-            "responses": {
-                "200": {
-                    "description": "A page of DCSA events",
-                    "headers": _PAGE_HEADERS,
-                    "content": {
-                        "application/json": {
-                            "schema": {"type": "array", "items": {"type": "object"}}
-                        }
-                    },
-                },
-                **openapi.error_responses(400, 401, 403, 429),
-            },
-        }
-    }
-}
-
-
-def setup(app: web.Application) -> None:
-    """Add ``GET /v2/events``, its cursor key and its OpenAPI operation."""
-
-    async def cursors(app: web.Application) -> AsyncIterator[None]:
-        app[DCSA_CURSORS] = CursorCodec.from_file(app[CONFIG].path("dcsa-cursor.key"))
-        yield
-
-    async def api_version(request: web.Request, response: web.StreamResponse) -> None:
-        # Every DCSA (/v2/) answer, errors included, names the standard's version served.
-        if request.path.startswith("/v2/"):
-            response.headers.setdefault("API-Version", API_VERSION)
-
-    app.cleanup_ctx.append(cursors)
-    app.on_response_prepare.append(api_version)
-    app.router.add_routes(routes)
-    openapi.add(
-        app,
-        OPENAPI_PATHS,
-        tags=[{"name": "DCSA", "description": "DCSA Track & Trace 2.2 download and "
-               "event subscriptions"}],
-    )

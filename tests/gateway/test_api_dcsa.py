@@ -23,7 +23,7 @@ from gateway.confidential import envelope as confidential
 from gateway.events import dcsa
 from gateway.readside.readmodel import Cursor, EventAdded, IndexedEvent
 from gateway.tracking import dcsa as api_dcsa
-from tests.gateway.dcsa_fixtures import (
+from tests.support.dcsa import (
     T0,
     Receiver,
     canonical,
@@ -32,7 +32,7 @@ from tests.gateway.dcsa_fixtures import (
     organisation,
     rendered,
 )
-from tests.gateway.readside_fixtures import (
+from tests.support.readside import (
     CARRIER,
     TERMINAL,
     TRADER,
@@ -504,8 +504,8 @@ async def test_end_to_end_from_a_real_chain(tmp_path: Path, aiohttp_server: Any)
 
     from aiohttp.test_utils import TestServer
 
-    from tests.conftest import REPO_GENESIS, NodeProcess
-    from tests.gateway.readside_fixtures import Chain
+    from tests.support.nodes import REPO_GENESIS, NodeProcess
+    from tests.support.readside import Chain
 
     node = NodeProcess(tmp_path / "node", REPO_GENESIS).start()
     client = None

@@ -17,8 +17,8 @@ from gateway.confidential import envelope as confidential
 from gateway.config import GatewayConfig
 from gateway.events import dcsa
 from gateway.events.model import Reference
-from gateway.readside.readmodel import MasterContainers, Organisation, OrgChange
-from gateway.tracking import grant_context
+from gateway.readside.readmodel import MasterContainers, Member, MemberChange
+from gateway.tracking.visibility import grant_context
 from tests.gateway.events_fixtures import EQUIPMENT_EVENT, TRANSPORT_EVENT, canonical_json
 
 # Chain organisation ids of the test port (as in the demo genesis order).
@@ -69,7 +69,7 @@ async def port(aiohttp_client, gateway_config: GatewayConfig) -> Port:
         mask = 0
         for role in roles:
             mask |= ROLES[role]
-        changes.append(OrgChange(Organisation(chain_org, name, mask, own.x25519_public, True)))
+        changes.append(MemberChange(Member(chain_org, name, mask, own.x25519_public, True)))
     # an organisation registered in the gateway but not yet a member on chain
     pending = accounts.create_organisation("Newcomer Ltd", ("carrier",), status="active")
     _, keys[0] = accounts.create_api_key(pending.id, ["events:write"], "test")

@@ -28,8 +28,8 @@ from gateway.events import model as canonical_events
 from portledger.cli import main as node_cli
 from proofs.verify import verify_bundle
 from tests.conftest import REPO_GENESIS, NodeProcess, rpc
-from tests.gateway import readside_fixtures as rs
-from tests.gateway.dcsa_fixtures import config, organisation
+from tests.support import readside as rs
+from tests.support.dcsa import config, organisation
 from tests.proofs import independent_verifier
 
 pytestmark = pytest.mark.integration

@@ -16,9 +16,10 @@ from gateway.confidential import envelope as confidential
 from gateway.config import GatewayConfig
 from gateway.nodeclient import NodeClient
 from gateway.readside.indexer import ChainMismatch, Indexer, rebuild
-from gateway.readside.readmodel import Cursor, SqliteReadModel
-from tests.conftest import REPO_GENESIS, NodeProcess
-from tests.gateway import readside_fixtures as rs
+from gateway.readside.readmodel import Cursor
+from gateway.readside.store import SqliteReadModel
+from tests.support import readside as rs
+from tests.support.nodes import REPO_GENESIS, NodeProcess
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,8 @@ from gateway.app import create_app
 from gateway.appkeys import INDEXER, KEYSTORE, OUTBOX, SUBMITTER
 from gateway.events.model import Reference
 from tests.conftest import REPO_GENESIS, NodeProcess, rpc
-from tests.gateway import readside_fixtures as rs
-from tests.gateway.dcsa_fixtures import config, organisation
+from tests.support import readside as rs
+from tests.support.dcsa import config, organisation
 
 pytestmark = pytest.mark.integration
 

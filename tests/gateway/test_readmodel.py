@@ -20,12 +20,12 @@ from gateway.readside.readmodel import (
     HouseChange,
     IndexedEvent,
     MasterContainers,
-    Organisation,
-    OrgChange,
+    Member,
+    MemberChange,
     ReadModelError,
     ReferenceFlag,
-    SqliteReadModel,
 )
+from gateway.readside.store import SqliteReadModel
 
 
 def key(n: int) -> bytes:
@@ -94,7 +94,7 @@ def test_events_queries_retraction_and_reference_flag(model: SqliteReadModel) ->
 def test_bills_of_lading_grants_directory_declarations(model: SqliteReadModel) -> None:
     model.apply(
         [
-            OrgChange(Organisation(4, "Pacific Ocean Line", 4, b"\x04" * 32, True, ("0xA",))),
+            MemberChange(Member(4, "Pacific Ocean Line", 4, b"\x04" * 32, True, ("0xA",))),
             MasterContainers(key(100), 4, (key(1), key(2)), 1),
             MasterContainers(key(100), 4, (key(3),), 2),
             HouseChange(key(200), key(100), 5, (key(1), key(2)), 2),

@@ -27,7 +27,7 @@ from gateway.subscriptions.model import (
 )
 from gateway.subscriptions.resolver import PublicResolver
 from gateway.subscriptions.store import SubscriptionStore
-from tests.gateway.dcsa_fixtures import (
+from tests.support.dcsa import (
     OTHER_SECRET,
     SECRET,
     Receiver,

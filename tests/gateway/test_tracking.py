@@ -12,7 +12,8 @@ import pytest
 from aiohttp import web
 
 from contracts.cargo import subject_key
-from gateway import appkeys, errors, tracking
+from devnet.members import DEMO_ORGANISATIONS
+from gateway import appkeys, errors
 from gateway.app import create_app
 from gateway.appkeys import KEYSTORE
 from gateway.confidential import envelope as confidential
@@ -28,14 +29,17 @@ from gateway.readside.readmodel import (
     HouseChange,
     IndexedEvent,
     MasterContainers,
-    Organisation,
-    OrgChange,
-    SqliteReadModel,
+    Member,
+    MemberChange,
 )
-from gateway.tracking import EventQuery, Tracking, grant_context
-from node.genesis import DEMO_ORGANISATIONS, dev_key
-from tests.gateway import dcsa_fixtures
-from tests.gateway import readside_fixtures as rs
+from gateway.readside.store import SqliteReadModel
+from gateway.tracking.cache import TrackingSettings
+from gateway.tracking.service import EventQuery, Tracking
+from gateway.tracking.suggestions import RefIndex
+from gateway.tracking.visibility import grant_context
+from node.genesis import dev_key
+from tests.support import dcsa as dcsa_fixtures
+from tests.support import readside as rs
 
 T0 = 1_780_000_000
 NOW = T0 + 86_400
@@ -59,7 +63,7 @@ class Builder:
         self.model = model
         self.next_id = 1 << 16
         self.changes: list[Any] = [
-            OrgChange(Organisation(i + 1, name, 0, rs.x25519_public(i + 1), True))
+            MemberChange(Member(i + 1, name, 0, rs.x25519_public(i + 1), True))
             for i, (name, _) in enumerate(DEMO_ORGANISATIONS)
         ]
 
@@ -368,7 +372,7 @@ def worker(world: dict[str, Any], clock: Any = lambda: NOW, **settings: Any) -> 
     model = SqliteReadModel(world["model"].path)
     world.setdefault("workers", []).append(model)
     return Tracking(model, world["store"], clock=clock,
-                    settings=tracking.TrackingSettings(**settings))
+                    settings=TrackingSettings(**settings))
 
 
 def ids_of(view: dict[str, Any] | None) -> set[int]:
@@ -479,10 +483,10 @@ def test_the_cache_is_bounded_in_entries_and_bytes(world: dict[str, Any]) -> Non
         small.shipment_of(trader, ref)
         assert small.views.bytes <= 4000
     with pytest.raises(ConfigError):
-        tracking.TrackingSettings.from_config(GatewayConfig(
+        TrackingSettings.from_config(GatewayConfig(
             data_dir=Path("."), extra={"tracking": {"view_cache_entries": -1}}))
     with pytest.raises(ConfigError):
-        tracking.TrackingSettings.from_config(GatewayConfig(
+        TrackingSettings.from_config(GatewayConfig(
             data_dir=Path("."), extra={"tracking": {"view_entries": 5}}))
 
 
@@ -492,7 +496,7 @@ def test_a_directory_change_drops_every_view(world: dict[str, Any]) -> None:
     trader = principal(rs.TRADER)
     track.shipment_of(trader, C1)
     track.shipment_of(trader, C2)
-    b.changes = [OrgChange(Organisation(rs.TERMINAL, "Renamed Terminal", 0,
+    b.changes = [MemberChange(Member(rs.TERMINAL, "Renamed Terminal", 0,
                                         rs.x25519_public(rs.TERMINAL), True))]
     b.commit()
     names = {e["publisherName"] for e in track.shipment_of(trader, C2)["timeline"]}
@@ -548,7 +552,7 @@ def test_a_large_access_log_batch_is_written_whole(world: dict[str, Any]) -> Non
 
 
 def test_a_suggestion_scans_only_lengths_that_can_match_and_at_most_scan_references() -> None:
-    index = tracking._RefIndex(0.0)
+    index = RefIndex(0.0)
     for n in range(100):
         index.add("container", rs.container("PCOU", 400000 + n))  # 11 characters
     index.add("mbl", "PCOL20240007770000000000000000")  # 30: scores < 60 against 11 at best

@@ -2,7 +2,7 @@
 
 A gateway app with loopback callbacks allowed and fast retries, organisations with API keys
 made through the real accounts module, DCSA events rendered by the real
-:func:`gateway.dcsa.to_dcsa` from canonical events, and a real aiohttp receiver on loopback
+:func:`gateway.events.dcsa.to_dcsa` from canonical events, and a real aiohttp receiver on loopback
 that records every callback and answers with a scripted sequence of statuses.
 """
 

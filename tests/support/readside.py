@@ -20,11 +20,12 @@ from eth_utils import keccak
 
 from contracts import SYSTEM_ADDRESSES, abi
 from contracts.cargo import encode_record_call
+from devnet.jsonrpc import rpc_answer
+from devnet.members import DEMO_ORGANISATIONS
 from gateway.confidential import envelope as confidential
 from gateway.events import model as events
-from gateway.readside import readmodel
-from node.genesis import DEMO_ORGANISATIONS, dev_key, dev_x25519, dev_x25519_public
-from tests.conftest import rpc
+from gateway.readside import store
+from node.genesis import dev_key, dev_x25519, dev_x25519_public
 
 #: Chain organisation ids of the demo members (Consortium ids start at 1).
 OPERATOR, TERMINAL, TERMINAL2, CARRIER, FORWARDER, AGENT, HAULIER = 1, 2, 3, 4, 5, 6, 7
@@ -101,7 +102,7 @@ class Chain:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.chain_id = int(rpc(url, "eth_chainId")["result"], 16)
+        self.chain_id = int(rpc_answer(url, "eth_chainId")["result"], 16)
         self._nonces: dict[int, int] = {}
 
     def send(self, chain_org: int, to: str, data: bytes, gas: int = 5_000_000) -> dict[str, Any]:
@@ -109,19 +110,19 @@ class Chain:
         acct = account(chain_org)
         if chain_org not in self._nonces:
             self._nonces[chain_org] = int(
-                rpc(self.url, "eth_getTransactionCount", [acct.address, "pending"])["result"], 16
+                rpc_answer(self.url, "eth_getTransactionCount", [acct.address, "pending"])["result"], 16
             )
         nonce = self._nonces[chain_org]
         signed = acct.sign_transaction(
             {"to": to, "data": data, "gas": gas, "nonce": nonce, "chainId": self.chain_id,
              "maxFeePerGas": 0, "maxPriorityFeePerGas": 0}
         )
-        answer = rpc(self.url, "eth_sendRawTransaction", ["0x" + signed.raw_transaction.hex()])
+        answer = rpc_answer(self.url, "eth_sendRawTransaction", ["0x" + signed.raw_transaction.hex()])
         assert "result" in answer, answer
         self._nonces[chain_org] = nonce + 1
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            receipt = rpc(self.url, "eth_getTransactionReceipt", [answer["result"]])["result"]
+            receipt = rpc_answer(self.url, "eth_getTransactionReceipt", [answer["result"]])["result"]
             if receipt:
                 assert int(receipt["status"], 16) == 1, receipt
                 return receipt
@@ -145,11 +146,11 @@ class Chain:
         ]
 
     def head(self) -> int:
-        return int(rpc(self.url, "eth_blockNumber")["result"], 16)
+        return int(rpc_answer(self.url, "eth_blockNumber")["result"], 16)
 
 
 #: Tables whose content must be identical after any way of indexing the same chain.
-CHAIN_TABLES = readmodel.CHAIN_TABLES
+CHAIN_TABLES = store.CHAIN_TABLES
 
 
 def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
