@@ -14,10 +14,10 @@ from aiohttp import web
 from gateway import errors, nodeclient, openapi, ops
 from gateway.accounts import api as accounts
 from gateway.accounts import auth, oidc
-from gateway import intake as api_events
 from gateway.appkeys import BODY_LIMIT, CONFIG
 from gateway.confidential import keystore
 from gateway.config import GatewayConfig
+from gateway.intake import api as api_events
 from gateway.proofs_api import api as api_proofs
 from gateway.readside import indexer
 from gateway.readside import store as readmodel

@@ -69,7 +69,8 @@ async def read_bytes(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"body of {request.content_length} bytes exceeds {limit}")
     # content.read(n) returns what has arrived so far; gather chunks until EOF or the limit.
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         chunk = await request.content.read(min(65_536, limit + 1 - size))
         if not chunk:

@@ -62,7 +62,7 @@ import functools
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +139,7 @@ def spec() -> dict[str, Any]:
     """The DCSA T&T 2.2 document, loaded once (with the enum fix described above)."""
     try:
         with open(SPEC_PATH, encoding="utf-8") as file:
-            document = yaml.safe_load(file)
+            document: dict[str, Any] = yaml.safe_load(file)
     except OSError as exc:
         raise RuntimeError(f"DCSA spec not readable at {SPEC_PATH}: {exc}") from None
     inner = document["components"]["schemas"]["documentReferences_inner"]
@@ -147,13 +147,13 @@ def spec() -> dict[str, Any]:
     return document
 
 
+def _date_time(value: object) -> bool:
+    return not isinstance(value, str) or parse_time(value, field="") > 0
+
+
 def _format_checker() -> FormatChecker:
     checker = FormatChecker(("uuid",))
-
-    @checker.checks("date-time", raises=(EventError,))
-    def _date_time(value: object) -> bool:
-        return not isinstance(value, str) or parse_time(value, field="") > 0
-
+    checker.checks("date-time", raises=(EventError,))(_date_time)
     return checker
 
 
@@ -489,12 +489,13 @@ def event_uuid(chain_event_id: int) -> str:
     return str(uuid.uuid5(EVENT_NAMESPACE, str(chain_event_id)))
 
 
-def _iso(moment: int | str | datetime) -> str:
+def _seconds(moment: int | str | datetime) -> float:
+    """Unix seconds of a ``created`` time given as seconds, a datetime or an ISO 8601 string."""
     if isinstance(moment, datetime):
-        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return moment.timestamp()
     if isinstance(moment, int):
-        return iso_time(moment)
-    return iso_time(parse_time(moment, field="created"))
+        return moment
+    return parse_time(moment, field="created")
 
 
 def to_dcsa(
@@ -543,7 +544,7 @@ def to_dcsa(
     dcsa_type = {"SHIPMENT": "SHIPMENT", "TRANSPORT": "TRANSPORT"}.get(family, "EQUIPMENT")
     out: dict[str, Any] = {
         "eventID": event_id,
-        "eventCreatedDateTime": _iso(created),
+        "eventCreatedDateTime": iso_time(_seconds(created)),
         "eventType": dcsa_type,
         "eventClassifierCode": event.classifier,
         "eventDateTime": iso_time(event.event_time),

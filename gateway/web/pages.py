@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from contracts import ROLES
 from gateway.accounts.auth import SESSION_CSRF
 from gateway.appkeys import ACCOUNTS, OIDC_PROVIDERS
 from gateway.principal import SCOPES, Principal, principal_of
@@ -153,7 +154,6 @@ looked.</p>
 @routes.get("/login")
 async def login_page(request: web.Request) -> web.Response:
     """Sign-in form (password, or an external identity)."""
-
     next_path = _local(request.query.get("next"))
     providers = request.app.get(OIDC_PROVIDERS, {})
     external = "".join(
@@ -180,8 +180,6 @@ async def login_page(request: web.Request) -> web.Response:
 @routes.get("/register")
 async def register_page(request: web.Request) -> web.Response:
     """Registration of an organisation and its first admin."""
-    from contracts import ROLES  # noqa: PLC0415
-
     roles = "".join(
         f'<label class=check><input type=checkbox name=roles value="{e(r)}"> {e(r)}</label>'
         for r in ROLES

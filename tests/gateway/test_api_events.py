@@ -19,14 +19,14 @@ from gateway.events import dcsa
 from gateway.events.model import Reference
 from gateway.readside.readmodel import MasterContainers, Member, MemberChange
 from gateway.tracking.visibility import grant_context
-from tests.gateway.events_fixtures import EQUIPMENT_EVENT, TRANSPORT_EVENT, canonical_json
+from tests.support.events import EQUIPMENT_EVENT, TRANSPORT_EVENT, canonical_json
 
 # Chain organisation ids of the test port (as in the demo genesis order).
 TERMINAL, CARRIER, FORWARDER, TRADER, STRANGER = 2, 4, 5, 13, 14
 
 
 @dataclass
-class Port:
+class IntakeHarness:
     """The app under test, its client and one API key per organisation."""
 
     client: object
@@ -47,7 +47,7 @@ class Port:
 
 
 @pytest.fixture
-async def port(aiohttp_client, gateway_config: GatewayConfig) -> Port:
+async def port(aiohttp_client, gateway_config: GatewayConfig) -> IntakeHarness:
     app = create_app(gateway_config)
     client = await aiohttp_client(app)
     accounts, keystore, model = app[ACCOUNTS], app[KEYSTORE], app[READ_MODEL]
@@ -74,7 +74,7 @@ async def port(aiohttp_client, gateway_config: GatewayConfig) -> Port:
     pending = accounts.create_organisation("Newcomer Ltd", ("carrier",), status="active")
     _, keys[0] = accounts.create_api_key(pending.id, ["events:write"], "test")
     model.apply_changes(changes)
-    return Port(client, app, keys, org_ids, privates)
+    return IntakeHarness(client, app, keys, org_ids, privates)
 
 
 # -- POST /v1/events ---------------------------------------------------------------------------
@@ -346,7 +346,8 @@ async def test_register_master(port):
     again = await port.post("/v1/bills-of-lading", CARRIER,
                             {k: v for k, v in MASTER.items() if k != "issuedAt"})
     assert again.status == 202
-    assert all(r["duplicate"] for r in (await again.json())["receipts"])
+    assert [(r["id"], r["duplicate"]) for r in (await again.json())["receipts"]] == [
+        ("bl:PCOL1234567", True), ("bl:PCOL1234567:event", True)]
     changed = await port.post("/v1/bills-of-lading", CARRIER,
                               {**MASTER, "containers": MASTER["containers"][:2]})
     assert changed.status == 409
@@ -385,7 +386,8 @@ async def test_link_house(port):
                              Reference("container", "CSQU3054383"),
                              Reference("container", "MSKU9070323"))
     again = await port.post("/v1/bills-of-lading/PCOL1234567/houses", FORWARDER, body)
-    assert all(r["duplicate"] for r in (await again.json())["receipts"])
+    assert [(r["id"], r["duplicate"]) for r in (await again.json())["receipts"]] == [
+        ("hbl:HF88812", True), ("hbl:HF88812:event", True)]
 
 
 async def test_link_house_outside_the_master(port):

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.events import dcsa
 from gateway.events.model import CanonicalEvent, Reference, Visibility, parse_time, plaintext
-from tests.gateway.events_fixtures import (
+from tests.support.events import (
     ALL_EVENTS,
     EQUIPMENT_EVENT,
     SHIPMENT_EVENT,

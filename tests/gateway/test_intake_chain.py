@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from devnet.jsonrpc import rpc_answer
 from gateway.app import create_app
 from gateway.appkeys import INDEXER, KEYSTORE, OUTBOX, SUBMITTER
 from gateway.events.model import Reference
-from tests.conftest import REPO_GENESIS, NodeProcess, rpc
 from tests.support import readside as rs
 from tests.support.dcsa import config, organisation
+from tests.support.nodes import REPO_GENESIS, NodeProcess
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +67,7 @@ async def hosted(node: NodeProcess, tmp_path: Path) -> AsyncIterator[Hosted]:
                 x25519_private=rs.x25519_private(chain_org),
                 master_secret=rs.master_secret(chain_org))  # fmt: skip
         # Roles come from the chain's member directory once the indexer has read it.
-        head = int(rpc(node.url, "eth_blockNumber", [])["result"], 16)
+        head = int(rpc_answer(node.url, "eth_blockNumber", [])["result"], 16)
         assert await client.app[INDEXER].wait_for_block(head, timeout=60)
         yield Hosted(client, auth, org_ids)
     finally:
@@ -115,7 +116,8 @@ async def test_a_house_link_lands_whatever_order_its_containers_are_given_in(
                               json={"house": "HFSIM2611250008", "containers": covered},
                               headers=hosted.auth[rs.FORWARDER])
     assert again.status == 202
-    assert all(r["duplicate"] for r in (await again.json())["receipts"])
+    assert [(r["id"], r["duplicate"]) for r in (await again.json())["receipts"]] == [
+        ("hbl:HFSIM2611250008", True), ("hbl:HFSIM2611250008:event", True)]
     # Linking the same house again under another key is refused by the contract, up front.
     other = await client.post(f"/v1/bills-of-lading/{MASTER}/houses",
                               json={"house": "HFSIM2611250008", "containers": covered[:1]},
