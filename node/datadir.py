@@ -34,9 +34,13 @@ def read_key_file(path: Path, what: str) -> keys.PrivateKey:
     """The secp256k1 private key in ``path`` (hex, optional ``0x``); :class:`DataDirError`
     naming ``what`` and the file when it cannot be read or is not a key."""
     try:
-        return keys.PrivateKey(bytes.fromhex(path.read_text().strip().removeprefix("0x")))
-    except (OSError, ValueError) as exc:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
         raise DataDirError(f"cannot read {what} {path}: {exc}") from exc
+    try:
+        return keys.PrivateKey(bytes.fromhex(text.strip().removeprefix("0x")))
+    except ValueError as exc:
+        raise DataDirError(f"{what} {path}: not a hex private key ({exc})") from exc
 
 
 class DataDir:

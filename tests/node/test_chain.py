@@ -12,7 +12,7 @@ from consensus import extradata
 from node.chain import InvalidBlock, Ledger
 from node.db import LevelDB
 from node.genesis import Genesis
-from tests.node.chain_fixtures import CARRIER, OUTSIDER, TERMINAL, VALIDATOR, cargo_tx
+from tests.support.chain import CARRIER, OUTSIDER, TERMINAL, VALIDATOR, cargo_tx, reseal
 
 
 @pytest.fixture
@@ -20,15 +20,6 @@ def importer(tmp_path: Path, genesis_path: Path) -> Any:
     db = LevelDB(str(tmp_path / "importer"))
     yield Ledger(db, Genesis.load(genesis_path))
     db.close()
-
-
-def reseal(block: Any, key: keys.PrivateKey = VALIDATOR, **header_changes: Any) -> Any:
-    """Change header fields and seal again, so only the changed rule can fail."""
-    header = block.header.copy(**header_changes)
-    extra = extradata.decode(header.extra_data).with_seals(())
-    header = header.copy(extra_data=extra.encode())
-    seal = extradata.sign_seal(extradata.commit_digest(header), key)
-    return block.copy(header=header.copy(extra_data=extra.with_seals([seal]).encode()))
 
 
 def test_built_block_imports_with_identical_roots(ledger: Ledger, importer: Ledger) -> None:

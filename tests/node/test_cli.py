@@ -11,8 +11,7 @@ import rlp
 from node.chain import Ledger, PortLedgerVM
 from node.db import LevelDB
 from node.genesis import Genesis
-from tests.node.chain_fixtures import TERMINAL, VALIDATOR, cargo_tx
-from tests.node.test_chain import reseal
+from tests.support.chain import TERMINAL, VALIDATOR, cargo_tx, reseal
 
 
 def portledger(*args: str) -> subprocess.CompletedProcess[str]:

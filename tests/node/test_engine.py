@@ -10,8 +10,8 @@ import pytest
 from consensus import extradata
 from node.chain import Ledger
 from node.db import NodeKeys
-from tests.node.chain_fixtures import TERMINAL, cargo_tx
-from tests.node.engine_net import Net
+from tests.support.chain import TERMINAL, cargo_tx
+from tests.support.engine_net import Net
 
 
 @pytest.fixture

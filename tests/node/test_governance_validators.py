@@ -24,8 +24,8 @@ from consensus import extradata
 from contracts import SYSTEM_ADDRESSES, load_artifact
 from node.chain import Ledger
 from node.genesis import dev_key
-from tests.node.chain_fixtures import TERMINAL, cargo_tx
-from tests.node.engine_net import Net
+from tests.support.chain import TERMINAL, cargo_tx
+from tests.support.engine_net import Net
 
 #: Proposal kinds of ``contracts/Consortium.vy``.
 ADD_VALIDATOR = 4

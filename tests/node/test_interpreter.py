@@ -159,7 +159,7 @@ def test_blocks_built_fast_import_on_stock_py_evm(ledger: Any, tmp_path: Any, ge
     from node.chain import Ledger, PortLedgerVM
     from node.db import LevelDB
     from node.genesis import Genesis
-    from tests.node.chain_fixtures import CARRIER, TERMINAL, VALIDATOR, cargo_tx
+    from tests.support.chain import CARRIER, TERMINAL, VALIDATOR, cargo_tx
 
     blocks = []
     for n in range(3):

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from node.service import NodeService
-from tests.node.chain_fixtures import TERMINAL, VALIDATOR
+from tests.support.chain import TERMINAL, VALIDATOR
 
 
 async def _wait_for(predicate: Any, timeout: float) -> bool:

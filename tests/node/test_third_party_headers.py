@@ -19,8 +19,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from eth_hash.auto import keccak
 
 from node.rpc.app import create_rpc_app
-from tests.node.chain_fixtures import TERMINAL, cargo_tx
-from tests.node.engine_net import Net
+from tests.support.chain import TERMINAL, cargo_tx
+from tests.support.engine_net import Net
 
 # ------------------------------------------------------------------ the independent verifier
 

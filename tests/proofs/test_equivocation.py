@@ -40,7 +40,7 @@ from node.evidence import (
 from node.genesis import dev_key
 from node.p2p_frames import Code
 from node.rpc.app import JsonRpc
-from tests.node.engine_net import Net
+from tests.support.engine_net import Net
 
 KEY = dev_key("validator:3")
 OTHER = dev_key("validator:2")
@@ -304,7 +304,7 @@ def test_observer_reports_with_its_reporting_account(ledger, caplog) -> None:  #
 
     from node.evidence import NOT_A_MEMBER, EvidenceReporter
     from node.service import NodeService
-    from tests.node.chain_fixtures import cargo_tx
+    from tests.support.chain import cargo_tx
 
     observer_key = keys.PrivateKey(b"\x41" * 32)  # an observer's node key: no member account
     bank = dev_key("org:10")  # Harbour Trade Bank (demo), a member organisation's account

@@ -1,4 +1,5 @@
-"""Helpers for tests that build blocks directly on a Ledger."""
+"""Helpers for tests that build blocks directly on a Ledger: demo accounts, cargo-event
+transactions, and re-sealing a tampered block."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import os
 from typing import Any
 
 from eth_account import Account
+from eth_keys import keys
 
+from consensus import extradata
 from contracts import SYSTEM_ADDRESSES
 from contracts.cargo import EVENT_TYPES, CargoEventInput, encode_record_call, subject_key
 from node.chain import Ledger
@@ -43,3 +46,12 @@ def cargo_tx(ledger: Ledger, account: Any, nonce: int, events: int = 3, kind: st
         }
     )
     return ledger.decode_transaction(signed.raw_transaction)
+
+
+def reseal(block: Any, key: keys.PrivateKey = VALIDATOR, **header_changes: Any) -> Any:
+    """Change header fields and seal again, so only the changed rule can fail."""
+    header = block.header.copy(**header_changes)
+    extra = extradata.decode(header.extra_data).with_seals(())
+    header = header.copy(extra_data=extra.encode())
+    seal = extradata.sign_seal(extradata.commit_digest(header), key)
+    return block.copy(header=header.copy(extra_data=extra.with_seals([seal]).encode()))

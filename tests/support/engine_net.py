@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -13,18 +12,14 @@ from pathlib import Path
 
 from eth_keys import keys
 
+from devnet.members import demo_members
+from devnet.ports import free_port
 from node.chain import Ledger
 from node.db import LevelDB
 from node.engine import Engine
-from node.genesis import Genesis, QbftConfig, build_genesis, demo_members, dev_key
+from node.genesis import Genesis, QbftConfig, build_genesis, dev_key
 from node.p2p import P2PConfig, Peer, PeerNetwork
 from node.service import NodeService
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
