@@ -19,7 +19,6 @@ missed (the table says so); non-zero only when the bench itself fails.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import multiprocessing as mp
 import os
@@ -36,6 +35,7 @@ from eth.vm.forks.prague import PragueVM
 from eth_utils import keccak, to_canonical_address
 
 from devnet.counter import compiled_counter
+from devnet.jsonrpc import RpcClient, rpc_call
 from devnet.ports import free_port
 from node.genesis import dev_key
 
@@ -79,7 +79,7 @@ class Node:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"node exited: {self.log.read_text()[-2000:]}")
             try:
-                Client(self.port).call("eth_blockNumber", [])
+                rpc_call(f"http://127.0.0.1:{self.port}", "eth_blockNumber", [])
                 return
             except OSError:
                 if time.monotonic() > deadline:
@@ -94,24 +94,6 @@ class Node:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=30)
-
-
-class Client:
-    """JSON-RPC over one keep-alive HTTP connection."""
-
-    def __init__(self, port: int, timeout: float = 60) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-
-    def post(self, payload: Any) -> Any:
-        self.conn.request("POST", "/", body=json.dumps(payload), headers={"Content-Type": "application/json"})
-        response = self.conn.getresponse()
-        return json.loads(response.read())
-
-    def call(self, method: str, params: list[Any]) -> Any:
-        answer = self.post({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-        if "error" in answer:
-            raise RuntimeError(f"{method}: {answer['error']}")
-        return answer["result"]
 
 
 # -- transactions ----------------------------------------------------------------------------
@@ -132,7 +114,7 @@ def sign_txs(chain_id: int, to: bytes, labels: list[str], per_sender: int, first
     return [raw for group in zip(*per_label, strict=True) for raw in group]
 
 
-def send_batches(client: Client, raws: list[str], batch: int) -> tuple[int, list[str]]:
+def send_batches(client: RpcClient, raws: list[str], batch: int) -> tuple[int, list[str]]:
     accepted, errors = 0, []
     for i in range(0, len(raws), batch):
         payload = [{"jsonrpc": "2.0", "id": j, "method": "eth_sendRawTransaction", "params": [raw]}
@@ -145,7 +127,7 @@ def send_batches(client: Client, raws: list[str], batch: int) -> tuple[int, list
     return accepted, errors
 
 
-def wait_mined(client: Client, addresses: dict[str, str], expected: dict[str, int], timeout: float) -> float:
+def wait_mined(client: RpcClient, addresses: dict[str, str], expected: dict[str, int], timeout: float) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         nonces = {label: int(client.call("eth_getTransactionCount", [addr, "latest"]), 16)
@@ -158,7 +140,7 @@ def wait_mined(client: Client, addresses: dict[str, str], expected: dict[str, in
 
 def load_process(port: int, raws: list[str], batch: int, stop: Any, sent: Any) -> None:
     """Keep the node producing blocks: send batches at a steady pace until told to stop."""
-    client = Client(port)
+    client = RpcClient("127.0.0.1", port, timeout=60)
     for i in range(0, len(raws), batch):
         if stop.is_set():
             break
@@ -168,15 +150,13 @@ def load_process(port: int, raws: list[str], batch: int, stop: Any, sent: Any) -
         stop.wait(0.2)
 
 
-def call_latencies(client: Client, to: str, who: bytes, count: int) -> list[float]:
+def call_latencies(client: RpcClient, to: str, who: bytes, count: int) -> list[float]:
     payload = {"jsonrpc": "2.0", "id": 1, "method": "eth_call",
                "params": [{"to": to, "data": "0x" + (IS_MEMBER + who.rjust(32, b"\x00")).hex()}, "latest"]}
-    body = json.dumps(payload)
     out: list[float] = []
     for _ in range(count):
         t0 = time.perf_counter()
-        client.conn.request("POST", "/", body=body, headers={"Content-Type": "application/json"})
-        answer = json.loads(client.conn.getresponse().read())
+        answer = client.post(payload)
         out.append((time.perf_counter() - t0) * 1000)
         if int(answer["result"], 16) != 1:
             raise RuntimeError(f"unexpected eth_call answer {answer}")
@@ -213,7 +193,7 @@ def main() -> int:
     node = Node(args.genesis, workdir, VARIANTS[args.variant])
     rows: list[tuple[str, str, str, str]] = []
     try:
-        client = Client(node.port)
+        client = RpcClient("127.0.0.1", node.port, timeout=60)
         chain_id = int(client.call("eth_chainId", []), 16)
 
         # deploy the contract the transactions call (storage write + log each)
