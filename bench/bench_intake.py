@@ -1,6 +1,6 @@
 """Upload intake: events accepted durably into the outbox per second (target >= 5,000/s).
 
-What "accepted" means here is what a 2xx means: :meth:`gateway.outbox.Outbox.accept` has
+What "accepted" means here is what a 2xx means: :meth:`gateway.writepath.outbox.Outbox.accept` has
 committed the events with ``synchronous=FULL`` (on disk, WAL). Measured three ways on a fresh
 outbox in a temporary folder:
 
@@ -8,7 +8,7 @@ outbox in a temporary folder:
 - ``accept_async`` from many concurrent callers with one event each (group commit: the
   writer thread commits every request waiting at that moment in one transaction);
 - over HTTP against the real gateway (``portledger gateway serve --workers N`` in its own
-  process group, the demo accounts of :mod:`gateway.bootstrap`, the whole middleware chain:
+  process group, the demo accounts of :mod:`devnet.accounts`, the whole middleware chain:
   errors, metrics, API-key authentication, rate limits raised out of the way): the terminal
   organisation uploads ``TERMINAL.DISC`` events with valid ISO 6346 container numbers through
   ``POST /v1/events`` — one per request with an ``Idempotency-Key`` from concurrent clients,
@@ -19,7 +19,7 @@ outbox in a temporary folder:
 The gateway has no node here (no ``node_urls``): accepted operations wait in the outbox, which
 is exactly the intake being measured.
 
-Run: ``.venv/bin/python bench/bench_intake.py [--events 20000] [--workers 2]``.
+Run: ``.venv/bin/python -m bench.bench_intake [--events 20000] [--workers 2]``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from devnet.ports import free_ports
 from gateway.config import GatewayConfig
 from gateway.events.identifiers import container_check_digit
 from gateway.events.model import CanonicalEvent, Reference, Visibility
-from gateway.writepath.outbox import Operation, Outbox
+from gateway.writepath.operations import Operation
+from gateway.writepath.outbox import Outbox
 
 
 def container(n: int) -> str:

@@ -81,6 +81,14 @@ async def read_bytes(request: web.Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"body exceeds {limit} bytes")
 
 
+def parse(raw: bytes) -> Any:
+    """A body's JSON; 400 ``bad-json`` if it is not JSON."""
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}", code="bad-json") from None
+
+
 async def read_json(
     request: web.Request,
     schema: dict[str, Any] | None = None,
@@ -113,10 +121,7 @@ async def read_json(
     raw = await read_bytes(request, limit)
     if not raw:
         raise BadRequest("empty body; a JSON document was expected", code="bad-json")
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}", code="bad-json") from None
+    body = parse(raw)
     if schema is not None:
         check(body, schema)
     return body

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
@@ -93,10 +92,7 @@ async def post_bulk(request: web.Request) -> web.Response:
     raw = await jsonbody.read_bytes(request, limit)
     items: list[Any]
     if ctype == "application/json":
-        try:
-            items = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise errors.BadRequest(f"body is not valid JSON: {exc}", code="bad-json") from None
+        items = jsonbody.parse(raw)
         if not isinstance(items, list):
             raise errors.Unprocessable("a JSON bulk upload is an array of events",
                                        code="schema-violation")
