@@ -15,27 +15,32 @@ quorum of seals a node collected. Anyone holding only headers, RLP and secp256k1
 check a block: decode ``extraData``, recover each seal and count distinct signers that are in the
 validator list of the parent header — at least :func:`quorum` of them.
 
-Pure: no I/O, no clock. Header objects are py-evm headers (RLP-serialisable, with ``extra_data`` and
-``copy(extra_data=...)``).
+Pure: no I/O, no clock. Header objects are py-evm headers, or anything RLP-serialisable with
+``extra_data`` and ``copy(extra_data=...)`` (the offline verifier's raw header fields,
+:class:`proofs.bundle.HeaderFields`). Seal recovery needs only ``coincurve`` (libsecp256k1), so
+the offline verifier that reuses this module pulls in neither py-evm nor ``eth_keys``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+import coincurve
 import rlp
 from eth_hash.auto import keccak
-from eth_keys.datatypes import PrivateKey, Signature
-from eth_keys.exceptions import BadSignature
-from eth_utils.exceptions import ValidationError as KeyValidationError
+
+if TYPE_CHECKING:  # only the annotation: signing is the node's, recovery needs no eth_keys
+    from eth_keys.datatypes import PrivateKey
 
 VANITY_LENGTH = 32
 ROUND_LENGTH = 4
 SEAL_LENGTH = 65
 VOTE_ADD = b"\xff"
 VOTE_DROP = b"\x00"
+#: Order of the secp256k1 group: r and s of a signature lie in [1, n).
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
 class InvalidExtraData(ValueError):
@@ -47,7 +52,8 @@ class InvalidSeal(ValueError):
 
 
 class Header(Protocol):
-    extra_data: bytes
+    @property
+    def extra_data(self) -> bytes: ...
 
     def copy(self, **kwargs: Any) -> Header: ...
 
@@ -176,13 +182,20 @@ def sign_seal(digest: bytes, private_key: PrivateKey) -> bytes:
 
 
 def recover_signer(digest: bytes, seal: bytes) -> bytes:
-    """Address that made ``seal`` over ``digest``; :class:`InvalidSeal` if unrecoverable."""
+    """Address that made ``seal`` (r ‖ s ‖ v, v ∈ {0, 1}) over ``digest``; :class:`InvalidSeal`
+    if unrecoverable. Any secp256k1 signature in that form: commit seals, transactions' too."""
+    if len(seal) != SEAL_LENGTH or seal[64] > 1:
+        raise InvalidSeal("commit seal does not recover: not 65 bytes with v in {0, 1}")
+    r = int.from_bytes(seal[:32], "big")
+    s = int.from_bytes(seal[32:64], "big")
+    if not (0 < r < SECP256K1_N and 0 < s < SECP256K1_N):
+        raise InvalidSeal("commit seal does not recover: r or s out of range")
     try:
-        signature = Signature(seal)
-        address: bytes = signature.recover_public_key_from_msg_hash(digest).to_canonical_address()
-        return address
-    except (BadSignature, KeyValidationError, ValueError) as exc:
+        public_key = coincurve.PublicKey.from_signature_and_message(seal, digest, hasher=None)
+    except Exception as exc:  # coincurve raises ValueError or its own errors
         raise InvalidSeal(f"commit seal does not recover: {exc}") from exc
+    address: bytes = keccak(public_key.format(compressed=False)[1:])[12:]
+    return address
 
 
 def verify_seals(

@@ -3,7 +3,7 @@
 A bundle (``docs/proof-format.md``) carries, for each proven event, its log, its receipt and
 transaction with their Merkle-Patricia proofs under the sealed header's roots, the sealed
 headers themselves, and the sealed header of every validator-set change from genesis up to the
-proven blocks — everything :mod:`consensus.proofcheck` needs with only ``genesis.json``.
+proven blocks — everything :mod:`proofs.verify` needs with only ``genesis.json``.
 
 What this module adds to what the chain database already holds:
 
@@ -41,7 +41,10 @@ from consensus import extradata
 from contracts import SYSTEM_ADDRESSES
 from contracts.cargo import CARGO_EVENT_TOPIC, subject_key
 from node.chain import ChainError, Ledger
-from proofs import verify as proofcheck
+from proofs import trie
+from proofs.bundle import FORMAT
+from proofs.summary import Verified
+from proofs.verify import verify_bundle
 
 
 class ProofBuildError(ChainError):
@@ -85,9 +88,9 @@ def trie_proof(root: bytes, nodes: Mapping[Any, bytes], key: bytes) -> list[byte
     Returns
     -------
     list of bytes
-        The proof as :func:`consensus.proofcheck.verify_mpt_proof` reads it.
+        The proof as :func:`proofs.trie.verify_mpt_proof` reads it.
     """
-    path = proofcheck._nibbles(key)
+    path = trie.nibbles(key)
     reference: Any = root
     proof: list[bytes] = []
     for _ in range(len(path) + 64):
@@ -102,7 +105,7 @@ def trie_proof(root: bytes, nodes: Mapping[Any, bytes], key: bytes) -> list[byte
                 return proof
             reference, path = node[path[0]], path[1:]
         else:
-            segment, is_leaf = proofcheck._hex_prefix_decode(node[0])
+            segment, is_leaf = trie.hex_prefix_decode(node[0])
             if is_leaf:
                 return proof
             reference, path = node[1], path[len(segment):]
@@ -278,7 +281,7 @@ class ProofBuilder:
         highest = max(items)
         changes = self.validator_changes(highest)
         return {
-            "format": proofcheck.FORMAT,
+            "format": FORMAT,
             "chainId": self.ledger.chain_id,
             "genesisValidators": [_hex(v) for v in self.ledger.validators_at(self.ledger.genesis_header())],
             "validatorChanges": [_hex(self._header_rlp(n)) for n in changes],
@@ -291,9 +294,9 @@ class ProofBuilder:
         return encoded
 
 
-def verify_with_genesis(bundle: dict[str, Any], ledger: Ledger) -> proofcheck.Verified:
+def verify_with_genesis(bundle: dict[str, Any], ledger: Ledger) -> Verified:
     """Verify a bundle against the ledger's own genesis (a builder's self-check)."""
-    return proofcheck.verify_bundle(bundle, ledger.genesis.raw)
+    return verify_bundle(bundle, ledger.genesis.raw)
 
 
 def sealers(header: BlockHeaderAPI) -> tuple[bytes, ...]:

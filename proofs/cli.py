@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from proofs.verify import ProofError, Reason, verify_bundle
+from proofs.errors import ProofError, Reason
+from proofs.verify import verify_bundle
 
 
 @click.command("verify-proof")

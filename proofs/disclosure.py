@@ -2,7 +2,7 @@
 
 Pure helpers a bundle builder (the node's :mod:`node.proofs`, the gateway's proof API) calls to
 write the ``disclosure`` and ``anchor`` objects of ``docs/proof-format.md`` sections 5.4 and 5.5;
-the verifier (:mod:`proofs.verify`) checks them.
+the verifier (:mod:`proofs.verify`, :func:`proofs.checks.check_disclosure`) checks them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from contracts import anchors
-from proofs import verify
+from proofs.bundle import LAYOUT_ENVELOPE, LAYOUT_RAW
 
 
 class DisclosureError(ValueError):
@@ -31,7 +31,7 @@ def disclosure(
     ciphertext_length: int | None = None,
     compression: str = "none",
     aad: bytes = b"",
-    layout: str = verify.LAYOUT_RAW,
+    layout: str = LAYOUT_RAW,
 ) -> dict[str, Any]:
     """A disclosure object: the plaintext, and optionally the key that opens the ciphertext.
 
@@ -58,10 +58,10 @@ def disclosure(
         An unknown layout, a raw data key without its nonce, or raw fields with the envelope
         layout.
     """
-    if layout not in (verify.LAYOUT_RAW, verify.LAYOUT_ENVELOPE):
+    if layout not in (LAYOUT_RAW, LAYOUT_ENVELOPE):
         raise DisclosureError(f"unknown disclosure layout {layout!r}")
     doc: dict[str, Any] = {"plaintext": _hex(plaintext)}
-    if layout == verify.LAYOUT_ENVELOPE:
+    if layout == LAYOUT_ENVELOPE:
         if (nonce is not None or ciphertext_offset or ciphertext_length is not None
                 or compression != "none" or aad):
             raise DisclosureError("an envelope disclosure takes only the plaintext and data key")

@@ -26,8 +26,9 @@ from gateway.errors import Conflict, Forbidden, NotFound, Unavailable, Unprocess
 from gateway.nodeclient import NodeUnavailable, RpcError
 from gateway.principal import Principal
 from gateway.readside.readmodel import IndexedEvent
+from proofs.bundle import LAYOUT_ENVELOPE
+from proofs.checks import CARGO_EVENT_TOPIC
 from proofs.disclosure import disclosure
-from proofs.verify import CARGO_EVENT_TOPIC, LAYOUT_ENVELOPE
 
 #: Most events one bundle proves (the node builds a bundle on its own loop and bounds it alike:
 #: ``node.rpc.MAX_PROOF_LOGS``).

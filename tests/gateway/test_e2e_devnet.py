@@ -33,7 +33,7 @@ from devnet.gateway import GatewayClient, Port
 from devnet.jsonrpc import rpc_call
 from gateway.events.model import from_plaintext
 from proofs import verify as proofcheck
-from tests.proofs import independent_verifier
+from tests.support import independent_verifier
 
 pytestmark = pytest.mark.integration
 

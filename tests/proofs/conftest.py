@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from node.proofs import ProofBuilder
-from tests.proofs.chain import Sealed, build_chain
+from tests.support.proof_catalogue import make_bundles
+from tests.support.proof_chain import Sealed, build_chain
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +33,4 @@ def genesis_doc(sealed: Sealed) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def bundles(sealed: Sealed, builder: ProofBuilder) -> dict[str, dict[str, Any]]:
-    from tests.proofs.test_bundles import make_bundles
-
     return make_bundles(sealed, builder)

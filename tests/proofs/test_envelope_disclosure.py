@@ -3,7 +3,7 @@ verifier and the independent one, and both refuse the same tamperings with the s
 
 The payloads are sealed by the gateway's own :func:`gateway.confidential.seal` (owner wrap,
 named readers, reference wrap, compressed and uncompressed bodies) and recorded on a real sealed
-chain (``tests/proofs/chain.py``); the data key disclosed is the one :attr:`Sealed.data_key`
+chain (``tests/support/proof_chain.py``); the data key disclosed is the one :attr:`Sealed.data_key`
 kept, or the one the owner unwraps again with :func:`gateway.confidential.data_key_of`.
 """
 
@@ -20,13 +20,15 @@ import pytest
 from eth_utils import keccak
 
 from contracts.cargo import subject_key
+from devnet.sealedchain import ChainBuilder
 from gateway.confidential import envelope as confidential
 from node.genesis import dev_x25519_public
 from node.proofs import EventRef, ProofBuilder
 from proofs.disclosure import DisclosureError, disclosure
-from proofs.verify import ProofError, Reason, verify_bundle
-from tests.proofs import independent_verifier
-from tests.proofs.chain import ChainBuilder, event
+from proofs.errors import ProofError, Reason
+from proofs.verify import verify_bundle
+from tests.support import independent_verifier
+from tests.support.proof_chain import event
 
 BOX = "MSCU1234565"
 T0 = 1_767_225_600

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from node.proofs import ProofBuilder
-from proofs.verify import Reason
-from tests.proofs import independent_verifier
-from tests.proofs.chain import CONTAINER, Sealed
-from tests.proofs.test_bundles import CATALOGUE
+from proofs.errors import Reason
+from tests.support import independent_verifier
+from tests.support.proof_catalogue import CATALOGUE
+from tests.support.proof_chain import CONTAINER, Sealed
 
 
 def test_independent_verifier_imports_nothing_from_the_project() -> None:
