@@ -34,7 +34,7 @@ from gateway.errors import Conflict, Forbidden, NotFound, Unavailable
 from gateway.isotime import iso_time
 from gateway.jsonbody import read_json
 from gateway.principal import SCOPES, Principal, require, require_operator
-from gateway.writepath.outbox import Operation
+from gateway.writepath.operations import Operation
 
 # -- request schemas --------------------------------------------------------------------------
 _EMAIL = {"type": "string", "format": "email", "minLength": 3, "maxLength": 254}

@@ -31,7 +31,7 @@ from gateway.intake.service import (
     require_role,
     writer,
 )
-from gateway.writepath.outbox import Operation
+from gateway.writepath.operations import Operation
 
 routes = openapi.Routes(tag="Upload")
 

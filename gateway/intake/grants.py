@@ -44,7 +44,7 @@ from gateway.intake.service import (
 )
 from gateway.readside.readmodel import SUBJECT_SCOPE
 from gateway.tracking.visibility import grant_context
-from gateway.writepath.outbox import Operation
+from gateway.writepath.operations import Operation
 
 routes = openapi.Routes(tag="Upload")
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.events.model import EVENT_SCHEMA
-from gateway.writepath.outbox import Receipt
+from gateway.writepath.operations import Receipt
 
 #: Most items of one bulk upload.
 MAX_BULK_ITEMS = 50_000

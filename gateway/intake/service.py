@@ -20,7 +20,7 @@ from gateway.intake.model import ItemError, receipt_json
 from gateway.intake.rules import envelope_problem, refuse, role_problem
 from gateway.nodeclient import NodeUnavailable, RpcError
 from gateway.readside.readmodel import ReadModel
-from gateway.writepath.outbox import Operation, Receipt
+from gateway.writepath.operations import Operation, Receipt
 
 #: Items of an upload once parsed: each one's idempotency key and its event, or why it failed.
 Parsed = list[tuple[str | None, CanonicalEvent | ItemError]]

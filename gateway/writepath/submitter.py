@@ -100,7 +100,8 @@ from gateway.confidential import envelope as confidential
 from gateway.confidential.keystore import Keystore, OrgKeys
 from gateway.events import model as events
 from gateway.nodeclient import NodeClient, NodeUnavailable, RpcError
-from gateway.writepath.outbox import Outbox, PendingOp, Receipt, TxRecord
+from gateway.writepath.operations import PendingOp, Receipt, TxRecord
+from gateway.writepath.outbox import Outbox
 
 log = logging.getLogger("portledger.gateway.submitter")
 

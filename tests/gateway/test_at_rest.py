@@ -26,7 +26,8 @@ from devnet.gateway import Port
 from gateway import errors
 from gateway.confidential.keystore import Keystore
 from gateway.events.model import CanonicalEvent, Reference, Visibility
-from gateway.writepath.outbox import BODY_SECRET, Operation, Outbox, OutboxError
+from gateway.writepath.operations import Operation
+from gateway.writepath.outbox import BODY_SECRET, Outbox, OutboxError
 
 _ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT[0-9:.]+(Z|[+-]\d\d:\d\d)")
 

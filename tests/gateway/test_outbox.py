@@ -9,7 +9,8 @@ import pytest
 
 from gateway import errors
 from gateway.events.model import CanonicalEvent, Reference, Visibility
-from gateway.writepath.outbox import Operation, Outbox, content_hash, stored_event
+from gateway.writepath.operations import Operation, _event_json, content_hash, stored_event
+from gateway.writepath.outbox import Outbox
 
 
 def event(n: int, *, container: str = "CSQU3054383", location: str = "HKHKG") -> CanonicalEvent:
@@ -163,6 +164,4 @@ def test_tx_lifecycle(outbox: Outbox) -> None:
 
 def test_stored_event_round_trip() -> None:
     ev = event(3)
-    from gateway.writepath.outbox import _event_json
-
     assert stored_event(_event_json(ev)) == ev

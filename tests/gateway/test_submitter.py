@@ -24,7 +24,8 @@ from devnet.ports import free_port
 from gateway.confidential import envelope as confidential
 from gateway.confidential.keystore import Keystore
 from gateway.nodeclient import NodeClient, NodeUnavailable, RpcError
-from gateway.writepath.outbox import Operation, Outbox, Receipt
+from gateway.writepath.operations import Operation, Receipt
+from gateway.writepath.outbox import Outbox
 from gateway.writepath.submitter import Submitter
 from tests.support import readside as rs
 from tests.support.nodes import NodeProcess

@@ -28,7 +28,8 @@ from gateway.confidential.keystore import Keystore
 from gateway.events import model as events
 from gateway.events.model import CanonicalEvent, Reference, Visibility
 from gateway.nodeclient import NodeClient
-from gateway.writepath.outbox import BODY_SECRET, Operation, Outbox, stored_event
+from gateway.writepath.operations import Operation, stored_event
+from gateway.writepath.outbox import BODY_SECRET, Outbox
 from gateway.writepath.submitter import Submitter
 from node.genesis import dev_key, dev_x25519
 
