@@ -11,7 +11,7 @@ events in ``CargoLedger.record()`` transactions of ``--per-tx`` events with 100-
 payloads, then replays it from genesis exactly as ``portledger replay --datadir --jobs N`` does
 (:func:`node.replay.replay_datadir`): every block through ``Ledger.import_block`` (seals,
 header, every transaction re-executed, every root compared) on a fresh database, in N
-processes of consecutive segments, with the :class:`node.replay.AuditReport` observing every
+processes of consecutive segments, with the :class:`node.audit.AuditReport` observing every
 block. Reports events/s re-verified (wall clock) and events per CPU-second (this process and
 its workers: less sensitive to a shared machine) for each ``--jobs`` value with the report, and
 for one process without it. ``--baseline TREE`` (a checkout of an earlier commit) adds that
@@ -97,8 +97,9 @@ def open_or_build(root: Path, events: int, per_tx: int, txs_per_block: int) -> i
 def replay(node_dir: Path, *, jobs: int, report: bool) -> dict[str, float]:
     """One replay of ``node_dir``'s chain as ``portledger replay --datadir --jobs`` runs it:
     wall seconds, CPU seconds of this process and its workers, blocks, report's events."""
+    from node.audit import AuditReport
     from node.genesis import Genesis
-    from node.replay import AuditReport, replay_datadir
+    from node.replay import replay_datadir
 
     genesis = Genesis.load(node_dir / "genesis.json")
     audit = AuditReport(genesis) if report else None
@@ -130,7 +131,11 @@ import node
 from node.chain import Ledger
 from node.db import LevelDB
 from node.genesis import Genesis
-from node.replay import AuditReport, replay_blocks
+try:
+    from node.audit import AuditReport
+except ImportError:  # a tree from before node/audit.py
+    from node.replay import AuditReport
+from node.replay import replay_blocks
 genesis = Genesis.load(node_dir / "genesis.json")
 source = Ledger(LevelDB(str(node_dir / "chain"), sync=False), genesis)
 head = source.head().block_number

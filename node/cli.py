@@ -403,7 +403,8 @@ def replay(
 ) -> None:
     """Re-execute the chain from genesis, checking every state, transaction and receipt root;
     then print the auditor's report (events, validator participation, governance, anomalies)."""
-    from node.replay import AuditReport, replay_blocks, replay_datadir
+    from node.audit import AuditReport
+    from node.replay import replay_blocks, replay_datadir
 
     if (export_csv or export_json) and not subject:
         raise click.ClickException("--export-csv / --export-json need --subject")
