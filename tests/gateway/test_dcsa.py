@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from contracts.cargo import MAX_PAYLOAD
+from gateway.confidential import envelope as confidential
 from gateway.events import dcsa
 from gateway.events.model import CanonicalEvent, Reference, Visibility, parse_time, plaintext
 from tests.support.events import (
@@ -182,9 +185,6 @@ def test_visibility_is_the_callers():
 
 
 def test_mapped_events_fit_an_envelope():
-    from contracts.cargo import MAX_PAYLOAD
-    from gateway.confidential import envelope as confidential
-
     for event in ALL_EVENTS:
         [canonical] = dcsa.from_dcsa(event)
         assert confidential.sealed_size(plaintext(canonical), 3, True) <= MAX_PAYLOAD
@@ -275,8 +275,6 @@ def test_event_uuid_is_stable_and_distinct():
 
 def test_the_shipped_spec_is_the_reference_copy():
     """The gateway validates against its own copy of DCSA T&T 2.2, identical to ../shared's."""
-    from pathlib import Path
-
     reference = Path(__file__).resolve().parents[3] / "shared" / "specs" / "dcsa"
     shipped = Path(dcsa.__file__).resolve().parent / "specs" / "dcsa"
     name = "tnt_v2.2.0.bundled.yaml"

@@ -16,6 +16,7 @@ from gateway.events.identifiers import (
     imo_check_digit,
     normalise,
 )
+from gateway.events.model import REFERENCE_KINDS
 
 UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -235,8 +236,6 @@ def test_document_references():
 
 
 def test_normalise_covers_every_event_reference_kind():
-    from gateway.events.model import REFERENCE_KINDS
-
     assert set(REFERENCE_KINDS) | {"unlocode"} == set(identifiers.KINDS)
 
 

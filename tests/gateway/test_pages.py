@@ -98,6 +98,7 @@ async def test_browser_register_verify_sign_in_and_manage_keys(
 ) -> None:
     if not CHROMIUM.exists():
         pytest.fail("Chromium is missing: apt-get install -y chromium (the browser test needs it)")
+    # playwright is heavy and needed by this test only, once the browser is known to exist
     from playwright.async_api import async_playwright
 
     app = _app(gateway_config)
