@@ -3,8 +3,8 @@
 Carriers and terminals speak DCSA T&T: SHIPMENT events (a document changed state), TRANSPORT
 events (a vessel arrived or departed at a transport call) and EQUIPMENT events (a container
 was loaded, discharged, gated in or out, stuffed...). :func:`from_dcsa` turns one into the
-gateway's :class:`~gateway.events.CanonicalEvent`; :func:`to_dcsa` turns a canonical event
-(or a tracking :class:`VisibleEvent`) back into a DCSA 2.2 event.
+gateway's :class:`~gateway.events.model.CanonicalEvent`; :func:`to_dcsa` turns a canonical event
+(or a tracking :class:`~gateway.tracking.visibility.VisibleEvent`) back into a DCSA 2.2 event.
 
 Validation
 ----------
@@ -83,7 +83,7 @@ from gateway.events.model import (
 from gateway.isotime import iso_time
 
 #: Where the DCSA T&T 2.2 specification is read from: the copy shipped with the gateway
-#: (``gateway/specs/dcsa/``, Apache 2.0, DCSA); ``PORTLEDGER_DCSA_SPEC`` overrides.
+#: (``gateway/events/specs/dcsa/``, Apache 2.0, DCSA); ``PORTLEDGER_DCSA_SPEC`` overrides.
 SPEC_PATH = Path(
     os.environ.get(
         "PORTLEDGER_DCSA_SPEC",

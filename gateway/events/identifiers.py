@@ -72,7 +72,7 @@ MAX_DOCUMENT_REFERENCE = 20
 #: Longest declaration, truck or shipment reference (EDIFACT an..35).
 MAX_OTHER_REFERENCE = 35
 
-#: Kinds :func:`normalise` accepts (``gateway.events.REFERENCE_KINDS`` and ``unlocode``).
+#: Kinds :func:`normalise` accepts (``gateway.events.model.REFERENCE_KINDS`` and ``unlocode``).
 KINDS: tuple[str, ...] = (
     "container",
     "mbl",
