@@ -20,7 +20,7 @@
    processes sharing the port (``SO_REUSEPORT``, as ``portledger gateway serve --workers``),
    background work off (``background_tasks``: the read model is already filled), rate limits
    set far above the offered load. The trader organisation is an active organisation of the
-   accounts database with a real API key from :meth:`gateway.accounts.Accounts.create_api_key`.
+   accounts database with a real API key from :meth:`gateway.accounts.store.Accounts.create_api_key`.
    Each worker also answers ``GET /bench/stats`` (its pid and view-cache counters) — the bench's
    own route, outside the measured paths.
 3. **Load** from a separate process: a keep-alive HTTP/1.1 client on asyncio streams with

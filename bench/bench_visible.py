@@ -6,8 +6,9 @@
     .venv/bin/python bench/bench_visible.py --variant "poll50:indexer_poll_ms=50"
     .venv/bin/python bench/bench_visible.py --quick              # a smoke test
 
-Creates a fresh devnet (:mod:`node.devnet`: 4 validator processes and an observer, QBFT over
-TLS on loopback) and the gateway as its own process (:class:`gateway.devnet.GatewayProcess`:
+Creates a fresh devnet (:mod:`devnet.layout`, :class:`devnet.processes.Devnet`: 4 validator
+processes and an observer, QBFT over TLS on loopback) and the gateway as its own process
+(:class:`devnet.gateway.GatewayProcess`:
 ``portledger gateway serve`` with the demo organisations' accounts), then, per *variant* (the
 gateway restarted on the same data folder with other settings, or run from another commit's
 source), two phases:

@@ -19,11 +19,12 @@ from eth_account import Account
 from eth_utils import keccak
 
 from contracts import SYSTEM_ADDRESSES, abi
-from contracts.cargo import encode_record_call
+from contracts.cargo import CARGO_EVENT_TOPIC, encode_record_call
 from devnet.jsonrpc import rpc_answer
 from devnet.members import DEMO_ORGANISATIONS
 from gateway.confidential import envelope as confidential
 from gateway.events import model as events
+from gateway.events.identifiers import container_check_digit
 from gateway.readside import store
 from node.genesis import dev_key, dev_x25519, dev_x25519_public
 
@@ -137,8 +138,6 @@ class Chain:
         """Record cargo events; their event ids."""
         receipt = self.send(chain_org, SYSTEM_ADDRESSES["CargoLedger"],
                             encode_record_call(list(inputs)))
-        from contracts.cargo import CARGO_EVENT_TOPIC
-
         return [
             int(entry["topics"][3], 16)
             for entry in receipt["logs"]
@@ -168,7 +167,5 @@ def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
 
 def container(owner: str, serial: int) -> str:
     """A valid ISO 6346 container number (``owner`` is 4 letters ending in U)."""
-    from gateway.events.identifiers import container_check_digit
-
     first = f"{owner}{serial:06d}"
     return first + str(container_check_digit(first))
