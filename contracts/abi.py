@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from eth_abi import decode, encode
-from eth_utils import keccak, to_checksum_address
+from eth_abi.abi import decode, encode
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 from contracts import SYSTEM_ADDRESSES, load_artifact
 
@@ -24,7 +25,7 @@ class AbiError(ValueError):
 
 def _type(param: dict[str, Any]) -> str:
     """The canonical ABI type of a parameter (tuples spelled out)."""
-    kind = param["type"]
+    kind = str(param["type"])
     if kind.startswith("tuple"):
         inner = ",".join(_type(c) for c in param["components"])
         return f"({inner}){kind[5:]}"

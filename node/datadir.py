@@ -19,7 +19,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from eth_keys import keys
+from eth_keys.datatypes import PrivateKey
 
 from node.chain import ChainError, Ledger
 from node.db import LevelDB, SchemaMismatch
@@ -30,7 +30,7 @@ class DataDirError(Exception):
     """A data directory or key file cannot be created or opened (the message says why)."""
 
 
-def read_key_file(path: Path, what: str) -> keys.PrivateKey:
+def read_key_file(path: Path, what: str) -> PrivateKey:
     """The secp256k1 private key in ``path`` (hex, optional ``0x``); :class:`DataDirError`
     naming ``what`` and the file when it cannot be read or is not a key."""
     try:
@@ -38,7 +38,7 @@ def read_key_file(path: Path, what: str) -> keys.PrivateKey:
     except (OSError, UnicodeDecodeError) as exc:
         raise DataDirError(f"cannot read {what} {path}: {exc}") from exc
     try:
-        return keys.PrivateKey(bytes.fromhex(text.strip().removeprefix("0x")))
+        return PrivateKey(bytes.fromhex(text.strip().removeprefix("0x")))
     except ValueError as exc:
         raise DataDirError(f"{what} {path}: not a hex private key ({exc})") from exc
 
@@ -54,7 +54,7 @@ class DataDir:
         self.reportkey = self.root / "reportkey"
         self.chain = self.root / "chain"
 
-    def load_key(self) -> keys.PrivateKey:
+    def load_key(self) -> PrivateKey:
         return read_key_file(self.nodekey, "node key")
 
     def open_ledger(self, *, sync: bool = True) -> Ledger:
@@ -86,7 +86,7 @@ class Initialised:
     validator: bool
 
 
-def init_datadir(root: str | Path, genesis_path: str | Path, key: keys.PrivateKey) -> Initialised:
+def init_datadir(root: str | Path, genesis_path: str | Path, key: PrivateKey) -> Initialised:
     """Create a data directory: a copy of the genesis, the node key and the chain database.
 
     Refuses (:class:`DataDirError`) a folder that already holds a chain or a genesis file that

@@ -14,18 +14,27 @@ in memory and fails when it and the Vyper sources disagree.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eth.chains.base import Chain
 from eth.consensus.context import ConsensusContext
 from eth.db.atomic import AtomicDB
+from eth.rlp.headers import BlockHeader
+from eth.vm.chain_context import ChainContext
 from eth.vm.forks.prague import PragueVM
-from eth_keys import keys
-from eth_utils import keccak, to_canonical_address, to_checksum_address
+from eth.vm.message import Message
+from eth_abi.abi import encode
+from eth_keys.datatypes import PrivateKey
+from eth_typing import Address, BlockNumber
+from eth_utils.address import to_canonical_address, to_checksum_address
+from eth_utils.crypto import keccak
 
+import contracts
 from consensus import extradata
 
 #: Besu's QBFT ``mixHash`` ("ctical byzantine fault tolerance"); every block carries it.
@@ -174,9 +183,9 @@ class Genesis:
 
 
 # -- development keys ------------------------------------------------------------------------
-def dev_key(label: str) -> keys.PrivateKey:
+def dev_key(label: str) -> PrivateKey:
     """A deterministic, PUBLIC development key. Never use one outside a demo or a test."""
-    return keys.PrivateKey(keccak(b"portledger-insecure-dev-key:" + label.encode()))
+    return PrivateKey(keccak(b"portledger-insecure-dev-key:" + label.encode()))
 
 
 def dev_x25519(label: str) -> bytes:
@@ -186,8 +195,6 @@ def dev_x25519(label: str) -> bytes:
 
 def dev_x25519_public(label: str) -> bytes:
     """The public half of :func:`dev_x25519`."""
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
     private = X25519PrivateKey.from_private_bytes(dev_x25519(label))
     return private.public_key().public_bytes_raw()
 
@@ -213,17 +220,14 @@ class _RecordingState:
 
 def deploy_at(state: Any, recorder: _RecordingState, address: bytes, initcode: bytes) -> None:
     """Run ``initcode`` as a constructor *at* ``address``; install the runtime it returns."""
-    from eth.vm.message import Message
-
     message = Message(
         gas=1_000_000_000,
-        to=address,
+        to=Address(address),
         sender=GENESIS_DEPLOYER,
         value=0,
         data=b"",
         code=initcode,
-        code_address=None,
-        create_address=address,
+        create_address=Address(address),
     )
     tx_context = state.get_transaction_context_class()(gas_price=0, origin=GENESIS_DEPLOYER)
     computation = state.computation_class.apply_create_message(state, message, tx_context)
@@ -242,22 +246,13 @@ def build_genesis(
     timelock: int | None = None,
 ) -> dict[str, Any]:
     """Build the genesis.json document for a network of ``members`` and ``validators``."""
-    import hashlib
-
-    from eth.chains.base import BaseChain  # noqa: F401  (py-evm import order)
-
-    import contracts
-
     chain_class = Chain.configure(
         __name__="GenesisBuilderChain",
         vm_configuration=((0, PragueVM),),
         chain_id=chain_id,
         consensus_context_class=ConsensusContext,
     )
-    vm_class = chain_class.get_vm_class_for_block_number(0)
-    from eth.rlp.headers import BlockHeader
-    from eth.vm.chain_context import ChainContext
-
+    vm_class = chain_class.get_vm_class_for_block_number(BlockNumber(0))
     header = BlockHeader(difficulty=0, block_number=0, gas_limit=gas_limit, timestamp=timestamp)
     state = vm_class.build_state(AtomicDB(), header, ChainContext(chain_id))
     recorder = _RecordingState(state)
@@ -333,8 +328,6 @@ def build_genesis(
 
 
 def _abi_encode_args(abi: list[dict[str, Any]], args: list[Any]) -> bytes:
-    from eth_abi import encode
-
     ctor = next((item for item in abi if item.get("type") == "constructor"), None)
     if ctor is None:
         if args:

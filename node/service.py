@@ -25,7 +25,7 @@ from functools import partial
 from typing import Any
 
 from eth.abc import BlockHeaderAPI, SignedTransactionAPI
-from eth_keys import keys
+from eth_keys.datatypes import PrivateKey
 
 from node.chain import BlockResult, Ledger
 from node.txpool import INVALID_PARAMS, TxPool, TxRejected
@@ -55,10 +55,10 @@ class NodeService:
     def __init__(
         self,
         ledger: Ledger,
-        signer: keys.PrivateKey | None = None,
+        signer: PrivateKey | None = None,
         *,
         produce: bool = True,
-        evidence_account: keys.PrivateKey | None = None,
+        evidence_account: PrivateKey | None = None,
     ) -> None:
         self.ledger = ledger
         self.signer = signer

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from eth.abc import SignedTransactionAPI
 
@@ -39,7 +40,8 @@ class TxRejected(Exception):
 
 
 def _fee(tx: SignedTransactionAPI) -> int:
-    return int(getattr(tx, "max_priority_fee_per_gas", None) or getattr(tx, "gas_price", 0))
+    fee: Any = getattr(tx, "max_priority_fee_per_gas", None) or getattr(tx, "gas_price", 0)
+    return int(fee)
 
 
 @dataclass
