@@ -52,7 +52,7 @@ from functools import partial
 from typing import Any
 
 import rlp
-from eth_keys import keys
+from eth_keys.datatypes import PrivateKey
 
 from consensus import extradata, qbft
 from consensus.messages import Block, MalformedMessage, Proposal, decode_message, encode_message
@@ -94,7 +94,7 @@ def recover(digest: bytes, signature: bytes) -> bytes | None:
 class Engine:
     """A node's consensus and chain-following runtime over :class:`~node.p2p.PeerNetwork`."""
 
-    def __init__(self, service: NodeService, key: keys.PrivateKey, network: PeerNetwork) -> None:
+    def __init__(self, service: NodeService, key: PrivateKey, network: PeerNetwork) -> None:
         self.service = service
         self.ledger = service.ledger
         self.key = key
@@ -516,7 +516,7 @@ class Engine:
     async def _import(self, peer: bytes, block: Any) -> bool:
         """Import one sealed block (full validation); False if it does not extend the head."""
         if block.number != self.ledger.head().block_number + 1:
-            return block.number <= self.ledger.head().block_number
+            return bool(block.number <= self.ledger.head().block_number)
         digest = block.header.hash
         running = self._executing.get(digest)
         if running is not None:  # this node is executing that block's proposal: reuse it

@@ -32,10 +32,10 @@ from typing import Any
 
 import rlp
 from eth.abc import BlockHeaderAPI
-from eth_bloom import BloomFilter
+from eth_bloom.bloom import BloomFilter
 from eth_typing import Hash32
 from eth_utils.address import to_canonical_address
-from trie import HexaryTrie
+from trie.hexary import HexaryTrie
 
 from consensus import extradata
 from contracts import SYSTEM_ADDRESSES
