@@ -94,6 +94,34 @@ def import_graph(root: Path) -> dict[str, dict[str, bool]]:
     return graph
 
 
+#: The gateway's feature packages, bottom to top: each may import the core and those before it.
+GATEWAY_FEATURES = ("events", "confidential", "writepath", "accounts", "readside", "tracking",
+                    "intake", "subscriptions", "proofs_api", "web")
+#: Core modules that compose the features (the top of the gateway).
+GATEWAY_COMPOSERS = ("gateway.app", "gateway.cli")
+
+
+def gateway_violations(graph: dict[str, dict[str, bool]]) -> list[str]:
+    """Edges inside the gateway that point up its feature order (type-only imports excepted)."""
+
+    def rank(module: str) -> int:
+        parts = module.split(".")
+        if module in GATEWAY_COMPOSERS:
+            return len(GATEWAY_FEATURES) + 1
+        if len(parts) > 1 and parts[1] in GATEWAY_FEATURES:
+            return GATEWAY_FEATURES.index(parts[1]) + 1
+        return 0  # the core
+
+    found = []
+    for module, edges in sorted(graph.items()):
+        if not module.startswith("gateway."):
+            continue
+        for target, runtime in sorted(edges.items()):
+            if runtime and target.startswith("gateway.") and rank(target) > rank(module):
+                found.append(f"{module} -> {target}")
+    return found
+
+
 def layer_violations(graph: dict[str, dict[str, bool]]) -> list[str]:
     found = []
     for module, edges in sorted(graph.items()):
@@ -160,6 +188,10 @@ def test_imports_point_down_only() -> None:
     assert layer_violations(import_graph(ROOT)) == []
 
 
+def test_gateway_features_point_down_only() -> None:
+    assert gateway_violations(import_graph(ROOT)) == []
+
+
 def test_no_import_cycles() -> None:
     assert cycles(import_graph(ROOT)) == []
 
@@ -192,6 +224,15 @@ def test_gateway_importing_node_is_found(planted: Path) -> None:
     assert layer_violations(import_graph(planted)) == [
         "gateway.planted -> node: gateway may not import node",
         "gateway.planted -> node.chain: gateway may not import node",
+    ]
+
+
+def test_a_planted_upward_gateway_import_is_found(planted: Path) -> None:
+    (planted / "gateway" / "events" / "planted.py").write_text(
+        "from gateway.tracking import service\n")
+    assert gateway_violations(import_graph(planted)) == [
+        "gateway.events.planted -> gateway.tracking",
+        "gateway.events.planted -> gateway.tracking.service",
     ]
 
 
