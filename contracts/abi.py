@@ -1,4 +1,5 @@
-"""Calling the system contracts from the gateway: calldata, return values and logs.
+"""Calling the system contracts over JSON-RPC (the gateway, the devnet): calldata, return values
+and logs.
 
 The compiled artifacts (:func:`contracts.load_artifact`) carry each contract's ABI; this module
 turns ``(contract, function, args)`` into calldata, decodes return data, and decodes logs of the

@@ -54,7 +54,8 @@ class NodeKeys:
     schema_version = SCHEMA_PREFIX + b"schema-version"
     #: Hash of the genesis block this data directory was initialised with.
     genesis_hash = SCHEMA_PREFIX + b"v1:genesis-hash"
-    #: Last consensus message this node signed (see the consensus issue).
+    #: Last consensus message this node signed (it never signs a conflicting one after a
+    #: restart: :mod:`consensus.state`).
     last_signed = SCHEMA_PREFIX + b"v1:last-signed"
     #: Equivocation evidence number n (8 bytes big-endian after the prefix) and the count
     #: (layout in :mod:`node.evidence`).

@@ -6,7 +6,7 @@ block. Chain-mutating work (building, importing) runs on one dedicated worker th
 event loop keeps answering JSON-RPC while py-evm executes; LevelDB's per-thread view
 (:meth:`node.db.LevelDB.block_write`) keeps readers from seeing a half-written block.
 
-Dev mode (this issue's single validator): a block as soon as transactions wait, but not before
+Dev mode (a single validator, no consensus engine): a block as soon as transactions wait, but not before
 the block period after the parent (``QbftConfig.period``);
 with nothing waiting, an empty block only every ``empty_block_period_seconds`` (heartbeat).
 The QBFT engine replaces :meth:`NodeService.run_dev_producer` with a consensus-driven one.

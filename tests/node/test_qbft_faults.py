@@ -1,7 +1,7 @@
 """QBFT under faults, with real node processes on loopback and load that never stops.
 
 A devnet (validators plus one observer, each its own OS process) runs a short round timeout
-while a background :class:`~node.devnet.CargoLoad` sends ``record()`` transactions to the
+while a background :class:`~devnet.load.CargoLoad` sends ``record()`` transactions to the
 observer — the one node no test step stops — which gossips them to the validators. The steps
 crash validators (SIGKILL), freeze one (SIGSTOP / SIGCONT) and restart the crashed ones, and
 check what BFT promises with ``n = 3f + 1`` validators and a quorum of ``ceil(2n/3)``:
@@ -87,7 +87,7 @@ def wait(
     what: str,
     suspects: Sequence[int],
 ) -> T:
-    """:func:`~node.devnet.wait_for`; on timeout, fail with :func:`diagnosis` of ``suspects``."""
+    """:func:`~devnet.jsonrpc.wait_for`; on timeout, fail with :func:`diagnosis` of ``suspects``."""
     try:
         return wait_for(predicate, timeout, interval=0.25, what=what)
     except DevnetTimeout as exc:
