@@ -28,7 +28,8 @@ from eth.abc import BlockHeaderAPI, SignedTransactionAPI
 from eth_keys.datatypes import PrivateKey
 
 from node.chain import BlockResult, Ledger
-from node.txpool import INVALID_PARAMS, TxPool, TxRejected
+from node.rpc.errors import INVALID_PARAMS
+from node.txpool import TxPool, TxRejected
 
 log = logging.getLogger("portledger.node")
 

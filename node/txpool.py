@@ -25,10 +25,7 @@ from typing import Any
 
 from eth.abc import SignedTransactionAPI
 
-#: JSON-RPC error codes (the ranges geth/Besu use for transaction refusals).
-INVALID_PARAMS = -32602
-TX_REJECTED = -32003
-NOT_PERMITTED = -32007
+from node.rpc.errors import NOT_PERMITTED, TX_REJECTED
 
 
 class TxRejected(Exception):

@@ -2,7 +2,7 @@
 
 Every bad parameter is an :class:`RpcError` with ``INVALID_PARAMS`` (-32602) naming the
 parameter. A reverted call's code, ``EXECUTION_REVERTED`` (3), lives with the revert reasons in
-:mod:`contracts.revert`; a refused transaction's codes (-32003, -32007) in :mod:`node.txpool`.
+:mod:`contracts.revert`. The transaction pool (:mod:`node.txpool`) refuses with these codes too.
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ INTERNAL_ERROR = -32603
 EXECUTION_FAILED = -32000
 LIMIT_EXCEEDED = -32005
 RESOURCE_NOT_FOUND = -32001
+#: A transaction refused (the ranges geth and Besu use), and refused because its sender is not
+#: a member organisation's account.
+TX_REJECTED = -32003
+NOT_PERMITTED = -32007
 
 #: A JSON-RPC method: its params in, its result out (or a coroutine of it); errors raised as
 #: :class:`RpcError`. Each namespace module gives a table of them (``methods()``).

@@ -7,7 +7,8 @@ from itertools import count
 
 import pytest
 
-from node.txpool import NOT_PERMITTED, TxPool, TxRejected
+from node.rpc.errors import NOT_PERMITTED
+from node.txpool import TxPool, TxRejected
 
 _serial = count()
 
