@@ -31,7 +31,7 @@ from proofs.checks import CARGO_EVENT_TOPIC
 from proofs.disclosure import disclosure
 
 #: Most events one bundle proves (the node builds a bundle on its own loop and bounds it alike:
-#: ``node.rpc.MAX_PROOF_LOGS``).
+#: ``node.rpc.portledger.MAX_PROOF_LOGS``).
 MAX_EVENTS = 100
 
 
