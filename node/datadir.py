@@ -40,7 +40,7 @@ def read_key_file(path: Path, what: str) -> PrivateKey:
     try:
         return PrivateKey(bytes.fromhex(text.strip().removeprefix("0x")))
     except ValueError as exc:
-        raise DataDirError(f"{what} {path}: not a hex private key ({exc})") from exc
+        raise DataDirError(f"cannot read {what} {path}: not a hex private key ({exc})") from exc
 
 
 class DataDir:
