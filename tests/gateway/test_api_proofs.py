@@ -22,15 +22,16 @@ from click.testing import CliRunner
 
 from contracts import SYSTEM_ADDRESSES
 from contracts.cargo import CARGO_EVENT_TOPIC, encode_record_call
+from devnet.jsonrpc import rpc_answer
 from gateway.app import create_app
 from gateway.appkeys import INDEXER, KEYSTORE, READ_MODEL
 from gateway.events import model as canonical_events
 from portledger.cli import main as node_cli
 from proofs.verify import verify_bundle
-from tests.conftest import REPO_GENESIS, NodeProcess, rpc
+from tests.support import independent_verifier
 from tests.support import readside as rs
 from tests.support.dcsa import config, organisation
-from tests.proofs import independent_verifier
+from tests.support.nodes import REPO_GENESIS, NodeProcess
 
 pytestmark = pytest.mark.integration
 
@@ -153,14 +154,14 @@ async def error_of(response: Any, status: int) -> str:
 def test_get_proof_takes_one_log_or_several(recorded: Recorded) -> None:
     genesis = json.loads(REPO_GENESIS.read_text())
     tx, index = recorded.logs["depart"]
-    one = rpc(recorded.node.url, "portledger_getProof", [tx, hex(index)])["result"]
+    one = rpc_answer(recorded.node.url, "portledger_getProof", [tx, hex(index)])["result"]
     assert proven_ids(one) == [recorded.ids["depart"]]
     pairs = [list(recorded.logs[n]) for n in ("discharged", "issue", "stuffed")]
-    several = rpc(recorded.node.url, "portledger_getProof", [pairs])["result"]
+    several = rpc_answer(recorded.node.url, "portledger_getProof", [pairs])["result"]
     assert proven_ids(several) == [recorded.ids[n] for n in ("discharged", "issue", "stuffed")]
     assert len(verify_bundle(several, genesis).events) == 3
     for bad in ([[]], [[[tx]]], [[[tx, index]] * 101], [tx], [[tx, 10_000]]):
-        answer = rpc(recorded.node.url, "portledger_getProof", bad)
+        answer = rpc_answer(recorded.node.url, "portledger_getProof", bad)
         assert answer["error"]["code"] == -32602, (bad, answer)
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from eth_utils import to_checksum_address
 
+from devnet.counter import compiled_counter
+from devnet.jsonrpc import rpc_answer
 from node.genesis import dev_key
-from tests.conftest import NodeProcess, rpc
-from tests.node.counter import compiled_counter
+from tests.support.nodes import NodeProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.js]
 
@@ -51,7 +52,7 @@ def test_ethers_v6_round_trip(js_ready: Path, tmp_path: Path, genesis_path: Path
     sender = to_checksum_address(key.public_key.to_canonical_address())
     node = NodeProcess(tmp_path / "node", genesis_path).start()
     try:
-        chain_id = int(rpc(node.url, "eth_chainId")["result"], 16)
+        chain_id = int(rpc_answer(node.url, "eth_chainId")["result"], 16)
         config = tmp_path / "ethers-config.json"
         config.write_text(json.dumps({
             "rpcUrl": node.url,
@@ -91,10 +92,10 @@ def test_ethers_v6_round_trip(js_ready: Path, tmp_path: Path, genesis_path: Path
         assert out["block"]["baseFeePerGas"] == "0"
 
         # cross-check what ethers saw with the node itself
-        receipt = rpc(node.url, "eth_getTransactionReceipt", [out["bumps"][1]["hash"]])["result"]
+        receipt = rpc_answer(node.url, "eth_getTransactionReceipt", [out["bumps"][1]["hash"]])["result"]
         assert receipt["blockHash"] == out["bumps"][1]["blockHash"]
         assert receipt["from"] == sender
-        counter = rpc(node.url, "eth_getStorageAt", [out["address"], "0x0", "latest"])["result"]
+        counter = rpc_answer(node.url, "eth_getStorageAt", [out["address"], "0x0", "latest"])["result"]
         assert int(counter, 16) == 11
     finally:
         node.stop()

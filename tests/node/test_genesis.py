@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from node.genesis import Genesis, GenesisError, build_genesis, demo_members
+from devnet.members import demo_members
+from node.genesis import Genesis, GenesisError, build_genesis
 
 
 def test_genesis_json_matches_the_contract_sources(genesis_path: Path) -> None:

@@ -6,7 +6,6 @@ Every wait is bounded; the whole file runs in a few seconds.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 import rlp
 from eth_keys import keys
 
+from devnet.ports import free_port
 from node.p2p import Code, P2PConfig, Peer, PeerNetwork, auth_digest
 from node.p2p_frames import (
     MAX_RANGE,
@@ -36,12 +36,6 @@ FAST = P2PConfig(
     max_frame_size=64 * 1024,
 )
 WAIT = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def key(i: int) -> keys.PrivateKey:

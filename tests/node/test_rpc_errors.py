@@ -20,9 +20,10 @@ import rlp
 from eth_account import Account
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
+from devnet.counter import compiled_counter
+from devnet.jsonrpc import rpc_answer
 from node.genesis import dev_key
-from tests.conftest import NodeProcess, rpc
-from tests.node.counter import compiled_counter
+from tests.support.nodes import NodeProcess
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +36,7 @@ NOT_PERMITTED = -32007
 LIMIT_EXCEEDED = -32005
 EXECUTION_REVERTED = 3
 
-#: bump(1) calldata for the shared counter contract (tests/node/counter.py).
+#: bump(1) calldata for the shared counter contract (devnet/counter.py).
 BUMP_ONE = "0x" + (function_signature_to_4byte_selector("bump(uint256)") + (1).to_bytes(32, "big")).hex()
 
 
@@ -43,8 +44,8 @@ class Env:
     def __init__(self, node: NodeProcess) -> None:
         self.node = node
         self.url = node.url
-        self.chain_id = int(rpc(node.url, "eth_chainId")["result"], 16)
-        self.gas_limit = int(rpc(node.url, "eth_getBlockByNumber", ["latest", False])["result"]["gasLimit"], 16)
+        self.chain_id = int(rpc_answer(node.url, "eth_chainId")["result"], 16)
+        self.gas_limit = int(rpc_answer(node.url, "eth_getBlockByNumber", ["latest", False])["result"]["gasLimit"], 16)
         self.member = Account.from_key(dev_key("org:4").to_bytes())
         self.contract = ""
 
@@ -81,7 +82,7 @@ class Env:
         tx = {
             "type": 2,
             "chainId": self.chain_id,
-            "nonce": int(rpc(self.url, "eth_getTransactionCount", [self.member.address, "pending"])["result"], 16),
+            "nonce": int(rpc_answer(self.url, "eth_getTransactionCount", [self.member.address, "pending"])["result"], 16),
             "to": to_checksum_address(self.contract) if self.contract else None,
             "value": 0,
             "gas": 100_000,
@@ -99,7 +100,7 @@ class Env:
     def wait_receipt(self, tx_hash: str, timeout: float = 30) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            receipt = rpc(self.url, "eth_getTransactionReceipt", [tx_hash])["result"]
+            receipt = rpc_answer(self.url, "eth_getTransactionReceipt", [tx_hash])["result"]
             if receipt:
                 return receipt
             time.sleep(0.1)
@@ -114,7 +115,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, genesis_path: Path) -> Iterato
         bytecode = compiled_counter()["bytecode"]
         deploy = e.tx(to=None, data=bytecode, gas=1_000_000)
         del deploy["to"]
-        tx_hash = rpc(e.url, "eth_sendRawTransaction", [e.raw(deploy)])["result"]
+        tx_hash = rpc_answer(e.url, "eth_sendRawTransaction", [e.raw(deploy)])["result"]
         receipt = e.wait_receipt(tx_hash)
         assert receipt["status"] == "0x1"
         e.contract = receipt["contractAddress"]
@@ -285,7 +286,7 @@ def test_non_member_sender(env: Env) -> None:
 
 def test_nonce_too_low(env: Env) -> None:
     tx = env.tx()
-    first = rpc(env.url, "eth_sendRawTransaction", [env.raw(tx)])
+    first = rpc_answer(env.url, "eth_sendRawTransaction", [env.raw(tx)])
     assert "result" in first, first
     assert env.wait_receipt(first["result"])["status"] == "0x1"
     err = env.error("eth_sendRawTransaction", [env.raw(tx | {"value": 1})])
@@ -390,10 +391,10 @@ def test_notifications_get_no_answer(env: Env) -> None:
 
 
 def test_valid_transaction_still_mined_after_all_that(env: Env) -> None:
-    before = int(rpc(env.url, "eth_call", [{"to": env.contract, "data": "0x61bc221a"}, "latest"])["result"], 16)
-    tx_hash = rpc(env.url, "eth_sendRawTransaction", [env.raw(env.tx())])["result"]
+    before = int(rpc_answer(env.url, "eth_call", [{"to": env.contract, "data": "0x61bc221a"}, "latest"])["result"], 16)
+    tx_hash = rpc_answer(env.url, "eth_sendRawTransaction", [env.raw(env.tx())])["result"]
     assert env.wait_receipt(tx_hash)["status"] == "0x1"
-    after = int(rpc(env.url, "eth_call", [{"to": env.contract, "data": "0x61bc221a"}, "latest"])["result"], 16)
+    after = int(rpc_answer(env.url, "eth_call", [{"to": env.contract, "data": "0x61bc221a"}, "latest"])["result"], 16)
     assert after == before + 1
 
 

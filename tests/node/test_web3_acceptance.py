@@ -25,9 +25,10 @@ from web3 import AsyncWeb3, HTTPProvider, Web3, WebSocketProvider
 from web3.exceptions import ContractLogicError
 from web3.middleware import ExtraDataToPOAMiddleware
 
+from devnet.counter import compiled_counter
+from devnet.jsonrpc import rpc_answer
 from node.genesis import dev_key
-from tests.conftest import NodeProcess, rpc
-from tests.node.counter import compiled_counter
+from tests.support.nodes import NodeProcess
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +95,7 @@ def test_client_basics(env: Env) -> None:
     w3 = env.w3
     assert w3.is_connected()
     assert w3.eth.chain_id == 1_702_026 or w3.eth.chain_id == int(
-        rpc(env.node.url, "eth_chainId")["result"], 16
+        rpc_answer(env.node.url, "eth_chainId")["result"], 16
     )
     assert w3.net.version == str(w3.eth.chain_id)
     assert w3.eth.gas_price == 0
