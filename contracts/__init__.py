@@ -18,6 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from eth_utils.address import to_checksum_address
+
 #: Folder of the compiled artifacts.
 BUILD_DIR = Path(__file__).parent / "build"
 
@@ -105,8 +107,6 @@ def constructor_args(
     list
         Arguments in constructor order, ready for ABI encoding.
     """
-    from eth_utils.address import to_checksum_address
-
     if name == "Consortium":
         return [
             [m["name"] for m in members],

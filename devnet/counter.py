@@ -38,7 +38,7 @@ def small(x: uint256) -> uint256:
 @cache
 def compiled_counter() -> dict[str, Any]:
     """``abi`` and deploy ``bytecode`` (0x-hex) of the counter, compiled once per process."""
-    import vyper  # the compiler loads in seconds: only when the counter is asked for
+    import vyper  # noqa: PLC0415 (the compiler loads in seconds: only when the counter is asked for)
 
     out = vyper.compile_code(COUNTER_SOURCE, output_formats=["abi", "bytecode"])
     return {"abi": out["abi"], "bytecode": out["bytecode"]}

@@ -66,6 +66,7 @@ from devnet.layout import NodeSpec
 from devnet.ports import free_port
 from devnet.status import status_table
 from gateway.isotime import iso_time
+from node.chain import QbftBlockHeader
 
 T = TypeVar("T")
 
@@ -200,7 +201,6 @@ def _access_table(logs: dict[str, list[dict[str, Any]]]) -> Table:
 # -- the chain side ----------------------------------------------------------------------------
 def _header_from_rpc(block: dict[str, Any]) -> Any:
     """Rebuild a py-evm header from its JSON-RPC form (to recompute the seal digest)."""
-    from node.chain import QbftBlockHeader  # py-evm: only once the demo runs, not at CLI start-up
 
     def b(name: str) -> bytes:
         return bytes.fromhex(block[name][2:])

@@ -11,6 +11,7 @@ the same SQLite files (WAL lets readers in other processes see committed writes)
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import signal
@@ -18,8 +19,12 @@ import subprocess
 import sys
 
 import click
+from aiohttp import web
 
+from gateway.app import create_app
 from gateway.config import ConfigError, GatewayConfig
+from gateway.ops import JsonFormatter
+from gateway.readside import indexer
 
 
 def _load(config_file: str) -> GatewayConfig:
@@ -30,8 +35,6 @@ def _load(config_file: str) -> GatewayConfig:
 
 
 def _json_logs(config: GatewayConfig) -> None:
-    from gateway.ops import JsonFormatter
-
     root = logging.getLogger()
     if config.log_json:
         for handler in root.handlers:
@@ -51,9 +54,6 @@ def gateway() -> None:
 @click.option("--api-only", is_flag=True, hidden=True)
 def serve(config_file: str, workers: int, api_only: bool) -> None:
     """Serve the gateway until SIGINT/SIGTERM."""
-    from aiohttp import web
-
-    from gateway.app import create_app
 
     config = _load(config_file)
     if api_only:
@@ -89,9 +89,5 @@ def serve(config_file: str, workers: int, api_only: bool) -> None:
 @click.option("--config", "config_file", required=True, type=click.Path(dir_okay=False))
 def rebuild(config_file: str) -> None:
     """Drop the read model and re-index it from the chain (with a progress bar)."""
-    import asyncio
-
-    from gateway.readside import indexer
-
     config = _load(config_file)
     asyncio.run(indexer.rebuild(config))

@@ -22,11 +22,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from gateway import openapi
 from gateway.appkeys import CONFIG, METRICS, READINESS
 from gateway.errors import REQUEST_ID, TooManyRequests
 from gateway.principal import principal_of
@@ -54,7 +56,7 @@ class JsonFormatter(logging.Formatter):
     _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
 
     def format(self, record: logging.LogRecord) -> str:
-        out = {
+        out: dict[str, Any] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
@@ -204,7 +206,6 @@ async def metrics(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     """Probes, metrics and rate limits."""
-    from gateway import openapi
 
     config = app[CONFIG]
     registry = CollectorRegistry()

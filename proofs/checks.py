@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import rlp
+from Crypto.Cipher import AES
 from eth_hash.auto import keccak
 
 from consensus import extradata
@@ -415,7 +416,6 @@ def check_disclosure(facts: CargoFacts, value: Any, where: str) -> bytes:
         content = envelope_content(facts.payload, where)
     else:
         content = _raw_content(facts.payload, disclosure, where)
-    from Crypto.Cipher import AES  # pycryptodome; only disclosures need it
     sealed = content.sealed
     try:
         cipher = AES.new(key, AES.MODE_GCM, nonce=content.nonce)

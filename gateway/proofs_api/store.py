@@ -176,7 +176,7 @@ class ProofRequestStore(sqlite.Store):
 
     def get(self, request_id: str) -> ProofRequest | None:
         row = self._db.execute(
-            f"SELECT {self._COLUMNS} FROM proof_requests WHERE id = ?", (request_id,)
+            f"SELECT {self._COLUMNS} FROM proof_requests WHERE id = ?", (request_id,)  # noqa: S608 (constant names and ? placeholders only)
         ).fetchone()
         return None if row is None else self._request(row)
 
@@ -191,7 +191,7 @@ class ProofRequestStore(sqlite.Store):
         if not sides:
             return []
         rows = self._db.execute(
-            f"SELECT seq, {self._COLUMNS} FROM proof_requests WHERE ({' OR '.join(sides)}) "
+            f"SELECT seq, {self._COLUMNS} FROM proof_requests WHERE ({' OR '.join(sides)}) "  # noqa: S608 (constant names and ? placeholders only)
             "AND (? IS NULL OR status = ?) AND (? = 0 OR seq < ?) ORDER BY seq DESC LIMIT ?",
             (*([org_id] * len(sides)), status, status, before, before, limit),
         ).fetchall()

@@ -582,7 +582,13 @@ def setup(app: web.Application) -> None:
 async def rebuild_with(model: ReadModel, node: RpcClient, *, quiet: bool = False) -> Cursor:
     """Drop ``model``'s chain-derived rows and index from genesis to the finalized head."""
     # rich (the progress bar) is needed by this command only, not by the gateway's start-up
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     await asyncio.to_thread(model.reset)
     indexer = Indexer(model, node)

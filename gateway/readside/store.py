@@ -311,7 +311,7 @@ class SqliteReadModel(ReadModel):
             case EventAdded(event=e):
                 touched.add(e.subject)
                 db.execute(
-                    f"INSERT INTO events ({_EVENT_COLUMNS}) "
+                    f"INSERT INTO events ({_EVENT_COLUMNS}) "  # noqa: S608 (constant names and ? placeholders only)
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,0)",
                     (e.event_id, e.block, e.tx_hash, e.log_index, e.block_time, e.publisher,
                      e.subject, e.type_code, e.classifier, e.event_time, e.location, e.retracts,
@@ -425,7 +425,7 @@ class SqliteReadModel(ReadModel):
         with self._write_lock:
             with transaction(self._writer) as db:
                 db.executemany(
-                    f"INSERT INTO events ({_EVENT_COLUMNS}) "
+                    f"INSERT INTO events ({_EVENT_COLUMNS}) "  # noqa: S608 (constant names and ? placeholders only)
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,0)",
                     [
                         (e.event_id, e.block, e.tx_hash, e.log_index, e.block_time, e.publisher,
@@ -456,7 +456,7 @@ class SqliteReadModel(ReadModel):
         with self._write_lock:
             with transaction(self._writer) as db:
                 for table in CHAIN_TABLES:
-                    db.execute(f"DELETE FROM {table}")  # noqa: S608 - constant table names
+                    db.execute(f"DELETE FROM {table}")  # noqa: S608 (constant names and ? placeholders only)
                 published = journal.record(db, {EVERYTHING})
             self._publish(published)
 
@@ -486,7 +486,7 @@ class SqliteReadModel(ReadModel):
     # events
     def event(self, event_id: int) -> IndexedEvent | None:
         row = self._db.execute(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id = ?",  # noqa: S608
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id = ?",  # noqa: S608 (constant names and ? placeholders only)
             (event_id,),
         ).fetchone()
         return _event_from_row(row) if row else None
@@ -496,7 +496,7 @@ class SqliteReadModel(ReadModel):
             return []
         marks = ",".join("?" * len(subjects))
         rows = self._db.execute(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE subject IN ({marks}) "  # noqa: S608
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE subject IN ({marks}) "  # noqa: S608 (constant names and ? placeholders only)
             "ORDER BY event_time, event_id LIMIT ?",
             (*subjects, limit),
         ).fetchall()
@@ -519,7 +519,7 @@ class SqliteReadModel(ReadModel):
             marks = ",".join("?" * len(flt.readers_any))
             args.extend(flt.readers_any)
             who.append(
-                f"e.event_id IN (SELECT event_id FROM event_readers WHERE reader IN ({marks}))"
+                f"e.event_id IN (SELECT event_id FROM event_readers WHERE reader IN ({marks}))"  # noqa: S608 (constant names and ? placeholders only)
             )
         for owner, subject in flt.granted:
             who.append("(e.publisher = ? AND e.subject = ?)")
@@ -546,7 +546,7 @@ class SqliteReadModel(ReadModel):
         args.append(flt.limit)
         columns = ", ".join(f"e.{c.strip()}" for c in _EVENT_COLUMNS.split(","))
         rows = self._db.execute(
-            f"SELECT {columns} FROM events e WHERE {' AND '.join(where)} "  # noqa: S608
+            f"SELECT {columns} FROM events e WHERE {' AND '.join(where)} "  # noqa: S608 (constant names and ? placeholders only)
             "ORDER BY e.event_id LIMIT ?",
             args,
         ).fetchall()
@@ -602,8 +602,8 @@ class SqliteReadModel(ReadModel):
             return []
         marks = ",".join("?" * len(targets))
         rows = self._db.execute(
-            "SELECT owner, scope, target, reader, expiry, wrapped_key, block, active FROM grants "
-            f"WHERE reader = ? AND target IN ({marks}) AND active = 1",  # noqa: S608
+            "SELECT owner, scope, target, reader, expiry, wrapped_key, block, active FROM grants "  # noqa: S608 (constant names and ? placeholders only)
+            f"WHERE reader = ? AND target IN ({marks}) AND active = 1",
             (reader, *targets),
         ).fetchall()
         return [self._grant(r) for r in rows]
@@ -656,7 +656,7 @@ class SqliteReadModel(ReadModel):
                 chunk = entries[start : start + per]
                 db.execute(
                     "INSERT INTO access_log (owner, reader, event_id, subject, time, via) "
-                    "VALUES " + ",".join(("(?,?,?,?,?,?)",) * len(chunk)),  # noqa: S608
+                    "VALUES " + ",".join(("(?,?,?,?,?,?)",) * len(chunk)),
                     list(itertools.chain.from_iterable(chunk)),
                 )
 

@@ -106,7 +106,7 @@ class SubscriptionStore(sqlite.Store):
     def get(self, org_id: int, sub_id: str) -> Subscription | None:
         """The organisation's subscription, or None (also when another organisation owns it)."""
         row = self._db.execute(
-            f"SELECT {self._COLUMNS} FROM subscriptions WHERE id = ? AND org_id = ?",
+            f"SELECT {self._COLUMNS} FROM subscriptions WHERE id = ? AND org_id = ?",  # noqa: S608 (constant names and ? placeholders only)
             (sub_id, org_id),
         ).fetchone()
         return self._subscription(row) if row else None
@@ -114,7 +114,7 @@ class SubscriptionStore(sqlite.Store):
     def page(self, org_id: int, after: int, limit: int) -> list[tuple[int, Subscription]]:
         """The organisation's subscriptions after position ``after``, oldest first."""
         rows = self._db.execute(
-            f"SELECT seq, {self._COLUMNS} FROM subscriptions WHERE org_id = ? AND seq > ? "
+            f"SELECT seq, {self._COLUMNS} FROM subscriptions WHERE org_id = ? AND seq > ? "  # noqa: S608 (constant names and ? placeholders only)
             "ORDER BY seq LIMIT ?",
             (org_id, after, limit),
         ).fetchall()
@@ -156,7 +156,7 @@ class SubscriptionStore(sqlite.Store):
     def by_organisation(self) -> dict[int, list[Subscription]]:
         """Every subscription, grouped by organisation."""
         out: dict[int, list[Subscription]] = {}
-        for row in self._db.execute(f"SELECT {self._COLUMNS} FROM subscriptions ORDER BY seq"):
+        for row in self._db.execute(f"SELECT {self._COLUMNS} FROM subscriptions ORDER BY seq"):  # noqa: S608 (constant names and ? placeholders only)
             sub = self._subscription(row)
             out.setdefault(sub.org_id, []).append(sub)
         return out
@@ -247,7 +247,7 @@ class SubscriptionStore(sqlite.Store):
         """When the earliest pending delivery of a subscription not in ``busy`` falls due."""
         marks = ",".join("?" * len(busy))
         (when,) = self._db.execute(
-            "SELECT MIN(next_attempt) FROM deliveries WHERE status = 'pending'"
+            "SELECT MIN(next_attempt) FROM deliveries WHERE status = 'pending'"  # noqa: S608 (constant names and ? placeholders only)
             + (f" AND subscription_id NOT IN ({marks})" if busy else ""),
             tuple(busy),
         ).fetchone()

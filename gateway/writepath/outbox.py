@@ -379,7 +379,7 @@ class Outbox:
                 chunk = ids[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 for row in self._db.execute(
-                    "SELECT op_id, idem_key, status, tx_hash, block, event_id, error FROM ops"
+                    "SELECT op_id, idem_key, status, tx_hash, block, event_id, error FROM ops"  # noqa: S608 (constant names and ? placeholders only)
                     f" WHERE op_id IN ({marks})",
                     chunk,
                 ):
@@ -463,7 +463,7 @@ class Outbox:
         ids = list(op_ids)
         with self._lock:
             rows = self._db.execute(
-                f"SELECT op_id, batch_limit FROM ops WHERE op_id IN ({','.join('?' * len(ids))})",
+                f"SELECT op_id, batch_limit FROM ops WHERE op_id IN ({','.join('?' * len(ids))})",  # noqa: S608 (constant names and ? placeholders only)
                 ids,
             ).fetchall()
         return {int(a): int(b) for a, b in rows}

@@ -189,7 +189,7 @@ def wait_chain(net: Devnet, i: int, timeout: float = 60.0) -> None:
             other = int(net.rpc((i + 2) % 4, "eth_blockNumber", timeout=2.0), 16)
             if mine >= other - 1:
                 return
-        except Exception:  # noqa: BLE001 - still starting
+        except Exception:
             pass
         time.sleep(0.2)
 
