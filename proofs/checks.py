@@ -354,7 +354,7 @@ class SealedContent:
 def envelope_content(payload: bytes, where: str) -> SealedContent:
     """The content of a ``portledger-envelope/1`` payload (the gateway's envelope).
 
-    Layout (``gateway/confidential.py``): version (1 byte, 1), flags (1: bit 0 a reference wrap
+    Layout (``gateway/confidential/envelope.py``): version (1 byte, 1), flags (1: bit 0 a reference wrap
     follows the reader wraps, bit 1 the body is compressed, other bits 0), key version (4),
     reader count ``n`` (1), nonce (12), ephemeral key (32, only if ``n > 0``), reader ids
     (``4n``), then ``1 + n + bit0`` wraps of 48 bytes; the content (ciphertext and tag) is the

@@ -91,7 +91,7 @@ CONTRACTS: tuple[str, ...] = (
 #: Most blocks one range covers (halved while the node answers "too many results").
 MAX_RANGE = 2000
 
-#: JSON-RPC error code of "limit exceeded" (node/rpc.py).
+#: JSON-RPC error code of "limit exceeded" (node/rpc/errors.py).
 LIMIT_EXCEEDED = -32005
 
 #: Consortium events that change an organisation's directory record.

@@ -32,7 +32,7 @@ from contracts.cargo import subject_key
 from devnet.gateway import GatewayClient, Port
 from devnet.jsonrpc import rpc_call
 from gateway.events.model import from_plaintext
-from proofs import verify as proofcheck
+from proofs.verify import verify_bundle
 from tests.support import independent_verifier
 
 pytestmark = pytest.mark.integration
@@ -216,7 +216,7 @@ def test_the_port_story(port: Port) -> None:
     status, bundle, headers = bank.get(f"/v1/proof-requests/{asked['id']}/bundle")
     assert status == 200 and "attachment" in headers["Content-Disposition"], bundle
     genesis = json.loads(port.layout.genesis_path.read_text())
-    verified = proofcheck.verify_bundle(bundle, genesis)
+    verified = verify_bundle(bundle, genesis)
     assert independent_verifier.check(bundle, genesis) is None
     [shown] = [e for e in verified.events if e.plaintext is not None]
     assert shown.cargo is not None and shown.cargo.event_id == issued

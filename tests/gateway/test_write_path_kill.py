@@ -1,6 +1,6 @@
 """Kill tests of the write path under load: every event answered 2xx ends on chain exactly once.
 
-A 4-validator devnet (:mod:`node.devnet`) runs; the write path (Outbox + Submitter + NodeClient
+A 4-validator devnet (:mod:`devnet.processes`) runs; the write path (Outbox + Submitter + NodeClient
 + Keystore) runs as its own OS process (:mod:`tests.support.writepath`) behind
 ``POST /accept``. A loader thread pushes events with idempotency keys (a failed request is sent
 again later with the same key and content, as a client would). Meanwhile, at seeded random

@@ -1,10 +1,10 @@
 """Disclosures of gateway envelopes (``layout: portledger-envelope/1``) verify with the project's
 verifier and the independent one, and both refuse the same tamperings with the same reason.
 
-The payloads are sealed by the gateway's own :func:`gateway.confidential.seal` (owner wrap,
+The payloads are sealed by the gateway's own :func:`gateway.confidential.envelope.seal` (owner wrap,
 named readers, reference wrap, compressed and uncompressed bodies) and recorded on a real sealed
 chain (``tests/support/proof_chain.py``); the data key disclosed is the one :attr:`Sealed.data_key`
-kept, or the one the owner unwraps again with :func:`gateway.confidential.data_key_of`.
+kept, or the one the owner unwraps again with :func:`gateway.confidential.envelope.data_key_of`.
 """
 
 from __future__ import annotations
