@@ -6,49 +6,7 @@ the submitter (:mod:`gateway.writepath.submitter`) owns them: it batches, seals,
 them, and records every step in the same database, so a gateway killed at any instant resumes exactly
 where it was.
 
-Operations
-----------
-An :class:`~gateway.writepath.operations.Operation` is either a cargo *event* (a :class:`~gateway.events.model.CanonicalEvent`,
-stored as its canonical JSON and sealed only when it is sent) or a *call*: one contract call
-whose calldata was fully encoded at intake (:mod:`contracts.abi`). Operations are keyed by
-``(organisation, idempotency key)``; the key's content hash (SHA-256 of the operation's
-canonical bytes, :func:`~gateway.writepath.operations.content_hash`) tells a *retry* (same content: the original's
-:class:`Receipt`, ``duplicate=True``) from a *reuse* (different content:
-:class:`~gateway.errors.Conflict` ``idempotency-key-reused``). :meth:`Outbox.accept` takes a
-whole list in one transaction: all of a bulk upload is accepted, or none of it.
-
-Life of an operation::
-
-    accepted ──(in a signed tx, persisted before it is sent)──► sent ──(receipt)──► final
-        ▲                                                          │
-        └──── tx can never be mined (nonce taken) / batch bisect ◄─┤──(revert / rejected)──► failed
-
-Record key versions
--------------------
-Records are sealed under the owner's record key of version ``subject_version(org, subject)``
-(:mod:`gateway.confidential.envelope`). Accepting an operation with ``revokes_subject`` (the
-AccessGrants SUBJECT-scope revoke) bumps that version *in the same transaction*, so every event
-accepted after the revoke is sealed with a key the revoked reader cannot derive. The version an
-event is sealed with is fixed at acceptance (stored with the operation), so events accepted
-before the revoke keep the old version even if they are sent after it.
-
-Transactions
-------------
-The submitter's nonce manager keeps its signed transactions here too (table ``txs``): raw
-bytes, hash, nonce and the operations they carry are written in one transaction *before* the
-bytes go to any node (:meth:`Outbox.persist_tx`); see :mod:`gateway.writepath.submitter` for why that
-makes every retry safe.
-
-At rest
--------
-Only what idempotency and status need outlives an operation: once it is ``final`` or
-``failed`` its body (event JSON or calldata) is dropped, and the organisation, idempotency
-key, content hash and result (transaction hash, block, event id, error) stay, so a retry still
-gets the original receipt and a reused key still gets 409. Until then the body is encrypted
-under the keystore's ``outbox`` secret (AES-256-GCM, bound to organisation and key), so a
-gateway killed before an operation is final still sends it after a restart, and no payload
-reaches the file, its WAL or its free pages in clear (``secure_delete`` zeroes what is
-dropped). A call's human-readable summary is never stored.
+The design (the write path: outbox and submitter) is in ``docs/write-path.md``.
 """
 
 from __future__ import annotations
