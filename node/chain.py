@@ -25,7 +25,7 @@ import itertools
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import rlp
 from eth.abc import (
@@ -44,6 +44,7 @@ from eth.db.chain import ChainDB
 from eth.exceptions import HeaderNotFound
 from eth.rlp.logs import Log
 from eth.rlp.receipts import Receipt
+from eth.typing import AccountState
 from eth.vm.forks.berlin.transactions import TypedTransaction
 from eth.vm.forks.byzantium.constants import (
     EIP658_TRANSACTION_STATUS_CODE_FAILURE,
@@ -55,9 +56,11 @@ from eth.vm.forks.prague.constants import DEPOSIT_CONTRACT_ADDRESS
 from eth.vm.forks.prague.headers import create_prague_header_from_parent
 from eth.vm.spoof import SpoofTransaction
 from eth_hash.auto import keccak
-from eth_keys import keys
-from eth_typing import Address
-from eth_utils import ValidationError, function_signature_to_4byte_selector, to_canonical_address
+from eth_keys.datatypes import PrivateKey
+from eth_typing import Address, BlockNumber, Hash32
+from eth_utils.abi import function_signature_to_4byte_selector
+from eth_utils.address import to_canonical_address
+from eth_utils.exceptions import ValidationError
 
 from consensus import extradata
 from node.db import LevelDB, NodeKeys
@@ -362,7 +365,7 @@ class PortLedgerVM(PragueVM):
         # Deposit requests can only be logs of the deposit contract; with no code there (a
         # permissioned chain has none) py-evm's receipt scan always finds nothing. Skipping it
         # gives the same requests hash without decoding every receipt a second time.
-        if self.state.get_code(DEPOSIT_CONTRACT_ADDRESS):
+        if self.state.get_code(Address(DEPOSIT_CONTRACT_ADDRESS)):
             super().process_deposit_request_data(block)
         else:
             block.block_requests.append(b"\x00")
@@ -432,15 +435,21 @@ class Ledger:
             for member in genesis.portledger.get("members", [])
             for account in member.get("accounts", [])
         )
+        # Genesis.state() has AccountState's shape (address -> balance, nonce, code, storage);
+        # node.genesis types it as plain dicts.
         expected_genesis = chain_class.from_genesis(
-            AtomicDB(), genesis.header_params(), genesis.state()
+            AtomicDB(), genesis.header_params(), cast(AccountState, genesis.state())
         ).get_canonical_head()
         try:
             stored_genesis = db[NodeKeys.genesis_hash]
         except KeyError:
             with db.block_write():
-                chain = chain_class.from_genesis(db, genesis.header_params(), genesis.state())
-                db[NodeKeys.genesis_hash] = chain.get_canonical_block_header_by_number(0).hash
+                chain = chain_class.from_genesis(
+                    db, genesis.header_params(), cast(AccountState, genesis.state())
+                )
+                db[NodeKeys.genesis_hash] = chain.get_canonical_block_header_by_number(
+                    BlockNumber(0)
+                ).hash
             self.chain = chain
         else:
             if stored_genesis != expected_genesis.hash:
@@ -459,13 +468,13 @@ class Ledger:
         return self.chaindb.get_canonical_head()
 
     def genesis_header(self) -> BlockHeaderAPI:
-        return self.chaindb.get_canonical_block_header_by_number(0)
+        return self.chaindb.get_canonical_block_header_by_number(BlockNumber(0))
 
     def header_by_number(self, number: int) -> BlockHeaderAPI:
-        return self.chaindb.get_canonical_block_header_by_number(number)
+        return self.chaindb.get_canonical_block_header_by_number(BlockNumber(number))
 
     def header_by_hash(self, block_hash: bytes) -> BlockHeaderAPI:
-        return self.chaindb.get_block_header_by_hash(block_hash)
+        return self.chaindb.get_block_header_by_hash(Hash32(block_hash))
 
     def block_by_header(self, header: BlockHeaderAPI) -> BlockAPI:
         return self.chain.get_vm(header).get_block_class().from_header(header, self.chaindb)
@@ -476,7 +485,9 @@ class Ledger:
         return tuple(self.chaindb.get_receipts(header, receipt_builder))
 
     def vm_at(self, header: BlockHeaderAPI) -> PortLedgerVM:
-        """A VM whose state is the post-state of ``header`` (for calls and reads)."""
+        """The VM on ``header``: its state is ``header``'s state root (a block's post-state,
+        for calls and reads; for an unsealed template, its parent's, to build on)."""
+        # py-evm types get_vm as VirtualMachineAPI; our vm_configuration has only PortLedgerVM.
         return self.chain.get_vm(header)  # type: ignore[return-value]
 
     def state_at(self, header: BlockHeaderAPI) -> Any:
@@ -492,7 +503,8 @@ class Ledger:
             vm.chaindb.db,
             child.header.copy(base_fee_per_gas=0),
             vm.chain_context,
-            itertools.chain((header.hash,), vm.previous_hashes),
+            # py-evm types previous_hashes Optional; it is always a generator (never None).
+            itertools.chain((header.hash,), vm.previous_hashes or ()),
         )
         return vm, state
 
@@ -531,7 +543,9 @@ class Ledger:
     def estimate_gas(self, call: dict[str, Any], header: BlockHeaderAPI) -> int:
         vm = self.vm_at(header)
         spoofed = self._spoof(vm, vm.state, call, header.gas_limit)
-        return int(self.chain.estimate_gas(spoofed, header))
+        # py-evm types estimate_gas for a SignedTransactionAPI, yet its estimator
+        # (eth.estimators.gas) asks for a SpoofTransaction for an unsigned call and casts it.
+        return int(self.chain.estimate_gas(spoofed, header))  # type: ignore[arg-type]
 
     def is_member_account(self, address: bytes, header: BlockHeaderAPI) -> bool:
         """Account permissioning, a chain rule: may ``address`` send transactions in the
@@ -554,7 +568,9 @@ class Ledger:
 
     def decode_transaction(self, raw: bytes) -> SignedTransactionAPI:
         """Decode a raw (legacy or EIP-2718 typed) signed transaction."""
-        builder = self.chain.get_vm_class_for_block_number(self.head().block_number + 1)
+        builder = self.chain.get_vm_class_for_block_number(
+            BlockNumber(self.head().block_number + 1)
+        )
         return builder.get_transaction_builder().decode(raw)
 
     def validators_at(self, header: BlockHeaderAPI) -> tuple[bytes, ...]:
@@ -617,7 +633,7 @@ class Ledger:
         so that a gap never turns the sender's next nonces invalid. Writes state nodes into the
         current block write, so call it inside :meth:`node.db.LevelDB.block_write`.
         """
-        vm = self.chain.get_vm(template)
+        vm = self.vm_at(template)
         block = vm.get_block_class()(template, transactions=[], uncles=[], withdrawals=[])
         vm._block = block
         header = template.copy(gas_used=0)
@@ -656,8 +672,9 @@ class Ledger:
             header = vm.add_receipt_to_header(header, receipt)
             included.append(tx)
             receipts.append(receipt)
+        # No withdrawals (no beacon chain); py-evm treats () as it treated None.
         filled = vm.set_block_transactions_and_withdrawals(
-            vm.get_block(), header, included, receipts, withdrawals=None
+            vm.get_block(), header, included, receipts, withdrawals=()
         )
         processed = vm.block_postprocessing(filled)
         packed = vm.pack_block(processed)
@@ -770,7 +787,7 @@ class Ledger:
     def propose(
         self,
         transactions: Sequence[SignedTransactionAPI],
-        signer: keys.PrivateKey,
+        signer: PrivateKey,
         *,
         timestamp: int | None = None,
         build_seconds: float | None = None,

@@ -19,23 +19,36 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import os
 import signal
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 import rlp
-from eth_keys import keys
-from eth_utils import to_checksum_address
+from aiohttp import web
+from eth_keys.datatypes import PrivateKey
+from eth_typing import BlockNumber
+from eth_utils.address import to_checksum_address
+from rich.console import Console
 
-from node.chain import InvalidBlock, Ledger
+from node.audit import AuditReport
+from node.chain import InvalidBlock, Ledger, PortLedgerVM
 from node.datadir import DataDir, DataDirError, init_datadir, read_key_file
+from node.engine import Engine
 from node.genesis import Genesis, dev_key
+from node.p2p import Peer, PeerNetwork
+from node.proofs import ProofBuilder, ProofBuildError
+from node.replay import replay_blocks, replay_datadir
+from node.rpc.app import create_rpc_app
+from node.service import NodeService
+from proofs.disclosure import anchor_item
 
 REPO_GENESIS = Path(__file__).resolve().parent.parent / "genesis.json"
 #: Seconds between forced GIL hand-overs in a running node (Python's default is 0.005).
@@ -84,7 +97,7 @@ def init(datadir: str, genesis_path: str, dev_key_label: str | None, key_file: s
         elif key_file:
             key = read_key_file(Path(key_file), "key file")
         else:
-            key = keys.PrivateKey(os.urandom(32))
+            key = PrivateKey(os.urandom(32))
         made = init_datadir(datadir, genesis_path, key)
     except DataDirError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -157,7 +170,7 @@ def node_command(
     )
 
 
-def load_report_key(paths: DataDir, report_key_file: str | None) -> keys.PrivateKey | None:
+def load_report_key(paths: DataDir, report_key_file: str | None) -> PrivateKey | None:
     """The reporting account's key: ``report_key_file``, else ``DATADIR/reportkey`` if present,
     else None; ClickException when the file is unreadable, not a key, or readable by others."""
     if report_key_file is None:
@@ -181,12 +194,8 @@ def load_report_key(paths: DataDir, report_key_file: str | None) -> keys.Private
         raise click.ClickException(str(exc)) from exc
 
 
-def load_peers(path: str) -> list[Any]:
+def load_peers(path: str) -> list[Peer]:
     """Parse a peers file; ClickException naming what is wrong."""
-    import json
-
-    from node.p2p import Peer
-
     try:
         doc = json.loads(Path(path).read_text())
         return [
@@ -199,20 +208,15 @@ def load_peers(path: str) -> list[Any]:
 
 async def _run_node(
     ledger: Ledger,
-    key: keys.PrivateKey,
+    key: PrivateKey,
     host: str,
     port: int,
     *,
     produce: bool,
     p2p: tuple[str, int] | None = None,
-    peers: list[Any] | None = None,
-    report_key: keys.PrivateKey | None = None,
+    peers: list[Peer] | None = None,
+    report_key: PrivateKey | None = None,
 ) -> None:
-    from aiohttp import web
-
-    from node.rpc.app import create_rpc_app
-    from node.service import NodeService
-
     # Blocks are built on a worker thread while the event loop answers JSON-RPC. Every time a
     # request's socket or LevelDB read gives up the GIL, getting it back from the busy worker
     # takes up to one switch interval (5 ms by default); a request needs several. A shorter
@@ -248,9 +252,6 @@ async def _run_node(
     engine = None
     network = None
     if p2p is not None and peers is not None:
-        from node.engine import Engine
-        from node.p2p import PeerNetwork
-
         network = PeerNetwork(key, p2p, peers, network_id=ledger.chain_id)
         engine = Engine(service, key, network)
         await network.start()
@@ -339,7 +340,7 @@ def read_block_file(path: str, block_class: Any) -> Iterator[Any]:
 def import_command(datadir: str, file: str) -> None:
     """Import blocks from an RLP file, validating seals and re-executing every block."""
     ledger = open_ledger(datadir)
-    block_class = ledger.chain.get_vm_class_for_block_number(1).get_block_class()
+    block_class = ledger.chain.get_vm_class_for_block_number(BlockNumber(1)).get_block_class()
     imported = skipped = 0
     try:
         for block in read_block_file(file, block_class):
@@ -403,9 +404,6 @@ def replay(
 ) -> None:
     """Re-execute the chain from genesis, checking every state, transaction and receipt root;
     then print the auditor's report (events, validator participation, governance, anomalies)."""
-    from node.audit import AuditReport
-    from node.replay import replay_blocks, replay_datadir
-
     if (export_csv or export_json) and not subject:
         raise click.ClickException("--export-csv / --export-json need --subject")
 
@@ -421,8 +419,6 @@ def replay(
             )
     elif blocks_file and genesis_path:
         genesis = Genesis.load(genesis_path)
-        from node.chain import PortLedgerVM
-
         blocks = read_block_file(blocks_file, PortLedgerVM.get_block_class())
         report = None if no_report else AuditReport(genesis, subject=subject)
         with tempfile.TemporaryDirectory(prefix="portledger-replay-") as scratch:
@@ -433,12 +429,8 @@ def replay(
         raise click.ClickException("give --datadir, or --blocks with --genesis")
     click.echo(summary.describe())
     if report is not None:
-        from rich.console import Console
-
         report.render(Console(width=140))
         if report_json:
-            import json
-
             Path(report_json).write_text(json.dumps(report.as_dict(), indent=1) + "\n")
         if subject:
             report.export_history(export_csv, export_json)
@@ -478,12 +470,6 @@ def proof(
     out_file: str,
 ) -> None:
     """Write a proof bundle a bank verifies offline with `portledger verify-proof`."""
-    import json
-    from dataclasses import replace
-
-    from node.proofs import ProofBuilder, ProofBuildError
-    from proofs.disclosure import anchor_item
-
     if sum(x is not None for x in (event_id, subject, tx_hash)) != 1:
         raise click.ClickException("give exactly one of --event-id, --subject, --tx")
     ledger = open_ledger(datadir, sync=False)
