@@ -39,9 +39,10 @@ def child(variant: str, events_per_tx: list[int], total_events: int) -> dict[str
     import node  # noqa: F401  (sets the node's hashing backend unless stock chose one)
     from contracts import SYSTEM_ADDRESSES
     from contracts.cargo import EVENT_TYPES, CargoEventInput, encode_record_call, subject_key
-    from node.chain import Ledger, PortLedgerVM
+    from node.chain import PortLedgerVM
     from node.db import LevelDB
     from node.genesis import Genesis, dev_key
+    from node.ledger import Ledger
 
     if variant == "stock":
         from eth.vm.forks.prague.state import PragueState

@@ -7,6 +7,9 @@ outbox in a temporary folder:
 - ``accept`` called directly with lists of 1, 100 and 1,000 events (one transaction each);
 - ``accept_async`` from many concurrent callers with one event each (group commit: the
   writer thread commits every request waiting at that moment in one transaction);
+  both direct paths side by side with bodies in clear (how the outbox stored them before
+  issue 18) and encrypted under a body key (what the gateway does now: no plaintext at rest),
+  alternating, with the ratio;
 - over HTTP against the real gateway (``portledger gateway serve --workers N`` in its own
   process group, the demo accounts of :mod:`devnet.accounts`, the whole middleware chain:
   errors, metrics, API-key authentication, rate limits raised out of the way): the terminal
@@ -67,8 +70,8 @@ def ops(start: int, count: int, prefix: str) -> list[Operation]:
     return [Operation(f"{prefix}-{start + i}", "event", event(start + i)) for i in range(count)]
 
 
-def bench_direct(folder: Path, total: int, batch: int) -> float:
-    box = Outbox(folder / f"direct-{batch}.sqlite")
+def bench_direct(folder: Path, total: int, batch: int, body_key: bytes | None) -> float:
+    box = Outbox(folder / f"direct-{batch}-{body_key is not None}.sqlite", body_key=body_key)
     work = [ops(i, batch, f"d{batch}") for i in range(0, total, batch)]
     t = time.perf_counter()
     for chunk in work:
@@ -78,8 +81,9 @@ def bench_direct(folder: Path, total: int, batch: int) -> float:
     return total / elapsed
 
 
-async def bench_group_commit(folder: Path, total: int, concurrency: int) -> float:
-    box = Outbox(folder / f"group-{concurrency}.sqlite")
+async def bench_group_commit(folder: Path, total: int, concurrency: int,
+                             body_key: bytes | None) -> float:
+    box = Outbox(folder / f"group-{concurrency}-{body_key is not None}.sqlite", body_key=body_key)
     work = ops(0, total, "g")
     queue = iter(work)
 
@@ -163,13 +167,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-intake-") as tmp:
         folder = Path(tmp)
         print(f"intake into the outbox (SQLite WAL, synchronous=FULL), {n} events per row")
-        print(f"{'path':<58} {'events/s':>10}")
+        print(f"{'path':<44} {'clear/s':>10} {'encrypted/s':>12} {'ratio':>6}")
+        body_key = os.urandom(32)
         for batch in (1, 100, 1000):
             count = min(n, 2000) if batch == 1 else n
-            rate = bench_direct(folder, count, batch)
-            print(f"{f'Outbox.accept, lists of {batch}':<58} {rate:>10,.0f}")
-        rate = asyncio.run(bench_group_commit(folder, n, 64))
-        print(f"{'accept_async, 1 event x 64 callers':<58} {rate:>10,.0f}")
+            clear = bench_direct(folder, count, batch, None)
+            sealed = bench_direct(folder, count, batch, body_key)
+            print(f"{f'Outbox.accept, lists of {batch}':<44} {clear:>10,.0f} {sealed:>12,.0f}"
+                  f" {sealed / clear:>6.2f}")
+        clear = asyncio.run(bench_group_commit(folder, n, 64, None))
+        sealed = asyncio.run(bench_group_commit(folder, n, 64, body_key))
+        print(f"{'accept_async, 1 event x 64 callers':<44} {clear:>10,.0f} {sealed:>12,.0f}"
+              f" {sealed / clear:>6.2f}")
+        print(f"{'path (the gateway encrypts outbox bodies)':<58} {'events/s':>10}")
         gateway, key = start_gateway(folder, args.workers)
         sent = 0
         try:

@@ -128,7 +128,10 @@ from pathlib import Path
 tree, node_dir = sys.argv[1], Path(sys.argv[2])
 sys.path.insert(0, tree)
 import node
-from node.chain import Ledger
+try:
+    from node.ledger import Ledger
+except ImportError:  # a tree from before node/ledger.py
+    from node.chain import Ledger
 from node.db import LevelDB
 from node.genesis import Genesis
 try:

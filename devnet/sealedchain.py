@@ -1,6 +1,6 @@
 """A real sealed chain built in-process: blocks executed by py-evm, sealed with dev validator keys.
 
-:class:`ChainBuilder` builds blocks on a fresh :class:`node.chain.Ledger` for the demo genesis of
+:class:`ChainBuilder` builds blocks on a fresh :class:`node.ledger.Ledger` for the demo genesis of
 four validators and commits each with real commit seals signed by the validators' development
 keys (PUBLIC keys: tests and benchmarks only) — the cheapest way to get headers a light client
 must check exactly as on a live network, and chains of any size for the replay benchmark. The
@@ -23,9 +23,9 @@ from consensus.validation import proposer_for
 from contracts import SYSTEM_ADDRESSES, load_artifact
 from contracts.cargo import CargoEventInput, encode_record_call
 from devnet.members import demo_members
-from node.chain import Ledger
 from node.db import LevelDB
 from node.genesis import Genesis, QbftConfig, build_genesis, dev_key
+from node.ledger import Ledger
 
 #: Consortium proposal kinds that change the validator set (``contracts/Consortium.vy``).
 ADD_VALIDATOR = 4

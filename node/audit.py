@@ -37,8 +37,8 @@ from consensus import extradata
 from consensus.validation import proposer_for
 from contracts import SYSTEM_ADDRESSES, load_artifact
 from contracts.cargo import CARGO_EVENT_TOPIC, FAMILIES, decode_event_log, subject_key
-from node.chain import BlockResult
 from node.genesis import Genesis
+from node.ledger import BlockResult
 
 #: A validator missing from the commit seals of this many consecutive blocks it could have
 #: sealed is an anomaly (one missing now and then is normal: a block needs a quorum only).

@@ -39,10 +39,11 @@ from eth_utils.address import to_checksum_address
 from rich.console import Console
 
 from node.audit import AuditReport
-from node.chain import InvalidBlock, Ledger, PortLedgerVM
+from node.chain import InvalidBlock, PortLedgerVM
 from node.datadir import DataDir, DataDirError, init_datadir, read_key_file
 from node.engine import Engine
 from node.genesis import Genesis, dev_key
+from node.ledger import Ledger
 from node.p2p import Peer, PeerNetwork
 from node.proofs import ProofBuilder, ProofBuildError
 from node.replay import replay_blocks, replay_datadir

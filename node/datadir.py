@@ -21,9 +21,10 @@ from pathlib import Path
 
 from eth_keys.datatypes import PrivateKey
 
-from node.chain import ChainError, Ledger
+from node.chain import ChainError
 from node.db import LevelDB, SchemaMismatch
 from node.genesis import Genesis, GenesisError
+from node.ledger import Ledger
 
 
 class DataDirError(Exception):

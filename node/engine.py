@@ -57,9 +57,10 @@ from eth_keys.datatypes import PrivateKey
 from consensus import extradata, qbft
 from consensus.messages import Block, MalformedMessage, Proposal, decode_message, encode_message
 from consensus.state import Config, NodeState, ValidatorSchedule, decode_record, encode_record
-from node.chain import Executed, InvalidBlock, QbftBlock
+from node.chain import InvalidBlock, QbftBlock
 from node.db import NodeKeys
 from node.evidence import EquivocationDetector, EvidenceReporter, EvidenceStore
+from node.ledger import Executed
 from node.p2p import PeerNetwork
 from node.p2p_frames import MAX_RANGE, MAX_TXS, Code
 from node.service import NodeService

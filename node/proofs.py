@@ -40,7 +40,8 @@ from trie.hexary import HexaryTrie
 from consensus import extradata
 from contracts import SYSTEM_ADDRESSES
 from contracts.cargo import CARGO_EVENT_TOPIC, subject_key
-from node.chain import ChainError, Ledger
+from node.chain import ChainError
+from node.ledger import Ledger
 from proofs import trie
 from proofs.bundle import FORMAT
 from proofs.summary import Verified

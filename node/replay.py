@@ -1,6 +1,6 @@
 """Replay: re-execute a chain from genesis and check every root, as an auditor would.
 
-Each block goes through :meth:`node.chain.Ledger.import_block` on a fresh database built from
+Each block goes through :meth:`node.ledger.Ledger.import_block` on a fresh database built from
 the genesis file alone: seals and validator list checked, every transaction re-executed, and the
 derived state root, transactions root, receipts root, bloom, gas used and requests hash
 compared with the header. The first difference stops the replay and is reported with the
@@ -58,9 +58,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from trie.exceptions import MissingTrieNode
 
 from node.audit import AuditReport
-from node.chain import BlockResult, ChainError, InvalidBlock, Ledger
+from node.chain import ChainError, InvalidBlock
 from node.db import LevelDB
 from node.genesis import Genesis
+from node.ledger import BlockResult, Ledger
 
 
 @dataclass

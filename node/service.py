@@ -1,6 +1,6 @@
 """The node's runtime: the one place that awaits.
 
-:class:`NodeService` owns the :class:`~node.chain.Ledger`, the :class:`~node.txpool.TxPool` and
+:class:`NodeService` owns the :class:`~node.ledger.Ledger`, the :class:`~node.txpool.TxPool` and
 the block producer, and tells listeners (JSON-RPC filters and subscriptions) about each new
 block. Chain-mutating work (building, importing) runs on one dedicated worker thread so the
 event loop keeps answering JSON-RPC while py-evm executes; LevelDB's per-thread view
@@ -27,7 +27,7 @@ from typing import Any
 from eth.abc import BlockHeaderAPI, SignedTransactionAPI
 from eth_keys.datatypes import PrivateKey
 
-from node.chain import BlockResult, Ledger
+from node.ledger import BlockResult, Ledger
 from node.rpc.errors import INVALID_PARAMS
 from node.txpool import TxPool, TxRejected
 

@@ -35,9 +35,9 @@ def node_process(tmp_path: Path, genesis_path: Path) -> Iterator[NodeProcess]:
 @pytest.fixture
 def ledger(tmp_path: Path, genesis_path: Path) -> Iterator[Any]:
     # py-evm is loaded by the tests that ask for a ledger, not by every test's collection
-    from node.chain import Ledger
     from node.db import LevelDB
     from node.genesis import Genesis
+    from node.ledger import Ledger
 
     db = LevelDB(str(tmp_path / "chain"))
     yield Ledger(db, Genesis.load(genesis_path))

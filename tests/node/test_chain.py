@@ -9,9 +9,10 @@ import pytest
 from eth_keys import keys
 
 from consensus import extradata
-from node.chain import InvalidBlock, Ledger
+from node.chain import InvalidBlock
 from node.db import LevelDB
 from node.genesis import Genesis
+from node.ledger import Ledger
 from tests.support.chain import CARRIER, OUTSIDER, TERMINAL, VALIDATOR, cargo_tx, reseal
 
 

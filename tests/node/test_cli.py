@@ -8,9 +8,10 @@ from pathlib import Path
 
 import rlp
 
-from node.chain import Ledger, PortLedgerVM
+from node.chain import PortLedgerVM
 from node.db import LevelDB
 from node.genesis import Genesis
+from node.ledger import Ledger
 from tests.support.chain import TERMINAL, VALIDATOR, cargo_tx, reseal
 
 

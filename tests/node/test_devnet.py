@@ -26,10 +26,10 @@ from devnet.jsonrpc import rpc_call, wait_for
 from devnet.layout import DevnetLayout, NodeSpec, create_devnet, open_or_create
 from devnet.load import cargo_events, cargo_publishers, percentile, record_transaction
 from devnet.processes import Devnet
-from node.chain import Ledger
 from node.datadir import DataDir
 from node.db import LevelDB
 from node.genesis import Genesis, dev_address
+from node.ledger import Ledger
 from portledger.cli import main
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from consensus import extradata
-from node.chain import Ledger
 from node.db import NodeKeys
+from node.ledger import Ledger
 from tests.support.chain import TERMINAL, cargo_tx
 from tests.support.engine_net import Net
 

@@ -22,8 +22,8 @@ from eth_utils import function_signature_to_4byte_selector, to_canonical_address
 
 from consensus import extradata
 from contracts import SYSTEM_ADDRESSES, load_artifact
-from node.chain import Ledger
 from node.genesis import dev_key
+from node.ledger import Ledger
 from tests.support.chain import TERMINAL, cargo_tx
 from tests.support.engine_net import Net
 

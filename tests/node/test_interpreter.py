@@ -156,9 +156,10 @@ def test_blocks_built_fast_import_on_stock_py_evm(ledger: Any, tmp_path: Any, ge
     """Real CargoLedger blocks: built with the fast loop, re-executed by py-evm's own loop."""
     from eth.vm.forks.prague.state import PragueState
 
-    from node.chain import Ledger, PortLedgerVM
+    from node.chain import PortLedgerVM
     from node.db import LevelDB
     from node.genesis import Genesis
+    from node.ledger import Ledger
     from tests.support.chain import CARRIER, TERMINAL, VALIDATOR, cargo_tx
 
     blocks = []

@@ -10,9 +10,10 @@ import pytest
 from eth.abc import ConsensusAPI
 from eth_utils import ValidationError
 
-from node.chain import Ledger, PortLedgerVM, QbftSealConsensus
+from node.chain import PortLedgerVM, QbftSealConsensus
 from node.db import LevelDB
 from node.genesis import Genesis
+from node.ledger import Ledger
 from tests.support.chain import VALIDATOR
 
 

@@ -12,8 +12,8 @@ from eth_keys import keys
 from consensus import extradata
 from contracts import SYSTEM_ADDRESSES
 from contracts.cargo import EVENT_TYPES, CargoEventInput, encode_record_call, subject_key
-from node.chain import Ledger
 from node.genesis import dev_key
+from node.ledger import Ledger
 
 TERMINAL = Account.from_key(dev_key("org:1").to_bytes())
 CARRIER = Account.from_key(dev_key("org:3").to_bytes())

@@ -14,10 +14,10 @@ from eth_keys import keys
 
 from devnet.members import demo_members
 from devnet.ports import free_port
-from node.chain import Ledger
 from node.db import LevelDB
 from node.engine import Engine
 from node.genesis import Genesis, QbftConfig, build_genesis, dev_key
+from node.ledger import Ledger
 from node.p2p import P2PConfig, Peer, PeerNetwork
 from node.service import NodeService
 

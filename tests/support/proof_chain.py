@@ -1,6 +1,6 @@
 """A real sealed chain for proof tests: four dev validators, two validator-set changes.
 
-Blocks are built on an in-process :class:`node.chain.Ledger` by :mod:`devnet.sealedchain` and
+Blocks are built on an in-process :class:`node.ledger.Ledger` by :mod:`devnet.sealedchain` and
 committed with real commit seals signed by the validators' development keys — the cheapest way to get headers that a
 light client must check exactly as it would on a live network. The validator set changes
 through on-chain governance (Consortium proposals, votes, execution), never by hand:
@@ -30,8 +30,8 @@ from eth_utils import function_signature_to_4byte_selector, keccak
 from contracts import SYSTEM_ADDRESSES, anchors
 from contracts.cargo import EVENT_TYPES, CargoEventInput, subject_key
 from devnet.sealedchain import ADD_VALIDATOR, REMOVE_VALIDATOR, ChainBuilder
-from node.chain import Ledger
 from node.genesis import dev_key
+from node.ledger import Ledger
 
 CONTAINER = "MSCU1234565"
 
