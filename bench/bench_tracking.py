@@ -74,7 +74,6 @@ from pathlib import Path
 from typing import Any
 
 from devnet.ports import free_port
-from gateway import appkeys
 
 #: The environment the bench started with, for the gateway workers (importing the gateway here
 #: sets defaults, such as the keccak backend, which a baseline's workers must not inherit).
@@ -245,10 +244,17 @@ def serve(data_dir: Path, port: int) -> None:
 
     from gateway.app import create_app
 
+    # The gateway of this tree or of a baseline's (``--src``), before or after the layers of
+    # issue 18: the imports come after the baseline's tree went first on the path.
+    try:
+        from gateway.appkeys import TRACKING
+    except ImportError:
+        from gateway.tracking import TRACKING
+
     app = create_app(_config(data_dir, port))
 
     async def stats(request: web.Request) -> web.Response:
-        views = request.app[appkeys.TRACKING].views
+        views = request.app[TRACKING].views
         return web.json_response({"pid": os.getpid(), "hits": views.hits,
                                   "misses": views.misses, "entries": len(views),
                                   "bytes": views.bytes, "evictions": views.evictions,
@@ -439,10 +445,21 @@ def update(data_dir: Path, rate: float, seconds: float) -> None:
     a random tracked container (really sealed, readable by reference holders), one block per
     event through :meth:`ReadModel.apply`, for ``seconds``. The events stay in the fill."""
     from contracts.cargo import EVENT_TYPES
-    from gateway.confidential import envelope as confidential
-    from gateway.events import model as events
-    from gateway.readside.readmodel import Cursor, EventAdded, IndexedEvent
-    from gateway.readside.store import SqliteReadModel
+
+    try:  # this tree, or a baseline's (``--src``) from before the layers of issue 18
+        from gateway.confidential import envelope as confidential
+        from gateway.events import model as events
+        from gateway.readside.readmodel import Cursor, EventAdded, IndexedEvent
+        from gateway.readside.store import SqliteReadModel
+    except ImportError:
+        from gateway.readmodel import (
+            Cursor,
+            EventAdded,
+            IndexedEvent,
+            SqliteReadModel,
+        )
+
+        from gateway import confidential, events
 
     containers = json.loads((data_dir / "refs.json").read_text())["container"]
     model = SqliteReadModel(data_dir / "readmodel.db")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -39,12 +40,30 @@ def connect(
         Enforce ``FOREIGN KEY`` constraints.
     """
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
     db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+    _set_wal(db, busy_timeout_ms / 1000)
+    db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
     if foreign_keys:
         db.execute("PRAGMA foreign_keys=ON")
     return db
+
+
+def _set_wal(db: sqlite3.Connection, patience: float) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while another process holds the lock.
+
+    Several worker processes (``serve --workers N``) open the same files at once; changing the
+    journal mode can answer "database is locked" at once, without waiting in the busy handler,
+    while another connection is mid-change, so it is retried for up to ``patience`` seconds.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 @contextlib.contextmanager

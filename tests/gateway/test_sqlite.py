@@ -1,7 +1,11 @@
-"""``gateway.sqlite.transaction``: commit, roll back, and nest as a no-op inside an open one."""
+"""``gateway.sqlite``: connecting waits for another process's lock; ``transaction`` commits,
+rolls back, and nests as a no-op inside an open one."""
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -57,3 +61,38 @@ def test_nested_transaction_joins_the_outer_one(db_path: Path) -> None:
             raise RuntimeError("boom")
     assert not db.in_transaction and _rows(db_path) == [1, 2]
     db.close()
+
+
+def test_connect_waits_for_a_lock_held_by_another_connection(tmp_path: Path) -> None:
+    """A worker process opening a store while another holds it locked (switching a fresh file
+    to WAL, writing its schema) waits for the lock instead of failing."""
+    path = tmp_path / "fresh.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE t (n INTEGER)")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("INSERT INTO t VALUES (1)")
+    release = threading.Timer(0.3, holder.execute, ("COMMIT",))
+    release.start()
+    started = time.monotonic()
+    db = sqlite.connect(path, busy_timeout_ms=5000)
+    try:
+        assert time.monotonic() - started >= 0.25
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert [r[0] for r in db.execute("SELECT n FROM t")] == [1]
+    finally:
+        release.join(timeout=5)
+        db.close()
+        holder.close()
+
+
+def test_connect_gives_up_after_its_busy_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "held.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (n INTEGER)")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            sqlite.connect(path, busy_timeout_ms=200)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
