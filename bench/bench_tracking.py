@@ -238,6 +238,15 @@ def trader_api_key(data_dir: Path) -> str:
         accounts.close()
 
 
+def _flat_gateway() -> bool:
+    """Whether the gateway on the path is a baseline's from before issue 18's feature packages
+    (a flat ``gateway/tracking.py``). Asked of the files: the editable install's finder would
+    import this tree's new modules into an old tree's package."""
+    import gateway
+
+    return (Path(gateway.__file__).parent / "tracking.py").is_file()
+
+
 def serve(data_dir: Path, port: int) -> None:
     """One worker process: the whole gateway app, background work off."""
     from aiohttp import web
@@ -246,10 +255,10 @@ def serve(data_dir: Path, port: int) -> None:
 
     # The gateway of this tree or of a baseline's (``--src``), before or after the layers of
     # issue 18: the imports come after the baseline's tree went first on the path.
-    try:
-        from gateway.appkeys import TRACKING
-    except ImportError:
+    if _flat_gateway():
         from gateway.tracking import TRACKING
+    else:
+        from gateway.appkeys import TRACKING
 
     app = create_app(_config(data_dir, port))
 
@@ -446,12 +455,12 @@ def update(data_dir: Path, rate: float, seconds: float) -> None:
     event through :meth:`ReadModel.apply`, for ``seconds``. The events stay in the fill."""
     from contracts.cargo import EVENT_TYPES
 
-    try:  # this tree, or a baseline's (``--src``) from before the layers of issue 18
+    if not _flat_gateway():
         from gateway.confidential import envelope as confidential
         from gateway.events import model as events
         from gateway.readside.readmodel import Cursor, EventAdded, IndexedEvent
         from gateway.readside.store import SqliteReadModel
-    except ImportError:
+    else:  # a baseline's tree (``--src``) from before the layers of issue 18
         from gateway.readmodel import (
             Cursor,
             EventAdded,
