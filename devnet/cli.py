@@ -21,8 +21,6 @@ import click
 from rich.console import Console
 from rich.live import Live
 
-from devnet.accounts import bootstrap_demo
-from devnet.demo import run_demo
 from devnet.errors import DevnetError
 from devnet.layout import DevnetLayout, open_or_create
 from devnet.processes import Devnet
@@ -64,6 +62,7 @@ def demo(
     datadir: str | None, once: bool, interval: float, duration: float, gateway_port: int | None
 ) -> None:
     """Run the demo port: validators, an observer, the gateway, a SIMULATED vessel call and feed."""
+    from devnet.demo import run_demo  # noqa: PLC0415 (start-up: the demo loads for the command that runs it)
     sys.exit(
         run_demo(
             datadir, once=once, interval=interval, duration=duration, gateway_port=gateway_port
@@ -138,6 +137,7 @@ def devnet(
               help="Where to write the demo users' credentials and API keys (mode 0600).")
 def demo_accounts(config_file: str, out: str) -> None:
     """Create the demo port's organisations, users and API keys (development keys; PUBLIC)."""
+    from devnet.accounts import bootstrap_demo  # noqa: PLC0415 (start-up: the demo loads for the command that runs it)
     try:
         config = GatewayConfig.load(config_file)
     except ConfigError as exc:

@@ -19,12 +19,8 @@ import subprocess
 import sys
 
 import click
-from aiohttp import web
 
-from gateway.app import create_app
 from gateway.config import ConfigError, GatewayConfig
-from gateway.ops import JsonFormatter
-from gateway.readside import indexer
 
 
 def _load(config_file: str) -> GatewayConfig:
@@ -35,6 +31,7 @@ def _load(config_file: str) -> GatewayConfig:
 
 
 def _json_logs(config: GatewayConfig) -> None:
+    from gateway.ops import JsonFormatter  # noqa: PLC0415 (start-up: the gateway loads for the command that runs it)
     root = logging.getLogger()
     if config.log_json:
         for handler in root.handlers:
@@ -54,6 +51,9 @@ def gateway() -> None:
 @click.option("--api-only", is_flag=True, hidden=True)
 def serve(config_file: str, workers: int, api_only: bool) -> None:
     """Serve the gateway until SIGINT/SIGTERM."""
+    from aiohttp import web  # noqa: PLC0415 (start-up: the gateway loads for the command that runs it)
+
+    from gateway.app import create_app  # noqa: PLC0415 (start-up: the gateway loads for the command that runs it)
 
     config = _load(config_file)
     if api_only:
@@ -89,5 +89,6 @@ def serve(config_file: str, workers: int, api_only: bool) -> None:
 @click.option("--config", "config_file", required=True, type=click.Path(dir_okay=False))
 def rebuild(config_file: str) -> None:
     """Drop the read model and re-index it from the chain (with a progress bar)."""
+    from gateway.readside import indexer  # noqa: PLC0415 (start-up: the gateway loads for the command that runs it)
     config = _load(config_file)
     asyncio.run(indexer.rebuild(config))

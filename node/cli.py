@@ -32,24 +32,15 @@ from typing import Any
 
 import click
 import rlp
-from aiohttp import web
 from eth_keys.datatypes import PrivateKey
 from eth_typing import BlockNumber
 from eth_utils.address import to_checksum_address
-from rich.console import Console
 
-from node.audit import AuditReport
 from node.chain import InvalidBlock, PortLedgerVM
 from node.datadir import DataDir, DataDirError, init_datadir, read_key_file
-from node.engine import Engine
 from node.genesis import Genesis, dev_key
 from node.ledger import Ledger
 from node.p2p import Peer, PeerNetwork
-from node.proofs import ProofBuilder, ProofBuildError
-from node.replay import replay_blocks, replay_datadir
-from node.rpc.app import create_rpc_app
-from node.service import NodeService
-from proofs.disclosure import anchor_item
 
 REPO_GENESIS = Path(__file__).resolve().parent.parent / "genesis.json"
 #: Seconds between forced GIL hand-overs in a running node (Python's default is 0.005).
@@ -222,6 +213,11 @@ async def _run_node(
     # request's socket or LevelDB read gives up the GIL, getting it back from the busy worker
     # takes up to one switch interval (5 ms by default); a request needs several. A shorter
     # interval keeps eth_call latency low while blocks build (see BENCHMARKS.md).
+    from aiohttp import web  # noqa: PLC0415 (start-up: loaded by the command that needs it)
+
+    from node.engine import Engine  # noqa: PLC0415 (start-up: loaded by the command that needs it)
+    from node.rpc.app import create_rpc_app  # noqa: PLC0415 (start-up: loaded by the command that needs it)
+    from node.service import NodeService  # noqa: PLC0415 (start-up: loaded by the command that needs it)
     sys.setswitchinterval(float(os.environ.get("PORTLEDGER_SWITCH_INTERVAL", GIL_SWITCH_INTERVAL)))
     if os.environ.get("PORTLEDGER_GC_TUNE", "1") == "1":
         # py-evm allocates many short-lived objects per transaction; with the default
@@ -405,6 +401,10 @@ def replay(
 ) -> None:
     """Re-execute the chain from genesis, checking every state, transaction and receipt root;
     then print the auditor's report (events, validator participation, governance, anomalies)."""
+    from rich.console import Console  # noqa: PLC0415 (start-up: loaded by the command that needs it)
+
+    from node.audit import AuditReport  # noqa: PLC0415 (start-up: loaded by the command that needs it)
+    from node.replay import replay_blocks, replay_datadir  # noqa: PLC0415 (start-up: loaded by the command that needs it)
     if (export_csv or export_json) and not subject:
         raise click.ClickException("--export-csv / --export-json need --subject")
 
@@ -471,6 +471,8 @@ def proof(
     out_file: str,
 ) -> None:
     """Write a proof bundle a bank verifies offline with `portledger verify-proof`."""
+    from node.proofs import ProofBuilder, ProofBuildError  # noqa: PLC0415 (start-up: loaded by the command that needs it)
+    from proofs.disclosure import anchor_item  # noqa: PLC0415 (start-up: loaded by the command that needs it)
     if sum(x is not None for x in (event_id, subject, tx_hash)) != 1:
         raise click.ClickException("give exactly one of --event-id, --subject, --tx")
     ledger = open_ledger(datadir, sync=False)
