@@ -31,6 +31,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from gateway import openapi
 from gateway.appkeys import CONFIG, METRICS, READINESS
 from gateway.errors import REQUEST_ID, TooManyRequests
+from gateway.isotime import iso_time
 from gateway.principal import principal_of
 
 log = logging.getLogger("portledger.gateway.access")
@@ -41,8 +42,8 @@ ReadinessCheck = Callable[[web.Application], Awaitable[tuple[bool, str]]]
 _HTTP = web.AppKey("http_metrics", tuple)
 _LIMITER = web.AppKey("rate_limiter", object)
 
-#: Paths never rate limited (probes and scrapes).
-UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+#: The probes and the metrics scrape (documented in OpenAPI, never rate limited).
+probes = openapi.Routes(tag="operations", description="Probes and metrics")
 
 
 def add_readiness_check(app: web.Application, name: str, check: ReadinessCheck) -> None:
@@ -57,8 +58,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": iso_time(record.created, millis=True),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -138,7 +138,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
             requests, duration = metrics
             requests.labels(request.method, route, str(status)).inc()
             duration.labels(route).observe(elapsed)
-        if request.path not in UNLIMITED_PATHS:
+        if request.path not in unlimited_paths:
             principal = principal_of(request)
             log.info(
                 "%s %s %d",
@@ -160,7 +160,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
 async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refuse with 429 and ``Retry-After`` when the caller's bucket is empty."""
     limiters = request.app.get(_LIMITER)
-    if limiters is None or request.path in UNLIMITED_PATHS:
+    if limiters is None or request.path in unlimited_paths:
         return await handler(request)
     assert isinstance(limiters, _Limiters)
     principal = principal_of(request)
@@ -180,10 +180,16 @@ async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.S
     return await handler(request)
 
 
+@probes.get("/healthz", openapi.operation("Liveness probe", security=[]))
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+_READINESS_OP = openapi.operation("Readiness probe (checks of every module)", security=[])
+_READINESS_OP["responses"]["503"] = {"description": "Not ready (the same body: which check failed)"}
+
+
+@probes.get("/readyz", _READINESS_OP)
 async def readyz(request: web.Request) -> web.Response:
     results = {}
     ready = True
@@ -199,6 +205,7 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
+@probes.get("/metrics", openapi.operation("Prometheus metrics", security=[]))
 async def metrics(request: web.Request) -> web.Response:
     body = generate_latest(request.app[METRICS])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -230,20 +237,8 @@ def setup(app: web.Application) -> None:
         RateLimiter(config.rate_limit_per_key, config.rate_limit_burst),
         RateLimiter(config.rate_limit_per_address, config.rate_limit_burst),
     )
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    ok = {"200": {"description": "OK"}}
-    openapi.add(
-        app,
-        {
-            "/healthz": {"get": {"summary": "Liveness probe", "tags": ["operations"],
-                                 "security": [], "responses": ok}},
-            "/readyz": {"get": {"summary": "Readiness probe (checks of every module)",
-                                "tags": ["operations"], "security": [],
-                                "responses": {**ok, "503": {"description": "Not ready"}}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "tags": ["operations"],
-                                 "security": [], "responses": ok}},
-        },
-        tags=[{"name": "operations", "description": "Probes and metrics"}],
-    )
+    probes.install(app)
+
+
+#: Paths the rate limits and the request metrics leave alone: the probes.
+unlimited_paths = frozenset(probes.paths)

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Regenerate genesis.json from the demo port's members and the compiled contracts.
 
-    python scripts/make_genesis.py              # rebuild contracts/build, write genesis.json
-    python scripts/make_genesis.py --check      # exit 1 if genesis.json is stale
-    python scripts/make_genesis.py --validators 4 --out /tmp/genesis.json
+    .venv/bin/python scripts/make_genesis.py              # rebuild contracts/build, write genesis.json
+    .venv/bin/python scripts/make_genesis.py --check      # exit 1 if genesis.json is stale
+    .venv/bin/python scripts/make_genesis.py --validators 4 --out /tmp/genesis.json
 
 The members and validators use PUBLIC development keys (node.genesis.dev_key): the file is
 for the demo port and tests, never for a production network.
@@ -16,11 +16,10 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from devnet.members import demo_members
+from node.genesis import build_genesis, write_genesis
 
-from devnet.members import demo_members  # noqa: E402
-from node.genesis import build_genesis, write_genesis  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:
@@ -37,7 +36,7 @@ def main() -> int:
             return 1
         members, validators = demo_members(len(current["portledger"]["validators"]))
         if current != build_genesis(members, validators):
-            print(f"{args.out} is stale: run python scripts/make_genesis.py", file=sys.stderr)
+            print(f"{args.out} is stale: run .venv/bin/python scripts/make_genesis.py", file=sys.stderr)
             return 1
         print(f"{args.out} matches the contracts")
         return 0

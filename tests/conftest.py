@@ -19,7 +19,7 @@ from tests.support.nodes import REPO_GENESIS, NodeProcess
 @pytest.fixture(scope="session")
 def genesis_path() -> Path:
     if not REPO_GENESIS.exists():
-        pytest.fail("genesis.json is missing: run python scripts/make_genesis.py")
+        pytest.fail("genesis.json is missing: run .venv/bin/python scripts/make_genesis.py")
     return REPO_GENESIS
 
 

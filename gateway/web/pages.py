@@ -42,8 +42,6 @@ SECURITY_HEADERS: dict[str, str] = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 
-_PAGE_PATHS = frozenset({"/", "/login", "/register", "/track", "/access-log", "/keys",
-                         "/operator"})
 
 e = html.escape
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -283,6 +281,10 @@ async def operator_page(request: web.Request) -> web.Response:
 </thead><tbody></tbody></table></div>
 <p class=message role=status aria-live=polite></p>"""
     return render(request, page="operator", title="Operator", body=body)
+
+
+#: The pages' paths (from the route table above: each path is written once).
+_PAGE_PATHS = frozenset(route.path for route in routes if isinstance(route, web.RouteDef))
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:

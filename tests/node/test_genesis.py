@@ -21,7 +21,7 @@ def test_genesis_json_matches_the_contract_sources(genesis_path: Path) -> None:
         fresh = build.build_artifact(name)
         assert fresh == contracts.load_artifact(name), f"contracts/build/{name}.json is stale"
     members, validators = demo_members(len(current["portledger"]["validators"]))
-    assert build_genesis(members, validators) == current, "run python scripts/make_genesis.py"
+    assert build_genesis(members, validators) == current, "run .venv/bin/python scripts/make_genesis.py"
 
 
 def test_genesis_describes_the_network(genesis_path: Path) -> None:
