@@ -15,7 +15,7 @@ for round r lets proposer(h, r) propose — the block of the highest prepared ce
 round change reports one (so a block that may have been committed is never abandoned), else a
 fresh block the runtime builds. A block imported by sync ends the height (``upon_new_block``).
 
-The core does no I/O. Inputs are the closed set :data:`Event`; outputs the closed set
+The core does no I/O. Inputs are the closed set :data:`consensus.inputs.Event`; outputs the closed set
 :data:`Action`, which the runtime performs **in order**:
 
 - ``Persist(record)``: write the signing record durably *before* performing any later action
@@ -57,6 +57,17 @@ from dataclasses import dataclass, replace
 from typing import TypeVar, assert_never
 
 from consensus import validation
+from consensus.inputs import (
+    BlockImported,
+    BlockProposalReady,
+    CommitReceived,
+    Event,
+    PrepareReceived,
+    ProposalReceived,
+    Received,
+    RoundChangeReceived,
+    RoundTimeout,
+)
 from consensus.messages import (
     Block,
     Commit,
@@ -81,87 +92,6 @@ from consensus.state import (
     ValidatorSchedule,
 )
 from consensus.validation import InvalidMessage
-
-# --------------------------------------------------------------------------- events (inputs)
-
-
-@dataclass(frozen=True)
-class ProposalReceived:
-    """A PROPOSAL arrived from the network (unverified), with the runtime's verdict on its block."""
-
-    #: The message as received.
-    message: Proposal
-    #: The runtime validated ``message.block`` for ``message.height`` (header, execution,
-    #: roots) and found it valid. The core checks the rest: signatures, proposer, round and
-    #: justification (Dafny ``isValidProposal``'s ``validateNewBlock`` comes in as this datum).
-    block_valid: bool
-
-
-@dataclass(frozen=True)
-class PrepareReceived:
-    """A PREPARE arrived from the network (unverified)."""
-
-    #: The message as received.
-    message: Prepare
-
-
-@dataclass(frozen=True)
-class CommitReceived:
-    """A COMMIT arrived from the network (unverified)."""
-
-    #: The message as received.
-    message: Commit
-
-
-@dataclass(frozen=True)
-class RoundChangeReceived:
-    """A ROUND_CHANGE arrived from the network (unverified)."""
-
-    #: The message as received.
-    message: RoundChange
-
-
-@dataclass(frozen=True)
-class RoundTimeout:
-    """A timer set by ``ScheduleTimeout(height, round, _, timer)`` expired."""
-
-    #: Height the timer was set for.
-    height: int
-    #: Round the timer was set for.
-    round: int
-    #: The timer's id from ScheduleTimeout (a restarted round timer makes older ids stale).
-    timer: int = 0
-
-
-@dataclass(frozen=True)
-class BlockImported:
-    """A block was imported at ``height`` (this node's commit, or one synced with its seals)."""
-
-    #: Height of the imported block (the new chain head).
-    height: int
-    #: Its digest (round-independent block hash).
-    digest: bytes
-    #: Validator set for ``height + 1`` if it changes there (from the Consortium contract).
-    next_validators: tuple[bytes, ...] | None = None
-
-
-@dataclass(frozen=True)
-class BlockProposalReady:
-    """The runtime built the block a ``BuildBlock(height, round)`` asked for."""
-
-    #: Height it was built for.
-    height: int
-    #: Round it will be proposed in.
-    round: int
-    #: The block.
-    block: Block
-
-
-#: An input that came from the network (kept for the next height when it arrives early).
-Received = ProposalReceived | PrepareReceived | CommitReceived | RoundChangeReceived
-
-#: Every input of the core.
-Event = Received | RoundTimeout | BlockImported | BlockProposalReady
 
 # -------------------------------------------------------------------------- actions (outputs)
 

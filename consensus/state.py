@@ -23,10 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import rlp
 
+from consensus.inputs import Received
 from consensus.messages import (
     MAX_HEIGHT,
     MAX_JUSTIFICATION,
@@ -44,9 +45,6 @@ from consensus.messages import (
     _Decoder,
     _signed_item,
 )
-
-if TYPE_CHECKING:  # the inputs the core buffers are defined with the core that reads them
-    from consensus.qbft import Received
 
 #: ``signer(digest) -> signature``: the validator key as a capability (RFC 6979: deterministic).
 Signer = Callable[[bytes], bytes]

@@ -54,7 +54,7 @@ from typing import Any
 import rlp
 from eth_keys.datatypes import PrivateKey
 
-from consensus import extradata, qbft
+from consensus import extradata, inputs, qbft
 from consensus.messages import Block, MalformedMessage, Proposal, decode_message, encode_message
 from consensus.state import Config, NodeState, ValidatorSchedule, decode_record, encode_record
 from node.chain import InvalidBlock, QbftBlock
@@ -112,7 +112,7 @@ class Engine:
             request_timeout=self.qbft.request_timeout_seconds * 1000,
             max_timeout=max(MAX_TIMEOUT_MS, self.qbft.request_timeout_seconds * 1000),
         )
-        self.events: asyncio.Queue[qbft.Event] = asyncio.Queue()
+        self.events: asyncio.Queue[inputs.Event] = asyncio.Queue()
         self.state: NodeState | None = None
         self.halted: str | None = None
         #: Round changes this node entered (for status and benchmarks).
@@ -159,13 +159,13 @@ class Engine:
                 continue
             before = self.state.round
             self.state, actions = qbft.step(self.state, event)
-            if self.state.round > before and not isinstance(event, qbft.BlockImported):
+            if self.state.round > before and not isinstance(event, inputs.BlockImported):
                 self.round_changes += 1
             await self._perform(actions)
 
     async def stop(self) -> None:
         self._stopping = True
-        self.events.put_nowait(qbft.RoundTimeout(-1, -1))
+        self.events.put_nowait(inputs.RoundTimeout(-1, -1))
         if self._timer is not None:
             self._timer.cancel()
         for task in list(self._tasks):
@@ -304,7 +304,7 @@ class Engine:
             self._arm(action, action.duration / 1000)
 
     def _arm(self, action: qbft.ScheduleTimeout, delay: float) -> None:
-        event = qbft.RoundTimeout(action.height, action.round, action.timer)
+        event = inputs.RoundTimeout(action.height, action.round, action.timer)
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(max(0.0, delay), self.events.put_nowait, event)
 
@@ -355,7 +355,7 @@ class Engine:
         self._remember(executed)
         block = Block(executed.block.hash, bytes(rlp.encode(executed.block)))
         self._decode_block(block.payload, executed.block)
-        self.events.put_nowait(qbft.BlockProposalReady(height, round_, block))
+        self.events.put_nowait(inputs.BlockProposalReady(height, round_, block))
 
     async def _commit(self, action: qbft.CommitBlock) -> None:
         executed = self._executed.get(action.block.digest)
@@ -393,7 +393,7 @@ class Engine:
         current = self.state.validators.at(block.number + 1)
         following = self.ledger.validators_at(block.header)
         self.events.put_nowait(
-            qbft.BlockImported(
+            inputs.BlockImported(
                 block.number, block.hash, following if following != current else None
             )
         )
@@ -494,7 +494,7 @@ class Engine:
                 self.network.penalise(peer, PENALTY_INVALID, f"invalid proposal: {reason}")
         executed = self._executed.get(digest)
         valid = executed is not None and executed.block.number == proposal.height
-        self.events.put_nowait(qbft.ProposalReceived(proposal, block_valid=valid))
+        self.events.put_nowait(inputs.ProposalReceived(proposal, block_valid=valid))
 
     async def _on_new_block(self, peer: bytes, raw: bytes) -> None:
         try:

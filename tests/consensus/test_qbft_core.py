@@ -12,7 +12,7 @@ import hashlib
 
 import pytest
 
-from consensus import qbft, validation
+from consensus import inputs, qbft, validation
 from consensus.messages import (
     Block,
     Commit,
@@ -79,9 +79,9 @@ def proposal(height: int, round_: int, blk: Block, rcs=(), prepares=(), author=N
     return Proposal(signed(author, ProposalPayload(height, round_, blk.digest)), blk, rcs, prepares)
 
 
-def proposed(message: Proposal) -> qbft.ProposalReceived:
+def proposed(message: Proposal) -> inputs.ProposalReceived:
     """The proposal as the runtime hands it over: with its verdict on the block."""
-    return qbft.ProposalReceived(message, block_valid=message.block.payload != b"invalid")
+    return inputs.ProposalReceived(message, block_valid=message.block.payload != b"invalid")
 
 
 def prepare(author: bytes, height: int, round_: int, digest: bytes) -> Prepare:
@@ -113,7 +113,7 @@ def shape(actions: list[qbft.Action]) -> list[str]:
     return out
 
 
-def run(state: NodeState, *events: qbft.Event) -> tuple[NodeState, list[qbft.Action]]:
+def run(state: NodeState, *events: inputs.Event) -> tuple[NodeState, list[qbft.Action]]:
     actions: list[qbft.Action] = []
     for event in events:
         state, more = qbft.step(state, event)
@@ -137,12 +137,12 @@ def test_start_height_proposer_asks_for_a_block_others_only_arm_the_timer() -> N
 
 def test_block_ready_is_proposed_then_prepared_locally() -> None:
     state = node(proposer(1, 0))
-    state, actions = qbft.step(state, qbft.BlockProposalReady(1, 0, B))
+    state, actions = qbft.step(state, inputs.BlockProposalReady(1, 0, B))
     assert shape(actions) == ["Persist", "Broadcast:Proposal", "Persist", "Broadcast:Prepare"]
     assert state.proposal is not None and state.proposal.block == B
     assert state.block_request is None
     # a second, late build answer for the same round is ignored
-    assert qbft.step(state, qbft.BlockProposalReady(1, 0, C)) == (state, [])
+    assert qbft.step(state, inputs.BlockProposalReady(1, 0, C)) == (state, [])
 
 
 # ------------------------------------------------------------------ upon_proposal
@@ -177,13 +177,13 @@ def test_upon_proposal_second_proposal_in_round_is_ignored() -> None:
 def test_upon_proposal_next_height_is_buffered_and_replayed() -> None:
     state, actions = qbft.step(node(ME), proposed(proposal(2, 0, C)))
     assert actions == [] and len(state.future) == 1
-    state, actions = qbft.step(state, qbft.BlockImported(1, B.digest))
+    state, actions = qbft.step(state, inputs.BlockImported(1, B.digest))
     assert state.height == 2 and state.proposal is not None
     assert "Broadcast:Prepare" in shape(actions)
 
 
 def test_upon_proposal_stale_round_is_dropped() -> None:
-    state, _ = run(node(ME), qbft.RoundTimeout(1, 0, 1))
+    state, _ = run(node(ME), inputs.RoundTimeout(1, 0, 1))
     assert state.round == 1
     new, actions = qbft.step(state, proposed(proposal(1, 0, B)))
     assert actions == [] and new == state
@@ -195,9 +195,9 @@ def test_upon_proposal_stale_round_is_dropped() -> None:
 def test_upon_prepare_quorum_prepares_then_commits() -> None:
     state, _ = run(node(ME), proposed(proposal(1, 0, B)))  # own prepare: 1
     others = [a for a in VALIDATORS if a != ME]
-    state, actions = qbft.step(state, qbft.PrepareReceived(prepare(others[0], 1, 0, B.digest)))
+    state, actions = qbft.step(state, inputs.PrepareReceived(prepare(others[0], 1, 0, B.digest)))
     assert actions == [] and state.prepared is None  # 2 < quorum 3
-    state, actions = qbft.step(state, qbft.PrepareReceived(prepare(others[1], 1, 0, B.digest)))
+    state, actions = qbft.step(state, inputs.PrepareReceived(prepare(others[1], 1, 0, B.digest)))
     assert shape(actions) == ["Persist", "Broadcast:Commit"]
     assert state.prepared is not None and state.prepared.round == 0
     persisted = actions[0]
@@ -216,7 +216,7 @@ def test_upon_prepare_quorum_prepares_then_commits() -> None:
 )
 def test_upon_prepare_refuses(make) -> None:  # type: ignore[no-untyped-def]
     state = node(ME)
-    assert qbft.step(state, qbft.PrepareReceived(make())) == (state, [])
+    assert qbft.step(state, inputs.PrepareReceived(make())) == (state, [])
 
 
 def test_upon_commit_quorum_finalizes_with_sorted_seals_and_bad_seals_are_ignored() -> None:
@@ -224,24 +224,24 @@ def test_upon_commit_quorum_finalizes_with_sorted_seals_and_bad_seals_are_ignore
     others = [a for a in VALIDATORS if a != ME]
     state, actions = run(
         state,
-        qbft.CommitReceived(commit(others[0], 1, 0, B, good_seal=False)),  # bad seal: dropped
-        qbft.CommitReceived(commit(others[0], 1, 0, B)),
-        qbft.CommitReceived(commit(others[1], 1, 0, B)),
+        inputs.CommitReceived(commit(others[0], 1, 0, B, good_seal=False)),  # bad seal: dropped
+        inputs.CommitReceived(commit(others[0], 1, 0, B)),
+        inputs.CommitReceived(commit(others[1], 1, 0, B)),
     )
     assert actions == [] and state.committed is None  # 2 commits, ours not yet sent
-    state, actions = qbft.step(state, qbft.CommitReceived(commit(others[2], 1, 0, B)))
+    state, actions = qbft.step(state, inputs.CommitReceived(commit(others[2], 1, 0, B)))
     assert shape(actions) == ["CommitBlock"]
     done = actions[0]
     assert isinstance(done, CommitBlock) and (done.height, done.round, done.block) == (1, 0, B)
     signers = [CRYPTO.recover(seal_digest(B, 0), s) for s in done.seals]
     assert signers == sorted(others)
     # after finality every input of the height is ignored until the block is imported
-    assert qbft.step(state, qbft.RoundTimeout(1, 0, state.timer)) == (state, [])
+    assert qbft.step(state, inputs.RoundTimeout(1, 0, state.timer)) == (state, [])
 
 
 def test_commits_before_the_proposal_count_once_it_arrives() -> None:
     others = [a for a in VALIDATORS if a != ME]
-    state, actions = run(node(ME), *(qbft.CommitReceived(commit(a, 1, 0, B)) for a in others))
+    state, actions = run(node(ME), *(inputs.CommitReceived(commit(a, 1, 0, B)) for a in others))
     assert actions == [] and len(state.pending_commits) == 3
     state, actions = qbft.step(state, proposed(proposal(1, 0, B)))
     assert shape(actions) == ["Persist", "Broadcast:Prepare", "CommitBlock"]
@@ -254,12 +254,12 @@ def test_upon_round_timeout_moves_on_and_reports_prepared_certificate() -> None:
     state, _ = run(
         node(ME),
         proposed(proposal(1, 0, B)),
-        *(qbft.PrepareReceived(prepare(a, 1, 0, B.digest)) for a in VALIDATORS if a != ME),
+        *(inputs.PrepareReceived(prepare(a, 1, 0, B.digest)) for a in VALIDATORS if a != ME),
     )
     timer = state.timer
-    assert qbft.step(state, qbft.RoundTimeout(1, 0, timer - 1)) == (state, [])  # stale id
-    assert qbft.step(state, qbft.RoundTimeout(0, 0, timer)) == (state, [])  # stale height
-    state, actions = qbft.step(state, qbft.RoundTimeout(1, 0, timer))
+    assert qbft.step(state, inputs.RoundTimeout(1, 0, timer - 1)) == (state, [])  # stale id
+    assert qbft.step(state, inputs.RoundTimeout(0, 0, timer)) == (state, [])  # stale height
+    state, actions = qbft.step(state, inputs.RoundTimeout(1, 0, timer))
     assert shape(actions) == ["ScheduleTimeout", "Persist", "Broadcast:RoundChange"]
     assert actions[0] == ScheduleTimeout(1, 1, 2_000, state.timer)
     sent = actions[2]
@@ -278,8 +278,8 @@ def test_round_timeout_is_doubled_and_capped() -> None:
 
 def test_round_without_quorum_is_not_left_by_timeout() -> None:
     """Round synchronisation: alone in round 1, a timeout re-sends ROUND_CHANGE(1)."""
-    state, _ = run(node(ME), qbft.RoundTimeout(1, 0, 1))
-    state, actions = qbft.step(state, qbft.RoundTimeout(1, 1, state.timer))
+    state, _ = run(node(ME), inputs.RoundTimeout(1, 0, 1))
+    state, actions = qbft.step(state, inputs.RoundTimeout(1, 1, state.timer))
     assert state.round == 1
     assert shape(actions) == ["Persist", "Broadcast:RoundChange", "ScheduleTimeout"]
 
@@ -290,13 +290,13 @@ def test_round_without_quorum_is_not_left_by_timeout() -> None:
 def test_f_plus_one_round_changes_jump_to_the_smallest_higher_round() -> None:
     a, b = [v for v in VALIDATORS if v != ME][:2]
     state = node(ME)
-    state, actions = qbft.step(state, qbft.RoundChangeReceived(round_change(a, 1, 5)))
+    state, actions = qbft.step(state, inputs.RoundChangeReceived(round_change(a, 1, 5)))
     assert actions == [] and state.round == 0  # f = 1: one is not enough
-    state, actions = qbft.step(state, qbft.RoundChangeReceived(round_change(b, 1, 3)))
+    state, actions = qbft.step(state, inputs.RoundChangeReceived(round_change(b, 1, 3)))
     assert state.round == 3
     assert shape(actions)[:3] == ["ScheduleTimeout", "Persist", "Broadcast:RoundChange"]
     # an older round change from the same author is stale
-    assert qbft.step(state, qbft.RoundChangeReceived(round_change(a, 1, 4))) == (state, [])
+    assert qbft.step(state, inputs.RoundChangeReceived(round_change(a, 1, 4))) == (state, [])
 
 
 @pytest.mark.parametrize(
@@ -311,28 +311,28 @@ def test_f_plus_one_round_changes_jump_to_the_smallest_higher_round() -> None:
 )
 def test_upon_round_change_refuses(make) -> None:  # type: ignore[no-untyped-def]
     state = node(ME)
-    assert qbft.step(state, qbft.RoundChangeReceived(make())) == (state, [])
+    assert qbft.step(state, inputs.RoundChangeReceived(make())) == (state, [])
 
 
 def test_quorum_round_changes_let_the_proposer_build_a_new_block() -> None:
     leader = proposer(1, 1)
-    state, _ = run(node(leader), qbft.RoundTimeout(1, 0, 1))
+    state, _ = run(node(leader), inputs.RoundTimeout(1, 0, 1))
     others = [v for v in VALIDATORS if v != leader][:2]
-    state, actions = run(state, *(qbft.RoundChangeReceived(round_change(v, 1, 1)) for v in others))
+    state, actions = run(state, *(inputs.RoundChangeReceived(round_change(v, 1, 1)) for v in others))
     assert actions[-1] == BuildBlock(1, 1)
-    state, actions = qbft.step(state, qbft.BlockProposalReady(1, 1, C))
+    state, actions = qbft.step(state, inputs.BlockProposalReady(1, 1, C))
     sent = [a.message for a in actions if isinstance(a, Broadcast)]
     assert isinstance(sent[0], Proposal) and len(sent[0].round_changes) == 3
 
 
 def test_quorum_round_changes_with_a_prepared_certificate_repropose_that_block() -> None:
     leader = proposer(1, 1)
-    state, _ = run(node(leader), qbft.RoundTimeout(1, 0, 1))
+    state, _ = run(node(leader), inputs.RoundTimeout(1, 0, 1))
     others = [v for v in VALIDATORS if v != leader]
     state, actions = run(
         state,
-        qbft.RoundChangeReceived(round_change(others[0], 1, 1, prepared=(0, B))),
-        qbft.RoundChangeReceived(round_change(others[1], 1, 1)),
+        inputs.RoundChangeReceived(round_change(others[0], 1, 1, prepared=(0, B))),
+        inputs.RoundChangeReceived(round_change(others[1], 1, 1)),
     )
     sent = [a.message for a in actions if isinstance(a, Broadcast)]
     assert isinstance(sent[0], Proposal) and sent[0].block == B and len(sent[0].prepares) == 3
@@ -359,23 +359,23 @@ def test_proposal_ignoring_the_prepared_certificate_is_refused() -> None:
 
 
 def test_upon_new_block_starts_next_height_with_validator_change() -> None:
-    state, _ = run(node(ME), qbft.RoundTimeout(1, 0, 1))
+    state, _ = run(node(ME), inputs.RoundTimeout(1, 0, 1))
     new_set = VALIDATORS[:3] + (OUTSIDER,)
-    state, actions = qbft.step(state, qbft.BlockImported(1, B.digest, new_set))
+    state, actions = qbft.step(state, inputs.BlockImported(1, B.digest, new_set))
     assert (state.height, state.round, state.record) == (2, 0, None)
     assert state.validators.at(2) == tuple(sorted(new_set)) and state.validators.at(1) == VALIDATORS
     assert actions[0] == ScheduleTimeout(2, 0, 1_000, 1)
-    assert qbft.step(state, qbft.BlockImported(1, B.digest)) == (state, [])  # stale
+    assert qbft.step(state, inputs.BlockImported(1, B.digest)) == (state, [])  # stale
 
 
 def test_importing_a_block_other_than_the_committed_one_halts() -> None:
     state, _ = run(
         node(ME),
         proposed(proposal(1, 0, B)),
-        *(qbft.CommitReceived(commit(a, 1, 0, B)) for a in VALIDATORS if a != ME),
+        *(inputs.CommitReceived(commit(a, 1, 0, B)) for a in VALIDATORS if a != ME),
     )
     assert state.committed == B.digest
-    state, actions = qbft.step(state, qbft.BlockImported(1, C.digest))
+    state, actions = qbft.step(state, inputs.BlockImported(1, C.digest))
     assert shape(actions) == ["Halt"] and isinstance(actions[0], Halt)
     assert qbft.step(state, proposed(proposal(1, 0, B))) == (state, [])
 
@@ -407,7 +407,7 @@ def test_restart_keeps_prepared_certificate_and_never_commits_another_block() ->
     state, actions = run(
         node(ME),
         proposed(proposal(1, 0, B)),
-        *(qbft.PrepareReceived(prepare(a, 1, 0, B.digest)) for a in VALIDATORS if a != ME),
+        *(inputs.PrepareReceived(prepare(a, 1, 0, B.digest)) for a in VALIDATORS if a != ME),
     )
     record = _last_record(actions)
     assert record.prepared is not None and record.prepared.block == B
@@ -416,11 +416,11 @@ def test_restart_keeps_prepared_certificate_and_never_commits_another_block() ->
     _, actions = run(
         restored,
         proposed(proposal(1, 0, C)),
-        *(qbft.PrepareReceived(prepare(a, 1, 0, C.digest)) for a in VALIDATORS if a != ME),
+        *(inputs.PrepareReceived(prepare(a, 1, 0, C.digest)) for a in VALIDATORS if a != ME),
     )
     assert not any(isinstance(a, Broadcast) for a in actions)
     # its next round change still reports B
-    state, actions = qbft.step(restored, qbft.RoundTimeout(1, 0, restored.timer))
+    state, actions = qbft.step(restored, inputs.RoundTimeout(1, 0, restored.timer))
     sent = [a.message for a in actions if isinstance(a, Broadcast)]
     assert isinstance(sent[0], RoundChange) and sent[0].signed.payload.prepared_digest == B.digest
 
@@ -429,9 +429,9 @@ def test_persist_precedes_every_signed_broadcast() -> None:
     state = node(proposer(1, 0))
     _, actions = run(
         state,
-        qbft.BlockProposalReady(1, 0, B),
-        *(qbft.PrepareReceived(prepare(a, 1, 0, B.digest)) for a in VALIDATORS),
-        qbft.RoundTimeout(1, 0, 1),
+        inputs.BlockProposalReady(1, 0, B),
+        *(inputs.PrepareReceived(prepare(a, 1, 0, B.digest)) for a in VALIDATORS),
+        inputs.RoundTimeout(1, 0, 1),
     )
     kinds = shape(actions)
     for i, kind in enumerate(kinds):
@@ -443,7 +443,7 @@ def test_step_never_mutates_its_input() -> None:
     state, _ = run(node(ME), proposed(proposal(1, 0, B)))
     before = dataclasses.replace(state)
     snapshot = (dict(state.prepares), dict(state.commits), state.record)
-    qbft.step(state, qbft.PrepareReceived(prepare(VALIDATORS[0], 1, 0, B.digest)))
-    qbft.step(state, qbft.RoundTimeout(1, 0, state.timer))
+    qbft.step(state, inputs.PrepareReceived(prepare(VALIDATORS[0], 1, 0, B.digest)))
+    qbft.step(state, inputs.RoundTimeout(1, 0, state.timer))
     assert state == before
     assert (dict(state.prepares), dict(state.commits), state.record) == snapshot

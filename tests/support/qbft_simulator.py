@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from consensus import extradata, qbft, validation
+from consensus import extradata, inputs, qbft, validation
 from consensus.messages import (
     Block,
     Commit,
@@ -335,7 +335,7 @@ class Simulation:
     scenario: Scenario
     crypto_kind: str = "fast"
     liveness_bound: int = 0
-    core_step: Callable[[NodeState, qbft.Event], qbft.Step] = qbft.step
+    core_step: Callable[[NodeState, inputs.Event], qbft.Step] = qbft.step
     rng: random.Random = field(init=False)
     trace: Any = field(init=False)
 
@@ -389,11 +389,11 @@ class Simulation:
         self.seq += 1
         heapq.heappush(self.heap, (at, self.seq, kind, data))
 
-    def _received(self, message: Message) -> qbft.Event:
+    def _received(self, message: Message) -> inputs.Event:
         """The emulated runtime validates a proposed block before its core sees the proposal."""
         if isinstance(message, Proposal):
             valid = block_is_valid(self.schedule, message.height, message.block)
-            return qbft.ProposalReceived(message, block_valid=valid)
+            return inputs.ProposalReceived(message, block_valid=valid)
         return qbft.received(message)
 
     def _send(self, src: int, dst: int, message: Any) -> None:
@@ -430,7 +430,7 @@ class Simulation:
 
     # ---------------------------------------------------------------- node runtime
 
-    def _apply(self, node: int, event: qbft.Event) -> None:
+    def _apply(self, node: int, event: inputs.Event) -> None:
         state = self.nodes[node]
         if state is None:
             return
@@ -491,7 +491,7 @@ class Simulation:
                 return
             chain[height] = Finalized(fin.block, fin.round, fin.seals, False)
             self.trace.update(b"S%d:%d" % (dst, height))
-            self._apply(dst, qbft.BlockImported(height, fin.block.digest))
+            self._apply(dst, inputs.BlockImported(height, fin.block.digest))
 
     def _status(self, node: int) -> None:
         """Tell every peer our chain height (Besu peers exchange chain heads; sync follows)."""
@@ -638,7 +638,7 @@ class Simulation:
                 if self.incarnation[node] != inc:
                     continue
                 trace.update(b"T%d:%d:%d:%d" % (at, node, height, round_))
-                self._apply(node, qbft.RoundTimeout(height, round_, timer))
+                self._apply(node, inputs.RoundTimeout(height, round_, timer))
                 self._status(node)
             elif kind == _BUILD:
                 node, inc, height, round_ = data
@@ -646,12 +646,12 @@ class Simulation:
                     continue
                 self.nonce += 1
                 block = make_block(height, self.addresses[node], round_, self.nonce)
-                self._apply(node, qbft.BlockProposalReady(height, round_, block))
+                self._apply(node, inputs.BlockProposalReady(height, round_, block))
             elif kind == _IMPORT:
                 node, inc, height, digest = data
                 if self.incarnation[node] != inc:
                     continue
-                self._apply(node, qbft.BlockImported(height, digest))
+                self._apply(node, inputs.BlockImported(height, digest))
             elif kind == _CRASH:
                 node = data
                 trace.update(b"X%d:%d" % (at, node))
