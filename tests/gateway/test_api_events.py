@@ -408,7 +408,7 @@ def _grant_args(data: bytes):
     return abi_decode(["uint8", "bytes32", "uint256", "bytes", "uint256"], data[4:])
 
 
-async def test_grant_wraps_the_current_subject_key_for_the_reader(port):
+async def test_grant_wraps_the_current_record_key_for_the_reader(port):
     body = {"subject": {"kind": "mbl", "value": "pcol-1234567"}, "reader": TRADER}
     response = await port.post("/v1/grants", CARRIER, body)
     assert response.status == 202, await response.text()

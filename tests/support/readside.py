@@ -49,7 +49,7 @@ def x25519_public(chain_org: int) -> bytes:
 
 
 def master_secret(chain_org: int) -> bytes:
-    """A test master secret for a demo member (subject keys derive from it)."""
+    """A test master secret for a demo member (its record keys derive from it)."""
     return keccak(f"read-side-test-master:{chain_org}".encode())
 
 
