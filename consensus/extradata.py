@@ -158,20 +158,23 @@ def _keccak_header(header: Header, extra_data: bytes) -> bytes:
     return digest
 
 
-def commit_digest(header: Header) -> bytes:
+def commit_digest(header: Header, extra: ExtraData | None = None) -> bytes:
     """The 32-byte hash a commit seal signs: Keccak-256 of the header's RLP with an empty seals
-    list in ``extraData`` (round kept)."""
-    return _keccak_header(header, decode(header.extra_data).encode(with_seals=False))
+    list in ``extraData`` (round kept). ``extra``: the header's ``extraData`` already decoded."""
+    if extra is None:
+        extra = decode(header.extra_data)
+    return _keccak_header(header, extra.encode(with_seals=False))
 
 
-def block_hash(header: Header) -> bytes:
+def block_hash(header: Header, extra: ExtraData | None = None) -> bytes:
     """The block hash: Keccak-256 of the header's RLP with round 0 and no seals in
     ``extraData``. A header whose ``extraData`` is not QBFT's (no importer accepts one) hashes
-    in full, as on Ethereum."""
-    try:
-        extra = decode(header.extra_data)
-    except InvalidExtraData:
-        return _keccak_header(header, header.extra_data)
+    in full, as on Ethereum. ``extra``: the header's ``extraData`` already decoded."""
+    if extra is None:
+        try:
+            extra = decode(header.extra_data)
+        except InvalidExtraData:
+            return _keccak_header(header, header.extra_data)
     return _keccak_header(header, extra.for_block_hash())
 
 

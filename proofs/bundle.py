@@ -125,12 +125,12 @@ class SealedHeader:
     @property
     def block_hash(self) -> bytes:
         """Besu's QBFT block hash: extraData with round 0 and no seals."""
-        return extradata.block_hash(self.fields)
+        return extradata.block_hash(self.fields, self.extra)
 
     @property
     def commit_digest(self) -> bytes:
         """What a commit seal signs: extraData with no seals, round kept."""
-        return extradata.commit_digest(self.fields)
+        return extradata.commit_digest(self.fields, self.extra)
 
     @property
     def receipts_root(self) -> bytes:
