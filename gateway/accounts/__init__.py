@@ -12,6 +12,6 @@ Who may act, and for whom (the whole story is :mod:`gateway.accounts.model`'s do
 ``auth``            the authentication middleware, session cookie, CSRF and origin checks
 ``api``             request schemas, HTTP handlers with their OpenAPI operations, ``setup``
 ``jose``            pure: base64url, JWKs, JWS (ES256/RS256), ID-token checks
-``oidc``            OpenID Connect: identity providers, the login flow's routes, a test provider
+``oidc``            OpenID Connect: identity providers and the login flow's routes
 ==================  ================================================================================
 """

@@ -21,15 +21,11 @@ from gateway.accounts.jose import (
     sign_es256,
     verify_id_token,
 )
-from gateway.accounts.oidc import (
-    OpenIdProvider,
-    TestProvider,
-    create_test_provider_app,
-    providers_from_config,
-)
+from gateway.accounts.oidc import OpenIdProvider, providers_from_config
 from gateway.app import create_app
 from gateway.appkeys import ACCOUNTS
 from gateway.config import GatewayConfig
+from tests.support.oidc_provider import TestProvider, create_test_provider_app
 
 EMAIL = "controller@kwaitsing.example"
 
