@@ -32,13 +32,14 @@ PAYLOAD_BYTES = 100
 
 def build(root: Path, events: int, per_tx: int, txs_per_block: int) -> tuple[object, int]:
     """A sealed chain holding ``events`` cargo events under ``root``; (builder, events)."""
+    from contracts import ProposalKind
     from contracts.cargo import EVENT_TYPES, CargoEventInput
-    from devnet.sealedchain import ADD_VALIDATOR, ChainBuilder
+    from devnet.sealedchain import ChainBuilder
     from node.genesis import dev_key
 
     b = ChainBuilder(root)
     newcomer = dev_key("org:4").public_key.to_canonical_address()
-    b.governance(ADD_VALIDATOR, b.org_id(newcomer), newcomer, [0, 1, 2])
+    b.governance(ProposalKind.ADD_VALIDATOR, b.org_id(newcomer), newcomer, [0, 1, 2])
     publishers = [1, 2]  # the two terminals
     made = 0
     serial = 0

@@ -15,6 +15,7 @@ constructors make no external calls and never use their own address.
 from __future__ import annotations
 
 import json
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,18 @@ ROLES: dict[str, int] = {
     "bank": 1 << 9,
     "auditor": 1 << 10,
 }
+
+class ProposalKind(IntEnum):
+    """Kinds of a Consortium governance proposal; mirrors ``Consortium.vy`` "Proposal kinds"."""
+
+    ADD_MEMBER = 1
+    SET_ROLES = 2
+    SUSPEND_MEMBER = 3
+    ADD_VALIDATOR = 4
+    REMOVE_VALIDATOR = 5
+    RECOVER_ACCOUNTS = 6
+    REINSTATE_MEMBER = 7
+
 
 #: Seconds a passed governance proposal waits before it can be executed (genesis default).
 DEFAULT_TIMELOCK = 86_400

@@ -14,28 +14,21 @@ import json
 from pathlib import Path
 from typing import Any
 
-from eth_abi.abi import encode
 from eth_account import Account
-from eth_utils.abi import function_signature_to_4byte_selector
 
 from consensus import extradata
 from consensus.validation import proposer_for
-from contracts import SYSTEM_ADDRESSES, load_artifact
+from contracts import SYSTEM_ADDRESSES, abi
 from contracts.cargo import CargoEventInput, encode_record_call
 from devnet.members import demo_members
 from node.db import LevelDB
 from node.genesis import Genesis, QbftConfig, build_genesis, dev_key
 from node.ledger import Ledger
 
-#: Consortium proposal kinds that change the validator set (``contracts/Consortium.vy``).
-ADD_VALIDATOR = 4
-REMOVE_VALIDATOR = 5
-_FUNCTIONS = {e["name"]: e for e in load_artifact("Consortium")["abi"] if e["type"] == "function"}
-
 
 def consortium_call(fn: str, *args: Any) -> bytes:
-    types = [p["type"] for p in _FUNCTIONS[fn]["inputs"]]
-    return function_signature_to_4byte_selector(f"{fn}({','.join(types)})") + encode(types, args)
+    """Calldata of a Consortium function."""
+    return abi.call_data("Consortium", fn, *args)
 
 
 class ChainBuilder:

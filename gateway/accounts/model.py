@@ -42,7 +42,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from contracts import ROLES, abi, roles_mask
+from contracts import ROLES, ProposalKind, abi, roles_mask
 from gateway.errors import Unauthorized
 from gateway.isotime import iso_or_none, iso_time
 
@@ -63,7 +63,7 @@ OIDC_STATE_LIFETIME = 600
 #: A client address may fail this many times ``config.login_attempts`` before it is throttled.
 ADDRESS_FACTOR = 10
 #: Consortium proposal kind adding a member (``contracts/Consortium.vy``).
-ADD_MEMBER = 1
+ADD_MEMBER = ProposalKind.ADD_MEMBER
 
 #: argon2id, RFC 9106 "second recommended" (low-memory) profile: t=3, m=64 MiB, p=4.
 HASHER = PasswordHasher()

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 from eth_utils import to_checksum_address
 
-from contracts import ROLES, constructor_args, roles_mask
+import contracts
+from contracts import ROLES, ProposalKind, constructor_args, roles_mask
 from tests.support.deployment import ORGS, TIMELOCK, Deployment, reverts
 
-ADD_MEMBER, SET_ROLES, SUSPEND_MEMBER, ADD_VALIDATOR, REMOVE_VALIDATOR, RECOVER = range(1, 7)
+ADD_MEMBER, SET_ROLES, SUSPEND_MEMBER, ADD_VALIDATOR, REMOVE_VALIDATOR, RECOVER = (
+    ProposalKind.ADD_MEMBER, ProposalKind.SET_ROLES, ProposalKind.SUSPEND_MEMBER,
+    ProposalKind.ADD_VALIDATOR, ProposalKind.REMOVE_VALIDATOR, ProposalKind.RECOVER_ACCOUNTS,
+)
 OPEN, EXECUTED, VETOED, CANCELLED = 1, 2, 3, 4
 ZERO = "0x" + "00" * 20
 KEY = b"\x42" * 32
@@ -692,3 +698,13 @@ def test_equivocation_reports_refused(port: Deployment) -> None:
              "consortium: equivocation already reported")
     _report(port, commit_a, commit_b, port.accounts[5])
     assert port.Consortium.functions.equivocation_count().call() == 2
+
+
+def test_proposal_kinds_mirror_the_contract() -> None:
+    """contracts.ProposalKind is Consortium.vy's list of proposal kinds, value for value."""
+    source = (Path(contracts.__file__).parent / "Consortium.vy").read_text()
+    declared = dict(re.findall(r"^([A-Z_]+): constant\(uint8\) = (\d+)$",
+                               source.split("# Proposal kinds.")[1].split("\n\n")[0], re.M))
+    assert {name: int(value) for name, value in declared.items()} == {
+        kind.name: kind.value for kind in ProposalKind
+    }

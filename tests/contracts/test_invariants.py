@@ -21,12 +21,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from web3.exceptions import ContractLogicError
 
-from contracts import ROLES
+from contracts import ROLES, ProposalKind
 from contracts.cargo import EVENT_TYPES, CargoEventInput, encode_record_call, subject_key
 from tests.support.deployment import TIMELOCK, Deployment, reset_port
 
 FAILED = (TransactionFailed, ContractLogicError)
-ADD_VALIDATOR, REMOVE_VALIDATOR, SUSPEND = 4, 5, 3
+ADD_VALIDATOR, REMOVE_VALIDATOR = ProposalKind.ADD_VALIDATOR, ProposalKind.REMOVE_VALIDATOR
+SUSPEND = ProposalKind.SUSPEND_MEMBER
 ORG = st.integers(min_value=1, max_value=10)
 
 QUICK = settings(

@@ -16,36 +16,30 @@ from typing import Any
 
 import pytest
 from eth.exceptions import TransactionNotFound
-from eth_abi import decode, encode
 from eth_account import Account
-from eth_utils import function_signature_to_4byte_selector, to_canonical_address
+from eth_utils import to_canonical_address
 
 from consensus import extradata
-from contracts import SYSTEM_ADDRESSES, load_artifact
+from contracts import SYSTEM_ADDRESSES, ProposalKind, abi
 from node.genesis import dev_key
 from node.ledger import Ledger
 from tests.support.chain import TERMINAL, cargo_tx
 from tests.support.engine_net import Net
 
-#: Proposal kinds of ``contracts/Consortium.vy``.
-ADD_VALIDATOR = 4
-REMOVE_VALIDATOR = 5
 CONSORTIUM = to_canonical_address(SYSTEM_ADDRESSES["Consortium"])
-FUNCTIONS = {e["name"]: e for e in load_artifact("Consortium")["abi"] if e["type"] == "function"}
 #: Upper bound of every single wait, in seconds.
 WAIT = 60
 
 
 def consortium_call(fn: str, *args: Any) -> bytes:
-    """Calldata of a Consortium function, encoded from the compiled ABI."""
-    types = [p["type"] for p in FUNCTIONS[fn]["inputs"]]
-    return function_signature_to_4byte_selector(f"{fn}({','.join(types)})") + encode(types, args)
+    """Calldata of a Consortium function."""
+    return abi.call_data("Consortium", fn, *args)
 
 
 def consortium_view(ledger: Ledger, fn: str, *args: Any) -> tuple[Any, ...]:
     """A Consortium view at ``ledger``'s head."""
     output = ledger.call({"to": CONSORTIUM, "data": consortium_call(fn, *args)}, ledger.head())
-    return tuple(decode([p["type"] for p in FUNCTIONS[fn]["outputs"]], output))
+    return abi.decode_output("Consortium", fn, output)
 
 
 def node_address(net: Net, i: int) -> bytes:
@@ -157,7 +151,7 @@ async def test_validator_added_then_removed_by_governance(net: Net) -> None:
     assert org4 != 0
 
     # Org 4's node joins: 3 of the 4 validator-running organisations are more than 2/3.
-    added_in = await pass_proposal(net, [0, 1, 2], ADD_VALIDATOR, org4, newcomer)
+    added_in = await pass_proposal(net, [0, 1, 2], ProposalKind.ADD_VALIDATOR, org4, newcomer)
     five = tuple(sorted((*genesis_set, newcomer)))
     await net.wait(
         lambda: all(m.ledger.validators_at(m.ledger.head()) == five for m in net.running()),
@@ -182,7 +176,7 @@ async def test_validator_added_then_removed_by_governance(net: Net) -> None:
         await one_more_block(net)
 
     # Validator 3 leaves: now 4 of the 5 validator-running organisations are needed.
-    removed_in = await pass_proposal(net, [0, 1, 2, 4], REMOVE_VALIDATOR, 0, leaving)
+    removed_in = await pass_proposal(net, [0, 1, 2, 4], ProposalKind.REMOVE_VALIDATOR, 0, leaving)
     four = tuple(v for v in five if v != leaving)
     await net.wait(
         lambda: all(m.ledger.validators_at(m.ledger.head()) == four for m in net.running()),

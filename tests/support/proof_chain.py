@@ -27,9 +27,9 @@ from eth_abi import encode
 from eth_keys import keys
 from eth_utils import function_signature_to_4byte_selector, keccak
 
-from contracts import SYSTEM_ADDRESSES, anchors
+from contracts import SYSTEM_ADDRESSES, ProposalKind, anchors
 from contracts.cargo import EVENT_TYPES, CargoEventInput, subject_key
-from devnet.sealedchain import ADD_VALIDATOR, REMOVE_VALIDATOR, ChainBuilder
+from devnet.sealedchain import ChainBuilder
 from node.genesis import dev_key
 from node.ledger import Ledger
 
@@ -84,7 +84,7 @@ def build_chain(root: Path) -> Sealed:
     b.seal([b.cargo(2, [event("TGHU0000001", "TERMINAL.LOAD", t0 + 5)])], sealers=4)
 
     newcomer = dev_key("org:4").public_key.to_canonical_address()
-    out.changes.append(b.governance(ADD_VALIDATOR, b.org_id(newcomer), newcomer, [0, 1, 2]))
+    out.changes.append(b.governance(ProposalKind.ADD_VALIDATOR, b.org_id(newcomer), newcomer, [0, 1, 2]))
     # Blocks sealed by the five, until the newcomer has sealed one.
     for i in range(3):
         r = b.seal([b.cargo(1, [event(CONTAINER, "TERMINAL.AVPU", t0 + 100 + i)])], sealers=5 if i == 0 else None)
@@ -92,7 +92,7 @@ def build_chain(root: Path) -> Sealed:
             out.after_add = (r.block.transactions[0].hash, 0)
 
     leaving = dev_key("validator:3").public_key.to_canonical_address()
-    out.changes.append(b.governance(REMOVE_VALIDATOR, 0, leaving, [0, 1, 2, 4]))
+    out.changes.append(b.governance(ProposalKind.REMOVE_VALIDATOR, 0, leaving, [0, 1, 2, 4]))
 
     # An encrypted payload (AES-256-GCM, ciphertext ‖ tag), and a zlib-compressed one.
     plaintext = json.dumps({"container": CONTAINER, "gate": "OUT", "truck": "HK-1234"}).encode()
