@@ -155,7 +155,7 @@ CARRIERS: dict[str, Carrier] = {
 }
 
 
-def _compact(text: str) -> str:
+def compact(text: str) -> str:
     """Upper case, separators removed."""
     return _SEPARATORS.sub("", text.strip().upper())
 
@@ -203,7 +203,7 @@ def normalise_container(text: str) -> str:
         ``invalid-container-number`` if malformed, ``invalid-check-digit`` if only the check
         digit is wrong (the message and :attr:`IdentifierError.expected` give the right one).
     """
-    value = _compact(text)
+    value = compact(text)
     if len(value) == 10 and re.fullmatch(r"[A-Z]{3}[UJZ][0-9]{6}", value):
         digit = container_check_digit(value)
         raise IdentifierError(
@@ -234,7 +234,7 @@ def normalise_container(text: str) -> str:
 
 def normalise_imo(text: str) -> str:
     """An IMO ship number as its seven digits (``IMO 9074729`` → ``9074729``)."""
-    value = _compact(text)
+    value = compact(text)
     match = _IMO.fullmatch(value)
     if not match:
         raise IdentifierError(
@@ -254,7 +254,7 @@ def normalise_imo(text: str) -> str:
 
 def normalise_awb(text: str) -> str:
     """An air waybill as 11 digits (``176-12345675`` → ``17612345675``)."""
-    value = _compact(text)
+    value = compact(text)
     if not _AWB.fullmatch(value):
         raise IdentifierError(
             f"{text!r} is not an air waybill (3-digit airline prefix and 8 digits, "
@@ -273,7 +273,7 @@ def normalise_awb(text: str) -> str:
 
 def normalise_unlocode(text: str) -> str:
     """A UN/LOCODE in upper case without the space (``HK HKG`` → ``HKHKG``)."""
-    value = _compact(text)
+    value = compact(text)
     if not _UNLOCODE.fullmatch(value):
         raise IdentifierError(
             f"{text!r} is not a UN/LOCODE (2-letter country and 3 of A-Z, 2-9, e.g. HKHKG)",
@@ -283,7 +283,7 @@ def normalise_unlocode(text: str) -> str:
 
 
 def _normalise_alnum(text: str, kind: str, limit: int) -> str:
-    value = _compact(text)
+    value = compact(text)
     if not value or not _ALNUM.fullmatch(value):
         raise IdentifierError(
             f"{text!r} is not a {_KIND_NAMES[kind]}: letters and digits only",
@@ -347,7 +347,7 @@ def normalise(kind: str, text: str) -> str:
 # -- carriers and detection ------------------------------------------------------------------
 def carrier_of(reference: str) -> Carrier | None:
     """The carrier whose SCAC or container owner code starts ``reference``, if known."""
-    return CARRIERS.get(_compact(reference)[:4])
+    return CARRIERS.get(compact(reference)[:4])
 
 
 def format_awb(value: str) -> str:
@@ -375,7 +375,7 @@ def detect(text: str) -> list[Candidate]:
         No kind twice; empty if the text is no reference at all (nothing but separators,
         other characters than letters and digits, or too long for any kind).
     """
-    value = _compact(text)
+    value = compact(text)
     if not value or not _ALNUM.fullmatch(value) or len(value) > MAX_OTHER_REFERENCE:
         return []
     carrier = carrier_of(value)
