@@ -14,7 +14,7 @@ from contracts import ROLES
 from gateway import errors, jsonbody, openapi, principal
 from gateway.appkeys import CONFIG, OUTBOX
 from gateway.events import dcsa
-from gateway.events.model import EVENT_SCHEMA, EventError, Visibility, from_json
+from gateway.events.model import EVENT_SCHEMA, EventError, from_json
 from gateway.intake import bills_of_lading, grants
 from gateway.intake.model import (
     ACCEPTED,
@@ -34,6 +34,7 @@ from gateway.intake.service import (
     accept_events,
     caller_roles,
     idempotency_header,
+    visibility_query,
     writer,
 )
 
@@ -128,7 +129,7 @@ async def post_dcsa_events(request: web.Request) -> web.Response:
     """DCSA T&T 2.2 event(s) in; each becomes canonical event(s) in the outbox."""
     who = writer(request)
     header = idempotency_header(request, required=False)
-    visibility = _visibility_query(request)
+    visibility = visibility_query(request)
     body = await jsonbody.read_json(request)
     events = body if isinstance(body, list) else [body]
     if not events or len(events) > 1000:
@@ -161,21 +162,6 @@ async def post_dcsa_events(request: web.Request) -> web.Response:
     if missing:
         raise errors.BadRequest(missing[0].message, code=missing[0].code)
     return await accept_events(request, who, parsed)
-
-
-def _visibility_query(request: web.Request) -> Visibility:
-    mode = request.query.get("visibility", "named")
-    if mode not in ("named", "reference"):
-        raise errors.BadRequest("visibility is named or reference", code="bad-query")
-    readers: list[int] = []
-    for part in filter(None, request.query.get("readers", "").split(",")):
-        if not part.strip().isdigit() or not 0 < int(part) < 1 << 32:
-            raise errors.BadRequest(f"readers: {part!r} is not an organisation id",
-                                    code="bad-query")
-        readers.append(int(part))
-    if len(readers) > 8 or len(set(readers)) != len(readers):
-        raise errors.BadRequest("readers: at most 8 distinct organisation ids", code="bad-query")
-    return Visibility(mode, tuple(readers))
 
 
 @routes.get("/v1/submissions/{key}", openapi.operation(

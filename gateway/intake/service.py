@@ -15,7 +15,7 @@ from contracts.revert import EXECUTION_REVERTED
 from gateway import errors, principal
 from gateway.appkeys import ACCOUNTS, KEYSTORE, NODE, OUTBOX, READ_MODEL
 from gateway.events import identifiers
-from gateway.events.model import CanonicalEvent, EventError, parse_time
+from gateway.events.model import CanonicalEvent, EventError, Visibility, parse_time
 from gateway.intake.model import ItemError, receipt_json
 from gateway.intake.rules import envelope_problem, refuse, role_problem
 from gateway.nodeclient import NodeUnavailable, RpcError
@@ -98,6 +98,22 @@ def event_time(text: str | None, path: str, default: int) -> int:
         return parse_time(text, field=path)
     except EventError as exc:
         raise errors.Unprocessable(str(exc), code=exc.code, details={"path": path}) from None
+
+
+def visibility_query(request: web.Request) -> Visibility:
+    """The ``visibility`` and ``readers`` query parameters of an upload (400 if malformed)."""
+    mode = request.query.get("visibility", "named")
+    if mode not in ("named", "reference"):
+        raise errors.BadRequest("visibility is named or reference", code="bad-query")
+    readers: list[int] = []
+    for part in filter(None, request.query.get("readers", "").split(",")):
+        if not part.strip().isdigit() or not 0 < int(part) < 1 << 32:
+            raise errors.BadRequest(f"readers: {part!r} is not an organisation id",
+                                    code="bad-query")
+        readers.append(int(part))
+    if len(readers) > 8 or len(set(readers)) != len(readers):
+        raise errors.BadRequest("readers: at most 8 distinct organisation ids", code="bad-query")
+    return Visibility(mode, tuple(readers))
 
 
 # -- the directory -----------------------------------------------------------------------------

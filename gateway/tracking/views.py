@@ -139,6 +139,7 @@ def vessel(shown: list[VisibleEvent]) -> dict[str, Any] | None:
     found: dict[str, Any] = {}
     position = None
     estimates: dict[str, VisibleEvent] = {}
+    by_source: dict[int, VisibleEvent] = {}
     for v in sorted(shown, key=lambda v: (v.block_time, v.event_id)):
         if v.retracted_by:
             continue
@@ -156,9 +157,22 @@ def vessel(shown: list[VisibleEvent]) -> dict[str, Any] | None:
             position = (e.event_time, pos, v.publisher_name)
         if e.event_type in ("TRANSPORT.ARRI", "TRANSPORT.DEPA"):
             estimates["eta" if e.event_type == "TRANSPORT.ARRI" else "etd"] = v
+            if e.event_type == "TRANSPORT.ARRI" and e.classifier != "ACT":
+                by_source[v.publisher] = v
     if not found and position is None and not estimates:
         return None
     out: dict[str, Any] = {"name": found.get("name"), "imo": found.get("imo")}
+    arrival = estimates.get("eta")
+    out["portOfCall"] = arrival.event.location or None if arrival else None
+    # every source's latest ETA side by side (carrier, terminal, agent): disagreement shown
+    out["etas"] = [{
+        "source": v.publisher_name,
+        "time": iso_time(v.event.event_time),
+        "classifier": v.event.classifier,
+        "location": v.event.location or None,
+        "recordedAt": iso_time(v.block_time),
+        "freshness": freshness_mark(v.block_time),
+    } for v in sorted(by_source.values(), key=lambda v: v.publisher_name)]
     out["latestPosition"] = (
         {"lat": position[1]["lat"], "lon": position[1]["lon"], "time": iso_time(position[0]),
          "source": position[2]} if position else None
