@@ -96,7 +96,8 @@ def import_graph(root: Path) -> dict[str, dict[str, bool]]:
 
 #: The gateway's feature packages, bottom to top: each may import the core and those before it.
 GATEWAY_FEATURES = ("events", "confidential", "writepath", "accounts", "readside", "telemetry",
-                    "tracking", "intake", "feeds", "subscriptions", "proofs_api", "web")
+                    "tracking", "intake", "feeds", "subscriptions", "alerts", "proofs_api",
+                    "web")
 #: Core modules that compose the features (the top of the gateway).
 GATEWAY_COMPOSERS = ("gateway.app", "gateway.cli")
 
