@@ -22,6 +22,7 @@ from gateway.proofs_api import api as api_proofs
 from gateway.readside import indexer
 from gateway.readside import store as readmodel
 from gateway.subscriptions import api as subscriptions
+from gateway.telemetry import api as api_telemetry
 from gateway.tracking import api as tracking
 from gateway.tracking import dcsa_api as api_dcsa
 from gateway.web import pages
@@ -38,6 +39,7 @@ MODULES = (
     outbox,
     submitter,
     indexer,
+    api_telemetry,
     tracking,
     api_events,
     api_dcsa,

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from gateway.readside.indexer import Indexer
     from gateway.readside.readmodel import ReadModel
     from gateway.subscriptions.service import Subscriptions
+    from gateway.telemetry.anchoring import Anchorer
+    from gateway.telemetry.store import TelemetryStore
     from gateway.tracking.dcsa import CursorCodec
     from gateway.tracking.service import Tracking
     from gateway.writepath.outbox import Outbox
@@ -57,6 +59,10 @@ SUBMITTER: web.AppKey[Submitter] = web.AppKey('submitter')
 READ_MODEL: web.AppKey[ReadModel] = web.AppKey('read_model')
 #: The indexer (absent when no node is configured).
 INDEXER: web.AppKey[Indexer] = web.AppKey('indexer')
+#: The telemetry store (readings, vessels, anchor batches).
+TELEMETRY: web.AppKey[TelemetryStore] = web.AppKey('telemetry')
+#: The telemetry anchoring task (in the process that runs background tasks).
+ANCHORER: web.AppKey[Anchorer] = web.AppKey('anchorer')
 #: The tracking service.
 TRACKING: web.AppKey[Tracking] = web.AppKey('tracking')
 #: The DCSA cursor codec (downloads and subscriptions).

@@ -47,6 +47,10 @@ class GatewayConfig:
     """Most cargo events one ``record()`` transaction carries."""
     batch_window_ms: int = 100
     """How long the batcher waits for more events before it sends a partial batch."""
+    telemetry_window_seconds: float = 10.0
+    """Seconds between two anchorings of telemetry readings (a Merkle root per owner batch)."""
+    telemetry_batch_max: int = 4096
+    """Most readings one anchored telemetry batch holds."""
     rate_limit_per_key: float = 200.0
     """Sustained requests per second per API key or session (token bucket)."""
     rate_limit_per_address: float = 100.0

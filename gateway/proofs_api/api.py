@@ -25,6 +25,7 @@ from gateway.isotime import iso_or_none
 from gateway.jsonbody import read_json
 from gateway.principal import Principal, require
 from gateway.proofs_api.bundles import MAX_EVENTS, Selection, encode_bundle, make_bundle
+from gateway.proofs_api.readings import make_reading_bundle
 from gateway.proofs_api.store import (
     FILE_NAME,
     STATES,
@@ -33,6 +34,7 @@ from gateway.proofs_api.store import (
     ProofRequestStore,
 )
 from gateway.readside.readmodel import AccessEntry
+from gateway.telemetry import service as telemetry
 
 #: Scope of exporting bundles of the organisation's events and deciding requests about them.
 EXPORT_SCOPE = "proofs:export"
@@ -230,6 +232,39 @@ async def export_bundle(request: web.Request) -> web.Response:
     body = await read_json(request, EXPORT_SCHEMA)
     made = await make_bundle(request.app, principal, body["reference"], Selection.from_json(body))
     return bundle_response(made.bundle, body["reference"])
+
+
+READING_PROOF_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "subject": {"type": "string", "maxLength": 80,
+                    "description": "The reading's subject as kind:value, if you read it by "
+                                   "reference (mode reference)"},
+    },
+}
+
+
+@api.post("/v1/proofs/readings/{reading_id}", openapi.operation(
+    "Export a proof bundle of an anchored telemetry reading you may read: the Anchored log "
+    "and the reading's bytes with their Merkle proof (verify offline: portledger verify-proof)",
+    parameters=[openapi.path_parameter("reading_id", {"type": "integer", "minimum": 1})],
+    ok_content=_BUNDLE, errors=(*_ERRORS, 400, 409, 413, 415, 422, 503),
+    requestBody={"required": False,
+                 "content": {"application/json": {"schema": READING_PROOF_SCHEMA}}},
+))
+async def export_reading_bundle(request: web.Request) -> web.Response:
+    principal = require(request)
+    if not {EXPORT_SCOPE, REQUEST_SCOPE} & principal.scopes:
+        raise Forbidden(f"this credential lacks the {EXPORT_SCOPE!r} or {REQUEST_SCOPE!r} scope",
+                        code="missing-scope")
+    text = request.match_info["reading_id"]
+    if not (text.isascii() and text.isdigit() and len(text) <= 18) or int(text) < 1:
+        raise BadRequest("a reading id is a positive integer", code="bad-reading-id")
+    body = await read_json(request, READING_PROOF_SCHEMA) if request.can_read_body else {}
+    subject = telemetry.parse_subject(body["subject"]) if "subject" in body else None
+    bundle = await make_reading_bundle(request.app, principal, int(text), subject)
+    return bundle_response(bundle, f"reading{text}")
 
 
 @api.post("/v1/proof-requests", openapi.operation(

@@ -107,3 +107,26 @@ def from_json(raw: dict[str, Any]) -> Reading:
         values={k: v for k, v in raw.items() if k not in _RESERVED},
         line=int(raw.get("line") or 0),
     )
+
+
+def from_canonical(raw: bytes) -> Reading:
+    """A reading from its :meth:`Reading.canonical_bytes` (as stored and as anchored).
+
+    The subject is taken as it was normalised when the reading was made (a reference an adapter
+    flagged for a bad check digit stays as it is): the bytes are the reading, and they must give
+    back the very same bytes. Raises ``ValueError`` on bytes that are not such a reading.
+    """
+    try:
+        body = json.loads(raw)
+        subject = body["subject"]
+        if body.get("v") != 1 or not isinstance(body["values"], dict):
+            raise ValueError("not a version 1 reading")
+        reading = Reading(
+            type=body["type"],
+            time=int(body["time"]),
+            subject=Reference(str(subject["kind"]), str(subject["value"])) if subject else None,
+            values=body["values"],
+        )
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"not the canonical bytes of a reading: {exc}") from None
+    return reading
