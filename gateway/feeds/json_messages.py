@@ -24,9 +24,9 @@ import hashlib
 import json
 import re
 from bisect import bisect_right
-from datetime import datetime
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from gateway.events.model import EventError, parse_time
