@@ -106,7 +106,8 @@ def _range(request: web.Request) -> tuple[int, int, int]:
 ))
 async def vessel_positions(request: web.Request) -> web.Response:
     require(request, SCOPE)
-    imo = imo_number(request.match_info["imo"].upper())
+    text = request.match_info["imo"].upper().removeprefix("IMO")
+    imo = imo_number(text) if len(text) == 7 else None
     if imo is None:
         raise errors.BadRequest("an IMO number is 7 digits", code="bad-imo")
     since, until, limit = _range(request)
