@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
@@ -38,7 +39,24 @@ HEAD_BYTES = 4096
 #: A message's own id may be used in its key as is when it looks like this (a UUID does).
 _SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
-_DECODER = json.JSONDecoder()
+
+
+class _NotFinite(ValueError):
+    """``NaN``, ``Infinity`` or a number too large for a float: not JSON (RFC 8259)."""
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(f"number {text[:20]} is out of range")
+    return value
+
+
+def _constant(text: str) -> Any:
+    raise _NotFinite(f"{text} is not a JSON value")
+
+
+_DECODER = json.JSONDecoder(parse_float=_finite, parse_constant=_constant)
 _WS = re.compile(r"[ \t\n\r]*")
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 
@@ -193,7 +211,7 @@ class _Reader:
             return False
         try:
             _, stop = _DECODER.raw_decode(self.text[start:end.start()])
-        except json.JSONDecodeError:
+        except ValueError:  # JSONDecodeError, a non-finite number, an over-long integer
             return False
         return not self.text[start + stop:end.start()].strip(" \t")
 
@@ -204,9 +222,8 @@ class _Reader:
                 continue
             try:
                 value, stop = _DECODER.raw_decode(stripped)
-            except json.JSONDecodeError as exc:
-                yield FeedError(number, "invalid-json", f"not valid JSON: {exc.msg} "
-                                f"(column {exc.colno})")
+            except ValueError as exc:
+                yield FeedError(number, "invalid-json", f"not valid JSON: {_why(exc)}")
                 continue
             if stripped[stop:].strip(" \t"):
                 yield FeedError(number, "invalid-json",
@@ -226,8 +243,8 @@ class _Reader:
         else:
             try:
                 value, end = _DECODER.raw_decode(text, start)
-            except json.JSONDecodeError as exc:
-                yield self._error(exc.pos, f"{exc.msg} (line {exc.lineno} column {exc.colno})")
+            except ValueError as exc:
+                yield self._error(getattr(exc, "pos", start), _why(exc))
                 return
             yield from self._unwrap(value, self.lines.at(start), start)
         if end is not None:
@@ -247,8 +264,8 @@ class _Reader:
         while True:
             try:
                 value, stop = _DECODER.raw_decode(text, i)
-            except json.JSONDecodeError as exc:
-                yield self._error(exc.pos, exc.msg)
+            except ValueError as exc:
+                yield self._error(getattr(exc, "pos", i), _why(exc))
                 return
             yield from self._unwrap(value, self.lines.at(i), i)
             i = _skip(text, stop)
@@ -288,6 +305,12 @@ class _Reader:
             return [line] * count
         found = [self.lines.at(o) for o in _element_offsets(self.text, position)]
         return found if len(found) == count else [line] * count
+
+
+def _why(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} (column {exc.colno})"
+    return str(exc)[:120]
 
 
 def _skip(text: str, i: int) -> int:
