@@ -61,7 +61,8 @@ status received in January is last year's). The local wall clock is read *as if 
 UTC*: ``event_time`` is off by the airport's offset, and ``details.localTime`` says so by
 giving the wall clock itself. A flight status's time is its departure (or, for RCF/ARR/AWR,
 the line's own) time, else 00:00 of the date; a day change indicator moves it by its days
-(``P`` -1, ``N`` +1, ``S`` +2, ``T`` +3, ``A``..``L`` +4..+15).
+(``P`` -1, ``N`` +1, ``S`` +2, ``T`` +3, ``A``..``L`` +4..+15). A BKD, MAN, DEP or PRE may
+leave the flight's date empty (``PRE///CDGHKG``): its time is then ``received_at``.
 
 FWB → one AIR.BKD event
 -----------------------
@@ -155,6 +156,7 @@ MESSAGE_TYPES = frozenset({
     "MAM", "MLD", "SBA", "SBR", "SCI", "SPA", "SPR", "SPX", "SSU", "STA", "STM", "STR",
 })
 _ADDRESS = re.compile(r"(Q[A-Z]|[A-Z]{2}) [A-Z0-9]{7}(?: [A-Z0-9]{7})*")
+_MORE_ADDRESSES = re.compile(r"[A-Z0-9]{7}(?: [A-Z0-9]{7})*")
 _ORIGIN = re.compile(r"\.([A-Z0-9]{7})(?: (\d{6}))?(?: .*)?")
 _LINE_ID = re.compile(r"([A-Z]{3})(/.*)?")
 _AWB = r"(\d{3}-\d{8})"
@@ -179,6 +181,9 @@ _ISSUED = re.compile(r"(\d{2})([A-Z]{3})(\d{2})")
 _GOODS = re.compile(r"/(?:\d{1,2}/)?N([GC])/(.*)")
 _ROUTE = re.compile(r"([A-Z]{3})([A-Z0-9]{2})")
 _FLT_BOOKING = re.compile(r"([A-Z0-9]{2}\d{1,4}[A-Z]?)/(\d{1,2})")
+
+#: FWB party lines → their member of ``details.waybill``.
+_PARTIES = {"SHP": "shipper", "CNE": "consignee"}
 
 #: Longest free text kept in ``details`` (names, OSI, goods), before the size check.
 _TEXT_LIMIT = 100
@@ -303,6 +308,9 @@ def _split(lines: Iterator[tuple[int, str]]) -> Iterator[_Message | FeedError]:
             priority, *addresses = text.split()
             envelope.setdefault("priority", priority)
             envelope.setdefault("to", []).extend(addresses)
+        elif (current is None and envelope.get("to") and not envelope.get("from")
+              and _MORE_ADDRESSES.fullmatch(text)):
+            envelope["to"].extend(text.split())
         elif (origin := _ORIGIN.fullmatch(text)) is not None:
             if current is not None:
                 yield current
@@ -433,9 +441,11 @@ def _read_fsu(message: _Message, now: datetime,
         return []
     events = []
     for status in statuses:
-        assert status.date is not None
-        event_time, local = _resolve(status.date, now, status.line)
-        details = {**status.details, "localTime": local, **shared}
+        if status.date is None:
+            event_time, details = int(now.timestamp()), {**status.details, **shared}
+        else:
+            event_time, local = _resolve(status.date, now, status.line)
+            details = {**status.details, "localTime": local, **shared}
         if flags:
             details["flags"] = flags
         events.append(CanonicalEvent(
@@ -462,6 +472,8 @@ def _read_status(code: str, number: int, fields: list[str],
                            f"{code}: at most {len(layout.head) + len(layout.tail)} fields "
                            f"({'/'.join(layout.head + layout.tail)})", line=number)
     for kind, text in zip(layout.head, fields, strict=False):
+        if kind == "date" and not text and code in _UNDATED:
+            continue  # a flight status may leave the flight's date out
         _FIELDS[kind](status, text)
     for kind, text in zip(layout.tail, fields[len(layout.head):], strict=False):
         if text:
@@ -477,7 +489,7 @@ def _read_status(code: str, number: int, fields: list[str],
             raise MessageError("bad-continuation",
                                f"{code}: {_show(text)!r} is not a continuation of this line",
                                line=line)
-    if status.date is None:
+    if status.date is None and code not in _UNDATED:
         raise MessageError("missing-field", f"{code}: no date", line=number)
     return status
 
@@ -564,6 +576,9 @@ def _store_as(name: str, limit: int = 35) -> Callable[[_Status, re.Match[str]], 
 
 _TIMED_BY = {"departure": ("BKD", "MAN", "DEP", "PRE"), "arrival": ("RCF", "ARR")}
 
+#: Statuses whose date may be empty (the Manual's ``PRE///CDGHKG``): they take ``received_at``.
+_UNDATED = ("BKD", "MAN", "DEP", "PRE")
+
 _FIELDS: dict[str, Callable[[_Status, str], None]] = {
     "flight": _field(re.compile(f"(?:{_FLIGHT.pattern})?"), "a flight (carrier and number)",
                      _store_flight),
@@ -637,16 +652,21 @@ def _read_fwb(message: _Message, now: datetime,
     })
     issued: tuple[int, int, int] | None = None
     goods: list[str] = []
+    party = ""  # the SHP / CNE / NFY group the lines are in (FWB/17: NAM, ADR, LOC lines)
     for number, code, fields, more in _groups(message.lines[2:], errors):
+        if code not in ("NAM", "ADR", "LOC"):
+            party = ""
         try:
             if code == "FLT":
                 waybill["flights"] = _read_flights(number, fields, more)
             elif code == "RTG":
                 waybill["routing"] = _read_routing(number, fields)
-            elif code in ("SHP", "CNE"):
-                name = _party_name(more)
-                if name:
-                    waybill["shipper" if code == "SHP" else "consignee"] = _clip(name, 70)
+            elif code in ("SHP", "CNE", "NFY", "NAM") and (code != "NAM" or party):
+                # FWB/16 writes a party's name on its first "/" line, FWB/17 on a NAM line
+                party = party if code == "NAM" else code
+                name = _words("/".join(fields)) if code == "NAM" else _party_name(more)
+                if name and party in _PARTIES:
+                    waybill[_PARTIES[party]] = _clip(name, 70)
             elif code == "RTD":
                 goods.extend(_words(m.group(2)) for _, text in more
                              if (m := _GOODS.fullmatch(text)) and m.group(2).strip())
@@ -708,11 +728,8 @@ def _read_routing(number: int, fields: list[str]) -> list[dict[str, str]]:
 
 
 def _party_name(more: list[tuple[int, str]]) -> str:
-    """A shipper's or consignee's name: its ``NAM`` line, else its first ``/`` line."""
-    for _, text in more:
-        if text.startswith("NAM/"):
-            return _words(text[4:])
-    return _words(more[0][1][1:]) if more and more[0][1].startswith("/") else ""
+    """A shipper's or consignee's name in FWB/16 layout: its first ``/`` line."""
+    return _words(more[0][1][1:]) if more else ""
 
 
 def _issue_date(number: int, fields: list[str]) -> tuple[int, int, int]:

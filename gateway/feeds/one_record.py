@@ -91,7 +91,11 @@ TIME_TYPES: dict[str, str] = {
 _NAMESPACE = "onerecord.iata.org"
 _AWB_IN_IRI = re.compile(r"(?<![0-9A-Za-z])(\d{3})-?(\d{8})(?![0-9A-Za-z])")
 _LINK_ORDER = ("Waybill", "Shipment", "Piece")
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]\n]')
 _TEXT_LIMIT = 200
+
+#: Deepest nesting of JSON objects and arrays read (ONE Record documents are a few levels).
+MAX_DEPTH = 64
 
 
 class _Node(dict[str, Any]):
@@ -129,7 +133,10 @@ def parse(data: bytes, *, received_at: int) -> ParseResult:
         return ParseResult(FORMAT, errors=[FeedError(exc.lineno, "invalid-json", exc.msg)])
     except (ValueError, RecursionError) as exc:
         return ParseResult(FORMAT, errors=[FeedError(0, "invalid-json", str(exc)[:200])])
-    lines = _object_lines(text)
+    lines, depth = _object_lines(text)
+    if depth > MAX_DEPTH:
+        return ParseResult(FORMAT, errors=[FeedError(0, "too-deep",
+                                                     f"JSON nested deeper than {MAX_DEPTH}")])
     objects = list(_objects(document))
     line_of = {id(obj): lines[i] if i < len(lines) else 0 for i, obj in enumerate(objects)}
     index: dict[str, _Node] = {}
@@ -325,25 +332,23 @@ def _objects(document: Any) -> Iterator[_Node]:
             stack.extend(reversed(value))
 
 
-def _object_lines(text: str) -> list[int]:
-    """The 1-based line of every ``{`` outside strings, in order (one per JSON object)."""
+def _object_lines(text: str) -> tuple[list[int], int]:
+    """The 1-based line of every ``{`` outside strings, in order (one per JSON object), and
+    the deepest nesting of objects and arrays (``text`` is JSON that decoded)."""
     lines = []
-    line, in_string, escaped = 1, False, False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char == "{":
-            lines.append(line)
+    line, depth, deepest = 1, 0, 0
+    for token in _TOKENS.finditer(text):
+        char = token.group()
         if char == "\n":
             line += 1
-    return lines
+        elif char in ("{", "["):
+            if char == "{":
+                lines.append(line)
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in ("}", "]"):
+            depth -= 1
+    return lines, deepest
 
 
 def _local(name: str) -> str:
