@@ -28,8 +28,8 @@ CARGO_IMP = DATA / "cargo-imp"
 ONE_RECORD = DATA / "one-record"
 
 
-def unix(*parts: int) -> int:
-    return int(datetime(*parts, tzinfo=UTC).timestamp())  # type: ignore[misc]
+def unix(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
+    return int(datetime(year, month, day, hour, minute, tzinfo=UTC).timestamp())
 
 
 def iso(seconds: int) -> str:

@@ -13,7 +13,8 @@ message identifier and version (``FSU/14``); line 2 the consignment detail; ever
 starts with a three-letter line identifier (``DEP``, ``OCI``, ``RTG``...) or with ``/``, which
 continues the line above. A file may hold several messages, each usually in a Type-B envelope::
 
-    <SOH>QD SIN05XH                 priority and 7-character addresses
+    <SOH>QD SIN05XH                 priority and 7-character addresses (more may follow,
+                                    7-character addresses only, on the next lines)
     .HDQFMQR 200739                 origin address, day/hour/minute it was sent (UTC)
     <STX>FSU/14
     157-53806270HKGNLU/P2K505.0T10  AWB, origin, destination, T(otal)/P(art), pieces, K/L, weight
@@ -574,6 +575,7 @@ def _store_as(name: str, limit: int = 35) -> Callable[[_Status, re.Match[str]], 
     return store
 
 
+#: Statuses whose time, when their date has none, is their departure / arrival time.
 _TIMED_BY = {"departure": ("BKD", "MAN", "DEP", "PRE"), "arrival": ("RCF", "ARR")}
 
 #: Statuses whose date may be empty (the Manual's ``PRE///CDGHKG``): they take ``received_at``.
@@ -791,6 +793,8 @@ def _fit(details: dict[str, Any], line: int) -> dict[str, Any]:
     def size() -> int:
         return len(json.dumps(details, separators=(",", ":")))
 
+    if size() <= MAX_DETAILS_BYTES:
+        return details
     for key in ("oci", "attributes", "uld"):
         while size() > MAX_DETAILS_BYTES and details.get(key):
             details[key] = details[key][:-1]
