@@ -75,6 +75,8 @@ MAX_READING_BYTES = 4_096
 MAX_TIME = (1 << 40) - 1
 
 _PAGE = 500
+#: Batches whose reading hashes are kept in memory (:meth:`TelemetryStore.batch_hashes`).
+_HASHES_KEPT = 8
 _NONCE_SIZE = 12
 _AAD = b"portledger/telemetry-reading/v1"
 
@@ -338,6 +340,7 @@ class TelemetryStore(sqlite.Store):
         self.path = Path(path)
         self.clock = clock
         self._lock = threading.RLock()
+        self._hashes: dict[int, tuple[bytes, ...]] = {}
         self._db.execute("PRAGMA secure_delete=ON")
         if secret is not None and len(secret) != 32:
             raise ValueError("the telemetry secret is 32 bytes")
@@ -676,13 +679,27 @@ class TelemetryStore(sqlite.Store):
             return {str(s): int(n) for s, n in rows}
 
     def batch_hashes(self, batch_id: int) -> list[bytes]:
-        """The reading hashes of a batch in leaf order (what its Merkle root was made of)."""
+        """The reading hashes of a batch in leaf order (what its Merkle root was made of).
+
+        A batch never changes once formed, so the last few asked for are kept: proofs of
+        several readings of one batch open and hash its readings once.
+        """
         with self._lock:
+            cached = self._hashes.get(batch_id)
+            if cached is not None:
+                return list(cached)
             rows = self._db.execute(
                 "SELECT org_id, digest, body, nonce FROM readings WHERE batch_id = ?"
                 " ORDER BY batch_index", (batch_id,)).fetchall()
-        return [keccak(self._open(o, bytes(d), bytes(b), None if n is None else bytes(n)))
-                for o, d, b, n in rows]
+        hashes = tuple(keccak(self._open(o, bytes(d), bytes(b), None if n is None else bytes(n)))
+                       for o, d, b, n in rows)
+        if not hashes:  # no such batch (yet): nothing to keep
+            return []
+        with self._lock:
+            self._hashes[batch_id] = hashes
+            while len(self._hashes) > _HASHES_KEPT:
+                del self._hashes[next(iter(self._hashes))]
+        return list(hashes)
 
     def mark_submitted(self, batch_id: int) -> None:
         """The batch's anchor call is in the outbox."""
