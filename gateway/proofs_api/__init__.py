@@ -35,6 +35,11 @@ Proof requests
     and both parties see that history; each download by the requester is also written to the
     owner's access log ("who saw my data", ``via = "proof"``) for every event of the bundle.
 
+Anchored readings
+    ``POST /v1/proofs/readings/{id}``: a bundle of one telemetry reading the caller may read
+    (:mod:`gateway.telemetry`): the ``Anchored`` log of its batch and the reading's canonical
+    bytes with their Merkle proof (section 5.5 of the format).
+
 Storage: ``<data_dir>/proofs.db`` (SQLite, WAL): requests, their history, and approved
 bundles (zlib-compressed JSON). Every query is parameterised and scoped to the two parties.
 Scopes: ``proofs:export`` (export, and decide requests about the organisation's data) and
@@ -47,6 +52,9 @@ Modules:
     owner's disclosures.
 ``store``
     ``ProofRequestStore``: proof requests, their history and approved bundles in ``proofs.db``.
+``readings``
+    ``make_reading_bundle``: the bundle of an anchored telemetry reading.
 ``api``
-    ``/v1/proofs`` and ``/v1/proof-requests`` with their OpenAPI; ``setup(app)``.
+    ``/v1/proofs``, ``/v1/proofs/readings/{id}`` and ``/v1/proof-requests`` with their
+    OpenAPI; ``setup(app)``.
 """
