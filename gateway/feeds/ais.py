@@ -69,7 +69,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from pyais.exceptions import AISBaseException
 from pyais.messages import (
@@ -181,9 +181,11 @@ class DecoderLimits:
     """Bounds on what an :class:`AisDecoder` keeps."""
 
     max_group_lines: int = 20
-    """An unfinished multi-sentence message is dropped this many lines after its first one."""
+    """An unfinished multi-sentence message is dropped when a line comes more than this many
+    lines after its first one."""
     max_group_seconds: int = 60
-    """... or this many seconds after it (line times; :meth:`AisDecoder.expire` for streams)."""
+    """... or more than this many seconds after it: by arrival (``received_at``, and
+    :meth:`AisDecoder.expire` for streams) or, when both lines carry one, by their own times."""
     max_line_bytes: int = 2048
     """A longer line is refused (``line-too-long``) and not buffered further."""
     max_vessels: int = 100_000
@@ -195,9 +197,16 @@ class _Group:
     """An unfinished multi-sentence message: fragments 1..k of n, in order."""
 
     count: int
+    """Fragments the message has."""
     parts: list[AISSentence]
     line: int
+    """Line of fragment 1."""
     time: int
+    """The message's time: fragment 1's line time."""
+    received: int
+    """When fragment 1 arrived (``received_at``)."""
+    stamp: int | None
+    """Fragment 1's own time (tag block or wrapper), if it had one."""
 
 
 def sniff(data: bytes) -> bool:
@@ -248,7 +257,6 @@ class AisDecoder:
         self._skipping = False
         self._started = False
         self._wrapper_time: int | None = None
-        self._sentences_since_take = 0
         self._received_at = 0
 
     # -- input ---------------------------------------------------------------------------------
@@ -296,7 +304,7 @@ class AisDecoder:
     def expire(self, now: int) -> None:
         """Drop unfinished messages older than ``max_group_seconds`` at Unix time ``now``."""
         limit = now - self.limits.max_group_seconds
-        for key in [k for k, g in self._groups.items() if g.time < limit]:
+        for key in [k for k, g in self._groups.items() if g.received < limit]:
             self._drop(key, "no further fragment within "
                        f"{self.limits.max_group_seconds} s")
 
@@ -313,7 +321,7 @@ class AisDecoder:
     @property
     def pending_sentences(self) -> int:
         """AIS sentences read since the last :meth:`take`."""
-        return self._sentences_since_take
+        return self.stats["sentences"] - self._taken["sentences"]
 
     @property
     def known_vessels(self) -> Mapping[int, str]:
@@ -322,57 +330,53 @@ class AisDecoder:
 
     def take(self) -> ParseResult:
         """Readings and errors since the last call; ``stats`` counts that span too."""
+        self.stats["lines"] = self._line
         delta = {k: self.stats[k] - self._taken[k] for k in STAT_KEYS}
         self._taken = dict(self.stats)
         result = ParseResult(FORMAT, readings=self._readings, errors=self._errors, stats=delta)
         self._readings, self._errors = [], []
-        self._sentences_since_take = 0
         return result
 
     # -- lines ---------------------------------------------------------------------------------
     def _read_line(self, number: int, raw: bytes, received_at: int) -> None:
-        self.stats["lines"] += 1
         try:
-            self._sentence(number, raw, received_at)
+            raw = raw.strip()
+            if not raw:
+                return
+            first = raw[0]
+            if first == 0x23:  # '#'
+                self.stats["comments"] += 1
+                return
+            if len(raw) > self.limits.max_line_bytes:
+                raise MessageError("line-too-long", f"line of {len(raw)} bytes (at most "
+                                   f"{self.limits.max_line_bytes})")
+            if first not in b"!$\\":
+                raise MessageError("not-nmea", f"not an NMEA sentence: {_show(raw)}")
+            if len(raw) < 3 or raw[-3] != 0x2A:  # '*': text after the checksum, or no checksum
+                tail = _CHECKSUM_TAIL.search(raw)
+                if tail is not None:
+                    raw = raw[:tail.end()]
+            try:
+                sentence = NMEASentenceFactory.produce(raw)
+            except AISBaseException as exc:
+                if type(exc).__name__ == "UnknownMessageException" and _is_other_nmea(raw):
+                    self.stats["other_sentences"] += 1
+                    return
+                raise MessageError("bad-sentence", f"malformed sentence: {_show(raw)}") from None
+            except (ValueError, IndexError, UnicodeDecodeError):
+                raise MessageError("bad-sentence", f"malformed sentence: {_show(raw)}") from None
+            if sentence.TYPE == "AIS":
+                self._ais(number, cast(AISSentence, sentence), received_at)
+            elif isinstance(sentence, GatehouseSentence):
+                self._wrapper(sentence)
+            else:  # pragma: no cover - the factory makes only these two
+                self.stats["other_sentences"] += 1
         except MessageError as exc:
             self._refuse(number, exc.code, str(exc))
         except Exception as exc:  # never out of the adapter; a fuzz test holds this at zero
             self.stats["decoder_errors"] += 1
             self._errors.append(FeedError(number, "bad-sentence",
                                           f"cannot read this line ({type(exc).__name__})"))
-
-    def _sentence(self, number: int, raw: bytes, received_at: int) -> None:
-        raw = raw.strip()
-        if not raw:
-            return
-        first = raw[0]
-        if first == 0x23:  # '#'
-            self.stats["comments"] += 1
-            return
-        if len(raw) > self.limits.max_line_bytes:
-            raise MessageError("line-too-long", f"line of {len(raw)} bytes (at most "
-                               f"{self.limits.max_line_bytes})")
-        if first not in b"!$\\":
-            raise MessageError("not-nmea", f"not an NMEA sentence: {_show(raw)}")
-        if raw[-3:-2] != b"*":
-            tail = _CHECKSUM_TAIL.search(raw)
-            if tail is not None:
-                raw = raw[:tail.end()]
-        try:
-            sentence = NMEASentenceFactory.produce(raw)
-        except AISBaseException as exc:
-            if type(exc).__name__ == "UnknownMessageException" and _is_other_nmea(raw):
-                self.stats["other_sentences"] += 1
-                return
-            raise MessageError("bad-sentence", f"malformed sentence: {_show(raw)}") from None
-        except (ValueError, IndexError, UnicodeDecodeError):
-            raise MessageError("bad-sentence", f"malformed sentence: {_show(raw)}") from None
-        if isinstance(sentence, GatehouseSentence):
-            self._wrapper(sentence)
-        elif isinstance(sentence, AISSentence):
-            self._ais(number, sentence, received_at)
-        else:  # pragma: no cover - the factory makes only these two
-            self.stats["other_sentences"] += 1
 
     def _wrapper(self, sentence: GatehouseSentence) -> None:
         _check_sum(sentence, "Gatehouse wrapper")
@@ -383,9 +387,7 @@ class AisDecoder:
 
     def _ais(self, number: int, sentence: AISSentence, received_at: int) -> None:
         self.stats["sentences"] += 1
-        self._sentences_since_take += 1
-        line_time = received_at if self._wrapper_time is None else self._wrapper_time
-        self._wrapper_time = None
+        stamp, self._wrapper_time = self._wrapper_time, None
         source = ""
         block = sentence.tag_block
         if block is not None:
@@ -393,18 +395,21 @@ class AisDecoder:
             if not block.is_valid:
                 raise MessageError("bad-checksum", "tag block checksum is wrong or missing")
             source = self._tag_source(block)
-            line_time = self._tag_time(block.receiver_timestamp, line_time)
-        _check_sum(sentence, "sentence")
+            stamp = self._tag_time(block.receiver_timestamp, stamp)
+        if not sentence.is_valid:
+            _check_sum(sentence, "sentence")
         if not sentence.payload:
             raise MessageError("empty-payload", "sentence without payload")
         if sentence.payload.translate(None, _ARMOUR):
             raise MessageError("bad-sentence", "payload has characters outside six-bit armour")
         if self._groups:
-            self._expire_lines(number, line_time)
+            self._expire_lines(number, received_at, stamp)
+        line_time = received_at if stamp is None else stamp
         if sentence.frag_cnt == 1:
             self._message(number, sentence, line_time)
         else:
-            self._fragment(number, sentence, line_time, source)
+            self._fragment(number, sentence, _Group(sentence.frag_cnt, [sentence], number,
+                                                    line_time, received_at, stamp), source)
 
     def _tag_source(self, block: TagBlock) -> str:
         """The block's station (``s:``); in a tag group (``g:``) only the first sentence has it."""
@@ -420,7 +425,7 @@ class AisDecoder:
             return source
         return self._tag_sources.get(gid, "")
 
-    def _tag_time(self, text: str | None, fallback: int) -> int:
+    def _tag_time(self, text: str | None, fallback: int | None) -> int | None:
         if text is None:
             return fallback
         match = _TAG_TIME.fullmatch(text)
@@ -436,13 +441,14 @@ class AisDecoder:
         return value
 
     # -- fragments -----------------------------------------------------------------------------
-    def _fragment(self, number: int, sentence: AISSentence, line_time: int, source: str) -> None:
+    def _fragment(self, number: int, sentence: AISSentence, start: _Group, source: str) -> None:
+        """Add a fragment to its slot's group (``start``: the group it begins if it is a 1)."""
         key = (source, sentence.talker_id + sentence.type, sentence.channel, sentence.seq_id)
         group = self._groups.get(key)
         if sentence.frag_num == 1:
             if group is not None:
                 self._drop(key, f"sequence id {sentence.seq_id} reused on line {number}")
-            self._groups[key] = _Group(sentence.frag_cnt, [sentence], number, line_time)
+            self._groups[key] = start
             return
         if group is None or group.count != sentence.frag_cnt \
                 or len(group.parts) + 1 != sentence.frag_num:
@@ -462,11 +468,13 @@ class AisDecoder:
             except MessageError as exc:
                 self._refuse(group.line, exc.code, str(exc))
 
-    def _expire_lines(self, number: int, now: int) -> None:
-        oldest_line = number - self.limits.max_group_lines
-        oldest_time = now - self.limits.max_group_seconds
+    def _expire_lines(self, number: int, received_at: int, stamp: int | None) -> None:
+        limits = self.limits
         stale = [k for k, g in self._groups.items()
-                 if g.line <= oldest_line or g.time < oldest_time]
+                 if number - g.line > limits.max_group_lines
+                 or received_at - g.received > limits.max_group_seconds
+                 or (stamp is not None and g.stamp is not None
+                     and stamp - g.stamp > limits.max_group_seconds)]
         for key in stale:
             self._drop(key, "its other fragments did not follow within "
                        f"{self.limits.max_group_lines} lines / {self.limits.max_group_seconds} s")
@@ -497,7 +505,7 @@ class AisDecoder:
         except AISBaseException as exc:
             raise MessageError("bad-message", f"type {msg_type}: {exc}") from None
         self.stats["decoded"] += 1
-        mmsi = int(decoded.mmsi)
+        mmsi: int = decoded.mmsi
         if msg_type == 24:
             self._static_24(line, at, mmsi, decoded)
             return
@@ -509,16 +517,16 @@ class AisDecoder:
         self._position(line, at, mmsi, msg_type, decoded)
 
     def _position(self, line: int, at: int, mmsi: int, msg_type: int, msg: Any) -> None:
-        lat, lon = float(msg.lat), float(msg.lon)
+        lat, lon = msg.lat, msg.lon  # floats, degrees
         if lat == 91.0 or lon == 181.0:
             raise MessageError("position-unavailable",
                                f"type {msg_type} from MMSI {mmsi}: position not available")
         if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
             raise MessageError("position-out-of-range",
                                f"type {msg_type} from MMSI {mmsi}: lat {lat}, lon {lon}")
-        speed, course, heading = float(msg.speed), float(msg.course), int(msg.heading)
+        speed, course, heading = msg.speed, msg.course, msg.heading
         status = int(msg.status) if msg_type <= 3 else None
-        values: dict[str, Any] = {
+        values = {
             "mmsi": mmsi,
             "lat": lat,
             "lon": lon,
@@ -526,11 +534,14 @@ class AisDecoder:
             "cog": course if course < 360.0 else None,  # 3600: not available
             "heading": heading if heading < 360 else None,  # 511: not available
             "status": status,
-            "status_name": NAVIGATION_STATUS[status] if status is not None else None,
+            "status_name": None if status is None else NAVIGATION_STATUS[status],
             "msg_type": msg_type,
         }
         self.stats["positions"] += 1
-        self._readings.append(Reading("ais-position", at, self._vessel(mmsi), values, line))
+        imo = self._imo.get(mmsi)
+        self._readings.append(Reading("ais-position", at,
+                                      None if imo is None else Reference("vessel", imo),
+                                      values, line))
 
     def _static_5(self, line: int, at: int, mmsi: int, msg: Any) -> None:
         flags: list[dict[str, str]] = []
@@ -613,7 +624,6 @@ class AisDecoder:
         self._pending = b""
         self._skipping = True
         self._line += 1
-        self.stats["lines"] += 1
         self._refuse(self._line, "line-too-long",
                      f"line longer than {self.limits.max_line_bytes} bytes: {_show(partial)}")
 
