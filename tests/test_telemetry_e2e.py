@@ -32,7 +32,7 @@ from eth_utils.crypto import keccak
 from contracts import anchors
 from devnet.jsonrpc import rpc_answer
 from gateway.app import create_app
-from gateway.appkeys import INDEXER, KEYSTORE, NODE, TELEMETRY
+from gateway.appkeys import ACCOUNTS, INDEXER, KEYSTORE, NODE, TELEMETRY
 from gateway.events.model import Reference, Visibility
 from gateway.telemetry import service
 from proofs.verify import verify_bundle
@@ -86,30 +86,43 @@ class Gateway:
             await asyncio.sleep(0.1)
 
 
-@pytest.fixture
-async def gateway(node: NodeProcess, tmp_path: Path) -> AsyncIterator[Gateway]:
-    cfg = dataclasses.replace(config(tmp_path / "gw"), node_urls=(node.url,),
-                              batch_window_ms=20, indexer_poll_ms=50,
-                              telemetry_window_seconds=0.5, telemetry_batch_max=8)
+async def open_gateway(node: NodeProcess, data_dir: Path) -> Gateway:
+    """The gateway app on ``data_dir`` in front of ``node``; the organisations are made (with
+    the demo members' development keys) the first time only."""
+    cfg = dataclasses.replace(config(data_dir), node_urls=(node.url,), batch_window_ms=20,
+                              indexer_poll_ms=50, telemetry_window_seconds=0.5,
+                              telemetry_batch_max=8)
+    first = not data_dir.exists()
     client = TestClient(TestServer(create_app(cfg)))
     await client.start_server()
-    try:
-        auth, org_ids = {}, {}
-        for name, chain_org in (("Kwai Tsing Container Terminal", rs.TERMINAL),
-                                ("Tsing Yi Terminal", rs.TERMINAL2),
-                                ("Pacific Ocean Line", rs.CARRIER),
-                                ("Swift Haulage", rs.HAULIER)):
+    auth, org_ids = {}, {}
+    for name, chain_org in (("Kwai Tsing Container Terminal", rs.TERMINAL),
+                            ("Tsing Yi Terminal", rs.TERMINAL2),
+                            ("Pacific Ocean Line", rs.CARRIER),
+                            ("Swift Haulage", rs.HAULIER)):
+        if first:
             org_ids[chain_org], auth[chain_org] = organisation(client.app, name,
                                                                chain_org=chain_org, scopes=SCOPES)
             client.app[KEYSTORE].import_keys(
                 org_ids[chain_org], signing_key=bytes(rs.account(chain_org).key),
                 x25519_private=rs.x25519_private(chain_org),
                 master_secret=rs.master_secret(chain_org))  # fmt: skip
-        head = int(rpc_answer(node.url, "eth_blockNumber", [])["result"], 16)
-        assert await client.app[INDEXER].wait_for_block(head, timeout=60)
-        yield Gateway(client, auth, org_ids)
+        else:
+            found = client.app[ACCOUNTS].by_chain_org(chain_org)
+            assert found is not None
+            org_ids[chain_org] = found.id
+    head = int(rpc_answer(node.url, "eth_blockNumber", [])["result"], 16)
+    assert await client.app[INDEXER].wait_for_block(head, timeout=60)
+    return Gateway(client, auth, org_ids)
+
+
+@pytest.fixture
+async def gateway(node: NodeProcess, tmp_path: Path) -> AsyncIterator[Gateway]:
+    opened = await open_gateway(node, tmp_path / "gw")
+    try:
+        yield opened
     finally:
-        await client.close()
+        await opened.client.close()
 
 
 def verify_offline(bundle: dict[str, Any], folder: Path) -> subprocess.CompletedProcess[str]:
@@ -228,3 +241,39 @@ async def test_a_batch_the_chain_refuses_fails_and_says_why(gateway: Gateway) ->
     assert (status, body["error"]["code"]) == (409, "not-anchored")
     stored = app[TELEMETRY].latest("truck-position", subject=Reference("truck", "KV9999"))
     assert stored is not None and stored.reading == readings[-1]
+
+
+async def test_a_gateway_stopped_mid_flight_anchors_every_batch_once_after_restart(
+    node: NodeProcess, tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "gw"
+    first = await open_gateway(node, data_dir)
+    (before,) = await first.client.app[NODE].call("Anchors", "anchor_count")
+    readings = tt.reefer_readings(tt.container("RSTU", 500001), T0, 20)
+    try:
+        await service.ingest(first.client.app, first.org_ids[rs.TERMINAL], readings,
+                             Visibility())
+        store = first.client.app[TELEMETRY]
+        deadline = time.monotonic() + 60
+        while not store.batch_counts().get("submitted"):  # the anchor calls are in flight
+            assert time.monotonic() < deadline, store.batch_counts()
+            await asyncio.sleep(0.01)
+        in_flight = store.batch_counts()
+    finally:
+        await first.client.close()  # the gateway stops with batches submitted, not settled
+    assert in_flight.get("anchored", 0) < 3, in_flight
+    second = await open_gateway(node, data_dir)
+    try:
+        assert await second.settled() == {"anchored": 3}  # 8 + 8 + 4
+        store = second.client.app[TELEMETRY]
+        batches = store.batches("anchored")
+        (after,) = await second.client.app[NODE].call("Anchors", "anchor_count")
+        assert after - before == 3  # each root anchored once
+        for batch in batches:
+            ((root, _, publisher, count, _, _),) = await second.client.app[NODE].call(
+                "Anchors", "anchorOf", batch.anchor_id)
+            assert (bytes(root), publisher, count) == (batch.root, rs.TERMINAL, batch.count)
+        assert sorted(h for b in batches for h in store.batch_hashes(b.batch_id)) == sorted(
+            keccak(r.canonical_bytes()) for r in readings)
+    finally:
+        await second.client.close()

@@ -224,7 +224,8 @@ class Anchorer:
         waiting = await asyncio.to_thread(self.store.batches, "submitted", self.max_batches)
         settled = 0
         for batch in waiting:
-            receipt = self.outbox.status(batch.org_id, batch.idempotency_key)
+            receipt = await asyncio.to_thread(self.outbox.status, batch.org_id,
+                                              batch.idempotency_key)
             if receipt is None:  # the outbox lost it (a new outbox file): submit again
                 log.warning("telemetry: batch %d is unknown to the outbox; submitting again",
                             batch.batch_id)
