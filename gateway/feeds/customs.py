@@ -147,7 +147,7 @@ def events_of(raw: Any) -> list[CanonicalEvent]:
         if raw.get(name) is None:
             raise MessageError("missing-field", f"/{name}: required")
     status = raw["status"]
-    if status not in STATUSES:
+    if not isinstance(status, str) or status not in STATUSES:
         raise MessageError("invalid-status", f"/status: {str(status)[:40]!r} is not one of "
                            f"{', '.join(STATUSES)}")
     when = json_messages.time_of(raw["time"], "/time")

@@ -22,6 +22,7 @@ world) and :func:`gateway.events.dcsa.from_dcsa`; nothing of the mapping is repe
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from gateway.events import dcsa
 from gateway.feeds import json_messages
@@ -42,8 +43,16 @@ _EVENT_TYPE = re.compile(r'"eventType"\s*:\s*"(?:SHIPMENT|TRANSPORT|EQUIPMENT)"'
 _TYPE_CODE = re.compile(r'"(?:shipment|transport|equipment)EventTypeCode"\s*:')
 
 #: Members only a T&T event has (a message that mentions none is not this format).
-_MARKERS = frozenset({"eventType", "shipmentEventTypeCode", "transportEventTypeCode",
-                      "equipmentEventTypeCode"})
+_CODES = frozenset({"shipmentEventTypeCode", "transportEventTypeCode",
+                    "equipmentEventTypeCode"})
+_MARKERS = _CODES | {"eventType"}
+
+
+def _is_tnt(value: dict[str, Any]) -> bool:
+    """A T&T 2.2 event type (another ``eventType``, e.g. ``REEFER``, is another format)."""
+    kind = value.get("eventType")
+    return (isinstance(kind, str) and kind in dcsa.EVENT_SCHEMAS) or bool(
+        _CODES.intersection(value))
 
 #: Members of a DCSA T&T 3.0 event, which names its type ``eventClassification.eventTypeCode``.
 _V3_MARKERS = frozenset({"eventClassification", "eventTypeCode"})
@@ -64,7 +73,8 @@ def parse(data: bytes, *, received_at: int) -> ParseResult:
         return not_this_format(FORMAT, "not JSON: DCSA T&T events are JSON objects")
     items = json_messages.read(data)
     messages = [m for m in items if isinstance(m, JsonMessage)]
-    if messages and not any(json_messages.mentions(m.value, _MARKERS) for m in messages):
+    if messages and not any(json_messages.mentions(m.value, _MARKERS, 4, _is_tnt)
+                            for m in messages):
         return not_this_format(FORMAT, "no DCSA T&T 2.2 event in it (no eventType)")
     if (any(json_messages.mentions(m.value, _V3_MARKERS) for m in messages)
             and not any(isinstance(m.value, dict) and "eventType" in m.value for m in messages)):
@@ -94,6 +104,10 @@ class _Duplicate(Exception):
 def _message(item: JsonMessage, seen: SeenIds) -> list[ParsedEvent]:
     """The events of one DCSA event (all or nothing)."""
     event = item.value
+    if isinstance(event, dict) and not isinstance(event.get("eventType", ""), str):
+        # dcsa.validate looks the type up in a dict: an array or object there is refused here
+        raise MessageError("invalid-dcsa-event", "/eventType: eventType must be one of "
+                           f"{sorted(dcsa.EVENT_SCHEMAS)}, not a JSON array or object")
     try:
         dcsa.validate(event)
         canonical = dcsa.from_dcsa(event, validated=True)

@@ -25,7 +25,7 @@ import json
 import math
 import re
 from bisect import bisect_right
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -120,15 +120,17 @@ def time_of(text: Any, where: str) -> int:
                            f"{where}: {exc}") from None
 
 
-def mentions(value: Any, keys: frozenset[str], depth: int = 4) -> bool:
-    """Whether an object within ``depth`` levels of ``value`` has one of ``keys``."""
+def mentions(value: Any, keys: frozenset[str], depth: int = 4,
+             matches: Callable[[dict[str, Any]], bool] | None = None) -> bool:
+    """Whether an object within ``depth`` levels of ``value`` has one of ``keys`` (and, if
+    given, passes ``matches``)."""
     stack: list[tuple[Any, int]] = [(value, 0)]
     seen = 0
     while stack and seen < 10_000:
         current, level = stack.pop()
         seen += 1
         if isinstance(current, dict):
-            if keys.intersection(current):
+            if keys.intersection(current) and (matches is None or matches(current)):
                 return True
             children: Sequence[Any] = list(current.values())
         elif isinstance(current, list):
