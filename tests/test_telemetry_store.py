@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 from eth_utils.crypto import keccak
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.events.model import Reference, Visibility
-from gateway.telemetry.model import Reading
+from gateway.telemetry.model import READING_TYPES, Reading, from_canonical
 from gateway.telemetry.store import (
     MAX_HISTORY,
     MAX_READING_BYTES,
@@ -245,3 +247,27 @@ def test_stored_readings_expose_owner_readers_and_mode(store: TelemetryStore) ->
     assert body["kind"] == "reading" and body["subject"] == {"kind": "truck", "value": "KV4321"}
     assert body["job"] == "JOB-1" and body["anchor"] is None and body["id"] == 1
     assert store.reading(2) is None
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_mutated_canonical_bytes_give_a_reading_or_a_value_error(data: st.DataObject) -> None:
+    readings = [*tt.gpsd_readings(T0), *tt.reefer_readings(BOX, T0, 2),
+                *tt.truck_readings("KV4321", T0, 1)]
+    raw = bytearray(data.draw(st.sampled_from(readings)).canonical_bytes())
+    for _ in range(data.draw(st.integers(1, 4))):
+        what = data.draw(st.sampled_from(["flip", "cut", "insert", "nest"]))
+        at = data.draw(st.integers(0, len(raw)))
+        if what == "flip" and at < len(raw):
+            raw[at] ^= 1 << data.draw(st.integers(0, 7))
+        elif what == "cut":
+            del raw[at:]
+        elif what == "insert":
+            raw[at:at] = data.draw(st.binary(min_size=1, max_size=8))
+        else:
+            raw[at:at] = b"[" * 5000
+    try:
+        reading = from_canonical(bytes(raw))
+    except ValueError:
+        return
+    assert reading.type in READING_TYPES

@@ -127,6 +127,6 @@ def from_canonical(raw: bytes) -> Reading:
             subject=Reference(str(subject["kind"]), str(subject["value"])) if subject else None,
             values=body["values"],
         )
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"not the canonical bytes of a reading: {exc}") from None
+    except (KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise ValueError(f"not the canonical bytes of a reading: {exc!r}") from None
     return reading
