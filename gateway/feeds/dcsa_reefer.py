@@ -56,7 +56,7 @@ Retraction (``metadata.retractedEventID``, no payload) → a ``reefer`` reading 
 ``eventTypeCode`` ``RETRACTION`` and ``retractedEventID``: whoever reads the series drops the
 reading whose ``eventID`` it names. An ``ADJU`` event already on chain is not retracted by the
 adapter, which cannot know its on-chain id; its key (``feed:dcsa-reefer:<eventID>:0``) is what
-the intake can look it up by.
+the intake would look it up by (not done yet).
 
 Keys: ``feed:dcsa-reefer:<eventID>:0`` (:func:`gateway.feeds.json_messages.event_key`); an
 ``eventID`` seen twice in one input is a duplicate (same event, skipped) or refused
