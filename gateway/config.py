@@ -76,6 +76,15 @@ class GatewayConfig:
     extra: dict[str, Any] = field(default_factory=dict)
     """Settings of optional modules, by module name."""
 
+    def __post_init__(self) -> None:
+        window, batch = self.telemetry_window_seconds, self.telemetry_batch_max
+        if isinstance(window, bool) or not isinstance(window, int | float) or not (
+                0 < window <= 86_400):
+            raise ConfigError("telemetry_window_seconds is a number of seconds, more than 0 and"
+                              " at most 86400")
+        if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 1 << 20:
+            raise ConfigError("telemetry_batch_max is an integer from 1 to 1048576")
+
     @property
     def passphrase(self) -> str:
         """The keystore passphrase, the environment winning over the file."""

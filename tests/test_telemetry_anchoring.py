@@ -17,6 +17,7 @@ from eth_abi import decode as abi_decode
 from eth_utils.crypto import keccak
 
 from contracts import abi, anchors
+from gateway.config import ConfigError, GatewayConfig
 from gateway.events.model import Visibility
 from gateway.telemetry.anchoring import Anchorer, anchor_call, idempotency_key, plan
 from gateway.telemetry.model import Reading
@@ -237,3 +238,14 @@ async def test_an_outbox_that_lost_a_submitted_call_gets_it_again(files: Files,
     await anchorer.settle()
     (submitted,) = files.store.batches("submitted")
     assert [k for k, _ in files.anchor_ops(3)] == [submitted.idempotency_key]
+
+
+def test_the_window_and_batch_size_are_checked_settings(tmp_path: Path) -> None:
+    loaded = GatewayConfig.from_dict({"data_dir": str(tmp_path), "telemetry_window_seconds": 2.5,
+                                      "telemetry_batch_max": 1024})
+    assert (loaded.telemetry_window_seconds, loaded.telemetry_batch_max) == (2.5, 1024)
+    assert GatewayConfig(data_dir=tmp_path).telemetry_window_seconds == 10.0
+    for bad in ({"telemetry_window_seconds": 0}, {"telemetry_window_seconds": "10"},
+                {"telemetry_batch_max": 0}, {"telemetry_batch_max": 2.0}):
+        with pytest.raises(ConfigError, match="telemetry_"):
+            GatewayConfig.from_dict({"data_dir": str(tmp_path), **bad})

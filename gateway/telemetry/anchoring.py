@@ -180,7 +180,7 @@ class Anchorer:
         self.store = store
         self.outbox = outbox
         self.node = node
-        self.window = window
+        self.window = max(0.05, window)
         self.batch_max = max(1, batch_max)
         self.max_batches = max(1, max_batches)
         self.failures = 0
