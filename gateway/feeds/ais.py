@@ -244,7 +244,8 @@ class AisDecoder:
                  vessels: Mapping[int, str] | None = None) -> None:
         self.limits = limits or DecoderLimits()
         self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
-        """Counters since the decoder was made (:data:`STAT_KEYS`)."""
+        """Counters since the decoder was made (:data:`STAT_KEYS`; ``lines`` as of the last
+        :meth:`take`)."""
         self._taken: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
         self._imo: dict[int, str] = dict(vessels or {})
         self._class_b: dict[int, dict[str, Any]] = {}
@@ -280,11 +281,11 @@ class AisDecoder:
         if lines and lines[-1][-1:] != b"\n":
             # no end yet, or a CR that a LF in the next chunk may complete
             self._pending = lines.pop()
-            if len(self._pending) > self.limits.max_line_bytes:
-                self._too_long(self._pending)
         for raw in lines:
             self._line += 1
             self._read_line(self._line, raw, received_at)
+        if len(self._pending) > self.limits.max_line_bytes:
+            self._too_long(self._pending)
 
     def end_line(self, *, received_at: int) -> None:
         """The unfinished line is complete (a datagram ended): read it now."""
