@@ -119,6 +119,10 @@ REEFER_EVENT = _SWAGGERHUB + "EVENT_DOMAIN/3.1.0#/components/schemas/reeferEvent
 #: DCSA document types that are references of ours.
 _DOCUMENT_KINDS = {"BKG": "booking", "TRD": "mbl"}
 
+#: The measured (and set) values a reading carries, by their DCSA names.
+_MEASURED = ("temperature", "ambientTemperature", "humidity", "o2", "co2", "airExchange",
+             "airExchangeUnit")
+
 _SNIFF = re.compile(r'"eventType"\s*:\s*"REEFER"')
 _MARKERS = frozenset({"metadata", "payload", "reeferEventTypeCode", "retractedEventID"})
 
@@ -325,10 +329,10 @@ def _message(item: JsonMessage, seen: SeenIds,
     related, documents = _documents(payload.get("relatedDocumentReferences") or [])
 
     values: dict[str, Any] = {"eventID": event_id, "eventTypeCode": code}
-    values.update({k: v for k, v in measured.items() if k != "unit"})
+    values.update({k: v for k, v in measured.items() if k in _MEASURED})
     if "temperature" in set_to:
         values["setpoint"] = set_to["temperature"]
-    others = {k: v for k, v in set_to.items() if k not in ("temperature", "unit")}
+    others = {k: v for k, v in set_to.items() if k in _MEASURED and k != "temperature"}
     if others:
         values["setpoints"] = others
     if measured.get("unit") or set_to.get("unit"):
