@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -722,3 +723,76 @@ def test_fuzz_whole_real_files_shuffled() -> None:
             rng.shuffle(lines)
             data = b"\n".join(lines)
             _check_result(data, ais.parse(data, received_at=T0))
+
+
+# -- a stream decoder's edges -------------------------------------------------------------------
+def test_a_too_long_line_across_chunks_is_refused_once_and_skipped() -> None:
+    decoder = ais.AisDecoder(limits=ais.DecoderLimits(max_line_bytes=100))
+    decoder.feed(b"!AIVDM," + b"x" * 60, received_at=T0)
+    decoder.feed(b"y" * 60, received_at=T0)  # now over the limit: refused, not buffered
+    decoder.feed(b"z" * 5000, received_at=T0)
+    decoder.feed(b"zz\n" + _position().encode() + b"\n", received_at=T0)
+    decoder.finish()
+    result = decoder.take()
+    assert _codes(result) == [(1, "line-too-long")]
+    assert [r.line for r in result.readings] == [2]
+
+
+def test_datagram_ends_and_lost_connections() -> None:
+    decoder = ais.AisDecoder()
+    decoder.feed(_position().encode(), received_at=T0)
+    assert decoder.take().readings == []  # the line may go on
+    decoder.end_line(received_at=T0)
+    assert len(decoder.take().readings) == 1
+    decoder.feed(_position().encode()[:20], received_at=T0)
+    decoder.discard_partial()  # the connection closed mid-line
+    decoder.feed(_position(211000011).encode() + b"\n", received_at=T0)
+    result = decoder.take()
+    assert [r.values["mmsi"] for r in result.readings] == [211000011] and not result.errors
+    assert decoder.pending_sentences == 0
+
+
+# -- the SIMULATED writer (devnet/simfeeds/ais.py) read back ------------------------------------
+def test_simulated_voyage_round_trip() -> None:
+    from devnet.simfeeds.ais import SimVessel, track, write_track
+
+    vessel = SimVessel(477123400, "9321483", "PACIFIC CONCORD", "VRAB3", "HKHKG")
+    fixes = track((22.15, 114.35), (22.30, 114.15), start_time=T0, speed_knots=12.0,
+                  interval=60)
+    eta = fixes[-1].time
+    text = write_track(vessel, fixes, eta=eta, static_every=6)
+    result = _parse(text, received_at=1)
+    assert not result.errors and result.stats["decoder_errors"] == 0
+    positions = [r for r in result.readings if r.type == "ais-position"]
+    statics = [r for r in result.readings if r.type == "ais-static"]
+    assert len(positions) == len(fixes) and len(statics) == (len(fixes) + 5) // 6
+    for reading, fix in zip(positions, fixes, strict=True):
+        assert reading.subject == Reference("vessel", "9321483")  # type 5 came first
+        assert reading.time == fix.time  # from the tag blocks
+        v = reading.values
+        assert v["lat"] == pytest.approx(fix.lat, abs=2e-6)
+        assert v["lon"] == pytest.approx(fix.lon, abs=2e-6)
+        assert (v["sog"], v["cog"], v["heading"], v["status"]) == (
+            pytest.approx(fix.sog), pytest.approx(fix.cog), fix.heading, fix.status)
+    assert positions[-1].values["status_name"] == "moored"
+    first = statics[0].values
+    assert (first["imo"], first["name"], first["callsign"], first["destination"]) == (
+        "9321483", "PACIFIC CONCORD", "VRAB3", "HKHKG")
+    assert first["eta"]["iso"] == time.strftime("%Y-%m-%dT%H:%M:00Z", time.gmtime(eta))
+    assert first["draught"] == 13.5 and first["dimensions"]["length"] == 366
+    # sequence ids wrap 0..9 and never join the wrong fragments
+    assert len(statics) > 10
+    bare = _parse(write_track(vessel, fixes[:3], eta=eta, tag_blocks=False))
+    assert [r.time for r in bare.readings] == [T0] * 4 and "\\" not in write_track(
+        vessel, fixes[:3], eta=eta, tag_blocks=False)
+
+
+def test_simulated_vessel_data_is_checked() -> None:
+    from devnet.simfeeds.ais import SimVessel, track
+
+    with pytest.raises(ValueError):
+        SimVessel(477123400, "932148", "X", "Y", "HKHKG")
+    with pytest.raises(ValueError):
+        SimVessel(477123400, "9321483", "a name far too long for ais", "Y", "HKHKG")
+    with pytest.raises(ValueError):
+        track((0, 0), (1, 1), start_time=T0, speed_knots=0, interval=60)
