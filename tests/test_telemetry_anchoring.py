@@ -21,7 +21,8 @@ from gateway.config import ConfigError, GatewayConfig
 from gateway.events.model import Visibility
 from gateway.telemetry.anchoring import Anchorer, anchor_call, idempotency_key, plan
 from gateway.telemetry.model import Reading
-from gateway.telemetry.store import TelemetryStore, Unanchored
+from gateway.telemetry.records import Unanchored
+from gateway.telemetry.store import TelemetryStore
 from gateway.writepath.outbox import Outbox
 from proofs.checks import anchor_merkle_root
 from proofs.disclosure import anchor_item

@@ -11,6 +11,7 @@ read from the contract's source.
 from __future__ import annotations
 
 import dataclasses
+import doctest
 import random
 import re
 from collections.abc import AsyncIterator
@@ -26,7 +27,7 @@ import contracts
 from contracts import ROLES, anchors
 from gateway.app import create_app
 from gateway.events.model import Reference, Visibility
-from gateway.telemetry import service
+from gateway.telemetry import anchoring, service, visibility
 from gateway.telemetry.model import READING_TYPES, Reading
 from gateway.telemetry.store import TelemetryStore
 from gateway.telemetry.visibility import KIND_ROLES, Access, Viewer, entitlement, role_problem
@@ -320,3 +321,9 @@ async def test_mutated_queries_never_get_a_server_error(port: Port) -> None:
         seen.add(status)
         assert status < 500, text
     assert {200, 400, 404} <= seen
+
+
+def test_the_examples_in_the_docstrings_hold() -> None:
+    for module in (visibility, anchoring):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

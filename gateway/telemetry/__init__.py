@@ -11,6 +11,9 @@ Modules:
 ``visibility``
     Who reads a reading (``entitlement``: public, owner, named, reference) and who may publish
     one (``role_problem``, mirroring ``Anchors.vy``) (pure).
+``records``
+    What the store gives back: ``StoredReading`` (with ``AnchorState``), ``Vessel``,
+    ``BatchRecord``, ``Unanchored`` (pure).
 ``store``
     ``TelemetryStore``: readings (private ones sealed at rest), the MMSI → IMO join, anchor
     batches, in ``<data_dir>/telemetry.sqlite``.

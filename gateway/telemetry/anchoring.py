@@ -47,7 +47,8 @@ from typing import Any
 from contracts import abi, anchors
 from gateway import errors
 from gateway.nodeclient import NodeClient, NodeUnavailable, RpcError
-from gateway.telemetry.store import BatchRecord, TelemetryStore, Unanchored
+from gateway.telemetry.records import BatchRecord, Unanchored
+from gateway.telemetry.store import TelemetryStore
 from gateway.writepath.operations import Operation
 from gateway.writepath.outbox import Outbox
 from proofs.checks import ANCHORED_TOPIC
@@ -98,7 +99,7 @@ def plan(pending: Sequence[Unanchored], max_size: int, max_batches: int) -> list
 
     Examples
     --------
-    >>> from gateway.telemetry.store import Unanchored
+    >>> from gateway.telemetry.records import Unanchored
     >>> waiting = [Unanchored(i, org, 2, 100 + i, bytes([i]) * 32)
     ...            for i, org in enumerate([7, 7, 9, 7], start=1)]
     >>> [(b.org_id, b.ids, b.start, b.end) for b in plan(waiting, 2, 10)]

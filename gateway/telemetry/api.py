@@ -28,7 +28,8 @@ from gateway.events.model import EventError, parse_time
 from gateway.principal import require
 from gateway.telemetry import service
 from gateway.telemetry.model import READING_TYPES
-from gateway.telemetry.store import DEFAULT_HISTORY, MAX_HISTORY, MAX_TIME, imo_number
+from gateway.telemetry.records import imo_number
+from gateway.telemetry.store import DEFAULT_HISTORY, MAX_HISTORY, MAX_TIME
 
 #: Scope of reading telemetry (as for the tracking views it feeds).
 SCOPE = "tracking:read"

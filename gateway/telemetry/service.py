@@ -39,15 +39,8 @@ from gateway.events.model import REFERENCE_KINDS, Reference, Visibility
 from gateway.principal import Principal
 from gateway.telemetry.anchoring import Anchorer
 from gateway.telemetry.model import Reading
-from gateway.telemetry.store import (
-    DEFAULT_HISTORY,
-    MAX_TIME,
-    SECRET,
-    ReadingRefused,
-    StoredReading,
-    Vessel,
-    open_store,
-)
+from gateway.telemetry.records import StoredReading, Vessel
+from gateway.telemetry.store import DEFAULT_HISTORY, MAX_TIME, SECRET, ReadingRefused, open_store
 from gateway.telemetry.visibility import Viewer, entitlement, role_problem
 
 __all__ = ["Found", "ingest", "open_telemetry", "parse_subject", "reading_of", "readings_of",

@@ -116,7 +116,7 @@ def role_problem(reading_type: str, roles: int) -> str | None:
     >>> role_problem("reefer", ROLES["terminal"]) is None
     True
     >>> role_problem("truck-position", ROLES["terminal"])
-    'truck-position readings are anchored by haulier, forwarder; your organisation is not one'
+    'truck-position readings are anchored by forwarder, haulier; your organisation is not one'
     """
     kind = _TYPE_KIND.get(reading_type)
     if kind is None:
