@@ -796,3 +796,10 @@ def test_simulated_vessel_data_is_checked() -> None:
         SimVessel(477123400, "9321483", "a name far too long for ais", "Y", "HKHKG")
     with pytest.raises(ValueError):
         track((0, 0), (1, 1), start_time=T0, speed_knots=0, interval=60)
+
+
+def test_a_wrapper_time_before_1970_is_not_used() -> None:
+    wrapper = _nmea("PGHP,1,1969,12,31,23,0,0,0,338,2,,1,09", "$")
+    result = _parse(f"{wrapper}\n{_position()}\n")
+    assert [r.time for r in result.readings] == [T0] and not result.errors
+    assert result.stats["tag_time_invalid"] == 1

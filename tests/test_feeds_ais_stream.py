@@ -18,7 +18,7 @@ from pyais.encode import encode_dict
 
 from gateway.config import ConfigError, settings_from
 from gateway.events.model import Reference
-from gateway.feeds.ais import AisDecoder
+from gateway.feeds.ais import AisDecoder, DecoderLimits
 from gateway.feeds.ais_stream import AisStream, AisStreamConfig, backoff_delays
 from gateway.feeds.model import ParseResult
 from gateway.telemetry.model import Reading
@@ -290,3 +290,27 @@ async def test_udp_drops_batches_when_the_sink_falls_behind() -> None:
     # one batch in the sink, one waiting in the queue, the others dropped and counted
     assert stream.stats.dropped_batches >= 7
     assert stream.stats.batches + stream.stats.dropped_batches >= 10
+
+
+async def test_the_flush_timer_expires_a_message_whose_fragments_stop() -> None:
+    now = [float(NOW)]
+    sink = Collector()
+    decoder = AisDecoder(limits=DecoderLimits(max_group_seconds=5))
+    stream = AisStream(_config(kind="udp", port=0), sink, decoder=decoder, clock=lambda: now[0])
+    async with _running(stream):
+        await stream.ready()
+        assert stream.local_address is not None
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, remote_addr=stream.local_address)
+        try:
+            transport.sendto(REAL_FIVE[0] + b"\n")  # fragment 2 never comes
+            await _until(lambda: stream.stats.datagrams == 1)
+            await asyncio.sleep(0.2)
+            assert not [e for b in sink.batches for e in b.errors]  # still waiting
+            now[0] += 6
+            await _until(lambda: any(e.code == "incomplete-message"
+                                     for b in sink.batches for e in b.errors))
+        finally:
+            transport.close()
+    assert sink.stat("expired_groups") == 1 and sink.readings == []

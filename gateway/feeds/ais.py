@@ -48,8 +48,9 @@ GPSD applies), which also catches the rare wrong join that survives all of the a
 Times
 -----
 A line's time is its NMEA 4.10 tag block's ``c:`` (Unix seconds, or milliseconds), else the
-time of a Gatehouse ``$PGHP,1`` wrapper line right before it, else ``received_at``. A message
-spanning several sentences takes the time of its first fragment.
+time of a Gatehouse ``$PGHP,1`` wrapper line right before it, else ``received_at``. A time that
+is not a Unix time from 1970 to 2286 is not used (``tag_time_invalid``). A message spanning
+several sentences takes the time of its first fragment.
 
 Rejections
 ----------
@@ -106,7 +107,7 @@ STAT_KEYS: Final = (
     "not_nmea",  # a line that is no NMEA sentence at all
     "other_sentences",  # well-formed NMEA that is not AIS ($GPGGA, $ARVSI, ...): counted only
     "comments",  # '#' comment lines (GPSD's and pyais's logs have them)
-    "tag_time_invalid",  # a tag block c: that is not a usable time (received_at used instead)
+    "tag_time_invalid",  # a tag block c: or wrapper time before 1970 or not a time at all
     "decoder_errors",  # an exception no rule above foresaw (the line is refused, never raised)
 )
 
@@ -384,7 +385,11 @@ class AisDecoder:
         if sentence.data_fields[0] != b"1":
             self.stats["other_sentences"] += 1
             return
-        self._wrapper_time = int(sentence.timestamp.replace(tzinfo=UTC).timestamp())
+        stamp = int(sentence.timestamp.replace(tzinfo=UTC).timestamp())
+        if not 0 <= stamp < 10**10:
+            self.stats["tag_time_invalid"] += 1
+            return
+        self._wrapper_time = stamp
 
     def _ais(self, number: int, sentence: AISSentence, received_at: int) -> None:
         self.stats["sentences"] += 1
