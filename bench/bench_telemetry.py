@@ -198,6 +198,12 @@ async def _anchor_and_prove(app: web.Application, org_id: int, count: int, proof
     out["proof bytes (median, max)"] = (int(statistics.median(sizes)), max(sizes))
     out["merkle proof depth (min, max)"] = (min(depths), max(depths))
     out["make bundle ms (median)"] = statistics.median(makes) * 1000
+    rpc = []
+    for batch in batches[:5]:
+        start = time.perf_counter()
+        await app[NODE].request("portledger_getProof", [batch.tx_hash, batch.log_index])
+        rpc.append(time.perf_counter() - start)
+    out["  of which node getProof ms"] = statistics.median(rpc) * 1000
     out["verify ms (median, p95)"] = (statistics.median(checks) * 1000,
                                       sorted(checks)[int(0.95 * (len(checks) - 1))] * 1000)
     path = Path(tmp) / "bundle.json"
