@@ -17,6 +17,7 @@ from gateway.accounts import auth, oidc
 from gateway.appkeys import BODY_LIMIT, CONFIG
 from gateway.confidential import keystore
 from gateway.config import GatewayConfig
+from gateway.feeds import api as api_feeds
 from gateway.intake import api as api_events
 from gateway.proofs_api import api as api_proofs
 from gateway.readside import indexer
@@ -43,6 +44,7 @@ MODULES = (
     tracking,
     api_events,
     api_dcsa,
+    api_feeds,
     subscriptions,
     api_proofs,
     pages,

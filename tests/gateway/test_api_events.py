@@ -5,76 +5,34 @@ from __future__ import annotations
 import copy
 import json
 import os
-from dataclasses import dataclass
 
 import pytest
 from eth_abi import decode as abi_decode
 
-from contracts import ROLES, abi
+from contracts import abi
 from gateway.app import create_app
 from gateway.appkeys import ACCOUNTS, KEYSTORE, OUTBOX, READ_MODEL
 from gateway.confidential import envelope as confidential
 from gateway.config import GatewayConfig
 from gateway.events import dcsa
 from gateway.events.model import Reference
-from gateway.readside.readmodel import MasterContainers, Member, MemberChange
+from gateway.readside.readmodel import MasterContainers
 from gateway.tracking.visibility import grant_context
 from tests.support.events import EQUIPMENT_EVENT, TRANSPORT_EVENT, canonical_json
+from tests.support.intake import IntakeHarness, intake_harness
 
 # Chain organisation ids of the test port (as in the demo genesis order).
 TERMINAL, CARRIER, FORWARDER, TRADER, STRANGER = 2, 4, 5, 13, 14
 
 
-@dataclass
-class IntakeHarness:
-    """The app under test, its client and one API key per organisation."""
-
-    client: object
-    app: object
-    keys: dict[int, str]
-    org_ids: dict[int, int]
-    reader_private: dict[int, bytes]
-
-    def auth(self, chain_org: int) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.keys[chain_org]}"}
-
-    async def post(self, path: str, chain_org: int, body=None, *, headers=None, data=None):
-        return await self.client.post(path, json=body if data is None else None, data=data,
-                                      headers={**self.auth(chain_org), **(headers or {})})
-
-    def pending(self, chain_org: int):
-        return self.app[OUTBOX].pending(self.org_ids[chain_org], 100)
-
-
 @pytest.fixture
 async def port(aiohttp_client, gateway_config: GatewayConfig) -> IntakeHarness:
-    app = create_app(gateway_config)
-    client = await aiohttp_client(app)
-    accounts, keystore, model = app[ACCOUNTS], app[KEYSTORE], app[READ_MODEL]
-    keys, org_ids, privates = {}, {}, {}
-    orgs = [
+    return await intake_harness(aiohttp_client, gateway_config, [
         (TERMINAL, "Kwai Tsing Container Terminal", ("terminal",)),
         (CARRIER, "Pacific Ocean Line", ("carrier",)),
         (FORWARDER, "Harbour Freight Forwarding", ("forwarder",)),
         (TRADER, "Sino Trading Company", ()),
-    ]
-    changes = []
-    for chain_org, name, roles in orgs:
-        org = accounts.create_organisation(name, roles, status="active", chain_org=chain_org)
-        _, secret = accounts.create_api_key(
-            org.id, ["events:write", "events:read", "grants:write"], "test")
-        keys[chain_org], org_ids[chain_org] = secret, org.id
-        own = keystore.create(org.id)
-        privates[chain_org] = own.x25519_private
-        mask = 0
-        for role in roles:
-            mask |= ROLES[role]
-        changes.append(MemberChange(Member(chain_org, name, mask, own.x25519_public, True)))
-    # an organisation registered in the gateway but not yet a member on chain
-    pending = accounts.create_organisation("Newcomer Ltd", ("carrier",), status="active")
-    _, keys[0] = accounts.create_api_key(pending.id, ["events:write"], "test")
-    model.apply_changes(changes)
-    return IntakeHarness(client, app, keys, org_ids, privates)
+    ])
 
 
 # -- POST /v1/events ---------------------------------------------------------------------------
