@@ -146,9 +146,10 @@ async def test_a_restart_after_forming_submits_the_same_batches_once(files: File
     assert [(b.org_id, b.kind, b.count) for b in formed] == [
         (3, REEFER, 4), (3, REEFER, 4), (3, REEFER, 1), (3, AIS, 4), (3, AIS, 4),
         (5, TRUCK, 3)]
-    static = [i for i in range(1, 24) if files.store.reading(i).reading.type == "ais-static"]
-    assert len(static) == 3
-    placed = {i: _batch_of(files.store, i) for i in range(1, 24) if i not in static}
+    every = range(1, 9 + 12 + 3 + 1)
+    static = [i for i in every if files.store.reading(i).reading.type == "ais-static"]
+    assert len(static) == 4  # types 5, 19 (its static part), 24 A and B
+    placed = {i: _batch_of(files.store, i) for i in every if i not in static}
     files.restart()  # died before submitting
     again = files.anchorer(batch_max=4)
     assert await again.form() == []  # nothing is batched twice

@@ -145,7 +145,7 @@ async def test_readings_are_anchored_proven_and_verified_offline(
     trucks = tt.truck_readings(PLATE, T0, 5)
     assert await service.ingest(app, gateway.org_ids[rs.TERMINAL], reefer,
                                 Visibility("named", (rs.CARRIER,))) == (11, 0)
-    assert await service.ingest(app, gateway.org_ids[rs.TERMINAL], ais, Visibility()) == (11, 0)
+    assert await service.ingest(app, gateway.org_ids[rs.TERMINAL], ais, Visibility()) == (12, 0)
     assert await service.ingest(app, gateway.org_ids[rs.HAULIER], trucks,
                                 Visibility()) == (5, 0)
     counts = await gateway.settled()

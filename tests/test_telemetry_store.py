@@ -132,8 +132,8 @@ def test_a_position_stored_under_its_mmsi_is_found_by_imo_once_static_data_links
     store: TelemetryStore,
 ) -> None:
     mmsi, imo = tt.EVER_DIADEM_MMSI, tt.EVER_DIADEM_IMO
-    early = tt.reading_of([tt.ours_position(mmsi, 22.28, 114.15, 11.8, 181.0)], T0)
-    assert early is not None and early.subject is None
+    (early,) = tt.ais_readings(tt.ours_position(mmsi, 22.28, 114.15, 11.8, 181.0), T0)
+    assert early.subject is None
     store.add(2, [early], Visibility(), owner=2)
     vessel = Reference("vessel", imo)
     assert store.vessel(imo) is None
@@ -145,8 +145,9 @@ def test_a_position_stored_under_its_mmsi_is_found_by_imo_once_static_data_links
     store.add(7, static, Visibility(), owner=6)
     found = store.vessel(imo)
     assert found is not None
-    assert (found.mmsi, found.name, found.callsign, found.destination) == (
-        mmsi, "EVER DIADEM", "3FOF8", "NEW YORK")
+    assert (found.mmsi, found.name, found.callsign, found.destination, found.ship_type) == (
+        mmsi, "EVER DIADEM", "3FOF8", "NEW YORK", 70)
+    assert found.eta == "2027-05-15T14:00:00Z"  # the adapter's guess of the year-less ETA
     assert store.vessel_by_mmsi(mmsi) == found
     latest = store.latest("ais-position", subject=vessel)
     assert latest is not None and latest.reading == early
@@ -155,6 +156,18 @@ def test_a_position_stored_under_its_mmsi_is_found_by_imo_once_static_data_links
     store.add(2, [named], Visibility(), owner=2)
     track, more = store.history("ais-position", subject=vessel)
     assert [p.reading for p in track] == [early, named] and not more
+
+
+def test_an_imo_whose_check_digit_fails_is_kept_but_never_joined(store: TelemetryStore) -> None:
+    bad = Reading("ais-static", T0, Reference("vessel", "9134271"),
+                  {"mmsi": 477000001, "imo": "9134271", "name": "TYPO MARU",
+                   "flags": [{"field": "imo", "code": "invalid-check-digit"}]})
+    store.add(2, [bad], Visibility())
+    vessel = store.vessel_by_mmsi(477000001)
+    assert vessel is not None and (vessel.name, vessel.imo) == ("TYPO MARU", None)
+    assert store.vessel("9134271") is None
+    stored = store.latest("ais-static", mmsi=477000001)
+    assert stored is not None and stored.reading == bad
 
 
 def test_type_24_parts_merge_and_older_static_data_never_overwrites_newer(

@@ -168,10 +168,9 @@ async def port(tmp_path: Path) -> AsyncIterator[Port]:
                              Visibility("reference", ()))
         # AIS from the terminal (GPSD's real messages) and ours for EVER DIADEM
         await service.ingest(app, org_ids["terminal"], tt.gpsd_readings(T0), Visibility())
-        ours = tt.reading_of([tt.ours_position(tt.EVER_DIADEM_MMSI, 22.3, 114.1, 9.5, 90.0)],
-                             T0 + 100)
-        assert ours is not None
-        await service.ingest(app, org_ids["rival"], [ours], Visibility())
+        ours = tt.ais_readings(tt.ours_position(tt.EVER_DIADEM_MMSI, 22.3, 114.1, 9.5, 90.0),
+                               T0 + 100)
+        await service.ingest(app, org_ids["rival"], ours, Visibility())
         yield Port(client, auth, org_ids)
     finally:
         await client.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.events.identifiers import imo_check_digit
 from gateway.events.model import Visibility
 from gateway.isotime import iso_time
 from gateway.telemetry.model import Reading
@@ -141,8 +142,9 @@ def mmsi_of(values: dict[str, Any]) -> int | None:
     return None
 
 
-def imo_number(value: Any) -> str | None:
-    """An IMO number from static data as 7 digits; None if absent or not a number."""
+def imo_number(value: Any, *, checked: bool = False) -> str | None:
+    """An IMO number as 7 digits; None if absent or not a number (or, ``checked``, if its check
+    digit fails: such a number is kept on its reading, flagged, but never joined to positions)."""
     if isinstance(value, bool):
         return None
     text = str(value).strip() if isinstance(value, int | str) else ""
@@ -150,4 +152,7 @@ def imo_number(value: Any) -> str | None:
         text = text[3:].strip()
     if not text.isdigit() or not 0 < int(text) < 10_000_000:
         return None
-    return f"{int(text):07d}"
+    number = f"{int(text):07d}"
+    if checked and imo_check_digit(number[:6]) != int(number[6]):
+        return None
+    return number

@@ -182,6 +182,8 @@ def _text(values: dict[str, Any], *names: str) -> str | None:
         value = values.get(name)
         if isinstance(value, str) and value.strip():
             return value.strip()[:120]
+        if isinstance(value, dict) and isinstance(value.get("iso"), str):
+            return str(value["iso"])[:120]  # an AIS ETA: its parts and the guessed moment
         if isinstance(value, dict | list):
             return json.dumps(value, sort_keys=True)[:120]
     return None
@@ -343,9 +345,9 @@ class TelemetryStore(sqlite.Store):
     @staticmethod
     def _vessel_link(reading: Reading, mmsi: int) -> tuple[Any, ...] | None:
         v = reading.values
-        imo = imo_number(v.get("imo"))
+        imo = imo_number(v.get("imo"), checked=True)
         if imo is None and reading.subject is not None and reading.subject.kind == "vessel":
-            imo = imo_number(reading.subject.value)
+            imo = imo_number(reading.subject.value, checked=True)
         if reading.type == "ais-static":
             ship_type = v.get("ship_type", v.get("shipType"))
             return (mmsi, imo, _text(v, "name", "shipname"), _text(v, "callsign"),

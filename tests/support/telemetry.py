@@ -1,10 +1,11 @@
 """Helpers of the telemetry tests: real AIS sentences as readings, and readings we make.
 
 The AIS readings come from GPSD's ``test/sample.aivdm`` (an excerpt in
-``tests/data/telemetry``, BSD-2-Clause; see ``SOURCES.md``), decoded with pyais (fragments
-grouped in order). Each message there is followed by its decode checked with independent
-decoders (noaadata, Maritec), which :func:`gpsd_checked_positions` reads back so a test can
-compare what the store returns with it.
+``tests/data/telemetry``, BSD-2-Clause; see ``SOURCES.md``), read by the gateway's own AIS
+adapter (:mod:`gateway.feeds.ais`, pyais underneath): the readings a terminal's AIS feed gives
+the telemetry store. Each message in GPSD's file is followed by its decode checked with
+independent decoders (noaadata, Maritec), which :func:`gpsd_checked_positions` reads back so a
+test can compare what the store returns with it.
 
 Data that is ours, labelled so: :func:`ours_position` (one AIS type 1 sentence encoded with pyais
 for a vessel whose static data is in GPSD's file), :func:`reefer_readings` and
@@ -15,12 +16,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import pyais
 
 from gateway.events.identifiers import container_check_digit
 from gateway.events.model import Reference
+from gateway.feeds import ais
 from gateway.telemetry.model import Reading
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "telemetry"
@@ -33,65 +34,16 @@ EVER_DIADEM_IMO = "9134270"
 _POSITION_TYPES = {1, 2, 3, 18, 19}
 
 
-def gpsd_sentences(path: Path = GPSD_SAMPLE) -> list[list[bytes]]:
-    """The AIVDM messages of the file, each as its fragments in order (comments skipped)."""
-    messages: list[list[bytes]] = []
-    group: list[bytes] = []
-    for line in path.read_bytes().splitlines():
-        if not line.startswith(b"!AIVD"):
-            continue
-        fields = line.split(b",")
-        count, number = int(fields[1]), int(fields[2])
-        group = [line] if number == 1 else [*group, line]
-        if number == count:
-            messages.append(group)
-            group = []
-    return messages
-
-
-def _value(value: Any) -> Any:
-    """A pyais field as plain JSON (its enums are ints)."""
-    return int(value) if hasattr(value, "value") else value
-
-
-def reading_of(fragments: list[bytes], time: int) -> Reading | None:
-    """The reading of one AIS message (positions and static data), or None for other types.
-
-    Values are named as ``gateway.telemetry.model`` documents: ``mmsi``, ``lat``, ``lon`` (degrees),
-    ``sog``, ``cog``, ``heading``, ``status``; static data ``imo``, ``callsign``, ``name``,
-    ``destination``, ``eta``, ``ship_type``.
-    """
-    decoded = pyais.decode(*fragments).asdict()
-    kind = decoded["msg_type"]
-    mmsi = int(decoded["mmsi"])
-    if kind in _POSITION_TYPES:
-        values: dict[str, Any] = {"mmsi": mmsi, "lat": decoded["lat"], "lon": decoded["lon"],
-                                  "sog": decoded["speed"], "cog": decoded["course"],
-                                  "heading": decoded["heading"]}
-        if "status" in decoded:
-            values["status"] = _value(decoded["status"])
-        return Reading("ais-position", time, None, values)
-    if kind in (5, 24):
-        values = {"mmsi": mmsi}
-        for name, source in (("imo", "imo"), ("callsign", "callsign"), ("name", "shipname"),
-                             ("destination", "destination"), ("ship_type", "ship_type")):
-            if decoded.get(source) not in (None, "", 0):
-                values[name] = _value(decoded[source])
-        if kind == 5:
-            values["eta"] = (f"{decoded['month']:02d}-{decoded['day']:02d}T"
-                             f"{decoded['hour']:02d}:{decoded['minute']:02d}")
-        return Reading("ais-static", time, None, values)
-    return None
+def ais_readings(data: bytes, received_at: int) -> list[Reading]:
+    """The readings the AIS adapter makes of ``data`` (every line must be read)."""
+    result = ais.parse(data, received_at=received_at)
+    assert result.recognised and not result.errors, result.errors
+    return list(result.readings)
 
 
 def gpsd_readings(received_at: int) -> list[Reading]:
-    """The readings of GPSD's sample messages, one second apart from ``received_at``."""
-    out = []
-    for i, fragments in enumerate(gpsd_sentences()):
-        reading = reading_of(fragments, received_at + i)
-        if reading is not None:
-            out.append(reading)
-    return out
+    """The readings of GPSD's sample messages (no time in the file: all at ``received_at``)."""
+    return ais_readings(GPSD_SAMPLE.read_bytes(), received_at)
 
 
 _CHECKED = re.compile(r"^#\s*(UserID|MMSI|longitude|latitude|Longitude|Latitude)\s*:?\s+"
@@ -113,7 +65,8 @@ def gpsd_checked_positions() -> dict[int, tuple[float, float]]:
 
 
 def ours_position(mmsi: int, lat: float, lon: float, sog: float, cog: float) -> bytes:
-    """OURS: an AIS type 1 sentence encoded with pyais (not a third-party sample)."""
+    """OURS: an AIS type 1 sentence encoded with pyais (not a third-party sample); read it
+    with :func:`ais_readings`."""
     sentences = pyais.encode_dict({"type": 1, "mmsi": mmsi, "lat": lat, "lon": lon,
                                    "speed": sog, "course": cog, "heading": int(cog)},
                                   talker_id="AI", sentence_type="VDM")
