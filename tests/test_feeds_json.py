@@ -101,9 +101,9 @@ def test_tnt_conformance_sample_maps_every_event():
 
 
 @pytest.mark.parametrize(("name", "events", "refusals"), [
-    # values that do not match the conformance scenario are still valid DCSA, but for the
-    # container whose ISO 6346 check digit is wrong
-    ("tnt-220-response-wrong-attribute-values.json", 2, ["invalid-check-digit"]),
+    # values that do not match the conformance scenario are still valid DCSA; the container
+    # whose ISO 6346 check digit is wrong is kept and flagged (see the next test)
+    ("tnt-220-response-wrong-attribute-values.json", 3, []),
     ("tnt-220-response-wrong-date-times.json", 1, ["invalid-dcsa-event"] * 6),
     ("tnt-220-response-wrong-event-ids.json", 3, ["invalid-dcsa-event"] * 2),
     ("tnt-220-response-wrong-structure.json", 0, ["invalid-dcsa-event"] * 2),
@@ -122,7 +122,10 @@ def test_tnt_refusals_name_the_pointer():
     assert "/eventCreatedDateTime: '2021 01 01 14:12:56' is not a 'date-time'" in messages[2]
     assert "/TEST_CASE: unknown field" in messages[4]
     wrong = parse(dcsa_tnt, (CG / "tnt-220-response-wrong-attribute-values.json").read_bytes())
-    assert wrong.errors[0].message.startswith("/equipmentReference: APZU2134567")
+    [flagged] = [e.event for e in wrong.events if "flags" in e.event.details]
+    assert flagged.subject.value == "APZU2134567"
+    [flag] = flagged.details["flags"]
+    assert (flag["field"], flag["code"]) == ("/equipmentReference", "invalid-check-digit")
     ids = parse(dcsa_tnt, (CG / "tnt-220-response-wrong-event-ids.json").read_bytes())
     assert "/eventID: 'incorrect' is not a 'uuid'" in ids.errors[1].message
     assert ids.stats["duplicates"] == 2  # the same event sent twice is read once

@@ -236,7 +236,7 @@ def validate(event: Any) -> dict[str, Any]:
     if not isinstance(event, dict):
         raise DcsaError("a DCSA event is a JSON object", path="")
     kind = event.get("eventType")
-    if kind not in EVENT_SCHEMAS:
+    if not isinstance(kind, str) or kind not in EVENT_SCHEMAS:
         raise DcsaError(
             f"eventType must be one of {sorted(EVENT_SCHEMAS)}, not {kind!r}", path="/eventType"
         )
@@ -262,11 +262,18 @@ def validate(event: Any) -> dict[str, Any]:
 
 
 # -- DCSA → canonical ------------------------------------------------------------------------
-def _reference(kind: str, value: Any, path: str) -> Reference:
+def _reference(kind: str, value: Any, path: str,
+               flags: list[dict[str, str]] | None = None) -> Reference:
+    """A normalised reference; with ``flags``, a failed check digit is flagged there and the
+    number kept (a feed's rule) instead of refused (the API's rule)."""
     try:
         return Reference(kind, identifiers.normalise(kind, value))
     except identifiers.IdentifierError as exc:
-        raise DcsaError(str(exc), path=path, code=exc.code) from None
+        if flags is None or exc.code != "invalid-check-digit":
+            raise DcsaError(str(exc), path=path, code=exc.code) from None
+        kept = identifiers.compact(value)
+        flags.append({"field": path, "code": exc.code, "value": kept, "message": str(exc)})
+        return Reference(kind, kept)
 
 
 def _try_reference(kind: str, value: Any) -> Reference | None:
@@ -305,6 +312,7 @@ def from_dcsa(
     visibility: Visibility | None = None,
     transport_document_kind: str = "mbl",
     validated: bool = False,
+    flag_check_digits: bool = False,
 ) -> list[CanonicalEvent]:
     """Canonical events of one DCSA 2.2 event.
 
@@ -319,6 +327,9 @@ def from_dcsa(
         on who publishes it (a carrier's B/L is the master, a forwarder's the house).
     validated : bool
         Skip :func:`validate` (the caller already ran it).
+    flag_check_digits : bool
+        Keep a container or IMO number whose check digit fails, flagged in ``details.flags``
+        (what a feed does: ``gateway/feeds``), instead of refusing the event.
 
     Returns
     -------
@@ -343,6 +354,7 @@ def from_dcsa(
     when = parse_time(rest.pop("eventDateTime"), field="/eventDateTime")
     details: dict[str, Any] = {}
     related: list[Reference] = []
+    flags: list[dict[str, str]] | None = [] if flag_check_digits else None
 
     doc_refs, doc_rest = _split_references(
         rest.pop("documentReferences", []), _DOCUMENT_KINDS, "documentReferenceType",
@@ -366,8 +378,8 @@ def from_dcsa(
         vessel = call.pop("vessel", None)
         if vessel is not None:
             vessel_ref = _reference(
-                "vessel", vessel["vesselIMONumber"], "/transportCall/vessel/vesselIMONumber"
-            )
+                "vessel", vessel["vesselIMONumber"], "/transportCall/vessel/vesselIMONumber",
+                flags)
             details["vessel"] = {
                 _VESSEL_NAMES.get(k, k): (vessel_ref.value if k == "vesselIMONumber" else v)
                 for k, v in vessel.items()
@@ -400,7 +412,7 @@ def from_dcsa(
         if subject_kind == "shipment" or doc_type == "CBR":
             details["documentTypeCode"] = doc_type
         document_id = rest.pop("documentID")
-        subject = _reference(subject_kind, document_id, "/documentID")
+        subject = _reference(subject_kind, document_id, "/documentID", flags)
         if subject.value != document_id:
             details["documentID"] = document_id  # the publisher's spelling, for DCSA readers
         event_type = f"SHIPMENT.{code}"
@@ -430,7 +442,7 @@ def from_dcsa(
         event_type = f"{'TERMINAL' if code in TERMINAL_CODES else 'EQUIPMENT'}.{code}"
         if "equipmentReference" in rest:
             subject = _reference("container", rest.pop("equipmentReference"),
-                                 "/equipmentReference")
+                                 "/equipmentReference", flags)
         elif doc_refs:
             subject = doc_refs[0]
         else:
@@ -446,6 +458,8 @@ def from_dcsa(
         location = event_location.get("UNLocationCode") or location
 
     details.update(rest)  # whatever DCSA field is left: seals, remarks, reasons, ISO code...
+    if flags:
+        details["flags"] = flags
     if location:
         location = _reference_location(location)
     canonical = CanonicalEvent(
