@@ -89,6 +89,25 @@ LOCAL_OFFSET = 8 * 3600
 #: What a file starts with: a ``UNA``, or ``UNB`` / ``UNH`` and a separator.
 _START = re.compile(rb"\s*(?:UNA.{6}|UN[BH][^A-Za-z0-9\s])", re.S)
 
+#: Every error code the adapter reports (besides ``wrong-format``), for integrators.
+ERROR_CODES: tuple[str, ...] = (
+    # the file and its envelope
+    "too-large", "no-messages", "bad-service-string-advice", "bad-interchange-header",
+    "bad-interchange-trailer", "missing-unz", "unexpected-unz", "interchange-count-mismatch",
+    "interchange-reference-mismatch", "segment-outside-message",
+    # a message refused whole
+    "missing-unt", "truncated", "empty-segment", "bad-segment", "segment-count-mismatch",
+    "message-reference-mismatch", "unsupported-message", "missing-segment",
+    "unknown-document-code", "not-a-release-order", "cancellation-not-supported",
+    "not-a-container", "no-containers", "missing-field", "missing-reference",
+    "missing-event-time", "bad-date", "bad-number", "invalid-container-number",
+    "invalid-reference", "invalid-unlocode", "invalid-event",
+    # an IFTSTA consignment refused
+    "unmapped-status",
+    # a bug (never expected; the tests assert it does not happen)
+    "internal-error",
+)
+
 #: Service segments that open or close something outside a message.
 _ENVELOPE = frozenset({"UNA", "UNB", "UNZ", "UNG", "UNE", "UNH"})
 
@@ -143,6 +162,14 @@ def read(data: bytes, *, received_at: int, local_offset: int = LOCAL_OFFSET) -> 
     except Exception as exc:  # a bug here must not take the intake down; tests assert none
         return ParseResult(FORMAT, errors=[FeedError(
             0, "internal-error", f"the EDIFACT adapter failed: {type(exc).__name__}: {exc}")])
+
+
+def _count(text: str) -> int | None:
+    """A count data element (``UNT`` 0074, ``UNZ`` 0036): ASCII digits, else None."""
+    return int(text) if _DIGITS.fullmatch(text) else None
+
+
+_DIGITS = re.compile(r"[0-9]{1,10}")
 
 
 def _keys(message: bytes, count: int) -> list[str]:
@@ -252,7 +279,7 @@ class _Reader:
             return
         counted = interchange.groups or interchange.messages
         said = unz.text(0)
-        if not said.isdigit() or int(said) != counted:
+        if _count(said) != counted:
             what = "functional groups" if interchange.groups else "messages"
             self.error(raw.number, "interchange-count-mismatch", f"UNZ counts {said!r} but the "
                        f"interchange holds {counted} {what}")
@@ -305,7 +332,7 @@ class _Reader:
         unh, unt = segs[0], segs[-1]
         reference, message_type = unh.text(0), unh.text(1, 0)
         said = unt.text(0)
-        if not said.isdigit() or int(said) != len(segs):
+        if _count(said) != len(segs):
             raise MessageError("segment-count-mismatch", f"UNT counts {said!r} segments but the "
                                f"message has {len(segs)} (UNH to UNT)", line=len(segs))
         if unt.text(1) != reference:

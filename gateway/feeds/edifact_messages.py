@@ -333,8 +333,18 @@ def _port(seg: Seg | None) -> str:
 
 
 def _time(seg: Seg, ctx: Context) -> int:
-    return date_time(seg.text(0, 1), seg.text(0, 2), local_offset=ctx.local_offset,
-                     field=f"DTM+{seg.text(0)} (segment {seg.position})")
+    try:
+        return date_time(seg.text(0, 1), seg.text(0, 2), local_offset=ctx.local_offset,
+                         field=f"DTM+{seg.text(0)} (segment {seg.position})")
+    except MessageError as exc:
+        raise MessageError(exc.code, str(exc), line=seg.position) from None
+
+
+def _number(seg: Seg, text: str, syntax: Syntax) -> float:
+    try:
+        return syntax.number(text, field=f"{seg.tag} segment {seg.position}")
+    except MessageError as exc:
+        raise MessageError(exc.code, str(exc), line=seg.position) from None
 
 
 def _event(event_type: str, when: int, subject: Reference, location: str,
@@ -374,7 +384,8 @@ def _transport(seg: Seg | None) -> _Transport:
     ident, code_list, name = seg.text(7, 0), seg.text(7, 1), seg.text(7, 3)
     vessel: dict[str, Any] = {}
     compact = ident.replace(" ", "").upper().removeprefix("IMO")
-    is_imo = code_list == "146" or (not code_list and compact.isdigit() and len(compact) == 7)
+    is_imo = code_list == "146" or (not code_list and compact.isascii() and compact.isdigit()
+                                    and len(compact) == 7)
     if ident and is_imo:
         try:
             out.vessel = reference("vessel", ident, out.flags,
@@ -417,7 +428,7 @@ def _weight(seg: Seg, syntax: Syntax) -> tuple[str, dict[str, Any]] | None:
     value = seg.text(2, 1)
     if member is None or not value:
         return None
-    number = syntax.number(value, field=f"MEA segment {seg.position}")
+    number = _number(seg, value, syntax)
     return member, {"value": int(number) if number.is_integer() else number,
                     "unit": seg.text(2, 0)[:3] or "KGM"}
 
@@ -448,7 +459,7 @@ def _equipment_details(group: _Group, ctx: Context, details: dict[str, Any]) -> 
             if weight is not None:
                 details.setdefault(weight[0], weight[1])
         elif tag == "TMP" and seg.text(1, 0) and "temperature" not in details:
-            setting = ctx.syntax.number(seg.text(1, 0), field=f"TMP segment {seg.position}")
+            setting = _number(seg, seg.text(1, 0), ctx.syntax)
             details["temperature"] = {"value": setting, "unit": seg.text(1, 1)[:3] or "CEL"}
         elif tag == "TDT" and seg.text(0) != "20" and "inlandTransport" not in details:
             inland = _inland(seg)
@@ -601,8 +612,9 @@ def read_coparn(ctx: Context, body: Sequence[Seg]) -> Reading:
             line = eqd.position
             _equipment_details(group, ctx, details)
             count = group.first("EQN")
-            if count is not None and count.text(0, 0).isdigit():
-                release["quantity"] = int(count.text(0, 0)[:6])
+            quantity = count.text(0, 0) if count is not None else ""
+            if quantity.isascii() and quantity.isdigit():
+                release["quantity"] = int(quantity[:6])
             if eqd.text(1, 0):
                 subject = _container(eqd, flags)
             elif documents:

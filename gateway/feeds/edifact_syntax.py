@@ -15,7 +15,9 @@ Segments
     segment). A line that does not end in a terminator is taken as a segment of its own when
     the next line begins a segment (a tag of three upper-case letters or digits followed by a
     separator or a terminator, or ``UNA``), and as wrapped onto the next line otherwise (the
-    line break is dropped: ``FTX+AAI+++...OCCUR`` / ``:DUE TO ...'`` is one segment).
+    line break is dropped: ``FTX+AAI+++...OCCUR`` / ``:DUE TO ...'`` is one segment). A ``UNA``
+    whose sixth character is the line break itself (``UNA:+.? `` at the end of its line)
+    makes the line break the terminator, and ``'`` data.
 Numbering
     Segments are numbered from 1 in file order (``UNA`` counts); errors name that number
     (:attr:`gateway.feeds.model.FeedError.line`) and the number within the message.
@@ -136,7 +138,7 @@ def _syntax_of(advice: str) -> Syntax:
     return Syntax(advice[0], advice[1], advice[2], advice[3], advice[5], advice)
 
 
-_NUMBER = re.compile(r"[+-]?(?:\d{1,15}(?:\.\d{0,9})?|\.\d{1,9})")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]{1,15}(?:\.[0-9]{0,9})?|\.[0-9]{1,9})")
 
 DEFAULT_SYNTAX = Syntax.of(DEFAULT_SERVICE_CHARACTERS)
 
@@ -227,6 +229,8 @@ def raw_segments(lines: Sequence[str]) -> Iterator[RawSegment]:
             if text.startswith("UNA", pos):
                 number += 1
                 advice = text[pos + 3:pos + 9]
+                if len(advice) == 5 and pos + 8 == end:  # the line break is the terminator
+                    advice += "\n"
                 try:
                     syntax = Syntax.of(advice)
                     end_of = syntax.segment_end
