@@ -7,11 +7,22 @@ operation documents, so the document and the check are one object. Schemas set
 Validation runs twice only when it fails: a compiled validator (``jsonschema_rs``, a few
 microseconds per event) answers "valid" on the hot path, and the reference implementation
 (``jsonschema``) explains every refusal, so error bodies do not depend on which one ran.
+
+Nesting depth
+-------------
+Every JSON text from outside (a request body, an NDJSON line, a feed file, a cursor, a token, a
+decrypted payload another organisation wrote) is read with :func:`loads`, which refuses nesting
+deeper than :data:`MAX_DEPTH` *before* decoding. The gateway imports py-evm and py_ecc, which
+raise the interpreter's recursion limit to 100,000; CPython's C JSON decoder then recurses
+until the C stack overflows on ``[[[[...`` a few hundred kilobytes long, and the process dies
+(a segmentation fault, not an exception). The depth check is linear and runs at C speed.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from itertools import accumulate
 from typing import Any
 
 import jsonschema_rs
@@ -20,6 +31,35 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from gateway.appkeys import BODY_LIMIT
 from gateway.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+
+#: Deepest nesting of arrays and objects :func:`loads` decodes.
+MAX_DEPTH = 64
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+class TooDeep(ValueError):
+    """A JSON text nests arrays and objects deeper than allowed."""
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in a JSON text (strings skipped); an upper
+    bound for text that is not JSON."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+
+
+def loads(raw: str | bytes, *, max_depth: int = MAX_DEPTH, **options: Any) -> Any:
+    """:func:`json.loads` that first refuses nesting deeper than ``max_depth``
+    (:class:`TooDeep`, a ``ValueError``); ``options`` go to :func:`json.loads`."""
+    text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw
+    depth = nesting_depth(text)
+    if depth > max_depth:
+        raise TooDeep(f"JSON nested {depth} deep; at most {max_depth}")
+    return json.loads(text, **options)
+
 
 _validators: dict[int, Draft202012Validator] = {}
 _compiled: dict[int, Any] = {}
@@ -84,7 +124,9 @@ async def read_bytes(request: web.Request, limit: int) -> bytes:
 def parse(raw: bytes) -> Any:
     """A body's JSON; 400 ``bad-json`` if it is not JSON."""
     try:
-        return json.loads(raw)
+        return loads(raw)
+    except TooDeep as exc:
+        raise BadRequest(f"body is not accepted: {exc}", code="too-deep") from None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise BadRequest(f"body is not valid JSON: {exc}", code="bad-json") from None
 

@@ -11,12 +11,14 @@ event). The definitions, defaults and their reasons are in ``docs/alerts.md``; i
   the first ETA received from any source: the largest slip ≥ ``delay_hours`` (24) is a delay,
   else the largest move either way ≥ ``change_hours`` (6) an ETA change; the source that moved
   is named. ETAs moving back resolve the episode (a delay that shrinks to 6-24 h becomes an ETA
-  change); the actual arrival resolves it and ends the call.
+  change); the actual arrival resolves it and ends the call; so does the passing of every
+  source's ETA by ``expire_hours`` (48) with no arrival seen.
 - **reefer-excursion** — |measured − set point| > tolerance (1.5 °C for set points at or below
   −10 °C, else 1.0 °C), or outside the commodity's absolute band, for ``sustain_readings`` (3)
   consecutive readings or ``sustain_minutes`` (30) minutes; defrost readings are skipped; a gap
   longer than ``max_gap_minutes`` (60) breaks a run that has not yet become an episode; the
-  first reading back in tolerance ends the episode.
+  first reading back in tolerance ends the episode, as does a day (``close_after_silence_minutes``)
+  without readings.
 - **free-time-ending / not-picked-up** — the storage meter of each yard stay from the tariff:
   ``warn_days`` (1) before the last free day, then once it has passed, until gate-out; holds
   are shown as the reason a pick-up cannot happen.
@@ -59,6 +61,9 @@ class VesselSettings:
     """A slip at least this large is a ``vessel-delay``."""
     use_ais: bool = True
     """Count AIS-derived ETAs as a source."""
+    expire_hours: float = 48.0
+    """An episode whose sources' ETAs are all this long past, with no arrival seen, resolves
+    (``reason: eta-passed``): the call is over or nobody updates it."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,8 @@ class ReeferSettings:
     """...or minutes from the first to the latest of them, whichever comes first."""
     max_gap_minutes: int = 60
     """A longer silence breaks a run not yet confirmed, and marks an open episode stale."""
+    close_after_silence_minutes: int = 1440
+    """An open episode with no reading for this long is resolved (``reason: no-readings``)."""
     commodity_bands: tuple[tuple[str, float, float], ...] = ()
     """(commodity, low °C, high °C): an absolute band instead of the set point's tolerance."""
 
@@ -285,6 +292,12 @@ def vessel_alerts(facts: Facts, settings: VesselSettings, now: int) -> list[Aler
             else:
                 episode.figures, episode.sources = figures, sources
         if episode is not None:
+            expire = max(f.eta for f in current.values()) + round(settings.expire_hours * 3600)
+            if now >= expire:
+                episode.resolved = expire
+                episode.figures = {**episode.figures, "reason": "eta-passed"}
+            else:
+                episode.next_check = expire
             out.append(_alert(facts.subject, episode, now))
     return out
 
@@ -311,20 +324,19 @@ def _deviation(point: TempPoint, setpoint: float | None, band: tuple[float, floa
 def reefer_alerts(facts: Facts, settings: ReeferSettings, now: int) -> list[Alert]:
     """Excursion episodes of a container's temperatures (see the module docstring)."""
     out: list[Alert] = []
+    gap = settings.max_gap_minutes * 60
+    silence = settings.close_after_silence_minutes * 60
     setpoint: float | None = None
-    run: list[tuple[TempPoint, float]] = []
-    episode: _Episode | None = None
-    points: list[tuple[TempPoint, float]] = []
+    run: list[tuple[TempPoint, float]] = []  # out-of-tolerance readings not yet an episode
+    points: list[tuple[TempPoint, float]] = []  # the open episode's readings
+    limit: dict[str, Any] = {}
     defrosts: list[int] = []
     last_time: int | None = None
-    peak: tuple[TempPoint, float] | None = None
-    limit: dict[str, Any] = {}
-    gap = settings.max_gap_minutes * 60
 
-    def figures(end: TempPoint | None) -> dict[str, Any]:
-        assert peak is not None and points
+    def close(end: TempPoint | None, stop: int, resolved: int | None,
+              reason: str | None) -> Alert:
         start = points[0][0].time
-        stop = end.time if end is not None else max(now, points[-1][0].time)
+        peak = max(points, key=lambda p: abs(p[1]))
         body: dict[str, Any] = {
             **limit,
             "peak_deviation": round(peak[1], 2),
@@ -337,24 +349,33 @@ def reefer_alerts(facts: Facts, settings: ReeferSettings, now: int) -> list[Aler
             "defrost_readings_ignored": sum(start <= t <= stop for t in defrosts),
             "last_reading": iso_time(last_time if last_time is not None else start),
         }
-        if end is None and last_time is not None and now - last_time > gap:
-            body["stale"] = True
-        return body
-
-    def sources(end: TempPoint | None) -> tuple[Source, ...]:
-        found = [p.origin for p, _ in points] + ([end.origin] if end is not None else [])
-        return tuple(dict.fromkeys(found))
+        next_check = None
+        if resolved is None and last_time is not None:
+            if now - last_time > gap:
+                body["stale"] = True
+                next_check = last_time + silence
+            else:
+                next_check = last_time + gap + 1
+        if reason is not None:
+            body["reason"] = reason
+        origins = [p.origin for p, _ in points] + ([end.origin] if end is not None else [])
+        return Alert("reefer-excursion", facts.subject, str(start), "open" if resolved is None
+                     else "resolved", start, now, resolved, body, _distinct(origins),
+                     next_check)
 
     for point in facts.temperatures:
         if point.setpoint is not None:
             setpoint = point.setpoint
         if point.temperature is None:
             continue
+        if points and last_time is not None and point.time - last_time >= silence:
+            out.append(close(None, last_time, last_time + silence, "no-readings"))
+            points = []
         if point.defrost:
             defrosts.append(point.time)
             last_time = point.time
             continue
-        if last_time is not None and point.time - last_time > gap and episode is None:
+        if last_time is not None and point.time - last_time > gap and not points:
             run = []
         last_time = point.time
         band = settings.band(point.commodity or facts.commodity)
@@ -363,13 +384,9 @@ def reefer_alerts(facts: Facts, settings: ReeferSettings, now: int) -> list[Aler
             continue
         deviation, tolerance = judged
         outside = deviation != 0.0 if tolerance is None else abs(deviation) > tolerance
-        if outside:
-            if episode is not None:
-                points.append((point, deviation))
-                if abs(deviation) > abs(peak[1] if peak else 0.0):
-                    peak = (point, deviation)
-                episode.figures, episode.sources = figures(None), sources(None)
-                continue
+        if outside and points:
+            points.append((point, deviation))
+        elif outside:
             if not run:
                 limit = ({"band": [band[0], band[1]], "commodity": point.commodity
                           or facts.commodity} if band is not None and tolerance is None else
@@ -377,23 +394,18 @@ def reefer_alerts(facts: Facts, settings: ReeferSettings, now: int) -> list[Aler
             run.append((point, deviation))
             span = run[-1][0].time - run[0][0].time
             if len(run) >= settings.sustain_readings or span >= settings.sustain_minutes * 60:
-                points, run = list(run), []
-                peak = max(points, key=lambda p: abs(p[1]))
-                episode = _Episode("reefer-excursion", str(points[0][0].time),
-                                   points[0][0].time, figures(None), sources(None),
-                                   next_check=None)
+                points, run = run, []
         else:
             run = []
-            if episode is not None:
-                episode.resolved = point.time
-                episode.figures, episode.sources = figures(point), sources(point)
-                out.append(_alert(facts.subject, episode, now))
-                episode, points, peak = None, [], None
-    if episode is not None:
-        if last_time is not None and now - last_time <= gap:
-            episode.next_check = last_time + gap + 1
-        episode.figures = figures(None)
-        out.append(_alert(facts.subject, episode, now))
+            if points:
+                out.append(close(point, point.time, point.time, None))
+                points = []
+    if points:
+        assert last_time is not None
+        if now - last_time >= silence:
+            out.append(close(None, last_time, last_time + silence, "no-readings"))
+        else:
+            out.append(close(None, max(now, last_time), None, None))
     return out
 
 

@@ -33,6 +33,7 @@ from datetime import datetime
 from typing import Any
 
 from contracts.cargo import CLASSIFIERS, EVENT_TYPES, CargoEventInput, subject_key
+from gateway import jsonbody
 from gateway.events import identifiers
 from gateway.isotime import iso_time
 
@@ -248,7 +249,7 @@ def plaintext(event: CanonicalEvent) -> bytes:
 def from_plaintext(data: bytes, *, visibility: Visibility | None = None) -> CanonicalEvent:
     """Decode :func:`plaintext` output (after decryption)."""
     try:
-        body = json.loads(data)
+        body = jsonbody.loads(data)
         if body.get("v") != PLAINTEXT_VERSION:
             raise EventError(f"unknown plaintext version {body.get('v')!r}")
         return CanonicalEvent(

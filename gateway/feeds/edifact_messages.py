@@ -88,10 +88,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.events.identifiers import IdentifierError, normalise
-from gateway.events.model import CanonicalEvent, Reference
-from gateway.feeds.edifact_syntax import Seg, Syntax, date_time
-from gateway.feeds.model import MessageError, checked, reference
+from gateway.events.model import CanonicalEvent
+from gateway.feeds.edifact_groups import (
+    Documents,
+    Group,
+    container_of,
+    equipment_details,
+    event_time,
+    main_carriage,
+    make_event,
+    split,
+    unlocode,
+)
+from gateway.feeds.edifact_syntax import Seg, Syntax
+from gateway.feeds.model import MessageError
 from gateway.isotime import iso_time
 
 #: CODECO ``BGM`` document name codes → event types.
@@ -136,24 +146,6 @@ IFTSTA_STATUS: dict[str, tuple[str, str]] = {
 #: ``BGM`` message function codes that are not an original, a replacement or a change.
 _CANCELLATIONS = {"1": "cancellation", "3": "deletion"}
 
-#: ``EQD`` full/empty indicator (8169) → DCSA emptyIndicatorCode.
-_FULL_EMPTY = {"4": "EMPTY", "5": "LADEN"}
-
-#: ``EQD`` equipment status (8249) → trade direction (SMDG usage).
-_DIRECTION = {"2": "export", "3": "import", "6": "transhipment"}
-
-#: ``SEL`` sealing party (9303) → DCSA sealSource.
-_SEAL_SOURCE = {"CA": "CAR", "SH": "SHI", "CU": "CUS"}
-
-#: ``MEA`` measured attribute (6313) → details member.
-_WEIGHTS = {"G": "grossWeight", "T": "tareWeight", "VGM": "verifiedGrossMass"}
-
-#: ``TDT`` mode of transport (8067) → name.
-_MODES = {"1": "sea", "2": "rail", "3": "road", "8": "inland water"}
-
-#: Most related references an event carries (the API's canonical event allows 16).
-_MAX_RELATED = 16
-
 
 @dataclass(frozen=True)
 class Envelope:
@@ -197,294 +189,6 @@ class Reading:
     """Equipment groups that are not containers (``EQD+CH`` chassis, ``EQD+TE`` trailer...)."""
 
 
-# -- shared pieces ---------------------------------------------------------------------------
-def _split(body: Sequence[Seg], start: str, *, stop: frozenset[str] = frozenset({"CNT"})
-           ) -> tuple[list[Seg], list[list[Seg]]]:
-    """The segments before the first ``start`` tag, and the groups each ``start`` opens (a
-    group ends at the next ``start`` or at a ``stop`` tag)."""
-    header: list[Seg] = []
-    groups: list[list[Seg]] = []
-    current: list[Seg] | None = None
-    for seg in body:
-        if seg.tag == start:
-            current = [seg]
-            groups.append(current)
-        elif seg.tag in stop:
-            current = None
-        elif current is not None:
-            current.append(seg)
-        elif not groups:
-            header.append(seg)
-    return header, groups
-
-
-class _Group:
-    """A run of segments read once: references, locations and times by qualifier."""
-
-    __slots__ = ("segs", "refs", "locations", "times")
-
-    def __init__(self, segs: Sequence[Seg]) -> None:
-        self.segs = segs
-        self.refs: dict[str, list[tuple[str, Seg]]] = {}
-        """``RFF`` values by qualifier, in order (``RFF+BM:X`` → ``{"BM": [("X", seg)]}``)."""
-        self.locations: dict[str, Seg] = {}
-        """The first ``LOC`` of each qualifier."""
-        self.times: dict[str, Seg] = {}
-        """The first ``DTM`` with a value of each qualifier."""
-        for seg in segs:
-            tag = seg.tag
-            if tag == "RFF":
-                value = seg.text(0, 1)
-                if value:
-                    self.refs.setdefault(seg.text(0, 0), []).append((value, seg))
-            elif tag == "LOC":
-                self.locations.setdefault(seg.text(0), seg)
-            elif tag == "DTM" and seg.text(0, 1):
-                self.times.setdefault(seg.text(0), seg)
-
-    def first(self, tag: str, qualifier: str | None = None) -> Seg | None:
-        for seg in self.segs:
-            if seg.tag == tag and (qualifier is None or seg.text(0) == qualifier):
-                return seg
-        return None
-
-    def dated(self, qualifiers: Sequence[str]) -> Seg | None:
-        """The ``DTM`` of the first of ``qualifiers`` that is present."""
-        for qualifier in qualifiers:
-            seg = self.times.get(qualifier)
-            if seg is not None:
-                return seg
-        return None
-
-    def documents(self, qualifier: str, kind: str) -> tuple[list[Reference],
-                                                            list[dict[str, str]]]:
-        """The ``RFF+qualifier`` values as references of ``kind``, and their check-digit
-        flags."""
-        flags: list[dict[str, str]] = []
-        out: list[Reference] = []
-        for value, seg in self.refs.get(qualifier, ()):
-            try:
-                out.append(reference(kind, value, flags,
-                                     field=f"RFF+{qualifier} segment {seg.position}"))
-            except MessageError as exc:
-                raise MessageError(exc.code, str(exc), line=seg.position) from None
-        return out, flags
-
-
-@dataclass
-class _Documents:
-    """A group's bills of lading and bookings, else the message's."""
-
-    bls: list[Reference]
-    bookings: list[Reference]
-    flags: list[dict[str, str]]
-
-    @staticmethod
-    def of(group: _Group, message: _Documents) -> _Documents:
-        bls, bl_flags = group.documents("BM", "mbl")
-        bookings, booking_flags = group.documents("BN", "booking")
-        flags = []
-        if bls:
-            flags += bl_flags
-        else:
-            bls = message.bls
-            flags += [f for f in message.flags if f["field"].startswith("RFF+BM")]
-        if bookings:
-            flags += booking_flags
-        else:
-            bookings = message.bookings
-            flags += [f for f in message.flags if f["field"].startswith("RFF+BN")]
-        return _Documents(bls, bookings, flags)
-
-    @staticmethod
-    def message(header: _Group) -> _Documents:
-        bls, bl_flags = header.documents("BM", "mbl")
-        bookings, booking_flags = header.documents("BN", "booking")
-        return _Documents(bls, bookings, bl_flags + booking_flags)
-
-
-def _unlocode(seg: Seg) -> str:
-    """The UN/LOCODE of a ``LOC`` (C517 first component); empty if none is given.
-
-    Raises
-    ------
-    MessageError
-        ``invalid-unlocode`` if one is given but is not a UN/LOCODE.
-    """
-    value = seg.text(1)
-    if not value:
-        return ""
-    try:
-        return normalise("unlocode", value)
-    except IdentifierError as exc:
-        raise MessageError(exc.code, f"LOC+{seg.text(0)} (segment {seg.position}): {exc}",
-                           line=seg.position) from None
-
-
-def _port(seg: Seg | None) -> str:
-    """A port named in details: its UN/LOCODE normalised when it is one, else as written."""
-    if seg is None:
-        return ""
-    value = seg.text(1)
-    try:
-        return normalise("unlocode", value)
-    except IdentifierError:
-        return value[:35]
-
-
-def _time(seg: Seg, ctx: Context) -> int:
-    try:
-        return date_time(seg.text(0, 1), seg.text(0, 2), local_offset=ctx.local_offset,
-                         field=f"DTM+{seg.text(0)} (segment {seg.position})")
-    except MessageError as exc:
-        raise MessageError(exc.code, str(exc), line=seg.position) from None
-
-
-def _number(seg: Seg, text: str, syntax: Syntax) -> float:
-    try:
-        return syntax.number(text, field=f"{seg.tag} segment {seg.position}")
-    except MessageError as exc:
-        raise MessageError(exc.code, str(exc), line=seg.position) from None
-
-
-def _event(event_type: str, when: int, subject: Reference, location: str,
-           related: Sequence[Reference], details: dict[str, Any], flags: list[dict[str, str]],
-           *, line: int) -> CanonicalEvent:
-    unique: list[Reference] = []
-    for ref in related:
-        if ref != subject and ref not in unique:
-            unique.append(ref)
-    if flags:
-        details["flags"] = flags
-    try:
-        return checked(CanonicalEvent(event_type, "ACT", when, subject, location,
-                                      tuple(unique[:_MAX_RELATED]), details))
-    except MessageError as exc:
-        raise MessageError(exc.code, str(exc), line=line) from None
-
-
-@dataclass
-class _Transport:
-    """The main carriage (``TDT+20``): vessel, voyage, carrier."""
-
-    details: dict[str, Any] = field(default_factory=dict)
-    vessel: Reference | None = None
-    flags: list[dict[str, str]] = field(default_factory=list)
-
-    @property
-    def vessels(self) -> list[Reference]:
-        return [self.vessel] if self.vessel is not None else []
-
-
-def _transport(seg: Seg | None) -> _Transport:
-    out = _Transport()
-    if seg is None:
-        return out
-    voyage, carrier = seg.text(1), seg.text(4)
-    ident, code_list, name = seg.text(7, 0), seg.text(7, 1), seg.text(7, 3)
-    vessel: dict[str, Any] = {}
-    compact = ident.replace(" ", "").upper().removeprefix("IMO")
-    is_imo = code_list == "146" or (not code_list and compact.isascii() and compact.isdigit()
-                                    and len(compact) == 7)
-    if ident and is_imo:
-        try:
-            out.vessel = reference("vessel", ident, out.flags,
-                                   field=f"TDT segment {seg.position} vessel")
-            vessel["imo"] = out.vessel.value
-        except MessageError:
-            vessel["id"] = ident[:35]  # not an IMO number after all: kept, not recorded on
-    elif ident and code_list == "103":
-        vessel["callSign"] = ident[:35]
-    elif ident:
-        vessel["id"] = ident[:35]
-    if name:
-        vessel["name"] = name[:70]
-    if vessel:
-        out.details["vessel"] = vessel
-    if voyage:
-        out.details["voyage"] = voyage[:35]
-    if carrier:
-        out.details["carrier"] = carrier[:35]
-    return out
-
-
-def _inland(seg: Seg) -> dict[str, Any]:
-    """The truck, train or barge of a ``TDT`` other than the main carriage (its means of
-    transport identification is required: a mode alone says nothing)."""
-    means = seg.text(7)
-    if not means:
-        return {}
-    mode = seg.text(2)
-    out: dict[str, Any] = {"id": means[:35]}
-    if mode:
-        out["mode"] = _MODES.get(mode, mode[:3])
-    if seg.text(4):
-        out["carrier"] = seg.text(4)[:35]
-    return out
-
-
-def _weight(seg: Seg, syntax: Syntax) -> tuple[str, dict[str, Any]] | None:
-    member = _WEIGHTS.get(seg.text(1))
-    value = seg.text(2, 1)
-    if member is None or not value:
-        return None
-    number = _number(seg, value, syntax)
-    return member, {"value": int(number) if number.is_integer() else number,
-                    "unit": seg.text(2, 0)[:3] or "KGM"}
-
-
-def _equipment_details(group: _Group, ctx: Context, details: dict[str, Any]) -> None:
-    """Add what a container's group says (see the module docstring) to ``details``."""
-    eqd = group.segs[0]
-    if eqd.text(2):
-        details["ISOEquipmentCode"] = eqd.text(2)[:10]
-    status, full = eqd.text(4), eqd.text(5)
-    if status in _DIRECTION:
-        details["tradeDirection"] = _DIRECTION[status]
-    elif status:
-        details["equipmentStatusCode"] = status[:3]
-    if full in _FULL_EMPTY:
-        details["emptyIndicatorCode"] = _FULL_EMPTY[full]
-    seals: list[dict[str, str]] = []
-    for seg in group.segs:
-        tag = seg.tag
-        if tag == "SEL":
-            number = seg.text(0)
-            if number and len(seals) < 8:
-                source = seg.text(1)
-                seals.append({"sealNumber": number[:35], "sealSource": _SEAL_SOURCE.get(
-                    source, source[:3])} if source else {"sealNumber": number[:35]})
-        elif tag == "MEA":
-            weight = _weight(seg, ctx.syntax)
-            if weight is not None:
-                details.setdefault(weight[0], weight[1])
-        elif tag == "TMP" and seg.text(1, 0) and "temperature" not in details:
-            setting = _number(seg, seg.text(1, 0), ctx.syntax)
-            details["temperature"] = {"value": setting, "unit": seg.text(1, 1)[:3] or "CEL"}
-        elif tag == "TDT" and seg.text(0) != "20" and "inlandTransport" not in details:
-            inland = _inland(seg)
-            if inland:
-                details["inlandTransport"] = inland
-        elif tag == "DGS" and seg.text(1):
-            goods = details.setdefault("dangerousGoods", [])
-            if len(goods) < 4:
-                goods.append({"class": seg.text(1)[:7],
-                              **({"unNumber": seg.text(2)[:4]} if seg.text(2) else {})})
-    if seals:
-        details["seals"] = seals
-    locations = group.locations
-    cell = locations.get("147")
-    if cell is not None and cell.text(1):
-        details["stowageCell"] = cell.text(1)[:12]
-    for qualifier, member in (("9", "portOfLoading"), ("11", "portOfDischarge")):
-        port = _port(locations.get(qualifier))
-        if port:
-            details[member] = port
-    place = locations.get("165")
-    if place is not None and place.text(2):
-        details["facility"] = place.text(2)[:35]
-
-
 def _document(bgm: Seg | None, documents: dict[str, Any], ctx: Context) -> str:
     """The ``BGM`` document name code, checked against ``documents``."""
     if bgm is None:
@@ -504,29 +208,15 @@ def _document(bgm: Seg | None, documents: dict[str, Any], ctx: Context) -> str:
     return code
 
 
-def _container(eqd: Seg, flags: list[dict[str, str]]) -> Reference:
-    if eqd.text(0) != "CN":
-        raise MessageError("not-a-container", f"EQD segment {eqd.position}: equipment type "
-                           f"{eqd.text(0)!r} is not CN (container)", line=eqd.position)
-    number = eqd.text(1, 0)
-    if not number:
-        raise MessageError("missing-field", f"EQD segment {eqd.position}: no container number",
-                           line=eqd.position)
-    try:
-        return reference("container", number, flags, field=f"EQD segment {eqd.position}")
-    except MessageError as exc:
-        raise MessageError(exc.code, str(exc), line=eqd.position) from None
-
-
 # -- CODECO and COARRI -----------------------------------------------------------------------
 def _container_moves(ctx: Context, body: Sequence[Seg], documents: dict[str, str]) -> Reading:
-    segs, groups = _split(body, "EQD")
-    header = _Group(segs)
+    segs, groups = split(body, "EQD")
+    header = Group(segs)
     bgm = header.first("BGM")
     code = _document(bgm, documents, ctx)
     event_type = documents[code]
-    transport = _transport(header.first("TDT", "20"))
-    message_documents = _Documents.message(header)
+    transport = main_carriage(header.first("TDT", "20"))
+    message_documents = Documents.message(header)
     if not groups:
         raise MessageError("missing-segment", f"{ctx.message_type} without a container (EQD)",
                            line=bgm.position if bgm else 1)
@@ -544,22 +234,22 @@ def _container_moves(ctx: Context, body: Sequence[Seg], documents: dict[str, str
         if eqd.text(0) != "CN":
             reading.skipped += 1
             continue
-        group = _Group(segments)
-        docs = _Documents.of(group, message_documents)
-        flags = transport.flags + docs.flags
-        subject = _container(eqd, flags)
+        group = Group(segments)
+        docs = Documents.of(group, message_documents)
+        flags = list(transport.flags)
+        subject = container_of(eqd, flags)
         dtm = group.dated(("7", "203")) or header_time
         if dtm is None:
             raise MessageError("missing-event-time", f"EQD segment {eqd.position} "
                                f"({subject.value}): no DTM+7 or DTM+203", line=eqd.position)
         place = group.locations.get("165") or default_place
-        location = _unlocode(place) if place is not None else ""
+        location = unlocode(place) if place is not None else ""
         details = dict(base)
-        _equipment_details(group, ctx, details)
+        equipment_details(group, ctx.syntax, details)
         details.update(transport.details)
-        reading.events.append(_event(
-            event_type, _time(dtm, ctx), subject, location,
-            docs.bls + docs.bookings + transport.vessels, details, flags, line=eqd.position))
+        reading.events.append(make_event(
+            event_type, event_time(dtm, ctx.local_offset), subject, location,
+            docs.all + transport.vessels, details, flags, line=eqd.position))
     if not reading.events:
         raise MessageError("no-containers", f"{ctx.message_type}: no container (EQD+CN), only "
                            "other equipment", line=groups[0][0].position)
@@ -579,44 +269,44 @@ def read_coarri(ctx: Context, body: Sequence[Seg]) -> Reading:
 # -- COPARN ----------------------------------------------------------------------------------
 def read_coparn(ctx: Context, body: Sequence[Seg]) -> Reading:
     """A COPARN release order: one ``SHIPMENT.RELS`` per container (or one for the B/L)."""
-    segs, groups = _split(body, "EQD")
-    header = _Group(segs)
+    segs, groups = split(body, "EQD")
+    header = Group(segs)
     bgm = header.first("BGM")
     code = _document(bgm, COPARN_RELEASES, ctx)
     assert bgm is not None  # _document refuses a message without one
-    transport = _transport(header.first("TDT", "20"))
-    message_documents = _Documents.message(header)
+    transport = main_carriage(header.first("TDT", "20"))
+    message_documents = Documents.message(header)
     issued = header.dated(("137",))
-    when = (_time(issued, ctx) if issued is not None
+    when = (event_time(issued, ctx.local_offset) if issued is not None
             else ctx.envelope.prepared_at or ctx.received_at)
     place = header.locations.get("165")
-    location = _unlocode(place) if place is not None else ""
+    location = unlocode(place) if place is not None else ""
     order: dict[str, Any] = {"documentCode": code}
     if bgm.text(1):
         order["reference"] = bgm.text(1)[:35]
     base = ctx.base_details()
     reading = Reading()
     for segments in groups or [[]]:
-        group = _Group(segments)
-        docs = _Documents.of(group, message_documents)
-        flags = transport.flags + docs.flags
+        group = Group(segments)
+        docs = Documents.of(group, message_documents)
+        flags = list(transport.flags)
         details = dict(base)
         release = dict(order)
         until = group.dated(("400", "36")) or header.dated(("400", "36"))
         if until is not None:
-            release["validUntil"] = iso_time(_time(until, ctx))
+            release["validUntil"] = iso_time(event_time(until, ctx.local_offset))
         line = bgm.position
-        documents = docs.bls + docs.bookings
+        documents = docs.all
         if segments:
             eqd = segments[0]
             line = eqd.position
-            _equipment_details(group, ctx, details)
+            equipment_details(group, ctx.syntax, details)
             count = group.first("EQN")
             quantity = count.text(0, 0) if count is not None else ""
             if quantity.isascii() and quantity.isdigit():
                 release["quantity"] = int(quantity[:6])
             if eqd.text(1, 0):
-                subject = _container(eqd, flags)
+                subject = container_of(eqd, flags)
             elif documents:
                 subject = documents[0]
             else:
@@ -630,7 +320,7 @@ def read_coparn(ctx: Context, body: Sequence[Seg]) -> Reading:
                                "B/L (RFF+BM) or booking (RFF+BN)", line=bgm.position)
         details["releaseOrder"] = release
         details.update(transport.details)
-        reading.events.append(_event("SHIPMENT.RELS", when, subject, location,
+        reading.events.append(make_event("SHIPMENT.RELS", when, subject, location,
                                      documents + transport.vessels, details, flags, line=line))
     return reading
 
@@ -662,10 +352,10 @@ def _status_parts(status: Sequence[Seg]) -> tuple[list[Seg], list[list[Seg]]]:
     return own, eqds
 
 
-def _consignment(ctx: Context, cni: list[Seg], message_documents: _Documents
+def _consignment(ctx: Context, cni: list[Seg], message_documents: Documents
                  ) -> list[CanonicalEvent]:
     """The events of one consignment (``CNI`` group); raises to refuse the consignment."""
-    head, statuses = _split(cni, "STS", stop=frozenset())
+    head, statuses = split(cni, "STS", stop=frozenset())
     if not statuses:
         raise MessageError("missing-segment", f"CNI segment {cni[0].position}: no status (STS)",
                            line=cni[0].position)
@@ -680,36 +370,36 @@ def _consignment(ctx: Context, cni: list[Seg], message_documents: _Documents
                                f"{cni[0].text(0) or '?'} refused", line=sts.position)
         name, event_type = IFTSTA_STATUS[code]
         own_segs, eqds = _status_parts(status)
-        own = _Group(own_segs)
-        transport = _transport(_Group(status).first("TDT"))
-        docs = _Documents.of(own, message_documents)
-        flags = transport.flags + docs.flags
+        own = Group(own_segs)
+        transport = main_carriage(Group(status).first("TDT"))
+        docs = Documents.of(own, message_documents)
+        flags = list(transport.flags)
         dtm = own.dated(_STATUS_TIMES)
         if dtm is None:
             raise MessageError("missing-event-time", f"STS segment {sts.position}: no DTM+"
                                f"{'/'.join(_STATUS_TIMES)}", line=sts.position)
-        when = _time(dtm, ctx)
+        when = event_time(dtm, ctx.local_offset)
         place = next((s for s in own_segs if s.tag == "LOC" and s.text(1)), None) or next(
             (s for s in head if s.tag == "LOC" and s.text(1)), None)
-        location = _unlocode(place) if place is not None else ""
+        location = unlocode(place) if place is not None else ""
         base = ctx.base_details()
         base["status"] = {"code": code, "name": name}
         if cni[0].text(1, 0):
             base["consignmentReference"] = cni[0].text(1, 0)[:35]
         base.update(transport.details)
         family = event_type.split(".", 1)[0]
-        documents = docs.bls + docs.bookings
+        documents = docs.all
         if family in ("TERMINAL", "EQUIPMENT") and eqds:
             for segments in eqds:
                 own_flags = list(flags)
-                container = _container(segments[0], own_flags)
+                container = container_of(segments[0], own_flags)
                 details = dict(base)
-                _equipment_details(_Group(segments), ctx, details)
-                events.append(_event(event_type, when, container, location,
+                equipment_details(Group(segments), ctx.syntax, details)
+                events.append(make_event(event_type, when, container, location,
                                      documents + transport.vessels, details, own_flags,
                                      line=segments[0].position))
             continue
-        containers = [_container(segments[0], flags) for segments in eqds]
+        containers = [container_of(segments[0], flags) for segments in eqds]
         if family == "TRANSPORT" and transport.vessel is not None:
             subject, related = transport.vessel, documents
         elif documents:
@@ -723,7 +413,7 @@ def _consignment(ctx: Context, cni: list[Seg], message_documents: _Documents
         if containers:
             details["containers"] = [c.value for c in containers][:64]
             related = related + containers
-        events.append(_event(event_type, when, subject, location, related, details, flags,
+        events.append(make_event(event_type, when, subject, location, related, details, flags,
                              line=sts.position))
     return events
 
@@ -731,11 +421,11 @@ def _consignment(ctx: Context, cni: list[Seg], message_documents: _Documents
 def read_iftsta(ctx: Context, body: Sequence[Seg]) -> Reading:
     """An IFTSTA: each consignment's statuses, or one ``unmapped-status`` (or other) refusal
     per consignment that cannot be read."""
-    header, consignments = _split(body, "CNI", stop=frozenset())
+    header, consignments = split(body, "CNI", stop=frozenset())
     if not consignments:
         raise MessageError("missing-segment", "IFTSTA without a consignment (CNI)",
                            line=header[-1].position if header else 1)
-    message_documents = _Documents.message(_Group(header))
+    message_documents = Documents.message(Group(header))
     reading = Reading()
     for cni in consignments:
         try:

@@ -30,8 +30,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from gateway import jsonbody
 from gateway.events.model import EventError, parse_time
-from gateway.feeds.model import MAX_FEED_BYTES, FeedError, MessageError, decode_text
+from gateway.feeds.model import (
+    MAX_FEED_BYTES,
+    MAX_JSON_DEPTH,
+    FeedError,
+    MessageError,
+    decode_text,
+)
 
 #: How much of the input ``sniff`` looks at.
 HEAD_BYTES = 4096
@@ -187,6 +194,9 @@ def read(data: bytes, *, lists: Sequence[tuple[str, ...]] = ()) -> list[JsonMess
     start = _skip(text, 0)
     if start == len(text):
         return [FeedError(0, "empty", "the feed is empty")]
+    depth = jsonbody.nesting_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        return [FeedError(0, "too-deep", f"JSON nested {depth} deep; at most {MAX_JSON_DEPTH}")]
     reader = _Reader(text, lines, tuple(lists))
     try:
         if reader.is_json_lines(start):

@@ -35,6 +35,9 @@ from gateway.telemetry.model import Reading
 #: Largest feed body the gateway takes (bytes).
 MAX_FEED_BYTES = 50 * 1024 * 1024
 
+#: Deepest nesting a JSON feed may have (checked before decoding: see gateway.jsonbody).
+MAX_JSON_DEPTH = 64
+
 
 @dataclass(frozen=True)
 class FeedError:

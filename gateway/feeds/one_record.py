@@ -56,6 +56,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from gateway import jsonbody
 from gateway.events import identifiers
 from gateway.events.model import (
     MAX_DETAILS_BYTES,
@@ -128,7 +129,9 @@ def parse(data: bytes, *, received_at: int) -> ParseResult:
     if text.lstrip()[:1] not in ("{", "["):
         return not_this_format(FORMAT, "not a JSON object or list")
     try:
-        document = json.loads(text, object_pairs_hook=_node)
+        document = jsonbody.loads(text, max_depth=MAX_DEPTH, object_pairs_hook=_node)
+    except jsonbody.TooDeep as exc:
+        return ParseResult(FORMAT, errors=[FeedError(0, "too-deep", str(exc))])
     except json.JSONDecodeError as exc:
         return ParseResult(FORMAT, errors=[FeedError(exc.lineno, "invalid-json", exc.msg)])
     except (ValueError, RecursionError) as exc:

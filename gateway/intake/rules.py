@@ -7,7 +7,6 @@ Each returns what is wrong instead of raising, so a bulk upload can list every f
 from __future__ import annotations
 
 import functools
-import json
 from typing import Any
 
 from contracts import ROLES
@@ -76,8 +75,8 @@ def parse_ndjson(raw: bytes) -> list[Any | ItemError]:
         if not line.strip():
             continue
         try:
-            items.append(json.loads(line))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            items.append(jsonbody.loads(line))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             items.append(ItemError(number, None, 422, "bad-json", f"line {number + 1}: {exc}"))
     return items
 

@@ -23,6 +23,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway import jsonbody
 from gateway.events.model import Reference, parse_reference, parse_time
 from gateway.isotime import iso_time
 
@@ -59,9 +60,9 @@ class Reading:
     def __post_init__(self) -> None:
         if self.type not in READING_TYPES:
             raise ValueError(f"unknown reading type {self.type!r}")
-        clash = _RESERVED & self.values.keys()
-        if clash:
-            raise ValueError(f"reading values may not be named {sorted(clash)}")
+        if not _RESERVED.isdisjoint(self.values):
+            clash = sorted(_RESERVED & self.values.keys())
+            raise ValueError(f"reading values may not be named {clash}")
 
     @property
     def public(self) -> bool:
@@ -117,7 +118,7 @@ def from_canonical(raw: bytes) -> Reading:
     back the very same bytes. Raises ``ValueError`` on bytes that are not such a reading.
     """
     try:
-        body = json.loads(raw)
+        body = jsonbody.loads(raw)
         subject = body["subject"]
         if body.get("v") != 1 or not isinstance(body["values"], dict):
             raise ValueError("not a version 1 reading")

@@ -129,6 +129,21 @@ async def test_bad_json_gets_400(port):
     assert (await response.json())["error"]["code"] == "bad-json"
 
 
+async def test_deeply_nested_json_is_refused_not_a_crash(port):
+    # py_ecc raises the recursion limit to 100,000: without the depth check CPython's C JSON
+    # decoder overflows the C stack on this body and the whole gateway dies
+    deep = b"[" * 300_000 + b"]" * 300_000
+    response = await port.post("/v1/events/bulk", TERMINAL, data=deep,
+                               headers={"Content-Type": "application/json"})
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "too-deep"
+    response = await port.post("/v1/events/bulk", TERMINAL, data=b"[1]\n" + b"[" * 300_000,
+                               headers={"Content-Type": "application/x-ndjson"})
+    assert response.status == 422
+    items = (await response.json())["error"]["details"]["items"]
+    assert "nested 300000 deep" in items[1]["message"]
+
+
 async def test_sealed_size_is_checked(port):
     noise = os.urandom(700).hex()  # incompressible
     body = canonical_json(details={"note": noise[:1900]})

@@ -105,8 +105,25 @@ def test_a_gap_does_not_end_an_open_episode_but_marks_it_stale() -> None:
     (stale,) = run(items, now=last + 3 * 60 * M)
     assert stale.state == "open" and stale.figures["stale"] is True
     assert stale.figures["last_reading"] == "2026-11-26T00:30:00Z"
-    assert stale.next_check is None
+    assert stale.next_check == last + 24 * 60 * M  # when the silence closes it
     assert stale.figures["duration_minutes"] == 210  # the episode has lasted until now
+
+
+def test_a_day_of_silence_closes_an_open_episode() -> None:
+    items = series([-16.0, -16.0, -16.0])
+    last = T0 + 30 * M
+    (closed,) = run(items, now=last + 25 * 60 * M)
+    assert (closed.state, closed.resolved) == ("resolved", last + 24 * 60 * M)
+    assert closed.figures["reason"] == "no-readings" and closed.figures["end"] is None
+    assert closed.figures["duration_minutes"] == 30  # to the last reading, not to now
+    # readings coming back two days later, still warm: a new episode
+    later = [reefer(last + 48 * 60 * M + i * 15 * M, -15.0) for i in range(3)]
+    first, second = run(items + later)
+    assert first.figures["reason"] == "no-readings"
+    assert second.state == "open" and second.opened == later[0].reading.time
+    shorter = ReeferSettings(close_after_silence_minutes=120)
+    (early,) = run(items, shorter, now=last + 3 * 60 * M)
+    assert early.resolved == last + 120 * M
 
 
 def test_commodity_band_replaces_the_set_point_tolerance() -> None:

@@ -146,3 +146,14 @@ def test_ais_derived_eta_is_a_source() -> None:
     assert far.source in alert.sources and before.source not in alert.sources
     assert run([before, carrier, far], VesselSettings(use_ais=False)) == []
     assert run([before, far]) == []  # no port of call named: no AIS ETA at all
+
+
+def test_an_eta_long_past_with_no_arrival_resolves() -> None:
+    items: list[Observed | Measured] = [eta(T, "Carrier"), eta(T + 30 * H, "Carrier")]
+    (open_,) = run(items, now=T)
+    assert open_.state == "open" and open_.next_check == T + 30 * H + 48 * H
+    (passed,) = run(items, now=T + 80 * H)
+    assert (passed.state, passed.resolved) == ("resolved", T + 78 * H)
+    assert passed.figures["reason"] == "eta-passed"
+    patient = Settings().merged({"vessel": {"expire_hours": 96}}).vessel
+    assert run(items, patient, now=T + 80 * H)[0].state == "open"

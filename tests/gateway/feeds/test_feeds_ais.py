@@ -28,7 +28,7 @@ from gateway.feeds import ais, formats
 from gateway.feeds.model import ParseResult
 from gateway.telemetry.model import Reading, from_json
 
-DATA = Path(__file__).parent / "data" / "ais"
+DATA = Path(__file__).parents[2] / "data" / "ais"
 T0 = 1_775_000_000  # 2026-03-31T23:33:20Z: received_at of every test parse
 
 #: Every error code the adapter may give (``wrong-format`` for a file that is not AIS at all).

@@ -23,7 +23,7 @@ from gateway.feeds.ais_stream import AisStream, AisStreamConfig, backoff_delays
 from gateway.feeds.model import ParseResult
 from gateway.telemetry.model import Reading
 
-LOG = Path(__file__).parent / "data" / "ais" / "gpsd-ais-nmea.log"
+LOG = Path(__file__).parents[2] / "data" / "ais" / "gpsd-ais-nmea.log"
 #: Real single-sentence AIS lines of GPSD's receiver log, in order.
 REAL = [line for line in LOG.read_bytes().splitlines() if line.startswith(b"!AIVDM,1,1,")]
 #: A real two-fragment type 5 (MMSI 371255000, IMO 9266633) from the same log.

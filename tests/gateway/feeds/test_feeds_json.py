@@ -28,7 +28,7 @@ from gateway.feeds import customs, dcsa_reefer, dcsa_tnt, epcis, formats, gps, j
 from gateway.feeds.intake import message_of
 from gateway.feeds.model import FeedError, ParseResult, message_key
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 DCSA = DATA / "dcsa"
 CG = DCSA / "conformance-gateway"
 RI = DCSA / "reefer-reference"

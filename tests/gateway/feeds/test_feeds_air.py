@@ -23,7 +23,7 @@ from gateway.events.model import MAX_DETAILS_BYTES, CanonicalEvent, validate
 from gateway.feeds import cargo_imp, formats, one_record
 from gateway.feeds.model import FeedError, ParseResult
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[2] / "data"
 CARGO_IMP = DATA / "cargo-imp"
 ONE_RECORD = DATA / "one-record"
 
