@@ -364,6 +364,8 @@ def reefer_alerts(facts: Facts, settings: ReeferSettings, now: int) -> list[Aler
                      next_check)
 
     for point in facts.temperatures:
+        if point.time > now:
+            break  # as of now: later measurements have not happened yet
         if point.setpoint is not None:
             setpoint = point.setpoint
         if point.temperature is None:
@@ -542,6 +544,8 @@ def customs_alerts(facts: Facts, now: int) -> list[Alert]:
     episode: _Episode | None = None
     for o in facts.customs:
         e = o.event
+        if e.event_time > now:
+            break  # as of now
         if e.code in _CUSTOMS_STATUS:
             status = _CUSTOMS_STATUS[e.code]
             figures: dict[str, Any] = {

@@ -64,3 +64,9 @@ def test_figures_name_the_containers_and_sources() -> None:
     assert alert.figures["related"] == [{"kind": "container", "value": BOX}]
     assert alert.figures["by"] == "Customs" and alert.figures["since"] == "2026-11-03T02:00:00Z"
     assert alert.sources == (hold.source, release.source)
+
+
+def test_events_after_now_have_not_happened_yet() -> None:
+    items = [customs("CUSH", 0), customs("CUSR", 5)]
+    assert run(items, now=T + 2 * H) == [("open", 0, None, "hold", None)]
+    assert run(items, now=T - H) == []

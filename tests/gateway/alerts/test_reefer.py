@@ -166,3 +166,10 @@ def test_out_of_order_readings_land_in_time_order() -> None:
     reversed_orders = [reefer(r.reading.time, r.reading.values["temperature"], order=100 - i)
                        for i, r in enumerate(readings)]
     assert shape(run(readings)) == shape(run(reversed_orders)) == [("resolved", 15, 2.0, 60)]
+
+
+def test_readings_after_now_have_not_happened_yet() -> None:
+    items = series([-18.0, -16.0, -16.0, -16.0, -18.0])
+    (open_,) = run(items, now=T0 + 50 * M)  # before the reading back in tolerance
+    assert open_.state == "open" and open_.figures["readings"] == 3
+    assert run(items, now=T0 + 20 * M) == []
