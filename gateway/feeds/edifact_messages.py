@@ -1,7 +1,7 @@
 """CODECO, COARRI, COPARN and IFTSTA messages as canonical events (pure).
 
-Each reader takes one message's segments (read by :mod:`gateway.feeds.edifact_syntax`) and
-returns its events, or raises :class:`~gateway.feeds.model.MessageError` (``line`` = the
+Each reader takes one message's segments (read by :mod:`gateway.feeds.edifact_syntax`, the
+groups' pieces in :mod:`gateway.feeds.edifact_groups`) and returns its events, or raises :class:`~gateway.feeds.model.MessageError` (``line`` = the
 segment's index within the message) to refuse the message whole. IFTSTA alone refuses per
 consignment (a ``CNI`` group): one consignment whose status code is not in the mapping table
 does not cost the others their events.
@@ -78,8 +78,11 @@ Details
 ``stowageCell`` (``LOC+147``), ``portOfLoading`` / ``portOfDischarge`` (``LOC+9`` / ``LOC+11``),
 ``facility`` (the terminal code of ``LOC+165``), ``temperature`` (``TMP``), ``vessel``
 (``imo``, ``name``, ``callSign``), ``voyage``, ``carrier``, ``inlandTransport`` (the truck, train
-or barge of a gate move), ``dangerousGoods``; COPARN adds ``releaseOrder`` and IFTSTA
-``status``.
+or barge of a gate move), ``dangerousGoods``; COPARN adds ``releaseOrder`` (``documentCode``,
+``reference``, ``validUntil`` from ``DTM+400`` or ``36``, ``quantity`` from ``EQN``) and IFTSTA
+``status`` (Rec. 24 ``code`` and ``name``), ``consignmentReference`` (``CNI``) and, on a
+document-level status, ``containers``. A check digit that fails is in ``flags`` (field, code,
+value, message).
 """
 
 from __future__ import annotations
