@@ -16,9 +16,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gateway import openapi
-from gateway.appkeys import CONFIG, KEYSTORE, METRICS, READ_MODEL, TRACKING
+from gateway.appkeys import CONFIG, KEYSTORE, METRICS, READ_MODEL, TELEMETRY, TRACKING
 from gateway.errors import REQUEST_ID, BadRequest, error_body
 from gateway.principal import require
+from gateway.tracking import live
 from gateway.tracking.cache import TrackingSettings
 from gateway.tracking.service import NotFoundWithSuggestions, Tracking
 
@@ -75,6 +76,9 @@ async def track(request: web.Request) -> web.Response:
     body = tracking.shipment_json(principal, text)
     if body is None:
         return _not_found_response(await tracking.resolve(principal, text), request)
+    if request.app.get(TELEMETRY) is not None:  # AIS and reefer readings: never cached
+        view = await live.overlay(request.app, principal, json.loads(body))
+        body = json.dumps(view, separators=(",", ":")).encode()
     return web.Response(body=body, content_type="application/json")
 
 

@@ -48,6 +48,12 @@ DECLARATION_STATUS = {
     7: "rejected",
 }
 
+#: An air waybill's milestones in the order a shipment passes them (Cargo-IMP FSU codes).
+AIR_MILESTONES = ("BKD", "RCS", "MAN", "DEP", "ARR", "RCF", "NFD", "DLV")
+
+#: Customs status after a CUSTOMS event (latest wins).
+CUSTOMS_STATUS = {"CUSR": "released", "CUSH": "held", "CUSI": "inspection", "CUSX": "refused"}
+
 #: Kinds the shipment view tries, best first, when a typed string could be several.
 VIEW_KINDS = ("container", "mbl", "hbl", "awb", "declaration", "booking", "vessel", "shipment")
 
@@ -189,6 +195,54 @@ def vessel(shown: list[VisibleEvent]) -> dict[str, Any] | None:
     return out
 
 
+def air_waybill(number: str, shown: list[VisibleEvent]) -> dict[str, Any] | None:
+    """An air waybill's summary: milestones BKD → … → DLV (done or not, when), latest status,
+    flights, pieces and weight, origin and destination (from FSU/FWB details)."""
+    live = sorted((v for v in shown if not v.retracted_by and v.event.family == "AIR"),
+                  key=lambda v: (v.event.event_time, v.event_id))
+    if not live:
+        return None
+    reached: dict[str, VisibleEvent] = {}
+    flights: dict[str, dict[str, Any]] = {}
+    consignment: dict[str, Any] = {}
+    for v in live:
+        d = v.event.details
+        reached.setdefault(v.event.code, v)
+        flight = d.get("flight")
+        if isinstance(flight, str) and flight not in flights:
+            flights[flight] = {"flight": flight, "from": d.get("from"), "to": d.get("to"),
+                               "date": d.get("date")}
+        for source in (d.get("waybill"), d.get("consignment")):
+            if isinstance(source, dict):
+                consignment.update({k: source[k] for k in ("origin", "destination", "pieces",
+                                                           "weight", "weightUnit")
+                                    if k in source})
+    latest = live[-1]
+    return {
+        "number": identifiers.format_awb(number) if number.isdigit() else number,
+        "status": latest.event.code,
+        "statusTime": iso_time(latest.event.event_time),
+        "milestones": [{"code": code, "done": code in reached,
+                        "time": iso_time(reached[code].event.event_time)
+                        if code in reached else None} for code in AIR_MILESTONES],
+        "flights": list(flights.values()),
+        **{k: consignment.get(k) for k in ("origin", "destination", "pieces", "weight",
+                                           "weightUnit")},
+    }
+
+
+def customs(shown: list[VisibleEvent]) -> dict[str, Any] | None:
+    """The latest customs status among ``shown`` (released, held, inspection, refused)."""
+    live = [v for v in shown if not v.retracted_by and v.event.family == "CUSTOMS"]
+    if not live:
+        return None
+    latest = max(live, key=lambda v: (v.event.event_time, v.event_id))
+    d = latest.event.details
+    return {"status": CUSTOMS_STATUS.get(latest.event.code, latest.event.code),
+            "time": iso_time(latest.event.event_time), "source": latest.publisher_name,
+            "office": d.get("office"), "reason": d.get("reason")}
+
+
 def declaration(number: str, decl: Declaration, name_of: Callable[[int], str],
                 ) -> dict[str, Any]:
     """A customs declaration's entry with its status history (``name_of``: directory names)."""
@@ -224,6 +278,8 @@ def assemble(cand: identifiers.Candidate, shown: list[VisibleEvent],
         "airLeg": [v for v in timeline if v.event.family == "AIR"],
         "declarations": [v for v in timeline if v.event.family == "CUSTOMS"
                          and v.event.subject.kind == "declaration"],
+        "airWaybill": air_waybill(cand.value, timeline) if cand.kind == "awb" else None,
+        "customs": customs(timeline),
         "timeline": timeline,
         "_events": timeline,
     }
