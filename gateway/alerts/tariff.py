@@ -158,8 +158,7 @@ class Tariff:
         the one it names; its own extra holidays and rest days stay."""
         if public is None:
             return self.calendar
-        return Calendar(public.holidays | self.extra_holidays, self.calendar.rest_weekdays,
-                        public.utc_offset, public.covered_years, public.names)
+        return _counted_in(self, public)
 
     def schedule(self, terminal: str | None, carrier: str | None) -> tuple[Schedule, str]:
         """The schedule of a container at ``terminal`` carried by ``carrier``, and which keys
@@ -173,6 +172,13 @@ class Tariff:
         if at:
             return self.terminals[at], f"terminal:{at}"
         return self.base, "base"
+
+
+@functools.lru_cache(maxsize=64)
+def _counted_in(tariff: Tariff, public: Calendar) -> Calendar:
+    """One calendar object per (tariff, public holidays): the day counts' caches key on it."""
+    return Calendar(public.holidays | tariff.extra_holidays, tariff.calendar.rest_weekdays,
+                    public.utc_offset, public.covered_years, public.names)
 
 
 # -- validation ------------------------------------------------------------------------------

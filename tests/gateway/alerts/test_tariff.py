@@ -267,3 +267,15 @@ def test_example_tariffs_are_valid_and_labelled() -> None:
     for file in files:
         tariff = load_tariff(file.read_bytes())
         assert "EXAMPLE" in tariff.label
+
+
+def test_another_public_holiday_list_in_place_of_the_tariffs() -> None:
+    tariff = parse_tariff({**WORKING, "extra_holidays": ["2026-12-24"]})
+    none = Calendar(utc_offset=8 * 3600)  # no public holidays at all
+    counted = tariff.counted_in(none)
+    assert counted is tariff.counted_in(none)  # one object: the day counts' caches key on it
+    # 23 | 24 (the tariff's own closing day) | 25, 26 now working, 27 Sunday, 28
+    m = meter(tariff.base, counted, date(2026, 12, 23), date(2026, 12, 23), size="20",
+              reefer=False)
+    assert m.last_free_day == date(2026, 12, 28)
+    assert tariff.counted_in(None) is tariff.calendar
