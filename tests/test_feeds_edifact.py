@@ -7,6 +7,7 @@ built from segment strings so each test shows the EDIFACT it reads.
 from __future__ import annotations
 
 import random
+import time
 import warnings
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from gateway.events.identifiers import container_check_digit
 from gateway.feeds import edifact, formats
 from gateway.feeds.edifact_messages import COARRI_DOCUMENTS, IFTSTA_STATUS
 from gateway.feeds.edifact_syntax import DEFAULT_SYNTAX, date_time, parse_segments, raw_segments
+from gateway.feeds.edifact_syntax import _syntax_of as syntax_cache
 from gateway.feeds.model import MAX_FEED_BYTES, MessageError, ParseResult, message_key, text_lines
 
 DATA = Path(__file__).parent / "data" / "edifact"
@@ -450,6 +452,22 @@ def test_mixed_utf8_and_latin1_lines() -> None:
     data = data.replace(b"UNT+11+", b"UNT+13+")
     [event] = parse(data).events
     assert event.event.subject.value == CONTAINER
+
+
+def test_a_segment_wrapped_over_many_lines_is_joined_once() -> None:
+    data = b"UNB+UNOC:3+A+B+261124:0815+1'\n" + b"abc def\n" * 200_000
+    start = time.process_time()
+    result = parse(data)
+    assert time.process_time() - start < 5  # linear: joined once, not line by line
+    assert "segment-outside-message" in codes(result)
+
+
+def test_many_service_string_advices_keep_the_caches_bounded() -> None:
+    unas = b"".join(b"UNA%c%c.? '\n" % (0x21 + i % 60, 0x5B + i // 60) for i in range(600))
+    reset = b"UNA:+.? '\n"
+    result = parse(b"UNB+UNOC:3+A+B+261124:0815+1'\n" + unas + reset + message(GATE_OUT).encode())
+    assert [e.event.subject.value for e in result.events] == [CONTAINER]
+    assert syntax_cache.cache_info().currsize <= 64
 
 
 def test_not_edifact_and_too_large() -> None:

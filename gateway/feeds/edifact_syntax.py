@@ -42,7 +42,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from functools import cache
+from functools import lru_cache
 from typing import NamedTuple
 
 from pydifact.control.characters import Characters
@@ -133,7 +133,7 @@ class Syntax:
         return number
 
 
-@cache
+@lru_cache(maxsize=64)  # keyed by what files advise: bounded
 def _syntax_of(advice: str) -> Syntax:
     return Syntax(advice[0], advice[1], advice[2], advice[3], advice[5], advice)
 
@@ -143,18 +143,18 @@ _NUMBER = re.compile(r"[+-]?(?:[0-9]{1,15}(?:\.[0-9]{0,9})?|\.[0-9]{1,9})")
 DEFAULT_SYNTAX = Syntax.of(DEFAULT_SERVICE_CHARACTERS)
 
 
-@cache
+@lru_cache(maxsize=64)  # keyed by what files advise: bounded
 def _characters(advice: str) -> Characters:
     return Characters.from_str(advice)
 
 
-@cache
+@lru_cache(maxsize=64)  # keyed by what files advise: bounded
 def _segment_end(release: str, terminator: str) -> re.Pattern[str]:
     r, t = re.escape(release), re.escape(terminator)
     return re.compile(f"((?:[^{r}{t}]|{r}.)*){t}", re.S)
 
 
-@cache
+@lru_cache(maxsize=64)  # keyed by what files advise: bounded
 def _segment_start(data: str, component: str, terminator: str) -> re.Pattern[str]:
     seps = re.escape(data + component + terminator)
     return re.compile(f"[ \\t]*(?:UNA|[A-Z][A-Z0-9]{{2}}(?:[{seps}]|[ \\t]*$))")
@@ -199,7 +199,6 @@ def raw_segments(lines: Sequence[str]) -> Iterator[RawSegment]:
     """
     syntax = DEFAULT_SYNTAX
     number = 0
-    pending = ""
     # index of the next line with something on it, for each line (LF-only terminators)
     following: list[int] = [len(lines)] * len(lines)
     upcoming = len(lines)
@@ -208,18 +207,31 @@ def raw_segments(lines: Sequence[str]) -> Iterator[RawSegment]:
         if lines[i].strip():
             upcoming = i
     end_of = syntax.segment_end
+    pending: list[str] = []  # the start of a segment wrapped over lines (joined once, at its end)
     for i, line in enumerate(lines):
         terminator = syntax.terminator
-        if (not pending and line.endswith(terminator) and line.count(terminator) == 1
-                and syntax.release not in line and line[:1] not in _BLANK
-                and not line.startswith("UNA")):
+        if pending:
+            pending.append(line)
+            if terminator not in line:
+                nxt = following[i]
+                if nxt >= len(lines) or syntax.segment_start.match(lines[nxt]):
+                    body = "".join(pending).rstrip(" \t")
+                    pending = []
+                    number += 1
+                    yield RawSegment(number, body, syntax.tag_of(body), syntax)
+                continue
+            text = "".join(pending)
+            pending = []
+        elif (line.endswith(terminator) and line.count(terminator) == 1
+              and syntax.release not in line and line[:1] not in _BLANK
+              and not line.startswith("UNA")):
             # the usual line: one segment and its terminator, no release character
             body = line[:-len(terminator)]
             number += 1
             yield RawSegment(number, body, syntax.tag_of(body), syntax)
             continue
-        text = pending + line
-        pending = ""
+        else:
+            text = line
         pos, end = 0, len(text)
         while True:
             while pos < end and text[pos] in _BLANK:
@@ -253,11 +265,11 @@ def raw_segments(lines: Sequence[str]) -> Iterator[RawSegment]:
                 number += 1
                 yield RawSegment(number, body, syntax.tag_of(body), syntax)
             else:
-                pending = rest
+                pending = [rest]
             break
-    if pending.strip():
+    body = "".join(pending).rstrip(" \t")
+    if body.strip():
         number += 1
-        body = pending.rstrip(" \t")
         yield RawSegment(number, body, syntax.tag_of(body), syntax)
 
 
