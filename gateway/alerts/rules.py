@@ -444,8 +444,6 @@ def _stay_alerts(facts: Facts, stay: YardStay, settings: StorageSettings, tariff
     if stay.available is None:
         return [], None
     available = stay.available.event.event_time
-    if available > now:
-        return [], None
     schedule, via = tariff.schedule(stay.terminal, facts.carrier)
     size = facts.equipment.size or settings.default_size
     reefer = facts.equipment.reefer

@@ -214,3 +214,8 @@ def test_a_rate_the_tariff_lacks_is_said() -> None:
                     tariff)
     f = alerts[-1].figures
     assert f["accrued"] is None and f["per_day"] is None and "45'" in f["tariff_gap"]
+
+
+def test_an_availability_after_now_has_not_happened_yet() -> None:
+    alerts, wake = run(arrival("2026-11-02"), hk("2026-11-01 12:00"))
+    assert alerts == [] and wake == hk("2026-11-05 00:00")
