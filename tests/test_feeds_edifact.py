@@ -363,6 +363,14 @@ def test_iftsta_transport_status_is_on_the_vessel() -> None:
     assert event.event.related[0].to_json() == {"kind": "mbl", "value": "PCOL1234567"}
 
 
+def test_a_document_status_of_many_containers_names_a_bounded_number() -> None:
+    boxes = tuple(f"MSKU{n:06d}{container_check_digit(f'MSKU{n:06d}')}" for n in range(1000))
+    data = sim.iftsta([sim.Status("78", NOW, "HKHKG", boxes)], bill_of_lading="PCOL1234567",
+                      prepared_at=NOW)
+    [event] = parse(data).events
+    assert len(event.event.related) == 16 and len(event.event.details["containers"]) == 64
+
+
 def test_iftsta_status_without_a_reference_refuses_its_consignment() -> None:
     body = ["BGM+77+S1+9", "CNI+1", "STS+1+24", "DTM+334:202611240610:203",
             "CNI+2", "STS+1+78", "RFF+BM:PCOL1234567", "DTM+334:202611240610:203"]

@@ -189,13 +189,15 @@ def make_event(event_type: str, when: int, subject: Reference, location: str,
     ``line``."""
     unique: list[Reference] = []
     for ref in related:
+        if len(unique) == MAX_RELATED:
+            break
         if ref != subject and ref not in unique:
             unique.append(ref)
     if flags:
         details["flags"] = flags
     try:
         return checked(CanonicalEvent(event_type, "ACT", when, subject, location,
-                                      tuple(unique[:MAX_RELATED]), details))
+                                      tuple(unique), details))
     except MessageError as exc:
         raise MessageError(exc.code, str(exc), line=line) from None
 
