@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from gateway.accounts.store import Accounts
     from gateway.confidential.keystore import Keystore
     from gateway.config import GatewayConfig
+    from gateway.feeds.ais_stream import AisStream
     from gateway.nodeclient import NodeClient
     from gateway.proofs_api.store import ProofRequestStore
     from gateway.readside.indexer import Indexer
@@ -71,3 +72,5 @@ DCSA_CURSORS: web.AppKey[CursorCodec] = web.AppKey('dcsa_cursors')
 SUBSCRIPTIONS: web.AppKey[Subscriptions] = web.AppKey('subscriptions')
 #: The proof-request store.
 PROOF_REQUESTS: web.AppKey[ProofRequestStore] = web.AppKey('proof_requests')
+#: The AIS network feeds the gateway runs (``extra.feeds.ais_streams``).
+AIS_STREAMS: web.AppKey[list[AisStream]] = web.AppKey('ais_streams')

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from gateway import errors, jsonbody, openapi
 from gateway.appkeys import OUTBOX
-from gateway.feeds import formats
+from gateway.feeds import formats, streams
 from gateway.feeds.intake import plan, report
 from gateway.feeds.model import MAX_FEED_BYTES, ParseResult
 from gateway.intake.model import receipt_json
@@ -128,5 +128,6 @@ async def post_feed(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    """Add the feed upload route and document it."""
+    """Add the feed upload route and document it; run the configured AIS network feeds."""
     routes.install(app, {"FeedReport": _REPORT_SCHEMA})
+    streams.setup(app)
