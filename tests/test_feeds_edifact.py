@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,11 +18,13 @@ from hypothesis import strategies as st
 
 from devnet.simfeeds import edifact as sim
 from gateway.events.identifiers import container_check_digit
+from gateway.events.model import Visibility
 from gateway.feeds import edifact, formats
 from gateway.feeds.edifact_messages import COARRI_DOCUMENTS, IFTSTA_STATUS
 from gateway.feeds.edifact_syntax import DEFAULT_SYNTAX, date_time, parse_segments, raw_segments
 from gateway.feeds.edifact_syntax import _syntax_of as syntax_cache
 from gateway.feeds.model import MAX_FEED_BYTES, MessageError, ParseResult, message_key, text_lines
+from gateway.intake.rules import envelope_problem
 
 DATA = Path(__file__).parent / "data" / "edifact"
 NOW = 1_790_000_000
@@ -368,7 +371,9 @@ def test_a_document_status_of_many_containers_names_a_bounded_number() -> None:
     data = sim.iftsta([sim.Status("78", NOW, "HKHKG", boxes)], bill_of_lading="PCOL1234567",
                       prepared_at=NOW)
     [event] = parse(data).events
-    assert len(event.event.related) == 16 and len(event.event.details["containers"]) == 64
+    assert len(event.event.related) == 16 and len(event.event.details["containers"]) == 32
+    readers = Visibility("named", tuple(range(1, 9)))
+    assert envelope_problem(replace(event.event, visibility=readers)) is None
 
 
 def test_iftsta_status_without_a_reference_refuses_its_consignment() -> None:

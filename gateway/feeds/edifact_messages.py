@@ -329,6 +329,10 @@ def read_coparn(ctx: Context, body: Sequence[Seg]) -> Reading:
 
 
 # -- IFTSTA ----------------------------------------------------------------------------------
+#: Most containers a document-level status lists in ``details.containers`` (more would not fit
+#: a sealed record with eight named readers).
+MAX_LISTED = 32
+
 #: ``DTM`` qualifiers of a status's time, in order of preference.
 _STATUS_TIMES = ("334", "7", "178", "186")
 
@@ -414,7 +418,7 @@ def _consignment(ctx: Context, cni: list[Seg], message_documents: Documents
                                + " to record the status on", line=sts.position)
         details = dict(base)
         if containers:
-            details["containers"] = [c.value for c in containers][:64]
+            details["containers"] = [c.value for c in containers][:MAX_LISTED]
             related = related + containers
         events.append(make_event(event_type, when, subject, location, related, details, flags,
                              line=sts.position))
