@@ -12,6 +12,7 @@
     portledger gateway serve|rebuild --config F
     portledger feed parse [--format F] FILE   # what a feed file becomes (JSON Lines)
     portledger feed push --format F FILE --gateway URL   # a file drop into the gateway
+    portledger alerts evaluate --events F.jsonl --tariff T.json --now TIME   # dry run
     portledger demo-accounts --config F --out credentials.json   # PUBLIC development keys
     portledger demo    [--datadir D] [--once]   # the demo port: devnet + gateway, SIMULATED feeds
     portledger devnet  [--dir D] [--validators 4] [--observers 1]   # run a local network, live status
@@ -28,6 +29,7 @@ import logging
 import click
 
 from devnet import cli as devnet_cli
+from gateway.alerts import cli as alerts_cli
 from gateway.cli import gateway
 from gateway.feeds import cli as feeds_cli
 from node import cli as node_cli
@@ -46,6 +48,6 @@ def main(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-for _command in (*node_cli.COMMANDS, *proofs_cli.COMMANDS, gateway, *feeds_cli.COMMANDS,
+for _command in (*node_cli.COMMANDS, *proofs_cli.COMMANDS, gateway, *feeds_cli.COMMANDS, *alerts_cli.COMMANDS,
                  *devnet_cli.COMMANDS):
     main.add_command(_command)
