@@ -156,6 +156,16 @@ def test_huelva_codeco_gate_in_once_its_container_number_is_one() -> None:
     assert details["vessel"] == {"imo": "1111111", "name": "CHRISTIAN"}
 
 
+def test_every_event_of_the_samples_fits_a_sealed_record() -> None:
+    readers = Visibility("named", tuple(range(1, 9)))
+    events = [e.event for path in sorted(DATA.glob("*.edi"))
+              for e in parse(path.read_bytes()).events]
+    events += [e.event for e in parse(sim.benchmark_coarri(200)).events]
+    assert len(events) > 200
+    assert [envelope_problem(replace(e, visibility=readers)) for e in events] == [None] * len(
+        events)
+
+
 @pytest.mark.parametrize(("name", "expected"), [
     ("php-edifact-D95BBAPLIE.edi", ["unsupported-message"]),
     ("php-edifact-exampleMulti.edi", ["unsupported-message", "unsupported-message"]),
