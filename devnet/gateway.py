@@ -210,6 +210,8 @@ class Port:
         Node counts of a new devnet.
     gateway_port : int, optional
         The gateway's HTTP port; a free one by default.
+    gateway_options : dict, optional
+        Gateway configuration keys to set (e.g. ``telemetry_window_seconds``).
 
     Attributes
     ----------
@@ -226,10 +228,12 @@ class Port:
     """
 
     def __init__(self, root: str | Path, *, validators: int = 4, observers: int = 1,
-                 gateway_port: int | None = None) -> None:
+                 gateway_port: int | None = None,
+                 gateway_options: dict[str, Any] | None = None) -> None:
         self.layout = open_or_create(Path(root) / "devnet", validators, observers)
         self.devnet = Devnet(self.layout)
-        self.gateway = GatewayProcess(write_config(self.layout, port=gateway_port))
+        self.gateway = GatewayProcess(write_config(self.layout, port=gateway_port,
+                                                   **(gateway_options or {})))
         creds = self.gateway.credentials()
         self.clients = {
             o["chainOrg"]: GatewayClient(self.gateway.url, o["apiKey"])

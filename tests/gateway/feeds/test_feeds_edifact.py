@@ -26,7 +26,7 @@ from gateway.feeds.edifact_syntax import _syntax_of as syntax_cache
 from gateway.feeds.model import MAX_FEED_BYTES, MessageError, ParseResult, message_key, text_lines
 from gateway.intake.rules import envelope_problem
 
-DATA = Path(__file__).parent / "data" / "edifact"
+DATA = Path(__file__).parents[2] / "data" / "edifact"
 NOW = 1_790_000_000
 HK = 8 * 3600
 
