@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from contracts.cargo import subject_key
 from gateway import errors
 from gateway.appkeys import (
     ACCOUNTS,
@@ -37,6 +39,7 @@ from gateway.appkeys import (
 from gateway.events import identifiers
 from gateway.events.model import REFERENCE_KINDS, Reference, Visibility
 from gateway.principal import Principal
+from gateway.readside.readmodel import AccessEntry
 from gateway.telemetry.anchoring import Anchorer
 from gateway.telemetry.model import Reading
 from gateway.telemetry.records import StoredReading, Vessel
@@ -153,7 +156,29 @@ async def readings_of(app: web.Application, principal: Principal, reading_type: 
         via = entitlement(viewer, stored.access)
         if via is not None:
             out.append(Found(stored, via))
+    await log_reads(app, viewer, out)
     return out, more
+
+
+async def log_reads(app: web.Application, viewer: Viewer, found: Sequence[Found]) -> None:
+    """Record in the owners' access log ("who saw my data") that ``viewer`` read their private
+    readings: one entry per owner and subject per request, ``via`` ``reading:<how>``; reads of
+    public AIS and of one's own readings are not logged."""
+    model = app.get(READ_MODEL)
+    if model is None or viewer.chain_org is None:
+        return
+    now = int(time.time())
+    entries: dict[tuple[int, bytes], AccessEntry] = {}
+    for item in found:
+        stored = item.stored
+        subject = stored.reading.subject
+        if item.via in ("public", "owner") or stored.owner is None or subject is None:
+            continue
+        key = subject_key(subject.value)
+        entries.setdefault((stored.owner, key), AccessEntry(
+            stored.owner, viewer.chain_org, 0, key, now, f"reading:{item.via}"))
+    if entries:
+        await asyncio.to_thread(model.log_access, list(entries.values()))
 
 
 async def reading_of(app: web.Application, principal: Principal, reading_id: int,
@@ -164,8 +189,12 @@ async def reading_of(app: web.Application, principal: Principal, reading_id: int
     if stored is None:
         return None
     by_reference = subject is not None and stored.reading.subject == subject
-    via = entitlement(viewer_of(principal, by_reference=by_reference), stored.access)
-    return None if via is None else Found(stored, via)
+    viewer = viewer_of(principal, by_reference=by_reference)
+    via = entitlement(viewer, stored.access)
+    if via is None:
+        return None
+    await log_reads(app, viewer, [Found(stored, via)])
+    return Found(stored, via)
 
 
 async def vessel_track(app: web.Application, imo: str, *, since: int = 0,

@@ -144,3 +144,19 @@ async def test_uploads_above_the_limit_get_413(port):
                                       headers=port.auth(TERMINAL))
     assert response.status == 413
     assert (await response.json())["error"]["code"] == "payload-too-large"
+
+
+async def test_a_named_readers_reads_are_in_the_owners_access_log(port):
+    status, body = await _post(port, "dcsa-reefer", TERMINAL, _reefer_file(),
+                               f"?readers={CARRIER}")
+    assert status == 202 and body["readings"]["stored"] > 0
+    query = "/v1/telemetry/readings?subject=container:CSQU3054383&type=reefer"
+    assert (await port.get(query, CARRIER)).status == 200
+    assert (await port.get(query, TRADER)).status == 404
+    response = await port.get("/v1/access-log", TERMINAL)
+    entries = (await response.json())["entries"]
+    assert [(e["reader"], e["via"]) for e in entries] == [(CARRIER, "reading:named")]
+    # the owner's own reads are not logged
+    assert (await port.get(query, TERMINAL)).status == 200
+    response = await port.get("/v1/access-log", TERMINAL)
+    assert len((await response.json())["entries"]) == 1
