@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
 from devnet.simfeeds import cargo_imp, json_feeds
 from gateway.config import GatewayConfig
+from gateway.feeds import ais
+from gateway.feeds import api as feeds_api
 from gateway.feeds.model import MAX_FEED_BYTES
 from tests.support.intake import IntakeHarness, intake_harness
 
 TERMINAL, CARRIER, HAULIER, AIRLINE, CUSTOMS, TRADER = 2, 4, 7, 9, 10, 13
+DATA = Path(__file__).parents[2] / "data"
 T0 = 1_795_000_000  # 2026-11-18
 SHIPMENT = cargo_imp.AirShipment(awb="160-12345675", origin="HKG", destination="AMS",
                                  flight="CX0271", pieces=12, weight_kg=350.5)
@@ -160,3 +164,22 @@ async def test_a_named_readers_reads_are_in_the_owners_access_log(port):
     assert (await port.get(query, TERMINAL)).status == 200
     response = await port.get("/v1/access-log", TERMINAL)
     assert len((await response.json())["entries"]) == 1
+
+
+async def test_an_ais_log_is_stored_as_it_streams(port, monkeypatch):
+    monkeypatch.setattr(feeds_api, "AIS_BATCH", 500)  # many batches from one upload
+    monkeypatch.setattr(feeds_api, "CHUNK_BYTES", 4096)
+    log = (DATA / "ais" / "gpsd-ais-nmea.log").read_bytes()
+    status, body = await _post(port, "auto", TERMINAL, log)
+    assert status == 202, body
+    whole = ais.parse(log, received_at=T0)
+    assert body["format"] == "ais"
+    assert body["summary"]["readings"] == len(whole.readings) > 100
+    assert body["summary"]["errors"] == len(whole.errors)
+    assert body["summary"]["stats"]["sentences"] == whole.stats["sentences"]
+    assert body["readings"]["stored"] + body["readings"]["duplicate"] == len(whole.readings)
+    status, again = await _post(port, "ais", TERMINAL, log)
+    assert status == 202 and again["readings"]["stored"] == 0
+    # a bank may not publish AIS: parsed and reported, nothing stored
+    status, refused = await _post(port, "ais", TRADER, log)
+    assert status == 422 and refused["error"]["code"] == "nothing-accepted"
