@@ -52,12 +52,9 @@ from gateway.events.model import CanonicalEvent, Reference
 from gateway.feeds import json_messages
 from gateway.feeds.json_messages import JsonMessage, SeenIds
 from gateway.feeds.model import (
-    FeedError,
     MessageError,
-    ParsedEvent,
     ParseResult,
     checked,
-    message_key,
     not_this_format,
     reference,
 )
@@ -105,24 +102,14 @@ def parse(data: bytes, *, received_at: int) -> ParseResult:
     messages = [m for m in items if isinstance(m, JsonMessage)]
     if messages and not any(json_messages.mentions(m.value, _MARKERS, 1) for m in messages):
         return not_this_format(FORMAT, "no customs status message in it (no declarationNumber)")
-    result = ParseResult(FORMAT, stats={"messages": 0, "refused": 0, "duplicates": 0})
     seen = SeenIds()
-    for item in items:
-        if isinstance(item, FeedError):
-            result.errors.append(item)
-            continue
-        result.stats["messages"] += 1
-        try:
-            events = _message(item, seen)
-        except MessageError as exc:
-            result.stats["refused"] += 1
-            result.errors.append(FeedError(item.line, exc.code, str(exc)))
-            continue
-        if events is None:
-            result.stats["duplicates"] += 1
-            continue
-        result.events.extend(events)
-    return result
+
+    def take(item: JsonMessage) -> json_messages.Taken:
+        events = json_messages.keyed(FORMAT, item, seen, "messageId", events_of(item.value),
+                                     conflict="duplicate-message-id")
+        return None if events is None else (events, [])
+
+    return json_messages.collect(FORMAT, items, take)
 
 
 def _text(raw: dict[str, Any], name: str) -> str | None:
@@ -209,20 +196,3 @@ def _containers(raw: Any, flags: list[dict[str, str]]) -> list[Reference]:
     return out
 
 
-def _message(item: JsonMessage, seen: SeenIds) -> list[ParsedEvent] | None:
-    """The events of one message with their keys (None: a duplicate of an earlier one)."""
-    events = events_of(item.value)
-    raw = item.value
-    body = json_messages.canonical_json(raw)
-    message_id = raw.get("messageId")
-    verdict = seen.check(message_id if isinstance(message_id, str) else body, raw)
-    if verdict == "duplicate":
-        return None
-    if verdict == "conflict":
-        raise MessageError("duplicate-message-id", f"/messageId: {message_id} names another "
-                           "message earlier in the feed")
-    if isinstance(message_id, str):
-        keys = [json_messages.event_key(FORMAT, message_id, i) for i in range(len(events))]
-    else:
-        keys = [message_key(FORMAT, body, i) for i in range(len(events))]
-    return [ParsedEvent(e, k, item.line) for e, k in zip(events, keys, strict=True)]

@@ -84,7 +84,6 @@ from gateway.events.model import CanonicalEvent, EventError, Reference, parse_ti
 from gateway.feeds import json_messages
 from gateway.feeds.json_messages import JsonMessage, SeenIds
 from gateway.feeds.model import (
-    FeedError,
     MessageError,
     ParsedEvent,
     ParseResult,
@@ -268,31 +267,14 @@ def parse(data: bytes, *, received_at: int) -> ParseResult:
     messages = [m for m in items if isinstance(m, JsonMessage)]
     if messages and not any(json_messages.mentions(m.value, _MARKERS, 2) for m in messages):
         return not_this_format(FORMAT, "no DCSA Reefer event in it (no metadata / payload)")
-    result = ParseResult(FORMAT, stats={"messages": 0, "refused": 0, "duplicates": 0,
-                                        "retractions": 0})
     seen = SeenIds()
-    for item in items:
-        if isinstance(item, FeedError):
-            result.errors.append(item)
-            continue
-        result.stats["messages"] += 1
-        try:
-            events, readings = _message(item, seen)
-        except MessageError as exc:
-            result.stats["refused"] += 1
-            result.errors.append(FeedError(item.line, exc.code, str(exc)))
-            continue
-        except RecursionError:
-            result.stats["refused"] += 1
-            result.errors.append(FeedError(item.line, "invalid-dcsa-event",
-                                           "event nested too deeply"))
-            continue
-        if readings is None:
-            result.stats["duplicates"] += 1
-            continue
-        result.events.extend(events)
-        result.readings.extend(readings)
-        result.stats["retractions"] += sum(1 for r in readings if r.subject is None)
+
+    def take(item: JsonMessage) -> json_messages.Taken:
+        events, readings = _message(item, seen)
+        return None if readings is None else (events, readings)
+
+    result = json_messages.collect(FORMAT, items, take, stats=("retractions",))
+    result.stats["retractions"] = sum(1 for r in result.readings if r.subject is None)
     return result
 
 

@@ -28,7 +28,6 @@ from gateway.events import dcsa
 from gateway.feeds import json_messages
 from gateway.feeds.json_messages import JsonMessage, SeenIds
 from gateway.feeds.model import (
-    FeedError,
     MessageError,
     ParsedEvent,
     ParseResult,
@@ -80,21 +79,15 @@ def parse(data: bytes, *, received_at: int) -> ParseResult:
             and not any(isinstance(m.value, dict) and "eventType" in m.value for m in messages)):
         return not_this_format(FORMAT, "DCSA T&T 3.0 events (eventClassification): the "
                                "gateway reads T&T 2.2")
-    result = ParseResult(FORMAT, stats={"messages": 0, "refused": 0, "duplicates": 0})
     seen = SeenIds()
-    for item in items:
-        if isinstance(item, FeedError):
-            result.errors.append(item)
-            continue
-        result.stats["messages"] += 1
+
+    def take(item: JsonMessage) -> json_messages.Taken:
         try:
-            result.events.extend(_message(item, seen))
-        except MessageError as exc:
-            result.stats["refused"] += 1
-            result.errors.append(FeedError(item.line, exc.code, str(exc)))
+            return _message(item, seen), []
         except _Duplicate:
-            result.stats["duplicates"] += 1
-    return result
+            return None
+
+    return json_messages.collect(FORMAT, items, take)
 
 
 class _Duplicate(Exception):

@@ -58,7 +58,6 @@ from gateway.feeds.model import (
     ParsedEvent,
     ParseResult,
     checked,
-    message_key,
     not_this_format,
     reference,
 )
@@ -295,18 +294,5 @@ def events_of(event: Any) -> list[CanonicalEvent]:
 
 def _message(item: JsonMessage, seen: SeenIds) -> list[ParsedEvent] | None:
     """The events of one EPCIS event with their keys (None: a duplicate)."""
-    events = events_of(item.value)
-    raw = item.value
-    body = json_messages.canonical_json(raw)
-    event_id = raw.get("eventID")
-    verdict = seen.check(event_id if isinstance(event_id, str) else body, raw)
-    if verdict == "duplicate":
-        return None
-    if verdict == "conflict":
-        raise MessageError("duplicate-event-id", f"/eventID: {event_id[:80]} names another "
-                           "event earlier in the feed")
-    if isinstance(event_id, str):
-        keys = [json_messages.event_key(FORMAT, event_id, i) for i in range(len(events))]
-    else:
-        keys = [message_key(FORMAT, body, i) for i in range(len(events))]
-    return [ParsedEvent(e, k, item.line) for e, k in zip(events, keys, strict=True)]
+    return json_messages.keyed(FORMAT, item, seen, "eventID", events_of(item.value),
+                               conflict="duplicate-event-id")

@@ -31,14 +31,18 @@ from datetime import datetime
 from typing import Any
 
 from gateway import jsonbody
-from gateway.events.model import EventError, parse_time
+from gateway.events.model import CanonicalEvent, EventError, parse_time
 from gateway.feeds.model import (
     MAX_FEED_BYTES,
     MAX_JSON_DEPTH,
     FeedError,
     MessageError,
+    ParsedEvent,
+    ParseResult,
     decode_text,
+    message_key,
 )
+from gateway.telemetry.model import Reading
 
 #: How much of the input ``sniff`` looks at.
 HEAD_BYTES = 4096
@@ -164,6 +168,64 @@ class SeenIds:
             self._digests[message_id] = digest
             return "new"
         return "duplicate" if known == digest else "conflict"
+
+
+#: What one message gave: its events and readings; None for a repeat of an earlier message.
+Taken = tuple[list[ParsedEvent], list[Reading]] | None
+
+
+def collect(fmt: str, items: Sequence[JsonMessage | FeedError],
+            take: Callable[[JsonMessage], Taken],
+            stats: Sequence[str] = ()) -> ParseResult:
+    """The result of a JSON feed: ``take`` reads each message (all or nothing: a
+    :class:`MessageError` refuses it with a typed error on its line), errors of the reading
+    stay in order; ``stats`` counts messages, refused, duplicates (and the extra names)."""
+    result = ParseResult(fmt, stats=dict.fromkeys(("messages", "refused", "duplicates",
+                                                   *stats), 0))
+    for item in items:
+        if isinstance(item, FeedError):
+            result.errors.append(item)
+            continue
+        result.stats["messages"] += 1
+        try:
+            taken = take(item)
+        except MessageError as exc:
+            result.stats["refused"] += 1
+            if exc.code:  # an empty code: refused, and already reported once for its document
+                result.errors.append(FeedError(item.line, exc.code, str(exc)))
+            continue
+        except RecursionError:
+            result.stats["refused"] += 1
+            result.errors.append(FeedError(item.line, "too-deep", "message nested too deeply"))
+            continue
+        if taken is None:
+            result.stats["duplicates"] += 1
+            continue
+        result.events.extend(taken[0])
+        result.readings.extend(taken[1])
+    return result
+
+
+def keyed(fmt: str, item: JsonMessage, seen: SeenIds, id_field: str,
+          events: Sequence[CanonicalEvent], *, conflict: str) -> list[ParsedEvent] | None:
+    """``events`` of one message with their idempotency keys: from the message's own id
+    (``id_field``) when it has one, else from its canonical JSON; None for a repeat of an
+    earlier message, :class:`MessageError` ``conflict`` for another message under a known
+    id."""
+    raw = item.value
+    body = canonical_json(raw)
+    message_id = raw.get(id_field) if isinstance(raw, dict) else None
+    verdict = seen.check(message_id if isinstance(message_id, str) else body, raw)
+    if verdict == "duplicate":
+        return None
+    if verdict == "conflict":
+        raise MessageError(conflict, f"/{id_field}: {str(message_id)[:80]} names another "
+                           "message earlier in the feed")
+    if isinstance(message_id, str):
+        keys = [event_key(fmt, message_id, i) for i in range(len(events))]
+    else:
+        keys = [message_key(fmt, body, i) for i in range(len(events))]
+    return [ParsedEvent(e, k, item.line) for e, k in zip(events, keys, strict=True)]
 
 
 class _Lines:
