@@ -14,6 +14,7 @@ from aiohttp import web
 from gateway import errors, nodeclient, openapi, ops
 from gateway.accounts import api as accounts
 from gateway.accounts import auth, oidc
+from gateway.alerts import api as alerts
 from gateway.appkeys import BODY_LIMIT, CONFIG
 from gateway.confidential import keystore
 from gateway.config import GatewayConfig
@@ -46,6 +47,7 @@ MODULES = (
     api_dcsa,
     api_feeds,
     subscriptions,
+    alerts,
     api_proofs,
     pages,
     openapi,

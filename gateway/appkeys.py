@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from gateway.accounts.store import Accounts
+    from gateway.alerts.api import AlertService
     from gateway.confidential.keystore import Keystore
     from gateway.config import GatewayConfig
     from gateway.feeds.ais_stream import AisStream
@@ -74,3 +75,5 @@ SUBSCRIPTIONS: web.AppKey[Subscriptions] = web.AppKey('subscriptions')
 PROOF_REQUESTS: web.AppKey[ProofRequestStore] = web.AppKey('proof_requests')
 #: The AIS network feeds the gateway runs (``extra.feeds.ais_streams``).
 AIS_STREAMS: web.AppKey[list[AisStream]] = web.AppKey('ais_streams')
+#: The alert service (store, engine, webhooks, mailer).
+ALERTS: web.AppKey[AlertService] = web.AppKey('alerts')

@@ -1,0 +1,746 @@
+"""The alert engine: evaluates the pure rules incrementally, per organisation, over what each
+organisation may read, and records episodes and transitions once.
+
+::
+
+    indexer commits a block range ─► on_indexed(batch)            (the listener subscriptions use)
+    telemetry store, new reading ids ─► poll_readings()            (every reading_poll_seconds)
+    clock, every clock_seconds ─► clock_pass()                     (rules.due over the store)
+        per organisation hosted here (active, on chain, with keys):
+            which of the new events/readings it may read — Entitlements (owner, named reader,
+            grant, reference held through a follow or a known subject) / the telemetry rule
+            ─► the subjects they touch (the subject; a document's containers; the vessel an ETA
+               names), links remembered both ways
+            ─► per subject: the facts from the events and readings IT may read (decrypted with
+               its keys), its settings and the tariff of the box's terminal and carrier
+            ─► rules.evaluate(previous = its stored states)
+            ─► AlertStore.record: changed episodes, transitions, wake times (one transaction)
+        ─► Dispatcher: webhooks and mail
+
+**Visibility.** An organisation's alerts are computed only from events its Entitlements open
+and readings the telemetry rule gives it, so an alert never shows a reader what an owner did
+not let it see; as a second check every alert's sources must be among them
+(:func:`gateway.alerts.model.readable_by`), or it is dropped and logged. An organisation
+evaluating a subject holds its reference (it read a record naming it, or follows it): records
+published "readable by reference holders" of that subject and its linked documents count, as
+they would if a user typed the number into tracking.
+
+**Restart safety.** Episodes are keyed by their episode key per organisation; an evaluation
+compares with the stored states, so re-processing a batch after a crash records nothing new.
+``progress`` marks how far the engine got through the read model (event ids) and the telemetry
+store (reading ids); at start-up it catches up from there. On the very first start it reads the
+read model's history without delivering it (old news is recorded, not sent).
+
+**Order.** Events and readings share one receive order: ``(recorded time << 32) | id`` (block
+time and event id; stored time and reading id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from gateway.accounts.store import Accounts
+from gateway.alerts.delivery import Dispatcher
+from gateway.alerts.facts import DOCUMENT_KINDS, Facts, Measured, Observed, build_facts
+from gateway.alerts.model import Alert, by_key, readable_by
+from gateway.alerts.rules import Settings, SettingsError, StorageSettings, evaluate
+from gateway.alerts.store import AlertStore
+from gateway.alerts.tariff import Tariff, TariffError, last_free_day, meter, money, parse_tariff
+from gateway.config import ConfigError, GatewayConfig, settings_from
+from gateway.events import identifiers
+from gateway.events.model import CanonicalEvent, Reference
+from gateway.isotime import iso_time
+from gateway.principal import Principal
+from gateway.readside.readmodel import EVENT_SCOPE, SUBJECT_SCOPE, EventFilter, IndexedEvent
+from gateway.telemetry.records import StoredReading
+from gateway.telemetry.store import TelemetryStore
+from gateway.telemetry.visibility import Viewer, entitlement
+from gateway.tracking.service import Tracking
+from gateway.tracking.visibility import Reader, VisibleEvent, key_of
+
+log = logging.getLogger("portledger.gateway.alerts")
+
+#: Scopes of the background principal the engine reads for.
+READ_SCOPES = frozenset({"events:read", "tracking:read"})
+
+#: Names of the progress marks.
+EVENTS, READINGS = "events", "readings"
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """``config.extra["alerts"]`` (all optional)."""
+
+    rules: dict[str, Any] = field(default_factory=dict)
+    """Rule settings for every organisation (:meth:`Settings.merged` form); an organisation's
+    own (``PUT /v1/alerts/settings``) apply on top."""
+    tariff: Any = None
+    """The default storage tariff (a tariff object, or the path of its JSON file) for boxes at
+    a terminal that published none; None: only published tariffs give storage alerts."""
+    smtp: Any = None
+    """SMTP settings (:class:`gateway.alerts.mail.SmtpSettings`); None: no e-mail."""
+    clock_seconds: float = 60.0
+    """How often the clock pass runs."""
+    reading_poll_seconds: float = 0.5
+    """How often new telemetry readings are looked for."""
+    ais_min_seconds: float = 60.0
+    """A vessel is re-evaluated for new AIS positions at most this often."""
+    max_readings: int = 2000
+    """Newest readings of a subject read into its facts."""
+    max_follows: int = 10_000
+    """References one organisation may follow."""
+    state_cache_entries: int = 200_000
+    """(organisation, subject) states and facts kept in memory."""
+    facts_ttl_seconds: float = 3600.0
+    """A subject's cached facts are rebuilt from the read model after this long (the clock
+    pass uses them; grants that lapse are seen within this time)."""
+
+    def __post_init__(self) -> None:
+        if min(self.clock_seconds, self.reading_poll_seconds) <= 0 or self.max_readings < 1:
+            raise ConfigError("alerts: clock_seconds, reading_poll_seconds > 0; "
+                              "max_readings >= 1")
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig) -> AlertSettings:
+        settings = settings_from(cls, config.extra.get("alerts"), 'extra["alerts"]')
+        try:
+            Settings().merged(settings.rules)
+        except SettingsError as exc:
+            raise ConfigError(f'extra["alerts"].rules: {exc}') from None
+        return settings
+
+    def default_tariff(self) -> dict[str, Any] | None:
+        """The default tariff's JSON (read from its file when a path is given)."""
+        if self.tariff is None:
+            return None
+        if isinstance(self.tariff, str):
+            try:
+                raw = json.loads(Path(self.tariff).read_text())
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f'extra["alerts"].tariff: {exc}') from None
+        else:
+            raw = self.tariff
+        try:
+            parse_tariff(raw)
+        except TariffError as exc:
+            raise ConfigError(f'extra["alerts"].tariff: {exc}') from None
+        if not isinstance(raw, dict):
+            raise ConfigError('extra["alerts"].tariff: a tariff object')
+        return raw
+
+
+# -- tariffs ----------------------------------------------------------------------------------------
+class TariffBook:
+    """The published tariffs and the one that applies to a box.
+
+    A terminal publishes its tariff (``PUT /v1/alerts/tariffs/terminal/{org}``): it prices the
+    boxes its availability (or entry) event made available. A carrier publishes its own
+    (``.../carrier/{org}``) naming its SCAC codes (``scac``): for its boxes the carrier's free
+    days, counting and bands override the terminal's — the tariff format's ``carriers`` override,
+    "the carrier's negotiated free time wins". A terminal without a published tariff uses the
+    gateway's default (``extra["alerts"]["tariff"]``) if there is one.
+    """
+
+    def __init__(self, store: AlertStore, default: dict[str, Any] | None) -> None:
+        self.store = store
+        self.default = default
+        self.version = 0
+        self._terminals: dict[int, dict[str, Any]] = {}
+        self._carriers: dict[str, dict[str, Any]] = {}
+        self._cache: dict[tuple[int | None, str | None], Tariff | None] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the published tariffs again (after a PUT)."""
+        self._terminals, self._carriers, self._cache = {}, {}, {}
+        for scope, org, body, _ in self.store.tariffs():
+            if scope == "terminal":
+                self._terminals[org] = body
+            else:
+                for scac in body.get("scac", []):
+                    self._carriers[str(scac).upper()] = body
+        self.version += 1
+
+    def for_box(self, terminal: int | None, carrier: str | None) -> Tariff | None:
+        """The tariff of a box made available by ``terminal`` (chain organisation) and
+        carried by ``carrier`` (SCAC); None if none applies."""
+        base_key = terminal if terminal in self._terminals else None
+        line = (carrier or "").upper()
+        line_key = line if line in self._carriers else None
+        key = (base_key, line_key)
+        if key not in self._cache:
+            self._cache[key] = self._compose(base_key, line_key)
+        return self._cache[key]
+
+    def _compose(self, terminal: int | None, carrier: str | None) -> Tariff | None:
+        base = self._terminals.get(terminal) if terminal is not None else self.default
+        line = self._carriers.get(carrier) if carrier is not None else None
+        if base is None and line is None:
+            return None
+        if base is None:
+            assert line is not None
+            return _parsed({k: v for k, v in line.items() if k != "scac"})
+        if line is not None and carrier is not None:
+            override = {k: line[k] for k in ("free_days", "counting", "charge_days", "bands")
+                        if k in line}
+            carriers = {k: v for k, v in dict(base.get("carriers") or {}).items()
+                        if k.upper() != carrier}
+            composed = _parsed({**base, "carriers": {**carriers, carrier: override}})
+            if composed is not None:
+                return composed
+        return _parsed(base)
+
+
+def _parsed(raw: dict[str, Any]) -> Tariff | None:
+    try:
+        return parse_tariff(json.loads(json.dumps(raw), parse_float=Decimal))
+    except TariffError as exc:
+        log.warning("alerts: a stored tariff does not validate: %s", exc)
+        return None
+
+
+
+
+# -- the storage meter view -------------------------------------------------------------------------
+def storage_meter(facts: Facts, tariff: Tariff | None, settings: StorageSettings,
+                  now: int) -> dict[str, Any]:
+    """The storage meter of a container's latest yard stay as of ``now`` (``GET
+    /v1/alerts/storage/{container}``): days in yard, last free day, accrued and per day in
+    HK$, the holds that block the pick-up — whether or not an alert is open yet."""
+    stay = facts.stays[-1] if facts.stays else None
+    body: dict[str, Any] = {"container": facts.subject.value, "in_yard": False}
+    if stay is None or stay.available is None:
+        body["reason"] = ("no yard stay seen" if stay is None else
+                          "entered by gate-in; not available for pick-up")
+        return body
+    available = stay.available.event.event_time
+    exit_time = stay.exit.event.event_time if stay.exit is not None else None
+    if exit_time is not None and exit_time > now:
+        exit_time = None
+    size = facts.equipment.size or settings.default_size
+    held = [h for h in facts.holds if h.active(now if exit_time is None else exit_time)]
+    body.update({
+        "in_yard": exit_time is None and available <= now,
+        "available": iso_time(available),
+        "terminal": stay.terminal or None,
+        "carrier": facts.carrier,
+        "size": size,
+        "size_known": facts.equipment.size is not None,
+        "reefer": facts.equipment.reefer,
+        "gated_out": iso_time(exit_time) if exit_time is not None else None,
+        "holds": [h.to_json() for h in held],
+        "hold_reason": ", ".join(sorted({h.kind for h in held})) or None,
+        "pick_up_blocked": bool(held),
+    })
+    if tariff is None:
+        body["tariff"] = None
+        body["reason"] = "no tariff applies (the terminal published none)"
+        return body
+    calendar = tariff.calendar
+    schedule, via = tariff.schedule(stay.terminal, facts.carrier)
+    day1 = calendar.local_date(available)
+    lfd, _ = last_free_day(schedule.free_days, schedule.counting, day1, calendar)
+    through = calendar.local_date(exit_time if exit_time is not None else max(now, available))
+    m = meter(schedule, calendar, day1, through, size=size, reefer=facts.equipment.reefer)
+    body.update({
+        "tariff": via,
+        "tariff_label": tariff.label or tariff.name or None,
+        "currency": tariff.currency,
+        "free_days": schedule.free_days,
+        "counting": schedule.counting,
+        "last_free_day": lfd.isoformat(),
+        "days_in_yard": m.days_in_yard,
+        "days_left": (lfd - through).days,
+        "charged_days": m.charged_days,
+        "accrued": money(m.accrued_cents),
+        "per_day": money(m.per_day_cents),
+        "accrued_cents": m.accrued_cents,
+        "per_day_cents": m.per_day_cents,
+        "next_day_starts": iso_time(calendar.day_start(through + timedelta(days=1))),
+    })
+    if m.calendar_incomplete:
+        body["calendar_incomplete"] = True
+    return body
+
+
+# -- the engine -------------------------------------------------------------------------------------
+@dataclass
+class Recipient:
+    """An organisation hosted here that alerts are evaluated for, as of one job."""
+
+    org_id: int
+    chain_org: int
+    principal: Principal
+    follows: dict[bytes, Reference]
+    grants: frozenset[tuple[int, bytes]]
+    settings: Settings
+
+
+@dataclass
+class _Cached:
+    facts: Facts
+    terminal: int | None
+    readable: frozenset[str]
+    built: float
+
+
+class _LRU(OrderedDict[Any, Any]):
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = max(1, size)
+
+    def get_fresh(self, key: Any) -> Any:
+        found = self.get(key)
+        if found is not None:
+            self.move_to_end(key)
+        return found
+
+    def put(self, key: Any, value: Any) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+def order_of_event(block_time: int, event_id: int) -> int:
+    return (block_time << 32) | (event_id & 0xFFFFFFFF)
+
+
+def _vessel_named(event: CanonicalEvent) -> Reference | None:
+    if event.event_type != "TRANSPORT.ARRI" or event.subject.kind == "vessel":
+        return None
+    vessel = event.details.get("vessel")
+    if isinstance(vessel, dict) and isinstance(vessel.get("imo"), str):
+        try:
+            return Reference("vessel", identifiers.normalise("vessel", vessel["imo"]))
+        except identifiers.IdentifierError:
+            return None
+    return next((r for r in event.related if r.kind == "vessel"), None)
+
+
+def touched(event: CanonicalEvent) -> tuple[set[Reference], list[tuple[Reference, Reference]]]:
+    """The subjects an event may change alerts of, and the links it shows (pure)."""
+    subject = event.subject
+    found = {subject}
+    links: list[tuple[Reference, Reference]] = []
+    if subject.kind in DOCUMENT_KINDS:
+        for ref in event.related:
+            if ref.kind == "container":
+                found.add(ref)
+                links.append((ref, subject))
+    elif subject.kind == "container":
+        links += [(subject, ref) for ref in event.related if ref.kind in DOCUMENT_KINDS]
+    vessel = _vessel_named(event)
+    if vessel is not None:
+        found.add(vessel)
+        links.append((vessel, subject))
+    if event.event_type == "TRANSPORT.ARRI" and subject.kind == "vessel":
+        found.add(subject)
+    return found, links
+
+
+class AlertEngine:
+    """Evaluates alerts per organisation (module docstring)."""
+
+    def __init__(self, *, store: AlertStore, tracking: Tracking, accounts: Accounts,
+                 telemetry: TelemetryStore | None, settings: AlertSettings,
+                 tariffs: TariffBook, dispatcher: Dispatcher,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.tracking = tracking
+        self.model = tracking.model
+        self.accounts = accounts
+        self.telemetry = telemetry
+        self.settings = settings
+        self.tariffs = tariffs
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self.base = Settings().merged(settings.rules)
+        self._org_settings: dict[int, Settings] | None = None
+        self._follows: dict[int, list[Reference]] | None = None
+        self._states = _LRU(settings.state_cache_entries)
+        self._facts = _LRU(settings.state_cache_entries)
+        self._known: dict[int, dict[bytes, str]] = {}
+        self._wakes = _LRU(settings.state_cache_entries)
+        self._ais_last: dict[str, float] = {}
+        self._ais_pending: dict[str, float] = {}
+        self._lock = asyncio.Lock()
+        self.evaluations = 0
+        self.transitions = 0
+
+    # -- configuration changes (the API calls these) --------------------------------------------
+    def follows_changed(self) -> None:
+        self._follows = None
+
+    def settings_changed(self) -> None:
+        self._org_settings = None
+
+    def tariffs_changed(self) -> None:
+        self.tariffs.reload()
+
+    # -- recipients ------------------------------------------------------------------------------
+    def settings_of(self, org_id: int) -> Settings:
+        if self._org_settings is None:
+            loaded = {}
+            for org, body in self.store.org_settings().items():
+                try:
+                    loaded[org] = self.base.merged(body)
+                except SettingsError:
+                    log.warning("alerts: stored settings of organisation %d are invalid", org)
+            self._org_settings = loaded
+        return self._org_settings.get(org_id, self.base)
+
+    def recipients(self) -> list[Recipient]:
+        """The organisations alerts are evaluated for: active, on chain, keys held here."""
+        if self._follows is None:
+            self._follows = self.store.followers()
+        now = self.clock()
+        out = []
+        for org in self.accounts.organisations("active"):
+            if org.chain_org is None or self.tracking.keystore is None:
+                continue
+            try:
+                self.tracking.keystore.get(org.id)
+            except KeyError:
+                continue
+            grants = frozenset(
+                (g.owner, g.target) for g in self.model.grants_of_reader(org.chain_org)
+                if g.in_force(now) and g.scope in (SUBJECT_SCOPE, EVENT_SCOPE))
+            follows = {key_of(r.value): r for r in self._follows.get(org.id, [])}
+            principal = self.accounts.principal_for_org(org.id, READ_SCOPES)
+            out.append(Recipient(org.id, org.chain_org, principal, follows, grants,
+                                 self.settings_of(org.id)))
+        return out
+
+    def recipient(self, org_id: int) -> Recipient | None:
+        return next((r for r in self.recipients() if r.org_id == org_id), None)
+
+    def _known_keys(self, org_id: int) -> dict[bytes, str]:
+        """Subject key -> reference of every subject evaluated for the organisation."""
+        known = self._known.get(org_id)
+        if known is None:
+            known = self._known[org_id] = {key_of(ref.value): ref.value
+                                           for ref in self.store.subjects_of(org_id)}
+        return known
+
+    def _may_read(self, r: Recipient, ev: IndexedEvent) -> bool:
+        """Cheap pre-check on clear metadata before Entitlements decides and decrypts."""
+        return (ev.publisher == r.chain_org or r.chain_org in ev.readers
+                or (ev.reference_readable and (ev.subject in r.follows
+                                               or ev.subject in self._known_keys(r.org_id)))
+                or (ev.publisher, ev.subject) in r.grants
+                or (ev.publisher, ev.event_id.to_bytes(32, "big")) in r.grants)
+
+    def _reader(self, r: Recipient) -> Reader:
+        reader = self.tracking.reader(r.principal)
+        reader.held.update({k: ref.value for k, ref in r.follows.items()})
+        return reader
+
+    # -- jobs ---------------------------------------------------------------------------------------
+    async def on_indexed(self, batch: list[IndexedEvent], *, deliver: bool = True) -> int:
+        """Indexer listener: evaluate what the new events change, for every organisation that
+        may read them. Returns the transitions recorded."""
+        if not batch:
+            return 0
+        async with self._lock:
+            self.tracking.sync()
+            recorded = 0
+            for r in self.recipients():
+                try:
+                    recorded += await self._on_events(r, batch, deliver)
+                except Exception:
+                    log.exception("alerts: evaluation failed", extra={"org": r.org_id})
+            self.store.set_progress(EVENTS, max(ev.event_id for ev in batch))
+        self.dispatcher.dispatch()
+        return recorded
+
+    async def _on_events(self, r: Recipient, batch: list[IndexedEvent], deliver: bool) -> int:
+        candidates = [ev for ev in batch if self._may_read(r, ev)]
+        if not candidates:
+            return 0
+        reader = self._reader(r)
+        known = self._known_keys(r.org_id)
+        for ev in candidates:  # the reference of a subject it evaluated before is held
+            if ev.reference_readable and ev.subject not in reader.held and ev.subject in known:
+                reader.held[ev.subject] = known[ev.subject]
+        visible = self.tracking.entitlements.visible(reader, candidates)
+        subjects: set[Reference] = set()
+        links: list[tuple[Reference, Reference]] = []
+        for seen in visible:
+            found, shown = touched(seen.event)
+            subjects |= found
+            links += shown
+        self.store.add_links(r.org_id, links)
+        return await self._evaluate_many(r, subjects, deliver=deliver)
+
+    async def _evaluate_many(self, r: Recipient, subjects: Iterable[Reference], *,
+                             deliver: bool, cached: bool = False, now: int | None = None) -> int:
+        recorded = 0
+        for i, subject in enumerate(sorted(subjects, key=lambda s: (s.kind, s.value))):
+            recorded += self.evaluate_subject(r, subject, deliver=deliver, cached=cached,
+                                              now=now)
+            if i % 50 == 49:
+                await asyncio.sleep(0)  # let requests in between
+        return recorded
+
+    async def evaluate_followed(self, r: Recipient, refs: Sequence[Reference]) -> int:
+        """Evaluate newly followed references at once (what the organisation may already read
+        about them counts); the transitions recorded."""
+        async with self._lock:
+            recorded = await self._evaluate_many(r, refs, deliver=True)
+        self.dispatcher.dispatch()
+        return recorded
+
+    async def poll_readings(self, *, limit: int = 2000) -> int:
+        """Evaluate what the telemetry readings stored since the last look change."""
+        if self.telemetry is None:
+            return 0
+        after = self.store.progress(READINGS)
+        if after is None:  # first start: readings already stored are history
+            counts = await asyncio.to_thread(self.telemetry.counts)
+            last = sum(n for name, n in counts.items() if name != "unbatched")
+            self.store.set_progress(READINGS, last)
+            return 0
+        found = await asyncio.to_thread(self._readings_after, after, limit)
+        now = self.clock()
+        async with self._lock:
+            recorded = 0
+            if found:
+                recorded += await self._on_readings(found, now)
+                self.store.set_progress(READINGS, found[-1].id)
+            due = [v for v, at in self._ais_pending.items() if at <= now]
+            for vessel in due:
+                del self._ais_pending[vessel]
+                recorded += await self._on_vessel(vessel, now)
+        if recorded:
+            self.dispatcher.dispatch()
+        return recorded
+
+    def _readings_after(self, after: int, limit: int) -> list[StoredReading]:
+        """Readings with ids after ``after`` (the store's ids are consecutive: rows are only
+        ever added, ``INTEGER PRIMARY KEY``), at most ``limit``."""
+        assert self.telemetry is not None
+        out = []
+        for reading_id in range(after + 1, after + 1 + limit):
+            stored = self.telemetry.reading(reading_id)
+            if stored is None:
+                break
+            out.append(stored)
+        return out
+
+    async def _on_readings(self, found: list[StoredReading], now: float) -> int:
+        boxes: dict[Reference, list[StoredReading]] = {}
+        for stored in found:
+            subject = stored.reading.subject
+            if subject is None:
+                continue
+            if stored.reading.type == "reefer" and subject.kind == "container":
+                boxes.setdefault(subject, []).append(stored)
+            elif stored.reading.type == "ais-position" and subject.kind == "vessel":
+                last = self._ais_last.get(subject.value, 0.0)
+                if now - last >= self.settings.ais_min_seconds:
+                    self._ais_pending[subject.value] = now
+                else:
+                    self._ais_pending.setdefault(subject.value,
+                                                 last + self.settings.ais_min_seconds)
+        recorded = 0
+        if not boxes:
+            return 0
+        for r in self.recipients():
+            mine = []
+            for box, readings in boxes.items():
+                known = (key_of(box.value) in r.follows
+                         or key_of(box.value) in self._known_keys(r.org_id))
+                viewer = Viewer(r.org_id, r.chain_org, by_reference=known)
+                if any(entitlement(viewer, s.access) is not None for s in readings):
+                    mine.append(box)
+            if mine:
+                recorded += await self._evaluate_many(r, mine, deliver=True)
+        return recorded
+
+    async def _on_vessel(self, vessel: str, now: float) -> int:
+        self._ais_last[vessel] = now
+        ref = Reference("vessel", vessel)
+        watchers = set(self.store.watchers(ref))
+        recorded = 0
+        for r in self.recipients():
+            if r.org_id in watchers:
+                recorded += self.evaluate_subject(r, ref, deliver=True)
+        return recorded
+
+    async def clock_pass(self, now: int | None = None) -> int:
+        """Re-evaluate the subjects time alone may have changed (:func:`rules.due` over the
+        store's indexes); the transitions recorded."""
+        at = int(self.clock()) if now is None else now
+        async with self._lock:
+            pairs = self.store.due(at)
+            if not pairs:
+                return 0
+            by_org: dict[int, list[Reference]] = {}
+            for org_id, subject in pairs:
+                by_org.setdefault(org_id, []).append(subject)
+            recorded = 0
+            for r in self.recipients():
+                subjects = by_org.get(r.org_id)
+                if subjects:
+                    recorded += await self._evaluate_many(r, subjects, deliver=True,
+                                                          cached=True, now=at)
+        self.dispatcher.dispatch()
+        return recorded
+
+    async def catch_up(self, *, page: int = 1000, max_pages: int = 100_000) -> int:
+        """Evaluate what the read model holds beyond the progress mark (start-up). On a first
+        start (no mark yet) the whole history is evaluated without delivering it."""
+        after = self.store.progress(EVENTS)
+        deliver = after is not None
+        cursor = after or 0
+        seen = 0
+        for _ in range(max_pages):
+            batch = self.model.find_events(EventFilter(after_id=cursor, limit=page))
+            if not batch:
+                break
+            await self.on_indexed(batch, deliver=deliver)
+            cursor = batch[-1].event_id
+            seen += len(batch)
+        if after is None:
+            self.store.set_progress(EVENTS, cursor)
+        return seen
+
+    # -- one subject ----------------------------------------------------------------------------
+    def facts_of(self, r: Recipient, subject: Reference,
+                 ) -> tuple[Facts, int | None, frozenset[str]]:
+        """The facts of ``subject`` from what ``r`` may read; the chain organisation that made
+        its latest yard stay available (for the tariff); the ids of what they rest on."""
+        reader = self._reader(r)
+        linked = (self.store.links_of(r.org_id, subject)
+                  if subject.kind in ("container", "vessel") else [])
+        refs = [subject, *(ref for ref in linked if ref.kind in DOCUMENT_KINDS)]
+        for ref in refs:
+            reader.held[key_of(ref.value)] = ref.value
+        indexed = self.model.events_of_subjects(list(dict.fromkeys(key_of(x.value)
+                                                                   for x in refs)))
+        visible = [v for v in self.tracking.entitlements.visible(reader, indexed)
+                   if not v.retracted_by]
+        publishers = {str(v.event_id): v.publisher for v in visible}
+        observed = [Observed(v.event, order_of_event(v.block_time, v.event_id),
+                             v.publisher_name, str(v.event_id), v.block_time) for v in visible]
+        measured = self._measured(r, subject, visible)
+        facts = build_facts(observed, measured).get(subject) or Facts(subject)
+        terminal = None
+        if facts.stays:
+            stay = facts.stays[-1]
+            terminal = publishers.get((stay.available or stay.entry).source.ref)
+        readable = frozenset(publishers) | frozenset(m.ref for m in measured)
+        return facts, terminal, readable
+
+    def _measured(self, r: Recipient, subject: Reference,
+                  visible: Sequence[VisibleEvent]) -> list[Measured]:
+        if self.telemetry is None:
+            return []
+        if subject.kind == "container":
+            viewer = Viewer(r.org_id, r.chain_org, by_reference=True)
+            found, _ = self.telemetry.history(
+                "reefer", subject=subject, limit=self.settings.max_readings,
+                allow=lambda access: entitlement(viewer, access) is not None)
+        elif subject.kind == "vessel":
+            named = [v.block_time for v in visible if v.event.event_type == "TRANSPORT.ARRI"
+                     and v.event.classifier != "ACT"]
+            if not named:
+                return []
+            found, _ = self.telemetry.history("ais-position", subject=subject,
+                                              since=min(named) - 86_400,
+                                              limit=min(500, self.settings.max_readings))
+        else:
+            return []
+        names = {}
+        out = []
+        for stored in found:
+            owner = stored.owner
+            if owner not in names:
+                names[owner] = (self.tracking.publisher_name(owner) if owner is not None
+                                else f"organisation {stored.org_id}")
+            out.append(Measured(stored.reading, order_of_event(stored.received, stored.id),
+                                names[owner], str(stored.id)))
+        return out
+
+    def evaluate_subject(self, r: Recipient, subject: Reference, *, deliver: bool = True,
+                         cached: bool = False, now: int | None = None) -> int:
+        """Evaluate one subject for one organisation and record what changed; the number of
+        transitions. ``cached``: use the subject's cached facts if fresh (the clock pass)."""
+        at = int(self.clock()) if now is None else now
+        key = (r.org_id, subject)
+        entry: _Cached | None = self._facts.get_fresh(key) if cached else None
+        if entry is None or at - entry.built > self.settings.facts_ttl_seconds:
+            facts, terminal, readable = self.facts_of(r, subject)
+            entry = _Cached(facts, terminal, readable, at)
+            self._facts.put(key, entry)
+        previous = self._states.get_fresh(key)
+        if previous is None:
+            previous = self.store.states_of(r.org_id, subject)
+        tariff = (self.tariffs.for_box(entry.terminal, entry.facts.carrier)
+                  if subject.kind == "container" else None)
+        result = evaluate({subject: entry.facts}, r.settings, tariff, None, at, previous)
+        self.evaluations += 1
+        kept = []
+        for alert in result.alerts:
+            if readable_by(alert, lambda s: s.ref in entry.readable):
+                kept.append(alert)
+            else:  # never: facts are built from readable sources only
+                log.error("alerts: an alert rests on a source its organisation cannot read",
+                          extra={"org": r.org_id, "alert": alert.key})
+        transitions = [t for t in result.transitions if t.alert in kept]
+        changed = [a for a in kept if previous.get(a.key) is not a]
+        states = {**previous, **by_key(kept)}
+        self._states.put(key, states)
+        wake = result.wake.get(subject)
+        known = self._known_keys(r.org_id)
+        fresh_subject = key_of(subject.value) not in known
+        wake_changed = self._wakes.get_fresh(key) != (wake,)
+        if changed or transitions or fresh_subject or wake_changed:
+            self.store.record(r.org_id, changed, transitions, {subject: wake}, deliver=deliver)
+            known[key_of(subject.value)] = subject.value
+            self._wakes.put(key, (wake,))
+        self.transitions += len(transitions)
+        return len(transitions)
+
+    def states(self, org_id: int, subject: Reference) -> dict[str, Alert]:
+        return self.store.states_of(org_id, subject)
+
+    # -- background loops ---------------------------------------------------------------------------
+    async def run_clock(self) -> None:
+        """The clock pass every ``clock_seconds`` until cancelled."""
+        while True:
+            await asyncio.sleep(self.settings.clock_seconds)
+            try:
+                await self.clock_pass()
+            except Exception:
+                log.exception("alerts: clock pass failed")
+
+    async def run_readings(self) -> None:
+        """Look for new readings every ``reading_poll_seconds`` until cancelled."""
+        while True:
+            try:
+                await self.poll_readings()
+            except Exception:
+                log.exception("alerts: reading poll failed")
+            await asyncio.sleep(self.settings.reading_poll_seconds)
+
+    async def run_catch_up(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            try:
+                seen = await self.catch_up()
+                if seen:
+                    log.info("alerts: caught up over %d events", seen)
+            except Exception:
+                log.exception("alerts: catch-up failed")

@@ -1,0 +1,595 @@
+"""Alert episodes, their transitions, follows, read marks, preferences, tariffs and the mail
+queue in SQLite (``alerts.db``, WAL).
+
+One file, written only through :class:`AlertStore` (every method one short transaction on the
+event loop's thread, as the other gateway stores):
+
+``alerts``
+    The last state of every episode per organisation, keyed ``(org_id, key)`` where ``key`` is
+    the episode key of :class:`gateway.alerts.model.Alert` — so an evaluation after a restart
+    finds the same row and records nothing twice. ``change_seq`` is the id of the episode's
+    latest transition (what "unread" is measured against). Resolved episodes are kept: a
+    re-evaluation of old facts then finds them, instead of reporting them again.
+``transitions``
+    Every opened / updated / resolved change, once, with its JSON (the webhook body item and
+    the mail's source). ``dispatched`` is 0 until the channels (webhooks, mail) were queued for
+    it — in the same transaction as its mail rows, so a crash in between re-dispatches it and
+    the webhook queue's uniqueness per (webhook, transition) sends it once.
+``subjects``
+    The subjects the engine evaluated per organisation, with ``wake`` (when the clock alone next
+    matters: :func:`gateway.alerts.rules.due`); the clock pass reads it with the open alerts'
+    ``next_check``.
+``links``
+    Which documents and containers (and vessels and the documents naming them) an organisation
+    saw linked, both ways: a customs hold on a declaration re-evaluates the containers it
+    covers, an ETA on a B/L the vessel it names.
+``follows``, ``reads``, ``preferences``, ``org_settings``, ``tariffs``, ``webhook_kinds``,
+``mail``, ``progress``
+    What an organisation watches beyond what it owns; read marks per reader (a user, or 0 for
+    the organisation's API keys) up to a transition; per-user delivery preferences; per-
+    organisation rule settings; published tariffs; the kinds each alert webhook takes; the mail
+    queue (leases and backoff as the webhook queue, ``not_before`` for quiet hours and
+    digests); how far the engine got through the read model and the telemetry store.
+
+Queued mail holds alert figures until sent (then the body is erased); the file is as sensitive
+as the read model's plaintexts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway import sqlite
+from gateway.alerts.model import Alert, Source, Transition
+from gateway.events.model import Reference
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    org_id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    subject_kind TEXT NOT NULL,
+    subject_value TEXT NOT NULL,
+    episode TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('open', 'resolved')),
+    opened INTEGER NOT NULL,
+    updated INTEGER NOT NULL,
+    resolved INTEGER,
+    next_check INTEGER,
+    figures TEXT NOT NULL,
+    sources TEXT NOT NULL,
+    change_seq INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (org_id, key)
+);
+CREATE INDEX IF NOT EXISTS alerts_inbox ON alerts (org_id, state, id);
+CREATE INDEX IF NOT EXISTS alerts_subject ON alerts (org_id, subject_kind, subject_value);
+CREATE INDEX IF NOT EXISTS alerts_clock ON alerts (next_check) WHERE state = 'open';
+CREATE TABLE IF NOT EXISTS transitions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    org_id INTEGER NOT NULL,
+    alert_id INTEGER NOT NULL,
+    change TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    at REAL NOT NULL,
+    body TEXT NOT NULL,
+    dispatched INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS transitions_pending ON transitions (id) WHERE dispatched = 0;
+CREATE INDEX IF NOT EXISTS transitions_alert ON transitions (alert_id, id);
+CREATE TABLE IF NOT EXISTS subjects (
+    org_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    wake INTEGER,
+    PRIMARY KEY (org_id, kind, value)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS subjects_wake ON subjects (wake) WHERE wake IS NOT NULL;
+CREATE INDEX IF NOT EXISTS subjects_ref ON subjects (kind, value);
+CREATE TABLE IF NOT EXISTS links (
+    org_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    other_kind TEXT NOT NULL,
+    other_value TEXT NOT NULL,
+    PRIMARY KEY (org_id, kind, value, other_kind, other_value)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS follows (
+    org_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (org_id, kind, value)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reads (
+    org_id INTEGER NOT NULL,
+    reader INTEGER NOT NULL,
+    alert_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (org_id, reader, alert_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS preferences (
+    org_id INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (org_id, user_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS org_settings (
+    org_id INTEGER PRIMARY KEY,
+    body TEXT NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tariffs (
+    scope TEXT NOT NULL CHECK (scope IN ('terminal', 'carrier')),
+    chain_org INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (scope, chain_org)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS webhook_kinds (
+    webhook_id TEXT PRIMARY KEY,
+    org_id INTEGER NOT NULL,
+    kinds TEXT NOT NULL,
+    changes TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mail (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    org_id INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    address TEXT NOT NULL,
+    transition_id INTEGER NOT NULL,
+    body TEXT,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    not_before REAL NOT NULL,
+    next_attempt REAL NOT NULL,
+    created REAL NOT NULL,
+    finished REAL,
+    last_error TEXT,
+    UNIQUE (user_id, org_id, address, transition_id)
+);
+CREATE INDEX IF NOT EXISTS mail_due ON mail (next_attempt) WHERE status = 'pending';
+CREATE TABLE IF NOT EXISTS progress (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+
+_ALERT_COLUMNS = ("id, key, kind, subject_kind, subject_value, episode, state, opened, updated, "
+                  "resolved, next_check, figures, sources, change_seq")
+
+
+@dataclass(frozen=True)
+class StoredAlert:
+    """An episode as stored for one organisation: its row id and its latest transition."""
+
+    id: int
+    """Row id (the inbox's alert id)."""
+    alert: Alert
+    change_seq: int
+    """Id of its latest transition (unread while a reader's mark is below it)."""
+
+    def to_json(self, *, read: bool | None = None) -> dict[str, Any]:
+        body = {"id": self.id, **self.alert.to_json()}
+        if read is not None:
+            body["read"] = read
+        return body
+
+
+@dataclass(frozen=True)
+class PendingTransition:
+    """A transition whose channels were not queued yet."""
+
+    id: int
+    org_id: int
+    alert_id: int
+    change: str
+    kind: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MailItem:
+    """One queued mail row (one transition for one address)."""
+
+    id: int
+    org_id: int
+    user_id: int
+    address: str
+    body: dict[str, Any]
+    attempts: int
+
+
+def _sources(alert: Alert) -> str:
+    return json.dumps([[s.kind, s.ref, s.publisher] for s in alert.sources],
+                      separators=(",", ":"), ensure_ascii=False)
+
+
+def _figures(alert: Alert) -> str:
+    return json.dumps(alert.figures, separators=(",", ":"), ensure_ascii=False)
+
+
+def alert_from_row(row: Sequence[Any]) -> StoredAlert:
+    (id_, _key, kind, subject_kind, subject_value, episode, state, opened, updated, resolved,
+     next_check, figures, sources, change_seq) = row
+    alert = Alert(kind=kind, subject=Reference(subject_kind, subject_value), episode=episode,
+                  state=state, opened=opened, updated=updated, resolved=resolved,
+                  figures=json.loads(figures),
+                  sources=tuple(Source(k, r, p) for k, r, p in json.loads(sources)),
+                  next_check=next_check)
+    return StoredAlert(id_, alert, change_seq)
+
+
+class AlertStore(sqlite.Store):
+    """The alerts database (module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, _SCHEMA)
+
+    # -- episodes -------------------------------------------------------------------------------
+    def states_of(self, org_id: int, subject: Reference) -> dict[str, Alert]:
+        """Every stored episode (open and resolved) of a subject for an organisation, by key."""
+        rows = self._db.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE org_id = ? AND subject_kind = ? "  # noqa: S608 (constant column list)
+            "AND subject_value = ?", (org_id, subject.kind, subject.value)).fetchall()
+        return {row[1]: alert_from_row(row).alert for row in rows}
+
+    def record(self, org_id: int, changed: Iterable[Alert], transitions: Sequence[Transition],
+               subjects: Mapping[Reference, int | None], *, deliver: bool = True,
+               at: float | None = None) -> list[int]:
+        """Write the changed episodes, their transitions and the subjects' wake times, all in
+        one transaction; the new transition ids. ``deliver=False`` records the transitions
+        as already dispatched (a first start's history: old news is not sent)."""
+        now = time.time() if at is None else at
+        ids: list[int] = []
+        with self._transaction() as db:
+            alert_ids: dict[str, int] = {}
+            for alert in changed:
+                alert_ids[alert.key] = self._upsert(db, org_id, alert)
+            for t in transitions:
+                alert_id = alert_ids.get(t.alert.key)
+                if alert_id is None:
+                    alert_id = alert_ids[t.alert.key] = self._upsert(db, org_id, t.alert)
+                body = json.dumps(t.to_json(), separators=(",", ":"), ensure_ascii=False)
+                cursor = db.execute(
+                    "INSERT INTO transitions (org_id, alert_id, change, kind, at, body, dispatched)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (org_id, alert_id, t.change, t.alert.kind, now, body, 0 if deliver else 1))
+                seq = int(cursor.lastrowid or 0)
+                ids.append(seq)
+                db.execute("UPDATE alerts SET change_seq = ? WHERE id = ?", (seq, alert_id))
+            db.executemany(
+                "INSERT INTO subjects (org_id, kind, value, wake) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (org_id, kind, value) DO UPDATE SET wake = excluded.wake",
+                [(org_id, ref.kind, ref.value, wake) for ref, wake in subjects.items()])
+        return ids
+
+    @staticmethod
+    def _upsert(db: Any, org_id: int, alert: Alert) -> int:
+        row = db.execute(
+            "INSERT INTO alerts (org_id, key, kind, subject_kind, subject_value, episode, state, "
+            "opened, updated, resolved, next_check, figures, sources) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (org_id, key) DO UPDATE SET state = excluded.state, "
+            "opened = excluded.opened, updated = excluded.updated, resolved = excluded.resolved, "
+            "next_check = excluded.next_check, figures = excluded.figures, "
+            "sources = excluded.sources RETURNING id",
+            (org_id, alert.key, alert.kind, alert.subject.kind, alert.subject.value,
+             alert.episode, alert.state, alert.opened, alert.updated, alert.resolved,
+             alert.next_check if alert.is_open else None, _figures(alert), _sources(alert)),
+        ).fetchone()
+        return int(row[0])
+
+    def due(self, now: int, limit: int = 1_000_000) -> list[tuple[int, Reference]]:
+        """The clock pass's candidates: (organisation, subject) pairs whose open episodes'
+        ``next_check`` or whose ``wake`` is at or before ``now`` (:func:`rules.due` over the
+        store, by its indexes)."""
+        rows = self._db.execute(
+            "SELECT org_id, subject_kind, subject_value FROM alerts "
+            "WHERE state = 'open' AND next_check IS NOT NULL AND next_check <= ? "
+            "UNION SELECT org_id, kind, value FROM subjects WHERE wake IS NOT NULL AND wake <= ? "
+            "ORDER BY 1, 2, 3 LIMIT ?", (now, now, limit)).fetchall()
+        return [(org, Reference(kind, value)) for org, kind, value in rows]
+
+    def subjects_of(self, org_id: int) -> list[Reference]:
+        """Every subject the engine evaluated for an organisation."""
+        return [Reference(k, v) for k, v in self._db.execute(
+            "SELECT kind, value FROM subjects WHERE org_id = ?", (org_id,))]
+
+    def watchers(self, subject: Reference) -> list[int]:
+        """Organisations the engine evaluated ``subject`` for."""
+        return [int(r[0]) for r in self._db.execute(
+            "SELECT org_id FROM subjects WHERE kind = ? AND value = ?",
+            (subject.kind, subject.value))]
+
+    def knows(self, org_id: int, subject: Reference) -> bool:
+        return self._db.execute(
+            "SELECT 1 FROM subjects WHERE org_id = ? AND kind = ? AND value = ?",
+            (org_id, subject.kind, subject.value)).fetchone() is not None
+
+    # -- links ----------------------------------------------------------------------------------
+    def add_links(self, org_id: int, pairs: Iterable[tuple[Reference, Reference]]) -> None:
+        """Record that ``a`` and ``b`` were seen linked (both ways)."""
+        rows = []
+        for a, b in pairs:
+            rows.append((org_id, a.kind, a.value, b.kind, b.value))
+            rows.append((org_id, b.kind, b.value, a.kind, a.value))
+        if rows:
+            with self._transaction() as db:
+                db.executemany("INSERT OR IGNORE INTO links VALUES (?, ?, ?, ?, ?)", rows)
+
+    def links_of(self, org_id: int, subject: Reference, limit: int = 500) -> list[Reference]:
+        return [Reference(k, v) for k, v in self._db.execute(
+            "SELECT other_kind, other_value FROM links WHERE org_id = ? AND kind = ? "
+            "AND value = ? LIMIT ?", (org_id, subject.kind, subject.value, limit))]
+
+    # -- the inbox --------------------------------------------------------------------------
+    def inbox(self, org_id: int, reader: int, *, state: str | None, kinds: Sequence[str],
+              unread: bool, before: int | None, limit: int) -> list[tuple[StoredAlert, bool]]:
+        """An organisation's alerts, newest first, with whether ``reader`` has read them."""
+        sql = (f"SELECT {', '.join('a.' + c.strip() for c in _ALERT_COLUMNS.split(','))}, "  # noqa: S608 (constant column list and ? placeholders)
+               "COALESCE(r.seq, 0) >= a.change_seq FROM alerts a LEFT JOIN reads r ON "
+               "r.org_id = a.org_id AND r.reader = ? AND r.alert_id = a.id WHERE a.org_id = ?")
+        args: list[Any] = [reader, org_id]
+        if state is not None:
+            sql += " AND a.state = ?"
+            args.append(state)
+        if kinds:
+            sql += f" AND a.kind IN ({','.join('?' * len(kinds))})"
+            args.extend(kinds)
+        if unread:
+            sql += " AND COALESCE(r.seq, 0) < a.change_seq"
+        if before is not None:
+            sql += " AND a.id < ?"
+            args.append(before)
+        sql += " ORDER BY a.id DESC LIMIT ?"
+        args.append(limit)
+        return [(alert_from_row(row[:-1]), bool(row[-1]))
+                for row in self._db.execute(sql, args).fetchall()]
+
+    def alert(self, org_id: int, alert_id: int) -> StoredAlert | None:
+        row = self._db.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE org_id = ? AND id = ?",  # noqa: S608 (constant column list)
+            (org_id, alert_id)).fetchone()
+        return alert_from_row(row) if row else None
+
+    def unread_count(self, org_id: int, reader: int, kinds: Sequence[str]) -> int:
+        """Open or resolved alerts of ``kinds`` changed since ``reader`` last read them."""
+        if not kinds:
+            return 0
+        (count,) = self._db.execute(
+            "SELECT COUNT(*) FROM alerts a LEFT JOIN reads r ON r.org_id = a.org_id AND "  # noqa: S608 (? placeholders only)
+            "r.reader = ? AND r.alert_id = a.id WHERE a.org_id = ? AND "
+            f"a.kind IN ({','.join('?' * len(kinds))}) AND COALESCE(r.seq, 0) < a.change_seq",
+            (reader, org_id, *kinds)).fetchone()
+        return int(count)
+
+    def mark_read(self, org_id: int, reader: int, alert_ids: Sequence[int]) -> int:
+        """Mark alerts read by ``reader`` up to their latest transition; how many exist."""
+        done = 0
+        with self._transaction() as db:
+            for alert_id in alert_ids:
+                row = db.execute("SELECT change_seq FROM alerts WHERE org_id = ? AND id = ?",
+                                 (org_id, alert_id)).fetchone()
+                if row is None:
+                    continue
+                done += 1
+                db.execute(
+                    "INSERT INTO reads (org_id, reader, alert_id, seq) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (org_id, reader, alert_id) DO UPDATE SET seq = excluded.seq",
+                    (org_id, reader, alert_id, row[0]))
+        return done
+
+    def alert_ids(self, org_id: int, kinds: Sequence[str], limit: int = 10_000) -> list[int]:
+        if not kinds:
+            return []
+        return [int(r[0]) for r in self._db.execute(
+            f"SELECT id FROM alerts WHERE org_id = ? AND kind IN ({','.join('?' * len(kinds))}) "  # noqa: S608 (? placeholders only)
+            "ORDER BY id DESC LIMIT ?", (org_id, *kinds, limit))]
+
+    def history(self, alert_id: int, limit: int = 100) -> list[dict[str, Any]]:
+        """An alert's transitions, oldest first (change, when, and the state then)."""
+        return [{"id": i, "change": c, "at": at, "alert": json.loads(body)}
+                for i, c, at, body in self._db.execute(
+                    "SELECT id, change, at, body FROM transitions WHERE alert_id = ? "
+                    "ORDER BY id LIMIT ?", (alert_id, limit))]
+
+    # -- follows ------------------------------------------------------------------------------
+    def follow(self, org_id: int, refs: Sequence[Reference], *, limit: int) -> int:
+        """Add follows; how many were new. Raises :class:`TooManyFollows` past ``limit``."""
+        with self._transaction() as db:
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO follows VALUES (?, ?, ?, ?)",
+                           [(org_id, r.kind, r.value, time.time()) for r in refs])
+            added = db.total_changes - before
+            (count,) = db.execute("SELECT COUNT(*) FROM follows WHERE org_id = ?",
+                                  (org_id,)).fetchone()
+            if count > limit:
+                raise TooManyFollows(limit)
+        return added
+
+    def unfollow(self, org_id: int, ref: Reference) -> bool:
+        with self._transaction() as db:
+            return bool(db.execute("DELETE FROM follows WHERE org_id = ? AND kind = ? AND "
+                                   "value = ?", (org_id, ref.kind, ref.value)).rowcount)
+
+    def follows(self, org_id: int) -> list[tuple[Reference, float]]:
+        return [(Reference(k, v), c) for k, v, c in self._db.execute(
+            "SELECT kind, value, created FROM follows WHERE org_id = ? ORDER BY created, kind, "
+            "value", (org_id,))]
+
+    def followers(self) -> dict[int, list[Reference]]:
+        """Every organisation's follows."""
+        out: dict[int, list[Reference]] = {}
+        for org, kind, value in self._db.execute("SELECT org_id, kind, value FROM follows"):
+            out.setdefault(int(org), []).append(Reference(kind, value))
+        return out
+
+    # -- preferences and settings ------------------------------------------------------------
+    def preferences(self, org_id: int, user_id: int) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT body FROM preferences WHERE org_id = ? AND user_id = ?",
+                               (org_id, user_id)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def preferences_of(self, org_id: int) -> dict[int, dict[str, Any]]:
+        return {int(u): json.loads(b) for u, b in self._db.execute(
+            "SELECT user_id, body FROM preferences WHERE org_id = ?", (org_id,))}
+
+    def set_preferences(self, org_id: int, user_id: int, body: Mapping[str, Any]) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT INTO preferences VALUES (?, ?, ?, ?) ON CONFLICT (org_id, user_id)"
+                       " DO UPDATE SET body = excluded.body, updated = excluded.updated",
+                       (org_id, user_id, json.dumps(body), time.time()))
+
+    def org_settings(self) -> dict[int, dict[str, Any]]:
+        return {int(o): json.loads(b) for o, b in self._db.execute(
+            "SELECT org_id, body FROM org_settings")}
+
+    def set_org_settings(self, org_id: int, body: Mapping[str, Any]) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT INTO org_settings VALUES (?, ?, ?) ON CONFLICT (org_id) DO UPDATE "
+                       "SET body = excluded.body, updated = excluded.updated",
+                       (org_id, json.dumps(body), time.time()))
+
+    # -- tariffs ---------------------------------------------------------------------------------
+    def tariff(self, scope: str, chain_org: int) -> tuple[dict[str, Any], float] | None:
+        row = self._db.execute("SELECT body, updated FROM tariffs WHERE scope = ? AND "
+                               "chain_org = ?", (scope, chain_org)).fetchone()
+        return (json.loads(row[0]), float(row[1])) if row else None
+
+    def tariffs(self) -> list[tuple[str, int, dict[str, Any], float]]:
+        return [(s, int(o), json.loads(b), float(u)) for s, o, b, u in self._db.execute(
+            "SELECT scope, chain_org, body, updated FROM tariffs")]
+
+    def set_tariff(self, scope: str, chain_org: int, body: Mapping[str, Any]) -> float:
+        now = time.time()
+        with self._transaction() as db:
+            db.execute("INSERT INTO tariffs VALUES (?, ?, ?, ?) ON CONFLICT (scope, chain_org) "
+                       "DO UPDATE SET body = excluded.body, updated = excluded.updated",
+                       (scope, chain_org, json.dumps(body), now))
+        return now
+
+    # -- webhooks' kinds ----------------------------------------------------------------------
+    def set_webhook_kinds(self, webhook_id: str, org_id: int, kinds: Sequence[str],
+                          changes: Sequence[str]) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT INTO webhook_kinds VALUES (?, ?, ?, ?) ON CONFLICT (webhook_id) "
+                       "DO UPDATE SET kinds = excluded.kinds, changes = excluded.changes",
+                       (webhook_id, org_id, json.dumps(list(kinds)), json.dumps(list(changes))))
+
+    def webhook_kinds(self) -> dict[str, tuple[int, list[str], list[str]]]:
+        return {w: (int(o), json.loads(k), json.loads(c)) for w, o, k, c in self._db.execute(
+            "SELECT webhook_id, org_id, kinds, changes FROM webhook_kinds")}
+
+    def drop_webhook(self, webhook_id: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM webhook_kinds WHERE webhook_id = ?", (webhook_id,))
+
+    # -- dispatch -------------------------------------------------------------------------------
+    def undispatched(self, limit: int = 1000) -> list[PendingTransition]:
+        return [PendingTransition(i, o, a, c, k, json.loads(b)) for i, o, a, c, k, b in
+                self._db.execute("SELECT id, org_id, alert_id, change, kind, body FROM "
+                                 "transitions WHERE dispatched = 0 ORDER BY id LIMIT ?",
+                                 (limit,))]
+
+    def dispatched(self, transition_ids: Sequence[int],
+                   mails: Sequence[tuple[int, int, str, int, dict[str, Any], float]]) -> None:
+        """Mark transitions dispatched and queue their mail rows (org, user, address,
+        transition, body, not before), in one transaction."""
+        now = time.time()
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO mail (org_id, user_id, address, transition_id, body, "
+                "status, not_before, next_attempt, created) VALUES (?, ?, ?, ?, ?, 'pending', "
+                "?, ?, ?)",
+                [(o, u, a, t, json.dumps(b, separators=(",", ":"), ensure_ascii=False), nb, nb,
+                  now) for o, u, a, t, b, nb in mails])
+            db.executemany("UPDATE transitions SET dispatched = 1 WHERE id = ?",
+                           [(i,) for i in transition_ids])
+
+    # -- the mail queue -----------------------------------------------------------------------
+    def mail_due(self, now: float, limit: int = 50) -> list[MailItem]:
+        """Pending mail rows due by ``now`` (their own time and their backoff), for the
+        addresses that have any, oldest first: the rows one message per address will carry."""
+        rows = self._db.execute(
+            "SELECT id, org_id, user_id, address, body, attempts FROM mail WHERE "
+            "status = 'pending' AND next_attempt <= ? AND address IN (SELECT address FROM mail "
+            "WHERE status = 'pending' AND next_attempt <= ? ORDER BY next_attempt LIMIT ?) "
+            "ORDER BY address, id", (now, now, limit)).fetchall()
+        return [MailItem(i, o, u, a, json.loads(b), n) for i, o, u, a, b, n in rows]
+
+    def mail_next_due(self) -> float | None:
+        (when,) = self._db.execute(
+            "SELECT MIN(next_attempt) FROM mail WHERE status = 'pending'").fetchone()
+        return None if when is None else float(when)
+
+    def mail_claim(self, ids: Sequence[int], lease: float) -> list[int]:
+        """Count an attempt for each row and push its next attempt ``lease`` seconds ahead
+        (written before the message goes out); the ids still pending."""
+        now = time.time()
+        with self._transaction() as db:
+            kept = [i for i in ids if db.execute(
+                "UPDATE mail SET attempts = attempts + 1, next_attempt = ? WHERE id = ? AND "
+                "status = 'pending'", (now + lease, i)).rowcount]
+        return kept
+
+    def mail_sent(self, ids: Sequence[int]) -> None:
+        now = time.time()
+        with self._transaction() as db:
+            db.executemany("UPDATE mail SET status = 'sent', finished = ?, body = NULL, "
+                           "last_error = NULL WHERE id = ? AND status = 'pending'",
+                           [(now, i) for i in ids])
+
+    def mail_failed(self, ids: Sequence[int], error: str, *, retry_in: float | None,
+                    max_attempts: int) -> None:
+        """Record a failed attempt: retried after ``retry_in`` (None: a permanent refusal),
+        given up (``failed``, body erased) once a row has had ``max_attempts``."""
+        now = time.time()
+        with self._transaction() as db:
+            for i in ids:
+                row = db.execute("SELECT attempts FROM mail WHERE id = ? AND status = 'pending'",
+                                 (i,)).fetchone()
+                if row is None:
+                    continue
+                if retry_in is None or row[0] >= max_attempts:
+                    db.execute("UPDATE mail SET status = 'failed', finished = ?, body = NULL, "
+                               "last_error = ? WHERE id = ?", (now, error[:500], i))
+                else:
+                    db.execute("UPDATE mail SET next_attempt = ?, last_error = ? WHERE id = ?",
+                               (now + retry_in, error[:500], i))
+
+    def mail_counts(self) -> dict[str, int]:
+        return {str(s): int(n) for s, n in self._db.execute(
+            "SELECT status, COUNT(*) FROM mail GROUP BY status")}
+
+    def mail_log(self, org_id: int, limit: int = 100) -> list[dict[str, Any]]:
+        return [{"id": i, "userId": u, "address": a, "transition": t, "status": s,
+                 "attempts": n, "lastError": e}
+                for i, u, a, t, s, n, e in self._db.execute(
+                    "SELECT id, user_id, address, transition_id, status, attempts, last_error "
+                    "FROM mail WHERE org_id = ? ORDER BY id DESC LIMIT ?", (org_id, limit))]
+
+    # -- progress -----------------------------------------------------------------------------
+    def progress(self, name: str) -> int | None:
+        row = self._db.execute("SELECT value FROM progress WHERE name = ?", (name,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def set_progress(self, name: str, value: int) -> None:
+        """Move a progress mark forward (never back)."""
+        with self._transaction() as db:
+            db.execute("INSERT INTO progress VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET "
+                       "value = MAX(value, excluded.value)", (name, value))
+
+
+class TooManyFollows(Exception):
+    """An organisation follows :attr:`limit` references already."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"an organisation follows at most {limit} references")
+        self.limit = limit
