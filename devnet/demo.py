@@ -8,24 +8,31 @@ What it does, in the order it prints:
    authenticated TLS on loopback; then **the gateway** (:class:`devnet.gateway.Port`) in front
    of it as its own process, with the demo organisations' accounts, users and API keys
    (:mod:`devnet.accounts`).
-2. **the vessel call** — SIMULATED (:mod:`devnet.simulate`), played through the gateway's
-   public HTTP API with each organisation's API key, in the real formats: the carrier registers
-   a master B/L with three containers and reports the voyage as DCSA Track & Trace 2.2
-   TRANSPORT events; the terminal reports the discharges as DCSA 2.2 EQUIPMENT events; customs
-   releases the containers; the terminal makes them available for pick-up; a forwarder links a
-   house B/L to two of the three. Each upload is followed to finality on chain
-   (``GET /v1/submissions/{key}``).
+2. **the vessel call** — SIMULATED (:mod:`devnet.simulate`, :mod:`devnet.feedstory`), played
+   through the gateway's public HTTP API with each organisation's API key, each in the format
+   its system speaks: the carrier registers a master B/L with three containers and reports the
+   voyage as DCSA Track & Trace 2.2 TRANSPORT events; the terminal reports the discharge as a
+   UN/EDIFACT COARRI; customs holds, then releases the containers in customs status messages;
+   the terminal makes them available for pick-up (canonical: no standard has the code); a
+   forwarder links a house B/L to two of the three. Each upload is followed to finality on
+   chain (``GET /v1/submissions/{key}``).
 3. **who sees what** — the trader, holding only the house B/L number, sees exactly its two
    containers; the bank sees nothing of the master B/L until the carrier grants it, then sees
    all three; the owners' access logs name who read their data.
-4. **on chain** — which validators sealed each block of the story (commit seals checked against
+4. **the port's systems in their own formats** (``POST /v1/feeds/{format}``) — the operator's
+   AIS NMEA of the vessel coming in, the carrier's DCSA Reefer 1.0 readings of a reefer with a
+   temperature excursion (for the forwarder only), the airline's Cargo-IMP FSU milestones of an
+   air waybill (for the forwarder only), the terminal's CODECO gate-out; each checked as the
+   parties see it (and as those who must not see it do not), then an anchored AIS reading's
+   proof bundle verified offline by ``portledger verify-proof``.
+5. **on chain** — which validators sealed each block of the story (commit seals checked against
    the parent header's validator list), the events as the observer's JSON-RPC serves them
    (subject keys in clear, no reference number or name in any log), every node at the same head.
-5. **the live port** (default) — the gateway's URL, its web pages and ``/docs``, the demo logins,
-   and a SIMULATED live feed (an incoming vessel's ETA updates, gate moves) posted through the
-   gateway every few seconds until Ctrl-C (or ``--duration``). With ``--once``, one tick of the
-   live feed is played and checked instead.
-6. **the auditor's replay** — every process stopped, the observer's chain re-executed from
+6. **the live port** (default) — the gateway's URL, its web pages and ``/docs``, the demo logins,
+   and a SIMULATED live feed (an incoming vessel's AIS positions and ETA updates, CODECO gate
+   moves) posted through the gateway every few seconds until Ctrl-C (or ``--duration``). With
+   ``--once``, one tick of the live feed is played and checked instead.
+7. **the auditor's replay** — every process stopped, the observer's chain re-executed from
    genesis, every root re-checked.
 
 Every check prints ``PASS`` or ``FAIL``; the exit status is 0 only if every one passed. SIGTERM
@@ -58,12 +65,13 @@ from rich.table import Table
 from consensus import extradata
 from contracts import SYSTEM_ADDRESSES
 from contracts.cargo import CARGO_EVENT_TOPIC, subject_key
-from devnet import simulate
+from devnet import feedstory, simulate
 from devnet.errors import DevnetError
 from devnet.gateway import Port
 from devnet.jsonrpc import rpc_call, wait_for
 from devnet.layout import NodeSpec
 from devnet.ports import free_port
+from devnet.simfeeds import cargo_imp
 from devnet.status import status_table
 from gateway.isotime import iso_time
 from node.chain import QbftBlockHeader
@@ -81,6 +89,16 @@ SUMMARY_TICKS = 10
 
 #: Live ticks in a row that may fail before the demo gives up (the gateway or nodes are gone).
 MAX_FAILED_TICKS = 5
+
+#: How long a telemetry reading may take to be anchored (a batch window, then a block).
+ANCHOR_TIMEOUT = 120.0
+
+#: Cargo events about the first container before the live feed: discharge (COARRI), customs
+#: hold and release, available for pick-up, the reefer's set point (DCSA Reefer ADJU).
+FIRST_CONTAINER_EVENTS = 5
+
+#: A reefer reading this far (°C) above its set point is an excursion (as the alerts count).
+EXCURSION_DEGREES = 1.5
 
 
 class DemoError(Exception):
@@ -128,13 +146,51 @@ def _gateway_port(wanted: int | None) -> int:
     return free_port()
 
 
-def _send(port: Port, upload: simulate.Upload) -> list[dict[str, Any]]:
-    """Send one upload as its party; the receipts of the operations it created."""
+def _post(port: Port, upload: simulate.Upload) -> dict[str, Any]:
+    """Send one upload as its party; the gateway's answer (receipts, and a feed's report).
+
+    A feed file must be read whole: a report with an error or a refused message is a failure
+    (the demo's files are ours, and clean).
+    """
     client = port.clients[simulate.PARTIES[upload.party]]
-    status, body, _ = client.request(upload.method, upload.path, upload.body)
+    status, body, _ = client.request(upload.method, upload.path, upload.body, raw=upload.raw,
+                                     headers=upload.headers)
     if status not in (200, 201, 202) or not isinstance(body, dict) or "receipts" not in body:
         raise DemoError(f"{upload.party} {upload.what}: the gateway answered {status}: {body}")
-    return list(body["receipts"])
+    summary = body.get("summary") or {}
+    if upload.raw is not None and (summary.get("errors") or summary.get("refused")):
+        problems = [line for line in body.get("report", []) if line.get("kind") == "error"]
+        raise DemoError(f"{upload.party} {upload.what}: {upload.standard} not read whole: "
+                        f"{problems[:3]}")
+    return body
+
+
+def _send(port: Port, upload: simulate.Upload) -> list[dict[str, Any]]:
+    """Send one upload as its party; the receipts of the operations it created."""
+    return list(_post(port, upload)["receipts"])
+
+
+def _played(upload: simulate.Upload, body: dict[str, Any], final: list[dict[str, Any]],
+            seconds: float) -> str:
+    """Two lines saying what an upload was and what became of it."""
+    numbers = sorted({r["block"] for r in final})
+    done = []
+    if final or upload.raw is None:
+        done.append(f"{len(final)} operation(s) final in block "
+                    f"{', '.join(f'#{n}' for n in numbers) or '-'}")
+    readings = body.get("readings") or {}
+    if readings.get("stored") or readings.get("duplicate"):
+        again = f", {readings['duplicate']} already there" if readings.get("duplicate") else ""
+        done.append(f"{readings.get('stored', 0)} reading(s) stored{again}, anchored in "
+                    "batches")
+    read = ""
+    if upload.raw is not None:
+        summary = body.get("summary") or {}
+        read = (f"{len(upload.raw):,} bytes read: {summary.get('events', 0)} event(s), "
+                f"{summary.get('readings', 0)} reading(s), {summary.get('errors', 0)} error(s); ")
+    return (f"[bold]{upload.party:>9}[/] {upload.what}\n"
+            f"          [cyan]{upload.method} {upload.path}[/] ({upload.standard}): {read}"
+            f"{'; '.join(done)} [dim]({seconds:.1f} s)[/]")
 
 
 def _finalise(port: Port, upload: simulate.Upload, receipts: list[dict[str, Any]],
@@ -144,8 +200,9 @@ def _finalise(port: Port, upload: simulate.Upload, receipts: list[dict[str, Any]
     return [port.final(org, r["id"], timeout) for r in receipts]
 
 
-def _eventually(probe: Callable[[], T | None], what: str) -> T | None:
-    """``probe()`` once it is truthy, or its last value after :data:`VIEW_TIMEOUT`."""
+def _eventually(probe: Callable[[], T | None], what: str,
+                timeout: float = VIEW_TIMEOUT) -> T | None:
+    """``probe()`` once it is truthy, or its last value after ``timeout`` seconds."""
     last: list[T | None] = [None]
 
     def attempt() -> T | None:
@@ -153,7 +210,7 @@ def _eventually(probe: Callable[[], T | None], what: str) -> T | None:
         return last[0]
 
     try:
-        return wait_for(attempt, VIEW_TIMEOUT, interval=0.3, what=what)
+        return wait_for(attempt, timeout, interval=0.3, what=what)
     except DevnetError:
         return last[0]
 
@@ -324,6 +381,7 @@ def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
             call = simulate.vessel_call(int(time.time()) % 1_000_000, int(time.time()))
             blocks = _play_story(port, call, console, checks)
             _who_sees_what(port, call, console, checks)
+            _port_systems(port, observer, call, console, checks)
             _on_chain(port, observer, call, blocks, console, checks)
             if once:
                 _live(port, call, console, checks, interval=0.0, ticks=1)
@@ -373,17 +431,13 @@ def _play_story(port: Port, call: simulate.VesselCall, console: Console,
                                           for role, org in simulate.PARTIES.items()))
     blocks: dict[str, list[int]] = {}
     every_final = True
-    for upload in simulate.story(call, int(time.time())):
+    for upload in feedstory.story(call, int(time.time())):
         started = time.monotonic()
-        final = _finalise(port, upload, _send(port, upload))
-        numbers = sorted({r["block"] for r in final})
-        blocks[f"{upload.party} {upload.what}"] = numbers
-        every_final &= all(r["status"] == "final" for r in final)
-        console.print(f"[bold]{upload.party:>9}[/] {upload.what}\n"
-                      f"          [cyan]{upload.method} {upload.path}[/] ({upload.standard}): "
-                      f"{len(final)} operation(s) final in block "
-                      f"{', '.join(f'#{n}' for n in numbers)} "
-                      f"[dim]({time.monotonic() - started:.1f} s)[/]")
+        body = _post(port, upload)
+        final = _finalise(port, upload, list(body["receipts"]))
+        blocks[f"{upload.party} {upload.what}"] = sorted({r["block"] for r in final})
+        every_final &= bool(final) and all(r["status"] == "final" for r in final)
+        console.print(_played(upload, body, final, time.monotonic() - started))
     checks.check("every upload of the story accepted (202) and final on chain", every_final,
                  f"{sum(len(b) for b in blocks.values())} block(s)")
     return blocks
@@ -468,6 +522,218 @@ def _who_sees_what(port: Port, call: simulate.VesselCall, console: Console,
                      ", ".join(sorted(got)) or "no entries")
 
 
+def _vessel_of(port: Port, org: int, reference: str) -> dict[str, Any]:
+    """The ``vessel`` of ``org``'s view of ``reference`` (empty if none)."""
+    status, view = port.track(org, reference)
+    vessel = view.get("vessel") if status == 200 and isinstance(view, dict) else None
+    return vessel if isinstance(vessel, dict) else {}
+
+
+def _ais_derived(vessel: dict[str, Any]) -> dict[str, Any]:
+    return next((e for e in vessel.get("etas") or [] if e.get("source") == "AIS-derived"), {})
+
+
+def _port_systems(port: Port, observer: NodeSpec, call: simulate.VesselCall, console: Console,
+                  checks: Checks) -> None:
+    """The port's systems in their own formats: each upload, then what each party sees."""
+    console.rule("the port's systems in their own formats (POST /v1/feeds/{format})")
+    for upload in feedstory.port_systems(call, int(time.time())):
+        started = time.monotonic()
+        body = _post(port, upload)
+        final = _finalise(port, upload, list(body["receipts"]))
+        console.print(_played(upload, body, final, time.monotonic() - started))
+    reading = _ais_seen(port, call, checks)
+    _reefer_seen(port, call, checks)
+    _air_waybill_seen(port, call, checks)
+    _terminal_seen(port, call, checks)
+    _customs_seen(port, call, checks)
+    _reading_proof(port, observer, reading, console, checks)
+
+
+def _ais_seen(port: Port, call: simulate.VesselCall, checks: Checks) -> int | None:
+    """The trader sees the vessel moored at the berth by its IMO number; the id of the AIS
+    reading that says so."""
+    trader = simulate.PARTIES["trader"]
+
+    def moored() -> dict[str, Any] | None:
+        vessel = _vessel_of(port, trader, call.vessel_imo)
+        ais = vessel.get("ais") or {}
+        return vessel if ais.get("status") == "moored" and _ais_derived(vessel) else None
+
+    vessel = _eventually(moored, "the trader's view of the vessel, moored") or {}
+    ais, derived = vessel.get("ais") or {}, _ais_derived(vessel)
+    checks.check(f"AIS NMEA: the trader tracks IMO {call.vessel_imo} and sees it moored at "
+                 f"{simulate.POD}",
+                 ais.get("status") == "moored" and derived.get("atPort") is True
+                 and derived.get("port") == simulate.POD,
+                 f"{ais.get('lat')}N {ais.get('lon')}E {ais.get('status')} since "
+                 f"{ais.get('time')}, {len(vessel.get('track') or [])} positions in its track; "
+                 f"AIS-derived: {derived.get('distanceNm')} nm from {derived.get('portName')}"
+                 if ais else "no AIS position in the view")
+    status, body, _ = port.clients[trader].get(f"/v1/vessels/{call.vessel_imo}/positions")
+    latest = body.get("latest") if status == 200 and isinstance(body, dict) else None
+    return int(latest["id"]) if isinstance(latest, dict) else None
+
+
+def _reefer_seen(port: Port, call: simulate.VesselCall, checks: Checks) -> None:
+    """The forwarder (a named reader) sees the reefer's readings and the excursion; the trader
+    and the competitor terminal, who hold the container number, see none of them."""
+    box = call.containers[0]
+    path = f"/v1/telemetry/readings?subject=container:{box}&type=reefer"
+    forwarder = simulate.PARTIES["forwarder"]
+    status, body, _ = port.clients[forwarder].get(path)
+    readings = body.get("readings", []) if status == 200 and isinstance(body, dict) else []
+    measured: list[tuple[float, dict[str, Any]]] = [
+        (r["temperature"] - r["setpoint"], r) for r in readings
+                if isinstance(r.get("temperature"), int | float)
+                and isinstance(r.get("setpoint"), int | float)]
+    no_peak: tuple[float, dict[str, Any]] = (0.0, {})
+    deviation, peak = max(measured, key=lambda m: m[0], default=no_peak)
+    above = sum(1 for d, _ in measured if d > EXCURSION_DEGREES) * feedstory.REEFER_INTERVAL
+    _, house = port.track(forwarder, call.house)
+    history = next((c.get("reeferHistory") for c in (house or {}).get("containers", [])
+                    if c.get("number") == box), None)
+    checks.check(f"DCSA Reefer 1.0: the forwarder sees {box}'s reefer history with the excursion",
+                 deviation > EXCURSION_DEGREES and bool(history),
+                 f"{len(readings)} readings; peak {deviation:+.1f} °C over the set point "
+                 f"{peak.get('setpoint')} °C at {peak.get('time')}, {above} min above "
+                 f"+{EXCURSION_DEGREES} °C; {len(history or [])} in its house B/L view"
+                 if peak else f"HTTP {status}, no readings")
+
+    blind, seen = True, []
+    for who, reference in (("trader", call.house), ("competitor", box)):
+        org = simulate.PARTIES[who]
+        status, _, _ = port.clients[org].get(path)
+        view_status, view = port.track(org, reference)
+        shown = [c["number"] for c in (view or {}).get("containers", []) if c.get("number")]
+        clear = "reeferHistory" not in json.dumps(view)
+        blind &= status == 404 and view_status == 200 and box in shown and clear
+        seen.append(f"{who}: readings HTTP {status}, its view of {reference} shows {box} "
+                    f"{'without' if clear else 'WITH'} reefer readings")
+    checks.check(f"DCSA Reefer 1.0: the trader and the competitor terminal see none of {box}'s "
+                 "readings", blind, "; ".join(seen))
+
+
+def _air_waybill_seen(port: Port, call: simulate.VesselCall, checks: Checks) -> None:
+    """The forwarder (named reader) tracks the air waybill through every milestone; the bank
+    finds nothing."""
+    awb = feedstory.air_waybill(call)
+    forwarder, bank = simulate.PARTIES["forwarder"], simulate.PARTIES["bank"]
+
+    def delivered() -> dict[str, Any] | None:
+        status, view = port.track(forwarder, awb)
+        bill = (view or {}).get("airWaybill") if status == 200 else None
+        return bill if bill and all(m["done"] for m in bill["milestones"]) else None
+
+    bill = _eventually(delivered, "the forwarder's view of the air waybill") or {}
+    steps = bill.get("milestones") or []
+    flights = [f"{f['flight']} {f.get('from')}→{f.get('to')}" for f in bill.get("flights", [])]
+    shipment = feedstory.air_shipment(call)
+    checks.check(f"IATA Cargo-IMP FSU: the forwarder tracks air waybill {awb} from BKD to DLV",
+                 [m["code"] for m in steps if m["done"]] == list(cargo_imp.SEQUENCE)
+                 and any(f.startswith(shipment.flight) for f in flights)
+                 and bill.get("pieces") == shipment.pieces
+                 and bill.get("weight") == shipment.weight_kg,
+                 f"{' → '.join(m['code'] for m in steps if m['done'])}, "
+                 f"{steps[0]['time']} to {steps[-1]['time']}; {', '.join(flights)}; "
+                 f"{bill.get('pieces')} pieces, {bill.get('weight')} kg" if steps else "no view")
+    status, body = port.track(bank, awb)
+    checks.check(f"IATA Cargo-IMP FSU: the bank sees nothing of air waybill {awb}",
+                 status == 404 and shipment.flight not in json.dumps(body),
+                 f"HTTP {status}" + (f" {body['error']['code']}" if status == 404 else ""))
+
+
+def _terminal_seen(port: Port, call: simulate.VesselCall, checks: Checks) -> None:
+    """The carrier's view of the master B/L: the COARRI discharges and the CODECO gate-out."""
+    carrier, box = simulate.PARTIES["carrier"], call.containers[-1]
+
+    def gated_out() -> dict[str, Any] | None:
+        status, view = port.track(carrier, call.master)
+        boxes = {c["number"]: c for c in (view or {}).get("containers", [])}
+        return view if status == 200 and boxes.get(box, {}).get("status") == "gated-out" \
+            else None
+
+    view = _eventually(gated_out, f"the carrier's view of {box} gated out") or {}
+    discharges = {e["subject"]["value"]: e["details"] for e in view.get("timeline", [])
+                  if e["type"] == "TERMINAL.DISC" and e["details"].get("messageType") == "COARRI"}
+    checks.check(f"UN/EDIFACT COARRI: the carrier's view of master B/L {call.master} shows the "
+                 f"{len(call.containers)} discharges with their stowage cells",
+                 set(discharges) == set(call.containers)
+                 and all(d.get("stowageCell") for d in discharges.values()),
+                 ", ".join(f"{n} in cell {d.get('stowageCell')}"
+                           for n, d in sorted(discharges.items())) or "none")
+    boxes = {c["number"]: c for c in view.get("containers", [])}
+    gate = boxes.get(box, {})
+    checks.check(f"UN/EDIFACT CODECO: the carrier's view shows {box} gated-out",
+                 gate.get("status") == "gated-out",
+                 f"{gate.get('status')} at {gate.get('statusTime')}" if gate else "no view")
+
+
+def _customs_seen(port: Port, call: simulate.VesselCall, checks: Checks) -> None:
+    """The trader sees its containers released by customs, and the declaration released."""
+    trader = simulate.PARTIES["trader"]
+    status, body = port.track(trader, call.house)
+    house: dict[str, Any] = body if status == 200 and isinstance(body, dict) else {}
+    released = {e["subject"]["value"] for e in house.get("timeline", [])
+                if e["type"] == "CUSTOMS.CUSR" and e["subject"]["kind"] == "container"}
+    customs = house.get("customs") or {}
+    checks.check("customs status messages: the trader's containers show customs released",
+                 customs.get("status") == "released"
+                 and released == set(call.house_containers),
+                 f"{', '.join(sorted(released)) or 'none'} released at {customs.get('time')} "
+                 f"by {customs.get('source')}")
+    number = feedstory.declaration_number(call)
+    status, body = port.track(trader, number)
+    declaration: dict[str, Any] = body if status == 200 and isinstance(body, dict) else {}
+    history = [f"{str(e['details'].get('status', e['type'])).lower()} {e['time']}"
+               for e in declaration.get("timeline", [])]
+    checks.check(f"customs status messages: tracking declaration {number} shows released",
+                 (declaration.get("customs") or {}).get("status") == "released",
+                 ", then ".join(history) or f"HTTP {status}")
+
+
+def _reading_proof(port: Port, observer: NodeSpec, reading: int | None, console: Console,
+                   checks: Checks) -> None:
+    """Wait for the AIS reading's anchor, export its proof bundle, verify it offline."""
+    if reading is None:
+        checks.check("AIS NMEA: an anchored position verified offline by portledger "
+                     "verify-proof", False, "no AIS reading to prove")
+        return
+    bank = port.clients[simulate.PARTIES["bank"]]
+
+    def anchored() -> dict[str, Any] | None:
+        status, body, _ = bank.get(f"/v1/telemetry/readings/{reading}")
+        anchor = body.get("anchor") if status == 200 and isinstance(body, dict) else None
+        return anchor if anchor and anchor.get("status") == "anchored" and anchor.get("block") \
+            else None
+
+    anchor = _eventually(anchored, f"reading {reading} anchored", ANCHOR_TIMEOUT)
+    if anchor is None:
+        checks.check("AIS NMEA: an anchored position verified offline by portledger "
+                     "verify-proof", False, f"reading {reading} not anchored within "
+                     f"{ANCHOR_TIMEOUT:g} s")
+        return
+    status, bundle, _ = bank.post(f"/v1/proofs/readings/{reading}")
+    if status != 200 or not isinstance(bundle, dict):
+        raise DemoError(f"proof bundle of reading {reading}: the gateway answered {status}: "
+                        f"{bundle}")
+    path = port.layout.root.parent / f"proof-ais-reading-{reading}.json"
+    path.write_text(json.dumps(bundle, indent=1) + "\n")
+    genesis = observer.datadir / "genesis.json"
+    console.print(f"the bank exports reading #{reading}'s proof bundle "
+                  f"([cyan]POST /v1/proofs/readings/{reading}[/]) to {path} and checks it "
+                  f"offline: portledger verify-proof {path} --genesis {genesis}")
+    verify = subprocess.run(
+        [sys.executable, "-m", "portledger", "verify-proof", str(path), "--genesis", str(genesis)],
+        capture_output=True, text=True, timeout=120,
+    )
+    console.print(verify.stdout.strip() or verify.stderr.strip())
+    checks.check(f"AIS NMEA: anchored position #{reading} verified offline by portledger "
+                 "verify-proof", verify.returncode == 0,
+                 f"batch {anchor.get('batch')}, anchor {anchor.get('anchorId')} in block "
+                 f"#{anchor.get('block')}; exit {verify.returncode}")
+
+
 def _on_chain(port: Port, observer: NodeSpec, call: simulate.VesselCall,
               blocks: dict[str, list[int]], console: Console, checks: Checks) -> None:
     console.rule("on chain (the observer's JSON-RPC)")
@@ -497,10 +763,12 @@ def _on_chain(port: Port, observer: NodeSpec, call: simulate.VesselCall,
     secrets = [call.master, call.house, *call.containers, call.vessel_name, simulate.TERMINAL_NAME]
     leaked = [s for s in secrets if s.lower() in text or s.encode().hex() in text]
     console.print(f"  {len(logs)} cargo events about {box_number} on chain, found by its subject "
-                  f"key 0x{subject_key(box_number).hex()[:16]}… (discharge, customs release, "
-                  "available for pick-up); their payloads are ciphertext")
-    checks.check(f"the chain holds {box_number}'s 3 events, and no reference number or name "
-                 "in clear", len(logs) == 3 and not leaked,
+                  f"key 0x{subject_key(box_number).hex()[:16]}… (COARRI discharge, customs hold "
+                  "and release, available for pick-up, DCSA Reefer set point); their payloads "
+                  "are ciphertext")
+    checks.check(f"the chain holds {box_number}'s {FIRST_CONTAINER_EVENTS} events, and no "
+                 "reference number or name in clear",
+                 len(logs) == FIRST_CONTAINER_EVENTS and not leaked,
                  f"{len(logs)} events" + (f"; in clear: {', '.join(leaked)}" if leaked else ""))
 
 
@@ -519,15 +787,16 @@ def _show_live_port(port: Port, call: simulate.VesselCall, console: Console) -> 
     console.print(f"try: sign in as the trader and track house B/L {call.house}, master B/L "
                   f"{call.master} as the bank, vessel IMO {call.vessel_imo}, or container "
                   f"{call.containers[0]}.")
-    console.print("a SIMULATED live feed now posts an incoming vessel's ETA updates and gate "
-                  "moves through the gateway. [bold]Ctrl-C stops everything.[/]")
+    console.print("a SIMULATED live feed now posts an incoming vessel's AIS positions (NMEA) "
+                  "and ETA updates (DCSA 2.2), and CODECO gate moves, through the gateway. "
+                  "[bold]Ctrl-C stops everything.[/]")
 
 
 def _live(port: Port, call: simulate.VesselCall, console: Console, checks: Checks, *,
           interval: float, duration: float = 0.0, ticks: int = 0) -> None:
     """Post the live feed's ticks: ``ticks`` of them (0: until Ctrl-C or ``duration``)."""
     console.rule("live feed (SIMULATED)")
-    feed = simulate.LiveFeed(call, int(time.time()), seed=call.serial)
+    feed = feedstory.LiveFeed(call, int(time.time()), seed=call.serial)
     deadline = time.monotonic() + duration if duration > 0 else None
     pending: list[tuple[simulate.Upload, list[dict[str, Any]]]] = []
     finals = failures = 0
@@ -564,8 +833,31 @@ def _live(port: Port, call: simulate.VesselCall, console: Console, checks: Check
         final = sum(len(_finalise(port, u, r)) for u, r in pending)
         checks.check("the live feed's uploads are accepted and final on chain",
                      sent > 0 and final == sent, f"{final} of {sent} operation(s)")
+        _next_vessel_seen(port, feed, checks)
     else:
         console.print(f"live feed: {feed.ticks} ticks, {finals} operations final on chain")
+
+
+def _next_vessel_seen(port: Port, feed: feedstory.LiveFeed, checks: Checks) -> None:
+    """The next vessel's view: its AIS position, and the AIS-derived ETA beside the carrier's."""
+    call = feed.next_call
+
+    def probe() -> dict[str, Any] | None:
+        vessel = _vessel_of(port, simulate.PARTIES["trader"], call.vessel_imo)
+        carrier = [e for e in vessel.get("etas") or [] if e.get("source") != "AIS-derived"]
+        return vessel if vessel.get("ais") and _ais_derived(vessel) and carrier else None
+
+    vessel = _eventually(probe, "the next vessel's view with its AIS position") or {}
+    ais, derived = vessel.get("ais") or {}, _ais_derived(vessel)
+    carrier: dict[str, Any] = next(
+        (e for e in vessel.get("etas") or [] if e.get("source") != "AIS-derived"), {})
+    checks.check(f"AIS NMEA: the next vessel {call.vessel_imo} shows its AIS position and an "
+                 "AIS-derived ETA beside the carrier's",
+                 bool(ais) and bool(derived) and carrier.get("time") == iso_time(feed.eta),
+                 f"{ais.get('lat')}N {ais.get('lon')}E {ais.get('sog')} kn; AIS-derived "
+                 f"{derived.get('time')} ({derived.get('method')}, {derived.get('distanceNm')} "
+                 f"nm) beside {carrier.get('source')}'s {carrier.get('time')}"
+                 if ais else "no AIS position in the view")
 
 
 def _summary(port: Port, call: simulate.VesselCall, console: Console, ticks: int,
