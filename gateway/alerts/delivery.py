@@ -232,7 +232,8 @@ class Dispatcher:
                 if not to:
                     continue
                 for t in transitions:
-                    if prefs.wants("email", t.kind, t.change):
+                    if prefs.wants("email", t.kind, t.change) and not t.body.get(
+                            "first_seen_resolved"):  # no mail about what nobody was told of
                         out.append((org_id, user_id, to, t.id, {**t.body, "alertId": t.alert_id},
                                     mail_time(now, prefs)))
         return out

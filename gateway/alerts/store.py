@@ -256,7 +256,10 @@ class AlertStore(sqlite.Store):
                 alert_id = alert_ids.get(t.alert.key)
                 if alert_id is None:
                     alert_id = alert_ids[t.alert.key] = self._upsert(db, org_id, t.alert)
-                body = json.dumps(t.to_json(), separators=(",", ":"), ensure_ascii=False)
+                item = t.to_json()
+                if t.change == "resolved" and t.previous is None:
+                    item["first_seen_resolved"] = True  # an episode that ended unseen
+                body = json.dumps(item, separators=(",", ":"), ensure_ascii=False)
                 cursor = db.execute(
                     "INSERT INTO transitions (org_id, alert_id, change, kind, at, body, dispatched)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
