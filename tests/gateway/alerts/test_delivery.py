@@ -250,7 +250,9 @@ async def test_a_struggling_server_is_retried_and_a_refused_recipient_is_final(
 
 async def test_a_server_down_across_a_restart_loses_nothing(tmp_path: Path) -> None:
     server = SmtpServer(tmp_path / "mailbox")  # not started: connections are refused
-    client, port = await start(tmp_path / "gw", smtp=smtp(server, retry_base_seconds=0.2))
+    # (a short timeout: an attempt cut off by the shutdown is leased for 3 × timeout + backoff)
+    client, port = await start(tmp_path / "gw", smtp=smtp(server, retry_base_seconds=0.2,
+                                                          timeout_seconds=1))
     try:
         await story_with_user(client, port, "ops@sino.example",
                               {"channels": ["email"], "kinds": ["vessel-delay"]})
@@ -264,7 +266,7 @@ async def test_a_server_down_across_a_restart_loses_nothing(tmp_path: Path) -> N
         await client.close()
     server.start()
     try:
-        client, port = await start(tmp_path / "gw", smtp=smtp(server))
+        client, port = await start(tmp_path / "gw", smtp=smtp(server, timeout_seconds=1))
         try:
             [message] = await server.wait_for_async(1)
             assert message["Subject"].startswith("Vessel delay — vessel 9321483")
