@@ -47,8 +47,10 @@ from gateway.telemetry.model import Reading
 #: How much of the input ``sniff`` looks at.
 HEAD_BYTES = 4096
 
-#: A message's own id may be used in its key as is when it looks like this (a UUID does).
-_SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
+#: A message's own id is used in its key as is only when it is a UUID (which says nothing of
+#: the cargo); any other id is hashed: keys stay in the outbox in clear, and an id such as
+#: ``SIM-HKD2026123-1`` would leak a declaration number there.
+_SAFE_ID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 
 
 
@@ -107,8 +109,8 @@ def canonical_json(value: Any) -> str:
 def event_key(fmt: str, event_id: str, index: int) -> str:
     """The idempotency key of the ``index``-th event of a message that carries its own id.
 
-    The id is used as is when it is short and plain (a UUID); otherwise its SHA-256 stands in
-    for it. Keys keep the ``feed:<format>:<message>:<index>`` shape the intake groups by.
+    The id is used as is when it is a UUID; otherwise its SHA-256 stands in for it (keys are
+    kept in clear). Keys keep the ``feed:<format>:<message>:<index>`` shape the intake groups by.
     """
     part = event_id if _SAFE_ID.fullmatch(event_id) else (
         "id-" + hashlib.sha256(event_id.encode()).hexdigest()[:32])
