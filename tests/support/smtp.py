@@ -22,8 +22,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
 import email
 import email.policy
+import ipaddress
 import os
 import signal
 import socket
@@ -34,6 +36,13 @@ import time
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 #: The repository root (the server process runs with it on its path).
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,13 +136,6 @@ class SmtpServer:
 
 def self_signed(folder: Path) -> tuple[Path, Path]:
     """A self-signed certificate for ``localhost`` / ``127.0.0.1`` (cert file, key file)."""
-    import datetime  # noqa: PLC0415 (only the TLS tests need these)
-    import ipaddress  # noqa: PLC0415 (only the TLS tests need these)
-
-    from cryptography import x509  # noqa: PLC0415 (only the TLS tests need these)
-    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415 (idem)
-    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415 (idem)
-    from cryptography.x509.oid import NameOID  # noqa: PLC0415 (idem)
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
@@ -187,9 +189,6 @@ class _Handler:
 
 
 def main() -> None:
-    from aiosmtpd.controller import Controller  # noqa: PLC0415 (the server process only)
-    from aiosmtpd.smtp import AuthResult, LoginPassword  # noqa: PLC0415 (idem)
-
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dir", type=Path, required=True)

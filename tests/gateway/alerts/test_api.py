@@ -13,7 +13,7 @@ from gateway.app import create_app
 from gateway.appkeys import ACCOUNTS
 from tests.gateway.alerts.builders import hk
 from tests.gateway.alerts.gateway_support import ISSUE_TARIFF, Port, config, event
-from tests.gateway.alerts.test_engine import BOX, DECLARATION, IMO, NOW, port_story
+from tests.gateway.alerts.test_engine import BOX, IMO, NOW, port_story
 from tests.support.accounts import login
 from tests.support.dcsa import wait_until
 from tests.support.readside import CARRIER, FORWARDER, TERMINAL, TRADER

@@ -9,7 +9,7 @@ import asyncio
 import base64
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ def test_preferences_are_checked_and_time_mail() -> None:
     assert mail_time(hk("2026-11-06 06:59"), prefs) == hk("2026-11-06 07:00")
     assert mail_time(hk("2026-11-06 07:00"), prefs) == hk("2026-11-06 07:00")
     digest = parse_preferences({"digest": {"at": "08:00"}, "timezone": "Europe/London"})
-    london = datetime(2026, 11, 6, 8, 0, tzinfo=timezone.utc).timestamp()  # GMT in November
+    london = datetime(2026, 11, 6, 8, 0, tzinfo=UTC).timestamp()  # GMT in November
     assert mail_time(london - 60, digest) == london
     assert mail_time(london + 60, digest) == london + 86_400
     for raw, code in [({"channels": ["sms"]}, "bad-choice"),
