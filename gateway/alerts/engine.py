@@ -55,7 +55,7 @@ from gateway.alerts.delivery import Dispatcher
 from gateway.alerts.facts import DOCUMENT_KINDS, Facts, Measured, Observed, build_facts
 from gateway.alerts.model import Alert, by_key, readable_by
 from gateway.alerts.rules import Settings, SettingsError, StorageSettings, evaluate
-from gateway.alerts.store import AlertStore
+from gateway.alerts.store import AlertStore, Record
 from gateway.alerts.tariff import Tariff, TariffError, last_free_day, meter, money, parse_tariff
 from gateway.config import ConfigError, GatewayConfig, settings_from
 from gateway.events import identifiers
@@ -487,12 +487,31 @@ class AlertEngine:
     async def _evaluate_many(self, r: Recipient, subjects: Iterable[Reference], *,
                              deliver: bool, cached: bool = False, now: int | None = None) -> int:
         recorded = 0
+        sink: list[Record] = []
         for i, subject in enumerate(sorted(subjects, key=lambda s: (s.kind, s.value))):
             recorded += self.evaluate_subject(r, subject, deliver=deliver, cached=cached,
-                                              now=now)
-            if i % 50 == 49:
+                                              now=now, sink=sink)
+            if i % 200 == 199:
+                self._flush(sink)
                 await asyncio.sleep(0)  # let requests in between
+        self._flush(sink)
         return recorded
+
+    def _flush(self, sink: list[Record]) -> None:
+        """Write the evaluations collected in ``sink`` in one transaction."""
+        if not sink:
+            return
+        try:
+            self.store.record_many(sink)
+        except BaseException:
+            for item in sink:  # the caches ran ahead of the store: forget them
+                for subject in item.subjects:
+                    self._states.pop((item.org_id, subject), None)
+                    self._wakes.pop((item.org_id, subject), None)
+                    self._known.pop(item.org_id, None)
+            raise
+        finally:
+            sink.clear()
 
     async def evaluate_followed(self, r: Recipient, refs: Sequence[Reference]) -> int:
         """Evaluate newly followed references at once (what the organisation may already read
@@ -675,9 +694,11 @@ class AlertEngine:
         return out
 
     def evaluate_subject(self, r: Recipient, subject: Reference, *, deliver: bool = True,
-                         cached: bool = False, now: int | None = None) -> int:
-        """Evaluate one subject for one organisation and record what changed; the number of
-        transitions. ``cached``: use the subject's cached facts if fresh (the clock pass)."""
+                         cached: bool = False, now: int | None = None,
+                         sink: list[Record] | None = None) -> int:
+        """Evaluate one subject for one organisation and record what changed (at once, or by
+        adding it to ``sink`` for one transaction with others); the number of transitions.
+        ``cached``: use the subject's cached facts if fresh (the clock pass)."""
         at = int(self.clock()) if now is None else now
         key = (r.org_id, subject)
         entry: _Cached | None = self._facts.get_fresh(key) if cached else None
@@ -708,7 +729,11 @@ class AlertEngine:
         fresh_subject = key_of(subject.value) not in known
         wake_changed = self._wakes.get_fresh(key) != (wake,)
         if changed or transitions or fresh_subject or wake_changed:
-            self.store.record(r.org_id, changed, transitions, {subject: wake}, deliver=deliver)
+            record = Record(r.org_id, changed, transitions, {subject: wake}, deliver)
+            if sink is None:
+                self.store.record_many([record])
+            else:
+                sink.append(record)
             known[key_of(subject.value)] = subject.value
             self._wakes.put(key, (wake,))
         self.transitions += len(transitions)

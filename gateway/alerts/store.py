@@ -182,6 +182,17 @@ class StoredAlert:
         return body
 
 
+@dataclass
+class Record:
+    """What one evaluation writes: changed episodes, transitions, the subjects' wake times."""
+
+    org_id: int
+    changed: list[Alert]
+    transitions: list[Transition]
+    subjects: dict[Reference, int | None]
+    deliver: bool = True
+
+
 @dataclass(frozen=True)
 class PendingTransition:
     """A transition whose channels were not queued yet."""
@@ -246,31 +257,42 @@ class AlertStore(sqlite.Store):
         """Write the changed episodes, their transitions and the subjects' wake times, all in
         one transaction; the new transition ids. ``deliver=False`` records the transitions
         as already dispatched (a first start's history: old news is not sent)."""
+        return self.record_many([Record(org_id, list(changed), list(transitions),
+                                        dict(subjects), deliver)], at=at)
+
+    def record_many(self, records: Sequence[Record], *, at: float | None = None) -> list[int]:
+        """:meth:`record` of many evaluations in one transaction (the clock pass)."""
         now = time.time() if at is None else at
         ids: list[int] = []
         with self._transaction() as db:
-            alert_ids: dict[str, int] = {}
-            for alert in changed:
-                alert_ids[alert.key] = self._upsert(db, org_id, alert)
-            for t in transitions:
-                alert_id = alert_ids.get(t.alert.key)
-                if alert_id is None:
-                    alert_id = alert_ids[t.alert.key] = self._upsert(db, org_id, t.alert)
-                item = t.to_json()
-                if t.change == "resolved" and t.previous is None:
-                    item["first_seen_resolved"] = True  # an episode that ended unseen
-                body = json.dumps(item, separators=(",", ":"), ensure_ascii=False)
-                cursor = db.execute(
-                    "INSERT INTO transitions (org_id, alert_id, change, kind, at, body, dispatched)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (org_id, alert_id, t.change, t.alert.kind, now, body, 0 if deliver else 1))
-                seq = int(cursor.lastrowid or 0)
-                ids.append(seq)
-                db.execute("UPDATE alerts SET change_seq = ? WHERE id = ?", (seq, alert_id))
-            db.executemany(
-                "INSERT INTO subjects (org_id, kind, value, wake) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (org_id, kind, value) DO UPDATE SET wake = excluded.wake",
-                [(org_id, ref.kind, ref.value, wake) for ref, wake in subjects.items()])
+            for r in records:
+                ids += self._record(db, r, now)
+        return ids
+
+    def _record(self, db: Any, r: Record, now: float) -> list[int]:
+        ids: list[int] = []
+        alert_ids: dict[str, int] = {}
+        for alert in r.changed:
+            alert_ids[alert.key] = self._upsert(db, r.org_id, alert)
+        for t in r.transitions:
+            alert_id = alert_ids.get(t.alert.key)
+            if alert_id is None:
+                alert_id = alert_ids[t.alert.key] = self._upsert(db, r.org_id, t.alert)
+            item = t.to_json()
+            if t.change == "resolved" and t.previous is None:
+                item["first_seen_resolved"] = True  # an episode that ended unseen
+            body = json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+            cursor = db.execute(
+                "INSERT INTO transitions (org_id, alert_id, change, kind, at, body, dispatched)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (r.org_id, alert_id, t.change, t.alert.kind, now, body, 0 if r.deliver else 1))
+            seq = int(cursor.lastrowid or 0)
+            ids.append(seq)
+            db.execute("UPDATE alerts SET change_seq = ? WHERE id = ?", (seq, alert_id))
+        db.executemany(
+            "INSERT INTO subjects (org_id, kind, value, wake) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (org_id, kind, value) DO UPDATE SET wake = excluded.wake",
+            [(r.org_id, ref.kind, ref.value, wake) for ref, wake in r.subjects.items()])
         return ids
 
     @staticmethod
