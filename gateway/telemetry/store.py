@@ -159,6 +159,10 @@ _READING_COLUMNS = (
 )
 
 
+#: Most subjects :meth:`TelemetryStore.subjects_with` looks up at once.
+MAX_SUBJECTS_ASKED = 500
+
+
 class TelemetryStoreError(Exception):
     """The file cannot be used as asked (another key sealed it, or a stored body is damaged)."""
 
@@ -449,6 +453,20 @@ class TelemetryStore(sqlite.Store):
             ):
                 rows[row[0]] = row
         return sorted(rows.values(), key=lambda r: (r[5], r[0]), reverse=True)[:size]
+
+    def subjects_with(self, reading_type: str, subjects: Sequence[Reference],
+                      ) -> set[Reference]:
+        """Which of ``subjects`` have readings of a type (one indexed query): lets a view skip
+        the assets that have none."""
+        if not subjects or reading_type not in READING_TYPES:
+            return set()
+        index = {self.subject_index(s): s for s in subjects[:MAX_SUBJECTS_ASKED]}
+        marks = ",".join("?" * len(index))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT DISTINCT subject FROM readings WHERE type = ?"  # noqa: S608 (marks)
+                f" AND subject IN ({marks})", (reading_type, *index)).fetchall()
+        return {index[row[0]] for row in rows if row[0] in index}
 
     def latest(self, reading_type: str, *, subject: Reference | None = None,
                mmsi: int | None = None, allow: Allow | None = None) -> StoredReading | None:

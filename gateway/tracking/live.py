@@ -24,6 +24,7 @@ did not let them see.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -109,7 +110,13 @@ async def overlay(app: web.Application, principal: Principal, view: dict[str, An
     vessel = view.get("vessel")
     if isinstance(vessel, dict):
         await _vessel(app, vessel, moment)
-    for box in (view.get("containers") or [])[:MAX_REEFERS]:
-        if isinstance(box, dict):
-            await _reefer(app, principal, box)
+    boxes = [b for b in (view.get("containers") or [])[:MAX_REEFERS]
+             if isinstance(b, dict) and isinstance(b.get("number"), str)]
+    if boxes:  # one indexed query finds the few containers that have reefer readings at all
+        with_readings = await asyncio.to_thread(
+            app[TELEMETRY].subjects_with, "reefer",
+            [Reference("container", b["number"]) for b in boxes])
+        for box in boxes:
+            if Reference("container", box["number"]) in with_readings:
+                await _reefer(app, principal, box)
     return view

@@ -284,3 +284,13 @@ def test_mutated_canonical_bytes_give_a_reading_or_a_value_error(data: st.DataOb
     except ValueError:
         return
     assert reading.type in READING_TYPES
+
+
+def test_subjects_with_finds_only_the_containers_that_have_readings(
+        store: TelemetryStore) -> None:
+    box, other, none = (Reference("container", n) for n in (BOX, "MSKU1234565", "TGHU9876542"))
+    store.add(3, tt.reefer_readings(BOX, T0, 3), Visibility())
+    store.add(4, tt.reefer_readings(other.value, T0, 1), Visibility("named", (9,)))
+    assert store.subjects_with("reefer", [box, other, none]) == {box, other}
+    assert store.subjects_with("truck-position", [box, other]) == set()
+    assert store.subjects_with("reefer", []) == set()
