@@ -702,9 +702,9 @@ class AlertEngine:
         at = int(self.clock()) if now is None else now
         key = (r.org_id, subject)
         entry: _Cached | None = self._facts.get_fresh(key) if cached else None
-        if entry is None or at - entry.built > self.settings.facts_ttl_seconds:
+        if entry is None or time.monotonic() - entry.built > self.settings.facts_ttl_seconds:
             facts, terminal, readable = self.facts_of(r, subject)
-            entry = _Cached(facts, terminal, readable, at)
+            entry = _Cached(facts, terminal, readable, time.monotonic())
             self._facts.put(key, entry)
         previous = self._states.get_fresh(key)
         if previous is None:
@@ -725,6 +725,8 @@ class AlertEngine:
         states = {**previous, **by_key(kept)}
         self._states.put(key, states)
         wake = result.wake.get(subject)
+        if wake is not None and any(a.is_open and a.next_check == wake for a in kept):
+            wake = None  # the clock finds it by that alert's next check (no daily rewrite)
         known = self._known_keys(r.org_id)
         fresh_subject = key_of(subject.value) not in known
         wake_changed = self._wakes.get_fresh(key) != (wake,)

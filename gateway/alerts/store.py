@@ -41,11 +41,12 @@ import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from gateway import sqlite
-from gateway.alerts.model import Alert, Source, Transition
+from gateway.alerts.model import RESERVED, Alert, Source, Transition
 from gateway.events.model import Reference
 
 _SCHEMA = """
@@ -62,8 +63,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     updated INTEGER NOT NULL,
     resolved INTEGER,
     next_check INTEGER,
-    figures TEXT NOT NULL,
-    sources TEXT NOT NULL,
+    body TEXT NOT NULL,
     change_seq INTEGER NOT NULL DEFAULT 0,
     UNIQUE (org_id, key)
 );
@@ -162,7 +162,7 @@ CREATE TABLE IF NOT EXISTS progress (
 """
 
 _ALERT_COLUMNS = ("id, key, kind, subject_kind, subject_value, episode, state, opened, updated, "
-                  "resolved, next_check, figures, sources, change_seq")
+                  "resolved, next_check, body, change_seq")
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,13 @@ class PendingTransition:
     alert_id: int
     change: str
     kind: str
-    body: dict[str, Any]
+    text: str
+    """Its JSON (parsed on demand: most transitions go to no webhook and no mail)."""
+
+    @cached_property
+    def body(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.text)
+        return parsed
 
 
 @dataclass(frozen=True)
@@ -217,23 +223,20 @@ class MailItem:
     attempts: int
 
 
-def _sources(alert: Alert) -> str:
-    return json.dumps([[s.kind, s.ref, s.publisher] for s in alert.sources],
-                      separators=(",", ":"), ensure_ascii=False)
-
-
-def _figures(alert: Alert) -> str:
-    return json.dumps(alert.figures, separators=(",", ":"), ensure_ascii=False)
+def alert_body(alert: Alert) -> str:
+    """The stored JSON of an episode: :meth:`Alert.to_json` (figures and sources in it)."""
+    return json.dumps(alert.to_json(), separators=(",", ":"), ensure_ascii=False)
 
 
 def alert_from_row(row: Sequence[Any]) -> StoredAlert:
     (id_, _key, kind, subject_kind, subject_value, episode, state, opened, updated, resolved,
-     next_check, figures, sources, change_seq) = row
+     next_check, body, change_seq) = row
+    stored = json.loads(body)
+    figures = {k: v for k, v in stored.items() if k not in RESERVED}
+    sources = tuple(Source(s["kind"], s["ref"], s["publisher"]) for s in stored["sources"])
     alert = Alert(kind=kind, subject=Reference(subject_kind, subject_value), episode=episode,
                   state=state, opened=opened, updated=updated, resolved=resolved,
-                  figures=json.loads(figures),
-                  sources=tuple(Source(k, r, p) for k, r, p in json.loads(sources)),
-                  next_check=next_check)
+                  figures=figures, sources=sources, next_check=next_check)
     return StoredAlert(id_, alert, change_seq)
 
 
@@ -242,6 +245,7 @@ class AlertStore(sqlite.Store):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, _SCHEMA)
+        self._seq: int | None = None
 
     # -- episodes -------------------------------------------------------------------------------
     def states_of(self, org_id: int, subject: Reference) -> dict[str, Alert]:
@@ -264,52 +268,66 @@ class AlertStore(sqlite.Store):
         """:meth:`record` of many evaluations in one transaction (the clock pass)."""
         now = time.time() if at is None else at
         ids: list[int] = []
-        with self._transaction() as db:
-            for r in records:
-                ids += self._record(db, r, now)
+        try:
+            with self._transaction() as db:
+                for r in records:
+                    ids += self._record(db, r, now)
+        except BaseException:
+            self._seq = None  # read the last id again
+            raise
         return ids
 
     def _record(self, db: Any, r: Record, now: float) -> list[int]:
         ids: list[int] = []
-        alert_ids: dict[str, int] = {}
-        for alert in r.changed:
-            alert_ids[alert.key] = self._upsert(db, r.org_id, alert)
-        for t in r.transitions:
-            alert_id = alert_ids.get(t.alert.key)
-            if alert_id is None:
-                alert_id = alert_ids[t.alert.key] = self._upsert(db, r.org_id, t.alert)
-            item = t.to_json()
-            if t.change == "resolved" and t.previous is None:
-                item["first_seen_resolved"] = True  # an episode that ended unseen
-            body = json.dumps(item, separators=(",", ":"), ensure_ascii=False)
-            cursor = db.execute(
-                "INSERT INTO transitions (org_id, alert_id, change, kind, at, body, dispatched)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (r.org_id, alert_id, t.change, t.alert.kind, now, body, 0 if r.deliver else 1))
-            seq = int(cursor.lastrowid or 0)
+        changes = {t.alert.key: t for t in r.transitions}
+        alerts = {a.key: a for a in r.changed}
+        alerts.update({t.alert.key: t.alert for t in r.transitions})
+        for key, alert in alerts.items():
+            t = changes.get(key)
+            seq = None
+            if t is not None:  # transition ids are handed out here: one statement less each
+                seq = self._next_seq(db)
+            alert_id, body = self._upsert(db, r.org_id, alert, seq)
+            if t is None or seq is None:
+                continue
+            extra = (',"first_seen_resolved":true'  # an episode that ended unseen
+                     if t.change == "resolved" and t.previous is None else "")
+            db.execute(
+                "INSERT INTO transitions (id, org_id, alert_id, change, kind, at, body, "
+                "dispatched) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (seq, r.org_id, alert_id, t.change, alert.kind, now,
+                 f'{{"change":"{t.change}",{body[1:-1]}{extra}}}', 0 if r.deliver else 1))
             ids.append(seq)
-            db.execute("UPDATE alerts SET change_seq = ? WHERE id = ?", (seq, alert_id))
         db.executemany(
             "INSERT INTO subjects (org_id, kind, value, wake) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (org_id, kind, value) DO UPDATE SET wake = excluded.wake",
             [(r.org_id, ref.kind, ref.value, wake) for ref, wake in r.subjects.items()])
         return ids
 
+    def _next_seq(self, db: Any) -> int:
+        """The next transition id (read once, then counted: one process records)."""
+        if self._seq is None:
+            (last,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM transitions").fetchone()
+            self._seq = int(last)
+        self._seq += 1
+        return self._seq
+
     @staticmethod
-    def _upsert(db: Any, org_id: int, alert: Alert) -> int:
+    def _upsert(db: Any, org_id: int, alert: Alert, seq: int | None) -> tuple[int, str]:
+        body = alert_body(alert)
         row = db.execute(
             "INSERT INTO alerts (org_id, key, kind, subject_kind, subject_value, episode, state, "
-            "opened, updated, resolved, next_check, figures, sources) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "opened, updated, resolved, next_check, body, change_seq) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(?, 0)) "
             "ON CONFLICT (org_id, key) DO UPDATE SET state = excluded.state, "
             "opened = excluded.opened, updated = excluded.updated, resolved = excluded.resolved, "
-            "next_check = excluded.next_check, figures = excluded.figures, "
-            "sources = excluded.sources RETURNING id",
+            "next_check = excluded.next_check, body = excluded.body, "
+            "change_seq = COALESCE(?, change_seq) RETURNING id",
             (org_id, alert.key, alert.kind, alert.subject.kind, alert.subject.value,
              alert.episode, alert.state, alert.opened, alert.updated, alert.resolved,
-             alert.next_check if alert.is_open else None, _figures(alert), _sources(alert)),
+             alert.next_check if alert.is_open else None, body, seq, seq),
         ).fetchone()
-        return int(row[0])
+        return int(row[0]), body
 
     def due(self, now: int, limit: int = 1_000_000) -> list[tuple[int, Reference]]:
         """The clock pass's candidates: (organisation, subject) pairs whose open episodes'
@@ -518,7 +536,7 @@ class AlertStore(sqlite.Store):
 
     # -- dispatch -------------------------------------------------------------------------------
     def undispatched(self, limit: int = 1000) -> list[PendingTransition]:
-        return [PendingTransition(i, o, a, c, k, json.loads(b)) for i, o, a, c, k, b in
+        return [PendingTransition(i, o, a, c, k, b) for i, o, a, c, k, b in
                 self._db.execute("SELECT id, org_id, alert_id, change, kind, body FROM "
                                  "transitions WHERE dispatched = 0 ORDER BY id LIMIT ?",
                                  (limit,))]
