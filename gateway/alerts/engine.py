@@ -715,8 +715,10 @@ class AlertEngine:
         self.evaluations += 1
         kept = []
         for alert in result.alerts:
-            if readable_by(alert, lambda s: s.ref in entry.readable):
-                kept.append(alert)
+            before = previous.get(alert.key)
+            if readable_by(alert, lambda s: s.ref in entry.readable) or (
+                    before is not None and before.sources == alert.sources):
+                kept.append(alert)  # (a withdrawn episode keeps what was checked before)
             else:  # never: facts are built from readable sources only
                 log.error("alerts: an alert rests on a source its organisation cannot read",
                           extra={"org": r.org_id, "alert": alert.key})

@@ -233,3 +233,27 @@ async def test_reefer_readings_raise_an_excursion_for_their_readers(tmp_path: Pa
         assert port.alerts_of(FORWARDER) == []
     finally:
         await client.close()
+
+
+async def test_a_retracted_hold_withdraws_the_episode(tmp_path: Path) -> None:
+    client, port = await start(tmp_path / "gw")
+    try:
+        story = await port_story(port)
+        port.engine.clock = lambda: NOW
+        await port.engine.on_indexed(port.events)
+        assert ("customs-hold", DECLARATION, "open") in kinds(port.alerts_of(TRADER))
+        hold = story["hold"]
+        correction = port.record(
+            CUSTOMS, event("CUSTOMS.CUSH", "declaration", DECLARATION, hk("2026-11-03 11:00"),
+                           related=[("container", BOX)], retracts=hold.event_id),
+            block_time=hk("2026-11-07 09:00"), readers=(TRADER,), retracts=hold.event_id)
+        # the correction says the hold began at 11:00, not 10:00: the first episode rested on
+        # a record that is gone (withdrawn), the corrected one is a new episode
+        await port.engine.on_indexed([correction])
+        trader = port.alerts_of(TRADER)
+        holds = [(a.state, a.figures.get("reason"), {s.ref for s in a.sources})
+                 for a in trader if a.kind == "customs-hold"]
+        assert sorted(holds) == [("open", None, {str(correction.event_id)}),
+                                 ("resolved", "withdrawn", {str(hold.event_id)})]
+    finally:
+        await client.close()
