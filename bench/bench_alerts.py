@@ -168,7 +168,6 @@ async def throughput_and_latency(args: argparse.Namespace, data_dir: Path) -> di
         boxes = [box("BNCU", i) for i in range(args.subjects)]
         store.follow(host_id(app, TRADER), [Reference("container", b) for b in boxes],
                      limit=10 ** 7)
-        engine.follows_changed()
         t = time.perf_counter()
         batch: list[IndexedEvent] = []
         for i, number in enumerate(boxes):
@@ -229,7 +228,7 @@ async def throughput_and_latency(args: argparse.Namespace, data_dir: Path) -> di
         for i in range(args.latency):
             number = box("LATU", i)
             store.follow(trader, [Reference("container", number)], limit=10 ** 7)
-            engine.follows_changed()
+            await engine.sync_follows()  # the follow is in before the event
             fresh = stay(chain, number, now - 9 * 86_400, "22G1")
             t = time.perf_counter()
             chain.commit(fresh)

@@ -317,11 +317,8 @@ async def add_follows(request: web.Request) -> web.Response:
                                      limit=service.settings.max_follows)
     except TooManyFollows as exc:
         raise Conflict(str(exc), code="too-many-follows") from None
-    service.engine.follows_changed()
-    if added:
-        recipient = service.engine.recipient(principal.org_id)
-        if recipient is not None:  # what it may already read about them counts at once
-            await service.engine.evaluate_followed(recipient, refs)
+    if added and request.app[CONFIG].background_tasks:  # this process evaluates: at once
+        await service.engine.sync_follows()
     return web.json_response({"added": added,
                               "follows": len(service.store.follows(principal.org_id))},
                              status=201 if added else 200)
@@ -340,7 +337,6 @@ async def delete_follow(request: web.Request) -> web.Response:
     service = _service(request)
     if not service.store.unfollow(principal.org_id, ref):
         raise NotFound("you do not follow it", code="not-following")
-    service.engine.follows_changed()
     return web.Response(status=204)
 
 
@@ -398,7 +394,7 @@ async def put_settings(request: web.Request) -> web.Response:
     except SettingsError as exc:
         raise Unprocessable(str(exc), code=exc.code, details={"path": exc.path}) from None
     service.store.set_org_settings(principal.org_id, body)
-    service.engine.settings_changed()
+    service.engine.reload()
     return web.json_response({"overrides": body, "effective": _settings_json(effective)})
 
 
@@ -478,7 +474,7 @@ async def put_tariff(request: web.Request) -> web.Response:
                             details={"path": exc.path}) from None
     service = _service(request)
     service.store.set_tariff(scope, org, body)
-    service.engine.tariffs_changed()
+    service.engine.reload()
     return web.json_response({"scope": scope, "org": org, "tariff": body,
                               "summary": dict(describe(tariff))})
 

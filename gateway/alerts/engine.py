@@ -369,6 +369,7 @@ class AlertEngine:
         self.base = Settings().merged(settings.rules)
         self._org_settings: dict[int, Settings] | None = None
         self._follows: dict[int, list[Reference]] | None = None
+        self._versions: dict[str, int] = {}
         self._states = _LRU(settings.state_cache_entries)
         self._facts = _LRU(settings.state_cache_entries)
         self._known: dict[int, dict[bytes, str]] = {}
@@ -379,15 +380,50 @@ class AlertEngine:
         self.evaluations = 0
         self.transitions = 0
 
-    # -- configuration changes (the API calls these) --------------------------------------------
-    def follows_changed(self) -> None:
-        self._follows = None
+    # -- configuration written by any process ------------------------------------------------------
+    def reload(self) -> None:
+        """Read settings and tariffs again if any process changed them (cheap: one query)."""
+        versions = self.store.versions()
+        for name in ("settings", "tariffs"):
+            if versions.get(name) != self._versions.get(name):
+                if name == "settings":
+                    self._org_settings = None
+                else:
+                    self.tariffs.reload()
+                self._versions[name] = versions.get(name, 0)
 
-    def settings_changed(self) -> None:
-        self._org_settings = None
+    def _sync_follows(self) -> dict[int, list[Reference]]:
+        """Reload the follows if any process changed them; the references newly followed,
+        by organisation (the first load finds none new)."""
+        version = self.store.versions().get("follows", 0)
+        if self._follows is not None and version == self._versions.get("follows"):
+            return {}
+        old = self._follows
+        self._follows = self.store.followers()
+        self._versions["follows"] = version
+        if old is None:
+            return {}
+        added = {}
+        for org, refs in self._follows.items():
+            new = set(refs) - set(old.get(org, []))
+            if new:
+                added[org] = sorted(new, key=lambda r: (r.kind, r.value))
+        return added
 
-    def tariffs_changed(self) -> None:
-        self.tariffs.reload()
+    async def sync_follows(self) -> int:
+        """Evaluate what newly followed references bring (what the organisation may already
+        read about them counts at once); the transitions recorded. The background loop calls
+        it, and the API after a follow when this process evaluates."""
+        async with self._lock:
+            added = self._sync_follows()
+            recorded = 0
+            if added:
+                for r in self.recipients():
+                    if r.org_id in added:
+                        recorded += await self._evaluate_many(r, added[r.org_id], deliver=True)
+        if recorded:
+            self.dispatcher.dispatch()
+        return recorded
 
     # -- recipients ------------------------------------------------------------------------------
     def settings_of(self, org_id: int) -> Settings:
@@ -403,8 +439,10 @@ class AlertEngine:
 
     def recipients(self) -> list[Recipient]:
         """The organisations alerts are evaluated for: active, on chain, keys held here."""
+        self.reload()
         if self._follows is None:
-            self._follows = self.store.followers()
+            self._sync_follows()
+        assert self._follows is not None
         now = self.clock()
         out = []
         for org in self.accounts.organisations("active"):
@@ -453,6 +491,7 @@ class AlertEngine:
         may read them. Returns the transitions recorded."""
         if not batch:
             return 0
+        await self.sync_follows()
         async with self._lock:
             self.tracking.sync()
             recorded = 0
@@ -512,14 +551,6 @@ class AlertEngine:
             raise
         finally:
             sink.clear()
-
-    async def evaluate_followed(self, r: Recipient, refs: Sequence[Reference]) -> int:
-        """Evaluate newly followed references at once (what the organisation may already read
-        about them counts); the transitions recorded."""
-        async with self._lock:
-            recorded = await self._evaluate_many(r, refs, deliver=True)
-        self.dispatcher.dispatch()
-        return recorded
 
     async def poll_readings(self, *, limit: int = 2000) -> int:
         """Evaluate what the telemetry readings stored since the last look change."""
@@ -757,9 +788,11 @@ class AlertEngine:
                 log.exception("alerts: clock pass failed")
 
     async def run_readings(self) -> None:
-        """Look for new readings every ``reading_poll_seconds`` until cancelled."""
+        """Look for new readings (and follows another process added) every
+        ``reading_poll_seconds`` until cancelled."""
         while True:
             try:
+                await self.sync_follows()
                 await self.poll_readings()
             except Exception:
                 log.exception("alerts: reading poll failed")

@@ -268,13 +268,10 @@ class AlertStore(sqlite.Store):
         """:meth:`record` of many evaluations in one transaction (the clock pass)."""
         now = time.time() if at is None else at
         ids: list[int] = []
-        try:
-            with self._transaction() as db:
-                for r in records:
-                    ids += self._record(db, r, now)
-        except BaseException:
-            self._seq = None  # read the last id again
-            raise
+        with self._transaction() as db:
+            self._seq = None  # read inside the write lock: another process may record too
+            for r in records:
+                ids += self._record(db, r, now)
         return ids
 
     def _record(self, db: Any, r: Record, now: float) -> list[int]:
@@ -305,7 +302,7 @@ class AlertStore(sqlite.Store):
         return ids
 
     def _next_seq(self, db: Any) -> int:
-        """The next transition id (read once, then counted: one process records)."""
+        """The next transition id (the last one read once per transaction, then counted)."""
         if self._seq is None:
             (last,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM transitions").fetchone()
             self._seq = int(last)
@@ -455,12 +452,17 @@ class AlertStore(sqlite.Store):
                                   (org_id,)).fetchone()
             if count > limit:
                 raise TooManyFollows(limit)
+            if added:
+                self._bump(db, "follows")
         return added
 
     def unfollow(self, org_id: int, ref: Reference) -> bool:
         with self._transaction() as db:
-            return bool(db.execute("DELETE FROM follows WHERE org_id = ? AND kind = ? AND "
+            gone = bool(db.execute("DELETE FROM follows WHERE org_id = ? AND kind = ? AND "
                                    "value = ?", (org_id, ref.kind, ref.value)).rowcount)
+            if gone:
+                self._bump(db, "follows")
+            return gone
 
     def follows(self, org_id: int) -> list[tuple[Reference, float]]:
         return [(Reference(k, v), c) for k, v, c in self._db.execute(
@@ -499,6 +501,7 @@ class AlertStore(sqlite.Store):
             db.execute("INSERT INTO org_settings VALUES (?, ?, ?) ON CONFLICT (org_id) DO UPDATE "
                        "SET body = excluded.body, updated = excluded.updated",
                        (org_id, json.dumps(body), time.time()))
+            self._bump(db, "settings")
 
     # -- tariffs ---------------------------------------------------------------------------------
     def tariff(self, scope: str, chain_org: int) -> tuple[dict[str, Any], float] | None:
@@ -516,6 +519,7 @@ class AlertStore(sqlite.Store):
             db.execute("INSERT INTO tariffs VALUES (?, ?, ?, ?) ON CONFLICT (scope, chain_org) "
                        "DO UPDATE SET body = excluded.body, updated = excluded.updated",
                        (scope, chain_org, json.dumps(body), now))
+            self._bump(db, "tariffs")
         return now
 
     # -- webhooks' kinds ----------------------------------------------------------------------
@@ -622,6 +626,16 @@ class AlertStore(sqlite.Store):
     def progress(self, name: str) -> int | None:
         row = self._db.execute("SELECT value FROM progress WHERE name = ?", (name,)).fetchone()
         return None if row is None else int(row[0])
+
+    @staticmethod
+    def _bump(db: Any, name: str) -> None:
+        db.execute("INSERT INTO progress VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET "
+                   "value = value + 1", (f"version:{name}",))
+
+    def versions(self) -> dict[str, int]:
+        """Change counters of follows, settings and tariffs (another process may write them)."""
+        return {n.removeprefix("version:"): int(v) for n, v in self._db.execute(
+            "SELECT name, value FROM progress WHERE name LIKE 'version:%'")}
 
     def set_progress(self, name: str, value: int) -> None:
         """Move a progress mark forward (never back)."""

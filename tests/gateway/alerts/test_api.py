@@ -4,6 +4,7 @@ override, validation, only the owner publishes) and the storage meter of a box."
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -241,4 +242,38 @@ async def test_settings_and_preferences(tmp_path: Path) -> None:
         assert ok["digest"] == {"at": "08:00"} and ok["email"] == "ops@sino.example"
         assert (await body(await client.get("/v1/alerts/preferences", headers=auth))) == ok
     finally:
+        await client.close()
+
+
+async def test_an_api_worker_process_writes_what_the_background_process_evaluates(
+        tmp_path: Path) -> None:
+    """``serve --workers N``: a worker without background tasks takes a follow, a tariff and
+    settings; the one process that evaluates picks them up (its loop), nothing is evaluated
+    twice."""
+    client, port = await started(tmp_path / "gw")
+    worker = TestClient(TestServer(create_app(dataclasses.replace(
+        config(tmp_path / "gw"), background_tasks=False))))
+    await worker.start_server()
+    try:
+        await port.engine.on_indexed(port.events)
+        await body(await worker.put(f"/v1/alerts/tariffs/terminal/{TERMINAL}",
+                                    json=ISSUE_TARIFF, headers=port.auth[TERMINAL]))
+        await body(await worker.post("/v1/alerts/follows", headers=port.auth[FORWARDER], json={
+            "references": [{"kind": "container", "value": BOX}]}), 201)
+        forwarder = port.orgs[FORWARDER]
+
+        def forwarder_alerts() -> list[str]:
+            rows = port.store.inbox(forwarder, 0, state="open", kinds=["not-picked-up"],
+                                    unread=False, before=None, limit=10)
+            return [stored.alert.kind for stored, _ in rows]
+
+        await wait_until(lambda: forwarder_alerts() == ["not-picked-up"], what="the follow")
+        listed = await body(await worker.get("/v1/alerts?state=open",
+                                             headers=port.auth[FORWARDER]))
+        assert [a["kind"] for a in listed["alerts"]] == ["not-picked-up"]
+        count = port.store._db.execute("SELECT COUNT(*) FROM transitions").fetchone()[0]
+        await port.engine.on_indexed(port.events)
+        assert port.store._db.execute("SELECT COUNT(*) FROM transitions").fetchone()[0] == count
+    finally:
+        await worker.close()
         await client.close()
