@@ -394,6 +394,7 @@ async def put_settings(request: web.Request) -> web.Response:
     except SettingsError as exc:
         raise Unprocessable(str(exc), code=exc.code, details={"path": exc.path}) from None
     service.store.set_org_settings(principal.org_id, body)
+    service.store.wake_all(int(time.time()), org_id=principal.org_id)  # the next clock pass
     service.engine.reload()
     return web.json_response({"overrides": body, "effective": _settings_json(effective)})
 
@@ -474,6 +475,7 @@ async def put_tariff(request: web.Request) -> web.Response:
                             details={"path": exc.path}) from None
     service = _service(request)
     service.store.set_tariff(scope, org, body)
+    service.store.wake_all(int(time.time()), kind="container")  # the next clock pass
     service.engine.reload()
     return web.json_response({"scope": scope, "org": org, "tariff": body,
                               "summary": dict(describe(tariff))})

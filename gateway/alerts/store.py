@@ -337,6 +337,20 @@ class AlertStore(sqlite.Store):
             "ORDER BY 1, 2, 3 LIMIT ?", (now, now, limit)).fetchall()
         return [(org, Reference(kind, value)) for org, kind, value in rows]
 
+    def wake_all(self, at: int, *, kind: str | None = None, org_id: int | None = None) -> int:
+        """Make subjects (of a kind, of an organisation) due at ``at`` for the clock pass (a
+        tariff or settings changed); how many."""
+        sql = "UPDATE subjects SET wake = MIN(COALESCE(wake, ?), ?) WHERE 1 = 1"
+        args: list[Any] = [at, at]
+        if kind is not None:
+            sql += " AND kind = ?"
+            args.append(kind)
+        if org_id is not None:
+            sql += " AND org_id = ?"
+            args.append(org_id)
+        with self._transaction() as db:
+            return int(db.execute(sql, args).rowcount)
+
     def subjects_of(self, org_id: int) -> list[Reference]:
         """Every subject the engine evaluated for an organisation."""
         return [Reference(k, v) for k, v in self._db.execute(

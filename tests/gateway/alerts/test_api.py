@@ -5,6 +5,7 @@ override, validation, only the owner publishes) and the storage meter of a box."
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
@@ -255,9 +256,14 @@ async def test_an_api_worker_process_writes_what_the_background_process_evaluate
         config(tmp_path / "gw"), background_tasks=False))))
     await worker.start_server()
     try:
+        port.engine.clock = time.time  # (the wake a tariff sets is the wall clock's)
         await port.engine.on_indexed(port.events)
         await body(await worker.put(f"/v1/alerts/tariffs/terminal/{TERMINAL}",
                                     json=ISSUE_TARIFF, headers=port.auth[TERMINAL]))
+        # the tariff makes the boxes due: the next clock pass applies it
+        assert not any(a.kind == "not-picked-up" for a in port.alerts_of(CARRIER))
+        await port.engine.clock_pass()
+        assert ("not-picked-up", "open") in [(a.kind, a.state) for a in port.alerts_of(CARRIER)]
         await body(await worker.post("/v1/alerts/follows", headers=port.auth[FORWARDER], json={
             "references": [{"kind": "container", "value": BOX}]}), 201)
         forwarder = port.orgs[FORWARDER]
