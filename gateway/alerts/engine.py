@@ -480,9 +480,13 @@ class AlertEngine:
                 or (ev.publisher, ev.subject) in r.grants
                 or (ev.publisher, ev.event_id.to_bytes(32, "big")) in r.grants)
 
-    def _reader(self, r: Recipient) -> Reader:
+    def _reader(self, r: Recipient, keys: Iterable[bytes] = ()) -> Reader:
+        """The organisation's reader, holding those of ``keys`` it follows."""
         reader = self.tracking.reader(r.principal)
-        reader.held.update({k: ref.value for k, ref in r.follows.items()})
+        for key in keys:
+            followed = r.follows.get(key)
+            if followed is not None:
+                reader.held[key] = followed.value
         return reader
 
     # -- jobs ---------------------------------------------------------------------------------------
@@ -508,7 +512,7 @@ class AlertEngine:
         candidates = [ev for ev in batch if self._may_read(r, ev)]
         if not candidates:
             return 0
-        reader = self._reader(r)
+        reader = self._reader(r, {ev.subject for ev in candidates})
         known = self._known_keys(r.org_id)
         for ev in candidates:  # the reference of a subject it evaluated before is held
             if ev.reference_readable and ev.subject not in reader.held and ev.subject in known:
