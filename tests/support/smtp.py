@@ -110,7 +110,7 @@ class SmtpServer:
     def messages(self) -> list[EmailMessage]:
         """The messages accepted so far, in order."""
         files = sorted(self.folder.glob("*.eml"), key=lambda p: int(p.stem))
-        return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
+        return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
                 for p in files]
 
     def wait_for(self, count: int, timeout: float = 15.0) -> list[EmailMessage]:
