@@ -46,6 +46,7 @@ from gateway.appkeys import ACCOUNTS, ALERTS, CONFIG
 from gateway.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from gateway.events import identifiers
 from gateway.events.model import REFERENCE_KINDS, Reference
+from gateway.isotime import iso_time
 from gateway.jsonbody import read_json
 from gateway.principal import Principal, require
 from gateway.subscriptions.delivery import DeliveryWorker
@@ -186,10 +187,13 @@ def _item(stored: Any, read: bool | None) -> dict[str, Any]:
 @api.get("/v1/alerts", openapi.operation(
     "Your organisation's alerts, newest first",
     description="Filter by `state` (open, resolved), `kind` (repeat or comma-separate; "
-                "default: the kinds of your preferences) and `unread=true` (not read by you "
-                "since their last change). Page with `before` (an alert id).",
+                "default: the kinds of your preferences), `subject` (kind:value, e.g. "
+                "container:CSQU3054383 — a container view's alerts, a reefer chart's "
+                "excursions) and `unread=true` (not read by you since their last change). "
+                "Page with `before` (an alert id).",
     parameters=[
         openapi.query_parameter("state", {"enum": list(STATES)}),
+        openapi.query_parameter("subject", {"type": "string", "maxLength": 80}),
         openapi.query_parameter("kind", {"type": "string"}),
         openapi.query_parameter("unread", {"enum": ["true", "false"]}),
         openapi.query_parameter("before", {"type": "integer", "minimum": 1}),
@@ -202,7 +206,8 @@ def _item(stored: Any, read: bool | None) -> dict[str, Any]:
 async def list_alerts(request: web.Request) -> web.Response:
     principal = require(request, READ)
     service = _service(request)
-    unknown = sorted(set(request.query) - {"state", "kind", "unread", "before", "limit"})
+    unknown = sorted(set(request.query) - {"state", "kind", "unread", "before", "limit",
+                                           "subject"})
     if unknown:
         raise BadRequest(f"unknown query parameter {unknown[0]!r}", code="unknown-parameter")
     state = request.query.get("state")
@@ -213,9 +218,14 @@ async def list_alerts(request: web.Request) -> web.Response:
         raise BadRequest("unread is true or false", code="bad-query")
     kinds = _kinds(request) or list(_prefs(service, principal).kinds)
     limit = _int(request, "limit", 50, 1, 500) or 50
+    subject = None
+    if "subject" in request.query:
+        kind, _, value = request.query["subject"].partition(":")
+        subject = _reference(kind.strip().lower(), value, "subject")
     rows = service.store.inbox(principal.org_id, _reader_id(principal), state=state,
                                kinds=kinds, unread=unread == "true",
-                               before=_int(request, "before", None, 1, 1 << 62), limit=limit)
+                               before=_int(request, "before", None, 1, 1 << 62), limit=limit,
+                               subject=subject)
     return web.json_response({
         "alerts": [_item(stored, read) for stored, read in rows],
         "next": rows[-1][0].id if len(rows) == limit else None})
@@ -508,6 +518,40 @@ async def get_storage(request: web.Request) -> web.Response:
                    if a.is_open and a.kind in ("not-picked-up", "free-time-ending")]
     body["alerts"] = [a.key for a in open_alerts]
     return web.json_response(body)
+
+
+# -- a vessel's ETAs ----------------------------------------------------------------------------------
+@api.get("/v1/alerts/vessels/{imo}/etas", openapi.operation(
+    "A vessel's ETA history with sources, as you may see it (the vessel view)",
+    description="Every ETA received for the vessel at each port of call, in the order "
+                "received — each publisher's estimates and AIS-derived ones — with the source, "
+                "when it was received, and the actual arrivals: what the delay rules compare "
+                "(the first ETA seen against each source's latest).",
+    parameters=[openapi.path_parameter("imo", {"type": "string", "pattern": r"^(IMO)?\d{7}$"})],
+    ok_schema=_OBJECT, errors=(*_ERRORS, 404, 422),
+))
+async def vessel_etas(request: web.Request) -> web.Response:
+    principal = require(request, READ)
+    ref = _reference("vessel", request.match_info["imo"].upper().removeprefix("IMO"), "imo")
+    engine = _service(request).engine
+    recipient = engine.recipient(principal.org_id)
+    if recipient is None:
+        raise Forbidden("your organisation is not a member of the chain yet, or its keys are "
+                        "not held here", code="not-a-member")
+    facts, _, readable = engine.facts_of(recipient, ref)
+    if not facts.etas and not facts.arrivals:
+        raise NotFound("no ETA of this vessel you may read", code="vessel-not-found")
+    first: dict[str, int] = {}
+    etas = []
+    for fact in facts.etas:
+        first.setdefault(fact.port, fact.eta)
+        etas.append({"port": fact.port or None, "eta": iso_time(fact.eta),
+                     "source": fact.source, "classifier": fact.classifier,
+                     "received": iso_time(fact.received_at) if fact.received_at else None,
+                     "slip_hours": round((fact.eta - first[fact.port]) / 3600, 1)})
+    arrivals = [{"port": a.port or None, "arrived": iso_time(a.time),
+                 "source": a.origin.publisher} for a in facts.arrivals]
+    return web.json_response({"vessel": ref.value, "etas": etas, "arrivals": arrivals})
 
 
 # -- webhooks --------------------------------------------------------------------------------------

@@ -385,7 +385,8 @@ class AlertStore(sqlite.Store):
 
     # -- the inbox --------------------------------------------------------------------------
     def inbox(self, org_id: int, reader: int, *, state: str | None, kinds: Sequence[str],
-              unread: bool, before: int | None, limit: int) -> list[tuple[StoredAlert, bool]]:
+              unread: bool, before: int | None, limit: int,
+              subject: Reference | None = None) -> list[tuple[StoredAlert, bool]]:
         """An organisation's alerts, newest first, with whether ``reader`` has read them."""
         sql = (f"SELECT {', '.join('a.' + c.strip() for c in _ALERT_COLUMNS.split(','))}, "  # noqa: S608 (constant column list and ? placeholders)
                "COALESCE(r.seq, 0) >= a.change_seq FROM alerts a LEFT JOIN reads r ON "
@@ -399,6 +400,9 @@ class AlertStore(sqlite.Store):
             args.extend(kinds)
         if unread:
             sql += " AND COALESCE(r.seq, 0) < a.change_seq"
+        if subject is not None:
+            sql += " AND a.subject_kind = ? AND a.subject_value = ?"
+            args += [subject.kind, subject.value]
         if before is not None:
             sql += " AND a.id < ?"
             args.append(before)

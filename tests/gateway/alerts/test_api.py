@@ -54,6 +54,15 @@ async def test_inbox_unread_and_read_marks(tmp_path: Path) -> None:
         meter = next(a for a in listed if a["kind"] == "not-picked-up")
         assert meter["accrued"] == 200 and meter["read"] is False
         assert meter["summary"].startswith("Not picked up — container CSQU3054383")
+        of_box = await body(await client.get(f"/v1/alerts?subject=container:{BOX}",
+                                             headers=auth))
+        assert {a["subject"]["value"] for a in of_box["alerts"]} == {BOX}
+        etas = await body(await client.get(f"/v1/alerts/vessels/IMO{IMO}/etas", headers=auth))
+        assert [(e["source"], e["slip_hours"]) for e in etas["etas"]] == [
+            ("Pacific Ocean Line", 0.0), ("Pacific Ocean Line", 30.0)]
+        assert etas["arrivals"] == []
+        assert (await client.get(f"/v1/alerts/vessels/{IMO}/etas",
+                                 headers=port.auth[FORWARDER])).status == 404
         only = await body(await client.get("/v1/alerts?kind=vessel-delay,customs-hold",
                                            headers=auth))
         assert sorted(a["kind"] for a in only["alerts"]) == ["customs-hold", "vessel-delay"]
