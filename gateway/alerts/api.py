@@ -61,6 +61,9 @@ from gateway.subscriptions.store import SubscriptionStore, TooManySubscriptions
 
 log = logging.getLogger("portledger.gateway.alerts")
 
+#: Name of the keystore secret alert bodies are sealed under.
+SECRET = "alerts"
+
 #: Scope of reading alerts, follows, preferences and the storage meter.
 READ = "tracking:read"
 #: Scope of an organisation's settings and published tariffs.
@@ -647,7 +650,7 @@ async def alerts_context(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     settings = AlertSettings.from_config(config)
     smtp = SmtpSettings.from_json(settings.smtp)
-    store = AlertStore(config.path("alerts.db"))
+    store = AlertStore(config.path("alerts.db"), secret=app[appkeys.KEYSTORE].secret(SECRET))
     hook_settings = SubscriptionSettings.from_config(config)
     hook_store = SubscriptionStore(config.path("alert_webhooks.db"))
     resolver: AbstractResolver = (aiohttp.ThreadedResolver()

@@ -31,19 +31,29 @@ event loop's thread, as the other gateway stores):
     queue (leases and backoff as the webhook queue, ``not_before`` for quiet hours and
     digests); how far the engine got through the read model and the telemetry store.
 
-Queued mail holds alert figures until sent (then the body is erased); the file is as sensitive
-as the read model's plaintexts.
+Nothing of an alert's content lies in the file in clear: episode, transition and queued mail
+bodies (figures: remarks, names, places) are sealed with AES-256-GCM under a key derived from the
+keystore secret ``alerts``, bound to their table and organisation; mail bodies are erased once
+sent or given up, with ``secure_delete`` so free pages keep nothing. Reference numbers (the
+subjects, follows, links) are kept in clear, as the read model's known references are; preferences
+(kinds, times, a mailbox address), settings and published tariffs are not secrets.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway import sqlite
 from gateway.alerts.model import RESERVED, Alert, Source, Transition
@@ -63,7 +73,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     updated INTEGER NOT NULL,
     resolved INTEGER,
     next_check INTEGER,
-    body TEXT NOT NULL,
+    body BLOB NOT NULL,
     change_seq INTEGER NOT NULL DEFAULT 0,
     UNIQUE (org_id, key)
 );
@@ -77,7 +87,7 @@ CREATE TABLE IF NOT EXISTS transitions (
     change TEXT NOT NULL,
     kind TEXT NOT NULL,
     at REAL NOT NULL,
-    body TEXT NOT NULL,
+    body BLOB NOT NULL,
     dispatched INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS transitions_pending ON transitions (id) WHERE dispatched = 0;
@@ -144,7 +154,7 @@ CREATE TABLE IF NOT EXISTS mail (
     user_id INTEGER NOT NULL,
     address TEXT NOT NULL,
     transition_id INTEGER NOT NULL,
-    body TEXT,
+    body BLOB,
     status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
     attempts INTEGER NOT NULL DEFAULT 0,
     not_before REAL NOT NULL,
@@ -228,9 +238,10 @@ def alert_body(alert: Alert) -> str:
     return json.dumps(alert.to_json(), separators=(",", ":"), ensure_ascii=False)
 
 
-def alert_from_row(row: Sequence[Any]) -> StoredAlert:
+def alert_from_row(row: Sequence[Any], body: str) -> StoredAlert:
+    """An episode from its row and its (opened) JSON."""
     (id_, _key, kind, subject_kind, subject_value, episode, state, opened, updated, resolved,
-     next_check, body, change_seq) = row
+     next_check, _sealed, change_seq) = row
     stored = json.loads(body)
     figures = {k: v for k, v in stored.items() if k not in RESERVED}
     sources = tuple(Source(s["kind"], s["ref"], s["publisher"]) for s in stored["sources"])
@@ -243,9 +254,37 @@ def alert_from_row(row: Sequence[Any]) -> StoredAlert:
 class AlertStore(sqlite.Store):
     """The alerts database (module docstring)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, secret: bytes | None) -> None:
+        if secret is not None and len(secret) != 32:
+            raise ValueError("the alerts secret is 32 bytes")
         super().__init__(path, _SCHEMA)
+        self._db.execute("PRAGMA secure_delete=ON")  # erased mail bodies leave no trace
         self._seq: int | None = None
+        self._cipher = None if secret is None else AESGCM(
+            hmac.new(secret, b"portledger/alerts/bodies", hashlib.sha256).digest())
+
+    # -- sealing ----------------------------------------------------------------------------------
+    def _seal(self, text: str, table: str, org_id: int) -> bytes:
+        """AES-256-GCM of a JSON body, bound to its table and organisation (nonce first)."""
+        data = text.encode()
+        if self._cipher is None:
+            return data
+        nonce = os.urandom(12)
+        return nonce + self._cipher.encrypt(nonce, data, f"{table}:{org_id}".encode())
+
+    def _open(self, blob: bytes, table: str, org_id: int) -> str:
+        data = bytes(blob)
+        if self._cipher is None:
+            return data.decode()
+        try:
+            return self._cipher.decrypt(data[:12], data[12:],
+                                        f"{table}:{org_id}".encode()).decode()
+        except InvalidTag:
+            raise AlertStoreError(f"an alert body of organisation {org_id} in {table} does "
+                                  "not decrypt: damaged, moved, or another secret") from None
+
+    def _alert(self, row: Sequence[Any], org_id: int) -> StoredAlert:
+        return alert_from_row(row, self._open(row[11], "alerts", org_id))
 
     # -- episodes -------------------------------------------------------------------------------
     def states_of(self, org_id: int, subject: Reference) -> dict[str, Alert]:
@@ -253,7 +292,7 @@ class AlertStore(sqlite.Store):
         rows = self._db.execute(
             f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE org_id = ? AND subject_kind = ? "  # noqa: S608 (constant column list)
             "AND subject_value = ?", (org_id, subject.kind, subject.value)).fetchall()
-        return {row[1]: alert_from_row(row).alert for row in rows}
+        return {row[1]: self._alert(row, org_id).alert for row in rows}
 
     def record(self, org_id: int, changed: Iterable[Alert], transitions: Sequence[Transition],
                subjects: Mapping[Reference, int | None], *, deliver: bool = True,
@@ -284,7 +323,7 @@ class AlertStore(sqlite.Store):
             seq = None
             if t is not None:  # transition ids are handed out here: one statement less each
                 seq = self._next_seq(db)
-            alert_id, body = self._upsert(db, r.org_id, alert, seq)
+            alert_id, body = self._upsert(db, r.org_id, alert, seq, self._seal)
             if t is None or seq is None:
                 continue
             extra = (',"first_seen_resolved":true'  # an episode that ended unseen
@@ -293,7 +332,8 @@ class AlertStore(sqlite.Store):
                 "INSERT INTO transitions (id, org_id, alert_id, change, kind, at, body, "
                 "dispatched) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (seq, r.org_id, alert_id, t.change, alert.kind, now,
-                 f'{{"change":"{t.change}",{body[1:-1]}{extra}}}', 0 if r.deliver else 1))
+                 self._seal(f'{{"change":"{t.change}",{body[1:-1]}{extra}}}', "transitions",
+                            r.org_id), 0 if r.deliver else 1))
             ids.append(seq)
         db.executemany(
             "INSERT INTO subjects (org_id, kind, value, wake) VALUES (?, ?, ?, ?) "
@@ -310,7 +350,8 @@ class AlertStore(sqlite.Store):
         return self._seq
 
     @staticmethod
-    def _upsert(db: Any, org_id: int, alert: Alert, seq: int | None) -> tuple[int, str]:
+    def _upsert(db: Any, org_id: int, alert: Alert, seq: int | None,
+                seal: Callable[[str, str, int], bytes]) -> tuple[int, str]:
         body = alert_body(alert)
         row = db.execute(
             "INSERT INTO alerts (org_id, key, kind, subject_kind, subject_value, episode, state, "
@@ -322,7 +363,8 @@ class AlertStore(sqlite.Store):
             "change_seq = COALESCE(?, change_seq) RETURNING id",
             (org_id, alert.key, alert.kind, alert.subject.kind, alert.subject.value,
              alert.episode, alert.state, alert.opened, alert.updated, alert.resolved,
-             alert.next_check if alert.is_open else None, body, seq, seq),
+             alert.next_check if alert.is_open else None, seal(body, "alerts", org_id), seq,
+             seq),
         ).fetchone()
         return int(row[0]), body
 
@@ -408,14 +450,14 @@ class AlertStore(sqlite.Store):
             args.append(before)
         sql += " ORDER BY a.id DESC LIMIT ?"
         args.append(limit)
-        return [(alert_from_row(row[:-1]), bool(row[-1]))
+        return [(self._alert(row[:-1], org_id), bool(row[-1]))
                 for row in self._db.execute(sql, args).fetchall()]
 
     def alert(self, org_id: int, alert_id: int) -> StoredAlert | None:
         row = self._db.execute(
             f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE org_id = ? AND id = ?",  # noqa: S608 (constant column list)
             (org_id, alert_id)).fetchone()
-        return alert_from_row(row) if row else None
+        return self._alert(row, org_id) if row else None
 
     def unread_count(self, org_id: int, reader: int, kinds: Sequence[str]) -> int:
         """Open or resolved alerts of ``kinds`` changed since ``reader`` last read them."""
@@ -453,9 +495,10 @@ class AlertStore(sqlite.Store):
 
     def history(self, alert_id: int, limit: int = 100) -> list[dict[str, Any]]:
         """An alert's transitions, oldest first (change, when, and the state then)."""
-        return [{"id": i, "change": c, "at": at, "alert": json.loads(body)}
-                for i, c, at, body in self._db.execute(
-                    "SELECT id, change, at, body FROM transitions WHERE alert_id = ? "
+        return [{"id": i, "change": c, "at": at,
+                 "alert": json.loads(self._open(body, "transitions", org))}
+                for i, c, at, body, org in self._db.execute(
+                    "SELECT id, change, at, body, org_id FROM transitions WHERE alert_id = ? "
                     "ORDER BY id LIMIT ?", (alert_id, limit))]
 
     # -- follows ------------------------------------------------------------------------------
@@ -558,7 +601,8 @@ class AlertStore(sqlite.Store):
 
     # -- dispatch -------------------------------------------------------------------------------
     def undispatched(self, limit: int = 1000) -> list[PendingTransition]:
-        return [PendingTransition(i, o, a, c, k, b) for i, o, a, c, k, b in
+        return [PendingTransition(i, o, a, c, k, self._open(b, "transitions", o))
+                for i, o, a, c, k, b in
                 self._db.execute("SELECT id, org_id, alert_id, change, kind, body FROM "
                                  "transitions WHERE dispatched = 0 ORDER BY id LIMIT ?",
                                  (limit,))]
@@ -573,8 +617,9 @@ class AlertStore(sqlite.Store):
                 "INSERT OR IGNORE INTO mail (org_id, user_id, address, transition_id, body, "
                 "status, not_before, next_attempt, created) VALUES (?, ?, ?, ?, ?, 'pending', "
                 "?, ?, ?)",
-                [(o, u, a, t, json.dumps(b, separators=(",", ":"), ensure_ascii=False), nb, nb,
-                  now) for o, u, a, t, b, nb in mails])
+                [(o, u, a, t, self._seal(json.dumps(b, separators=(",", ":"),
+                                                    ensure_ascii=False), "mail", o), nb, nb, now)
+                 for o, u, a, t, b, nb in mails])
             db.executemany("UPDATE transitions SET dispatched = 1 WHERE id = ?",
                            [(i,) for i in transition_ids])
 
@@ -587,7 +632,8 @@ class AlertStore(sqlite.Store):
             "status = 'pending' AND next_attempt <= ? AND address IN (SELECT address FROM mail "
             "WHERE status = 'pending' AND next_attempt <= ? ORDER BY next_attempt LIMIT ?) "
             "ORDER BY address, id", (now, now, limit)).fetchall()
-        return [MailItem(i, o, u, a, json.loads(b), n) for i, o, u, a, b, n in rows]
+        return [MailItem(i, o, u, a, json.loads(self._open(b, "mail", o)), n)
+                for i, o, u, a, b, n in rows]
 
     def mail_next_due(self) -> float | None:
         (when,) = self._db.execute(
@@ -660,6 +706,10 @@ class AlertStore(sqlite.Store):
         with self._transaction() as db:
             db.execute("INSERT INTO progress VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET "
                        "value = MAX(value, excluded.value)", (name, value))
+
+
+class AlertStoreError(Exception):
+    """The alerts database cannot be read (a body does not decrypt)."""
 
 
 class TooManyFollows(Exception):

@@ -8,8 +8,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from gateway.alerts.store import AlertStore, AlertStoreError
 from gateway.app import create_app
 from gateway.appkeys import TELEMETRY
 from gateway.events.model import Reference, Visibility
@@ -257,3 +259,24 @@ async def test_a_retracted_hold_withdraws_the_episode(tmp_path: Path) -> None:
                                  ("resolved", "withdrawn", {str(hold.event_id)})]
     finally:
         await client.close()
+
+
+async def test_alert_bodies_are_sealed_at_rest(tmp_path: Path) -> None:
+    client, port = await start(tmp_path / "gw")
+    try:
+        await port_story(port)
+        port.engine.clock = lambda: NOW
+        await port.engine.on_indexed(port.events)
+        assert any(a.figures.get("remark") == "document check" for a in port.alerts_of(TRADER))
+        port.store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        await client.close()
+    raw = b"".join(p.read_bytes() for p in (tmp_path / "gw").glob("alerts.db*"))
+    assert b"document check" not in raw and b"Pacific Ocean Line" not in raw
+    assert BOX.encode() in raw  # reference numbers are kept in clear (subjects, links)
+    other = AlertStore(tmp_path / "gw" / "alerts.db", secret=b"\x01" * 32)
+    try:
+        with pytest.raises(AlertStoreError):
+            other.states_of(port.orgs[TRADER], Reference("declaration", DECLARATION))
+    finally:
+        other.close()
