@@ -47,6 +47,8 @@ class GatewayConfig:
     """Most cargo events one ``record()`` transaction carries."""
     batch_window_ms: int = 100
     """How long the batcher waits for more events before it sends a partial batch."""
+    max_in_flight_txs: int = 8
+    """Transactions an organisation may have on their way at once (sent, not yet final)."""
     telemetry_window_seconds: float = 10.0
     """Seconds between two anchorings of telemetry readings (a Merkle root per owner batch)."""
     telemetry_batch_max: int = 4096

@@ -35,6 +35,9 @@ log = logging.getLogger("portledger.gateway.submitter")
 
 #: Largest calldata of one ``record()`` transaction (nodes refuse transactions over 128 KiB).
 MAX_CALLDATA = 120_000
+
+#: Events sealed first when building a transaction (then as many as still fit).
+SEAL_FIRST = 32
 #: Gas of a transaction's fixed part (intrinsic 21 000, role lookup, two storage words, margin).
 GAS_FIXED = 120_000
 #: Gas per calldata byte: the Prague calldata floor (40 per non-zero byte) plus LOG data (8).
@@ -453,20 +456,32 @@ class Submitter:
             # when the window ends).
             self._due = min(self._due, newest_in_flight + self.batch_window)
             return None
-        sealed, failures = await self._seal(run, keys)
-        if failures:
-            await self._notify(self.outbox.fail_unsent(failures))
-        if not sealed:
-            return None
         chosen: list[PendingOp] = []
         encoded: list[bytes] = []
         size = 4
-        for op, data in sealed:
-            if chosen and size + len(data) > MAX_CALLDATA:
-                break
-            chosen.append(op)
-            encoded.append(data)
-            size += len(data)
+        start, step, full = 0, SEAL_FIRST, False
+        # Seal only what fits: a chunk first, then as many as the average size says still fit
+        # (and one more, to see the transaction is full). Sealing all of a run whose sealed
+        # events outgrow MAX_CALLDATA threw most of the work away (large details: an EDIFACT
+        # container's event seals to ~850 bytes, 140 a transaction, not 500).
+        while start < len(run) and not full:
+            part = run[start:start + step]
+            start += len(part)
+            sealed, failures = await self._seal(part, keys)
+            if failures:
+                await self._notify(self.outbox.fail_unsent(failures))
+            for op, data in sealed:
+                if chosen and size + len(data) > MAX_CALLDATA:
+                    full = True
+                    break
+                chosen.append(op)
+                encoded.append(data)
+                size += len(data)
+            if chosen:
+                room = (MAX_CALLDATA - size) * len(chosen) // (size - 4)
+                step = max(1, room + 1)
+        if not chosen:
+            return None
         calldata = encode_record_call_from_encoded(encoded)
         gas = record_gas([len(e) for e in encoded])
         to = to_checksum_address(SYSTEM_ADDRESSES["CargoLedger"])
@@ -606,6 +621,7 @@ def setup(app: web.Application) -> None:
         chain_id=config.chain_id,
         batch_max_events=config.batch_max_events,
         batch_window_ms=config.batch_window_ms,
+        max_in_flight=config.max_in_flight_txs,
     )  # fmt: skip
     app[SUBMITTER] = submitter
 

@@ -8,6 +8,8 @@ nonces, which the nonce manager reads from the chain).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import secrets
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -331,3 +333,33 @@ async def test_a_readers_rotated_encryption_key_is_picked_up(
     }
     assert opens == {before: (True, False), stale: (True, False), fresh: (False, True),
                      back: (True, False)}
+
+
+async def test_large_events_fill_each_transaction_and_are_sealed_about_once(
+    parts: tuple[Outbox, NodeClient], store: Keystore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box, client = parts
+    # ~600 incompressible bytes of details: an event seals to the 768-byte payload class, so
+    # about 140 fill MAX_CALLDATA (an EDIFACT container's event is of that size)
+    ops = []
+    for i in range(300):
+        op = event_op(10_000 + i, f"large-{i}")
+        assert op.event is not None
+        details = {**op.event.details, "note": secrets.token_hex(300)}
+        ops.append(dataclasses.replace(op, event=dataclasses.replace(op.event, details=details)))
+    box.accept(TERMINAL, ops)
+    sealed = Counter[int]()
+    real_seal = confidential.seal
+
+    def counting_seal(*args, **kwargs):
+        sealed["calls"] += 1
+        return real_seal(*args, **kwargs)
+
+    monkeypatch.setattr(confidential, "seal", counting_seal)
+    sub = Submitter(box, client, store, batch_max_events=500, batch_window_ms=20)
+    done = await drain(sub, box, [op.idempotency_key for op in ops], timeout=120)
+    assert [r.status for r in done] == ["final"] * 300
+    per_tx = Counter(r.tx_hash for r in done)
+    assert len(per_tx) == 3 and max(per_tx.values()) < 150  # full transactions, not 500
+    # each transaction seals what it carries and at most a chunk more, not the whole run
+    assert sealed["calls"] <= 300 + len(per_tx) * 33
