@@ -53,8 +53,8 @@ point history and the temperatures sit in one series).
 
 Retraction (``metadata.retractedEventID``, no payload) → a ``reefer`` reading without subject
 (the retraction names no container), time ``eventCreatedDateTime``, values ``eventID``,
-``eventTypeCode`` ``RETRACTION`` and ``retractedEventID``: whoever reads the series drops the
-reading whose ``eventID`` it names. An ``ADJU`` event already on chain is not retracted by the
+``eventTypeCode`` ``RETRACTION`` and ``retractedEventID``: the telemetry store then drops the
+reading of the same organisation whose ``eventID`` it names from every history. An ``ADJU`` event already on chain is not retracted by the
 adapter, which cannot know its on-chain id; its key (``feed:dcsa-reefer:<eventID>:0``) is what
 the intake would look it up by (not done yet).
 

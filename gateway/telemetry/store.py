@@ -108,6 +108,9 @@ CREATE TABLE IF NOT EXISTS readings (
     batch_index INTEGER,
     UNIQUE (org_id, digest)
 );
+CREATE TABLE IF NOT EXISTS retracted (
+    org_id INTEGER NOT NULL, event_ref BLOB NOT NULL, retracted_at INTEGER NOT NULL,
+    PRIMARY KEY (org_id, event_ref)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS readings_subject ON readings (subject, type, time);
 CREATE INDEX IF NOT EXISTS readings_mmsi ON readings (mmsi, type, time);
 CREATE INDEX IF NOT EXISTS readings_unanchored ON readings (id)
@@ -222,6 +225,9 @@ class TelemetryStore(sqlite.Store):
         self._lock = threading.RLock()
         self._hashes: dict[int, tuple[bytes, ...]] = {}
         self._db.execute("PRAGMA secure_delete=ON")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(readings)")}
+        if "event_ref" not in columns:  # a file of before retractions: add the column
+            self._db.execute("ALTER TABLE readings ADD COLUMN event_ref BLOB")
         self._cipher = None if secret is None else AESGCM(self._derive(secret, b"values"))
         self._index_key = b"" if secret is None else self._derive(secret, b"index")
         self._digest_key = b"" if secret is None else self._derive(secret, b"digest")
@@ -251,6 +257,11 @@ class TelemetryStore(sqlite.Store):
         if not self._index_key:
             return hashlib.sha256(label).digest()[:20]
         return hmac.new(self._index_key, label, hashlib.sha256).digest()[:20]
+
+    def event_ref(self, event_id: str) -> bytes:
+        """The index of a reading's own event id (DCSA ``eventID``; a keyed hash), by which a
+        later retraction from the same organisation names it."""
+        return self.subject_index(Reference("shipment", "event:" + event_id))
 
     def _digest(self, canonical: bytes) -> bytes:
         if not self._digest_key:
@@ -300,6 +311,7 @@ class TelemetryStore(sqlite.Store):
         private_readers = ",".join(str(r) for r in sorted(set(visibility.readers)))
         rows: list[tuple[Any, ...]] = []
         links: list[tuple[Any, ...]] = []
+        retractions: list[tuple[int, bytes, int]] = []
         for index, reading in enumerate(readings):
             canonical = self._checked(index, reading)
             digest = self._digest(canonical)
@@ -307,12 +319,16 @@ class TelemetryStore(sqlite.Store):
             body, nonce = (canonical, None) if public else self._seal(org_id, digest, canonical)
             mmsi = mmsi_of(reading.values)
             subject = reading.subject
+            own_id, retracts = reading.values.get("eventID"), reading.values.get("retractedEventID")
             rows.append((
                 org_id, owner, reading.type, _KIND_CODES[reading.type],
                 self.subject_index(subject) if subject is not None else None, mmsi,
                 reading.time, digest, body, nonce, "named" if public else visibility.mode,
                 "" if public else private_readers, now,
+                self.event_ref(own_id) if isinstance(own_id, str) else None,
             ))
+            if isinstance(retracts, str):  # a DCSA Reefer retraction: the named one is void
+                retractions.append((org_id, self.event_ref(retracts), reading.time))
             if mmsi is not None:
                 link = self._vessel_link(reading, mmsi)
                 if link is not None:
@@ -321,11 +337,15 @@ class TelemetryStore(sqlite.Store):
             before = self._db.total_changes
             self._db.executemany(
                 "INSERT OR IGNORE INTO readings (org_id, owner, type, kind, subject, mmsi, time,"
-                " digest, body, nonce, mode, readers, received)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " digest, body, nonce, mode, readers, received, event_ref)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             new = self._db.total_changes - before
+            if retractions:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO retracted (org_id, event_ref, retracted_at)"
+                    " VALUES (?, ?, ?)", retractions)
             if links:
                 self._db.executemany(_VESSEL_UPSERT, links)
         return new, len(rows) - new
@@ -447,6 +467,8 @@ class TelemetryStore(sqlite.Store):
                 f"SELECT {_READING_COLUMNS} FROM readings r"  # noqa: S608 (constant names)
                 " LEFT JOIN batches b ON b.batch_id = r.batch_id"
                 f" WHERE r.{column_sql} = ? AND r.type = ? AND r.time >= ?"
+                " AND NOT EXISTS (SELECT 1 FROM retracted x"
+                " WHERE x.org_id = r.org_id AND x.event_ref = r.event_ref)"
                 " AND (r.time < ? OR (r.time = ? AND r.id < ?))"
                 " ORDER BY r.time DESC, r.id DESC LIMIT ?",
                 (value, reading_type, since, cursor[0], cursor[0], cursor[1], size),

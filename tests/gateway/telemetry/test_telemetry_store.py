@@ -6,6 +6,7 @@ independent decoders); reefer and truck readings are ours (``tests/support/telem
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -294,3 +295,21 @@ def test_subjects_with_finds_only_the_containers_that_have_readings(
     assert store.subjects_with("reefer", [box, other, none]) == {box, other}
     assert store.subjects_with("truck-position", [box, other]) == set()
     assert store.subjects_with("reefer", []) == set()
+
+
+def test_a_retracted_reefer_reading_is_no_longer_in_the_history(store: TelemetryStore) -> None:
+    box = Reference("container", BOX)
+    readings = [dataclasses.replace(r, values={**r.values, "eventID": f"ev-{i}"})
+                for i, r in enumerate(tt.reefer_readings(BOX, T0, 3))]
+    store.add(3, readings, Visibility())
+    assert [r.reading.values["eventID"] for r in store.history("reefer", subject=box)[0]] == [
+        "ev-0", "ev-1", "ev-2"]
+    # DCSA Reefer 1.0: a retraction names the event, not the container
+    retraction = Reading("reefer", T0 + 5000, None, {
+        "eventID": "ev-9", "eventTypeCode": "RETRACTION", "retractedEventID": "ev-1"})
+    # another organisation cannot retract this one's reading
+    store.add(4, [retraction], Visibility())
+    assert len(store.history("reefer", subject=box)[0]) == 3
+    store.add(3, [retraction], Visibility())
+    assert [r.reading.values["eventID"] for r in store.history("reefer", subject=box)[0]] == [
+        "ev-0", "ev-2"]
