@@ -382,6 +382,7 @@ def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
             blocks = _play_story(port, call, console, checks)
             _who_sees_what(port, call, console, checks)
             _port_systems(port, observer, call, console, checks)
+            _alerts(port, call, console, checks)
             _on_chain(port, observer, call, blocks, console, checks)
             if once:
                 _live(port, call, console, checks, interval=0.0, ticks=1)
@@ -531,6 +532,81 @@ def _vessel_of(port: Port, org: int, reference: str) -> dict[str, Any]:
 
 def _ais_derived(vessel: dict[str, Any]) -> dict[str, Any]:
     return next((e for e in vessel.get("etas") or [] if e.get("source") == "AIS-derived"), {})
+
+
+#: The example storage tariff the terminal publishes in the demo (it says it is an example).
+EXAMPLE_TARIFF = Path(__file__).resolve().parents[1] / "examples" / "tariffs" / \
+    "example_hk_storage.json"
+
+
+def _alerts_of(port: Port, org: int, refs: set[str]) -> list[dict[str, Any]]:
+    """``org``'s alerts (open and resolved) about any of ``refs``."""
+    status, body, _ = port.clients[org].get("/v1/alerts?limit=200")
+    if status != 200:
+        raise DemoError(f"GET /v1/alerts as organisation {org}: {status} {body}")
+    return [a for a in body.get("alerts", []) if a["subject"]["value"] in refs]
+
+
+def _figures(alert: dict[str, Any]) -> str:
+    skip = {"kind", "subject", "state", "episode", "opened", "updated", "resolved", "sources",
+            "id", "read", "unread", "organisation", "changes"}
+    return ", ".join(f"{k} {v}" for k, v in alert.items()
+                     if k not in skip and not isinstance(v, dict | list))[:150]
+
+
+def _alerts(port: Port, call: simulate.VesselCall, console: Console, checks: Checks) -> None:
+    """Alerts before it costs money: what the engine raised for whom, and the storage meter."""
+    console.rule("alerts (GET /v1/alerts, each party its own inbox) and the HK$ storage meter")
+    terminal, carrier = simulate.PARTIES["terminal"], simulate.PARTIES["carrier"]
+    forwarder, trader = simulate.PARTIES["forwarder"], simulate.PARTIES["trader"]
+    competitor = simulate.PARTIES["competitor"]
+    tariff = json.loads(EXAMPLE_TARIFF.read_text())
+    status, body, _ = port.clients[terminal].request(
+        "PUT", f"/v1/alerts/tariffs/terminal/{terminal}", tariff)
+    checks.check("the terminal publishes its storage tariff (an EXAMPLE in HK$)",
+                 status in (200, 201), f"HTTP {status}: {tariff['label'][:40]}…"
+                 if status in (200, 201) else f"HTTP {status} {body}")
+    ours = {*call.containers, call.master, call.house, feedstory.declaration_number(call)}
+    reefer_box = call.containers[0]
+
+    def excursion() -> list[dict[str, Any]] | None:
+        found = [a for a in _alerts_of(port, forwarder, ours) if a["kind"] == "reefer-excursion"]
+        return found or None
+
+    def customs_episodes() -> list[dict[str, Any]] | None:
+        found = [a for a in _alerts_of(port, trader, ours) if a["kind"] == "customs-hold"]
+        return found if found and all(a["state"] == "resolved" for a in found) else None
+
+    seen = _eventually(excursion, "the forwarder's reefer excursion alert") or []
+    table = Table(title="alert episodes", box=box.SIMPLE_HEAD, title_justify="left")
+    for column in ("who", "kind", "subject", "state", "figures"):
+        table.add_column(column)
+    for alert in seen:
+        table.add_row("forwarder", alert["kind"], alert["subject"]["value"], alert["state"],
+                      _figures(alert))
+    checks.check("alerts: the forwarder gets exactly one reefer-excursion episode for "
+                 f"{reefer_box}", len(seen) == 1 and seen[0]["subject"]["value"] == reefer_box,
+                 _figures(seen[0]) if seen else "none")
+    customs = _eventually(customs_episodes, "the trader's customs hold, resolved") or []
+    for alert in customs:
+        table.add_row("trader", alert["kind"], alert["subject"]["value"], alert["state"],
+                      _figures(alert))
+    checks.check("alerts: the trader's customs-hold episodes opened and are resolved by the "
+                 "release", bool(customs), f"{len(customs)} episode(s)")
+    owner = [a for a in _alerts_of(port, carrier, ours) if a["kind"] == "reefer-excursion"]
+    checks.check("alerts: the carrier (the readings' owner) gets the same excursion once",
+                 len(owner) == 1, f"{len(owner)} episode(s)")
+    strangers = _alerts_of(port, competitor, ours)
+    checks.check("alerts: the competing terminal gets none about this shipment",
+                 not strangers, f"{len(strangers)} alert(s)")
+    console.print(table)
+    status, meter, _ = port.clients[trader].get(f"/v1/alerts/storage/{call.containers[0]}")
+    shown = ", ".join(f"{k} {meter[k]}" for k in ("daysInYard", "days_in_yard", "lastFreeDay",
+                                                  "last_free_day", "accrued", "per_day",
+                                                  "perDay", "currency")
+                      if isinstance(meter, dict) and k in meter)
+    checks.check(f"storage meter: the trader sees {call.containers[0]}'s days in yard, last "
+                 "free day and HK$ accrued", status == 200, shown or f"HTTP {status} {meter}")
 
 
 def _port_systems(port: Port, observer: NodeSpec, call: simulate.VesselCall, console: Console,
