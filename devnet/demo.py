@@ -42,8 +42,10 @@ stops every process and ends the demo with status 0 (unless a check had already 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
+import random
 import signal
 import socket
 import subprocess
@@ -554,6 +556,41 @@ def _figures(alert: dict[str, Any]) -> str:
                      if k not in skip and not isinstance(v, dict | list))[:150]
 
 
+def _late_vessel(port: Port, call: simulate.VesselCall, checks: Checks) -> list[dict[str, Any]]:
+    """A SIMULATED later vessel whose carrier moves its ETA 30 h back: the trader, following the
+    vessel, gets a vessel-delay alert naming the source that moved."""
+    trader = simulate.PARTIES["trader"]
+    late = dataclasses.replace(
+        simulate.vessel_call((call.serial + 1) % 1_000_000, int(time.time())),
+        vessel_imo=simulate.imo_number(22_000 + call.serial % 1000),
+        vessel_name="EASTERN PROMISE (SIMULATED)")
+    status, body, _ = port.clients[trader].post(
+        "/v1/alerts/follows", {"references": [{"kind": "vessel", "value": late.vessel_imo}]})
+    if status not in (200, 201):
+        raise DemoError(f"the trader could not follow vessel {late.vessel_imo}: {status} {body}")
+    rng = random.Random(call.serial ^ 0xDE1A)
+    now = int(time.time())
+    first = now + 2 * 86_400
+    for eta, remark in ((first, "ETA at departure"), (first + 30 * 3600, "ETA after weather")):
+        upload = simulate.Upload(
+            "carrier", "POST", "/v2/events?visibility=reference",
+            [simulate.transport_event(late, "ARRI", "EST", eta, int(time.time()),
+                                      simulate.event_id(rng), remark=remark)],
+            f"{late.vessel_name}: {remark} {iso_time(eta)}", "DCSA T&T 2.2")
+        _finalise(port, upload, list(_post(port, upload)["receipts"]))
+
+    def delayed() -> list[dict[str, Any]] | None:
+        found = [a for a in _alerts_of(port, trader, {late.vessel_imo})
+                 if a["kind"] == "vessel-delay"]
+        return found or None
+
+    found = _eventually(delayed, "the trader's vessel-delay alert") or []
+    checks.check(f"alerts: the trader, following vessel {late.vessel_imo}, gets one "
+                 "vessel-delay episode (ETA 30 h later, DCSA T&T 2.2)", len(found) == 1,
+                 _figures(found[0]) if found else "none")
+    return found
+
+
 def _alerts(port: Port, call: simulate.VesselCall, console: Console, checks: Checks) -> None:
     """Alerts before it costs money: what the engine raised for whom, and the storage meter."""
     console.rule("alerts (GET /v1/alerts, each party its own inbox) and the HK$ storage meter")
@@ -599,6 +636,10 @@ def _alerts(port: Port, call: simulate.VesselCall, console: Console, checks: Che
     strangers = _alerts_of(port, competitor, ours)
     checks.check("alerts: the competing terminal gets none about this shipment",
                  not strangers, f"{len(strangers)} alert(s)")
+    late = _late_vessel(port, call, checks)
+    for alert in late:
+        table.add_row("trader", alert["kind"], alert["subject"]["value"], alert["state"],
+                      _figures(alert))
     console.print(table)
     status, meter, _ = port.clients[trader].get(f"/v1/alerts/storage/{call.containers[0]}")
     shown = ", ".join(f"{k} {meter[k]}" for k in ("daysInYard", "days_in_yard", "lastFreeDay",
