@@ -41,20 +41,24 @@ stops every process and ends the demo with status 0 (unless a check had already 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import io
 import json
 import random
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
@@ -76,6 +80,7 @@ from devnet.ports import free_port
 from devnet.simfeeds import cargo_imp
 from devnet.status import status_table
 from gateway.isotime import iso_time
+from gateway.subscriptions.model import signature
 from node.chain import QbftBlockHeader
 
 T = TypeVar("T")
@@ -360,12 +365,14 @@ def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
                  "SIMULATED vessel call")
     port: Port | None = None
     observer: NodeSpec | None = None
+    receiver: WebhookReceiver | None = None
     stopped = False  # SIGTERM asked the demo to stop: it stops every process, that is all
     with _sigterm_stops():
         try:
             console.print(f"creating the port in {root} (devnet, gateway, demo accounts)…")
             with contextlib.redirect_stdout(io.StringIO()):  # one "initialised" line per node
-                port = Port(root, gateway_port=_gateway_port(gateway_port))
+                port = Port(root, gateway_port=_gateway_port(gateway_port),
+                            gateway_options=DEMO_GATEWAY_OPTIONS)
             layout = port.layout
             observer = layout.observers[0] if layout.observers else layout.validators[0]
             port.devnet.start()
@@ -381,10 +388,11 @@ def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
             console.print(f"the gateway: {port.gateway.url} (its own process, talking to the "
                           f"observer {observer.rpc_url} first, the validators for failover)")
             call = simulate.vessel_call(int(time.time()) % 1_000_000, int(time.time()))
+            receiver = _alert_webhook(port)
             blocks = _play_story(port, call, console, checks)
             _who_sees_what(port, call, console, checks)
             _port_systems(port, observer, call, console, checks)
-            _alerts(port, call, console, checks)
+            _alerts(port, call, console, checks, receiver)
             _on_chain(port, observer, call, blocks, console, checks)
             if once:
                 _live(port, call, console, checks, interval=0.0, ticks=1)
@@ -406,6 +414,8 @@ def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
             if port is not None and not port.gateway.running:
                 console.print(port.gateway.log_tail(2000))
         finally:
+            if receiver is not None:
+                receiver.close()
             console.print("stopping the gateway and the nodes…")
             if port is not None:
                 with _signals_ignored():  # a second Ctrl-C must not leave processes behind
@@ -536,6 +546,46 @@ def _ais_derived(vessel: dict[str, Any]) -> dict[str, Any]:
     return next((e for e in vessel.get("etas") or [] if e.get("source") == "AIS-derived"), {})
 
 
+#: The demo gateway's settings beyond the devnet's: the demo's webhook receiver is on loopback.
+DEMO_GATEWAY_OPTIONS: dict[str, Any] = {
+    "extra": {"subscriptions": {"allow_private_callbacks": True}}}
+
+
+class WebhookReceiver:
+    """The forwarder's SIMULATED system receiving alert webhooks on loopback: it answers 204 and
+    keeps each body whose ``Notification-Signature`` checks out with the shared secret."""
+
+    def __init__(self) -> None:
+        self.secret = secrets.token_bytes(32)
+        self.received: list[dict[str, Any]] = []
+        self.bad_signatures = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.headers.get("Notification-Signature") == signature(receiver.secret,
+                                                                           body):
+                    items = json.loads(body)
+                    receiver.received += items if isinstance(items, list) else [items]
+                else:
+                    receiver.bad_signatures += 1
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 #: The example storage tariff the terminal publishes in the demo (it says it is an example).
 EXAMPLE_TARIFF = Path(__file__).resolve().parents[1] / "examples" / "tariffs" / \
     "example_hk_storage.json"
@@ -591,7 +641,21 @@ def _late_vessel(port: Port, call: simulate.VesselCall, checks: Checks) -> list[
     return found
 
 
-def _alerts(port: Port, call: simulate.VesselCall, console: Console, checks: Checks) -> None:
+def _alert_webhook(port: Port) -> WebhookReceiver:
+    """The forwarder's system registers its alert webhook (before the story, so it hears every
+    transition)."""
+    receiver = WebhookReceiver()
+    status, body, _ = port.clients[simulate.PARTIES["forwarder"]].post("/v1/alerts/webhooks", {
+        "callbackUrl": receiver.url, "secret": base64.b64encode(receiver.secret).decode(),
+        "kinds": ["reefer-excursion", "customs-hold"]})
+    if status != 201:
+        receiver.close()
+        raise DemoError(f"the forwarder could not register its alert webhook: {status} {body}")
+    return receiver
+
+
+def _alerts(port: Port, call: simulate.VesselCall, console: Console, checks: Checks,
+            receiver: WebhookReceiver) -> None:
     """Alerts before it costs money: what the engine raised for whom, and the storage meter."""
     console.rule("alerts (GET /v1/alerts, each party its own inbox) and the HK$ storage meter")
     terminal, carrier = simulate.PARTIES["terminal"], simulate.PARTIES["carrier"]
@@ -630,6 +694,18 @@ def _alerts(port: Port, call: simulate.VesselCall, console: Console, checks: Che
                       _figures(alert))
     checks.check("alerts: the trader's customs-hold episodes opened and are resolved by the "
                  "release", bool(customs), f"{len(customs)} episode(s)")
+
+    def pushed() -> list[dict[str, Any]] | None:
+        found = [a for a in receiver.received if a.get("kind") == "reefer-excursion"
+                 and a.get("subject", {}).get("value") == reefer_box]
+        return found or None
+
+    hooked = _eventually(pushed, "the forwarder's webhook") or []
+    checks.check("alerts: the forwarder's system received the excursion by webhook "
+                 "(HMAC-SHA256 signature checked)", bool(hooked) and not receiver.bad_signatures,
+                 f"{len(receiver.received)} delivered, changes "
+                 f"{', '.join(sorted({str(a.get('change')) for a in hooked}))}, "
+                 f"{receiver.bad_signatures} bad signature(s)")
     owner = [a for a in _alerts_of(port, carrier, ours) if a["kind"] == "reefer-excursion"]
     checks.check("alerts: the carrier (the readings' owner) gets the same excursion once",
                  len(owner) == 1, f"{len(owner)} episode(s)")

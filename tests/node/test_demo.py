@@ -276,6 +276,7 @@ def test_demo_plays_the_vessel_call_through_the_gateway(tmp_path: Path) -> None:
         "PASS the terminal publishes its storage tariff (an EXAMPLE in HK$)",
         "PASS alerts: the forwarder gets exactly one reefer-excursion episode for",
         "PASS alerts: the trader's customs-hold episodes opened and are resolved",
+        "PASS alerts: the forwarder's system received the excursion by webhook",
         "PASS alerts: the carrier (the readings' owner) gets the same excursion once",
         "PASS alerts: the competing terminal gets none about this shipment",
         "PASS alerts: the trader, following vessel",
