@@ -76,6 +76,7 @@ from devnet.errors import DevnetError
 from devnet.gateway import Port
 from devnet.jsonrpc import rpc_call, wait_for
 from devnet.layout import NodeSpec
+from devnet.mailserver import MailServer
 from devnet.ports import free_port
 from devnet.simfeeds import cargo_imp
 from devnet.status import status_table
@@ -366,13 +367,15 @@ def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
     port: Port | None = None
     observer: NodeSpec | None = None
     receiver: WebhookReceiver | None = None
+    mail: MailServer | None = None
     stopped = False  # SIGTERM asked the demo to stop: it stops every process, that is all
     with _sigterm_stops():
         try:
             console.print(f"creating the port in {root} (devnet, gateway, demo accounts)…")
             with contextlib.redirect_stdout(io.StringIO()):  # one "initialised" line per node
+                mail = MailServer(root / "mail")
                 port = Port(root, gateway_port=_gateway_port(gateway_port),
-                            gateway_options=DEMO_GATEWAY_OPTIONS)
+                            gateway_options=_gateway_options(mail))
             layout = port.layout
             observer = layout.observers[0] if layout.observers else layout.validators[0]
             port.devnet.start()
@@ -383,6 +386,9 @@ def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
                 60, what="every validator connected to its peers",
             )
             console.print(status_table(port.devnet.statuses(), title="the network"))
+            mail.start()
+            console.print(f"a SIMULATED mail server (aiosmtpd) on 127.0.0.1:{mail.port} takes "
+                          f"the alert e-mails into {mail.maildir}")
             port.gateway.start()
             port.gateway.wait_ready(timeout=120)
             console.print(f"the gateway: {port.gateway.url} (its own process, talking to the "
@@ -392,7 +398,7 @@ def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
             blocks = _play_story(port, call, console, checks)
             _who_sees_what(port, call, console, checks)
             _port_systems(port, observer, call, console, checks)
-            _alerts(port, call, console, checks, receiver)
+            _alerts(port, call, console, checks, receiver, mail)
             _on_chain(port, observer, call, blocks, console, checks)
             if once:
                 _live(port, call, console, checks, interval=0.0, ticks=1)
@@ -416,6 +422,8 @@ def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
         finally:
             if receiver is not None:
                 receiver.close()
+            if mail is not None:
+                mail.stop()
             console.print("stopping the gateway and the nodes…")
             if port is not None:
                 with _signals_ignored():  # a second Ctrl-C must not leave processes behind
@@ -546,9 +554,14 @@ def _ais_derived(vessel: dict[str, Any]) -> dict[str, Any]:
     return next((e for e in vessel.get("etas") or [] if e.get("source") == "AIS-derived"), {})
 
 
-#: The demo gateway's settings beyond the devnet's: the demo's webhook receiver is on loopback.
-DEMO_GATEWAY_OPTIONS: dict[str, Any] = {
-    "extra": {"subscriptions": {"allow_private_callbacks": True}}}
+def _gateway_options(mail: MailServer) -> dict[str, Any]:
+    """The demo gateway's settings beyond the devnet's: the webhook receiver is on loopback, and
+    alert e-mail goes to the SIMULATED mail server."""
+    return {"extra": {
+        "subscriptions": {"allow_private_callbacks": True},
+        "alerts": {"smtp": {"host": "127.0.0.1", "port": mail.port,
+                            "from": "PortLedger alerts (SIMULATED demo) <alerts@portledger.demo>"}},
+    }}
 
 
 class WebhookReceiver:
@@ -606,7 +619,12 @@ def _figures(alert: dict[str, Any]) -> str:
                      if k not in skip and not isinstance(v, dict | list))[:150]
 
 
-def _late_vessel(port: Port, call: simulate.VesselCall, checks: Checks) -> list[dict[str, Any]]:
+#: The trader's shared alert mailbox (its API key's preferences name it).
+TRADER_MAILBOX = "ops@sino-trading.demo"
+
+
+def _late_vessel(port: Port, call: simulate.VesselCall, checks: Checks,
+                 mail: MailServer) -> list[dict[str, Any]]:
     """A SIMULATED later vessel whose carrier moves its ETA 30 h back: the trader, following the
     vessel, gets a vessel-delay alert naming the source that moved."""
     trader = simulate.PARTIES["trader"]
@@ -618,6 +636,10 @@ def _late_vessel(port: Port, call: simulate.VesselCall, checks: Checks) -> list[
         "/v1/alerts/follows", {"references": [{"kind": "vessel", "value": late.vessel_imo}]})
     if status not in (200, 201):
         raise DemoError(f"the trader could not follow vessel {late.vessel_imo}: {status} {body}")
+    status, body, _ = port.clients[trader].request("PUT", "/v1/alerts/preferences", {
+        "channels": ["inbox", "email"], "email": TRADER_MAILBOX, "kinds": ["vessel-delay"]})
+    if status != 200:
+        raise DemoError(f"the trader could not set its alert preferences: {status} {body}")
     rng = random.Random(call.serial ^ 0xDE1A)
     now = int(time.time())
     first = now + 2 * 86_400
@@ -638,6 +660,16 @@ def _late_vessel(port: Port, call: simulate.VesselCall, checks: Checks) -> list[
     checks.check(f"alerts: the trader, following vessel {late.vessel_imo}, gets one "
                  "vessel-delay episode (ETA 30 h later, DCSA T&T 2.2)", len(found) == 1,
                  _figures(found[0]) if found else "none")
+
+    def mailed() -> list[tuple[str, str, str]] | None:
+        got = [m for m in mail.messages()
+               if TRADER_MAILBOX in m[0] and late.vessel_imo in m[1] + m[2]]
+        return got or None
+
+    letters = _eventually(mailed, "the trader's alert e-mail") or []
+    checks.check(f"alerts: the trader's mailbox {TRADER_MAILBOX} got the delay by e-mail "
+                 "(SMTP to the SIMULATED mail server)", bool(letters),
+                 letters[0][1][:90] if letters else f"{len(mail.messages())} message(s) in all")
     return found
 
 
@@ -655,7 +687,7 @@ def _alert_webhook(port: Port) -> WebhookReceiver:
 
 
 def _alerts(port: Port, call: simulate.VesselCall, console: Console, checks: Checks,
-            receiver: WebhookReceiver) -> None:
+            receiver: WebhookReceiver, mail: MailServer) -> None:
     """Alerts before it costs money: what the engine raised for whom, and the storage meter."""
     console.rule("alerts (GET /v1/alerts, each party its own inbox) and the HK$ storage meter")
     terminal, carrier = simulate.PARTIES["terminal"], simulate.PARTIES["carrier"]
@@ -712,7 +744,7 @@ def _alerts(port: Port, call: simulate.VesselCall, console: Console, checks: Che
     strangers = _alerts_of(port, competitor, ours)
     checks.check("alerts: the competing terminal gets none about this shipment",
                  not strangers, f"{len(strangers)} alert(s)")
-    late = _late_vessel(port, call, checks)
+    late = _late_vessel(port, call, checks, mail)
     for alert in late:
         table.add_row("trader", alert["kind"], alert["subject"]["value"], alert["state"],
                       _figures(alert))
