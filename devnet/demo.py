@@ -80,6 +80,7 @@ from devnet.mailserver import MailServer
 from devnet.ports import free_port
 from devnet.simfeeds import cargo_imp
 from devnet.status import status_table
+from gateway.events.model import CanonicalEvent, Reference, Visibility
 from gateway.isotime import iso_time
 from gateway.subscriptions.model import signature
 from node.chain import QbftBlockHeader
@@ -619,6 +620,38 @@ def _figures(alert: dict[str, Any]) -> str:
                      if k not in skip and not isinstance(v, dict | list))[:150]
 
 
+def _uncollected(port: Port, call: simulate.VesselCall, checks: Checks) -> list[dict[str, Any]]:
+    """A SIMULATED container of an earlier call, available for pick-up 8 days ago and never
+    collected: the trader, following it, gets a not-picked-up alert with the HK$ accrued under
+    the terminal's (example) tariff."""
+    trader = simulate.PARTIES["trader"]
+    box = simulate.container_number("PCOU", (call.serial * 7 + 13) % 1_000_000)
+    status, body, _ = port.clients[trader].post(
+        "/v1/alerts/follows", {"references": [{"kind": "container", "value": box}]})
+    if status not in (200, 201):
+        raise DemoError(f"the trader could not follow container {box}: {status} {body}")
+    available = int(time.time()) - 8 * 86_400
+    upload = simulate.Upload("terminal", "POST", "/v1/events", {"events": [
+        simulate.canonical_item(f"sim-avpu-old-{box}", CanonicalEvent(
+            "TERMINAL.AVPU", "ACT", available, Reference("container", box), simulate.POD,
+            related=(Reference("mbl", call.master),),
+            details={"simulated": True, "isoType": "42G1"},
+            visibility=Visibility("reference")))]},
+        f"container {box} available for pick-up since {iso_time(available)}",
+        "PortLedger canonical")
+    _finalise(port, upload, list(_post(port, upload)["receipts"]))
+
+    def overdue() -> list[dict[str, Any]] | None:
+        found = [a for a in _alerts_of(port, trader, {box}) if a["kind"] == "not-picked-up"]
+        return found or None
+
+    found = _eventually(overdue, "the trader's not-picked-up alert") or []
+    checks.check(f"alerts: the trader, following uncollected container {box}, gets one "
+                 "not-picked-up episode with HK$ accrued and per day", len(found) == 1
+                 and bool(found[0].get("accrued")), _figures(found[0]) if found else "none")
+    return found
+
+
 #: The trader's shared alert mailbox (its API key's preferences name it).
 TRADER_MAILBOX = "ops@sino-trading.demo"
 
@@ -744,6 +777,10 @@ def _alerts(port: Port, call: simulate.VesselCall, console: Console, checks: Che
     strangers = _alerts_of(port, competitor, ours)
     checks.check("alerts: the competing terminal gets none about this shipment",
                  not strangers, f"{len(strangers)} alert(s)")
+    uncollected = _uncollected(port, call, checks)
+    for alert in uncollected:
+        table.add_row("trader", alert["kind"], alert["subject"]["value"], alert["state"],
+                      _figures(alert))
     late = _late_vessel(port, call, checks, mail)
     for alert in late:
         table.add_row("trader", alert["kind"], alert["subject"]["value"], alert["state"],

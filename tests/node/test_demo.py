@@ -279,6 +279,7 @@ def test_demo_plays_the_vessel_call_through_the_gateway(tmp_path: Path) -> None:
         "PASS alerts: the forwarder's system received the excursion by webhook",
         "PASS alerts: the carrier (the readings' owner) gets the same excursion once",
         "PASS alerts: the competing terminal gets none about this shipment",
+        "PASS alerts: the trader, following uncollected container",
         "PASS alerts: the trader, following vessel",
         "PASS alerts: the trader's mailbox ops@sino-trading.demo got the delay by e-mail",
         "PASS storage meter: the trader sees",
