@@ -22,6 +22,7 @@ from devnet.simfeeds import cargo_imp as simulated
 from gateway.events.model import MAX_DETAILS_BYTES, CanonicalEvent, validate
 from gateway.feeds import cargo_imp, formats, one_record
 from gateway.feeds.model import FeedError, ParseResult
+from tests.support import fuzz
 
 DATA = Path(__file__).parents[2] / "data"
 CARGO_IMP = DATA / "cargo-imp"
@@ -727,37 +728,11 @@ ONE_RECORD_SEEDS = [p.read_bytes() for p in sorted(ONE_RECORD.glob("*.json"))] +
     json.dumps(assembled_graph()).encode()]
 
 
-@st.composite
-def mutated(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
-    data = bytearray(draw(st.sampled_from(seeds)))
-    for _ in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["flip", "truncate", "insert", "shuffle", "duplicate",
-                                     "delete", "splice"]))
-        if kind == "flip" and data:
-            at = draw(st.integers(0, len(data) - 1))
-            data[at] ^= draw(st.integers(1, 255))
-        elif kind == "truncate" and data:
-            del data[draw(st.integers(0, len(data) - 1)):]
-        elif kind == "insert":
-            at = draw(st.integers(0, len(data)))
-            data[at:at] = draw(st.one_of(
-                st.binary(max_size=12),
-                st.sampled_from([b"/", b"\r\n", b"\r\n/", b"-N", b"\x03", b"\x01QK ABCDEFG\r\n",
-                                 b"FSU/14\r\n", b'{"@id":', b"{", b"}", b"[", b'"', b"\\"])))
-        elif kind in ("shuffle", "duplicate", "delete"):
-            lines = bytes(data).split(b"\n")
-            if kind == "shuffle":
-                lines = draw(st.permutations(lines))
-            elif kind == "duplicate":
-                at = draw(st.integers(0, len(lines) - 1))
-                lines.insert(at, lines[at])
-            elif len(lines) > 1:
-                del lines[draw(st.integers(0, len(lines) - 1))]
-            data = bytearray(b"\n".join(lines))
-        elif kind == "splice":
-            other = draw(st.sampled_from(seeds))
-            data += other[draw(st.integers(0, len(other))):]
-    return bytes(data)
+def mutated(seeds: list[bytes]) -> st.SearchStrategy[bytes]:
+    return fuzz.mutated(seeds, [b"/", b"\r\n", b"\r\n/", b"-N", b"\x03", b"\x01QK ABCDEFG\r\n",
+                                b"FSU/14\r\n", b'{"@id":', b"{", b"}", b"[", b'"', b"\\"],
+                        ["flip", "truncate", "insert", "shuffle", "duplicate", "delete",
+                         "splice"])
 
 
 def check_cargo_imp(data: bytes) -> None:

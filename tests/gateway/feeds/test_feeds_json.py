@@ -27,6 +27,7 @@ from devnet.simfeeds import json_feeds
 from gateway.feeds import customs, dcsa_reefer, dcsa_tnt, epcis, formats, gps, json_messages
 from gateway.feeds.intake import message_of
 from gateway.feeds.model import FeedError, ParseResult, message_key
+from tests.support import fuzz
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 DCSA = DATA / "dcsa"
@@ -794,38 +795,13 @@ SEEDS: dict[str, list[bytes]] = {
 ALL_SEEDS = [seed for seeds in SEEDS.values() for seed in seeds]
 
 
-@st.composite
-def mutated(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
-    """A real sample with byte flips, truncation, insertions, line shuffles or splices."""
-    data = bytearray(draw(st.sampled_from(seeds)))
-    for _ in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["flip", "truncate", "insert", "shuffle", "duplicate",
-                                     "delete", "latin1"]))
-        if kind == "flip" and data:
-            at = draw(st.integers(0, len(data) - 1))
-            data[at] ^= draw(st.integers(1, 255))
-        elif kind == "truncate" and data:
-            del data[draw(st.integers(0, len(data) - 1)):]
-        elif kind == "insert":
-            at = draw(st.integers(0, len(data)))
-            data[at:at] = draw(st.one_of(
-                st.binary(max_size=12),
-                st.sampled_from([b"{", b"}", b"[", b"]", b",", b'"', b"\\", b"\n", b"\r",
-                                 b"null", b"NaN", b"1e999", b"-0", b"\xef\xbb\xbf", b"\xe9",
-                                 b'"eventType": "REEFER",', b'"lat": 91,', b"9" * 40])))
-        elif kind == "latin1":
-            data = bytearray(bytes(data).decode("utf-8", "replace").encode("latin-1", "replace"))
-        else:
-            lines = bytes(data).split(b"\n")
-            if kind == "shuffle":
-                lines = draw(st.permutations(lines))
-            elif kind == "duplicate":
-                at = draw(st.integers(0, len(lines) - 1))
-                lines.insert(at, lines[at])
-            elif len(lines) > 1:
-                del lines[draw(st.integers(0, len(lines) - 1))]
-            data = bytearray(b"\n".join(lines))
-    return bytes(data)
+def mutated(seeds: list[bytes]) -> st.SearchStrategy[bytes]:
+    """A real sample with byte flips, truncation, insertions, line shuffles or re-encoding."""
+    return fuzz.mutated(seeds, [b"{", b"}", b"[", b"]", b",", b'"', b"\\", b"\n", b"\r",
+                                b"null", b"NaN", b"1e999", b"-0", b"\xef\xbb\xbf", b"\xe9",
+                                b'"eventType": "REEFER",', b'"lat": 91,', b"9" * 40],
+                        ["flip", "truncate", "insert", "shuffle", "duplicate", "delete",
+                         "latin1"])
 
 
 _JSON_VALUES = st.recursive(
