@@ -4,6 +4,7 @@
 
     portledger init    --datadir D [--genesis genesis.json] [--dev-key validator:0 | --key-file F]
     portledger node    --datadir D [--rpc-host 127.0.0.1] [--rpc-port 8545] [--report-key-file F]
+                       [--rpc-max-* N] [--txpool-max-* N] [--engine-max-* N] [--p2p-peer-queue-* N]
     portledger export  --datadir D FILE [--first N] [--last M]
     portledger import  --datadir D FILE
     portledger replay  --datadir D | --blocks FILE --genesis G
@@ -26,7 +27,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,12 @@ from eth_utils.address import to_checksum_address
 
 from node.chain import InvalidBlock, PortLedgerVM
 from node.datadir import DataDir, DataDirError, init_datadir, read_key_file
+from node.engine import Engine, EngineLimits
 from node.genesis import Genesis, dev_key
 from node.ledger import Ledger
-from node.p2p import Peer, PeerNetwork
+from node.p2p import P2PConfig, Peer, PeerNetwork
+from node.rpc.limits import RpcLimits
+from node.txpool import PoolLimits
 
 REPO_GENESIS = Path(__file__).resolve().parent.parent / "genesis.json"
 #: Seconds between forced GIL hand-overs in a running node (Python's default is 0.005).
@@ -131,6 +135,18 @@ def init(datadir: str, genesis_path: str, dev_key_label: str | None, key_file: s
     "without one a validator reports with its node key and an observer keeps evidence "
     "unreported.",
 )
+@click.option("--rpc-max-body-bytes", type=click.IntRange(1024), default=RpcLimits.max_body_bytes, show_default=True, help="Largest JSON-RPC body or WebSocket message (HTTP 413 / -32005).")
+@click.option("--rpc-max-batch", type=click.IntRange(1), default=RpcLimits.max_batch, show_default=True, help="Most requests in one JSON-RPC batch (-32005).")
+@click.option("--rpc-max-concurrent", type=click.IntRange(1), default=RpcLimits.max_concurrent, show_default=True, help="JSON-RPC requests answered at once; beyond: HTTP 429 / -32005 with retryAfter.")
+@click.option("--rpc-max-subscriptions", type=click.IntRange(1), default=RpcLimits.max_subscriptions, show_default=True, help="Subscriptions per WebSocket connection (-32005).")
+@click.option("--txpool-max-count", type=click.IntRange(1), default=PoolLimits.max_size, show_default=True, help="Transactions in the pool (-32005 with retryAfter).")
+@click.option("--txpool-max-bytes", type=click.IntRange(1024), default=PoolLimits.max_bytes, show_default=True, help="Raw bytes of the pooled transactions (-32005 with retryAfter).")
+@click.option("--txpool-max-per-sender", type=click.IntRange(1), default=PoolLimits.max_per_sender, show_default=True, help="Pending transactions of one sender (-32005 with retryAfter).")
+@click.option("--engine-max-events", type=click.IntRange(16), default=EngineLimits.max_events, show_default=True, help="Peer consensus messages queued for the QBFT core.")
+@click.option("--engine-max-events-per-peer", type=click.IntRange(4), default=EngineLimits.max_events_per_peer, show_default=True, help="Of those, from one peer.")
+@click.option("--engine-max-future-per-peer", type=click.IntRange(1), default=EngineLimits.max_future_per_peer, show_default=True, help="Of those, for the next height, from one peer.")
+@click.option("--p2p-peer-queue-frames", type=click.IntRange(8), default=P2PConfig.peer_queue_frames, show_default=True, help="Frames waiting in one peer's inbox; beyond: dropped, the peer penalised.")
+@click.option("--p2p-peer-queue-bytes", type=click.IntRange(1024 * 1024), default=P2PConfig.peer_queue_bytes, show_default=True, help="Bytes waiting in one peer's inbox; beyond: dropped, the peer penalised.")
 def node_command(
     datadir: str,
     rpc_host: str,
@@ -140,6 +156,18 @@ def node_command(
     p2p_port: int,
     peers_file: str | None,
     report_key_file: str | None,
+    rpc_max_body_bytes: int,
+    rpc_max_batch: int,
+    rpc_max_concurrent: int,
+    rpc_max_subscriptions: int,
+    txpool_max_count: int,
+    txpool_max_bytes: int,
+    txpool_max_per_sender: int,
+    engine_max_events: int,
+    engine_max_events_per_peer: int,
+    engine_max_future_per_peer: int,
+    p2p_peer_queue_frames: int,
+    p2p_peer_queue_bytes: int,
 ) -> None:
     """Run one node: JSON-RPC over HTTP and WebSocket, and QBFT consensus with its peers
     (or, alone with a single-validator genesis and no peers, dev-mode block production)."""
@@ -154,12 +182,43 @@ def node_command(
     except DataDirError as exc:
         raise click.ClickException(str(exc)) from exc
     p2p = (p2p_host, p2p_port) if peers is not None else None
+    limits = NodeLimits(
+        rpc=RpcLimits(
+            max_body_bytes=rpc_max_body_bytes,
+            max_batch=rpc_max_batch,
+            max_concurrent=rpc_max_concurrent,
+            max_subscriptions=rpc_max_subscriptions,
+        ),
+        pool=PoolLimits(
+            max_size=txpool_max_count,
+            max_bytes=txpool_max_bytes,
+            max_per_sender=txpool_max_per_sender,
+        ),
+        engine=EngineLimits(
+            max_events=engine_max_events,
+            max_events_per_peer=min(engine_max_events_per_peer, engine_max_events),
+            max_future_per_peer=min(engine_max_future_per_peer, engine_max_events_per_peer),
+        ),
+        p2p=P2PConfig(
+            peer_queue_frames=p2p_peer_queue_frames, peer_queue_bytes=p2p_peer_queue_bytes
+        ),
+    )
     asyncio.run(
         _run_node(
             ledger, key, rpc_host, rpc_port, produce=not no_produce, p2p=p2p, peers=peers,
-            report_key=report_key,
+            report_key=report_key, limits=limits,
         )
     )
+
+
+@dataclass(frozen=True)
+class NodeLimits:
+    """Every bound of a running node (docs/limits.md)."""
+
+    rpc: RpcLimits = field(default_factory=RpcLimits)
+    pool: PoolLimits = field(default_factory=PoolLimits)
+    engine: EngineLimits = field(default_factory=EngineLimits)
+    p2p: P2PConfig = field(default_factory=P2PConfig)
 
 
 def load_report_key(paths: DataDir, report_key_file: str | None) -> PrivateKey | None:
@@ -208,14 +267,15 @@ async def _run_node(
     p2p: tuple[str, int] | None = None,
     peers: list[Peer] | None = None,
     report_key: PrivateKey | None = None,
+    limits: NodeLimits | None = None,
 ) -> None:
+    limits = limits or NodeLimits()
     # Blocks are built on a worker thread while the event loop answers JSON-RPC. Every time a
     # request's socket or LevelDB read gives up the GIL, getting it back from the busy worker
     # takes up to one switch interval (5 ms by default); a request needs several. A shorter
     # interval keeps eth_call latency low while blocks build (see BENCHMARKS.md).
     from aiohttp import web  # noqa: PLC0415 (start-up: loaded by the command that needs it)
 
-    from node.engine import Engine  # noqa: PLC0415 (start-up: loaded by the command that needs it)
     from node.rpc.app import create_rpc_app  # noqa: PLC0415 (start-up: loaded by the command that needs it)
     from node.service import NodeService  # noqa: PLC0415 (start-up: loaded by the command that needs it)
     sys.setswitchinterval(float(os.environ.get("PORTLEDGER_SWITCH_INTERVAL", GIL_SWITCH_INTERVAL)))
@@ -236,6 +296,7 @@ async def _run_node(
         key if is_validator else None,
         produce=produce and p2p is None,
         evidence_account=report_key,
+        pool_limits=limits.pool,
     )
     if report_key is not None:
         reporter = report_key.public_key.to_canonical_address()
@@ -249,10 +310,10 @@ async def _run_node(
     engine = None
     network = None
     if p2p is not None and peers is not None:
-        network = PeerNetwork(key, p2p, peers, network_id=ledger.chain_id)
-        engine = Engine(service, key, network)
+        network = PeerNetwork(key, p2p, peers, network_id=ledger.chain_id, config=limits.p2p)
+        engine = Engine(service, key, network, limits.engine)
         await network.start()
-    runner = web.AppRunner(create_rpc_app(service), access_log=None)
+    runner = web.AppRunner(create_rpc_app(service, limits.rpc), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()

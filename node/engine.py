@@ -34,6 +34,26 @@ fetches the missing range (``GET_BLOCKS``) and imports each block with full vali
 seals included (``Ledger.import_block``). Non-validating nodes (observers) follow the chain
 this way and ignore consensus traffic.
 
+Bounded inputs (:class:`EngineLimits`, ``portledger node --engine-*``; docs/limits.md). The
+core's inputs wait in an :class:`EventQueue`. What this node makes itself — timer firings,
+built blocks, imported blocks — is never dropped (at most one timer is armed, one build asked
+and one block imported at a time, so these are few). What peers send is bounded, and the
+order in which it goes when the queue is full is what QBFT can afford to lose:
+
+1. a message for an older height or round than the core's is dropped on arrival (the core
+   would ignore it: its ``(height, round)`` only grows);
+2. a message for the next height is refused beyond ``max_future_per_peer`` queued from that
+   peer (the core keeps a bounded buffer of them; STATUS and sync cover the rest);
+3. beyond ``max_events_per_peer`` queued from one peer, its next message is refused (an honest
+   validator sends a handful per round: only a flooder reaches it);
+4. with ``max_events`` peer messages queued, the one with the lowest ``(height, round)`` makes
+   way for a newer one; a message no newer than all queued is refused.
+
+A lost message costs at most a round change, never safety. Proposals are executed before they
+enter the queue: at most ``max_pre_executions`` at once (a block already being executed is
+awaited, not executed again); another proposal beyond that is dropped. Each drop is counted by
+reason (:attr:`EventQueue.dropped`, ``/metrics``) and logged once per burst.
+
 Equivocation: every consensus message from a validator passes the
 :class:`~node.evidence.EquivocationDetector`; evidence is kept in LevelDB and reported to the
 Consortium contract by the :class:`~node.evidence.EvidenceReporter`, a task of its own woken by
@@ -44,10 +64,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -82,6 +105,148 @@ CACHE_SIZE = 16
 FUTURE_PROPOSALS = 16
 #: Penalty points for a message that fails validation.
 PENALTY_INVALID = 20.0
+#: Seconds between two log lines about dropped inputs (the counters count every one).
+DROP_LOG_INTERVAL = 10.0
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    """Bounds of the engine's inputs (``portledger node --engine-*``)."""
+
+    #: Peer messages (votes, proposals with their verdict) queued for the core.
+    max_events: int = 4096
+    #: Of those, queued from one peer.
+    max_events_per_peer: int = 1024
+    #: Of those, for the next height, queued from one peer.
+    max_future_per_peer: int = 64
+    #: Proposals being executed at once.
+    max_pre_executions: int = 4
+
+
+@dataclass(eq=False)
+class _Entry:
+    event: inputs.Event
+    #: The peer it came from; None for this node's own inputs (never dropped).
+    peer: bytes | None = None
+    key: tuple[int, int] = (0, 0)
+    future: bool = False
+    live: bool = True
+
+
+@dataclass
+class EventQueue:
+    """The core's inputs in arrival order; peer messages bounded (see the module docstring)."""
+
+    limits: EngineLimits = field(default_factory=EngineLimits)
+    #: Inputs dropped, by reason: ``stale``, ``future``, ``peer``, ``full``, ``evicted``,
+    #: ``pre-execution``.
+    dropped: Counter[str] = field(default_factory=Counter)
+    #: Most peer messages ever queued at once.
+    high_water: int = 0
+    _items: deque[_Entry] = field(default_factory=deque)
+    #: Peer entries by (height, round, seq): the eviction order (lazily cleaned).
+    _heap: list[tuple[int, int, int, _Entry]] = field(default_factory=list)
+    _seq: itertools.count[int] = field(default_factory=itertools.count)
+    _per_peer: Counter[bytes] = field(default_factory=Counter)
+    _future_per_peer: Counter[bytes] = field(default_factory=Counter)
+    _peer_count: int = 0
+    _ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _last_log: float = 0.0
+
+    def __len__(self) -> int:
+        return sum(e.live for e in self._items)
+
+    @property
+    def peer_events(self) -> int:
+        """Peer messages queued now."""
+        return self._peer_count
+
+    def put_nowait(self, event: inputs.Event) -> None:
+        """Queue one of this node's own inputs (a timer, a built or imported block): always."""
+        self._items.append(_Entry(event))
+        self._ready.set()
+
+    def put_peer(self, peer: bytes, event: inputs.Event, now: tuple[int, int]) -> bool:
+        """Queue a peer's message for the core at ``now`` = its ``(height, round)``; False
+        (counted) when it is dropped."""
+        assert isinstance(event, inputs.Received)
+        key = (event.message.height, event.message.round)
+        limits = self.limits
+        if key < now:
+            return self._drop("stale", peer, key)
+        future = key[0] > now[0]
+        if future and self._future_per_peer[peer] >= limits.max_future_per_peer:
+            return self._drop("future", peer, key)
+        if self._per_peer[peer] >= limits.max_events_per_peer:
+            return self._drop("peer", peer, key)
+        if self._peer_count >= limits.max_events:
+            lowest = self._lowest()
+            if lowest is None or lowest.key >= key:
+                return self._drop("full", peer, key)
+            self._remove(lowest)
+            self.dropped["evicted"] += 1
+        entry = _Entry(event, peer, key, future)
+        self._items.append(entry)
+        heapq.heappush(self._heap, (*key, next(self._seq), entry))
+        self._per_peer[peer] += 1
+        if future:
+            self._future_per_peer[peer] += 1
+        self._peer_count += 1
+        self.high_water = max(self.high_water, self._peer_count)
+        if len(self._heap) > 2 * self._peer_count + 64:  # consumed entries left in the heap
+            self._heap = [h for h in self._heap if h[3].live]
+            heapq.heapify(self._heap)
+        self._ready.set()
+        return True
+
+    async def get(self) -> inputs.Event:
+        """The next input, waiting for one."""
+        while True:
+            while self._items:
+                entry = self._items.popleft()
+                if entry.live:
+                    if entry.peer is not None:
+                        self._remove(entry)
+                    return entry.event
+            self._ready.clear()
+            await self._ready.wait()
+
+    def _lowest(self) -> _Entry | None:
+        while self._heap:
+            entry = self._heap[0][3]
+            if entry.live:
+                return entry
+            heapq.heappop(self._heap)
+        return None
+
+    def _remove(self, entry: _Entry) -> None:
+        """Take a queued peer entry out of the counts (consumed or evicted)."""
+        entry.live = False
+        assert entry.peer is not None
+        self._peer_count -= 1
+        self._per_peer[entry.peer] -= 1
+        if not self._per_peer[entry.peer]:
+            del self._per_peer[entry.peer]
+        if entry.future:
+            self._future_per_peer[entry.peer] -= 1
+            if not self._future_per_peer[entry.peer]:
+                del self._future_per_peer[entry.peer]
+
+    def _drop(self, reason: str, peer: bytes, key: tuple[int, int]) -> bool:
+        self.dropped[reason] += 1
+        if reason != "stale":
+            self.log_drop(f"{reason}: message for height {key[0]} round {key[1]}", peer)
+        return False
+
+    def log_drop(self, what: str, peer: bytes) -> None:
+        """Log a dropped input, at most once per :data:`DROP_LOG_INTERVAL`."""
+        now = time.monotonic()
+        if now - self._last_log >= DROP_LOG_INTERVAL:
+            self._last_log = now
+            log.warning(
+                "engine input from %s dropped (%s); %d queued; dropped so far: %s",
+                peer.hex(), what, self._peer_count, dict(self.dropped),
+            )
 
 
 def recover(digest: bytes, signature: bytes) -> bytes | None:
@@ -95,8 +260,15 @@ def recover(digest: bytes, signature: bytes) -> bytes | None:
 class Engine:
     """A node's consensus and chain-following runtime over :class:`~node.p2p.PeerNetwork`."""
 
-    def __init__(self, service: NodeService, key: PrivateKey, network: PeerNetwork) -> None:
+    def __init__(
+        self,
+        service: NodeService,
+        key: PrivateKey,
+        network: PeerNetwork,
+        limits: EngineLimits | None = None,
+    ) -> None:
         self.service = service
+        self.limits = limits or EngineLimits()
         self.ledger = service.ledger
         self.key = key
         self.address: bytes = key.public_key.to_canonical_address()
@@ -112,7 +284,7 @@ class Engine:
             request_timeout=self.qbft.request_timeout_seconds * 1000,
             max_timeout=max(MAX_TIMEOUT_MS, self.qbft.request_timeout_seconds * 1000),
         )
-        self.events: asyncio.Queue[inputs.Event] = asyncio.Queue()
+        self.events = EventQueue(self.limits)
         self.state: NodeState | None = None
         self.halted: str | None = None
         #: Round changes this node entered (for status and benchmarks).
@@ -131,6 +303,9 @@ class Engine:
         self._proposal_seen: dict[int, float] = {}
         #: Proposals being executed now, by digest (an import of the same block waits for it).
         self._executing: dict[bytes, asyncio.Future[Executed]] = {}
+        #: _pre_execute tasks running (at most EngineLimits.max_pre_executions).
+        self.pre_executions = 0
+        self._sync_task: asyncio.Task[None] | None = None
         #: Conflicting signed messages seen from validators, and where evidence is kept.
         self.equivocations = EquivocationDetector()
         self.evidence_store = EvidenceStore(self.ledger.db)
@@ -400,7 +575,7 @@ class Engine:
         for number in [h for h in self._future if h <= block.number + 1]:
             for peer, proposal in self._future.pop(number):
                 if number == block.number + 1:
-                    self._spawn(self._pre_execute(peer, proposal))
+                    self._start_pre_execute(peer, proposal)
 
     # -- inbound ------------------------------------------------------------------------
     async def _on_message(self, peer: bytes, code: Code, payload: Any) -> None:
@@ -415,8 +590,8 @@ class Engine:
             await self._on_new_block(peer, payload)
         elif code == Code.STATUS:
             height, _head_hash = payload
-            if height > self.ledger.head().block_number and not self._sync_lock.locked():
-                self._spawn(self._sync(peer, height))
+            if height > self.ledger.head().block_number:
+                self._start_sync(peer, height)
 
     def _on_consensus(self, peer: bytes, data: bytes) -> None:
         state = self.state
@@ -447,9 +622,39 @@ class Engine:
                     queued.append((peer, message))
                 return
             if message.height == head + 1:
-                self._spawn(self._pre_execute(peer, message))
+                self._start_pre_execute(peer, message)
             return
-        self.events.put_nowait(qbft.received(message))
+        self.events.put_peer(peer, qbft.received(message), self._now())
+
+    def _now(self) -> tuple[int, int]:
+        """The core's ``(height, round)``: older peer input is stale."""
+        assert self.state is not None
+        return (self.state.height, self.state.round)
+
+    def _start_pre_execute(self, peer: bytes, proposal: Proposal) -> None:
+        """Execute a proposal in a task of its own, within ``max_pre_executions``."""
+        if (proposal.height, proposal.round) < self._now():
+            self.events.dropped["stale"] += 1
+            return
+        if self.pre_executions >= self.limits.max_pre_executions:
+            self.events.dropped["pre-execution"] += 1
+            self.events.log_drop(
+                f"{self.pre_executions} proposals are being executed; proposal for height "
+                f"{proposal.height} round {proposal.round}",
+                peer,
+            )
+            return
+        self.pre_executions += 1
+        self._spawn(self._pre_execute(peer, proposal))
+
+    def _start_sync(self, peer: bytes, target: int) -> None:
+        """Sync towards ``target`` unless a sync is running or starting (one at a time)."""
+        if self._sync_lock.locked() or (self._sync_task is not None and not self._sync_task.done()):
+            return
+        task = asyncio.create_task(self._sync(peer, target))
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        self._sync_task = task
 
     def _check_equivocation(self, message: Any) -> None:
         """Keep evidence of a validator signing two conflicting messages and have it reported
@@ -467,8 +672,18 @@ class Engine:
 
     async def _pre_execute(self, peer: bytes, proposal: Proposal) -> None:
         """Execute a proposal's block (once), then hand the core the proposal with the verdict."""
+        try:
+            await self._verdict(peer, proposal)
+        finally:
+            self.pre_executions -= 1
+
+    async def _verdict(self, peer: bytes, proposal: Proposal) -> None:
         digest = proposal.block.digest
-        if digest not in self._executed and digest not in self._invalid:
+        running = self._executing.get(digest)
+        if running is not None:  # the same block is being executed (another round's proposal)
+            with contextlib.suppress(Exception):
+                await running
+        elif digest not in self._executed and digest not in self._invalid:
             block = self._decode_block(proposal.block.payload)
             reason = None
             if block.header.timestamp > time.time() + MAX_FUTURE_SECONDS:
@@ -494,7 +709,10 @@ class Engine:
                 self.network.penalise(peer, PENALTY_INVALID, f"invalid proposal: {reason}")
         executed = self._executed.get(digest)
         valid = executed is not None and executed.block.number == proposal.height
-        self.events.put_nowait(inputs.ProposalReceived(proposal, block_valid=valid))
+        if self.state is not None:
+            self.events.put_peer(
+                peer, inputs.ProposalReceived(proposal, block_valid=valid), self._now()
+            )
 
     async def _on_new_block(self, peer: bytes, raw: bytes) -> None:
         try:
@@ -511,8 +729,8 @@ class Engine:
         if block.number == head + 1:
             async with self._sync_lock:
                 await self._import(peer, block)
-        elif block.number > head + 1 and not self._sync_lock.locked():
-            self._spawn(self._sync(peer, block.number))
+        elif block.number > head + 1:
+            self._start_sync(peer, block.number)
 
     async def _import(self, peer: bytes, block: Any) -> bool:
         """Import one sealed block (full validation); False if it does not extend the head."""

@@ -56,6 +56,17 @@ queue, requests.
 Inbound application messages go to :attr:`PeerNetwork.inbound` (an ``asyncio.Queue`` of
 ``(peer_address, code, payload)``) or to an async ``handler``; GET_BLOCKS is answered by the
 ``block_range_handler``; BLOCKS answers are matched to :meth:`PeerNetwork.request_blocks`.
+
+Per-peer inbound queues. Each connection's reader only reads and decodes frames; they wait in
+that connection's *inbox* for its dispatcher, which hands them to the runtime one at a time in
+arrival order. The inbox is bounded by ``peer_queue_frames`` frames and ``peer_queue_bytes``
+bytes (a frame always fits an empty inbox, so every legal frame can pass). A frame that does
+not fit is dropped, and the peer is *flooding*: the first drop of an episode costs it
+``penalty_flood`` points (so a peer that floods again and again reaches the ban threshold while
+a burst now and then decays away) and logs one line; the episode ends when its inbox is empty
+again. PINGs and BLOCKS answers (solicited, matched to a waiting request) bypass the inbox.
+Consensus tolerates the dropped messages (round changes; STATUS and sync bring blocks back).
+:attr:`PeerNetwork.inbound_dropped` and :attr:`PeerNetwork.floods` count them per peer.
 """
 
 from __future__ import annotations
@@ -72,7 +83,7 @@ import random
 import ssl
 import tempfile
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -155,6 +166,12 @@ class P2PConfig:
     penalty_malformed: float = 25.0
     penalty_unsolicited: float = 10.0
     max_refusals_kept: int = 256
+    #: Frames waiting in one peer's inbox for the runtime.
+    peer_queue_frames: int = 1024
+    #: Bytes (frame bodies) waiting in one peer's inbox.
+    peer_queue_bytes: int = 32 * 1024 * 1024
+    #: Penalty for a flooding episode (a frame dropped because the peer's inbox is full).
+    penalty_flood: float = 20.0
 
 
 # --------------------------------------------------------------------------- TLS identity
@@ -274,6 +291,13 @@ class Connection:
     #: time.monotonic() of the last frame received (PINGs included).
     last_rx: float = field(default_factory=time.monotonic)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    #: Frames read, waiting for the dispatcher: (code, payload, body size).
+    inbox: deque[tuple[Code, Payload, int]] = field(default_factory=deque)
+    inbox_bytes: int = 0
+    inbox_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    #: In a flooding episode (see the module docstring), and frames dropped in it.
+    flooding: bool = False
+    flood_dropped: int = 0
 
 
 @dataclass
@@ -322,6 +346,9 @@ class PeerNetwork:
         self._handshakes = asyncio.Semaphore(self.config.max_pending_handshakes)
         self._changed = asyncio.Event()
         self._stopping = False
+        #: Frames dropped because the peer's inbox was full, and flooding episodes, per peer.
+        self.inbound_dropped: Counter[bytes] = Counter()
+        self.floods: Counter[bytes] = Counter()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -377,6 +404,14 @@ class PeerNetwork:
     def peers(self) -> list[bytes]:
         """Addresses of the peers connected now."""
         return [a for a, c in self._conns.items() if not c.closed.is_set()]
+
+    def inbox_sizes(self) -> dict[bytes, tuple[int, int]]:
+        """Frames and bytes waiting in each connected peer's inbox."""
+        return {
+            a: (len(c.inbox), c.inbox_bytes)
+            for a, c in self._conns.items()
+            if not c.closed.is_set()
+        }
 
     def send(self, peer: bytes, code: int, payload: Payload) -> bool:
         """Queue one message to ``peer``; False if it is not connected or its queue is full.
@@ -649,6 +684,7 @@ class PeerNetwork:
         self._conns[address] = conn
         conn.tasks.append(asyncio.create_task(self._read_loop(conn)))
         conn.tasks.append(asyncio.create_task(self._write_loop(conn)))
+        conn.tasks.append(asyncio.create_task(self._dispatch_loop(conn)))
         self._changed.set()
         log.info(
             "p2p %s connected to %s (%s)",
@@ -699,7 +735,14 @@ class PeerNetwork:
                 body = await asyncio.wait_for(conn.reader.readexactly(length), c.frame_read_timeout)
                 code, payload = decode_body(body)
                 conn.last_rx = time.monotonic()
-                await self._dispatch(conn, code, payload)
+                if code == Code.PING:
+                    continue
+                if code not in APP_CODES:
+                    raise MalformedFrame(f"{code.name} after the handshake")
+                if code == Code.BLOCKS:
+                    self._on_blocks(conn, payload)
+                else:
+                    self._to_inbox(conn, code, payload, length)
         except asyncio.CancelledError:
             raise
         except OversizeFrame as exc:
@@ -717,12 +760,64 @@ class PeerNetwork:
         except Exception as exc:
             self._drop(conn, f"read failed: {exc!r}")
 
+    def _to_inbox(self, conn: Connection, code: Code, payload: Payload, size: int) -> None:
+        """Queue a frame for the dispatcher, or drop it (a flooding episode) when it does not
+        fit the peer's inbox."""
+        c = self.config
+        if conn.inbox and (
+            len(conn.inbox) >= c.peer_queue_frames or conn.inbox_bytes + size > c.peer_queue_bytes
+        ):
+            self.inbound_dropped[conn.address] += 1
+            conn.flood_dropped += 1
+            if not conn.flooding:
+                conn.flooding = True
+                self.floods[conn.address] += 1
+                self.penalise(
+                    conn.address,
+                    c.penalty_flood,
+                    f"flooding: inbox full ({len(conn.inbox)} frames, {conn.inbox_bytes} bytes; "
+                    f"limits {c.peer_queue_frames} frames, {c.peer_queue_bytes} bytes), "
+                    f"dropping its {code.name} and what follows until it drains",
+                )
+            return
+        conn.inbox.append((code, payload, size))
+        conn.inbox_bytes += size
+        conn.inbox_ready.set()
+
+    async def _dispatch_loop(self, conn: Connection) -> None:
+        """Hand the peer's frames to the runtime, one at a time, in arrival order."""
+        try:
+            while not conn.closed.is_set():
+                if not conn.inbox:
+                    if conn.flooding:
+                        conn.flooding = False
+                        log.info(
+                            "p2p %s: inbox drained; %d frames were dropped",
+                            conn.address.hex(),
+                            conn.flood_dropped,
+                        )
+                        conn.flood_dropped = 0
+                    conn.inbox_ready.clear()
+                    await conn.inbox_ready.wait()
+                    continue
+                code, payload, size = conn.inbox.popleft()
+                conn.inbox_bytes -= size
+                await self._dispatch(conn, code, payload)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in the dispatcher: drop the link, never the node
+            self._drop(conn, f"dispatch failed: {exc!r}", logging.ERROR)
+
+    def _on_blocks(self, conn: Connection, payload: Payload) -> None:
+        request_id, blocks = payload
+        fut = self._pending.get((conn.address, request_id))
+        if fut is None:
+            self.penalise(conn.address, self.config.penalty_unsolicited, "unsolicited BLOCKS")
+        elif not fut.done():
+            fut.set_result(blocks)
+
     async def _dispatch(self, conn: Connection, code: Code, payload: Payload) -> None:
         c = self.config
-        if code == Code.PING:
-            return
-        if code not in APP_CODES:
-            raise MalformedFrame(f"{code.name} after the handshake")
         if code == Code.GET_BLOCKS:
             request_id, start, count = payload
             blocks: list[bytes] = []
@@ -735,14 +830,6 @@ class PeerNetwork:
                 except Exception as exc:
                     log.warning("p2p block range handler failed: %r", exc)
             self._answer_blocks(conn.address, request_id, blocks)
-            return
-        if code == Code.BLOCKS:
-            request_id, blocks = payload
-            fut = self._pending.get((conn.address, request_id))
-            if fut is None:
-                self.penalise(conn.address, c.penalty_unsolicited, "unsolicited BLOCKS")
-            elif not fut.done():
-                fut.set_result(blocks)
             return
         if self.handler is not None:
             try:

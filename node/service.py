@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,7 @@ from eth_keys.datatypes import PrivateKey
 
 from node.ledger import BlockResult, Ledger
 from node.rpc.errors import INVALID_PARAMS
-from node.txpool import TxPool, TxRejected
+from node.txpool import PoolLimits, TxPool, TxRejected
 
 log = logging.getLogger("portledger.node")
 
@@ -60,6 +61,7 @@ class NodeService:
         *,
         produce: bool = True,
         evidence_account: PrivateKey | None = None,
+        pool_limits: PoolLimits | None = None,
     ) -> None:
         self.ledger = ledger
         self.signer = signer
@@ -68,7 +70,17 @@ class NodeService:
         #: None: the node key while this node is a validator, no reports from an observer
         #: (:func:`node.evidence.reporting_key`).
         self.evidence_account = evidence_account
-        self.pool = TxPool(self.account_nonce, self.is_member_account)
+        limits = pool_limits or PoolLimits()
+        self.pool = TxPool(
+            self.account_nonce,
+            self.is_member_account,
+            max_size=limits.max_size,
+            max_bytes=limits.max_bytes,
+            max_per_sender=limits.max_per_sender,
+            max_tx_bytes=limits.max_tx_bytes,
+            # A refused client is told to come back after about one block: blocks drain the pool.
+            retry_after=math.ceil(ledger.genesis.qbft.period),
+        )
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain-worker")
         self.listeners: list[Callable[[NewBlock], None]] = []
         #: Called with each raw transaction admitted from a local client (for gossip).

@@ -5,13 +5,20 @@ with a JSON-RPC error code and a reason):
 
 - size: at most ``max_tx_bytes`` raw bytes per transaction;
 - the sender must be an account of an active member organisation (account permissioning);
-- nonce: not below the sender's account nonce; at most ``max_per_sender`` ahead of it
-  (a gap is *held*: the transaction waits until the missing nonces arrive);
+- nonce: not below the sender's account nonce;
+- per sender: at most ``max_per_sender`` pending, i.e. a nonce less than ``max_per_sender``
+  ahead of the account nonce (a gap is *held*: the transaction waits until the missing nonces
+  arrive);
 - replacement: a second transaction with the same sender and nonce replaces the first only if
   it raises the fee by at least 10 % — or, on this zero-fee network, when both pay nothing
   (the sender signed both; the later one wins, as in Besu's zero-fee mode);
-- bounds: ``max_size`` transactions in all; a full pool refuses new work instead of evicting
-  another sender's.
+- bounds: ``max_size`` transactions and ``max_bytes`` raw bytes in all; a full pool refuses
+  new work instead of evicting another sender's.
+
+The three limits (per sender, count, bytes) refuse with ``LIMIT_EXCEEDED`` (-32005) and the
+retry hint ``data: {"retryAfter": seconds, "limit": name}``: blocks drain the pool, so the same
+transaction may be accepted later. Every other refusal is final for that transaction.
+:attr:`TxPool.refused` counts the limit refusals by limit (the node's ``/metrics``).
 
 :meth:`TxPool.ready` hands the block builder executable transactions fairly: round-robin
 across senders, each sender's in strict nonce order, so one busy sender cannot starve others.
@@ -19,26 +26,43 @@ across senders, each sender's in strict nonce order, so one busy sender cannot s
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from eth.abc import SignedTransactionAPI
 
-from node.rpc.errors import NOT_PERMITTED, TX_REJECTED
+from node.rpc.errors import LIMIT_EXCEEDED, NOT_PERMITTED, TX_REJECTED
 
 
 class TxRejected(Exception):
-    """A transaction was refused; ``code`` is the JSON-RPC error code."""
+    """A transaction was refused; ``code`` is the JSON-RPC error code, ``data`` the error's
+    ``data`` member (the retry hint of a limit refusal)."""
 
-    def __init__(self, message: str, code: int = TX_REJECTED) -> None:
+    def __init__(self, message: str, code: int = TX_REJECTED, data: Any = None) -> None:
         super().__init__(message)
         self.code = code
+        self.data = data
 
 
 def _fee(tx: SignedTransactionAPI) -> int:
     fee: Any = getattr(tx, "max_priority_fee_per_gas", None) or getattr(tx, "gas_price", 0)
     return int(fee)
+
+
+@dataclass(frozen=True)
+class PoolLimits:
+    """The pool's bounds (``portledger node --txpool-*``)."""
+
+    #: Transactions in all.
+    max_size: int = 50_000
+    #: Raw bytes of all pooled transactions.
+    max_bytes: int = 64 * 1024 * 1024
+    #: Pending transactions of one sender (its nonce window).
+    max_per_sender: int = 5_000
+    #: Raw bytes of one transaction (a larger one is refused for good, ``TX_REJECTED``).
+    max_tx_bytes: int = 128 * 1024
 
 
 @dataclass
@@ -55,6 +79,8 @@ class TxPool:
         Returns a sender's nonce at the current head.
     is_member:
         Returns whether a sender may transact (account permissioning).
+    retry_after:
+        Seconds a client refused by a limit is told to wait (about one block period).
     """
 
     def __init__(
@@ -65,17 +91,34 @@ class TxPool:
         max_size: int = 50_000,
         max_per_sender: int = 5_000,
         max_tx_bytes: int = 128 * 1024,
+        max_bytes: int = 64 * 1024 * 1024,
+        retry_after: int = 1,
     ) -> None:
         self._account_nonce = account_nonce
         self._is_member = is_member
         self.max_size = max_size
         self.max_per_sender = max_per_sender
         self.max_tx_bytes = max_tx_bytes
+        self.max_bytes = max_bytes
+        self.retry_after = max(1, retry_after)
         self._senders: dict[bytes, _Sender] = {}
         self._by_hash: dict[bytes, SignedTransactionAPI] = {}
+        self._raw_size: dict[bytes, int] = {}
+        #: Raw bytes of the pooled transactions.
+        self.bytes = 0
+        #: Limit refusals by limit: ``count``, ``bytes``, ``sender``.
+        self.refused: Counter[str] = Counter()
 
     def __len__(self) -> int:
         return len(self._by_hash)
+
+    def _limit(self, limit: str, message: str) -> TxRejected:
+        self.refused[limit] += 1
+        return TxRejected(message, LIMIT_EXCEEDED, {"retryAfter": self.retry_after, "limit": limit})
+
+    def _forget(self, tx_hash: bytes) -> None:
+        del self._by_hash[tx_hash]
+        self.bytes -= self._raw_size.pop(tx_hash)
 
     def __contains__(self, tx_hash: bytes) -> bool:
         return tx_hash in self._by_hash
@@ -100,21 +143,34 @@ class TxPool:
         if tx.nonce < account_nonce:
             raise TxRejected(f"nonce too low: {tx.nonce} < account nonce {account_nonce}")
         if tx.nonce >= account_nonce + self.max_per_sender:
-            raise TxRejected(
-                f"nonce too far ahead: {tx.nonce}, account nonce {account_nonce}, "
-                f"at most {self.max_per_sender} pending per sender"
+            raise self._limit(
+                "sender",
+                f"limit exceeded: nonce too far ahead: {tx.nonce}, account nonce "
+                f"{account_nonce}, at most {self.max_per_sender} pending per sender",
             )
-        queue = self._senders.setdefault(sender, _Sender())
+        queue = self._senders.get(sender) or _Sender()
         existing = queue.by_nonce.get(tx.nonce)
+        freed = 0
         if existing is not None:
             old, new = _fee(existing), _fee(tx)
             if not (new >= old + (old + 9) // 10 and (new > old or old == 0)):
                 raise TxRejected("replacement transaction underpriced")
-            del self._by_hash[existing.hash]
+            freed = self._raw_size[existing.hash]
         elif len(self._by_hash) >= self.max_size:
-            raise TxRejected("transaction pool is full, try again later")
+            raise self._limit(
+                "count", f"limit exceeded: transaction pool is full ({self.max_size} transactions)"
+            )
+        if self.bytes - freed + raw_size > self.max_bytes:
+            raise self._limit(
+                "bytes", f"limit exceeded: transaction pool is full ({self.max_bytes} bytes)"
+            )
+        if existing is not None:
+            self._forget(existing.hash)
+        self._senders[sender] = queue
         queue.by_nonce[tx.nonce] = tx
         self._by_hash[tx_hash] = tx
+        self._raw_size[tx_hash] = raw_size
+        self.bytes += raw_size
         return tx_hash
 
     def ready(self) -> Iterator[SignedTransactionAPI]:
@@ -143,7 +199,7 @@ class TxPool:
             queue = self._senders[sender]
             account_nonce = self._account_nonce(sender)
             for nonce in [n for n in queue.by_nonce if n < account_nonce]:
-                del self._by_hash[queue.by_nonce.pop(nonce).hash]
+                self._forget(queue.by_nonce.pop(nonce).hash)
             if not queue.by_nonce:
                 del self._senders[sender]
 
@@ -152,7 +208,10 @@ class TxPool:
         queue = self._senders.get(tx.sender)
         if queue is not None and queue.by_nonce.get(tx.nonce) is tx:
             del queue.by_nonce[tx.nonce]
-            self._by_hash.pop(tx.hash, None)
+            if tx.hash in self._by_hash:
+                self._forget(tx.hash)
+            if not queue.by_nonce:
+                del self._senders[tx.sender]
 
     def next_nonce(self, sender: bytes, account_nonce: int) -> int:
         """The nonce after ``sender``'s contiguous run of pooled transactions."""

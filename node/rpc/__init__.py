@@ -10,6 +10,9 @@ Modules, by namespace:
 - :mod:`node.rpc.app` — ``create_rpc_app`` (HTTP ``POST /``, WebSocket on ``/`` and ``/ws``)
   and the ``JsonRpc`` dispatcher composing the namespaces' method tables;
 - :mod:`node.rpc.errors` — ``RpcError``, the JSON-RPC error codes, parameter parsing;
+- :mod:`node.rpc.limits` — ``RpcLimits``: body size, batch length, concurrency, subscriptions;
+- :mod:`node.rpc.metrics` — the node's Prometheus metrics (``GET /metrics``): limits, queue
+  sizes, refusals;
 - :mod:`node.rpc.format` — the JSON of headers, blocks, transactions, logs and receipts;
 - :mod:`node.rpc.chainview` — block tags (EIP-1898 too), states, cached receipts;
 - :mod:`node.rpc.eth` — ``eth_``: state, calls, transactions, blocks, receipts, ``eth_getProof``;

@@ -3,8 +3,20 @@ and the aiohttp application that carries it over HTTP and WebSocket.
 
 One method table (:attr:`JsonRpc.methods`) serves both transports. Every failure is a JSON-RPC
 error object (:mod:`node.rpc.errors`) and never stops the server. Transports: ``POST /``
-(single or batched requests, bodies up to :data:`MAX_BODY_BYTES`) and a WebSocket on ``GET /``
-or ``GET /ws`` that also carries ``eth_subscribe`` (:mod:`node.rpc.websocket`).
+(single or batched requests) and a WebSocket on ``GET /`` or ``GET /ws`` that also carries
+``eth_subscribe`` (:mod:`node.rpc.websocket`); ``GET /metrics`` is the node's Prometheus text
+(:mod:`node.rpc.metrics`).
+
+Limits (:class:`~node.rpc.limits.RpcLimits`, ``portledger node --rpc-*``; docs/limits.md), each refused with
+``LIMIT_EXCEEDED`` (-32005) and counted in :attr:`JsonRpc.refused`:
+
+- a body above ``max_body_bytes``: HTTP 413 (a WebSocket message above it closes the socket
+  with 1009, as aiohttp does);
+- a batch above ``max_batch`` requests: one error object for the whole batch;
+- more than ``max_concurrent`` requests (HTTP requests and WebSocket messages) being answered
+  at once: the next is refused before its body is read — HTTP 429 with ``Retry-After`` and
+  ``data: {"retryAfter": 1}``, on a WebSocket an error per request of the message;
+- more than ``max_subscriptions`` subscriptions on one WebSocket.
 """
 
 from __future__ import annotations
@@ -14,6 +26,7 @@ import itertools
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +46,8 @@ from node.rpc.errors import (
 )
 from node.rpc.eth import EthApi
 from node.rpc.filters import LogFilters
+from node.rpc.limits import RETRY_AFTER_SECONDS, RpcLimits
+from node.rpc.metrics import CONTENT_TYPE, NodeMetrics
 from node.rpc.net import NetApi
 from node.rpc.portledger import PortLedgerApi
 from node.rpc.qbft import QbftApi
@@ -41,8 +56,6 @@ from node.service import NewBlock, NodeService
 
 log = logging.getLogger("portledger.rpc")
 
-MAX_BODY_BYTES = 16 * 1024 * 1024
-MAX_BATCH = 2_000
 #: A batch yields to the event loop at least this often while it is being answered.
 BATCH_YIELD_SECONDS = 0.0005
 
@@ -50,8 +63,14 @@ BATCH_YIELD_SECONDS = 0.0005
 class JsonRpc:
     """The JSON-RPC methods of one node and the filters and subscriptions they install."""
 
-    def __init__(self, node: NodeService) -> None:
+    def __init__(self, node: NodeService, limits: RpcLimits | None = None) -> None:
         self.node = node
+        self.limits = limits or RpcLimits()
+        #: Requests (HTTP) and messages (WebSocket) being answered now.
+        self.in_flight = 0
+        #: Refusals by limit: ``body``, ``batch``, ``concurrency``, ``subscriptions``, the pool's
+        #: (``count``, ``bytes``, ``sender``), ``other`` (eth_getLogs ranges, filters).
+        self.refused: Counter[str] = Counter()
         self.ledger = node.ledger
         self.view = ChainView(node)
         #: Filter and subscription ids.
@@ -59,6 +78,8 @@ class JsonRpc:
         self.logs = LogFilters(self.view, self.ids)
         #: Block listeners of the WebSocket sessions that subscribed, by session.
         self.subscribers: dict[str, Callable[[NewBlock], None]] = {}
+        #: The open WebSocket sessions.
+        self.sessions: set[WebSocketSession] = set()
         node.listeners.append(self._on_block)
         self.methods: dict[str, Method] = {
             **NetApi(node).methods(),
@@ -67,6 +88,51 @@ class JsonRpc:
             **QbftApi(self.view).methods(),
             **PortLedgerApi(self.view).methods(),
         }
+
+    # -- limits ------------------------------------------------------------------------------
+    def admit(self) -> bool:
+        """Take one of the ``max_concurrent`` slots (False, counted, when none is free); the
+        caller gives it back with :meth:`release`."""
+        if self.in_flight >= self.limits.max_concurrent:
+            self.refused["concurrency"] += 1
+            return False
+        self.in_flight += 1
+        return True
+
+    def release(self) -> None:
+        self.in_flight -= 1
+
+    def busy_error(self) -> RpcError:
+        return RpcError(
+            LIMIT_EXCEEDED,
+            f"limit exceeded: {self.limits.max_concurrent} requests are being answered, "
+            f"retry in {RETRY_AFTER_SECONDS}s",
+            {"retryAfter": RETRY_AFTER_SECONDS, "limit": "concurrency"},
+        )
+
+    def body_error(self) -> RpcError:
+        self.refused["body"] += 1
+        return RpcError(
+            LIMIT_EXCEEDED,
+            f"limit exceeded: request body exceeds {self.limits.max_body_bytes} bytes",
+            {"limit": "body", "maxBytes": self.limits.max_body_bytes},
+        )
+
+    def busy_answer(self, text: str | bytes) -> Any:
+        """The refusal of a whole WebSocket message while the server is at its concurrency
+        limit: one error per request, with the request's id (clients match answers by id)."""
+        try:
+            payload = json.loads(text)
+        except (ValueError, UnicodeDecodeError):
+            payload = None
+        error = self.busy_error()
+        if isinstance(payload, list) and payload:
+            return [
+                error_response(item.get("id") if isinstance(item, dict) else None, error)
+                for item in payload[: self.limits.max_batch]
+            ]
+        request_id = payload.get("id") if isinstance(payload, dict) else None
+        return error_response(request_id, error)
 
     def _on_block(self, event: NewBlock) -> None:
         self.logs.on_block(event)
@@ -110,6 +176,9 @@ class JsonRpc:
                 if asyncio.iscoroutine(result):
                     result = await result
         except RpcError as exc:
+            if exc.code == LIMIT_EXCEEDED:
+                limit = exc.data.get("limit") if isinstance(exc.data, dict) else None
+                self.refused[str(limit or "other")] += 1
             return None if is_notification else error_response(request_id, exc)
         except Exception as exc:  # never let one request take the server down
             log.exception("internal error in %s", method)
@@ -133,9 +202,16 @@ class JsonRpc:
                 return error_response(
                     None, RpcError(INVALID_REQUEST, "invalid request: empty batch")
                 )
-            if len(payload) > MAX_BATCH:
+            limit = self.limits.max_batch
+            if len(payload) > limit:
+                self.refused["batch"] += 1
                 return error_response(
-                    None, RpcError(LIMIT_EXCEEDED, f"batch of {len(payload)} exceeds {MAX_BATCH}")
+                    None,
+                    RpcError(
+                        LIMIT_EXCEEDED,
+                        f"limit exceeded: batch of {len(payload)} exceeds {limit}",
+                        {"limit": "batch", "maxBatch": limit},
+                    ),
                 )
             answers = []
             last_yield = time.monotonic()
@@ -152,6 +228,7 @@ class JsonRpc:
 
 # -- the aiohttp application ---------------------------------------------------------------
 RPC_KEY = web.AppKey("rpc", JsonRpc)
+METRICS_KEY = web.AppKey("metrics", NodeMetrics)
 
 
 async def _http(request: web.Request) -> web.StreamResponse:
@@ -162,45 +239,87 @@ async def _http(request: web.Request) -> web.StreamResponse:
             {"error": "POST a JSON-RPC request, or open a WebSocket"}, status=405
         )
     rpc = request.app[RPC_KEY]
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return web.json_response(
-            error_response(
-                None, RpcError(LIMIT_EXCEEDED, f"request body exceeds {MAX_BODY_BYTES} bytes")
-            ),
-            status=413,
+    if not rpc.admit():  # before the body is read: a refused request costs no memory
+        return web.Response(
+            text=json.dumps(error_response(None, rpc.busy_error())),
+            status=429,
+            content_type="application/json",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
-    answer = await rpc.handle_text(body)
+    try:
+        length = request.content_length
+        if length is not None and length > rpc.limits.max_body_bytes:
+            return _too_large(rpc)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _too_large(rpc)
+        answer = await rpc.handle_text(body)
+    finally:
+        rpc.release()
     if answer is None:
         return web.Response(status=204)
     return web.Response(text=json.dumps(answer), content_type="application/json")
 
 
+def _too_large(rpc: JsonRpc) -> web.Response:
+    # The unread rest of the body is not drained: the connection is closed after the answer.
+    return web.Response(
+        text=json.dumps(error_response(None, rpc.body_error())),
+        status=413,
+        content_type="application/json",
+        headers={"Connection": "close"},
+    )
+
+
 async def _websocket(request: web.Request) -> web.StreamResponse:
     rpc = request.app[RPC_KEY]
-    ws = web.WebSocketResponse(max_msg_size=MAX_BODY_BYTES, heartbeat=30)
+    ws = web.WebSocketResponse(max_msg_size=rpc.limits.max_body_bytes, heartbeat=30)
     await ws.prepare(request)
-    session = WebSocketSession(ws, rpc.subscribers, rpc.ids)
+    session = WebSocketSession(
+        ws, rpc.subscribers, rpc.ids, max_subscriptions=rpc.limits.max_subscriptions
+    )
+    rpc.sessions.add(session)
     pump = asyncio.create_task(session.pump())
     try:
         async for message in ws:
             # web3.py's WebSocketProvider sends requests as binary frames (as geth and Besu
             # accept): both frame types carry UTF-8 JSON; answers always go out as text.
             if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                answer = await rpc.handle_text(message.data, session)
+                if not rpc.admit():
+                    await ws.send_str(json.dumps(rpc.busy_answer(message.data)))
+                    continue
+                try:
+                    answer = await rpc.handle_text(message.data, session)
+                finally:
+                    rpc.release()
                 if answer is not None:
                     await ws.send_str(json.dumps(answer))
+            elif message.type == WSMsgType.ERROR:
+                # aiohttp closes a socket whose message exceeds max_msg_size (code 1009)
+                rpc.refused["body"] += 1
+                log.info("WebSocket closed: %r", ws.exception())
     finally:
+        rpc.sessions.discard(session)
         session.close()
         pump.cancel()
     return ws
 
 
-def create_rpc_app(node: NodeService) -> web.Application:
-    """The JSON-RPC application (HTTP POST and WebSocket on ``/``, WebSocket on ``/ws``)."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
-    app[RPC_KEY] = JsonRpc(node)
+async def _metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS_KEY].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+def create_rpc_app(node: NodeService, limits: RpcLimits | None = None) -> web.Application:
+    """The JSON-RPC application (HTTP POST and WebSocket on ``/``, WebSocket on ``/ws``,
+    Prometheus text on ``GET /metrics``)."""
+    limits = limits or RpcLimits()
+    app = web.Application(client_max_size=limits.max_body_bytes)
+    rpc = JsonRpc(node, limits)
+    app[RPC_KEY] = rpc
+    app[METRICS_KEY] = NodeMetrics(rpc)
     app.router.add_route("*", "/", _http)
     app.router.add_get("/ws", _websocket)
+    app.router.add_get("/metrics", _metrics)
     return app

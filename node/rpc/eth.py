@@ -210,7 +210,7 @@ class EthApi:
         try:
             return encode_data(self.node.submit_raw(data))
         except TxRejected as exc:
-            raise RpcError(exc.code, str(exc)) from None
+            raise RpcError(exc.code, str(exc), exc.data) from None
 
     # -- transactions and receipts -------------------------------------------------------------
     def eth_getTransactionByHash(self, params: list[Any]) -> Any:

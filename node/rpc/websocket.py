@@ -1,7 +1,9 @@
 """WebSocket sessions: ``eth_subscribe`` (``newHeads``, ``logs``) and their notifications.
 
-A session's notifications queue up to 10,000 messages; a subscriber that falls further behind
-is disconnected (close code 1008) rather than let the node's memory grow.
+A session holds at most ``max_subscriptions`` subscriptions (default
+:data:`MAX_SUBSCRIPTIONS_PER_SOCKET`; one more is refused with ``LIMIT_EXCEEDED``, -32005), and
+its notifications queue up to :data:`OUTBOX_SIZE` messages; a subscriber that falls further
+behind is disconnected (close code 1008) rather than let the node's memory grow.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from eth_utils.crypto import keccak
 from node.rpc.errors import INVALID_PARAMS, LIMIT_EXCEEDED, RpcError
 from node.rpc.filters import LogCriteria, entry_matches, parse_log_criteria
 from node.rpc.format import block_logs, format_header
+from node.rpc.limits import MAX_SUBSCRIPTIONS_PER_SOCKET
 from node.service import NewBlock
 
 log = logging.getLogger("portledger.rpc")
 
-MAX_SUBSCRIPTIONS_PER_SOCKET = 100
+#: Notifications queued for one session before it is disconnected as too slow.
+OUTBOX_SIZE = 10_000
 
 
 class WebSocketSession:
@@ -38,19 +42,26 @@ class WebSocketSession:
         ws: web.WebSocketResponse,
         subscribers: dict[str, Callable[[NewBlock], None]],
         ids: itertools.count[int],
+        *,
+        max_subscriptions: int = MAX_SUBSCRIPTIONS_PER_SOCKET,
     ) -> None:
         self.ws = ws
         self.subscribers = subscribers
         self._ids = ids
+        self.max_subscriptions = max_subscriptions
         self.subscriptions: dict[str, tuple[str, LogCriteria | None]] = {}
-        self.outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=10_000)
+        self.outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=OUTBOX_SIZE)
         self.key = f"ws-{id(self)}"
 
     def subscribe(self, params: list[Any]) -> str:
         if not params or params[0] not in ("newHeads", "logs"):
             raise RpcError(INVALID_PARAMS, "eth_subscribe: supported kinds are newHeads and logs")
-        if len(self.subscriptions) >= MAX_SUBSCRIPTIONS_PER_SOCKET:
-            raise RpcError(LIMIT_EXCEEDED, "too many subscriptions on this connection")
+        if len(self.subscriptions) >= self.max_subscriptions:
+            raise RpcError(
+                LIMIT_EXCEEDED,
+                f"limit exceeded: {self.max_subscriptions} subscriptions on this connection",
+                {"limit": "subscriptions", "maxSubscriptions": self.max_subscriptions},
+            )
         criteria = None
         if params[0] == "logs":
             obj = params[1] if len(params) > 1 else {}
