@@ -15,6 +15,7 @@ from gateway import errors, nodeclient, openapi, ops
 from gateway.accounts import api as accounts
 from gateway.accounts import auth, oidc
 from gateway.alerts import api as alerts
+from gateway.alerts import pages as alerts_pages
 from gateway.appkeys import BODY_LIMIT, CONFIG
 from gateway.confidential import keystore
 from gateway.config import GatewayConfig
@@ -27,7 +28,7 @@ from gateway.subscriptions import api as subscriptions
 from gateway.telemetry import api as api_telemetry
 from gateway.tracking import api as tracking
 from gateway.tracking import dcsa_api as api_dcsa
-from gateway.web import pages
+from gateway.web import pages, views
 from gateway.writepath import outbox, submitter
 
 #: Feature modules in set-up order (resources open in this order and close in reverse).
@@ -49,6 +50,8 @@ MODULES = (
     subscriptions,
     alerts,
     api_proofs,
+    alerts_pages,
+    views,
     pages,
     openapi,
 )

@@ -186,6 +186,74 @@ def _item(stored: Any, read: bool | None) -> dict[str, Any]:
     return body
 
 
+# -- what the API and the pages read ----------------------------------------------------------------
+class NotAMember(Forbidden):
+    """The caller's organisation has no keys here to read the chain with."""
+
+    def __init__(self) -> None:
+        super().__init__("your organisation is not a member of the chain yet, or its keys are "
+                         "not held here", code="not-a-member")
+
+
+def inbox_of(service: AlertService, principal: Principal, *, state: str | None,
+             kinds: list[str], unread: bool, before: int | None, limit: int,
+             subject: Reference | None = None) -> tuple[list[dict[str, Any]], int | None]:
+    """The caller's alerts (JSON form, newest first; ``kinds`` empty: those of the caller's
+    preferences) and the ``before`` of the next page (None at the end)."""
+    rows = service.store.inbox(principal.org_id, _reader_id(principal), state=state,
+                               kinds=kinds or list(_prefs(service, principal).kinds),
+                               unread=unread, before=before, limit=limit, subject=subject)
+    return ([_item(stored, read) for stored, read in rows],
+            rows[-1][0].id if len(rows) == limit else None)
+
+
+def unread_of(service: AlertService, principal: Principal) -> int:
+    """Unread alerts of the kinds the caller has delivered to the inbox."""
+    prefs = _prefs(service, principal)
+    kinds = list(prefs.kinds) if "inbox" in prefs.channels else []
+    return service.store.unread_count(principal.org_id, _reader_id(principal), kinds)
+
+
+def storage_of(service: AlertService, org_id: int, ref: Reference) -> dict[str, Any] | None:
+    """A box's storage meter as ``org_id`` may see it (None: no yard events it may read)."""
+    engine = service.engine
+    recipient = engine.recipient(org_id)
+    if recipient is None:
+        raise NotAMember
+    facts, terminal, readable = engine.facts_of(recipient, ref)
+    if not readable:
+        return None
+    tariff = engine.tariffs.for_box(terminal, facts.carrier)
+    body = storage_meter(facts, tariff, recipient.settings.storage, int(engine.clock()))
+    open_alerts = [a for a in engine.states(org_id, ref).values()
+                   if a.is_open and a.kind in ("not-picked-up", "free-time-ending")]
+    body["alerts"] = [a.key for a in open_alerts]
+    return body
+
+
+def etas_of(service: AlertService, org_id: int, ref: Reference) -> dict[str, Any] | None:
+    """A vessel's ETA history with sources and its arrivals, as ``org_id`` may see them
+    (None: none)."""
+    engine = service.engine
+    recipient = engine.recipient(org_id)
+    if recipient is None:
+        raise NotAMember
+    facts, _, _ = engine.facts_of(recipient, ref)
+    if not facts.etas and not facts.arrivals:
+        return None
+    first: dict[str, int] = {}
+    etas = []
+    for fact in facts.etas:
+        first.setdefault(fact.port, fact.eta)
+        etas.append({"port": fact.port or None, "eta": iso_time(fact.eta),
+                     "source": fact.source, "classifier": fact.classifier,
+                     "received": iso_time(fact.received_at) if fact.received_at else None,
+                     "slip_hours": round((fact.eta - first[fact.port]) / 3600, 1)})
+    arrivals = [{"port": a.port or None, "arrived": iso_time(a.time),
+                 "source": a.origin.publisher} for a in facts.arrivals]
+    return {"vessel": ref.value, "etas": etas, "arrivals": arrivals}
+
+
 # -- the inbox ---------------------------------------------------------------------------------------
 @api.get("/v1/alerts", openapi.operation(
     "Your organisation's alerts, newest first",
@@ -219,19 +287,16 @@ async def list_alerts(request: web.Request) -> web.Response:
     unread = request.query.get("unread", "false")
     if unread not in ("true", "false"):
         raise BadRequest("unread is true or false", code="bad-query")
-    kinds = _kinds(request) or list(_prefs(service, principal).kinds)
     limit = _int(request, "limit", 50, 1, 500) or 50
     subject = None
     if "subject" in request.query:
         kind, _, value = request.query["subject"].partition(":")
         subject = _reference(kind.strip().lower(), value, "subject")
-    rows = service.store.inbox(principal.org_id, _reader_id(principal), state=state,
-                               kinds=kinds, unread=unread == "true",
-                               before=_int(request, "before", None, 1, 1 << 62), limit=limit,
-                               subject=subject)
-    return web.json_response({
-        "alerts": [_item(stored, read) for stored, read in rows],
-        "next": rows[-1][0].id if len(rows) == limit else None})
+    alerts, following = inbox_of(service, principal, state=state, kinds=_kinds(request),
+                                 unread=unread == "true",
+                                 before=_int(request, "before", None, 1, 1 << 62), limit=limit,
+                                 subject=subject)
+    return web.json_response({"alerts": alerts, "next": following})
 
 
 @api.get("/v1/alerts/unread-count", openapi.operation(
@@ -241,11 +306,7 @@ async def list_alerts(request: web.Request) -> web.Response:
 ))
 async def unread_count(request: web.Request) -> web.Response:
     principal = require(request, READ)
-    service = _service(request)
-    prefs = _prefs(service, principal)
-    kinds = list(prefs.kinds) if "inbox" in prefs.channels else []
-    count = service.store.unread_count(principal.org_id, _reader_id(principal), kinds)
-    return web.json_response({"unread": count})
+    return web.json_response({"unread": unread_of(_service(request), principal)})
 
 
 @api.get("/v1/alerts/{alert_id:[0-9]+}", openapi.operation(
@@ -505,21 +566,10 @@ async def put_tariff(request: web.Request) -> web.Response:
 async def get_storage(request: web.Request) -> web.Response:
     principal = require(request, READ)
     ref = _reference("container", request.match_info["container"], "container")
-    service = _service(request)
-    engine = service.engine
-    recipient = engine.recipient(principal.org_id)
-    if recipient is None:
-        raise Forbidden("your organisation is not a member of the chain yet, or its keys are "
-                        "not held here", code="not-a-member")
-    facts, terminal, readable = engine.facts_of(recipient, ref)
-    if not readable:
+    body = storage_of(_service(request), principal.org_id, ref)
+    if body is None:
         raise NotFound("no yard events of this container you may read",
                        code="container-not-found")
-    tariff = engine.tariffs.for_box(terminal, facts.carrier)
-    body = storage_meter(facts, tariff, recipient.settings.storage, int(engine.clock()))
-    open_alerts = [a for a in engine.states(principal.org_id, ref).values()
-                   if a.is_open and a.kind in ("not-picked-up", "free-time-ending")]
-    body["alerts"] = [a.key for a in open_alerts]
     return web.json_response(body)
 
 
@@ -536,25 +586,10 @@ async def get_storage(request: web.Request) -> web.Response:
 async def vessel_etas(request: web.Request) -> web.Response:
     principal = require(request, READ)
     ref = _reference("vessel", request.match_info["imo"].upper().removeprefix("IMO"), "imo")
-    engine = _service(request).engine
-    recipient = engine.recipient(principal.org_id)
-    if recipient is None:
-        raise Forbidden("your organisation is not a member of the chain yet, or its keys are "
-                        "not held here", code="not-a-member")
-    facts, _, readable = engine.facts_of(recipient, ref)
-    if not facts.etas and not facts.arrivals:
+    body = etas_of(_service(request), principal.org_id, ref)
+    if body is None:
         raise NotFound("no ETA of this vessel you may read", code="vessel-not-found")
-    first: dict[str, int] = {}
-    etas = []
-    for fact in facts.etas:
-        first.setdefault(fact.port, fact.eta)
-        etas.append({"port": fact.port or None, "eta": iso_time(fact.eta),
-                     "source": fact.source, "classifier": fact.classifier,
-                     "received": iso_time(fact.received_at) if fact.received_at else None,
-                     "slip_hours": round((fact.eta - first[fact.port]) / 3600, 1)})
-    arrivals = [{"port": a.port or None, "arrived": iso_time(a.time),
-                 "source": a.origin.publisher} for a in facts.arrivals]
-    return web.json_response({"vessel": ref.value, "etas": etas, "arrivals": arrivals})
+    return web.json_response(body)
 
 
 # -- webhooks --------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""The gateway's web pages.
+"""The gateway's web app on the shell of :mod:`gateway.ui`.
 
-- ``pages``: server-rendered page shells (sign in, register, track, who saw my data, API keys,
-  operator), their security headers and the static files.
-- ``static/``: the one stylesheet and the one script the pages load.
+- ``pages``: landing, sign in, register, track, who saw my data, API keys, operator.
+- ``views``: the container view (storage meter, reefer chart with excursions, alerts) and the
+  vessel view (ETA history with sources, arrivals, alerts).
 """

@@ -1,123 +1,26 @@
-"""The gateway's web pages: sign in, register, track, who saw my data, API keys, operator.
+"""The gateway's own pages: landing, sign in, register, track, who saw my data, API keys,
+operator — on the shell of :mod:`gateway.ui.shell` (navigation, language, security headers).
 
-Plain server-rendered HTML with one small vanilla script (``static/portledger.js``) and one
-stylesheet (``static/portledger.css``); no CDN, no framework, no inline script or style, so the
-pages run under ``Content-Security-Policy: default-src 'self'``. The server renders the page
-shell (navigation, forms, the signed-in user, the session's CSRF token in a ``<meta>`` element);
-the script fetches the data from the JSON API with the session cookie (same origin) and builds
-the DOM with ``textContent`` only, so data can never become markup. Values the server itself
-puts into a page go through :func:`html.escape`.
-
-Pages that need a signed-in user redirect to ``/login?next=<page>``. Every page answer carries
-the security headers of :data:`SECURITY_HEADERS` (set in an ``on_response_prepare`` signal for
-the page and static paths; the JSON API is not framed and needs no CSP).
+The server renders each page's frame in the reader's language; the script fetches the data from
+the JSON API with the session cookie (same origin) and builds the DOM with ``textContent`` only.
+Feature pages (alerts, the container and vessel views) live with their features or in
+:mod:`gateway.web.views`.
 """
 
 from __future__ import annotations
 
-import html
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from urllib.parse import quote
 
 from aiohttp import web
 
 from contracts import ROLES
-from gateway.accounts.auth import SESSION_CSRF
-from gateway.appkeys import ACCOUNTS, OIDC_PROVIDERS
-from gateway.principal import SCOPES, Principal, principal_of
+from gateway.appkeys import OIDC_PROVIDERS
+from gateway.principal import SCOPES, Principal
+from gateway.ui import shell
+from gateway.ui.i18n import Translator
+from gateway.ui.shell import NavItem, PageRefused, e, render, signed_in, translator
 
-#: Folder of the stylesheet and script.
-STATIC_DIR = Path(__file__).parent / "static"
-
-#: Headers of every page and static file.
-SECURITY_HEADERS: dict[str, str] = {
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
-        "form-action 'self'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-    "Cross-Origin-Opener-Policy": "same-origin",
-}
-
-
-e = html.escape
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _nav(principal: Principal | None, current: str) -> str:
-    links = [("/", "Track")]
-    if principal is not None:
-        links.append(("/access-log", "Who saw my data"))
-        if "org:admin" in principal.scopes:
-            links.append(("/keys", "API keys"))
-        if principal.operator:
-            links.append(("/operator", "Operator"))
-    items = "".join(
-        f'<li><a href="{href}"{" aria-current=page" if href == current else ""}>{e(label)}</a>'
-        "</li>"
-        for href, label in links
-    )
-    if principal is None:
-        items += '<li><a href="/login">Sign in</a></li><li><a href="/register">Register</a></li>'
-    else:
-        items += '<li><button type=button id=signout class=link>Sign out</button></li>'
-    return f'<nav aria-label="Main"><ul>{items}</ul></nav>'
-
-
-def render(
-    request: web.Request, *, page: str, title: str, body: str, status: int = 200
-) -> web.Response:
-    """A whole page around ``body`` (already-escaped HTML)."""
-    principal = principal_of(request)
-    csrf = request.get(SESSION_CSRF, "")
-    who = ""
-    if principal is not None:
-        org = request.app[ACCOUNTS].organisation(principal.org_id)
-        who = f'<p class=who>Signed in for <strong>{e(org.name)}</strong></p>'
-    document = f"""<!doctype html>
-<html lang=en>
-<head>
-<meta charset=utf-8>
-<meta name=viewport content="width=device-width,initial-scale=1">
-<meta name=csrf-token content="{e(csrf)}">
-<title>{e(title)} · PortLedger</title>
-<link rel=icon href="data:,">
-<link rel=stylesheet href="/static/portledger.css">
-<script src="/static/portledger.js" defer></script>
-</head>
-<body data-page="{e(page)}">
-<a class=skip href="#main">Skip to content</a>
-<header><a class=brand href="/">PortLedger</a>{_nav(principal, request.path)}{who}</header>
-<main id=main>
-{body}
-</main>
-<footer><p>PortLedger — an open port community system. <a href="/docs">API</a></p></footer>
-</body>
-</html>"""
-    return web.Response(text=document, content_type="text/html", status=status,
-                        headers={"Cache-Control": "no-store"})
-
-
-class _PageRefused(Exception):
-    """The signed-in user may not open this page."""
-
-
-def _signed_in(request: web.Request, scope: str | None = None) -> Principal:
-    """The page's user; redirects to the sign-in page if there is none."""
-    principal = principal_of(request)
-    if principal is None or principal.via == "api_key":
-        raise web.HTTPFound("/login?next=" + quote(request.path_qs, safe=""))
-    if scope is not None and scope not in principal.scopes:
-        raise _PageRefused(f"This page needs the {scope} permission, which your role lacks.")
-    return principal
-
-
-def _refused(request: web.Request, message: str) -> web.Response:
-    body = f"<h1>Not allowed</h1><p>{e(message)}</p>"
-    return render(request, page="refused", title="Not allowed", body=body, status=403)
+pages = shell.Pages()
 
 
 def _local(next_path: str | None) -> str:
@@ -128,189 +31,181 @@ def _local(next_path: str | None) -> str:
     return next_path
 
 
-routes = web.RouteTableDef()
-
-
-def _track_form(value: str = "") -> str:
+def track_form(t: Translator, value: str = "") -> str:
+    """The track box (landing page, track page, views)."""
     return f"""<form class=track action="/track" method=get role=search>
-<label for=q>Bill of lading, container, air waybill or declaration number</label>
+<label for=q>{e(t("track.label"))}</label>
 <div class=row><input id=q name=q value="{e(value)}" required maxlength=64 autocomplete=off
- spellcheck=false placeholder="e.g. PCOL2405123 or CSQU3054383"><button>Track</button></div>
+ spellcheck=false placeholder="{e(t("track.placeholder"))}"><button>{e(t("track.button"))}</button>
+</div>
 </form>"""
 
 
-@routes.get("/")
+@pages.get("/")
 async def landing(request: web.Request) -> web.Response:
     """Landing page: the track box."""
-    body = f"""<h1>Where is my cargo?</h1>
-<p>Type any number you hold. You see what its owners shared with you, and they see that you
-looked.</p>
-{_track_form()}"""
-    return render(request, page="landing", title="Track", body=body)
+    t = translator(request)
+    body = f"""<h1>{e(t("landing.title"))}</h1>
+<p>{e(t("landing.intro"))}</p>
+{track_form(t)}"""
+    return render(request, page="landing", title=t("nav.track"), body=body)
 
 
-@routes.get("/login")
+@pages.get("/login")
 async def login_page(request: web.Request) -> web.Response:
     """Sign-in form (password, or an external identity)."""
+    t = translator(request)
     next_path = _local(request.query.get("next"))
     providers = request.app.get(OIDC_PROVIDERS, {})
     external = "".join(
         f'<li><a class=button href="/v1/oidc/{e(p.name)}/login?return_to={e(quote(next_path))}">'
-        f"Sign in with {e(p.display_name)}</a></li>"
+        f"{e(t('login.with', provider=p.display_name))}</a></li>"
         for p in providers.values()
     )
     if external:
-        external = f'<h2>Or</h2><ul class=plain>{external}</ul>'
-    body = f"""<h1>Sign in</h1>
+        external = f'<h2>{e(t("login.or"))}</h2><ul class=plain>{external}</ul>'
+    body = f"""<h1>{e(t("login.title"))}</h1>
 <form id=login-form class=stack data-next="{e(next_path)}" novalidate>
-<label for=email>E-mail</label>
+<label for=email>{e(t("field.email"))}</label>
 <input id=email name=email type=email autocomplete=username required>
-<label for=password>Password</label>
+<label for=password>{e(t("field.password"))}</label>
 <input id=password name=password type=password autocomplete=current-password required>
-<button>Sign in</button>
+<button>{e(t("login.button"))}</button>
 <p class=message role=alert aria-live=assertive></p>
 </form>
 {external}
-<p>New organisation? <a href="/register">Register</a>.</p>"""
-    return render(request, page="login", title="Sign in", body=body)
+<p>{e(t("login.new"))} <a href="/register">{e(t("nav.register"))}</a></p>"""
+    return render(request, page="login", title=t("login.title"), body=body)
 
 
-@routes.get("/register")
+@pages.get("/register")
 async def register_page(request: web.Request) -> web.Response:
     """Registration of an organisation and its first admin."""
+    t = translator(request)
     roles = "".join(
-        f'<label class=check><input type=checkbox name=roles value="{e(r)}"> {e(r)}</label>'
+        f'<label class=check><input type=checkbox name=roles value="{e(r)}"> '
+        f"{e(t('role.' + r))}</label>"
         for r in ROLES
         if r != "operator"
     )
-    body = f"""<h1>Register your organisation</h1>
-<p>An operator checks your company before your organisation can sign in.</p>
+    body = f"""<h1>{e(t("register.title"))}</h1>
+<p>{e(t("register.intro"))}</p>
 <form id=register-form class=stack novalidate>
-<fieldset><legend>Company</legend>
-<label for=name>Registered name</label><input id=name name=name required maxlength=200>
-<label for=registrationNumber>Business registration number</label>
+<fieldset><legend>{e(t("register.company"))}</legend>
+<label for=name>{e(t("register.name"))}</label><input id=name name=name required maxlength=200>
+<label for=registrationNumber>{e(t("register.number"))}</label>
 <input id=registrationNumber name=registrationNumber required maxlength=64>
-<label for=country>Country (ISO code)</label>
+<label for=country>{e(t("register.country"))}</label>
 <input id=country name=country required maxlength=2 value="HK" autocapitalize=characters>
-<label for=address>Address</label><textarea id=address name=address required></textarea>
-<label for=contactEmail>Contact e-mail</label>
+<label for=address>{e(t("register.address"))}</label>
+<textarea id=address name=address required></textarea>
+<label for=contactEmail>{e(t("register.contact"))}</label>
 <input id=contactEmail name=contactEmail type=email required>
 </fieldset>
-<fieldset><legend>Roles in the port</legend>{roles}</fieldset>
-<fieldset><legend>First administrator</legend>
-<label for=email>E-mail</label><input id=email name=email type=email required
+<fieldset><legend>{e(t("register.roles"))}</legend>{roles}</fieldset>
+<fieldset><legend>{e(t("register.admin"))}</legend>
+<label for=email>{e(t("field.email"))}</label><input id=email name=email type=email required
  autocomplete=username>
-<label for=password>Password (at least 12 characters)</label>
+<label for=password>{e(t("register.password"))}</label>
 <input id=password name=password type=password minlength=12 required autocomplete=new-password>
 </fieldset>
-<button>Register</button>
+<button>{e(t("register.button"))}</button>
 <p class=message role=alert aria-live=assertive></p>
 </form>"""
-    return render(request, page="register", title="Register", body=body)
+    return render(request, page="register", title=t("register.title"), body=body)
 
 
-@routes.get("/track")
+@pages.get("/track")
 async def track_page(request: web.Request) -> web.Response:
     """The shipment view of ``?q=`` (data fetched by the script from ``/v1/track``)."""
-    _signed_in(request, "tracking:read")
+    signed_in(request, "tracking:read")
+    t = translator(request)
     query = request.query.get("q", "").strip()[:64]
-    body = f"""<h1>Track</h1>
-{_track_form(query)}
+    body = f"""<h1>{e(t("nav.track"))}</h1>
+{track_form(t, query)}
 <section id=shipment data-query="{e(query)}" aria-live=polite>
-<p class=muted>{"Looking up…" if query else "Type a number above."}</p>
+<p class=muted>{e(t("track.looking_up") if query else t("track.type_number"))}</p>
 </section>"""
-    return render(request, page="track", title=f"Track {query}" if query else "Track",
-                  body=body)
+    title = t("track.title_of", query=query) if query else t("nav.track")
+    return render(request, page="track", title=title, body=body)
 
 
-@routes.get("/access-log")
+@pages.get("/access-log")
 async def access_log_page(request: web.Request) -> web.Response:
     """Who read my organisation's data."""
-    _signed_in(request, "tracking:read")
-    body = """<h1>Who saw my data</h1>
-<p>Every time another organisation reads one of your records, it is written here.</p>
+    signed_in(request, "tracking:read")
+    t = translator(request)
+    body = f"""<h1>{e(t("nav.access_log"))}</h1>
+<p>{e(t("access.intro"))}</p>
 <div class=scroll><table id=access-log>
-<caption class=visually-hidden>Reads of your records by other organisations</caption>
-<thead><tr><th scope=col>Time</th><th scope=col>Organisation</th><th scope=col>Record</th>
-<th scope=col>Allowed by</th></tr></thead><tbody></tbody></table></div>
+<caption class=visually-hidden>{e(t("access.caption"))}</caption>
+<thead><tr><th scope=col>{e(t("col.time"))}</th><th scope=col>{e(t("col.organisation"))}</th>
+<th scope=col>{e(t("col.record"))}</th><th scope=col>{e(t("col.allowed_by"))}</th></tr></thead>
+<tbody></tbody></table></div>
 <p class=message role=status></p>
-<button type=button id=older hidden>Older</button>"""
-    return render(request, page="access-log", title="Who saw my data", body=body)
+<button type=button id=older hidden>{e(t("common.older"))}</button>"""
+    return render(request, page="access-log", title=t("nav.access_log"), body=body)
 
 
-@routes.get("/keys")
+@pages.get("/keys")
 async def keys_page(request: web.Request) -> web.Response:
     """The organisation's API keys: create and revoke."""
-    _signed_in(request, "org:admin")
+    signed_in(request, "org:admin")
+    t = translator(request)
     scopes = "".join(
         f'<label class=check><input type=checkbox name=scopes value="{e(s)}"'
         f'{" checked" if s == "tracking:read" else ""}> {e(s)}</label>'
         for s in SCOPES
     )
-    body = f"""<h1>API keys</h1>
-<p>Your systems send a key as <code>Authorization: Bearer &lt;key&gt;</code>. A key's secret
-is shown once, when it is created.</p>
+    body = f"""<h1>{e(t("nav.keys"))}</h1>
+<p>{e(t("keys.intro"))} <code>Authorization: Bearer &lt;key&gt;</code></p>
 <form id=key-form class=stack novalidate>
-<label for=label>Label</label>
-<input id=label name=label required maxlength=100 placeholder="e.g. terminal operating system">
-<fieldset><legend>Permissions</legend>{scopes}</fieldset>
-<button>Create key</button>
+<label for=label>{e(t("keys.label"))}</label>
+<input id=label name=label required maxlength=100 placeholder="{e(t("keys.placeholder"))}">
+<fieldset><legend>{e(t("keys.permissions"))}</legend>{scopes}</fieldset>
+<button>{e(t("keys.create"))}</button>
 <p class=message role=alert aria-live=assertive></p>
 </form>
-<div id=new-key hidden><h2>Your new key</h2>
-<p>Copy it now; it will not be shown again.</p><output id=new-key-value></output></div>
-<h2>Keys</h2>
+<div id=new-key hidden><h2>{e(t("keys.new"))}</h2>
+<p>{e(t("keys.copy_now"))}</p><output id=new-key-value></output></div>
+<h2>{e(t("keys.list"))}</h2>
 <div class=scroll><table id=keys>
-<thead><tr><th scope=col>Label</th><th scope=col>Id</th><th scope=col>Permissions</th>
-<th scope=col>Created</th><th scope=col>Last used</th><th scope=col>Status</th>
-<th scope=col><span class=visually-hidden>Action</span></th></tr></thead><tbody></tbody>
-</table></div>"""
-    return render(request, page="keys", title="API keys", body=body)
+<thead><tr><th scope=col>{e(t("keys.label"))}</th><th scope=col>{e(t("col.id"))}</th>
+<th scope=col>{e(t("keys.permissions"))}</th><th scope=col>{e(t("col.created"))}</th>
+<th scope=col>{e(t("col.last_used"))}</th><th scope=col>{e(t("col.status"))}</th>
+<th scope=col><span class=visually-hidden>{e(t("col.action"))}</span></th></tr></thead>
+<tbody></tbody></table></div>"""
+    return render(request, page="keys", title=t("nav.keys"), body=body)
 
 
-@routes.get("/operator")
+@pages.get("/operator")
 async def operator_page(request: web.Request) -> web.Response:
     """Organisations waiting for verification (operators)."""
-    principal = _signed_in(request)
+    principal = signed_in(request)
+    t = translator(request)
     if not principal.operator:
-        raise _PageRefused("Only a platform operator may open this page.")
-    body = """<h1>Organisations waiting for verification</h1>
+        raise PageRefused(t("refused.operator"))
+    body = f"""<h1>{e(t("operator.title"))}</h1>
 <div class=scroll><table id=pending>
-<thead><tr><th scope=col>Name</th><th scope=col>Registration</th><th scope=col>Roles</th>
-<th scope=col>Contact</th><th scope=col><span class=visually-hidden>Decision</span></th></tr>
+<thead><tr><th scope=col>{e(t("col.name"))}</th><th scope=col>{e(t("col.registration"))}</th>
+<th scope=col>{e(t("col.roles"))}</th><th scope=col>{e(t("col.contact"))}</th>
+<th scope=col><span class=visually-hidden>{e(t("col.decision"))}</span></th></tr>
 </thead><tbody></tbody></table></div>
 <p class=message role=status aria-live=polite></p>"""
-    return render(request, page="operator", title="Operator", body=body)
+    return render(request, page="operator", title=t("nav.operator"), body=body)
 
 
-#: The pages' paths (from the route table above: each path is written once).
-_PAGE_PATHS = frozenset(route.path for route in routes if isinstance(route, web.RouteDef))
-
-
-async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    if request.path in _PAGE_PATHS or request.path.startswith("/static/"):
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-
-
-def _page(handler: Handler) -> Handler:
-    """Render :class:`_PageRefused` as a 403 page."""
-
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except _PageRefused as exc:
-            return _refused(request, str(exc))
-
-    wrapped.__doc__ = handler.__doc__
-    return wrapped
+def _signed(principal: Principal | None) -> bool:
+    return principal is not None
 
 
 def setup(app: web.Application) -> None:
-    """Add the pages, their static files and their security headers."""
-    for route in routes:
-        assert isinstance(route, web.RouteDef)
-        app.router.add_route(route.method, route.path, _page(route.handler))
-    app.router.add_static("/static/", STATIC_DIR, name="static", append_version=False)
-    app.on_response_prepare.append(_security_headers)
-
+    """The shell, these pages and their navigation entries."""
+    shell.setup(app)
+    pages.setup(app)
+    shell.add_nav(app, NavItem("/", "nav.track", 10, lambda p: True))
+    shell.add_nav(app, NavItem("/access-log", "nav.access_log", 50, _signed))
+    shell.add_nav(app, NavItem("/keys", "nav.keys", 80,
+                               lambda p: p is not None and "org:admin" in p.scopes))
+    shell.add_nav(app, NavItem("/operator", "nav.operator", 90,
+                               lambda p: p is not None and p.operator))

@@ -19,7 +19,7 @@ from yarl import URL
 from gateway.app import create_app
 from gateway.appkeys import ACCOUNTS
 from gateway.config import GatewayConfig
-from gateway.web.pages import SECURITY_HEADERS
+from gateway.ui.shell import SECURITY_HEADERS
 from tests.support.accounts import (
     ADMIN_PASSWORD,
     OPERATOR_EMAIL,

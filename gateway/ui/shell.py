@@ -1,0 +1,245 @@
+"""The pages' shell: the page around every feature's content, its navigation, its language and
+its security headers.
+
+Pages are server-rendered HTML with one small vanilla script (``static/portledger.js``) and one
+stylesheet; no CDN, no framework, no inline script or style, so they run under
+``Content-Security-Policy: default-src 'self'``. Values the server puts into a page go through
+:func:`html.escape` (``e``); the script builds what it builds with ``textContent`` only.
+
+A feature adds its pages with a :class:`Pages` table (``pages.get(path)`` like aiohttp's route
+table) and ``pages.setup(app)``; its navigation entries with :func:`add_nav` (a catalogue key, a
+condition on the signed-in user and optionally a badge, e.g. the unread alerts). A page handler
+gets its :class:`~gateway.ui.i18n.Translator` from :func:`translator` and returns
+:func:`render`. Pages that need a signed-in user call :func:`signed_in` (redirect to
+``/login?next=``; :class:`PageRefused` becomes a translated 403 page).
+
+Every page shows the language switch (``?lang=`` on the same page; the choice is remembered in
+a cookie) and sets ``<html lang>`` to ``en``, ``zh-Hant`` or ``zh-Hans``.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+
+from gateway.accounts.auth import SESSION_CSRF
+from gateway.appkeys import ACCOUNTS
+from gateway.principal import Principal, principal_of
+from gateway.ui.i18n import COOKIE, LANGUAGES, NATIVE_NAMES, Translator, negotiate
+
+#: Folder of the stylesheet, the script and the catalogue (``static/i18n``).
+STATIC_DIR = Path(__file__).parent / "static"
+
+#: Headers of every page and static file.
+SECURITY_HEADERS: dict[str, str] = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+e = html.escape
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class NavItem:
+    """One entry of the main navigation."""
+
+    path: str
+    #: Catalogue key of its label.
+    label: str
+    #: Where it sits (lower first).
+    order: int
+    #: Whether the signed-in user (or nobody) sees it.
+    visible: Callable[[Principal | None], bool]
+    #: A number shown beside it (e.g. unread alerts), or None; called for visible entries.
+    badge: Callable[[web.Request, Principal], int | None] | None = None
+
+
+NAV = web.AppKey("portledger.ui.nav", list[NavItem])
+PAGE_PATHS = web.AppKey("portledger.ui.page_paths", set[str])
+_TRANSLATOR = web.RequestKey("portledger.ui.translator", Translator)
+
+
+def add_nav(app: web.Application, item: NavItem) -> None:
+    """Add an entry to the main navigation."""
+    app.setdefault(NAV, []).append(item)
+    app[NAV].sort(key=lambda i: i.order)
+
+
+class PageRefused(Exception):
+    """The signed-in user may not open this page (the message is already translated)."""
+
+
+def translator(request: web.Request) -> Translator:
+    """The language of this request's page."""
+    found = request.get(_TRANSLATOR)
+    if found is None:
+        found = Translator(negotiate(request.query.get("lang"), request.cookies.get(COOKIE),
+                                     request.headers.get("Accept-Language")))
+        request[_TRANSLATOR] = found
+    return found
+
+
+def signed_in(request: web.Request, scope: str | None = None) -> Principal:
+    """The page's user; redirects to the sign-in page if there is none."""
+    principal = principal_of(request)
+    if principal is None or principal.via == "api_key":
+        raise web.HTTPFound("/login?next=" + quote(request.path_qs, safe=""))
+    if scope is not None and scope not in principal.scopes:
+        raise PageRefused(translator(request)("refused.scope", scope=scope))
+    return principal
+
+
+def _switch(request: web.Request, t: Translator) -> str:
+    query = [(k, v) for k, v in request.query.items() if k != "lang"]
+    links = []
+    for lang in LANGUAGES:
+        href = e(request.path + "?" + urlencode([*query, ("lang", lang)]))
+        current = " aria-current=true" if lang == t.lang else ""
+        links.append(f'<li><a href="{href}" lang="{lang}" hreflang="{lang}"{current}>'
+                     f"{e(NATIVE_NAMES[lang])}</a></li>")
+    return (f'<nav class=languages aria-label="{e(t("nav.language"))}"><ul>'
+            f'{"".join(links)}</ul></nav>')
+
+
+def _nav(request: web.Request, principal: Principal | None, t: Translator) -> str:
+    items = []
+    for item in request.app.get(NAV, []):
+        if not item.visible(principal):
+            continue
+        current = " aria-current=page" if item.path == request.path else ""
+        badge = ""
+        if item.badge is not None and principal is not None:
+            count = item.badge(request, principal)
+            if count:
+                badge = (f' <span class=count aria-label="{e(t("nav.unread", count=count))}">'
+                         f"{count}</span>")
+        items.append(f'<li><a href="{e(item.path)}"{current}>{e(t(item.label))}</a>{badge}</li>')
+    if principal is None:
+        items.append(f'<li><a href="/login">{e(t("nav.sign_in"))}</a></li>'
+                     f'<li><a href="/register">{e(t("nav.register"))}</a></li>')
+    else:
+        items.append(f'<li><button type=button id=signout class=link>{e(t("nav.sign_out"))}'
+                     "</button></li>")
+    return f'<nav aria-label="{e(t("nav.main"))}"><ul>{"".join(items)}</ul></nav>'
+
+
+def render(
+    request: web.Request, *, page: str, title: str, body: str, status: int = 200
+) -> web.Response:
+    """A whole page around ``body`` (already-escaped HTML); ``title`` is plain text."""
+    t = translator(request)
+    principal = principal_of(request)
+    csrf = request.get(SESSION_CSRF, "")
+    who = ""
+    if principal is not None:
+        org = request.app[ACCOUNTS].organisation(principal.org_id)
+        who = f'<p class=who>{t("shell.signed_in_for", org=f"<strong>{e(org.name)}</strong>")}</p>'
+    document = f"""<!doctype html>
+<html lang="{t.lang}">
+<head>
+<meta charset=utf-8>
+<meta name=viewport content="width=device-width,initial-scale=1">
+<meta name=csrf-token content="{e(csrf)}">
+<title>{e(title)} · PortLedger</title>
+<link rel=icon href="data:,">
+<link rel=stylesheet href="/static/portledger.css">
+<script src="/static/portledger.js" defer></script>
+</head>
+<body data-page="{e(page)}">
+<a class=skip href="#main">{e(t("shell.skip"))}</a>
+<header><a class=brand href="/">PortLedger</a>{_nav(request, principal, t)}{who}
+{_switch(request, t)}</header>
+<main id=main>
+{body}
+</main>
+<footer><p>{e(t("shell.footer"))} <a href="/docs">{e(t("shell.api"))}</a></p></footer>
+</body>
+</html>"""
+    response = web.Response(text=document, content_type="text/html", status=status,
+                            headers={"Cache-Control": "no-store", "Content-Language": t.lang})
+    if request.query.get("lang") in LANGUAGES and request.cookies.get(COOKIE) != t.lang:
+        response.set_cookie(COOKIE, t.lang, max_age=365 * 86400, path="/", samesite="Lax",
+                            httponly=True)
+    return response
+
+
+def refused(request: web.Request, message: str) -> web.Response:
+    """A 403 page with ``message`` (plain text, already translated)."""
+    t = translator(request)
+    body = f"<h1>{e(t('refused.title'))}</h1><p>{e(message)}</p>"
+    return render(request, page="refused", title=t("refused.title"), body=body, status=403)
+
+
+def not_found(request: web.Request, message: str) -> web.Response:
+    """A 404 page with ``message`` (plain text, already translated)."""
+    t = translator(request)
+    body = f"<h1>{e(t('notfound.title'))}</h1><p>{e(message)}</p>"
+    return render(request, page="not-found", title=t("notfound.title"), body=body, status=404)
+
+
+def _page(handler: Handler) -> Handler:
+    """Render :class:`PageRefused` as a 403 page."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except PageRefused as exc:
+            return refused(request, str(exc))
+
+    wrapped.__doc__ = handler.__doc__
+    return wrapped
+
+
+class Pages:
+    """A feature's page routes (their security headers and refusals come with them)."""
+
+    def __init__(self) -> None:
+        self.routes = web.RouteTableDef()
+
+    def get(self, path: str) -> Callable[[Handler], Handler]:
+        return self.routes.get(path)
+
+    def post(self, path: str) -> Callable[[Handler], Handler]:
+        return self.routes.post(path)
+
+    def setup(self, app: web.Application) -> None:
+        paths = app.setdefault(PAGE_PATHS, set())
+        for route in self.routes:
+            assert isinstance(route, web.RouteDef)
+            app.router.add_route(route.method, route.path, _page(route.handler))
+            paths.add(route.path)
+
+
+def is_page(request: web.Request) -> bool:
+    """Whether the request is for a page or a static file (they carry the security headers)."""
+    if request.path.startswith("/static/"):
+        return True
+    info = request.match_info.route.resource
+    canonical = info.canonical if info is not None else request.path
+    return canonical in request.app.get(PAGE_PATHS, set())
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if is_page(request):
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+
+
+def setup(app: web.Application) -> None:
+    """The static files (stylesheet, script, catalogue) and the pages' security headers."""
+    app.setdefault(NAV, [])
+    app.setdefault(PAGE_PATHS, set())
+    app.router.add_static("/static/", STATIC_DIR, name="static", append_version=False)
+    app.on_response_prepare.append(_security_headers)

@@ -1,0 +1,224 @@
+"""The container and vessel views: server-rendered pages composing what several features know.
+
+- ``/containers/{number}``: the box's **storage meter** (days in yard, last free day, HK$
+  accrued and per day from now, the hold that blocks the pick-up — :func:`storage_of`), its
+  **reefer chart** (readings as inline SVG with the excursion episodes shaded, and the readings
+  as a table) and its alerts, with a link to the full tracking view.
+- ``/vessels/{imo}``: the vessel's **ETA history with sources** — every ETA in the order
+  received, each source's, with how far it moved against the first ETA seen at that port — and
+  its arrivals (:func:`etas_of`), with its alerts.
+
+Each part comes from the functions the JSON API answers with, for the signed-in user: the
+reefer readings through the telemetry visibility rule, the meter and ETAs through the alert
+engine's per-organisation facts (only events the reader may read). Asking by number is asking by
+reference, as typing it into tracking is.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from gateway.alerts.api import READ, NotAMember, etas_of, inbox_of, storage_of
+from gateway.alerts.pages import alert_html, meter_lines, time_html
+from gateway.appkeys import ALERTS, TELEMETRY
+from gateway.events import identifiers
+from gateway.events.model import Reference
+from gateway.principal import Principal
+from gateway.telemetry import service as telemetry
+from gateway.ui import shell
+from gateway.ui.charts import Point, Span, temperature_chart
+from gateway.ui.i18n import Translator, iso
+from gateway.ui.shell import e, render, signed_in, translator
+
+pages = shell.Pages()
+
+#: Reefer readings a container view draws (the newest; two days of 5-minute readings).
+CHART_READINGS = 576
+#: Alerts a view lists about its subject.
+VIEW_ALERTS = 20
+
+
+def _reference(kind: str, text: str) -> Reference | None:
+    try:
+        return Reference(kind, identifiers.normalise(kind, text))
+    except identifiers.IdentifierError:
+        return None
+
+
+def _alerts(request: web.Request, principal: Principal, ref: Reference,
+            ) -> list[dict[str, Any]]:
+    found, _ = inbox_of(request.app[ALERTS], principal, state=None, kinds=[], unread=False,
+                        before=None, limit=VIEW_ALERTS, subject=ref)
+    return found
+
+
+def _alert_list(t: Translator, alerts: list[dict[str, Any]]) -> str:
+    if not alerts:
+        return f'<p class=muted>{e(t("alerts.none"))}</p>'
+    return "".join(alert_html(t, a, heading="h3") for a in alerts)
+
+
+def _meter(t: Translator, meter: dict[str, Any] | None) -> str:
+    if meter is None:
+        return f'<p class=muted>{e(t("meter.none"))}</p>'
+    facts = []
+    if meter.get("available"):
+        facts.append(t("meter.available", when=time_html(t, meter["available"])))
+    if meter.get("free_days") is not None:
+        counting = str(meter.get("counting") or "calendar")
+        facts.append(e(t("meter.free_time", free_days=meter["free_days"],
+                         counting=t("meter.counting." + counting)
+                         if t.has("meter.counting." + counting) else counting)))
+    if meter.get("size"):
+        facts.append(e(t("meter.size", size=meter["size"],
+                         reefer=t("meter.reefer") if meter.get("reefer") else "")))
+    if meter.get("tariff"):
+        facts.append(e(t("meter.tariff", name=meter.get("tariff_name") or meter["tariff"])))
+    elif meter.get("tariff") is None and meter.get("accrued") is None:
+        facts.append(e(t("meter.no_tariff")))
+    lines = "".join(f"<li>{line}</li>" for line in meter_lines(t, meter))
+    extra = "".join(f"<li class=muted>{line}</li>" for line in facts)
+    return f"<ul class=figures>{lines}{extra}</ul>"
+
+
+async def _chart(request: web.Request, ref: Reference, t: Translator,
+                 alerts: list[dict[str, Any]]) -> str:
+    if request.app.get(TELEMETRY) is None:
+        return f'<p class=muted>{e(t("container.no_readings"))}</p>'
+    principal = signed_in(request, READ)
+    found, _ = await telemetry.readings_of(request.app, principal, "reefer", subject=ref,
+                                           limit=CHART_READINGS)
+    if not found:
+        return f'<p class=muted>{e(t("container.no_readings"))}</p>'
+    points = []
+    for item in found:
+        values = item.stored.reading.values
+        temperature, setpoint = values.get("temperature"), values.get("setpoint")
+        points.append(Point(item.stored.reading.time,
+                            float(temperature) if isinstance(temperature, int | float) else None,
+                            float(setpoint) if isinstance(setpoint, int | float) else None))
+    spans = []
+    for alert in alerts:
+        if alert.get("kind") != "reefer-excursion" or not alert.get("start"):
+            continue
+        start = _seconds(alert["start"])
+        end = _seconds(alert.get("end") or alert.get("last_reading") or alert["start"])
+        if start is None or end is None:
+            continue
+        deviation = float(alert.get("peak_deviation") or 0)
+        spans.append(Span(start, end, t("container.excursion_mark", start=t.when(start),
+                                        end=t.when(end),
+                                        deviation=t("fmt.celsius", value=f"{deviation:+g}"))))
+    svg = temperature_chart(points, spans, title=t("container.reefer_chart"),
+                            description=t("container.chart_caption"), time_label=t.when)
+    rows = "".join(
+        f"<tr><td>{time_html(t, p.time)}</td><td>{e(_celsius(t, p.value))}</td>"
+        f"<td>{e(_celsius(t, p.setpoint))}</td></tr>" for p in reversed(points[-96:]))
+    table = f"""<details><summary>{e(t("container.readings_table"))}</summary>
+<div class=scroll><table><thead><tr><th scope=col>{e(t("col.time"))}</th>
+<th scope=col>°C</th><th scope=col>{e(t("container.setpoint"))}</th></tr></thead>
+<tbody>{rows}</tbody></table></div></details>"""
+    return f'<figure class=chart-box>{svg}<figcaption class=muted>' \
+           f'{e(t("container.chart_caption"))}</figcaption></figure>{table}'
+
+
+def _celsius(t: Translator, value: float | None) -> str:
+    return t("fmt.celsius", value=f"{value:g}") if value is not None else t("common.unknown")
+
+
+def _seconds(value: Any) -> int | None:
+    stamp = iso(value)
+    if not stamp:
+        return None
+    return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
+
+
+@pages.get("/containers/{number}")
+async def container_view(request: web.Request) -> web.Response:
+    """A box: storage meter, reefer chart with excursions, alerts."""
+    principal = signed_in(request, READ)
+    t = translator(request)
+    ref = _reference("container", request.match_info["number"])
+    if ref is None:
+        return shell.not_found(request, t("container.title",
+                                          number=request.match_info["number"][:20]))
+    try:
+        meter = storage_of(request.app[ALERTS], principal.org_id, ref)
+        alerts = _alerts(request, principal, ref)
+    except NotAMember:
+        return shell.refused(request, t("refused.not_member"))
+    chart = await _chart(request, ref, t, alerts)
+    title = t("container.title", number=ref.value)
+    body = f"""<h1>{e(title)}</h1>
+<p><a href="/track?q={e(ref.value)}">{e(t("container.track_link"))}</a></p>
+<section class=card aria-labelledby=meter-h id=meter><h2 id=meter-h>{e(t("meter.title"))}</h2>
+{_meter(t, meter)}</section>
+<section class=card aria-labelledby=reefer-h id=reefer><h2 id=reefer-h>
+{e(t("container.reefer_chart"))}</h2>{chart}</section>
+<section aria-labelledby=alerts-h id=box-alerts><h2 id=alerts-h>{e(t("container.alerts"))}</h2>
+{_alert_list(t, alerts)}</section>"""
+    return render(request, page="container", title=title, body=body)
+
+
+@pages.get("/vessels/{imo}")
+async def vessel_view(request: web.Request) -> web.Response:
+    """A vessel: its ETA history with sources, its arrivals, its alerts."""
+    principal = signed_in(request, READ)
+    t = translator(request)
+    text = request.match_info["imo"].upper().removeprefix("IMO")
+    ref = _reference("vessel", text)
+    if ref is None:
+        return shell.not_found(request, t("vessel.title", imo=text[:12]))
+    try:
+        history = etas_of(request.app[ALERTS], principal.org_id, ref)
+        alerts = _alerts(request, principal, ref)
+    except NotAMember:
+        return shell.refused(request, t("refused.not_member"))
+    title = t("vessel.title", imo=ref.value)
+    if history is None:
+        etas = f'<p class=muted>{e(t("vessel.none"))}</p>'
+    else:
+        rows = "".join(
+            f"<tr><td data-label=\"{e(t('vessel.col_port'))}\">{e(row['port'] or '—')}</td>"
+            f"<td data-label=\"{e(t('vessel.col_eta'))}\">{time_html(t, row['eta'])}</td>"
+            f"<td data-label=\"{e(t('vessel.col_source'))}\">{e(_source(t, row['source']))} "
+            f"<span class=muted>({e(row['classifier'])})</span></td>"
+            f"<td data-label=\"{e(t('vessel.col_received'))}\">{time_html(t, row['received'])}"
+            f"</td><td data-label=\"{e(t('vessel.col_slip'))}\" class=num>"
+            f"{e(_slip(t, row['slip_hours']))}</td></tr>"
+            for row in history["etas"])
+        arrivals = "".join(
+            "<li>" + t("vessel.arrived", port=e(a["port"] or "—"),
+                       when=time_html(t, a["arrived"]), source=e(str(a["source"]))) + "</li>"
+            for a in history["arrivals"])
+        etas = f"""<p>{e(t("vessel.eta_intro"))}</p>
+<div class=scroll><table id=eta-history><thead><tr><th scope=col>{e(t("vessel.col_port"))}</th>
+<th scope=col>{e(t("vessel.col_eta"))}</th><th scope=col>{e(t("vessel.col_source"))}</th>
+<th scope=col>{e(t("vessel.col_received"))}</th><th scope=col>{e(t("vessel.col_slip"))}</th>
+</tr></thead><tbody>{rows}</tbody></table></div>
+{f'<h3>{e(t("vessel.arrivals"))}</h3><ul>{arrivals}</ul>' if arrivals else ""}"""
+    body = f"""<h1>{e(title)}</h1>
+<p><a href="/track?q={e(ref.value)}">{e(t("container.track_link"))}</a></p>
+<section class=card aria-labelledby=etas-h id=etas><h2 id=etas-h>{e(t("vessel.eta_history"))}
+</h2>{etas}</section>
+<section aria-labelledby=alerts-h id=vessel-alerts><h2 id=alerts-h>{e(t("container.alerts"))}
+</h2>{_alert_list(t, alerts)}</section>"""
+    return render(request, page="vessel", title=title, body=body)
+
+
+def _source(t: Translator, source: Any) -> str:
+    key = f"source.{source}"
+    return t(key) if t.has(key) else str(source)
+
+
+def _slip(t: Translator, hours: Any) -> str:
+    value = float(hours or 0)
+    return t("fmt.hours", hours=f"{value:+g}") if value else "0"
+
+
+def setup(app: web.Application) -> None:
+    """The container and vessel views."""
+    pages.setup(app)
