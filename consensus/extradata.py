@@ -1,24 +1,35 @@
-"""QBFT block header ``extraData`` (Hyperledger Besu's layout) and commit seals.
+"""QBFT block header ``extraData`` (Hyperledger Besu's layout, byte for byte) and commit seals.
 
-A QBFT header carries consensus data in ``extraData`` as RLP::
+A QBFT header carries consensus data in ``extraData`` as RLP (chain format v2, Besu's
+``QbftExtraDataCodec``)::
 
     [ vanity (32 bytes),
-      [validator address, ...],          # the validator set that must seal this block
-      vote,                              # [] or [address, 0xFF add | 0x00 drop]
-      round (4 bytes, big-endian),       # the round in which the block was proposed
+      [validator address, ...],          # the validator set that must seal the next block
+      vote,                              # [] or [address, 0xFF (add) | "" (drop)]
+      round,                             # canonical RLP scalar: 0 -> 0x80, 1 -> 0x01, 256 -> 0x820100
       [commit seal, ...] ]               # 65-byte secp256k1 signatures r ‖ s ‖ v (v ∈ {0, 1})
 
+Besu writes the round with ``RLPOutput.writeIntScalar`` (no leading zero bytes; zero is the
+empty string) and reads it with ``RLPInput.readIntScalar``, which refuses leading zero bytes and
+more than 4 bytes. A drop vote is written ``writeNull()`` (the empty string 0x80), an add vote
+``writeByte(0xFF)`` (0x81 0xFF). This decoder accepts exactly what Besu writes: a round with a
+leading zero byte — the 4 fixed bytes of chain format v1 (IBFT 2.0's layout) included — is
+:class:`LegacyExtraData`, any other deviation :class:`InvalidExtraData`.
+
 A commit seal signs the hash of the header whose ``extraData`` has the seals list emptied (the
-round kept): :func:`commit_digest`. The *block hash* (:func:`block_hash`, Besu's rule) also zeroes
-the round, so a block keeps its identity when it is re-proposed in a later round and whichever
-quorum of seals a node collected. Anyone holding only headers, RLP and secp256k1 can therefore
-check a block: decode ``extraData``, recover each seal and count distinct signers that are in the
-validator list of the parent header — at least :func:`quorum` of them.
+round kept): :func:`commit_digest` (Besu ``encodeWithoutCommitSeals``). The *block hash*
+(:func:`block_hash`, Besu ``encodeWithoutCommitSealsAndRoundNumber``) also writes round 0, so a
+block keeps its identity when it is re-proposed in a later round and whichever quorum of seals
+a node collected. Both keep the genesis header's ``extraData`` as it is (Besu
+``BftBlockHashing.serializeHeader``). Anyone holding only headers, RLP and secp256k1 can
+therefore check a block: decode ``extraData``, recover each seal and count distinct signers that
+are in the validator list of the parent header — at least :func:`quorum` of them.
 
 Pure: no I/O, no clock. Header objects are py-evm headers, or anything RLP-serialisable with
-``extra_data`` and ``copy(extra_data=...)`` (the offline verifier's raw header fields,
-:class:`proofs.bundle.HeaderFields`). Seal recovery needs only ``coincurve`` (libsecp256k1), so
-the offline verifier that reuses this module pulls in neither py-evm nor ``eth_keys``.
+``block_number``, ``extra_data`` and ``copy(extra_data=...)`` (the offline verifier's raw header
+fields, :class:`proofs.bundle.HeaderFields`). Seal recovery needs only ``coincurve``
+(libsecp256k1), so the offline verifier that reuses this module pulls in neither py-evm nor
+``eth_keys``.
 """
 
 from __future__ import annotations
@@ -34,11 +45,16 @@ from eth_hash.auto import keccak
 if TYPE_CHECKING:  # only the annotation: signing is the node's, recovery needs no eth_keys
     from eth_keys.datatypes import PrivateKey
 
+#: The chain format this module reads and writes (``docs/chain-format.md``). v1 wrote the round
+#: as 4 fixed bytes; v2 writes it as Besu does (a canonical RLP scalar) and votes to drop as "".
+CHAIN_FORMAT_VERSION = 2
 VANITY_LENGTH = 32
-ROUND_LENGTH = 4
 SEAL_LENGTH = 65
+#: Largest round: Besu reads the round as a scalar of at most 4 bytes (``readIntScalar``).
+MAX_ROUND = 2**32 - 1
+#: The vote's second item, as Besu writes it: ``writeByte(0xFF)`` to add, ``writeNull()`` to drop.
 VOTE_ADD = b"\xff"
-VOTE_DROP = b"\x00"
+VOTE_DROP = b""
 #: Order of the secp256k1 group: r and s of a signature lie in [1, n).
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
@@ -47,11 +63,19 @@ class InvalidExtraData(ValueError):
     """``extraData`` is not a well-formed QBFT extraData."""
 
 
+class LegacyExtraData(InvalidExtraData):
+    """``extraData`` whose round has leading zero bytes: chain format v1's 4-byte round (or a
+    non-canonical scalar), which Besu's ``readIntScalar`` refuses."""
+
+
 class InvalidSeal(ValueError):
     """The commit seals do not prove the block (too few, duplicated, or from non-validators)."""
 
 
 class Header(Protocol):
+    @property
+    def block_number(self) -> int: ...
+
     @property
     def extra_data(self) -> bytes: ...
 
@@ -78,13 +102,17 @@ class ExtraData:
     validators: tuple[bytes, ...] = ()
     #: The header vote, if any.
     vote: Vote | None = None
-    #: The consensus round in which this block was proposed.
+    #: The consensus round in which this block was proposed (0 ..= :data:`MAX_ROUND`).
     round: int = 0
     #: Commit seals (65 bytes each).
     seals: tuple[bytes, ...] = field(default=())
 
     def encode(self, *, with_seals: bool = True) -> bytes:
-        """RLP-encode; ``with_seals=False`` gives the form that commit seals sign."""
+        """RLP-encode as Besu's ``QbftExtraDataCodec`` does; ``with_seals=False`` gives the form
+        that commit seals sign (``encodeWithoutCommitSeals``). :class:`InvalidExtraData` for a
+        round outside 0 ..= :data:`MAX_ROUND`."""
+        if not 0 <= self.round <= MAX_ROUND:
+            raise InvalidExtraData(f"round {self.round} is outside 0..{MAX_ROUND}")
         vote: list[bytes] = []
         if self.vote is not None:
             vote = [self.vote.recipient, VOTE_ADD if self.vote.add else VOTE_DROP]
@@ -93,7 +121,7 @@ class ExtraData:
                 self.vanity,
                 list(self.validators),
                 vote,
-                self.round.to_bytes(ROUND_LENGTH, "big"),
+                self.round,  # pyrlp writes an int as Besu's writeIntScalar: minimal, 0 -> 0x80
                 list(self.seals) if with_seals else [],
             ]
         )
@@ -101,7 +129,7 @@ class ExtraData:
 
     def for_block_hash(self) -> bytes:
         """The encoding the block hash covers: round 0 and no seals (Besu
-        ``EXCLUDE_COMMIT_SEALS_AND_ROUND_NUMBER``)."""
+        ``encodeWithoutCommitSealsAndRoundNumber``)."""
         return ExtraData(self.vanity, self.validators, self.vote, 0, ()).encode()
 
     def with_seals(self, seals: Iterable[bytes]) -> ExtraData:
@@ -140,17 +168,30 @@ def decode(raw: bytes) -> ExtraData:
             or len(vote[0]) != 20
             or vote[1] not in (VOTE_ADD, VOTE_DROP)
         ):
-            raise InvalidExtraData("vote must be [address, 0xFF | 0x00]")
+            raise InvalidExtraData('vote must be [address, 0xFF (add) | "" (drop)]')
         parsed_vote = Vote(vote[0], vote[1] == VOTE_ADD)
-    if not isinstance(round_, bytes) or len(round_) != ROUND_LENGTH:
-        raise InvalidExtraData("round must be 4 bytes")
     if not isinstance(seals, list) or not all(
         isinstance(s, bytes) and len(s) == SEAL_LENGTH for s in seals
     ):
         raise InvalidExtraData("commit seals must be a list of 65-byte signatures")
-    return ExtraData(
-        vanity, tuple(validators), parsed_vote, int.from_bytes(round_, "big"), tuple(seals)
-    )
+    return ExtraData(vanity, tuple(validators), parsed_vote, decode_round(round_), tuple(seals))
+
+
+def decode_round(item: object) -> int:
+    """The round from its RLP item, read as Besu's ``readIntScalar``: a string of at most 4
+    bytes without leading zero bytes (0 is the empty string). :class:`LegacyExtraData` for
+    leading zeros (chain format v1's 4 fixed bytes), :class:`InvalidExtraData` otherwise."""
+    if not isinstance(item, bytes):
+        raise InvalidExtraData("round must be an RLP string (a scalar), not a list")
+    if item[:1] == b"\x00":
+        raise LegacyExtraData(
+            f"round 0x{item.hex()} is not a canonical RLP scalar (leading zero bytes); 4 fixed "
+            f"bytes is chain format v1, this node reads chain format v{CHAIN_FORMAT_VERSION} "
+            "(Besu QBFT's writeIntScalar)"
+        )
+    if len(item) > 4:
+        raise InvalidExtraData(f"round is {len(item)} bytes, at most 4 (round <= {MAX_ROUND})")
+    return int.from_bytes(item, "big")
 
 
 def _keccak_header(header: Header, extra_data: bytes) -> bytes:
@@ -160,16 +201,23 @@ def _keccak_header(header: Header, extra_data: bytes) -> bytes:
 
 def commit_digest(header: Header, extra: ExtraData | None = None) -> bytes:
     """The 32-byte hash a commit seal signs: Keccak-256 of the header's RLP with an empty seals
-    list in ``extraData`` (round kept). ``extra``: the header's ``extraData`` already decoded."""
+    list in ``extraData`` (round kept; Besu ``calculateDataHashForCommittedSeal``). The genesis
+    header is hashed with its ``extraData`` as it is. ``extra``: the header's ``extraData``
+    already decoded."""
+    if header.block_number == 0:
+        return _keccak_header(header, header.extra_data)
     if extra is None:
         extra = decode(header.extra_data)
     return _keccak_header(header, extra.encode(with_seals=False))
 
 
 def block_hash(header: Header, extra: ExtraData | None = None) -> bytes:
-    """The block hash: Keccak-256 of the header's RLP with round 0 and no seals in
-    ``extraData``. A header whose ``extraData`` is not QBFT's (no importer accepts one) hashes
-    in full, as on Ethereum. ``extra``: the header's ``extraData`` already decoded."""
+    """The block hash (Besu ``calculateHashOfBftBlockOnchain``): Keccak-256 of the header's RLP
+    with round 0 and no seals in ``extraData``; the genesis header's ``extraData`` is kept as it
+    is. A header whose ``extraData`` is not QBFT's (no importer accepts one) hashes in full, as
+    on Ethereum. ``extra``: the header's ``extraData`` already decoded."""
+    if header.block_number == 0:
+        return _keccak_header(header, header.extra_data)
     if extra is None:
         try:
             extra = decode(header.extra_data)

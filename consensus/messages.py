@@ -255,7 +255,8 @@ DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024 - 64
 MAX_JUSTIFICATION = 1024
 #: Largest signature / commit seal accepted when no exact size is required.
 MAX_SIGNATURE = 128
-#: Heights are below 2**64 (Besu ``long``); rounds below 2**32 (extraData's 4-byte round).
+#: Heights are below 2**64 (Besu ``long``); rounds below 2**32 (as extraData's round,
+#: :data:`consensus.extradata.MAX_ROUND`: a scalar of at most 4 bytes).
 MAX_HEIGHT = 2**64 - 1
 MAX_ROUND = 2**32 - 1
 #: Bytes of a block digest.

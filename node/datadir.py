@@ -6,10 +6,12 @@
       genesis.json   the network's genesis (copied at init)
       nodekey        the node's secp256k1 key, hex, mode 0600
       reportkey      optional: the account that reports equivocation evidence
-      chain/         the LevelDB chain database
+      chain/         the LevelDB chain database, stamped with its chain format
 
 :func:`init_datadir` is the plain function behind ``portledger init``; the devnet and the tests
-call it directly. Failures are :class:`DataDirError` with a message for the operator.
+call it directly. Failures are :class:`DataDirError` with a message for the operator; a directory
+(or its genesis.json) of an older chain format is refused with what to do
+(:func:`node.ledger.check_chain_format`, ``docs/chain-format.md``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from eth_keys.datatypes import PrivateKey
 from node.chain import ChainError
 from node.db import LevelDB, SchemaMismatch
 from node.genesis import Genesis, GenesisError
-from node.ledger import Ledger
+from node.ledger import ChainFormatMismatch, Ledger
 
 
 class DataDirError(Exception):
@@ -65,11 +67,14 @@ class DataDir:
             genesis = Genesis.load(self.genesis)
             db = LevelDB(str(self.chain), sync=sync)
         except GenesisError as exc:
-            raise DataDirError(str(exc)) from exc
+            raise DataDirError(f"{self.root}: {exc}") from exc
         except Exception as exc:  # plyvel.IOError when another process holds the lock
             raise DataDirError(f"cannot open {self.chain}: {exc}") from exc
         try:
             return Ledger(db, genesis)
+        except ChainFormatMismatch as exc:
+            db.close()
+            raise DataDirError(f"{self.root}: {exc}") from exc
         except (ChainError, SchemaMismatch) as exc:
             db.close()
             raise DataDirError(str(exc)) from exc

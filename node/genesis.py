@@ -3,7 +3,9 @@
 The file follows Besu's genesis layout (``config.chainId``, ``gasLimit``, ``extraData``,
 ``alloc`` with ``code``/``storage``) so the same network can be started by a Besu QBFT node,
 plus a ``config.qbft`` block (block period, request timeout, empty-block heartbeat) and a
-``portledger`` section naming the member organisations, validators and system contracts.
+``portledger`` section naming the member organisations, validators and system contracts and the
+chain format (``chainFormat``, :data:`consensus.extradata.CHAIN_FORMAT_VERSION`; a genesis of
+another format is refused with what the operator must do).
 
 The system contracts are *pre-deployed*: :func:`build_genesis` runs each contract's
 constructor in a throw-away py-evm state directly at its fixed address (so what lands in
@@ -48,6 +50,16 @@ GENESIS_DEPLOYER = to_canonical_address("0x000000000000000000000000000000000000d
 
 class GenesisError(ValueError):
     """genesis.json is malformed or inconsistent."""
+
+
+#: What an operator with a chain of an older format does (the messages that refuse one say it).
+UPGRADE_ADVICE = (
+    "a chain of an older format cannot be converted in place (its block hashes and commit "
+    "seals cover the old encoding): start the network again from a genesis of chain format "
+    f"v{extradata.CHAIN_FORMAT_VERSION} (scripts/make_genesis.py, or the network's new "
+    "genesis.json), move the old data directory away and run `portledger init` with it "
+    "(docs/chain-format.md, 'Format versions')"
+)
 
 
 def _hex_int(value: Any) -> int:
@@ -106,7 +118,7 @@ class Genesis:
     qbft: QbftConfig
     #: Address (20 bytes) → {"balance", "nonce", "code", "storage"} as ints/bytes.
     alloc: dict[bytes, dict[str, Any]]
-    #: The ``portledger`` section as written (members, validators, contracts).
+    #: The ``portledger`` section as written (chain format, members, validators, contracts).
     portledger: dict[str, Any] = field(default_factory=dict)
     #: The raw JSON document.
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -149,8 +161,16 @@ class Genesis:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise GenesisError(f"genesis.json: {exc!r}") from exc
+        chain_format = genesis.portledger.get("chainFormat", extradata.CHAIN_FORMAT_VERSION)
+        if chain_format != extradata.CHAIN_FORMAT_VERSION:
+            raise GenesisError(
+                f"genesis.json is chain format v{chain_format}, this node reads chain format "
+                f"v{extradata.CHAIN_FORMAT_VERSION}; {UPGRADE_ADVICE}"
+            )
         try:
             extradata.decode(genesis.extra_data)
+        except extradata.LegacyExtraData as exc:
+            raise GenesisError(f"genesis.json extraData: {exc}; {UPGRADE_ADVICE}") from exc
         except extradata.InvalidExtraData as exc:
             raise GenesisError(f"genesis.json extraData: {exc}") from exc
         return genesis
@@ -319,6 +339,7 @@ def build_genesis(
         "coinbase": "0x0000000000000000000000000000000000000000",
         "extraData": "0x" + extra.encode().hex(),
         "portledger": {
+            "chainFormat": extradata.CHAIN_FORMAT_VERSION,
             "members": members,
             "validators": validators,
             "contracts": deployed,

@@ -44,10 +44,19 @@ from node.chain import (
     PortLedgerVM,
     QbftChainDB,
 )
-from node.db import LevelDB, NodeKeys
-from node.genesis import BFT_MIX_HASH, Genesis
+from node.db import SCHEMA_PREFIX, LevelDB, NodeKeys
+from node.genesis import BFT_MIX_HASH, UPGRADE_ADVICE, Genesis
+
+#: The chain format of the blocks in a data directory (decimal ASCII,
+#: :data:`consensus.extradata.CHAIN_FORMAT_VERSION` when it was initialised); directories of
+#: chain format v1 predate the key.
+CHAIN_FORMAT_KEY = SCHEMA_PREFIX + b"chain-format"
 
 _IS_MEMBER_ACCOUNT = function_signature_to_4byte_selector("isMemberAccount(address)")
+
+
+class ChainFormatMismatch(ChainError):
+    """The data directory holds a chain of another chain format (the message says what to do)."""
 _GET_VALIDATORS = function_signature_to_4byte_selector("getValidators()")
 
 
@@ -77,6 +86,22 @@ class Executed:
     @property
     def block(self) -> BlockAPI:
         return self.result.block
+
+
+def check_chain_format(db: LevelDB) -> None:
+    """Refuse (:class:`ChainFormatMismatch`) a database whose blocks are not in this node's
+    chain format: one stamped with another version, or one from before the stamp (v1)."""
+    try:
+        found = int(db[CHAIN_FORMAT_KEY])
+    except KeyError:
+        found = 1
+    if found != extradata.CHAIN_FORMAT_VERSION:
+        raise ChainFormatMismatch(
+            f"the data directory holds a chain in chain format v{found}"
+            + (" (QBFT extraData with a 4-byte round)" if found == 1 else "")
+            + f", this node reads chain format v{extradata.CHAIN_FORMAT_VERSION} (Besu QBFT's "
+            f"extraData: the round as a canonical RLP scalar); {UPGRADE_ADVICE}"
+        )
 
 
 class Ledger:
@@ -130,8 +155,10 @@ class Ledger:
                 db[NodeKeys.genesis_hash] = chain.get_canonical_block_header_by_number(
                     BlockNumber(0)
                 ).hash
+                db[CHAIN_FORMAT_KEY] = str(extradata.CHAIN_FORMAT_VERSION).encode()
             self.chain = chain
         else:
+            check_chain_format(db)
             if stored_genesis != expected_genesis.hash:
                 raise ChainError(
                     f"data directory was initialised with genesis 0x{stored_genesis.hex()}, "

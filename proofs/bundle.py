@@ -24,8 +24,16 @@ from eth_hash.auto import keccak
 from consensus import extradata
 from proofs.errors import ProofError, Reason
 
-#: The format identifier every bundle carries.
-FORMAT = "portledger-proof/1"
+#: The format identifier every bundle carries: /2 holds headers of chain format v2 (Besu's QBFT
+#: extraData, the round a canonical RLP scalar); /1 bundles held chain format v1 headers (a
+#: 4-byte round) and are refused as ``old-format``.
+FORMAT = "portledger-proof/2"
+OLD_FORMATS = ("portledger-proof/1",)
+#: What the holder of an old bundle does (the ``old-format`` refusals say it).
+_OLD_ADVICE = (
+    f"this verifier checks {FORMAT} bundles of chain format v{extradata.CHAIN_FORMAT_VERSION} "
+    "(docs/chain-format.md); ask the issuer for a new bundle from the network's current chain"
+)
 #: System contract addresses used when genesis.json does not name them.
 DEFAULT_CONTRACTS = {
     "CargoLedger": bytes.fromhex("0000000000000000000000000000000000001001"),
@@ -80,6 +88,10 @@ class HeaderFields(tuple[bytes, ...]):
     :mod:`consensus.extradata` hashes (``extra_data``, ``copy(extra_data=...)``)."""
 
     __slots__ = ()
+
+    @property
+    def block_number(self) -> int:
+        return rlp_int(self[H_NUMBER])
 
     @property
     def extra_data(self) -> bytes:
@@ -142,9 +154,12 @@ class SealedHeader:
 
 
 def decode_extra_data(raw: bytes, where: str) -> extradata.ExtraData:
-    """Decode QBFT extraData (:func:`consensus.extradata.decode`); ``header-format`` if it is not."""
+    """Decode QBFT extraData (:func:`consensus.extradata.decode`); ``header-format`` if it is not,
+    ``old-format`` if it is chain format v1's (a 4-byte round)."""
     try:
         return extradata.decode(raw)
+    except extradata.LegacyExtraData as exc:
+        raise ProofError(Reason.OLD_FORMAT, f"{where}: {exc}; {_OLD_ADVICE}") from exc
     except extradata.InvalidExtraData as exc:
         raise ProofError(Reason.HEADER_FORMAT, f"{where}: {exc}") from exc
 
@@ -219,7 +234,7 @@ class EventClaim:
 
 @dataclass(frozen=True)
 class Bundle:
-    """A parsed ``portledger-proof/1`` document (not yet checked)."""
+    """A parsed ``portledger-proof/2`` document (not yet checked)."""
 
     chain_id: int
     genesis_validators: tuple[bytes, ...]
@@ -255,6 +270,12 @@ def _event(item: Any, where: str) -> EventClaim:
 
 def parse_bundle(doc: Any) -> Bundle:
     """Parse a bundle document (parsed JSON); ``bundle-format`` / ``header-format`` if malformed."""
+    if isinstance(doc, dict) and doc.get("format") in OLD_FORMATS:
+        raise ProofError(
+            Reason.OLD_FORMAT,
+            f"a {doc['format']} bundle, made from a chain of chain format v1 (QBFT extraData "
+            f"with a 4-byte round); {_OLD_ADVICE}",
+        )
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ProofError(Reason.BUNDLE_FORMAT, f"not a {FORMAT} bundle")
     chain_id = _int(doc.get("chainId"), "chainId")
@@ -388,6 +409,8 @@ def trust_from_genesis(doc: Any) -> Trust:
     try:
         validators = decode_extra_data(extra, "genesis").validators
     except ProofError as exc:
+        if exc.reason == Reason.OLD_FORMAT:
+            raise
         raise ProofError(Reason.GENESIS_FORMAT, exc.message) from exc
     if not validators:
         raise ProofError(Reason.GENESIS_FORMAT, "genesis lists no validators")

@@ -13,6 +13,8 @@ class Reason(StrEnum):
     """Why a bundle failed; the value is the stable code printed by the CLI."""
 
     BUNDLE_FORMAT = "bundle-format"
+    #: A bundle, header or genesis of an older format (chain format v1, ``portledger-proof/1``).
+    OLD_FORMAT = "old-format"
     GENESIS_FORMAT = "genesis-format"
     CHAIN_ID_MISMATCH = "chain-id-mismatch"
     GENESIS_MISMATCH = "genesis-mismatch"

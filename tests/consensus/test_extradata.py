@@ -29,7 +29,7 @@ def test_round_trip_with_vote_and_seals() -> None:
     decoded = extradata.decode(extra.encode())
     assert decoded == extra
     items = rlp.decode(extra.encode())
-    assert items[3] == (7).to_bytes(4, "big")  # Besu layout: round as 4 bytes
+    assert items[3] == b"\x07"  # Besu's writeIntScalar: a canonical scalar
     assert items[2] == [b"\x01" * 20, b"\xff"]
     assert rlp.decode(extra.encode(with_seals=False))[4] == []
 
@@ -38,13 +38,18 @@ def test_round_trip_with_vote_and_seals() -> None:
     "raw,reason",
     [
         (b"\xff\xff", "not RLP"),
-        (rlp.encode([b"x" * 32, [], [], b"\x00" * 4]), "5 items"),
-        (rlp.encode([b"x" * 31, [], [], b"\x00" * 4, []]), "vanity"),
-        (rlp.encode([b"x" * 32, [b"\x01" * 19], [], b"\x00" * 4, []]), "20-byte"),
-        (rlp.encode([b"x" * 32, [b"\x01" * 20] * 2, [], b"\x00" * 4, []]), "duplicates"),
-        (rlp.encode([b"x" * 32, [], [b"\x01" * 20, b"\x01"], b"\x00" * 4, []]), "vote"),
-        (rlp.encode([b"x" * 32, [], [], b"\x00" * 3, []]), "round"),
-        (rlp.encode([b"x" * 32, [], [], b"\x00" * 4, [b"\x00" * 64]]), "65-byte"),
+        (rlp.encode([b"x" * 32, [], [], 0]), "5 items"),
+        (rlp.encode([b"x" * 32, [], [], 0, [], []]), "5 items"),
+        (rlp.encode([b"x" * 31, [], [], 0, []]), "vanity"),
+        (rlp.encode([b"x" * 32, [b"\x01" * 19], [], 0, []]), "20-byte"),
+        (rlp.encode([b"x" * 32, [b"\x01" * 20] * 2, [], 0, []]), "duplicates"),
+        (rlp.encode([b"x" * 32, [], [b"\x01" * 20, b"\x01"], 0, []]), "vote"),
+        (rlp.encode([b"x" * 32, [], [b"\x01" * 20, b"\x00"], 0, []]), "vote"),
+        (rlp.encode([b"x" * 32, [], [], b"\x00" * 4, []]), "chain format v1"),
+        (rlp.encode([b"x" * 32, [], [], b"\x00\x07", []]), "leading zero"),
+        (rlp.encode([b"x" * 32, [], [], b"\x01" * 5, []]), "at most 4"),
+        (rlp.encode([b"x" * 32, [], [], [], []]), "round"),
+        (rlp.encode([b"x" * 32, [], [], 0, [b"\x00" * 64]]), "65-byte"),
     ],
 )
 def test_malformed_extradata_is_refused_with_reason(raw: bytes, reason: str) -> None:

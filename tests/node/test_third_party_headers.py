@@ -63,7 +63,7 @@ def signer(digest: bytes, seal: bytes) -> bytes:
 def verify(block: dict[str, Any], parent: dict[str, Any]) -> list[bytes]:
     """Return the sealers of ``block``; raise Refused naming what is wrong."""
     vanity, validators, vote, round_, seals = rlp.decode(bytes.fromhex(block["extraData"][2:]))
-    hashed = rlp.encode([vanity, validators, vote, b"\x00" * 4, []])
+    hashed = rlp.encode([vanity, validators, vote, b"", []])  # round 0: the empty string
     if "0x" + keccak(rlp.encode(header_items(block, hashed))).hex() != block["hash"]:
         raise Refused("block hash does not match the header fields")
     digest = keccak(

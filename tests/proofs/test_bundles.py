@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rlp
 from click.testing import CliRunner
 from eth_utils import keccak
 
@@ -25,6 +26,7 @@ from proofs import checks, summary
 from proofs.disclosure import anchor_item, disclosure
 from proofs.errors import ProofError, Reason
 from proofs.verify import verify_bundle
+from tests.support import independent_verifier
 from tests.support.proof_catalogue import CATALOGUE, gate_out_disclosure, ref
 from tests.support.proof_chain import CONTAINER, Sealed
 
@@ -169,6 +171,25 @@ def test_genesis_with_another_chain_id_fails(bundles: dict[str, dict[str, Any]],
     with pytest.raises(ProofError) as caught:
         verify_bundle(bundles["first"], other)
     assert caught.value.reason == Reason.CHAIN_ID_MISMATCH
+
+
+def test_old_format_bundle_and_genesis_are_refused_with_what_to_do(
+    bundles: dict[str, dict[str, Any]], genesis_doc: Any
+) -> None:
+    old_bundle = {**bundles["first"], "format": "portledger-proof/1"}
+    with pytest.raises(ProofError) as caught:
+        verify_bundle(old_bundle, genesis_doc)
+    assert caught.value.reason == Reason.OLD_FORMAT
+    assert "chain format v1" in str(caught.value) and "new bundle" in str(caught.value)
+    # genesis.json of chain format v1: the round as 4 bytes.
+    old_genesis = copy.deepcopy(genesis_doc)
+    extra = rlp.decode(bytes.fromhex(old_genesis["extraData"][2:]))
+    extra[3] = b"\x00" * 4
+    old_genesis["extraData"] = "0x" + rlp.encode(extra).hex()
+    with pytest.raises(ProofError) as caught:
+        verify_bundle(bundles["first"], old_genesis)
+    assert caught.value.reason == Reason.OLD_FORMAT, caught.value
+    assert independent_verifier.check(bundles["first"], old_genesis) == Reason.OLD_FORMAT.value
 
 
 def test_anchor_rule_matches_contracts_module(sealed: Sealed) -> None:

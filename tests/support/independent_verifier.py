@@ -1,4 +1,4 @@
-"""An independent verifier of `portledger-proof/1` bundles, written from docs/proof-format.md only.
+"""An independent verifier of `portledger-proof/2` bundles, written from docs/proof-format.md only.
 
 It imports nothing from the project (no node/, consensus/, contracts/, gateway/): only the
 ``rlp`` codec, pycryptodome's Keccak, ``coincurve`` and ``cryptography``'s AES-GCM — on purpose
@@ -74,11 +74,13 @@ def parse_extra(raw: bytes) -> list[Any]:
     vanity, vals, vote, rnd, seals = extra
     if not (isinstance(vanity, bytes) and len(vanity) == 32 and isinstance(vals, list)
             and all(isinstance(v, bytes) and len(v) == 20 for v in vals) and len(set(vals)) == len(vals)
-            and isinstance(vote, list) and isinstance(rnd, bytes) and len(rnd) == 4
+            and isinstance(vote, list) and isinstance(rnd, bytes) and (len(rnd) <= 4 or rnd[0] == 0)
             and isinstance(seals, list) and all(isinstance(s, bytes) and len(s) == 65 for s in seals)):
         raise Fail("header-format")
-    if vote and not (len(vote) == 2 and len(vote[0]) == 20 and vote[1] in (b"\xff", b"\x00")):
+    if vote and not (len(vote) == 2 and len(vote[0]) == 20 and vote[1] in (b"\xff", b"")):
         raise Fail("header-format")
+    if rnd[:1] == b"\x00":
+        raise Fail("old-format")  # a round with leading zeros: chain format v1's 4 bytes
     return extra
 
 
@@ -215,11 +217,15 @@ def verify(bundle: Any, genesis: Any) -> None:
         named = genesis.get("portledger", {}).get("contracts", {})
         cargo = bytes.fromhex(named.get("CargoLedger", {}).get("address", "0x" + "00" * 18 + "1001")[2:])
         anchors = bytes.fromhex(named.get("Anchors", {}).get("address", "0x" + "00" * 18 + "1004")[2:])
-    except (Fail, KeyError, TypeError, ValueError):
+    except Fail as exc:
+        raise Fail("old-format" if exc.code == "old-format" else "genesis-format") from None
+    except (KeyError, TypeError, ValueError):
         raise Fail("genesis-format") from None
     if not genesis_set:
         raise Fail("genesis-format")
-    if not isinstance(bundle, dict) or bundle.get("format") != "portledger-proof/1":
+    if isinstance(bundle, dict) and bundle.get("format") == "portledger-proof/1":
+        raise Fail("old-format")
+    if not isinstance(bundle, dict) or bundle.get("format") != "portledger-proof/2":
         raise Fail("bundle-format")
     if not isinstance(bundle.get("chainId"), int):
         raise Fail("bundle-format")

@@ -231,6 +231,13 @@ CATALOGUE: list[tuple[str, str, Callable[[Sealed, ProofBuilder, dict[str, Any]],
     ("not a bundle", "first",
      lambda s, b, x: x.update(format="something-else"),
      Reason.BUNDLE_FORMAT),
+    ("a portledger-proof/1 bundle (chain format v1)", "first",
+     lambda s, b, x: x.update(format="portledger-proof/1"),
+     Reason.OLD_FORMAT),
+    ("a header of chain format v1 (the round as 4 bytes)", "first",
+     lambda s, b, x: x["headers"].__setitem__(
+         0, _set_extra(x["headers"][0], lambda e: e.__setitem__(3, e[3].rjust(4, b"\x00")))),
+     Reason.OLD_FORMAT),
 ]
 
 
