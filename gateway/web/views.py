@@ -62,7 +62,7 @@ def _alert_list(t: Translator, alerts: list[dict[str, Any]]) -> str:
 
 
 def _meter(t: Translator, meter: dict[str, Any] | None) -> str:
-    if meter is None:
+    if meter is None or not meter.get("available"):
         return f'<p class=muted>{e(t("meter.none"))}</p>'
     facts = []
     if meter.get("available"):
@@ -201,7 +201,6 @@ async def vessel_view(request: web.Request) -> web.Response:
 </tr></thead><tbody>{rows}</tbody></table></div>
 {f'<h3>{e(t("vessel.arrivals"))}</h3><ul>{arrivals}</ul>' if arrivals else ""}"""
     body = f"""<h1>{e(title)}</h1>
-<p><a href="/track?q={e(ref.value)}">{e(t("container.track_link"))}</a></p>
 <section class=card aria-labelledby=etas-h id=etas><h2 id=etas-h>{e(t("vessel.eta_history"))}
 </h2>{etas}</section>
 <section aria-labelledby=alerts-h id=vessel-alerts><h2 id=alerts-h>{e(t("container.alerts"))}

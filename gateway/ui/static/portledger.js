@@ -321,6 +321,44 @@
     await refresh();
   }
 
+  // -- any page: buttons that post to the API, times in the viewer's own zone ---------------
+  // <button data-post="/v1/..." data-body='{...}' data-done="…">: POST (with the CSRF token),
+  // then reload the server-rendered page; a refusal is said in the page's .message box, whose
+  // data-failed text (translated by the server) takes the status as {status}.
+  function postButtons() {
+    for (const button of document.querySelectorAll("button[data-post]")) {
+      button.addEventListener("click", async () => {
+        button.disabled = true;
+        const box = document.querySelector(".message");
+        let body;
+        try { body = button.dataset.body ? JSON.parse(button.dataset.body) : undefined; }
+        catch (_) { body = undefined; }
+        const result = await api("POST", button.dataset.post, body);
+        if (result.ok) {
+          if (box) { box.textContent = button.dataset.done || ""; box.classList.add("ok"); }
+          location.reload();
+        } else {
+          button.disabled = false;
+          if (box) box.textContent = (box.dataset.failed || "{status}").replace("{status}", String(result.status));
+        }
+      });
+    }
+  }
+
+  // <time datetime="…Z">: the server writes the place's time (Hong Kong); when the viewer's
+  // zone differs, the viewer's own time is added beside it.
+  function viewerTimes() {
+    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (!zone || zone === "Asia/Hong_Kong") return;
+    const format = new Intl.DateTimeFormat(document.documentElement.lang || "en",
+      { dateStyle: "medium", timeStyle: "short", timeZone: zone });
+    for (const node of document.querySelectorAll("main time[datetime]")) {
+      const date = new Date(node.getAttribute("datetime"));
+      if (Number.isNaN(date.getTime())) continue;
+      node.after(el("span", { class: "viewer-time" }, " (" + format.format(date) + " " + zone + ")"));
+    }
+  }
+
   const pages = {
     login: loginPage,
     register: registerPage,
@@ -332,6 +370,8 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     signOut();
+    postButtons();
+    viewerTimes();
     const page = pages[document.body.dataset.page];
     if (page) page();
   });
