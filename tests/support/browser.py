@@ -41,7 +41,7 @@ async def chromium() -> AsyncIterator[Any]:
     if not CHROMIUM.exists():
         pytest.fail("Chromium is missing: apt-get install -y chromium (the page tests need it)")
     # playwright is heavy and only the browser tests need it
-    from playwright.async_api import async_playwright  # noqa: PLC0415 (see above)
+    from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
