@@ -45,7 +45,7 @@ api = openapi.Routes(tag="proofs", description="Proof bundles banks verify offli
                      "and requests for them")
 
 _BUNDLE = {"application/json": {"schema": {
-    "type": "object", "description": "A portledger-proof/1 bundle (docs/proof-format.md)",
+    "type": "object", "description": "A portledger-proof/2 bundle (docs/proof-format.md)",
     "required": ["format", "chainId", "events"]}}}
 _REQUEST_JSON = {"application/json": {"schema": {"$ref": "#/components/schemas/ProofRequest"}}}
 _REQUEST_ID = openapi.path_parameter("request_id", {"type": "string", "format": "uuid"})
