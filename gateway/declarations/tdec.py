@@ -74,9 +74,9 @@ _TEN_CENTS = Decimal("0.1")
 def declaration_charge(value_hkd: Decimal, form: str) -> Decimal:
     """The declaration charge in HK$ of a declaration of ``form`` worth ``value_hkd``."""
     if form in ("1B", "2B"):
-        return Decimal(0)
+        return Decimal(0).quantize(_CENT)
     if form == "1A":
-        return FOOD_CHARGE
+        return FOOD_CHARGE.quantize(_CENT)
     steps = max(Decimal(0), value_hkd - BASE_VALUE) / STEP_VALUE
     charge = BASE_CHARGE + STEP_CHARGE * steps.to_integral_value(rounding=ROUND_CEILING)
     charge = (charge / _TEN_CENTS).to_integral_value(rounding=ROUND_FLOOR) * _TEN_CENTS

@@ -1,0 +1,317 @@
+"""The declarations service: the shipment record from tracking, who may read a declaration,
+drafts of a stored shipment, and the submission worker that lodges, polls and records results.
+
+The shipment record
+-------------------
+:func:`record_from_view` turns the tracking view of the transport document (what the declarant
+may see — :meth:`gateway.tracking.service.Tracking.shipment_of`, never around visibility) into
+a :class:`~gateway.declarations.model.ShipmentRecord`, each fact naming the event it came from.
+Named readers and the authority read the declarant's declaration: its record is built from the
+declarant's own view, which the declarant chose to share with them.
+
+Who reads a declaration
+-----------------------
+The declarant (the uploading organisation), the organisations it names (``readers``: its
+forwarder or broker) and the customs organisations of the settings (``hk_authority_org``,
+``cn_authority_org``). Nobody else: another organisation gets 404, as if it did not exist.
+
+The worker
+----------
+Submissions wait in ``declarations.db`` (the outbox). :meth:`DeclarationService.work` takes the
+due ones: a ``pending`` one is lodged (the authority's answer is idempotent by submission id, so
+a lodging interrupted by a crash or a time-out is simply repeated), an open one is polled. A
+retryable failure (time-out, garbage, 5xx) backs off exponentially and is shown as
+``lastError``; a ``pending`` one that fails ``max_attempts`` times becomes ``failed``. A new
+status is recorded in the history, and a released, queried or rejected status becomes a customs
+event (:func:`customs_message`, through :mod:`gateway.feeds.customs`) published by the
+authority's organisation through the write path, readable by the declarant and its named
+readers: tracking by the declaration number then shows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gateway.accounts.store import Accounts
+from gateway.declarations.connectors import FINAL, Connector, ConnectorError
+from gateway.declarations.drafts import DraftSet, build_drafts, corrections_of
+from gateway.declarations.hs import Nomenclature
+from gateway.declarations.model import (
+    DeclarationSettings,
+    GoodsLine,
+    Party,
+    RoadCrossing,
+    ShipmentRecord,
+    Sourced,
+)
+from gateway.declarations.store import DeclarationStore, Shipment, Submission
+from gateway.events.model import CanonicalEvent, Visibility
+from gateway.feeds import customs
+from gateway.feeds.model import MessageError
+from gateway.isotime import iso_time
+from gateway.principal import Principal
+from gateway.tracking.service import Tracking
+from gateway.writepath.operations import Operation
+from gateway.writepath.outbox import Outbox
+
+log = logging.getLogger("portledger.gateway.declarations")
+
+#: Authority status → customs feed status (``accepted`` and ``received`` are not events).
+CUSTOMS_STATUS = {"released": "RELEASED", "queried": "HELD", "rejected": "REFUSED"}
+#: Kinds of transport document a declaration is made for.
+DOCUMENT_KINDS = ("mbl", "hbl", "awb", "truck")
+
+
+def _iso_to_unix(text: Any) -> int | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return None
+
+
+def record_from_view(view: dict[str, Any], *, direction: str, bills: Sequence[str],
+                     declarant: Party | None, consignor: Party | None,
+                     consignee: Party | None, road: bool) -> ShipmentRecord:
+    """The shipment record of a tracking view (module doc); pure."""
+    kind = str(view.get("kind"))
+    reference = str(view.get("reference"))
+    where = f"tracking:{kind} {reference}"
+    mode = Sourced("road" if road or kind == "truck" else "air" if kind == "awb" else "sea",
+                   "input:crossing" if road else f"{where} (document kind)")
+    vessel = voyage = pol = pod = arrival = departure = None
+    if isinstance(view.get("vessel"), dict) and view["vessel"].get("name"):
+        vessel = Sourced({"name": view["vessel"]["name"], "imo": view["vessel"].get("imo")},
+                         f"{where}: vessel")
+    for entry in view.get("timeline", []):
+        if not isinstance(entry, dict) or entry.get("retracted"):
+            continue
+        source = (f"tracking:{entry.get('type')} event {entry.get('eventId')} by "
+                  f"{entry.get('publisherName')}")
+        details = entry.get("details") or {}
+        if entry.get("type") == "SHIPMENT.ISSU":
+            info = details.get("vessel")
+            if isinstance(info, dict) and info.get("name") and vessel is None:
+                vessel = Sourced({"name": info["name"], "imo": info.get("imo")}, source)
+            if details.get("voyage"):
+                voyage = Sourced(details["voyage"], source)
+            if details.get("pol"):
+                pol = Sourced(details["pol"], source)
+            if details.get("pod"):
+                pod = Sourced(details["pod"], source)
+            if isinstance(details.get("eta"), int) and arrival is None:
+                arrival = Sourced(details["eta"], f"{source} (estimated arrival)")
+            if isinstance(details.get("etd"), int) and departure is None:
+                departure = Sourced(details["etd"], f"{source} (estimated departure)")
+        moment = _iso_to_unix(entry.get("time"))
+        if moment is None or entry.get("classifier") != "ACT":
+            continue
+        if entry.get("type") in ("TRANSPORT.ARRI", "TERMINAL.DISC") and (
+                arrival is None or "estimated" in arrival.source):
+            arrival = Sourced(moment, source)
+        if entry.get("type") in ("TRANSPORT.DEPA", "TERMINAL.LOAD") and (
+                departure is None or "estimated" in departure.source):
+            departure = Sourced(moment, source)
+    containers = [c.get("number") for c in view.get("containers", []) if isinstance(c, dict)]
+    return ShipmentRecord(
+        reference=reference, kind=kind, direction="import" if direction == "import" else
+        "export", bills=tuple(bills) or (reference,), mode=mode, vessel=vessel, voyage=voyage,
+        port_of_loading=pol, port_of_discharge=pod, arrival=arrival, departure=departure,
+        containers=Sourced(tuple(c for c in containers if c), where) if containers else None,
+        carrier=Sourced(view["carrier"]["name"], where)
+        if isinstance(view.get("carrier"), dict) else None,
+        declarant=declarant, consignor=consignor, consignee=consignee)
+
+
+def customs_message(sub: Submission, bills: Sequence[tuple[str, str]],
+                    containers: Sequence[str], at: int) -> dict[str, Any] | None:
+    """The customs status message (``gateway.feeds.customs``) of a submission's status."""
+    status = CUSTOMS_STATUS.get(sub.status)
+    if status is None or sub.number is None:
+        return None
+    message: dict[str, Any] = {"declarationNumber": sub.number, "status": status,
+                               "time": iso_time(at), "messageId": f"decl-{sub.id}-{sub.status}"}
+    for kind, number in bills[:1]:
+        message["billOfLading" if kind != "hbl" else "houseBillOfLading"] = number
+    if containers:
+        message["containers"] = list(containers)[:customs.MAX_CONTAINERS]
+    if sub.reasons:
+        message["reason"] = "; ".join(sub.reasons)[:512]
+    message["office"] = {"hk-tdec": "HK C&ED (TDEC)", "hk-rocars": "HK C&ED (ROCARS)",
+                         "cn-itsw": "China Customs (ITSW)"}[sub.authority]
+    return message
+
+
+@dataclass
+class DeclarationService:
+    """What ``app[DECLARATIONS]`` holds (module doc)."""
+
+    store: DeclarationStore
+    settings: DeclarationSettings
+    accounts: Accounts
+    tracking: Tracking | None
+    nomenclature: Nomenclature
+    connectors: dict[str, Connector]
+    outbox: Outbox | None = None
+    clock: Callable[[], float] = time.time
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    # -- reading ----------------------------------------------------------------------------
+    def authority_orgs(self) -> set[int]:
+        return {o for o in (self.settings.hk_authority_org, self.settings.cn_authority_org)
+                if o is not None}
+
+    def may_read(self, principal: Principal, shipment: Shipment) -> bool:
+        return (principal.org_id == shipment.org_id or principal.org_id in shipment.readers
+                or principal.org_id in self.authority_orgs())
+
+    def party(self, raw: Any, where: str) -> Party | None:
+        """A party of the upload: ``{"organisation": id}`` (directory) or name and address."""
+        if not isinstance(raw, dict):
+            return None
+        if "organisation" in raw:
+            org = self.accounts.organisation(int(raw["organisation"]))
+            details = org.details or {}
+            reg = str(details.get("registrationNumber", ""))
+            uscc = str(details.get("uscc") or (reg if len(reg) == 18 else "")).upper()
+            return Party(org.name, str(details.get("address", "")),
+                         str(details.get("country", "")).upper(), uscc,
+                         f"directory:organisation {org.id}")
+        return Party.from_json(raw, f"upload:{where}")
+
+    def record_of(self, shipment: Shipment) -> ShipmentRecord | None:
+        """The record of a stored shipment from its declarant's tracking view (None if the
+        declarant sees nothing of it now)."""
+        options = shipment.body["options"]
+        view = None
+        if self.tracking is not None:
+            owner = self.accounts.principal_for_org(shipment.org_id, ["tracking:read"])
+            if owner.chain_org is not None:
+                view = self.tracking.shipment_of(owner, shipment.reference)
+        if view is None:
+            return None
+        return record_from_view(
+            view, direction=options["direction"], bills=options.get("bills") or (),
+            declarant=self.party({"organisation": shipment.org_id}, "declarant"),
+            consignor=self.party(options.get("consignor"), "consignor"),
+            consignee=self.party(options.get("consignee"), "consignee"),
+            road=options.get("crossing") is not None)
+
+    def drafts_of(self, shipment: Shipment, record: ShipmentRecord) -> DraftSet:
+        """The shipment's drafts now, corrections applied, checked."""
+        options = shipment.body["options"]
+        crossing = options.get("crossing")
+        return build_drafts(
+            record, [GoodsLine.from_json(g) for g in shipment.body["lines"]], self.settings,
+            self.nomenclature, now=int(self.clock()), authorities=options["authorities"],
+            crossing=RoadCrossing(crossing["vehicle"], int(crossing["time"]),
+                                  crossing.get("controlPoint", "")) if crossing else None,
+            exempt=bool(options.get("exempt")),
+            corrections=corrections_of(self.store.corrections(shipment)))
+
+    # -- the worker -------------------------------------------------------------------------
+    def _backoff(self, attempts: int) -> float:
+        delay = float(self.settings.retry_base_seconds) * 2.0 ** max(0, attempts - 1)
+        return min(float(self.settings.retry_max_seconds), delay)
+
+    async def work(self) -> int:
+        """One pass over the due submissions; how many were handled."""
+        due = self.store.due(self.clock())
+        for sub in due:
+            await self._advance(sub)
+        return len(due)
+
+    async def _advance(self, sub: Submission) -> None:
+        connector = self.connectors.get(sub.authority)
+        now = self.clock()
+        if connector is None:
+            self.store.update(sub, status=sub.status, number=sub.number, reasons=sub.reasons,
+                              next_at=now + self.settings.retry_max_seconds,
+                              attempts=sub.attempts, last_error="no connector configured "
+                              f"for {sub.authority}")
+            return
+        try:
+            if sub.status == "pending":
+                answer = await connector.submit(sub.id, sub.document)
+            else:
+                answer = await connector.status(sub.id)
+        except ConnectorError as exc:
+            attempts = sub.attempts + 1
+            lodging = sub.status == "pending"
+            give_up = not exc.retryable or (lodging and attempts >= self.settings.max_attempts)
+            self.store.update(sub, status="failed" if give_up and lodging else sub.status,
+                              number=sub.number, reasons=sub.reasons,
+                              next_at=now + self._backoff(attempts), attempts=attempts,
+                              last_error=str(exc)[:500],
+                              note=f"gave up after {attempts} attempts: {exc}"[:500])
+            log.warning("declaration %s: %s", sub.id, exc)
+            return
+        poll = now + self.settings.poll_seconds
+        updated = self.store.update(
+            sub, status=answer.status, number=answer.number or sub.number,
+            reasons=answer.reasons, next_at=poll if answer.status not in FINAL else now,
+            attempts=0, last_error=None,
+            note=("SIMULATED authority: " if answer.simulated else "") + answer.status)
+        if updated.status != updated.recorded and updated.status in CUSTOMS_STATUS:
+            await self._record_event(updated)
+
+    async def _record_event(self, sub: Submission) -> None:
+        """Publish a released / queried / rejected status as a customs event (module doc)."""
+        authority = (self.settings.cn_authority_org if sub.authority == "cn-itsw"
+                     else self.settings.hk_authority_org)
+        shipment = self.store.shipment(sub.shipment_id)
+        if self.outbox is None or authority is None or shipment is None:
+            self.store.mark_recorded(sub.id, sub.status)
+            return
+        options = shipment.body["options"]
+        kind = options.get("kind", "mbl")
+        bills = [(kind, b) for b in (options.get("bills") or [shipment.reference])]
+        containers = [c for c in options.get("containers", []) if isinstance(c, str)]
+        message = customs_message(sub, bills, containers, int(self.clock()))
+        if message is None:
+            return
+        try:
+            events = customs.events_of(message)
+        except MessageError as exc:
+            log.warning("declaration %s: its customs event is refused: %s", sub.id, exc)
+            self.store.mark_recorded(sub.id, sub.status)
+            return
+        chain_readers = []
+        for org_id in (shipment.org_id, *shipment.readers):
+            with contextlib.suppress(Exception):
+                chain = self.accounts.organisation(org_id).chain_org
+                if chain is not None and org_id != authority:
+                    chain_readers.append(chain)
+        visibility = Visibility("named", tuple(dict.fromkeys(chain_readers))[:8])
+        ops = [Operation(idempotency_key=f"declarations:{sub.id}:{sub.status}:{i}",
+                         kind="event", event=_with(e, visibility))
+               for i, e in enumerate(events)]
+        await self.outbox.accept_async(authority, ops)
+        self.store.mark_recorded(sub.id, sub.status)
+
+    async def run(self) -> None:
+        """Work until cancelled: woken by a submission, else at the next due time (bounded)."""
+        while True:
+            try:
+                await self.work()
+            except Exception:  # a store or network surprise must not stop the worker
+                log.exception("declarations worker pass failed")
+            next_due = self.store.next_due()
+            wait = self.settings.poll_seconds if next_due is None else max(
+                0.01, min(self.settings.poll_seconds, next_due - self.clock()))
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), wait)
+
+
+def _with(event: CanonicalEvent, visibility: Visibility) -> CanonicalEvent:
+    return dataclasses.replace(event, visibility=visibility)
