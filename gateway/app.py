@@ -19,6 +19,7 @@ from gateway.alerts import pages as alerts_pages
 from gateway.appkeys import BODY_LIMIT, CONFIG
 from gateway.confidential import keystore
 from gateway.config import GatewayConfig
+from gateway.declarations import api as declarations
 from gateway.feeds import api as api_feeds
 from gateway.intake import api as api_events
 from gateway.proofs_api import api as api_proofs
@@ -49,6 +50,7 @@ MODULES = (
     api_feeds,
     subscriptions,
     alerts,
+    declarations,
     api_proofs,
     alerts_pages,
     views,
