@@ -548,7 +548,8 @@ class AlertEngine:
             self.store.record_many(sink)
         except BaseException:
             for item in sink:  # the caches ran ahead of the store: forget them
-                for subject in item.subjects:
+                for subject in {*item.subjects, *(a.subject for a in item.changed),
+                                *(t.alert.subject for t in item.transitions)}:
                     self._states.pop((item.org_id, subject), None)
                     self._wakes.pop((item.org_id, subject), None)
                     self._known.pop(item.org_id, None)
@@ -768,7 +769,8 @@ class AlertEngine:
         fresh_subject = key_of(subject.value) not in known
         wake_changed = self._wakes.get_fresh(key) != (wake,)
         if changed or transitions or fresh_subject or wake_changed:
-            record = Record(r.org_id, changed, transitions, {subject: wake}, deliver)
+            record = Record(r.org_id, changed, transitions,
+                            {subject: wake} if fresh_subject or wake_changed else {}, deliver)
             if sink is None:
                 self.store.record_many([record])
             else:

@@ -47,7 +47,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -79,7 +79,9 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 CREATE INDEX IF NOT EXISTS alerts_inbox ON alerts (org_id, state, id);
 CREATE INDEX IF NOT EXISTS alerts_subject ON alerts (org_id, subject_kind, subject_value);
-CREATE INDEX IF NOT EXISTS alerts_clock ON alerts (next_check) WHERE state = 'open';
+DROP INDEX IF EXISTS alerts_clock;
+CREATE INDEX IF NOT EXISTS alerts_due ON alerts (next_check, org_id, subject_kind, subject_value)
+    WHERE state = 'open';
 CREATE TABLE IF NOT EXISTS transitions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     org_id INTEGER NOT NULL,
@@ -171,6 +173,16 @@ CREATE TABLE IF NOT EXISTS progress (
 );
 """
 
+#: An episode's row: inserted, or its state, times, body and latest transition replaced.
+_UPSERT = (
+    "INSERT INTO alerts (org_id, key, kind, subject_kind, subject_value, episode, state, "
+    "opened, updated, resolved, next_check, body, change_seq) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(?, 0)) "
+    "ON CONFLICT (org_id, key) DO UPDATE SET state = excluded.state, "
+    "opened = excluded.opened, updated = excluded.updated, resolved = excluded.resolved, "
+    "next_check = excluded.next_check, body = excluded.body, "
+    "change_seq = COALESCE(?, change_seq)")
+
 _ALERT_COLUMNS = ("id, key, kind, subject_kind, subject_value, episode, state, opened, updated, "
                   "resolved, next_check, body, change_seq")
 
@@ -212,8 +224,15 @@ class PendingTransition:
     alert_id: int
     change: str
     kind: str
-    text: str
-    """Its JSON (parsed on demand: most transitions go to no webhook and no mail)."""
+    sealed: bytes
+    """Its stored body (opened on demand: most transitions go to no webhook and no mail)."""
+    opener: Callable[[bytes, str, int], str] = field(repr=False, compare=False)
+    """How a stored body opens (:meth:`AlertStore._open`)."""
+
+    @cached_property
+    def text(self) -> str:
+        """Its JSON."""
+        return self.opener(self.sealed, "transitions", self.org_id)
 
     @cached_property
     def body(self) -> dict[str, Any]:
@@ -304,41 +323,57 @@ class AlertStore(sqlite.Store):
                                         dict(subjects), deliver)], at=at)
 
     def record_many(self, records: Sequence[Record], *, at: float | None = None) -> list[int]:
-        """:meth:`record` of many evaluations in one transaction (the clock pass)."""
+        """:meth:`record` of many evaluations in one transaction (the clock pass).
+
+        Three statements run over the whole batch (``executemany``): the episodes' upserts in
+        order, then the transitions (each finds its episode's row id by the unique
+        ``(org_id, key)``), then the subjects' wake times — no row id travels back to Python.
+        """
         now = time.time() if at is None else at
+        upserts: list[tuple[Any, ...]] = []
+        inserts: list[tuple[Any, ...]] = []
+        wakes: list[tuple[int, str, str, int | None]] = []
         ids: list[int] = []
+        seal = self._seal
         with self._transaction() as db:
             self._seq = None  # read inside the write lock: another process may record too
             for r in records:
-                ids += self._record(db, r, now)
-        return ids
-
-    def _record(self, db: Any, r: Record, now: float) -> list[int]:
-        ids: list[int] = []
-        changes = {t.alert.key: t for t in r.transitions}
-        alerts = {a.key: a for a in r.changed}
-        alerts.update({t.alert.key: t.alert for t in r.transitions})
-        for key, alert in alerts.items():
-            t = changes.get(key)
-            seq = None
-            if t is not None:  # transition ids are handed out here: one statement less each
-                seq = self._next_seq(db)
-            alert_id, body = self._upsert(db, r.org_id, alert, seq, self._seal)
-            if t is None or seq is None:
-                continue
-            extra = (',"first_seen_resolved":true'  # an episode that ended unseen
-                     if t.change == "resolved" and t.previous is None else "")
-            db.execute(
-                "INSERT INTO transitions (id, org_id, alert_id, change, kind, at, body, "
-                "dispatched) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (seq, r.org_id, alert_id, t.change, alert.kind, now,
-                 self._seal(f'{{"change":"{t.change}",{body[1:-1]}{extra}}}', "transitions",
-                            r.org_id), 0 if r.deliver else 1))
-            ids.append(seq)
-        db.executemany(
-            "INSERT INTO subjects (org_id, kind, value, wake) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (org_id, kind, value) DO UPDATE SET wake = excluded.wake",
-            [(r.org_id, ref.kind, ref.value, wake) for ref, wake in r.subjects.items()])
+                org_id = r.org_id
+                changes = {t.alert.key: t for t in r.transitions}
+                alerts = {a.key: a for a in r.changed}
+                alerts.update({t.alert.key: t.alert for t in r.transitions})
+                for key, alert in alerts.items():
+                    t = changes.get(key)
+                    # transition ids are handed out here: one statement less each
+                    seq = None if t is None else self._next_seq(db)
+                    body = alert_body(alert)
+                    upserts.append((
+                        org_id, key, alert.kind, alert.subject.kind, alert.subject.value,
+                        alert.episode, alert.state, alert.opened, alert.updated, alert.resolved,
+                        alert.next_check if alert.is_open else None,
+                        seal(body, "alerts", org_id), seq, seq))
+                    if t is None or seq is None:
+                        continue
+                    extra = (',"first_seen_resolved":true'  # an episode that ended unseen
+                             if t.change == "resolved" and t.previous is None else "")
+                    inserts.append((
+                        seq, org_id, org_id, key, t.change, alert.kind, now,
+                        seal(f'{{"change":"{t.change}",{body[1:-1]}{extra}}}', "transitions",
+                             org_id), 0 if r.deliver else 1))
+                    ids.append(seq)
+                wakes += [(org_id, ref.kind, ref.value, wake) for ref, wake in r.subjects.items()]
+            if upserts:
+                db.executemany(_UPSERT, upserts)
+            if inserts:
+                db.executemany(
+                    "INSERT INTO transitions (id, org_id, alert_id, change, kind, at, body, "
+                    "dispatched) VALUES (?, ?, (SELECT id FROM alerts WHERE org_id = ? AND "
+                    "key = ?), ?, ?, ?, ?, ?)", inserts)
+            if wakes:
+                db.executemany(
+                    "INSERT INTO subjects (org_id, kind, value, wake) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (org_id, kind, value) DO UPDATE SET wake = excluded.wake",
+                    wakes)
         return ids
 
     def _next_seq(self, db: Any) -> int:
@@ -348,25 +383,6 @@ class AlertStore(sqlite.Store):
             self._seq = int(last)
         self._seq += 1
         return self._seq
-
-    @staticmethod
-    def _upsert(db: Any, org_id: int, alert: Alert, seq: int | None,
-                seal: Callable[[str, str, int], bytes]) -> tuple[int, str]:
-        body = alert_body(alert)
-        row = db.execute(
-            "INSERT INTO alerts (org_id, key, kind, subject_kind, subject_value, episode, state, "
-            "opened, updated, resolved, next_check, body, change_seq) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(?, 0)) "
-            "ON CONFLICT (org_id, key) DO UPDATE SET state = excluded.state, "
-            "opened = excluded.opened, updated = excluded.updated, resolved = excluded.resolved, "
-            "next_check = excluded.next_check, body = excluded.body, "
-            "change_seq = COALESCE(?, change_seq) RETURNING id",
-            (org_id, alert.key, alert.kind, alert.subject.kind, alert.subject.value,
-             alert.episode, alert.state, alert.opened, alert.updated, alert.resolved,
-             alert.next_check if alert.is_open else None, seal(body, "alerts", org_id), seq,
-             seq),
-        ).fetchone()
-        return int(row[0]), body
 
     def due(self, now: int, limit: int = 1_000_000) -> list[tuple[int, Reference]]:
         """The clock pass's candidates: (organisation, subject) pairs whose open episodes'
@@ -601,8 +617,7 @@ class AlertStore(sqlite.Store):
 
     # -- dispatch -------------------------------------------------------------------------------
     def undispatched(self, limit: int = 1000) -> list[PendingTransition]:
-        return [PendingTransition(i, o, a, c, k, self._open(b, "transitions", o))
-                for i, o, a, c, k, b in
+        return [PendingTransition(i, o, a, c, k, bytes(b), self._open) for i, o, a, c, k, b in
                 self._db.execute("SELECT id, org_id, alert_id, change, kind, body FROM "
                                  "transitions WHERE dispatched = 0 ORDER BY id LIMIT ?",
                                  (limit,))]
