@@ -367,7 +367,7 @@ def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
                  "SIMULATED vessel call")
     port: Port | None = None
     observer: NodeSpec | None = None
-    receiver: WebhookReceiver | None = None
+    receivers: dict[str, WebhookReceiver] = {}
     mail: MailServer | None = None
     stopped = False  # SIGTERM asked the demo to stop: it stops every process, that is all
     with _sigterm_stops():
@@ -395,11 +395,11 @@ def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
             console.print(f"the gateway: {port.gateway.url} (its own process, talking to the "
                           f"observer {observer.rpc_url} first, the validators for failover)")
             call = simulate.vessel_call(int(time.time()) % 1_000_000, int(time.time()))
-            receiver = _alert_webhook(port)
+            receivers = _alert_channels(port)
             blocks = _play_story(port, call, console, checks)
             _who_sees_what(port, call, console, checks)
             _port_systems(port, observer, call, console, checks)
-            _alerts(port, call, console, checks, receiver, mail)
+            _alerts(port, call, console, checks, receivers, mail)
             _on_chain(port, observer, call, blocks, console, checks)
             if once:
                 _live(port, call, console, checks, interval=0.0, ticks=1)
@@ -421,7 +421,7 @@ def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
             if port is not None and not port.gateway.running:
                 console.print(port.gateway.log_tail(2000))
         finally:
-            if receiver is not None:
+            for receiver in receivers.values():
                 receiver.close()
             if mail is not None:
                 mail.stop()
@@ -620,7 +620,8 @@ def _figures(alert: dict[str, Any]) -> str:
                      if k not in skip and not isinstance(v, dict | list))[:150]
 
 
-def _uncollected(port: Port, call: simulate.VesselCall, checks: Checks) -> list[dict[str, Any]]:
+def _uncollected(port: Port, call: simulate.VesselCall, checks: Checks,
+                 receiver: WebhookReceiver, mail: MailServer) -> list[dict[str, Any]]:
     """A SIMULATED container of an earlier call, available for pick-up 8 days ago and never
     collected: the trader, following it, gets a not-picked-up alert with the HK$ accrued under
     the terminal's (example) tariff."""
@@ -649,15 +650,13 @@ def _uncollected(port: Port, call: simulate.VesselCall, checks: Checks) -> list[
     checks.check(f"alerts: the trader, following uncollected container {box}, gets one "
                  "not-picked-up episode with HK$ accrued and per day", len(found) == 1
                  and bool(found[0].get("accrued")), _figures(found[0]) if found else "none")
+    _delivered(checks, f"the storage charges of container {box}", "trader", found, receiver,
+               mail, "not-picked-up", box)
     return found
 
 
-#: The trader's shared alert mailbox (its API key's preferences name it).
-TRADER_MAILBOX = "ops@sino-trading.demo"
-
-
 def _late_vessel(port: Port, call: simulate.VesselCall, checks: Checks,
-                 mail: MailServer) -> list[dict[str, Any]]:
+                 receiver: WebhookReceiver, mail: MailServer) -> list[dict[str, Any]]:
     """A SIMULATED later vessel whose carrier moves its ETA 30 h back: the trader, following the
     vessel, gets a vessel-delay alert naming the source that moved."""
     trader = simulate.PARTIES["trader"]
@@ -669,10 +668,6 @@ def _late_vessel(port: Port, call: simulate.VesselCall, checks: Checks,
         "/v1/alerts/follows", {"references": [{"kind": "vessel", "value": late.vessel_imo}]})
     if status not in (200, 201):
         raise DemoError(f"the trader could not follow vessel {late.vessel_imo}: {status} {body}")
-    status, body, _ = port.clients[trader].request("PUT", "/v1/alerts/preferences", {
-        "channels": ["inbox", "email"], "email": TRADER_MAILBOX, "kinds": ["vessel-delay"]})
-    if status != 200:
-        raise DemoError(f"the trader could not set its alert preferences: {status} {body}")
     rng = random.Random(call.serial ^ 0xDE1A)
     now = int(time.time())
     first = now + 2 * 86_400
@@ -694,33 +689,78 @@ def _late_vessel(port: Port, call: simulate.VesselCall, checks: Checks,
                  "vessel-delay episode (ETA 30 h later, DCSA T&T 2.2)", len(found) == 1,
                  _figures(found[0]) if found else "none")
 
-    def mailed() -> list[tuple[str, str, str]] | None:
-        got = [m for m in mail.messages()
-               if TRADER_MAILBOX in m[0] and late.vessel_imo in m[1] + m[2]]
-        return got or None
-
-    letters = _eventually(mailed, "the trader's alert e-mail") or []
-    checks.check(f"alerts: the trader's mailbox {TRADER_MAILBOX} got the delay by e-mail "
-                 "(SMTP to the SIMULATED mail server)", bool(letters),
-                 letters[0][1][:90] if letters else f"{len(mail.messages())} message(s) in all")
+    _delivered(checks, f"the delay of vessel {late.vessel_imo}", "trader", found, receiver,
+               mail, "vessel-delay", late.vessel_imo)
     return found
 
 
-def _alert_webhook(port: Port) -> WebhookReceiver:
-    """The forwarder's system registers its alert webhook (before the story, so it hears every
-    transition)."""
-    receiver = WebhookReceiver()
-    status, body, _ = port.clients[simulate.PARTIES["forwarder"]].post("/v1/alerts/webhooks", {
-        "callbackUrl": receiver.url, "secret": base64.b64encode(receiver.secret).decode(),
-        "kinds": ["reefer-excursion", "customs-hold"]})
-    if status != 201:
-        receiver.close()
-        raise DemoError(f"the forwarder could not register its alert webhook: {status} {body}")
-    return receiver
+#: The trader's shared alert mailbox (its API key's preferences name it).
+TRADER_MAILBOX = "ops@sino-trading.demo"
+
+#: What each party's own system and mailbox take (set before the story, so they hear every
+#: transition): the forwarder the reefer's excursion, the trader its delays and storage.
+ALERT_CHANNELS = {
+    "forwarder": (("reefer-excursion", "customs-hold"), "ops@forwarder.demo"),
+    "trader": (("vessel-delay", "eta-changed", "not-picked-up", "free-time-ending",
+                "customs-hold"), TRADER_MAILBOX),
+}
+
+
+def _alert_channels(port: Port) -> dict[str, WebhookReceiver]:
+    """The forwarder's and the trader's systems register alert webhooks (HMAC-signed, on
+    loopback), and their API keys' alert preferences send the same kinds to their shared
+    mailboxes (e-mail through the SIMULATED mail server) besides the inbox."""
+    receivers: dict[str, WebhookReceiver] = {}
+    try:
+        for who, (kinds, mailbox) in ALERT_CHANNELS.items():
+            client = port.clients[simulate.PARTIES[who]]
+            receiver = receivers[who] = WebhookReceiver()
+            status, body, _ = client.post("/v1/alerts/webhooks", {
+                "callbackUrl": receiver.url,
+                "secret": base64.b64encode(receiver.secret).decode(), "kinds": list(kinds)})
+            if status != 201:
+                raise DemoError(f"the {who} could not register its alert webhook: {status} "
+                                f"{body}")
+            status, body, _ = client.request("PUT", "/v1/alerts/preferences", {
+                "channels": ["inbox", "email"], "email": mailbox, "kinds": list(kinds)})
+            if status != 200:
+                raise DemoError(f"the {who} could not set its alert preferences: {status} "
+                                f"{body}")
+    except BaseException:
+        for receiver in receivers.values():
+            receiver.close()
+        raise
+    return receivers
+
+
+def _delivered(checks: Checks, what: str, who: str, alerts: list[dict[str, Any]],
+               receiver: WebhookReceiver, mail: MailServer, kind: str, subject: str) -> None:
+    """Check that one alert episode reached ``who`` by all three channels: its inbox
+    (``alerts``), its system's webhook (signature checked) and its mailbox."""
+    mailbox = ALERT_CHANNELS[who][1]
+
+    def hooked() -> list[dict[str, Any]] | None:
+        found = [a for a in receiver.received if a.get("kind") == kind
+                 and a.get("subject", {}).get("value") == subject]
+        return found or None
+
+    def mailed() -> list[tuple[str, str, str]] | None:
+        found = [m for m in mail.messages() if mailbox in m[0] and subject in m[1] + m[2]]
+        return found or None
+
+    pushed = _eventually(hooked, f"the {who}'s {kind} webhook") or []
+    letters = _eventually(mailed, f"the {who}'s {kind} e-mail") or []
+    checks.check(f"alerts: {what} reached the {who} by inbox, webhook and e-mail",
+                 len([a for a in alerts if a["kind"] == kind]) == 1 and bool(pushed)
+                 and bool(letters) and not receiver.bad_signatures,
+                 f"inbox {len([a for a in alerts if a['kind'] == kind])} episode(s), webhook "
+                 f"{len(pushed)} "
+                 f"({', '.join(sorted({str(a.get('change')) for a in pushed}))}), e-mail to "
+                 f"{mailbox}: {letters[0][1][:70] if letters else 'none'}")
 
 
 def _alerts(port: Port, call: simulate.VesselCall, console: Console, checks: Checks,
-            receiver: WebhookReceiver, mail: MailServer) -> None:
+            receivers: dict[str, WebhookReceiver], mail: MailServer) -> None:
     """Alerts before it costs money: what the engine raised for whom, and the storage meter."""
     console.rule("alerts (GET /v1/alerts, each party its own inbox) and the HK$ storage meter")
     terminal, carrier = simulate.PARTIES["terminal"], simulate.PARTIES["carrier"]
@@ -765,26 +805,34 @@ def _alerts(port: Port, call: simulate.VesselCall, console: Console, checks: Che
                  and a.get("subject", {}).get("value") == reefer_box]
         return found or None
 
+    receiver = receivers["forwarder"]
     hooked = _eventually(pushed, "the forwarder's webhook") or []
     checks.check("alerts: the forwarder's system received the excursion by webhook "
                  "(HMAC-SHA256 signature checked)", bool(hooked) and not receiver.bad_signatures,
                  f"{len(receiver.received)} delivered, changes "
                  f"{', '.join(sorted({str(a.get('change')) for a in hooked}))}, "
                  f"{receiver.bad_signatures} bad signature(s)")
+    _delivered(checks, f"the excursion of {reefer_box}", "forwarder", seen, receiver, mail,
+               "reefer-excursion", reefer_box)
     owner = [a for a in _alerts_of(port, carrier, ours) if a["kind"] == "reefer-excursion"]
     checks.check("alerts: the carrier (the readings' owner) gets the same excursion once",
                  len(owner) == 1, f"{len(owner)} episode(s)")
     strangers = _alerts_of(port, competitor, ours)
     checks.check("alerts: the competing terminal gets none about this shipment",
                  not strangers, f"{len(strangers)} alert(s)")
-    uncollected = _uncollected(port, call, checks)
+    uncollected = _uncollected(port, call, checks, receivers["trader"], mail)
     for alert in uncollected:
         table.add_row("trader", alert["kind"], alert["subject"]["value"], alert["state"],
                       _figures(alert))
-    late = _late_vessel(port, call, checks, mail)
+    late = _late_vessel(port, call, checks, receivers["trader"], mail)
     for alert in late:
         table.add_row("trader", alert["kind"], alert["subject"]["value"], alert["state"],
                       _figures(alert))
+    theirs = {a["subject"]["value"] for a in uncollected + late}
+    strangers = _alerts_of(port, competitor, theirs)
+    checks.check("alerts: the competing terminal gets none about the uncollected box or the "
+                 "late vessel either", bool(theirs) and not strangers,
+                 f"{len(strangers)} alert(s) about {', '.join(sorted(theirs))}")
     console.print(table)
     status, meter, _ = port.clients[trader].get(f"/v1/alerts/storage/{call.containers[0]}")
     shown = ", ".join(f"{k} {meter[k]}" for k in ("daysInYard", "days_in_yard", "lastFreeDay",

@@ -82,6 +82,13 @@ def _signed(value: Any, unit: str) -> str:
     return f"{value:+.1f}{unit}"
 
 
+#: Kinds whose episode is e-mailed even when first seen already over. An excursion found only
+#: after it ended (a reefer's readings arriving late, e.g. downloaded from its logger at the
+#: terminal) still decides a cargo's quality claim; a free-time warning, a changed ETA or a
+#: hold that ended before anyone saw them does not need a mail (they stay in the inbox).
+TOLD_WHEN_OVER = frozenset({"reefer-excursion"})
+
+
 def summary(alert: dict[str, Any]) -> str:
     """One English line saying what an alert (its JSON form) is about, with its figures."""
     kind = alert.get("kind", "")
@@ -232,8 +239,8 @@ class Dispatcher:
                 if not to:
                     continue
                 for t in transitions:
-                    if prefs.wants("email", t.kind, t.change) and not t.body.get(
-                            "first_seen_resolved"):  # no mail about what nobody was told of
+                    if prefs.wants("email", t.kind, t.change) and (
+                            t.kind in TOLD_WHEN_OVER or not t.body.get("first_seen_resolved")):
                         out.append((org_id, user_id, to, t.id, {**t.body, "alertId": t.alert_id},
                                     mail_time(now, prefs)))
         return out

@@ -335,3 +335,45 @@ async def test_quiet_hours_hold_mail_until_they_end(tmp_path: Path) -> None:
             assert server.messages() == []
         finally:
             await client.close()
+
+
+async def test_an_excursion_first_seen_over_is_still_mailed(tmp_path: Path) -> None:
+    """Readings that arrive after the excursion ended (a logger read at the gate): the episode is
+    first seen resolved — mailed all the same, since it decides a quality claim; a free-time
+    warning that ended unseen is not (test above: three mails, four inbox items)."""
+    # imported here: only this test needs telemetry readings
+    from gateway.events.model import Reference, Visibility
+    from gateway.telemetry import service as telemetry
+    from gateway.telemetry.model import Reading
+    from tests.gateway.alerts.test_engine import REEFER
+
+    with SmtpServer(tmp_path / "mailbox") as server:
+        client, port = await start(tmp_path / "gw", smtp=smtp(server))
+        try:
+            port.member(TERMINAL, "Hong Kong Container Terminal")
+            port.member(CARRIER, "Pacific Ocean Line")
+            start_at = hk("2026-11-04 10:00")
+            port.engine.clock = lambda: start_at + 6 * 3600
+            client.app[ACCOUNTS].create_user(port.orgs[CARRIER], "reefer@pacific.example",
+                                             PASSWORD, "member")
+            csrf = await login(client, "reefer@pacific.example", PASSWORD)
+            resp = await client.put("/v1/alerts/preferences", headers={"X-CSRF-Token": csrf},
+                                    json={"channels": ["inbox", "email"]})
+            assert resp.status == 200, await resp.text()
+            client.session.cookie_jar.clear()
+            await wait_until(lambda: port.store.progress("readings") is not None,
+                             what="the reading poll's first look")
+            readings = [Reading("reefer", start_at + i * 600, Reference("container", REEFER),
+                                {"temperature": t, "setpoint": -18.0})
+                        for i, t in enumerate([-18.1, -15.0, -14.6, -14.9, -15.2, -17.9,
+                                               -18.0])]
+            await telemetry.ingest(client.app, port.orgs[TERMINAL], readings,
+                                   Visibility("named", (CARRIER,)))
+            [message] = await server.wait_for_async(1)
+            assert message["To"] == "reefer@pacific.example"
+            text = message.get_content()
+            assert "Resolved: Reefer" in text and REEFER in text, text
+            [excursion] = [a for a in port.alerts_of(CARRIER) if a.kind == "reefer-excursion"]
+            assert excursion.state == "resolved"
+        finally:
+            await client.close()
