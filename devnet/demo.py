@@ -1085,7 +1085,8 @@ def _on_chain(port: Port, observer: NodeSpec, call: simulate.VesselCall,
 def _show_live_port(port: Port, call: simulate.VesselCall, console: Console) -> None:
     console.rule("[bold]the demo port is running")
     url = port.gateway.url
-    console.print(f"gateway  {url}/  (web pages: /track, /access-log, /keys)   API docs  {url}/docs")
+    console.print(f"gateway  {url}/  (web pages: /track, /alerts, /containers/<number>, "
+                  f"/vessels/<imo>, /access-log, /keys)   API docs  {url}/docs")
     table = Table(title="demo logins (PUBLIC demo passwords)", box=box.SIMPLE_HEAD,
                   title_justify="left")
     for column in ("organisation", "roles", "org", "email", "password"):
