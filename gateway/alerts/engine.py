@@ -43,7 +43,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -53,7 +53,7 @@ from typing import Any
 from gateway.accounts.store import Accounts
 from gateway.alerts.delivery import Dispatcher
 from gateway.alerts.facts import DOCUMENT_KINDS, Facts, Measured, Observed, build_facts
-from gateway.alerts.model import Alert, by_key, readable_by
+from gateway.alerts.model import Alert, readable_by
 from gateway.alerts.rules import Settings, SettingsError, StorageSettings, evaluate
 from gateway.alerts.store import AlertStore, Record
 from gateway.alerts.tariff import Tariff, TariffError, last_free_day, meter, money, parse_tariff
@@ -289,10 +289,34 @@ class Recipient:
 
 @dataclass
 class _Cached:
+    """A subject's facts for one organisation and what they were built from."""
+
     facts: Facts
     terminal: int | None
     readable: frozenset[str]
     built: float
+    observed: tuple[Observed, ...] = ()
+    """The visible events the facts rest on (a new event is added to them)."""
+    measured: tuple[Measured, ...] = ()
+    publishers: dict[str, int] = field(default_factory=dict)
+    """Event id (as text) -> its publisher (chain organisation)."""
+    refs: frozenset[bytes] = frozenset()
+    """Keys of the subject and of the documents linked to it that were read."""
+    grants: frozenset[tuple[int, bytes]] = frozenset()
+    """The organisation's grants then (other grants: built again)."""
+    generation: int = 0
+    """The engine's facts generation then (a retraction moves it on: built again)."""
+
+
+@dataclass(slots=True)
+class _Subject:
+    """What the engine keeps about one (organisation, subject): facts, states, wake time."""
+
+    facts: _Cached | None = None
+    states: dict[str, Alert] | None = None
+    """Its episodes as last recorded, by key."""
+    wake: tuple[int | None] | None = None
+    """Its wake time as last recorded (None: not known)."""
 
 
 class _LRU(OrderedDict[Any, Any]):
@@ -315,6 +339,12 @@ class _LRU(OrderedDict[Any, Any]):
 
 def order_of_event(block_time: int, event_id: int) -> int:
     return (block_time << 32) | (event_id & 0xFFFFFFFF)
+
+
+def _observed(v: VisibleEvent) -> Observed:
+    """A visible event as the facts take it (its receive order, publisher and id)."""
+    return Observed(v.event, order_of_event(v.block_time, v.event_id), v.publisher_name,
+                    str(v.event_id), v.block_time)
 
 
 def _vessel_named(event: CanonicalEvent) -> Reference | None:
@@ -370,10 +400,11 @@ class AlertEngine:
         self._org_settings: dict[int, Settings] | None = None
         self._follows: dict[int, list[Reference]] | None = None
         self._versions: dict[str, int] = {}
-        self._states = _LRU(settings.state_cache_entries)
-        self._facts = _LRU(settings.state_cache_entries)
+        self._subjects = _LRU(settings.state_cache_entries)
+        self._generation = 0
+        self._grants: dict[int, frozenset[tuple[int, bytes]]] = {}
         self._known: dict[int, dict[bytes, str]] = {}
-        self._wakes = _LRU(settings.state_cache_entries)
+        self._dependents: dict[int, dict[bytes, set[Reference]]] = {}
         self._ais_last: dict[str, float] = {}
         self._ais_pending: dict[str, float] = {}
         self._lock = asyncio.Lock()
@@ -455,6 +486,9 @@ class AlertEngine:
             grants = frozenset(
                 (g.owner, g.target) for g in self.model.grants_of_reader(org.chain_org)
                 if g.in_force(now) and g.scope in (SUBJECT_SCOPE, EVENT_SCOPE))
+            if self._grants.get(org.id) == grants:  # the same object while unchanged: cached
+                grants = self._grants[org.id]       # facts compare it by identity
+            self._grants[org.id] = grants
             follows = {key_of(r.value): r for r in self._follows.get(org.id, [])}
             principal = self.accounts.principal_for_org(org.id, READ_SCOPES)
             out.append(Recipient(org.id, org.chain_org, principal, follows, grants,
@@ -498,8 +532,11 @@ class AlertEngine:
         await self.sync_follows()
         async with self._lock:
             self.tracking.sync()
+            if any(ev.retracts for ev in batch):  # cached facts may hold what was retracted
+                self._generation += 1
             recorded = 0
             for r in self.recipients():
+                self._forget_dependents(r.org_id, batch)
                 try:
                     recorded += await self._on_events(r, batch, deliver)
                 except Exception:
@@ -520,20 +557,34 @@ class AlertEngine:
         visible = self.tracking.entitlements.visible(reader, candidates)
         subjects: set[Reference] = set()
         links: list[tuple[Reference, Reference]] = []
+        new: dict[Reference, list[VisibleEvent]] = {}
         for seen in visible:
             found, shown = touched(seen.event)
             subjects |= found
             links += shown
+            for ref in found:
+                new.setdefault(ref, []).append(seen)
         self.store.add_links(r.org_id, links)
-        return await self._evaluate_many(r, subjects, deliver=deliver)
+        linked: dict[Reference, set[Reference]] = {}
+        for a, b in links:
+            linked.setdefault(a, set()).add(b)
+            linked.setdefault(b, set()).add(a)
+        return await self._evaluate_many(r, subjects, deliver=deliver, new=new, linked=linked)
 
     async def _evaluate_many(self, r: Recipient, subjects: Iterable[Reference], *,
-                             deliver: bool, cached: bool = False, now: int | None = None) -> int:
+                             deliver: bool, cached: bool = False, now: int | None = None,
+                             new: Mapping[Reference, Sequence[VisibleEvent]] | None = None,
+                             linked: Mapping[Reference, set[Reference]] | None = None) -> int:
+        """Evaluate ``subjects`` and record what changed, 200 subjects a transaction. ``new``:
+        the new events touching each subject (its cached facts are brought up to date with
+        them when they can be), ``linked``: the links those events showed."""
         recorded = 0
         sink: list[Record] = []
         for i, subject in enumerate(sorted(subjects, key=lambda s: (s.kind, s.value))):
-            recorded += self.evaluate_subject(r, subject, deliver=deliver, cached=cached,
-                                              now=now, sink=sink)
+            recorded += self.evaluate_subject(
+                r, subject, deliver=deliver, cached=cached, now=now, sink=sink,
+                new=None if new is None else new.get(subject, ()),
+                linked=() if linked is None else linked.get(subject, ()))
             if i % 200 == 199:
                 self._flush(sink)
                 await asyncio.sleep(0)  # let requests in between
@@ -550,8 +601,7 @@ class AlertEngine:
             for item in sink:  # the caches ran ahead of the store: forget them
                 for subject in {*item.subjects, *(a.subject for a in item.changed),
                                 *(t.alert.subject for t in item.transitions)}:
-                    self._states.pop((item.org_id, subject), None)
-                    self._wakes.pop((item.org_id, subject), None)
+                    self._subjects.pop((item.org_id, subject), None)
                     self._known.pop(item.org_id, None)
             raise
         finally:
@@ -677,27 +727,79 @@ class AlertEngine:
                  ) -> tuple[Facts, int | None, frozenset[str]]:
         """The facts of ``subject`` from what ``r`` may read; the chain organisation that made
         its latest yard stay available (for the tariff); the ids of what they rest on."""
+        built = self._build(r, subject)
+        return built.facts, built.terminal, built.readable
+
+    def _build(self, r: Recipient, subject: Reference) -> _Cached:
+        """:meth:`facts_of`, with what the facts were built from (for :meth:`_added`)."""
         reader = self._reader(r)
         linked = (self.store.links_of(r.org_id, subject)
                   if subject.kind in ("container", "vessel") else [])
         refs = [subject, *(ref for ref in linked if ref.kind in DOCUMENT_KINDS)]
         for ref in refs:
             reader.held[key_of(ref.value)] = ref.value
-        indexed = self.model.events_of_subjects(list(dict.fromkeys(key_of(x.value)
-                                                                   for x in refs)))
+        keys = list(dict.fromkeys(key_of(x.value) for x in refs))
+        indexed = self.model.events_of_subjects(keys)
         visible = [v for v in self.tracking.entitlements.visible(reader, indexed)
                    if not v.retracted_by]
+        observed = tuple(_observed(v) for v in visible)
+        measured = tuple(self._measured(r, subject, visible))
         publishers = {str(v.event_id): v.publisher for v in visible}
-        observed = [Observed(v.event, order_of_event(v.block_time, v.event_id),
-                             v.publisher_name, str(v.event_id), v.block_time) for v in visible]
-        measured = self._measured(r, subject, visible)
+        if len(keys) > 1:  # its documents' events count: a new one there makes it stale
+            dependents = self._dependents.setdefault(r.org_id, {})
+            for key in keys[1:]:
+                dependents.setdefault(key, set()).add(subject)
+        return self._cached(subject, observed, measured, publishers, frozenset(keys), r.grants,
+                            time.monotonic(), self._generation)
+
+    @staticmethod
+    def _cached(subject: Reference, observed: tuple[Observed, ...],
+                measured: tuple[Measured, ...], publishers: dict[str, int],
+                refs: frozenset[bytes], grants: frozenset[tuple[int, bytes]], built: float,
+                generation: int) -> _Cached:
         facts = build_facts(observed, measured).get(subject) or Facts(subject)
         terminal = None
         if facts.stays:
             stay = facts.stays[-1]
             terminal = publishers.get((stay.available or stay.entry).source.ref)
         readable = frozenset(publishers) | frozenset(m.ref for m in measured)
-        return facts, terminal, readable
+        return _Cached(facts, terminal, readable, built, observed, measured, publishers, refs,
+                       grants, generation)
+
+    def _added(self, subject: Reference, entry: _Cached, new: Sequence[VisibleEvent],
+               linked: Iterable[Reference]) -> _Cached | None:
+        """``entry`` brought up to date with ``new`` events of this subject or its documents,
+        or None when the facts must be built again: a vessel (its AIS positions are read as
+        of its ETAs), a document newly linked, an event on a reference not read before."""
+        if subject.kind == "vessel":
+            return None
+        if subject.kind == "container" and any(
+                ref.kind in DOCUMENT_KINDS and key_of(ref.value) not in entry.refs
+                for ref in linked):
+            return None
+        added = [v for v in new if str(v.event_id) not in entry.publishers
+                 and not v.retracted_by]  # (an indexer retry hands the same events again)
+        if not added:
+            return entry
+        if any(key_of(v.event.subject.value) not in entry.refs for v in added):
+            return None
+        return self._cached(subject, entry.observed + tuple(_observed(v) for v in added),
+                            entry.measured,
+                            {**entry.publishers, **{str(v.event_id): v.publisher
+                                                    for v in added}},
+                            entry.refs, entry.grants, entry.built, entry.generation)
+
+    def _forget_dependents(self, org_id: int, batch: Sequence[IndexedEvent]) -> None:
+        """Drop the cached facts of the containers whose documents have new events (an event
+        on a document need not name every container under it)."""
+        dependents = self._dependents.get(org_id)
+        if not dependents:
+            return
+        for ev in batch:
+            for subject in dependents.pop(ev.subject, ()):
+                slot = self._subjects.get((org_id, subject))
+                if slot is not None:
+                    slot.facts = None
 
     def _measured(self, r: Recipient, subject: Reference,
                   visible: Sequence[VisibleEvent]) -> list[Measured]:
@@ -731,43 +833,64 @@ class AlertEngine:
 
     def evaluate_subject(self, r: Recipient, subject: Reference, *, deliver: bool = True,
                          cached: bool = False, now: int | None = None,
-                         sink: list[Record] | None = None) -> int:
+                         sink: list[Record] | None = None,
+                         new: Sequence[VisibleEvent] | None = None,
+                         linked: Iterable[Reference] = ()) -> int:
         """Evaluate one subject for one organisation and record what changed (at once, or by
         adding it to ``sink`` for one transaction with others); the number of transitions.
-        ``cached``: use the subject's cached facts if fresh (the clock pass)."""
+        ``cached``: use the subject's cached facts if fresh (the clock pass); ``new``: the new
+        events that touch it (its cached facts, if fresh, are brought up to date with them
+        instead of being read again; None: read them again)."""
         at = int(self.clock()) if now is None else now
         key = (r.org_id, subject)
-        entry: _Cached | None = self._facts.get_fresh(key) if cached else None
-        if entry is None or time.monotonic() - entry.built > self.settings.facts_ttl_seconds:
-            facts, terminal, readable = self.facts_of(r, subject)
-            entry = _Cached(facts, terminal, readable, time.monotonic())
-            self._facts.put(key, entry)
-        previous = self._states.get_fresh(key)
+        slot: _Subject | None = self._subjects.get_fresh(key)
+        if slot is None:
+            slot = _Subject()
+            self._subjects.put(key, slot)
+        entry = slot.facts
+        if entry is not None and (
+                entry.grants is not r.grants or entry.generation != self._generation
+                or time.monotonic() - entry.built > self.settings.facts_ttl_seconds):
+            entry = None
+        if entry is not None and new is not None:
+            entry = self._added(subject, entry, new, linked)
+        elif not cached:
+            entry = None
+        if entry is None:
+            entry = self._build(r, subject)
+        slot.facts = entry
+        previous = slot.states
         if previous is None:
             previous = self.store.states_of(r.org_id, subject)
         tariff = (self.tariffs.for_box(entry.terminal, entry.facts.carrier)
                   if subject.kind == "container" else None)
         result = evaluate({subject: entry.facts}, r.settings, tariff, None, at, previous)
         self.evaluations += 1
-        kept = []
+        readable = entry.readable
+        kept: dict[str, Alert] = {}
+        changed: list[Alert] = []
         for alert in result.alerts:
-            before = previous.get(alert.key)
-            if readable_by(alert, lambda s: s.ref in entry.readable) or (
+            alert_key = alert.key
+            before = previous.get(alert_key)
+            if before is alert:  # unchanged (its sources were checked when it was recorded)
+                kept[alert_key] = alert
+                continue
+            if readable_by(alert, lambda source: source.ref in readable) or (
                     before is not None and before.sources == alert.sources):
-                kept.append(alert)  # (a withdrawn episode keeps what was checked before)
+                kept[alert_key] = alert  # (a withdrawn episode keeps what was checked before)
+                changed.append(alert)
             else:  # never: facts are built from readable sources only
                 log.error("alerts: an alert rests on a source its organisation cannot read",
-                          extra={"org": r.org_id, "alert": alert.key})
-        transitions = [t for t in result.transitions if t.alert in kept]
-        changed = [a for a in kept if previous.get(a.key) is not a]
-        states = {**previous, **by_key(kept)}
-        self._states.put(key, states)
+                          extra={"org": r.org_id, "alert": alert_key})
+        transitions = [t for t in result.transitions if kept.get(t.alert.key) is t.alert]
+        slot.states = {**previous, **kept} if changed else previous
         wake = result.wake.get(subject)
-        if wake is not None and any(a.is_open and a.next_check == wake for a in kept):
+        if wake is not None and any(a.is_open and a.next_check == wake for a in kept.values()):
             wake = None  # the clock finds it by that alert's next check (no daily rewrite)
         known = self._known_keys(r.org_id)
-        fresh_subject = key_of(subject.value) not in known
-        wake_changed = self._wakes.get_fresh(key) != (wake,)
+        subject_key = key_of(subject.value)
+        fresh_subject = subject_key not in known
+        wake_changed = slot.wake != (wake,)
         if changed or transitions or fresh_subject or wake_changed:
             record = Record(r.org_id, changed, transitions,
                             {subject: wake} if fresh_subject or wake_changed else {}, deliver)
@@ -775,8 +898,8 @@ class AlertEngine:
                 self.store.record_many([record])
             else:
                 sink.append(record)
-            known[key_of(subject.value)] = subject.value
-            self._wakes.put(key, (wake,))
+            known[subject_key] = subject.value
+            slot.wake = (wake,)
         self.transitions += len(transitions)
         return len(transitions)
 

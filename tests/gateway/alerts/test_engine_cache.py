@@ -1,0 +1,179 @@
+"""The engine's cached facts and its batched writes: a subject's facts brought up to date with
+new events say what a rebuild from the read model says (a document's release that does not
+name the box, a new link, a retraction), and a write that fails records nothing, so the retry
+records each transition once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.alerts.model import Alert, Transition
+from gateway.alerts.store import AlertStore, Record
+from gateway.app import create_app
+from gateway.events.model import Reference
+from tests.gateway.alerts.builders import hk
+from tests.gateway.alerts.gateway_support import ISSUE_TARIFF, Port, config, event
+from tests.gateway.alerts.test_engine import BOX, DECLARATION, MBL, NOW, port_story
+from tests.support.dcsa import wait_until
+from tests.support.readside import CARRIER, CUSTOMS, TERMINAL, TRADER
+
+
+async def start(path: Path) -> tuple[TestClient[Any, Any], Port]:
+    client = TestClient(TestServer(create_app(config(path))))
+    await client.start_server()
+    port = Port(client.app)
+    await wait_until(lambda: port.store.progress("events") is not None
+                     and port.store.progress("readings") is not None, what="the first looks")
+    return client, port
+
+
+def cache_matches_a_rebuild(port: Port) -> int:
+    """Every cached (organisation, subject) facts equal the facts read again; how many."""
+    engine = port.engine
+    recipients = {r.org_id: r for r in engine.recipients()}
+    checked = 0
+    for (org_id, subject), slot in list(engine._subjects.items()):
+        if slot.facts is None or org_id not in recipients:
+            continue
+        facts, terminal, readable = engine.facts_of(recipients[org_id], subject)
+        assert slot.facts.facts == facts, (org_id, subject)
+        assert (slot.facts.terminal, slot.facts.readable) == (terminal, readable)
+        checked += 1
+    return checked
+
+
+def storage_of(port: Port, chain_org: int) -> Any:
+    return next(a for a in port.alerts_of(chain_org)
+                if a.kind == "not-picked-up" and a.state == "open")
+
+
+async def test_cached_facts_follow_new_events_as_a_rebuild_would(tmp_path: Path) -> None:
+    client, port = await start(tmp_path / "gw")
+    try:
+        await port_story(port)
+        port.engine.clock = lambda: NOW
+        resp = await client.put(f"/v1/alerts/tariffs/terminal/{TERMINAL}", json=ISSUE_TARIFF,
+                                headers=port.auth[TERMINAL])
+        assert resp.status == 200
+        await port.engine.on_indexed(port.events)
+        assert cache_matches_a_rebuild(port) >= 8
+        assert storage_of(port, TRADER).figures["pick_up_blocked"] is True
+
+        # customs releases the declaration without naming the box; then the terminal inspects
+        # the box: the box's facts are read again (its document had a new event), not only
+        # brought up to date with the inspection
+        release = port.record(CUSTOMS, event("CUSTOMS.CUSR", "declaration", DECLARATION,
+                                             hk("2026-11-08 08:00")),
+                              block_time=hk("2026-11-08 08:05"), readers=(TRADER,))
+        await port.engine.on_indexed([release])
+        inspection = port.record(TERMINAL, event("EQUIPMENT.INSP", "container", BOX,
+                                                 hk("2026-11-08 09:00")),
+                                 block_time=hk("2026-11-08 09:05"), readers=(CARRIER,),
+                                 reference=True)
+        await port.engine.on_indexed([inspection])
+        meter = storage_of(port, TRADER)
+        assert meter.figures["pick_up_blocked"] is False and meter.figures["holds"] == []
+        assert cache_matches_a_rebuild(port) >= 8
+
+        # a gate-out brought into the cached facts resolves the meter for every party
+        gtot = port.record(TERMINAL, event("TERMINAL.GTOT", "container", BOX,
+                                           hk("2026-11-08 09:30"), related=[("mbl", MBL)]),
+                           block_time=hk("2026-11-08 09:35"), readers=(CARRIER,),
+                           reference=True)
+        await port.engine.on_indexed([gtot])
+        for chain_org in (TERMINAL, CARRIER, TRADER):
+            final = next(a for a in port.alerts_of(chain_org) if a.kind == "not-picked-up")
+            assert final.state == "resolved" and final.figures["reason"] == "gated-out"
+            assert str(gtot.event_id) in {s.ref for s in final.sources}
+        assert cache_matches_a_rebuild(port) >= 8
+
+        # a retraction: every cached fact is read again
+        generation = port.engine._generation
+        retraction = port.record(
+            TERMINAL, event("TERMINAL.GTOT", "container", BOX, hk("2026-11-08 09:40"),
+                            retracts=gtot.event_id),
+            block_time=hk("2026-11-08 10:05"), readers=(CARRIER,), reference=True,
+            retracts=gtot.event_id)
+        await port.engine.on_indexed([retraction])
+        assert port.engine._generation == generation + 1
+        assert cache_matches_a_rebuild(port) >= 8
+    finally:
+        await client.close()
+
+
+async def test_a_failed_write_records_nothing_and_the_retry_records_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    client, port = await start(tmp_path / "gw")
+    try:
+        await port_story(port)
+        port.engine.clock = lambda: NOW
+        resp = await client.put(f"/v1/alerts/tariffs/terminal/{TERMINAL}", json=ISSUE_TARIFF,
+                                headers=port.auth[TERMINAL])
+        assert resp.status == 200
+        store = port.store
+        calls = {"n": 0}
+        real_seal: Callable[[str, str, int], bytes] = store._seal
+
+        def failing_seal(text: str, table: str, org_id: int) -> bytes:
+            calls["n"] += 1
+            if calls["n"] == 3:  # mid-batch: after a few rows were prepared
+                raise OSError("disk gone")
+            return real_seal(text, table, org_id)
+
+        monkeypatch.setattr(store, "_seal", failing_seal)
+        await port.engine.on_indexed(port.events)  # one organisation's evaluation fails
+        failed = store._db.execute("SELECT COUNT(*) FROM transitions").fetchone()[0]
+        monkeypatch.setattr(store, "_seal", real_seal)
+        await port.engine.on_indexed(port.events)  # the indexer's retry
+        await port.engine.on_indexed(port.events)  # and once more: nothing new
+        rows = store._db.execute(
+            "SELECT a.key, COUNT(t.id), MAX(t.id) = a.change_seq FROM alerts a JOIN "
+            "transitions t ON t.alert_id = a.id GROUP BY a.id").fetchall()
+        assert rows and all(n == 1 and latest for _, n, latest in rows), rows
+        assert len(rows) > failed
+        for chain_org in (TERMINAL, CARRIER, TRADER):
+            assert any(a.kind == "not-picked-up" for a in port.alerts_of(chain_org))
+    finally:
+        await client.close()
+
+
+def test_a_batch_writes_episodes_in_order_and_transitions_against_their_rows(
+        tmp_path: Path) -> None:
+    store = AlertStore(tmp_path / "alerts.db", secret=b"\x02" * 32)
+    try:
+        box = Reference("container", BOX)
+        first = Alert("not-picked-up", box, "1", "open", 100, 100,
+                      figures={"accrued": 100}, next_check=200)
+        later = Alert("not-picked-up", box, "1", "open", 100, 200,
+                      figures={"accrued": 200}, next_check=300)
+        hold = Alert("customs-hold", box, "7", "open", 50, 200)
+        ids = store.record_many([
+            Record(1, [first], [Transition("opened", first)], {box: None}),
+            Record(1, [later, hold], [Transition("updated", later, first)], {box: 400}),
+            Record(2, [first], [Transition("opened", first)], {box: None}, deliver=False),
+        ])
+        assert len(ids) == 3 and ids == sorted(ids)
+        states = store.states_of(1, box)
+        assert states[later.key].figures == {"accrued": 200}
+        assert states[later.key].next_check == 300 and hold.key in states
+        assert store.states_of(2, box)[first.key].figures == {"accrued": 100}
+        rows = store._db.execute(
+            "SELECT t.id, t.change, a.org_id, a.change_seq, t.dispatched FROM transitions t "
+            "JOIN alerts a ON a.id = t.alert_id ORDER BY t.id").fetchall()
+        assert rows == [(ids[0], "opened", 1, ids[1], 0), (ids[1], "updated", 1, ids[1], 0),
+                        (ids[2], "opened", 2, ids[2], 1)]
+        (alert_id,) = store._db.execute("SELECT id FROM alerts WHERE org_id = 1 AND key = ?",
+                                        (first.key,)).fetchone()
+        assert [h["alert"]["accrued"] for h in store.history(alert_id)] == [100, 200]
+        assert store.due(199) == [] and store.due(250) == [(2, box)]
+        assert store.due(300) == [(1, box), (2, box)]
+        # a pending transition opens its body only when asked for
+        [pending] = [t for t in store.undispatched() if t.change == "updated"]
+        assert pending.body["accrued"] == 200 and pending.body["change"] == "updated"
+    finally:
+        store.close()
