@@ -89,7 +89,8 @@ def drafts(lines: int) -> dict[str, Any]:
         t2 = time.perf_counter()
         parse_times.append(t1 - t0)
         build_times.append(t2 - t1)
-    assert found is not None and found.ok, [(d.key, d.issues[:2]) for d in found.drafts]
+    assert found is not None
+    assert found.ok, [(d.key, d.issues[:2]) for d in found.drafts]
     return {"lines": lines, "drafts": [d.key for d in found.drafts],
             "parse_ms_median": round(statistics.median(parse_times) * 1000, 1),
             "drafts_ms_best": round(min(build_times) * 1000, 1),
@@ -111,7 +112,7 @@ async def submissions(count: int, folder: Path) -> dict[str, Any]:
             def service() -> DeclarationService:
                 return DeclarationService(
                     store=DeclarationStore(folder / "declarations.db", secret=secret),
-                    settings=SETTINGS, accounts=None,  # type: ignore[arg-type]
+                    settings=SETTINGS, accounts=None,
                     tracking=None, nomenclature=hs.shipped(),
                     connectors=http_connectors(server.url, session, timeout_seconds=5))
             first = service()

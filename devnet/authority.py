@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     web.run_app(create_app(args.state, accept_after=args.accept_after,
                            release_after=args.release_after, query_after=args.query_after),
-                host=args.host, port=args.port, print=None)
+                host=args.host, port=args.port, print=None, shutdown_timeout=0.5)
 
 
 if __name__ == "__main__":

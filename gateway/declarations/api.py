@@ -14,7 +14,8 @@
 =========================================================  =====================================
 
 Writes are the declarant's (the uploading organisation, scope ``events:write``); reads
-(``tracking:read``) are the declarant's, its named readers' and the customs organisations'
+(``tracking:read``) are the declarant's, its named readers' and, once a draft was submitted to
+it, the authority's customs organisation
 (:meth:`~gateway.declarations.service.DeclarationService.may_read`); anyone else gets 404.
 """
 
@@ -237,8 +238,11 @@ def _organisation(request: web.Request, org_id: int, path: str) -> None:
 async def list_declarations(request: web.Request) -> web.Response:
     principal = require(request, READ)
     service = _service(request)
-    rows = (service.store.submitted_shipments() if principal.org_id
-            in service.authority_orgs() else service.store.shipments_of(principal.org_id))
+    rows = service.store.shipments_of(principal.org_id)
+    mine = service.authorities_of(principal.org_id)
+    if mine:
+        known = {s.id for s in rows}
+        rows += [s for s in service.store.submitted_shipments(sorted(mine)) if s.id not in known]
     return web.json_response({"declarations": [
         {"id": s.id, "reference": s.reference, "owner": s.org_id,
          "direction": s.body["options"]["direction"], "updated": s.updated} for s in rows]})

@@ -12,8 +12,9 @@ declarant's own view, which the declarant chose to share with them.
 Who reads a declaration
 -----------------------
 The declarant (the uploading organisation), the organisations it names (``readers``: its
-forwarder or broker) and the customs organisations of the settings (``hk_authority_org``,
-``cn_authority_org``). Nobody else: another organisation gets 404, as if it did not exist.
+forwarder or broker) and, once a declaration was submitted to it, the customs organisation of
+that authority (settings ``hk_authority_org``, ``cn_authority_org``). Nobody else: another
+organisation gets 404, as if it did not exist.
 
 The worker
 ----------
@@ -157,7 +158,8 @@ class DeclarationService:
 
     store: DeclarationStore
     settings: DeclarationSettings
-    accounts: Accounts
+    accounts: Accounts | None
+    """The directory (None: a worker without one, e.g. the bench)."""
     tracking: Tracking | None
     nomenclature: Nomenclature
     connectors: dict[str, Connector]
@@ -166,19 +168,31 @@ class DeclarationService:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     # -- reading ----------------------------------------------------------------------------
-    def authority_orgs(self) -> set[int]:
-        return {o for o in (self.settings.hk_authority_org, self.settings.cn_authority_org)
-                if o is not None}
+    def authorities_of(self, org_id: int) -> set[str]:
+        """The authorities (``hk-tdec``, ``hk-rocars``, ``cn-itsw``) ``org_id`` acts for."""
+        found: set[str] = set()
+        if org_id == self.settings.hk_authority_org:
+            found |= {"hk-tdec", "hk-rocars"}
+        if org_id == self.settings.cn_authority_org:
+            found.add("cn-itsw")
+        return found
 
     def may_read(self, principal: Principal, shipment: Shipment) -> bool:
-        return (principal.org_id == shipment.org_id or principal.org_id in shipment.readers
-                or principal.org_id in self.authority_orgs())
+        """The declarant, its named readers, and an authority once something was submitted
+        to it."""
+        if principal.org_id == shipment.org_id or principal.org_id in shipment.readers:
+            return True
+        mine = self.authorities_of(principal.org_id)
+        return bool(mine) and any(s.authority in mine
+                                  for s in self.store.submissions_of(shipment.id))
 
     def party(self, raw: Any, where: str) -> Party | None:
         """A party of the upload: ``{"organisation": id}`` (directory) or name and address."""
         if not isinstance(raw, dict):
             return None
         if "organisation" in raw:
+            if self.accounts is None:
+                return None
             org = self.accounts.organisation(int(raw["organisation"]))
             details = org.details or {}
             reg = str(details.get("registrationNumber", ""))
@@ -193,7 +207,7 @@ class DeclarationService:
         declarant sees nothing of it now)."""
         options = shipment.body["options"]
         view = None
-        if self.tracking is not None:
+        if self.tracking is not None and self.accounts is not None:
             owner = self.accounts.principal_for_org(shipment.org_id, ["tracking:read"])
             if owner.chain_org is not None:
                 view = self.tracking.shipment_of(owner, shipment.reference)
@@ -228,6 +242,8 @@ class DeclarationService:
         due = self.store.due(self.clock())
         for sub in due:
             await self._advance(sub)
+        for sub in self.store.unrecorded(tuple(CUSTOMS_STATUS)):
+            await self._record_event(sub)
         return len(due)
 
     async def _advance(self, sub: Submission) -> None:
@@ -262,14 +278,14 @@ class DeclarationService:
             attempts=0, last_error=None,
             note=("SIMULATED authority: " if answer.simulated else "") + answer.status)
         if updated.status != updated.recorded and updated.status in CUSTOMS_STATUS:
-            await self._record_event(updated)
+            await self._record_event(updated)  # (if this is lost, the next pass redoes it)
 
     async def _record_event(self, sub: Submission) -> None:
         """Publish a released / queried / rejected status as a customs event (module doc)."""
         authority = (self.settings.cn_authority_org if sub.authority == "cn-itsw"
                      else self.settings.hk_authority_org)
         shipment = self.store.shipment(sub.shipment_id)
-        if self.outbox is None or authority is None or shipment is None:
+        if self.outbox is None or self.accounts is None or authority is None or shipment is None:
             self.store.mark_recorded(sub.id, sub.status)
             return
         options = shipment.body["options"]
@@ -278,6 +294,7 @@ class DeclarationService:
         containers = [c for c in options.get("containers", []) if isinstance(c, str)]
         message = customs_message(sub, bills, containers, int(self.clock()))
         if message is None:
+            self.store.mark_recorded(sub.id, sub.status)
             return
         try:
             events = customs.events_of(message)

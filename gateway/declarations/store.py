@@ -110,6 +110,7 @@ class Submission:
                 "status": self.status, "number": self.number, "reasons": list(self.reasons),
                 "attempts": self.attempts, "lastError": self.last_error,
                 "documentHash": self.document_hash, "submittedBy": self.by,
+                "recordedAs": self.recorded,
                 "created": self.created, "updated": self.updated}
 
 
@@ -198,10 +199,13 @@ class DeclarationStore(sqlite.Store):
             "WHERE org_id = ? ORDER BY 1 DESC LIMIT ?", (org_id, org_id, limit))]
         return [s for s in (self.shipment(i) for i in ids) if s is not None]
 
-    def submitted_shipments(self, *, limit: int = 200) -> list[Shipment]:
-        """Shipments with a submission, newest first (what an authority lists)."""
+    def submitted_shipments(self, authorities: list[str], *, limit: int = 200,
+                            ) -> list[Shipment]:
+        """Shipments with a submission to one of ``authorities``, newest first (what an
+        authority lists)."""
         ids = [int(r[0]) for r in self._db.execute(
-            "SELECT DISTINCT shipment_id FROM submissions ORDER BY 1 DESC LIMIT ?", (limit,))]
+            "SELECT DISTINCT shipment_id FROM submissions WHERE authority IN (SELECT value FROM "
+            "json_each(?)) ORDER BY 1 DESC LIMIT ?", (json.dumps(authorities), limit))]
         return [s for s in (self.shipment(i) for i in ids) if s is not None]
 
     # -- corrections and approvals ----------------------------------------------------------
@@ -311,6 +315,16 @@ class DeclarationStore(sqlite.Store):
         found = self.submission(sub.id)
         assert found is not None
         return found
+
+    def unrecorded(self, statuses: tuple[str, ...], limit: int = 100) -> list[Submission]:
+        """Submissions in one of ``statuses`` not yet recorded as such (a crash between the
+        status and its customs event leaves one behind)."""
+        return [self._submission(r) for r in self._db.execute(
+            "SELECT id, shipment_id, org_id, draft, authority, document, document_hash, "
+            "status, attempts, next_at, last_error, number, reasons, recorded, created, "
+            "updated, by FROM submissions WHERE status IN (SELECT value FROM json_each(?)) "
+            "AND (recorded IS NULL OR recorded != status) ORDER BY updated LIMIT ?",
+            (json.dumps(list(statuses)), limit))]
 
     def mark_recorded(self, sid: str, status: str) -> None:
         with self._transaction() as db:
