@@ -181,6 +181,15 @@ def summary(label: str, report: LoadReport) -> str:
     )
 
 
+#: Offered rates (transactions of 20 events a second) below and far above what a 4-validator
+#: devnet finalizes on this machine.
+BELOW, ABOVE = 8, 200
+
+
+def _counted(metric: str) -> bool:
+    return any(w in metric for w in ("refused", "dropped", "floods", "high_water"))
+
+
 @pytest.mark.slow
 def test_overload_ten_times_over_json_rpc(tmp_path: Path) -> None:
     layout = create_devnet(tmp_path / "net")
@@ -196,20 +205,26 @@ def test_overload_ten_times_over_json_rpc(tmp_path: Path) -> None:
         )
         load = CargoLoad(devnet, events_per_tx=20, payload_bytes=64)
         sampler.start()
-        base = load.run(40, 20, settle=60)
+        # Below what the devnet finalizes, before and after; in between, ~10x above it (on this
+        # 2-core machine a 4-validator devnet finalizes ~15-20 such transactions a second).
+        base = load.run(BELOW, 20, settle=60)
         print(summary("baseline", base))
-        sustainable = max(base.finalized_events_per_s / load.events_per_tx, 1.0)
-        over = load.run(10 * sustainable, 60, settle=240)
+        over = load.run(ABOVE, 60, settle=240)
         print(summary("overload", over))
         print("refusals:", dict(over.refusals))
-        after = load.run(40, 20, settle=60)
+        after = load.run(BELOW, 20, settle=60)
         print(summary("after", after))
+        finalized_tx_per_s = over.finalized_events_per_s / load.events_per_tx
+        print(f"overload: submitted {over.submit_tx_per_s / finalized_tx_per_s:.1f}x the rate "
+              f"it finalized ({finalized_tx_per_s:.1f} tx/s)")  # fmt: skip
         print("peak RSS MiB:", {devnet.nodes[i].name: round(v) for i, v in sampler.peak.items()})
-        seen = metrics(devnet.nodes[0].rpc_port)
-        print({k: v for k, v in seen.items() if "refused" in k or "dropped" in k})
+        for node in devnet.nodes:
+            seen = metrics(node.rpc_port)
+            print(node.name, {k: v for k, v in seen.items() if v and _counted(k)})
         # No process died.
         assert all(devnet.is_running(i) for i in range(len(devnet.nodes)))
-        # Refusals happened, each one a limit refusal (-32005 "limit exceeded").
+        # A real overload; refusals happened, each one a limit refusal (-32005).
+        assert over.submit_tx_per_s >= 5 * finalized_tx_per_s
         assert over.refused > 0
         assert all(message.startswith("limit exceeded") for message in over.refusals)
         # Every accepted transaction is final exactly once, none reverted.
@@ -217,7 +232,7 @@ def test_overload_ten_times_over_json_rpc(tmp_path: Path) -> None:
             assert report.lost == 0 and report.duplicated == 0 and report.reverted == 0
             assert report.included_once == report.accepted
             assert report.hash_mismatches == 0 and report.receipt_mismatches == 0
-        # Memory bounded; throughput back to normal afterwards.
+        # Memory bounded; throughput back to normal afterwards (the settle time has passed).
         assert max(sampler.peak.values()) < 1024
         assert after.finalized_events_per_s >= 0.8 * base.finalized_events_per_s
     finally:
