@@ -38,7 +38,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from gateway.accounts.store import Accounts
@@ -54,7 +53,7 @@ from gateway.declarations.model import (
     Sourced,
 )
 from gateway.declarations.store import DeclarationStore, Shipment, Submission
-from gateway.events.model import CanonicalEvent, Visibility
+from gateway.events.model import CanonicalEvent, EventError, Visibility, parse_time
 from gateway.feeds import customs
 from gateway.feeds.model import MessageError
 from gateway.isotime import iso_time
@@ -75,8 +74,8 @@ def _iso_to_unix(text: Any) -> int | None:
     if not isinstance(text, str):
         return None
     try:
-        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
-    except ValueError:
+        return parse_time(text)
+    except EventError:
         return None
 
 

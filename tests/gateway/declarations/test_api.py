@@ -328,3 +328,58 @@ async def test_restart_with_submissions_in_flight_loses_nothing(
         assert steps[0] == "pending" and steps[-1] == "released"
     finally:
         await client.close()
+
+
+async def test_road_crossing_goods_replaced_and_approval_withdrawn(
+        gateway: tuple[TestClient, Port]) -> None:
+    """A cross-boundary truck: the ROCARS draft with the vehicle its CCRN is bound to; new goods
+    lines replace the old (corrections and approvals go); a correction withdraws an approval."""
+    client, port = gateway
+    auth = port.auth[TRADER]
+    crossing = {"vehicle": "zx 1234", "controlPoint": "Lok Ma Chau",
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 7200))}
+    lines = INVOICE.replace(",,8517620000", ",85176200,8517620000")
+    view = await body(await client.post("/v1/declarations", json=upload_body(
+        invoice={"csv": lines}, direction="export", crossing=crossing,
+        authorities=["hk-tdec", "hk-rocars"]), headers=auth), 201)
+    sid = view["id"]
+    road = next(d for d in view["drafts"] if d["authority"] == "hk-rocars")
+    assert road["ok"], road["issues"]
+    assert road["fields"]["vehicle"]["value"] == "ZX1234"
+    assert road["fields"]["packages"]["value"] == 80
+    assert [d["key"] for d in view["drafts"] if d["authority"] == "hk-tdec"] == [
+        f"tdec:{MBL}:2"]  # an export: one form 2 for food and non-food alike
+    tdec_key = f"tdec:{MBL}:2"
+    await body(await client.post(f"/v1/declarations/{sid}/drafts/{tdec_key}/approve",
+                                 headers=auth))
+    view = await body(await client.post(f"/v1/declarations/{sid}/corrections", headers=auth,
+                                        json={"draft": tdec_key, "path": "fields/consignee",
+                                              "value": "Sino Trading (Shenzhen) Ltd"}), 201)
+    assert next(d for d in view["drafts"] if d["key"] == tdec_key)["approval"] is None
+    refused = await client.post(f"/v1/declarations/{sid}/drafts/{tdec_key}/submit",
+                                headers=auth)
+    assert (await body(refused, 409))["error"]["code"] == "not-approved"
+    # new lines (as CSV): packages change everywhere, the correction is gone
+    fewer = HEADER + lines.split("\n", 1)[1].replace(",20,CT,", ",2,CT,")
+    replaced = await client.put(f"/v1/declarations/{sid}/goods", data=fewer.encode(),
+                                headers={**auth, "Content-Type": "text/csv"})
+    view = await body(replaced)
+    road = next(d for d in view["drafts"] if d["authority"] == "hk-rocars")
+    assert road["fields"]["packages"]["value"] == 62 and view["corrections"] == []
+    bad = await client.put(f"/v1/declarations/{sid}/goods", data=b"line\n1\n",
+                           headers={**auth, "Content-Type": "text/csv"})
+    assert (await body(bad, 422))["error"]["code"] == "invalid-invoice"
+    assert (await client.put(f"/v1/declarations/{sid}/goods", data=fewer.encode(),
+                             headers={**port.auth[FORWARDER], "Content-Type": "text/csv"},
+                             )).status == 404
+    await body(await client.post(f"/v1/declarations/{sid}/drafts/rocars:{MBL}/approve",
+                                 headers=auth))
+    await body(await client.post(f"/v1/declarations/{sid}/drafts/rocars:{MBL}/submit",
+                                 headers=auth), 202)
+
+    async def ccrn() -> bool:
+        subs = await subs_of(client, auth, sid)
+        return bool(subs) and subs[0]["status"] == "released"
+    await wait_until(ccrn, timeout=20, what="the CCRN")
+    (sub,) = await subs_of(client, auth, sid)
+    assert codes.check_ccrn(sub["number"]) is None and sub["number"].startswith("RE")
