@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import rlp
-from eth_keys import keys
+from eth_keys.datatypes import PrivateKey
 
 from consensus import extradata, inputs, qbft
 from consensus.messages import (
@@ -35,7 +35,8 @@ from node.db import LevelDB
 from node.engine import Engine, EngineLimits, EventQueue
 from node.genesis import Genesis, QbftConfig, build_genesis, dev_key
 from node.ledger import Ledger
-from node.p2p import Code, P2PConfig, Peer, PeerNetwork
+from node.p2p import P2PConfig, Peer, PeerNetwork
+from node.p2p_frames import Code
 from node.rpc.errors import LIMIT_EXCEEDED, TX_REJECTED
 from node.service import NodeService
 from node.txpool import PoolLimits, TxRejected
@@ -47,7 +48,7 @@ PEER_A = b"\xaa" * 20
 PEER_B = b"\xbb" * 20
 
 
-def prepare(height: int, round_: int, key: keys.PrivateKey | None = None) -> Prepare:
+def prepare(height: int, round_: int, key: PrivateKey | None = None) -> Prepare:
     """A PREPARE signed by ``key`` (validator:1 by default)."""
     key = key or dev_key("validator:1")
     payload = PreparePayload(height, round_, DIGEST)
@@ -66,7 +67,7 @@ async def until(cond: Any, timeout: float = WAIT) -> None:
 
 
 # -- the engine's event queue ------------------------------------------------------------------
-async def drain(queue: EventQueue) -> list[inputs.Event]:
+async def drain(queue: EventQueue) -> list[Any]:
     out = []
     while len(queue):
         out.append(await asyncio.wait_for(queue.get(), 1.0))
@@ -224,7 +225,7 @@ Pair = tuple[PeerNetwork, PeerNetwork, list[int], list[int], asyncio.Event]
 async def flood_pair() -> AsyncIterator[Pair]:
     """``a`` sends to ``b``, whose handler waits for ``gate``: b's inbox for a fills up.
     Yields a, b, the STATUS heights whose handling started, those handled, and the gate."""
-    ka, kb = keys.PrivateKey(b"\x01" * 32), keys.PrivateKey(b"\x02" * 32)
+    ka, kb = PrivateKey(b"\x01" * 32), PrivateKey(b"\x02" * 32)
     pa = Peer(ka.public_key.to_canonical_address(), "127.0.0.1", free_port())
     pb = Peer(kb.public_key.to_canonical_address(), "127.0.0.1", free_port())
     fast = P2PConfig(backoff_initial=0.05, backoff_max=0.4, ping_interval=1.0, idle_timeout=5.0)
