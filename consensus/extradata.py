@@ -142,7 +142,8 @@ def quorum(validator_count: int) -> int:
 
 
 def decode(raw: bytes) -> ExtraData:
-    """Decode ``extraData``; raise :class:`InvalidExtraData` naming what is wrong."""
+    """Decode ``extraData`` (strict, canonical RLP); raise :class:`InvalidExtraData` naming what
+    is wrong — :class:`LegacyExtraData` for a round with leading zero bytes (chain format v1)."""
     try:
         items = rlp.decode(raw)
     except Exception as exc:  # rlp raises several unrelated types
