@@ -26,7 +26,9 @@ retryable failure (time-out, garbage, 5xx) backs off exponentially and is shown 
 status is recorded in the history, and a released, queried or rejected status becomes a customs
 event (:func:`customs_message`, through :mod:`gateway.feeds.customs`) published by the
 authority's organisation through the write path, readable by the declarant and its named
-readers: tracking by the declaration number then shows it.
+readers: tracking by the declaration number then shows it. A declarant the contract takes
+filings from also files the declaration in ``Declarations.vy`` and the authority's
+organisation posts its statuses there (:mod:`~gateway.declarations.onchain`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.accounts.store import Accounts
+from gateway.declarations import onchain
 from gateway.declarations.connectors import FINAL, Connector, ConnectorError
 from gateway.declarations.drafts import DraftSet, build_drafts, corrections_of
 from gateway.declarations.hs import Nomenclature
@@ -243,7 +246,43 @@ class DeclarationService:
             await self._advance(sub)
         for sub in self.store.unrecorded(tuple(CUSTOMS_STATUS)):
             await self._record_event(sub)
+        for sub, state, posted in self.store.chain_due():
+            await self._chain(sub, state, posted)
         return len(due)
+
+    async def _chain(self, sub: Submission, state: str | None, posted: list[str]) -> None:
+        """File the declaration on chain and post its statuses (:mod:`.onchain`)."""
+        authority = (self.settings.cn_authority_org if sub.authority == "cn-itsw"
+                     else self.settings.hk_authority_org)
+        if self.outbox is None or self.accounts is None or authority is None \
+                or sub.number is None:
+            self.store.set_chain(sub.id, "off", posted)
+            return
+        if state is None:
+            declarant = self.accounts.organisation(sub.org_id)
+            if declarant.chain_org is None or not set(declarant.roles) & set(
+                    onchain.DECLARANT_ROLES):
+                self.store.set_chain(sub.id, "off", posted)  # (module doc of onchain)
+                return
+            await self.outbox.accept_async(sub.org_id, [onchain.file_operation(
+                sub.id, sub.authority, sub.number, sub.document)])
+            self.store.set_chain(sub.id, "filed", posted)
+            return
+        receipt = self.outbox.status(sub.org_id, onchain.file_key(sub.id))
+        if receipt is None or receipt.status == "failed":
+            log.warning("declaration %s: filing on chain failed: %s", sub.id,
+                        receipt.error if receipt else "not in the outbox")
+            self.store.set_chain(sub.id, "failed", posted)
+            return
+        if receipt.status != "final":
+            return  # the contract refuses a status before the filing is final
+        statuses = [h["status"] for h in self.store.history(sub.id)
+                    if h["status"] in onchain.STATUS_CODES and h["status"] not in posted]
+        if statuses:
+            await self.outbox.accept_async(authority, onchain.status_operations(
+                sub.id, sub.number, statuses, sub.reasons))
+            posted = [*posted, *statuses]
+        self.store.set_chain(sub.id, "done" if sub.status in FINAL else "filed", posted)
 
     async def _advance(self, sub: Submission) -> None:
         connector = self.connectors.get(sub.authority)

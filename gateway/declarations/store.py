@@ -10,7 +10,9 @@ Tables (one SQLite file, WAL; :class:`gateway.sqlite.Store`):
 - ``submissions`` — the outbox: keyed by the submission id (SHA-256 of organisation,
   shipment, draft and document), so a repeated submit or a restart never lodges twice; the
   sealed document, status, attempts, next attempt, last error, official number, sealed reasons,
-  and the last status recorded as a customs event;
+  the last status recorded as a customs event, and where its filing on chain stands
+  (``chain_state``: none yet, ``off``, ``filed``, ``failed``, ``done``; ``chain_posted``: the
+  statuses posted);
 - ``history`` — every status a submission reached, with when and a note.
 
 Bodies are sealed at rest (AES-256-GCM under the keystore secret ``declarations``, bound to
@@ -52,7 +54,8 @@ CREATE TABLE IF NOT EXISTS submissions (
     draft TEXT NOT NULL, authority TEXT NOT NULL, document BLOB NOT NULL,
     document_hash TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
     next_at REAL NOT NULL, last_error TEXT, number TEXT, reasons BLOB,
-    recorded TEXT, created REAL NOT NULL, updated REAL NOT NULL, by TEXT NOT NULL);
+    recorded TEXT, created REAL NOT NULL, updated REAL NOT NULL, by TEXT NOT NULL,
+    chain_state TEXT, chain_posted TEXT NOT NULL DEFAULT '[]');
 CREATE INDEX IF NOT EXISTS submissions_due ON submissions (status, next_at);
 CREATE INDEX IF NOT EXISTS submissions_number ON submissions (number);
 CREATE TABLE IF NOT EXISTS history (
@@ -325,6 +328,30 @@ class DeclarationStore(sqlite.Store):
             "updated, by FROM submissions WHERE status IN (SELECT value FROM json_each(?)) "
             "AND (recorded IS NULL OR recorded != status) ORDER BY updated LIMIT ?",
             (json.dumps(list(statuses)), limit))]
+
+    def chain_due(self, limit: int = 100) -> list[tuple[Submission, str | None, list[str]]]:
+        """Numbered submissions whose filing on chain is not settled, with its state and the
+        statuses posted so far."""
+        rows = self._db.execute(
+            "SELECT id, chain_state, chain_posted FROM submissions WHERE number IS NOT NULL "
+            "AND (chain_state IS NULL OR chain_state = 'filed') ORDER BY updated LIMIT ?",
+            (limit,)).fetchall()
+        out = []
+        for sid, state, posted in rows:
+            sub = self.submission(sid)
+            if sub is not None:
+                out.append((sub, state, json.loads(posted)))
+        return out
+
+    def set_chain(self, sid: str, state: str, posted: list[str]) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE submissions SET chain_state = ?, chain_posted = ? WHERE id = ?",
+                       (state, json.dumps(posted), sid))
+
+    def chain_of(self, sid: str) -> tuple[str | None, list[str]]:
+        row = self._db.execute("SELECT chain_state, chain_posted FROM submissions WHERE id = ?",
+                               (sid,)).fetchone()
+        return (None, []) if row is None else (row[0], json.loads(row[1]))
 
     def mark_recorded(self, sid: str, status: str) -> None:
         with self._transaction() as db:

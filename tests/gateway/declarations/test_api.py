@@ -1,131 +1,31 @@
 """The declarations API in the real gateway against the SIMULATED authority service, started as
-its own process on loopback: upload once, three drafts, a correction, approve, submit, official
+its own process on loopback: upload once, the drafts, a correction, approve, submit, official
 numbers and a release back; the release becomes a customs event that tracking by the China
-declaration number shows; the customs organisation reads the declaration, a bank does not; an
-authority that times out or answers garbage is retried with a clear status; a gateway restart
-with submissions in flight loses nothing."""
+declaration number shows; the customs organisation reads the declaration once it was submitted
+to it, a bank never; bad input; a road crossing's ROCARS draft and its CCRN."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
-import aiohttp
-import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from devnet.authority import AuthorityServer
-from gateway.app import create_app
 from gateway.appkeys import OUTBOX
-from gateway.config import GatewayConfig
 from gateway.declarations import codes
-from gateway.declarations.api import DECLARATIONS
-from tests.gateway.alerts.gateway_support import Port, event
+from tests.gateway.alerts.gateway_support import Port
+from tests.gateway.declarations.support import (
+    BOX,
+    HEADER,
+    INVOICE,
+    MBL,
+    body,
+    issues,
+    submit_all,
+    subs_of,
+    upload_body,
+)
 from tests.support.dcsa import wait_until
-from tests.support.readside import BANK, CARRIER, CUSTOMS, FORWARDER, TRADER
-
-MBL = "PCOL1234567"
-BOX = "CSQU3054383"
-IMO = "9321483"
-NOW = int(time.time())
-USCC = "91350100M000100Y43"  # GB 32100-2015's worked example with its check character
-HEADER = ("line,description,hs_code,quantity,unit,gross_kg,net_kg,value,currency,origin,"
-          "packages,package_type,hkhs_code,cn_code,model\n")
-INVOICE = HEADER + (
-    "1,Smartphones,851713,200,PCS,150.5,120,40000,USD,CN,20,CT,85171300,8517130000,X1 128GB\n"
-    "2,Frozen shrimp,030617,500,KGM,560,500,3000,USD,VN,50,CT,03061790,0306179000,\n"
-    "3,Routers,851762,100,SET,90,80,12000,USD,CN,10,CT,,8517620000,R7\n")
-
-
-def config(data_dir: Path, authority_url: str, **extra: Any) -> GatewayConfig:
-    return GatewayConfig(
-        data_dir=data_dir, keystore_passphrase="test passphrase", cookie_secure=False,
-        extra={"alerts": {"clock_seconds": 3600},
-               "declarations": {
-                   "authority_url": authority_url, "poll_seconds": 0.1,
-                   "retry_base_seconds": 0.05, "retry_max_seconds": 0.2,
-                   "timeout_seconds": 1.0, "max_attempts": 50,
-                   "rates": [{"base": "USD", "quote": "HKD", "rate": "7.8", "source": "HKMA "
-                              "(EXAMPLE)", "date": "2026-12-01"}], **extra}})
-
-
-@pytest.fixture
-def authority(tmp_path: Path) -> Any:
-    server = AuthorityServer(tmp_path / "authority", accept_after=0.2, release_after=0.5,
-                             query_after=0.3).start()
-    yield server
-    server.stop()
-
-
-async def started(path: Path, url: str) -> tuple[TestClient, Port]:
-    client = TestClient(TestServer(create_app(config(path, url))))
-    await client.start_server()
-    port = Port(client.app)
-    for org, name in ((CARRIER, "Pacific Ocean Line"), (TRADER, "Sino Trading"),
-                      (FORWARDER, "Harbour Forwarding"), (CUSTOMS, "Customs"),
-                      (BANK, "Bank of the Port")):
-        port.member(org, name)
-    _authorities(port)
-    return client, port
-
-
-def _authorities(port: Port) -> None:
-    service = port.app[DECLARATIONS]
-    service.settings = dataclasses.replace(service.settings, hk_authority_org=port.orgs[CUSTOMS],
-                                           cn_authority_org=port.orgs[CUSTOMS])
-
-
-def story(port: Port) -> None:
-    """The carrier's B/L (vessel, voyage, ports, ETA) and the arrival, readable by the trader."""
-    port.record(CARRIER, event("SHIPMENT.ISSU", "mbl", MBL, NOW - 3 * 86400, location="CNYTN",
-                               related=[("container", BOX), ("vessel", IMO)],
-                               details={"vessel": {"imo": IMO, "name": "EVER GIVEN"},
-                                        "voyage": "021E", "pol": "CNYTN", "pod": "HKHKG",
-                                        "containers": [BOX]}),
-                block_time=NOW - 3 * 86400, readers=(TRADER, FORWARDER))
-    port.record(CARRIER, event("TRANSPORT.ARRI", "mbl", MBL, NOW - 86400,
-                               related=[("vessel", IMO)]),
-                block_time=NOW - 86400, readers=(TRADER, FORWARDER))
-
-
-def upload_body(**extra: Any) -> dict[str, Any]:
-    return {"reference": MBL, "direction": "import", "invoice": {"csv": INVOICE},
-            "consignor": {"name": "Shenzhen Phone Works", "address": "1 Keji Road, Shenzhen",
-                          "country": "CN", "uscc": USCC},
-            "consignee": {"name": "Sino Trading Ltd", "address": "8 Harbour Road, Hong Kong",
-                          "country": "HK"},
-            **extra}
-
-
-async def body(resp: Any, status: int = 200) -> Any:
-    assert resp.status == status, await resp.text()
-    return await resp.json()
-
-
-@pytest.fixture
-async def gateway(tmp_path: Path, authority: AuthorityServer,
-                  ) -> AsyncIterator[tuple[TestClient, Port]]:
-    client, port = await started(tmp_path / "gw", authority.url)
-    story(port)
-    try:
-        yield client, port
-    finally:
-        await client.close()
-
-
-def issues(draft: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(i["code"], i["path"]) for i in draft["issues"]]
-
-
-async def submit_all(client: TestClient, auth: dict[str, str], view: dict[str, Any]) -> None:
-    for draft in view["drafts"]:
-        await body(await client.post(f"/v1/declarations/{view['id']}/drafts/{draft['key']}"
-                                     "/approve", headers=auth))
-        await body(await client.post(f"/v1/declarations/{view['id']}/drafts/{draft['key']}"
-                                     "/submit", headers=auth), 202)
+from tests.support.readside import BANK, CUSTOMS, FORWARDER, TRADER
 
 
 async def test_upload_correct_submit_release_and_track(
@@ -247,87 +147,6 @@ async def test_bad_input(gateway: tuple[TestClient, Port]) -> None:
         headers=auth), 201)
     found = {code for d in view["drafts"] for code, _ in issues(d)}
     assert {"missing-rate", "unknown-hs-heading", "missing-party"} <= found
-
-
-async def faults(authority: AuthorityServer, **counts: int) -> None:
-    async with aiohttp.ClientSession() as session, session.post(
-            f"{authority.url}/v1/admin/faults", json=counts) as resp:
-        assert resp.status == 200
-
-
-async def subs_of(client: TestClient, auth: dict[str, str], sid: int) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = (await body(await client.get(
-        f"/v1/declarations/{sid}/submissions", headers=auth)))["submissions"]
-    return found
-
-
-async def test_garbage_is_retried_with_a_clear_status(
-        gateway: tuple[TestClient, Port], authority: AuthorityServer) -> None:
-    client, port = gateway
-    auth = port.auth[TRADER]
-    view = await body(await client.post("/v1/declarations", json=upload_body(
-        invoice={"csv": INVOICE.replace(",,8517620000", ",85176200,8517620000")},
-        authorities=["cn-itsw"]), headers=auth), 201)
-    sid = view["id"]
-    await faults(authority, garbage=1000)
-    await submit_all(client, auth, view)
-
-    async def failing() -> bool:
-        subs = await subs_of(client, auth, sid)
-        return bool(subs) and subs[0]["attempts"] >= 2
-    await wait_until(failing, timeout=15, what="retried garbage")
-    (sub,) = await subs_of(client, auth, sid)
-    assert sub["status"] == "pending" and "not JSON" in sub["lastError"]
-    await faults(authority, garbage=0, timeout=1)  # one hang (longer than the 1 s time-out)
-
-    async def released() -> bool:
-        return (await subs_of(client, auth, sid))[0]["status"] == "released"
-    await wait_until(released, timeout=20, what="the release after the faults")
-    (sub,) = await subs_of(client, auth, sid)
-    assert sub["lastError"] is None and sub["number"] is not None
-
-
-async def test_restart_with_submissions_in_flight_loses_nothing(
-        tmp_path: Path, authority: AuthorityServer) -> None:
-    """The authority is down: submissions wait, retried, with the error shown; the gateway
-    stops with them in flight; a new gateway on the same data lodges them once the authority
-    is back, and every one is released with its own number."""
-    client, port = await started(tmp_path / "gw", authority.url)
-    story(port)
-    auth = port.auth[TRADER]
-    try:
-        view = await body(await client.post("/v1/declarations", json=upload_body(
-            invoice={"csv": INVOICE.replace(",,8517620000", ",85176200,8517620000")}),
-            headers=auth), 201)
-        sid = view["id"]
-        authority.stop()
-        await submit_all(client, auth, view)
-
-        async def waiting() -> bool:
-            subs = await subs_of(client, auth, sid)
-            return len(subs) == 3 and all(s["attempts"] >= 1 for s in subs)
-        await wait_until(waiting, timeout=15, what="failed lodging attempts")
-        subs = await subs_of(client, auth, sid)
-        assert {s["status"] for s in subs} == {"pending"}
-        assert all("ClientConnectorError" in s["lastError"] for s in subs)
-    finally:
-        await client.close()  # the gateway stops with the three in flight
-    authority.start()
-    client = TestClient(TestServer(create_app(config(tmp_path / "gw", authority.url))))
-    await client.start_server()
-    try:
-        service = client.app[DECLARATIONS]
-
-        def done() -> bool:
-            subs = service.store.submissions_of(sid)
-            return len(subs) == 3 and all(s.status == "released" for s in subs)
-        await wait_until(done, timeout=20, what="releases after the restart")
-        subs = service.store.submissions_of(sid)
-        assert len({s.number for s in subs}) == 3 and all(s.number for s in subs)
-        steps = [h["status"] for h in service.store.history(subs[0].id)]
-        assert steps[0] == "pending" and steps[-1] == "released"
-    finally:
-        await client.close()
 
 
 async def test_road_crossing_goods_replaced_and_approval_withdrawn(

@@ -1,0 +1,72 @@
+"""A declaration's filing and status history on chain through ``Declarations.vy`` (pure: the
+write-path operations, never the I/O).
+
+Once the authority gives the official number, the **declarant** files the declaration by the
+number's subject key with the authority's code and the keccak-256 of the submitted document
+(:func:`file_operation`); every status the authority reports afterwards is posted by the
+**customs organisation bound to that authority** (:func:`status_operations`), only once the
+filing is final (the contract refuses a status of an unknown declaration). The contract takes
+filings from agents, forwarders, carriers and airlines only (:data:`DECLARANT_ROLES`): a
+declarant without such a role (a shipper) keeps its declaration off this contract — its
+results still reach tracking as customs events. The customs organisation binds itself to its
+authority once (``bindAuthority``), an operator's step.
+
+Idempotency keys: ``declarations:file:<submission>`` and
+``declarations:post:<submission>:<status>``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from eth_utils.crypto import keccak
+
+from contracts import abi
+from contracts.cargo import subject_key
+from gateway.writepath.operations import Operation
+
+#: ``Declarations.vy`` authority codes.
+AUTHORITY_CODES = {"hk-tdec": 1, "hk-rocars": 1, "cn-itsw": 2}
+#: ``Declarations.vy`` status codes of the authority's statuses (``received`` is not one).
+STATUS_CODES = {"accepted": 2, "queried": 3, "released": 6, "rejected": 7}
+#: Roles the contract takes filings from (``DECLARANTS`` in ``Declarations.vy``).
+DECLARANT_ROLES = ("agent", "forwarder", "carrier", "airline")
+
+
+def document_digest(document: dict[str, object]) -> bytes:
+    """keccak-256 of a document's canonical JSON (the hash filed on chain)."""
+    return keccak(json.dumps(document, sort_keys=True, separators=(",", ":"),
+                             ensure_ascii=False).encode())
+
+
+def file_key(submission: str) -> str:
+    return f"declarations:file:{submission}"
+
+
+def file_operation(submission: str, authority: str, number: str,
+                   document: dict[str, object]) -> Operation:
+    """The declarant's ``Declarations.file(subject key of number, authority, document hash)``."""
+    return Operation(
+        idempotency_key=file_key(submission), kind="call", to=abi.address("Declarations"),
+        data=abi.call_data("Declarations", "file", subject_key(number),
+                           AUTHORITY_CODES[authority], document_digest(document)),
+        summary=f"file declaration {number} ({authority})")
+
+
+def status_operations(submission: str, number: str, statuses: Sequence[str],
+                      reasons: Sequence[str] = ()) -> list[Operation]:
+    """The authority's ``postStatus`` calls of ``statuses`` in order (each at most once); the
+    last one's note hash is the keccak-256 of ``reasons``' JSON when there are any."""
+    ordered = list(dict.fromkeys(s for s in statuses if s in STATUS_CODES))
+    out: list[Operation] = []
+    for status in ordered:
+        note = (keccak(json.dumps(list(reasons), ensure_ascii=False).encode())
+                if reasons and status == ordered[-1] else b"\x00" * 32)
+        out.append(Operation(
+            idempotency_key=f"declarations:post:{submission}:{status}", kind="call",
+            to=abi.address("Declarations"),
+            data=abi.call_data("Declarations", "postStatus", subject_key(number),
+                               STATUS_CODES[status], note),
+            summary=f"declaration {number}: {status}"))
+    return out
