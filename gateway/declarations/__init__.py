@@ -17,7 +17,9 @@ to top — pure:
 - :mod:`~gateway.declarations.drafts` — all drafts of a shipment: corrections, checks,
   cross-draft consistency, the conversions used;
 - :mod:`~gateway.declarations.connectors` — the connector interface (submit, status) and the
-  HTTP connector of the SIMULATED authority service (``devnet/authority.py``).
+  HTTP connector of the SIMULATED authority service (``devnet/authority.py``);
+- :mod:`~gateway.declarations.onchain` — the ``Declarations.vy`` calls: the declarant's filing
+  (document hash), the authority's status postings.
 
 In the gateway, on top of them:
 
