@@ -1,12 +1,15 @@
 """The pages' languages: one catalogue, three languages, and the formats of each.
 
-Every label, message and error a page shows comes from ``static/i18n/<lang>.json`` — English
-(``en``), Traditional Chinese (``zh-Hant``) and Simplified Chinese (``zh-Hans``), flat keys, the
-same keys in every file (``tests/gateway/test_ui.py`` fails on a key missing in one of them or a
-``{placeholder}`` that differs). The pages' script reads the same files (``/static/i18n/…``) for
-the few strings it builds itself.
+Every label, message and error a page shows comes from the catalogue — English (``en``),
+Traditional Chinese (``zh-Hant``) and Simplified Chinese (``zh-Hans``). It is kept as one folder
+per language with one file per area (``catalogue/<lang>/<area>.json``: ``shell``, ``track``,
+``alerts``, …, so each feature edits its own file), flat keys, a key defined in one area only,
+the same keys in every language (:func:`check_catalogues`; ``tests/gateway/test_ui.py`` fails on
+a key missing in a language, a key defined twice, a ``{placeholder}`` that differs, or a key the
+code uses that English lacks). The pages' script reads the same catalogue as one JSON document
+per language (``/i18n/<lang>.json``, cached by the browser).
 
-The language of a request (:func:`language_of`): ``?lang=`` (the switch every page shows; it is
+The language of a request (:func:`negotiate`): ``?lang=`` (the switch every page shows; it is
 then remembered in the ``pl_lang`` cookie), else that cookie, else ``Accept-Language``
 (``zh-TW``/``zh-HK``/``zh-MO``/``zh-Hant`` → Traditional, any other ``zh`` → Simplified), else
 English.
@@ -34,8 +37,8 @@ LANGUAGES: tuple[str, ...] = ("en", "zh-Hant", "zh-Hans")
 NATIVE_NAMES = {"en": "English", "zh-Hant": "繁體中文", "zh-Hans": "简体中文"}
 #: The cookie that remembers the language chosen.
 COOKIE = "pl_lang"
-#: Folder of the catalogue files.
-CATALOGUE_DIR = Path(__file__).parent / "static" / "i18n"
+#: Folder of the catalogue: one folder per language, one JSON file per area.
+CATALOGUE_DIR = Path(__file__).parent / "catalogue"
 
 #: Hong Kong time (no daylight saving): the default place time of the pages.
 HKT = timezone(timedelta(hours=8), "HKT")
@@ -49,19 +52,39 @@ class CatalogueError(Exception):
 
 @cache
 def catalogue(lang: str) -> dict[str, str]:
-    """The strings of ``lang`` (read once)."""
+    """The strings of ``lang``, every area's file together (read once)."""
     if lang not in LANGUAGES:
         raise CatalogueError(f"no catalogue for {lang!r}")
-    path = CATALOGUE_DIR / f"{lang}.json"
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CatalogueError(f"{path}: {exc}") from exc
-    if not isinstance(data, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
-    ):
-        raise CatalogueError(f"{path}: must be an object of strings")
-    return data
+    merged: dict[str, str] = {}
+    for path in sorted((CATALOGUE_DIR / lang).glob("*.json")):
+        try:
+            data = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CatalogueError(f"{path}: {exc}") from exc
+        if not isinstance(data, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+        ):
+            raise CatalogueError(f"{path}: must be an object of strings")
+        twice = sorted(set(merged) & set(data))
+        if twice:
+            raise CatalogueError(f"{path}: {twice[0]!r} is defined in another area too")
+        merged.update(data)
+    if not merged:
+        raise CatalogueError(f"{CATALOGUE_DIR / lang}: no catalogue files")
+    return merged
+
+
+@cache
+def catalogue_json(lang: str) -> bytes:
+    """The catalogue of ``lang`` as one JSON document (for the pages' script)."""
+    return json.dumps(catalogue(lang), ensure_ascii=False, sort_keys=True,
+                      separators=(",", ":")).encode()
+
+
+def areas(lang: str) -> dict[str, frozenset[str]]:
+    """Each area's keys in ``lang`` (for the checks)."""
+    return {path.stem: frozenset(json.loads(path.read_text("utf-8")))
+            for path in sorted((CATALOGUE_DIR / lang).glob("*.json"))}
 
 
 def placeholders(text: str) -> frozenset[str]:
@@ -74,6 +97,8 @@ def check_catalogues() -> list[str]:
     english = catalogue("en")
     problems = []
     for lang in LANGUAGES[1:]:
+        if areas(lang).keys() != areas("en").keys():
+            problems.append(f"{lang}: areas {sorted(areas(lang))}, English {sorted(areas('en'))}")
         other = catalogue(lang)
         problems += [f"{lang}: missing {key!r}" for key in sorted(set(english) - set(other))]
         problems += [f"{lang}: unknown {key!r}" for key in sorted(set(other) - set(english))]

@@ -19,6 +19,7 @@ a cookie) and sets ``<html lang>`` to ``en``, ``zh-Hant`` or ``zh-Hans``.
 
 from __future__ import annotations
 
+import hashlib
 import html
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,10 +31,13 @@ from aiohttp import web
 from gateway.accounts.auth import SESSION_CSRF
 from gateway.appkeys import ACCOUNTS
 from gateway.principal import Principal, principal_of
-from gateway.ui.i18n import COOKIE, LANGUAGES, NATIVE_NAMES, Translator, negotiate
+from gateway.ui.i18n import COOKIE, LANGUAGES, NATIVE_NAMES, Translator, catalogue_json, negotiate
 
-#: Folder of the stylesheet, the script and the catalogue (``static/i18n``).
+#: Folder of the stylesheet and the script's parts (``static/js/*.js``).
 STATIC_DIR = Path(__file__).parent / "static"
+#: The script's parts, served together as ``/static/portledger.js`` in name order (the shell's
+#: ``00-shell.js`` first; each feature adds its own part).
+SCRIPT_PARTS = STATIC_DIR / "js"
 
 #: Headers of every page and static file.
 SECURITY_HEADERS: dict[str, str] = {
@@ -222,9 +226,37 @@ class Pages:
             paths.add(route.path)
 
 
+def script() -> bytes:
+    """The one script of the pages: every part of :data:`SCRIPT_PARTS`, in name order."""
+    parts = sorted(SCRIPT_PARTS.glob("*.js"))
+    return b"\n".join(f"// --- {p.name}\n".encode() + p.read_bytes() for p in parts)
+
+
+def _cached(body: bytes, content_type: str) -> Handler:
+    """A handler answering ``body`` with an ETag (304 when the browser has it)."""
+    tag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        headers = {"ETag": tag, "Cache-Control": "no-cache"}
+        if request.headers.get("If-None-Match") == tag:
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=body, content_type=content_type, charset="utf-8",
+                            headers=headers)
+
+    return handler
+
+
+async def _catalogue(request: web.Request) -> web.StreamResponse:
+    lang = request.match_info["lang"]
+    if lang not in LANGUAGES:
+        raise web.HTTPNotFound(text="no such language")
+    return await _cached(catalogue_json(lang), "application/json")(request)
+
+
 def is_page(request: web.Request) -> bool:
-    """Whether the request is for a page or a static file (they carry the security headers)."""
-    if request.path.startswith("/static/"):
+    """Whether the request is for a page, a static file or the catalogue (they carry the
+    security headers)."""
+    if request.path.startswith(("/static/", "/i18n/")):
         return True
     info = request.match_info.route.resource
     canonical = info.canonical if info is not None else request.path
@@ -238,8 +270,10 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 
 def setup(app: web.Application) -> None:
-    """The static files (stylesheet, script, catalogue) and the pages' security headers."""
+    """The script, the catalogue, the static files and the pages' security headers."""
     app.setdefault(NAV, [])
     app.setdefault(PAGE_PATHS, set())
+    app.router.add_get("/static/portledger.js", _cached(script(), "text/javascript"))
+    app.router.add_get("/i18n/{lang}.json", _catalogue)
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=False)
     app.on_response_prepare.append(_security_headers)
