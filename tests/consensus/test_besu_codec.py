@@ -13,9 +13,11 @@ import coincurve
 import pytest
 import rlp
 from eth_hash.auto import keccak
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consensus import extradata
-from consensus.extradata import ExtraData, InvalidExtraData, LegacyExtraData, Vote
+from consensus.extradata import ExtraData, InvalidExtraData, InvalidSeal, LegacyExtraData, Vote
 from contracts import ProposalKind
 from devnet.sealedchain import ChainBuilder
 from node.genesis import dev_key
@@ -274,3 +276,74 @@ def test_the_block_hash_ignores_round_and_seals_as_besus(chain: ChainBuilder) ->
         assert besu.block_hash(rlp.encode(moved)) == header.hash == extradata.block_hash(moved)
         if round_ != extra.round:
             assert besu.commit_seal_hash(rlp.encode(moved)) != extradata.commit_digest(header)
+
+
+# -- differential: whatever we accept, Besu reads the same --------------------------------------
+addresses = st.binary(min_size=20, max_size=20)
+seals = st.binary(min_size=64, max_size=64).map(lambda rs: rs[:32] + rs[32:] + b"\x00")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    round_=st.integers(0, 2**31 - 1),
+    validators=st.lists(addresses, max_size=8, unique=True),
+    vote=st.none() | st.tuples(addresses, st.booleans()),
+    seal_list=st.lists(seals, max_size=5),
+)
+def test_any_extradata_we_write_is_besus(
+    round_: int, validators: list[bytes], vote: tuple[bytes, bool] | None, seal_list: list[bytes]
+) -> None:
+    ours = ExtraData(VANITY, tuple(validators), None if vote is None else Vote(*vote), round_, ())
+    assert ours.encode() == besu.encode(_besu(ours))
+    assert besu.decode_raw(ours.encode()) == _besu(ours)
+    # Seals must be valid signatures for Besu's reader: only the bytes are compared here.
+    with_seals = ours.with_seals(seal_list).encode()
+    assert rlp.decode(besu.encode(_besu(ours.with_seals(seal_list)))) == rlp.decode(with_seals)
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.data())
+def test_a_mutated_extradata_we_accept_besu_reads_alike(data: st.DataObject) -> None:
+    """Flip, insert or delete bytes of a real extraData: whenever our decoder accepts the
+    result, Besu's accepts it too and reads the same fields (ours is never laxer) — but for a
+    seal out of secp256k1's range, which Besu's codec refuses while decoding and ours when the
+    seals are checked (the block is refused either way)."""
+    raw = bytearray(_ours(data.draw(st.sampled_from([r for r, _ in ROUNDS[:8]])),
+                          Vote(b"\x44" * 20, data.draw(st.booleans()))).encode())
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(raw) - 1))
+        kind = data.draw(st.sampled_from(["flip", "insert", "delete"]))
+        if kind == "flip":
+            raw[at] ^= data.draw(st.integers(1, 255))
+        elif kind == "insert":
+            raw.insert(at, data.draw(st.integers(0, 255)))
+        else:
+            del raw[at]
+    try:
+        ours = extradata.decode(bytes(raw))
+    except InvalidExtraData:
+        return
+    bad_seals = [seal for seal in ours.seals if not _in_range(seal)]
+    if bad_seals:
+        with pytest.raises(BesuRLPError, match="signature"):
+            besu.decode_raw(bytes(raw))
+        with pytest.raises(InvalidSeal):
+            extradata.recover_signer(b"\x42" * 32, bad_seals[0])
+        return
+    read = besu.decode_raw(bytes(raw))
+    assert read == _besu(ours)
+
+
+def _in_range(seal: bytes) -> bool:
+    r, s = int.from_bytes(seal[:32], "big"), int.from_bytes(seal[32:64], "big")
+    return 0 < r < extradata.SECP256K1_N and 0 < s < extradata.SECP256K1_N and seal[64] <= 1
+
+
+def test_a_seal_out_of_range_is_refused_by_besus_codec_and_by_our_seal_check() -> None:
+    raw = bytearray(_ours(3).encode())
+    raw[-1] = 0x07  # the last seal's recovery id
+    with pytest.raises(BesuRLPError, match="signature"):
+        besu.decode_raw(bytes(raw))
+    seal = extradata.decode(bytes(raw)).seals[-1]
+    with pytest.raises(InvalidSeal, match="v in"):
+        extradata.recover_signer(b"\x42" * 32, seal)
