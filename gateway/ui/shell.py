@@ -33,11 +33,13 @@ from gateway.appkeys import ACCOUNTS
 from gateway.principal import Principal, principal_of
 from gateway.ui.i18n import COOKIE, LANGUAGES, NATIVE_NAMES, Translator, catalogue_json, negotiate
 
-#: Folder of the stylesheet and the script's parts (``static/js/*.js``).
+#: Folder of the static files: the script's and the stylesheet's parts, icons, vendored assets.
 STATIC_DIR = Path(__file__).parent / "static"
 #: The script's parts, served together as ``/static/portledger.js`` in name order (the shell's
 #: ``00-shell.js`` first; each feature adds its own part).
 SCRIPT_PARTS = STATIC_DIR / "js"
+#: The stylesheet's parts, served together as ``/static/portledger.css`` the same way.
+STYLE_PARTS = STATIC_DIR / "css"
 
 #: Headers of every page and static file.
 SECURITY_HEADERS: dict[str, str] = {
@@ -232,6 +234,12 @@ def script() -> bytes:
     return b"\n".join(f"// --- {p.name}\n".encode() + p.read_bytes() for p in parts)
 
 
+def stylesheet() -> bytes:
+    """The one stylesheet of the pages: every part of :data:`STYLE_PARTS`, in name order."""
+    parts = sorted(STYLE_PARTS.glob("*.css"))
+    return b"\n".join(f"/* --- {p.name} */\n".encode() + p.read_bytes() for p in parts)
+
+
 def _cached(body: bytes, content_type: str) -> Handler:
     """A handler answering ``body`` with an ETag (304 when the browser has it)."""
     tag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
@@ -274,6 +282,7 @@ def setup(app: web.Application) -> None:
     app.setdefault(NAV, [])
     app.setdefault(PAGE_PATHS, set())
     app.router.add_get("/static/portledger.js", _cached(script(), "text/javascript"))
+    app.router.add_get("/static/portledger.css", _cached(stylesheet(), "text/css"))
     app.router.add_get("/i18n/{lang}.json", _catalogue)
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=False)
     app.on_response_prepare.append(_security_headers)

@@ -124,6 +124,9 @@ async def test_the_script_and_the_catalogue_are_served_with_their_headers(
     again = await client.get("/static/portledger.js",
                              headers={"If-None-Match": resp.headers["ETag"]})
     assert again.status == 304
+    css = await client.get("/static/portledger.css")
+    assert css.status == 200 and css.content_type == "text/css"
+    assert "/* --- 00-shell.css */" in await css.text() and ".chart-line" in await css.text()
     zh = await client.get("/i18n/zh-Hant.json")
     assert zh.status == 200 and (await zh.json())["nav.alerts"] == "警示"
     assert zh.headers["Content-Security-Policy"] == SECURITY_HEADERS["Content-Security-Policy"]
