@@ -41,7 +41,8 @@ and one block imported at a time, so these are few). What peers send is bounded,
 order in which it goes when the queue is full is what QBFT can afford to lose:
 
 1. a message for an older height or round than the core's is dropped on arrival (the core
-   would ignore it: its ``(height, round)`` only grows);
+   would ignore it: its ``(height, round)`` only grows), and so is one already queued (the
+   same signature: a replay);
 2. a message for the next height is refused beyond ``max_future_per_peer`` queued from that
    peer (the core keeps a bounded buffer of them; STATUS and sync cover the rest);
 3. beyond ``max_events_per_peer`` queued from one peer, its next message is refused (an honest
@@ -130,6 +131,7 @@ class _Entry:
     peer: bytes | None = None
     key: tuple[int, int] = (0, 0)
     future: bool = False
+    signature: bytes = b""
     live: bool = True
 
 
@@ -138,8 +140,8 @@ class EventQueue:
     """The core's inputs in arrival order; peer messages bounded (see the module docstring)."""
 
     limits: EngineLimits = field(default_factory=EngineLimits)
-    #: Inputs dropped, by reason: ``stale``, ``future``, ``peer``, ``full``, ``evicted``,
-    #: ``pre-execution``.
+    #: Inputs dropped, by reason: ``stale``, ``duplicate``, ``future``, ``peer``, ``full``,
+    #: ``evicted``, ``pre-execution``.
     dropped: Counter[str] = field(default_factory=Counter)
     #: Most peer messages ever queued at once.
     high_water: int = 0
@@ -150,11 +152,15 @@ class EventQueue:
     _per_peer: Counter[bytes] = field(default_factory=Counter)
     _future_per_peer: Counter[bytes] = field(default_factory=Counter)
     _peer_count: int = 0
+    #: Signatures of the queued peer messages: a replayed message is not queued twice.
+    _signatures: set[bytes] = field(default_factory=set)
+    #: Live entries in _items (evicted ones stay there, dead, until compacted or reached).
+    _live: int = 0
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
     _last_log: float = 0.0
 
     def __len__(self) -> int:
-        return sum(e.live for e in self._items)
+        return self._live
 
     @property
     def peer_events(self) -> int:
@@ -164,6 +170,7 @@ class EventQueue:
     def put_nowait(self, event: inputs.Event) -> None:
         """Queue one of this node's own inputs (a timer, a built or imported block): always."""
         self._items.append(_Entry(event))
+        self._live += 1
         self._ready.set()
 
     def put_peer(self, peer: bytes, event: inputs.Event, now: tuple[int, int]) -> bool:
@@ -174,6 +181,9 @@ class EventQueue:
         limits = self.limits
         if key < now:
             return self._drop("stale", peer, key)
+        signature = event.message.signed.signature
+        if signature in self._signatures:
+            return self._drop("duplicate", peer, key)
         future = key[0] > now[0]
         if future and self._future_per_peer[peer] >= limits.max_future_per_peer:
             return self._drop("future", peer, key)
@@ -185,8 +195,10 @@ class EventQueue:
                 return self._drop("full", peer, key)
             self._remove(lowest)
             self.dropped["evicted"] += 1
-        entry = _Entry(event, peer, key, future)
+        entry = _Entry(event, peer, key, future, signature)
         self._items.append(entry)
+        self._live += 1
+        self._signatures.add(signature)
         heapq.heappush(self._heap, (*key, next(self._seq), entry))
         self._per_peer[peer] += 1
         if future:
@@ -196,6 +208,8 @@ class EventQueue:
         if len(self._heap) > 2 * self._peer_count + 64:  # consumed entries left in the heap
             self._heap = [h for h in self._heap if h[3].live]
             heapq.heapify(self._heap)
+        if len(self._items) > 2 * self._live + 64:  # evicted entries left in the FIFO
+            self._items = deque(e for e in self._items if e.live)
         self._ready.set()
         return True
 
@@ -207,6 +221,8 @@ class EventQueue:
                 if entry.live:
                     if entry.peer is not None:
                         self._remove(entry)
+                    else:
+                        self._live -= 1
                     return entry.event
             self._ready.clear()
             await self._ready.wait()
@@ -222,6 +238,8 @@ class EventQueue:
     def _remove(self, entry: _Entry) -> None:
         """Take a queued peer entry out of the counts (consumed or evicted)."""
         entry.live = False
+        self._live -= 1
+        self._signatures.discard(entry.signature)
         assert entry.peer is not None
         self._peer_count -= 1
         self._per_peer[entry.peer] -= 1
@@ -234,7 +252,7 @@ class EventQueue:
 
     def _drop(self, reason: str, peer: bytes, key: tuple[int, int]) -> bool:
         self.dropped[reason] += 1
-        if reason != "stale":
+        if reason not in ("stale", "duplicate"):
             self.log_drop(f"{reason}: message for height {key[0]} round {key[1]}", peer)
         return False
 

@@ -56,8 +56,8 @@ def prepare(height: int, round_: int, key: PrivateKey | None = None) -> Prepare:
     return Prepare(Signed(payload, author, extradata.sign_seal(payload.signing_digest, key)))
 
 
-def received(height: int, round_: int) -> inputs.Received:
-    return qbft.received(prepare(height, round_))
+def received(height: int, round_: int, author: str = "validator:1") -> inputs.Received:
+    return qbft.received(prepare(height, round_, dev_key(author)))
 
 
 async def until(cond: Any, timeout: float = WAIT) -> None:
@@ -78,7 +78,7 @@ async def test_own_inputs_are_never_dropped_and_order_is_kept() -> None:
     queue = EventQueue(EngineLimits(max_events=4, max_events_per_peer=4, max_future_per_peer=2))
     for r in range(4):
         assert queue.put_peer(PEER_A, received(5, r), (5, 0))
-    assert not queue.put_peer(PEER_B, received(5, 0), (5, 0))  # full, and no newer than all
+    assert not queue.put_peer(PEER_B, received(5, 0, "validator:2"), (5, 0))  # full, not newer
     timers = [inputs.RoundTimeout(5, r) for r in range(100)]
     for timer in timers:
         queue.put_nowait(timer)  # a full peer queue does not refuse this node's own inputs
@@ -98,10 +98,10 @@ async def test_stale_messages_go_first_and_a_full_queue_evicts_the_oldest_round(
     for r in (4, 2, 3):
         assert queue.put_peer(PEER_A, received(7, r), now)
     # Full: a newer message takes the place of the lowest (height, round) queued ...
-    assert queue.put_peer(PEER_B, received(8, 0), now)
+    assert queue.put_peer(PEER_B, received(8, 0, "validator:2"), now)
     assert queue.dropped["evicted"] == 1
     # ... and one no newer than every queued message is refused.
-    assert not queue.put_peer(PEER_B, received(7, 2), now)
+    assert not queue.put_peer(PEER_B, received(7, 2, "validator:2"), now)
     assert queue.dropped["full"] == 1
     got = await drain(queue)
     assert [(e.message.height, e.message.round) for e in got] == [(7, 4), (7, 3), (8, 0)]
@@ -118,7 +118,12 @@ async def test_per_peer_and_next_height_caps() -> None:
     assert accepted == [True, True, True, False, False]  # 5 per peer in all
     assert queue.dropped["peer"] == 2
     # Another peer has its own allowance.
-    assert queue.put_peer(PEER_B, received(4, 0), now) and queue.put_peer(PEER_B, received(3, 0), now)
+    other = "validator:2"
+    assert queue.put_peer(PEER_B, received(4, 0, other), now)
+    assert queue.put_peer(PEER_B, received(3, 0, other), now)
+    # A replay of a queued message is not queued again.
+    assert not queue.put_peer(PEER_B, received(3, 0), now)
+    assert queue.dropped["duplicate"] == 1
     # Consumed messages give their allowance back.
     got = await drain(queue)
     assert len(got) == 7 and queue.peer_events == 0
@@ -137,6 +142,20 @@ async def test_the_eviction_heap_stays_bounded_over_a_long_run() -> None:
         assert len(queue._heap) <= 2 * 32 + 65 and len(queue._items) <= 2 * 32 + 65
     assert queue.high_water == 32
     assert queue.dropped == {"evicted": 3_000 - gets - queue.peer_events}
+
+
+async def test_a_flood_while_the_core_is_busy_leaves_no_garbage_behind() -> None:
+    queue = EventQueue(EngineLimits(max_events=32, max_events_per_peer=64, max_future_per_peer=32))
+    events = [received(1, n) for n in range(300)]
+    for n in range(3_000):  # nobody consumes: each newer message evicts the oldest ...
+        # ... and replays of them are refused: the oldest as no newer than all queued, the
+        # queued ones as duplicates.
+        assert queue.put_peer(PEER_A, events[n % 300], (1, 0)) == (n < 300)
+        assert len(queue._items) <= 2 * 32 + 65 and len(queue._heap) <= 2 * 32 + 65
+    assert len(queue) == 32
+    assert queue.dropped == {"evicted": 300 - 32, "full": 9 * 268, "duplicate": 9 * 32}
+    got = await drain(queue)
+    assert [e.message.round for e in got] == list(range(268, 300))
 
 
 # -- the engine: consensus messages and proposals through the queue ----------------------------
