@@ -116,7 +116,10 @@ def record_from_view(view: dict[str, Any], *, direction: str, bills: Sequence[st
             if isinstance(details.get("etd"), int) and departure is None:
                 departure = Sourced(details["etd"], f"{source} (estimated departure)")
         moment = _iso_to_unix(entry.get("time"))
-        if moment is None or entry.get("classifier") != "ACT":
+        location = str(entry.get("location") or "")
+        # the declaration is Hong Kong's: only a move in Hong Kong starts its 14 days
+        if moment is None or entry.get("classifier") != "ACT" or (
+                location and not location.startswith("HK")):
             continue
         if entry.get("type") in ("TRANSPORT.ARRI", "TERMINAL.DISC") and (
                 arrival is None or "estimated" in arrival.source):

@@ -266,6 +266,14 @@ class DeclarationStore(sqlite.Store):
             if new:
                 db.execute("INSERT INTO history (submission_id, status, at, note) VALUES "
                            "(?, 'pending', ?, ?)", (sid, now, f"submitted by {by}"))
+            elif db.execute("UPDATE submissions SET status = 'pending', attempts = 0, "
+                            "next_at = ?, updated = ? WHERE id = ? AND status = 'failed'",
+                            (now, now, sid)).rowcount:
+                # a submission given up is lodged again (the authority answers a known id
+                # with its first answer, so this never lodges twice)
+                new = True
+                db.execute("INSERT INTO history (submission_id, status, at, note) VALUES "
+                           "(?, 'pending', ?, ?)", (sid, now, f"submitted again by {by}"))
         found = self.submission(sid)
         assert found is not None
         return found, new

@@ -1,8 +1,10 @@
 """Resilience of submissions: an authority that answers garbage or hangs is retried with a
-clear status; a gateway restart with submissions in flight (the authority down) loses nothing."""
+clear status; a submission given up can be submitted again; a gateway restart with submissions in
+flight (the authority down) loses nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
@@ -93,3 +95,33 @@ async def test_restart_with_submissions_in_flight_loses_nothing(
         assert steps[0] == "pending" and steps[-1] == "released"
     finally:
         await client.close()
+
+
+async def test_a_failed_submission_is_given_up_then_submitted_again(
+        gateway: tuple[TestClient, Port], authority: AuthorityServer) -> None:
+    client, port = gateway
+    auth = port.auth[TRADER]
+    service = client.app[DECLARATIONS]
+    service.settings = dataclasses.replace(service.settings, max_attempts=2)
+    view = await body(await client.post("/v1/declarations", json=upload_body(
+        invoice={"csv": INVOICE.replace(",,8517620000", ",85176200,8517620000")},
+        authorities=["cn-itsw"]), headers=auth), 201)
+    sid = view["id"]
+    await faults(authority, error=1000)
+    await submit_all(client, auth, view)
+
+    async def failed() -> bool:
+        return (await subs_of(client, auth, sid))[0]["status"] == "failed"
+    await wait_until(failed, timeout=15, what="the submission given up")
+    (sub,) = await subs_of(client, auth, sid)
+    assert sub["attempts"] == 2 and "HTTP 500" in sub["lastError"]
+    await faults(authority, error=0)
+    again = await body(await client.post(
+        f"/v1/declarations/{sid}/drafts/{sub['draft']}/submit", headers=auth), 202)
+    assert again["id"] == sub["id"] and again["duplicate"] is False
+
+    async def released() -> bool:
+        return (await subs_of(client, auth, sid))[0]["status"] == "released"
+    await wait_until(released, timeout=20, what="the release after a resubmission")
+    steps = [h["status"] for h in (await subs_of(client, auth, sid))[0]["history"]]
+    assert steps[:3] == ["pending", "failed", "pending"] and steps[-1] == "released"
