@@ -1,0 +1,1 @@
+"""Page tests of the web app (issue 16)."""
