@@ -43,8 +43,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import os
+import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -173,16 +176,6 @@ CREATE TABLE IF NOT EXISTS progress (
 );
 """
 
-#: An episode's row: inserted, or its state, times, body and latest transition replaced.
-_UPSERT = (
-    "INSERT INTO alerts (org_id, key, kind, subject_kind, subject_value, episode, state, "
-    "opened, updated, resolved, next_check, body, change_seq) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(?, 0)) "
-    "ON CONFLICT (org_id, key) DO UPDATE SET state = excluded.state, "
-    "opened = excluded.opened, updated = excluded.updated, resolved = excluded.resolved, "
-    "next_check = excluded.next_check, body = excluded.body, "
-    "change_seq = COALESCE(?, change_seq)")
-
 _ALERT_COLUMNS = ("id, key, kind, subject_kind, subject_value, episode, state, opened, updated, "
                   "resolved, next_check, body, change_seq")
 
@@ -213,6 +206,29 @@ class Record:
     transitions: list[Transition]
     subjects: dict[Reference, int | None]
     deliver: bool = True
+
+
+@dataclass
+class Batch:
+    """Rows of many evaluations, bodies sealed, ready to be written (:meth:`AlertStore.write`);
+    transition ids are numbered from 1 within the batch until then."""
+
+    alerts: list[tuple[Any, ...]] = field(default_factory=list)
+    transitions: list[tuple[Any, ...]] = field(default_factory=list)
+    wakes: list[tuple[int, str, str, int | None]] = field(default_factory=list)
+
+
+def _insert_rows(db: sqlite3.Connection, sql: str, row: str,
+                 rows: Sequence[Sequence[Any]]) -> None:
+    """``sql`` with ``{rows}`` replaced by as many ``row`` groups as fit one statement, run
+    over ``rows`` in order."""
+    if not rows:
+        return
+    per = max(1, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(rows[0]))
+    for start in range(0, len(rows), per):
+        chunk = rows[start:start + per]
+        db.execute(sql.format(rows=",".join((row,) * len(chunk))),
+                   list(itertools.chain.from_iterable(chunk)))
 
 
 @dataclass(frozen=True)
@@ -278,7 +294,11 @@ class AlertStore(sqlite.Store):
             raise ValueError("the alerts secret is 32 bytes")
         super().__init__(path, _SCHEMA)
         self._db.execute("PRAGMA secure_delete=ON")  # erased mail bodies leave no trace
-        self._seq: int | None = None
+        # the engine's batches are written through a connection of their own, from a worker
+        # thread (:meth:`write`) while the event loop goes on with this one
+        self._writer = sqlite.connect(path)
+        self._writer.execute("PRAGMA secure_delete=ON")
+        self._writing = threading.Lock()
         self._cipher = None if secret is None else AESGCM(
             hmac.new(secret, b"portledger/alerts/bodies", hashlib.sha256).digest())
 
@@ -323,66 +343,79 @@ class AlertStore(sqlite.Store):
                                         dict(subjects), deliver)], at=at)
 
     def record_many(self, records: Sequence[Record], *, at: float | None = None) -> list[int]:
-        """:meth:`record` of many evaluations in one transaction (the clock pass).
+        """:meth:`record` of many evaluations in one transaction (the clock pass):
+        :meth:`write` of :meth:`prepare`."""
+        return self.write(self.prepare(records, at=at))
 
-        Three statements run over the whole batch (``executemany``): the episodes' upserts in
-        order, then the transitions (each finds its episode's row id by the unique
-        ``(org_id, key)``), then the subjects' wake times — no row id travels back to Python.
-        """
+    def prepare(self, records: Sequence[Record], *, at: float | None = None) -> Batch:
+        """The rows of many evaluations, bodies sealed, for :meth:`write` (no database work:
+        the JSON and the sealing hold the GIL, so they are done on the caller's thread)."""
         now = time.time() if at is None else at
-        upserts: list[tuple[Any, ...]] = []
-        inserts: list[tuple[Any, ...]] = []
-        wakes: list[tuple[int, str, str, int | None]] = []
-        ids: list[int] = []
+        batch = Batch()
         seal = self._seal
-        with self._transaction() as db:
-            self._seq = None  # read inside the write lock: another process may record too
-            for r in records:
-                org_id = r.org_id
-                changes = {t.alert.key: t for t in r.transitions}
-                alerts = {a.key: a for a in r.changed}
-                alerts.update({t.alert.key: t.alert for t in r.transitions})
-                for key, alert in alerts.items():
-                    t = changes.get(key)
-                    # transition ids are handed out here: one statement less each
-                    seq = None if t is None else self._next_seq(db)
-                    body = alert_body(alert)
-                    upserts.append((
-                        org_id, key, alert.kind, alert.subject.kind, alert.subject.value,
-                        alert.episode, alert.state, alert.opened, alert.updated, alert.resolved,
-                        alert.next_check if alert.is_open else None,
-                        seal(body, "alerts", org_id), seq, seq))
-                    if t is None or seq is None:
-                        continue
-                    extra = (',"first_seen_resolved":true'  # an episode that ended unseen
-                             if t.change == "resolved" and t.previous is None else "")
-                    inserts.append((
-                        seq, org_id, org_id, key, t.change, alert.kind, now,
-                        seal(f'{{"change":"{t.change}",{body[1:-1]}{extra}}}', "transitions",
-                             org_id), 0 if r.deliver else 1))
-                    ids.append(seq)
-                wakes += [(org_id, ref.kind, ref.value, wake) for ref, wake in r.subjects.items()]
-            if upserts:
-                db.executemany(_UPSERT, upserts)
-            if inserts:
-                db.executemany(
-                    "INSERT INTO transitions (id, org_id, alert_id, change, kind, at, body, "
-                    "dispatched) VALUES (?, ?, (SELECT id FROM alerts WHERE org_id = ? AND "
-                    "key = ?), ?, ?, ?, ?, ?)", inserts)
-            if wakes:
-                db.executemany(
-                    "INSERT INTO subjects (org_id, kind, value, wake) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (org_id, kind, value) DO UPDATE SET wake = excluded.wake",
-                    wakes)
-        return ids
+        for r in records:
+            org_id = r.org_id
+            changes = {t.alert.key: t for t in r.transitions}
+            alerts = {a.key: a for a in r.changed}
+            alerts.update({t.alert.key: t.alert for t in r.transitions})
+            for key, alert in alerts.items():
+                t = changes.get(key)
+                # transition ids are counted on from the table's last one when written: the
+                # k-th transition of the batch is that id + k (0: no transition)
+                k = 0 if t is None else len(batch.transitions) + 1
+                body = alert_body(alert)
+                batch.alerts.append((
+                    org_id, key, alert.kind, alert.subject.kind, alert.subject.value,
+                    alert.episode, alert.state, alert.opened, alert.updated, alert.resolved,
+                    alert.next_check if alert.is_open else None, seal(body, "alerts", org_id),
+                    k))
+                if t is None:
+                    continue
+                extra = (',"first_seen_resolved":true'  # an episode that ended unseen
+                         if t.change == "resolved" and t.previous is None else "")
+                batch.transitions.append((
+                    k, org_id, org_id, key, t.change, alert.kind, now,
+                    seal(f'{{"change":"{t.change}",{body[1:-1]}{extra}}}', "transitions",
+                         org_id), 0 if r.deliver else 1))
+            batch.wakes += [(org_id, ref.kind, ref.value, wake)
+                            for ref, wake in r.subjects.items()]
+        return batch
 
-    def _next_seq(self, db: Any) -> int:
-        """The next transition id (the last one read once per transaction, then counted)."""
-        if self._seq is None:
+    def write(self, batch: Batch) -> list[int]:
+        """Write a prepared batch in one transaction; the new transition ids. Safe from a
+        worker thread: its own connection, one writer at a time, and each table's rows in
+        statements of many rows — one step each, so the GIL is let go of and taken back a few
+        times per batch rather than once per row (``executemany`` steps once per row)."""
+        if not (batch.alerts or batch.wakes):
+            return []
+        with self._writing, sqlite.transaction(self._writer) as db:
+            # read inside the write lock: another process may record too
             (last,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM transitions").fetchone()
-            self._seq = int(last)
-        self._seq += 1
-        return self._seq
+            base = int(last)
+            alerts = [(*row[:12], base + row[12] if row[12] else 0) for row in batch.alerts]
+            transitions = [(base + row[0], *row[1:]) for row in batch.transitions]
+            _insert_rows(db, "INSERT INTO alerts (org_id, key, kind, subject_kind, "
+                         "subject_value, episode, state, opened, updated, resolved, next_check, "
+                         "body, change_seq) VALUES {rows} ON CONFLICT (org_id, key) DO UPDATE "
+                         "SET state = excluded.state, opened = excluded.opened, "
+                         "updated = excluded.updated, resolved = excluded.resolved, "
+                         "next_check = excluded.next_check, body = excluded.body, "
+                         "change_seq = MAX(change_seq, excluded.change_seq)",
+                         "(?,?,?,?,?,?,?,?,?,?,?,?,?)", alerts)
+            # (a transition's id is above every earlier one: MAX keeps the latest; 0 keeps it)
+            _insert_rows(db, "INSERT INTO transitions (id, org_id, alert_id, change, kind, at, "
+                         "body, dispatched) VALUES {rows}",
+                         "(?,?,(SELECT id FROM alerts WHERE org_id = ? AND key = ?),?,?,?,?,?)",
+                         transitions)
+            _insert_rows(db, "INSERT INTO subjects (org_id, kind, value, wake) VALUES {rows} "
+                         "ON CONFLICT (org_id, kind, value) DO UPDATE SET wake = excluded.wake",
+                         "(?,?,?,?)", batch.wakes)
+        return [row[0] for row in transitions]
+
+    def close(self) -> None:
+        with self._writing:
+            self._writer.close()
+        super().close()
 
     def due(self, now: int, limit: int = 1_000_000) -> list[tuple[int, Reference]]:
         """The clock pass's candidates: (organisation, subject) pairs whose open episodes'
