@@ -3,12 +3,22 @@ download). A test fails — never skips — when Chromium is missing.
 
 :func:`chromium` opens the browser; :func:`open_page` a page at a viewport size whose console
 errors, page errors and failed responses are collected; :func:`screenshot` writes a full-page
-screenshot to :data:`SCREENSHOT_DIR` (looked at by a person before a page is called done) and
-checks that nothing makes the page wider than its viewport (usable on a phone).
+screenshot to :data:`SCREENSHOT_DIR` (looked at by a person before a page is called done),
+checks that nothing makes the page wider than its viewport (usable on a phone) and that axe-core
+finds no serious or critical WCAG 2.1 AA violation (:func:`accessibility`), so every page test
+checks all three.
+
+axe-core comes from npm, pinned by ``tests/support/js/package-lock.json`` and installed with
+``npm ci`` on first use (as ``tests/node/test_ethers.py`` installs ethers); it is evaluated in
+the page through the DevTools protocol, which the pages' CSP (``default-src 'self'``, no inline
+script) does not govern, so the pages are checked under their real policy.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,6 +34,13 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 SCREENSHOT_DIR = Path("/tmp/portledger-pages")
 #: The sizes every page is tested at: an office screen and a phone.
 SIZES = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
+#: The npm project pinning axe-core.
+JS_DIR = Path(__file__).resolve().parent / "js"
+AXE = JS_DIR / "node_modules" / "axe-core" / "axe.min.js"
+#: The rules axe runs: WCAG 2.0 and 2.1, levels A and AA.
+WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+#: The impacts a page test fails on.
+FAILING_IMPACTS = ("serious", "critical")
 
 
 @dataclass
@@ -62,12 +79,54 @@ async def open_page(context: Any) -> Watched:
     return watched
 
 
+def axe_source() -> str:
+    """axe-core's script (``npm ci`` in :data:`JS_DIR` the first time)."""
+    if not AXE.exists():
+        if shutil.which("npm") is None:
+            # CI installs node and npm (.ci/run); only a developer machine may lack them
+            if os.environ.get("CI"):
+                pytest.fail("npm is missing on CI; .ci/run should have installed it")
+            pytest.skip("npm is needed to install axe-core for the page tests")
+        done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS_DIR,
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, f"npm ci failed:\n{done.stdout}\n{done.stderr}"
+    return AXE.read_text("utf-8")
+
+
+_RUN_AXE = """async ([tags, impacts]) => {
+  const result = await window.axe.run(document, {runOnly: {type: "tag", values: tags},
+                                                 resultTypes: ["violations"]});
+  return result.violations.filter((v) => impacts.includes(v.impact)).map((v) => ({
+    id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.slice(0, 5).map((n) => ({target: n.target.join(" "),
+                                            summary: n.failureSummary})),
+  }));
+}"""
+
+
+async def accessibility(page: Any) -> list[dict[str, Any]]:
+    """axe-core's serious and critical WCAG 2.1 AA violations on ``page`` as it is now."""
+    if not await page.evaluate("() => typeof window.axe === 'object'"):
+        await page.evaluate(axe_source())
+    found: list[dict[str, Any]] = await page.evaluate(_RUN_AXE, [WCAG_TAGS,
+                                                                 list(FAILING_IMPACTS)])
+    return found
+
+
+def _described(violations: list[dict[str, Any]]) -> str:
+    return "\n".join(f"- {v['id']} ({v['impact']}): {v['help']}" + "".join(
+        f"\n    {n['target']}: {n['summary']}" for n in v["nodes"]) for v in violations)
+
+
 async def screenshot(page: Any, name: str) -> Path:
-    """A full-page screenshot ``<name>.png``; fails when the page scrolls sideways."""
+    """A full-page screenshot ``<name>.png``; fails when the page scrolls sideways or axe-core
+    finds a serious or critical accessibility violation."""
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOT_DIR / f"{name}.png"
     await page.screenshot(path=str(path), full_page=True)
     overflow = await page.evaluate(
         "() => document.scrollingElement.scrollWidth - window.innerWidth")
     assert overflow <= 1, f"{name}: the page is {overflow}px wider than the viewport"
+    violations = await accessibility(page)
+    assert not violations, f"{name}: accessibility violations\n{_described(violations)}"
     return path
