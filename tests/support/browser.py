@@ -73,9 +73,18 @@ async def open_page(context: Any) -> Watched:
     page = await context.new_page()
     page.set_default_timeout(15_000)
     watched = Watched(page)
-    page.on("console", lambda m: m.type == "error" and watched.problems.append(m.text))
+
+    def console(message: Any) -> None:
+        if message.type == "error":
+            watched.problems.append(message.text)
+
+    def response(answer: Any) -> None:
+        if answer.status >= 400:
+            watched.failed.append((answer.status, answer.url))
+
+    page.on("console", console)
     page.on("pageerror", lambda exc: watched.problems.append(str(exc)))
-    page.on("response", lambda r: r.status >= 400 and watched.failed.append((r.status, r.url)))
+    page.on("response", response)
     return watched
 
 
