@@ -261,6 +261,8 @@ async def get_declaration(request: web.Request) -> web.Response:
 @api.put("/v1/declarations/{shipment_id}/goods", openapi.operation(
     "Replace the goods lines (CSV as text/csv, or JSON); corrections and approvals go",
     parameters=[openapi.path_parameter("shipment_id", {"type": "integer"})],
+    body={"description": "The invoice: CSV with the documented columns (text/csv), or a JSON "
+                         "array of line objects (application/json); docs/declarations.md."},
     body_types=("text/csv", "application/json"), ok_schema=_OBJECT,
     errors=(*_ERRORS, 404, 409, 413, 422),
 ))
