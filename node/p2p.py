@@ -66,7 +66,8 @@ not fit is dropped, and the peer is *flooding*: the first drop of an episode cos
 a burst now and then decays away) and logs one line; the episode ends when its inbox is empty
 again. PINGs and BLOCKS answers (solicited, matched to a waiting request) bypass the inbox.
 Consensus tolerates the dropped messages (round changes; STATUS and sync bring blocks back).
-:attr:`PeerNetwork.inbound_dropped` and :attr:`PeerNetwork.floods` count them per peer.
+:attr:`PeerNetwork.inbound_dropped` and :attr:`PeerNetwork.floods` count them per peer
+(:attr:`PeerNetwork.received` counts every application frame).
 """
 
 from __future__ import annotations
@@ -346,7 +347,9 @@ class PeerNetwork:
         self._handshakes = asyncio.Semaphore(self.config.max_pending_handshakes)
         self._changed = asyncio.Event()
         self._stopping = False
-        #: Frames dropped because the peer's inbox was full, and flooding episodes, per peer.
+        #: Application frames received, frames dropped because the peer's inbox was full, and
+        #: flooding episodes, per peer.
+        self.received: Counter[bytes] = Counter()
         self.inbound_dropped: Counter[bytes] = Counter()
         self.floods: Counter[bytes] = Counter()
 
@@ -739,6 +742,7 @@ class PeerNetwork:
                     continue
                 if code not in APP_CODES:
                     raise MalformedFrame(f"{code.name} after the handshake")
+                self.received[conn.address] += 1
                 if code == Code.BLOCKS:
                     self._on_blocks(conn, payload)
                 else:

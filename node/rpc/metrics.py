@@ -24,6 +24,7 @@ metric                                             type   labels
 ``portledger_engine_pre_executions``               gauge  proposals being executed
 ``portledger_p2p_inbox_frames``                    gauge  ``peer``: frames in its inbox
 ``portledger_p2p_inbox_bytes``                     gauge  ``peer``: their bytes
+``portledger_p2p_frames_received_total``           count  ``peer``: application frames received
 ``portledger_p2p_inbox_dropped_total``             count  ``peer``: frames dropped (inbox full)
 ``portledger_p2p_floods_total``                    count  ``peer``: flooding episodes penalised
 =================================================  =====  =====================================
@@ -157,6 +158,12 @@ class NodeCollector(Collector):
             size.add_metric(["0x" + peer.hex()], nbytes)
         yield frames
         yield size
+        yield _counter(
+            "portledger_p2p_frames_received",
+            "Application frames received",
+            "peer",
+            {"0x" + p.hex(): n for p, n in network.received.items()},
+        )
         yield _counter(
             "portledger_p2p_inbox_dropped",
             "Frames dropped because the peer's inbox was full",

@@ -291,7 +291,7 @@ async def test_a_flooding_peer_is_penalised_once_per_episode_then_banned(
     dropped = b.inbound_dropped[a.address]
     assert b.inbox_sizes()[a.address][0] == 8  # full: one frame in the handler, eight waiting
     assert dropped == 100 - 9
-    assert b.floods[a.address] == 1
+    assert b.received[a.address] == 100 and b.floods[a.address] == 1
     assert 55 < b.score(a.address) <= 60 and not b.banned(a.address)
     flood_lines = [r for r in caplog.records if "flooding" in r.getMessage()]
     assert len(flood_lines) == 1, [r.getMessage() for r in flood_lines]
