@@ -16,7 +16,9 @@ Limits (:class:`~node.rpc.limits.RpcLimits`, ``portledger node --rpc-*``; docs/l
 - more than ``max_concurrent`` requests (HTTP requests and WebSocket messages) being answered
   at once: the next is refused before its body is read — HTTP 429 with ``Retry-After`` and
   ``data: {"retryAfter": 1}``, on a WebSocket an error per request of the message;
-- more than ``max_subscriptions`` subscriptions on one WebSocket.
+- more than ``max_subscriptions`` subscriptions on one WebSocket;
+- more than ``max_websockets`` WebSocket connections open: the upgrade is refused with HTTP 429
+  (``Retry-After``, the same error object).
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ class JsonRpc:
         self.limits = limits or RpcLimits()
         #: Requests (HTTP) and messages (WebSocket) being answered now.
         self.in_flight = 0
-        #: Refusals by limit: ``body``, ``batch``, ``concurrency``, ``subscriptions``, the pool's
+        #: Refusals by limit: ``body``, ``batch``, ``concurrency``, ``subscriptions``,
+        #: ``websockets``, the pool's
         #: (``count``, ``bytes``, ``sender``), ``other`` (eth_getLogs ranges, filters).
         self.refused: Counter[str] = Counter()
         self.ledger = node.ledger
@@ -274,6 +277,19 @@ def _too_large(rpc: JsonRpc) -> web.Response:
 
 async def _websocket(request: web.Request) -> web.StreamResponse:
     rpc = request.app[RPC_KEY]
+    if len(rpc.sessions) >= rpc.limits.max_websockets:
+        rpc.refused["websockets"] += 1
+        error = RpcError(
+            LIMIT_EXCEEDED,
+            f"limit exceeded: {rpc.limits.max_websockets} WebSocket connections are open",
+            {"retryAfter": RETRY_AFTER_SECONDS, "limit": "websockets"},
+        )
+        return web.Response(
+            text=json.dumps(error_response(None, error)),
+            status=429,
+            content_type="application/json",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     ws = web.WebSocketResponse(max_msg_size=rpc.limits.max_body_bytes, heartbeat=30)
     await ws.prepare(request)
     session = WebSocketSession(

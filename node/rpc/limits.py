@@ -14,6 +14,8 @@ MAX_BATCH = 2_000
 MAX_CONCURRENT = 64
 #: Subscriptions on one WebSocket connection.
 MAX_SUBSCRIPTIONS_PER_SOCKET = 100
+#: WebSocket connections open at once.
+MAX_WEBSOCKETS = 128
 #: Seconds a client refused for concurrency is told to wait.
 RETRY_AFTER_SECONDS = 1
 
@@ -30,3 +32,5 @@ class RpcLimits:
     max_concurrent: int = MAX_CONCURRENT
     #: Subscriptions on one WebSocket connection.
     max_subscriptions: int = MAX_SUBSCRIPTIONS_PER_SOCKET
+    #: WebSocket connections open at once (each may queue notifications).
+    max_websockets: int = MAX_WEBSOCKETS

@@ -26,7 +26,9 @@ from node.txpool import PoolLimits
 from tests.support.chain import CARRIER, TERMINAL, cargo_tx
 
 LIMIT_EXCEEDED = -32005
-LIMITS = RpcLimits(max_body_bytes=64 * 1024, max_batch=10, max_concurrent=2, max_subscriptions=3)
+LIMITS = RpcLimits(
+    max_body_bytes=64 * 1024, max_batch=10, max_concurrent=2, max_subscriptions=3, max_websockets=2
+)
 
 
 class Server:
@@ -181,6 +183,29 @@ async def test_subscriptions_per_websocket_are_capped(node: Server) -> None:
         assert metrics["portledger_rpc_websocket_subscriptions"] == 3
         assert metrics["portledger_rpc_websocket_sessions"] == 1
         assert metrics['portledger_rpc_refused_total{limit="subscriptions"}'] == 1
+
+
+async def test_websocket_connections_are_capped(node: Server) -> None:
+    async with aiohttp.ClientSession() as session:
+        first = await session.ws_connect(node.url)
+        second = await session.ws_connect(node.url + "ws")
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(node.url)
+        assert refused.value.status == 429
+        async with session.get(node.url, headers={"Upgrade": "websocket", "Connection": "Upgrade"}) as resp:
+            assert resp.status == 429 and resp.headers["Retry-After"] == "1"
+            error = (await resp.json())["error"]
+        assert error["code"] == LIMIT_EXCEEDED
+        assert error["data"] == {"retryAfter": 1, "limit": "websockets"}
+        # The open ones still work; closing one makes room.
+        await second.send_str(json.dumps(request("eth_chainId")))
+        assert json.loads((await second.receive(timeout=5)).data)["result"]
+        await first.close()
+        await until(lambda: len(node.server.app[RPC_KEY].sessions) == 1)
+        async with session.ws_connect(node.url) as third:
+            await third.send_str(json.dumps(request("eth_chainId")))
+            assert json.loads((await third.receive(timeout=5)).data)["result"]
+        await second.close()
 
 
 async def test_a_full_pool_answers_32005_with_retry_after_and_accepted_txs_are_final_once(
