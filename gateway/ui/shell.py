@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import html
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from aiohttp import web
 
@@ -141,10 +141,26 @@ def _nav(request: web.Request, principal: Principal | None, t: Translator) -> st
     return f'<nav aria-label="{e(t("nav.main"))}"><ul>{"".join(items)}</ul></nav>'
 
 
+def _assets(paths: Sequence[str]) -> str:
+    tags = []
+    for path in paths:
+        if not path.startswith("/static/"):
+            raise ValueError(f"a page's asset is a static file: {path!r}")
+        if urlsplit(path).path.endswith(".css"):
+            tags.append(f'<link rel=stylesheet href="{e(path)}">\n')
+        else:
+            tags.append(f'<script src="{e(path)}" defer></script>\n')
+    return "".join(tags)
+
+
 def render(
-    request: web.Request, *, page: str, title: str, body: str, status: int = 200
+    request: web.Request, *, page: str, title: str, body: str, status: int = 200,
+    assets: Sequence[str] = (),
 ) -> web.Response:
-    """A whole page around ``body`` (already-escaped HTML); ``title`` is plain text."""
+    """A whole page around ``body`` (already-escaped HTML); ``title`` is plain text.
+    ``assets``: this page's own extra stylesheets (``.css``) and scripts (deferred, run before
+    the pages' script), paths under ``/static/`` — e.g. the map's vendored Leaflet
+    (:data:`gateway.ui.maps.ASSETS`) only on pages with a map."""
     t = translator(request)
     principal = principal_of(request)
     csrf = request.get(SESSION_CSRF, "")
@@ -160,7 +176,7 @@ def render(
 <meta name=csrf-token content="{e(csrf)}">
 <title>{e(title)} · PortLedger</title>
 <link rel=icon href="data:,">
-<link rel=stylesheet href="/static/portledger.css">
+{_assets(assets)}<link rel=stylesheet href="/static/portledger.css">
 <script src="/static/portledger.js" defer></script>
 </head>
 <body data-page="{e(page)}">
