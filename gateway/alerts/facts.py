@@ -168,6 +168,11 @@ class YardStay:
     """Gate-out or load; None while it is still in the yard."""
     terminal: str
     """Which terminal (details, else the availability event's publisher)."""
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """What the storage rule worked out for this stay that the clock does not change (its
+    last free day, fixed figures and sources, an ended warning), kept with the facts for
+    their next evaluation — the clock pass evaluates the same cached facts every day. Not a
+    fact: left out of comparisons."""
 
     @property
     def entered(self) -> int:

@@ -30,13 +30,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from gateway.alerts.calendar import Calendar
-from gateway.alerts.facts import EtaFact, Facts, Hold, TempPoint, YardStay
+from gateway.alerts.facts import EtaFact, Facts, Hold, Observed, TempPoint, YardStay
 from gateway.alerts.model import KINDS, Alert, Source, Transition, resolve
-from gateway.alerts.tariff import SIZES, Tariff, last_free_day, meter, money
+from gateway.alerts.tariff import SIZES, Schedule, Tariff, last_free_day, meter, money
 from gateway.events.model import Reference
 from gateway.isotime import iso_time
 
@@ -439,18 +439,66 @@ def storage_alerts(facts: Facts, settings: StorageSettings, tariff: Tariff,
     return out, wake
 
 
+@dataclass(frozen=True)
+class _Fixed:
+    """What a stay's storage episodes rest on that the clock does not change."""
+
+    schedule: Schedule
+    size: str
+    reefer: bool
+    day1: date
+    lfd: date
+    ended: int
+    warn: int
+    static: dict[str, Any]
+    base: tuple[Source, ...]
+
+
+def _fixed(facts: Facts, stay: YardStay, available: Observed, settings: StorageSettings,
+           tariff: Tariff, calendar: Calendar) -> _Fixed:
+    """The stay's :class:`_Fixed`, worked out once for the same facts, settings, tariff and
+    calendar (kept in :attr:`YardStay.memo`, with the inputs it was worked out from)."""
+    kept = stay.memo.get("storage")
+    if (kept is not None and kept[0] is tariff and kept[1] is calendar and kept[2] == settings
+            and kept[3] == facts.carrier and kept[4] == facts.equipment):
+        fixed: _Fixed = kept[5]
+        return fixed
+    at = available.event.event_time
+    schedule, via = tariff.schedule(stay.terminal, facts.carrier)
+    size = facts.equipment.size or settings.default_size
+    day1 = calendar.local_date(at)
+    lfd, _ = last_free_day(schedule.free_days, schedule.counting, day1, calendar)
+    static: dict[str, Any] = {
+        "available": _iso(at),
+        "last_free_day": lfd.isoformat(),
+        "free_days": schedule.free_days,
+        "counting": schedule.counting,
+        "currency": tariff.currency,
+        "size": size,
+        "size_known": facts.equipment.size is not None,
+        "reefer": facts.equipment.reefer,
+        "terminal": stay.terminal or None,
+        "carrier": facts.carrier,
+        "tariff": via,
+    }
+    fixed = _Fixed(
+        schedule, size, facts.equipment.reefer, day1, lfd,
+        ended=calendar.day_start(lfd + timedelta(days=1)),  # not picked up from here
+        warn=max(calendar.day_start(lfd - timedelta(days=settings.warn_days)), at),
+        static=static,
+        base=_distinct((stay.entry.source, available.source, facts.equipment.origin)))
+    stay.memo["storage"] = (tariff, calendar, settings, facts.carrier, facts.equipment, fixed)
+    return fixed
+
+
 def _stay_alerts(facts: Facts, stay: YardStay, settings: StorageSettings, tariff: Tariff,
                  calendar: Calendar, now: int) -> tuple[list[Alert], int | None]:
     if stay.available is None:
         return [], None
-    available = stay.available.event.event_time
-    schedule, via = tariff.schedule(stay.terminal, facts.carrier)
-    size = facts.equipment.size or settings.default_size
-    reefer = facts.equipment.reefer
-    day1 = calendar.local_date(available)
-    lfd, _ = last_free_day(schedule.free_days, schedule.counting, day1, calendar)
-    ended = calendar.day_start(lfd + timedelta(days=1))  # not picked up from here
-    warn = max(calendar.day_start(lfd - timedelta(days=settings.warn_days)), available)
+    fixed = _fixed(facts, stay, stay.available, settings, tariff, calendar)
+    schedule, size, reefer, day1, lfd = (fixed.schedule, fixed.size, fixed.reefer, fixed.day1,
+                                         fixed.lfd)
+    ended, warn, static, base = fixed.ended, fixed.warn, fixed.static, fixed.base
     exit_time = stay.exit.event.event_time if stay.exit is not None else None
     if exit_time is not None and exit_time > now:
         exit_time = None  # a gate-out dated in the future has not happened yet
@@ -458,21 +506,6 @@ def _stay_alerts(facts: Facts, stay: YardStay, settings: StorageSettings, tariff
         return [], warn
     if exit_time is not None and exit_time <= warn:
         return [], None
-
-    static: dict[str, Any] = {
-        "available": _iso(available),
-        "last_free_day": lfd.isoformat(),
-        "free_days": schedule.free_days,
-        "counting": schedule.counting,
-        "currency": tariff.currency,
-        "size": size,
-        "size_known": facts.equipment.size is not None,
-        "reefer": reefer,
-        "terminal": stay.terminal or None,
-        "carrier": facts.carrier,
-        "tariff": via,
-    }
-    base = _distinct((stay.entry.source, stay.available.source, facts.equipment.origin))
 
     def at(moment: int) -> tuple[dict[str, Any], tuple[Source, ...]]:
         today = calendar.local_date(moment)
@@ -503,15 +536,21 @@ def _stay_alerts(facts: Facts, stay: YardStay, settings: StorageSettings, tariff
     # free time ending: from the warning until the LFD ends or the box leaves
     warn_end = min(ended, exit_time) if exit_time is not None else ended
     if warn_end > warn:
-        body, origins = at(min(now, warn_end - 1))
-        if warn_end <= now:
-            gated = exit_time == warn_end and stay.exit is not None
-            if gated and stay.exit is not None:
-                origins = (*origins, stay.exit.source)
-            body["reason"] = "gated-out" if gated else "free-time-ended"
+        if warn_end <= now:  # an ended warning says the same every day: worked out once
+            kept = stay.memo.get("warned")
+            if kept is None or kept[0] is not fixed or kept[1] is not facts.holds or (
+                    kept[2] != (warn_end, exit_time)):
+                body, origins = at(warn_end - 1)
+                gated = exit_time == warn_end and stay.exit is not None
+                if gated and stay.exit is not None:
+                    origins = (*origins, stay.exit.source)
+                body["reason"] = "gated-out" if gated else "free-time-ended"
+                kept = stay.memo["warned"] = (fixed, facts.holds, (warn_end, exit_time), body,
+                                              origins)
             alerts.append(Alert("free-time-ending", subject, episode, "resolved", warn, now,
-                                warn_end, body, origins))
+                                warn_end, dict(kept[3]), kept[4]))
         else:
+            body, origins = at(min(now, warn_end - 1))
             alerts.append(Alert("free-time-ending", subject, episode, "open", warn, now, None,
                                 body, origins, ended))
     # not picked up: from the day after the LFD until gate-out

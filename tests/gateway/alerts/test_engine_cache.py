@@ -12,11 +12,16 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.alerts.model import Alert, Transition
+from gateway.alerts.calendar import hong_kong
+from gateway.alerts.facts import Observed, build_facts
+from gateway.alerts.model import Alert, Transition, by_key
+from gateway.alerts.rules import Settings, evaluate
 from gateway.alerts.store import AlertStore, Record
+from gateway.alerts.tariff import load_tariff
 from gateway.app import create_app
-from gateway.events.model import Reference
+from gateway.events.model import CanonicalEvent, Reference
 from tests.gateway.alerts.builders import hk
+from tests.gateway.alerts.clock_pass import TARIFF, yard
 from tests.gateway.alerts.gateway_support import ISSUE_TARIFF, Port, config, event
 from tests.gateway.alerts.test_engine import BOX, DECLARATION, MBL, NOW, port_story
 from tests.support.dcsa import wait_until
@@ -177,3 +182,35 @@ def test_a_batch_writes_episodes_in_order_and_transitions_against_their_rows(
         assert pending.body["accrued"] == 200 and pending.body["change"] == "updated"
     finally:
         store.close()
+
+
+def test_facts_evaluated_day_after_day_say_what_fresh_facts_say() -> None:
+    """The storage rule keeps what the clock does not change with the facts (the clock pass
+    evaluates the same cached facts every day): the same alerts and transitions as facts
+    built afresh, every day, through warnings, last free days, holds and gate-outs."""
+    calendar = hong_kong()
+    tariff = load_tariff(TARIFF.read_bytes())
+    start = calendar.day_start(calendar.local_date(hk("2026-11-02 10:00"))) + 10 * 3600
+    events = yard(300, start)
+    gates = [Observed(CanonicalEvent("TERMINAL.GTOT", "ACT",
+                                     start + (i % 9) * 86_400 + 3600 * (i % 7),
+                                     o.event.subject, "HKHKG"),
+                      order=10_000 + i, publisher="Terminal", ref=f"g{i}")
+             for i, o in enumerate(events)
+             if o.event.event_type == "TERMINAL.AVPU" and i % 3 == 0]
+    kept = build_facts([*events, *gates])
+    previous_kept: dict[str, Alert] = {}
+    previous_fresh: dict[str, Alert] = {}
+    for day in range(14):
+        now = start + day * 86_400 + (day % 3) * 3600
+        fresh = build_facts([*events, *gates])
+        a = evaluate(kept, Settings(), tariff, None, now, previous_kept)
+        b = evaluate(fresh, Settings(), tariff, None, now, previous_fresh)
+        assert [x.to_json() for x in a.alerts] == [x.to_json() for x in b.alerts]
+        assert [(t.change, t.alert.to_json()) for t in a.transitions] == [
+            (t.change, t.alert.to_json()) for t in b.transitions]
+        assert a.wake == b.wake
+        previous_kept.update(by_key(a.alerts))
+        previous_fresh.update(by_key(b.alerts))
+    assert {x.kind for x in previous_kept.values()} == {"free-time-ending", "not-picked-up",
+                                                         "customs-hold"}
