@@ -189,4 +189,5 @@ def setup(app: web.Application) -> None:
     """Add the upload routes and document them."""
     routes.install(app, {"Receipt": RECEIPT_SCHEMA, "Receipts": RECEIPTS_SCHEMA})
     bills_of_lading.routes.install(app)
+    app.cleanup_ctx.append(grants.register_ctx)
     grants.routes.install(app)
