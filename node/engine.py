@@ -173,10 +173,9 @@ class EventQueue:
         self._live += 1
         self._ready.set()
 
-    def put_peer(self, peer: bytes, event: inputs.Event, now: tuple[int, int]) -> bool:
+    def put_peer(self, peer: bytes, event: inputs.Received, now: tuple[int, int]) -> bool:
         """Queue a peer's message for the core at ``now`` = its ``(height, round)``; False
         (counted) when it is dropped."""
-        assert isinstance(event, inputs.Received)
         key = (event.message.height, event.message.round)
         limits = self.limits
         if key < now:
@@ -384,10 +383,11 @@ class Engine:
             "halted": self.halted,
         }
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -669,10 +669,7 @@ class Engine:
         """Sync towards ``target`` unless a sync is running or starting (one at a time)."""
         if self._sync_lock.locked() or (self._sync_task is not None and not self._sync_task.done()):
             return
-        task = asyncio.create_task(self._sync(peer, target))
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        self._sync_task = task
+        self._sync_task = self._spawn(self._sync(peer, target))
 
     def _check_equivocation(self, message: Any) -> None:
         """Keep evidence of a validator signing two conflicting messages and have it reported
