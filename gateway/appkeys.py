@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from gateway.alerts.api import AlertService
     from gateway.confidential.keystore import Keystore
     from gateway.config import GatewayConfig
+    from gateway.declarations.service import DeclarationService
     from gateway.feeds.ais_stream import AisStream
     from gateway.nodeclient import NodeClient
     from gateway.proofs_api.store import ProofRequestStore
@@ -77,3 +78,5 @@ PROOF_REQUESTS: web.AppKey[ProofRequestStore] = web.AppKey('proof_requests')
 AIS_STREAMS: web.AppKey[list[AisStream]] = web.AppKey('ais_streams')
 #: The alert service (store, engine, webhooks, mailer).
 ALERTS: web.AppKey[AlertService] = web.AppKey('alerts')
+#: The declarations service (drafts, the submission outbox and its worker).
+DECLARATIONS: web.AppKey[DeclarationService] = web.AppKey('declarations')

@@ -32,6 +32,7 @@ from aiohttp import web
 
 from gateway import appkeys, openapi
 from gateway.appkeys import ACCOUNTS, CONFIG
+from gateway.appkeys import DECLARATIONS as DECLARATIONS  # (re-exported: the tests' import)
 from gateway.declarations import hs, invoice
 from gateway.declarations.connectors import http_connectors
 from gateway.declarations.drafts import CorrectionError, DraftSet, apply_correction
@@ -44,8 +45,6 @@ from gateway.events.model import EventError, parse_time
 from gateway.jsonbody import read_json
 from gateway.principal import Principal, require
 
-#: The service (kept here until ``gateway/appkeys.py`` gets a ``DECLARATIONS`` key).
-DECLARATIONS: web.AppKey[DeclarationService] = web.AppKey("declarations", DeclarationService)
 _TASKS = web.AppKey("declaration_tasks", list)
 #: Name of the keystore secret declaration bodies are sealed under.
 SECRET = "declarations"
