@@ -309,6 +309,21 @@ async def test_a_flooding_peer_is_penalised_once_per_episode_then_banned(
     await until(lambda: a.address not in b.peers())
 
 
+async def test_the_byte_bound_drops_what_does_not_fit(flood_pair: Pair) -> None:
+    a, b, started, handled, gate = flood_pair
+    # Four frames of 400 KiB: the first goes to the handler, the next two wait in the inbox
+    # (800 KiB), the fourth would take it past its 1 MiB and is dropped.
+    for i in range(4):
+        a.send(b.address, Code.TXS, [bytes([i]) * (400 * 1024)])
+    await until(lambda: b.received[a.address] == 4)
+    frames, nbytes = b.inbox_sizes()[a.address]
+    assert len(started) == 1 and frames == 2 and 800 * 1024 < nbytes <= 1024 * 1024
+    assert b.inbound_dropped[a.address] == 1 and b.floods[a.address] == 1
+    gate.set()
+    await until(lambda: len(handled) == 3)
+    assert [first_tx[0] for first_tx in handled] == [0, 1, 2]  # in order, each once
+
+
 async def test_one_frame_larger_than_the_byte_bound_still_passes(flood_pair: Pair) -> None:
     a, b, *_ = flood_pair
     got: list[Any] = []
