@@ -1,4 +1,5 @@
-// PortLedger pages, the accounts' part: sign in, register, who saw my data, API keys, operator.
+// PortLedger pages, the accounts' part: sign in, register, API keys, operator (who saw my data is
+// rendered by the server: gateway/web/sharing.py).
 "use strict";
 
 (function (P) {
@@ -40,29 +41,6 @@
           "; you can sign in once it is active."));
       } else say(form, errorText(result));
     });
-  }
-
-  // -- who saw my data ----------------------------------------------------------------------
-  async function accessLogPage() {
-    const body = document.querySelector("#access-log tbody");
-    const older = document.getElementById("older");
-    let before = 0;
-    async function load() {
-      const result = await api("GET", "/v1/access-log" + (before ? "?before=" + before : ""));
-      if (!result.ok) return say(document, errorText(result));
-      for (const entry of result.data.entries) {
-        body.append(el("tr", {},
-          td("Time", when(entry.time)),
-          el("th", { scope: "row" }, entry.readerName || "organisation " + entry.reader),
-          td("Record", "event " + entry.eventId),
-          td("Allowed by", label(entry.via))));
-      }
-      if (!body.children.length) say(document, "Nobody else has read your records yet.", true);
-      before = result.data.next ? Number(result.data.next) : 0;
-      older.hidden = !before;
-    }
-    older.addEventListener("click", load);
-    await load();
   }
 
   // -- API keys -----------------------------------------------------------------------------
@@ -139,7 +117,6 @@
   Object.assign(P.pages, {
     login: loginPage,
     register: registerPage,
-    "access-log": accessLogPage,
     keys: keysPage,
     operator: operatorPage,
   });
