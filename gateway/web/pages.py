@@ -130,23 +130,6 @@ async def track_page(request: web.Request) -> web.Response:
     return render(request, page="track", title=title, body=body)
 
 
-@pages.get("/access-log")
-async def access_log_page(request: web.Request) -> web.Response:
-    """Who read my organisation's data."""
-    signed_in(request, "tracking:read")
-    t = translator(request)
-    body = f"""<h1>{e(t("nav.access_log"))}</h1>
-<p>{e(t("access.intro"))}</p>
-<div class=scroll><table id=access-log>
-<caption class=visually-hidden>{e(t("access.caption"))}</caption>
-<thead><tr><th scope=col>{e(t("col.time"))}</th><th scope=col>{e(t("col.organisation"))}</th>
-<th scope=col>{e(t("col.record"))}</th><th scope=col>{e(t("col.allowed_by"))}</th></tr></thead>
-<tbody></tbody></table></div>
-<p class=message role=status></p>
-<button type=button id=older hidden>{e(t("common.older"))}</button>"""
-    return render(request, page="access-log", title=t("nav.access_log"), body=body)
-
-
 @pages.get("/keys")
 async def keys_page(request: web.Request) -> web.Response:
     """The organisation's API keys: create and revoke."""
