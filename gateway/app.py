@@ -22,6 +22,7 @@ from gateway.config import GatewayConfig
 from gateway.declarations import api as declarations
 from gateway.feeds import api as api_feeds
 from gateway.intake import api as api_events
+from gateway.intake import pages as intake_pages
 from gateway.proofs_api import api as api_proofs
 from gateway.readside import indexer
 from gateway.readside import store as readmodel
@@ -29,7 +30,7 @@ from gateway.subscriptions import api as subscriptions
 from gateway.telemetry import api as api_telemetry
 from gateway.tracking import api as tracking
 from gateway.tracking import dcsa_api as api_dcsa
-from gateway.web import pages, views
+from gateway.web import pages, sharing, views
 from gateway.writepath import outbox, submitter
 
 #: Feature modules in set-up order (resources open in this order and close in reverse).
@@ -53,7 +54,9 @@ MODULES = (
     declarations,
     api_proofs,
     alerts_pages,
+    intake_pages,
     views,
+    sharing,
     pages,
     openapi,
 )
