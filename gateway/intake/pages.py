@@ -95,7 +95,8 @@ def grant_row(t: Translator, item: Listed) -> str:
 <th scope=row><a href="{e(record_href(kind, value))}">{e(record_text(t, kind, value))}</a></th>
 <td data-label="{e(t("col.organisation"))}">{e(item.reader_name or str(row.reader))}</td>
 <td data-label="{e(t("sharing.until"))}">{e(until)}</td>
-<td data-label="{e(t("col.status"))}"><span class="chip grant-{e(state)}">{e(t("sharing.state." + state))}</span>
+<td data-label="{e(t("col.status"))}">
+<span class="chip grant-{e(state)}">{e(t("sharing.state." + state))}</span>
 <span class="progress muted">{_progress(t, item)}</span></td>
 <td data-label="{e(t("sharing.granted_at"))}">{_time(t, row.granted_at)}</td>
 <td>{action}</td></tr>"""
