@@ -24,6 +24,7 @@ from gateway.feeds import api as api_feeds
 from gateway.intake import api as api_events
 from gateway.intake import pages as intake_pages
 from gateway.proofs_api import api as api_proofs
+from gateway.proofs_api import pages as proofs_pages
 from gateway.readside import indexer
 from gateway.readside import store as readmodel
 from gateway.subscriptions import api as subscriptions
@@ -55,6 +56,7 @@ MODULES = (
     api_proofs,
     alerts_pages,
     intake_pages,
+    proofs_pages,
     views,
     sharing,
     pages,
