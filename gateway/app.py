@@ -21,6 +21,7 @@ from gateway.confidential import keystore
 from gateway.config import GatewayConfig
 from gateway.declarations import api as declarations
 from gateway.feeds import api as api_feeds
+from gateway.feeds import pages as feeds_pages
 from gateway.intake import api as api_events
 from gateway.intake import pages as intake_pages
 from gateway.proofs_api import api as api_proofs
@@ -31,7 +32,7 @@ from gateway.subscriptions import api as subscriptions
 from gateway.telemetry import api as api_telemetry
 from gateway.tracking import api as tracking
 from gateway.tracking import dcsa_api as api_dcsa
-from gateway.web import pages, sharing, views
+from gateway.web import dashboard, pages, sharing, shipment, views
 from gateway.writepath import outbox, submitter
 
 #: Feature modules in set-up order (resources open in this order and close in reverse).
@@ -55,11 +56,14 @@ MODULES = (
     declarations,
     api_proofs,
     alerts_pages,
+    feeds_pages,
     intake_pages,
     proofs_pages,
     views,
     sharing,
     pages,
+    dashboard,
+    shipment,
     openapi,
 )
 
