@@ -1,10 +1,11 @@
-"""The gateway's own pages: landing, sign in, register, track, who saw my data, API keys,
-operator — on the shell of :mod:`gateway.ui.shell` (navigation, language, security headers).
+"""The gateway's own pages: sign in, register, API keys, operator — on the shell of
+:mod:`gateway.ui.shell` (navigation, language, security headers) — and the track box they share.
 
 The server renders each page's frame in the reader's language; the script fetches the data from
 the JSON API with the session cookie (same origin) and builds the DOM with ``textContent`` only.
-Feature pages (alerts, the container and vessel views) live with their features or in
-:mod:`gateway.web.views`.
+The landing page ("my shipments" or the track box) is :mod:`gateway.web.dashboard`, the shipment
+view (``/track``) :mod:`gateway.web.shipment`; feature pages (alerts, the container and vessel
+views) live with their features or in :mod:`gateway.web.views`.
 """
 
 from __future__ import annotations
@@ -39,16 +40,6 @@ def track_form(t: Translator, value: str = "") -> str:
  spellcheck=false placeholder="{e(t("track.placeholder"))}"><button>{e(t("track.button"))}</button>
 </div>
 </form>"""
-
-
-@pages.get("/")
-async def landing(request: web.Request) -> web.Response:
-    """Landing page: the track box."""
-    t = translator(request)
-    body = f"""<h1>{e(t("landing.title"))}</h1>
-<p>{e(t("landing.intro"))}</p>
-{track_form(t)}"""
-    return render(request, page="landing", title=t("nav.track"), body=body)
 
 
 @pages.get("/login")
@@ -113,21 +104,6 @@ async def register_page(request: web.Request) -> web.Response:
 <p class=message role=alert aria-live=assertive></p>
 </form>"""
     return render(request, page="register", title=t("register.title"), body=body)
-
-
-@pages.get("/track")
-async def track_page(request: web.Request) -> web.Response:
-    """The shipment view of ``?q=`` (data fetched by the script from ``/v1/track``)."""
-    signed_in(request, "tracking:read")
-    t = translator(request)
-    query = request.query.get("q", "").strip()[:64]
-    body = f"""<h1>{e(t("nav.track"))}</h1>
-{track_form(t, query)}
-<section id=shipment data-query="{e(query)}" aria-live=polite>
-<p class=muted>{e(t("track.looking_up") if query else t("track.type_number"))}</p>
-</section>"""
-    title = t("track.title_of", query=query) if query else t("nav.track")
-    return render(request, page="track", title=title, body=body)
 
 
 @pages.get("/keys")

@@ -228,8 +228,10 @@ def _reason(entry: dict[str, Any]) -> str:
 
 def subject_text(t: Translator, kind: str, value: str) -> str:
     """``Container CSQU3054383``, ``Bill of lading PCOL1234567``, …"""
-    key = "subject." + kind
-    return t(key, value=value) if t.has(key) else t("subject.other", kind=kind, value=value)
+    for key in ("subject." + kind, "timeline.subject." + kind):
+        if t.has(key):
+            return t(key, value=value)
+    return t("subject.other", kind=kind, value=value)
 
 
 def sentence(t: Translator, entry: dict[str, Any], vessels: dict[str, str] | None = None) -> str:
