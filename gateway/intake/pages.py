@@ -167,7 +167,7 @@ async def sharing_page(request: web.Request) -> web.Response:
 {section}
 <section aria-labelledby=grant-title>
 <h2 id=grant-title>{e(t("sharing.grant_title"))}</h2>
-<form id=grant-form class=stack novalidate>
+<form id=grant-form class="stack share" novalidate>
 <label for=kind>{e(t("sharing.kind"))}</label>
 <select id=kind name=kind>{_options(kinds, record.kind if record else "container")}</select>
 <label for=value>{e(t("sharing.reference"))}</label>
@@ -185,6 +185,7 @@ async def sharing_page(request: web.Request) -> web.Response:
 <section aria-labelledby=grants-title>
 <h2 id=grants-title>{e(t("sharing.grants_title"))}</h2>
 <p><a href="/sharing?{e(toggle)}">{e(toggle_text)}</a></p>
+<p class=message id=grants-message role=status aria-live=polite></p>
 <div class=scroll><table id=grants>
 <caption class=visually-hidden>{e(t("sharing.grants_caption"))}</caption>
 <thead><tr><th scope=col>{e(t("col.record"))}</th><th scope=col>{e(t("col.organisation"))}</th>

@@ -73,11 +73,12 @@ def request_html(request: web.Request, t: Translator, store: ProofRequestStore,
                      f' <a class=button href="/v1/proof-requests/{e(found.id)}/bundle" download>'
                      f'{e(t("sharing.proof.download"))}</a></p>')
     if found.status == "pending" and incoming:
-        lines.append(f"""<form class="decide stack" data-request="{e(found.id)}" novalidate>
+        lines.append(f"""<form class="decide stack share" data-request="{e(found.id)}" novalidate>
 <label for="note-{e(found.id)}">{e(t("sharing.proof.note_label"))}</label>
 <textarea id="note-{e(found.id)}" name=note maxlength=1000></textarea>
 <div class=actions><button name=decision value=approve>{e(t("sharing.proof.approve"))}</button>
 <button name=decision value=decline class=danger>{e(t("sharing.proof.decline"))}</button></div>
+<p class=message role=status aria-live=polite></p>
 </form>""")
     if found.status == "pending" and not incoming:
         lines.append(f'<p><button type=button class=secondary '
@@ -136,7 +137,7 @@ async def proofs_page(request: web.Request) -> web.Response:
                          for i, name in owners_of(request, principal))
         parts.append(f"""<section aria-labelledby=ask-title>
 <h2 id=ask-title>{e(t("sharing.proof.ask"))}</h2>
-<form id=ask-form class=stack novalidate>
+<form id=ask-form class="stack share" novalidate>
 <label for=owner>{e(t("sharing.proof.owner"))}</label>
 <select id=owner name=owner required><option value="">{e(t("sharing.choose"))}</option>
 {owners}</select>
@@ -151,7 +152,7 @@ async def proofs_page(request: web.Request) -> web.Response:
         parts.append(f"""<section aria-labelledby=export-title>
 <h2 id=export-title>{e(t("sharing.proof.export"))}</h2>
 <p>{e(t("sharing.proof.export_intro"))}</p>
-<form id=export-form class=stack novalidate>
+<form id=export-form class="stack share" novalidate>
 <label for=export-reference>{e(t("sharing.reference"))}</label>
 <input id=export-reference name=reference required maxlength=64 autocomplete=off spellcheck=false>
 <label for=events>{e(t("sharing.proof.events"))}</label>
