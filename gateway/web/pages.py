@@ -15,11 +15,13 @@ from urllib.parse import quote
 from aiohttp import web
 
 from contracts import ROLES
+from gateway.accounts.model import ORG_STATUSES
 from gateway.appkeys import OIDC_PROVIDERS
 from gateway.principal import SCOPES, Principal
-from gateway.ui import shell
+from gateway.ui import pwa, shell
 from gateway.ui.i18n import Translator
 from gateway.ui.shell import NavItem, PageRefused, e, render, signed_in, translator
+from gateway.web import admin
 
 pages = shell.Pages()
 
@@ -113,7 +115,8 @@ async def keys_page(request: web.Request) -> web.Response:
     t = translator(request)
     scopes = "".join(
         f'<label class=check><input type=checkbox name=scopes value="{e(s)}"'
-        f'{" checked" if s == "tracking:read" else ""}> {e(s)}</label>'
+        f'{" checked" if s == "tracking:read" else ""}> <span>{e(t("admin.scope." + s))} '
+        f"<code>{e(s)}</code></span></label>"
         for s in SCOPES
     )
     body = f"""<h1>{e(t("nav.keys"))}</h1>
@@ -121,14 +124,14 @@ async def keys_page(request: web.Request) -> web.Response:
 <form id=key-form class=stack novalidate>
 <label for=label>{e(t("keys.label"))}</label>
 <input id=label name=label required maxlength=100 placeholder="{e(t("keys.placeholder"))}">
-<fieldset><legend>{e(t("keys.permissions"))}</legend>{scopes}</fieldset>
+<fieldset class=scopes><legend>{e(t("keys.permissions"))}</legend>{scopes}</fieldset>
 <button>{e(t("keys.create"))}</button>
 <p class=message role=alert aria-live=assertive></p>
 </form>
 <div id=new-key hidden><h2>{e(t("keys.new"))}</h2>
 <p>{e(t("keys.copy_now"))}</p><output id=new-key-value></output></div>
-<h2>{e(t("keys.list"))}</h2>
-<div class=scroll><table id=keys>
+<h2 id=keys-heading>{e(t("keys.list"))}</h2>
+<div class=scroll><table id=keys aria-labelledby=keys-heading>
 <thead><tr><th scope=col>{e(t("keys.label"))}</th><th scope=col>{e(t("col.id"))}</th>
 <th scope=col>{e(t("keys.permissions"))}</th><th scope=col>{e(t("col.created"))}</th>
 <th scope=col>{e(t("col.last_used"))}</th><th scope=col>{e(t("col.status"))}</th>
@@ -139,18 +142,33 @@ async def keys_page(request: web.Request) -> web.Response:
 
 @pages.get("/operator")
 async def operator_page(request: web.Request) -> web.Response:
-    """Organisations waiting for verification (operators)."""
+    """Organisations waiting for verification, and every organisation with its status
+    (operators)."""
     principal = signed_in(request)
     t = translator(request)
     if not principal.operator:
         raise PageRefused(t("refused.operator"))
+    statuses = "".join(f'<option value="{e(s)}">{e(t("admin.org_status." + s))}</option>'
+                       for s in ORG_STATUSES)
     body = f"""<h1>{e(t("operator.title"))}</h1>
+<p>{e(t("admin.operator.intro"))}</p>
+<p class=message role=status aria-live=polite></p>
 <div class=scroll><table id=pending>
+<caption class=visually-hidden>{e(t("operator.title"))}</caption>
 <thead><tr><th scope=col>{e(t("col.name"))}</th><th scope=col>{e(t("col.registration"))}</th>
 <th scope=col>{e(t("col.roles"))}</th><th scope=col>{e(t("col.contact"))}</th>
-<th scope=col><span class=visually-hidden>{e(t("col.decision"))}</span></th></tr>
+<th scope=col>{e(t("col.decision"))}</th></tr>
 </thead><tbody></tbody></table></div>
-<p class=message role=status aria-live=polite></p>"""
+<h2 id=organisations-heading>{e(t("admin.operator.all"))}</h2>
+<form class=filters id=organisations-filter>
+<div><label for=org-status>{e(t("col.status"))}</label>
+<select id=org-status name=status><option value="">{e(t("common.all"))}</option>{statuses}
+</select></div></form>
+<div class=scroll><table id=organisations aria-labelledby=organisations-heading>
+<thead><tr><th scope=col>{e(t("col.name"))}</th><th scope=col>{e(t("col.status"))}</th>
+<th scope=col>{e(t("col.roles"))}</th><th scope=col>{e(t("col.registration"))}</th>
+<th scope=col>{e(t("admin.operator.member"))}</th></tr></thead>
+<tbody></tbody></table></div>"""
     return render(request, page="operator", title=t("nav.operator"), body=body)
 
 
@@ -161,7 +179,9 @@ def _signed(principal: Principal | None) -> bool:
 def setup(app: web.Application) -> None:
     """The shell, these pages and their navigation entries."""
     shell.setup(app)
+    pwa.setup(app)
     pages.setup(app)
+    admin.setup(app)
     shell.add_nav(app, NavItem("/", "nav.track", 10, lambda p: True))
     shell.add_nav(app, NavItem("/access-log", "nav.access_log", 50, _signed))
     shell.add_nav(app, NavItem("/keys", "nav.keys", 80,

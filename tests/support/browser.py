@@ -16,6 +16,7 @@ script) does not govern, so the pages are checked under their real policy.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from gateway.ui.shell import STATIC_DIR
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -139,3 +142,45 @@ async def screenshot(page: Any, name: str) -> Path:
     violations = await accessibility(page)
     assert not violations, f"{name}: accessibility violations\n{_described(violations)}"
     return path
+
+
+#: The installable app's icons: (SVG source, PNG written, size in pixels), in
+#: ``gateway/ui/static/pwa/``.
+ICONS = (("icon.svg", "icon-192.png", 192), ("icon.svg", "icon-512.png", 512),
+         ("icon-maskable.svg", "icon-maskable-512.png", 512))
+
+
+async def render_svg(browser: Any, svg: str, size: int) -> bytes:
+    """``svg`` drawn by Chromium as a ``size`` × ``size`` PNG (transparent where it draws
+    nothing)."""
+    context = await browser.new_context(viewport={"width": size, "height": size},
+                                        device_scale_factor=1)
+    try:
+        page = await context.new_page()
+        await page.set_content(
+            '<html><body style="margin:0">'
+            + svg.replace("<svg ", f'<svg width="{size}" height="{size}" ', 1)
+            + "</body></html>")
+        png: bytes = await page.screenshot(omit_background=True,
+                                           clip={"x": 0, "y": 0, "width": size, "height": size})
+        return png
+    finally:
+        await context.close()
+
+
+async def draw_icons(folder: Path) -> list[Path]:
+    """Draw :data:`ICONS` from their SVG sources in ``folder`` (how the committed PNGs were
+    made: ``.venv/bin/python -m tests.support.browser``)."""
+    written = []
+    async with chromium() as browser:
+        for source, target, size in ICONS:
+            png = await render_svg(browser, (folder / source).read_text("utf-8"), size)
+            (folder / target).write_bytes(png)
+            written.append(folder / target)
+    return written
+
+
+if __name__ == "__main__":
+    # the icons are drawn once here and committed; the gateway never needs a browser
+    for drawn in asyncio.run(draw_icons(STATIC_DIR / "pwa")):
+        print(drawn)
