@@ -176,6 +176,8 @@ def render(
 <meta name=csrf-token content="{e(csrf)}">
 <title>{e(title)} · PortLedger</title>
 <link rel=icon href="data:,">
+<link rel=manifest href="/manifest.webmanifest">
+<meta name=theme-color content="#0b5cad">
 {_assets(assets)}<link rel=stylesheet href="/static/portledger.css">
 <script src="/static/portledger.js" defer></script>
 </head>
