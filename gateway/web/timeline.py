@@ -347,7 +347,7 @@ def eta_rows(vessel: dict[str, Any], now: int) -> list[EtaRow]:
         if not isinstance(item, dict) or not item.get("time"):
             continue
         derived = item.get("source") == "AIS-derived"
-        age = item.get("ageSeconds")
+        age = item.get("ageSeconds", item.get("freshness"))
         rows.append(EtaRow(
             source=str(item.get("source") or ""), time=str(item["time"]),
             classifier="EST" if derived else str(item.get("classifier") or "EST"),
