@@ -105,11 +105,17 @@ def _by(principal: Principal) -> str:
             else f"API key {principal.credential_id} of organisation {principal.org_id}")
 
 
-def _shipment(request: web.Request, principal: Principal, *, write: bool = False) -> Shipment:
-    text = request.match_info["shipment_id"]
-    found = _service(request).store.shipment(int(text)) if text.isdigit() and \
+def readable(service: DeclarationService, principal: Principal, text: str) -> Shipment | None:
+    """The stored shipment ``text`` names if ``principal`` may read it, else None (the pages
+    and the API read through here)."""
+    found = service.store.shipment(int(text)) if text.isascii() and text.isdigit() and \
         len(text) < 12 else None
-    if found is None or not _service(request).may_read(principal, found):
+    return found if found is not None and service.may_read(principal, found) else None
+
+
+def _shipment(request: web.Request, principal: Principal, *, write: bool = False) -> Shipment:
+    found = readable(_service(request), principal, request.match_info["shipment_id"])
+    if found is None:
         raise NotFound("no such declaration", code="declaration-not-found")
     if write and found.org_id != principal.org_id:
         raise NotFound("no such declaration of yours", code="declaration-not-found")
@@ -134,7 +140,9 @@ def _invoice_errors(errors: list[invoice.InvoiceError]) -> Unprocessable:
                                   "count": len(errors)})
 
 
-def _view(service: DeclarationService, shipment: Shipment) -> dict[str, Any]:
+def view_of(service: DeclarationService, shipment: Shipment) -> dict[str, Any]:
+    """A shipment's drafts side by side with approvals, corrections and submissions (what
+    ``GET /v1/declarations/{id}`` answers; 409 if the declarant no longer sees the shipment)."""
     drafts = _drafts(service, shipment)
     approvals = service.store.approvals(shipment)
     body = drafts.to_json()
@@ -208,7 +216,7 @@ async def upload(request: web.Request) -> web.Response:
     shipment, new = service.store.put_shipment(
         principal.org_id, reference,
         {"lines": [g.to_json() for g in parsed.lines], "options": options}, readers)
-    return web.json_response(_view(service, shipment), status=201 if new else 200)
+    return web.json_response(view_of(service, shipment), status=201 if new else 200)
 
 
 def _lines_json(lines: Any) -> bytes:
@@ -236,15 +244,19 @@ def _organisation(request: web.Request, org_id: int, path: str) -> None:
 ))
 async def list_declarations(request: web.Request) -> web.Response:
     principal = require(request, READ)
-    service = _service(request)
+    return web.json_response({"declarations": listing(_service(request), principal)})
+
+
+def listing(service: DeclarationService, principal: Principal) -> list[dict[str, Any]]:
+    """The shipments ``principal`` may read: its own, those naming it, and (an authority's
+    organisation) those submitted to it."""
     rows = service.store.shipments_of(principal.org_id)
     mine = service.authorities_of(principal.org_id)
     if mine:
         known = {s.id for s in rows}
         rows += [s for s in service.store.submitted_shipments(sorted(mine)) if s.id not in known]
-    return web.json_response({"declarations": [
-        {"id": s.id, "reference": s.reference, "owner": s.org_id,
-         "direction": s.body["options"]["direction"], "updated": s.updated} for s in rows]})
+    return [{"id": s.id, "reference": s.reference, "owner": s.org_id,
+             "direction": s.body["options"]["direction"], "updated": s.updated} for s in rows]
 
 
 @api.get("/v1/declarations/{shipment_id}", openapi.operation(
@@ -254,7 +266,7 @@ async def list_declarations(request: web.Request) -> web.Response:
 ))
 async def get_declaration(request: web.Request) -> web.Response:
     principal = require(request, READ)
-    return web.json_response(_view(_service(request), _shipment(request, principal)))
+    return web.json_response(view_of(_service(request), _shipment(request, principal)))
 
 
 @api.put("/v1/declarations/{shipment_id}/goods", openapi.operation(
@@ -280,7 +292,7 @@ async def put_goods(request: web.Request) -> web.Response:
         shipment.org_id, shipment.reference,
         {"lines": [g.to_json() for g in parsed.lines], "options": shipment.body["options"]},
         list(shipment.readers))
-    return web.json_response(_view(service, updated))
+    return web.json_response(view_of(service, updated))
 
 
 @api.post("/v1/declarations/{shipment_id}/corrections", openapi.operation(
@@ -303,7 +315,7 @@ async def correct(request: web.Request) -> web.Response:
     except CorrectionError as exc:
         raise Unprocessable(str(exc), code=exc.code, details={"path": body["path"]}) from None
     service.store.add_correction(shipment, draft.key, body["path"], body["value"], by, at)
-    return web.json_response(_view(service, shipment), status=201)
+    return web.json_response(view_of(service, shipment), status=201)
 
 
 @api.post("/v1/declarations/{shipment_id}/drafts/{draft}/approve", openapi.operation(
