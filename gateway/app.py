@@ -20,6 +20,7 @@ from gateway.appkeys import BODY_LIMIT, CONFIG
 from gateway.confidential import keystore
 from gateway.config import GatewayConfig
 from gateway.declarations import api as declarations
+from gateway.declarations import pages as declarations_pages
 from gateway.feeds import api as api_feeds
 from gateway.feeds import pages as feeds_pages
 from gateway.intake import api as api_events
@@ -56,6 +57,7 @@ MODULES = (
     declarations,
     api_proofs,
     alerts_pages,
+    declarations_pages,
     feeds_pages,
     intake_pages,
     proofs_pages,
