@@ -8,6 +8,14 @@
   received, each source's, with how far it moved against the first ETA seen at that port — and
   its arrivals (:func:`etas_of`), with its alerts.
 
+Both views open with a **map** (:mod:`gateway.ui.maps`): the vessel view shows the vessel's
+latest AIS position and track (public, as :mod:`gateway.tracking.live` lays them over a shipment
+view) and its port of call (the port of the latest ETA the reader may see, placed by
+:data:`gateway.tracking.eta.PORTS`); the container view shows where the box is by its last
+movement the reader may see in its shipment view (the tracking service's, as ``/v1/track``
+answers): in a terminal's yard (the yard event's terminal and place), in a warehouse or depot, or
+— loaded or departed — on board the view's vessel at its AIS position, with its port of call.
+
 Each part comes from the functions the JSON API answers with, for the signed-in user: the
 reefer readings through the telemetry visibility rule, the meter and ETAs through the alert
 engine's per-organisation facts (only events the reader may read). Asking by number is asking by
@@ -23,12 +31,14 @@ from aiohttp import web
 
 from gateway.alerts.api import READ, NotAMember, etas_of, inbox_of, storage_of
 from gateway.alerts.pages import alert_html, meter_lines, time_html
-from gateway.appkeys import ALERTS, TELEMETRY
+from gateway.appkeys import ALERTS, TELEMETRY, TRACKING
 from gateway.events import identifiers
 from gateway.events.model import Reference
 from gateway.principal import Principal
 from gateway.telemetry import service as telemetry
-from gateway.ui import shell
+from gateway.tracking import live
+from gateway.tracking.eta import PORTS
+from gateway.ui import maps, shell
 from gateway.ui.charts import Point, Span, temperature_chart
 from gateway.ui.i18n import Translator, iso
 from gateway.ui.shell import e, render, signed_in, translator
@@ -125,6 +135,99 @@ async def _chart(request: web.Request, ref: Reference, t: Translator,
            f'{e(t("container.chart_caption"))}</figcaption></figure>{table}'
 
 
+# -- the map ----------------------------------------------------------------------------------
+#: A box's events that move it, and where each leaves it.
+_IN_YARD = frozenset({"TERMINAL.GTIN", "TERMINAL.DISC", "TERMINAL.AVPU"})
+_ON_BOARD = frozenset({"TERMINAL.LOAD", "TRANSPORT.DEPA"})
+_PLACED = {"WAREHOUSE.RECEIPT": "warehouse", "EQUIPMENT.STRP": "warehouse",
+           "EQUIPMENT.DROP": "depot"}
+_ON_ROAD = frozenset({"TERMINAL.GTOT", "EQUIPMENT.PICK", "LAND.PICK_UP", "LAND.DELIVERY"})
+_MOVES = _IN_YARD | _ON_BOARD | _ON_ROAD | frozenset(_PLACED)
+
+
+def _map_section(t: Translator, body: str) -> str:
+    return (f'<section class=card aria-labelledby=map-h id=where><h2 id=map-h>'
+            f'{e(t("map.title"))}</h2>{body}</section>')
+
+
+def _port(locode: Any) -> maps.Place | None:
+    port = PORTS.get(locode) if isinstance(locode, str) else None
+    return maps.Place("port", port.name, port.lat, port.lon, code=port.locode) if port else None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _place(kind: str, entry: dict[str, Any], since: str | None) -> maps.Place | None:
+    """Where a yard, warehouse or depot event happened: its own position, else its port's."""
+    details = _object(entry.get("details"))
+    locode = entry.get("location")
+    port = PORTS.get(locode) if isinstance(locode, str) else None
+    position = _object(details.get("position"))
+    lat, lon = position.get("lat"), position.get("lon")
+    if not (isinstance(lat, int | float) and isinstance(lon, int | float)):
+        if port is None:
+            return None
+        lat, lon = port.lat, port.lon
+    named = next((str(details[k]) for k in ("terminal", "facilityName", "facilityCode", "facility")
+                  if isinstance(details.get(k), str) and details[k].strip()), None)
+    name = named or str(entry.get("publisherName") or "") or (port.name if port else "")
+    code = locode if isinstance(locode, str) and locode else None
+    try:
+        return maps.Place(kind, name, float(lat), float(lon), code=code, since=since)
+    except maps.MapError:
+        return None
+
+
+async def vessel_map(request: web.Request, principal: Principal, t: Translator, imo: str,
+                     port_of_call: str | None, title: str) -> str:
+    """The map of a vessel: its AIS position and track (public) and its port of call."""
+    vessel: dict[str, Any] = {"imo": imo, "portOfCall": port_of_call}
+    await live.overlay(request.app, principal, {"vessel": vessel})
+    vessel["name"] = _object(vessel.get("aisStatic")).get("name")
+    return maps.map_html(t, title=title, vessel=maps.Vessel.from_view(vessel),
+                         port=_port(port_of_call))
+
+
+async def container_map(request: web.Request, principal: Principal, t: Translator,
+                        number: str) -> str:
+    """The map of a box: where its last movement the reader may see left it."""
+    title = t("map.of_container", number=number)
+    view = request.app[TRACKING].shipment_of(principal, number)
+    if view is None:
+        return maps.map_html(t, title=title)
+    box = next((c for c in view.get("containers") or [] if c.get("number") == number), None)
+    ids = set(box.get("events") or []) if box else set()
+    moves = sorted((entry for entry in view.get("timeline") or []
+                    if entry.get("eventId") in ids and entry.get("type") in _MOVES
+                    and entry.get("classifier") == "ACT" and not entry.get("retracted")),
+                   key=lambda entry: (str(entry.get("time")), entry.get("eventId") or 0))
+    if not moves:
+        return maps.map_html(t, title=title)
+    last = moves[-1]
+    kind = str(last.get("type"))
+    if kind in _ON_BOARD:
+        vessel = view.get("vessel") if isinstance(view.get("vessel"), dict) else None
+        if vessel is None:
+            return maps.map_html(t, title=title)
+        await live.overlay(request.app, principal, {"vessel": vessel})
+        return maps.map_html(t, title=title, vessel=maps.Vessel.from_view(vessel),
+                             port=_port(vessel.get("portOfCall")))
+    if kind in _IN_YARD:
+        entry = last
+        for earlier in reversed(moves):  # the stay began with the first of its yard events
+            if earlier.get("type") not in _IN_YARD:
+                break
+            entry = earlier
+        place = _place("terminal", last, str(entry.get("time")))
+    elif kind in _PLACED:
+        place = _place(_PLACED[kind], last, str(last.get("time")))
+    else:  # on the road: trucks are drawn once their positions are shared with the reader
+        place = None
+    return maps.map_html(t, title=title, places=[place] if place else [])
+
+
 def _celsius(t: Translator, value: float | None) -> str:
     return t("fmt.celsius", value=f"{value:g}") if value is not None else t("common.unknown")
 
@@ -151,16 +254,18 @@ async def container_view(request: web.Request) -> web.Response:
     except NotAMember:
         return shell.refused(request, t("refused.not_member"))
     chart = await _chart(request, ref, t, alerts)
+    where = await container_map(request, principal, t, ref.value)
     title = t("container.title", number=ref.value)
     body = f"""<h1>{e(title)}</h1>
 <p><a href="/track?q={e(ref.value)}">{e(t("container.track_link"))}</a></p>
+{_map_section(t, where)}
 <section class=card aria-labelledby=meter-h id=meter><h2 id=meter-h>{e(t("meter.title"))}</h2>
 {_meter(t, meter)}</section>
 <section class=card aria-labelledby=reefer-h id=reefer><h2 id=reefer-h>
 {e(t("container.reefer_chart"))}</h2>{chart}</section>
 <section aria-labelledby=alerts-h id=box-alerts><h2 id=alerts-h>{e(t("container.alerts"))}</h2>
 {_alert_list(t, alerts)}</section>"""
-    return render(request, page="container", title=title, body=body)
+    return render(request, page="container", title=title, body=body, assets=maps.ASSETS)
 
 
 @pages.get("/vessels/{imo}")
@@ -178,6 +283,10 @@ async def vessel_view(request: web.Request) -> web.Response:
     except NotAMember:
         return shell.refused(request, t("refused.not_member"))
     title = t("vessel.title", imo=ref.value)
+    calls = [row["port"] for row in (history or {}).get("etas", []) if row["port"]] or [
+        row["port"] for row in (history or {}).get("arrivals", []) if row["port"]]
+    where = await vessel_map(request, principal, t, ref.value, calls[-1] if calls else None,
+                             t("map.of_vessel", vessel=title))
     if history is None:
         etas = f'<p class=muted>{e(t("vessel.none"))}</p>'
     else:
@@ -201,11 +310,12 @@ async def vessel_view(request: web.Request) -> web.Response:
 </tr></thead><tbody>{rows}</tbody></table></div>
 {f'<h3>{e(t("vessel.arrivals"))}</h3><ul>{arrivals}</ul>' if arrivals else ""}"""
     body = f"""<h1>{e(title)}</h1>
+{_map_section(t, where)}
 <section class=card aria-labelledby=etas-h id=etas><h2 id=etas-h>{e(t("vessel.eta_history"))}
 </h2>{etas}</section>
 <section aria-labelledby=alerts-h id=vessel-alerts><h2 id=alerts-h>{e(t("container.alerts"))}
 </h2>{_alert_list(t, alerts)}</section>"""
-    return render(request, page="vessel", title=title, body=body)
+    return render(request, page="vessel", title=title, body=body, assets=maps.ASSETS)
 
 
 def _source(t: Translator, source: Any) -> str:

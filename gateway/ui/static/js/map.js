@@ -1,0 +1,127 @@
+// PortLedger pages, the map's part: draws every <div class=map data-map='{…}'> the server wrote
+// (gateway/ui/maps.py) with Leaflet, which the server loads only on pages that have a map
+// (vendored from npm: static/vendor/). No tile server: the land is Natural Earth's, from the
+// vendored world-atlas TopoJSON (fetched once per page, kept by the browser by its ETag), turned
+// into GeoJSON by topojson-client and drawn as one GeoJSON layer under the vessel, its track,
+// the port of call, places and trucks. Every label comes translated in the data; text goes into
+// the DOM with textContent only. The server's words about the map stay as its visually-hidden
+// description; Leaflet's keyboard control pans (arrow keys) and zooms (+ / −) the focused map,
+// and its markers are focusable (Enter opens the marker's details).
+"use strict";
+
+(function (P) {
+  const SVG = "http://www.w3.org/2000/svg";
+  const lands = {};
+
+  // The land of a TopoJSON file as GeoJSON (one request per page, however many maps).
+  function land(url) {
+    if (!lands[url]) {
+      lands[url] = fetch(url, { credentials: "same-origin" })
+        .then((response) => {
+          if (!response.ok) throw new Error("coastline " + response.status);
+          return response.json();
+        })
+        .then((topology) => window.topojson.feature(topology, topology.objects.land));
+    }
+    return lands[url];
+  }
+
+  // A marker's glyph: an arrow turned to the course (CSSOM style, allowed by the CSP), or a dot.
+  function glyph(kind, course) {
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("viewBox", "-12 -12 24 24");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    const shape = document.createElementNS(SVG, "path");
+    const moving = (kind === "vessel" || kind === "truck") && typeof course === "number";
+    if (moving) {
+      shape.setAttribute("d", "M0,-10 L7,9 L0,5 L-7,9 Z");
+      svg.style.transform = "rotate(" + course + "deg)";
+    } else if (kind === "port") {
+      shape.setAttribute("d", "M0,-9 A9,9 0 1,1 -0.01,-9 Z M0,-4 A4,4 0 1,0 0.01,-4 Z");
+      shape.setAttribute("fill-rule", "evenodd");
+    } else if (kind === "vessel" || kind === "truck") {
+      shape.setAttribute("d", "M0,-7 A7,7 0 1,1 -0.01,-7 Z");
+    } else {
+      shape.setAttribute("d", "M-7,-7 H7 V7 H-7 Z");
+    }
+    svg.append(shape);
+    return svg;
+  }
+
+  function marker(map, layer, kind, side) {
+    const icon = L.divIcon({
+      className: "map-marker map-" + kind,
+      html: glyph(kind, layer.course),
+      iconSize: [26, 26],
+      iconAnchor: [13, 13],
+      tooltipAnchor: side === "bottom" ? [0, 12] : [12, 0],
+      popupAnchor: [0, -12],
+    });
+    const found = L.marker([layer.lat, layer.lon], { icon, keyboard: true, riseOnHover: true });
+    found.bindTooltip(P.el("span", {}, layer.name || layer.label),
+      { permanent: true, direction: side, className: "map-label map-label-" + kind });
+    found.bindPopup(P.el("p", { class: "map-popup" }, layer.label));
+    found.addTo(map);
+    const element = found.getElement();
+    element.setAttribute("aria-label", layer.label);
+    element.dataset.kind = kind;
+    return found;
+  }
+
+  function draw(box) {
+    let settings;
+    try { settings = JSON.parse(box.dataset.map); } catch (_) { return; }
+    const layers = settings.layers || {};
+    const text = box.querySelector(".map-text");
+    const keys = P.el("p", { class: "visually-hidden", id: box.id + "-keys" }, settings.keys);
+    const canvas = P.el("div", {
+      class: "map-canvas", role: "region", "aria-label": settings.label,
+      "aria-describedby": (text ? text.id + " " : "") + keys.id,
+    });
+    box.append(canvas, keys);
+    if (text) text.classList.add("visually-hidden");
+    box.classList.add("map-ready");
+
+    const map = L.map(canvas, {
+      zoomControl: false, attributionControl: false, keyboard: true, zoomSnap: 0.5,
+      minZoom: 1, maxZoom: settings.maxZoom + 2, worldCopyJump: false,
+    });
+    L.control.zoom({ zoomInTitle: settings.zoomIn, zoomOutTitle: settings.zoomOut }).addTo(map);
+    L.control.attribution({ prefix: false }).addAttribution(settings.attribution).addTo(map);
+    map.createPane("land").classList.add("map-land-pane");
+
+    // the view first (Leaflet adds layers to a map only once it has one), then the layers
+    const vessel = layers.vessel;
+    const places = (layers.port ? [layers.port] : []).concat(layers.places || []);
+    const points = [];
+    if (vessel) points.push(...(vessel.track || []), [vessel.lat, vessel.lon]);
+    for (const item of places.concat(layers.trucks || [])) points.push([item.lat, item.lon]);
+    if (points.length) {
+      map.fitBounds(L.latLngBounds(points), { padding: [90, 50], maxZoom: settings.maxZoom });
+    } else {
+      map.setView([22.3, 114.15], settings.maxZoom - 2);
+    }
+    if (vessel && vessel.track && vessel.track.length > 1) {
+      L.polyline(vessel.track, { className: "map-track", interactive: false, color: "#0b5cad",
+        weight: 3, dashArray: "6 6" }).addTo(map);
+    }
+    if (vessel) marker(map, vessel, "vessel", "right");
+    if (layers.port) marker(map, layers.port, "port", "bottom");
+    for (const place of layers.places || []) {
+      marker(map, place, place.kind === "port" ? "port" : "place", "bottom");
+    }
+    for (const truck of layers.trucks || []) marker(map, truck, "truck", "right");
+
+    land(settings.land).then((geojson) => {
+      L.geoJSON(geojson, { pane: "land", interactive: false, className: "map-land",
+        style: { color: "#9c9580", weight: 0.8, fillColor: "#ece8dc", fillOpacity: 1 } }).addTo(map);
+      box.dataset.land = "drawn";
+    }).catch(() => { box.dataset.land = "failed"; });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    if (!window.L || !window.topojson) return;  // no map assets on this page: the text stays
+    for (const box of document.querySelectorAll(".map[data-map]")) draw(box);
+  });
+})(window.PortLedger);
