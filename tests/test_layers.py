@@ -97,7 +97,7 @@ def import_graph(root: Path) -> dict[str, dict[str, bool]]:
 #: The gateway's feature packages, bottom to top: each may import the core and those before it.
 GATEWAY_FEATURES = ("events", "confidential", "writepath", "accounts", "ui", "readside",
                     "telemetry", "tracking", "intake", "feeds", "subscriptions", "alerts",
-                    "declarations", "proofs_api", "web")
+                    "land", "declarations", "proofs_api", "web")
 #: Core modules that compose the features (the top of the gateway).
 GATEWAY_COMPOSERS = ("gateway.app", "gateway.cli")
 
