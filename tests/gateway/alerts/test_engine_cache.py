@@ -5,6 +5,7 @@ records each transition once."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.alerts.calendar import hong_kong
+from gateway.alerts.engine import _long_lived_frozen
 from gateway.alerts.facts import Observed, build_facts
 from gateway.alerts.model import Alert, Transition, by_key
 from gateway.alerts.rules import Settings, evaluate
@@ -214,3 +216,19 @@ def test_facts_evaluated_day_after_day_say_what_fresh_facts_say() -> None:
         previous_fresh.update(by_key(b.alerts))
     assert {x.kind for x in previous_kept.values()} == {"free-time-ending", "not-picked-up",
                                                          "customs-hold"}
+
+
+def test_the_clock_pass_leaves_the_collector_as_it_found_it() -> None:
+    gc.collect()
+    assert gc.get_freeze_count() == 0
+    with _long_lived_frozen():
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # something else froze objects: left alone
+    try:
+        frozen = gc.get_freeze_count()
+        with _long_lived_frozen():
+            pass
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
