@@ -165,6 +165,19 @@ async def sharing_page(request: web.Request) -> web.Response:
     body = f"""<h1>{e(heading)}</h1>
 <p>{e(t("sharing.intro"))}</p>
 {section}
+<section aria-labelledby=grants-title>
+<h2 id=grants-title>{e(t("sharing.grants_title"))}</h2>
+<p><a href="/sharing?{e(toggle)}">{e(toggle_text)}</a></p>
+<p class=message id=grants-message role=status aria-live=polite></p>
+<div class=scroll><table id=grants>
+<caption class=visually-hidden>{e(t("sharing.grants_caption"))}</caption>
+<thead><tr><th scope=col>{e(t("col.record"))}</th><th scope=col>{e(t("col.organisation"))}</th>
+<th scope=col>{e(t("sharing.until"))}</th><th scope=col>{e(t("col.status"))}</th>
+<th scope=col>{e(t("sharing.granted_at"))}</th>
+<th scope=col><span class=visually-hidden>{e(t("col.action"))}</span></th></tr></thead>
+<tbody>{rows}</tbody></table></div>
+{more}
+</section>
 <section aria-labelledby=grant-title>
 <h2 id=grant-title>{e(t("sharing.grant_title"))}</h2>
 <form id=grant-form class="stack share" novalidate>
@@ -181,19 +194,6 @@ async def sharing_page(request: web.Request) -> web.Response:
 <button>{e(t("sharing.grant"))}</button>
 <p class=message role=status aria-live=polite></p>
 </form>
-</section>
-<section aria-labelledby=grants-title>
-<h2 id=grants-title>{e(t("sharing.grants_title"))}</h2>
-<p><a href="/sharing?{e(toggle)}">{e(toggle_text)}</a></p>
-<p class=message id=grants-message role=status aria-live=polite></p>
-<div class=scroll><table id=grants>
-<caption class=visually-hidden>{e(t("sharing.grants_caption"))}</caption>
-<thead><tr><th scope=col>{e(t("col.record"))}</th><th scope=col>{e(t("col.organisation"))}</th>
-<th scope=col>{e(t("sharing.until"))}</th><th scope=col>{e(t("col.status"))}</th>
-<th scope=col>{e(t("sharing.granted_at"))}</th>
-<th scope=col><span class=visually-hidden>{e(t("col.action"))}</span></th></tr></thead>
-<tbody>{rows}</tbody></table></div>
-{more}
 </section>"""
     return render(request, page="sharing", title=heading, body=body)
 

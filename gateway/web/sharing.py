@@ -5,7 +5,7 @@ It reads exactly what ``GET /v1/access-log`` answers (:meth:`gateway.tracking.Tr
 access_log_of`: the caller's own entries only, newest first, by entry id) and filters the pages
 it reads. The log stores a record by its subject key (a hash), so a record filter is a
 reference number typed by the user, matched by its key; a row names its record when the owner
-knows the reference (one it granted, or the one filtered by). A page reads at most
+knows the reference (one it looked up in tracking, one it granted, or the one filtered by). A page reads at most
 :data:`SCAN_LIMIT` entries of the log: when a filter is rare, the page says how far back it
 looked and offers the older ones ("Older" continues below the last entry read).
 """
@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from gateway.appkeys import TRACKING
+from gateway.appkeys import READ_MODEL, TRACKING
 from gateway.events import identifiers
 from gateway.events.model import Reference
 from gateway.intake.grants import GRANT_REGISTER
@@ -36,6 +36,8 @@ PAGE_SIZE = 50
 SCAN_LIMIT = 5000
 #: Entries read per call of the log.
 CHUNK = 500
+#: References the owner looked up that a page names records by (each costs a hash).
+KNOWN_LIMIT = 2000
 
 
 def _day(text: str) -> datetime | None:
@@ -99,10 +101,15 @@ def scan(request: web.Request, principal: Principal, filters: dict[str, Any],
     return shown, read, before
 
 
-def _known(request: web.Request, org_id: int, record: Reference | None) -> dict[str, Reference]:
-    """Subject keys (``0x…``) of the records the owner names: those it granted, the filter's."""
-    known = {"0x" + g.subject.key.hex(): g.subject
-             for g in request.app[GRANT_REGISTER].page(org_id, limit=1000)}
+def _known(request: web.Request, principal: Principal,
+           record: Reference | None) -> dict[str, Reference]:
+    """Subject keys (``0x…``) of the records the owner can name: references it looked up
+    (at most :data:`KNOWN_LIMIT`), those it granted, the filter's."""
+    assert principal.chain_org is not None
+    looked_up = request.app[READ_MODEL].known_references(principal.chain_org, KNOWN_LIMIT)
+    known = {"0x" + ref.key.hex(): ref for ref in (Reference(k, v) for k, v in looked_up)}
+    known.update({"0x" + g.subject.key.hex(): g.subject
+                  for g in request.app[GRANT_REGISTER].page(principal.org_id, limit=1000)})
     if record is not None:
         known["0x" + record.key.hex()] = record
     return known
@@ -132,7 +139,7 @@ async def access_log_page(request: web.Request) -> web.Response:
         return shell.refused(request, t("refused.not_member"))
     filters = _filters(request)
     entries, read, following = scan(request, principal, filters)
-    known = _known(request, principal.org_id, filters["record"])
+    known = _known(request, principal, filters["record"])
     rows = "".join(_row(t, entry, known) for entry in entries)
     if not rows:
         empty = "sharing.access.none_match" if any(

@@ -374,7 +374,8 @@ async def test_access_log_filters_and_pages_on_the_server(port: Port) -> None:
     bad = visible_text(await page(client, "/access-log?record=%3Cscript%3E&from=nonsense"))
     assert "is not a reference number" in bad and "<script>" not in bad
     # paging: 50 a page, newest first; "Older" continues below the last one shown
-    port.app[READ_MODEL].log_access([(OWNER, BANK, ids[0], b"\x00" * 32, int(time.time()),
+    subject = Reference("container", records[0]).key
+    port.app[READ_MODEL].log_access([(OWNER, BANK, ids[0], subject, int(time.time()),
                                       "named")] * 60)
     first = await page(client, "/access-log")
     assert len(access_rows(first)) == 50
