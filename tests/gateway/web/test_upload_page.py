@@ -53,7 +53,7 @@ TERMINAL_USER, CARRIER_USER = MEMBERS[0][3], MEMBERS[1][3]
 NEWCOMER_USER = "ops@newcomer.example"
 
 
-async def started(path: Path, node_url: str | None = None) -> TestClient:
+async def started(path: Path, node_url: str | None = None) -> TestClient[Any, Any]:
     """The gateway with the hosted members' users (and their development keys) and a
     newcomer not yet on chain; with ``node_url`` on a real node, its member directory read."""
     cfg = config(path)
@@ -76,14 +76,15 @@ async def started(path: Path, node_url: str | None = None) -> TestClient:
     newcomer = accounts.create_organisation("Newcomer Haulage", ("haulier",), status="active")
     accounts.create_user(newcomer.id, NEWCOMER_USER, PASSWORD, "member")
     if node_url is None:
-        client.app[READ_MODEL].apply_changes(changes)
+        model: Any = client.app[READ_MODEL]  # the store behind the read model's protocol
+        model.apply_changes(changes)
     else:  # roles come from the chain's member directory once the indexer has read it
         head = int(rpc_answer(node_url, "eth_blockNumber", [])["result"], 16)
         assert await client.app[INDEXER].wait_for_block(head, timeout=60)
     return client
 
 
-async def page(client: TestClient, path: str, status: int = 200) -> str:
+async def page(client: TestClient[Any, Any], path: str, status: int = 200) -> str:
     resp = await client.get(path)
     text = await resp.text()
     assert resp.status == status, (path, resp.status, text[:500])
@@ -274,8 +275,12 @@ async def test_in_chromium_a_terminal_checks_submits_and_follows_real_edifact_to
                 watched = await open_page(context)
                 tab = watched.page
                 sent: list[str] = []
-                tab.on("request", lambda r: sent.append(r.url) if "/v1/feeds/" in r.url
-                       else None)
+
+                def seen(request: Any, sent: list[str] = sent) -> None:
+                    if "/v1/feeds/" in request.url:
+                        sent.append(request.url)
+
+                tab.on("request", seen)
                 await tab.goto(base + "/login?next=/upload")
                 await tab.fill("#email", TERMINAL_USER)
                 await tab.fill("#password", PASSWORD)

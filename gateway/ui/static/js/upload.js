@@ -204,6 +204,16 @@
       return subject.value;
     }
 
+    // An event's type in words where the timeline's catalogue has it ("Discharged
+    // (TERMINAL.DISC)"; planned and estimated ones in the "due" form), else its code.
+    function eventWords(line) {
+      const key = (line.classifier === "ACT" ? "timeline.act." : "timeline.due.") + line.type;
+      const text = t(key, { doc: subjectText(line.subject) });
+      if (text === key) return line.type;
+      const words = text.replace(/\{\w+\}/g, "").trim();
+      return words ? words + " (" + line.type + ")" : line.type;
+    }
+
     function lineRow(line) {
       const kind = line.kind === "event" || line.kind === "reading" ? line.kind : "error";
       const where = line.line ? number(line.line) : t("upload.whole_file");
@@ -217,7 +227,7 @@
           el("span", { class: "muted" }, t("upload.server_said", { message: line.message })),
         ];
       } else {
-        const parts = [line.type, subjectText(line.subject)];
+        const parts = [eventWords(line), subjectText(line.subject)];
         if (line.location) parts.push(t("upload.at", { place: line.location }));
         parts.push(timeText(line.time));
         detail = parts.filter((p) => p).join(" · ");
@@ -268,7 +278,7 @@
       const receipts = (data.receipts || []).map((r) => ({
         id: r.id, status: r.status, duplicate: !!r.duplicate, error: r.error || null }));
       const body = document.getElementById("progress-body");
-      const stored = data.readings
+      const stored = data.readings && (data.readings.stored || data.readings.duplicate)
         ? el("p", {}, t("upload.readings_stored", { stored: number(data.readings.stored || 0),
           duplicate: number(data.readings.duplicate || 0) }))
         : null;
@@ -297,7 +307,7 @@
         barText.textContent = t("upload.bar", { final: number(tally.final),
           total: number(receipts.length) });
         fill(counts, ["accepted", "sent", "final", "failed"].map((status) =>
-          el("div", { class: "status-" + status, "data-status": status },
+          el("div", { class: tally[status] ? "status-" + status : null, "data-status": status },
             el("dt", {}, t("upload.status." + status)), el("dd", {}, number(tally[status])))));
         const failed = receipts.filter((r) => r.status === "failed");
         fill(failures, failed.length ? [
@@ -310,7 +320,7 @@
         if (!pending) {
           statusLine.textContent = tally.final === receipts.length
             ? t("upload.all_final", { total: number(receipts.length) }) : "";
-          statusLine.classList.toggle("ok", tally.final === receipts.length);
+          statusLine.classList.toggle("done", tally.final === receipts.length);
         } else {
           fill(statusLine, note || "");
         }
