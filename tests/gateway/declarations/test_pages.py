@@ -248,7 +248,8 @@ async def test_in_chromium_at_office_and_phone_width(
             await tab.goto(base + "/declarations")
             await screenshot(tab, f"declarations-list-zh-Hans-{size}")
             await tab.click("nav.languages a[lang=en]")
-            assert watched.problems == [], watched.problems
+            # (the refused upload's 422 is the only failed request the browser reports)
+            assert [p for p in watched.problems if "422" not in p] == [], watched.problems
             assert [f for f in watched.failed if "/login" not in f[1]
                     and f[0] != 422] == [], watched.failed
             await context.close()
