@@ -48,7 +48,7 @@ ASSETS: tuple[str, ...] = (
 #: that accept it, and the browser keeps it by its ETag).
 LAND = "/static/vendor/world-atlas/land-10m.json"
 #: The most a map zooms in when fitting its layers (a single point: the harbour around it).
-MAX_ZOOM = 12
+MAX_ZOOM = 11
 #: Positions of a track drawn (the newest).
 MAX_TRACK = 500
 

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import pytest_asyncio
 from aiohttp.test_utils import TestClient
 
 from gateway.events.model import Reference, Visibility
@@ -34,6 +35,8 @@ AT_SEA = "PCOU2000031"
 #: The vessel's AIS track (ours): from the east towards Hong Kong, oldest first.
 TRACK = [(21.90, 116.05), (22.00, 115.55), (22.10, 115.05), (22.18, 114.62)]
 VESSEL_NAME = "PACIFIC HARMONY"
+#: The page tests share one gateway (its story takes seconds to set up on a busy machine).
+shared_loop = pytest.mark.asyncio(loop_scope="module")
 
 
 def data_of(markup: str) -> dict[str, Any]:
@@ -146,6 +149,15 @@ async def mapped(path: Path) -> tuple[TestClient, Port]:
     return client, port
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def gateway(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    client, _ = await mapped(tmp_path_factory.mktemp("maps") / "gw")
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
 async def page(client: TestClient, path: str) -> str:
     resp = await client.get(path)
     text = await resp.text()
@@ -153,75 +165,71 @@ async def page(client: TestClient, path: str) -> str:
     return text
 
 
-async def test_the_views_map_what_each_reader_may_see(tmp_path: Path) -> None:
-    client, _ = await mapped(tmp_path / "gw")
-    try:
-        await login(client, USERS[TRADER], PASSWORD)
-        vessel_page = await page(client, f"/vessels/IMO{IMO}")
-        head = vessel_page.split("</head>", 1)[0]
-        for asset in maps.ASSETS:
-            assert asset in head
-        data = data_of(vessel_page)
-        assert data["land"] == maps.LAND and data["label"] == f"Map: where Vessel IMO {IMO} is"
-        shown = data["layers"]
-        assert (shown["vessel"]["lat"], shown["vessel"]["lon"]) == TRACK[-1]
-        assert shown["vessel"]["track"] == [list(p) for p in TRACK]
-        assert shown["port"]["label"] == "Port of call: Hong Kong (Kwai Tsing) (HKHKG)"
-        words = text_of(vessel_page)
-        assert words.startswith("PACIFIC HARMONY at 22.180° N, 114.620° E (8 Nov 2026, 10:00 HKT")
-        assert "16.5 kn, course 285°, under way using engine" in words
-        assert "Port of call: Hong Kong (Kwai Tsing) (HKHKG)" in words
+@shared_loop
+async def test_the_views_map_what_each_reader_may_see(gateway: TestClient) -> None:
+    client = gateway
+    await login(client, USERS[TRADER], PASSWORD)
+    vessel_page = await page(client, f"/vessels/IMO{IMO}")
+    head = vessel_page.split("</head>", 1)[0]
+    for asset in maps.ASSETS:
+        assert asset in head
+    data = data_of(vessel_page)
+    assert data["land"] == maps.LAND and data["label"] == f"Map: where Vessel IMO {IMO} is"
+    shown = data["layers"]
+    assert (shown["vessel"]["lat"], shown["vessel"]["lon"]) == TRACK[-1]
+    assert shown["vessel"]["track"] == [list(p) for p in TRACK]
+    assert shown["port"]["label"] == "Port of call: Hong Kong (Kwai Tsing) (HKHKG)"
+    words = text_of(vessel_page)
+    assert words.startswith("PACIFIC HARMONY at 22.180° N, 114.620° E (8 Nov 2026, 10:00 HKT")
+    assert "16.5 kn, course 285°, under way using engine" in words
+    assert "Port of call: Hong Kong (Kwai Tsing) (HKHKG)" in words
 
-        in_yard = await page(client, f"/containers/{BOX}")
-        place = data_of(in_yard)["layers"]["places"][0]
-        assert place["kind"] == "terminal" and (place["lat"], place["lon"]) == (22.34, 114.12)
-        assert text_of(in_yard) == ("Terminal Hong Kong Container Terminal (HKHKG), "
-                                    "since 2 Nov 2026, 08:00 HKT.")
-        at_sea = data_of(await page(client, f"/containers/{AT_SEA}"))["layers"]
-        assert (at_sea["vessel"]["lat"], at_sea["vessel"]["lon"]) == TRACK[-1]
-        assert at_sea["vessel"]["name"] == VESSEL_NAME and at_sea["port"]["label"].endswith(
-            "(HKHKG)")
-        chinese = await page(client, f"/containers/{BOX}?lang=zh-Hant")
-        assert text_of(chinese) == "碼頭 Hong Kong Container Terminal (HKHKG)，自 2026年11月2日 " \
-                                   "08:00 HKT 起。"
-        assert ">地圖</h2>" in chinese and "地圖：貨櫃" in html.unescape(chinese)
-        simplified = await page(client, f"/vessels/{IMO}?lang=zh-Hans")
-        assert "挂靠港：Hong Kong (Kwai Tsing) (HKHKG)" in text_of(simplified)
-        # pages without a map do not load Leaflet
-        assert "leaflet" not in (await page(client, "/alerts?lang=en")).lower()
+    in_yard = await page(client, f"/containers/{BOX}")
+    place = data_of(in_yard)["layers"]["places"][0]
+    assert place["kind"] == "terminal" and (place["lat"], place["lon"]) == (22.34, 114.12)
+    assert text_of(in_yard) == ("Terminal Hong Kong Container Terminal (HKHKG), "
+                                "since 2 Nov 2026, 08:00 HKT.")
+    at_sea = data_of(await page(client, f"/containers/{AT_SEA}"))["layers"]
+    assert (at_sea["vessel"]["lat"], at_sea["vessel"]["lon"]) == TRACK[-1]
+    assert at_sea["vessel"]["name"] == VESSEL_NAME and at_sea["port"]["label"].endswith(
+        "(HKHKG)")
+    chinese = await page(client, f"/containers/{BOX}?lang=zh-Hant")
+    assert text_of(chinese) == "碼頭 Hong Kong Container Terminal (HKHKG)，自 2026年11月2日 " \
+                               "08:00 HKT 起。"
+    assert ">地圖</h2>" in chinese and "地圖：貨櫃" in html.unescape(chinese)
+    simplified = await page(client, f"/vessels/{IMO}?lang=zh-Hans")
+    assert "挂靠港：Hong Kong (Kwai Tsing) (HKHKG)" in text_of(simplified)
+    # pages without a map do not load Leaflet
+    assert "leaflet" not in (await page(client, "/alerts?lang=en")).lower()
 
-        # the competitor: AIS is public, so the vessel shows — without the port of call it may
-        # not read (the carrier's ETAs); the box at sea was named to the trader only
-        await login(client, USERS[FORWARDER], PASSWORD)
-        theirs = await page(client, f"/vessels/{IMO}")
-        assert "vessel" in data_of(theirs)["layers"] and "port" not in data_of(theirs)["layers"]
-        assert "Port of call" not in text_of(theirs) and "HKHKG" not in theirs
-        hidden = await page(client, f"/containers/{AT_SEA}")
-        assert "data-map" not in hidden and "No position to show on a map." in hidden
-        assert VESSEL_NAME not in hidden and "CNYTN" not in hidden
-    finally:
-        await client.close()
+    # the competitor: AIS is public, so the vessel shows — without the port of call it may
+    # not read (the carrier's ETAs); the box at sea was named to the trader only
+    await login(client, USERS[FORWARDER], PASSWORD)
+    theirs = await page(client, f"/vessels/{IMO}")
+    assert "vessel" in data_of(theirs)["layers"] and "port" not in data_of(theirs)["layers"]
+    assert "Port of call" not in text_of(theirs) and "HKHKG" not in theirs
+    hidden = await page(client, f"/containers/{AT_SEA}")
+    assert "data-map" not in hidden and "No position to show on a map." in hidden
+    assert VESSEL_NAME not in hidden and "CNYTN" not in hidden
 
 
-async def test_the_coastline_is_cached_and_compressed(tmp_path: Path) -> None:
-    client, _ = await mapped(tmp_path / "gw")
-    try:
-        first = await client.get(maps.LAND, headers={"Accept-Encoding": "gzip"})
-        body = await first.read()
-        assert first.status == 200 and first.headers["Content-Encoding"] == "gzip"
-        assert json.loads(body)["type"] == "Topology"  # the client undid the gzip
-        assert first.headers["Content-Type"] == "application/json"
-        tag = first.headers["ETag"]
-        assert first.headers["Last-Modified"] and "no-store" not in first.headers.get(
-            "Cache-Control", "")
-        again = await client.get(maps.LAND, headers={"If-None-Match": tag,
-                                                     "Accept-Encoding": "gzip"})
-        assert again.status == 304
-        plain = await client.get(maps.LAND, headers={"Accept-Encoding": "identity"})
-        assert plain.status == 200 and "Content-Encoding" not in plain.headers
-        assert len(await plain.read()) == 3_086_715
-    finally:
-        await client.close()
+@shared_loop
+async def test_the_coastline_is_cached_and_compressed(gateway: TestClient) -> None:
+    client = gateway
+    first = await client.get(maps.LAND, headers={"Accept-Encoding": "gzip"})
+    body = await first.read()
+    assert first.status == 200 and first.headers["Content-Encoding"] == "gzip"
+    assert json.loads(body)["type"] == "Topology"  # the client undid the gzip
+    assert first.headers["Content-Type"] == "application/json"
+    tag = first.headers["ETag"]
+    assert first.headers["Last-Modified"] and "no-store" not in first.headers.get(
+        "Cache-Control", "")
+    again = await client.get(maps.LAND, headers={"If-None-Match": tag,
+                                                 "Accept-Encoding": "gzip"})
+    assert again.status == 304
+    plain = await client.get(maps.LAND, headers={"Accept-Encoding": "identity"})
+    assert plain.status == 200 and "Content-Encoding" not in plain.headers
+    assert len(await plain.read()) == 3_086_715
 
 
 def loopback(url: str) -> bool:
@@ -229,64 +237,65 @@ def loopback(url: str) -> bool:
     return parts.scheme == "data" or parts.hostname in ("127.0.0.1", "localhost", "::1")
 
 
-async def test_in_chromium_the_map_draws(tmp_path: Path) -> None:
-    client, _ = await mapped(tmp_path / "gw")
+@shared_loop
+async def test_in_chromium_the_map_draws(gateway: TestClient) -> None:
+    client = gateway
     base = str(client.make_url("")).rstrip("/")
-    try:
-        async with chromium() as browser:
-            for size, viewport in SIZES.items():
-                context = await browser.new_context(viewport=viewport, locale="en-GB",
-                                                    timezone_id="Asia/Hong_Kong")
-                watched = await open_page(context)
-                tab = watched.page
-                requested: list[str] = []
-                tab.on("request", lambda r, seen=requested: seen.append(r.url))
-                await tab.goto(base + "/login?next=/vessels/" + IMO)
-                await tab.fill("#email", USERS[TRADER])
-                await tab.fill("#password", PASSWORD)
-                await tab.click("#login-form button")
-                await tab.wait_for_url(f"{base}/vessels/{IMO}")
-                await tab.wait_for_selector(".map[data-land=drawn]")
-                assert await tab.locator(".map .leaflet-pane.leaflet-map-pane").count() == 1
-                assert await tab.locator(".map .map-land-pane path").count() >= 1
-                assert await tab.locator(".map .leaflet-marker-icon.map-vessel").count() == 1
-                assert await tab.locator(".map .leaflet-marker-icon.map-port").count() == 1
-                assert await tab.locator(".map path.map-track").count() == 1
-                canvas = tab.locator(".map-canvas")
-                assert await canvas.get_attribute("role") == "region"
-                assert await canvas.get_attribute("aria-label") == f"Map: where Vessel IMO {IMO} is"
-                assert await canvas.get_attribute("tabindex") == "0"  # Leaflet's keyboard
-                described = (await canvas.get_attribute("aria-describedby") or "").split()
-                assert described == ["map-text", "map-keys"]
-                assert "under way using engine" in (await tab.text_content("#map-text") or "")
-                label = await tab.get_attribute(".leaflet-marker-icon.map-vessel", "aria-label")
-                assert label is not None and label.startswith("PACIFIC HARMONY at 22.180° N")
-                # the keyboard: focus the map, zoom in with +
-                zoom = await tab.evaluate(
-                    "() => document.querySelector('.map-canvas .leaflet-proxy').style.transform")
-                await canvas.focus()
-                await tab.keyboard.press("+")
-                await tab.wait_for_function(
-                    "(before) => document.querySelector('.map-canvas .leaflet-proxy')"
-                    ".style.transform !== before", arg=zoom)
-                await tab.keyboard.press("-")
-                await tab.wait_for_timeout(400)  # Leaflet's zoom animation (0.25 s)
-                await screenshot(tab, f"map-vessel-{size}")
+    async with chromium() as browser:
+        for size, viewport in SIZES.items():
+            context = await browser.new_context(viewport=viewport, locale="en-GB",
+                                                timezone_id="Asia/Hong_Kong")
+            watched = await open_page(context)
+            tab = watched.page
+            requested: list[str] = []
+            tab.on("request", lambda r, seen=requested: seen.append(r.url))
+            await tab.goto(base + "/login?next=/vessels/" + IMO)
+            await tab.fill("#email", USERS[TRADER])
+            await tab.fill("#password", PASSWORD)
+            await tab.click("#login-form button")
+            await tab.wait_for_url(f"{base}/vessels/{IMO}")
+            await tab.wait_for_selector(".map[data-land=drawn]")
+            assert await tab.locator(".map .leaflet-pane.leaflet-map-pane").count() == 1
+            assert await tab.locator(".map .map-land-pane path").count() >= 1
+            assert await tab.locator(".map .leaflet-marker-icon.map-vessel").count() == 1
+            assert await tab.locator(".map .leaflet-marker-icon.map-port").count() == 1
+            assert await tab.locator(".map path.map-track").count() == 1
+            canvas = tab.locator(".map-canvas")
+            assert await canvas.get_attribute("role") == "region"
+            assert await canvas.get_attribute("aria-label") == f"Map: where Vessel IMO {IMO} is"
+            assert await canvas.get_attribute("tabindex") == "0"  # Leaflet's keyboard
+            described = (await canvas.get_attribute("aria-describedby") or "").split()
+            assert described == ["map-text", "map-keys"]
+            assert "under way using engine" in (await tab.text_content("#map-text") or "")
+            label = await tab.get_attribute(".leaflet-marker-icon.map-vessel", "aria-label")
+            assert label is not None and label.startswith("PACIFIC HARMONY at 22.180° N")
+            await screenshot(tab, f"map-vessel-{size}")
+            # the keyboard: focus the map, zoom in with +
+            zoom = await tab.evaluate(
+                "() => document.querySelector('.map-canvas .leaflet-proxy').style.transform")
+            await canvas.focus()
+            await tab.keyboard.press("+")
+            await tab.wait_for_function(
+                "(before) => document.querySelector('.map-canvas .leaflet-proxy')"
+                ".style.transform !== before", arg=zoom)
+            # a marker takes the focus; Enter opens its details
+            await tab.focus(".leaflet-marker-icon.map-vessel")
+            await tab.keyboard.press("Enter")
+            popup = await tab.wait_for_selector(".leaflet-popup .map-popup")
+            assert (await popup.text_content() or "").startswith("PACIFIC HARMONY at 22.180° N")
 
-                await tab.goto(f"{base}/containers/{BOX}")
-                await tab.wait_for_selector(".map[data-land=drawn]")
-                assert await tab.locator(".map .leaflet-marker-icon.map-place").count() == 1
-                assert await tab.locator(".map .map-land-pane path").count() >= 1
-                await screenshot(tab, f"map-container-{size}")
-                await tab.goto(f"{base}/containers/{AT_SEA}")
-                await tab.wait_for_selector(".map[data-land=drawn]")
-                assert await tab.locator(".map .leaflet-marker-icon.map-vessel").count() == 1
-                await screenshot(tab, f"map-container-at-sea-{size}")
+            await tab.goto(f"{base}/containers/{BOX}")
+            await tab.wait_for_selector(".map[data-land=drawn]")
+            assert await tab.locator(".map .leaflet-marker-icon.map-place").count() == 1
+            assert await tab.locator(".map .map-land-pane path").count() >= 1
+            await screenshot(tab, f"map-container-{size}")
+            await tab.goto(f"{base}/containers/{AT_SEA}")
+            await tab.wait_for_selector(".map[data-land=drawn]")
+            assert await tab.locator(".map .leaflet-marker-icon.map-vessel").count() == 1
+            await screenshot(tab, f"map-container-at-sea-{size}")
 
-                assert watched.problems == [], watched.problems
-                assert watched.failed == [], watched.failed
-                assert requested and [u for u in requested if not loopback(u)] == []
-                assert any(u.endswith(maps.LAND) for u in requested)
-                await context.close()
-    finally:
-        await client.close()
+            assert watched.problems == [], watched.problems
+            assert watched.failed == [], watched.failed
+            assert requested and [u for u in requested if not loopback(u)] == []
+            assert any(u.endswith(maps.LAND) for u in requested)
+            await context.close()

@@ -59,8 +59,11 @@
       popupAnchor: [0, -12],
     });
     const found = L.marker([layer.lat, layer.lon], { icon, keyboard: true, riseOnHover: true });
+    // the names stay shown beside the markers; on a narrow map only the subject's (the vessel,
+    // a place), the others' on hover and focus, so that labels do not cover each other
+    const permanent = kind === "vessel" || kind === "place" || map.getSize().x >= 500;
     found.bindTooltip(P.el("span", {}, layer.name || layer.label),
-      { permanent: true, direction: side, className: "map-label map-label-" + kind });
+      { permanent, direction: side, className: "map-label map-label-" + kind });
     found.bindPopup(P.el("p", { class: "map-popup" }, layer.label));
     found.addTo(map);
     const element = found.getElement();
@@ -98,7 +101,9 @@
     if (vessel) points.push(...(vessel.track || []), [vessel.lat, vessel.lon]);
     for (const item of places.concat(layers.trucks || [])) points.push([item.lat, item.lon]);
     if (points.length) {
-      map.fitBounds(L.latLngBounds(points), { padding: [90, 50], maxZoom: settings.maxZoom });
+      // room for the labels beside the markers, less on a phone
+      const side = Math.round(Math.min(90, canvas.clientWidth * 0.12));
+      map.fitBounds(L.latLngBounds(points), { padding: [side, 40], maxZoom: settings.maxZoom });
     } else {
       map.setView([22.3, 114.15], settings.maxZoom - 2);
     }
