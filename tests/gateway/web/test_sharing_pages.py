@@ -13,6 +13,7 @@ the grants and whose indexer reads them back, as in production.
 from __future__ import annotations
 
 import dataclasses
+import html
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -142,7 +143,7 @@ async def page(client: TestClient, path: str, status: int = 200) -> str:
 def visible_text(markup: str) -> str:
     """The page's text (tags dropped, whitespace folded) — what a reader sees."""
     body = markup.split("<main", 1)[-1].split("</main>", 1)[0]
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body))
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body)))
 
 
 def access_rows(markup: str) -> list[tuple[str, ...]]:
