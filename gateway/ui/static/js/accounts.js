@@ -109,7 +109,10 @@
     const all = document.querySelector("#organisations tbody");
     const status = document.getElementById("org-status");
     const message = document.querySelector(".message");
-    const roles = (o) => o.roles.map((r) => t("role." + r)).join(", ") || t("admin.operator.no_roles");
+    // a role's name (the operator's own role is not one an organisation registers with)
+    const roleName = (r) => (r === "operator" ? t("admin.operator.role")
+      : t("role." + r) === "role." + r ? r : t("role." + r));
+    const roles = (o) => o.roles.map(roleName).join(", ") || t("admin.operator.no_roles");
     const registration = (o) => [
       (o.details.country || "") + " " + (o.details.registrationNumber || ""),
       el("br"), el("span", { class: "muted" }, o.details.address || "")];
