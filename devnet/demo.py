@@ -28,11 +28,18 @@ What it does, in the order it prints:
 5. **on chain** — which validators sealed each block of the story (commit seals checked against
    the parent header's validator list), the events as the observer's JSON-RPC serves them
    (subject keys in clear, no reference number or name in any log), every node at the same head.
-6. **the live port** (default) — the gateway's URL, its web pages and ``/docs``, the demo logins,
+6. **declarations** — the SIMULATED customs authority service (:mod:`devnet.authority`, its own
+   process) answers the gateway's declarations: the carrier shares its master B/L with the
+   trader, who uploads its commercial invoice once and gets the Hong Kong TDEC, a ROCARS
+   pre-declaration and the China 报关单 with the declaration charge in HK$ (an EXAMPLE rate),
+   fixes a warning (the correction kept with who and when), approves and submits; the
+   authorities answer with official numbers and a release, tracking by the China declaration
+   number shows it released, the customs organisation reads the declaration, the bank not.
+7. **the live port** (default) — the gateway's URL, its web pages and ``/docs``, the demo logins,
    and a SIMULATED live feed (an incoming vessel's AIS positions and ETA updates, CODECO gate
    moves) posted through the gateway every few seconds until Ctrl-C (or ``--duration``). With
    ``--once``, one tick of the live feed is played and checked instead.
-7. **the auditor's replay** — every process stopped, the observer's chain re-executed from
+8. **the auditor's replay** — every process stopped, the observer's chain re-executed from
    genesis, every root re-checked.
 
 Every check prints ``PASS`` or ``FAIL``; the exit status is 0 only if every one passed. SIGTERM
@@ -62,6 +69,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from eth_utils.address import to_checksum_address
 from rich import box
@@ -72,6 +80,7 @@ from consensus import extradata
 from contracts import SYSTEM_ADDRESSES
 from contracts.cargo import CARGO_EVENT_TOPIC, subject_key
 from devnet import feedstory, simulate
+from devnet.authority import AuthorityServer
 from devnet.errors import DevnetError
 from devnet.gateway import Port
 from devnet.jsonrpc import rpc_call, wait_for
@@ -369,14 +378,17 @@ def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
     observer: NodeSpec | None = None
     receivers: dict[str, WebhookReceiver] = {}
     mail: MailServer | None = None
+    authority: AuthorityServer | None = None
     stopped = False  # SIGTERM asked the demo to stop: it stops every process, that is all
     with _sigterm_stops():
         try:
             console.print(f"creating the port in {root} (devnet, gateway, demo accounts)…")
             with contextlib.redirect_stdout(io.StringIO()):  # one "initialised" line per node
                 mail = MailServer(root / "mail")
+                authority = AuthorityServer(root / "authority")
                 port = Port(root, gateway_port=_gateway_port(gateway_port),
-                            gateway_options=_gateway_options(mail))
+                            gateway_options=_gateway_options(mail, authority))
+                _bind_customs(port)
             layout = port.layout
             observer = layout.observers[0] if layout.observers else layout.validators[0]
             port.devnet.start()
@@ -388,6 +400,9 @@ def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
             )
             console.print(status_table(port.devnet.statuses(), title="the network"))
             mail.start()
+            authority.start()
+            console.print(f"a SIMULATED customs authority service (devnet.authority, its own "
+                          f"process) on {authority.url} answers the declarations")
             console.print(f"a SIMULATED mail server (aiosmtpd) on 127.0.0.1:{mail.port} takes "
                           f"the alert e-mails into {mail.maildir}")
             port.gateway.start()
@@ -401,6 +416,7 @@ def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
             _port_systems(port, observer, call, console, checks)
             _alerts(port, call, console, checks, receivers, mail)
             _on_chain(port, observer, call, blocks, console, checks)
+            _declarations(port, call, console, checks)
             if once:
                 _live(port, call, console, checks, interval=0.0, ticks=1)
             else:
@@ -425,6 +441,8 @@ def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
                 receiver.close()
             if mail is not None:
                 mail.stop()
+            if authority is not None:
+                authority.stop()
             console.print("stopping the gateway and the nodes…")
             if port is not None:
                 with _signals_ignored():  # a second Ctrl-C must not leave processes behind
@@ -555,13 +573,17 @@ def _ais_derived(vessel: dict[str, Any]) -> dict[str, Any]:
     return next((e for e in vessel.get("etas") or [] if e.get("source") == "AIS-derived"), {})
 
 
-def _gateway_options(mail: MailServer) -> dict[str, Any]:
-    """The demo gateway's settings beyond the devnet's: the webhook receiver is on loopback, and
-    alert e-mail goes to the SIMULATED mail server."""
+def _gateway_options(mail: MailServer, authority: AuthorityServer) -> dict[str, Any]:
+    """The demo gateway's settings beyond the devnet's: the webhook receiver is on loopback,
+    alert e-mail goes to the SIMULATED mail server, declarations to the SIMULATED authority
+    service with an EXAMPLE exchange rate (the customs organisation's gateway id is added by
+    :func:`_bind_customs` once the demo accounts exist)."""
     return {"extra": {
         "subscriptions": {"allow_private_callbacks": True},
         "alerts": {"smtp": {"host": "127.0.0.1", "port": mail.port,
                             "from": "PortLedger alerts (SIMULATED demo) <alerts@portledger.demo>"}},
+        "declarations": {"authority_url": authority.url, "poll_seconds": 1.0,
+                         "rates": [{**EXAMPLE_RATE, "date": iso_time(int(time.time()))[:10]}]},
     }}
 
 
@@ -841,6 +863,153 @@ def _alerts(port: Port, call: simulate.VesselCall, console: Console, checks: Che
                       if isinstance(meter, dict) and k in meter)
     checks.check(f"storage meter: the trader sees {call.containers[0]}'s days in yard, last "
                  "free day and HK$ accrued", status == 200, shown or f"HTTP {status} {meter}")
+
+
+# -- declarations ------------------------------------------------------------------------------
+#: The demo's EXAMPLE exchange rate (labelled so: it is not an official rate).
+EXAMPLE_RATE = {"base": "USD", "quote": "HKD", "rate": "7.8",
+                "source": "EXAMPLE rate for the demo (not an official HKMA rate)"}
+#: The trader's SIMULATED commercial invoice of the call's goods (CSV, the documented columns).
+DEMO_INVOICE = (
+    "line,description,hs_code,quantity,unit,gross_kg,net_kg,value,currency,origin,packages,"
+    "package_type,hkhs_code,cn_code,model\n"
+    "1,Smartphones (SIMULATED),851713,1200,PCS,900.5,780,240000,USD,CN,120,CT,85171300,"
+    "8517130000,SIM-X1 128GB\n"
+    "2,Wi-Fi routers (SIMULATED),851762,600,SET,720,610,36000,USD,CN,60,CT,85176200,"
+    "8517620000,SIM-R7\n"
+    "3,Laptops (SIMULATED),847130,300,PCS,810,690,180000,USD,CN,75,CT,84713000,8471300000,"
+    "SIM-L14\n")
+#: The trader's Mainland supplier (SIMULATED; the USCC is GB 32100-2015's worked example).
+DEMO_SUPPLIER = {"name": "Shenzhen Phone Works (SIMULATED)",
+                 "address": "1 Keji Road, Nanshan, Shenzhen", "country": "CN",
+                 "uscc": "91350100M000100Y43"}
+
+
+def _bind_customs(port: Port) -> int:
+    """Name the customs organisation's gateway id as the Hong Kong and the China authority's
+    organisation in the gateway's configuration (its id is known once the demo accounts
+    exist, before the gateway starts)."""
+    customs = next(o["orgId"] for o in port.gateway.credentials()["organisations"]
+                   if o["chainOrg"] == simulate.PARTIES["customs"])
+    path = port.gateway.config_file
+    doc = json.loads(path.read_text())
+    doc.setdefault("extra", {}).setdefault("declarations", {}).update(
+        hk_authority_org=customs, cn_authority_org=customs)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return int(customs)
+
+
+def _declaration_call(port: Port, org: int, method: str, path: str,
+                      body: Any = None) -> tuple[int, Any]:
+    status, answer, _ = port.clients[org].request(method, path, body)
+    return status, answer
+
+
+def _declarations(port: Port, call: simulate.VesselCall, console: Console,
+                  checks: Checks) -> None:
+    """One upload, three declarations: the trader's invoice for the call's master B/L becomes
+    the Hong Kong TDEC, a ROCARS pre-declaration (the boxes leave by truck) and the China
+    报关单; it fixes a warning, approves and submits; the SIMULATED authorities answer with
+    numbers and a release, which tracking shows; customs reads the declaration, the bank not."""
+    console.rule("declarations: one upload, three declarations (SIMULATED authorities)")
+    trader, customs, bank = (simulate.PARTIES[p] for p in ("trader", "customs", "bank"))
+    grant = simulate.grant(call, "trader")
+    _finalise(port, grant, _send(port, grant))
+    console.print(f"[bold]{grant.party:>9}[/] {grant.what} (the importer declares under it)")
+    _eventually(lambda: (port.track(trader, call.master)[1] or {}).get("vessel")
+                if port.track(trader, call.master)[0] == 200 else None,
+                "the trader's view of the master B/L")
+    crossing = iso_time(int(time.time()) + 3 * 3600)
+    status, view = _declaration_call(port, trader, "POST", "/v1/declarations", {
+        "reference": call.master, "direction": "import", "invoice": {"csv": DEMO_INVOICE},
+        "consignor": DEMO_SUPPLIER,
+        "consignee": {"name": "Sino Trading Company (SIMULATED)",
+                      "address": "Room 1201, 8 Harbour Road, Wan Chai", "country": "HK"},
+        "crossing": {"vehicle": "SIM8888", "time": crossing, "controlPoint": "Lok Ma Chau"}})
+    if status not in (200, 201):
+        raise DemoError(f"POST /v1/declarations as the trader: {status} {view}")
+    sid = view["id"]
+    drafts = view["drafts"]
+    tdec = next(d for d in drafts if d["authority"] == "hk-tdec")
+    warnings = [(d["key"], i) for d in drafts for i in d["issues"]
+                if i["severity"] == "warning"]
+    errors = [(d["key"], i) for d in drafts for i in d["issues"] if i["severity"] == "error"]
+    kinds = ", ".join(d["key"] for d in drafts)
+    checks.check(f"declarations: the trader uploads {DEMO_INVOICE.count(chr(10)) - 1} invoice "
+                 f"lines for master B/L {call.master} and gets the 3 drafts (TDEC, ROCARS, "
+                 "China 报关单)", len(drafts) == 3 and not errors and
+                 {d["authority"] for d in drafts} == {"hk-tdec", "hk-rocars", "cn-itsw"},
+                 f"{kinds}; TDEC value HK${tdec['fields']['totalValueHkd']['value']}, "
+                 f"declaration charge HK${tdec['fields']['charge']['value']}; "
+                 f"{len(errors)} error(s), {len(warnings)} warning(s): "
+                 + "; ".join(f"{i['code']} {i['path']}" for _, i in warnings + errors))
+    for key, issue in warnings[:1]:
+        field_path = issue["path"]
+        value = "Room 1201, 8 Harbour Road, Wan Chai, Hong Kong (SIMULATED)"
+        status, fixed = _declaration_call(port, trader, "POST",
+                                          f"/v1/declarations/{sid}/corrections",
+                                          {"draft": key, "path": field_path, "value": value})
+        left = [i for d in (fixed or {}).get("drafts", []) for i in d["issues"]
+                if i["severity"] == "warning"] if status == 201 else warnings
+        done = (fixed or {}).get("corrections", [{}])[-1] if status == 201 else {}
+        checks.check(f"declarations: the trader fixes the warning {issue['code']} "
+                     f"({key} {field_path}); the correction is kept with who and when",
+                     status == 201 and len(left) == len(warnings) - 1 and bool(done.get("by")),
+                     f"by {done.get('by')} at {iso_time(int(done.get('at') or 0))}, "
+                     f"{len(left)} warning(s) left" if status == 201 else f"HTTP {status}")
+    submitted = []
+    for draft in drafts:
+        base = f"/v1/declarations/{sid}/drafts/{quote(draft['key'], safe='')}"
+        approved, _ = _declaration_call(port, trader, "POST", base + "/approve")
+        sent, answer = _declaration_call(port, trader, "POST", base + "/submit")
+        submitted.append((draft["key"], approved, sent, answer))
+    checks.check("declarations: the trader approves and submits the 3 drafts",
+                 all(a == 200 and s == 202 for _, a, s, _ in submitted),
+                 ", ".join(f"{k} {a}/{s}" for k, a, s, _ in submitted))
+
+    def answered() -> list[dict[str, Any]] | None:
+        status, body = _declaration_call(port, trader, "GET",
+                                         f"/v1/declarations/{sid}/submissions")
+        subs = body.get("submissions", []) if status == 200 else []
+        return subs if len(subs) == 3 and all(s["status"] in ("released", "rejected", "failed")
+                                              for s in subs) else None
+
+    subs = _eventually(answered, "the SIMULATED authorities' answers") or []
+    numbers = {s["authority"]: s["number"] for s in subs}
+    checks.check("declarations: the SIMULATED authorities return official numbers and a "
+                 "release", len(subs) == 3 and all(s["status"] == "released" for s in subs),
+                 ", ".join(f"{s['authority']} {s['number']} {s['status']}" for s in subs)
+                 or "no answer")
+    china = numbers.get("cn-itsw") or ""
+
+    def tracked() -> dict[str, Any] | None:
+        status, body = port.track(trader, china)
+        found = body if status == 200 and isinstance(body, dict) else {}
+        return found if (found.get("customs") or {}).get("status") == "released" else None
+
+    shown = _eventually(tracked, f"tracking China declaration {china}") if china else None
+    checks.check(f"declarations: tracking China declaration {china or '?'} shows it released",
+                 shown is not None,
+                 f"released at {((shown or {}).get('customs') or {}).get('time')} by "
+                 f"{((shown or {}).get('customs') or {}).get('source')}" if shown else
+                 "not released in tracking")
+    status, seen = _declaration_call(port, customs, "GET", f"/v1/declarations/{sid}")
+    listed = _declaration_call(port, customs, "GET", "/v1/declarations")[1]
+    checks.check("declarations: the customs organisation sees the declaration",
+                 status == 200 and len(seen.get("submissions", [])) == 3 and sid in
+                 [d["id"] for d in (listed or {}).get("declarations", [])],
+                 f"HTTP {status}, {len(seen.get('submissions', [])) if status == 200 else 0} "
+                 "submission(s)")
+    hidden, _ = _declaration_call(port, bank, "GET", f"/v1/declarations/{sid}")
+    bank_list = _declaration_call(port, bank, "GET", "/v1/declarations")[1]
+    bank_track = port.track(bank, china)[0] if china else 404
+    checks.check("declarations: the bank sees neither the declaration nor its China number",
+                 hidden == 404 and bank_track == 404
+                 and not (bank_list or {}).get("declarations"),
+                 f"GET /v1/declarations/{sid} {hidden}, /v1/track/{china} {bank_track}")
+    console.print(f"the review page: {port.gateway.url}/declarations/{sid} (sign in as the "
+                  "trader); the trader has no declarant role on chain, so its declaration "
+                  "stays off Declarations.vy and its results reach tracking as customs events")
 
 
 def _port_systems(port: Port, observer: NodeSpec, call: simulate.VesselCall, console: Console,
