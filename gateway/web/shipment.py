@@ -39,7 +39,8 @@ from gateway.errors import BadRequest, Forbidden
 from gateway.events.model import Reference
 from gateway.principal import Principal
 from gateway.tracking import live
-from gateway.ui import shell
+from gateway.tracking.eta import PORTS
+from gateway.ui import maps, shell
 from gateway.ui.i18n import Translator, iso
 from gateway.ui.shell import e, render, signed_in, translator
 from gateway.web import timeline
@@ -235,11 +236,14 @@ def _containers(t: Translator, view: dict[str, Any]) -> str:
 </div></section>"""
 
 
-def _map_html(request: web.Request, t: Translator, vessel: dict[str, Any]) -> str:
-    """The vessel's map: position, track and port of call. MAP: the map of
-    ``gateway.ui.maps`` goes here once it is committed; until then a marked place."""
-    return (f'<div class=map-pending id=map data-imo="{e(str(vessel.get("imo") or ""))}">'
-            f'<p class=muted>{e(t("track.map_pending"))}</p></div>')
+def _map_html(t: Translator, vessel: dict[str, Any], name: str) -> str:
+    """The vessel's map (:mod:`gateway.ui.maps`): its AIS position and track, and its port of
+    call (a port the gateway knows the position of)."""
+    port = PORTS.get(str(vessel.get("portOfCall") or ""))
+    place = maps.Place("port", timeline.place_name(t, port.locode), port.lat, port.lon,
+                       code=port.locode) if port else None
+    return maps.map_html(t, title=t("map.of_vessel", vessel=name),
+                         vessel=maps.Vessel.from_view(vessel), port=place)
 
 
 def _vessel(request: web.Request, t: Translator, view: dict[str, Any], now: int) -> str:
@@ -277,7 +281,7 @@ def _vessel(request: web.Request, t: Translator, view: dict[str, Any], now: int)
             + timeline.time_html(t, ais.get("time")) + e(speed)))
     return f"""<section class=card aria-labelledby=vessel-h id=vessel>
 <h2 id=vessel-h>{e(t("track.vessel", name=name))}</h2><dl>{"".join(facts)}</dl>
-{_map_html(request, t, vessel)}</section>"""
+{_map_html(t, vessel, str(name))}</section>"""
 
 
 def _freshness(item: dict[str, Any]) -> int | None:
@@ -370,7 +374,8 @@ def shipment_html(request: web.Request, principal: Principal, t: Translator,
 
 def not_found_html(t: Translator, query: str, resolved: dict[str, Any]) -> str:
     """Nothing the reader may see matches: how the text was read and the near matches."""
-    parts = [f'<p class=message role=status>{e(t("track.not_found", query=query))}</p>']
+    shown = str(resolved.get("normalised") or query)
+    parts = [f"<p class=message role=status>{e(t('track.not_found', query=shown))}</p>"]
     candidates = resolved.get("candidates") or []
     if candidates:
         read = "; ".join(
@@ -414,7 +419,8 @@ async def track_page(request: web.Request) -> web.Response:
     elif resolved is not None:
         content, status = not_found_html(t, query, resolved), 404
     body = f'{head}\n<section id=shipment data-query="{e(query)}">{content}</section>'
-    return render(request, page="track", title=title, body=body, status=status)
+    assets = maps.ASSETS if view is not None and view.get("vessel") else ()
+    return render(request, page="track", title=title, body=body, status=status, assets=assets)
 
 
 

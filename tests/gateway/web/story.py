@@ -2,8 +2,8 @@
 stores them (tests/gateway/alerts/gateway_support): a carrier's master B/L with a vessel and its
 ETA, a forwarder's house B/L covering one of its two boxes, the terminal's discharge and ETA
 (another source), a wrong gate-out retracted and recorded again, the haulier's pick-up with a
-truck, a customs release named to the trader, an air waybill's milestones and a customs
-declaration with its statuses. The trader holds the house B/L; a competitor holds nothing."""
+truck, a customs release named to the trader, an air waybill's milestones, a customs
+declaration with its statuses and the vessel's AIS positions. The trader holds the house B/L; a competitor holds nothing."""
 
 from __future__ import annotations
 
@@ -16,12 +16,15 @@ from eth_utils import keccak
 from contracts.cargo import subject_key
 from gateway.app import create_app
 from gateway.appkeys import ACCOUNTS, READ_MODEL
+from gateway.events.model import Reference, Visibility
 from gateway.readside.readmodel import (
     DeclarationFiled,
     DeclarationStatus,
     HouseChange,
     MasterContainers,
 )
+from gateway.telemetry import service as telemetry
+from gateway.telemetry.model import Reading
 from tests.gateway.alerts.builders import hk
 from tests.gateway.alerts.gateway_support import Port, config, event
 from tests.support.dcsa import wait_until
@@ -50,6 +53,8 @@ TRUCK = "XX1234"
 T0 = hk("2026-11-01 09:00")
 ETA_CARRIER = hk("2026-11-06 14:00")
 ETA_TERMINAL = hk("2026-11-06 18:30")
+#: The vessel's AIS positions (public), hourly, approaching Hong Kong from the east.
+TRACK = [(21.95, 115.10), (22.02, 114.85), (22.10, 114.62), (22.16, 114.45)]
 
 
 def story(port: Port) -> dict[str, Any]:
@@ -127,6 +132,13 @@ async def started(path: Path) -> tuple[TestClient, Port, dict[str, Any]]:
     port = Port(client.app)
     await wait_until(lambda: port.store.progress("events") is not None, what="first look")
     ids = story(port)
+    start = hk("2026-11-06 08:00")
+    positions = [Reading("ais-position", start + i * 3600, Reference("vessel", IMO), {
+        "lat": lat, "lon": lon, "sog": 15.0, "cog": 290.0, "heading": 290, "mmsi": 477000123,
+        "status_name": "under way using engine"}) for i, (lat, lon) in enumerate(TRACK)]
+    static = Reading("ais-static", start, Reference("vessel", IMO), {
+        "mmsi": 477000123, "imo": IMO, "name": VESSEL, "callsign": "VRAB1"})
+    await telemetry.ingest(client.app, port.orgs[TERMINAL], [static, *positions], Visibility())
     for chain_org, email in USERS.items():
         client.app[ACCOUNTS].create_user(port.orgs[chain_org], email, PASSWORD, "member")
     return client, port, ids

@@ -61,14 +61,19 @@ async def test_a_trader_tracks_a_house_bill_of_lading(tmp_path: Path) -> None:
         summary = visible_text(section(markup, "summary"))
         assert "Where it is now Gated out at Kwai Tsing Container Terminal (HKHKG)" in summary
         # the ETA of each source side by side, each with its own age
-        assert re.search(r"ETA at Hong Kong Estimated 6 Nov 2026, 14:00 HKT from Pacific Ocean "
+        assert re.search(r"ETA at Hong Kong Estimated 6 Nov 2026, 12:25 HKT from AIS-derived, "
+                         r"recorded \d+ d \d+ h ago "
+                         r"Estimated 6 Nov 2026, 14:00 HKT from Pacific Ocean "
                          r"Line, recorded \d+ d \d+ h ago Estimated 6 Nov 2026, 18:30 HKT from "
                          r"Kwai Tsing Container Terminal, recorded \d+ d \d+ h ago", summary)
         assert "Customs released 7 Nov 2026, 09:00 HKT" in summary
+        assert f"{VESSEL} at 22.160, 114.450 (AIS, " in summary
         vessel = section(markup, "vessel")
         assert f"Vessel {VESSEL}" in visible_text(vessel)
         assert f'href="/vessels/{IMO}"' in vessel and "Port of call Hong Kong" in \
             visible_text(vessel)
+        assert "<div class=map id=\"map\" data-map=" in vessel  # position, track, port of call
+        assert "/static/vendor/leaflet/leaflet.js" in markup
         boxes = section(markup, "containers-box")
         assert BOX in boxes and "Gated out" in boxes and BOX2 not in markup  # house subset
         events = section(markup, "timeline")
@@ -168,6 +173,7 @@ async def test_in_chromium_at_office_and_phone_width(tmp_path: Path) -> None:
                 assert VESSEL in (await tab.text_content("#vessel-h") or "")
                 # the viewer's own zone beside the place's time
                 assert "Europe/London" in (await tab.text_content("#timeline") or "")
+                await tab.wait_for_selector("#map .leaflet-container, #map.leaflet-container")
                 await screenshot(tab, f"track-hbl-{size}")
                 await tab.click("nav.languages a[lang=zh-Hant]")
                 await tab.wait_for_selector("html[lang=zh-Hant]")
