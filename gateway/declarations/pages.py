@@ -115,8 +115,9 @@ def source_html(request: web.Request, t: Translator, principal: Principal, sourc
         return e(t("declarations.src.invoice", what=rest))
     if kind == "correction":
         who, _, when = rest.rpartition(" at ")
-        return (f'<strong>{e(t("declarations.src.correction", who=who_text(request, t, principal, who)))}'
-                f'</strong> <time datetime="{e(iso(when))}">{e(t.when(when))}</time>')
+        said = t("declarations.src.correction", who=who_text(request, t, principal, who))
+        return (f'<strong>{e(said)}</strong> '
+                f'<time datetime="{e(iso(when))}">{e(t.when(when))}</time>')
     if kind == "directory" and rest.startswith("organisation ") and rest[13:].isdigit():
         return e(t("declarations.src.directory", org=org_name(request, int(rest[13:]))))
     if kind in ("tracking", "upload", "settings", "input", "computed"):
@@ -224,7 +225,10 @@ def _lines_table(request: web.Request, t: Translator, principal: Principal,
             own = source.startswith(f"invoice:line {number}:")
             note = "" if own else (f'<br><small class=decl-source>'
                                    f'{source_html(request, t, principal, source)}</small>')
-            label = e(field_label(t, authority, n, f.get("label", "")))
+            label = field_label(t, authority, n, f.get("label", ""))
+            if f.get("labelZh") and t.lang != "zh-Hans":
+                label += f' {f["labelZh"]}'
+            label = e(label)
             cells.append(f'<td data-label="{label}" '
                          f'id="{e(_anchor(draft["key"], f"lines/{number}/{n}"))}">'
                          f'{value_html(t, n, f.get("value"))}{note}</td>')
@@ -312,7 +316,8 @@ def _draft_html(request: web.Request, t: Translator, principal: Principal,
     approved = ""
     if approval:
         state = "approved" if approval.get("current") else "approval_outdated"
-        approved = (f'<p>{e(t("declarations." + state, who=who_text(request, t, principal, approval["by"])))}'
+        who = who_text(request, t, principal, approval["by"])
+        approved = (f'<p>{e(t("declarations." + state, who=who))}'
                     f' <time datetime="{e(iso(approval["at"]))}">{e(t.when(approval["at"]))}'
                     f"</time></p>")
     if submitted is not None:
@@ -335,6 +340,11 @@ def _draft_html(request: web.Request, t: Translator, principal: Principal,
 </section>"""
 
 
+def _rate(t: Translator, rate: dict[str, Any]) -> str:
+    return t("declarations.rate", base=rate["base"], rate=rate["rate"], quote=rate["quote"],
+             source=rate["source"])
+
+
 def _summary(t: Translator, view: dict[str, Any]) -> str:
     items = []
     for draft in view["drafts"]:
@@ -347,7 +357,8 @@ def _summary(t: Translator, view: dict[str, Any]) -> str:
 
         parts = [t("declarations.sum.total", amount=value_html(t, "totalValueHkd",
                                                                value("totalValueHkd")))]
-        parts.append(f'<strong>{t("declarations.sum.charge", amount=value_html(t, "charge", value("charge")))}</strong>')
+        charge = value_html(t, "charge", value("charge"))
+        parts.append(f'<strong>{t("declarations.sum.charge", amount=charge)}</strong>')
         if value("clothingLevy") is not None:
             parts.append(t("declarations.sum.levy",
                            amount=value_html(t, "clothingLevy", value("clothingLevy"))))
@@ -355,14 +366,15 @@ def _summary(t: Translator, view: dict[str, Any]) -> str:
             parts.append(t("declarations.sum.deadline",
                            day=value_html(t, "deadline", value("deadline"))))
         if value("latePenalty") is not None:
-            parts.append(f'<span class=warn>{t("declarations.sum.penalty", amount=value_html(t, "latePenalty", value("latePenalty")))}</span>')
-        items.append(f'<li><strong>{e(t("declarations.sum.form", form=value("form"), bill=value("transportDocument")))}</strong>'
+            penalty = value_html(t, "latePenalty", value("latePenalty"))
+            parts.append(f'<span class=warn>{t("declarations.sum.penalty", amount=penalty)}</span>')
+        form = t("declarations.sum.form", form=value("form"), bill=value("transportDocument"))
+        items.append(f'<li><strong>{e(form)}</strong>'
                      f': {" · ".join(parts)}</li>')
     charges = (f'<ul class=figures>{"".join(items)}</ul>' if items else
                f'<p class=muted>{e(t("declarations.sum.no_tdec"))}</p>')
-    rates = [f'<li>{e(t("declarations.rate", base=r["base"], rate=r["rate"], quote=r["quote"], source=r["source"]))}'
-             f' · {e(t("declarations.rate_date", day=t.day(r["date"])))}</li>'
-             for r in view.get("conversions") or []]
+    rates = [f'<li>{e(_rate(t, r))} · {e(t("declarations.rate_date", day=t.day(r["date"])))}'
+             "</li>" for r in view.get("conversions") or []]
     conversions = (f'<ul class=figures>{"".join(rates)}</ul>' if rates else
                    f'<p class=muted>{e(t("declarations.no_conversion"))}</p>')
     cross = [i for d in view["drafts"] for i in d["issues"] if i.get("code") in CROSS]
@@ -396,12 +408,14 @@ def _submissions(request: web.Request, t: Translator, principal: Principal,
             history = " → ".join(
                 _label(t, f"declarations.status.{h['status']}", h["status"])
                 for h in s.get("history") or [])
-            error = (f'<br><small class=warn>{e(t("declarations.last_error", error=s["lastError"]))}'
+            error = (f'<br><small class=warn>'
+                     f'{e(t("declarations.last_error", error=s["lastError"]))}'
                      "</small>") if s.get("lastError") else ""
             rows.append(
                 f'<tr data-submission="{e(s["id"])}">'
                 f'<td data-label="{e(t("declarations.col.draft"))}"><code>{e(s["draft"])}</code>'
-                f'<br>{e(_label(t, "declarations.authority." + s["authority"], s["authority"]))}</td>'
+                f'<br>{e(_label(t, "declarations.authority." + s["authority"], s["authority"]))}'
+                "</td>"
                 f'<td data-label="{e(t("col.status"))}" class=decl-sub-status>'
                 f'<span class="chip decl-status-{e(status)}">'
                 f'{e(_label(t, "declarations.status." + status, status))}</span>{error}</td>'
@@ -424,7 +438,8 @@ def _submissions(request: web.Request, t: Translator, principal: Principal,
                 f'<th scope=col>{e(t("declarations.col.submitted"))}</th></tr></thead>'
                 f'<tbody>{"".join(rows)}</tbody></table></div>')
     following = any(s.get("status") in OPEN for s in subs)
-    return (f'<section aria-labelledby=decl-subs-title id=decl-subs data-shipment="{int(view["id"])}"'
+    return (f'<section aria-labelledby=decl-subs-title id=decl-subs '
+            f'data-shipment="{int(view["id"])}"'
             f'{" data-follow" if following else ""}>'
             f'<h2 id=decl-subs-title>{e(t("declarations.submissions"))}</h2>'
             f'<p class=muted>{e(t("declarations.simulated_note"))}</p>{body}</section>')
@@ -435,8 +450,10 @@ def _corrections(request: web.Request, t: Translator, principal: Principal,
     rows = "".join(
         f'<tr><td data-label="{e(t("declarations.col.draft"))}"><code>{e(c["draft"])}</code></td>'
         f'<td data-label="{e(t("declarations.col.field"))}"><code>{e(c["path"])}</code></td>'
-        f'<td data-label="{e(t("declarations.col.value"))}">{e(json.dumps(c["value"], ensure_ascii=False))}</td>'
-        f'<td data-label="{e(t("declarations.col.by"))}">{e(who_text(request, t, principal, c["by"]))}</td>'
+        f'<td data-label="{e(t("declarations.col.value"))}">'
+        f'{e(json.dumps(c["value"], ensure_ascii=False))}</td>'
+        f'<td data-label="{e(t("declarations.col.by"))}">'
+        f'{e(who_text(request, t, principal, c["by"]))}</td>'
         f'<td data-label="{e(t("col.time"))}"><time datetime="{e(iso(c["at"]))}">'
         f'{e(t.when(c["at"]))}</time></td></tr>'
         for c in view.get("corrections") or [])
@@ -458,7 +475,8 @@ def _goods_form(t: Translator, shipment_id: int) -> str:
 <form class="decl-goods stack" data-shipment="{shipment_id}" aria-labelledby=decl-goods-title>
 <p class=muted>{e(t("declarations.replace_goods_note"))}</p>
 <label for=decl-goods-file>{e(t("declarations.invoice_file"))}</label>
-<input id=decl-goods-file name=file type=file accept=".csv,.json,text/csv,application/json" required>
+<input id=decl-goods-file name=file type=file required
+ accept=".csv,.json,text/csv,application/json">
 <button class=secondary>{e(t("declarations.upload"))}</button>
 <ul class="decl-upload-errors decl-issues" aria-live=polite></ul>
 </form>
