@@ -12,6 +12,7 @@ import dataclasses
 import re
 import time
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from contracts import ROLES
 from devnet.jsonrpc import rpc_answer
+from gateway.accounts.model import HASHER
 from gateway.app import create_app
 from gateway.appkeys import ACCOUNTS, INDEXER, KEYSTORE, READ_MODEL
 from gateway.feeds import formats
@@ -53,6 +55,12 @@ TERMINAL_USER, CARRIER_USER = MEMBERS[0][3], MEMBERS[1][3]
 NEWCOMER_USER = "ops@newcomer.example"
 
 
+@cache
+def password_hash() -> str:
+    """PASSWORD's argon2 hash, made once (a hash takes a second on a busy machine)."""
+    return HASHER.hash(PASSWORD)
+
+
 async def started(path: Path, node_url: str | None = None) -> TestClient[Any, Any]:
     """The gateway with the hosted members' users (and their development keys) and a
     newcomer not yet on chain; with ``node_url`` on a real node, its member directory read."""
@@ -69,12 +77,13 @@ async def started(path: Path, node_url: str | None = None) -> TestClient[Any, An
         keystore.import_keys(org.id, signing_key=bytes(rs.account(chain_org).key),
                              x25519_private=rs.x25519_private(chain_org),
                              master_secret=rs.master_secret(chain_org))
-        accounts.create_user(org.id, email, PASSWORD, "member")
+        accounts.create_user(org.id, email, None, "member", password_hash=password_hash())
         mask = sum(ROLES[r] for r in roles)
         changes.append(MemberChange(Member(chain_org, name, mask, rs.x25519_public(chain_org),
                                            True)))
     newcomer = accounts.create_organisation("Newcomer Haulage", ("haulier",), status="active")
-    accounts.create_user(newcomer.id, NEWCOMER_USER, PASSWORD, "member")
+    accounts.create_user(newcomer.id, NEWCOMER_USER, None, "member",
+                         password_hash=password_hash())
     if node_url is None:
         model: Any = client.app[READ_MODEL]  # the store behind the read model's protocol
         model.apply_changes(changes)
@@ -286,6 +295,7 @@ async def test_in_chromium_a_terminal_checks_submits_and_follows_real_edifact_to
                 await tab.fill("#password", PASSWORD)
                 await tab.click("#login-form button")
                 await tab.wait_for_url(base + "/upload")
+                await tab.wait_for_selector("#upload-form[data-ready]", state="attached")
                 assert await tab.get_attribute('nav a[href="/upload"]', "aria-current") == "page"
                 await screenshot(tab, f"upload-page-{size}")
 
@@ -336,6 +346,20 @@ async def test_in_chromium_a_terminal_checks_submits_and_follows_real_edifact_to
                 assert await tab.is_disabled("#submit")
                 await screenshot(tab, f"upload-errors-{size}")
 
+                # the API's role check, per message: a terminal may not publish a release order
+                if size == "desktop":
+                    await tab.set_input_files("#file", str(RELEASE))
+                    await tab.click("#check")
+                    await tab.wait_for_selector("#report:not([hidden]) #report-lines")
+                    refused = await rows(tab)
+                    assert sorted(what for _, what, _ in refused) == ["Error", "Refused", "Refused"]
+                    assert len({line for line, _, _ in refused}) == 1  # the message's line
+                    why = next(detail for _, what, detail in refused if what == "Error")
+                    assert sentence("role-not-allowed") in why
+                    assert "SHIPMENT events are published by" in why
+                    assert await tab.is_disabled("#submit")
+                    await screenshot(tab, f"upload-refused-{size}")
+
                 # over the limit: refused here, nothing sent
                 before = len(sent)
                 await tab.set_input_files("#file", str(big))
@@ -348,6 +372,7 @@ async def test_in_chromium_a_terminal_checks_submits_and_follows_real_edifact_to
                 # in Chinese: the page and the report's sentences
                 await tab.click("nav.languages a[lang=zh-Hant]")
                 await tab.wait_for_selector("html[lang=zh-Hant]")
+                await tab.wait_for_selector("#upload-form[data-ready]", state="attached")
                 assert await tab.text_content("h1") == "上載檔案"
                 await tab.set_input_files("#file", str(BROKEN))
                 await tab.click("#check")

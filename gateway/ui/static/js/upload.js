@@ -178,6 +178,9 @@
 
     checkButton.addEventListener("click", () => upload(true));
     submitButton.addEventListener("click", () => { if (checked) upload(false); });
+    // a file chosen before this ran (or kept by the browser on going back) counts too
+    if (input.files && input.files.length) choose(input.files[0]);
+    form.dataset.ready = "true";
 
     // -- the report ---------------------------------------------------------------------------
     function summaryList(data, dry) {
@@ -214,8 +217,12 @@
       return words ? words + " (" + line.type + ")" : line.type;
     }
 
-    function lineRow(line) {
-      const kind = line.kind === "event" || line.kind === "reading" ? line.kind : "error";
+    //: Codes of the refusals that refuse a whole message, reported on the message's line.
+    const MESSAGE_REFUSALS = ["role-not-allowed", "envelope-too-large"];
+
+    function lineRow(line, refusedLines) {
+      let kind = line.kind === "event" || line.kind === "reading" ? line.kind : "error";
+      if (kind === "event" && line.line && refusedLines.has(line.line)) kind = "refused";
       const where = line.line ? number(line.line) : t("upload.whole_file");
       const segment = line.segment !== undefined && line.segment !== null ? number(line.segment)
         : "—";
@@ -227,7 +234,9 @@
           el("span", { class: "muted" }, t("upload.server_said", { message: line.message })),
         ];
       } else {
-        const parts = [eventWords(line), subjectText(line.subject)];
+        const words = eventWords(line);
+        const subject = subjectText(line.subject);
+        const parts = [words, words.includes(subject) ? "" : subject];
         if (line.location) parts.push(t("upload.at", { place: line.location }));
         parts.push(timeText(line.time));
         detail = parts.filter((p) => p).join(" · ");
@@ -249,6 +258,9 @@
       const keep = errors.slice(0, MAX_ROWS).concat(
         others.slice(0, Math.max(0, MAX_ROWS - errors.length)));
       keep.sort((a, b) => a - b);
+      // an event of a message the API refused whole is shown as refused, not as an event
+      const refusedLines = new Set(lines.filter((line) => line.kind === "error" && line.line &&
+        MESSAGE_REFUSALS.includes(line.code)).map((line) => line.line));
       const heading = report.querySelector("h2");
       heading.textContent = t(dry ? "upload.report_dry" : "upload.report_real",
         { name: file ? file.name : "" });
@@ -256,7 +268,7 @@
         el("caption", { class: "visually-hidden" }, heading.textContent),
         el("thead", {}, el("tr", {}, ["upload.col.line", "upload.col.segment", "upload.col.what",
           "upload.col.detail"].map((key) => el("th", { scope: "col" }, t(key))))),
-        el("tbody", {}, keep.map((index) => lineRow(lines[index]))));
+        el("tbody", {}, keep.map((index) => lineRow(lines[index], refusedLines))));
       const wrapper = el("div", { class: "scroll" }, table);
       const only = el("input", { type: "checkbox", id: "only-problems",
         onchange: () => wrapper.classList.toggle("problems-only", only.checked) });
