@@ -105,10 +105,9 @@ def owners_of(request: web.Request, principal: Principal) -> list[tuple[int, str
 
 
 def _section(request: web.Request, t: Translator, store: ProofRequestStore,
-             principal: Principal, *, incoming: bool) -> str:
-    rows = store.page(principal.org_id, incoming=incoming, outgoing=not incoming, status=None,
-                      before=0, limit=PAGE_SIZE)
-    key = "incoming" if incoming else "outgoing"
+             rows: list[tuple[int, ProofRequest]], key: str) -> str:
+    """The requests to the organisation (``incoming``) or by it (``outgoing``)."""
+    incoming = key == "incoming"
     listed = "".join(request_html(request, t, store, r, incoming=incoming) for _, r in rows)
     listed = listed or f'<p class=muted>{e(t("sharing.proof.none_" + key))}</p>'
     return (f'<section id={key} aria-labelledby={key}-title>'
@@ -129,13 +128,34 @@ async def proofs_page(request: web.Request) -> web.Response:
     parts = [f'<h1>{e(t("sharing.proof.title"))}</h1><p>{e(t("sharing.proof.intro"))}</p>',
              f'<p class=message role=status aria-live=polite '
              f'data-failed="{e(t("sharing.failed", status="{status}"))}"></p>']
+    incoming = outgoing = ask = export = ""
+    waiting = False
     if exports:
-        parts.append(_section(request, t, store, principal, incoming=True))
+        rows = store.page(principal.org_id, incoming=True, outgoing=False, status=None,
+                          before=0, limit=PAGE_SIZE)
+        waiting = any(r.status == "pending" for _, r in rows)
+        incoming = _section(request, t, store, rows, "incoming")
+        export = f"""<section aria-labelledby=export-title>
+<h2 id=export-title>{e(t("sharing.proof.export"))}</h2>
+<p>{e(t("sharing.proof.export_intro"))}</p>
+<form id=export-form class="stack share" novalidate>
+<label for=export-reference>{e(t("sharing.reference"))}</label>
+<input id=export-reference name=reference required maxlength=64 autocomplete=off spellcheck=false>
+<label for=events>{e(t("sharing.proof.events"))}</label>
+<select id=events name=events><option value=own>{e(t("sharing.proof.events_own"))}</option>
+<option value=visible>{e(t("sharing.proof.events_visible"))}</option></select>
+<p><label class=check><input type=checkbox name=disclose checked>
+{e(t("sharing.proof.disclose"))}</label></p>
+<button>{e(t("sharing.proof.export_button"))}</button>
+<p class=message role=status aria-live=polite></p>
+</form></section>"""
     if requests:
-        parts.append(_section(request, t, store, principal, incoming=False))
+        rows = store.page(principal.org_id, incoming=False, outgoing=True, status=None,
+                          before=0, limit=PAGE_SIZE)
+        outgoing = _section(request, t, store, rows, "outgoing")
         owners = "".join(f'<option value="{i}">{e(name)}</option>'
                          for i, name in owners_of(request, principal))
-        parts.append(f"""<section aria-labelledby=ask-title>
+        ask = f"""<section aria-labelledby=ask-title>
 <h2 id=ask-title>{e(t("sharing.proof.ask"))}</h2>
 <form id=ask-form class="stack share" novalidate>
 <label for=owner>{e(t("sharing.proof.owner"))}</label>
@@ -147,23 +167,11 @@ async def proofs_page(request: web.Request) -> web.Response:
 <textarea id=purpose name=purpose required maxlength=1000></textarea>
 <button>{e(t("sharing.proof.send"))}</button>
 <p class=message role=status aria-live=polite></p>
-</form></section>""")
-    if exports:
-        parts.append(f"""<section aria-labelledby=export-title>
-<h2 id=export-title>{e(t("sharing.proof.export"))}</h2>
-<p>{e(t("sharing.proof.export_intro"))}</p>
-<form id=export-form class="stack share" novalidate>
-<label for=export-reference>{e(t("sharing.reference"))}</label>
-<input id=export-reference name=reference required maxlength=64 autocomplete=off spellcheck=false>
-<label for=events>{e(t("sharing.proof.events"))}</label>
-<select id=events name=events><option value=own>{e(t("sharing.proof.events_own"))}</option>
-<option value=visible>{e(t("sharing.proof.events_visible"))}</option></select>
-<label class=check><input type=checkbox name=disclose checked>
-{e(t("sharing.proof.disclose"))}</label>
-<button>{e(t("sharing.proof.export_button"))}</button>
-<p class=message role=status aria-live=polite></p>
-</form></section>""")
-    return render(request, page="proofs", title=t("sharing.proof.title"), body="\n".join(parts))
+</form></section>"""
+    # what waits for the reader's decision first; then asking and what it asked; then the rest
+    parts += [incoming, ask, outgoing, export] if waiting else [ask, outgoing, incoming, export]
+    return render(request, page="proofs", title=t("sharing.proof.title"),
+                  body="\n".join(p for p in parts if p))
 
 
 def _visible(principal: Principal | None) -> bool:
