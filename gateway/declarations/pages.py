@@ -192,15 +192,14 @@ def _fields_table(request: web.Request, t: Translator, principal: Principal,
             label += f' <span lang=zh-Hans class=zh>{e(f["labelZh"])}</span>'
         rows.append(f'<tr id="{e(_anchor(draft["key"], "fields/" + name))}">'
                     f'<th scope=row>{label}</th>'
-                    f'<td data-label="{e(t("declarations.col.value"))}">'
-                    f'{value_html(t, name, f.get("value"))}</td>'
-                    f'<td data-label="{e(t("common.source"))}" class=decl-source>'
-                    f'{source_html(request, t, principal, f.get("source", ""))}</td></tr>')
+                    f'<td data-label="{e(t("declarations.col.value_source"))}">'
+                    f'{value_html(t, name, f.get("value"))}<br><small class=decl-source>'
+                    f'{source_html(request, t, principal, f.get("source", ""))}</small>'
+                    "</td></tr>")
     return (f'<div class=scroll><table class=decl-fields><caption class=visually-hidden>'
             f'{e(t("declarations.fields"))}</caption><thead><tr>'
             f'<th scope=col>{e(t("declarations.col.field"))}</th>'
-            f'<th scope=col>{e(t("declarations.col.value"))}</th>'
-            f'<th scope=col>{e(t("common.source"))}</th></tr></thead>'
+            f'<th scope=col>{e(t("declarations.col.value_source"))}</th></tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
@@ -322,7 +321,7 @@ def _draft_html(request: web.Request, t: Translator, principal: Principal,
                     f"</time></p>")
     if submitted is not None:
         status = str(submitted.get("status"))
-        chips.append(f'<span class="chip decl-status-{e(status)}">'
+        chips.append(f'<span class="chip decl-status-{e(status)}" data-status-of="{e(key)}">'
                      f'{e(_label(t, "declarations.status." + status, status))}</span>')
     issues = "".join(_issue_html(t, i) for i in errors + warnings)
     issues_html = (f'<ul class=decl-issues>{issues}</ul>' if issues else

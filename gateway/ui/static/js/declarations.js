@@ -157,9 +157,14 @@
       let moving = false;
       for (const sub of result.data.submissions) {
         if (open.has(sub.status)) moving = true;
+        const status = P.t("declarations.status." + sub.status);
+        const chip = document.querySelector('[data-status-of="' + CSS.escape(sub.draft) + '"]');
+        if (chip) {
+          chip.className = "chip decl-status-" + sub.status;
+          chip.textContent = status;
+        }
         const row = section.querySelector('tr[data-submission="' + CSS.escape(sub.id) + '"]');
         if (!row) continue;
-        const status = P.t("declarations.status." + sub.status);
         P.fill(row.querySelector(".decl-sub-status"),
           P.el("span", { class: "chip decl-status-" + sub.status }, status),
           sub.lastError ? [P.el("br"), P.el("small", { class: "warn" },
