@@ -318,7 +318,7 @@ def _air(t: Translator, view: dict[str, Any]) -> str:
     if flights:
         facts.append(_fact(t("track.flights"), e(flights)))
     return f"""<section class=card aria-labelledby=awb-h id=air-waybill>
-<h2 id=awb-h>{e(t("subject.awb", value=awb.get("number") or ""))}</h2>
+<h2 id=awb-h>{e(t("track.milestones"))}</h2>
 <dl>{"".join(facts)}</dl><ol class=milestones>{"".join(steps)}</ol></section>"""
 
 
@@ -347,7 +347,10 @@ def shipment_html(request: web.Request, principal: Principal, t: Translator,
                   view: dict[str, Any], now: int) -> str:
     """The whole shipment view (summary, containers, vessel, air waybill, declarations,
     timeline) as HTML."""
-    heading = timeline.subject_text(t, str(view.get("kind")), str(view.get("reference")))
+    number = str(view.get("reference"))
+    if isinstance(view.get("airWaybill"), dict):  # 160-12345675 as printed on the waybill
+        number = str(view["airWaybill"].get("number") or number)
+    heading = timeline.subject_text(t, str(view.get("kind")), number)
     extra = []
     carrier = view.get("carrier")
     if isinstance(carrier, dict):
