@@ -54,6 +54,7 @@ from gateway.land.model import (
     check_ccrn,
     check_phone,
     check_vehicle,
+    seal_number,
 )
 from gateway.land.service import KEY_SECRET, LandService, is_job_id, settings_of
 from gateway.land.store import open_store
@@ -333,7 +334,7 @@ async def create_job(request: web.Request) -> web.Response:
             for i, r in enumerate(body["references"])]
     chosen = [intake.normalise("container", c, f"/containers/{i}")
               for i, c in enumerate(body.get("containers", []))]
-    seals = {intake.normalise("container", c, "/seals"): [s.strip().upper() for s in v]
+    seals = {intake.normalise("container", c, "/seals"): [seal_number(s) for s in v]
              for c, v in body.get("seals", {}).items()}
     start, end = _time(body["window"]["from"], "/window/from"), _time(body["window"]["to"],
                                                                        "/window/to")

@@ -76,6 +76,11 @@ def check_vehicle(text: str) -> str:
     return value
 
 
+def seal_number(text: str) -> str:
+    """A seal number as compared: upper case, white space dropped."""
+    return re.sub(r"\s", "", text).upper()
+
+
 def check_phone(text: str) -> str:
     """A phone number as ``+`` and digits (spaces, dashes, dots and brackets dropped; a
     number without a country code is taken as Hong Kong's, +852), else :class:`LandError`."""

@@ -57,6 +57,7 @@ from gateway.land.model import (
     Job,
     Right,
     pickup_right,
+    seal_number,
 )
 from gateway.land.store import LandStore
 from gateway.principal import Principal
@@ -289,7 +290,8 @@ class LandService:
             job=job.id, containers=job.containers,
             rights={c: r.basis or "none" for c, r in rights.items()}, ccrn=job.ccrn,
             vehicle=job.vehicle, terminal=job.pickup.org, warehouse=job.delivery.org,
-            not_before=job.window_from, expires=job.window_to, nonce=job.nonce)
+            not_before=job.window_from, expires=job.window_to, nonce=job.nonce,
+            kid=tokens.key_id(self.key.public_key()))
         return tokens.sign(claims, self.key), claims
 
     def check_token(self, text: str, purpose: str | None, who: Principal) -> tuple[Job,
@@ -606,7 +608,7 @@ def seal_check(container: str, expected: Sequence[str], found: Sequence[str] | N
                ) -> dict[str, Any]:
     """Seals expected and found on a container; ``match`` None when nothing was expected or
     nothing was reported."""
-    norm = sorted({s.strip().upper() for s in found or () if s.strip()})
+    norm = sorted({seal_number(s) for s in found or () if s.strip()})
     match = None if not expected or found is None else sorted(expected) == norm
     return {"container": container, "expected": sorted(expected),
             "found": norm if found is not None else None, "match": match}
