@@ -75,7 +75,7 @@ async def test_review_correct_submit_and_who_sees_the_page(
     assert review.count("<section class=decl-draft") == 3
     assert f"Hong Kong TDEC form 1 (import) for {MBL}" in text
     assert f"Hong Kong TDEC form 1A (import) for {MBL}" in text
-    assert "China customs declaration 报关单 (export into or out of the Mainland)" in text
+    assert f"China customs declaration 报关单 (Mainland export) for {MBL}" in text
     # charges in HK$, the rate with its source and date, the cross-draft checks
     assert "value HK$405,600 · declaration charge HK$45.20" in text
     assert "1 USD = 7.8 HKD, source: HKMA (EXAMPLE) · rate of 1 Dec 2026" in text
