@@ -3,7 +3,10 @@
 // (vendored from npm: static/vendor/). No tile server: the land is Natural Earth's, from the
 // vendored world-atlas TopoJSON (fetched once per page, kept by the browser by its ETag), turned
 // into GeoJSON by topojson-client and drawn as one GeoJSON layer under the vessel, its track,
-// the port of call, places and trucks. Every label comes translated in the data; text goes into
+// the port of call, places and trucks. Only the land around the view goes to Leaflet (the
+// 1:10m coastline has 400,000 points; projecting them all takes a second at every zoom): the
+// land clipped to the view grown by its own size on every side, clipped again when the map
+// moves out of that. Every label comes translated in the data; text goes into
 // the DOM with textContent only. The server's words about the map stay as its visually-hidden
 // description; Leaflet's keyboard control pans (arrow keys) and zooms (+ / −) the focused map,
 // and its markers are focusable (Enter opens the marker's details).
@@ -24,6 +27,78 @@
         .then((topology) => window.topojson.feature(topology, topology.objects.land));
     }
     return lands[url];
+  }
+
+  // Sutherland–Hodgman against one side of a box: the part of a ring where p[axis] >= value
+  // (above) or <= value.
+  function clipSide(points, axis, value, above) {
+    const out = [];
+    const inside = (p) => (above ? p[axis] >= value : p[axis] <= value);
+    for (let i = 0; i < points.length; i++) {
+      const current = points[i];
+      const previous = points[(i + points.length - 1) % points.length];
+      if (inside(current) !== inside(previous)) {
+        const share = (value - previous[axis]) / (current[axis] - previous[axis]);
+        const cut = [0, 0];
+        cut[axis] = value;
+        cut[1 - axis] = previous[1 - axis] + share * (current[1 - axis] - previous[1 - axis]);
+        out.push(cut);
+      }
+      if (inside(current)) out.push(current);
+    }
+    return out;
+  }
+
+  function extent(ring) {
+    let west = 180, south = 90, east = -180, north = -90;
+    for (let i = 0; i < ring.length; i++) {
+      const lon = ring[i][0], lat = ring[i][1];
+      if (lon < west) west = lon;
+      if (lon > east) east = lon;
+      if (lat < south) south = lat;
+      if (lat > north) north = lat;
+    }
+    return [west, south, east, north];
+  }
+
+  // The land's polygons inside box [west, south, east, north], clipped to it (a GeoJSON
+  // MultiPolygon).
+  function landIn(geojson, box) {
+    const [west, south, east, north] = box;
+    const kept = [];
+    for (const feature of geojson.features || [geojson]) {
+      const geometry = feature.geometry || {};
+      const polygons = geometry.type === "Polygon" ? [geometry.coordinates]
+        : geometry.type === "MultiPolygon" ? geometry.coordinates : [];
+      for (const polygon of polygons) {
+        const [w, s, e, n] = extent(polygon[0]);
+        if (e < west || w > east || n < south || s > north) continue;
+        if (w >= west && e <= east && s >= south && n <= north) { kept.push(polygon); continue; }
+        const rings = polygon.map((ring) => clipSide(clipSide(clipSide(clipSide(
+          ring, 0, west, true), 0, east, false), 1, south, true), 1, north, false));
+        if (rings[0].length >= 3) kept.push(rings.filter((ring) => ring.length >= 3));
+      }
+    }
+    return { type: "Feature", properties: {}, geometry: { type: "MultiPolygon", coordinates: kept } };
+  }
+
+  // Draws the land around the view, again whenever the view leaves the part drawn.
+  function drawLand(map, geojson) {
+    let layer = null;
+    let region = null;
+    const redraw = () => {
+      if (region && region.contains(map.getBounds())) return;
+      const grown = map.getBounds().pad(1);
+      region = L.latLngBounds([Math.max(grown.getSouth(), -90), Math.max(grown.getWest(), -180)],
+        [Math.min(grown.getNorth(), 90), Math.min(grown.getEast(), 180)]);
+      const box = [region.getWest(), region.getSouth(), region.getEast(), region.getNorth()];
+      if (layer) layer.remove();
+      layer = L.geoJSON(landIn(geojson, box), { pane: "land", interactive: false,
+        className: "map-land",
+        style: { color: "#9c9580", weight: 0.8, fillColor: "#ece8dc", fillOpacity: 1 } }).addTo(map);
+    };
+    redraw();
+    map.on("moveend", redraw);
   }
 
   // A marker's glyph: an arrow turned to the course (CSSOM style, allowed by the CSP), or a dot.
@@ -119,8 +194,7 @@
     for (const truck of layers.trucks || []) marker(map, truck, "truck", "right");
 
     land(settings.land).then((geojson) => {
-      L.geoJSON(geojson, { pane: "land", interactive: false, className: "map-land",
-        style: { color: "#9c9580", weight: 0.8, fillColor: "#ece8dc", fillOpacity: 1 } }).addTo(map);
+      drawLand(map, geojson);
       box.dataset.land = "drawn";
     }).catch(() => { box.dataset.land = "failed"; });
   }
