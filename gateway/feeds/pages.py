@@ -6,7 +6,9 @@
 1. the reader chooses a file (the file input, or dropped on the drop zone, which is the input's
    label) and a format (detected by default; the list is :data:`gateway.feeds.formats.FORMATS`,
    each named in the catalogue); a file above :data:`~gateway.feeds.model.MAX_FEED_BYTES` is
-   refused before anything is sent;
+   refused before anything is sent; and who may read the events: the organisations named
+   (the directory's other members, at most :data:`MAX_READERS`) and, if chosen, whoever holds a
+   reference in them (the API's ``visibility`` and ``readers``);
 2. **check**: ``POST /v1/feeds/{format}?dryRun=true`` with the file itself as the body (the
    browser streams it) answers the per-line report — events, readings, errors with line,
    segment, code and message, and the refusals of the caller's roles per message — shown with a
@@ -29,6 +31,7 @@ from contracts import ROLES
 from gateway.feeds import formats
 from gateway.feeds.intake import MAX_REPORT_LINES
 from gateway.feeds.model import MAX_FEED_BYTES
+from gateway.intake.pages import readers_of
 from gateway.intake.service import caller_roles
 from gateway.principal import Principal
 from gateway.ui import shell
@@ -39,6 +42,10 @@ pages = shell.Pages()
 
 #: The scope an upload needs (the API's :func:`gateway.intake.service.writer`).
 SCOPE = "events:write"
+
+#: Most named readers of an upload (the API's ``readers`` query:
+#: :func:`gateway.intake.service.visibility_query`).
+MAX_READERS = 8
 
 
 def may_upload(principal: Principal | None) -> bool:
@@ -60,6 +67,22 @@ def format_options(t: Translator) -> str:
         options.append(f'<option value="{e(name)}">{e(t(key) if t.has(key) else name)}'
                        "</option>")
     return "".join(options)
+
+
+def visibility_fields(t: Translator, readers: list[tuple[str, str]]) -> str:
+    """Who may read the events: named readers only, or anyone holding a reference; and the
+    members named as readers (the directory's active members, by name)."""
+    modes = "".join(
+        f'<label class=check><input type=radio name=visibility value={mode}'
+        f'{" checked" if mode == "named" else ""}> {e(t("upload.visibility." + mode))}</label>'
+        for mode in ("named", "reference"))
+    boxes = "".join(
+        f'<label class=check><input type=checkbox name=readers value="{e(value)}"> {e(name)}'
+        "</label>" for value, name in readers)
+    listed = (f'<details id=readers-box><summary>{e(t("upload.readers", count=MAX_READERS))}'
+              f"</summary><div class=readers>{boxes}</div></details>") if readers else ""
+    return (f'<fieldset class=upload-visibility data-max-readers="{MAX_READERS}">'
+            f'<legend>{e(t("upload.visibility"))}</legend>{modes}{listed}</fieldset>')
 
 
 def roles_text(t: Translator, roles: int) -> str:
@@ -87,13 +110,12 @@ async def upload_page(request: web.Request) -> web.Response:
 <input type=file id=file name=file>
 </label>
 <p id=chosen class=chosen aria-live=polite></p>
-<div class=upload-row>
-<div><label for=format>{e(t("upload.format"))}</label>
+<div class=upload-format><label for=format>{e(t("upload.format"))}</label>
 <select id=format name=format>{format_options(t)}</select></div>
+{visibility_fields(t, readers_of(request, principal))}
 <div class=upload-buttons>
 <button type=button id=check>{e(t("upload.check"))}</button>
 <button type=button id=submit class=secondary disabled>{e(t("upload.submit"))}</button>
-</div>
 </div>
 <p class=message id=upload-message role=status aria-live=polite></p>
 </form>

@@ -33,7 +33,7 @@ from gateway.ui import i18n
 from tests.support import readside as rs
 from tests.support.accounts import login
 from tests.support.browser import SIZES, chromium, open_page, screenshot
-from tests.support.dcsa import config
+from tests.support.dcsa import config, wait_until
 from tests.support.nodes import REPO_GENESIS, NodeProcess
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -129,6 +129,12 @@ async def test_the_page_and_its_entry_for_a_terminal_user_in_three_languages(
         assert options[0][1] == "Detect automatically"
         assert ("edifact", "UN/EDIFACT (CODECO, COARRI, COPARN, IFTSTA)") in options
         assert "your organisation&#x27;s roles: Terminal." in markup
+        # who may read: named readers (by default) or reference holders too; the readers offered
+        # are the directory's other members, by name
+        assert "<input type=radio name=visibility value=named checked>" in markup
+        assert "<input type=radio name=visibility value=reference>" in markup
+        readers = re.findall(r'name=readers value="(\d+)"> ([^<]+)</label>', markup)
+        assert readers == [(str(rs.CARRIER), "Pacific Ocean Line")]
         assert "<script" not in markup.split("<body", 1)[1] and " style=" not in markup
         # every other page carries the entry for this user
         assert "/upload" in nav_links(await page(client, "/alerts"))
@@ -202,7 +208,8 @@ async def test_the_calls_the_page_makes_with_the_session(tmp_path: Path) -> None
         assert nothing["error"]["code"] == "nothing-accepted"
         assert nothing["error"]["details"]["report"] == release["report"]
 
-        submitted = await post("/v1/feeds/edifact", COARRI.read_bytes(), 202)
+        submitted = await post(f"/v1/feeds/edifact?visibility=reference&readers={rs.CARRIER}",
+                               COARRI.read_bytes(), 202)
         keys = [r["id"] for r in submitted["receipts"]]
         assert len(keys) == 21 and {r["status"] for r in submitted["receipts"]} == {"accepted"}
         resp = await client.get("/v1/submissions/" + keys[0])
@@ -311,6 +318,16 @@ async def test_in_chromium_a_terminal_checks_submits_and_follows_real_edifact_to
                 assert "nothing was recorded" in (await tab.text_content("#upload-message") or "")
                 summary = await tab.text_content("#report .upload-summary") or ""
                 assert "Errors0" in summary.replace(" ", "") and f"{events} events" in summary
+                # who may read: the carrier named at the office, reference holders on the phone
+                if size == "desktop":
+                    await tab.click("#readers-box summary")
+                    await tab.check(f"input[name=readers][value='{rs.CARRIER}']")
+                else:
+                    await tab.check("input[name=visibility][value=reference]")
+                assert await tab.is_disabled("#submit")  # the check was made for other readers
+                await tab.click("#check")
+                await tab.wait_for_function(
+                    "() => !document.getElementById('submit').disabled")
                 await screenshot(tab, f"upload-check-{size}")
                 await tab.click("#submit")
                 await tab.wait_for_selector("#progress:not([hidden]) #progress-bar")
@@ -323,6 +340,19 @@ async def test_in_chromium_a_terminal_checks_submits_and_follows_real_edifact_to
                 final = await tab.text_content('#progress-counts [data-status="final"] dd')
                 assert final == str(events)
                 await screenshot(tab, f"upload-final-{size}")
+                wanted = (f"visibility=named&readers={rs.CARRIER}" if size == "desktop"
+                          else "visibility=reference")
+                # the first check, the second with the readers chosen, and the submission
+                assert [(wanted in url, "dryRun=true" in url) for url in sent] == [
+                    (False, True), (True, True), (True, False)], sent
+                if size == "desktop":  # the carrier named as reader reads the discharges
+                    await login(client, CARRIER_USER, PASSWORD)
+
+                    async def read() -> bool:
+                        resp = await client.get("/v1/track/FCIU9908030")
+                        return resp.status == 200 and "TERMINAL.DISC" in await resp.text()
+
+                    await wait_until(read, timeout=30, what="the carrier reads the discharge")
 
                 # a file with errors: each on its line, in words, the server's message beside;
                 # on the phone it is dropped on the drop zone

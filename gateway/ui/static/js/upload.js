@@ -1,8 +1,8 @@
 // PortLedger pages, the upload part: /upload (gateway/feeds/pages.py). A file chosen with the
 // input or dropped on the drop zone (the input's label) is refused here above the API's limit
 // (data-max-bytes), else sent AS THE BODY of POST /v1/feeds/{format} (the File itself: the
-// browser streams it) — first with ?dryRun=true (check: the per-line report, nothing recorded),
-// then for real (submit); each accepted event's receipt is then followed with
+// browser streams it) with the visibility and the named readers chosen — first with
+// ?dryRun=true (check: the per-line report, nothing recorded), then for real (submit); each accepted event's receipt is then followed with
 // GET /v1/submissions/{key}, with a bounded back-off, to final or failed. Error codes get the
 // catalogue's sentence (upload.code.<code>) with the server's own message beside it.
 "use strict";
@@ -92,8 +92,16 @@
       }
     }
 
+    const visibility = form.querySelector(".upload-visibility");
+    const maxReaders = Number(visibility.dataset.maxReaders);
+    const readers = () => Array.from(visibility.querySelectorAll("input[name=readers]:checked"),
+      (box) => box.value);
+
     input.addEventListener("change", () => choose(input.files[0]));
-    format.addEventListener("change", () => { checked = false; submitButton.disabled = true; });
+    // a check holds for the file, the format and the readers it was made with
+    const unchecked = () => { checked = false; submitButton.disabled = true; };
+    format.addEventListener("change", unchecked);
+    visibility.addEventListener("change", unchecked);
     for (const name of ["dragenter", "dragover"]) {
       zone.addEventListener(name, (event) => {
         event.preventDefault();
@@ -112,7 +120,11 @@
 
     // POST the file itself as the body; the answer as {status, data}, or null when unreachable.
     async function send(dry) {
-      const path = "/v1/feeds/" + encodeURIComponent(format.value) + (dry ? "?dryRun=true" : "");
+      const query = new URLSearchParams();
+      if (dry) query.set("dryRun", "true");
+      query.set("visibility", visibility.querySelector("input[name=visibility]:checked").value);
+      if (readers().length) query.set("readers", readers().join(","));
+      const path = "/v1/feeds/" + encodeURIComponent(format.value) + "?" + query.toString();
       try {
         const response = await fetch(path, {
           method: "POST",
@@ -140,6 +152,10 @@
       if (tooBig(file)) {
         say(t("upload.too_big", { name: file.name, size: sizeText(file.size),
           limit: t("upload.megabytes", { value: number(limit / (1024 * 1024)) }) }));
+        return;
+      }
+      if (readers().length > maxReaders) {
+        say(t("upload.too_many_readers", { count: number(maxReaders) }));
         return;
       }
       polling += 1;
