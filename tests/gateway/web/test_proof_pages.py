@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestClient
 
 from gateway.appkeys import TRACKING
 from proofs.verify import verify_bundle
@@ -28,6 +27,7 @@ from tests.gateway.web.test_sharing_pages import (
     OWNER,
     PASSWORD,
     USERS,
+    Client,
     Port,
     box,
     page,
@@ -72,7 +72,7 @@ async def shipment(port: Port, record: str) -> list[int]:
                                             ("TRANSPORT.DEPA", "2026-11-20T09:30:00Z")))]
 
 
-async def ask(client: TestClient, csrf: dict[str, str], record: str, purpose: str) -> str:
+async def ask(client: Client, csrf: dict[str, str], record: str, purpose: str) -> str:
     """The bank's request, as the page's script posts it; its id."""
     resp = await client.post("/v1/proof-requests", headers=csrf, json={
         "owner": OWNER, "reference": record.lower(), "purpose": purpose})

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from devnet.jsonrpc import rpc_answer
@@ -40,6 +41,9 @@ from tests.support.nodes import REPO_GENESIS, NodeProcess
 pytestmark = pytest.mark.integration
 #: The module's tests share one gateway, so they run on the module's event loop.
 shared_loop = pytest.mark.asyncio(loop_scope="module")
+
+#: The test client of a gateway app.
+Client = TestClient[web.Request, web.Application]
 
 PASSWORD = "correct horse battery staple"
 SCOPES = ("events:write", "events:read", "tracking:read", "grants:write", "proofs:export",
@@ -65,7 +69,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
 class Port:
     """The gateway in front of the node: its hosted members' API keys and gateway ids."""
 
-    client: TestClient
+    client: Client
     auth: dict[int, dict[str, str]]
     org_ids: dict[int, int]
 
@@ -75,7 +79,8 @@ class Port:
 
     async def final(self, chain_org: int, key: str) -> Receipt:
         """Wait (bounded) until an operation is final and indexed; its receipt."""
-        receipt = await self.app[SUBMITTER].wait_final(self.org_ids[chain_org], key, 60)
+        receipt: Receipt = await self.app[SUBMITTER].wait_final(self.org_ids[chain_org], key,
+                                                                60)
         assert receipt.status == "final", receipt
         assert receipt.block is not None
         assert await self.app[INDEXER].wait_for_block(receipt.block, timeout=60)
@@ -133,7 +138,7 @@ async def port(node: NodeProcess, tmp_path_factory: pytest.TempPathFactory,
         await started.client.close()
 
 
-async def page(client: TestClient, path: str, status: int = 200) -> str:
+async def page(client: Client, path: str, status: int = 200) -> str:
     resp = await client.get(path)
     text = await resp.text()
     assert resp.status == status, (path, resp.status, text[:500])
@@ -158,7 +163,7 @@ def grants_table(markup: str) -> str:
     return visible_text(markup.split("<table id=grants", 1)[1].split("</table>", 1)[0])
 
 
-async def sign_in(client: TestClient, chain_org: int) -> dict[str, str]:
+async def sign_in(client: Client, chain_org: int) -> dict[str, str]:
     """Sign in as the member's user; the headers the page's script sends on a write."""
     return {"X-CSRF-Token": await login(client, USERS[chain_org], PASSWORD)}
 
