@@ -28,8 +28,10 @@ CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-#: Unsafe routes that do not act under the session they may carry (signing in, registering).
-_CSRF_EXEMPT = frozenset({("POST", "/v1/session"), ("POST", "/v1/organisations/register")})
+#: Unsafe routes that do not act under the session they may carry (signing in — also a driver's
+#: one-time code, gateway/land — and registering).
+_CSRF_EXEMPT = frozenset({("POST", "/v1/session"), ("POST", "/v1/organisations/register"),
+                          ("POST", "/v1/land/driver-session")})
 _CLEAR_COOKIE = web.RequestKey("portledger.clear_session_cookie", bool)
 #: The CSRF token of the request's session (pages embed it).
 SESSION_CSRF = web.RequestKey("portledger.session_csrf", str)
