@@ -25,6 +25,7 @@ from gateway.feeds import api as api_feeds
 from gateway.feeds import pages as feeds_pages
 from gateway.intake import api as api_events
 from gateway.intake import pages as intake_pages
+from gateway.land import api as land
 from gateway.proofs_api import api as api_proofs
 from gateway.proofs_api import pages as proofs_pages
 from gateway.readside import indexer
@@ -54,6 +55,7 @@ MODULES = (
     api_feeds,
     subscriptions,
     alerts,
+    land,
     declarations,
     api_proofs,
     alerts_pages,
