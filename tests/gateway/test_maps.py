@@ -219,6 +219,7 @@ async def test_the_coastline_is_cached_and_compressed(gateway: TestClient) -> No
     first = await client.get(maps.LAND, headers={"Accept-Encoding": "gzip"})
     body = await first.read()
     assert first.status == 200 and first.headers["Content-Encoding"] == "gzip"
+    assert first.headers["Vary"] == "Accept-Encoding"
     assert json.loads(body)["type"] == "Topology"  # the client undid the gzip
     assert first.headers["Content-Type"] == "application/json"
     tag = first.headers["ETag"]
