@@ -246,7 +246,7 @@ def _map_html(t: Translator, vessel: dict[str, Any], name: str) -> str:
                          vessel=maps.Vessel.from_view(vessel), port=place)
 
 
-def _vessel(request: web.Request, t: Translator, view: dict[str, Any], now: int) -> str:
+def _vessel(t: Translator, view: dict[str, Any], now: int) -> str:
     vessel = view.get("vessel")
     if not isinstance(vessel, dict):
         return ""
@@ -368,7 +368,7 @@ def shipment_html(request: web.Request, principal: Principal, t: Translator,
     return f"""<h2 id=reference>{e(heading)}</h2>{about}
 {_summary(request, principal, t, view, now)}
 {_containers(t, view)}
-{_vessel(request, t, view, now)}
+{_vessel(t, view, now)}
 {_air(t, view)}
 {_declarations(t, view)}
 <section aria-labelledby=timeline-h id=timeline><h2 id=timeline-h>{e(t("timeline.title"))}</h2>
