@@ -306,8 +306,21 @@ async def test_in_chromium_a_terminal_checks_submits_and_follows_real_edifact_to
                 assert await tab.get_attribute('nav a[href="/upload"]', "aria-current") == "page"
                 await screenshot(tab, f"upload-page-{size}")
 
-                # a real file: its size, the check (nothing recorded), then the submission
-                await tab.set_input_files("#file", str(sample))
+                # a real file: its size, the check (nothing recorded), then the submission; at the
+                # office it is chosen with the keyboard only (Tab to the drop zone, Space)
+                if size == "desktop":
+                    for _ in range(40):
+                        await tab.keyboard.press("Tab")
+                        if await tab.evaluate("() => document.activeElement.id") == "file":
+                            break
+                    assert await tab.evaluate(
+                        "() => getComputedStyle(document.getElementById('dropzone'))"
+                        ".outlineStyle") == "solid"  # the focus is visible on the zone
+                    async with tab.expect_file_chooser() as chooser:
+                        await tab.keyboard.press("Space")
+                    await (await chooser.value).set_files(str(sample))
+                else:
+                    await tab.set_input_files("#file", str(sample))
                 chosen = await tab.text_content("#chosen") or ""
                 assert sample.name in chosen and f"{sample.stat().st_size:,} bytes" in chosen
                 assert await tab.is_disabled("#submit")
