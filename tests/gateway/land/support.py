@@ -14,9 +14,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from contracts import ROLES
 from gateway.app import create_app
+from gateway.appkeys import READ_MODEL
 from gateway.isotime import iso_time
 from gateway.land.api import LAND
 from gateway.land.service import LandService
+from gateway.readside.readmodel import Member, MemberChange
 from tests.gateway.alerts.gateway_support import Port, config, event
 from tests.support.readside import (
     AIRLINE,
@@ -29,6 +31,7 @@ from tests.support.readside import (
     TRADER,
     WAREHOUSE,
     container,
+    x25519_public,
 )
 
 BOX1, BOX2, BOX3 = container("CSQU", 305438), container("CSQU", 305439), container("TGHU", 1)
@@ -48,6 +51,9 @@ MEMBERS = [
     (TRADER, "Sino Trading Company", ROLES["forwarder"]),
     (FORWARDER, "Competing Haulage", ROLES["haulier"] | ROLES["forwarder"]),
 ]
+
+#: Members that call this gateway (the others only publish; hosting costs a keystore write).
+HOSTED = frozenset(m[0] for m in MEMBERS) - {CARRIER, CUSTOMS}
 
 
 @dataclasses.dataclass
@@ -80,7 +86,11 @@ async def started(path: Path, **land: Any) -> Land:
     await client.start_server()
     port = Port(client.app)
     for chain_org, name, roles in MEMBERS:
-        port.member(chain_org, name, roles)
+        if chain_org in HOSTED:
+            port.member(chain_org, name, roles)
+        else:  # in the chain's directory only: it publishes, it never calls this gateway
+            client.app[READ_MODEL].apply_changes([MemberChange(Member(
+                chain_org, name, roles, x25519_public(chain_org), True))])
     now = int(time.time())
     readers = (HAULIER, TRADER, CARRIER)
     ids: dict[str, Any] = {}
