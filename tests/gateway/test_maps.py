@@ -294,6 +294,15 @@ async def test_in_chromium_the_map_draws(gateway: TestClient) -> None:
             await tab.wait_for_selector(".map[data-land=drawn]")
             assert await tab.locator(".map .leaflet-marker-icon.map-vessel").count() == 1
             await screenshot(tab, f"map-container-at-sea-{size}")
+            # in Chinese: the map's name, its words and Leaflet's controls
+            await tab.goto(f"{base}/vessels/{IMO}?lang=zh-Hant")
+            await tab.wait_for_selector(".map[data-land=drawn]")
+            assert await tab.get_attribute(".map-canvas", "aria-label") == \
+                f"地圖：船舶 IMO {IMO} 的位置"
+            assert await tab.get_attribute(".leaflet-control-zoom-in", "aria-label") == "放大"
+            assert "掛靠港" in (await tab.text_content("#map-text") or "")
+            await screenshot(tab, f"map-vessel-zh-Hant-{size}")
+            await tab.goto(f"{base}/vessels/{IMO}?lang=en")
 
             assert watched.problems == [], watched.problems
             assert watched.failed == [], watched.failed
