@@ -12,14 +12,18 @@
 
   //: Report rows drawn at most (the API's report may have 10,000; errors always come first).
   const MAX_ROWS = 1000;
-  //: Submissions asked about per round, and at once.
-  const POLL_BATCH = 50;
-  const POLL_PARALLEL = 4;
-  //: Back-off between rounds (ms): first, factor, longest; rounds before the page stops asking.
+  //: Submissions asked about per round (the first still open, in the upload's order), and at
+  //: once — well inside the API's rate limit per credential.
+  const POLL_BATCH = 100;
+  const POLL_PARALLEL = 6;
+  //: Back-off between rounds (ms): first, factor, longest. The wait grows only after a round in
+  //: which nothing moved; the page stops asking after POLL_STALE such rounds in a row (about
+  //: two minutes at the longest wait) and after POLL_ROUNDS rounds in all.
   const POLL_FIRST = 500;
   const POLL_FACTOR = 1.6;
   const POLL_LONGEST = 8000;
-  const POLL_ROUNDS = 40;
+  const POLL_STALE = 15;
+  const POLL_ROUNDS = 1000;
 
   const lang = () => document.documentElement.lang || "en";
   const number = (value, digits) => new Intl.NumberFormat(lang(),
@@ -355,34 +359,46 @@
         return pending;
       }
 
+      // One receipt asked again; whether its state moved.
       async function ask(receipt) {
         const answer = await api("GET", "/v1/submissions/" + encodeURIComponent(receipt.id));
-        if (answer.ok && answer.data && answer.data.status) {
-          receipt.status = answer.data.status;
-          receipt.error = answer.data.error || null;
-        }
+        if (!answer.ok || !answer.data || !answer.data.status) return false;
+        const moved = answer.data.status !== receipt.status;
+        receipt.status = answer.data.status;
+        receipt.error = answer.data.error || null;
+        return moved;
       }
 
+      // Whether anything moved this round.
       async function round(run) {
         const open = receipts.filter((r) => r.status !== "final" && r.status !== "failed")
           .slice(0, POLL_BATCH);
+        let moved = false;
         for (let i = 0; i < open.length; i += POLL_PARALLEL) {
-          if (run !== polling) return;
-          try { await Promise.all(open.slice(i, i + POLL_PARALLEL).map(ask)); }
-          catch (_) { return; }  // unreachable now: the next round asks again
+          if (run !== polling) return moved;
+          try {
+            const answers = await Promise.all(open.slice(i, i + POLL_PARALLEL).map(ask));
+            moved = moved || answers.some((a) => a);
+          } catch (_) { return moved; }  // unreachable now: the next round asks again
         }
+        return moved;
       }
 
       async function poll() {
         const run = ++polling;
         let delay = POLL_FIRST;
-        for (let rounds = 0; rounds < POLL_ROUNDS; rounds += 1) {
+        let stale = 0;
+        for (let rounds = 0; rounds < POLL_ROUNDS && stale < POLL_STALE; rounds += 1) {
           if (run !== polling) return;
           if (!draw(t("upload.waiting", { seconds: number(delay / 1000, 1) }))) return;
           await new Promise((resolve) => setTimeout(resolve, delay));
           if (run !== polling) return;
-          await round(run);
-          delay = Math.min(POLL_LONGEST, delay * POLL_FACTOR);
+          if (await round(run)) {
+            stale = 0;
+          } else {
+            stale += 1;
+            delay = Math.min(POLL_LONGEST, delay * POLL_FACTOR);
+          }
         }
         const pending = draw();
         if (pending && run === polling) {
