@@ -204,7 +204,8 @@ async def job_token(request: web.Request) -> web.Response:
                               "validUntil": iso_time(claims.expires)})
 
 
-def _qr(text: str, kind: str) -> bytes:
+def qr_image(text: str, kind: str) -> bytes:
+    """The token as a QR code (segno, error correction M): SVG or PNG bytes."""
     code = segno.make_qr(text, error="m")
     out = io.BytesIO()
     if kind == "svg":
@@ -224,7 +225,7 @@ async def job_qr(request: web.Request) -> web.Response:
     job = _token_job(request)
     text, _ = land.token_of(job)
     kind = request.match_info["kind"]
-    body = await asyncio.to_thread(_qr, text, kind)
+    body = await asyncio.to_thread(qr_image, text, kind)
     return web.Response(body=body, content_type="image/svg+xml" if kind == "svg"
                         else "image/png", headers={"Cache-Control": "private, no-store"})
 
