@@ -261,9 +261,9 @@ async def test_admin_pages_in_chromium_at_office_and_phone_width(port: Port) -> 
                 await tab.fill("#new-email", "new@harbour.example")
                 await tab.select_option("#new-role", "member")
                 await tab.click("#user-form button")
+                await tab.wait_for_selector(
+                    "main > .message:has-text('new@harbour.example was added.')")
                 await tab.wait_for_selector("#users tr[data-email='new@harbour.example']")
-                assert "new@harbour.example was added." in (
-                    await tab.text_content("main > .message") or "")
                 await tab.click("#users tr[data-email='new@harbour.example'] [data-action=remove]")
                 await tab.wait_for_selector("#users tr[data-email='new@harbour.example']",
                                             state="detached")
@@ -355,6 +355,8 @@ async def test_admin_pages_in_chromium_at_office_and_phone_width(port: Port) -> 
             await tab.wait_for_selector("#organisations tbody tr:has-text('已啟用')")
             await screenshot(tab, f"admin-operator-zh-Hant-{size}")
             await tab.goto(base + "/operator?lang=en")
+            # both lists loaded before signing out (else their requests would meet a 401)
+            await tab.wait_for_selector("#organisations tbody tr:has-text('Rival Logistics')")
 
             # the rival's admin sees none of the harbour's users, keys or webhooks
             await tab.click("#signout")

@@ -46,10 +46,12 @@
   // An API refusal in the page's language (admin.js's P.problem; the API's message without it).
   const problem = (result) => (P.problem ? P.problem(result) : errorText(result));
 
-  // A time in the page's language ("—" when there is none).
+  // A time as the server writes them: Hong Kong time in the page's language ("—" when none).
+  const LOCALES = { en: "en-GB", "zh-Hant": "zh-HK", "zh-Hans": "zh-CN" };
   const stamp = (iso) => (iso
-    ? new Date(iso).toLocaleString(document.documentElement.lang || "en",
-      { dateStyle: "medium", timeStyle: "short" })
+    ? new Intl.DateTimeFormat(LOCALES[document.documentElement.lang] || "en-GB",
+      { dateStyle: "medium", timeStyle: "short", timeZone: "Asia/Hong_Kong" })
+      .format(new Date(iso)) + " HKT"
     : P.t("common.unknown"));
 
   // -- API keys -----------------------------------------------------------------------------
