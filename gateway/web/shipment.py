@@ -415,8 +415,9 @@ async def track_page(request: web.Request) -> web.Response:
     except BadRequest:
         view, resolved, status = None, None, 400
         content = f'<p class=message role=status>{e(t("track.not_a_reference", query=query))}</p>'
-    except Forbidden:
-        return shell.refused(request, t("refused.not_member"))
+    except Forbidden:  # not a chain member yet: it can read nothing (the API's 403)
+        view, resolved, status = None, None, 403
+        content = f"<p class=message role=status>{e(t('refused.not_member'))}</p>"
     if view is not None:
         content = shipment_html(request, principal, t, view, timeline.now_seconds())
     elif resolved is not None:

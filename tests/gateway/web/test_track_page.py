@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient
 
-from gateway.appkeys import READ_MODEL, TRACKING
+from gateway.appkeys import ACCOUNTS, READ_MODEL, TRACKING
 from gateway.ui.i18n import catalogue
 from tests.gateway.web.story import (
     AWB,
@@ -138,6 +138,15 @@ async def test_a_competitor_sees_nothing_of_it(tmp_path: Path) -> None:
         assert "Nothing you may see has happened yet." in visible_text(section(decl, "timeline"))
         bad = await page(client, "/track?q=%3Cscript%3E", 400)
         assert "<script>" not in bad.split("<main", 1)[1]
+        # an organisation not yet on chain reads nothing: the API's 403, said on the page
+        accounts = client.app[ACCOUNTS]
+        newcomer = accounts.create_organisation("Newcomer Ltd", ["forwarder"], {},
+                                                status="active")
+        accounts.create_user(newcomer.id, "ops@newcomer.example", PASSWORD, "member")
+        await login(client, "ops@newcomer.example", PASSWORD)
+        refused = await page(client, f"/track?q={HBL}", 403)
+        assert "not a member of the chain" in visible_text(refused) and "Harbour" not in refused
+        assert 'id=q name=q value="HFF20240042"' in refused  # the track box stays
     finally:
         await client.close()
 
