@@ -79,10 +79,33 @@ async def test_manifest_icons_and_head(client: TestClient) -> None:
                 const img = new Image(); img.src = src; await img.decode();
                 return [img.naturalWidth, img.naturalHeight]; }""", src)
             assert width == [int(size.split("x")[0])] * 2, (src, width)
-        # the committed PNGs are the SVG sources drawn (not some other picture)
+        # the committed PNGs are their SVG sources drawn: pixel by pixel nearly the same
+        for svg, png, size in ICONS:
+            difference = await tab.evaluate(_DIFFERENCE, [f"/static/pwa/{svg}",
+                                                          f"/static/pwa/{png}", size])
+            assert difference < 4, (png, difference)
         drawn = await render_svg(browser, (pwa.PWA_DIR / "icon.svg").read_text(), 192)
         assert drawn[:8] == b"\x89PNG\r\n\x1a\n"
+        # a different picture is far from it (the comparison can fail)
+        other = await tab.evaluate(_DIFFERENCE, ["/static/pwa/icon-maskable.svg",
+                                                 "/static/pwa/icon-512.png", 512])
+        assert other > 4, other
         await context.close()
+
+
+#: Mean absolute difference (0-255 per channel) of two images drawn at ``size`` × ``size``.
+_DIFFERENCE = """async ([first, second, size]) => {
+  const pixels = async (src) => {
+    const image = new Image(); image.src = src; await image.decode();
+    const canvas = document.createElement("canvas"); canvas.width = canvas.height = size;
+    const context = canvas.getContext("2d"); context.drawImage(image, 0, 0, size, size);
+    return context.getImageData(0, 0, size, size).data;
+  };
+  const [a, b] = [await pixels(first), await pixels(second)];
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) sum += Math.abs(a[i] - b[i]);
+  return sum / a.length;
+}"""
 
 
 async def test_service_worker_is_served_from_the_root_and_keeps_only_the_shell(
