@@ -113,6 +113,12 @@
       });
     }
     zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+    // a file dropped beside the zone must not make the browser leave the page to show it
+    for (const name of ["dragover", "drop"]) {
+      window.addEventListener(name, (event) => {
+        if (!zone.contains(event.target)) event.preventDefault();
+      });
+    }
     zone.addEventListener("drop", (event) => {
       event.preventDefault();
       zone.classList.remove("over");
