@@ -251,7 +251,7 @@ def dashboard_html(request: web.Request, principal: Principal, t: Translator) ->
 <tbody>{"".join(body)}</tbody></table></div>"""
     return f"""<h1>{e(t("landing.mine"))}</h1>
 <p>{e(t("landing.mine_intro"))}</p>
-<form id=watch-form class=watch novalidate>
+<form id=watch-form class=watch data-max="{MAX_WATCHED}" novalidate>
 <label for=watch-ref>{e(t("landing.add_label"))}</label>
 <div class=row><input id=watch-ref name=reference required maxlength=64 autocomplete=off
  spellcheck=false placeholder="{e(t("track.placeholder"))}"><button>{e(t("landing.add"))}</button>

@@ -8,7 +8,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from gateway.appkeys import ACCOUNTS
+from gateway.web.dashboard import MAX_WATCHED, TooManyWatched, WatchList
 from tests.gateway.web.story import (
     BOX2,
     CARRIER,
@@ -98,3 +101,20 @@ async def test_watch_list_per_user(tmp_path: Path) -> None:
         assert keyed.status == 403
     finally:
         await client.close()
+
+
+def test_the_store_bounds_each_users_list(tmp_path: Path) -> None:
+    store = WatchList(tmp_path / "watchlist.db")
+    try:
+        for n in range(MAX_WATCHED):
+            assert store.add(7, 1, f"REF{n:04d}", "shipment", 1_000 + n)
+        assert not store.add(7, 1, "REF0000", "shipment", 5_000)  # already watched
+        with pytest.raises(TooManyWatched):
+            store.add(7, 1, "ONEMORE", "shipment", 5_000)
+        assert store.add(8, 1, "ONEMORE", "shipment", 5_000)  # another user's list
+        assert [w.value for w in store.of(7, 1)][:2] == ["REF0099", "REF0098"]  # newest first
+        assert store.of(7, 2) == []  # a user moved to another organisation sees none of it
+        assert store.remove(7, "REF0000") and not store.remove(7, "REF0000")
+        assert store.add(7, 1, "ONEMORE", "shipment", 6_000)
+    finally:
+        store.close()

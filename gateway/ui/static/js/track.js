@@ -28,7 +28,7 @@
       button.disabled = false;
       box.classList.remove("ok");
       if (result.status === 422) box.textContent = t("landing.invalid", { value });
-      else if (result.status === 409) box.textContent = t("landing.full", { count: 100 });
+      else if (result.status === 409) box.textContent = t("landing.full", { count: form.dataset.max });
       else box.textContent = t("landing.failed", { status: result.status });
       input.focus();
     });
