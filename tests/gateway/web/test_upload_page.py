@@ -105,7 +105,7 @@ def nav_links(markup: str) -> list[str]:
     return re.findall(r'<a href="([^"]+)"', main_nav)
 
 
-async def test_the_page_and_its_entry_for_a_terminal_user_in_three_languages(
+async def test_the_page_and_its_entry_for_a_terminal_user_in_three_languages_not_for_a_newcomer(
         tmp_path: Path) -> None:
     client = await started(tmp_path / "gw")
     try:
@@ -145,20 +145,18 @@ async def test_the_page_and_its_entry_for_a_terminal_user_in_three_languages(
         hans = await page(client, "/upload?lang=zh-Hans")
         assert "<h1>上传文件</h1>" in hans and "把文件拖放到这里，或选择文件" in hans
         assert "<h1>上传文件</h1>" in await page(client, "/upload")  # remembered
-    finally:
-        await client.close()
 
-
-async def test_who_may_not_upload_sees_neither_the_page_nor_its_entry(tmp_path: Path) -> None:
-    client = await started(tmp_path / "gw")
-    try:
+        # an organisation not yet on chain: neither the page nor its entry
         await login(client, NEWCOMER_USER, PASSWORD)
-        refused = await page(client, "/upload", 403)
+        refused = await page(client, "/upload?lang=en", 403)
         assert "not a member of the chain yet" in refused
         assert "/upload" not in nav_links(await page(client, "/"))
         assert "<input type=file" not in refused
     finally:
         await client.close()
+
+
+def test_the_entry_needs_the_scope_an_organisation_on_chain_and_a_signed_in_user() -> None:
     on_chain = Principal(org_id=1, chain_org=rs.TERMINAL, user_id=1, role="member",
                          scopes=ROLE_SCOPES["member"], via="session")
     assert may_upload(on_chain)
