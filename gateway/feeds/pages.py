@@ -87,7 +87,8 @@ def visibility_fields(t: Translator, readers: list[tuple[str, str]]) -> str:
 
 def roles_text(t: Translator, roles: int) -> str:
     """The organisation's roles in words (``Terminal, Shipping line``)."""
-    names = [t("role." + name) for name, bit in ROLES.items() if roles & bit]
+    names = [t("role." + name) if t.has("role." + name) else name
+             for name, bit in ROLES.items() if roles & bit]
     return ", ".join(names) if names else t("upload.no_roles")
 
 
