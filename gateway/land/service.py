@@ -82,8 +82,6 @@ class LandSettings:
     address_attempts: int = 30
     """Failed sign-ins per client address within ``lockout_seconds``."""
     lockout_seconds: int = 900
-    max_positions: int = 500
-    """Most positions of one upload."""
 
 
 @dataclass

@@ -58,14 +58,15 @@ HOSTED = frozenset(m[0] for m in MEMBERS) - {CARRIER, CUSTOMS}
 
 @dataclasses.dataclass
 class Land:
-    client: TestClient
+    client: TestClient[Any, Any]
     port: Port
     now: int
     ids: dict[str, Any]
 
     @property
     def service(self) -> LandService:
-        return self.client.app[LAND]
+        service: LandService = self.client.app[LAND]
+        return service
 
     def auth(self, chain_org: int) -> dict[str, str]:
         return self.port.auth[chain_org]
@@ -89,8 +90,9 @@ async def started(path: Path, **land: Any) -> Land:
         if chain_org in HOSTED:
             port.member(chain_org, name, roles)
         else:  # in the chain's directory only: it publishes, it never calls this gateway
-            client.app[READ_MODEL].apply_changes([MemberChange(Member(
-                chain_org, name, roles, x25519_public(chain_org), True))])
+            member = Member(chain_org, name, roles, x25519_public(chain_org), True)
+            model: Any = client.app[READ_MODEL]  # (the SQLite read model's method)
+            model.apply_changes([MemberChange(member)])
     now = int(time.time())
     readers = (HAULIER, TRADER, CARRIER)
     ids: dict[str, Any] = {}
@@ -137,14 +139,15 @@ async def refused(resp: Any, status: int, code: str) -> dict[str, Any]:
     text = await resp.text()
     assert resp.status == status, text
     body: dict[str, Any] = await resp.json()
-    assert body["error"]["code"] == code, text
-    return body["error"]
+    error: dict[str, Any] = body["error"]
+    assert error["code"] == code, text
+    return error
 
 
 class Phone:
     """A driver's phone: its own session (cookie jar) against the same gateway."""
 
-    def __init__(self, client: TestClient) -> None:
+    def __init__(self, client: TestClient[Any, Any]) -> None:
         self.client = client
         self.session = ClientSession(cookie_jar=CookieJar(unsafe=True))
         self.headers: dict[str, str] = {}

@@ -5,6 +5,7 @@ nothing; job input is checked field by field with typed errors."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from gateway.isotime import iso_time
 from tests.gateway.land.support import (
@@ -91,7 +92,7 @@ async def test_job_input_is_checked(tmp_path: Path) -> None:
     land = await started(tmp_path / "gw")
     client = land.client
     try:
-        cases = [
+        cases: list[tuple[dict[str, Any], str]] = [
             ({"ccrn": "RX1234"}, "invalid-ccrn"),
             ({"vehicle": "A"}, "schema-violation"),
             ({"vehicle": "AB 12!"}, "invalid-vehicle"),
