@@ -3,8 +3,9 @@
 Keys and tokens
     ``GET /v1/land/key`` — the land key as an OKP JWK (public, for offline verifiers);
     ``GET /v1/land/jobs/{id}/token`` and ``…/qr.svg`` / ``…/qr.png`` — the job's signed token
-    and its QR code (the haulier and the job's driver); ``POST /v1/land/verify`` — what a token
-    says and whether it holds now (any signed-in caller; nothing is recorded).
+    and its QR code (the haulier and the job's driver); ``POST /v1/land/jobs/{id}/token`` — a new
+    token replacing (revoking) the last; ``POST /v1/land/verify`` — what a token says and
+    whether it holds now (any signed-in caller; nothing is recorded).
 Drivers
     ``POST /v1/land/drivers`` (haulier admin: name, phone), ``GET /v1/land/drivers``,
     ``POST /v1/land/drivers/{id}/code`` (haulier admin: a one-time 8-digit code, shown once),
@@ -202,6 +203,27 @@ async def job_token(request: web.Request) -> web.Response:
     return web.json_response({"token": text, "claims": claims.to_json(),
                               "validFrom": iso_time(claims.not_before),
                               "validUntil": iso_time(claims.expires)})
+
+
+@api.post("/v1/land/jobs/{job_id}/token", openapi.operation(
+    "Replace the job's token (haulier): a new nonce; the old token is revoked (a lost phone)",
+    parameters=[_ID], ok=201, ok_schema=_OBJECT, errors=(400, 401, 403, 404, 409, 429)))
+async def replace_token(request: web.Request) -> web.Response:
+    who = require(request, "events:write")
+    land = _land(request)
+    land.haulier(request, who)
+    job, via = land.job_for(who, _job_id(request))
+    if via != "haulier":
+        raise errors.NotFound("no such job of yours", code="unknown-job")
+    if job.state != "planned":
+        raise errors.Conflict(f"job {job.id} is {job.state}", code="job-" + job.state)
+    land.store.update_job(job.id, nonce=tokens.new_nonce())
+    fresh = land.store.job(job.id)
+    assert fresh is not None
+    text, claims = land.token_of(fresh)
+    return web.json_response({"token": text, "claims": claims.to_json(),
+                              "validFrom": iso_time(claims.not_before),
+                              "validUntil": iso_time(claims.expires)}, status=201)
 
 
 def qr_image(text: str, kind: str) -> bytes:

@@ -418,7 +418,6 @@ class LandService:
     async def _write(self, request: web.Request, who: Principal,
                      items: list[tuple[str, CanonicalEvent]]) -> list[Any]:
         """The upload checks, then the outbox (all or none)."""
-        who = intake.writer(request) if who.chain_org is None else who
         parsed: intake.Parsed = [(key, event) for key, event in items]
         problems = await intake.check_events(request, who, parsed)
         if problems:

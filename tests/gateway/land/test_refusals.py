@@ -48,6 +48,12 @@ async def test_revoked_held_cancelled_and_claimed_elsewhere(tmp_path: Path) -> N
                                                    headers=land.auth(TERMINAL)), status, code)
 
         first, first_token = await plan()
+        # a replaced token is revoked (a lost phone): the new one works
+        stale = first_token
+        first_token = (await ok(await client.post(f"/v1/land/jobs/{first}/token",
+                                                  headers=land.auth(HAULIER)), 201))["token"]
+        replaced = await gate(stale, 409, "token-revoked")
+        assert "a newer token" in replaced["message"]
         # a second job naming BOX1: the release is held by the first job
         second, second_token = await plan(references=[{"kind": "container", "value": BOX1}],
                                           seals={})
