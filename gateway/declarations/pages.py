@@ -595,7 +595,7 @@ async def declarations_page(request: web.Request) -> web.Response:
         subs = service.store.submissions_of(int(item["id"]))
         states = ", ".join(sorted({_label(t, f"declarations.status.{s.status}", s.status)
                                    for s in subs})) or t("declarations.not_submitted")
-        numbers = ", ".join(s.number for s in subs if s.number) or "—"
+        numbers = "<br>".join(e(s.number) for s in subs if s.number) or "—"
         direction = _label(t, f"declarations.direction.{item['direction']}",
                            str(item["direction"]))
         rows.append(
@@ -605,7 +605,7 @@ async def declarations_page(request: web.Request) -> web.Response:
             f'{e(org_name(request, int(item["owner"])))}</td>'
             f'<td data-label="{e(t("declarations.direction"))}">{e(direction)}</td>'
             f'<td data-label="{e(t("col.status"))}">{e(states)}</td>'
-            f'<td data-label="{e(t("declarations.col.number"))}">{e(numbers)}</td>'
+            f'<td data-label="{e(t("declarations.col.number"))}">{numbers}</td>'
             f'<td data-label="{e(t("declarations.col.updated"))}">'
             f'<time datetime="{e(iso(item["updated"]))}">{e(t.when(item["updated"]))}</time>'
             f"</td></tr>")
