@@ -362,9 +362,12 @@ def shipment_html(request: web.Request, principal: Principal, t: Translator,
     if isinstance(view.get("carrierOrganisation"), dict):
         extra.append(t("track.carrier_org", name=view["carrierOrganisation"].get("name")))
     about = f'<p class=muted>{e(" · ".join(extra))}</p>' if extra else ""
+    vessel = view.get("vessel")
+    derived = [row for row in timeline.eta_rows(vessel, now) if row.derived] \
+        if isinstance(vessel, dict) else []
     events = timeline.timeline_html(t, view.get("timeline") or [], now,
                                     vessels=_vessel_names(view),
-                                    subject=str(view.get("reference")))
+                                    subject=str(view.get("reference")), derived=derived)
     return f"""<h2 id=reference>{e(heading)}</h2>{about}
 {_summary(request, principal, t, view, now)}
 {_containers(t, view)}

@@ -29,6 +29,7 @@ see.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import cache
@@ -54,6 +55,10 @@ ZONES: dict[str, str] = {
 #: The fragments a sentence may take (``timeline.frag.<name>``; empty when the event lacks it).
 FRAGMENTS = ("at", "to", "leave", "from", "onto", "on", "by", "truck", "flight", "reason",
              "temp")
+
+#: Planned / estimated events that several sources give for one fact (a vessel's arrival or
+#: departure at a port): the timeline shows them as one line with the sources side by side.
+FACTS = ("TRANSPORT.ARRI", "TRANSPORT.DEPA")
 
 #: Event families whose events name who did them (the publisher when the details do not).
 _ACTOR_FAMILIES = ("LAND", "WAREHOUSE")
@@ -81,6 +86,9 @@ class Line:
     correction: bool = False
     subject: str = ""
     """What it happened to, when the view shows several things (plain text)."""
+    fact: str = ""
+    """What it estimates, when several sources may say it (:data:`FACTS`): lines of one fact
+    are shown together, each source beside the others."""
 
 
 def sentence_key(event_type: str, classifier: str) -> str:
@@ -296,9 +304,26 @@ def lines(t: Translator, entries: list[dict[str, Any]], now: int, *,
             retracted=bool(entry.get("retracted")),
             correction=bool(entry.get("retracts")),
             subject=about,
+            fact=_fact(entry),
         ))
     out.sort(key=lambda line: (line.time, line.event_id), reverse=True)
     return out
+
+
+def _fact(entry: dict[str, Any]) -> str:
+    """The fact a planned or estimated arrival/departure is about: type, place and vessel."""
+    event_type = str(entry.get("type", ""))
+    if event_type not in FACTS or entry.get("classifier") == "ACT":
+        return ""
+    subject = entry.get("subject") or {}
+    vessel = subject.get("value") if subject.get("kind") == "vessel" else ""
+    details = entry.get("details") or {}
+    if not vessel and isinstance(details.get("vessel"), dict):
+        vessel = str(details["vessel"].get("imo") or "")
+    for ref in entry.get("related") or []:
+        if not vessel and isinstance(ref, dict) and ref.get("kind") == "vessel":
+            vessel = str(ref.get("value") or "")
+    return f"{event_type}|{entry.get('location') or ''}|{vessel or subject.get('value') or ''}"
 
 
 def line_html(t: Translator, line: Line) -> str:
@@ -318,13 +343,67 @@ def line_html(t: Translator, line: Line) -> str:
     return f'<li data-event="{line.event_id}">{body}{note}</li>'
 
 
+def _source_html(t: Translator, line: Line) -> str:
+    """One source's estimate inside a fact's line (struck through when retracted)."""
+    meta = t("timeline.source", source=line.source, age=age_text(t, line.age_seconds))
+    body = (f'<time datetime="{e(line.time)}">{e(line.local)}</time> '
+            f"<span class=muted>{e(meta)}</span>")
+    if line.retracted:
+        return (f'<li class=retracted data-event="{line.event_id}"><del>{body}</del> '
+                f'<span class=note>{e(t("timeline.retracted"))}</span></li>')
+    return f'<li data-event="{line.event_id}">{body}</li>'
+
+
+def fact_html(t: Translator, group: list[Line], derived: Sequence[EtaRow] = ()) -> str:
+    """Several sources' estimates of one fact as one ``<li>``: what, then each source's time
+    and age side by side (newest record first; an AIS-derived ETA of the same port beside)."""
+    newest = min(group, key=lambda line: (line.age_seconds is None, line.age_seconds or 0))
+    cls = newest.classifier if newest.classifier in CLASSIFIERS else "EST"
+    rows = [_source_html(t, line) for line in sorted(
+        group, key=lambda line: (line.age_seconds is None, line.age_seconds or 0))]
+    for row in derived:
+        meta = t("timeline.source", source=t("source.ais"), age=age_text(t, row.age_seconds))
+        rows.append(f'<li class=derived><time datetime="{e(iso(row.time))}">'
+                    f"{e(place_time(t, row.time, row.location))}</time> "
+                    f"<span class=muted>{e(meta)}</span></li>")
+    ids = " ".join(str(line.event_id) for line in group)
+    return (f'<li class=fact data-events="{ids}"><span class="cls cls-{cls.lower()}">'
+            f'{e(t("timeline.cls." + cls))}</span>'
+            f"<p class=what>{e(newest.sentence)}</p>"
+            f'<p class=meta>{e(t("timeline.sources", count=len(rows)))}</p>'
+            f'<ul class="sources plain">{"".join(rows)}</ul></li>')
+
+
 def timeline_html(t: Translator, entries: list[dict[str, Any]], now: int, *,
-                  vessels: dict[str, str] | None = None, subject: str = "") -> str:
-    """The whole timeline as an ``<ol>`` (newest first), or a line saying there is none."""
+                  vessels: dict[str, str] | None = None, subject: str = "",
+                  derived: list[EtaRow] | None = None) -> str:
+    """The whole timeline as an ``<ol>`` (newest first), or a line saying there is none.
+
+    Estimates of one fact by several sources (:data:`FACTS`) make one line with the sources
+    side by side, with ``derived`` (the AIS-derived ETA) beside the arrival at its port."""
     found = lines(t, entries, now, vessels=vessels, subject=subject)
     if not found:
         return f'<p class=muted>{e(t("timeline.none"))}</p>'
-    return "<ol class=timeline>" + "".join(line_html(t, line) for line in found) + "</ol>"
+    groups: dict[str, list[Line]] = {}
+    for line in found:
+        if line.fact:
+            groups.setdefault(line.fact, []).append(line)
+    items: list[tuple[str, int, str]] = []
+    for line in found:
+        if not line.fact:
+            items.append((line.time, line.event_id, line_html(t, line)))
+    for fact, group in groups.items():
+        event_type, place, _ = fact.split("|", 2)
+        extra = [r for r in derived or [] if event_type == "TRANSPORT.ARRI" and r.derived
+                 and r.location == place]
+        if len(group) == 1 and not extra:
+            line = group[0]
+            items.append((line.time, line.event_id, line_html(t, line)))
+            continue
+        newest = min(group, key=lambda line: (line.age_seconds is None, line.age_seconds or 0))
+        items.append((newest.time, newest.event_id, fact_html(t, group, extra)))
+    items.sort(key=lambda item: (item[0], item[1]), reverse=True)
+    return "<ol class=timeline>" + "".join(html for _, _, html in items) + "</ol>"
 
 
 @dataclass(frozen=True)

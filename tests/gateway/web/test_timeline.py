@@ -135,3 +135,27 @@ def test_values_are_escaped() -> None:
                  details={"party": "<b>bad</b>"})
     html = timeline.timeline_html(t, [evil], NOW)
     assert "<script>" not in html and "<b>" not in html and "&lt;b&gt;bad&lt;/b&gt;" in html
+
+
+def test_one_fact_from_several_sources_is_one_line() -> None:
+    t = Translator("en")
+    vessel = {"vessel": {"imo": "9321483", "name": "PACIFIC HARMONY"}}
+    carrier = entry("TRANSPORT.ARRI", "EST", eventId=3, time="2026-11-06T06:00:00Z",
+                    subject={"kind": "mbl", "value": "PCOL1234567"}, details=vessel,
+                    publisherName="Pacific Ocean Line", recordedAt="2026-11-01T01:00:00Z")
+    terminal = entry("TRANSPORT.ARRI", "EST", eventId=4, time="2026-11-06T10:30:00Z",
+                     related=[{"kind": "vessel", "value": "9321483"}], details=vessel,
+                     recordedAt="2026-11-02T01:00:00Z")
+    elsewhere = entry("TRANSPORT.ARRI", "EST", eventId=5, location="CNYTN", details=vessel)
+    ais = timeline.EtaRow("AIS-derived", "2026-11-06T08:00:00Z", "EST", 300, "HKHKG", True)
+    html = timeline.timeline_html(t, [carrier, terminal, elsewhere], RECORDED, derived=[ais])
+    fact = re.search(r'<li class=fact data-events="4 3">(.*?)</ul></li>', html)
+    assert fact is not None, html
+    text = re.sub(r"<[^>]+>", " ", fact.group(1))
+    assert "Due to arrive at Hong Kong on PACIFIC HARMONY" in text and "3 sources" in text
+    order = [text.index(s) for s in ("Kwai Tsing Container Terminal, recorded",
+                                     "Pacific Ocean Line, recorded", "AIS-derived, recorded")]
+    assert order == sorted(order)  # newest record first, the derived one beside them
+    assert "6 Nov 2026, 18:30 HKT" in text and "6 Nov 2026, 16:00 HKT" in text
+    assert html.count("<li") == 2 + 3  # the fact (with 3 sources) and Yantian on its own
+    assert "Due to arrive at Yantian" in html
