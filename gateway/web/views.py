@@ -13,8 +13,10 @@ latest AIS position and track (public, as :mod:`gateway.tracking.live` lays them
 view) and its port of call (the port of the latest ETA the reader may see, placed by
 :data:`gateway.tracking.eta.PORTS`); the container view shows where the box is by its last
 movement the reader may see in its shipment view (the tracking service's, as ``/v1/track``
-answers): in a terminal's yard (the yard event's terminal and place), in a warehouse or depot, or
-— loaded or departed — on board the view's vessel at its AIS position, with its port of call.
+answers): in a terminal's yard (the yard event's terminal and place), in a warehouse or depot,
+— loaded or departed — on board the view's vessel at its AIS position, with its port of call, or
+— gated out, picked up — on the truck the pick-up names, at the truck's latest position since,
+if the truck's owner lets the reader read it (telemetry visibility rule).
 
 Each part comes from the functions the JSON API answers with, for the signed-in user: the
 reefer readings through the telemetry visibility rule, the meter and ETAs through the alert
@@ -141,8 +143,11 @@ _IN_YARD = frozenset({"TERMINAL.GTIN", "TERMINAL.DISC", "TERMINAL.AVPU"})
 _ON_BOARD = frozenset({"TERMINAL.LOAD", "TRANSPORT.DEPA"})
 _PLACED = {"WAREHOUSE.RECEIPT": "warehouse", "EQUIPMENT.STRP": "warehouse",
            "EQUIPMENT.DROP": "depot"}
-_ON_ROAD = frozenset({"TERMINAL.GTOT", "EQUIPMENT.PICK", "LAND.PICK_UP", "LAND.DELIVERY"})
-_MOVES = _IN_YARD | _ON_BOARD | _ON_ROAD | frozenset(_PLACED)
+_ON_ROAD = frozenset({"TERMINAL.GTOT", "EQUIPMENT.PICK", "LAND.PICK_UP"})
+_DELIVERED = frozenset({"LAND.DELIVERY"})
+_MOVES = _IN_YARD | _ON_BOARD | _ON_ROAD | _DELIVERED | frozenset(_PLACED)
+#: Details naming the truck of a pick-up (else a related ``truck`` reference).
+_TRUCK_KEYS = ("truck", "vehicle", "registrationNumber", "licensePlate")
 
 
 def _map_section(t: Translator, body: str) -> str:
@@ -177,6 +182,39 @@ def _place(kind: str, entry: dict[str, Any], since: str | None) -> maps.Place | 
     try:
         return maps.Place(kind, name, float(lat), float(lon), code=code, since=since)
     except maps.MapError:
+        return None
+
+
+async def _truck(request: web.Request, principal: Principal,
+                 entry: dict[str, Any]) -> maps.Truck | None:
+    """The latest position of the truck a pick-up names, since the pick-up, if the reader may
+    read it (truck positions are private readings: the telemetry visibility rule decides)."""
+    details = _object(entry.get("details"))
+    plate = next((details[k] for k in _TRUCK_KEYS
+                  if isinstance(details.get(k), str) and details[k].strip()), None)
+    if plate is None:
+        plate = next((r["value"] for r in entry.get("related") or []
+                      if isinstance(r, dict) and r.get("kind") == "truck"
+                      and isinstance(r.get("value"), str)), None)
+    since = _seconds(entry.get("time"))
+    if plate is None or since is None or request.app.get(TELEMETRY) is None:
+        return None
+    ref = _reference("truck", plate)
+    if ref is None:
+        return None
+    found, _ = await telemetry.readings_of(request.app, principal, "truck-position",
+                                           subject=ref, since=since, limit=1)
+    if not found:
+        return None
+    reading = found[-1].stored.reading
+    values = reading.values
+    speed, heading = values.get("speed"), values.get("heading")
+    try:
+        return maps.Truck(ref.value, float(values["lat"]), float(values["lon"]),
+                          time=reading.time,
+                          speed=float(speed) if isinstance(speed, int | float) else None,
+                          heading=float(heading) if isinstance(heading, int | float) else None)
+    except (KeyError, TypeError, ValueError, maps.MapError):
         return None
 
 
@@ -223,7 +261,10 @@ async def container_map(request: web.Request, principal: Principal, t: Translato
         place = _place("terminal", last, str(entry.get("time")))
     elif kind in _PLACED:
         place = _place(_PLACED[kind], last, str(last.get("time")))
-    else:  # on the road: trucks are drawn once their positions are shared with the reader
+    elif kind in _ON_ROAD:  # on a truck: where the truck is, if its owner lets the reader see
+        truck = await _truck(request, principal, last)
+        return maps.map_html(t, title=title, trucks=[truck] if truck else [])
+    else:  # delivered: no position of the box any more
         place = None
     return maps.map_html(t, title=title, places=[place] if place else [])
 

@@ -25,6 +25,7 @@ from tests.gateway.alerts.builders import hk
 from tests.gateway.alerts.gateway_support import Port, event
 from tests.gateway.alerts.test_engine import BOX, IMO
 from tests.gateway.alerts.test_pages import PASSWORD, USERS, started
+from tests.support import telemetry as tt
 from tests.support.accounts import login
 from tests.support.browser import SIZES, chromium, open_page, screenshot
 from tests.support.readside import CARRIER, FORWARDER, TERMINAL, TRADER
@@ -32,6 +33,9 @@ from tests.support.readside import CARRIER, FORWARDER, TERMINAL, TRADER
 EN, HANT, HANS = Translator("en"), Translator("zh-Hant"), Translator("zh-Hans")
 #: A box loaded at Yantian on the vessel, now at sea (only the trader is named on its events).
 AT_SEA = "PCOU2000031"
+#: A box picked up from the terminal on the trader's truck (truck positions: the trader's own).
+ON_TRUCK = "PCOU2000047"
+PLATE = "XX1234"
 #: The vessel's AIS track (ours): from the east towards Hong Kong, oldest first.
 TRACK = [(21.90, 116.05), (22.00, 115.55), (22.10, 115.05), (22.18, 114.62)]
 VESSEL_NAME = "PACIFIC HARMONY"
@@ -139,6 +143,13 @@ async def mapped(path: Path) -> tuple[TestClient, Port]:
                                classifier="EST", location="HKHKG", related=[("vessel", IMO)],
                                details=details),
                 block_time=hk("2026-11-07 21:00"), readers=(TRADER,))
+    port.record(TERMINAL, event("TERMINAL.DISC", "container", ON_TRUCK, hk("2026-11-07 08:00")),
+                block_time=hk("2026-11-07 08:05"), readers=(TRADER, CARRIER))
+    port.record(CARRIER, event("LAND.PICK_UP", "container", ON_TRUCK, hk("2026-11-08 09:00"),
+                               details={"truck": PLATE}),
+                block_time=hk("2026-11-08 09:01"), readers=(TRADER,))
+    await telemetry.ingest(client.app, port.orgs[TRADER],
+                           tt.truck_readings(PLATE, hk("2026-11-08 09:05"), 3), Visibility())
     start = hk("2026-11-08 07:00")
     positions = [Reading("ais-position", start + i * 3600, Reference("vessel", IMO), {
         "lat": lat, "lon": lon, "sog": 16.5, "cog": 285.0, "heading": 284, "mmsi": 477000123,
@@ -199,8 +210,20 @@ async def test_the_views_map_what_each_reader_may_see(gateway: TestClient) -> No
     assert ">地圖</h2>" in chinese and "地圖：貨櫃" in html.unescape(chinese)
     simplified = await page(client, f"/vessels/{IMO}?lang=zh-Hans")
     assert "挂靠港：Hong Kong (Kwai Tsing) (HKHKG)" in text_of(simplified)
+    on_truck = await page(client, f"/containers/{ON_TRUCK}?lang=en")
+    truck = data_of(on_truck)["layers"]["trucks"][0]
+    assert (truck["name"], truck["lat"], truck["lon"], truck["course"]) == (
+        PLATE, 22.341, 114.1264, 40.0)
+    assert text_of(on_truck) == ("Truck XX1234 at 22.341° N, 114.126° E (8 Nov 2026, 09:07 HKT): "
+                                 "35 km/h.")
     # pages without a map do not load Leaflet
     assert "leaflet" not in (await page(client, "/alerts?lang=en")).lower()
+
+    # the carrier published the pick-up but may not read the trader's truck positions
+    await login(client, USERS[CARRIER], PASSWORD)
+    carrier_view = await page(client, f"/containers/{ON_TRUCK}")
+    assert "No position to show on a map." in carrier_view and PLATE not in carrier_view.split(
+        "<section class=card aria-labelledby=map-h", 1)[1].split("</section>", 1)[0]
 
     # the competitor: AIS is public, so the vessel shows — without the port of call it may
     # not read (the carrier's ETAs); the box at sea was named to the trader only
@@ -294,6 +317,10 @@ async def test_in_chromium_the_map_draws(gateway: TestClient) -> None:
             await tab.wait_for_selector(".map[data-land=drawn]")
             assert await tab.locator(".map .leaflet-marker-icon.map-vessel").count() == 1
             await screenshot(tab, f"map-container-at-sea-{size}")
+            await tab.goto(f"{base}/containers/{ON_TRUCK}")
+            await tab.wait_for_selector(".map[data-land=drawn]")
+            assert await tab.locator(".map .leaflet-marker-icon.map-truck").count() == 1
+            await screenshot(tab, f"map-container-truck-{size}")
             # in Chinese: the map's name, its words and Leaflet's controls
             await tab.goto(f"{base}/vessels/{IMO}?lang=zh-Hant")
             await tab.wait_for_selector(".map[data-land=drawn]")

@@ -134,9 +134,9 @@
       popupAnchor: [0, -12],
     });
     const found = L.marker([layer.lat, layer.lon], { icon, keyboard: true, riseOnHover: true });
-    // the names stay shown beside the markers; on a narrow map only the subject's (the vessel,
-    // a place), the others' on hover and focus, so that labels do not cover each other
-    const permanent = kind === "vessel" || kind === "place" || map.getSize().x >= 500;
+    // the names stay shown beside the markers; on a narrow map not the port of call's (on hover
+    // and focus), which would cover the vessel's
+    const permanent = kind !== "port" || map.getSize().x >= 500;
     found.bindTooltip(P.el("span", {}, layer.name || layer.label),
       { permanent, direction: side, className: "map-label map-label-" + kind });
     found.bindPopup(P.el("p", { class: "map-popup" }, layer.label));
