@@ -161,9 +161,11 @@
     if (text) text.classList.add("visually-hidden");
     box.classList.add("map-ready");
 
+    const still = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
     const map = L.map(canvas, {
       zoomControl: false, attributionControl: false, keyboard: true, zoomSnap: 0.5,
       minZoom: 1, maxZoom: settings.maxZoom + 2, worldCopyJump: false,
+      zoomAnimation: !still, fadeAnimation: !still, markerZoomAnimation: !still,
     });
     L.control.zoom({ zoomInTitle: settings.zoomIn, zoomOutTitle: settings.zoomOut }).addTo(map);
     L.control.attribution({ prefix: false }).addAttribution(settings.attribution).addTo(map);
