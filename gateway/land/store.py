@@ -143,12 +143,12 @@ class LandStore(Store):
         return [self._job(r) for r in rows]
 
     def holder(self, container: str) -> str | None:
-        """The job holding ``container``'s release: the oldest job naming it that is not
-        cancelled (a container released to one job cannot be gated out on another)."""
+        """The job holding ``container``'s release: the oldest open job naming it (planned or
+        picked up; a container released to one job cannot be gated out on another)."""
         with self._lock:
             row = self._db.execute(
                 "SELECT j.id FROM jobs j JOIN job_containers c ON c.job_id = j.id"
-                " WHERE c.container = ? AND j.state != 'cancelled'"
+                " WHERE c.container = ? AND j.state IN ('planned', 'picked-up')"
                 " ORDER BY j.created, j.rowid LIMIT 1", (container,)).fetchone()
         return None if row is None else str(row[0])
 

@@ -154,6 +154,11 @@ async def test_the_job_from_plan_to_receipt(tmp_path: Path) -> None:
         assert steps == [("carrier-release", CARRIER, "on-chain"),
                          ("gate-out", TERMINAL, "accepted"),
                          ("warehouse-receipt", WAREHOUSE, "accepted")]
+        # the delivered job no longer holds the boxes' release: a new job on BOX1 does
+        again = await ok(await client.post("/v1/land/jobs", json=job_body(
+            land, references=[{"kind": "container", "value": BOX1}], seals={}),
+            headers=land.auth(HAULIER)), 201)
+        assert again["holders"] == {BOX1: True}
         # once the terminal's gate-out is on chain, the chain shows its signed event
         recorded = land.port.record(TERMINAL, event(
             "TERMINAL.GTOT", "container", BOX1, land.now, related=[("mbl", MBL)],
