@@ -80,3 +80,7 @@ AIS_STREAMS: web.AppKey[list[AisStream]] = web.AppKey('ais_streams')
 ALERTS: web.AppKey[AlertService] = web.AppKey('alerts')
 #: The declarations service (drafts, the submission outbox and its worker).
 DECLARATIONS: web.AppKey[DeclarationService] = web.AppKey('declarations')
+
+#: The pages' answer to a page address that does not exist (set by the pages' shell): a browser
+#: asking for HTML gets a page in its language, not the API's JSON error.
+HTML_NOT_FOUND: web.AppKey[Any] = web.AppKey('html_not_found')

@@ -21,6 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.appkeys import HTML_NOT_FOUND
+
 log = logging.getLogger("portledger.gateway")
 
 
@@ -120,6 +122,12 @@ _HTTP_CODES = {
 }
 
 
+def _wants_page(request: web.Request) -> bool:
+    """A browser asking for a page (GET, HTML accepted, not an API or asset path)."""
+    return (request.method == "GET" and "text/html" in request.headers.get("Accept", "")
+            and not request.path.startswith(("/v1/", "/v2/", "/static/", "/i18n/")))
+
+
 @web.middleware
 async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -134,6 +142,11 @@ async def error_middleware(
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
+        page = request.app.get(HTML_NOT_FOUND)
+        if exc.status == 404 and page is not None and _wants_page(request):
+            response = await page(request)
+            response.headers.setdefault("X-Request-Id", rid)
+            return response  # type: ignore[no-any-return]
         code = _HTTP_CODES.get(exc.status, "http-error")
         message = exc.reason if exc.text is None or exc.text.startswith(str(exc.status)) else exc.text
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}

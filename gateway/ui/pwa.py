@@ -98,14 +98,14 @@ async def offline_page(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     """The manifest, the service worker and the offline page (after :func:`shell.setup`)."""
     pages.setup(app)
-    worker = shell._cached(service_worker(), "text/javascript")
+    worker = shell.cached(service_worker(), "text/javascript")
 
     async def sw(request: web.Request) -> web.StreamResponse:
         response = await worker(request)
         response.headers["Service-Worker-Allowed"] = "/"
         return response
 
-    app.router.add_get("/manifest.webmanifest", shell._cached(
+    app.router.add_get("/manifest.webmanifest", shell.cached(
         json.dumps(manifest(), ensure_ascii=False, indent=1).encode(),
         "application/manifest+json"))
     app.router.add_get("/sw.js", sw)

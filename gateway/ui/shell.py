@@ -29,7 +29,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from aiohttp import web
 
 from gateway.accounts.auth import SESSION_CSRF
-from gateway.appkeys import ACCOUNTS
+from gateway.appkeys import ACCOUNTS, HTML_NOT_FOUND
 from gateway.principal import Principal, principal_of
 from gateway.ui.i18n import COOKIE, LANGUAGES, NATIVE_NAMES, Translator, catalogue_json, negotiate
 
@@ -258,7 +258,7 @@ def stylesheet() -> bytes:
     return b"\n".join(f"/* --- {p.name} */\n".encode() + p.read_bytes() for p in parts)
 
 
-def _cached(body: bytes, content_type: str) -> Handler:
+def cached(body: bytes, content_type: str) -> Handler:
     """A handler answering ``body`` with an ETag (304 when the browser has it)."""
     tag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
@@ -276,7 +276,7 @@ async def _catalogue(request: web.Request) -> web.StreamResponse:
     lang = request.match_info["lang"]
     if lang not in LANGUAGES:
         raise web.HTTPNotFound(text="no such language")
-    return await _cached(catalogue_json(lang), "application/json")(request)
+    return await cached(catalogue_json(lang), "application/json")(request)
 
 
 def is_page(request: web.Request) -> bool:
@@ -295,12 +295,21 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
             response.headers.setdefault(name, value)
 
 
+async def _no_such_page(request: web.Request) -> web.Response:
+    response = not_found(request, translator(request)("notfound.page"))
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
 def setup(app: web.Application) -> None:
-    """The script, the catalogue, the static files and the pages' security headers."""
+    """The script, the catalogue, the static files, the pages' security headers and the page
+    of an address that does not exist (for browsers; the API keeps its JSON 404)."""
+    app[HTML_NOT_FOUND] = _no_such_page
     app.setdefault(NAV, [])
     app.setdefault(PAGE_PATHS, set())
-    app.router.add_get("/static/portledger.js", _cached(script(), "text/javascript"))
-    app.router.add_get("/static/portledger.css", _cached(stylesheet(), "text/css"))
+    app.router.add_get("/static/portledger.js", cached(script(), "text/javascript"))
+    app.router.add_get("/static/portledger.css", cached(stylesheet(), "text/css"))
     app.router.add_get("/i18n/{lang}.json", _catalogue)
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=False)
     app.on_response_prepare.append(_security_headers)

@@ -134,3 +134,13 @@ async def test_the_script_and_the_catalogue_are_served_with_their_headers(
     page = await (await client.get("/login?lang=zh-Hans")).text()
     assert '<html lang="zh-Hans">' in page and "登录" in page
     assert 'lang="zh-Hant" hreflang="zh-Hant"' in page
+    # an address that does not exist: a page for a browser, the JSON error for the API
+    missing = await client.get("/no/such/page?lang=zh-Hant", headers={"Accept": "text/html"})
+    assert missing.status == 404 and missing.content_type == "text/html"
+    assert "此地址沒有頁面。" in await missing.text()
+    assert missing.headers["Content-Security-Policy"] == SECURITY_HEADERS[
+        "Content-Security-Policy"]
+    api_missing = await client.get("/v1/no-such-thing", headers={"Accept": "text/html"})
+    assert api_missing.status == 404 and api_missing.content_type == "application/json"
+    plain = await client.get("/no/such/page")
+    assert plain.status == 404 and plain.content_type == "application/json"

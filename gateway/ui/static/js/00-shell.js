@@ -51,12 +51,17 @@ window.PortLedger = (function () {
     return { status: response.status, ok: response.ok, data };
   }
 
+  // An API refusal in the page's language: the catalogue's sentence for its code
+  // (error.<code>) when there is one, else the API's own message; the field it names after it.
   function errorText(result) {
     const error = result.data && result.data.error;
-    if (!error) return "Something went wrong (" + result.status + ").";
+    if (!error) return t("common.failed", { status: result.status });
+    const key = "error." + error.code;
+    const known = error.code && strings[key];
+    const text = known ? t(key) : error.message;
     const problems = error.details && error.details.problems;
-    if (problems && problems.length) return error.message + " (" + problems[0].path + ")";
-    return error.message;
+    if (problems && problems.length) return text + " (" + problems[0].path + ")";
+    return text;
   }
 
   function say(form, text, ok) {
@@ -68,14 +73,21 @@ window.PortLedger = (function () {
 
   const field = (form, name) => form.elements.namedItem(name);
 
-  const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
+  // A time in the page's language and the viewer's zone.
+  const when = (iso) => {
+    if (!iso) return "—";
+    const date = new Date(iso);
+    if (Number.isNaN(date.getTime())) return "—";
+    return new Intl.DateTimeFormat(document.documentElement.lang || "en",
+      { dateStyle: "medium", timeStyle: "short" }).format(date);
+  };
 
   function ago(seconds) {
     if (seconds === null || seconds === undefined) return "";
-    if (seconds < 90) return seconds + " s ago";
-    if (seconds < 5400) return Math.round(seconds / 60) + " min ago";
-    if (seconds < 172800) return Math.round(seconds / 3600) + " h ago";
-    return Math.round(seconds / 86400) + " days ago";
+    if (seconds < 90) return t("ago.seconds", { n: seconds });
+    if (seconds < 5400) return t("ago.minutes", { n: Math.round(seconds / 60) });
+    if (seconds < 172800) return t("ago.hours", { n: Math.round(seconds / 3600) });
+    return t("ago.days", { n: Math.round(seconds / 86400) });
   }
 
   const label = (code) => (code ? String(code).replace(/[-_]/g, " ") : "unknown");

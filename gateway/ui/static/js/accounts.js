@@ -9,7 +9,7 @@
     const form = document.getElementById("login-form");
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      say(form, "Signing in…");
+      say(form, P.t("login.signing_in"));
       const result = await api("POST", "/v1/session", {
         email: field(form, "email").value,
         password: field(form, "password").value,
@@ -37,8 +37,7 @@
       });
       if (result.ok) {
         fill(form, el("p", { class: "message ok", role: "status" },
-          "Registered. An operator will verify " + result.data.organisation.name +
-          "; you can sign in once it is active."));
+          P.t("register.done", { name: result.data.organisation.name })));
       } else say(form, errorText(result));
     });
   }
