@@ -182,7 +182,9 @@ def setup(app: web.Application) -> None:
     pwa.setup(app)
     pages.setup(app)
     admin.setup(app)
-    shell.add_nav(app, NavItem("/", "nav.track", 10, lambda p: True))
+    # signed in, "/" is the user's own shipments; signed out, the track box
+    shell.add_nav(app, NavItem("/", "nav.my_shipments", 10, _signed))
+    shell.add_nav(app, NavItem("/", "nav.track", 10, lambda p: p is None))
     shell.add_nav(app, NavItem("/access-log", "nav.access_log", 50, _signed))
     shell.add_nav(app, NavItem("/keys", "nav.keys", 80,
                                lambda p: p is not None and "org:admin" in p.scopes))
