@@ -71,7 +71,7 @@ def main() -> None:
     who = Principal(org_id=1, chain_org=2, user_id=None, role="system", scopes=frozenset(),
                     via="api_key")
     with tempfile.TemporaryDirectory() as folder:
-        store = open_store(Path(folder))
+        store = open_store(Path(folder), secret=secrets.token_bytes(32))
         service = LandService(web.Application(), store, key, LandSettings())
         texts = []
         for i in range(n):

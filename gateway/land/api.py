@@ -58,6 +58,7 @@ from gateway.land.model import (
     seal_number,
 )
 from gateway.land.service import KEY_SECRET, LandService, is_job_id, settings_of
+from gateway.land.store import SECRET as STORE_SECRET
 from gateway.land.store import open_store
 from gateway.principal import Principal, require
 from gateway.telemetry import service as telemetry
@@ -598,7 +599,7 @@ def setup(app: web.Application) -> None:
     """``app[LAND]`` (``land.db``, the land key from the keystore) and the routes."""
     config = app[CONFIG]
     settings = settings_of(config.extra.get("land"))
-    store = open_store(config.data_dir)
+    store = open_store(config.data_dir, secret=app[KEYSTORE].secret(STORE_SECRET))
     key = tokens.key_from_secret(app[KEYSTORE].secret(KEY_SECRET))
     app[LAND] = LandService(app, store, key, settings)
 

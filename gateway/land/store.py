@@ -11,11 +11,18 @@ work, which it does in a worker thread before or after.
   the next presentation there a replay;
 - ``gate_outs`` (one per container and job) and ``receipts`` (one per job) with the idempotency
   keys of the cargo events they put in the outbox.
+
+At rest, job and receipt bodies and drivers' names and phone numbers are sealed with AES-256-GCM
+(a key derived from the keystore secret :data:`SECRET`, each bound to its row); phone numbers
+and client addresses are looked up by an HMAC-SHA-256 of them, never stored in clear.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -23,8 +30,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from gateway.land.model import Driver, Job, job_from_row
 from gateway.sqlite import Store
+
+#: The keystore secret the store's bodies are sealed under.
+SECRET = "land"
+
+
+class LandStoreError(Exception):
+    """The store's data cannot be read (a body that does not decrypt)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -36,7 +53,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     driver_id INTEGER,
     state TEXT NOT NULL,
     nonce TEXT NOT NULL,
-    body TEXT NOT NULL,
+    body BLOB NOT NULL,
     reason TEXT NOT NULL DEFAULT '',
     created INTEGER NOT NULL,
     updated INTEGER NOT NULL);
@@ -53,11 +70,11 @@ CREATE TABLE IF NOT EXISTS drivers (
     id INTEGER PRIMARY KEY,
     org_id INTEGER NOT NULL,
     user_id INTEGER NOT NULL UNIQUE,
-    name TEXT NOT NULL,
-    phone TEXT NOT NULL,
+    phone_index BLOB NOT NULL,
+    sealed BLOB NOT NULL,
     created INTEGER NOT NULL,
-    UNIQUE (org_id, phone));
-CREATE INDEX IF NOT EXISTS drivers_phone ON drivers(phone);
+    UNIQUE (org_id, phone_index));
+CREATE INDEX IF NOT EXISTS drivers_phone ON drivers(phone_index);
 CREATE TABLE IF NOT EXISTS driver_codes (
     driver_id INTEGER PRIMARY KEY REFERENCES drivers(id),
     code_hash TEXT NOT NULL,
@@ -65,7 +82,7 @@ CREATE TABLE IF NOT EXISTS driver_codes (
     used REAL);
 CREATE TABLE IF NOT EXISTS code_failures (
     kind TEXT NOT NULL,
-    subject TEXT NOT NULL,
+    subject BLOB NOT NULL,
     at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS code_failures_subject ON code_failures(kind, subject, at);
 CREATE TABLE IF NOT EXISTS used_nonces (
@@ -86,18 +103,49 @@ CREATE TABLE IF NOT EXISTS receipts (
     job_id TEXT PRIMARY KEY,
     warehouse INTEGER NOT NULL,
     at INTEGER NOT NULL,
-    body TEXT NOT NULL);
+    body BLOB NOT NULL);
 """
 
 
 class LandStore(Store):
     """The land leg's tables (module doc)."""
 
-    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: str | Path, *, secret: bytes | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        if secret is not None and len(secret) != 32:
+            raise ValueError("the land store's secret is 32 bytes")
         super().__init__(path, SCHEMA)
+        self.path = Path(path)
         self._db.row_factory = sqlite3.Row
         self.clock = clock
         self._lock = threading.Lock()
+        self._cipher = None if secret is None else AESGCM(
+            hmac.new(secret, b"portledger/land/bodies", hashlib.sha256).digest())
+        self._index_key = hmac.new(secret or b"", b"portledger/land/index",
+                                   hashlib.sha256).digest()
+
+    # -- sealing ----------------------------------------------------------------------------
+    def _index(self, text: str) -> bytes:
+        """The keyed hash a phone number or address is looked up by (never stored in clear)."""
+        return hmac.new(self._index_key, text.encode(), hashlib.sha256).digest()
+
+    def _seal(self, value: Any, where: str) -> bytes:
+        """AES-256-GCM of a JSON value, bound to its row (nonce first)."""
+        data = json.dumps(value).encode()
+        if self._cipher is None:
+            return data
+        nonce = os.urandom(12)
+        return nonce + self._cipher.encrypt(nonce, data, where.encode())
+
+    def _open(self, blob: bytes, where: str) -> Any:
+        data = bytes(blob)
+        if self._cipher is not None:
+            try:
+                data = self._cipher.decrypt(data[:12], data[12:], where.encode())
+            except InvalidTag:
+                raise LandStoreError(f"{where} in {self.path} does not decrypt: damaged, moved,"
+                                     " or another secret") from None
+        return json.loads(data)
 
     # -- jobs -------------------------------------------------------------------------------
     def add_job(self, job: Job) -> None:
@@ -107,14 +155,15 @@ class LandStore(Store):
                 "INSERT INTO jobs (id, org_id, haulier, terminal, warehouse, driver_id, state,"
                 " nonce, body, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (job.id, job.org_id, job.haulier, job.pickup.org, job.delivery.org,
-                 job.driver_id, job.state, job.nonce, json.dumps(job.body()), job.created,
+                 job.driver_id, job.state, job.nonce, self._seal(job.body(), f"jobs:{job.id}"),
+                 job.created,
                  job.created))
             self._db.executemany("INSERT INTO job_containers (job_id, container) VALUES (?,?)",
                                  [(job.id, c) for c in job.containers])
 
-    @staticmethod
-    def _job(row: sqlite3.Row) -> Job:
-        return job_from_row(row["id"], row["org_id"], row["haulier"], json.loads(row["body"]),
+    def _job(self, row: sqlite3.Row) -> Job:
+        body = self._open(row["body"], f"jobs:{row['id']}")
+        return job_from_row(row["id"], row["org_id"], row["haulier"], body,
                             row["state"], row["driver_id"], row["nonce"], row["created"],
                             row["reason"])
 
@@ -166,18 +215,22 @@ class LandStore(Store):
     def add_driver(self, org_id: int, user_id: int, name: str, phone: str) -> Driver:
         with self._lock, self._transaction():
             cur = self._db.execute(
-                "INSERT INTO drivers (org_id, user_id, name, phone, created) VALUES (?,?,?,?,?)",
-                (org_id, user_id, name, phone, int(self.clock())))
+                "INSERT INTO drivers (org_id, user_id, phone_index, sealed, created)"
+                " VALUES (?,?,?,?,?)",
+                (org_id, user_id, self._index(phone),
+                 self._seal({"name": name, "phone": phone}, f"drivers:{org_id}:{user_id}"),
+                 int(self.clock())))
         return Driver(int(cur.lastrowid or 0), org_id, user_id, name, phone)
 
     def has_phone(self, org_id: int, phone: str) -> bool:
         with self._lock:
-            return self._db.execute("SELECT 1 FROM drivers WHERE org_id = ? AND phone = ?",
-                                    (org_id, phone)).fetchone() is not None
+            return self._db.execute(
+                "SELECT 1 FROM drivers WHERE org_id = ? AND phone_index = ?",
+                (org_id, self._index(phone))).fetchone() is not None
 
-    @staticmethod
-    def _driver(row: sqlite3.Row) -> Driver:
-        return Driver(row["id"], row["org_id"], row["user_id"], row["name"], row["phone"])
+    def _driver(self, row: sqlite3.Row) -> Driver:
+        person = self._open(row["sealed"], f"drivers:{row['org_id']}:{row['user_id']}")
+        return Driver(row["id"], row["org_id"], row["user_id"], person["name"], person["phone"])
 
     def driver(self, driver_id: int) -> Driver | None:
         with self._lock:
@@ -210,8 +263,8 @@ class LandStore(Store):
         with self._lock:
             rows = self._db.execute(
                 "SELECT d.*, k.code_hash FROM drivers d JOIN driver_codes k ON k.driver_id = d.id"
-                " WHERE d.phone = ? AND k.used IS NULL AND k.expires > ? ORDER BY d.id LIMIT 4",
-                (phone, self.clock())).fetchall()
+                " WHERE d.phone_index = ? AND k.used IS NULL AND k.expires > ?"
+                " ORDER BY d.id LIMIT 4", (self._index(phone), self.clock())).fetchall()
         return [(self._driver(r), r["code_hash"]) for r in rows]
 
     def use_code(self, driver_id: int, code_hash: str) -> bool:
@@ -224,16 +277,18 @@ class LandStore(Store):
         return cur.rowcount == 1
 
     def failures(self, kind: str, subject: str, since: float) -> list[float]:
+        """Times of failed sign-ins of a phone or an address since ``since``."""
         with self._lock:
             return [r[0] for r in self._db.execute(
                 "SELECT at FROM code_failures WHERE kind = ? AND subject = ? AND at > ?"
-                " ORDER BY at", (kind, subject, since))]
+                " ORDER BY at", (kind, self._index(subject), since))]
 
     def record_failure(self, phone: str, address: str, keep: float) -> None:
         now = self.clock()
         with self._lock, self._transaction():
             self._db.execute("INSERT INTO code_failures (kind, subject, at) VALUES"
-                             " ('phone', ?, ?), ('address', ?, ?)", (phone, now, address, now))
+                             " ('phone', ?, ?), ('address', ?, ?)",
+                             (self._index(phone), now, self._index(address), now))
             self._db.execute("DELETE FROM code_failures WHERE at < ?", (now - keep,))
 
     # -- gates ------------------------------------------------------------------------------
@@ -288,7 +343,8 @@ class LandStore(Store):
             except sqlite3.IntegrityError:
                 return False
             self._db.execute("INSERT INTO receipts (job_id, warehouse, at, body) VALUES"
-                             " (?,?,?,?)", (job_id, warehouse, at, json.dumps(body)))
+                             " (?,?,?,?)", (job_id, warehouse, at,
+                                            self._seal(body, f"receipts:{job_id}")))
             self._db.execute("UPDATE jobs SET state = 'delivered', updated = ? WHERE id = ?",
                              (at, job_id))
         return True
@@ -299,10 +355,12 @@ class LandStore(Store):
                                    (job_id,)).fetchone()
         if row is None:
             return None
-        body: dict[str, Any] = json.loads(row["body"])
+        body: dict[str, Any] = self._open(row["body"], f"receipts:{job_id}")
         return {"warehouse": row["warehouse"], "at": row["at"], **body}
 
 
-def open_store(data_dir: Path, *, clock: Callable[[], float] = time.time) -> LandStore:
-    """``<data_dir>/land.db``."""
-    return LandStore(data_dir / "land.db", clock=clock)
+def open_store(data_dir: Path, *, secret: bytes | None,
+               clock: Callable[[], float] = time.time) -> LandStore:
+    """``<data_dir>/land.db``, bodies sealed under ``secret`` (the keystore's
+    :data:`SECRET`)."""
+    return LandStore(data_dir / "land.db", secret=secret, clock=clock)

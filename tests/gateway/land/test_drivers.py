@@ -20,6 +20,11 @@ async def test_a_code_is_single_use_expires_and_is_kept_hashed(tmp_path: Path) -
             "SELECT code_hash FROM driver_codes WHERE driver_id = ?", (driver,)).fetchone()[0]
         assert code not in stored and stored.startswith("$argon2id$")
         assert HASHER.verify(stored, code)
+        # the driver's name and phone number are sealed at rest (the number is looked up by a
+        # keyed hash)
+        files = [tmp_path / "gw" / name for name in ("land.db", "land.db-wal")]
+        raw = b"".join(f.read_bytes() for f in files if f.exists())
+        assert b"Chan Tai Man" not in raw and b"91234567" not in raw and len(raw) > 4096
         sign_in = {"phone": "+852 9123-4567", "code": code}
         await ok(await phone.post("/v1/land/driver-session", json=sign_in))
         me = await ok(await phone.get("/v1/me"))
