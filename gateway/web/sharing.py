@@ -168,15 +168,15 @@ async def access_log_page(request: web.Request) -> web.Response:
     note = "".join(f"<p class=muted>{e(n)}</p>" for n in notes)
     body = f"""<h1>{e(t("nav.access_log"))}</h1>
 <p>{e(t("access.intro"))}</p>
-<form class=filters method=get action="/access-log" aria-label="{e(t("sharing.access.filter"))}">
+<form class="filters access-filters" method=get action="/access-log" aria-label="{e(t("sharing.access.filter"))}">
 <div><label for=organisation>{e(t("col.organisation"))}</label>
 <select id=organisation name=organisation>{organisations}</select></div>
 <div><label for=record>{e(t("col.record"))}</label>
 <input id=record name=record value="{e(filters["record_text"])}" maxlength=64 autocomplete=off
  spellcheck=false></div>
-<div><label for=from>{e(t("sharing.access.from"))}</label>
+<div class=day><label for=from>{e(t("sharing.access.from"))}</label>
 <input id=from name=from type=date value="{e(request.query.get("from", "")[:10])}"></div>
-<div><label for=to>{e(t("sharing.access.to"))}</label>
+<div class=day><label for=to>{e(t("sharing.access.to"))}</label>
 <input id=to name=to type=date value="{e(request.query.get("to", "")[:10])}"></div>
 <input type=hidden name=lang value="{e(t.lang)}">
 <button>{e(t("common.filter"))}</button>
