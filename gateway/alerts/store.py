@@ -668,8 +668,11 @@ class AlertStore(sqlite.Store):
                 [(o, u, a, t, self._seal(json.dumps(b, separators=(",", ":"),
                                                     ensure_ascii=False), "mail", o), nb, nb, now)
                  for o, u, a, t, b, nb in mails])
-            db.executemany("UPDATE transitions SET dispatched = 1 WHERE id = ?",
-                           [(i,) for i in transition_ids])
+            per = max(1, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+            for start in range(0, len(transition_ids), per):  # a statement, not a step, a row
+                chunk = list(transition_ids[start:start + per])
+                db.execute("UPDATE transitions SET dispatched = 1 WHERE id IN "  # noqa: S608 (? placeholders only)
+                           f"({','.join('?' * len(chunk))})", chunk)
 
     # -- the mail queue -----------------------------------------------------------------------
     def mail_due(self, now: float, limit: int = 50) -> list[MailItem]:
