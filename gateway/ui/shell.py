@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import html
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit
@@ -29,9 +29,10 @@ from urllib.parse import quote, urlencode, urlsplit
 from aiohttp import web
 
 from gateway.accounts.auth import SESSION_CSRF
-from gateway.appkeys import ACCOUNTS, HTML_NOT_FOUND
+from gateway.appkeys import ACCOUNTS, CONFIG, HTML_NOT_FOUND
 from gateway.principal import Principal, principal_of
 from gateway.ui.i18n import COOKIE, LANGUAGES, NATIVE_NAMES, Translator, catalogue_json, negotiate
+from gateway.ui.preferences import LanguageStore
 
 #: Folder of the static files: the script's and the stylesheet's parts, icons, vendored assets.
 STATIC_DIR = Path(__file__).parent / "static"
@@ -73,6 +74,7 @@ class NavItem:
 
 
 NAV = web.AppKey("portledger.ui.nav", list[NavItem])
+LANGUAGE_STORE = web.AppKey("portledger.ui.languages", LanguageStore)
 PAGE_PATHS = web.AppKey("portledger.ui.page_paths", set[str])
 _TRANSLATOR = web.RequestKey("portledger.ui.translator", Translator)
 
@@ -87,11 +89,22 @@ class PageRefused(Exception):
     """The signed-in user may not open this page (the message is already translated)."""
 
 
+def _user_language(request: web.Request) -> str | None:
+    principal = principal_of(request)
+    store = request.app.get(LANGUAGE_STORE)
+    if principal is None or principal.user_id is None or store is None:
+        return None
+    return store.language(principal.user_id)
+
+
 def translator(request: web.Request) -> Translator:
-    """The language of this request's page."""
+    """The language of this request's page: the switch (``?lang=``), the signed-in user's
+    last choice, the cookie, ``Accept-Language``."""
     found = request.get(_TRANSLATOR)
     if found is None:
-        found = Translator(negotiate(request.query.get("lang"), request.cookies.get(COOKIE),
+        chosen = request.query.get("lang")
+        found = Translator(negotiate(chosen if chosen in LANGUAGES else None,
+                                     _user_language(request) or request.cookies.get(COOKIE),
                                      request.headers.get("Accept-Language")))
         request[_TRANSLATOR] = found
     return found
@@ -193,9 +206,13 @@ def render(
 </html>"""
     response = web.Response(text=document, content_type="text/html", status=status,
                             headers={"Cache-Control": "no-store", "Content-Language": t.lang})
-    if request.query.get("lang") in LANGUAGES and request.cookies.get(COOKIE) != t.lang:
-        response.set_cookie(COOKIE, t.lang, max_age=365 * 86400, path="/", samesite="Lax",
-                            httponly=True)
+    if request.query.get("lang") in LANGUAGES:
+        if request.cookies.get(COOKIE) != t.lang:
+            response.set_cookie(COOKIE, t.lang, max_age=365 * 86400, path="/", samesite="Lax",
+                                httponly=True)
+        store = request.app.get(LANGUAGE_STORE)
+        if principal is not None and principal.user_id is not None and store is not None:
+            store.choose(principal.user_id, t.lang)
     return response
 
 
@@ -289,10 +306,17 @@ def is_page(request: web.Request) -> bool:
     return canonical in request.app.get(PAGE_PATHS, set())
 
 
+#: How long a browser keeps the vendored assets (Leaflet, the coastline) without asking again:
+#: they change only with a new pinned version (then revalidated by their ETag).
+VENDOR_CACHE = "public, max-age=604800"
+
+
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
     if is_page(request):
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if request.path.startswith("/static/vendor/") and response.status in (200, 304):
+            response.headers.setdefault("Cache-Control", VENDOR_CACHE)
 
 
 async def _no_such_page(request: web.Request) -> web.Response:
@@ -302,10 +326,21 @@ async def _no_such_page(request: web.Request) -> web.Response:
     return response
 
 
+async def _languages(app: web.Application) -> AsyncIterator[None]:
+    store = LanguageStore(app[CONFIG].data_dir / "ui.db")
+    app[LANGUAGE_STORE] = store
+    try:
+        yield
+    finally:
+        store.close()
+
+
 def setup(app: web.Application) -> None:
-    """The script, the catalogue, the static files, the pages' security headers and the page
-    of an address that does not exist (for browsers; the API keeps its JSON 404)."""
+    """The script, the catalogue, the static files, the pages' security headers, the page of an
+    address that does not exist (for browsers; the API keeps its JSON 404) and the users'
+    languages."""
     app[HTML_NOT_FOUND] = _no_such_page
+    app.cleanup_ctx.append(_languages)
     app.setdefault(NAV, [])
     app.setdefault(PAGE_PATHS, set())
     app.router.add_get("/static/portledger.js", cached(script(), "text/javascript"))

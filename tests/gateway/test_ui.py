@@ -11,12 +11,15 @@ from typing import Any
 import pytest
 
 from gateway.app import create_app
+from gateway.appkeys import ACCOUNTS
 from gateway.config import GatewayConfig
 from gateway.ui import i18n
 from gateway.ui.charts import Point, Span, temperature_chart
 from gateway.ui.shell import SCRIPT_PARTS, SECURITY_HEADERS
+from tests.support.accounts import login
 
 ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "correct horse battery staple"
 #: A literal catalogue key passed to a translator in Python (t("x.y"), self("x.y")) or in the
 #: script (t("x.y"), P.t("x.y")); a prefix of a key built at run time ("kind." + kind) is not one.
 _PY_KEY = re.compile(r"""\b(?:t|self)\(\s*["']([a-z][a-z0-9_-]*\.[a-zA-Z0-9_.-]*[a-zA-Z0-9_-])["']""")
@@ -124,6 +127,8 @@ async def test_the_script_and_the_catalogue_are_served_with_their_headers(
     again = await client.get("/static/portledger.js",
                              headers={"If-None-Match": resp.headers["ETag"]})
     assert again.status == 304
+    leaflet = await client.get("/static/vendor/leaflet/leaflet.js")
+    assert leaflet.status == 200 and leaflet.headers["Cache-Control"] == "public, max-age=604800"
     css = await client.get("/static/portledger.css")
     assert css.status == 200 and css.content_type == "text/css"
     assert "/* --- 00-shell.css */" in await css.text() and ".chart-line" in await css.text()
@@ -144,3 +149,27 @@ async def test_the_script_and_the_catalogue_are_served_with_their_headers(
     assert api_missing.status == 404 and api_missing.content_type == "application/json"
     plain = await client.get("/no/such/page")
     assert plain.status == 404 and plain.content_type == "application/json"
+
+
+async def test_the_language_is_remembered_per_user(aiohttp_client: Any,
+                                                   gateway_config: GatewayConfig) -> None:
+    """Chosen on one device (a session), the language follows the user to another (a new
+    session without the cookie), before Accept-Language; another user keeps their own."""
+    app = create_app(gateway_config)
+    client = await aiohttp_client(app)
+    accounts = app[ACCOUNTS]
+    org = accounts.create_organisation("Sino Trading", ["forwarder"], {}, status="active")
+    for email in ("one@sino.example", "two@sino.example"):
+        accounts.create_user(org.id, email, PASSWORD, "member")
+    await login(client, "one@sino.example", PASSWORD)
+    switched = await client.get("/access-log?lang=zh-Hans")
+    assert '<html lang="zh-Hans">' in await switched.text()
+    await login(client, "one@sino.example", PASSWORD)  # another device: no cookie
+    other_device = await client.get("/access-log", headers={"Accept-Language": "en-GB"})
+    assert '<html lang="zh-Hans">' in await other_device.text()
+    await login(client, "two@sino.example", PASSWORD)
+    theirs = await client.get("/access-log", headers={"Accept-Language": "zh-HK"})
+    assert '<html lang="zh-Hant">' in await theirs.text()
+    client.session.cookie_jar.clear()
+    anonymous = await client.get("/login", headers={"Accept-Language": "en"})
+    assert '<html lang="en">' in await anonymous.text()
