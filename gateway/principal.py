@@ -30,7 +30,8 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
     "admin": frozenset(SCOPES),
     "member": frozenset({"events:write", "events:read", "tracking:read", "grants:write",
                          "proofs:export", "proofs:request"}),
-    "driver": frozenset({"tracking:read", "events:write"}),
+    # a driver sees and does only what the land leg gives them: their assigned jobs
+    "driver": frozenset(),
 }
 
 
