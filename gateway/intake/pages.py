@@ -8,8 +8,9 @@ grants only), the organisations to choose from are the directory of ``GET /v1/or
 (:meth:`gateway.tracking.Tracking.directory`). The page's script posts the grant
 (``POST /v1/grants``) or the revocation (``DELETE /v1/grants/...``) with the session's CSRF
 token, then shows the submission's progress: a grant is a transaction, so a row stays
-``pending`` (accepted → sent → final → indexed) until the chain has it, and the script follows
-it through ``GET /v1/grants`` until its state moves, rather than saying "done" at once.
+``pending`` (accepted → sent → final → indexed) until the chain has it; the script follows the
+submission with ``GET /v1/submissions/{key}`` until it is final (or failed), then the grant with
+``GET /v1/grants`` until the indexed state moves, rather than saying "done" at once.
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ def grant_row(t: Translator, item: Listed) -> str:
     if state in ("pending", "revoking"):
         query = urlencode({"kind": kind, "value": value, "reader": row.reader})
         watch = f' data-watch="/v1/grants?{e(query)}" data-state="{e(state)}"'
+        receipt = item.revoke if state == "revoking" else item.grant
+        if receipt is not None:
+            watch += f' data-submission="{e(receipt.idempotency_key)}"'
     action = ""
     if state in ("active", "expired"):
         path = f"/v1/grants/{kind}/{value}/{row.reader}"

@@ -201,6 +201,7 @@ async def test_proofs_page_in_chinese_and_refusals(port: Port) -> None:
     assert "索取證明" in hant and "您提出的請求" in hant
     hans = await page(client, "/proofs?lang=zh-Hans")
     assert '<html lang="zh-Hans">' in hans and "自行导出证明" in hans
+    await page(client, "/proofs?lang=en")  # the user's language is remembered: back to English
     assert "Content-Security-Policy" in (await client.get("/proofs")).headers
 
 

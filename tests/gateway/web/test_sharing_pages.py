@@ -238,6 +238,7 @@ async def test_the_owner_grants_and_revokes_and_the_bank_reads_only_while_grante
     assert "Being granted" in row and "Harbour Trade Bank (demo)" in row
     assert "31 Dec 2099, 23:59 HKT" in row
     assert 'data-watch="/v1/grants?kind=container&amp;value=' + record in pending
+    assert f'data-submission="{key}"' in pending  # the script follows /v1/submissions/{key}
     assert "data-revoke" not in pending  # nothing to revoke before it is on chain
     receipt = await port.final(OWNER, key)
 
@@ -417,6 +418,7 @@ async def test_sharing_pages_in_chinese(port: Port) -> None:
     assert (await port.track(BANK, record))[0] == 200
     await port.app[TRACKING].flush_async()
     assert "您的授权" in visible_text(await page(client, "/access-log?lang=zh-Hans"))
+    await page(client, "/sharing?lang=en")  # the user's language is remembered: back to English
 
 
 @shared_loop
@@ -432,7 +434,8 @@ async def test_pages_refuse_and_escape(port: Port) -> None:
     refused = await page(client, "/sharing", 403)
     assert "grants:write" in refused
     await sign_in(client, OWNER)
-    odd = await page(client, "/sharing?kind=container&value=%3Cb%3Ex&before=zz&show=x")
+    odd = await page(client,
+                     "/sharing?kind=container&value=%3Cb%3Ex&before=zz&show=x&lang=en")
     assert "<b>x" not in odd and "Sharing" in odd
     assert "Content-Security-Policy" in (await client.get("/sharing")).headers
     assert "Content-Security-Policy" in (await client.get("/access-log")).headers

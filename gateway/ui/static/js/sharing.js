@@ -38,12 +38,25 @@
     return t("sharing.submission." + receipt.status);
   }
 
-  // A row whose grant or revocation is under way: ask the API until its state moves, then show
-  // the page again (the server renders the new state).
+  // A row whose grant or revocation is under way: its submission (GET /v1/submissions/{key})
+  // until final or failed, then the grant (GET /v1/grants) until the chain's state, as indexed,
+  // moves; then the page is shown again (the server renders the new state).
   async function follow(row) {
     const progress = row.querySelector(".progress");
+    const key = row.dataset.submission;
+    let settled = !key;
     for (let i = 0; i < FOLLOW_SECONDS; i++) {
       await sleep(1000);
+      if (!settled) {
+        const result = await api("GET", "/v1/submissions/" + encodeURIComponent(key));
+        if (result.ok) {
+          progress.textContent = progressText(result.data);
+          settled = result.data.status === "final" || result.data.status === "failed";
+        } else if (result.status === 403 || result.status === 404) {
+          settled = true;  // not readable with this role (or a key the route cannot carry)
+        }
+        if (!settled) continue;
+      }
       const result = await api("GET", row.dataset.watch);
       if (!result.ok) continue;
       const grant = result.data.grants[0];
