@@ -20,7 +20,7 @@ import asyncio
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,15 +56,16 @@ class Watched:
 
 
 @asynccontextmanager
-async def chromium() -> AsyncIterator[Any]:
-    """Debian's Chromium, headless."""
+async def chromium(extra_args: Sequence[str] = ()) -> AsyncIterator[Any]:
+    """Debian's Chromium, headless (``extra_args``: more command-line switches, e.g. a fake
+    camera)."""
     if not CHROMIUM.exists():
         pytest.fail("Chromium is missing: apt-get install -y chromium (the page tests need it)")
     # playwright is heavy and only the browser tests need it
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *extra_args])
         try:
             yield browser
         finally:
