@@ -109,9 +109,11 @@ def _section(request: web.Request, t: Translator, store: ProofRequestStore,
     """The requests to the organisation (``incoming``) or by it (``outgoing``)."""
     incoming = key == "incoming"
     listed = "".join(request_html(request, t, store, r, incoming=incoming) for _, r in rows)
-    listed = listed or f'<p class=muted>{e(t("sharing.proof.none_" + key))}</p>'
-    return (f'<section id={key} aria-labelledby={key}-title>'
-            f'<h2 id={key}-title>{e(t("sharing.proof." + key))}</h2>{listed}</section>')
+    title, none = (("sharing.proof.incoming", "sharing.proof.none_incoming") if incoming
+                   else ("sharing.proof.outgoing", "sharing.proof.none_outgoing"))
+    listed = listed or f"<p class=muted>{e(t(none))}</p>"
+    return (f"<section id={key} aria-labelledby={key}-title>"
+            f"<h2 id={key}-title>{e(t(title))}</h2>{listed}</section>")
 
 
 @pages.get("/proofs")
