@@ -26,6 +26,8 @@ from gateway.feeds import pages as feeds_pages
 from gateway.intake import api as api_events
 from gateway.intake import pages as intake_pages
 from gateway.land import api as land
+from gateway.land import live as land_live
+from gateway.land import scan_pages as land_scan_pages
 from gateway.proofs_api import api as api_proofs
 from gateway.proofs_api import pages as proofs_pages
 from gateway.readside import indexer
@@ -56,11 +58,13 @@ MODULES = (
     subscriptions,
     alerts,
     land,
+    land_live,
     declarations,
     api_proofs,
     alerts_pages,
     declarations_pages,
     feeds_pages,
+    land_scan_pages,
     intake_pages,
     proofs_pages,
     views,
