@@ -56,6 +56,7 @@ from gateway.land.model import (
     Driver,
     Job,
     Right,
+    check_ccrn,
     pickup_right,
     seal_number,
 )
@@ -253,6 +254,36 @@ class LandService:
                   nonce=tokens.new_nonce(), created=self.now(), **fields)
         self.store.add_job(job)
         return job
+
+    def bind_ccrn(self, job_id: str, text: str) -> Job:
+        """Bind a ROCARS CCRN to the job's vehicle (the declarations' answer): the job's CCRN
+        is set and its token carries it. A planned job gets a new nonce, so the token issued
+        before (without the CCRN) is revoked and the driver's QR is the new one; a picked-up
+        job keeps its nonce (its token still opens the warehouse's door) and its token text
+        carries the CCRN from now on. Refused: an unknown job (404), a delivered or cancelled
+        one (409 ``job-<state>``), a CCRN bound to another vehicle (409
+        ``ccrn-bound-elsewhere``, naming that job and vehicle)."""
+        ccrn = check_ccrn(text)
+        job = self.store.job(job_id) if is_job_id(job_id) else None
+        if job is None:
+            raise errors.NotFound(f"no job {job_id[:20]}", code="unknown-job")
+        if job.state not in ("planned", "picked-up"):
+            raise errors.Conflict(f"job {job.id} is {job.state}: no CCRN is bound to it now",
+                                  code="job-" + job.state)
+        if job.ccrn == ccrn:
+            return job
+        nonce = tokens.new_nonce() if job.state == "planned" else job.nonce
+        holder = self.store.bind_ccrn(job, ccrn, nonce)
+        if holder is not None:
+            other = self.store.job(holder)
+            vehicle = other.vehicle if other is not None else "another vehicle"
+            raise errors.Conflict(
+                f"CCRN {ccrn} is bound to vehicle {vehicle} (job {holder}), not to "
+                f"{job.vehicle}: a CCRN is bound to one vehicle", code="ccrn-bound-elsewhere",
+                details={"job": holder, "vehicle": vehicle})
+        bound = self.store.job(job.id)
+        assert bound is not None
+        return bound
 
     def own_driver(self, who: Principal, driver_id: int) -> Driver:
         driver = self.store.driver(driver_id)

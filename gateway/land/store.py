@@ -9,6 +9,8 @@ work, which it does in a worker thread before or after.
   whether it was used); ``code_failures`` counts failed sign-ins per phone and per address;
 - ``used_nonces``: a token's nonce once used at a gate (``gate-out`` or ``receipt``), which makes
   the next presentation there a replay;
+- ``ccrn_bindings``: which job (and vehicle) a ROCARS CCRN is bound to — one vehicle per CCRN
+  (:meth:`LandStore.bind_ccrn`); the CCRN and the vehicle are looked up by their HMAC;
 - ``gate_outs`` (one per container and job) and ``receipts`` (one per job) with the idempotency
   keys of the cargo events they put in the outbox.
 
@@ -99,6 +101,10 @@ CREATE TABLE IF NOT EXISTS gate_outs (
     at INTEGER NOT NULL,
     op_key TEXT NOT NULL,
     PRIMARY KEY (container, job_id));
+CREATE TABLE IF NOT EXISTS ccrn_bindings (
+    ccrn_index BLOB PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    vehicle_index BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS receipts (
     job_id TEXT PRIMARY KEY,
     warehouse INTEGER NOT NULL,
@@ -160,6 +166,10 @@ class LandStore(Store):
                  job.created))
             self._db.executemany("INSERT INTO job_containers (job_id, container) VALUES (?,?)",
                                  [(job.id, c) for c in job.containers])
+            if job.ccrn:  # the first job naming a CCRN holds it
+                self._db.execute("INSERT OR IGNORE INTO ccrn_bindings (ccrn_index, job_id,"
+                                 " vehicle_index) VALUES (?,?,?)",
+                                 (self._index(job.ccrn), job.id, self._index(job.vehicle)))
 
     def _job(self, row: sqlite3.Row) -> Job:
         body = self._open(row["body"], f"jobs:{row['id']}")
@@ -210,6 +220,37 @@ class LandStore(Store):
         with self._lock, self._transaction():
             self._db.execute(f"UPDATE jobs SET {sets}, updated = ? WHERE id = ?",  # noqa: S608
                              (*changes.values(), int(self.clock()), job_id))
+
+    def ccrn_holder(self, ccrn: str) -> str | None:
+        """The job a CCRN is bound to, if any."""
+        with self._lock:
+            row = self._db.execute("SELECT job_id FROM ccrn_bindings WHERE ccrn_index = ?",
+                                   (self._index(ccrn),)).fetchone()
+        return None if row is None else str(row[0])
+
+    def bind_ccrn(self, job: Job, ccrn: str, nonce: str) -> str | None:
+        """Bind ``ccrn`` to ``job`` (its body's CCRN) with a new token ``nonce``, in one
+        transaction; the job holding it instead when that job's vehicle is another (nothing is
+        changed then), else None. The same vehicle's CCRN moves to this job."""
+        with self._lock, self._transaction():
+            row = self._db.execute("SELECT job_id, vehicle_index FROM ccrn_bindings WHERE"
+                                   " ccrn_index = ?", (self._index(ccrn),)).fetchone()
+            if row is not None and row[0] != job.id and \
+                    bytes(row[1]) != self._index(job.vehicle):
+                return str(row[0])
+            if job.ccrn and job.ccrn != ccrn:  # the job's earlier CCRN is free again
+                self._db.execute("DELETE FROM ccrn_bindings WHERE ccrn_index = ? AND"
+                                 " job_id = ?", (self._index(job.ccrn), job.id))
+            self._db.execute(
+                "INSERT INTO ccrn_bindings (ccrn_index, job_id, vehicle_index) VALUES (?,?,?)"
+                " ON CONFLICT (ccrn_index) DO UPDATE SET job_id = excluded.job_id,"
+                " vehicle_index = excluded.vehicle_index",
+                (self._index(ccrn), job.id, self._index(job.vehicle)))
+            body = {**job.body(), "ccrn": ccrn}
+            self._db.execute("UPDATE jobs SET body = ?, nonce = ?, updated = ? WHERE id = ?",
+                             (self._seal(body, f"jobs:{job.id}"), nonce, int(self.clock()),
+                              job.id))
+        return None
 
     # -- drivers ----------------------------------------------------------------------------
     def add_driver(self, org_id: int, user_id: int, name: str, phone: str) -> Driver:
