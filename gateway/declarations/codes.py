@@ -34,6 +34,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from gateway.land.model import CCRN as LAND_CCRN
+
 #: The 31 characters of a unified social credit code, in value order (GB 32100-2015 table 1).
 USCC_CHARACTERS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 #: Weights of positions 1..17: ``3^(i-1) mod 31`` (GB 32100-2015 table 2).
@@ -47,8 +49,9 @@ _CN_CODE = re.compile(r"[0-9]{10}")
 _CN_NUMBER = re.compile(r"([0-9]{4})([0-9]{4})([01])([0-9]{9})")
 #: TDEC reference as the SIMULATED authority issues it (module doc).
 TDEC_REFERENCE = re.compile(r"(01|1A|1B|02|2A|2B)([0-9]{6})([0-9]{7})")
-#: ROCARS CCRN as the SIMULATED authority issues it (module doc).
-CCRN = re.compile(r"R([IE])([0-9]{6})([0-9]{6})")
+#: ROCARS CCRN as the SIMULATED authority issues it (module doc): the land leg's pattern, the
+#: one definition (a truck job carries its CCRN; the land package sits below this one).
+CCRN = LAND_CCRN
 _VEHICLE = re.compile(r"[A-Z0-9]{1,8}")
 _CUSTOMS_OFFICE = re.compile(r"[0-9]{4}")
 

@@ -35,8 +35,9 @@ MAX_CONTAINERS = 8
 MAX_WINDOW = 7 * 86400
 
 #: A ROCARS Customs Cargo Reference Number as the SIMULATED authority issues it: ``R``, ``I``
-#: (import) or ``E`` (export), ``YYMMDD`` and a 6-digit sequence (the layout
-#: ``gateway/declarations/codes.py`` documents; the land leg sits below declarations).
+#: (import) or ``E`` (export), ``YYMMDD`` and a 6-digit sequence. The one definition of the
+#: layout: ``gateway/declarations/codes.py`` (which documents it and checks the authority's
+#: answers) imports it, since the land leg sits below declarations.
 CCRN = re.compile(r"R[IE][0-9]{6}[0-9]{6}")
 #: Hong Kong vehicle registration marks and mainland plates: letters, digits, 2-12 characters.
 VEHICLE = re.compile(r"[A-Z0-9\u4e00-\u9fff]{2,12}")
