@@ -46,7 +46,7 @@ from aiohttp import web
 from gateway import errors, openapi
 from gateway.appkeys import CONFIG
 from gateway.isotime import iso_time
-from gateway.land.api import LAND, _ID, _job_id, _reader
+from gateway.land.api import _ID, LAND, _job_id, _reader
 from gateway.land.model import Job
 from gateway.principal import Principal
 from gateway.telemetry import service as telemetry

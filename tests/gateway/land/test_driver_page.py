@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway.isotime import iso_time
 from gateway.land.live import LIVE, truck_eta
+from gateway.land.model import Job, Place
 from tests.gateway.land.support import (
     Land,
     driver_phone,
@@ -166,8 +167,6 @@ async def test_streams_per_user_are_bounded_and_end_with_the_job(tmp_path: Path)
 
 
 def test_eta_is_geodesic_distance_over_speed() -> None:
-    from gateway.land.model import Job, Place  # noqa: PLC0415 (only this test)
-
     job = Job(id="LJ000000000001", org_id=1, haulier=1, containers=("CSQU3054383",),
               pickup=Place(1, "HKHKG"), delivery=Place(2, "HKHKG"), window_from=0,
               window_to=10, vehicle="AB1234", ccrn=None, driver_id=None)
