@@ -343,6 +343,17 @@ def _declarations(t: Translator, view: dict[str, Any]) -> str:
 <h2 id=decl-h>{e(t("track.declarations"))}</h2>{"".join(out)}</section>"""
 
 
+def share_link(t: Translator, principal: Principal, kind: str, value: str) -> str:
+    """A link to the sharing page's form for this record (for users who may grant; the page and
+    the API check that the record is theirs)."""
+    if "grants:write" not in principal.scopes or not value:
+        return ""
+    href = "/sharing?" + urlencode({"kind": kind, "value": value})
+    return (f'<p class=share><a href="{e(href)}">'
+            f'{e(t("sharing.share_record", record=timeline.subject_text(t, kind, value)))}'
+            "</a></p>")
+
+
 def shipment_html(request: web.Request, principal: Principal, t: Translator,
                   view: dict[str, Any], now: int) -> str:
     """The whole shipment view (summary, containers, vessel, air waybill, declarations,
@@ -362,6 +373,7 @@ def shipment_html(request: web.Request, principal: Principal, t: Translator,
     if isinstance(view.get("carrierOrganisation"), dict):
         extra.append(t("track.carrier_org", name=view["carrierOrganisation"].get("name")))
     about = f'<p class=muted>{e(" · ".join(extra))}</p>' if extra else ""
+    about += share_link(t, principal, str(view.get("kind")), str(view.get("reference")))
     vessel = view.get("vessel")
     derived = [row for row in timeline.eta_rows(vessel, now) if row.derived] \
         if isinstance(vessel, dict) else []

@@ -44,6 +44,7 @@ from gateway.ui import maps, shell
 from gateway.ui.charts import Point, Span, temperature_chart
 from gateway.ui.i18n import Translator, iso
 from gateway.ui.shell import e, render, signed_in, translator
+from gateway.web.shipment import share_link
 
 pages = shell.Pages()
 
@@ -299,6 +300,7 @@ async def container_view(request: web.Request) -> web.Response:
     title = t("container.title", number=ref.value)
     body = f"""<h1>{e(title)}</h1>
 <p><a href="/track?q={e(ref.value)}">{e(t("container.track_link"))}</a></p>
+{share_link(t, principal, "container", ref.value)}
 {_map_section(t, where)}
 <section class=card aria-labelledby=meter-h id=meter><h2 id=meter-h>{e(t("meter.title"))}</h2>
 {_meter(t, meter)}</section>

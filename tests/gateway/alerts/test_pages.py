@@ -98,7 +98,10 @@ async def test_each_organisation_sees_its_own_alerts_meter_chart_and_etas(
         only = listed(await page(client, "/alerts?kind=vessel-delay&state=all"))
         assert "Vessel delayed" in only and "Not picked up" not in only
 
-        box = visible_text(await page(client, f"/containers/{BOX}"))
+        box_page = await page(client, f"/containers/{BOX}")
+        # the record can be shared from its view (the sharing page checks it is the reader's)
+        assert f'href="/sharing?kind=container&amp;value={BOX}">Share Container {BOX}' in box_page
+        box = visible_text(box_page)
         assert "Storage meter" in box and "HK$200 accrued" in box and "7 days in the yard" in box
         assert "Pick-up blocked: customs hold" in box
         assert "No reefer readings you may read." in box
