@@ -10,5 +10,8 @@ design (idempotency keys, the checks made before anything is accepted) is in
 - ``api``: event uploads (``/v1/events``, ``/v1/events/bulk``, ``/v2/events``), submission
   status, and ``setup`` (installs every upload route).
 - ``bills_of_lading``: master B/L registration and house B/L links.
-- ``grants``: subject grants and revocations (the key wrap is described there).
+- ``grants``: subject grants and revocations (the key wrap is described there), and the list of
+  an owner's grants sent through this gateway (``GET /v1/grants``, ``grants.db``).
+- ``pages``: ``/sharing`` — grant an organisation read access (optionally until a date), see
+  and revoke one's grants, each followed to final.
 """

@@ -57,4 +57,7 @@ Modules:
 ``api``
     ``/v1/proofs``, ``/v1/proofs/readings/{id}`` and ``/v1/proof-requests`` with their
     OpenAPI; ``setup(app)``.
+
+Pages: ``pages`` (``/proofs``: a bank asks for a proof and downloads it; the owner approves
+or declines with a reason, or exports one itself).
 """
