@@ -26,6 +26,7 @@ from gateway.feeds import pages as feeds_pages
 from gateway.intake import api as api_events
 from gateway.intake import pages as intake_pages
 from gateway.land import api as land
+from gateway.land import driver_pages as land_pages
 from gateway.land import live as land_live
 from gateway.land import scan_pages as land_scan_pages
 from gateway.proofs_api import api as api_proofs
@@ -62,6 +63,7 @@ MODULES = (
     declarations,
     api_proofs,
     alerts_pages,
+    land_pages,
     declarations_pages,
     feeds_pages,
     land_scan_pages,
