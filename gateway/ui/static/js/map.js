@@ -147,6 +147,51 @@
     return found;
   }
 
+  // The live option: a map whose box carries data-live (a land job's positions stream,
+  // gateway/land/live.py) moves its truck marker as positions arrive, and tells the page
+  // (events "portledger:position" and "portledger:state" on the box).
+  function follow(map, box, found) {
+    const source = new EventSource(box.dataset.live, { withCredentials: true });
+    let truck = found;
+    source.addEventListener("position", (event) => {
+      let data;
+      try { data = JSON.parse(event.data); } catch (_) { return; }
+      if (typeof data.lat !== "number" || typeof data.lon !== "number") return;
+      const position = P.t("map.position", {
+        lat: P.t(data.lat >= 0 ? "map.lat_n" : "map.lat_s", { value: Math.abs(data.lat).toFixed(3) }),
+        lon: P.t(data.lon >= 0 ? "map.lon_e" : "map.lon_w", { value: Math.abs(data.lon).toFixed(3) }),
+      });
+      let label = P.t("map.truck_at", { plate: data.vehicle || "", position, when: P.when(data.time) });
+      if (typeof data.speed === "number") {
+        label = P.t("map.list", { first: label,
+          rest: P.t("map.speed_kmh", { speed: Math.round(data.speed * 3.6) }) });
+      }
+      const layer = { lat: data.lat, lon: data.lon, name: data.vehicle || "", label,
+        course: typeof data.heading === "number" ? data.heading : null };
+      if (truck) {
+        truck.setLatLng([data.lat, data.lon]);
+        truck.setIcon(L.divIcon({ className: "map-marker map-truck", html: glyph("truck", layer.course),
+          iconSize: [26, 26], iconAnchor: [13, 13], tooltipAnchor: [12, 0], popupAnchor: [0, -12] }));
+        truck.setTooltipContent(P.el("span", {}, layer.name));
+        truck.setPopupContent(P.el("p", { class: "map-popup" }, label));
+        truck.getElement().setAttribute("aria-label", label);
+        truck.getElement().dataset.kind = "truck";
+      } else {
+        truck = marker(map, layer, "truck", "right");
+      }
+      if (!map.getBounds().contains(truck.getLatLng())) map.panTo(truck.getLatLng());
+      box.dataset.truck = data.lat + "," + data.lon;
+      box.dispatchEvent(new CustomEvent("portledger:position", { detail: data }));
+    });
+    source.addEventListener("state", (event) => {
+      let data;
+      try { data = JSON.parse(event.data); } catch (_) { return; }
+      if (data.state !== "picked-up" && data.state !== "planned") source.close();
+      box.dispatchEvent(new CustomEvent("portledger:state", { detail: data }));
+    });
+    window.addEventListener("pagehide", () => source.close());
+  }
+
   function draw(box) {
     let settings;
     try { settings = JSON.parse(box.dataset.map); } catch (_) { return; }
@@ -193,7 +238,8 @@
     for (const place of layers.places || []) {
       marker(map, place, place.kind === "port" ? "port" : "place", "bottom");
     }
-    for (const truck of layers.trucks || []) marker(map, truck, "truck", "right");
+    const trucks = (layers.trucks || []).map((truck) => marker(map, truck, "truck", "right"));
+    if (box.dataset.live && window.EventSource) follow(map, box, trucks[0] || null);
 
     land(settings.land).then((geojson) => {
       drawLand(map, geojson);
