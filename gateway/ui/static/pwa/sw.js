@@ -1,7 +1,8 @@
 // PortLedger's service worker (served as /sw.js, scope "/"): keeps the pages' shell — the one
 // stylesheet, the one script, the catalogue, the icons, the manifest and the offline page — so
 // the app opens without a connection. It never stores API answers or pages: a navigation goes
-// to the network, and only when that fails is the offline page (which names nobody) shown. The
+// to the network, and only when that fails is a driver's kept page (driverPage) or else the
+// offline page (which names nobody) shown. The
 // gateway writes the shell's version into VERSION, so a new shell installs a new cache and the
 // old one is deleted.
 "use strict";
@@ -59,6 +60,17 @@ async function offlinePage(url) {
     new Response("offline", { status: 503, headers: { "Content-Type": "text/plain" } });
 }
 
+// A page a signed-in driver's own script kept (gateway/land/driver_pages.py: a cache per
+// driver, "portledger-driver-<id>", deleted at sign-out); this worker never writes to it.
+async function driverPage(request) {
+  for (const name of await caches.keys()) {
+    if (!name.startsWith("portledger-driver-")) continue;
+    const kept = await (await caches.open(name)).match(request, { ignoreSearch: true });
+    if (kept) return kept;
+  }
+  return null;
+}
+
 // A shell file: the network's (kept for later), else the cached copy.
 async function shellFile(request) {
   const cache = await caches.open(CACHE);
@@ -79,7 +91,8 @@ self.addEventListener("fetch", (event) => {
   const url = new URL(request.url);
   if (url.origin !== self.location.origin) return;
   if (request.mode === "navigate") {
-    event.respondWith(fetch(request).catch(() => offlinePage(url)));
+    event.respondWith(fetch(request).catch(() => driverPage(request)
+      .then((kept) => kept || offlinePage(url))));
   } else if (SHELL.includes(url.pathname + url.search)) {
     event.respondWith(shellFile(request));
   }
