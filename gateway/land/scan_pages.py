@@ -79,7 +79,8 @@ def _page(request: web.Request, mode: str) -> web.Response:
     principal = signed_in(request, "events:write")
     t = translator(request)
     if not caller_roles(request, principal) & ROLES[role]:
-        return shell.refused(request, t("scan.refused_" + role))
+        return shell.refused(request, t("scan.refused_warehouse") if mode == "receive"
+                             else t("scan.refused_terminal"))
     title = t("scan.receive_title") if mode == "receive" else t("scan.gate_title")
     intro = t("scan.receive_intro") if mode == "receive" else t("scan.gate_intro")
     body = f"""<h1>{e(title)}</h1>

@@ -36,6 +36,7 @@ from gateway.alerts.pages import alert_html, meter_lines, time_html
 from gateway.appkeys import ALERTS, TELEMETRY, TRACKING
 from gateway.events import identifiers
 from gateway.events.model import Reference
+from gateway.land.api import LAND
 from gateway.principal import Principal
 from gateway.telemetry import service as telemetry
 from gateway.tracking import live
@@ -270,6 +271,89 @@ async def container_map(request: web.Request, principal: Principal, t: Translato
     return maps.map_html(t, title=title, places=[place] if place else [])
 
 
+# -- the custody chain ------------------------------------------------------------------------
+def custody_chains(request: web.Request, principal: Principal,
+                   number: str) -> list[dict[str, Any]]:
+    """The box's land jobs the reader may see, each with its custody steps, its truck and driver
+    and its receipt's seals and condition — the rules of ``GET /v1/land/containers/{n}/custody``
+    and ``GET /v1/land/jobs/{id}`` (a reader by container sees no driver and no receipt body)."""
+    land = request.app.get(LAND)
+    if land is None:
+        return []
+    chains = []
+    for job in land.store.jobs(container=number):
+        via = land.access(principal, job)
+        if via is None or (via == "container"
+                           and not land.visible_containers(principal, [number])):
+            continue
+        shown = land.job_json(job, via, principal)
+        receipt = land.store.receipt(job.id) if via != "container" else None
+        seals = next((s for s in (receipt or {}).get("seals", []) if s["container"] == number),
+                     None)
+        chains.append({"job": job.id, "state": job.state, "vehicle": job.vehicle,
+                       "driver": _object(shown.get("driver")).get("name"),
+                       "steps": land.custody(principal, job, [number])[0]["steps"],
+                       "seals": seals,
+                       "condition": (receipt or {}).get("condition") or None})
+    return chains
+
+
+def _seal_text(t: Translator, seals: dict[str, Any]) -> str:
+    found = ", ".join(seals.get("found") or []) or t("scan.none")
+    expected = ", ".join(seals.get("expected") or []) or t("scan.none")
+    if seals.get("match") is None:
+        return t("scan.custody.seals_unchecked", found=found)
+    key = "scan.custody.seals_match" if seals["match"] else "scan.custody.seals_mismatch"
+    return t(key, found=found, expected=expected)
+
+
+def _custody_step(t: Translator, chain: dict[str, Any], step: dict[str, Any]) -> str:
+    name = str(step.get("step"))
+    label = t("scan.custody.step." + name) if t.has("scan.custody.step." + name) else name
+    party = _object(step.get("party"))
+    lines = [f'<span class=step>{e(label)}</span> {time_html(t, step.get("time"))}',
+             f'<span class=party>{e(t("scan.custody.by", party=party.get("name") or "—"))}'
+             "</span>"]
+    if name == "gate-out" and step.get("job") == chain["job"]:
+        lines.append(f'<span>{e(t("scan.custody.truck", vehicle=chain["vehicle"]))}'
+                     + (f' · {e(t("scan.custody.driver", driver=chain["driver"]))}'
+                        if chain["driver"] else "") + "</span>")
+    if name == "warehouse-receipt" and step.get("job") == chain["job"]:
+        if chain["seals"] is not None:
+            warn = " class=warn" if chain["seals"].get("match") is False else ""
+            lines.append(f"<span{warn}>{e(_seal_text(t, chain['seals']))}</span>")
+        if chain["condition"]:
+            lines.append(f'<span>{e(t("scan.custody.condition", notes=chain["condition"]))}'
+                         "</span>")
+    signed = step.get("signed")
+    if isinstance(signed, dict):
+        tx = str(signed.get("txHash") or "")
+        short = tx[:10] + "…" + tx[-6:] if len(tx) > 20 else tx
+        said = t("scan.custody.signed", block=signed.get("block"), tx=short)
+        lines.append(f'<span class=sig>{e(said)} {time_html(t, signed.get("recordedAt"))}'
+                     "</span>")
+        css = ""
+    else:
+        status = str(step.get("status") or "unknown")
+        lines.append(f'<span class=sig>{e(t("scan.custody.pending", status=status))}</span>')
+        css = " class=pending"
+    return f"<li{css}>{'<br>'.join(lines)}</li>"
+
+
+def custody_html(t: Translator, chains: list[dict[str, Any]]) -> str:
+    """The custody chains as ordered lists: each step, who signed it and when."""
+    if not chains:
+        return f'<p class=muted>{e(t("scan.custody.none"))}</p>'
+    out = []
+    for chain in chains:
+        state = t("scan.state." + chain["state"]) if t.has(
+            "scan.state." + chain["state"]) else chain["state"]
+        steps = "".join(_custody_step(t, chain, s) for s in chain["steps"])
+        out.append(f'<h3>{e(t("scan.custody.job", job=chain["job"], state=state))}</h3>'
+                   f'<ol class=custody>{steps}</ol>')
+    return "".join(out)
+
+
 def _celsius(t: Translator, value: float | None) -> str:
     return t("fmt.celsius", value=f"{value:g}") if value is not None else t("common.unknown")
 
@@ -297,6 +381,7 @@ async def container_view(request: web.Request) -> web.Response:
         return shell.refused(request, t("refused.not_member"))
     chart = await _chart(request, ref, t, alerts)
     where = await container_map(request, principal, t, ref.value)
+    custody = custody_html(t, custody_chains(request, principal, ref.value))
     title = t("container.title", number=ref.value)
     body = f"""<h1>{e(title)}</h1>
 <p><a href="/track?q={e(ref.value)}">{e(t("container.track_link"))}</a></p>
@@ -304,6 +389,8 @@ async def container_view(request: web.Request) -> web.Response:
 {_map_section(t, where)}
 <section class=card aria-labelledby=meter-h id=meter><h2 id=meter-h>{e(t("meter.title"))}</h2>
 {_meter(t, meter)}</section>
+<section class=card aria-labelledby=custody-h id=custody><h2 id=custody-h>
+{e(t("scan.custody.title"))}</h2>{custody}</section>
 <section class=card aria-labelledby=reefer-h id=reefer><h2 id=reefer-h>
 {e(t("container.reefer_chart"))}</h2>{chart}</section>
 <section aria-labelledby=alerts-h id=box-alerts><h2 id=alerts-h>{e(t("container.alerts"))}</h2>
