@@ -9,17 +9,20 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gateway.appkeys import ACCOUNTS
 from gateway.isotime import iso_time
 from gateway.land.live import LIVE, truck_eta
 from gateway.land.model import Job, Place
 from tests.gateway.land.support import (
     Land,
     driver_phone,
+    gateway_org,
     job_body,
     ok,
     refused,
     started,
 )
+from tests.support.accounts import login
 from tests.support.readside import FORWARDER, HAULIER, TRADER
 
 #: Longest wait for one server-sent event (seconds).
@@ -181,3 +184,101 @@ def test_eta_is_geodesic_distance_over_speed() -> None:
     assert arrived is not None and arrived["arrived"] is True
     unknown = Job(**{**job.__dict__, "delivery": Place(2, "XXZZZ")})
     assert truck_eta(unknown, {"lat": 22.34, "lon": 114.22, "speed": 10.0}, at) is None
+
+
+# -- the pages, server-side ------------------------------------------------------------------
+TRADER_EMAIL = "trader@example.com"
+HAULIER_EMAIL = "dispatch@example.com"
+PASSWORD = "correct horse battery staple"
+
+
+def _users(land: Land) -> None:
+    accounts = land.client.app[ACCOUNTS]
+    accounts.create_user(gateway_org(land, TRADER), TRADER_EMAIL, PASSWORD, "member")
+    accounts.create_user(gateway_org(land, HAULIER), HAULIER_EMAIL, PASSWORD, "member")
+    accounts.create_user(gateway_org(land, FORWARDER), "rival@example.com", PASSWORD, "member")
+
+
+async def _html(resp: Any, status: int = 200) -> str:
+    text = await resp.text()
+    assert resp.status == status, text[:500]
+    return str(text)
+
+
+async def test_driver_pages_show_a_driver_their_own_job_only(tmp_path: Path) -> None:
+    land = await started(tmp_path / "gw")
+    client = land.client
+    phones = []
+    try:
+        # signed out: the drivers' sign-in
+        signed_out = await _html(await client.get("/driver"))
+        assert "id=driver-sign-in" in signed_out and 'autocomplete=one-time-code' in signed_out
+        first, phone1 = await driver_phone(land, "Chan Tai Man", "+852 9123 4567")
+        second, phone2 = await driver_phone(land, "Wong Siu Ming", "+852 6123 4567")
+        phones += [phone1, phone2]
+        job_id = await _job(land, driver=first)
+        other_id = await _job(land, driver=second, vehicle="XY 9876")
+        home = await _html(await phone1.get("/driver"))
+        assert f'href="/driver/jobs/{job_id}"' in home and other_id not in home
+        assert "AB1234" in home and "XY9876" not in home
+        page = await _html(await phone1.get(f"/driver/jobs/{job_id}"))
+        assert "<svg role=img" in page and "class=qr-code" in page and "<path" in page
+        assert "Hong Kong Container Terminal" in page and "HIT4" in page
+        assert "Tsing Yi Warehouse" in page and "RI261207000123" in page
+        assert f'data-job="{job_id}"' in page and f'data-driver="{first}"' in page
+        assert "Start sharing" in page and "style=" not in page and "<script>" not in page
+        # the QR is the job's token: what the API gives the driver
+        token = (await ok(await phone1.get(f"/v1/land/jobs/{job_id}/token")))["token"]
+        from gateway.land.api import qr_image
+        svg = qr_image(token, "svg").decode()
+        assert svg.split("<path", 1)[1] in page
+        # another driver of the haulier: refused with the reason, nothing of the job shown
+        refused_page = await _html(await phone2.get(f"/driver/jobs/{job_id}"), 403)
+        assert "assigned to another driver" in refused_page and "AB1234" not in refused_page
+        assert "<svg" not in refused_page
+        # a job that does not exist
+        assert "LJ000000000000" in await _html(await phone1.get("/driver/jobs/LJ000000000000"),
+                                               404)
+        # in Chinese
+        zh = await _html(await phone1.get(f"/driver/jobs/{job_id}?lang=zh-Hant"))
+        assert "開始分享" in zh and "提櫃二維碼" in zh
+        # a signed-in member of an organisation is told the page is for drivers
+        _users(land)
+        await login(client, HAULIER_EMAIL, PASSWORD)
+        assert "for drivers" in await _html(await client.get("/driver"), 403)
+    finally:
+        for phone in phones:
+            await phone.close()
+        await client.close()
+
+
+async def test_the_job_page_shows_each_reader_what_it_may_see(tmp_path: Path) -> None:
+    land = await started(tmp_path / "gw")
+    client = land.client
+    phones = []
+    try:
+        first, phone1 = await driver_phone(land, "Chan Tai Man", "+852 9123 4567")
+        phones.append(phone1)
+        job_id = await _job(land, driver=first)
+        await ok(await phone1.post(f"/v1/land/jobs/{job_id}/positions", json={"positions": [
+            {"time": iso_time(land.now - 30), "lat": 22.33, "lon": 114.16, "speed": 11}]}), 202)
+        _users(land)
+        await login(client, HAULIER_EMAIL, PASSWORD)
+        mine = await _html(await client.get(f"/land/jobs/{job_id}"))
+        assert "Chan Tai Man" in mine and "data-live=" in mine
+        assert f"/v1/land/jobs/{job_id}/positions/stream" in mine
+        assert "40 km/h" in mine and "Arrives about" in mine
+        await login(client, TRADER_EMAIL, PASSWORD)
+        theirs = await _html(await client.get(f"/land/jobs/{job_id}?lang=zh-Hans"))
+        assert "Chan Tai Man" not in theirs and "+852" not in theirs  # no driver for readers
+        assert "data-live=" in theirs and "货车" in theirs
+        await login(client, "rival@example.com", PASSWORD)
+        rival = await _html(await client.get(f"/land/jobs/{job_id}"), 404)
+        assert "data-live" not in rival and "AB1234" not in rival and "22.33" not in rival
+        # a driver asking for the readers' page goes to their own
+        resp = await phone1.get(f"/land/jobs/{job_id}", allow_redirects=False)
+        assert resp.status == 302 and resp.headers["Location"] == f"/driver/jobs/{job_id}"
+    finally:
+        for phone in phones:
+            await phone.close()
+        await client.close()
