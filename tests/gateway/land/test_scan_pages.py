@@ -16,7 +16,7 @@ from gateway.appkeys import ACCOUNTS
 from tests.gateway.land.support import BOX1, BOX2, Land, gateway_org, job_body, ok, started
 from tests.support.accounts import login
 from tests.support.browser import SIZES, chromium, open_page, screenshot
-from tests.support.readside import HAULIER, TERMINAL, TRADER, WAREHOUSE
+from tests.support.readside import HAULIER, TERMINAL, TERMINAL2, TRADER, WAREHOUSE
 
 PASSWORD = "correct horse battery staple"
 USERS = {TERMINAL: "gate@hkct.example", WAREHOUSE: "dock@tsingyi.example",
@@ -172,3 +172,54 @@ async def test_scanning_in_chromium_with_a_fake_camera(tmp_path: Path) -> None:
             await context.close()
     finally:
         await client.close()
+
+
+async def test_custody_chain_on_the_container_view(tmp_path: Path) -> None:
+    land, job_id, token = await _setup(tmp_path)
+    client = land.client
+    try:
+        await ok(await client.post("/v1/land/gate-out", json={"token": token},
+                                   headers=land.auth(TERMINAL)), 201)
+        await ok(await client.post("/v1/land/receipts", json={
+            "token": token, "seals": {BOX1: ["SEAL001"], BOX2: ["SEAL777"]},
+            "condition": "Door dented"}, headers=land.auth(WAREHOUSE)), 201)
+        # the warehouse (addressed): every step, who signed it, seals and condition
+        await login(client, USERS[WAREHOUSE], PASSWORD)
+        text = await _page(client, f"/containers/{BOX2}")
+        section = text[text.index('id=custody'):text.index('id=reefer')]
+        assert f"Job {job_id} (delivered)" in section
+        assert "Carrier release" not in section  # the carrier named no warehouse
+        assert "Gate-out at the terminal" in section and "Truck AB1234" in section
+        assert "Signed by Hong Kong Container Terminal" in section
+        assert "Receipt at the warehouse" in section and "Signed by Tsing Yi Warehouse" in section
+        assert "Seal mismatch: expected SEAL002, found SEAL777" in section
+        assert "Condition: Door dented" in section
+        assert "Not yet on chain (accepted)" in section  # no node here: in the outbox
+        assert section.index("Gate-out") < section.index("Receipt at the warehouse")
+        text = await _page(client, f"/containers/{BOX1}?lang=zh-Hant")
+        assert "監管鏈" in text and "封條相符：SEAL001" in text
+        # the trader reads the boxes (named by the carrier): the chain, no seals or condition
+        await login(client, USERS[TRADER], PASSWORD)
+        text = await _page(client, f"/containers/{BOX2}?lang=en")
+        section = text[text.index('id=custody'):text.index('id=reefer')]
+        assert f"Job {job_id}" in section and "Gate-out at the terminal" in section
+        assert "Carrier release" in section and "Signed by Pacific Ocean Line" in section
+        assert "On chain: block 3, transaction 0x" in section
+        assert section.index("Carrier release") < section.index("Gate-out") < section.index(
+            "Receipt at the warehouse")
+        assert "SEAL" not in section and "Door dented" not in section
+        # the other terminal sees nothing of the job
+        other = await _other_terminal_user(land)
+        await login(client, other, PASSWORD)
+        text = await _page(client, f"/containers/{BOX2}")
+        section = text[text.index('id=custody'):text.index('id=reefer')]
+        assert job_id not in section and "No land job of this container" in section
+    finally:
+        await client.close()
+
+
+async def _other_terminal_user(land: Land) -> str:
+    email = "gate@other.example"
+    land.client.app[ACCOUNTS].create_user(gateway_org(land, TERMINAL2), email, PASSWORD,
+                                          "member")
+    return email
