@@ -2,7 +2,8 @@
 
 =========================================================  =====================================
 ``POST /v1/declarations``                                   goods lines + options for a shipment
-                                                            (B/L, house B/L, AWB): the drafts
+                                                            (B/L, house B/L, AWB, truck job):
+                                                            the drafts
 ``GET /v1/declarations``                                    shipments the caller may read
 ``GET /v1/declarations/{id}``                               the shipment's drafts side by side,
                                                             approvals, submissions
@@ -12,6 +13,10 @@
 ``POST /v1/declarations/{id}/drafts/{draft}/submit``        submit an approved draft
 ``GET /v1/declarations/{id}/submissions``                   statuses, numbers, history
 =========================================================  =====================================
+
+A truck job (``kind: truck``, the job's id) is declared by the job's haulier alone; its record,
+vehicle and crossing come from the job, and the CCRN the authority gives is bound to the job's
+vehicle (:meth:`~gateway.declarations.service.DeclarationService.bind`).
 
 Writes are the declarant's (the uploading organisation, scope ``events:write``); reads
 (``tracking:read``) are the declarant's, its named readers' and, once a draft was submitted to
@@ -39,10 +44,12 @@ from gateway.declarations.drafts import CorrectionError, DraftSet, apply_correct
 from gateway.declarations.model import AUTHORITIES, Correction, DeclarationSettings
 from gateway.declarations.service import DOCUMENT_KINDS, DeclarationService
 from gateway.declarations.store import DeclarationStore, Shipment, document_hash
-from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
+from gateway.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from gateway.events import identifiers
 from gateway.events.model import EventError, parse_time
 from gateway.jsonbody import read_json
+from gateway.land.api import LAND
+from gateway.land.service import is_job_id
 from gateway.principal import Principal, require
 
 _TASKS = web.AppKey("declaration_tasks", list)
@@ -156,8 +163,26 @@ def view_of(service: DeclarationService, shipment: Shipment) -> dict[str, Any]:
             "authorities": options["authorities"],
             "lines": len(shipment.body["lines"]), **body,
             "corrections": service.store.corrections(shipment),
-            "submissions": [{**s.to_json(), "history": service.store.history(s.id)}
+            "kind": options.get("kind", "mbl"), "job": _job_json(service, shipment),
+            "submissions": [submission_json(service, s)
                             for s in service.store.submissions_of(shipment.id)]}
+
+
+def submission_json(service: DeclarationService, sub: Any) -> dict[str, Any]:
+    """A submission with its status history and, for ROCARS, its CCRN's binding."""
+    out = {**sub.to_json(), "history": service.store.history(sub.id)}
+    if sub.authority == "hk-rocars":
+        out["binding"] = service.store.binding(sub.id)
+    return out
+
+
+def _job_json(service: DeclarationService, shipment: Shipment) -> dict[str, Any] | None:
+    """A truck job's declaration: the job's vehicle, window, state and bound CCRN now."""
+    job = service.job_of(shipment)
+    if job is None:
+        return None
+    return {"id": job.id, "vehicle": job.vehicle, "ccrn": job.ccrn, "state": job.state,
+            "containers": list(job.containers)}
 
 
 # -- routes ------------------------------------------------------------------------------------
@@ -179,6 +204,8 @@ async def upload(request: web.Request) -> web.Response:
     if not parsed.ok:
         raise _invoice_errors(parsed.errors)
     kind = body.get("kind")
+    if kind == "truck":
+        return await _upload_for_job(request, principal, body, parsed.lines)
     try:
         reference = identifiers.normalise(kind or "mbl", body["reference"])
         bills = [identifiers.normalise(kind or "mbl", b) for b in body.get("bills", [])]
@@ -216,6 +243,51 @@ async def upload(request: web.Request) -> web.Response:
     shipment, new = service.store.put_shipment(
         principal.org_id, reference,
         {"lines": [g.to_json() for g in parsed.lines], "options": options}, readers)
+    return web.json_response(view_of(service, shipment), status=201 if new else 200)
+
+
+async def _upload_for_job(request: web.Request, principal: Principal, body: dict[str, Any],
+                          lines: list[Any]) -> web.Response:
+    """The goods lines of a truck job (``kind: truck``, ``reference``: its id): only the job's
+    haulier declares; the record, vehicle and crossing come from the job."""
+    service = _service(request)
+    land = request.app.get(LAND)
+    reference = body["reference"].strip().upper()
+    if land is None or not is_job_id(reference):
+        raise NotFound(f"no truck job {reference[:20]} you may see", code="shipment-not-found")
+    try:
+        job, via = land.job_for(principal, reference)
+    except ApiError:  # unknown, or not for this caller: the same answer
+        raise NotFound(f"no truck job {reference} you may see",
+                       code="shipment-not-found") from None
+    if via != "haulier":
+        raise Forbidden(f"only the haulier of job {job.id} declares its goods",
+                        code="not-the-haulier")
+    if job.state in ("delivered", "cancelled"):
+        raise Conflict(f"job {job.id} is {job.state}", code="job-" + job.state)
+    if "crossing" in body:
+        raise Unprocessable("a truck job's vehicle and crossing come from the job: leave "
+                            "/crossing out", code="crossing-from-job",
+                            details={"path": "/crossing"})
+    if body.get("bills"):
+        raise Unprocessable("a truck job's documents come from the job: leave /bills out",
+                            code="bills-from-job", details={"path": "/bills"})
+    options: dict[str, Any] = {
+        "direction": body["direction"], "kind": "truck", "bills": [job.id],
+        "authorities": body.get("authorities") or ["hk-tdec", "hk-rocars", "cn-itsw"],
+        "exempt": bool(body.get("exempt")),
+        "consignor": body.get("consignor"), "consignee": body.get("consignee"),
+        "containers": list(job.containers), "crossing": None}
+    for role in ("consignor", "consignee"):
+        party = options[role]
+        if isinstance(party, dict) and "organisation" in party:
+            _organisation(request, party["organisation"], f"/{role}/organisation")
+    readers = list(body.get("readers", []))
+    for i, org in enumerate(readers):
+        _organisation(request, org, f"/readers/{i}")
+    shipment, new = service.store.put_shipment(
+        principal.org_id, job.id, {"lines": [g.to_json() for g in lines], "options": options},
+        readers)
     return web.json_response(view_of(service, shipment), status=201 if new else 200)
 
 
@@ -374,8 +446,7 @@ async def submissions(request: web.Request) -> web.Response:
     shipment = _shipment(request, principal)
     service = _service(request)
     return web.json_response({"submissions": [
-        {**s.to_json(), "history": service.store.history(s.id)}
-        for s in service.store.submissions_of(shipment.id)]})
+        submission_json(service, s) for s in service.store.submissions_of(shipment.id)]})
 
 
 # -- lifecycle ---------------------------------------------------------------------------------
@@ -391,7 +462,8 @@ async def declarations_context(app: web.Application) -> AsyncIterator[None]:
                   if settings.authority_url else {})
     service = DeclarationService(store=store, settings=settings, accounts=app[ACCOUNTS],
                                  tracking=app.get(appkeys.TRACKING), nomenclature=hs.shipped(),
-                                 connectors=connectors, outbox=app.get(appkeys.OUTBOX))
+                                 connectors=connectors, outbox=app.get(appkeys.OUTBOX),
+                                 land=app.get(LAND))
     app[DECLARATIONS] = service
     tasks: list[asyncio.Task[None]] = []
     if config.background_tasks:

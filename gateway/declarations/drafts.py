@@ -170,8 +170,9 @@ def build_drafts(record: ShipmentRecord, lines: Sequence[GoodsLine],
         if draft.authority == "hk-tdec":
             tdec.check(draft, settings, nomenclature, now=now)
         elif draft.authority == "hk-rocars":
-            rocars.check(draft, now=now,
-                         crossing_time=crossing.crossing_time if crossing else None)
+            rocars.check(draft, now=now, crossing_time=crossing.crossing_time if crossing
+                         else int(record.crossing.value) if record.crossing is not None
+                         else None)
         else:
             itsw.check(draft, nomenclature)
     cross_check(drafts)

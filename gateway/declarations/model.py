@@ -170,6 +170,17 @@ class ShipmentRecord:
     """Shipper / exporter."""
     consignee: Party | None = None
     """Consignee / importer."""
+    vehicle: Sourced | None = None
+    """A truck job's vehicle registration (the CCRN is bound to it)."""
+    crossing: Sourced | None = None
+    """A truck job's expected crossing of the land boundary, Unix seconds (its window's
+    start)."""
+    pickup: Sourced | None = None
+    """A truck job's pick-up place (terminal's name, facility, UN/LOCODE) as text."""
+    delivery: Sourced | None = None
+    """A truck job's delivery place (warehouse's name, address, UN/LOCODE) as text."""
+    ccrn: Sourced | None = None
+    """The CCRN bound to a truck job's vehicle, once the authority gave it."""
 
     @property
     def movement_time(self) -> Sourced | None:
@@ -195,8 +206,8 @@ class Rate:
 
 @dataclass(frozen=True)
 class RoadCrossing:
-    """A cross-boundary truck for the ROCARS pre-declaration (the land issue's truck job will
-    provide it; for now it is input)."""
+    """A cross-boundary truck for the ROCARS pre-declaration given in the upload (a declaration
+    for a truck job takes it from the job instead: :attr:`ShipmentRecord.vehicle`)."""
 
     vehicle: str
     """Vehicle registration mark the CCRN is bound to."""

@@ -6,6 +6,9 @@ those that name it, and (a customs organisation) those submitted to it — and, 
 may declare, a form to upload the commercial invoice / packing list lines of a shipment (a
 CSV or JSON file; the per-line errors are shown when the upload is refused).
 
+A truck job (the land leg) is one of the kinds of transport document: its haulier uploads the
+goods lines for the job's id, and the page shows the job's vehicle and the CCRN bound to it.
+
 ``/declarations/{id}`` shows the drafts **side by side** (Hong Kong TDEC, ROCARS when there is
 a road crossing, the China 报关单): every field with its lineage (where its value came from),
 the China draft's Chinese labels beside the reader's language, each draft's errors and
@@ -120,7 +123,7 @@ def source_html(request: web.Request, t: Translator, principal: Principal, sourc
                 f'<time datetime="{e(iso(when))}">{e(t.when(when))}</time>')
     if kind == "directory" and rest.startswith("organisation ") and rest[13:].isdigit():
         return e(t("declarations.src.directory", org=org_name(request, int(rest[13:]))))
-    if kind in ("tracking", "upload", "settings", "input", "computed"):
+    if kind in ("tracking", "upload", "settings", "input", "computed", "land"):
         return e(t(f"declarations.src.{kind}", what=rest.strip()))
     if kind == "missing":
         return f'<span class=warn>{e(t("declarations.src.missing"))}</span>'
@@ -410,6 +413,7 @@ def _submissions(request: web.Request, t: Translator, principal: Principal,
             error = (f'<br><small class=warn>'
                      f'{e(t("declarations.last_error", error=s["lastError"]))}'
                      "</small>") if s.get("lastError") else ""
+            bound = _binding(t, s.get("binding"))
             rows.append(
                 f'<tr data-submission="{e(s["id"])}">'
                 f'<td data-label="{e(t("declarations.col.draft"))}"><code>{e(s["draft"])}</code>'
@@ -419,7 +423,7 @@ def _submissions(request: web.Request, t: Translator, principal: Principal,
                 f'<span class="chip decl-status-{e(status)}">'
                 f'{e(_label(t, "declarations.status." + status, status))}</span>{error}</td>'
                 f'<td data-label="{e(t("declarations.col.number"))}" class=decl-sub-number>'
-                f'{e(s.get("number") or "—")}</td>'
+                f'{e(s.get("number") or "—")}{bound}</td>'
                 f'<td data-label="{e(t("declarations.col.answer"))}" class=decl-sub-answer>'
                 f'{e(reasons or "—")}</td>'
                 f'<td data-label="{e(t("declarations.col.history"))}" class=decl-sub-history>'
@@ -442,6 +446,18 @@ def _submissions(request: web.Request, t: Translator, principal: Principal,
             f'{" data-follow" if following else ""}>'
             f'<h2 id=decl-subs-title>{e(t("declarations.submissions"))}</h2>'
             f'<p class=muted>{e(t("declarations.simulated_note"))}</p>{body}</section>')
+
+
+def _binding(t: Translator, binding: Any) -> str:
+    """A ROCARS CCRN's binding to its truck job (HTML), or ""."""
+    if not isinstance(binding, dict) or binding.get("state") not in ("bound", "refused"):
+        return ""
+    if binding["state"] == "bound":
+        said = t("declarations.ccrn_bound", job=binding.get("job"),
+                 vehicle=binding.get("vehicle"))
+        return f'<br><small class=decl-binding>{e(said)}</small>'
+    said = t("declarations.ccrn_refused", job=binding.get("job"), reason=binding.get("reason"))
+    return f'<br><small class="decl-binding warn">{e(said)}</small>'
 
 
 def _corrections(request: web.Request, t: Translator, principal: Principal,
@@ -514,6 +530,11 @@ async def declaration_page(request: web.Request) -> web.Response:
              e(t("declarations.line_count", count=view["lines"]))]
     if readers:
         facts.append(e(t("declarations.readers", orgs=readers)))
+    job = view.get("job")
+    if isinstance(job, dict):
+        said = t("declarations.job_facts", job=job["id"], vehicle=job["vehicle"],
+                 ccrn=job.get("ccrn") or t("declarations.no_ccrn"))
+        facts.append(f"<span class=decl-job>{e(said)}</span>")
     if not owner:
         facts.append(e(t("declarations.read_only")))
     drafts = "".join(_draft_html(request, t, principal, view, d, owner, latest.get(d["key"]))
@@ -554,7 +575,8 @@ def _upload_form(t: Translator, org_id: int) -> str:
 <select id=decl-kind name=kind>
 <option value=mbl>{e(t("declarations.kind.mbl"))}</option>
 <option value=hbl>{e(t("declarations.kind.hbl"))}</option>
-<option value=awb>{e(t("declarations.kind.awb"))}</option></select>
+<option value=awb>{e(t("declarations.kind.awb"))}</option>
+<option value=truck>{e(t("declarations.kind.truck"))}</option></select>
 <label for=decl-direction>{e(t("declarations.direction"))}</label>
 <select id=decl-direction name=direction>
 <option value=import>{e(t("declarations.direction.import"))}</option>
@@ -567,7 +589,7 @@ def _upload_form(t: Translator, org_id: int) -> str:
 {party("consignor")}
 {party("consignee")}
 <fieldset><legend>{e(t("declarations.crossing"))}</legend>
-<p class=muted>{e(t("declarations.crossing_note"))}</p>
+<p class=muted>{e(t("declarations.crossing_note"))} {e(t("declarations.truck_note"))}</p>
 <label for=crossing-vehicle>{e(t("declarations.crossing_vehicle"))}</label>
 <input id=crossing-vehicle name=crossing-vehicle maxlength=16 autocomplete=off>
 <label for=crossing-time>{e(t("declarations.crossing_time"))}</label>

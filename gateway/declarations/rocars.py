@@ -7,8 +7,10 @@ number of packages, (b) their description, (c) the goods description, (d) the co
 or departure (rocars.gov.hk "About Us"). ROCARS answers with the Customs Cargo Reference Number
 (CCRN), which the trucker binds to the vehicle registration before the crossing.
 
-The vehicle and the crossing time come from the truck job (the land leg, a later issue); until
-then they are input (:class:`~gateway.declarations.model.RoadCrossing`).
+For a truck job (the land leg) the vehicle, the expected crossing (the job's window start) and
+the pick-up and delivery places come from the job, their lineage naming it
+(``land:job LJ…: vehicle``); otherwise they are input
+(:class:`~gateway.declarations.model.RoadCrossing`).
 """
 
 from __future__ import annotations
@@ -64,7 +66,20 @@ def build(record: ShipmentRecord, lines: Sequence[GoodsLine], settings: Declarat
         draft.fields[f"{name}Address"] = Field(
             party.address or None if party is not None else None, source,
             f"({'e' if name == 'consignor' else 'g'}) {label} address")
-    if crossing is None:
+    if crossing is None and record.vehicle is not None and record.crossing is not None:
+        moment = int(record.crossing.value)
+        draft.fields["expectedDate"] = Field(_HK.local_date(moment).isoformat(),
+                                             record.crossing.source, "(h) Expected date")
+        draft.fields["vehicle"] = Field(codes.compact(str(record.vehicle.value)),
+                                        record.vehicle.source,
+                                        "Vehicle registration (CCRN binding)")
+        draft.fields["crossingTime"] = Field(iso_time(moment), record.crossing.source,
+                                             "Expected crossing")
+        for name, place, label in (("pickup", record.pickup, "Pick-up place"),
+                                   ("delivery", record.delivery, "Delivery place")):
+            if place is not None:
+                draft.fields[name] = Field(place.value, place.source, label)
+    elif crossing is None:
         draft.fields["expectedDate"] = Field(None, "missing", "(h) Expected date")
         draft.fields["vehicle"] = Field(None, "missing", "Vehicle registration (CCRN binding)")
         draft.fields["crossingTime"] = Field(None, "missing", "Expected crossing")

@@ -38,10 +38,11 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway import errors
 from gateway.accounts.store import Accounts
 from gateway.declarations import onchain
 from gateway.declarations.connectors import FINAL, Connector, ConnectorError
@@ -60,6 +61,8 @@ from gateway.events.model import CanonicalEvent, EventError, Visibility, parse_t
 from gateway.feeds import customs
 from gateway.feeds.model import MessageError
 from gateway.isotime import iso_time
+from gateway.land.model import Job, LandError
+from gateway.land.service import LandService
 from gateway.principal import Principal
 from gateway.tracking.service import Tracking
 from gateway.writepath.operations import Operation
@@ -138,6 +141,46 @@ def record_from_view(view: dict[str, Any], *, direction: str, bills: Sequence[st
         declarant=declarant, consignor=consignor, consignee=consignee)
 
 
+def record_from_job(job: Job, *, direction: str, names: Mapping[int, str],
+                    documents: Sequence[str], declarant: Party | None,
+                    consignor: Party | None, consignee: Party | None) -> ShipmentRecord:
+    """The shipment record of a truck job (pure): the job's containers, vehicle, expected
+    crossing (its window's start), pick-up and delivery places; ``documents`` are the B/Ls its
+    containers travel under as the declarant may read them (the containers' shipment
+    records). The consignee, when the upload names none, is the job's delivery warehouse
+    (``names``: chain member id → name)."""
+    where = f"land:job {job.id}"
+    crossing = Sourced(job.window_from, f"{where}: window start (expected crossing)")
+
+    def place(org: int, facility: str, location: str) -> str:
+        return ", ".join(p for p in (names.get(org, f"member {org}"), facility, location) if p)
+
+    if consignee is None or not consignee.name:
+        consignee = Party(names.get(job.delivery.org, f"member {job.delivery.org}"),
+                          job.delivery.facility, "", "", f"{where}: delivery warehouse")
+    return ShipmentRecord(
+        reference=job.id, kind="truck",
+        direction="import" if direction == "import" else "export",
+        bills=(job.id, *[d for d in documents if d != job.id]),
+        mode=Sourced("road", f"{where} (a truck job)"),
+        vessel=Sourced({"name": job.vehicle}, f"{where}: vehicle"),
+        port_of_loading=Sourced(job.pickup.location, f"{where}: pick-up")
+        if job.pickup.location else None,
+        port_of_discharge=Sourced(job.delivery.location, f"{where}: delivery")
+        if job.delivery.location else None,
+        arrival=crossing if direction == "import" else None,
+        departure=crossing if direction != "import" else None,
+        containers=Sourced(tuple(job.containers), f"{where}: containers"),
+        carrier=Sourced(names.get(job.haulier, f"member {job.haulier}"), f"{where}: haulier"),
+        declarant=declarant, consignor=consignor, consignee=consignee,
+        vehicle=Sourced(job.vehicle, f"{where}: vehicle"), crossing=crossing,
+        pickup=Sourced(place(job.pickup.org, job.pickup.facility, job.pickup.location),
+                       f"{where}: pick-up terminal"),
+        delivery=Sourced(place(job.delivery.org, job.delivery.facility, job.delivery.location),
+                         f"{where}: delivery warehouse"),
+        ccrn=Sourced(job.ccrn, f"{where}: CCRN") if job.ccrn else None)
+
+
 def customs_message(sub: Submission, bills: Sequence[tuple[str, str]],
                     containers: Sequence[str], at: int) -> dict[str, Any] | None:
     """The customs status message (``gateway.feeds.customs``) of a submission's status."""
@@ -146,7 +189,7 @@ def customs_message(sub: Submission, bills: Sequence[tuple[str, str]],
         return None
     message: dict[str, Any] = {"declarationNumber": sub.number, "status": status,
                                "time": iso_time(at), "messageId": f"decl-{sub.id}-{sub.status}"}
-    for kind, number in bills[:1]:
+    for kind, number in [b for b in bills if b[0] != "truck"][:1]:  # a job is no B/L
         message["billOfLading" if kind != "hbl" else "houseBillOfLading"] = number
     if containers:
         message["containers"] = list(containers)[:customs.MAX_CONTAINERS]
@@ -169,6 +212,8 @@ class DeclarationService:
     nomenclature: Nomenclature
     connectors: dict[str, Connector]
     outbox: Outbox | None = None
+    land: LandService | None = None
+    """The land leg (truck jobs: their record, the CCRN binding); None: no truck jobs."""
     clock: Callable[[], float] = time.time
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -207,10 +252,19 @@ class DeclarationService:
                          f"directory:organisation {org.id}")
         return Party.from_json(raw, f"upload:{where}")
 
+    def job_of(self, shipment: Shipment) -> Job | None:
+        """A truck job's declaration: the job, while its declarant is still its haulier."""
+        if shipment.body["options"].get("kind") != "truck" or self.land is None:
+            return None
+        job = self.land.store.job(shipment.reference)
+        return job if job is not None and job.org_id == shipment.org_id else None
+
     def record_of(self, shipment: Shipment) -> ShipmentRecord | None:
-        """The record of a stored shipment from its declarant's tracking view (None if the
-        declarant sees nothing of it now)."""
+        """The record of a stored shipment from its declarant's tracking view, or of a truck
+        job from the job (None if the declarant sees nothing of it now)."""
         options = shipment.body["options"]
+        if options.get("kind") == "truck":
+            return self._job_record(shipment)
         view = None
         if self.tracking is not None and self.accounts is not None:
             owner = self.accounts.principal_for_org(shipment.org_id, ["tracking:read"])
@@ -224,6 +278,24 @@ class DeclarationService:
             consignor=self.party(options.get("consignor"), "consignor"),
             consignee=self.party(options.get("consignee"), "consignee"),
             road=options.get("crossing") is not None)
+
+    def _job_record(self, shipment: Shipment) -> ShipmentRecord | None:
+        job = self.job_of(shipment)
+        if job is None or self.land is None or self.accounts is None:
+            return None
+        options = shipment.body["options"]
+        tracking = self.land.tracking
+        names = {org: tracking.publisher_name(org)
+                 for org in (job.haulier, job.pickup.org, job.delivery.org)}
+        owner = self.accounts.principal_for_org(shipment.org_id, ["tracking:read"])
+        documents = [r.value for r in job.references
+                     if owner.chain_org is not None
+                     and tracking.shipment_of(owner, r.value) is not None]
+        return record_from_job(
+            job, direction=options["direction"], names=names, documents=documents,
+            declarant=self.party({"organisation": shipment.org_id}, "declarant"),
+            consignor=self.party(options.get("consignor"), "consignor"),
+            consignee=self.party(options.get("consignee"), "consignee"))
 
     def drafts_of(self, shipment: Shipment, record: ShipmentRecord) -> DraftSet:
         """The shipment's drafts now, corrections applied, checked."""
@@ -251,7 +323,34 @@ class DeclarationService:
             await self._record_event(sub)
         for sub, state, posted in self.store.chain_due():
             await self._chain(sub, state, posted)
+        for sub in self.store.unbound():
+            self.bind(sub)
         return len(due)
+
+    def bind(self, sub: Submission) -> None:
+        """Bind a ROCARS submission's CCRN to its truck job's vehicle (through the land leg:
+        the job's CCRN is set, its token carries it) and record the outcome: ``bound``,
+        ``refused`` with the reason (a CCRN bound to another vehicle, a job delivered or
+        cancelled), or ``no-job`` (a declaration with the vehicle as input)."""
+        shipment = self.store.shipment(sub.shipment_id)
+        if sub.number is None or shipment is None:
+            return
+        if shipment.body["options"].get("kind") != "truck":
+            self.store.set_binding(sub.id, "", sub.number, "no-job", "")
+            return
+        if self.land is None:
+            self.store.set_binding(sub.id, shipment.reference, sub.number, "refused",
+                                   "this gateway has no land leg")
+            return
+        try:
+            job = self.land.bind_ccrn(shipment.reference, sub.number)
+        except (errors.ApiError, LandError) as exc:
+            reason = exc.message
+            log.warning("declaration %s: CCRN %s not bound: %s", sub.id, sub.number, reason)
+            self.store.set_binding(sub.id, shipment.reference, sub.number, "refused",
+                                   reason[:500])
+            return
+        self.store.set_binding(sub.id, job.id, sub.number, "bound", "", vehicle=job.vehicle)
 
     async def _chain(self, sub: Submission, state: str | None, posted: list[str]) -> None:
         """File the declaration on chain and post its statuses (:mod:`.onchain`)."""

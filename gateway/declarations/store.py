@@ -13,7 +13,9 @@ Tables (one SQLite file, WAL; :class:`gateway.sqlite.Store`):
   the last status recorded as a customs event, and where its filing on chain stands
   (``chain_state``: none yet, ``off``, ``filed``, ``failed``, ``done``; ``chain_posted``: the
   statuses posted);
-- ``history`` — every status a submission reached, with when and a note.
+- ``history`` — every status a submission reached, with when and a note;
+- ``bindings`` — per ROCARS submission with a CCRN, whether it was bound to its truck job's
+  vehicle (``bound``, ``refused`` with the reason, ``no-job``).
 
 Bodies are sealed at rest (AES-256-GCM under the keystore secret ``declarations``, bound to
 table and organisation, like ``alerts.db``); references, statuses and times are not secrets.
@@ -58,6 +60,10 @@ CREATE TABLE IF NOT EXISTS submissions (
     chain_state TEXT, chain_posted TEXT NOT NULL DEFAULT '[]');
 CREATE INDEX IF NOT EXISTS submissions_due ON submissions (status, next_at);
 CREATE INDEX IF NOT EXISTS submissions_number ON submissions (number);
+CREATE TABLE IF NOT EXISTS bindings (
+    submission_id TEXT PRIMARY KEY, job_id TEXT NOT NULL, ccrn TEXT NOT NULL,
+    state TEXT NOT NULL, vehicle TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '',
+    at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY, submission_id TEXT NOT NULL, status TEXT NOT NULL,
     at REAL NOT NULL, note TEXT NOT NULL DEFAULT '');
@@ -376,3 +382,29 @@ class DeclarationStore(sqlite.Store):
                                "WHERE number = ?",
                                (number,)).fetchone()
         return None if row is None else self._submission(row)
+
+    # -- CCRN bindings ------------------------------------------------------------------------
+    def unbound(self, limit: int = 100) -> list[Submission]:
+        """ROCARS submissions with a CCRN whose binding to a truck job was not tried yet."""
+        return [self._submission(r) for r in self._db.execute(
+            "SELECT id, shipment_id, org_id, draft, authority, document, document_hash, "
+            "status, attempts, next_at, last_error, number, reasons, recorded, created, "
+            "updated, by FROM submissions s WHERE authority = 'hk-rocars' AND number IS NOT "
+            "NULL AND NOT EXISTS (SELECT 1 FROM bindings b WHERE b.submission_id = s.id) "
+            "ORDER BY updated LIMIT ?", (limit,))]
+
+    def set_binding(self, sid: str, job_id: str, ccrn: str, state: str, reason: str, *,
+                    vehicle: str = "") -> None:
+        """Record how a submission's CCRN was bound (``bound``, ``refused``, ``no-job``)."""
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO bindings (submission_id, job_id, ccrn, state, "
+                       "vehicle, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (sid, job_id, ccrn, state, vehicle, reason, time.time()))
+
+    def binding(self, sid: str) -> dict[str, Any] | None:
+        """``{job, ccrn, state, vehicle, reason, at}`` of a submission's CCRN, or None."""
+        row = self._db.execute("SELECT job_id, ccrn, state, vehicle, reason, at FROM bindings "
+                               "WHERE submission_id = ?", (sid,)).fetchone()
+        return None if row is None else {"job": row[0] or None, "ccrn": row[1],
+                                         "state": row[2], "vehicle": row[3] or None,
+                                         "reason": row[4] or None, "at": row[5]}
