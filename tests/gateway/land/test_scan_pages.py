@@ -61,7 +61,7 @@ async def _setup(tmp_path: Path) -> tuple[Land, str, str]:
 
 async def _page(client: Any, path: str, status: int = 200) -> str:
     resp = await client.get(path, headers={"Accept": "text/html"})
-    text = await resp.text()
+    text: str = await resp.text()
     assert resp.status == status, text
     return text
 
