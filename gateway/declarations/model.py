@@ -179,8 +179,6 @@ class ShipmentRecord:
     """A truck job's pick-up place (terminal's name, facility, UN/LOCODE) as text."""
     delivery: Sourced | None = None
     """A truck job's delivery place (warehouse's name, address, UN/LOCODE) as text."""
-    ccrn: Sourced | None = None
-    """The CCRN bound to a truck job's vehicle, once the authority gave it."""
 
     @property
     def movement_time(self) -> Sourced | None:

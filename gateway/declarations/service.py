@@ -148,7 +148,8 @@ def record_from_job(job: Job, *, direction: str, names: Mapping[int, str],
     crossing (its window's start), pick-up and delivery places; ``documents`` are the B/Ls its
     containers travel under as the declarant may read them (the containers' shipment
     records). The consignee, when the upload names none, is the job's delivery warehouse
-    (``names``: chain member id → name)."""
+    (``names``: chain member id → name). The job's CCRN is not part of the record: binding it
+    must not change the submitted document (nor withdraw its approval)."""
     where = f"land:job {job.id}"
     crossing = Sourced(job.window_from, f"{where}: window start (expected crossing)")
 
@@ -177,8 +178,7 @@ def record_from_job(job: Job, *, direction: str, names: Mapping[int, str],
         pickup=Sourced(place(job.pickup.org, job.pickup.facility, job.pickup.location),
                        f"{where}: pick-up terminal"),
         delivery=Sourced(place(job.delivery.org, job.delivery.facility, job.delivery.location),
-                         f"{where}: delivery warehouse"),
-        ccrn=Sourced(job.ccrn, f"{where}: CCRN") if job.ccrn else None)
+                         f"{where}: delivery warehouse"))
 
 
 def customs_message(sub: Submission, bills: Sequence[tuple[str, str]],
