@@ -24,7 +24,13 @@ What it does, in the order it prints:
    temperature excursion (for the forwarder only), the airline's Cargo-IMP FSU milestones of an
    air waybill (for the forwarder only), the terminal's CODECO gate-out; each checked as the
    parties see it (and as those who must not see it do not), then an anchored AIS reading's
-   proof bundle verified offline by ``portledger verify-proof``.
+   proof bundle verified offline by ``portledger verify-proof``. Then the alerts and **the land
+   leg** (``/v1/land``): the haulier plans a job for one of the call's released containers and
+   adds a driver, who signs in with a one-time code; the terminal gates the box out with the
+   driver's signed token (the same token again is refused as a replay), the truck's SIMULATED
+   positions from the terminal to the warehouse go through the API (the trader sees the
+   latest), the warehouse receives the box with its seal as expected, and the custody chain is
+   printed, each step signed on chain by its party.
 5. **on chain** — which validators sealed each block of the story (commit seals checked against
    the parent header's validator list), the events as the observer's JSON-RPC serves them
    (subject keys in clear, no reference number or name in any log), every node at the same head.
@@ -82,10 +88,11 @@ from contracts.cargo import CARGO_EVENT_TOPIC, subject_key
 from devnet import feedstory, simulate
 from devnet.authority import AuthorityServer
 from devnet.errors import DevnetError
-from devnet.gateway import Port
+from devnet.gateway import GatewayClient, Port
 from devnet.jsonrpc import rpc_call, wait_for
 from devnet.layout import NodeSpec
 from devnet.mailserver import MailServer
+from devnet.members import DEMO_ORGANISATIONS
 from devnet.ports import free_port
 from devnet.simfeeds import cargo_imp
 from devnet.status import status_table
@@ -415,6 +422,7 @@ def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
             _who_sees_what(port, call, console, checks)
             _port_systems(port, observer, call, console, checks)
             _alerts(port, call, console, checks, receivers, mail)
+            _land_leg(port, call, console, checks)
             _on_chain(port, observer, call, blocks, console, checks)
             _declarations(port, call, console, checks)
             if once:
@@ -863,6 +871,157 @@ def _alerts(port: Port, call: simulate.VesselCall, console: Console, checks: Che
                       if isinstance(meter, dict) and k in meter)
     checks.check(f"storage meter: the trader sees {call.containers[0]}'s days in yard, last "
                  "free day and HK$ accrued", status == 200, shown or f"HTTP {status} {meter}")
+
+
+# -- the land leg ------------------------------------------------------------------------------
+#: Where the SIMULATED truck drives: from the terminal's gate (Kwai Tsing) to the warehouse
+#: (Tsuen Wan), WGS84 — a straight line sampled every :data:`TRUCK_EVERY` seconds.
+TRUCK_FROM, TRUCK_TO = (22.3440, 114.1180), (22.3715, 114.1130)
+TRUCK_POSITIONS, TRUCK_EVERY = 12, 20
+#: The SIMULATED driver (a phone number of the Hong Kong mobile range, fictitious).
+DEMO_DRIVER = ("Chan Tai Man (SIMULATED)", "+85290000001")
+
+
+def _warehouse_party() -> int:
+    """The demo warehouse's Consortium id (genesis order + 1, as :data:`simulate.PARTIES`)."""
+    return next(i + 1 for i, (_, roles) in enumerate(DEMO_ORGANISATIONS) if "warehouse" in roles)
+
+
+def _driver_client(port: Port, phone: str, code: str) -> tuple[GatewayClient, dict[str, Any]]:
+    """A driver's phone: signs in with the one-time code; the session cookie and CSRF token go
+    with every request after."""
+    status, body, headers = port.anonymous.post("/v1/land/driver-session",
+                                                {"phone": phone, "code": code})
+    if status != 200:
+        raise DemoError(f"the driver could not sign in: {status} {body}")
+    cookie = next((v.split(";", 1)[0] for k, v in headers.items() if k.lower() == "set-cookie"),
+                  "")
+    client = GatewayClient(port.gateway.url)
+    session = {"Cookie": cookie, "X-CSRF-Token": body["csrfToken"]}
+    original = client.request
+
+    def request(method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        return original(method, path, body, headers={**session, **kw.pop("headers", {})}, **kw)
+
+    client.request = request  # type: ignore[method-assign]
+    return client, body
+
+
+def _land_leg(port: Port, call: simulate.VesselCall, console: Console, checks: Checks) -> None:
+    """The land leg: the haulier plans a job for one of the call's released boxes, adds a driver
+    who signs in with a one-time code, the truck's SIMULATED positions go through the API, the
+    terminal gates the number out with the driver's signed token (the same token again is refused),
+    the warehouse receives it with its seal as expected; the custody chain, each step signed on
+    chain by its party."""
+    console.rule("the land leg (/v1/land): a job, a driver, a truck from the terminal to the "
+                 "warehouse, the gate-out and the receipt with the signed QR token")
+    haulier, terminal = simulate.PARTIES["haulier"], simulate.PARTIES["terminal"]
+    warehouse, trader = _warehouse_party(), simulate.PARTIES["trader"]
+    number = call.containers[1]  # released (customs, AVPU); the last one is gated out by CODECO
+    seal = f"SIMSEAL{call.serial % 100_000:05d}"
+    now = int(time.time())
+    client = port.clients[haulier]
+    status, made, _ = client.post("/v1/land/drivers", {"name": DEMO_DRIVER[0],
+                                                       "phone": DEMO_DRIVER[1]})
+    if status == 409:  # a reused port folder: the driver is there already
+        _, listed, _ = client.get("/v1/land/drivers")
+        made = next(d for d in listed["drivers"] if d["phone"] == DEMO_DRIVER[1])
+    elif status != 201:
+        raise DemoError(f"the haulier could not add its driver: {status} {made}")
+    status, job, _ = client.post("/v1/land/jobs", {
+        "references": [{"kind": "container", "value": number}],
+        "pickup": {"terminal": terminal, "location": simulate.POD, "facility": "CT9"},
+        "delivery": {"warehouse": warehouse, "location": simulate.POD,
+                     "address": "1 Tsuen Wan Road (SIMULATED)"},
+        "window": {"from": iso_time(now - 1800), "to": iso_time(now + 4 * 3600)},
+        "vehicle": "SIM 1234", "driver": made["id"], "seals": {number: [seal]}})
+    rights = (job or {}).get("rights", []) if status == 201 else []
+    checks.check(f"land leg: the haulier plans a job for {number} with a valid pick-up right",
+                 status == 201 and [r["valid"] for r in rights] == [True],
+                 f"job {job.get('id')}, right {rights[0]['basis']}" if rights
+                 else f"HTTP {status} {job}")
+    if status != 201:
+        return
+    job_id = job["id"]
+    status, code, _ = client.post(f"/v1/land/drivers/{made['id']}/code")
+    if status != 201:
+        raise DemoError(f"no sign-in code for the driver: {status} {code}")
+    driver, session = _driver_client(port, DEMO_DRIVER[1], code["code"])
+    status, mine, _ = driver.get("/v1/land/jobs")
+    ids = [j["id"] for j in (mine or {}).get("jobs", [])] if status == 200 else []
+    checks.check("land leg: the driver signs in with a one-time code and sees their job",
+                 job_id in ids, f"{session['driver']['name']}, {len(ids)} job(s) assigned")
+    status, token, _ = driver.get(f"/v1/land/jobs/{job_id}/token")
+    if status != 200:
+        raise DemoError(f"the driver could not read the job's token: {status} {token}")
+    text = token["token"]
+    gate_time = now - TRUCK_POSITIONS * TRUCK_EVERY - 60
+    status, gated, _ = port.clients[terminal].post("/v1/land/gate-out",
+                                                   {"token": text, "time": iso_time(gate_time)})
+    checks.check(f"land leg: the terminal gates {number} out with the driver's signed token "
+                 f"({len(text)} characters)", status == 201,
+                 f"job {gated.get('state')}, right {gated['containers'][0]['right']['basis']}"
+                 if status == 201 else f"HTTP {status} {gated}")
+    status, again, _ = port.clients[terminal].post("/v1/land/gate-out", {"token": text})
+    code_again = (again or {}).get("error", {}).get("code") if isinstance(again, dict) else None
+    checks.check("land leg: the same token again at the gate is refused as a replay",
+                 status == 409 and code_again == "token-replayed", f"HTTP {status} {code_again}")
+    track = []
+    for i in range(TRUCK_POSITIONS):
+        f = i / (TRUCK_POSITIONS - 1)
+        track.append({"time": iso_time(gate_time + 60 + i * TRUCK_EVERY),
+                      "lat": round(TRUCK_FROM[0] + f * (TRUCK_TO[0] - TRUCK_FROM[0]), 6),
+                      "lon": round(TRUCK_FROM[1] + f * (TRUCK_TO[1] - TRUCK_FROM[1]), 6),
+                      "speed": 0.0 if i in (0, TRUCK_POSITIONS - 1) else 38.0})
+    status, shared, _ = driver.post(f"/v1/land/jobs/{job_id}/positions", {"positions": track})
+    accepted = (shared or {}).get("accepted") if status == 202 else None
+    checks.check(f"land leg: the driver's phone posts {TRUCK_POSITIONS} SIMULATED truck "
+                 "positions from the terminal to the warehouse", status == 202
+                 and accepted == TRUCK_POSITIONS and not shared.get("refused"),
+                 f"{accepted} accepted, {len((shared or {}).get('refused') or [])} refused"
+                 if status == 202 else f"HTTP {status} {shared}")
+    status, seen, _ = port.clients[trader].get(f"/v1/land/jobs/{job_id}/positions")
+    latest: dict[str, Any] | None = (seen or {}).get("latest") if status == 200 else None
+    checks.check(f"land leg: the trader (reading {number}) sees the truck's latest position",
+                 latest is not None and abs(float(latest["lat"]) - TRUCK_TO[0]) < 1e-4,
+                 f"{latest['lat']}, {latest['lon']} at {latest['time']}" if latest
+                 else f"HTTP {status} {seen}")
+    status, received, _ = port.clients[warehouse].post("/v1/land/receipts", {
+        "token": text, "seals": {number: [seal.lower()]},
+        "condition": "Delivered in good order (SIMULATED)"})
+    seals = (received or {}).get("seals", []) if status == 201 else []
+    checks.check(f"land leg: the warehouse receives {number} with the token, its seal as expected",
+                 status == 201 and [s["match"] for s in seals] == [True]
+                 and received.get("mismatch") is False,
+                 f"seal {seal} found, job {received.get('state')}" if status == 201
+                 else f"HTTP {status} {received}")
+
+    def on_chain() -> list[dict[str, Any]] | None:
+        status, body, _ = client.get(f"/v1/land/jobs/{job_id}/custody")
+        if status != 200:
+            return None
+        steps: list[dict[str, Any]] = body["containers"][0]["steps"]
+        done = {s["step"] for s in steps if s["status"] == "on-chain" and s.get("job") == job_id}
+        return steps if {"gate-out", "warehouse-receipt"} <= done else None
+
+    steps = _eventually(on_chain, "the custody chain on chain") or []
+    table = Table(title=f"custody chain of {number} (job {job_id}), as the haulier reads it",
+                  box=box.SIMPLE_HEAD, title_justify="left")
+    for column in ("step", "signed by", "time", "block", "transaction"):
+        table.add_column(column)
+    for step in steps:
+        signed = step.get("signed") or {}
+        table.add_row(step["step"], step["party"]["name"], step["time"],
+                      str(signed.get("block", "—")), str(signed.get("txHash", "—"))[:18] + "…")
+    console.print(table)
+    kinds = [s["step"] for s in steps]
+    ordered = [k for k in kinds if k in ("terminal-release", "gate-out", "warehouse-receipt")]
+    checks.check(f"land leg: the custody chain of {number} — terminal release, gate-out, receipt, "
+                 "each signed on chain by its party", ordered[-3:] == [
+                     "terminal-release", "gate-out", "warehouse-receipt"]
+                 and all(s["status"] == "on-chain" for s in steps),
+                 " → ".join(f"{s['step']} by {s['party']['name']} (block "
+                            f"{(s.get('signed') or {}).get('block')})" for s in steps) or "none")
 
 
 # -- declarations ------------------------------------------------------------------------------
