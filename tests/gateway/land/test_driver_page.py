@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from gateway.appkeys import ACCOUNTS
 from gateway.isotime import iso_time
+from gateway.land import driver_pages
 from gateway.land.live import LIVE, truck_eta
 from gateway.land.model import Job, Place
 from tests.gateway.land.support import (
     Land,
+    add_driver,
     driver_phone,
     gateway_org,
     job_body,
@@ -23,6 +26,7 @@ from tests.gateway.land.support import (
     started,
 )
 from tests.support.accounts import login
+from tests.support.browser import SIZES, chromium, open_page, screenshot
 from tests.support.readside import FORWARDER, HAULIER, TRADER
 
 #: Longest wait for one server-sent event (seconds).
@@ -281,4 +285,145 @@ async def test_the_job_page_shows_each_reader_what_it_may_see(tmp_path: Path) ->
     finally:
         for phone in phones:
             await phone.close()
+        await client.close()
+
+
+# -- in Chromium at phone size ---------------------------------------------------------------
+async def _until(check: Any, what: str, seconds: float = 20.0) -> Any:
+    """Poll ``check()`` (async) until it gives something truthy; fail after ``seconds``."""
+    for _ in range(int(seconds / 0.2)):
+        found = await check()
+        if found:
+            return found
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_in_chromium_a_driver_shares_offline_and_the_trader_sees_it_live(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(driver_pages, "BATCH_SECONDS", 1)
+    land = await started(tmp_path / "gw")
+    client = land.client
+    client.app[LIVE].poll = 0.2
+    base = str(client.make_url("")).rstrip("/")
+    phone = SIZES["phone"]
+    try:
+        first, code = await add_driver(land, "Chan Tai Man", "+852 9123 4567")
+        second, _ = await add_driver(land, "Wong Siu Ming", "+852 6123 4567")
+        job_id = await _job(land, driver=first)
+        other_id = await _job(land, driver=second, vehicle="XY 9876")
+        _users(land)
+        async with chromium() as browser:
+            cab = await browser.new_context(viewport=phone, locale="en-GB",
+                                            geolocation={"latitude": 22.3400,
+                                                         "longitude": 114.1100})
+            await cab.grant_permissions(["geolocation"], origin=base)
+            driver = await open_page(cab)
+            tab = driver.page
+            await tab.goto(base + "/driver")
+            await tab.fill("#driver-phone", "9123 4567")
+            await tab.fill("#driver-code", "00000000")
+            await tab.click("#driver-sign-in button")
+            await tab.wait_for_selector(".message:not(:empty)")
+            assert "code" in (await tab.text_content(".message") or "")
+            await screenshot(tab, "driver-sign-in-phone")
+            await tab.fill("#driver-code", code)
+            await tab.click("#driver-sign-in button")
+            await tab.wait_for_url(base + "/driver")
+            await screenshot(tab, "driver-jobs-phone")
+            await tab.click(f'a[href="/driver/jobs/{job_id}"]')
+            await tab.wait_for_selector(".qr-code")
+            await screenshot(tab, "driver-job-phone")
+            await tab.click("#share-start")
+            for lat in (22.3410, 22.3420):
+                await cab.set_geolocation({"latitude": lat, "longitude": 114.1200,
+                                           "accuracy": 10})
+                await asyncio.sleep(1.1)
+
+            async def sent() -> bool:
+                return int(await tab.get_attribute(".driver-job", "data-sent") or 0) >= 1
+
+            await _until(sent, "the first batch")
+            status = await tab.text_content("#share-status") or ""
+            assert "Sent" in status, status
+            await screenshot(tab, "driver-sharing-phone")
+
+            # a trader's map shows the truck and follows it without reloading
+            office = await browser.new_context(viewport=phone, locale="en-GB")
+            trader = await open_page(office)
+            desk = trader.page
+            await desk.goto(base + f"/login?next=/land/jobs/{job_id}")
+            await desk.fill("#login-form [name=email]", TRADER_EMAIL)
+            await desk.fill("#login-form [name=password]", PASSWORD)
+            await desk.click("#login-form button")
+            await desk.wait_for_url(base + f"/land/jobs/{job_id}")
+            await desk.wait_for_selector(".map[data-live] .map-truck")
+            await desk.evaluate("() => { window.stayed = true; }")
+            before = await desk.get_attribute(".map[data-live]", "data-truck")
+
+            # offline: positions wait on the phone with their times
+            await cab.set_offline(True)
+            offline_points = [(22.3500, 114.1300), (22.3600, 114.1400)]
+            for lat, lon in offline_points:
+                await cab.set_geolocation({"latitude": lat, "longitude": lon, "accuracy": 10})
+                await asyncio.sleep(1.1)
+
+            async def queued() -> int:
+                return int(await tab.get_attribute(".driver-job", "data-queued") or 0) >= 2
+
+            await _until(queued, "two queued positions")
+            kept = await tab.evaluate(
+                f"() => JSON.parse(localStorage.getItem("
+                f"'portledger-driver-queue-{first}-{job_id}'))")
+            times = [p["time"] for p in kept]
+            assert "No connection" in (await tab.text_content("#share-status") or "")
+            await screenshot(tab, "driver-offline-phone")
+            # the job page opens from the phone's copy without a connection
+            answer = await tab.reload()
+            assert answer is not None and answer.from_service_worker
+            await tab.wait_for_selector(".offline-note:not([hidden])")
+            assert await tab.is_visible(".qr-code")
+            await cab.set_offline(False)
+            await tab.reload()
+            await tab.wait_for_selector(".driver-job")
+
+            async def drained() -> bool:
+                return (await tab.get_attribute(".driver-job", "data-queued")) == "0"
+
+            await _until(drained, "the queue sent")
+            stored = await ok(await client.get(f"/v1/land/jobs/{job_id}/positions",
+                                               headers=land.auth(HAULIER)))
+            stored_times = [p["time"] for p in stored["positions"]]
+            for when in times:
+                assert iso_time(int(datetime.fromisoformat(when.replace("Z", "+00:00"))
+                                    .timestamp())) in stored_times, (when, stored_times)
+
+            async def moved() -> str | None:
+                where = await desk.get_attribute(".map[data-live]", "data-truck")
+                return where if where != before and where else None
+
+            where = await _until(moved, "the truck moving on the trader's map")
+            assert where.startswith("22.3") and await desk.evaluate("() => window.stayed")
+            assert "Last position" in (await desk.text_content("#truck-now") or "")
+            await screenshot(desk, "driver-trader-map-phone")
+
+            # refusal: the driver opens another driver's job
+            await tab.goto(base + f"/driver/jobs/{other_id}")
+            assert "assigned to another driver" in (await tab.text_content("main") or "")
+            await screenshot(tab, "driver-refused-phone")
+            # sign-out deletes the phone's copies and queues
+            await tab.goto(base + "/driver")
+            await tab.click("#signout")
+            await tab.wait_for_url(base + "/driver")
+            left = await tab.evaluate(
+                "async () => (await caches.keys()).filter((n) => n.startsWith('portledger-driver-'))")
+            assert left == []
+            # the only failures: the wrong code (401), the refused job (403), the offline minutes
+            assert [p for p in driver.problems + trader.problems
+                    if not p.startswith("Failed to load resource")] == []
+            assert sorted({status for status, _ in driver.failed}) == [401, 403], driver.failed
+            assert trader.failed == []
+            await office.close()
+            await cab.close()
+    finally:
         await client.close()

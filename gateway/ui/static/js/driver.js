@@ -32,22 +32,24 @@
     }
   }
 
-  // Keep this page (and others of the driver's) in the driver's cache; say when the page shown
-  // is the kept copy (no connection).
+  // Keep this page (and others of the driver's) in the driver's cache, fetched afresh; when
+  // the network cannot be reached, the page shown is the kept copy: say so.
   async function keep(driver, paths) {
-    const note = document.querySelector(".offline-note");
-    if (!navigator.onLine) {
-      if (note) note.hidden = false;
-      return;
-    }
     await dropCaches(CACHE + driver);
     dropStored(driver);
     if (!("caches" in window)) return;
-    try {
-      const cache = await caches.open(CACHE + driver);
-      await Promise.all(paths.map((path) => cache.add(new Request(path,
-        { credentials: "same-origin" }))));
-    } catch (_) { /* a page not kept is fetched next time */ }
+    const cache = await caches.open(CACHE + driver);
+    for (const path of paths) {
+      let answer;
+      try {
+        answer = await fetch(path, { credentials: "same-origin", cache: "no-store" });
+      } catch (_) {
+        const note = document.querySelector(".offline-note");
+        if (note) note.hidden = false;
+        return;
+      }
+      if (answer.ok && !answer.redirected) await cache.put(path, answer);
+    }
   }
 
   // Sign-out on a driver's page: the kept pages and queued positions go first.
