@@ -36,6 +36,7 @@ from gateway.alerts.pages import alert_html, meter_lines, time_html
 from gateway.appkeys import ALERTS, TELEMETRY, TRACKING
 from gateway.events import identifiers
 from gateway.events.model import Reference
+from gateway.land import driver_pages as land_pages
 from gateway.land.api import LAND
 from gateway.principal import Principal
 from gateway.telemetry import service as telemetry
@@ -264,6 +265,11 @@ async def container_map(request: web.Request, principal: Principal, t: Translato
     elif kind in _PLACED:
         place = _place(_PLACED[kind], last, str(last.get("time")))
     elif kind in _ON_ROAD:  # on a truck: where the truck is, if its owner lets the reader see
+        job = _object(last.get("details")).get("job")
+        followed = await land_pages.truck_map(request, principal, t, title, job) \
+            if isinstance(job, str) else None  # a land job's truck, followed live
+        if followed is not None:
+            return followed
         truck = await _truck(request, principal, last)
         return maps.map_html(t, title=title, trucks=[truck] if truck else [])
     else:  # delivered: no position of the box any more
