@@ -39,7 +39,7 @@ from gateway import errors
 from gateway.land.api import LAND, qr_image
 from gateway.land.live import latest, live_map, stream_url
 from gateway.land.model import Job
-from gateway.land.service import LandService
+from gateway.land.service import LandService, is_job_id
 from gateway.principal import Principal, principal_of
 from gateway.tracking.eta import PORTS
 from gateway.ui import maps, shell
@@ -213,6 +213,29 @@ def _place(kind: str, name: str, locode: str) -> maps.Place | None:
     return maps.Place(kind, name, port.lat, port.lon, code=locode)
 
 
+def _truck(job: Job, position: dict[str, Any], at: int) -> maps.Truck:
+    speed, heading = position.get("speed"), position.get("heading")
+    return maps.Truck(job.vehicle, float(position["lat"]), float(position["lon"]), time=at,
+                      speed=float(speed) * 3.6 if isinstance(speed, int | float) else None,
+                      heading=float(heading) if isinstance(heading, int | float) else None)
+
+
+async def truck_map(request: web.Request, who: Principal, t: Translator, title: str,
+                    job_id: str) -> str | None:
+    """The map of a box on a land job's truck (the container view's hook): the truck's latest
+    position, followed live while the job runs — when ``who`` may read the job and its truck
+    has a position; else None."""
+    land = request.app.get(LAND)
+    job = land.store.job(job_id) if land is not None and is_job_id(job_id) else None
+    if land is None or job is None or land.access(who, job) is None:
+        return None
+    found = await latest(request.app, who, job)
+    if found is None:
+        return None
+    html = maps.map_html(t, title=title, trucks=[_truck(job, *found)])
+    return live_map(html, job.id) if job.state in ("planned", "picked-up") else html
+
+
 @pages.get("/land/jobs/{job_id}")
 async def job_page(request: web.Request) -> web.Response:
     """A land job for the haulier and the job's other readers, with the live truck."""
@@ -233,17 +256,12 @@ async def job_page(request: web.Request) -> web.Response:
     trucks = []
     position: dict[str, Any] | None = None
     if found is not None:
-        position, at = found
-        speed = position.get("speed")
-        heading = position.get("heading")
-        trucks.append(maps.Truck(job.vehicle, float(position["lat"]), float(position["lon"]),
-                                 time=at, speed=float(speed) * 3.6
-                                 if isinstance(speed, int | float) else None,
-                                 heading=float(heading)
-                                 if isinstance(heading, int | float) else None))
+        position = found[0]
+        trucks.append(_truck(job, *found))
     places = [p for p in (
-        _place("terminal", _org_name(land, job.pickup.org), job.pickup.location),
         _place("warehouse", _org_name(land, job.delivery.org), job.delivery.location),
+        _place("terminal", _org_name(land, job.pickup.org), job.pickup.location)
+        if job.pickup.location != job.delivery.location else None,
     ) if p is not None]
     title = t("driver.land_job.title", job=job.id)
     map_box = maps.map_html(t, title=t("driver.map", vehicle=job.vehicle),
@@ -268,8 +286,8 @@ def _now_text(t: Translator, position: dict[str, Any] | None) -> str:
     if position is None:
         return t("driver.truck.none")
     speed = position.get("speed")
-    text = t("driver.truck.at", when=t.when(position["time"]),
-             speed=f"{float(speed) * 3.6:.0f}" if isinstance(speed, int | float) else "—")
+    text = t("driver.truck.at", when=t.when(position["time"]), speed=f"{float(speed) * 3.6:.0f}") \
+        if isinstance(speed, int | float) else t("driver.truck.at_when", when=t.when(position["time"]))
     eta = position.get("eta")
     if isinstance(eta, dict):
         if eta.get("arrived"):

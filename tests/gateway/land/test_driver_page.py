@@ -15,7 +15,9 @@ from gateway.isotime import iso_time
 from gateway.land import driver_pages
 from gateway.land.live import LIVE, truck_eta
 from gateway.land.model import Job, Place
+from tests.gateway.alerts.gateway_support import event
 from tests.gateway.land.support import (
+    BOX1,
     Land,
     add_driver,
     driver_phone,
@@ -27,7 +29,7 @@ from tests.gateway.land.support import (
 )
 from tests.support.accounts import login
 from tests.support.browser import SIZES, chromium, open_page, screenshot
-from tests.support.readside import FORWARDER, HAULIER, TRADER
+from tests.support.readside import FORWARDER, HAULIER, TERMINAL, TRADER
 
 #: Longest wait for one server-sent event (seconds).
 WAIT = 10.0
@@ -425,5 +427,31 @@ async def test_in_chromium_a_driver_shares_offline_and_the_trader_sees_it_live(
             assert trader.failed == []
             await office.close()
             await cab.close()
+    finally:
+        await client.close()
+
+
+async def test_the_container_view_follows_the_truck_of_its_land_job(tmp_path: Path) -> None:
+    land = await started(tmp_path / "gw")
+    client = land.client
+    try:
+        job_id = await _job(land)
+        await ok(await client.post(f"/v1/land/jobs/{job_id}/positions", json={"positions": [
+            {"time": iso_time(land.now - 30), "lat": 22.331, "lon": 114.161}]},
+            headers=land.auth(HAULIER)), 202)
+        land.port.record(TERMINAL, event(
+            "TERMINAL.GTOT", "container", BOX1, land.now - 600,
+            details={"job": job_id, "vehicle": "AB1234", "haulier": HAULIER}),
+            block_time=land.now - 600, readers=(HAULIER, TRADER))
+        _users(land)
+        await login(client, TRADER_EMAIL, PASSWORD)
+        view = await _html(await client.get(f"/containers/{BOX1}"))
+        assert f'data-live="/v1/land/jobs/{job_id}/positions/stream"' in view
+        assert "22.331" in view and "AB1234" in view
+        # the job cancelled: the box's map still shows the last position, not followed
+        await ok(await client.post(f"/v1/land/jobs/{job_id}/cancel", json={},
+                                   headers=land.auth(HAULIER)))
+        view = await _html(await client.get(f"/containers/{BOX1}"))
+        assert "data-live" not in view and "22.331" in view
     finally:
         await client.close()

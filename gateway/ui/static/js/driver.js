@@ -292,8 +292,9 @@
     }
     map.addEventListener("portledger:position", (event) => {
       const data = event.detail;
-      let text = P.t("driver.truck.at", { when: P.when(data.time),
-        speed: typeof data.speed === "number" ? Math.round(data.speed * 3.6) : "—" });
+      let text = typeof data.speed === "number"
+        ? P.t("driver.truck.at", { when: P.when(data.time), speed: Math.round(data.speed * 3.6) })
+        : P.t("driver.truck.at_when", { when: P.when(data.time) });
       if (data.eta && data.eta.arrived) text += " " + P.t("driver.truck.arrived");
       else if (data.eta) {
         text += " " + P.t("driver.truck.eta", { when: P.when(data.eta.time),
