@@ -327,7 +327,7 @@ async def test_in_chromium_a_driver_shares_offline_and_the_trader_sees_it_live(
             await tab.fill("#driver-code", "00000000")
             await tab.click("#driver-sign-in button")
             await tab.wait_for_selector(".message:not(:empty)")
-            assert "code" in (await tab.text_content(".message") or "")
+            assert "ask your office" in (await tab.text_content(".message") or "")
             await screenshot(tab, "driver-sign-in-phone")
             await tab.fill("#driver-code", code)
             await tab.click("#driver-sign-in button")
@@ -453,5 +453,47 @@ async def test_the_container_view_follows_the_truck_of_its_land_job(tmp_path: Pa
                                    headers=land.auth(HAULIER)))
         view = await _html(await client.get(f"/containers/{BOX1}"))
         assert "data-live" not in view and "22.331" in view
+    finally:
+        await client.close()
+
+
+async def test_in_chromium_at_office_width(tmp_path: Path) -> None:
+    land = await started(tmp_path / "gw")
+    client = land.client
+    base = str(client.make_url("")).rstrip("/")
+    try:
+        first, code = await add_driver(land, "Chan Tai Man", "+852 9123 4567")
+        job_id = await _job(land, driver=first)
+        await ok(await client.post(f"/v1/land/jobs/{job_id}/positions", json={"positions": [
+            {"time": iso_time(land.now - 30), "lat": 22.331, "lon": 114.161, "speed": 9}]},
+            headers=land.auth(HAULIER)), 202)
+        _users(land)
+        async with chromium() as browser:
+            context = await browser.new_context(viewport=SIZES["desktop"], locale="zh-HK")
+            watched = await open_page(context)
+            tab = watched.page
+            await tab.goto(base + "/driver?lang=zh-Hant")
+            await tab.fill("#driver-phone", "+852 9123 4567")
+            await tab.fill("#driver-code", code)
+            await screenshot(tab, "driver-sign-in-desktop")
+            await tab.click("#driver-sign-in button")
+            await tab.wait_for_url(base + "/driver")
+            await tab.goto(base + f"/driver/jobs/{job_id}")
+            await tab.wait_for_selector(".qr-code")
+            assert "開始分享" in (await tab.text_content("#share-start") or "")
+            await screenshot(tab, "driver-job-desktop")
+            office = await browser.new_context(viewport=SIZES["desktop"], locale="en-GB")
+            desk = (await open_page(office)).page
+            await desk.goto(base + f"/login?next=/land/jobs/{job_id}")
+            await desk.fill("#login-form [name=email]", HAULIER_EMAIL)
+            await desk.fill("#login-form [name=password]", PASSWORD)
+            await desk.click("#login-form button")
+            await desk.wait_for_url(base + f"/land/jobs/{job_id}")
+            await desk.wait_for_selector(".map[data-live] .map-truck")
+            assert "Arrives about" in (await desk.text_content("#truck-now") or "")
+            await screenshot(desk, "driver-land-job-desktop")
+            assert watched.problems == []
+            await office.close()
+            await context.close()
     finally:
         await client.close()

@@ -92,7 +92,10 @@
           location.assign("/driver");
           return;
         }
-        P.say(form, P.errorText({ status: response.status, data }));
+        const error = (data && data.error && data.error.code) || "";
+        P.say(form, error === "bad-code" ? P.t("driver.sign_in.bad_code")
+          : error === "code-throttled" ? P.t("driver.sign_in.throttled")
+            : P.errorText({ status: response.status, data }));
       } catch (_) {
         P.say(form, P.t("driver.share.offline"));
       }
