@@ -316,10 +316,12 @@ def _seal_text(t: Translator, seals: dict[str, Any]) -> str:
 def _custody_step(t: Translator, chain: dict[str, Any], step: dict[str, Any]) -> str:
     name = str(step.get("step"))
     label = t("scan.custody.step." + name) if t.has("scan.custody.step." + name) else name
-    party = _object(step.get("party"))
-    lines = [f'<span class=step>{e(label)}</span> {time_html(t, step.get("time"))}',
-             f'<span class=party>{e(t("scan.custody.by", party=party.get("name") or "—"))}'
-             "</span>"]
+    party = str(_object(step.get("party")).get("name") or "—")
+    signed = step.get("signed")
+    by = t("scan.custody.by", party=party) if isinstance(signed, dict) else t(
+        "scan.custody.recorded_by", party=party)
+    lines = [f'<span><span class=step>{e(label)}</span> {time_html(t, step.get("time"))}</span>',
+             f"<span class=party>{e(by)}</span>"]
     if name == "gate-out" and step.get("job") == chain["job"]:
         lines.append(f'<span>{e(t("scan.custody.truck", vehicle=chain["vehicle"]))}'
                      + (f' · {e(t("scan.custody.driver", driver=chain["driver"]))}'
@@ -331,7 +333,6 @@ def _custody_step(t: Translator, chain: dict[str, Any], step: dict[str, Any]) ->
         if chain["condition"]:
             lines.append(f'<span>{e(t("scan.custody.condition", notes=chain["condition"]))}'
                          "</span>")
-    signed = step.get("signed")
     if isinstance(signed, dict):
         tx = str(signed.get("txHash") or "")
         short = tx[:10] + "…" + tx[-6:] if len(tx) > 20 else tx
@@ -343,7 +344,7 @@ def _custody_step(t: Translator, chain: dict[str, Any], step: dict[str, Any]) ->
         status = str(step.get("status") or "unknown")
         lines.append(f'<span class=sig>{e(t("scan.custody.pending", status=status))}</span>')
         css = " class=pending"
-    return f"<li{css}>{'<br>'.join(lines)}</li>"
+    return f"<li{css}>{''.join(lines)}</li>"
 
 
 def custody_html(t: Translator, chains: list[dict[str, Any]]) -> str:

@@ -145,6 +145,10 @@ async def test_scanning_in_chromium_with_a_fake_camera(tmp_path: Path) -> None:
             assert f"{BOX1}: seals match (SEAL001)" in outcome
             assert f"{BOX2}: MISMATCH — expected SEAL002, found SEAL999" in outcome
             await screenshot(tab, f"scan-receive-done-{size}")
+            await tab.goto(f"{base}/containers/{BOX2}")
+            custody = await tab.text_content("#custody") or ""
+            assert "Seal mismatch: expected SEAL002, found SEAL999" in custody
+            await screenshot(tab, f"scan-custody-{size}")
             # the gate again with the same token: replayed; a forged one: forged
             await tab.click("#signout")
             await tab.wait_for_url(base + "/")
@@ -170,6 +174,21 @@ async def test_scanning_in_chromium_with_a_fake_camera(tmp_path: Path) -> None:
                     if "/login" not in f[1] and "/v1/land/" not in f[1]] == []
             assert [p for p in watched.problems if "status of 4" not in p] == []
             await context.close()
+            # at office width: the receive page, and the trader's custody chain
+            context = await browser.new_context(viewport=SIZES["desktop"], locale="en-GB",
+                                                timezone_id="Asia/Hong_Kong")
+            watched = await open_page(context)
+            tab = watched.page
+            await _sign_in(tab, base, USERS[WAREHOUSE], "/scan/receive")
+            await screenshot(tab, "scan-receive-desktop")
+            await tab.click("#signout")
+            await tab.wait_for_url(base + "/")
+            await _sign_in(tab, base, USERS[TRADER], f"/containers/{BOX2}")
+            custody = await tab.text_content("#custody") or ""
+            assert "Gate-out at the terminal" in custody and "SEAL" not in custody
+            await screenshot(tab, "scan-custody-desktop")
+            assert watched.problems == [], watched.problems
+            await context.close()
     finally:
         await client.close()
 
@@ -190,8 +209,8 @@ async def test_custody_chain_on_the_container_view(tmp_path: Path) -> None:
         assert f"Job {job_id} (delivered)" in section
         assert "Carrier release" not in section  # the carrier named no warehouse
         assert "Gate-out at the terminal" in section and "Truck AB1234" in section
-        assert "Signed by Hong Kong Container Terminal" in section
-        assert "Receipt at the warehouse" in section and "Signed by Tsing Yi Warehouse" in section
+        assert "Recorded by Hong Kong Container Terminal, to be signed by it" in section
+        assert "Receipt at the warehouse" in section and "Recorded by Tsing Yi Warehouse" in section
         assert "Seal mismatch: expected SEAL002, found SEAL777" in section
         assert "Condition: Door dented" in section
         assert "Not yet on chain (accepted)" in section  # no node here: in the outbox
