@@ -759,21 +759,21 @@ class AlertEngine:
         """Re-evaluate the subjects time alone may have changed (:func:`rules.due` over the
         store's indexes); the transitions recorded."""
         at = int(self.clock()) if now is None else now
-        async with self._lock:
-            pairs = self.store.due(at)
-            if not pairs:
-                return 0
-            by_org: dict[int, list[Reference]] = {}
-            for org_id, subject in pairs:
-                by_org.setdefault(org_id, []).append(subject)
-            recorded = 0
-            with _long_lived_frozen():
+        with _long_lived_frozen():  # (the dispatch of its transitions too)
+            async with self._lock:
+                pairs = self.store.due(at)
+                if not pairs:
+                    return 0
+                by_org: dict[int, list[Reference]] = {}
+                for org_id, subject in pairs:
+                    by_org.setdefault(org_id, []).append(subject)
+                recorded = 0
                 for r in self.recipients():
                     subjects = by_org.get(r.org_id)
                     if subjects:
                         recorded += await self._evaluate_many(r, subjects, deliver=True,
                                                               cached=True, now=at)
-        self.dispatcher.dispatch()
+            self.dispatcher.dispatch()
         return recorded
 
     async def catch_up(self, *, page: int = 1000, max_pages: int = 100_000) -> int:
