@@ -20,13 +20,17 @@ lacks the page's role, or who may not write events, gets the refusal page.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
-from contracts import ROLES
-from gateway.intake.service import caller_roles
+from contracts import ROLES, roles_mask
+from gateway.appkeys import ACCOUNTS
+from gateway.intake.service import caller_roles, read_model
+from gateway.principal import Principal
 from gateway.ui import shell
 from gateway.ui.i18n import Translator
-from gateway.ui.shell import e, render, signed_in, translator
+from gateway.ui.shell import NavItem, e, render, signed_in, translator
 
 pages = shell.Pages()
 
@@ -101,6 +105,27 @@ async def scan_gate_out(request: web.Request) -> web.Response:
     return _page(request, "gate-out")
 
 
+def _may_scan(app: web.Application, role: str) -> Callable[[Principal | None], bool]:
+    """Whether the navigation shows a scan page to a user: ``events:write`` and the role, as
+    :func:`gateway.intake.service.caller_roles` reads it (the chain directory, else the
+    account)."""
+
+    def visible(who: Principal | None) -> bool:
+        if who is None or "events:write" not in who.scopes or who.role == "driver":
+            return False
+        model = read_model(app)
+        org = model.organisation(who.chain_org) if model is not None and who.chain_org else None
+        roles = int(org.roles) if org is not None else roles_mask(
+            list(app[ACCOUNTS].organisation(who.org_id).roles))
+        return bool(roles & ROLES[role])
+
+    return visible
+
+
 def setup(app: web.Application) -> None:
-    """The scan pages."""
+    """The scan pages, in the navigation of a warehouse's and a terminal's users."""
     pages.setup(app)
+    shell.add_nav(app, NavItem("/scan/receive", "scan.nav_receive", 46,
+                               _may_scan(app, "warehouse")))
+    shell.add_nav(app, NavItem("/scan/gate-out", "scan.nav_gate", 47,
+                               _may_scan(app, "terminal")))

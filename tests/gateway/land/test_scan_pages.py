@@ -77,14 +77,17 @@ async def test_pages_for_their_roles_only(tmp_path: Path) -> None:
         assert 'data-page="scan"' in text and 'data-mode="receive"' in text
         assert "Receive at the warehouse" in text and 'id=scan-condition' in text
         assert job_id not in text  # nothing of a job until the API answers for the user
+        assert 'href="/scan/receive"' in text and 'href="/scan/gate-out"' not in text  # nav
         assert "Only a terminal" in await _page(client, "/scan/gate-out", 403)
         assert "倉庫收貨" in await _page(client, "/scan/receive?lang=zh-Hant")
         await login(client, USERS[TERMINAL], PASSWORD)
         text = await _page(client, "/scan/gate-out?lang=zh-Hans")
         assert "码头闸口提箱出闸" in text and 'data-mode="gate-out"' in text
         assert "只有仓库的用户" in await _page(client, "/scan/receive", 403)
+        assert 'href="/scan/gate-out"' in text and 'href="/scan/receive"' not in text
         await login(client, USERS[TRADER], PASSWORD)
-        await _page(client, "/scan/receive?lang=en", 403)
+        text = await _page(client, "/scan/receive?lang=en", 403)
+        assert "/scan/" not in text.replace("/scan/receive?lang", "")  # no nav entry either
         await _page(client, "/scan/gate-out", 403)
     finally:
         await client.close()
