@@ -331,7 +331,7 @@ async def test_in_chromium_a_driver_shares_offline_and_the_trader_sees_it_live(
             await screenshot(tab, "driver-sign-in-phone")
             await tab.fill("#driver-code", code)
             await tab.click("#driver-sign-in button")
-            await tab.wait_for_url(base + "/driver")
+            await tab.wait_for_selector(".driver-home")
             await screenshot(tab, "driver-jobs-phone")
             await tab.click(f'a[href="/driver/jobs/{job_id}"]')
             await tab.wait_for_selector(".qr-code")
@@ -347,7 +347,7 @@ async def test_in_chromium_a_driver_shares_offline_and_the_trader_sees_it_live(
 
             await _until(sent, "the first batch")
             status = await tab.text_content("#share-status") or ""
-            assert "Sent" in status, status
+            assert "Positions sent" in status, status
             await screenshot(tab, "driver-sharing-phone")
 
             # a trader's map shows the truck and follows it without reloading
@@ -416,7 +416,7 @@ async def test_in_chromium_a_driver_shares_offline_and_the_trader_sees_it_live(
             # sign-out deletes the phone's copies and queues
             await tab.goto(base + "/driver")
             await tab.click("#signout")
-            await tab.wait_for_url(base + "/driver")
+            await tab.wait_for_selector("#driver-sign-in")
             left = await tab.evaluate(
                 "async () => (await caches.keys()).filter((n) => n.startsWith('portledger-driver-'))")
             assert left == []
@@ -477,7 +477,7 @@ async def test_in_chromium_at_office_width(tmp_path: Path) -> None:
             await tab.fill("#driver-code", code)
             await screenshot(tab, "driver-sign-in-desktop")
             await tab.click("#driver-sign-in button")
-            await tab.wait_for_url(base + "/driver")
+            await tab.wait_for_selector(".driver-home")
             await tab.goto(base + f"/driver/jobs/{job_id}")
             await tab.wait_for_selector(".qr-code")
             assert "開始分享" in (await tab.text_content("#share-start") or "")
