@@ -33,6 +33,15 @@ read model's history without delivering it (old news is recorded, not sent).
 
 **Order.** Events and readings share one receive order: ``(recorded time << 32) | id`` (block
 time and event id; stored time and reading id).
+
+**Caches and writes.** Each (organisation, subject) keeps its facts with the visible events
+they rest on, its stored states and its wake time (an LRU of ``state_cache_entries``). A new
+event that touches a subject is added to its facts (decrypted once, for that organisation);
+the facts are read again from the read model when that cannot be trusted (a vessel, a newly
+linked document, a document's event that need not name its containers, a retraction, other
+grants, ``facts_ttl_seconds``). A long evaluation writes 200 subjects a transaction from a
+worker thread while it evaluates the next 200 (:class:`_Writes`); the clock pass keeps the
+long-lived objects out of the garbage collector's full passes. Measured in ``docs/alerts.md``.
 """
 
 from __future__ import annotations
