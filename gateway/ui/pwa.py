@@ -13,6 +13,10 @@ offline page.
 * ``/offline`` is the page shown when a navigation fails without a connection. It is rendered
   for nobody (no user, no organisation, no CSRF token), whoever asks, since the worker keeps
   it; the worker fetches it without cookies too.
+* A driver's pages keep themselves in a cache of that driver's own (``portledger-driver-<id>``,
+  deleted at sign-out; gateway/land/driver_pages.py); the worker answers a failed navigation
+  from it before the offline page, and never writes to it. The manifest's shortcut opens
+  ``/driver``.
 
 The script registers the worker (``static/js/pwa.js``).
 """
@@ -61,6 +65,10 @@ def manifest() -> dict[str, object]:
                    "purpose": purpose} for name, size, purpose in ICONS]
         + [{"src": "/static/pwa/icon.svg", "sizes": "any", "type": "image/svg+xml",
             "purpose": "any"}],
+        # the drivers' way in (gateway/land/driver_pages.py): the app is one, scope "/"
+        "shortcuts": [{"name": "My jobs (drivers)", "short_name": "My jobs", "url": "/driver",
+                       "icons": [{"src": "/static/pwa/icon-192.png", "sizes": "192x192",
+                                  "type": "image/png"}]}],
     }
 
 
