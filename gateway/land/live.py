@@ -177,7 +177,7 @@ async def _follow(request: web.Request, response: web.StreamResponse, who: Princ
     last = 0
     state = job.state
     await response.write(b"retry: 5000\n\n")
-    with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
+    with contextlib.suppress(ConnectionResetError):  # the client left
         while True:
             found = await latest(request.app, who, job, since=last + 1 if last else 0)
             if found is not None:

@@ -370,7 +370,7 @@ async def test_in_chromium_a_driver_shares_offline_and_the_trader_sees_it_live(
                 await cab.set_geolocation({"latitude": lat, "longitude": lon, "accuracy": 10})
                 await asyncio.sleep(1.1)
 
-            async def queued() -> int:
+            async def queued() -> bool:
                 return int(await tab.get_attribute(".driver-job", "data-queued") or 0) >= 2
 
             await _until(queued, "two queued positions")
@@ -390,7 +390,8 @@ async def test_in_chromium_a_driver_shares_offline_and_the_trader_sees_it_live(
             await tab.wait_for_selector(".driver-job")
 
             async def drained() -> bool:
-                return (await tab.get_attribute(".driver-job", "data-queued")) == "0"
+                queued_now: str | None = await tab.get_attribute(".driver-job", "data-queued")
+                return queued_now == "0"
 
             await _until(drained, "the queue sent")
             stored = await ok(await client.get(f"/v1/land/jobs/{job_id}/positions",
