@@ -15,6 +15,21 @@
   const SHARING = "portledger-driver-sharing-";
   const FINAL = ["delivered", "cancelled"];
 
+  // The API without P.api's turn to the e-mail sign-in on a 401: a driver whose session ended
+  // is told so on the page (positions stay queued) and signs in again at /driver.
+  async function call(method, path, body) {
+    const headers = { Accept: "application/json" };
+    if (method !== "GET") {
+      headers["X-CSRF-Token"] = document.querySelector('meta[name="csrf-token"]').content;
+      headers["Content-Type"] = "application/json";
+    }
+    const response = await fetch(path, { method, headers, credentials: "same-origin",
+      body: body === undefined ? undefined : JSON.stringify(body) });
+    let data = null;
+    try { data = await response.json(); } catch (_) { data = null; }
+    return { status: response.status, ok: response.ok, data };
+  }
+
   async function dropCaches(keep) {
     if (!("caches" in window)) return;
     const names = await caches.keys();
@@ -195,7 +210,7 @@
     }
 
     async function checkState() {
-      const answer = await P.api("GET", "/v1/land/jobs/" + id).catch(() => null);
+      const answer = await call("GET", "/v1/land/jobs/" + id).catch(() => null);
       if (answer && answer.ok && answer.data) {
         state = answer.data.state;
         if (FINAL.includes(state)) stop(state);
@@ -212,7 +227,7 @@
         const batch = items.slice(0, 500);
         let result;
         try {
-          result = await P.api("POST", "/v1/land/jobs/" + id + "/positions", { positions: batch });
+          result = await call("POST", "/v1/land/jobs/" + id + "/positions", { positions: batch });
         } catch (_) {
           say(P.t("driver.share.offline"));
           return;
@@ -236,6 +251,8 @@
           if (codes.includes("after-delivery")) stop("delivered");
           else if (codes.includes("after-window")) stop("window");
           else checkState();
+        } else if (result.status === 401) {
+          say(P.t("driver.share.signed_out"));
         } else {
           say(P.t("driver.share.refused_all", { reason: P.errorText(result) }));
           if ([403, 404, 409].includes(result.status)) stop(null);
