@@ -4,6 +4,7 @@ composed from its parts, the catalogue endpoint, and the SVG chart."""
 
 from __future__ import annotations
 
+import gzip
 import re
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,11 @@ async def test_the_script_and_the_catalogue_are_served_with_their_headers(
     assert script.index("// --- 00-shell.js") < script.index(f"// --- {parts[-1]}")
     for name, value in SECURITY_HEADERS.items():
         assert resp.headers[name] == value
+    packed = await client.get("/static/portledger.js", headers={"Accept-Encoding": "gzip"},
+                              auto_decompress=False)
+    assert packed.headers["Content-Encoding"] == "gzip" and packed.headers["Vary"] == (
+        "Accept-Encoding")
+    assert gzip.decompress(await packed.read()).decode() == script
     again = await client.get("/static/portledger.js",
                              headers={"If-None-Match": resp.headers["ETag"]})
     assert again.status == 304
