@@ -270,6 +270,8 @@ async def landing(request: web.Request) -> web.Response:
     everyone else."""
     t = translator(request)
     principal = principal_of(request)
+    if principal is not None and principal.role == "driver":
+        raise web.HTTPFound("/driver")  # a driver's start: their jobs
     if (principal is not None and principal.via != "api_key" and principal.user_id is not None
             and "tracking:read" in principal.scopes):
         body = (dashboard_html(request, principal, t)

@@ -172,8 +172,10 @@ async def operator_page(request: web.Request) -> web.Response:
     return render(request, page="operator", title=t("nav.operator"), body=body)
 
 
-def _signed(principal: Principal | None) -> bool:
-    return principal is not None
+def _tracks(principal: Principal | None) -> bool:
+    """Signed in with the right to track (a driver, who may only see their jobs, is not)."""
+    return principal is not None and "tracking:read" in principal.scopes
+
 
 
 def setup(app: web.Application) -> None:
@@ -183,9 +185,9 @@ def setup(app: web.Application) -> None:
     pages.setup(app)
     admin.setup(app)
     # signed in, "/" is the user's own shipments; signed out, the track box
-    shell.add_nav(app, NavItem("/", "nav.my_shipments", 10, _signed))
+    shell.add_nav(app, NavItem("/", "nav.my_shipments", 10, _tracks))
     shell.add_nav(app, NavItem("/", "nav.track", 10, lambda p: p is None))
-    shell.add_nav(app, NavItem("/access-log", "nav.access_log", 50, _signed))
+    shell.add_nav(app, NavItem("/access-log", "nav.access_log", 50, _tracks))
     shell.add_nav(app, NavItem("/keys", "nav.keys", 80,
                                lambda p: p is not None and "org:admin" in p.scopes))
     shell.add_nav(app, NavItem("/operator", "nav.operator", 90,

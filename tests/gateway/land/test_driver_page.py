@@ -238,6 +238,10 @@ async def test_driver_pages_show_a_driver_their_own_job_only(tmp_path: Path) -> 
         from gateway.land.api import qr_image
         svg = qr_image(token, "svg").decode()
         assert svg.split("<path", 1)[1] in page
+        # a driver's start is their jobs; their navigation has no tracking, no access log
+        start = await phone1.get("/", allow_redirects=False)
+        assert start.status == 302 and start.headers["Location"] == "/driver"
+        assert 'href="/access-log"' not in home and ">My shipments<" not in home
         # another driver of the haulier: refused with the reason, nothing of the job shown
         refused_page = await _html(await phone2.get(f"/driver/jobs/{job_id}"), 403)
         assert "assigned to another driver" in refused_page and "AB1234" not in refused_page
