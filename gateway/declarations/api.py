@@ -12,6 +12,8 @@
 ``POST /v1/declarations/{id}/drafts/{draft}/approve``       approve a draft without errors
 ``POST /v1/declarations/{id}/drafts/{draft}/submit``        submit an approved draft
 ``GET /v1/declarations/{id}/submissions``                   statuses, numbers, history
+``POST /v1/declarations/authorities/{authority}/bind``      the authority's customs organisation
+                                                            binds itself on chain (once)
 =========================================================  =====================================
 
 A truck job (``kind: truck``, the job's id) is declared by the job's haulier alone; its record,
@@ -38,13 +40,21 @@ from aiohttp import web
 from gateway import appkeys, openapi
 from gateway.appkeys import ACCOUNTS, CONFIG
 from gateway.appkeys import DECLARATIONS as DECLARATIONS  # (re-exported: the tests' import)
-from gateway.declarations import hs, invoice
+from gateway.declarations import hs, invoice, onchain
 from gateway.declarations.connectors import http_connectors
 from gateway.declarations.drafts import CorrectionError, DraftSet, apply_correction
 from gateway.declarations.model import AUTHORITIES, Correction, DeclarationSettings
 from gateway.declarations.service import DOCUMENT_KINDS, DeclarationService
 from gateway.declarations.store import DeclarationStore, Shipment, document_hash
-from gateway.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound, Unprocessable
+from gateway.errors import (
+    ApiError,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unavailable,
+    Unprocessable,
+)
 from gateway.events import identifiers
 from gateway.events.model import EventError, parse_time
 from gateway.jsonbody import read_json
@@ -447,6 +457,38 @@ async def submissions(request: web.Request) -> web.Response:
     service = _service(request)
     return web.json_response({"submissions": [
         submission_json(service, s) for s in service.store.submissions_of(shipment.id)]})
+
+
+@api.post("/v1/declarations/authorities/{authority}/bind", openapi.operation(
+    "Bind your customs organisation to an authority in Declarations.vy (once; idempotent: "
+    "the answer says where the binding stands)",
+    parameters=[openapi.path_parameter("authority", {"enum": list(onchain.AUTHORITY_CODES)})],
+    ok=202, ok_schema=_OBJECT, errors=(*_ERRORS, 404, 503),
+))
+async def bind_authority(request: web.Request) -> web.Response:
+    """Only the organisation the gateway's settings name as the authority's binds it; the
+    contract refuses a caller without the customs role and a second binding of an authority
+    (the receipt then says so)."""
+    principal = require(request, WRITE)
+    service = _service(request)
+    authority = request.match_info["authority"]
+    if authority not in onchain.AUTHORITY_CODES:
+        raise NotFound(f"no authority {authority[:20]}", code="authority-not-found")
+    configured = (service.settings.cn_authority_org if authority == "cn-itsw"
+                  else service.settings.hk_authority_org)
+    if configured != principal.org_id:
+        raise Forbidden(f"this gateway does not name your organisation as {authority}'s",
+                        code="not-the-authority")
+    org = request.app[ACCOUNTS].organisation(principal.org_id)
+    if org.chain_org is None:
+        raise Forbidden("your organisation is not a member on chain", code="not-on-chain")
+    if service.outbox is None:
+        raise Unavailable("this gateway has no write path", code="no-write-path")
+    (receipt,) = await service.outbox.accept_async(principal.org_id,
+                                                   [onchain.bind_operation(authority)])
+    return web.json_response({"authority": authority,
+                              "code": onchain.AUTHORITY_CODES[authority],
+                              "receipt": receipt.to_json()}, status=202)
 
 
 # -- lifecycle ---------------------------------------------------------------------------------

@@ -9,10 +9,11 @@ filing is final (the contract refuses a status of an unknown declaration). The c
 filings from agents, forwarders, carriers and airlines only (:data:`DECLARANT_ROLES`): a
 declarant without such a role (a shipper) keeps its declaration off this contract — its
 results still reach tracking as customs events. The customs organisation binds itself to its
-authority once (``bindAuthority``), an operator's step.
+authority once (``bindAuthority``, :func:`bind_operation`: ``POST
+/v1/declarations/authorities/{authority}/bind``), an operator's step.
 
-Idempotency keys: ``declarations:file:<submission>`` and
-``declarations:post:<submission>:<status>``.
+Idempotency keys: ``declarations:bind:<authority code>``, ``declarations:file:<submission>``
+and ``declarations:post:<submission>:<status>``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,20 @@ def document_digest(document: dict[str, object]) -> bytes:
     """keccak-256 of a document's canonical JSON (the hash filed on chain)."""
     return keccak(json.dumps(document, sort_keys=True, separators=(",", ":"),
                              ensure_ascii=False).encode())
+
+
+def bind_key(authority: str) -> str:
+    """The idempotency key of binding ``authority``'s code (TDEC and ROCARS share code 1)."""
+    return f"declarations:bind:{AUTHORITY_CODES[authority]}"
+
+
+def bind_operation(authority: str) -> Operation:
+    """The customs organisation's ``Declarations.bindAuthority(code of authority)``."""
+    code = AUTHORITY_CODES[authority]
+    return Operation(
+        idempotency_key=bind_key(authority), kind="call", to=abi.address("Declarations"),
+        data=abi.call_data("Declarations", "bindAuthority", code),
+        summary=f"bind authority {code} ({authority})")
 
 
 def file_key(submission: str) -> str:

@@ -74,3 +74,39 @@ def settle(outbox: Any, org_id: int, op_id: int) -> None:
     tx = outbox.persist_tx(org_id=org_id, sender="0x" + "00" * 20, nonce=0,
                            tx_hash="0x" + "ab" * 32, raw=b"\x01", kind="call", op_ids=[op_id])
     outbox.finish_tx(tx.tx_id, status="mined", block=7, final={op_id: None})
+
+
+async def test_customs_binds_its_authority_through_the_api(
+        gateway: tuple[TestClient[Any, Any], Port]) -> None:
+    """The organisation the gateway names as an authority's (customs on chain) binds it through
+    ``POST /v1/declarations/authorities/{authority}/bind``: one ``bindAuthority`` call in its
+    outbox (asking again answers the same operation), which the real contract takes; anyone
+    else is refused, an unknown authority is 404."""
+    client, port = gateway
+    path = "/v1/declarations/authorities/{}/bind"
+    answer = await body(await client.post(path.format("cn-itsw"), headers=port.auth[CUSTOMS]),
+                        202)
+    assert (answer["authority"], answer["code"]) == ("cn-itsw", 2)
+    assert answer["receipt"]["id"] == "declarations:bind:2"
+    assert answer["receipt"]["duplicate"] is False
+    again = await body(await client.post(path.format("cn-itsw"), headers=port.auth[CUSTOMS]),
+                       202)
+    assert again["receipt"]["duplicate"] is True
+    hk = await body(await client.post(path.format("hk-tdec"), headers=port.auth[CUSTOMS]), 202)
+    rocars = await body(await client.post(path.format("hk-rocars"),
+                                          headers=port.auth[CUSTOMS]), 202)
+    assert hk["receipt"]["id"] == rocars["receipt"]["id"] == "declarations:bind:1"
+    assert rocars["receipt"]["duplicate"] is True  # TDEC and ROCARS are one authority on chain
+    outbox = client.app[OUTBOX]
+    calls = [op for op in outbox.pending(port.orgs[CUSTOMS], 100) if op.kind == "call"]
+    assert [op.idempotency_key for op in calls] == ["declarations:bind:2", "declarations:bind:1"]
+    chain = reset_port()
+    for op in calls:
+        chain.send(chain.Declarations.address, op.data, chain.accounts[CUSTOMS])
+    assert chain.Declarations.functions.authority_org(2).call() == CUSTOMS
+    assert chain.Declarations.functions.authority_org(1).call() == CUSTOMS
+    refused = await client.post(path.format("cn-itsw"), headers=port.auth[FORWARDER])
+    assert refused.status == 403
+    assert (await refused.json())["error"]["code"] == "not-the-authority"
+    unknown = await client.post(path.format("us-ace"), headers=port.auth[CUSTOMS])
+    assert unknown.status == 404
