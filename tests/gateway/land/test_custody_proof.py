@@ -1,0 +1,211 @@
+"""The custody chain in a proof bundle, on a real chain: what a bank or an insurer verifies.
+
+One ``portledger node`` process (repository genesis, loopback) and the whole gateway
+(``create_app``) in front of it, the demo members' development keys. The terminal discharges the
+box and marks it available for pick-up, the carrier releases its B/L, the haulier plans a job
+and takes the token; the terminal records the gate-out and the warehouse the receipt through the
+land API (write path, signed by each publisher's key, on chain, indexed). Then whoever may see
+the events exports a proof bundle (``POST /v1/proofs`` with ``events: visible``) and
+:func:`proofs.verify.verify_bundle` — offline, against ``genesis.json`` only — accepts it. The
+container's bundle proves the box's steps (availability, gate-out, receipt); the B/L's adds the
+carrier's release, so it carries the whole chain the custody view shows. Each step is attributed
+to its signer: the transaction's sender is that member's account and the cargo log names it as
+publisher. A member that may not read an event (the warehouse and the terminal's named-only
+availability; the carrier and a receipt named to the haulier only) gets a bundle without it and
+cannot ask for it by id."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import create_app
+from gateway.appkeys import KEYSTORE
+from gateway.isotime import iso_time
+from proofs.summary import Verified, event_type_name
+from proofs.verify import verify_bundle
+from tests.gateway.land.support import ok
+from tests.gateway.land.test_land_chain import _final, _indexed
+from tests.support import readside as rs
+from tests.support.dcsa import config, organisation
+from tests.support.nodes import REPO_GENESIS, NodeProcess
+
+pytestmark = pytest.mark.integration
+
+BOX = rs.container("CSQU", 620001)
+MBL = "PCOL6200001"
+SCOPES = ("events:read", "events:write", "tracking:read", "org:admin", "proofs:export")
+MEMBERS = ((rs.TERMINAL, "Kwai Tsing Container Terminal"), (rs.CARRIER, "Pacific Ocean Line"),
+           (rs.HAULIER, "Swift Haulage"), (rs.WAREHOUSE, "Tsuen Wan Logistics Warehouse"),
+           (rs.BANK, "Harbour Trade Bank"))
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    process = NodeProcess(tmp_path_factory.mktemp("custody") / "node", REPO_GENESIS).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def _steps(verified: Verified) -> list[tuple[str, int, str]]:
+    """(event type, publisher, signing account) of each proven cargo event, in bundle order."""
+    out = []
+    for event in verified.events:
+        assert event.cargo is not None, event
+        out.append((event_type_name(event.cargo.event_type), event.cargo.publisher,
+                    "0x" + event.sender.hex()))
+    return out
+
+
+async def _exported(client: TestClient[Any, Any], headers: dict[str, str], reference: str,
+                    genesis: dict[str, Any]) -> Verified:
+    """The bundle of every event of ``reference`` the caller sees, verified offline."""
+    bundle = await ok(await client.post("/v1/proofs", headers=headers,
+                                        json={"reference": reference, "events": "visible"}))
+    return verify_bundle(bundle, genesis)
+
+
+def _signer(chain_org: int) -> str:
+    return str(rs.account(chain_org).address).lower()
+
+
+async def test_custody_chain_in_a_proof_bundle(node: NodeProcess, tmp_path: Path) -> None:
+    genesis = json.loads(REPO_GENESIS.read_text())
+    cfg = dataclasses.replace(config(tmp_path / "gw"), node_urls=(node.url,),
+                              batch_window_ms=20, indexer_poll_ms=50)
+    client = TestClient(TestServer(create_app(cfg)))
+    await client.start_server()
+    try:
+        org: dict[int, int] = {}
+        auth: dict[int, dict[str, str]] = {}
+        for chain_org, name in MEMBERS:
+            org[chain_org], auth[chain_org] = organisation(client.app, name, chain_org=chain_org,
+                                                           scopes=SCOPES)
+            client.app[KEYSTORE].import_keys(
+                org[chain_org], signing_key=bytes(rs.account(chain_org).key),
+                x25519_private=rs.x25519_private(chain_org),
+                master_secret=rs.master_secret(chain_org))
+        await _indexed(client, node.url)
+        now = int(time.time())
+        box = {"kind": "container", "value": BOX}
+        story: list[tuple[int, str, dict[str, Any]]] = [
+            (rs.TERMINAL, "disc", {"type": "TERMINAL.DISC", "classifier": "ACT",
+                                   "time": iso_time(now - 7200), "location": "HKHKG",
+                                   "subject": box, "related": [{"kind": "mbl", "value": MBL}],
+                                   "visibility": {"mode": "named", "readers": [
+                                       rs.HAULIER, rs.CARRIER]}}),
+            (rs.CARRIER, "rels", {"type": "SHIPMENT.RELS", "classifier": "ACT",
+                                  "time": iso_time(now - 3600), "location": "HKHKG",
+                                  "subject": {"kind": "mbl", "value": MBL}, "related": [box],
+                                  "visibility": {"mode": "named", "readers": [
+                                      rs.HAULIER, rs.TERMINAL]}}),
+            (rs.TERMINAL, "avpu", {"type": "TERMINAL.AVPU", "classifier": "ACT",
+                                   "time": iso_time(now - 1800), "location": "HKHKG",
+                                   "subject": box, "related": [{"kind": "mbl", "value": MBL}],
+                                   "visibility": {"mode": "named", "readers": [
+                                       rs.HAULIER, rs.CARRIER]}}),
+        ]
+        for who, key, body in story:
+            await ok(await client.post("/v1/events", json=body, headers={
+                **auth[who], "Idempotency-Key": key}), 202)
+        for who, key, _ in story:
+            await _final(client, node.url, org[who], [key])
+
+        job = await ok(await client.post("/v1/land/jobs", headers=auth[rs.HAULIER], json={
+            "references": [{"kind": "mbl", "value": MBL}],
+            "pickup": {"terminal": rs.TERMINAL, "location": "HKHKG"},
+            "delivery": {"warehouse": rs.WAREHOUSE, "location": "HKHKG"},
+            "window": {"from": iso_time(now - 600), "to": iso_time(now + 3 * 3600)},
+            "vehicle": "KV8088", "seals": {BOX: ["PCL200"]}}), 201)
+        token = (await ok(await client.get(f"/v1/land/jobs/{job['id']}/token",
+                                           headers=auth[rs.HAULIER])))["token"]
+        out = await ok(await client.post("/v1/land/gate-out", json={"token": token},
+                                         headers=auth[rs.TERMINAL]), 201)
+        await _final(client, node.url, org[rs.TERMINAL],
+                     [c["receipt"]["idempotencyKey"] for c in out["containers"]])
+        got = await ok(await client.post("/v1/land/receipts", headers=auth[rs.WAREHOUSE],
+                                         json={"token": token, "seals": {BOX: ["PCL200"]},
+                                               "condition": "sound"}), 201)
+        await _final(client, node.url, org[rs.WAREHOUSE],
+                     [r["idempotencyKey"] for r in got["receipts"]])
+
+        terminal, carrier = (rs.TERMINAL, _signer(rs.TERMINAL)), (rs.CARRIER, _signer(rs.CARRIER))
+        warehouse = (rs.WAREHOUSE, _signer(rs.WAREHOUSE))
+        box_chain = [("TERMINAL.DISC", *terminal), ("TERMINAL.AVPU", *terminal),
+                     ("TERMINAL.GTOT", *terminal), ("WAREHOUSE.RECEIPT", *warehouse)]
+        # the haulier (it sees every step) exports the container: the box's own steps
+        verified = await _exported(client, auth[rs.HAULIER], BOX, genesis)
+        assert _steps(verified) == box_chain
+        assert {e.reference for e in verified.events} == {BOX}
+        # the B/L's bundle adds the carrier's release: the whole custody chain, in time order;
+        # the carrier (owner of the B/L's record) exports the same
+        bl_chain = [box_chain[0], ("SHIPMENT.RELS", *carrier), *box_chain[1:]]
+        for exporter in (rs.HAULIER, rs.CARRIER):
+            verified = await _exported(client, auth[exporter], MBL, genesis)
+            assert _steps(verified) == bl_chain, exporter
+            assert [e.block_time for e in verified.events] == sorted(
+                e.block_time for e in verified.events)
+        # the custody view and the bundle name the same events
+        custody = await ok(await client.get(f"/v1/land/containers/{BOX}/custody",
+                                            headers=auth[rs.HAULIER]))
+        steps = custody["jobs"][0]["chain"]
+        assert [s["step"] for s in steps] == ["carrier-release", "terminal-release", "gate-out",
+                                              "warehouse-receipt"], steps
+        # (every proven event but the discharge, which is no custody step)
+        proven = {e.cargo.event_id: e.cargo.publisher for e in verified.events[1:] if e.cargo}
+        assert {s["signed"]["eventId"]: s["party"]["id"] for s in steps} == proven
+
+        # visibility: the warehouse may not read the terminal's discharge and availability
+        # (named to the haulier and the carrier): its bundle of the box proves only the rest
+        verified = await _exported(client, auth[rs.WAREHOUSE], BOX, genesis)
+        assert _steps(verified) == box_chain[2:]
+        # the land leg's gate-out and receipt are readable by the box number's holders: a bank
+        # that knows the number proves those two itself, and nothing of the B/L
+        verified = await _exported(client, auth[rs.BANK], BOX, genesis)
+        assert _steps(verified) == box_chain[2:]
+        refused = await client.post("/v1/proofs", headers=auth[rs.BANK],
+                                    json={"reference": MBL, "events": "visible"})
+        assert refused.status == 404
+
+        # a receipt the warehouse published named to the haulier only (from its own system):
+        # the haulier's bundle carries it, the carrier's (which sees the discharge) does not,
+        # and the carrier cannot ask for it by id
+        other = rs.container("CSQU", 620002)
+        late: list[tuple[int, str, dict[str, Any]]] = [
+            (rs.TERMINAL, "disc-2", {"type": "TERMINAL.DISC", "classifier": "ACT",
+                                     "time": iso_time(now - 7000), "location": "HKHKG",
+                                     "subject": {"kind": "container", "value": other},
+                                     "visibility": {"mode": "named", "readers": [
+                                         rs.HAULIER, rs.CARRIER]}}),
+            (rs.WAREHOUSE, "rece-2", {"type": "WAREHOUSE.RECEIPT", "classifier": "ACT",
+                                      "time": iso_time(now - 60), "location": "HKHKG",
+                                      "subject": {"kind": "container", "value": other},
+                                      "visibility": {"mode": "named",
+                                                     "readers": [rs.HAULIER]}}),
+        ]
+        for who, key, body in late:
+            await ok(await client.post("/v1/events", json=body, headers={
+                **auth[who], "Idempotency-Key": key}), 202)
+            await _final(client, node.url, org[who], [key])
+        verified = await _exported(client, auth[rs.HAULIER], other, genesis)
+        assert _steps(verified) == [("TERMINAL.DISC", *terminal),
+                                    ("WAREHOUSE.RECEIPT", *warehouse)]
+        receipt = verified.events[1].cargo
+        assert receipt is not None
+        verified = await _exported(client, auth[rs.CARRIER], other, genesis)
+        assert _steps(verified) == [("TERMINAL.DISC", *terminal)]
+        refused = await client.post("/v1/proofs", headers=auth[rs.CARRIER], json={
+            "reference": other, "events": "visible", "eventIds": [receipt.event_id]})
+        assert refused.status == 422
+        assert (await refused.json())["error"]["code"] == "unknown-event"
+    finally:
+        await client.close()
