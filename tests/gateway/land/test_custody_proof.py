@@ -2,17 +2,17 @@
 
 One ``portledger node`` process (repository genesis, loopback) and the whole gateway
 (``create_app``) in front of it, the demo members' development keys. The terminal discharges the
-box and marks it available for pick-up, the carrier releases its B/L, the haulier plans a job
-and takes the token; the terminal records the gate-out and the warehouse the receipt through the
-land API (write path, signed by each publisher's key, on chain, indexed). Then whoever may see
-the events exports a proof bundle (``POST /v1/proofs`` with ``events: visible``) and
-:func:`proofs.verify.verify_bundle` — offline, against ``genesis.json`` only — accepts it. The
-container's bundle proves the box's steps (availability, gate-out, receipt); the B/L's adds the
-carrier's release, so it carries the whole chain the custody view shows. Each step is attributed
-to its signer: the transaction's sender is that member's account and the cargo log names it as
-publisher. A member that may not read an event (the warehouse and the terminal's named-only
-availability; the carrier and a receipt named to the haulier only) gets a bundle without it and
-cannot ask for it by id."""
+box and marks it available for pick-up, the carrier releases its B/L, the haulier plans a job and
+takes the token; the terminal records the gate-out and the warehouse the receipt through the land
+API (write path, signed by each publisher's key, on chain, indexed). Then whoever may see the
+events exports a proof bundle (``POST /v1/proofs`` with ``events: visible``) and
+:func:`proofs.verify.verify_bundle` — offline, against ``genesis.json`` only — accepts it (and
+the independent verifier and ``portledger verify-proof``). The container's bundle proves the
+box's steps (availability, gate-out, receipt); the B/L's adds the carrier's release, so it
+carries the whole chain the custody view shows. Each step is attributed to its signer: the
+transaction's sender is that member's account and the cargo log names it as publisher. A member
+that may not read an event (the warehouse and the terminal's named-only availability; the carrier
+and a receipt named to the haulier only) gets a bundle without it and cannot ask for it by id."""
 
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ from gateway.app import create_app
 from gateway.appkeys import KEYSTORE
 from gateway.isotime import iso_time
 from proofs.summary import Verified, event_type_name
-from proofs.verify import verify_bundle
 from tests.gateway.land.support import ok
 from tests.gateway.land.test_land_chain import _final, _indexed
+from tests.gateway.test_api_proofs import verifies
 from tests.support import readside as rs
 from tests.support.dcsa import config, organisation
 from tests.support.nodes import REPO_GENESIS, NodeProcess
@@ -67,11 +67,14 @@ def _steps(verified: Verified) -> list[tuple[str, int, str]]:
 
 
 async def _exported(client: TestClient[Any, Any], headers: dict[str, str], reference: str,
-                    genesis: dict[str, Any]) -> Verified:
-    """The bundle of every event of ``reference`` the caller sees, verified offline."""
+                    genesis: dict[str, Any], tmp_path: Path) -> Verified:
+    """The bundle of every event of ``reference`` the caller sees, verified offline by
+    :func:`proofs.verify.verify_bundle`, the independent verifier and ``verify-proof``."""
     bundle = await ok(await client.post("/v1/proofs", headers=headers,
                                         json={"reference": reference, "events": "visible"}))
-    return verify_bundle(bundle, genesis)
+    verified = verifies(bundle, genesis, tmp_path)
+    assert isinstance(verified, Verified)
+    return verified
 
 
 def _signer(chain_org: int) -> str:
@@ -143,14 +146,14 @@ async def test_custody_chain_in_a_proof_bundle(node: NodeProcess, tmp_path: Path
         box_chain = [("TERMINAL.DISC", *terminal), ("TERMINAL.AVPU", *terminal),
                      ("TERMINAL.GTOT", *terminal), ("WAREHOUSE.RECEIPT", *warehouse)]
         # the haulier (it sees every step) exports the container: the box's own steps
-        verified = await _exported(client, auth[rs.HAULIER], BOX, genesis)
+        verified = await _exported(client, auth[rs.HAULIER], BOX, genesis, tmp_path)
         assert _steps(verified) == box_chain
         assert {e.reference for e in verified.events} == {BOX}
         # the B/L's bundle adds the carrier's release: the whole custody chain, in time order;
         # the carrier (owner of the B/L's record) exports the same
         bl_chain = [box_chain[0], ("SHIPMENT.RELS", *carrier), *box_chain[1:]]
         for exporter in (rs.HAULIER, rs.CARRIER):
-            verified = await _exported(client, auth[exporter], MBL, genesis)
+            verified = await _exported(client, auth[exporter], MBL, genesis, tmp_path)
             assert _steps(verified) == bl_chain, exporter
             assert [e.block_time for e in verified.events] == sorted(
                 e.block_time for e in verified.events)
@@ -166,11 +169,11 @@ async def test_custody_chain_in_a_proof_bundle(node: NodeProcess, tmp_path: Path
 
         # visibility: the warehouse may not read the terminal's discharge and availability
         # (named to the haulier and the carrier): its bundle of the box proves only the rest
-        verified = await _exported(client, auth[rs.WAREHOUSE], BOX, genesis)
+        verified = await _exported(client, auth[rs.WAREHOUSE], BOX, genesis, tmp_path)
         assert _steps(verified) == box_chain[2:]
         # the land leg's gate-out and receipt are readable by the box number's holders: a bank
         # that knows the number proves those two itself, and nothing of the B/L
-        verified = await _exported(client, auth[rs.BANK], BOX, genesis)
+        verified = await _exported(client, auth[rs.BANK], BOX, genesis, tmp_path)
         assert _steps(verified) == box_chain[2:]
         refused = await client.post("/v1/proofs", headers=auth[rs.BANK],
                                     json={"reference": MBL, "events": "visible"})
@@ -196,12 +199,12 @@ async def test_custody_chain_in_a_proof_bundle(node: NodeProcess, tmp_path: Path
             await ok(await client.post("/v1/events", json=body, headers={
                 **auth[who], "Idempotency-Key": key}), 202)
             await _final(client, node.url, org[who], [key])
-        verified = await _exported(client, auth[rs.HAULIER], other, genesis)
+        verified = await _exported(client, auth[rs.HAULIER], other, genesis, tmp_path)
         assert _steps(verified) == [("TERMINAL.DISC", *terminal),
                                     ("WAREHOUSE.RECEIPT", *warehouse)]
         receipt = verified.events[1].cargo
         assert receipt is not None
-        verified = await _exported(client, auth[rs.CARRIER], other, genesis)
+        verified = await _exported(client, auth[rs.CARRIER], other, genesis, tmp_path)
         assert _steps(verified) == [("TERMINAL.DISC", *terminal)]
         refused = await client.post("/v1/proofs", headers=auth[rs.CARRIER], json={
             "reference": other, "events": "visible", "eventIds": [receipt.event_id]})
