@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import pstats
 import secrets
 import shutil
 import statistics
@@ -157,6 +158,15 @@ def _proc_figures(pid: int) -> tuple[float, int]:
     return cpu, rss
 
 
+def _waited(pid: int) -> float:
+    """Seconds the process's main thread (the gateway's event loop) spent runnable but waiting
+    for a CPU (``/proc/<pid>/schedstat``, second field)."""
+    try:
+        return int((Path("/proc") / str(pid) / "schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def _store_rate(count: int) -> tuple[float, float]:
     """The bare telemetry store: truck positions added one per call (readings/s wall, and CPU
     ms per reading) — what one core does on this machine now."""
@@ -265,7 +275,7 @@ async def _watch(session: aiohttp.ClientSession, url: str, key: str, job: str, w
 
 
 async def _drive(url: str, hauler: str, watcher: str, jobs: list[str], interval: float,
-                 seconds: float, pid: int) -> dict[str, Any]:
+                 seconds: float, pid: int, nodes: list[int]) -> dict[str, Any]:
     tally = Tally()
     slot = 0.1  # the trucks due in each 100 ms are sent together
     per_slot = len(jobs) * slot / interval
@@ -275,6 +285,9 @@ async def _drive(url: str, hauler: str, watcher: str, jobs: list[str], interval:
     samples: list[tuple[float, float, int]] = []
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         cpu0, _ = _proc_figures(pid)
+        nodes0 = sum(_proc_figures(n)[0] for n in nodes)
+        waited0 = _waited(pid)
+        own0 = time.process_time()
         start, wall = time.perf_counter(), time.time()
         next_watch = start
         sent = 0
@@ -310,6 +323,9 @@ async def _drive(url: str, hauler: str, watcher: str, jobs: list[str], interval:
             await asyncio.wait(set(tasks), timeout=90)
         elapsed = time.perf_counter() - start
         cpu1, rss1 = _proc_figures(pid)
+        nodes1 = sum(_proc_figures(n)[0] for n in nodes)
+        waited1 = _waited(pid)
+        own1 = time.process_time()
         samples.append((elapsed, cpu1, rss1))
         # no loss: every job's positions read back through the API, counted
         readable = 0
@@ -325,17 +341,32 @@ async def _drive(url: str, hauler: str, watcher: str, jobs: list[str], interval:
         short = sum(1 for j, c in zip(jobs, counted, strict=True) if c < tally.per_job.get(j, 0))
     rss_max = max(r for _, _, r in samples)
     return {"tally": tally, "offered_for": offered_for, "elapsed": elapsed,
-            "cpu": cpu1 - cpu0, "rss_max": rss_max, "readable": readable,
+            "cpu": cpu1 - cpu0, "rss_max": rss_max, "nodes_cpu": nodes1 - nodes0,
+            "own_cpu": own1 - own0, "waited": waited1 - waited0, "readable": readable,
             "jobs_short": short}
 
 
-def bench_trucks(trucks: int, interval: float, minutes: float, store_readings: int) -> None:
+#: ``sitecustomize`` of a profiled gateway: cProfile from start-up, written out at exit.
+PROFILER = """import atexit, cProfile, os
+_profile = cProfile.Profile()
+_profile.enable()
+atexit.register(lambda: (_profile.disable(), _profile.dump_stats(os.environ["PL_BENCH_PROFILE"])))
+"""
+
+
+def bench_trucks(trucks: int, interval: float, minutes: float, store_readings: int,
+                 profile: Path | None) -> None:
     """(d): the load on a devnet and the gateway, each its own process."""
     seconds = minutes * 60
     root = Path(tempfile.mkdtemp(prefix="bench-land-"))
     port = Port(root, gateway_options={
         "rate_limit_per_key": 100_000.0, "rate_limit_per_address": 100_000.0,
         "rate_limit_burst": 200_000})
+    if profile is not None:  # the gateway's process runs under cProfile (it slows it)
+        site = root / "profile-site"
+        site.mkdir()
+        (site / "sitecustomize.py").write_text(PROFILER)
+        port.gateway.env.update(PYTHONPATH=str(site), PL_BENCH_PROFILE=str(profile.resolve()))
     try:
         began = time.perf_counter()
         jobs = _plant_jobs(port, trucks, seconds)
@@ -347,8 +378,9 @@ def bench_trucks(trucks: int, interval: float, minutes: float, store_readings: i
         watcher = port.clients[TERMINAL].api_key or ""
         rate_before, cpu_ms_before = _store_rate(store_readings)
         load0 = os.getloadavg()
+        nodes = [p for i in range(len(port.layout.nodes)) if (p := port.devnet.pid(i))]
         out = asyncio.run(_drive(port.gateway.url, hauler, watcher, jobs, interval, seconds,
-                                 pid))
+                                 pid, nodes))
         load1 = os.getloadavg()
         rate_after, cpu_ms_after = _store_rate(store_readings)
     finally:
@@ -380,12 +412,21 @@ def bench_trucks(trucks: int, interval: float, minutes: float, store_readings: i
           f"over {len(vis)} watched, {tally.unseen} not seen within 30 s  (target p50 <= 2 s)")
     print(f"  gateway process: {out['cpu']:.0f} CPU s in {out['elapsed']:.0f} s "
           f"({out['cpu'] / out['elapsed'] * 100:.0f} % of a core), {gateway_ms:.2f} CPU ms per "
-          f"accepted position; RSS max {out['rss_max'] / 2**20:.0f} MiB")
+          f"accepted position; RSS max {out['rss_max'] / 2**20:.0f} MiB; its event loop's "
+          f"thread waited {out['waited']:.0f} s runnable for a CPU")
     print(f"  one core now: the bare telemetry store adds {store_rate:,.0f} positions/s one per "
           f"call ({store_ms:.2f} CPU ms each; before {rate_before:,.0f}/s, after "
           f"{rate_after:,.0f}/s): the gateway's CPU per position is "
           f"{gateway_ms / store_ms:.1f}x the store's")
+    print(f"  beside it: the devnet's {len(port.layout.nodes)} nodes {out['nodes_cpu']:.0f} CPU s "
+          f"({out['nodes_cpu'] / out['elapsed'] * 100:.0f} % of a core), this load generator "
+          f"and watcher {out['own_cpu']:.0f} CPU s ({out['own_cpu'] / out['elapsed'] * 100:.0f} "
+          f"% of a core), on {os.cpu_count()} cores")
     print(f"  load average: {load0[0]:.1f} before, {load1[0]:.1f} after")
+    if profile is not None and profile.exists():
+        print(f"\n  gateway profile ({profile}), by own time:")
+        stats = pstats.Stats(str(profile))
+        stats.sort_stats("tottime").print_stats(25)
 
 
 def main() -> None:
@@ -395,10 +436,13 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=10.0)
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--store-readings", type=int, default=2000)
+    parser.add_argument("--profile", type=Path, help="(d): run the gateway under cProfile, "
+                        "write its stats here and print the top")
     args = parser.parse_args()
     bench_tokens(args.tokens)
     if args.trucks > 0:
-        bench_trucks(args.trucks, args.interval, args.minutes, args.store_readings)
+        bench_trucks(args.trucks, args.interval, args.minutes, args.store_readings,
+                     args.profile)
 
 
 if __name__ == "__main__":
