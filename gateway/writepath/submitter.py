@@ -196,17 +196,22 @@ class Submitter:
     async def _reader_keys_of(self, wanted: set[int]) -> dict[int, bytes]:
         """The current encryption keys of ``wanted`` readers (absent: no member, or no key)."""
         now = time.monotonic()
-        stale = sorted(
-            r for r in wanted
-            if r not in self._reader_keys or now - self._reader_keys[r][1] >= self.reader_key_ttl
-        )  # fmt: skip
-        for chain_org in stale:
+        found = {
+            r: cached[0] for r in wanted
+            if (cached := self._reader_keys.get(r)) is not None
+            and now - cached[1] < self.reader_key_ttl
+        }  # fmt: skip
+        # The answer is built from what this call read, never from the shared cache after an
+        # await: the indexer's directory listener may forget keys meanwhile (it does while it
+        # catches up at start-up), which once made a key just read look absent.
+        for chain_org in sorted(wanted - found.keys()):
             (key,) = await self.node.call("Consortium", "encryptionKeyOf", chain_org)
             if bytes(key) != bytes(32):
+                found[chain_org] = bytes(key)
                 self._reader_keys[chain_org] = (bytes(key), now)
             else:
                 self._reader_keys.pop(chain_org, None)
-        return {r: self._reader_keys[r][0] for r in wanted if r in self._reader_keys}
+        return found
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:

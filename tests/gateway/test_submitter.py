@@ -185,6 +185,28 @@ async def test_unknown_named_reader_fails_clearly(
     assert ok.status == "final"
 
 
+async def test_a_key_forgotten_while_another_is_read_still_seals(
+    parts: tuple[Outbox, NodeClient], store: Keystore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The indexer's directory listener forgets keys while it catches up at start-up; when it
+    did so between two of the submitter's key reads, the first reader (just read from the
+    chain) was reported "not a member with an encryption key on chain" (CI, 2026-12-07)."""
+    box, client = parts
+    sub = Submitter(box, client, store, batch_window_ms=10)
+    real_call = client.call
+
+    async def call_then_forget(*args: object, **kw: object) -> tuple[object, ...]:
+        answer = await real_call(*args, **kw)  # type: ignore[arg-type]
+        sub.forget_reader_keys()  # the listener runs while the submitter awaits
+        return answer
+
+    monkeypatch.setattr(client, "call", call_then_forget)
+    readers = (rs.FORWARDER, rs.TERMINAL)
+    box.accept(TERMINAL, [event_op(520, "r-two", readers=readers)])
+    [receipt] = await drain(sub, box, ["r-two"])
+    assert receipt.status == "final", receipt.error
+
+
 async def test_restart_with_a_tx_persisted_but_never_sent(
     parts: tuple[Outbox, NodeClient], store: Keystore
 ) -> None:
