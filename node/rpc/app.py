@@ -27,6 +27,8 @@ import asyncio
 import itertools
 import json
 import logging
+import math
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -60,6 +62,52 @@ log = logging.getLogger("portledger.rpc")
 
 #: A batch yields to the event loop at least this often while it is being answered.
 BATCH_YIELD_SECONDS = 0.0005
+
+
+#: Deepest nesting of arrays and objects a request body may have. The JSON parser recurses on
+#: the C stack, and py-evm raises this process's recursion limit to 100,000 — far more levels
+#: than the C stack holds — so a body of 100,000 ``[`` would crash the node (a segmentation
+#: fault) instead of raising RecursionError. Real requests nest a few levels deep.
+MAX_JSON_DEPTH = 256
+#: A JSON string (brackets inside it are not nesting).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_DEPTH_STEP = [0] * 256
+_DEPTH_STEP[ord("[")] = _DEPTH_STEP[ord("{")] = 1
+_DEPTH_STEP[ord("]")] = _DEPTH_STEP[ord("}")] = -1
+
+
+def json_depth(data: bytes) -> int:
+    """The deepest nesting of arrays and objects in JSON text ``data`` (at C speed: strings
+    removed by a regex, brackets kept by ``translate``, depths summed by ``accumulate``)."""
+    if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:
+        return min(data.count(b"[") + data.count(b"{"), MAX_JSON_DEPTH)
+    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    return max(itertools.accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:24]} is out of range")
+    return value
+
+
+def parse_json(text: str | bytes) -> Any:
+    """A request body as strict JSON (RFC 8259): NaN, Infinity and numbers that overflow a
+    float are refused (echoed back as an id they would make the answer invalid JSON), and so is
+    nesting deeper than :data:`MAX_JSON_DEPTH`; ValueError (or UnicodeDecodeError) for all."""
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text, parse_constant=_not_json, parse_float=_finite)
+    except RecursionError as exc:
+        raise ValueError("nested too deeply") from exc
 
 
 class JsonRpc:
@@ -125,7 +173,7 @@ class JsonRpc:
         """The refusal of a whole WebSocket message while the server is at its concurrency
         limit: one error per request, with the request's id (clients match answers by id)."""
         try:
-            payload = json.loads(text)
+            payload = parse_json(text)
         except (ValueError, UnicodeDecodeError):
             payload = None
         error = self.busy_error()
@@ -197,7 +245,7 @@ class JsonRpc:
     async def handle_text(self, text: str | bytes, ws: WebSocketSession | None = None) -> Any:
         """Answer a request body (single or batch); ``None`` when nothing is to be sent."""
         try:
-            payload = json.loads(text)
+            payload = parse_json(text)
         except (ValueError, UnicodeDecodeError) as exc:
             return error_response(None, RpcError(PARSE_ERROR, f"parse error: {exc}"))
         if isinstance(payload, list):
