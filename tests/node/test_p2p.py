@@ -6,6 +6,7 @@ Every wait is bounded; the whole file runs in a few seconds.
 from __future__ import annotations
 
 import asyncio
+import operator
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -96,6 +97,24 @@ async def connected_pair(cluster: Cluster, **kw_b: Any) -> tuple[PeerNetwork, Pe
     await a.start()
     await b.start()
     assert await a.wait_for_peers(1, WAIT) and await b.wait_for_peers(1, WAIT)
+
+    # Both ends dial: when the two dials cross, one connection replaces the other, and a
+    # message sent on the loser in that instant is lost (node/p2p.py's docstring) — which made
+    # tests sending right after connecting flaky under load. Wait until both ends hold the
+    # same connection (one end's outbound is the other's inbound) and it stays for a second.
+    def pair() -> tuple[object, object] | None:
+        ca, cb = a._conns.get(b.address), b._conns.get(a.address)
+        if ca is None or cb is None or ca.closed.is_set() or cb.closed.is_set():
+            return None
+        return (ca, cb) if ca.outbound != cb.outbound else None
+
+    async with asyncio.timeout(WAIT):
+        while True:
+            seen = pair()
+            await asyncio.sleep(1.0)
+            now = pair()
+            if seen is not None and now is not None and all(map(operator.is_, seen, now)):
+                break
     return a, b
 
 
