@@ -164,7 +164,7 @@ class QbftSealConsensus(ConsensusAPI):
 
 #: Bloom bits of recently seen log addresses and topics (bounded; see :func:`_bloom_bits`).
 _BLOOM_BITS: dict[bytes, int] = {}
-_BLOOM_BITS_MAX = 1 << 16
+_BLOOM_BITS_MAX = 1 << 12
 
 
 def _bloom_bits(value: bytes) -> int:

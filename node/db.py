@@ -216,3 +216,8 @@ class LevelDB(BaseAtomicDB):
     @property
     def closed(self) -> bool:
         return self._db is None
+
+    @property
+    def path(self) -> str | None:
+        """The LevelDB directory (``<datadir>/chain``); None once closed."""
+        return None if self._db is None else str(self._db.name)

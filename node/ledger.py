@@ -13,6 +13,7 @@ which skips the pre/post-block system calls and produces blocks that fail import
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from collections.abc import Sequence
@@ -72,6 +73,10 @@ class BlockResult:
     rejected: tuple[tuple[SignedTransactionAPI, str], ...] = ()
     #: Valid transactions left out for lack of room or time; they stay pending.
     deferred: tuple[SignedTransactionAPI, ...] = ()
+    #: Seconds spent executing the block here (0: committed from another node's execution).
+    execute_seconds: float = 0.0
+    #: Seconds spent writing it to LevelDB (0 until committed).
+    commit_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -340,6 +345,7 @@ class Ledger:
         so that a gap never turns the sender's next nonces invalid. Writes state nodes into the
         current block write, so call it inside :meth:`node.db.LevelDB.block_write`.
         """
+        started = time.monotonic()
         vm = self.vm_at(template)
         block = vm.get_block_class()(template, transactions=[], uncles=[], withdrawals=[])
         vm._block = block
@@ -394,7 +400,10 @@ class Ledger:
                 extra.vanity, decided, extra.vote, extra.round, extra.seals
             )
             final = final.copy(header=final.header.copy(extra_data=stamped.encode()))
-        return BlockResult(final, tuple(receipts), tuple(rejected), tuple(deferred))
+        return BlockResult(
+            final, tuple(receipts), tuple(rejected), tuple(deferred),
+            execute_seconds=time.monotonic() - started,
+        )  # fmt: skip
 
     def build(
         self,
@@ -464,7 +473,9 @@ class Ledger:
                 f"block #{block.number}: validator list differs from the set decided at its "
                 f"post-state ({len(decided)} validators)"
             )
-        return Executed(BlockResult(block, result.receipts), writes)
+        return Executed(
+            BlockResult(block, result.receipts, execute_seconds=result.execute_seconds), writes
+        )
 
     def commit(
         self, executed: Executed, *, seals: Sequence[bytes], round_: int | None = None
@@ -484,11 +495,12 @@ class Ledger:
             raise InvalidBlock(f"block #{sealed.number}: does not extend the head")
         parent = self.header_by_hash(sealed_header.parent_hash)
         self._validate_header(sealed_header, parent, sealed=True)
+        started = time.monotonic()
         with self.db.block_write():
             self.db.apply(executed.writes)
             self.chaindb.persist_block(sealed)
-        return BlockResult(
-            sealed, executed.result.receipts, executed.result.rejected, executed.result.deferred
+        return dataclasses.replace(
+            executed.result, block=sealed, commit_seconds=time.monotonic() - started
         )
 
     def propose(
@@ -543,10 +555,11 @@ class Ledger:
         Raises :class:`InvalidBlock` naming the first check that failed.
         """
         executed = self.execute_block(block, sealed=True)
+        started = time.monotonic()
         with self.db.block_write():
             self.db.apply(executed.writes)
             self.chaindb.persist_block(block)
-        return executed.result
+        return dataclasses.replace(executed.result, commit_seconds=time.monotonic() - started)
 
 
 #: Header fields an importer re-derives and compares, in the order reported.

@@ -26,6 +26,9 @@ from node.service import NodeService
 
 #: Blocks whose formatted receipts are kept (eth_getTransactionReceipt, eth_getBlockReceipts).
 RECEIPT_CACHE_BLOCKS = 32
+#: ... and at most this many formatted logs in all (~1.7 KB each): a block of cargo events
+#: carries thousands, and 32 such blocks held ~110 MiB (the latest block is always kept).
+RECEIPT_CACHE_LOGS = 20_000
 
 
 class ChainView:
@@ -35,6 +38,8 @@ class ChainView:
         self.node = node
         self.ledger = node.ledger
         self._receipts_cache: dict[bytes, list[dict[str, Any]]] = {}
+        #: Formatted logs held by the receipts cache (bounded by RECEIPT_CACHE_LOGS).
+        self.receipts_cache_logs = 0
 
     def header_for(self, tag: Any, *, required: bool = True) -> BlockHeaderAPI | None:
         if tag is None or tag in ("latest", "safe", "finalized", "pending"):
@@ -101,7 +106,13 @@ class ChainView:
             cached = format_receipts(
                 header, self.block(header).transactions, self.ledger.receipts(header)
             )
-            if len(self._receipts_cache) >= RECEIPT_CACHE_BLOCKS:
-                self._receipts_cache.pop(next(iter(self._receipts_cache)))
+            logs = sum(len(r["logs"]) for r in cached)
+            while self._receipts_cache and (
+                len(self._receipts_cache) >= RECEIPT_CACHE_BLOCKS
+                or self.receipts_cache_logs + logs > RECEIPT_CACHE_LOGS
+            ):
+                evicted = self._receipts_cache.pop(next(iter(self._receipts_cache)))
+                self.receipts_cache_logs -= sum(len(r["logs"]) for r in evicted)
             self._receipts_cache[header.hash] = cached
+            self.receipts_cache_logs += logs
         return cached
