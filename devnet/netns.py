@@ -371,7 +371,7 @@ class Relay:
             for pump in pumps:
                 self._tasks.discard(pump)
 
-    def _due(self, policy: LinkPolicy, size: int, now: float) -> tuple[float, bool]:
+    def arrival(self, policy: LinkPolicy, size: int, now: float) -> tuple[float, bool]:
         """When a chunk read ``now`` arrives, and whether a segment of it was lost."""
         at = now + policy.delay + self.random.uniform(-policy.jitter, policy.jitter)
         late = 0.0
@@ -401,7 +401,7 @@ class Relay:
                 if not data:
                     await queue.put(None)
                     return
-                at, lost = self._due(direction.policy, len(data), loop.time())
+                at, lost = self.arrival(direction.policy, len(data), loop.time())
                 last = max(last, at)  # a TCP stream is never reordered
                 self.retransmitted[(src, dst)] += lost
                 await queue.put((last, data))

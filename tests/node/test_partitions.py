@@ -28,6 +28,7 @@ with ``-s``). Skipped, with the reason, only where namespaces cannot be created.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -42,7 +43,9 @@ from devnet.errors import DevnetError
 from devnet.layout import create_devnet
 from devnet.netns import (
     CLEAN,
+    MSS,
     RELAY_BASE_PORT,
+    RTO_MIN,
     LinkPolicy,
     NetnsDevnet,
     NetnsLab,
@@ -244,17 +247,20 @@ async def _exchange(lab: NetnsLab, relay: Relay, server_port: int) -> dict[str, 
     received: list[tuple[float, bytes]] = []
     server_sock = socket_in(lab.nodes[1].namespace)
     server_sock.bind((lab.nodes[1].data_ip, server_port))
-    got_line = asyncio.Event()
+    got_line, served = asyncio.Event(), asyncio.Event()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"hello\n")  # the server speaks first: the 1 -> 0 direction
         await writer.drain()
-        while line := await reader.readline():
-            received.append((time.monotonic(), line))
-            got_line.set()
-            writer.write(line)
-            await writer.drain()
-        writer.close()
+        try:
+            while line := await reader.readline():
+                received.append((time.monotonic(), line))
+                got_line.set()
+                writer.write(line)
+                await writer.drain()
+        finally:
+            writer.close()
+            served.set()
 
     server = await asyncio.start_server(serve, sock=server_sock)
     client = socket_in(lab.nodes[0].namespace)
@@ -291,16 +297,18 @@ async def _exchange(lab: NetnsLab, relay: Relay, server_port: int) -> dict[str, 
         assert received[-1][1] == b"cut\n"
         assert await asyncio.wait_for(reader.readline(), 5) == b"cut\n"
         # loss: segments lost and retransmitted, the stream intact
-        relay.set_all(LinkPolicy(loss=0.3))
+        relay.set_all(LinkPolicy(loss=0.2))
         blob = b"x" * 5_000 + b"\n"
         before = sum(relay.retransmitted.values())
-        for _ in range(10):
+        for _ in range(5):  # 4 segments each way: a chunk is late with probability 0.59
             writer.write(blob)
             assert await asyncio.wait_for(reader.readline(), 20) == blob
         figures["retransmitted_chunks"] = sum(relay.retransmitted.values()) - before
         assert figures["retransmitted_chunks"] > 0
     finally:
         writer.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(served.wait(), 5)
         server.close()
     return figures
 
@@ -325,6 +333,30 @@ def test_relay_and_kernel_partitions_without_nodes() -> None:
         with pytest.raises(DevnetError):
             lab.partition([[0], [0, 1]])
     assert lab.leftovers() == []
+
+
+def test_loss_model_counts_segments_and_backs_off() -> None:
+    relay = Relay([], [], seed=17)
+    policy = LinkPolicy(delay=0.2, jitter=0.05, loss=0.05)
+    assert policy.rto == pytest.approx(0.6)  # srtt 0.4 + 4 * rttvar 0.05
+    for segments, expected in ((1, 0.05), (20, 1 - 0.95**20)):
+        late = [relay.arrival(policy, segments * MSS, 0.0) for _ in range(20_000)]
+        share = sum(lost for _, lost in late) / len(late)
+        assert share == pytest.approx(expected, abs=0.015), (segments, share)
+        on_time = [at for at, lost in late if not lost]
+        assert min(on_time) >= 0.15 and max(on_time) <= 0.25  # 200 ms ± 50 ms
+        delayed = sorted(at for at, lost in late if lost)
+        assert delayed[0] >= 0.15 + policy.rto  # one RTO at least
+    backed_off = [
+        at
+        for at, lost in (relay.arrival(LinkPolicy(loss=0.5), MSS, 0.0) for _ in range(2_000))
+        if lost
+    ]
+    assert max(backed_off) >= RTO_MIN * 3  # lost twice: RTO, then 2 x RTO
+    with pytest.raises(DevnetError):
+        LinkPolicy(delay=0.1, jitter=0.2)
+    with pytest.raises(DevnetError):
+        LinkPolicy(loss=1.0)
 
 
 def test_leftovers_of_a_crashed_run_are_removed() -> None:
