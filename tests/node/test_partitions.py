@@ -473,3 +473,18 @@ def test_seven_validators_two_cut_off_then_split(tmp_path: Path) -> None:
         lab.partition([[0, 2, 4, 6], [1, 3, 5]])
         watch_stalled(devnet, safety, STALL, "4|3 split")
         heal_and_converge(lab, devnet, safety, "4|3 healed")
+
+
+@pytest.mark.slow
+def test_long_split_heals_within_three_round_timeouts(tmp_path: Path) -> None:
+    # Longer than TCP's first retransmission back-offs and than the nodes' ping interval
+    # (10 s): stalled connections, not only stalled rounds, must recover.
+    with lab_devnet(tmp_path, 4) as (lab, devnet, safety):
+        lab.partition([[0, 2], [1, 3]])
+        watch_stalled(devnet, safety, 30.0, "2|2 split for 30 s")
+        heal_and_converge(lab, devnet, safety, "30 s 2|2 split healed")
+        lab.isolate(3)
+        lab.isolate(1)
+        watch_stalled(devnet, safety, 45.0, "two of four cables pulled for 45 s")
+        heal_and_converge(lab, devnet, safety, "45 s 2 cables healed")
+
