@@ -180,8 +180,10 @@ def _kinds(request: web.Request) -> list[str]:
     return found
 
 
-def _item(stored: Any, read: bool | None) -> dict[str, Any]:
-    body: dict[str, Any] = stored.to_json(read=read)
+def _item(stored: Any, read: bool | None, now: int) -> dict[str, Any]:
+    """An inbox item: the alert as of ``now`` (a storage meter's days and money worked out
+    now), its read mark, its one-line summary."""
+    body: dict[str, Any] = stored.to_json(read=read, now=now)
     body["summary"] = summary(body)
     return body
 
@@ -203,7 +205,8 @@ def inbox_of(service: AlertService, principal: Principal, *, state: str | None,
     rows = service.store.inbox(principal.org_id, _reader_id(principal), state=state,
                                kinds=kinds or list(_prefs(service, principal).kinds),
                                unread=unread, before=before, limit=limit, subject=subject)
-    return ([_item(stored, read) for stored, read in rows],
+    now = int(service.engine.clock())
+    return ([_item(stored, read, now) for stored, read in rows],
             rows[-1][0].id if len(rows) == limit else None)
 
 
@@ -323,7 +326,8 @@ async def get_alert(request: web.Request) -> web.Response:
     rows = service.store.inbox(principal.org_id, _reader_id(principal), state=None,
                                kinds=[stored.alert.kind], unread=False, before=stored.id + 1,
                                limit=1)
-    body = _item(stored, rows[0][1] if rows and rows[0][0].id == stored.id else None)
+    body = _item(stored, rows[0][1] if rows and rows[0][0].id == stored.id else None,
+                 int(service.engine.clock()))
     body["history"] = [{"change": h["change"], "at": h["alert"].get("updated"), "id": h["id"]}
                        for h in service.store.history(stored.id)]
     return web.json_response(body)

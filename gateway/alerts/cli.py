@@ -33,7 +33,7 @@ from typing import Any, NoReturn, TextIO
 import click
 
 from gateway.alerts.facts import Measured, Observed, build_facts
-from gateway.alerts.rules import Settings, SettingsError, evaluate
+from gateway.alerts.rules import Settings, SettingsError, as_of, evaluate
 from gateway.alerts.tariff import Tariff, TariffError, describe, load_tariff
 from gateway.events import model as events
 from gateway.events.model import EventError, parse_time
@@ -198,7 +198,7 @@ def evaluate_command(events_file: Path, tariff_file: Path | None, now: int,
     facts = build_facts(observed, measured)
     result = evaluate(facts, settings, tariff, None, now)
     shown = [a for a in result.alerts if a.is_open or not open_only]
-    write(shown, sys.stdout)
+    write(shown, sys.stdout, now)
     summary: dict[str, Any] = {"events": len(observed), "readings": len(measured),
                                "skipped": len(bad), "subjects": len(facts),
                                "alerts": len(result.alerts),
@@ -208,9 +208,12 @@ def evaluate_command(events_file: Path, tariff_file: Path | None, now: int,
     click.echo(json.dumps(summary, ensure_ascii=False), err=True)
 
 
-def write(shown: list[Any], out: TextIO) -> None:
+def write(shown: list[Any], out: TextIO, now: int) -> None:
+    """The alerts as JSON Lines, as read at ``now`` (:func:`as_of`: a storage meter's days and
+    money as of that day, as the inbox shows them)."""
     for alert in shown:
-        out.write(json.dumps(alert.to_json(), ensure_ascii=False, separators=(",", ":")))
+        out.write(json.dumps(as_of(alert.to_json(), now), ensure_ascii=False,
+                             separators=(",", ":")))
         out.write("\n")
     out.flush()
 

@@ -36,7 +36,17 @@ from typing import Any
 from gateway.alerts.calendar import Calendar
 from gateway.alerts.facts import EtaFact, Facts, Hold, Observed, TempPoint, YardStay
 from gateway.alerts.model import KINDS, Alert, Source, Transition, resolve
-from gateway.alerts.tariff import SIZES, Schedule, Tariff, last_free_day, meter, money
+from gateway.alerts.tariff import (
+    SIZES,
+    Schedule,
+    Tariff,
+    last_free_day,
+    meter,
+    meter_basis,
+    meter_figures,
+    money,
+    next_rate_change,
+)
 from gateway.events.model import Reference
 from gateway.isotime import iso_time
 
@@ -452,6 +462,9 @@ class _Fixed:
     warn: int
     static: dict[str, Any]
     base: tuple[Source, ...]
+    category: str | None
+    basis: dict[str, Any]
+    """The meter's basis (:func:`tariff.meter_basis`) kept with an open episode."""
 
 
 def _fixed(facts: Facts, stay: YardStay, available: Observed, settings: StorageSettings,
@@ -467,7 +480,8 @@ def _fixed(facts: Facts, stay: YardStay, available: Observed, settings: StorageS
     schedule, via = tariff.schedule(stay.terminal, facts.carrier)
     size = facts.equipment.size or settings.default_size
     day1 = calendar.local_date(at)
-    lfd, _ = last_free_day(schedule.free_days, schedule.counting, day1, calendar)
+    lfd, lfd_incomplete = last_free_day(schedule.free_days, schedule.counting, day1, calendar)
+    category = schedule.category(size, facts.equipment.reefer)
     static: dict[str, Any] = {
         "available": _iso(at),
         "last_free_day": lfd.isoformat(),
@@ -481,18 +495,54 @@ def _fixed(facts: Facts, stay: YardStay, available: Observed, settings: StorageS
         "carrier": facts.carrier,
         "tariff": via,
     }
+    if category is None:
+        static["tariff_gap"] = f"the tariff has no per_day rate for a {size}'" + (
+            " reefer" if facts.equipment.reefer else "")
     fixed = _Fixed(
         schedule, size, facts.equipment.reefer, day1, lfd,
         ended=calendar.day_start(lfd + timedelta(days=1)),  # not picked up from here
         warn=max(calendar.day_start(lfd - timedelta(days=settings.warn_days)), at),
         static=static,
-        base=_distinct((stay.entry.source, available.source, facts.equipment.origin)))
+        base=_distinct((stay.entry.source, available.source, facts.equipment.origin)),
+        category=category,
+        basis=meter_basis(schedule, calendar, day1, lfd, category,
+                          lfd_incomplete=lfd_incomplete))
     stay.memo["storage"] = (tariff, calendar, settings, facts.carrier, facts.equipment, fixed)
     return fixed
 
 
+def _hold_change(holds: Iterable[Hold], now: int) -> int | None:
+    """The next moment after ``now`` at which a hold begins or ends (None: none)."""
+    times = [t for h in holds for t in (h.since, h.until) if t is not None and t > now]
+    return min(times) if times else None
+
+
+def as_of(body: Mapping[str, Any], now: int) -> dict[str, Any]:
+    """An alert's JSON form as a reader sees it at ``now``: an open storage episode keeps the
+    basis of its meter (``basis``) instead of the figures that move with the days alone, and
+    gets them here (:func:`tariff.meter_figures`: days in yard, days left, charged days,
+    accrued and per day as of ``now``'s local day); every other alert as it is. The inbox, the
+    pages, the webhook and mail bodies and ``portledger alerts evaluate`` all read through it."""
+    basis = body.get("basis")
+    if basis is None:
+        return dict(body)
+    out = {k: v for k, v in body.items() if k != "basis" and k != "sources"}
+    out.update(meter_figures(basis, now))
+    if "sources" in body:
+        out["sources"] = body["sources"]
+    return out
+
+
 def _stay_alerts(facts: Facts, stay: YardStay, settings: StorageSettings, tariff: Tariff,
                  calendar: Calendar, now: int) -> tuple[list[Alert], int | None]:
+    """A stay's storage episodes.
+
+    An open episode's figures do not move with the days alone (the lead's decision, recorded in
+    ``docs/alerts.md``): it keeps the meter's basis and the per-day rate in force, and the days
+    in yard and the money accrued are worked out when it is read (:func:`as_of`). Its
+    ``next_check`` is the next moment its state changes meaningfully — the LFD ending, a band
+    with another rate beginning, a hold beginning or ending — so the clock visits it only then.
+    A resolved episode keeps its final figures."""
     if stay.available is None:
         return [], None
     fixed = _fixed(facts, stay, stay.available, settings, tariff, calendar)
@@ -500,17 +550,24 @@ def _stay_alerts(facts: Facts, stay: YardStay, settings: StorageSettings, tariff
                                          fixed.lfd)
     ended, warn, static, base = fixed.ended, fixed.warn, fixed.static, fixed.base
     exit_time = stay.exit.event.event_time if stay.exit is not None else None
+    later_exit = None
     if exit_time is not None and exit_time > now:
-        exit_time = None  # a gate-out dated in the future has not happened yet
+        later_exit, exit_time = exit_time, None  # a gate-out dated later has not happened yet
     if now < warn and exit_time is None:
         return [], warn
     if exit_time is not None and exit_time <= warn:
         return [], None
 
-    def at(moment: int) -> tuple[dict[str, Any], tuple[Source, ...]]:
+    def holding(moment: int) -> tuple[dict[str, Any], tuple[Source, ...]]:
+        held = _holds_at(facts.holds, moment) if facts.holds else []
+        return ({"holds": [h.to_json() for h in held], "pick_up_blocked": bool(held)},
+                _distinct((*base, *(h.origin for h in held))) if held else base)
+
+    def final(moment: int) -> tuple[dict[str, Any], tuple[Source, ...]]:
+        """The figures of an episode that ended at ``moment`` (kept as they are)."""
         today = calendar.local_date(moment)
         m = meter(schedule, calendar, day1, today, size=size, reefer=reefer)
-        held = _holds_at(facts.holds, moment) if facts.holds else []
+        held, origins = holding(moment)
         body: dict[str, Any] = {
             **static,
             "days_in_yard": m.days_in_yard,
@@ -520,15 +577,30 @@ def _stay_alerts(facts: Facts, stay: YardStay, settings: StorageSettings, tariff
             "per_day": money(m.per_day_cents),
             "accrued_cents": m.accrued_cents,
             "per_day_cents": m.per_day_cents,
-            "holds": [h.to_json() for h in held],
-            "pick_up_blocked": bool(held),
+            **held,
         }
-        if m.accrued_cents is None:
-            body["tariff_gap"] = f"the tariff has no per_day rate for a {size}'" + (
-                " reefer" if reefer else "")
         if m.calendar_incomplete:
             body["calendar_incomplete"] = True
-        return body, _distinct((*base, *(h.origin for h in held))) if held else base
+        return body, origins
+
+    def running(until: date | None) -> tuple[dict[str, Any], tuple[Source, ...], int | None]:
+        """The figures of an open episode (no daily ones: :func:`as_of` adds them), and the
+        next moment the rate in force or the holds change."""
+        today = min(calendar.local_date(now), until) if until is not None else (
+            calendar.local_date(now))
+        m = meter(schedule, calendar, day1, today, size=size, reefer=reefer)
+        held, origins = holding(now)
+        body: dict[str, Any] = {
+            **static, "per_day": money(m.per_day_cents), "per_day_cents": m.per_day_cents,
+            **held,
+            "basis": fixed.basis if until is None else {**fixed.basis,
+                                                        "until": until.isoformat()}}
+        change = next_rate_change(schedule, calendar, lfd, today, fixed.category)
+        times = [t for t in (None if change is None else calendar.day_start(change),
+                             _hold_change(facts.holds, now) if facts.holds else None,
+                             later_exit)  # a gate-out dated later ends it then
+                 if t is not None]
+        return body, origins, min(times) if times else None
 
     alerts: list[Alert] = []
     episode = str(stay.entered)
@@ -540,7 +612,7 @@ def _stay_alerts(facts: Facts, stay: YardStay, settings: StorageSettings, tariff
             kept = stay.memo.get("warned")
             if kept is None or kept[0] is not fixed or kept[1] is not facts.holds or (
                     kept[2] != (warn_end, exit_time)):
-                body, origins = at(warn_end - 1)
+                body, origins = final(warn_end - 1)
                 gated = exit_time == warn_end and stay.exit is not None
                 if gated and stay.exit is not None:
                     origins = (*origins, stay.exit.source)
@@ -550,22 +622,22 @@ def _stay_alerts(facts: Facts, stay: YardStay, settings: StorageSettings, tariff
             alerts.append(Alert("free-time-ending", subject, episode, "resolved", warn, now,
                                 warn_end, dict(kept[3]), kept[4]))
         else:
-            body, origins = at(min(now, warn_end - 1))
+            body, origins, change = running(lfd)
             alerts.append(Alert("free-time-ending", subject, episode, "open", warn, now, None,
-                                body, origins, ended))
+                                body, origins, ended if change is None else min(ended, change)))
     # not picked up: from the day after the LFD until gate-out
     wake = None
     if now >= ended and (exit_time is None or exit_time > ended):
-        body, origins = at(exit_time if exit_time is not None else now)
         if exit_time is not None and stay.exit is not None:
+            body, origins = final(exit_time)
             body["gated_out"] = iso_time(exit_time)
             body["reason"] = "gated-out"
             alerts.append(Alert("not-picked-up", subject, episode, "resolved", ended, now,
                                 exit_time, body, (*origins, stay.exit.source)))
         else:
-            tomorrow = calendar.day_start(calendar.local_date(now) + timedelta(days=1))
+            body, origins, change = running(None)
             alerts.append(Alert("not-picked-up", subject, episode, "open", ended, now, None,
-                                body, origins, tomorrow))
+                                body, origins, change))
     elif exit_time is None:
         wake = ended
     return alerts, wake

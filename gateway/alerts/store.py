@@ -60,6 +60,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway import sqlite
 from gateway.alerts.model import RESERVED, Alert, Source, Transition
+from gateway.alerts.rules import as_of
 from gateway.events.model import Reference
 
 _SCHEMA = """
@@ -190,8 +191,11 @@ class StoredAlert:
     change_seq: int
     """Id of its latest transition (unread while a reader's mark is below it)."""
 
-    def to_json(self, *, read: bool | None = None) -> dict[str, Any]:
-        body = {"id": self.id, **self.alert.to_json()}
+    def to_json(self, *, read: bool | None = None, now: int | None = None) -> dict[str, Any]:
+        """Its JSON form as read at ``now`` (:func:`gateway.alerts.rules.as_of`: an open
+        storage episode's meter as of that day; None: the stored form, with its basis)."""
+        alert = self.alert.to_json()
+        body = {"id": self.id, **(alert if now is None else as_of(alert, now))}
         if read is not None:
             body["read"] = read
         return body
@@ -373,9 +377,14 @@ class AlertStore(sqlite.Store):
                     continue
                 extra = (',"first_seen_resolved":true'  # an episode that ended unseen
                          if t.change == "resolved" and t.previous is None else "")
+                # a transition says how things stood when it happened: an open storage
+                # episode's meter as of then (its webhook and mail bodies, its history row)
+                told = body if "basis" not in alert.figures else json.dumps(
+                    as_of(alert.to_json(), alert.updated), separators=(",", ":"),
+                    ensure_ascii=False)
                 batch.transitions.append((
                     k, org_id, org_id, key, t.change, alert.kind, now,
-                    seal(f'{{"change":"{t.change}",{body[1:-1]}{extra}}}', "transitions",
+                    seal(f'{{"change":"{t.change}",{told[1:-1]}{extra}}}', "transitions",
                          org_id), 0 if r.deliver else 1))
             batch.wakes += [(org_id, ref.kind, ref.value, wake)
                             for ref, wake in r.subjects.items()]

@@ -440,7 +440,14 @@ def last_free_day(free_days: int, counting: str, available: date,
 @functools.lru_cache(maxsize=65_536)
 def _chargeable(after: date, through: date, charge_days: str,
                 calendar: Calendar) -> tuple[int, bool]:
-    """How many chargeable days lie in (``after``, ``through``]."""
+    """How many chargeable days lie in (``after``, ``through``] (cached)."""
+    return _count_chargeable(after, through, charge_days, calendar)
+
+
+def _count_chargeable(after: date, through: date, charge_days: str,
+                      calendar: Calendar) -> tuple[int, bool]:
+    """How many chargeable days lie in (``after``, ``through``], and whether the count passed
+    a year whose holidays are unknown."""
     if through <= after:
         return 0, False
     if charge_days == "calendar":
@@ -495,3 +502,110 @@ def describe(tariff: Tariff) -> Mapping[str, Any]:
             "counting": tariff.base.counting, "bands": len(tariff.base.bands),
             "terminals": sorted(tariff.terminals), "carriers": sorted(tariff.carriers),
             **({"label": tariff.label} if tariff.label else {})}
+
+
+# -- the meter at read time ------------------------------------------------------------------------
+#: The meter's figures that move with the days alone: never stored with an open storage episode,
+#: worked out when it is read (:func:`meter_figures`).
+DAILY_FIGURES: tuple[str, ...] = ("days_in_yard", "days_left", "charged_days", "accrued",
+                                  "per_day", "accrued_cents", "per_day_cents",
+                                  "calendar_incomplete")
+
+
+def meter_basis(schedule: Schedule, calendar: Calendar, available: date, lfd: date,
+                category: str | None, *, lfd_incomplete: bool = False) -> dict[str, Any]:
+    """What the meter of one yard stay needs to be worked out for any later day, as JSON (kept
+    with an open storage episode): day 1, the LFD, the charge-day rule, the box's rate per band
+    and — under ``working`` charge days only — the calendar's rest days and the holidays after
+    the LFD."""
+    basis: dict[str, Any] = {
+        "day1": available.isoformat(), "lfd": lfd.isoformat(),
+        "free_days": schedule.free_days, "charge_days": schedule.charge_days,
+        "utc_offset": calendar.utc_offset,
+        "rates": None if category is None else [[b.from_day, b.to_day, b.rate(category)]
+                                                for b in schedule.bands],
+    }
+    if lfd_incomplete:
+        basis["lfd_incomplete"] = True
+    if schedule.charge_days == "working":
+        basis["rest_days"] = sorted(calendar.rest_weekdays)
+        basis["holidays"] = sorted(d.isoformat() for d in calendar.holidays if d > lfd)
+        basis["covered_years"] = (None if calendar.covered_years is None
+                                  else sorted(calendar.covered_years))
+    return basis
+
+
+def meter_figures(basis: Mapping[str, Any], moment: int) -> dict[str, Any]:
+    """The daily figures (:data:`DAILY_FIGURES`) of a stay from its :func:`meter_basis`, as of
+    the local day of ``moment`` (not before day 1; not after ``basis["until"]`` when given): the
+    one function the inbox, the pages, the webhook and mail bodies and ``portledger alerts
+    evaluate`` work them out with."""
+    try:
+        day1 = date.fromisoformat(basis["day1"])
+        lfd = date.fromisoformat(basis["lfd"])
+        offset = int(basis["utc_offset"])
+        free_days = int(basis["free_days"])
+        charge_days = str(basis["charge_days"])
+        rates = basis["rates"]
+        until = basis.get("until")
+        through = date.fromordinal(date(1970, 1, 1).toordinal() + (moment + offset) // 86_400)
+        if until is not None:
+            through = min(through, date.fromisoformat(until))
+        through = max(through, day1)
+        if charge_days == "working":
+            calendar = Calendar(
+                holidays=frozenset(date.fromisoformat(d) for d in basis["holidays"]),
+                rest_weekdays=frozenset(int(d) for d in basis["rest_days"]), utc_offset=offset,
+                covered_years=(None if basis["covered_years"] is None
+                               else frozenset(int(y) for y in basis["covered_years"])))
+        else:
+            calendar = Calendar(utc_offset=offset)
+        charged, incomplete = _count_chargeable(lfd, through, charge_days, calendar)
+        accrued = per_day = None
+        if rates is not None:
+            schedule = Schedule(free_days, "calendar", charge_days, tuple(
+                Band(int(f), None if t is None else int(t), () if c is None else (("x", int(c)),))
+                for f, t, c in rates))
+            first = free_days + 1
+            accrued = schedule.charge(first, first + charged - 1, "x") if charged else 0
+            per_day = schedule.rate(first + charged, "x")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TariffError(f"a stored meter basis is malformed: {exc}", code="bad-basis") from None
+    figures: dict[str, Any] = {
+        "days_in_yard": days_between(day1, through),
+        "days_left": (lfd - through).days,
+        "charged_days": charged,
+        "accrued": money(accrued),
+        "per_day": money(per_day),
+        "accrued_cents": accrued,
+        "per_day_cents": per_day,
+    }
+    if incomplete or basis.get("lfd_incomplete"):
+        figures["calendar_incomplete"] = True
+    return figures
+
+
+def next_rate_change(schedule: Schedule, calendar: Calendar, lfd: date, through: date,
+                     category: str | None) -> date | None:
+    """The first day after ``through`` on which ``per_day`` (the rate of the next chargeable
+    day) differs from ``through``'s — a band with another rate begins; None: never."""
+    if category is None:
+        return None
+    charged, _ = _chargeable(lfd, through, schedule.charge_days, calendar)
+    number = schedule.free_days + 1 + charged
+    current = schedule.rate(number, category)
+    start = next((b.from_day for b in schedule.bands
+                  if b.from_day > number and b.rate(category) != current), None)
+    if start is None:
+        return None
+    need = start - number  # chargeable days still to pass
+    day = max(through, lfd)
+    if schedule.charge_days == "calendar":
+        return day + timedelta(days=need)
+    for _ in range(MAX_DAYS):
+        day += timedelta(days=1)
+        if calendar.is_working(day):
+            need -= 1
+            if need == 0:
+                return day
+    return None

@@ -89,15 +89,37 @@ async def test_inbox_unread_and_read_marks(tmp_path: Path) -> None:
         mine = await body(await client.get("/v1/alerts"))
         assert [a["kind"] for a in mine["alerts"]] == ["vessel-delay"]
         client.session.cookie_jar.clear()
-        # a day later the meter is updated and the call expired: unread again
+        # a day later the call expired: unread again; the meter took a new day's charge, which
+        # is no change of state (its money is worked out when read): it stays read
         await body(await client.post("/v1/alerts/read", json={"all": True}, headers=auth))
         await port.engine.clock_pass(hk("2026-11-09 00:30"))
+        port.engine.clock = lambda: hk("2026-11-09 00:30")
         again = await body(await client.get("/v1/alerts?unread=true", headers=auth))
         assert sorted((a["kind"], a["state"]) for a in again["alerts"]) == [
-            ("not-picked-up", "open"), ("vessel-delay", "resolved")]
-        assert next(a for a in again["alerts"] if a["kind"] == "not-picked-up")["accrued"] == 300
+            ("vessel-delay", "resolved")]
+        listed = await body(await client.get("/v1/alerts?kind=not-picked-up", headers=auth))
+        (read_meter,) = listed["alerts"]
+        assert (read_meter["accrued"], read_meter["days_in_yard"]) == (300, 8)
+        assert read_meter["read"] is True and "basis" not in read_meter
         one = await body(await client.get(f"/v1/alerts/{meter['id']}", headers=auth))
-        # opened when followed, updated by the hold's link, then by the new day's charge
+        # opened when followed, updated by the hold's link; no row for the new day
+        assert [h["change"] for h in one["history"]] == ["opened", "updated"]
+        assert one["accrued"] == 300
+        # the read figures are the storage meter's (worked out from the facts, the tariff, now)
+        shown = await body(await client.get(f"/v1/alerts/storage/{BOX}", headers=auth))
+        assert {k: shown[k] for k in ("accrued", "per_day", "days_in_yard", "days_left",
+                                      "charged_days", "last_free_day")} == {
+            k: one[k] for k in ("accrued", "per_day", "days_in_yard", "days_left",
+                                "charged_days", "last_free_day")}
+        # the rate band changes (HK$200 a day from day 11, a 20'): a transition, unread again,
+        # with the new per_day; its history row says so
+        await body(await client.post("/v1/alerts/read", json={"all": True}, headers=auth))
+        await port.engine.clock_pass(hk("2026-11-11 00:00"))
+        port.engine.clock = lambda: hk("2026-11-11 10:00")
+        again = await body(await client.get("/v1/alerts?unread=true", headers=auth))
+        assert [(a["kind"], a["per_day"], a["accrued"]) for a in again["alerts"]] == [
+            ("not-picked-up", 200, 500)]
+        one = await body(await client.get(f"/v1/alerts/{meter['id']}", headers=auth))
         assert [h["change"] for h in one["history"]] == ["opened", "updated", "updated"]
         # another organisation's alert is not found; bad filters are 400
         assert (await client.get(f"/v1/alerts/{meter['id']}",

@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner, Result
 
-from gateway.alerts.cli import alerts
+from gateway.alerts.cli import alerts, read_events
+from gateway.alerts.facts import build_facts
+from gateway.alerts.model import by_key
+from gateway.alerts.rules import Settings, as_of, evaluate
+from gateway.alerts.tariff import DAILY_FIGURES, load_tariff
 
 DATA = Path(__file__).resolve().parent / "data"
 ROOT = Path(__file__).resolve().parents[3]
@@ -174,3 +180,35 @@ def test_the_group_runs_as_a_program() -> None:
     assert done.returncode == 0, done.stderr
     assert {json.loads(line)["kind"] for line in done.stdout.splitlines()} == {
         "not-picked-up", "customs-hold"}
+
+
+@pytest.mark.parametrize("read_on", ["2026-12-03T10:00:00+08:00", "2026-12-05T23:59:00+08:00",
+                                     "2026-12-06T00:00:00+08:00", "2026-12-20T10:00:00+08:00"])
+def test_an_episode_read_later_says_what_the_dry_run_says_then(read_on: str) -> None:
+    """A storage episode recorded when it opened and read days later (its money worked out at
+    read time, :func:`as_of`) carries the figures of a dry run at that later time — across
+    the band boundary (HK$200 a day from day 11, 6 Dec) too."""
+    result = run("--events", DATA / "port_story.jsonl", "--tariff", TARIFF, "--now", read_on)
+    assert result.exit_code == 0, result.stderr
+    (dry,) = by_kind(lines(result))["not-picked-up"]
+    with open(DATA / "port_story.jsonl", "rb") as stream:
+        observed, measured, bad = read_events(stream, "file")
+    assert bad == []
+    facts = build_facts(observed, measured)
+    tariff = load_tariff(TARIFF.read_bytes())
+    opened = evaluate(facts, Settings(), tariff, None, iso("2026-12-01T00:30:00+08:00"))
+    (recorded,) = [a for a in opened.alerts if a.kind == "not-picked-up"]
+    later = iso(read_on)
+    if recorded.next_check is not None and recorded.next_check <= later:
+        # the clock pass visits it at its next check: the band's new rate is recorded then
+        (recorded,) = [a for a in evaluate(facts, Settings(), tariff, None, later,
+                                           by_key(opened.alerts)).alerts
+                       if a.kind == "not-picked-up"]
+    read = as_of(recorded.to_json(), later)
+    for name in (*DAILY_FIGURES, "last_free_day", "holds", "pick_up_blocked", "state"):
+        assert read.get(name) == dry.get(name), name
+    assert dry["days_in_yard"] == (date.fromisoformat(read_on[:10]) - date(2026, 11, 26)).days + 1
+
+
+def iso(text: str) -> int:
+    return int(datetime.fromisoformat(text).timestamp())

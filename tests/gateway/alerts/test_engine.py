@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from gateway.alerts.rules import as_of
 from gateway.alerts.store import AlertStore, AlertStoreError
 from gateway.app import create_app
 from gateway.appkeys import TELEMETRY
@@ -90,7 +91,8 @@ async def test_each_party_gets_the_alerts_of_what_it_may_read(tmp_path: Path) ->
         carrier = port.alerts_of(CARRIER)
         assert kinds(carrier) == [("not-picked-up", BOX, "open"), ("vessel-delay", IMO, "open")]
         storage = next(a for a in carrier if a.kind == "not-picked-up")
-        assert storage.figures["accrued"] == 200 and storage.figures["per_day"] == 100
+        assert as_of(storage.to_json(), NOW)["accrued"] == 200
+        assert storage.figures["per_day"] == 100
         assert storage.figures["last_free_day"] == "2026-11-06"
         assert storage.figures["tariff"] == "base"
         # the carrier may not read the customs hold: neither the alert nor its figures show it
@@ -147,10 +149,14 @@ async def test_updates_resolutions_clock_and_restart(tmp_path: Path) -> None:
         assert moved >= 2  # free-time-ending resolved, not-picked-up opened (per party)
         assert ("not-picked-up", BOX, "open") in kinds(port.alerts_of(TERMINAL))
         assert ("free-time-ending", BOX, "resolved") in kinds(port.alerts_of(TERMINAL), None)
-        # the next midnight adds a day of charges: updated, not reopened
-        await port.engine.clock_pass(hk("2026-11-08 00:30"))
+        # the next midnight adds a day of charges, which changes no state: nothing is due,
+        # nothing recorded; read then, the meter shows the day
         meter = next(a for a in port.alerts_of(TERMINAL) if a.kind == "not-picked-up")
-        assert meter.figures["accrued"] == 200 and meter.figures["days_in_yard"] == 7
+        assert meter.next_check == hk("2026-11-11 00:00")  # HK$200 a day from day 11
+        assert await port.engine.clock_pass(hk("2026-11-08 00:30")) == 0
+        assert next(a for a in port.alerts_of(TERMINAL) if a.kind == "not-picked-up") == meter
+        shown = as_of(meter.to_json(), hk("2026-11-08 00:30"))
+        assert shown["accrued"] == 200 and shown["days_in_yard"] == 7
     finally:
         await client.close()
 
@@ -165,6 +171,14 @@ async def test_updates_resolutions_clock_and_restart(tmp_path: Path) -> None:
         await port2.engine.catch_up()
         after = port2.store._db.execute("SELECT COUNT(*) FROM transitions").fetchone()[0]
         assert after == before
+        # the next check survived the restart: the box is due when its band changes, not before
+        terminal = port2.orgs[TERMINAL]
+        assert (terminal, Reference("container", BOX)) not in port2.store.due(
+            hk("2026-11-10 23:59"))
+        assert (terminal, Reference("container", BOX)) in port2.store.due(hk("2026-11-11 00:00"))
+        assert await port2.engine.clock_pass(hk("2026-11-11 00:00")) >= 1
+        banded = next(a for a in port2.alerts_of(TERMINAL) if a.kind == "not-picked-up")
+        assert (banded.figures["per_day"], banded.next_check) == (200, None)
         # gate-out resolves the meter with its final figures
         gtot = port2.record(TERMINAL, event("TERMINAL.GTOT", "container", BOX,
                                            hk("2026-11-08 09:00")),

@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 
 from gateway.alerts.facts import Measured, Observed, build_facts
 from gateway.alerts.model import Alert, Source, by_key, readable_by
-from gateway.alerts.rules import Settings, SettingsError, due, evaluate, resolve_settings
+from gateway.alerts.rules import (
+    Settings,
+    SettingsError,
+    as_of,
+    due,
+    evaluate,
+    resolve_settings,
+)
 from gateway.alerts.tariff import parse_tariff
 from gateway.events.model import CanonicalEvent, Reference
 from gateway.telemetry.model import Reading
@@ -62,16 +69,23 @@ def test_episodes_open_update_and_resolve_across_evaluations() -> None:
     assert again.transitions == []
     assert [a.to_json() for a in again.alerts] == [a.to_json() for a in first.alerts]
 
-    # a day later: the warning's figures moved (days left), the hold did not
+    # a day later: a plain day changes nothing stored (the days left are worked out when the
+    # warning is read), so there is nothing to send
     later = evaluate(facts, Settings(), TARIFF, None, hk("2026-11-06 10:00"), previous)
-    assert changes(later) == [("updated", "free-time-ending")]
-    updated = later.transitions[0]
-    assert updated.alert.opened == previous[updated.alert.key].opened
-    assert updated.alert.figures["days_left"] == 0 and updated.previous is not None
+    assert changes(later) == []
+    warning = next(a for a in later.alerts if a.kind == "free-time-ending")
+    assert warning is previous[warning.key]
+    assert as_of(warning.to_json(), hk("2026-11-05 10:00"))["days_left"] == 1
+    assert as_of(warning.to_json(), hk("2026-11-06 10:00"))["days_left"] == 0
 
     # free time over: the warning resolves, the meter opens
     past = evaluate(facts, Settings(), TARIFF, None, hk("2026-11-07 10:00"), by_key(later.alerts))
     assert changes(past) == [("resolved", "free-time-ending"), ("opened", "not-picked-up")]
+    # the meter's plain days: nothing changes, whatever it has accrued
+    plain = evaluate(facts, Settings(), TARIFF, None, hk("2026-11-08 10:00"), by_key(past.alerts))
+    assert plain.transitions == []
+    meter = next(a for a in plain.alerts if a.kind == "not-picked-up")
+    assert as_of(meter.to_json(), hk("2026-11-08 10:00"))["accrued"] == 200
 
     # released and gated out
     items += [event("CUSTOMS.CUSR", hk("2026-11-08 09:00"), DECLARATION, kind="declaration",
@@ -81,7 +95,9 @@ def test_episodes_open_update_and_resolve_across_evaluations() -> None:
                     by_key(past.alerts))
     assert changes(done) == [("resolved", "not-picked-up"), ("resolved", "customs-hold")]
     meter = next(t.alert for t in done.transitions if t.alert.kind == "not-picked-up")
+    # resolved: the final figures are kept with it, whenever it is read
     assert (meter.figures["accrued"], meter.figures["days_in_yard"]) == (200, 7)
+    assert as_of(meter.to_json(), hk("2026-12-25 10:00"))["accrued"] == 200
     assert done.wake == {}
 
 
@@ -166,10 +182,40 @@ def test_the_clock_pass_finds_what_time_alone_changed() -> None:
     pending = evaluate(quiet, Settings(), TARIFF, None, now)
     assert pending.alerts == []
     assert due([], hk("2026-11-08 00:00"), pending.wake) == [Reference("container", OTHER_BOX)]
-    # an open storage meter is due every local midnight (a new day's charge)
+    # an open storage meter is due when its rate changes (HK$200 a day from day 11: day 10's
+    # per_day), not every midnight; once in its last band, never by the clock alone
     past = evaluate(facts, Settings(), TARIFF, None, hk("2026-11-09 10:00"))
     meter = next(a for a in past.alerts if a.kind == "not-picked-up")
-    assert meter.next_check == hk("2026-11-10 00:00")
+    assert meter.next_check == hk("2026-11-11 00:00")
+    opened = [a for a in past.alerts if a.is_open]
+    assert due(opened, hk("2026-11-10 00:00"), past.wake) == []
+    assert due(opened, hk("2026-11-11 00:00"), past.wake) == [CONTAINER]
+    last = evaluate(facts, Settings(), TARIFF, None, hk("2026-11-11 00:00"), by_key(past.alerts))
+    assert changes(last) == [("updated", "not-picked-up")]
+    meter = last.transitions[0].alert
+    assert (meter.figures["per_day"], meter.next_check) == (200, None)
+    assert due([a for a in last.alerts if a.is_open], hk("2027-01-01 00:00"), last.wake) == []
+
+
+def test_no_transition_on_a_plain_day_one_on_the_band_boundary() -> None:
+    """The lead's rule: a day passing writes nothing; the rate band changing does (with the new
+    per_day: "HK$200/day from now"); the money read at any time is the meter's."""
+    facts = build_facts(story()[:2])
+    previous = by_key(evaluate(facts, Settings(), TARIFF, None, hk("2026-11-07 10:00")).alerts)
+    sent = []
+    for day in range(8, 16):
+        now = hk(f"2026-11-{day:02d} 10:00")
+        result = evaluate(facts, Settings(), TARIFF, None, now, previous)
+        sent += [(day, t.change, t.alert.kind, t.alert.figures["per_day"])
+                 for t in result.transitions]
+        previous = by_key(result.alerts)
+        meter = previous[next(k for k in previous if k.startswith("not-picked-up"))]
+        shown = as_of(meter.to_json(), now)
+        # day 1 = 2 Nov; charged from 7 Nov: 100 a day for days 6-10, 200 from day 11
+        charged = day - 6
+        assert shown["days_in_yard"] == day - 1 and shown["charged_days"] == charged
+        assert shown["accrued"] == 100 * min(charged, 5) + 200 * max(0, charged - 5)
+    assert sent == [(11, "updated", "not-picked-up", 200)]
 
 
 def test_an_alert_never_rests_on_what_its_recipient_cannot_read() -> None:

@@ -10,8 +10,8 @@ import pytest
 
 from gateway.alerts.facts import Observed, build_facts
 from gateway.alerts.model import Alert
-from gateway.alerts.rules import Settings, StorageSettings, storage_alerts
-from gateway.alerts.tariff import Tariff, parse_tariff
+from gateway.alerts.rules import Settings, StorageSettings, as_of, storage_alerts
+from gateway.alerts.tariff import Tariff, meter, parse_tariff
 from gateway.events.model import Reference
 from tests.gateway.alerts.builders import BOX, DECLARATION, MBL, event, hk
 from tests.gateway.alerts.test_tariff import ISSUE_TARIFF, WORKING
@@ -40,35 +40,50 @@ def run(items: list[Observed], now: int, tariff: Tariff = TARIFF,
     return storage_alerts(facts[CONTAINER], settings, tariff, tariff.calendar, now)
 
 
-def brief(alerts: list[Alert]) -> list[tuple[Any, ...]]:
-    return [(a.kind, a.state, a.figures["days_in_yard"], a.figures["accrued"],
-             a.figures["per_day"], a.figures.get("reason")) for a in alerts]
+def shown(alert: Alert, now: int) -> dict[str, Any]:
+    """An alert as a reader sees it at ``now`` (an open meter's days and money worked out)."""
+    return as_of(alert.to_json(), now)
 
 
-# available Mon 2 Nov 2026 09:00 HKT: day 1 = 2 Nov, LFD = 6 Nov (5 free calendar days)
+def brief(alerts: list[Alert], now: int) -> list[tuple[Any, ...]]:
+    return [(f["kind"], f["state"], f["days_in_yard"], f["accrued"], f["per_day"],
+             f.get("reason")) for f in (shown(a, now) for a in alerts)]
+
+
+# available Mon 2 Nov 2026 09:00 HKT: day 1 = 2 Nov, LFD = 6 Nov (5 free calendar days); the
+# clock next looks at the box when its state changes: the warning, the LFD ending, the band of
+# HK$200 a day beginning on day 11 (its per_day shows from day 10, the rate of the next day),
+# then never (the meter's money is worked out when read)
 @pytest.mark.parametrize(("now", "expected", "wake"), [
     ("2026-11-04 12:00", [], "2026-11-05 00:00"),
     ("2026-11-05 00:00", [("free-time-ending", "open", 4, 0, 100, None)], "2026-11-07 00:00"),
     ("2026-11-06 23:59", [("free-time-ending", "open", 5, 0, 100, None)], "2026-11-07 00:00"),
     ("2026-11-07 00:00", [("free-time-ending", "resolved", 5, 0, 100, "free-time-ended"),
-                          ("not-picked-up", "open", 6, 100, 100, None)], "2026-11-08 00:00"),
+                          ("not-picked-up", "open", 6, 100, 100, None)], "2026-11-11 00:00"),
+    ("2026-11-09 10:00", [("free-time-ending", "resolved", 5, 0, 100, "free-time-ended"),
+                          ("not-picked-up", "open", 8, 300, 100, None)], "2026-11-11 00:00"),
     ("2026-11-11 10:00", [("free-time-ending", "resolved", 5, 0, 100, "free-time-ended"),
-                          ("not-picked-up", "open", 10, 500, 200, None)], "2026-11-12 00:00"),
+                          ("not-picked-up", "open", 10, 500, 200, None)], None),
     ("2026-11-12 10:00", [("free-time-ending", "resolved", 5, 0, 100, "free-time-ended"),
-                          ("not-picked-up", "open", 11, 700, 200, None)], "2026-11-13 00:00"),
+                          ("not-picked-up", "open", 11, 700, 200, None)], None),
 ])
-def test_meter_over_time(now: str, expected: list[tuple[Any, ...]], wake: str) -> None:
+def test_meter_over_time(now: str, expected: list[tuple[Any, ...]], wake: str | None) -> None:
     alerts, next_time = run(arrival(), hk(now))
-    assert brief(alerts) == expected
-    assert min([next_time or 1 << 40] + [a.next_check for a in alerts if a.is_open
-                                         and a.next_check]) == hk(wake)
+    assert brief(alerts, hk(now)) == expected
+    times = [next_time, *(a.next_check for a in alerts if a.is_open)]
+    assert min((t for t in times if t is not None), default=None) == (
+        None if wake is None else hk(wake))
 
 
 def test_figures_of_the_open_meter() -> None:
     alerts, _ = run(arrival(), hk("2026-11-09 10:00"))
     meter = alerts[-1]
     assert meter.kind == "not-picked-up" and meter.opened == hk("2026-11-07 00:00")
-    f = meter.figures
+    # stored: no figure that moves with the days alone, the meter's basis instead
+    assert "accrued" not in meter.figures and "days_in_yard" not in meter.figures
+    assert meter.figures["basis"]["day1"] == "2026-11-02" and meter.figures["per_day"] == 100
+    f = shown(meter, hk("2026-11-09 10:00"))
+    assert "basis" not in f
     assert f["available"] == "2026-11-02T01:00:00Z" and f["last_free_day"] == "2026-11-06"
     assert (f["days_in_yard"], f["charged_days"], f["days_left"]) == (8, 3, -3)
     assert (f["accrued"], f["per_day"], f["currency"]) == (300, 100, "HKD")
@@ -91,7 +106,7 @@ def test_figures_of_the_open_meter() -> None:
 def test_gate_out_ends_the_meter(gate_out: str, expected: list[tuple[Any, ...]]) -> None:
     items = [*arrival(), event("TERMINAL.GTOT", hk(gate_out))]
     alerts, wake = run(items, hk("2026-11-20 10:00"))
-    assert brief(alerts) == expected and wake is None
+    assert brief(alerts, hk("2026-11-20 10:00")) == expected and wake is None
     for alert in alerts:
         assert alert.next_check is None
     if len(expected) == 2:
@@ -104,7 +119,7 @@ def test_gate_out_ends_the_meter(gate_out: str, expected: list[tuple[Any, ...]])
 def test_discharge_stands_in_for_a_missing_avpu() -> None:
     alerts, _ = run(arrival(avpu=False), hk("2026-11-09 10:00"))
     assert alerts[-1].figures["available"] == "2026-11-02T00:00:00Z"
-    assert brief(alerts)[-1] == ("not-picked-up", "open", 8, 300, 100, None)
+    assert brief(alerts, hk("2026-11-09 10:00"))[-1] == ("not-picked-up", "open", 8, 300, 100, None)
 
 
 def test_a_container_re_entering_the_yard_starts_a_new_episode() -> None:
@@ -118,7 +133,8 @@ def test_a_container_re_entering_the_yard_starts_a_new_episode() -> None:
         ("free-time-ending", "resolved", str(hk("2026-11-20 08:00"))),
         ("not-picked-up", "open", str(hk("2026-11-20 08:00"))),
     ]
-    assert alerts[1].figures["accrued"] == 300 and alerts[3].figures["accrued"] == 300
+    assert alerts[1].figures["accrued"] == 300
+    assert shown(alerts[3], hk("2026-11-27 10:00"))["accrued"] == 300
     assert len({a.key for a in alerts}) == 4
 
 
@@ -166,7 +182,7 @@ def test_a_carrier_hold_on_the_bill_of_lading() -> None:
 def test_size_type_codes(details: dict[str, Any], size: str, reefer: bool,
                          accrued: int) -> None:
     alerts, _ = run(arrival(details=details), hk("2026-11-09 10:00"))
-    f = alerts[-1].figures
+    f = shown(alerts[-1], hk("2026-11-09 10:00"))
     assert (f["size"], f["reefer"], f["accrued"]) == (size, reefer, accrued)
     assert f["size_known"] is bool(details)
 
@@ -174,7 +190,7 @@ def test_size_type_codes(details: dict[str, Any], size: str, reefer: bool,
 def test_default_size_is_a_setting() -> None:
     settings = Settings().merged({"storage": {"default_size": "20"}}).storage
     alerts, _ = run(arrival(details={}), hk("2026-11-09 10:00"), settings=settings)
-    assert alerts[-1].figures["accrued"] == 300
+    assert shown(alerts[-1], hk("2026-11-09 10:00"))["accrued"] == 300
 
 
 @pytest.mark.parametrize(("warn_days", "opens"), [(0, "2026-11-06 00:00"),
@@ -191,8 +207,9 @@ def test_working_day_tariff_over_christmas() -> None:
     # 23, 24 | 25, 26, 27 rest | 28, 29: LFD 29 Dec; the warning opens on the 28th
     assert alerts == [] and wake == hk("2026-12-28 00:00")
     alerts, _ = run(arrival("2026-12-23"), hk("2026-12-31 10:00"), tariff)
-    assert alerts[-1].figures["last_free_day"] == "2026-12-29"
-    assert (alerts[-1].figures["charged_days"], alerts[-1].figures["accrued"]) == (2, 200)
+    f = shown(alerts[-1], hk("2026-12-31 10:00"))
+    assert f["last_free_day"] == "2026-12-29"
+    assert (f["charged_days"], f["accrued"]) == (2, 200)
 
 
 def test_terminal_and_carrier_override_in_the_rule() -> None:
@@ -212,10 +229,55 @@ def test_a_rate_the_tariff_lacks_is_said() -> None:
         {"from_day": 6, "per_day": {"20": 100, "40": 200}}]})
     alerts, _ = run(arrival(details={"ISOEquipmentCode": "L5G1"}), hk("2026-11-09 10:00"),
                     tariff)
-    f = alerts[-1].figures
+    f = shown(alerts[-1], hk("2026-11-09 10:00"))
     assert f["accrued"] is None and f["per_day"] is None and "45'" in f["tariff_gap"]
 
 
 def test_an_availability_after_now_has_not_happened_yet() -> None:
     alerts, wake = run(arrival("2026-11-02"), hk("2026-11-01 12:00"))
     assert alerts == [] and wake == hk("2026-11-05 00:00")
+
+
+@pytest.mark.parametrize("changes", [
+    {},
+    {"counting": "working", "charge_days": "working", "extra_holidays": ["2026-12-31"]},
+    {"counting": "working", "charge_days": "working", "rest_days": ["sat", "sun"],
+     "public_holidays": "none"},
+])
+def test_the_meter_read_any_day_is_the_tariffs_and_the_clock_comes_when_the_rate_does(
+        changes: dict[str, Any]) -> None:
+    """Read on any day, an open episode's figures (:func:`as_of` over the stored basis) are the
+    tariff's meter for that day; and the episode's next check is the first day whose per_day
+    differs — found here by walking every day."""
+    tariff = parse_tariff({**ISSUE_TARIFF, **changes})
+    changed = 0
+    for start in ("2026-12-18", "2026-12-23"):
+        items = arrival(start)
+        previous_rate, recorded = None, None
+        for offset in range(40):
+            moment = hk(start + " 10:00") + offset * 86_400
+            alerts, _ = run(items, moment, tariff)
+            opened = [a for a in alerts if a.is_open]
+            if not opened:
+                continue
+            alert = opened[-1]
+            day = tariff.calendar.local_date(moment)
+            expected = meter(tariff.base, tariff.calendar, tariff.calendar.local_date(
+                hk(start + " 09:00")), day, size="20", reefer=False)
+            f = shown(alert, moment)
+            assert (f["days_in_yard"], f["charged_days"], f["accrued_cents"],
+                    f["per_day_cents"]) == (expected.days_in_yard, expected.charged_days,
+                                            expected.accrued_cents, expected.per_day_cents)
+            # yesterday's episode, not due yet, read today: what evaluating today says
+            if (recorded is not None and recorded.kind == alert.kind
+                    and (recorded.next_check is None or recorded.next_check > moment)):
+                assert {**shown(recorded, moment), "updated": f["updated"]} == f
+            if alert.kind == "not-picked-up":
+                if previous_rate is not None and f["per_day"] != previous_rate:
+                    # the rate changed today: the episode asked to be looked at by today
+                    assert recorded is not None and recorded.next_check is not None
+                    assert recorded.next_check <= moment
+                    changed += 1
+                previous_rate = f["per_day"]
+            recorded = alert
+    assert changed == 2  # (the test saw the band change of both stays)
