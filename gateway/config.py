@@ -49,6 +49,14 @@ class GatewayConfig:
     """How long the batcher waits for more events before it sends a partial batch."""
     max_in_flight_txs: int = 8
     """Transactions an organisation may have on their way at once (sent, not yet final)."""
+    outbox_max_per_org: int = 10_000
+    """Most operations of one organisation in the outbox not yet final or failed; an upload
+    that would go over is refused 429 ``outbox-full`` with ``Retry-After`` (docs/limits.md)."""
+    outbox_max_total: int = 20_000
+    """Most operations of all organisations in the outbox not yet final or failed (as above)."""
+    outbox_max_wait_seconds: float = 10.0
+    """Most seconds of work in the outbox at the rate it drains (as above): bounds how long
+    the backlog an overload leaves takes to clear."""
     telemetry_window_seconds: float = 10.0
     """Seconds between two anchorings of telemetry readings (a Merkle root per owner batch)."""
     telemetry_batch_max: int = 4096
@@ -86,6 +94,14 @@ class GatewayConfig:
                               " at most 86400")
         if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 1 << 20:
             raise ConfigError("telemetry_batch_max is an integer from 1 to 1048576")
+        for name in ("outbox_max_per_org", "outbox_max_total"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} is an integer of at least 1, not {value!r}")
+        wait = self.outbox_max_wait_seconds
+        if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 < wait <= 3600:
+            raise ConfigError("outbox_max_wait_seconds is a number of seconds, more than 0 and at"
+                              " most 3600")
 
     @property
     def passphrase(self) -> str:

@@ -6,6 +6,17 @@ the submitter (:mod:`gateway.writepath.submitter`) owns them: it batches, seals,
 them, and records every step in the same database, so a gateway killed at any instant resumes exactly
 where it was.
 
+Back-pressure: the outbox holds at most ``max_depth_per_org`` unsettled operations (accepted or
+sent, not yet final or failed) of one organisation and ``max_depth`` in all, and in all no more
+than ``max_wait`` seconds of work at the rate it drains (so a backlog left by an overload is
+gone within about that time: what bounds the recovery). An upload that would go over any of
+them is refused whole with :class:`OutboxFull` (429 ``outbox-full``) and a
+``Retry-After`` from the rate the outbox drained over the last :data:`DRAIN_WINDOW` seconds,
+so a gateway offered more than the chain finalizes answers "later" instead of promising work it
+cannot finish soon (docs/limits.md, "Gateway"). An upload always fits an empty queue (a bulk
+upload larger than the limit is not refused forever), so a depth may exceed its limit by at most
+one upload. Retries of accepted keys are never refused.
+
 The design (the write path: outbox and submitter) is in ``docs/write-path.md``.
 """
 
@@ -13,19 +24,22 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from gateway import errors, sqlite
-from gateway.appkeys import CONFIG, KEYSTORE, OUTBOX
+from gateway.appkeys import CONFIG, KEYSTORE, METRICS, OUTBOX
 from gateway.confidential.keystore import Keystore
 from gateway.writepath.operations import (
     Operation,
@@ -63,6 +77,7 @@ CREATE TABLE IF NOT EXISTS ops (
 );
 CREATE INDEX IF NOT EXISTS ops_pending ON ops (org_id, status, op_id);
 CREATE INDEX IF NOT EXISTS ops_tx ON ops (tx_id);
+CREATE INDEX IF NOT EXISTS ops_unsettled ON ops (org_id, status) WHERE status IN ('accepted', 'sent');
 CREATE TABLE IF NOT EXISTS subject_versions (
     org_id INTEGER NOT NULL,
     subject BLOB NOT NULL,
@@ -92,6 +107,12 @@ _BODY_AAD = b"portledger/outbox-body/v1"
 #: Name of the keystore secret the gateway's outbox bodies are encrypted under.
 BODY_SECRET = "outbox"
 _NONCE_SIZE = 12
+#: Seconds of settled operations the drain rate (and so ``Retry-After``) is measured over.
+DRAIN_WINDOW = 10.0
+#: ``Retry-After`` of a full outbox that has not drained lately (nothing to estimate from).
+RETRY_AFTER_UNKNOWN = 5
+#: Largest ``Retry-After`` of a full outbox.
+RETRY_AFTER_MAX = 60
 
 
 
@@ -101,6 +122,12 @@ def _body_aad(org_id: int, key: str) -> bytes:
 
 class OutboxError(Exception):
     """The outbox file cannot be read as asked (an encrypted body without its key)."""
+
+
+class OutboxFull(errors.TooManyRequests):
+    """429 ``outbox-full``: the upload would take the outbox over a depth limit; retry later."""
+
+    code = "outbox-full"
 
 
 class Outbox:
@@ -113,6 +140,13 @@ class Outbox:
     body_key
         32-byte key the bodies of unsettled operations are encrypted under (AES-256-GCM; the
         gateway's comes from its keystore); None stores them in clear (tests, benchmarks).
+    max_depth_per_org, max_depth
+        Most unsettled operations of one organisation, and in all (None: no limit — tests and
+        benchmarks; the gateway sets both from its configuration).
+    max_wait
+        Most seconds of work in the outbox at its drain rate: more unsettled operations in
+        all than ``drain_rate() * max_wait`` are refused too (None, or nothing drained yet:
+        no such limit).
 
     Notes
     -----
@@ -122,8 +156,28 @@ class Outbox:
     one reused key refuses only its own request.
     """
 
-    def __init__(self, path: str | Path, *, body_key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        body_key: bytes | None = None,
+        max_depth_per_org: int | None = None,
+        max_depth: int | None = None,
+        max_wait: float | None = None,
+    ) -> None:
+        for name, value in (("max_depth_per_org", max_depth_per_org), ("max_depth", max_depth),
+                            ("max_wait", max_wait)):  # fmt: skip
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive")
         self.path = Path(path)
+        self.max_depth_per_org = max_depth_per_org
+        self.max_depth = max_depth
+        self.max_wait = max_wait
+        self.refused: dict[str, int] = {"organisation": 0, "total": 0, "wait": 0}
+        """Uploads refused as over a depth limit, by limit (for metrics)."""
+        self._drained: deque[tuple[float, int]] = deque()  # (monotonic, operations settled)
+        self._drain_lock = threading.Lock()
+        self._last_rate = 0.0
         self._db = sqlite.connect(self.path, synchronous="FULL", busy_timeout_ms=10_000)
         # Dropped bodies are overwritten with zeros, not left in the file's free space.
         self._db.execute("PRAGMA secure_delete=ON")
@@ -190,7 +244,7 @@ class Outbox:
             is used twice with different content within ``ops``); nothing is accepted.
         """
         with self._lock, sqlite.transaction(self._db):
-            receipts = self._accept_in_tx(org_id, ops)
+            receipts = self._accept_in_tx(org_id, ops, self._depths())
         self._wake()
         return receipts
 
@@ -224,10 +278,11 @@ class Outbox:
             with self._lock:
                 try:
                     with sqlite.transaction(self._db):
+                        depths = self._depths()
                         for org_id, ops, future in work:
                             self._db.execute("SAVEPOINT req")
                             try:
-                                receipts = self._accept_in_tx(org_id, ops)
+                                receipts = self._accept_in_tx(org_id, ops, depths)
                             except Exception as exc:  # handed to the caller
                                 self._db.execute("ROLLBACK TO req")
                                 self._db.execute("RELEASE req")
@@ -243,8 +298,14 @@ class Outbox:
                 future.get_loop().call_soon_threadsafe(_settle, future, value, ok)
             self._wake()
 
-    def _accept_in_tx(self, org_id: int, ops: list[Operation]) -> list[Receipt]:
+    def _accept_in_tx(
+        self, org_id: int, ops: list[Operation], depths: dict[int, int]
+    ) -> list[Receipt]:
+        """Accept ``ops`` inside the caller's transaction; ``depths`` (unsettled operations per
+        organisation, see :meth:`_depths`) is checked against the limits and kept up to date."""
+        self._make_room(org_id, ops, depths)
         now = time.time()
+        new = 0
         receipts: list[Receipt] = []
         seen: dict[str, tuple[bytes, Receipt]] = {}
         # Subject keys (keccak) are needed only once the organisation has revoked something.
@@ -310,7 +371,104 @@ class Outbox:
             receipt = Receipt(int(cur.lastrowid or 0), op.idempotency_key, False, "accepted")
             receipts.append(receipt)
             seen[op.idempotency_key] = (digest, receipt)
+            new += 1
+        depths[org_id] = depths.get(org_id, 0) + new
         return receipts
+
+    # -- back-pressure -----------------------------------------------------------------------
+    def _depths(self) -> dict[int, int]:
+        """Unsettled operations per organisation (read inside the accepting transaction)."""
+        rows = self._db.execute(
+            "SELECT org_id, COUNT(*) FROM ops INDEXED BY ops_unsettled"
+            " WHERE status IN ('accepted', 'sent') GROUP BY org_id"
+        ).fetchall()
+        return {int(org): int(n) for org, n in rows}
+
+    def _make_room(self, org_id: int, ops: list[Operation], depths: dict[int, int]) -> None:
+        """Raise :class:`OutboxFull` if the new operations among ``ops`` would take the
+        organisation's or the total depth over a limit (a queue that is empty takes any)."""
+        mine, total = depths.get(org_id, 0), sum(depths.values())
+        rate = self.drain_rate()
+        by_wait = (
+            None if self.max_wait is None or rate <= 0 else max(1, math.floor(rate * self.max_wait))
+        )
+        limits = [
+            (scope, depth, limit)
+            for scope, depth, limit in (
+                ("organisation", mine, self.max_depth_per_org),
+                ("total", total, self.max_depth),
+                ("wait", total, by_wait),
+            )
+            if limit is not None and depth > 0
+        ]
+        if not any(depth + len(ops) > limit for _, depth, limit in limits):
+            return
+        new = len(self._new_keys(org_id, ops))  # retries of accepted keys take no room
+        for scope, depth, limit in limits:
+            if new and depth + new > limit:
+                self.refused[scope] += 1
+                retry = self.retry_after(depth + new - limit, rate)
+                whose = "your organisation's" if scope == "organisation" else "the gateway's"
+                why = (
+                    f"more than {self.max_wait:g} s of work at the rate it drains"
+                    if scope == "wait" else f"limit {limit}"
+                )  # fmt: skip
+                raise OutboxFull(
+                    f"{whose} outbox holds {depth} operations not yet final ({why}); "
+                    f"retry in {retry} s",
+                    details={"retryAfterSeconds": retry, "limitedBy": f"outbox-{scope}",
+                             "depth": depth, "limit": limit, "operations": new},
+                    headers={"Retry-After": str(retry)},
+                )  # fmt: skip
+
+    def _new_keys(self, org_id: int, ops: list[Operation]) -> set[str]:
+        """The idempotency keys of ``ops`` the outbox does not hold yet."""
+        keys = {op.idempotency_key for op in ops}
+        ordered = sorted(keys)
+        for start in range(0, len(ordered), 500):
+            chunk = ordered[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for (key,) in self._db.execute(
+                f"SELECT idem_key FROM ops WHERE org_id = ? AND idem_key IN ({marks})",  # noqa: S608 (constant names and ? placeholders only)
+                (org_id, *chunk),
+            ):
+                keys.discard(key)
+        return keys
+
+    def _note_drained(self, count: int) -> None:
+        if count:
+            with self._drain_lock:
+                self._drained.append((time.monotonic(), count))
+
+    def drain_rate(self, now: float | None = None) -> float:
+        """Operations settled (final or failed) per second by this process's submitter.
+
+        Measured over the last :data:`DRAIN_WINDOW` seconds (from the oldest settlement in
+        it, at least one second); when nothing settled in the window, the last rate measured
+        (an idle outbox remembers what the chain took); 0 before anything settled.
+        """
+        now = time.monotonic() if now is None else now
+        with self._drain_lock:
+            while self._drained and self._drained[0][0] < now - DRAIN_WINDOW:
+                self._drained.popleft()
+            if not self._drained:
+                return self._last_rate
+            span = max(1.0, now - self._drained[0][0])
+            self._last_rate = sum(n for _, n in self._drained) / span
+            return self._last_rate
+
+    def retry_after(self, excess: int, rate: float | None = None) -> int:
+        """Whole seconds until ``excess`` operations have drained at the recent rate (1 to
+        :data:`RETRY_AFTER_MAX`; :data:`RETRY_AFTER_UNKNOWN` if nothing drained yet)."""
+        rate = self.drain_rate() if rate is None else rate
+        if rate <= 0:
+            return RETRY_AFTER_UNKNOWN
+        return max(1, min(RETRY_AFTER_MAX, math.ceil(excess / rate)))
+
+    def depth(self) -> dict[int, int]:
+        """Unsettled operations per organisation (for metrics and tests)."""
+        with self._lock:
+            return self._depths()
 
     # -- queries ----------------------------------------------------------------------------
     def status(self, org_id: int, key: str) -> Receipt | None:
@@ -436,6 +594,7 @@ class Outbox:
                     " WHERE op_id = ? AND status = 'accepted'",
                     (reason, now, op_id),
                 )
+        self._note_drained(len(failures))
         return self.receipts(failures)
 
     def persist_tx(
@@ -570,6 +729,7 @@ class Outbox:
                     " tx_hash = NULL, batch_limit = ? WHERE op_id = ? AND tx_id = ?",
                     (limit, op_id, tx_id),
                 )
+        self._note_drained(len(final) + len(failed))
         if requeue:
             self._wake()
         return self.receipts([*final, *failed])
@@ -615,16 +775,71 @@ def _settle(future: asyncio.Future[Any], value: Any, ok: bool) -> None:
 
 
 
-def open_outbox(data_dir: Path, keystore: Keystore) -> Outbox:
+def open_outbox(
+    data_dir: Path,
+    keystore: Keystore,
+    *,
+    max_depth_per_org: int | None = None,
+    max_depth: int | None = None,
+    max_wait: float | None = None,
+) -> Outbox:
     """The outbox of a gateway: ``<data_dir>/outbox.sqlite``, bodies under the keystore's
     ``outbox`` secret."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    return Outbox(data_dir / "outbox.sqlite", body_key=keystore.secret(BODY_SECRET))
+    return Outbox(data_dir / "outbox.sqlite", body_key=keystore.secret(BODY_SECRET),
+                  max_depth_per_org=max_depth_per_org, max_depth=max_depth,
+                  max_wait=max_wait)  # fmt: skip
+
+
+class OutboxMetrics:
+    """Prometheus collector of the outbox's depth, limits, refusals and drain rate."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    def collect(self) -> Iterator[Metric]:
+        box = self.outbox
+        depths = box.depth()
+        yield GaugeMetricFamily("portledger_outbox_depth",
+                                "Operations accepted and not yet final or failed",
+                                value=sum(depths.values()))  # fmt: skip
+        per_org = GaugeMetricFamily("portledger_outbox_org_depth",
+                                    "Operations not yet final or failed, by organisation",
+                                    labels=["org"])  # fmt: skip
+        for org, n in sorted(depths.items()):
+            per_org.add_metric([str(org)], n)
+        yield per_org
+        limits = GaugeMetricFamily("portledger_outbox_limit", "The outbox's depth limits",
+                                   labels=["limit"])  # fmt: skip
+        rate = box.drain_rate()
+        for name, value in (("organisation", box.max_depth_per_org), ("total", box.max_depth),
+                            ("wait_seconds", box.max_wait)):  # fmt: skip
+            if value is not None:
+                limits.add_metric([name], value)
+        if box.max_wait is not None and rate > 0:
+            limits.add_metric(["wait"], math.floor(rate * box.max_wait))
+        yield limits
+        refused = CounterMetricFamily("portledger_outbox_refused",
+                                      "Uploads refused 429 outbox-full, by the limit reached",
+                                      labels=["limit"])  # fmt: skip
+        for name, count in box.refused.items():
+            refused.add_metric([name], count)
+        yield refused
+        yield GaugeMetricFamily("portledger_outbox_drain_per_second",
+                                f"Operations settled per second over the last {DRAIN_WINDOW:g} s",
+                                value=rate)  # fmt: skip
 
 
 def setup(app: web.Application) -> None:
     """Open the outbox as ``app[OUTBOX]``; it is closed (queued intake finished) at cleanup."""
-    app[OUTBOX] = open_outbox(app[CONFIG].data_dir, app[KEYSTORE])
+    config = app[CONFIG]
+    app[OUTBOX] = open_outbox(config.data_dir, app[KEYSTORE],
+                              max_depth_per_org=config.outbox_max_per_org,
+                              max_depth=config.outbox_max_total,
+                              max_wait=config.outbox_max_wait_seconds)  # fmt: skip
+    registry = app.get(METRICS)
+    if registry is not None:
+        registry.register(OutboxMetrics(app[OUTBOX]))
 
     async def outbox_ctx(app: web.Application) -> Any:
         yield
