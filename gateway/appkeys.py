@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from gateway.telemetry.anchoring import Anchorer
     from gateway.telemetry.store import TelemetryStore
     from gateway.tracking.dcsa import CursorCodec
-    from gateway.tracking.service import Tracking
+    from gateway.tracking.service import DeclarationKeys, Tracking
     from gateway.writepath.outbox import Outbox
     from gateway.writepath.submitter import Submitter
 
@@ -80,6 +80,9 @@ AIS_STREAMS: web.AppKey[list[AisStream]] = web.AppKey('ais_streams')
 ALERTS: web.AppKey[AlertService] = web.AppKey('alerts')
 #: The declarations service (drafts, the submission outbox and its worker).
 DECLARATIONS: web.AppKey[DeclarationService] = web.AppKey('declarations')
+#: The declarations' tracking hook, registered by the declarations feature: (caller, official
+#: number) → the declaration's key in ``Declarations.vy`` if the caller may read it, else None.
+DECLARATION_KEYS: web.AppKey[DeclarationKeys] = web.AppKey('declaration_keys')
 
 #: The pages' answer to a page address that does not exist (set by the pages' shell): a browser
 #: asking for HTML gets a page in its language, not the API's JSON error.

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -61,6 +62,7 @@ from gateway.jsonbody import read_json
 from gateway.land.api import LAND
 from gateway.land.service import is_job_id
 from gateway.principal import Principal, require
+from gateway.tracking.service import DeclarationKeys
 
 _TASKS = web.AppKey("declaration_tasks", list)
 #: Name of the keystore secret declaration bodies are sealed under.
@@ -174,13 +176,20 @@ def view_of(service: DeclarationService, shipment: Shipment) -> dict[str, Any]:
             "lines": len(shipment.body["lines"]), **body,
             "corrections": service.store.corrections(shipment),
             "kind": options.get("kind", "mbl"), "job": _job_json(service, shipment),
+            # the secret of the filings' keys on chain: for the declaration's readers only
+            "chainSalt": "0x" + service.store.salt(shipment).hex(),
             "submissions": [submission_json(service, s)
                             for s in service.store.submissions_of(shipment.id)]}
 
 
 def submission_json(service: DeclarationService, sub: Any) -> dict[str, Any]:
-    """A submission with its status history and, for ROCARS, its CCRN's binding."""
-    out = {**sub.to_json(), "history": service.store.history(sub.id)}
+    """A submission with its status history, its filing on chain (``chain``: where it stands
+    and its key in ``Declarations.vy``) and, for ROCARS, its CCRN's binding."""
+    key = service.chain_key_of(sub)
+    state, posted = service.store.chain_of(sub.id)
+    out = {**sub.to_json(), "history": service.store.history(sub.id),
+           "chain": {"state": state, "posted": posted,
+                     "key": None if key is None else "0x" + key.hex()}}
     if sub.authority == "hk-rocars":
         out["binding"] = service.store.binding(sub.id)
     return out
@@ -523,7 +532,16 @@ async def declarations_context(app: web.Application) -> AsyncIterator[None]:
         store.close()
 
 
+def _declaration_key(app: web.Application, principal: Principal, number: str) -> bytes | None:
+    """Tracking's hook (:data:`gateway.appkeys.DECLARATION_KEYS`): the chain key of a
+    declaration for its readers (None before the service runs)."""
+    service = app.get(DECLARATIONS)
+    return None if service is None else service.declaration_key(principal, number)
+
+
 def setup(app: web.Application) -> None:
-    """Add the declarations routes and the service's lifecycle."""
+    """Add the declarations routes, the service's lifecycle and tracking's hook."""
     app.cleanup_ctx.append(declarations_context)
+    hook: DeclarationKeys = functools.partial(_declaration_key, app)
+    app[appkeys.DECLARATION_KEYS] = hook
     api.install(app)

@@ -1,8 +1,8 @@
 """A declaration's filing and status history on chain through ``Declarations.vy`` (pure: the
 write-path operations, never the I/O).
 
-Once the authority gives the official number, the **declarant** files the declaration by the
-number's subject key with the authority's code and the keccak-256 of the submitted document
+Once the authority gives the official number, the **declarant** files the declaration under its
+**chain key** with the authority's code and the keccak-256 of the submitted document
 (:func:`file_operation`); every status the authority reports afterwards is posted by the
 **customs organisation bound to that authority** (:func:`status_operations`), only once the
 filing is final (the contract refuses a status of an unknown declaration). The contract takes
@@ -12,19 +12,37 @@ results still reach tracking as customs events. The customs organisation binds i
 authority once (``bindAuthority``, :func:`bind_operation`: ``POST
 /v1/declarations/authorities/{authority}/bind``), an operator's step.
 
+The chain key
+-------------
+``Declarations.vy`` is public state, and official numbers are guessable (China's are
+sequential), so a declaration is never filed under a plain hash of its number
+(``contracts.cargo.subject_key``): whoever typed or enumerated numbers would read the declarant,
+the authority and the status history. Its key is a keyed hash (:func:`chain_key`)::
+
+    key = HMAC-SHA256(salt, b"portledger/declarations/chain-key/v1" || authority code (1 byte)
+                      || UTF-8 official number)
+
+where ``salt`` is 32 random bytes made when the declaration (the stored shipment) is created,
+sealed with it in ``declarations.db`` and shown to its readers only (the declarant, its named
+readers, the authority). Without the salt nobody can link a key on chain to a number, nor find
+the key of a number; with it a reader can recompute the key and check the chain itself.
+Tracking finds a filing only through the hook the declarations feature registers
+(:data:`gateway.appkeys.DECLARATION_KEYS`), which answers a key to readers alone.
+
 Idempotency keys: ``declarations:bind:<authority code>``, ``declarations:file:<submission>``
 and ``declarations:post:<submission>:<status>``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Sequence
 
 from eth_utils.crypto import keccak
 
 from contracts import abi
-from contracts.cargo import subject_key
 from gateway.writepath.operations import Operation
 
 #: ``Declarations.vy`` authority codes.
@@ -33,6 +51,19 @@ AUTHORITY_CODES = {"hk-tdec": 1, "hk-rocars": 1, "cn-itsw": 2}
 STATUS_CODES = {"accepted": 2, "queried": 3, "released": 6, "rejected": 7}
 #: Roles the contract takes filings from (``DECLARANTS`` in ``Declarations.vy``).
 DECLARANT_ROLES = ("agent", "forwarder", "carrier", "airline")
+
+
+#: Domain of :func:`chain_key`'s HMAC.
+CHAIN_KEY_DOMAIN = b"portledger/declarations/chain-key/v1"
+
+
+def chain_key(salt: bytes, authority: str, number: str) -> bytes:
+    """The declaration's key in ``Declarations.vy`` (module doc): HMAC-SHA256 under the
+    declaration's secret ``salt`` of the domain, the authority's code and the number."""
+    if len(salt) != 32:
+        raise ValueError("a declaration's chain salt is 32 bytes")
+    message = CHAIN_KEY_DOMAIN + bytes([AUTHORITY_CODES[authority]]) + number.encode()
+    return hmac.new(salt, message, hashlib.sha256).digest()
 
 
 def document_digest(document: dict[str, object]) -> bytes:
@@ -59,17 +90,18 @@ def file_key(submission: str) -> str:
     return f"declarations:file:{submission}"
 
 
-def file_operation(submission: str, authority: str, number: str,
+def file_operation(submission: str, authority: str, number: str, key: bytes,
                    document: dict[str, object]) -> Operation:
-    """The declarant's ``Declarations.file(subject key of number, authority, document hash)``."""
+    """The declarant's ``Declarations.file(key, authority, document hash)`` (``key``: the
+    number's :func:`chain_key`)."""
     return Operation(
         idempotency_key=file_key(submission), kind="call", to=abi.address("Declarations"),
-        data=abi.call_data("Declarations", "file", subject_key(number),
-                           AUTHORITY_CODES[authority], document_digest(document)),
+        data=abi.call_data("Declarations", "file", key, AUTHORITY_CODES[authority],
+                           document_digest(document)),
         summary=f"file declaration {number} ({authority})")
 
 
-def status_operations(submission: str, number: str, statuses: Sequence[str],
+def status_operations(submission: str, number: str, key: bytes, statuses: Sequence[str],
                       reasons: Sequence[str] = ()) -> list[Operation]:
     """The authority's ``postStatus`` calls of ``statuses`` in order (each at most once); the
     last one's note hash is the keccak-256 of ``reasons``' JSON when there are any."""
@@ -81,7 +113,7 @@ def status_operations(submission: str, number: str, statuses: Sequence[str],
         out.append(Operation(
             idempotency_key=f"declarations:post:{submission}:{status}", kind="call",
             to=abi.address("Declarations"),
-            data=abi.call_data("Declarations", "postStatus", subject_key(number),
-                               STATUS_CODES[status], note),
+            data=abi.call_data("Declarations", "postStatus", key, STATUS_CODES[status],
+                               note),
             summary=f"declaration {number}: {status}"))
     return out

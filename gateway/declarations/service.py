@@ -27,8 +27,10 @@ status is recorded in the history, and a released, queried or rejected status be
 event (:func:`customs_message`, through :mod:`gateway.feeds.customs`) published by the
 authority's organisation through the write path, readable by the declarant and its named
 readers: tracking by the declaration number then shows it. A declarant the contract takes
-filings from also files the declaration in ``Declarations.vy`` and the authority's
-organisation posts its statuses there (:mod:`~gateway.declarations.onchain`).
+filings from also files the declaration in ``Declarations.vy`` under its keyed chain key (never
+the number's plain hash) and the authority's organisation posts its statuses there
+(:mod:`~gateway.declarations.onchain`); tracking finds that filing through
+:meth:`DeclarationService.declaration_key`, for the declaration's readers only.
 """
 
 from __future__ import annotations
@@ -236,6 +238,26 @@ class DeclarationService:
         return bool(mine) and any(s.authority in mine
                                   for s in self.store.submissions_of(shipment.id))
 
+    def chain_key_of(self, sub: Submission) -> bytes | None:
+        """The submission's key in ``Declarations.vy`` (:func:`.onchain.chain_key` of its
+        shipment's salt, authority and official number); None before it has a number."""
+        shipment = self.store.shipment(sub.shipment_id)
+        if shipment is None or sub.number is None:
+            return None
+        return onchain.chain_key(self.store.salt(shipment), sub.authority, sub.number)
+
+    def declaration_key(self, principal: Principal, number: str) -> bytes | None:
+        """The chain key of the declaration numbered ``number`` if ``principal`` may read it,
+        else None — for a stranger exactly as for a number nobody declared here (the tracking
+        hook, :data:`gateway.appkeys.DECLARATION_KEYS`)."""
+        sub = self.store.by_number(number)
+        if sub is None:
+            return None
+        shipment = self.store.shipment(sub.shipment_id)
+        if shipment is None or not self.may_read(principal, shipment):
+            return None
+        return self.chain_key_of(sub)
+
     def party(self, raw: Any, where: str) -> Party | None:
         """A party of the upload: ``{"organisation": id}`` (directory) or name and address."""
         if not isinstance(raw, dict):
@@ -366,8 +388,12 @@ class DeclarationService:
                     onchain.DECLARANT_ROLES):
                 self.store.set_chain(sub.id, "off", posted)  # (module doc of onchain)
                 return
+            key = self.chain_key_of(sub)
+            if key is None:
+                self.store.set_chain(sub.id, "off", posted)
+                return
             await self.outbox.accept_async(sub.org_id, [onchain.file_operation(
-                sub.id, sub.authority, sub.number, sub.document)])
+                sub.id, sub.authority, sub.number, key, sub.document)])
             self.store.set_chain(sub.id, "filed", posted)
             return
         receipt = self.outbox.status(sub.org_id, onchain.file_key(sub.id))
@@ -380,9 +406,10 @@ class DeclarationService:
             return  # the contract refuses a status before the filing is final
         statuses = [h["status"] for h in self.store.history(sub.id)
                     if h["status"] in onchain.STATUS_CODES and h["status"] not in posted]
-        if statuses:
+        key = self.chain_key_of(sub)
+        if statuses and key is not None:
             await self.outbox.accept_async(authority, onchain.status_operations(
-                sub.id, sub.number, statuses, sub.reasons))
+                sub.id, sub.number, key, statuses, sub.reasons))
             posted = [*posted, *statuses]
         self.store.set_chain(sub.id, "done" if sub.status in FINAL else "filed", posted)
 

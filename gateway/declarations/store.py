@@ -3,8 +3,10 @@ each submission's status history.
 
 Tables (one SQLite file, WAL; :class:`gateway.sqlite.Store`):
 
-- ``shipments`` — per organisation and transport document: the goods lines and the upload's
-  options (direction, parties, readers, authorities, crossing) as one sealed body;
+- ``shipments`` — per organisation and transport document: the goods lines, the upload's
+  options (direction, parties, readers, authorities, crossing) and the declaration's secret
+  **chain salt** (32 random bytes, made once when the shipment is first stored and kept across
+  re-uploads; :func:`gateway.declarations.onchain.chain_key`) as one sealed body;
 - ``corrections`` — each field change with who and when (sealed value), in order;
 - ``approvals`` — per draft: who approved which document (its SHA-256) and when;
 - ``submissions`` — the outbox: keyed by the submission id (SHA-256 of organisation,
@@ -72,6 +74,8 @@ CREATE TABLE IF NOT EXISTS history (
 #: Submission statuses the gateway keeps: its own (``pending`` not yet lodged, ``failed``
 #: given up) and the authority's.
 OPEN = ("pending", "received", "accepted", "queried")
+#: Length of a shipment's secret chain salt.
+SALT_BYTES = 32
 
 
 class DeclarationStoreError(Exception):
@@ -167,11 +171,15 @@ class DeclarationStore(sqlite.Store):
     def put_shipment(self, org_id: int, reference: str, body: dict[str, Any],
                      readers: list[int]) -> tuple[Shipment, bool]:
         """Store the goods data of ``reference`` (replacing an earlier upload, whose
-        corrections and approvals go); whether it is new."""
+        corrections and approvals go, but never its chain salt); whether it is new."""
         now = time.time()
         with self._transaction() as db:
-            row = db.execute("SELECT id FROM shipments WHERE org_id = ? AND reference = ?",
+            row = db.execute("SELECT id, body FROM shipments WHERE org_id = ? AND reference = ?",
                              (org_id, reference)).fetchone()
+            earlier = None if row is None else self._open(row[1], "shipments", org_id)
+            salt = earlier.get("salt") if isinstance(earlier, dict) else None
+            body = {**body, "salt": salt if isinstance(salt, str) and len(salt) == 2 * SALT_BYTES
+                    else os.urandom(SALT_BYTES).hex()}
             if row is None:
                 cur = db.execute("INSERT INTO shipments (org_id, reference, body, created, "
                                  "updated) VALUES (?, ?, ?, ?, ?)",
@@ -190,6 +198,21 @@ class DeclarationStore(sqlite.Store):
         found = self.shipment(shipment_id)
         assert found is not None
         return found, new
+
+    def salt(self, shipment: Shipment) -> bytes:
+        """The shipment's chain salt; one made now (and kept) for a shipment stored before
+        salts existed."""
+        salt = shipment.body.get("salt")
+        if isinstance(salt, str) and len(salt) == 2 * SALT_BYTES:
+            return bytes.fromhex(salt)
+        with self._transaction() as db:
+            row = db.execute("SELECT body FROM shipments WHERE id = ?", (shipment.id,)).fetchone()
+            body = self._open(row[0], "shipments", shipment.org_id) if row else shipment.body
+            if not (isinstance(body.get("salt"), str) and len(body["salt"]) == 2 * SALT_BYTES):
+                body = {**body, "salt": os.urandom(SALT_BYTES).hex()}
+                db.execute("UPDATE shipments SET body = ? WHERE id = ?",
+                           (self._seal(body, "shipments", shipment.org_id), shipment.id))
+        return bytes.fromhex(body["salt"])
 
     def shipment(self, shipment_id: int) -> Shipment | None:
         row = self._db.execute("SELECT id, org_id, reference, body, created, updated FROM "

@@ -16,7 +16,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gateway import openapi
-from gateway.appkeys import CONFIG, KEYSTORE, METRICS, READ_MODEL, TELEMETRY, TRACKING
+from gateway.appkeys import (
+    CONFIG,
+    DECLARATION_KEYS,
+    KEYSTORE,
+    METRICS,
+    READ_MODEL,
+    TELEMETRY,
+    TRACKING,
+)
 from gateway.errors import REQUEST_ID, BadRequest, error_body
 from gateway.principal import require
 from gateway.tracking import live
@@ -158,7 +166,8 @@ class _CacheMetrics(Collector):
 
 async def _tracking_ctx(app: web.Application) -> AsyncIterator[None]:
     tracking = Tracking(app[READ_MODEL], app.get(KEYSTORE),
-                        settings=TrackingSettings.from_config(app[CONFIG]))
+                        settings=TrackingSettings.from_config(app[CONFIG]),
+                        declaration_keys=app.get(DECLARATION_KEYS))
     app[TRACKING] = tracking
     registry = app.get(METRICS)
     collector = _CacheMetrics(tracking)

@@ -51,6 +51,12 @@ from gateway.tracking.visibility import Entitlements, Reader, VisibleEvent, key_
 
 _ROLE_NAMES = tuple(ROLES)
 
+#: The declarations' hook (:data:`gateway.appkeys.DECLARATION_KEYS`): the key in
+#: ``Declarations.vy`` of the declaration with this official number if the caller may read it,
+#: else None. A filing is keyed by a secret salt, never by the number's plain hash, so tracking
+#: finds it through this hook alone (``docs/declarations.md``).
+DeclarationKeys = Callable[[Principal, str], bytes | None]
+
 
 @dataclass(frozen=True)
 class EventQuery:
@@ -136,6 +142,9 @@ class Tracking:
         Wall clock (grant expiry, access-log times, freshness).
     settings
         Sizes of the view and timeline-entry caches (``cache_size`` wins for plaintexts).
+    declaration_keys
+        The declarations' hook (:data:`DeclarationKeys`); None: no declaration's filing on
+        chain is shown to anyone.
     """
 
     def __init__(
@@ -146,9 +155,11 @@ class Tracking:
         cache_size: int | None = None,
         clock: Callable[[], float] = time.time,
         settings: TrackingSettings | None = None,
+        declaration_keys: DeclarationKeys | None = None,
     ) -> None:
         settings = settings or TrackingSettings()
         self.model = model
+        self.declaration_keys = declaration_keys
         self.keystore = keystore
         self.clock = clock
         self.entitlements = Entitlements(
@@ -317,7 +328,7 @@ class Tracking:
         if cached is not None:
             self._record(cached.reads)
             return render(cached.parts, now)
-        view = self._build(reader, self._candidates(text))
+        view = self._build(reader, self._candidates(text), principal)
         if view is None:
             return None
         parts = views.encode(view, self._entries)
@@ -369,7 +380,7 @@ class Tracking:
         return shown
 
     def _build(self, reader: Reader, candidates: Sequence[identifiers.Candidate],
-               ) -> dict[str, Any] | None:
+               principal: Principal) -> dict[str, Any] | None:
         """The view of the best valid candidate something visible matches, or None."""
         def rank(c: identifiers.Candidate) -> tuple[int, int]:
             key = key_of(c.value)
@@ -381,13 +392,14 @@ class Tracking:
 
         ordered = sorted((c for c in candidates if c.valid), key=rank)
         for cand in ordered:
-            view = self._view(reader, cand)
+            view = self._view(reader, cand, principal)
             if view is not None:
                 self._learn(reader, views.timeline_events(view))
                 return view
         return None
 
-    def _view(self, reader: Reader, cand: identifiers.Candidate) -> dict[str, Any] | None:
+    def _view(self, reader: Reader, cand: identifiers.Candidate, principal: Principal,
+              ) -> dict[str, Any] | None:
         value = cand.value
         key = key_of(value)
         reader.held[key] = value
@@ -397,7 +409,7 @@ class Tracking:
         if cand.kind == "hbl":
             return self._house_view(reader, cand, key)
         if cand.kind == "declaration":
-            return self._declaration_view(reader, cand, key)
+            return self._declaration_view(reader, cand, key, principal)
         shown = self.subject_events(reader, [key], cand.kind)
         if not shown:
             return None
@@ -470,9 +482,20 @@ class Tracking:
         view["forwarder"] = {"id": house.forwarder, "name": self.publisher_name(house.forwarder)}
         return view
 
+    def filing_key(self, principal: Principal, number: str) -> bytes | None:
+        """The key of the declaration ``number``'s filing in ``Declarations.vy`` if the caller
+        is one of its readers (the declarations' hook), else None."""
+        return None if self.declaration_keys is None else self.declaration_keys(principal,
+                                                                                 number)
+
     def _declaration_view(self, reader: Reader, cand: identifiers.Candidate, key: bytes,
-                          ) -> dict[str, Any] | None:
-        decl = self.model.declaration(key)
+                          principal: Principal) -> dict[str, Any] | None:
+        """Customs events about the number the caller may read, and the filing on chain for
+        the declaration's readers only (a stranger gets what an unknown number gets)."""
+        filing = self.filing_key(principal, cand.value)
+        if filing is not None:
+            reader.subjects.add(filing)  # (a new status drops the cached view)
+        decl = None if filing is None else self.model.declaration(filing)
         shown = self.subject_events(reader, [key], "declaration")
         if decl is None and not shown:
             return None
@@ -510,7 +533,8 @@ class Tracking:
                         reader, self.model.events_of_subjects([key], limit=50))}
                 found = cand.kind in kinds_of[key]
                 if not found and cand.kind == "declaration":
-                    found = self.model.declaration(key) is not None
+                    filing = self.filing_key(principal, cand.value)
+                    found = filing is not None and self.model.declaration(filing) is not None
             out.append({"kind": cand.kind, "value": cand.value, "carrier": cand.carrier,
                         "valid": cand.valid, "note": cand.note, "found": found})
             if found and match is None:

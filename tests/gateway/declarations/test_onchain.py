@@ -1,6 +1,7 @@
 """Declarations on chain: a forwarder (a declarant ``Declarations.vy`` takes filings from)
-files the released declaration with its document hash; once that is final the customs
-organisation posts the statuses — the write path's calls run against the real contracts."""
+files the released declaration under its keyed chain key with its document hash; once that is
+final the customs organisation posts the statuses — the write path's calls run against the real
+contracts. (Who sees the filing: ``test_chain_privacy.py``.)"""
 
 from __future__ import annotations
 
@@ -60,11 +61,14 @@ async def test_a_forwarder_files_on_chain_and_customs_posts_the_statuses(
     assert statuses[-1] == "released" and set(statuses) <= {"accepted", "released"}
     for op in posts:
         chain.send(chain.Declarations.address, op.data, chain.accounts[CUSTOMS])
+    key = service.chain_key_of(sub)
+    assert key is not None and key != subject_key(sub.number)  # keyed, never the plain hash
     declarant, authority, digest, status, _ = chain.Declarations.functions.declarationOf(
-        subject_key(sub.number)).call()
+        key).call()
     assert (declarant, authority, status) == (FORWARDER, 2, 6)  # CN single window, released
     assert digest == onchain.document_digest(sub.document)
-    history = chain.Declarations.functions.historyOf(subject_key(sub.number)).call()
+    assert chain.Declarations.functions.historyOf(subject_key(sub.number)).call() == []
+    history = chain.Declarations.functions.historyOf(key).call()
     assert [(e[0], e[1]) for e in history] == [(1, FORWARDER)] + [
         (onchain.STATUS_CODES[s], CUSTOMS) for s in statuses]
 

@@ -2,8 +2,9 @@
 stores them (tests/gateway/alerts/gateway_support): a carrier's master B/L with a vessel and its
 ETA, a forwarder's house B/L covering one of its two boxes, the terminal's discharge and ETA
 (another source), a wrong gate-out retracted and recorded again, the haulier's pick-up with a
-truck, a customs release named to the trader, an air waybill's milestones, a customs
-declaration with its statuses and the vessel's AIS positions. The trader holds the house B/L; a competitor holds nothing."""
+truck, a customs release named to the trader, an air waybill's milestones, the trader's customs
+declaration with its statuses (filed under its keyed chain key: on chain for its readers only)
+and the vessel's AIS positions. The trader holds the house B/L; a competitor holds nothing."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from eth_utils import keccak
 
 from contracts.cargo import subject_key
 from gateway.app import create_app
-from gateway.appkeys import ACCOUNTS, READ_MODEL
+from gateway.appkeys import ACCOUNTS, DECLARATIONS, READ_MODEL
 from gateway.events.model import Reference, Visibility
 from gateway.readside.readmodel import (
     DeclarationFiled,
@@ -112,7 +113,7 @@ def story(port: Port) -> dict[str, Any]:
         details={"reason": "document check"}), block_time=hk("2026-11-05 10:05"),
         readers=(TRADER,))
     model = port.app[READ_MODEL]
-    declaration = subject_key(DECLARATION)
+    declaration = _declared(port)
     model.apply_changes([
         MasterContainers(subject_key(MBL), CARRIER, (subject_key(BOX), subject_key(BOX2)), 1),
         HouseChange(subject_key(HBL), subject_key(MBL), FORWARDER, (subject_key(BOX),), 1),
@@ -122,6 +123,21 @@ def story(port: Port) -> dict[str, Any]:
         DeclarationStatus(declaration, CUSTOMS, 4, keccak(b"held"), 4, 0, hk("2026-11-05 10:00")),
     ])
     return ids
+
+
+def _declared(port: Port) -> bytes:
+    """The trader's declaration in the declarations store, numbered :data:`DECLARATION` and
+    released: its key on chain (keyed by its secret salt; tracking shows the filing to the
+    declaration's readers only)."""
+    store = port.app[DECLARATIONS].store
+    shipment, _ = store.put_shipment(port.orgs[TRADER], MBL, {"lines": [], "options": {
+        "direction": "import", "authorities": ["hk-tdec"]}}, [])
+    sub, _ = store.enqueue(shipment, f"tdec:{MBL}:1", "hk-tdec", {"story": True}, "story")
+    sub = store.update(sub, status="released", number=DECLARATION, reasons=(), next_at=0.0,
+                       attempts=0, last_error=None)
+    key = port.app[DECLARATIONS].chain_key_of(sub)
+    assert key is not None
+    return key
 
 
 async def started(path: Path) -> tuple[TestClient, Port, dict[str, Any]]:

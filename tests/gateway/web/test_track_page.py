@@ -131,11 +131,11 @@ async def test_a_competitor_sees_nothing_of_it(tmp_path: Path) -> None:
         markup = await page(client, f"/track?q={HBL}")
         assert "Customs released" not in markup and "Swift Haulage" not in markup
         assert "XX1234" not in markup and BOX2 not in markup
-        # a declaration's filing and statuses are on chain for whoever holds its number (the
-        # tracking service's rule); the customs event and its reason were named to the trader
-        decl = await page(client, f"/track?q={DECLARATION}")
+        # a declaration's filing is keyed on chain and shown to its readers only; the customs
+        # event and its reason were named to the trader: the competitor gets the not-found
+        decl = await page(client, f"/track?q={DECLARATION}", 404)
         assert "document check" not in decl and "Customs hold" not in decl
-        assert "Nothing you may see has happened yet." in visible_text(section(decl, "timeline"))
+        assert f"Nothing you may see matches {DECLARATION}." in visible_text(decl)
         bad = await page(client, "/track?q=%3Cscript%3E", 400)
         assert "<script>" not in bad.split("<main", 1)[1]
         # an organisation not yet on chain reads nothing: the API's 403, said on the page

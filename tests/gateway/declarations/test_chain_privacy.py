@@ -1,0 +1,180 @@
+"""A declaration's filing on chain is private to its readers (issue 15, item 5).
+
+The forwarder declares for the trader (named as reader); its China declaration is filed in the
+real ``Declarations.vy`` (eth-tester) under a keyed chain key — HMAC of the declaration's secret
+salt, the authority and the number — and customs posts the statuses there. The chain's logs are
+stored as the indexer stores them. Then: the key is not the number's plain hash and a guesser
+holding that plain hash reads an empty filing from the contract; the declarant, the named
+reader and customs see the on-chain history when tracking the number; the bank, a competitor
+and an anonymous caller get exactly what they get for a number nobody declared; the salt and
+the key appear in no answer to a non-reader; the salt survives a restart and a re-upload.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from web3.logs import DISCARD
+
+from contracts.cargo import subject_key
+from gateway.appkeys import OUTBOX, READ_MODEL
+from gateway.declarations import onchain
+from gateway.declarations.api import DECLARATIONS
+from gateway.declarations.store import DeclarationStore, DeclarationStoreError
+from gateway.readside.readmodel import DeclarationFiled, DeclarationStatus
+from tests.gateway.alerts.gateway_support import Port
+from tests.gateway.declarations.support import INVOICE, body, submit_all, upload_body
+from tests.gateway.declarations.test_onchain import settle
+from tests.support.dcsa import wait_until
+from tests.support.deployment import Deployment, reset_port
+from tests.support.readside import AGENT, BANK, CUSTOMS, FORWARDER, TRADER
+
+
+def _index(port: Port, chain: Deployment, receipt: Any) -> None:
+    """Store a receipt's ``Declarations`` logs as the indexer does (``DeclarationFiled``,
+    ``StatusPosted``)."""
+    contract = chain.Declarations
+    block = receipt["blockNumber"]
+    at = chain.w3.eth.get_block(block)["timestamp"]
+    changes: list[Any] = []
+    for e in contract.events.DeclarationFiled().process_receipt(receipt, errors=DISCARD):
+        v = e.args
+        changes.append(DeclarationFiled(bytes(v["declaration"]), v["declarant"], v["authority"],
+                                        bytes(v["document_hash"]), block, at))
+    for e in contract.events.StatusPosted().process_receipt(receipt, errors=DISCARD):
+        v = e.args
+        changes.append(DeclarationStatus(bytes(v["declaration"]), v["org"], v["status"],
+                                         bytes(v["note_hash"]), block, e.logIndex, at))
+    port.app[READ_MODEL].apply_changes(changes)
+
+
+async def _filed_and_released(client: TestClient, port: Port) -> tuple[dict[str, Any], Any]:
+    """The forwarder's China declaration (trader named), released, filed and its statuses
+    posted on the real contract and indexed; the forwarder's view and the chain."""
+    auth = port.auth[FORWARDER]
+    view = await body(await client.post("/v1/declarations", json=upload_body(
+        invoice={"csv": INVOICE.replace(",0306179000,\n", ",0306179000,S1\n")},
+        authorities=["cn-itsw"], readers=[port.orgs[TRADER]]), headers=auth), 201)
+    await submit_all(client, auth, view)
+    service = client.app[DECLARATIONS]
+
+    def filed() -> bool:
+        subs = service.store.submissions_of(view["id"])
+        return bool(subs) and subs[0].status == "released" and \
+            service.store.chain_of(subs[0].id)[0] == "filed"
+    await wait_until(filed, timeout=20, what="the filing")
+    (sub,) = service.store.submissions_of(view["id"])
+    outbox = client.app[OUTBOX]
+    (call,) = [op for op in outbox.pending(port.orgs[FORWARDER], 100) if op.kind == "call"]
+    chain = reset_port()
+    chain.transact(chain.Declarations.functions.bindAuthority(2), chain.accounts[CUSTOMS])
+    _index(port, chain, chain.send(chain.Declarations.address, call.data,
+                                   chain.accounts[FORWARDER]))
+    settle(outbox, port.orgs[FORWARDER], call.op_id)
+    await wait_until(lambda: service.store.chain_of(sub.id)[0] == "done", timeout=10,
+                     what="the statuses posted")
+    for op in outbox.pending(port.orgs[CUSTOMS], 100):
+        if op.kind == "call":
+            _index(port, chain, chain.send(chain.Declarations.address, op.data,
+                                           chain.accounts[CUSTOMS]))
+    return await body(await client.get(f"/v1/declarations/{view['id']}", headers=auth)), chain
+
+
+def _unknown(number: str) -> str:
+    """Another number of the same layout nobody declared (the next in the sequence)."""
+    return number[:-9] + f"{(int(number[-9:]) + 1) % 10**9:09d}"
+
+
+def _same(text: str, number: str) -> str:
+    """An answer with the number asked for and the request's id taken out."""
+    return re.sub(r'"requestId": *"[^"]*"', "", text).replace(number, "N")
+
+
+async def _answer(client: TestClient, path: str, auth: dict[str, str] | None,
+                  ) -> tuple[int, str]:
+    resp = await client.get(path, headers=auth or {})
+    return resp.status, await resp.text()
+
+
+async def test_a_filing_is_keyed_and_only_its_readers_see_it(
+        gateway: tuple[TestClient, Port]) -> None:
+    client, port = gateway
+    competitor = port.member(AGENT, "Rival Forwarding")
+    view, chain = await _filed_and_released(client, port)
+    (sub,) = view["submissions"]
+    number = sub["number"]
+    salt = bytes.fromhex(view["chainSalt"][2:])
+    key = onchain.chain_key(salt, "cn-itsw", number)
+
+    # the key: keyed by the secret salt, not the number's plain hash
+    assert len(salt) == 32 and sub["chain"]["key"] == "0x" + key.hex()
+    assert key != subject_key(number) and sub["chain"]["state"] == "done"
+    assert onchain.chain_key(bytes(32), "cn-itsw", number) != key
+    assert onchain.chain_key(salt, "hk-tdec", number) != key  # the authority is in it
+    declarant, authority, digest, status, _ = \
+        chain.Declarations.functions.declarationOf(key).call()
+    assert (declarant, authority, status) == (FORWARDER, 2, 6)
+    # a guesser who hashes the number finds an empty filing and no history
+    assert tuple(chain.Declarations.functions.declarationOf(subject_key(number)).call()) == \
+        (0, 0, b"\x00" * 32, 0, 0)
+    assert chain.Declarations.functions.historyOf(subject_key(number)).call() == []
+
+    # the declarant, the named reader and the authority see the on-chain history
+    for org in (FORWARDER, TRADER, CUSTOMS):
+        seen = await body(await client.get(f"/v1/track/{number}", headers=port.auth[org]))
+        (decl,) = seen["declarations"]
+        assert decl["declarant"]["id"] == FORWARDER and decl["status"] == "released", org
+        assert [h["status"] for h in decl["history"]][0] == "filed"
+        assert decl["history"][-1]["by"] == "Customs"
+        resolved = await body(await client.get("/v1/resolve", params={"q": number},
+                                               headers=port.auth[org]))
+        assert resolved["match"] == {"kind": "declaration", "value": number}
+
+    # anyone else: exactly the answer of a number nobody declared
+    other = _unknown(number)
+    for auth in (port.auth[BANK], competitor, None):
+        for path in ("/v1/track/{}", "/v1/resolve?q={}"):
+            known = await _answer(client, path.format(number), auth)
+            unknown = await _answer(client, path.format(other), auth)
+            assert known[0] == unknown[0] == (401 if auth is None else 404), known
+            assert _same(known[1], number) == _same(unknown[1], other)
+            for secret in (salt.hex(), key.hex()):
+                assert secret not in known[1].lower()
+        for path in (f"/v1/declarations/{view['id']}", "/v1/declarations",
+                     f"/v1/declarations/{view['id']}/submissions"):
+            status, text = await _answer(client, path, auth)
+            assert status in (401, 404) or json.loads(text) == {"declarations": []}, path
+            assert salt.hex() not in text.lower() and key.hex() not in text.lower()
+
+
+async def test_the_salt_is_made_once_sealed_and_kept(tmp_path: Path) -> None:
+    """A new shipment gets 32 random bytes; a re-upload and a restart keep them; they are
+    sealed in the file (absent from its bytes) and open only under the same secret."""
+    secret = bytes(range(32))
+    store = DeclarationStore(tmp_path / "declarations.db", secret=secret)
+    body_ = {"lines": [], "options": {"direction": "import"}}
+    first, new = store.put_shipment(7, "PCOL1", body_, [])
+    other, _ = store.put_shipment(7, "PCOL2", body_, [])
+    salt = store.salt(first)
+    assert new and len(salt) == 32 and salt != store.salt(other)
+    again, new = store.put_shipment(7, "PCOL1", {**body_, "lines": [{"line": 1}]}, [9])
+    assert not new and store.salt(again) == salt and again.readers == (9,)
+    store.close()
+    reopened = DeclarationStore(tmp_path / "declarations.db", secret=secret)
+    shipment = reopened.shipment(first.id)
+    assert shipment is not None and reopened.salt(shipment) == salt
+    reopened.close()
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert salt not in raw and salt.hex().encode() not in raw
+    stranger = DeclarationStore(tmp_path / "declarations.db", secret=bytes(32))
+    try:
+        stranger.shipment(first.id)
+        raise AssertionError("a body opened under another secret")
+    except DeclarationStoreError:
+        pass
+    finally:
+        stranger.close()
