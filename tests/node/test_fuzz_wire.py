@@ -180,6 +180,12 @@ class Wire:
             await asyncio.sleep(0.2)
         raise AssertionError("no identity is accepted any more")
 
+    def mark_head(self) -> None:
+        self._marked = self.head()
+
+    def head_moved(self) -> bool:
+        return self.head() != self._marked
+
     def log_read(self) -> NodeLog:
         self.log.read()
         return self.log
@@ -238,15 +244,16 @@ def report(w: Wire) -> None:
 # --------------------------------------------------------------------------- valid seeds
 
 
-def sealed_next_block(w: Wire, raw: bytes) -> bytes:
-    """A captured block re-stamped as the head's child and sealed by the validator: its seals
-    verify, so a mutation is judged by decoding and full validation, not by the first check."""
+def sealed_next_block(w: Wire, raw: bytes, **changes: Any) -> bytes:
+    """A captured block re-stamped as the head's child (and ``changes``) and sealed by the
+    validator: its seals verify, so a mutation is judged by decoding and full validation."""
     block = rlp.decode(raw, sedes=QbftBlock)
     head = w.rpc("eth_getBlockByNumber", ["latest", False])
     header = block.header.copy(
         block_number=int(head["number"], 16) + 1,
         parent_hash=bytes.fromhex(head["hash"][2:]),
         timestamp=int(head["timestamp"], 16) + 1,
+        **changes,
     )
     extra = extradata.decode(header.extra_data).with_seals(())
     header = header.copy(extra_data=extra.encode())
@@ -373,7 +380,10 @@ async def send_and_probe(w: Wire, data: bytes, kind: str) -> tuple[str, list[str
 def test_frames_after_the_handshake(wire: Wire, seed: str, rng: random.Random) -> None:
     """A mutated frame of any code from an authenticated peer: answered (the node goes on
     reading that peer), or the connection closed and the peer penalised; never silence."""
-    kind, data = mutate_frame(rng.choice(wire.seeds[seed]), rng)
+    body = rng.choice(wire.seeds[seed])
+    if seed == "NEW_BLOCK":  # for the head of now: an older number is ignored undecoded
+        body = encode_body(Code.NEW_BLOCK, sealed_next_block(wire, wire.seeds["block"][0]))
+    kind, data = mutate_frame(body, rng)
     outcome, reasons = wire.run(send_and_probe(wire, data, f"{seed}/{kind}"))
     assert outcome in ("answered", "closed"), f"{seed}/{kind}: {outcome}"
     if outcome == "closed":
@@ -464,9 +474,8 @@ def test_qbft_messages(
     body = bytes([Code.CONSENSUS]) + bytes(rlp.encode(data))
     outcome, reasons = wire.run(send_and_probe(wire, frame(body), f"CONSENSUS {label}"))
     assert outcome == "answered" or "banned" in reasons, f"{label}: {outcome} {reasons}"
-    malformed = (
-        signer == "garbage" or round_ > 2**32 - 1 or justification > MAX_JUSTIFICATION
-    )
+    oversize = justification > MAX_JUSTIFICATION and kind in ("PROPOSAL", "ROUND_CHANGE")
+    malformed = signer == "garbage" or round_ > 2**32 - 1 or oversize
     if malformed and not mutate_bytes:
         # The garbage signature may recover to some address: then it is a non-validator's.
         assert reasons, f"{label} (round {round_}, {justification} justifications) not penalised"
@@ -476,6 +485,61 @@ def test_qbft_messages(
 
 def test_the_node_is_healthy_after_the_qbft_fuzz(wire: Wire) -> None:
     wire.assert_healthy()
+
+
+def penalised_for(wire: Wire, make: Callable[[], bytes], reason: str) -> list[str]:
+    """Send the frame ``make()`` builds for the head of now until the node judges it (a new
+    head meanwhile makes it stale, ignored unjudged), at most 5 times; the penalties."""
+    reasons: list[str] = []
+    for _ in range(5):
+        outcome, reasons = wire.run(send_and_probe(wire, make(), reason))
+        assert outcome == "answered" or "banned" in reasons, outcome
+        deadline = time.monotonic() + BOUND
+        while not any(r.startswith(reason) for r in reasons) and time.monotonic() < deadline:
+            time.sleep(0.1)  # a proposal is executed in a task of its own
+            reasons += [r for p, _, r in wire.log.penalties(wire.log.read())
+                        if p == wire.identities.hex]  # fmt: skip
+            if wire.head_moved():
+                break
+        if any(r.startswith(reason) for r in reasons):
+            return reasons
+    return reasons
+
+
+def test_a_proposal_whose_block_is_invalid_is_executed_and_its_relay_penalised(wire: Wire) -> None:
+    """A PROPOSAL signed by the validator's key (a round ahead, so it is no equivocation) with a
+    well-formed block whose state root is wrong: decoded, executed, refused, and the peer that
+    relayed it penalised ("invalid proposal")."""
+
+    def make() -> bytes:
+        raw = sealed_next_block(wire, wire.seeds["block"][0], state_root=os.urandom(32))
+        block = rlp.decode(raw, sedes=QbftBlock)
+        extra = extradata.decode(block.header.extra_data).with_seals(())
+        block = block.copy(header=block.header.copy(extra_data=extra.encode()))
+        payload = bytes(rlp.encode(block))
+        wire.mark_head()
+        signed = sign(wire.validator_key, ProposalPayload(block.number, 1, block.header.hash),
+                      random.Random(0))  # fmt: skip
+        data = encode_message(Proposal(signed, Block(block.header.hash, payload)))
+        return frame(encode_body(Code.CONSENSUS, data))
+
+    reasons = penalised_for(wire, make, "invalid proposal")
+    assert any(r.startswith("invalid proposal") for r in reasons), reasons
+
+
+def test_a_sealed_block_with_a_wrong_state_root_is_refused_and_its_sender_penalised(
+    wire: Wire,
+) -> None:
+    """NEW_BLOCK: a block for the next height, sealed by the validator, whose state root is
+    wrong: fully validated, refused, the peer penalised ("invalid block")."""
+
+    def make() -> bytes:
+        wire.mark_head()
+        raw = sealed_next_block(wire, wire.seeds["block"][0], state_root=os.urandom(32))
+        return frame(encode_body(Code.NEW_BLOCK, raw))
+
+    reasons = penalised_for(wire, make, "invalid block")
+    assert any(r.startswith("invalid block") for r in reasons), reasons
 
 
 # --------------------------------------------------------------------------- JSON-RPC

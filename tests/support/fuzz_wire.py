@@ -131,8 +131,8 @@ class NodeLog:
 
 
 #: RLP-aware mutations (:func:`mutate_rlp`) and byte-level ones (:func:`mutate_bytes`).
-RLP_KINDS = ("nest", "lengthen", "shorten", "to_list", "to_bytes", "huge_int", "leading_zero",
-             "deep", "big_item")  # fmt: skip
+RLP_KINDS = ("replace", "nest", "lengthen", "shorten", "to_list", "to_bytes", "huge_int",
+             "leading_zero", "deep", "big_item")  # fmt: skip
 BYTE_KINDS = ("flip", "truncate", "insert", "huge_rlp_length")
 
 
@@ -167,15 +167,20 @@ def _list_header(length: int) -> bytes:
 
 
 def mutate_rlp(data: bytes, rng: random.Random, kind: str) -> bytes:
-    """``data`` (RLP) with one structural mutation ``kind`` at a random place; ``data`` itself
-    if it does not decode."""
+    """``data`` (RLP) with one structural mutation ``kind`` at a random place (``replace``: a
+    non-empty string by random bytes of its length); ``data`` itself if it does not decode."""
     try:
         item = rlp.decode(data, strict=False)
     except Exception:  # not RLP: nothing structural to mutate
         return data
-    path = rng.choice(_paths(item))
+    paths = _paths(item)
+    if kind == "replace":  # same shape, new value: gets past the decoders into validation
+        paths = [p for p in paths if isinstance(_get(item, p), bytes) and _get(item, p)] or paths
+    path = rng.choice(paths)
     node = _get(item, path)
-    if kind == "nest":
+    if kind == "replace":
+        new: Any = rng.randbytes(len(node)) if isinstance(node, bytes) else node
+    elif kind == "nest":
         new: Any = [node]
     elif kind == "lengthen":
         extra = [rng.randbytes(rng.choice((0, 1, 32, 65))) for _ in range(rng.randint(1, 3))]
