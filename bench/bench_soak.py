@@ -19,8 +19,10 @@ observers and the gateway process) in a temporary folder, then:
    group, this load generator) is sampled, with the load average.
 
 Printed: the RSS curve (per process, per window), and per window the finalized throughput,
-finality p50/p99, gateway events final and their latency, and the load average. The verdict
-(:func:`judge`), after the warm-up (``--warmup-minutes``):
+finality p50/p99, gateway events final and their latency, what blocks cost validator-1 (its
+log's ``exec=`` and ``commit=`` per block line: execution ms per transaction, LevelDB write
+ms per block) and the load average. The verdict (:func:`judge`), after the warm-up
+(``--warmup-minutes``):
 
 - memory flat: for every process, RSS at the end of the run (mean of the last three samples)
   exceeds RSS at the start of the last ``--flat-minutes`` (mean of three samples) by at most
@@ -45,6 +47,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -83,6 +86,53 @@ class Criteria:
     p99_slack_s: float = 0.5
 
 
+#: A node's block line: "... block #N 0x... txs=T gas=G exec=Ems commit=Cms".
+_BLOCK_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) INFO portledger\.node: block #\d+ \S+ "
+    r"txs=(\d+) gas=\d+ exec=(\d+)ms commit=(\d+)ms"
+)
+
+
+@dataclass(frozen=True)
+class BlockCost:
+    """Blocks a node added in a window and what executing and writing them cost it."""
+
+    blocks: int
+    transactions: int
+    executed: int
+    """Blocks this node executed itself (the others it committed from a proposal it had run)."""
+    exec_ms: float
+    commit_ms: float
+
+    @property
+    def exec_ms_per_tx(self) -> float | None:
+        return self.exec_ms / self.transactions if self.transactions else None
+
+    @property
+    def commit_ms_per_block(self) -> float | None:
+        return self.commit_ms / self.blocks if self.blocks else None
+
+
+def block_costs(log_path: Path, spans: Sequence[tuple[float, float]]) -> list[BlockCost]:
+    """Per (start, end) wall-clock span, the node's blocks from its log's block lines."""
+    found = [[0, 0, 0, 0.0, 0.0] for _ in spans]
+    with contextlib.suppress(OSError), log_path.open(errors="replace") as log:
+        for line in log:
+            match = _BLOCK_LINE.match(line)
+            if match is None:
+                continue
+            when = time.mktime(time.strptime(match[1], "%Y-%m-%d %H:%M:%S")) + int(match[2]) / 1e3
+            for k, (start, end) in enumerate(spans):
+                if start <= when < end:
+                    row = found[k]
+                    row[0] += 1
+                    row[1] += int(match[3])
+                    row[2] += int(match[4]) > 0
+                    row[3] += int(match[4])
+                    row[4] += int(match[5])
+    return [BlockCost(int(b), int(t), int(x), e, c) for b, t, x, e, c in found]
+
+
 @dataclass
 class Window:
     """One load run of the soak."""
@@ -95,6 +145,11 @@ class Window:
     gateway_final: int = 0
     gateway_failed: int = 0
     gateway_latencies: list[float] = field(default_factory=list)
+    wall_start: float = 0.0
+    """``time.time()`` when the window began (to match node log lines)."""
+    wall_end: float = 0.0
+    blocks: BlockCost | None = None
+    """What blocks cost a validator in this window (:func:`block_costs`)."""
 
     def row(self) -> dict[str, Any]:
         r = self.report
@@ -115,6 +170,8 @@ class Window:
             "gateway_failed": self.gateway_failed,
             "gateway_p50_s": percentile(self.gateway_latencies, 0.5),
             "load_average": list(self.load_average),
+            "exec_ms_per_tx": None if self.blocks is None else self.blocks.exec_ms_per_tx,
+            "commit_ms_per_block": None if self.blocks is None else self.blocks.commit_ms_per_block,
         }
 
 
@@ -309,9 +366,13 @@ def window_table(result: SoakResult) -> str:
     def s(value: float | None) -> str:
         return "?" if value is None else f"{value:.2f}"
 
+    def ms(value: float | None) -> str:
+        return "?" if value is None else f"{value:.0f}"
+
     lines = [
         f"{'win':>3} {'min':>6} {'offer ev/s':>10} {'final ev/s':>10} {'p50 s':>6} {'p99 s':>6} "
-        f"{'accepted':>8} {'once':>6} {'lost':>4} {'dup':>4} {'gw final':>8} {'gw p50':>6}  load avg"
+        f"{'accepted':>8} {'once':>6} {'lost':>4} {'dup':>4} {'gw final':>8} {'gw p50':>6} "
+        f"{'blocks':>6} {'exec ms/tx':>10} {'commit ms':>9}  load avg"
     ]
     for w in result.windows:
         r = w.report
@@ -320,7 +381,10 @@ def window_table(result: SoakResult) -> str:
             f"{r.finalized_events_per_s:10.0f} {s(r.p50):>6} {s(r.p99):>6} {r.accepted:>8} "
             f"{r.included_once:>6} {r.lost:>4} {r.duplicated:>4} "
             f"{w.gateway_final:>4}/{w.gateway_final + w.gateway_failed:<3} "
-            f"{s(percentile(w.gateway_latencies, 0.5)):>6}  "
+            f"{s(percentile(w.gateway_latencies, 0.5)):>6} "
+            f"{w.blocks.blocks if w.blocks else 0:>6} "
+            f"{ms(w.blocks.exec_ms_per_tx if w.blocks else None):>10} "
+            f"{ms(w.blocks.commit_ms_per_block if w.blocks else None):>9}  "
             + "/".join(f"{x:.1f}" for x in w.load_average)
         )
     return "\n".join(lines)
@@ -435,7 +499,9 @@ def run_soak(
             begin = time.monotonic()
             duration = min(window_minutes * 60, deadline - begin)
             report = load.run(rate, duration, settle=60, warmup=0)
-            window = Window(index, begin - started, report, os.getloadavg())
+            window = Window(index, begin - started, report, os.getloadavg(),
+                            wall_start=time.time() - (time.monotonic() - begin),
+                            wall_end=time.time())  # fmt: skip
             if traffic is not None:
                 for sent, latency in list(traffic.done):
                     if begin <= sent < begin + duration:
@@ -452,6 +518,14 @@ def run_soak(
                 f"RSS {group_rss_mib(groups())} MiB, load {window.load_average}"
             )
             index += 1
+        # What blocks cost a validator that is not the load's watched node (it executes every
+        # block: building its own proposals, running the others').
+        costed = port.devnet.nodes[min(1, len(port.devnet.nodes) - 1)]
+        for window, cost in zip(
+            windows, block_costs(costed.log_path, [(w.wall_start, w.wall_end) for w in windows]),
+            strict=True,
+        ):
+            window.blocks = cost
         exited = [
             node.name
             for i, node in enumerate(port.devnet.nodes)

@@ -16,7 +16,16 @@ from typing import Any
 
 import pytest
 
-from bench.bench_soak import Criteria, SoakResult, Window, judge, rss_table, run_soak, window_table
+from bench.bench_soak import (
+    Criteria,
+    SoakResult,
+    Window,
+    block_costs,
+    judge,
+    rss_table,
+    run_soak,
+    window_table,
+)
 from devnet.load import LoadReport
 from node.rpc import chainview
 from node.rpc.chainview import ChainView
@@ -72,6 +81,22 @@ def test_judge_passes_a_flat_soak_and_names_each_failure() -> None:
     table = rss_table(result(growth_mib=300), 300.0)
     assert table.splitlines()[-1].split()[:3] == ["60.0", "297", "580"]
     assert len(window_table(result()).splitlines()) == 13
+
+
+def test_block_costs_from_a_node_log(tmp_path: Path) -> None:
+    log = tmp_path / "node.log"
+    log.write_text(
+        "2026-12-07 18:45:01,100 INFO portledger.node: block #7 0xabc txs=4 gas=9 exec=400ms commit=20ms\n"
+        "2026-12-07 18:45:02,100 WARNING portledger.engine: something else\n"
+        "2026-12-07 18:45:03,900 INFO portledger.node: block #8 0xdef txs=0 gas=0 exec=0ms commit=30ms\n"
+        "2026-12-07 18:46:00,000 INFO portledger.node: block #9 0x123 txs=2 gas=9 exec=300ms commit=10ms\n"
+    )
+    t0 = time.mktime(time.strptime("2026-12-07 18:45:00", "%Y-%m-%d %H:%M:%S"))
+    first, second, empty = block_costs(log, [(t0, t0 + 60), (t0 + 60, t0 + 120), (t0 + 120, t0 + 180)])
+    assert (first.blocks, first.transactions, first.executed) == (2, 4, 1)
+    assert first.exec_ms_per_tx == 100 and first.commit_ms_per_block == 25
+    assert second.exec_ms_per_tx == 150 and second.blocks == 1
+    assert empty.blocks == 0 and empty.exec_ms_per_tx is None
 
 
 def test_memory_probe_reports_growing_lines(tmp_path: Path) -> None:
