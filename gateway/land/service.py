@@ -252,8 +252,19 @@ class LandService:
                   seals={c: tuple(v) for c, v in seals.items()},
                   references=tuple(r for r in references if r.kind != "container"),
                   nonce=tokens.new_nonce(), created=self.now(), **fields)
-        self.store.add_job(job)
+        holder = self.store.add_job(job)
+        if holder is not None:
+            raise self._ccrn_elsewhere(job, holder)
         return job
+
+    def _ccrn_elsewhere(self, job: Job, holder: str) -> errors.Conflict:
+        """409 ``ccrn-bound-elsewhere``: ``job``'s CCRN is bound to ``holder``'s vehicle."""
+        other = self.store.job(holder)
+        vehicle = other.vehicle if other is not None else "another vehicle"
+        return errors.Conflict(
+            f"CCRN {job.ccrn} is bound to vehicle {vehicle} (job {holder}), not to "
+            f"{job.vehicle}: a CCRN is bound to one vehicle", code="ccrn-bound-elsewhere",
+            details={"job": holder, "vehicle": vehicle})
 
     def bind_ccrn(self, job_id: str, text: str) -> Job:
         """Bind a ROCARS CCRN to the job's vehicle (the declarations' answer): the job's CCRN
@@ -275,12 +286,7 @@ class LandService:
         nonce = tokens.new_nonce() if job.state == "planned" else job.nonce
         holder = self.store.bind_ccrn(job, ccrn, nonce)
         if holder is not None:
-            other = self.store.job(holder)
-            vehicle = other.vehicle if other is not None else "another vehicle"
-            raise errors.Conflict(
-                f"CCRN {ccrn} is bound to vehicle {vehicle} (job {holder}), not to "
-                f"{job.vehicle}: a CCRN is bound to one vehicle", code="ccrn-bound-elsewhere",
-                details={"job": holder, "vehicle": vehicle})
+            raise self._ccrn_elsewhere(replace(job, ccrn=ccrn), holder)
         bound = self.store.job(job.id)
         assert bound is not None
         return bound

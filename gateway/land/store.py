@@ -154,9 +154,15 @@ class LandStore(Store):
         return json.loads(data)
 
     # -- jobs -------------------------------------------------------------------------------
-    def add_job(self, job: Job) -> None:
-        """Store a new job."""
+    def add_job(self, job: Job) -> str | None:
+        """Store a new job; None, or (nothing stored) the job holding its CCRN for another
+        vehicle. A CCRN is bound to one vehicle: the same vehicle's CCRN moves to the new job."""
         with self._lock, self._transaction():
+            if job.ccrn:
+                row = self._db.execute("SELECT job_id, vehicle_index FROM ccrn_bindings WHERE"
+                                       " ccrn_index = ?", (self._index(job.ccrn),)).fetchone()
+                if row is not None and bytes(row[1]) != self._index(job.vehicle):
+                    return str(row[0])
             self._db.execute(
                 "INSERT INTO jobs (id, org_id, haulier, terminal, warehouse, driver_id, state,"
                 " nonce, body, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -166,10 +172,12 @@ class LandStore(Store):
                  job.created))
             self._db.executemany("INSERT INTO job_containers (job_id, container) VALUES (?,?)",
                                  [(job.id, c) for c in job.containers])
-            if job.ccrn:  # the first job naming a CCRN holds it
-                self._db.execute("INSERT OR IGNORE INTO ccrn_bindings (ccrn_index, job_id,"
-                                 " vehicle_index) VALUES (?,?,?)",
-                                 (self._index(job.ccrn), job.id, self._index(job.vehicle)))
+            if job.ccrn:
+                self._db.execute(
+                    "INSERT INTO ccrn_bindings (ccrn_index, job_id, vehicle_index) VALUES"
+                    " (?,?,?) ON CONFLICT (ccrn_index) DO UPDATE SET job_id = excluded.job_id",
+                    (self._index(job.ccrn), job.id, self._index(job.vehicle)))
+        return None
 
     def _job(self, row: sqlite3.Row) -> Job:
         body = self._open(row["body"], f"jobs:{row['id']}")

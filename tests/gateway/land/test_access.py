@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.isotime import iso_time
+from gateway.land.api import LAND
 from tests.gateway.land.support import (
     BOX1,
     BOX3,
@@ -111,5 +112,26 @@ async def test_job_input_is_checked(tmp_path: Path) -> None:
                                             headers=land.auth(HAULIER)), 422, code)
         await refused(await client.post("/v1/land/jobs", json=job_body(land),
                                         headers=land.auth(TERMINAL)), 403, "role-not-allowed")
+    finally:
+        await client.close()
+
+
+async def test_a_ccrn_held_by_another_vehicle_is_refused_at_planning(tmp_path: Path) -> None:
+    """A ROCARS CCRN is bound to one vehicle: a job naming a CCRN another vehicle's job holds
+    is refused (nothing stored); the same vehicle's next job takes it over."""
+    land = await started(tmp_path / "gw")
+    client, auth = land.client, land.auth(HAULIER)
+    try:
+        first = await ok(await client.post("/v1/land/jobs", json=job_body(land),
+                                           headers=auth), 201)
+        body = await refused(await client.post("/v1/land/jobs", json=job_body(
+            land, vehicle="CD 5678"), headers=auth), 409, "ccrn-bound-elsewhere")
+        assert body["details"] == {"job": first["id"], "vehicle": "AB1234"}
+        listed = await ok(await client.get("/v1/land/jobs", headers=auth))
+        assert [j["id"] for j in listed["jobs"]] == [first["id"]]  # nothing stored
+        again = await ok(await client.post("/v1/land/jobs", json=job_body(land),
+                                           headers=auth), 201)
+        service = client.app[LAND]
+        assert service.store.ccrn_holder("RI261207000123") == again["id"]
     finally:
         await client.close()

@@ -223,7 +223,8 @@ async def test_driver_pages_show_a_driver_their_own_job_only(tmp_path: Path) -> 
         second, phone2 = await driver_phone(land, "Wong Siu Ming", "+852 6123 4567")
         phones += [phone1, phone2]
         job_id = await _job(land, driver=first)
-        other_id = await _job(land, driver=second, vehicle="XY 9876")
+        other_id = await _job(land, driver=second, vehicle="XY 9876",
+                              ccrn="RI261207000124")
         home = await _html(await phone1.get("/driver"))
         assert f'href="/driver/jobs/{job_id}"' in home and other_id not in home
         assert "AB1234" in home and "XY9876" not in home
@@ -317,7 +318,8 @@ async def test_in_chromium_a_driver_shares_offline_and_the_trader_sees_it_live(
         first, code = await add_driver(land, "Chan Tai Man", "+852 9123 4567")
         second, _ = await add_driver(land, "Wong Siu Ming", "+852 6123 4567")
         job_id = await _job(land, driver=first)
-        other_id = await _job(land, driver=second, vehicle="XY 9876")
+        other_id = await _job(land, driver=second, vehicle="XY 9876",
+                              ccrn="RI261207000124")
         _users(land)
         async with chromium() as browser:
             cab = await browser.new_context(viewport=phone, locale="en-GB",
