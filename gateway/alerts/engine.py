@@ -113,8 +113,10 @@ class AlertSettings:
     state_cache_entries: int = 200_000
     """(organisation, subject) states and facts kept in memory."""
     facts_ttl_seconds: float = 3600.0
-    """A subject's cached facts are rebuilt from the read model after this long (the clock
-    pass uses them; grants that lapse are seen within this time)."""
+    """A subject's cached facts are rebuilt from the read model when an event or reading
+    touches it this long after they were built. The clock pass uses them at any age: the new
+    events that touch a subject are added to them, and other grants or a retraction make them
+    be built again whatever their age."""
 
     def __post_init__(self) -> None:
         if min(self.clock_seconds, self.reading_poll_seconds) <= 0 or self.max_readings < 1:
@@ -919,7 +921,7 @@ class AlertEngine:
                          linked: Iterable[Reference] = ()) -> int:
         """Evaluate one subject for one organisation and record what changed (at once, or by
         adding it to ``sink`` for one transaction with others); the number of transitions.
-        ``cached``: use the subject's cached facts if fresh (the clock pass); ``new``: the new
+        ``cached``: use the subject's cached facts of any age (the clock pass); ``new``: the new
         events that touch it (its cached facts, if fresh, are brought up to date with them
         instead of being read again; None: read them again)."""
         at = int(self.clock()) if now is None else now
@@ -931,8 +933,9 @@ class AlertEngine:
         entry = slot.facts
         if entry is not None and (
                 entry.grants is not r.grants or entry.generation != self._generation
-                or time.monotonic() - entry.built > self.settings.facts_ttl_seconds):
-            entry = None
+                or (not cached and time.monotonic() - entry.built
+                    > self.settings.facts_ttl_seconds)):
+            entry = None  # (the clock pass takes them at any age: events keep them current)
         if entry is not None and new is not None:
             entry = self._added(subject, entry, new, linked)
         elif not cached:

@@ -463,6 +463,8 @@ class _Fixed:
     static: dict[str, Any]
     base: tuple[Source, ...]
     category: str | None
+    gap: dict[str, Any]
+    """``tariff_gap`` when the tariff has no rate for the box."""
     basis: dict[str, Any]
     """The meter's basis (:func:`tariff.meter_basis`) kept with an open episode."""
 
@@ -495,16 +497,16 @@ def _fixed(facts: Facts, stay: YardStay, available: Observed, settings: StorageS
         "carrier": facts.carrier,
         "tariff": via,
     }
-    if category is None:
-        static["tariff_gap"] = f"the tariff has no per_day rate for a {size}'" + (
-            " reefer" if facts.equipment.reefer else "")
+    gap = {} if category is not None else {
+        "tariff_gap": f"the tariff has no per_day rate for a {size}'" + (
+            " reefer" if facts.equipment.reefer else "")}
     fixed = _Fixed(
         schedule, size, facts.equipment.reefer, day1, lfd,
         ended=calendar.day_start(lfd + timedelta(days=1)),  # not picked up from here
         warn=max(calendar.day_start(lfd - timedelta(days=settings.warn_days)), at),
         static=static,
         base=_distinct((stay.entry.source, available.source, facts.equipment.origin)),
-        category=category,
+        category=category, gap=gap,
         basis=meter_basis(schedule, calendar, day1, lfd, category,
                           lfd_incomplete=lfd_incomplete))
     stay.memo["storage"] = (tariff, calendar, settings, facts.carrier, facts.equipment, fixed)
@@ -526,10 +528,14 @@ def as_of(body: Mapping[str, Any], now: int) -> dict[str, Any]:
     basis = body.get("basis")
     if basis is None:
         return dict(body)
-    out = {k: v for k, v in body.items() if k != "basis" and k != "sources"}
-    out.update(meter_figures(basis, now))
-    if "sources" in body:
-        out["sources"] = body["sources"]
+    daily = meter_figures(basis, now)
+    out: dict[str, Any] = {}
+    for key, value in body.items():  # (the day's figures where the stored rate stands)
+        if key == "per_day":
+            out.update(daily)
+        elif key not in daily and key != "basis":
+            out[key] = value
+    out.update(daily)  # (kept in place; calendar_incomplete, if any, last)
     return out
 
 
@@ -578,6 +584,7 @@ def _stay_alerts(facts: Facts, stay: YardStay, settings: StorageSettings, tariff
             "accrued_cents": m.accrued_cents,
             "per_day_cents": m.per_day_cents,
             **held,
+            **fixed.gap,
         }
         if m.calendar_incomplete:
             body["calendar_incomplete"] = True
@@ -592,7 +599,7 @@ def _stay_alerts(facts: Facts, stay: YardStay, settings: StorageSettings, tariff
         held, origins = holding(now)
         body: dict[str, Any] = {
             **static, "per_day": money(m.per_day_cents), "per_day_cents": m.per_day_cents,
-            **held,
+            **held, **fixed.gap,
             "basis": fixed.basis if until is None else {**fixed.basis,
                                                         "until": until.isoformat()}}
         change = next_rate_change(schedule, calendar, lfd, today, fixed.category)
