@@ -51,7 +51,13 @@ from eth_keys.datatypes import PrivateKey
 from devnet.layout import DevnetLayout, create_devnet
 from devnet.ports import free_ports
 from node.genesis import QbftConfig
-from node.p2p import HANDSHAKE_MAX_FRAME, PROTOCOL_VERSION, auth_digest, make_tls_identity
+from node.p2p import (
+    HANDSHAKE_MAX_FRAME,
+    PROTOCOL_VERSION,
+    P2PConfig,
+    auth_digest,
+    make_tls_identity,
+)
 from node.p2p_frames import DEFAULT_MAX_FRAME, LENGTH_BYTES, Code, decode_body, encode_body
 
 #: Log lines that mean an error escaped its typed refusal (each is a bug to fix).
@@ -116,7 +122,12 @@ class NodeLog:
         return [(peer, int(points), reason.strip()) for peer, points, reason in found]
 
     def bans(self, text: str | None = None) -> set[str]:
+        """The peers banned in ``text`` (default: the whole log)."""
         return set(_BAN.findall(self.text if text is None else text))
+
+    def ban_count(self) -> int:
+        """Ban lines in the whole log (a peer banned again after its ban counts again)."""
+        return len(_BAN.findall(self.text))
 
     def handshake_refusals(self, text: str | None = None) -> Counter[str]:
         """Refused inbound handshakes by exception type."""
@@ -181,7 +192,7 @@ def mutate_rlp(data: bytes, rng: random.Random, kind: str) -> bytes:
     if kind == "replace":
         new: Any = rng.randbytes(len(node)) if isinstance(node, bytes) else node
     elif kind == "nest":
-        new: Any = [node]
+        new = [node]
     elif kind == "lengthen":
         extra = [rng.randbytes(rng.choice((0, 1, 32, 65))) for _ in range(rng.randint(1, 3))]
         new = [*node, *extra] if isinstance(node, list) else [node, *extra]
@@ -287,6 +298,8 @@ class WireClient:
     writer: asyncio.StreamWriter | None = None
     #: Frame bodies the node sent, by code (valid seeds for mutation).
     captured: dict[Code, list[bytes]] = field(default_factory=dict)
+    #: time.monotonic() of the last send (the node drops a link silent for its idle timeout).
+    last_sent: float = 0.0
     _request: int = 0
 
     async def open_tls(self) -> None:
@@ -339,6 +352,7 @@ class WireClient:
 
     async def send(self, data: bytes) -> None:
         assert self.writer is not None
+        self.last_sent = time.monotonic()
         try:
             self.writer.write(data)
             await asyncio.wait_for(self.writer.drain(), self.timeout)
@@ -395,27 +409,40 @@ class WireClient:
 
 @dataclass
 class Identities:
-    """The intruder keys, each used until the node bans it."""
+    """The intruder keys, each used until the node bans it; a banned one is used again once its
+    ban (``P2PConfig.ban_seconds``) is over, so a long run needs no more keys than a ban lasts."""
 
     keys: Sequence[PrivateKey]
     index: int = 0
-    banned: set[str] = field(default_factory=set)
+    #: Ban lines seen per identity, and until when (monotonic) each is banned.
+    bans_seen: Counter[str] = field(default_factory=Counter)
+    banned_until: dict[str, float] = field(default_factory=dict)
 
     @property
     def current(self) -> PrivateKey:
-        if self.index >= len(self.keys):
-            raise RuntimeError("every intruder identity is banned: allowlist more")
         return self.keys[self.index]
 
     @property
     def hex(self) -> str:
-        return bytes(self.current.public_key.to_canonical_address()).hex()
+        return _hex(self.current)
 
     def retire_banned(self, log: NodeLog) -> None:
-        """Move past the current identity once the node's log shows it banned."""
-        self.banned |= log.bans()
-        while self.index < len(self.keys) and self.hex in self.banned:
-            self.index += 1
+        """Move to the next identity that is not banned now (by the node's log)."""
+        now = time.monotonic()
+        for peer, count in Counter(_BAN.findall(log.text)).items():
+            if count > self.bans_seen[peer]:
+                self.bans_seen[peer] = count
+                self.banned_until[peer] = now + P2PConfig.ban_seconds + 5
+        for step in range(len(self.keys)):
+            i = (self.index + step) % len(self.keys)
+            if self.banned_until.get(_hex(self.keys[i]), 0.0) <= now:
+                self.index = i
+                return
+        raise RuntimeError("every intruder identity is banned: allowlist more")
+
+
+def _hex(key: PrivateKey) -> str:
+    return bytes(key.public_key.to_canonical_address()).hex()
 
 
 def elapsed(start: float) -> float:
