@@ -36,11 +36,18 @@ What it does, in the order it prints:
    (subject keys in clear, no reference number or name in any log), every node at the same head.
 6. **declarations** — the SIMULATED customs authority service (:mod:`devnet.authority`, its own
    process) answers the gateway's declarations: the carrier shares its master B/L with the
-   trader, who uploads its commercial invoice once and gets the Hong Kong TDEC, a ROCARS
-   pre-declaration and the China 报关单 with the declaration charge in HK$ (an EXAMPLE rate),
-   fixes a warning (the correction kept with who and when), approves and submits; the
-   authorities answer with official numbers and a release, tracking by the China declaration
-   number shows it released, the customs organisation reads the declaration, the bank not.
+   trader and its forwarder; the customs organisation binds itself on chain as the Hong Kong
+   and the China authority; the forwarder declares for the trader (named as reader): it
+   uploads the commercial invoice once and gets the Hong Kong TDEC, a ROCARS pre-declaration
+   and the China 报关单 with the declaration charge in HK$ (an EXAMPLE rate), fixes a warning
+   (the correction kept with who and when), approves and submits; the authorities answer with
+   official numbers and a release, the trader's tracking by the China declaration number shows
+   it released, the forwarder files the declarations in ``Declarations.vy`` under keys made
+   with each declaration's secret salt (never the number's plain hash) and customs posts their
+   statuses (the China one's history read back from the chain, its hash the submitted
+   document's; nothing under the number's plain hash); the trader sees that history in
+   tracking, the trader and the customs organisation read the declaration, the bank neither
+   the declaration nor the China number (404, as for a number nobody declared).
 7. **the live port** (default) — the gateway's URL, its web pages and ``/docs``, the demo logins,
    and a SIMULATED live feed (an incoming vessel's AIS positions and ETA updates, CODECO gate
    moves) posted through the gateway every few seconds until Ctrl-C (or ``--duration``). With
@@ -71,6 +78,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
@@ -83,7 +91,7 @@ from rich.console import Console
 from rich.table import Table
 
 from consensus import extradata
-from contracts import SYSTEM_ADDRESSES
+from contracts import SYSTEM_ADDRESSES, abi
 from contracts.cargo import CARGO_EVENT_TOPIC, subject_key
 from devnet import feedstory, simulate
 from devnet.authority import AuthorityServer
@@ -96,6 +104,8 @@ from devnet.members import DEMO_ORGANISATIONS
 from devnet.ports import free_port
 from devnet.simfeeds import cargo_imp
 from devnet.status import status_table
+from gateway.declarations import onchain
+from gateway.declarations.store import document_hash
 from gateway.events.model import CanonicalEvent, Reference, Visibility
 from gateway.isotime import iso_time
 from gateway.subscriptions.model import signature
@@ -424,7 +434,7 @@ def run_demo(datadir: str | None, *, once: bool = False, interval: float = 3.0,
             _alerts(port, call, console, checks, receivers, mail)
             _land_leg(port, call, console, checks)
             _on_chain(port, observer, call, blocks, console, checks)
-            _declarations(port, call, console, checks)
+            _declarations(port, observer, call, console, checks)
             if once:
                 _live(port, call, console, checks, interval=0.0, ticks=1)
             else:
@@ -1064,29 +1074,91 @@ def _declaration_call(port: Port, org: int, method: str, path: str,
     return status, answer
 
 
-def _declarations(port: Port, call: simulate.VesselCall, console: Console,
+def _gateway_id(port: Port, party: int) -> int:
+    """The gateway's organisation id of the Consortium member ``party``."""
+    return int(next(o["orgId"] for o in port.gateway.credentials()["organisations"]
+                    if o["chainOrg"] == party))
+
+
+def _vessel_seen(port: Port, party: int, reference: str) -> Any:
+    """The vessel of ``party``'s tracking view of ``reference`` (None while it sees none)."""
+    status, view = port.track(party, reference)
+    return (view or {}).get("vessel") if status == 200 else None
+
+
+def _bind_authorities(port: Port, checks: Checks) -> None:
+    """The customs organisation binds itself in ``Declarations.vy`` as the Hong Kong (1) and
+    the China (2) authority, once (``POST /v1/declarations/authorities/{a}/bind``; asking
+    again answers where the binding stands)."""
+    customs = simulate.PARTIES["customs"]
+
+    def bound() -> list[dict[str, Any]] | None:
+        answers = [_declaration_call(port, customs, "POST",
+                                     f"/v1/declarations/authorities/{a}/bind")
+                   for a in ("hk-tdec", "cn-itsw")]
+        receipts = [body["receipt"] for status, body in answers if status == 202]
+        if len(receipts) < 2:
+            raise DemoError(f"binding the customs authorities: {answers}")
+        return receipts if all(r["status"] in ("final", "failed") for r in receipts) else None
+
+    receipts = _eventually(bound, "the customs organisation's bindAuthority") or []
+    checks.check("declarations: the customs organisation binds itself on chain as the Hong Kong "
+                 "and the China authority (Declarations.bindAuthority)",
+                 len(receipts) == 2 and all(r["status"] == "final" for r in receipts),
+                 ", ".join(f"authority {r['id'].rsplit(':', 1)[1]} {r['status']} in block "
+                           f"{r['block']}" + (f" ({r['error']})" if r["error"] else "")
+                           for r in receipts) or "no answer")
+
+
+def _declared_on_chain(observer: NodeSpec, key: bytes) -> tuple[Any, list[Any], list[int]]:
+    """``Declarations.declarationOf`` and ``historyOf`` of the declaration ``key`` by an
+    ``eth_call`` on the observer, and the blocks of its ``StatusPosted`` logs, oldest first."""
+    to = abi.address("Declarations")
+
+    def call(function: str) -> Any:
+        data = rpc_call(observer, "eth_call", [
+            {"to": to, "data": "0x" + abi.call_data("Declarations", function, key).hex()},
+            "latest"], timeout=10)
+        return abi.decode_output("Declarations", function, bytes.fromhex(data[2:]))[0]
+
+    logs = rpc_call(observer, "eth_getLogs", [{
+        "fromBlock": "0x0", "address": to,
+        "topics": ["0x" + abi.event_topic("Declarations", "StatusPosted").hex(),
+                   "0x" + key.hex()]}], timeout=30)
+    return call("declarationOf"), list(call("historyOf")), [int(x["blockNumber"], 16)
+                                                            for x in logs]
+
+
+def _declarations(port: Port, observer: NodeSpec, call: simulate.VesselCall, console: Console,
                   checks: Checks) -> None:
-    """One upload, three declarations: the trader's invoice for the call's master B/L becomes
-    the Hong Kong TDEC, a ROCARS pre-declaration (the boxes leave by truck) and the China
-    报关单; it fixes a warning, approves and submits; the SIMULATED authorities answer with
-    numbers and a release, which tracking shows; customs reads the declaration, the bank not."""
+    """One upload, three declarations: the forwarder declares for the trader (named as reader):
+    its invoice for the call's master B/L becomes the Hong Kong TDEC, a ROCARS pre-declaration
+    (the boxes leave by truck) and the China 报关单; it fixes a warning, approves and submits;
+    the SIMULATED authorities answer with numbers and a release, which tracking shows to the
+    trader; the forwarder (a declarant on chain) files them in ``Declarations.vy`` and the
+    customs organisation, bound to both authorities, posts their statuses, read back from the
+    chain; customs reads the declaration, the bank not."""
     console.rule("declarations: one upload, three declarations (SIMULATED authorities)")
-    trader, customs, bank = (simulate.PARTIES[p] for p in ("trader", "customs", "bank"))
-    grant = simulate.grant(call, "trader")
-    _finalise(port, grant, _send(port, grant))
-    console.print(f"[bold]{grant.party:>9}[/] {grant.what} (the importer declares under it)")
-    _eventually(lambda: (port.track(trader, call.master)[1] or {}).get("vessel")
-                if port.track(trader, call.master)[0] == 200 else None,
-                "the trader's view of the master B/L")
+    trader, forwarder, customs, bank = (simulate.PARTIES[p] for p in (
+        "trader", "forwarder", "customs", "bank"))
+    for reader in ("trader", "forwarder"):
+        grant = simulate.grant(call, reader)
+        _finalise(port, grant, _send(port, grant))
+        console.print(f"[bold]{grant.party:>9}[/] {grant.what}")
+    for party, who in ((trader, "trader"), (forwarder, "forwarder")):
+        _eventually(partial(_vessel_seen, port, party, call.master),
+                    f"the {who}'s view of the master B/L")
+    _bind_authorities(port, checks)
     crossing = iso_time(int(time.time()) + 3 * 3600)
-    status, view = _declaration_call(port, trader, "POST", "/v1/declarations", {
+    status, view = _declaration_call(port, forwarder, "POST", "/v1/declarations", {
         "reference": call.master, "direction": "import", "invoice": {"csv": DEMO_INVOICE},
         "consignor": DEMO_SUPPLIER,
         "consignee": {"name": "Sino Trading Company (SIMULATED)",
                       "address": "Room 1201, 8 Harbour Road, Wan Chai", "country": "HK"},
+        "readers": [_gateway_id(port, trader)],
         "crossing": {"vehicle": "SIM8888", "time": crossing, "controlPoint": "Lok Ma Chau"}})
     if status not in (200, 201):
-        raise DemoError(f"POST /v1/declarations as the trader: {status} {view}")
+        raise DemoError(f"POST /v1/declarations as the forwarder: {status} {view}")
     sid = view["id"]
     drafts = view["drafts"]
     tdec = next(d for d in drafts if d["authority"] == "hk-tdec")
@@ -1094,9 +1166,9 @@ def _declarations(port: Port, call: simulate.VesselCall, console: Console,
                 if i["severity"] == "warning"]
     errors = [(d["key"], i) for d in drafts for i in d["issues"] if i["severity"] == "error"]
     kinds = ", ".join(d["key"] for d in drafts)
-    checks.check(f"declarations: the trader uploads {DEMO_INVOICE.count(chr(10)) - 1} invoice "
-                 f"lines for master B/L {call.master} and gets the 3 drafts (TDEC, ROCARS, "
-                 "China 报关单)", len(drafts) == 3 and not errors and
+    checks.check(f"declarations: the forwarder uploads {DEMO_INVOICE.count(chr(10)) - 1} invoice "
+                 f"lines for the trader's master B/L {call.master} and gets the 3 drafts (TDEC, "
+                 "ROCARS, China 报关单)", len(drafts) == 3 and not errors and
                  {d["authority"] for d in drafts} == {"hk-tdec", "hk-rocars", "cn-itsw"},
                  f"{kinds}; TDEC value HK${tdec['fields']['totalValueHkd']['value']}, "
                  f"declaration charge HK${tdec['fields']['charge']['value']}; "
@@ -1104,14 +1176,14 @@ def _declarations(port: Port, call: simulate.VesselCall, console: Console,
                  + "; ".join(f"{i['code']} {i['path']}" for _, i in warnings + errors))
     for key, issue in warnings[:1]:
         field_path = issue["path"]
-        value = "Room 1201, 8 Harbour Road, Wan Chai, Hong Kong (SIMULATED)"
-        status, fixed = _declaration_call(port, trader, "POST",
+        value = "Unit 1808, 1 Kwai Fung Crescent, Kwai Chung, Hong Kong (SIMULATED)"
+        status, fixed = _declaration_call(port, forwarder, "POST",
                                           f"/v1/declarations/{sid}/corrections",
                                           {"draft": key, "path": field_path, "value": value})
         left = [i for d in (fixed or {}).get("drafts", []) for i in d["issues"]
                 if i["severity"] == "warning"] if status == 201 else warnings
         done = (fixed or {}).get("corrections", [{}])[-1] if status == 201 else {}
-        checks.check(f"declarations: the trader fixes the warning {issue['code']} "
+        checks.check(f"declarations: the forwarder fixes the warning {issue['code']} "
                      f"({key} {field_path}); the correction is kept with who and when",
                      status == 201 and len(left) == len(warnings) - 1 and bool(done.get("by")),
                      f"by {done.get('by')} at {iso_time(int(done.get('at') or 0))}, "
@@ -1119,15 +1191,15 @@ def _declarations(port: Port, call: simulate.VesselCall, console: Console,
     submitted = []
     for draft in drafts:
         base = f"/v1/declarations/{sid}/drafts/{quote(draft['key'], safe='')}"
-        approved, _ = _declaration_call(port, trader, "POST", base + "/approve")
-        sent, answer = _declaration_call(port, trader, "POST", base + "/submit")
+        approved, _ = _declaration_call(port, forwarder, "POST", base + "/approve")
+        sent, answer = _declaration_call(port, forwarder, "POST", base + "/submit")
         submitted.append((draft["key"], approved, sent, answer))
-    checks.check("declarations: the trader approves and submits the 3 drafts",
+    checks.check("declarations: the forwarder approves and submits the 3 drafts",
                  all(a == 200 and s == 202 for _, a, s, _ in submitted),
                  ", ".join(f"{k} {a}/{s}" for k, a, s, _ in submitted))
 
     def answered() -> list[dict[str, Any]] | None:
-        status, body = _declaration_call(port, trader, "GET",
+        status, body = _declaration_call(port, forwarder, "GET",
                                          f"/v1/declarations/{sid}/submissions")
         subs = body.get("submissions", []) if status == 200 else []
         return subs if len(subs) == 3 and all(s["status"] in ("released", "rejected", "failed")
@@ -1147,11 +1219,17 @@ def _declarations(port: Port, call: simulate.VesselCall, console: Console,
         return found if (found.get("customs") or {}).get("status") == "released" else None
 
     shown = _eventually(tracked, f"tracking China declaration {china}") if china else None
-    checks.check(f"declarations: tracking China declaration {china or '?'} shows it released",
+    checks.check(f"declarations: the trader tracks China declaration {china or '?'}: released",
                  shown is not None,
                  f"released at {((shown or {}).get('customs') or {}).get('time')} by "
                  f"{((shown or {}).get('customs') or {}).get('source')}" if shown else
                  "not released in tracking")
+    _history_on_chain(port, observer, sid, china, subs, console, checks)
+    status, mine = _declaration_call(port, trader, "GET", f"/v1/declarations/{sid}")
+    checks.check("declarations: the trader, named as reader, sees the forwarder's declaration",
+                 status == 200 and len(mine.get("submissions", [])) == 3,
+                 f"HTTP {status}, {len(mine.get('submissions', [])) if status == 200 else 0} "
+                 "submission(s)")
     status, seen = _declaration_call(port, customs, "GET", f"/v1/declarations/{sid}")
     listed = _declaration_call(port, customs, "GET", "/v1/declarations")[1]
     checks.check("declarations: the customs organisation sees the declaration",
@@ -1161,14 +1239,111 @@ def _declarations(port: Port, call: simulate.VesselCall, console: Console,
                  "submission(s)")
     hidden, _ = _declaration_call(port, bank, "GET", f"/v1/declarations/{sid}")
     bank_list = _declaration_call(port, bank, "GET", "/v1/declarations")[1]
-    bank_track = port.track(bank, china)[0] if china else 404
-    checks.check("declarations: the bank sees neither the declaration nor its China number",
-                 hidden == 404 and bank_track == 404
-                 and not (bank_list or {}).get("declarations"),
-                 f"GET /v1/declarations/{sid} {hidden}, /v1/track/{china} {bank_track}")
+    checks.check("declarations: the bank does not see the declaration",
+                 hidden == 404 and not (bank_list or {}).get("declarations"),
+                 f"GET /v1/declarations/{sid} {hidden}, listed: "
+                 f"{len((bank_list or {}).get('declarations') or [])}")
+    # the filing is keyed by the declaration's secret salt and tracking shows it to its readers
+    # only: the bank gets what a number nobody declared gets
+    unknown = china[:-9] + f"{(int(china[-9:] or 0) + 1) % 10**9:09d}" if china else ""
+    bank_track, bank_view = port.track(bank, china) if china else (0, {})
+    other_track, other_view = port.track(bank, unknown) if china else (0, {})
+    same = ((bank_view or {}).get("error") or {}).get("code") == \
+        ((other_view or {}).get("error") or {}).get("code")
+    checks.check("declarations: the bank tracking the China number gets 404",
+                 bank_track == 404 and other_track == 404 and same,
+                 f"/v1/track/{china} {bank_track} "
+                 f"{((bank_view or {}).get('error') or {}).get('code')}, as for the undeclared "
+                 f"/v1/track/{unknown} {other_track}")
     console.print(f"the review page: {port.gateway.url}/declarations/{sid} (sign in as the "
-                  "trader); the trader has no declarant role on chain, so its declaration "
-                  "stays off Declarations.vy and its results reach tracking as customs events")
+                  "forwarder, or the trader to read it)")
+
+
+def _history_on_chain(port: Port, observer: NodeSpec, sid: int, china: str,
+                      subs: list[dict[str, Any]], console: Console, checks: Checks) -> None:
+    """The China declaration's filing and status history as ``Declarations.vy`` holds it (the
+    observer's JSON-RPC), its document hash the keccak-256 of the document the forwarder
+    submitted (the draft as the API shows it, checked against the submission's SHA-256)."""
+    sub = next((s for s in subs if s["authority"] == "cn-itsw"), None)
+    if sub is None or not china:
+        checks.check("declarations: the China declaration's status history on chain", False,
+                     "no China submission")
+        return
+    forwarder, customs, trader = (simulate.PARTIES[p] for p in ("forwarder", "customs",
+                                                                   "trader"))
+    wanted = [onchain.STATUS_CODES[h["status"]] for h in sub.get("history", [])
+              if h["status"] in onchain.STATUS_CODES]
+    status, view = _declaration_call(port, forwarder, "GET", f"/v1/declarations/{sid}")
+    salt = bytes.fromhex(str((view or {}).get("chainSalt") or "0x")[2:]) if status == 200 \
+        else b""
+    mine: dict[str, Any] = next((s for s in (view or {}).get("submissions", [])
+                                 if s["id"] == sub["id"]), {})
+    key = onchain.chain_key(salt, "cn-itsw", china) if len(salt) == 32 else b""
+    checks.check(f"declarations: China declaration {china} is keyed on chain by its secret "
+                 "salt (shown to its readers), not by the number's hash",
+                 bool(key) and (mine.get("chain") or {}).get("key") == "0x" + key.hex()
+                 and key != subject_key(china),
+                 f"key 0x{key.hex()[:16]}… = HMAC-SHA256(salt, authority 2, number); "
+                 f"the number's hash 0x{subject_key(china).hex()[:16]}…")
+
+    def posted() -> tuple[Any, list[Any], list[int]] | None:
+        found = _declared_on_chain(observer, key)
+        statuses = [entry[0] for entry in found[1]]
+        return found if statuses[-1:] == [onchain.STATUS_CODES["released"]] \
+            and len(found[2]) == len(found[1]) else None
+
+    found = _eventually(posted, f"China declaration {china} released on chain", timeout=120)
+    record, history, blocks = found if found is not None else _declared_on_chain(observer, key)
+    names = {v: k for k, v in onchain.STATUS_CODES.items()} | {1: "filed"}
+    table = Table(title=f"China declaration {china} in Declarations.vy (eth_call historyOf, "
+                  "StatusPosted logs)", box=box.SIMPLE_HEAD, title_justify="left")
+    for column in ("status", "by organisation", "block", "time"):
+        table.add_column(column)
+    for entry, block in zip(history, blocks + [0] * len(history), strict=False):
+        org = int(entry[1])
+        table.add_row(names.get(entry[0], str(entry[0])),
+                      f"{DEMO_ORGANISATIONS[org - 1][0]} ({org})"
+                      if 0 < org <= len(DEMO_ORGANISATIONS) else str(org),
+                      f"#{block}" if block else "—", iso_time(int(entry[3])))
+    console.print(table)
+    draft = next((d for d in (view or {}).get("drafts", []) if d["key"] == sub["draft"]),
+                 None) if status == 200 else None
+    document = {} if draft is None else {
+        "key": draft["key"], "authority": draft["authority"],
+        "fields": {k: f["value"] for k, f in draft["fields"].items()},
+        "lines": [{k: f["value"] for k, f in line.items()} for line in draft["lines"]]}
+    same = bool(document) and document_hash(document) == sub["documentHash"]
+    digest = onchain.document_digest(document) if same else b""
+    steps = [(entry[0], entry[1]) for entry in history]
+    checks.check(f"declarations: China declaration {china} on chain: filed by the forwarder "
+                 "(document hash), statuses by customs to released",
+                 same and record[0] == forwarder and record[1] == 2 and record[2] == digest
+                 and record[3] == onchain.STATUS_CODES["released"]
+                 and steps == [(1, forwarder)] + [(s, customs) for s in wanted],
+                 " → ".join(f"{names.get(e[0], e[0])} (block {b})" for e, b in
+                            zip(history, blocks, strict=False))
+                 + f"; document hash 0x{bytes(record[2]).hex()[:16]}… "
+                 + ("= keccak-256 of the submitted document" if record[2] == digest and same
+                    else f"≠ 0x{digest.hex()[:16]}… (document as shown "
+                    f"{'matches' if same else 'does not match'} its SHA-256)"))
+    plain, plain_history, plain_logs = _declared_on_chain(observer, subject_key(china))
+    checks.check("declarations: the chain has no filing under the number's plain hash",
+                 int(plain[0]) == 0 and int(plain[1]) == 0 and not plain_history
+                 and not plain_logs,
+                 f"declarationOf(keccak({china})): declarant {int(plain[0])}, authority "
+                 f"{int(plain[1])}; {len(plain_history)} status(es), {len(plain_logs)} log(s)")
+
+    def on_chain_seen() -> dict[str, Any] | None:
+        status, body = port.track(trader, china)
+        decls = (body or {}).get("declarations") or [] if status == 200 else []
+        return decls[0] if decls and decls[0].get("status") == "released" and \
+            len(decls[0].get("history", [])) == len(history) else None
+
+    seen = _eventually(on_chain_seen, f"the trader's view of {china}'s filing", timeout=60)
+    checks.check(f"declarations: the trader (named reader) tracking {china} sees its on-chain "
+                 "history", seen is not None,
+                 " → ".join(f"{h['status']} by {h['by']}" for h in (seen or {}).get(
+                     "history", [])) or "not shown")
 
 
 def _port_systems(port: Port, observer: NodeSpec, call: simulate.VesselCall, console: Console,
