@@ -49,7 +49,10 @@ ends decide the same way — unless the kept one has been silent for two ping in
 crashed without closing it and has come back), then the newer one replaces it. A message queued
 on a duplicate in the instant before it is closed can be lost; consensus tolerates that (round
 changes), and the runtime re-broadcasts what matters. A dropped peer is redialed with exponential backoff and jitter
-(bounded by ``backoff_max``). Every wait is bounded: connect, TLS and node-key handshakes, reads
+(bounded by ``backoff_max``, 4 s: a healed partition is found within it). A link silent for two
+ping intervals (a partition stalls TCP; after healing its next retransmission may be a minute
+away) does not hold the dialer back: it dials afresh, and the new link replaces the silent
+one. Every wait is bounded: connect, TLS and node-key handshakes, reads
 (idle timeout; PING keepalives keep a healthy link busy), writes (drain timeout), the inbound
 queue, requests.
 
@@ -150,7 +153,8 @@ class P2PConfig:
     handshake_timeout: float = 5.0
     max_pending_handshakes: int = 64
     backoff_initial: float = 0.5
-    backoff_max: float = 30.0
+    #: Redial interval bound: after a partition heals, a peer is dialed again within it.
+    backoff_max: float = 4.0
     ping_interval: float = 10.0
     idle_timeout: float = 35.0
     frame_read_timeout: float = 30.0
@@ -521,7 +525,7 @@ class PeerNetwork:
         attempt = 0
         while not self._stopping:
             conn = self._conns.get(peer.address)
-            if conn is not None and not conn.closed.is_set():
+            if conn is not None and not conn.closed.is_set() and not self._silent(conn):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(conn.closed.wait(), self.config.ping_interval)
                 attempt = 0
@@ -654,6 +658,10 @@ class PeerNetwork:
 
     # -- internals: connection lifecycle ------------------------------------------------
 
+    def _silent(self, conn: Connection) -> bool:
+        """Nothing received for two ping intervals: the peer crashed or a partition stalls the link."""
+        return time.monotonic() - conn.last_rx > 2 * self.config.ping_interval
+
     def _keeps(self, peer: bytes, outbound: bool) -> bool:
         """Whether a connection in this direction is the one both ends keep."""
         dialer = self.address if outbound else peer
@@ -674,7 +682,7 @@ class PeerNetwork:
         )
         existing = self._conns.get(address)
         if existing is not None and not existing.closed.is_set():
-            stale = time.monotonic() - existing.last_rx > 2 * self.config.ping_interval
+            stale = self._silent(existing)
             if (
                 self._keeps(address, existing.outbound)
                 and not self._keeps(address, outbound)
