@@ -11,6 +11,10 @@
 - Rate limits: a token bucket per credential (API key or session) and, for anonymous requests,
   per client address; an empty bucket answers 429 with ``Retry-After``. The buckets live in a
   bounded map, so a flood of addresses cannot grow memory without limit.
+- Admission checks: after the rate limit, each check a module registered with
+  :func:`add_admission_check` may refuse an authenticated request (raise an ``ApiError``)
+  before its handler reads the body — the outbox refuses uploads it has no room for, so a
+  refusal under overload costs no parsing.
 """
 
 from __future__ import annotations
@@ -32,15 +36,17 @@ from gateway import openapi
 from gateway.appkeys import CONFIG, METRICS, READINESS
 from gateway.errors import REQUEST_ID, TooManyRequests
 from gateway.isotime import iso_time
-from gateway.principal import principal_of
+from gateway.principal import Principal, principal_of
 
 log = logging.getLogger("portledger.gateway.access")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ReadinessCheck = Callable[[web.Application], Awaitable[tuple[bool, str]]]
+AdmissionCheck = Callable[[web.Request, Principal], None]
 
 _HTTP = web.AppKey("http_metrics", tuple)
 _LIMITER = web.AppKey("rate_limiter", object)
+_ADMISSION = web.AppKey("admission_checks", list)
 
 #: The probes and the metrics scrape (documented in OpenAPI, never rate limited).
 probes = openapi.Routes(tag="operations", description="Probes and metrics")
@@ -49,6 +55,13 @@ probes = openapi.Routes(tag="operations", description="Probes and metrics")
 def add_readiness_check(app: web.Application, name: str, check: ReadinessCheck) -> None:
     """Register a readiness check: ``await check(app) -> (ok, detail)``."""
     app[READINESS][name] = check
+
+
+def add_admission_check(app: web.Application, check: AdmissionCheck) -> None:
+    """Register ``check(request, principal)``: run for every authenticated request that passed
+    the rate limit, before its handler; it refuses by raising an ``ApiError``. Keep it cheap
+    (no I/O): it runs on the event loop for every request."""
+    app.setdefault(_ADMISSION, []).append(check)
 
 
 class JsonFormatter(logging.Formatter):
@@ -177,6 +190,9 @@ async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.S
             details={"retryAfterSeconds": retry, "limitedBy": scope},
             headers={"Retry-After": str(retry)},
         )
+    if principal is not None:
+        for check in request.app.get(_ADMISSION, ()):
+            check(request, principal)
     return await handler(request)
 
 

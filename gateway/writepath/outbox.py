@@ -15,7 +15,9 @@ them is refused whole with :class:`OutboxFull` (429 ``outbox-full``) and a
 so a gateway offered more than the chain finalizes answers "later" instead of promising work it
 cannot finish soon (docs/limits.md, "Gateway"). An upload always fits an empty queue (a bulk
 upload larger than the limit is not refused forever), so a depth may exceed its limit by at most
-one upload. Retries of accepted keys are never refused.
+one upload. Retries of accepted keys are never refused by that exact check; but once a queue is
+already at its limit, :func:`admission_check` refuses uploads before their body is even read
+(so that refusals under overload cost no parsing), retries included.
 
 The design (the write path: outbox and submitter) is in ``docs/write-path.md``.
 """
@@ -31,16 +33,17 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from aiohttp import web
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from gateway import errors, sqlite
+from gateway import errors, ops, sqlite
 from gateway.appkeys import CONFIG, KEYSTORE, METRICS, OUTBOX
 from gateway.confidential.keystore import Keystore
+from gateway.principal import Principal
 from gateway.writepath.operations import (
     Operation,
     PendingOp,
@@ -113,6 +116,11 @@ DRAIN_WINDOW = 10.0
 RETRY_AFTER_UNKNOWN = 5
 #: Largest ``Retry-After`` of a full outbox.
 RETRY_AFTER_MAX = 60
+#: Seconds the depths seen at this process's last write are trusted by :meth:`Outbox.admit`.
+ADMIT_FRESH = 1.0
+#: Paths whose POSTs :func:`admission_check` refuses early when the outbox is full (the event
+#: uploads: canonical, bulk, DCSA).
+EARLY_REFUSED = ("/v1/events", "/v2/events")
 
 
 
@@ -178,6 +186,8 @@ class Outbox:
         self._drained: deque[tuple[float, int]] = deque()  # (monotonic, operations settled)
         self._drain_lock = threading.Lock()
         self._last_rate = 0.0
+        self._known: tuple[float, dict[int, int]] = (-math.inf, {})
+        """(monotonic time, depth per organisation) as of the last write (for :meth:`admit`)."""
         self._db = sqlite.connect(self.path, synchronous="FULL", busy_timeout_ms=10_000)
         # Dropped bodies are overwritten with zeros, not left in the file's free space.
         self._db.execute("PRAGMA secure_delete=ON")
@@ -290,6 +300,7 @@ class Outbox:
                             else:
                                 self._db.execute("RELEASE req")
                                 results.append((future, receipts, True))
+                    self._known = (time.monotonic(), depths)
                 except Exception as exc:  # the whole commit failed: nobody was accepted
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
@@ -406,20 +417,7 @@ class Outbox:
         new = len(self._new_keys(org_id, ops))  # retries of accepted keys take no room
         for scope, depth, limit in limits:
             if new and depth + new > limit:
-                self.refused[scope] += 1
-                retry = self.retry_after(depth + new - limit, rate)
-                whose = "your organisation's" if scope == "organisation" else "the gateway's"
-                why = (
-                    f"more than {self.max_wait:g} s of work at the rate it drains"
-                    if scope == "wait" else f"limit {limit}"
-                )  # fmt: skip
-                raise OutboxFull(
-                    f"{whose} outbox holds {depth} operations not yet final ({why}); "
-                    f"retry in {retry} s",
-                    details={"retryAfterSeconds": retry, "limitedBy": f"outbox-{scope}",
-                             "depth": depth, "limit": limit, "operations": new},
-                    headers={"Retry-After": str(retry)},
-                )  # fmt: skip
+                self._refuse(scope, depth, limit, depth + new - limit, new, rate)
 
     def _new_keys(self, org_id: int, ops: list[Operation]) -> set[str]:
         """The idempotency keys of ``ops`` the outbox does not hold yet."""
@@ -464,6 +462,43 @@ class Outbox:
         if rate <= 0:
             return RETRY_AFTER_UNKNOWN
         return max(1, min(RETRY_AFTER_MAX, math.ceil(excess / rate)))
+
+    def admit(self, org_id: int) -> None:
+        """Refuse (:class:`OutboxFull`) an upload of ``org_id`` before it is read if its queue
+        or the outbox is already at a limit, as of a write of this process in the last
+        :data:`ADMIT_FRESH` seconds (older knowledge is not trusted: the exact check decides)."""
+        at, depths = self._known
+        if time.monotonic() - at > ADMIT_FRESH:
+            return
+        mine, total = depths.get(org_id, 0), sum(depths.values())
+        rate = self.drain_rate()
+        by_wait = (
+            None if self.max_wait is None or rate <= 0 else max(1, math.floor(rate * self.max_wait))
+        )
+        for scope, depth, limit in (
+            ("organisation", mine, self.max_depth_per_org),
+            ("total", total, self.max_depth),
+            ("wait", total, by_wait),
+        ):
+            if limit is not None and depth > 0 and depth >= limit:
+                self._refuse(scope, depth, limit, depth + 1 - limit, 1, rate)
+
+    def _refuse(
+        self, scope: str, depth: int, limit: int, excess: int, new: int, rate: float
+    ) -> NoReturn:
+        self.refused[scope] += 1
+        retry = self.retry_after(excess, rate)
+        whose = "your organisation's" if scope == "organisation" else "the gateway's"
+        why = (
+            f"more than {self.max_wait:g} s of work at the rate it drains"
+            if scope == "wait" else f"limit {limit}"
+        )  # fmt: skip
+        raise OutboxFull(
+            f"{whose} outbox holds {depth} operations not yet final ({why}); retry in {retry} s",
+            details={"retryAfterSeconds": retry, "limitedBy": f"outbox-{scope}",
+                     "depth": depth, "limit": limit, "operations": new},
+            headers={"Retry-After": str(retry)},
+        )  # fmt: skip
 
     def depth(self) -> dict[int, int]:
         """Unsettled operations per organisation (for metrics and tests)."""
@@ -594,6 +629,7 @@ class Outbox:
                     " WHERE op_id = ? AND status = 'accepted'",
                     (reason, now, op_id),
                 )
+            self._known = (time.monotonic(), self._depths())
         self._note_drained(len(failures))
         return self.receipts(failures)
 
@@ -729,6 +765,8 @@ class Outbox:
                     " tx_hash = NULL, batch_limit = ? WHERE op_id = ? AND tx_id = ?",
                     (limit, op_id, tx_id),
                 )
+            if final or failed:
+                self._known = (time.monotonic(), self._depths())
         self._note_drained(len(final) + len(failed))
         if requeue:
             self._wake()
@@ -840,6 +878,15 @@ def setup(app: web.Application) -> None:
     registry = app.get(METRICS)
     if registry is not None:
         registry.register(OutboxMetrics(app[OUTBOX]))
+    box = app[OUTBOX]
+
+    def admission_check(request: web.Request, who: Principal) -> None:
+        """Event uploads of an organisation whose queue (or the outbox) is full: 429 before
+        the body is read."""
+        if request.method == "POST" and request.path.startswith(EARLY_REFUSED):
+            box.admit(who.org_id)
+
+    ops.add_admission_check(app, admission_check)
 
     async def outbox_ctx(app: web.Application) -> Any:
         yield
