@@ -615,8 +615,13 @@ class Engine:
         state = self.state
         if state is None or self.halted is not None:
             return
+        # A justification never needs more than every validator's signed vote; allow for a
+        # set growing by governance (twice the current one). The codec's own cap (1,024) let a
+        # peer make the node recover a thousand signatures per frame before anything judged it.
+        allowed = 2 * len(state.validators.at(state.height)) + 2
         try:
-            message = decode_message(data, recover, self._block_digest, signature_size=65)
+            message = decode_message(data, recover, self._block_digest, signature_size=65,
+                                     max_justification=allowed)
         except MalformedMessage as exc:
             self.network.penalise(peer, PENALTY_INVALID, f"malformed consensus message: {exc}")
             return

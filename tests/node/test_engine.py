@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,7 +93,14 @@ async def test_chain_survives_one_validator_down_and_it_catches_up(net4: Net) ->
 async def test_bad_consensus_messages_cost_the_sending_peer(net4: Net) -> None:
     """Malformed RLP, a message signed by a non-validator and an invalid proposal are refused
     and penalise the peer that sent them; the network keeps finalizing."""
-    from consensus.messages import Prepare, PreparePayload, Signed, encode_message
+    from consensus.messages import (
+        Prepare,
+        PreparePayload,
+        RoundChange,
+        RoundChangePayload,
+        Signed,
+        encode_message,
+    )
     from node.p2p_frames import Code
 
     await net4.wait(
@@ -122,6 +130,20 @@ async def test_bad_consensus_messages_cost_the_sending_peer(net4: Net) -> None:
     )
     await send_until(encode_message(forged), lambda: target.network.score(observer_address) > first,
                      "penalty for non-validator")
+    # A justification longer than any validator set needs (here 11 prepares, for a height far
+    # ahead) is refused before its signatures are recovered, and costs the peer.
+    second = target.network.score(observer_address)
+    far = 10**6
+    digest = b"\x33" * 32
+
+    def signed(p: Any) -> Signed[Any]:
+        return Signed(p, observer_address, extradata.sign_seal(p.signing_digest, observer.key))
+
+    oversize = RoundChange(signed(RoundChangePayload(far, 1, 0, digest)), None,
+                           tuple(signed(PreparePayload(far, 0, digest)) for _ in range(11)))
+    await send_until(encode_message(oversize),
+                     lambda: target.network.score(observer_address) > second,
+                     "penalty for an oversize justification")
     # Still alive and finalizing.
     await net4.wait(
         lambda: all(m.ledger.head().block_number >= 1 for m in net4.running()), 20, "block 1"
