@@ -138,6 +138,8 @@ class Wire:
     client: WireClient | None = None
     seeds: dict[str, list[bytes]] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
+    #: How much of the log the last health check covered.
+    checked: int = 0
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -207,7 +209,9 @@ class Wire:
         while self.head() <= first:
             assert time.monotonic() < deadline, "no new block: " + self.devnet.log_tail(0)
             time.sleep(0.2)
-        assert not self.log_read().untyped(), self.log.untyped()[:20]
+        # Only what was logged since the last check: one failure does not fail every test after.
+        start, self.checked = self.checked, len(self.log_read().text)
+        assert not self.log.untyped(start), self.log.untyped(start)[:20]
 
 
 @pytest.fixture(scope="module")
@@ -755,22 +759,15 @@ def test_a_frame_that_never_completes_is_dropped_by_the_read_timeout(wire: Wire)
     assert "read timed out" in wire.log_read().text
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="node/engine.py decodes QBFT messages with the codec's default of 1,024 "
-    "justification entries, whatever the validator count, and drops a far-future message of a "
-    "non-validator without a penalty: see docs/fuzzing.md",
-)
 def test_oversize_justifications_cost_the_peer_before_they_cost_the_node_seconds(
     wire: Wire,
 ) -> None:
-    """Found by the fuzz: a ROUND_CHANGE carrying 1,024 signed prepares (107 KB) costs the node
+    """Found by the fuzz: a ROUND_CHANGE carrying 1,024 signed prepares (107 KB) cost the node
     1,025 signature recoveries on its event loop (~0.5 s at load 10), and one for a height far
-    ahead is dropped without a penalty — so an allowlisted peer can keep the node's loop busy
-    indefinitely (40 of them delayed its answers by 22 s). Expected once fixed: the peer is
-    penalised and banned (the justification capped at the validator count), or at the least
-    its messages are answered within the bound."""
+    ahead was dropped without a penalty — an allowlisted peer could keep the node's loop busy
+    indefinitely (40 of them delayed its answers by 22 s). Fixed in node/engine.py (aa1b3b9:
+    justifications capped at twice the validator set + 2 before any signature is recovered):
+    the peer is penalised and banned after a few frames."""
     key = wire.identities.current
     height = wire.head() + 1000
 
@@ -798,9 +795,11 @@ def test_oversize_justifications_cost_the_peer_before_they_cost_the_node_seconds
             wire.client = None
         return outcome, time.monotonic() - started
 
+    me = wire.identities.hex
     outcome, seconds = wire.run(flood())
-    banned = wire.identities.hex in wire.log_read().bans()
-    assert (outcome == "closed" and banned) or seconds < BOUND / 2, (outcome, seconds)
+    reasons = [r for p, _, r in wire.log_read().penalties() if p == me]
+    assert outcome == "closed" and me in wire.log.bans(), (outcome, seconds, reasons)
+    assert "malformed consensus message" in reasons and seconds < BOUND, (seconds, reasons)
 
 
 # --------------------------------------------------------------------------- regressions
@@ -848,3 +847,40 @@ def test_deep_nesting_is_a_parse_error_not_a_crash(wire: Wire, body: bytes, tran
         answer = wire.run(ask())
     assert answer["error"]["code"] == -32700 and "nested deeper" in answer["error"]["message"]
     assert wire.head() >= 0
+
+
+# --------------------------------------------------------------------------- open findings
+# Last in the file: the node logs a traceback for it, which the health checks above refuse.
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="node/engine.py Engine._verdict lets InvalidExtraData escape (docs/fuzzing.md, "
+    "finding 4); remove this marker with the fix",
+)
+def test_a_proposal_whose_extra_data_is_not_rlp_is_refused_and_its_relay_penalised(
+    wire: Wire,
+) -> None:
+    """Found by the long fuzz: a proposal signed by a validator whose block's extraData is not
+    RLP decodes (a header with foreign extraData hashes in full) and reaches
+    ``Engine._verdict``, whose ``extradata.decode`` raises: the task fails with a traceback
+    ("engine task failed"), the proposal is neither refused nor given to the core, the relay
+    is not penalised. Expected: refused as an invalid proposal, its relay penalised."""
+
+    def make() -> bytes:
+        raw = sealed_next_block(wire, wire.seeds["block"][0])
+        block = rlp.decode(raw, sedes=QbftBlock)
+        block = block.copy(header=block.header.copy(extra_data=b"\x01 not RLP extraData"))
+        wire.mark_head()
+        signed = sign(
+            wire.validator_key, ProposalPayload(block.number, 1, block.header.hash),
+            random.Random(0),
+        )  # fmt: skip
+        data = encode_message(Proposal(signed, Block(block.header.hash, bytes(rlp.encode(block)))))
+        return frame(encode_body(Code.CONSENSUS, data))
+
+    start = len(wire.log_read().text)
+    reasons = penalised_for(wire, make, "invalid proposal")
+    assert not wire.log_read().untyped(start), wire.log.untyped(start)
+    assert any(r.startswith("invalid proposal") for r in reasons), reasons

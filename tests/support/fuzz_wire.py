@@ -133,9 +133,11 @@ class NodeLog:
         """Refused inbound handshakes by exception type."""
         return Counter(_HANDSHAKE.findall(self.text if text is None else text))
 
-    def untyped(self) -> list[str]:
-        """Lines of the whole log that mean an error escaped its typed refusal."""
-        return [line for line in self.text.splitlines() if any(u in line for u in UNTYPED)]
+    def untyped(self, start: int = 0) -> list[str]:
+        """Lines of the log (from character ``start``) that mean an error escaped its typed
+        refusal."""
+        lines = self.text[start:].splitlines()
+        return [line for line in lines if any(u in line for u in UNTYPED)]
 
 
 # --------------------------------------------------------------------------- mutations
