@@ -191,11 +191,14 @@ def summary(label: str, report: LoadReport) -> str:
     )
 
 
-#: Offered rates (transactions of 20 events a second) below and far above what a 4-validator
-#: devnet finalizes on this machine.
-BELOW, ABOVE = 8, 200
-#: Seconds of the phases: normal rate, overload, normal rate again (recovery measured in it).
-BASELINE_S, OVERLOAD_S, RECOVERY_S = 20.0, 60.0, 45.0
+#: Offered rate (transactions of 20 events a second) of the calibration: far above what a
+#: 4-validator devnet finalizes on this machine (~15-20 such transactions a second when it is
+#: quiet, 6-7 at load average 20). What it finalizes is the sustainable rate; the normal rate
+#: is half of it, the overload ten times it.
+SATURATE = 200
+#: Seconds of the phases: calibration, normal rate, overload, normal rate again (recovery
+#: measured in it).
+CALIBRATE_S, BASELINE_S, OVERLOAD_S, RECOVERY_S = 20.0, 20.0, 60.0, 45.0
 
 
 def _counted(metric: str) -> bool:
@@ -205,10 +208,10 @@ def _counted(metric: str) -> bool:
 @pytest.mark.slow
 def test_overload_ten_times_over_json_rpc(tmp_path: Path) -> None:
     layout = create_devnet(tmp_path / "net")
-    # The pool holds ~10-15 s of what the devnet finalizes (20-event transactions): the backlog an
+    # The pool holds ~5-15 s of what the devnet finalizes (20-event transactions): the backlog an
     # overload leaves, and so the recovery time, is bounded by it (the default, 50,000
     # transactions, would be most of an hour of such work).
-    args = ["--txpool-max-count", "200", "--txpool-max-per-sender", "100",
+    args = ["--txpool-max-count", "100", "--txpool-max-per-sender", "50",
             "--rpc-max-concurrent", "32"]  # fmt: skip
     devnet = Devnet(layout, extra_args=args)
     sampler = RssSampler(devnet)
@@ -224,22 +227,29 @@ def test_overload_ten_times_over_json_rpc(tmp_path: Path) -> None:
         normal = CargoLoad(devnet, events_per_tx=20, payload_bytes=64, publishers=publishers[:3])
         heavy = CargoLoad(devnet, events_per_tx=20, payload_bytes=64, publishers=publishers[3:])
         sampler.start()
-        # Below what the devnet finalizes, before and after; in between, ~10x above it (on this
-        # 2-core machine a 4-validator devnet finalizes ~15-20 such transactions a second).
-        base = normal.run(BELOW, BASELINE_S, settle=60)
+        calibration = heavy.run(SATURATE, CALIBRATE_S, settle=120)
+        print(summary("calibration", calibration))
+        sustainable = calibration.finalized_events_per_s / heavy.events_per_tx
+        assert sustainable > 0
+        below, above = sustainable / 2, 10 * sustainable
+        print(f"sustainable {sustainable:.1f} tx/s ({calibration.finalized_events_per_s:.0f} "
+              f"events/s); normal {below:.1f} tx/s, overload {above:.0f} tx/s; load "
+              f"{os.getloadavg()}")  # fmt: skip
+        # Below what the devnet finalizes, before and after; in between, ~10x above it.
+        base = normal.run(below, BASELINE_S, settle=60)
         print(summary("baseline", base))
         stop = threading.Event()
         reports: dict[str, LoadReport] = {}
         overload = threading.Thread(
             target=lambda: reports.setdefault(
-                "over", heavy.run(ABOVE, OVERLOAD_S, settle=240, stop=stop)
+                "over", heavy.run(above, OVERLOAD_S, settle=240, stop=stop)
             ),
             daemon=True,
         )
         overload.start()
         stop.wait(OVERLOAD_S)
         stop.set()
-        after = normal.run(BELOW, RECOVERY_S, settle=60, warmup=0)
+        after = normal.run(below, RECOVERY_S, settle=60, warmup=0)
         overload.join(timeout=400)
         assert not overload.is_alive()
         over = reports["over"]
@@ -265,7 +275,7 @@ def test_overload_ten_times_over_json_rpc(tmp_path: Path) -> None:
         assert over.refused > 0
         assert all(message.startswith("limit exceeded") for message in over.refusals)
         # Every accepted transaction is final exactly once, none reverted.
-        for report in (base, over, after):
+        for report in (calibration, base, over, after):
             assert report.lost == 0 and report.duplicated == 0 and report.reverted == 0
             assert report.included_once == report.accepted
             assert report.hash_mismatches == 0 and report.receipt_mismatches == 0
