@@ -75,6 +75,9 @@ def test_judge_passes_a_flat_soak_and_names_each_failure() -> None:
     assert late.startswith("latency: last window p99 3.00 s")
     (lost,) = judge(result(lost=2), criteria)
     assert lost == "window 11: lost 2, duplicated 0"
+    late = result(lost=2)
+    late.windows[-1].late = 2  # final after the settle time, found by the sweep
+    assert judge(late, criteria) == []
     big = result()
     big.samples["gateway"] = [(t, 1100.0) for t, _ in big.samples["validator-0"]]
     assert judge(big, criteria) == ["gateway: RSS 1100 MiB >= 1024"]
