@@ -50,9 +50,9 @@ crashed without closing it and has come back), then the newer one replaces it. A
 on a duplicate in the instant before it is closed can be lost; consensus tolerates that (round
 changes), and the runtime re-broadcasts what matters. A dropped peer is redialed with exponential backoff and jitter
 (bounded by ``backoff_max``, 4 s: a healed partition is found within it). A link silent for two
-ping intervals (a partition stalls TCP; after healing its next retransmission may be a minute
-away) does not hold the dialer back: it dials afresh, and the new link replaces the silent
-one. Every wait is bounded: connect, TLS and node-key handshakes, reads
+ping intervals (10 s; a partition stalls TCP, and after healing its next retransmission may be
+a minute away) does not hold the dialer back: it dials afresh, and the new link replaces the
+silent one. Every wait is bounded: connect, TLS and node-key handshakes, reads
 (idle timeout; PING keepalives keep a healthy link busy), writes (drain timeout), the inbound
 queue, requests.
 
@@ -155,7 +155,8 @@ class P2PConfig:
     backoff_initial: float = 0.5
     #: Redial interval bound: after a partition heals, a peer is dialed again within it.
     backoff_max: float = 4.0
-    ping_interval: float = 10.0
+    #: Keepalive period; a link silent for two of them is redialed (see the module docstring).
+    ping_interval: float = 5.0
     idle_timeout: float = 35.0
     frame_read_timeout: float = 30.0
     write_timeout: float = 10.0
@@ -526,8 +527,12 @@ class PeerNetwork:
         while not self._stopping:
             conn = self._conns.get(peer.address)
             if conn is not None and not conn.closed.is_set() and not self._silent(conn):
+                # wake when the link would turn silent, at the latest
+                silent_in = conn.last_rx + 2 * self.config.ping_interval - time.monotonic()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(conn.closed.wait(), self.config.ping_interval)
+                    await asyncio.wait_for(
+                        conn.closed.wait(), max(0.05, min(silent_in, self.config.ping_interval))
+                    )
                 attempt = 0
                 continue
             ban_left = self._banned_until.get(peer.address, 0.0) - time.monotonic()
