@@ -870,8 +870,10 @@ class GatewayLoad:
         first = f"PLGU{serial % 1_000_000:06d}"
         return first + str(container_check_digit(first))
 
-    def _body(self, uploader: Uploader, label: str, j: int) -> tuple[bytes, list[str]]:
-        keys = [f"{self.run_id}-{label}-{j}-{i}" for i in range(self.events_per_request)]
+    def _body(
+        self, uploader: Uploader, label: str, j: int, count: int
+    ) -> tuple[bytes, list[str]]:
+        keys = [f"{self.run_id}-{label}-{j}-{i}" for i in range(count)]
         events = [
             {"id": key, "type": uploader.event_type, "classifier": "ACT",
              "time": "2026-12-07T08:00:00Z",
@@ -882,18 +884,27 @@ class GatewayLoad:
         return json.dumps({"events": events}).encode(), keys
 
     def run(
-        self, label: str, events_per_s: float, duration: float, *, warmup: float | None = None
+        self,
+        label: str,
+        events_per_s: float,
+        duration: float,
+        *,
+        warmup: float | None = None,
+        events_per_request: int | None = None,
     ) -> GatewayLoadReport:
         """Offer ``events_per_s`` for ``duration`` seconds; return once submission ended.
 
         Nothing is waited for after the last request (a recovery run starts right after an
         overload); :meth:`read_back` fills in finality later. ``warmup`` (default a fifth of
         the duration, at most 5 s) is left out of the finalized-throughput window.
+        ``events_per_request`` overrides the load's for this run (a slow rate in small
+        requests measures finer).
         """
         if events_per_s <= 0 or duration <= 0:
             raise ValueError("rate and duration must be positive")
-        report = GatewayLoadReport(label, events_per_s, duration, self.events_per_request)
-        rate = events_per_s / self.events_per_request
+        per_request = events_per_request or self.events_per_request
+        report = GatewayLoadReport(label, events_per_s, duration, per_request)
+        rate = events_per_s / per_request
         total = max(1, round(rate * duration))
         t0 = report.started = time.monotonic() + 0.1
         give_up = t0 + duration + SUBMIT_GRACE
@@ -915,7 +926,7 @@ class GatewayLoad:
                         continue
                     time.sleep(max(0.0, t0 + j / rate - time.monotonic()))
                     uploader = self.uploaders[j % len(self.uploaders)]
-                    body, keys = self._body(uploader, label, j)
+                    body, keys = self._body(uploader, label, j, per_request)
                     sent = time.monotonic()
                     try:
                         status, headers, answer = self._request(

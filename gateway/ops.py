@@ -34,7 +34,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from gateway import openapi
 from gateway.appkeys import CONFIG, METRICS, READINESS
-from gateway.errors import REQUEST_ID, TooManyRequests
+from gateway.errors import REQUEST_ID, ApiError, TooManyRequests
 from gateway.isotime import iso_time
 from gateway.principal import Principal, principal_of
 
@@ -140,7 +140,9 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = await handler(request)
         status = response.status
         return response
-    except web.HTTPException as exc:
+    except (web.HTTPException, ApiError) as exc:
+        # An ApiError becomes its JSON answer in the error middleware, outside this one:
+        # counted and logged with its own status (was 500, so every 429 and 4xx showed as 500).
         status = exc.status
         raise
     finally:
