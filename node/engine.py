@@ -705,12 +705,8 @@ class Engine:
                 await running
         elif digest not in self._executed and digest not in self._invalid:
             block = self._decode_block(proposal.block.payload)
-            reason = None
-            if block.header.timestamp > time.time() + MAX_FUTURE_SECONDS:
-                reason = f"timestamp {block.header.timestamp} is in the future"
-            elif extradata.decode(block.header.extra_data).seals:
-                reason = "a proposed block carries commit seals"
-            else:
+            reason = self._proposed_header_problem(block.header)
+            if reason is None:
                 running = asyncio.ensure_future(
                     self._in_worker(self.ledger.execute_block, block, sealed=False)
                 )
@@ -733,6 +729,19 @@ class Engine:
             self.events.put_peer(
                 peer, inputs.ProposalReceived(proposal, block_valid=valid), self._now()
             )
+
+    @staticmethod
+    def _proposed_header_problem(header: Any) -> str | None:
+        """Why a proposed block's header is refused before execution; None if it is not."""
+        try:
+            sealed = bool(extradata.decode(header.extra_data).seals)
+        except extradata.InvalidExtraData as exc:  # a foreign header hashes in full
+            return f"extraData: {exc}"
+        if header.timestamp > time.time() + MAX_FUTURE_SECONDS:
+            return f"timestamp {header.timestamp} is in the future"
+        if sealed:
+            return "a proposed block carries commit seals"
+        return None
 
     async def _on_new_block(self, peer: bytes, raw: bytes) -> None:
         try:
