@@ -17,6 +17,7 @@ import functools
 from collections.abc import Iterable
 from typing import Any
 
+import eth.db.trie
 import rlp
 from eth.abc import (
     BlockAPI,
@@ -96,9 +97,28 @@ def _decode_header(header_rlp: bytes) -> QbftBlockHeader:
     return header
 
 
+#: Entries of py-evm's cache of transaction/receipt tries (``eth.db.trie``): py-evm keeps 128,
+#: keyed by every encoded item of a block and holding every trie node, so its size follows the
+#: block size — 20-transaction blocks of 100 cargo events made it ~2 MB an entry, hundreds of
+#: MiB in all. It serves repeats of one block's roots; this node's build and import paths
+#: compute each root once (tests/node/test_soak.py: 0 hits in 12 calls), so a few entries do.
+TRIE_ROOT_CACHE_ENTRIES = 4
+#: Blocks whose decoded transactions ChainDB keeps (py-evm: 32, whatever the block size).
+BLOCK_TRANSACTIONS_CACHE_ENTRIES = 4
+
+eth.db.trie._make_trie_root_and_nodes = functools.lru_cache(TRIE_ROOT_CACHE_ENTRIES)(
+    eth.db.trie._make_trie_root_and_nodes.__wrapped__
+)
+
+
 class QbftChainDB(ChainDB):
     """py-evm's ChainDB, decoding stored headers as :class:`QbftBlockHeader` (py-evm's own
-    decoder would give plain Prague headers, whose hash covers the seals)."""
+    decoder would give plain Prague headers, whose hash covers the seals), with a block
+    transactions cache bounded to :data:`BLOCK_TRANSACTIONS_CACHE_ENTRIES` blocks."""
+
+    _get_block_transactions = functools.lru_cache(BLOCK_TRANSACTIONS_CACHE_ENTRIES)(
+        ChainDB._get_block_transactions.__wrapped__
+    )
 
     @staticmethod
     def _get_block_header_by_hash(db: Any, block_hash: Any) -> BlockHeaderAPI:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import eth.db.trie
 import pytest
 
 from bench.bench_soak import (
@@ -27,6 +28,7 @@ from bench.bench_soak import (
     window_table,
 )
 from devnet.load import LoadReport
+from node.chain import BLOCK_TRANSACTIONS_CACHE_ENTRIES, TRIE_ROOT_CACHE_ENTRIES, QbftChainDB
 from node.rpc import chainview
 from node.rpc.chainview import ChainView
 from node.rpc.format import format_receipts
@@ -75,9 +77,9 @@ def test_judge_passes_a_flat_soak_and_names_each_failure() -> None:
     assert late.startswith("latency: last window p99 3.00 s")
     (lost,) = judge(result(lost=2), criteria)
     assert lost == "window 11: lost 2, duplicated 0"
-    late = result(lost=2)
-    late.windows[-1].late = 2  # final after the settle time, found by the sweep
-    assert judge(late, criteria) == []
+    late_soak = result(lost=2)
+    late_soak.windows[-1].late = 2  # final after the settle time, found by the sweep
+    assert judge(late_soak, criteria) == []
     big = result()
     big.samples["gateway"] = [(t, 1100.0) for t, _ in big.samples["validator-0"]]
     assert judge(big, criteria) == ["gateway: RSS 1100 MiB >= 1024"]
@@ -134,7 +136,7 @@ def test_memory_probe_option_is_checked(monkeypatch: pytest.MonkeyPatch, tmp_pat
         start_memory_probe(tmp_path)
 
 
-def test_receipts_cache_is_bounded_by_logs(
+def test_receipts_and_block_caches_are_bounded(
     ledger: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Blocks of cargo events carry thousands of logs: the formatted-receipts cache keeps at
@@ -158,6 +160,12 @@ def test_receipts_cache_is_bounded_by_logs(
         last = headers[-1]
         fresh = format_receipts(last, view.block(last).transactions, ledger.receipts(last))
         assert view.block_receipts(last) == fresh
+        # py-evm's per-block caches are held to a few entries (they follow the block size).
+        trie_cache = eth.db.trie._make_trie_root_and_nodes.cache_info()
+        assert trie_cache.maxsize == TRIE_ROOT_CACHE_ENTRIES and trie_cache.currsize <= 4
+        assert trie_cache.misses >= 12  # two roots (transactions, receipts) per block
+        txs_cache = QbftChainDB._get_block_transactions.cache_info()
+        assert txs_cache.maxsize == BLOCK_TRANSACTIONS_CACHE_ENTRIES and txs_cache.currsize <= 4
         # A block bigger than the whole bound is still cached (alone).
         monkeypatch.setattr(chainview, "RECEIPT_CACHE_LOGS", 100)
         view.block_receipts(headers[0])
