@@ -11,7 +11,8 @@ Limits (:class:`~node.rpc.limits.RpcLimits`, ``portledger node --rpc-*``; docs/l
 ``LIMIT_EXCEEDED`` (-32005) and counted in :attr:`JsonRpc.refused`:
 
 - a body above ``max_body_bytes``: HTTP 413 (a WebSocket message above it closes the socket
-  with 1009, as aiohttp does);
+  with 1009, as aiohttp does); a body not received within ``body_timeout`` once its headers
+  are in: HTTP 408 (a stalled body would otherwise hold its place among the concurrent ones);
 - a batch above ``max_batch`` requests: one error object for the whole batch;
 - more than ``max_concurrent`` requests (HTTP requests and WebSocket messages) being answered
   at once: the next is refused before its body is read — HTTP 429 with ``Retry-After`` and
@@ -302,9 +303,11 @@ async def _http(request: web.Request) -> web.StreamResponse:
         if length is not None and length > rpc.limits.max_body_bytes:
             return _too_large(rpc)
         try:
-            body = await request.read()
+            body = await asyncio.wait_for(request.read(), rpc.limits.body_timeout)
         except web.HTTPRequestEntityTooLarge:
             return _too_large(rpc)
+        except TimeoutError:
+            return _too_slow(rpc)
         answer = await rpc.handle_text(body)
     finally:
         rpc.release()
@@ -318,6 +321,23 @@ def _too_large(rpc: JsonRpc) -> web.Response:
     return web.Response(
         text=json.dumps(error_response(None, rpc.body_error())),
         status=413,
+        content_type="application/json",
+        headers={"Connection": "close"},
+    )
+
+
+def _too_slow(rpc: JsonRpc) -> web.Response:
+    """A body not received within ``body_timeout``: 408, the connection closed."""
+    rpc.refused["body_timeout"] += 1
+    seconds = rpc.limits.body_timeout
+    error = RpcError(
+        LIMIT_EXCEEDED,
+        f"limit exceeded: request body not received within {seconds:g} s",
+        {"limit": "body_timeout", "seconds": seconds},
+    )
+    return web.Response(
+        text=json.dumps(error_response(None, error)),
+        status=408,
         content_type="application/json",
         headers={"Connection": "close"},
     )

@@ -18,6 +18,8 @@ MAX_SUBSCRIPTIONS_PER_SOCKET = 100
 MAX_WEBSOCKETS = 128
 #: Seconds a client refused for concurrency is told to wait.
 RETRY_AFTER_SECONDS = 1
+#: Seconds to receive one HTTP body once its headers are in.
+BODY_TIMEOUT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -34,3 +36,7 @@ class RpcLimits:
     max_subscriptions: int = MAX_SUBSCRIPTIONS_PER_SOCKET
     #: WebSocket connections open at once (each may queue notifications).
     max_websockets: int = MAX_WEBSOCKETS
+    #: Seconds to receive one HTTP body once its headers are in: a request still sending then
+    #: is refused (408) and gives back its place among the ``max_concurrent`` (without this,
+    #: 64 clients that never finish their bodies locked every other client out for good).
+    body_timeout: float = BODY_TIMEOUT_SECONDS

@@ -63,6 +63,7 @@ class NodeCollector(Collector):
             "rpc_max_concurrent": rpc.limits.max_concurrent,
             "rpc_max_subscriptions": rpc.limits.max_subscriptions,
             "rpc_max_websockets": rpc.limits.max_websockets,
+            "rpc_body_timeout_seconds": rpc.limits.body_timeout,
             "txpool_max_size": pool.max_size,
             "txpool_max_bytes": pool.max_bytes,
             "txpool_max_per_sender": pool.max_per_sender,
