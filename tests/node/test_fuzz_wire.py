@@ -40,6 +40,7 @@ from typing import Any
 import aiohttp
 import pytest
 import rlp
+from aiohttp.test_utils import TestServer
 from eth_keys.datatypes import PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -65,9 +66,13 @@ from devnet.layout import DevnetLayout
 from devnet.load import cargo_events, cargo_publishers, record_transaction
 from devnet.processes import Devnet
 from node.chain import QbftBlock
-from node.genesis import Genesis
+from node.genesis import Genesis, dev_key
+from node.ledger import Ledger
 from node.p2p import P2PConfig
 from node.p2p_frames import Code, encode_body
+from node.rpc.app import create_rpc_app
+from node.rpc.limits import RpcLimits
+from node.service import NodeService
 from tests.support.fuzz import mutated
 from tests.support.fuzz_wire import (
     Closed,
@@ -884,3 +889,43 @@ def test_a_proposal_whose_extra_data_is_not_rlp_is_refused_and_its_relay_penalis
     reasons = penalised_for(wire, make, "invalid proposal")
     assert not wire.log_read().untyped(start), wire.log.untyped(start)
     assert any(r.startswith("invalid proposal") for r in reasons), reasons
+
+
+async def test_a_stalled_body_gives_back_its_place_with_a_408(ledger: Ledger) -> None:
+    """Found while fuzzing the HTTP framing: a request whose body never completes held its place
+    among the ``max_concurrent`` for good — 64 such connections locked every other client out
+    (429 for 150 s and more). Now the body must arrive within ``body_timeout``: the stalled
+    request is answered 408 with a -32005 error, closed, and its place is free again."""
+    service = NodeService(ledger, dev_key("validator:0"))
+    server = TestServer(
+        create_rpc_app(service, RpcLimits(max_concurrent=2, body_timeout=0.5)), host="127.0.0.1"
+    )
+    await server.start_server()
+    url = f"http://127.0.0.1:{server.port}/"
+    ask = {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}
+    try:
+        stalled = []
+        for _ in range(2):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"POST / HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 1000\r\n\r\n{\"jsonrpc\"")  # fmt: skip
+            await writer.drain()
+            stalled.append((reader, writer))
+        async with aiohttp.ClientSession() as session:
+            await asyncio.sleep(0.1)
+            async with session.post(url, json=ask) as response:
+                assert response.status == 429
+            for reader, writer in stalled:
+                answer = await asyncio.wait_for(reader.read(65536), BOUND)
+                writer.close()
+                assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+                error = strict_json(answer.split(b"\r\n\r\n", 1)[1])["error"]
+                assert error["code"] == -32005 and error["data"]["limit"] == "body_timeout"
+            async with session.post(url, json=ask) as response:
+                assert response.status == 200 and "result" in await response.json()
+            async with session.get(url + "metrics") as response:
+                text = await response.text()
+        assert 'portledger_rpc_refused_total{limit="body_timeout"} 2.0' in text
+    finally:
+        await server.close()
+        service.stop()
