@@ -2,7 +2,9 @@
 clock pass over many yard containers.
 
     python -m bench.bench_alerts [--subjects 20000] [--events 3000] [--batch 200]
-                                 [--latency 200] [--yard 100000] [--data-dir DIR]
+                                 [--latency 200] [--yard 100000] [--spread days30,boundary]
+                                 [--bulk] [--filler 0] [--cache 200000] [--skip-throughput]
+                                 [--data-dir DIR]
 
 The gateway is the real one (:func:`gateway.app.create_app`, its modules opened through an
 ``AppRunner``; background tasks off, so nothing runs but what is measured), with three hosted
@@ -24,13 +26,23 @@ alerts are decrypted and evaluated per organisation, as in production.
    trader's inbox (the listener's work; the indexer's poll, ``indexer_poll_ms``, and the
    block time come on top in a live gateway).
 4. **Clock pass**: ``--yard`` containers of one terminal (its organisation alone), available
-   over the last 12 days, evaluated once; then the clock pass at the next local midnight — when
-   every storage meter takes a new day — through :meth:`AlertEngine.clock_pass` (the store's
+   as ``--spread`` says (:func:`available_at`: over the last 30 days — a day's share of boxes
+   at a boundary —, all on the day whose next midnight ends their free time — the worst case —,
+   or over 12 days as the earlier runs), evaluated once; then the clock pass at the next local
+   midnight through :meth:`AlertEngine.clock_pass` (the store's
    due index, cached facts, evaluation, one transaction per 200 subjects written by a worker
    thread while the next 200 are evaluated, the dispatch); CPU time of the process (both
    threads) and of the event loop's thread. Then, as the same run's yardstick, the pure rules
    alone (:func:`gateway.alerts.rules.evaluate`) over the same due subjects, cached facts and
    previous states: ``engine_over_pure`` is the pass's wall time over theirs.
+
+``--bulk`` fills without sealing (:class:`Preload`): the stays' facts go straight into the
+engine's cache and are evaluated once through the engine's own evaluation and writes, so that
+100,000 subjects × 3 organisations fit in minutes; ``--filler N`` adds N events to the read
+model that no hosted organisation may read (the index the engine's queries run against);
+``--cache`` sets ``state_cache_entries`` (it must hold every (organisation, subject) pair in
+bulk mode: an evicted pair is read again from the read model, where bulk stays are not). The
+throughput, latency and clock-pass steps are the real path either way.
 
 Figures go to stdout as JSON with the machine's load average (the machine is shared).
 """
