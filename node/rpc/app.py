@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from node.rpc.chainview import ChainView
 from node.rpc.errors import (
@@ -395,10 +396,26 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
+class _QuietBadRequests(logging.Filter):
+    """aiohttp answers a malformed HTTP request 400 and logs it with a traceback at ERROR (unless
+    it is the connection's first bytes and not HTTP at all), so any client could fill the node's
+    log, ten lines a request. Such a record becomes one DEBUG line here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= exc.code < 500:
+            log.debug("malformed HTTP request refused (%d): %s", exc.code, exc.message)
+            return False
+        return True
+
+
 def create_rpc_app(node: NodeService, limits: RpcLimits | None = None) -> web.Application:
     """The JSON-RPC application (HTTP POST and WebSocket on ``/``, WebSocket on ``/ws``,
     Prometheus text on ``GET /metrics``)."""
     limits = limits or RpcLimits()
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _QuietBadRequests) for f in server_log.filters):
+        server_log.addFilter(_QuietBadRequests())
     app = web.Application(client_max_size=limits.max_body_bytes)
     rpc = JsonRpc(node, limits)
     app[RPC_KEY] = rpc
