@@ -30,6 +30,8 @@ import http.client
 import json
 import os
 import random
+import re
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator
@@ -151,8 +153,8 @@ class Wire:
     def node(self) -> Any:
         return self.layout.nodes[0]
 
-    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        return self.loop.run_until_complete(asyncio.wait_for(coro, 4 * BOUND))
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 4 * BOUND) -> Any:
+        return self.loop.run_until_complete(asyncio.wait_for(coro, timeout))
 
     def rpc(self, method: str, params: list[Any] | None = None) -> Any:
         return rpc_call(self.node.rpc_url, method, params or [], timeout=BOUND)
@@ -716,6 +718,63 @@ def test_json_rpc_over_websocket(wire: Wire, body: tuple[str, bytes]) -> None:
     wire.counts[f"ws answered {label}"] += 1
 
 
+_BODY = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}).encode()
+HTTP_SEEDS = [
+    b"POST / HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\nContent-Length: "
+    + str(len(_BODY)).encode() + b"\r\n\r\n" + _BODY,
+    b"POST / HTTP/1.1\r\nHost: node\r\nTransfer-Encoding: chunked\r\n\r\n"
+    + f"{len(_BODY):x}".encode() + b"\r\n" + _BODY + b"\r\n0\r\n\r\n",
+    b"GET /metrics HTTP/1.1\r\nHost: node\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: node\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+]  # fmt: skip
+HTTP_TOKENS = [b"\r\n", b"Content-Length: 99999999999999999999\r\n", b"Content-Length: -1\r\n",
+               b"Content-Length: 5\r\n", b"Transfer-Encoding: chunked\r\n",
+               b"Transfer-Encoding: gzip\r\n", b"Expect: 100-continue\r\n", b"HTTP/0.9",
+               b"HTTP/2.0", b"PUT", b"\x00", b"ffffffffffffffff\r\n", b" ", b":", b"\xff",
+               b"X: " + b"a" * 9000 + b"\r\n"]  # fmt: skip
+#: What a mutated HTTP request may be answered with (or the connection closed unanswered).
+HTTP_STATUSES = {101, 200, 204, 400, 404, 405, 408, 413, 414, 417, 429, 431, 501, 505}
+
+
+@short_and_long(data=mutated(HTTP_SEEDS, HTTP_TOKENS))
+def test_http_framing(wire: Wire, data: bytes) -> None:
+    """Mutated raw HTTP requests (request line, headers, chunking, lengths): an HTTP 2xx/4xx
+    status line at once, or — for a request still expecting bytes — a close once the client
+    ends its input; never a 5xx but 501/505, never silence."""
+
+    async def exchange() -> bytes:
+        reader, writer = await asyncio.open_connection(wire.node.host, wire.node.rpc_port)
+        answer = b""
+        try:
+            writer.write(data)
+            await writer.drain()
+            # A complete request is answered at once; one still expecting bytes (a longer
+            # Content-Length, an open chunk) is ended by our end of input.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    while b"\r\n\r\n" not in answer and (chunk := await reader.read(65536)):
+                        answer += chunk
+            if not answer:
+                wire.counts["raw http waiting for more"] += 1
+                writer.write_eof()
+                async with asyncio.timeout(BOUND):
+                    while chunk := await reader.read(65536):
+                        answer += chunk
+            return answer
+        except ConnectionError:
+            return answer
+        finally:
+            writer.close()
+
+    answer = wire.run(exchange())
+    line = re.match(rb"HTTP/\d\.\d (\d{3}) ", answer)
+    status = int(line.group(1)) if line else None
+    assert line or not answer, answer[:300]
+    wire.counts[f"raw http {status or 'closed'}"] += 1
+    assert status is None or status in HTTP_STATUSES, answer[:300]
+
+
 @short_and_long(rng=st.randoms(use_true_random=False), where=st.sampled_from(["rpc", "p2p"]))
 def test_raw_transactions(wire: Wire, rng: random.Random, where: str) -> None:
     """Mutated signed transactions: over JSON-RPC a typed error or a hash; in a TXS frame
@@ -805,6 +864,42 @@ def test_oversize_justifications_cost_the_peer_before_they_cost_the_node_seconds
     reasons = [r for p, _, r in wire.log_read().penalties() if p == me]
     assert outcome == "closed" and me in wire.log.bans(), (outcome, seconds, reasons)
     assert "malformed consensus message" in reasons and seconds < BOUND, (seconds, reasons)
+
+
+@pytest.mark.slow
+def test_stalled_bodies_lock_no_one_out_for_longer_than_the_body_timeout(wire: Wire) -> None:
+    """70 connections that send headers and part of a body (more than ``max_concurrent``, 64):
+    other clients are refused with 429 meanwhile, every stalled one is answered 408 within the
+    body timeout (30 s), and then the node answers again."""
+    ask = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []})
+
+    async def stall() -> tuple[list[bytes], float]:
+        conns = []
+        for _ in range(70):
+            reader, writer = await asyncio.open_connection(wire.node.host, wire.node.rpc_port)
+            writer.write(b"POST / HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 1000\r\n\r\n{")  # fmt: skip
+            conns.append((reader, writer))
+        started = time.monotonic()
+        answers = []
+        for reader, writer in conns:
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                answers.append(await asyncio.wait_for(reader.read(65536), 45.0))
+            writer.close()
+        return answers, time.monotonic() - started
+
+    async def refused_meanwhile() -> int:
+        await asyncio.sleep(1.0)
+        return (await asyncio.to_thread(post, wire, ask.encode()))[0]
+
+    async def both() -> tuple[tuple[list[bytes], float], int]:
+        return await asyncio.gather(stall(), refused_meanwhile())
+
+    (answers, seconds), status = wire.run(both(), timeout=90)
+    timed_out = [a for a in answers if a.startswith(b"HTTP/1.1 408")]
+    assert status == 429
+    assert len(timed_out) >= 64 and seconds < 45, (len(timed_out), seconds)
+    assert wire.head() > 0
 
 
 # --------------------------------------------------------------------------- regressions
@@ -929,3 +1024,18 @@ async def test_a_stalled_body_gives_back_its_place_with_a_408(ledger: Ledger) ->
     finally:
         await server.close()
         service.stop()
+
+
+def test_malformed_http_is_a_400_without_a_traceback_in_the_log(wire: Wire) -> None:
+    """Found by the HTTP framing fuzz: aiohttp answered each malformed request 400 but logged
+    it with a traceback at ERROR — ten log lines a request for any client. Now one DEBUG line."""
+    start = len(wire.log_read().text)
+    for data in (b"POST / HTTP/1.1\r\nHo\x00st: node\r\n\r\n",
+                 b"POST / HTTP/1.1\r\nHost: node\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                 b"POST / HTTP/1.1\r\n\r\n"):  # fmt: skip
+        with socket.create_connection((wire.node.host, wire.node.rpc_port), BOUND) as sock:
+            sock.sendall(data)
+            assert re.match(rb"HTTP/1\.[01] 400 ", sock.recv(65536)), data
+    time.sleep(0.5)
+    text = wire.log_read().text[start:]
+    assert "Traceback" not in text and "Error handling request" not in text, text[-2000:]
