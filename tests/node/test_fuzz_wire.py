@@ -11,7 +11,8 @@ Hypothesis-driven mutations of valid messages (:mod:`tests.support.fuzz_wire`):
 * block RLP (NEW_BLOCK, sealed by the validator's key at the next height, then mutated) and
   transaction RLP (``eth_sendRawTransaction`` and TXS frames);
 * JSON-RPC bodies over HTTP and WebSocket: invalid JSON, wrong types, deep nesting, huge
-  numbers, batch abuse, unknown methods, wrong parameter counts.
+  numbers, batch abuse, unknown methods, wrong parameter counts; and the HTTP framing itself
+  (mutated raw requests, bodies that never complete).
 
 What must hold after every example: no hang (each send gets an answer or a close within a
 bound), refusals typed (a closed p2p connection with a ``malformed``/``oversize`` penalty in the
@@ -957,7 +958,7 @@ def test_deep_nesting_is_a_parse_error_not_a_crash(wire: Wire, body: bytes, tran
 @pytest.mark.xfail(
     strict=True,
     reason="node/engine.py Engine._verdict lets InvalidExtraData escape (docs/fuzzing.md, "
-    "finding 4); remove this marker with the fix",
+    "finding 6); remove this marker with the fix",
 )
 def test_a_proposal_whose_extra_data_is_not_rlp_is_refused_and_its_relay_penalised(
     wire: Wire,
