@@ -338,12 +338,12 @@ def check_refusals_and_exactly_once(
 def test_short_overload_of_a_one_validator_port(tmp_path: Path) -> None:
     """A few seconds far above what one validator finalizes, with a small outbox."""
     port = Port(tmp_path / "port", validators=1, observers=0,
-                gateway_options={"outbox_max_per_org": 400, "outbox_max_total": 600})  # fmt: skip
+                gateway_options={"outbox_max_per_org": 150, "outbox_max_total": 300})  # fmt: skip
     try:
         port.start()
         with load_of(port) as load:
             orgs = {u.org for u in load.uploaders}
-            over = load.run("overload", 3000, 6)
+            over = load.run("overload", 3000, 4)
             load.wait_drained(120)
             publishers = load.read_back([over])
         print(over.describe())
