@@ -309,6 +309,10 @@ async def _http(request: web.Request) -> web.StreamResponse:
             return _too_large(rpc)
         except TimeoutError:
             return _too_slow(rpc)
+        except (ConnectionError, HttpProcessingError) as exc:
+            # The client broke off its body (end of input, a reset) or garbled it (a bad chunk,
+            # fewer bytes than its Content-Length): aiohttp would answer 500 with a traceback.
+            return _broken_body(exc)
         answer = await rpc.handle_text(body)
     finally:
         rpc.release()
@@ -322,6 +326,17 @@ def _too_large(rpc: JsonRpc) -> web.Response:
     return web.Response(
         text=json.dumps(error_response(None, rpc.body_error())),
         status=413,
+        content_type="application/json",
+        headers={"Connection": "close"},
+    )
+
+
+def _broken_body(exc: Exception) -> web.Response:
+    """A body that did not arrive whole: 400 with a parse error, the connection closed."""
+    error = RpcError(PARSE_ERROR, f"parse error: the request body did not arrive whole: {exc!r}")
+    return web.Response(
+        text=json.dumps(error_response(None, error)),
+        status=400,
         content_type="application/json",
         headers={"Connection": "close"},
     )
