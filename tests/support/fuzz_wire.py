@@ -440,7 +440,11 @@ class Identities:
             if self.banned_until.get(_hex(self.keys[i]), 0.0) <= now:
                 self.index = i
                 return
-        raise RuntimeError("every intruder identity is banned: allowlist more")
+        raise AllBanned(min(self.banned_until.values()) - now)
+
+
+class AllBanned(Exception):
+    """Every intruder identity is banned now; the first ban ends in ``args[0]`` seconds."""
 
 
 def _hex(key: PrivateKey) -> str:
