@@ -968,7 +968,7 @@ def test_deep_nesting_is_a_parse_error_not_a_crash(wire: Wire, body: bytes, tran
 @pytest.mark.xfail(
     strict=True,
     reason="node/engine.py Engine._verdict lets InvalidExtraData escape (docs/fuzzing.md, "
-    "finding 6); remove this marker with the fix",
+    "finding 7); remove this marker with the fix",
 )
 def test_a_proposal_whose_extra_data_is_not_rlp_is_refused_and_its_relay_penalised(
     wire: Wire,
