@@ -479,6 +479,8 @@ class AlertEngine:
         self.base = Settings().merged(settings.rules)
         self._org_settings: dict[int, Settings] | None = None
         self._follows: dict[int, list[Reference]] | None = None
+        self._follow_keys: dict[int, dict[bytes, Reference]] = {}
+        """Each organisation's follows by subject key (made once per load of the follows)."""
         self._versions: dict[str, int] = {}
         self._subjects = _LRU(settings.state_cache_entries)
         self._generation = 0
@@ -511,6 +513,7 @@ class AlertEngine:
             return {}
         old = self._follows
         self._follows = self.store.followers()
+        self._follow_keys = {}
         self._versions["follows"] = version
         if old is None:
             return {}
@@ -569,7 +572,10 @@ class AlertEngine:
             if self._grants.get(org.id) == grants:  # the same object while unchanged: cached
                 grants = self._grants[org.id]       # facts compare it by identity
             self._grants[org.id] = grants
-            follows = {key_of(r.value): r for r in self._follows.get(org.id, [])}
+            follows = self._follow_keys.get(org.id)
+            if follows is None:  # (not per job: an organisation may follow many references)
+                follows = self._follow_keys[org.id] = {
+                    key_of(r.value): r for r in self._follows.get(org.id, [])}
             principal = self.accounts.principal_for_org(org.id, READ_SCOPES)
             out.append(Recipient(org.id, org.chain_org, principal, follows, grants,
                                  self.settings_of(org.id)))
