@@ -45,7 +45,8 @@ What it does, in the order it prints:
    it released, the forwarder files the declarations in ``Declarations.vy`` under keys made
    with each declaration's secret salt (never the number's plain hash) and customs posts their
    statuses (the China one's history read back from the chain, its hash the submitted
-   document's; nothing under the number's plain hash); the trader sees that history in
+   document's; nothing under the number's plain hash, and no customs event either: they name
+   the declaration's keyed alias); the trader sees that history in
    tracking, the trader and the customs organisation read the declaration, the bank neither
    the declaration nor the China number (404, as for a number nobody declared).
 7. **the live port** (default) — the gateway's URL, its web pages and ``/docs``, the demo logins,
@@ -1332,6 +1333,20 @@ def _history_on_chain(port: Port, observer: NodeSpec, sid: int, china: str,
                  and not plain_logs,
                  f"declarationOf(keccak({china})): declarant {int(plain[0])}, authority "
                  f"{int(plain[1])}; {len(plain_history)} status(es), {len(plain_logs)} log(s)")
+    # the customs events of its results name its keyed alias (HMAC of the same salt), never it
+    alias = onchain.alias(salt, "cn-itsw", china) if len(salt) == 32 else ""
+
+    def cargo_logs(reference: str) -> list[Any]:
+        return list(rpc_call(observer, "eth_getLogs", [{
+            "fromBlock": "0x0", "address": SYSTEM_ADDRESSES["CargoLedger"],
+            "topics": [["0x" + CARGO_EVENT_TOPIC.hex()], ["0x" + subject_key(reference).hex()]],
+        }], timeout=30))
+
+    named, aliased = cargo_logs(china), cargo_logs(alias) if alias else []
+    checks.check("declarations: no customs event on chain names the China number's plain hash",
+                 not named and bool(aliased) and (mine.get("chain") or {}).get("alias") == alias,
+                 f"{len(named)} cargo event(s) under keccak({china}); {len(aliased)} under its "
+                 f"alias {alias[:12]}… (HMAC of the salt)")
 
     def on_chain_seen() -> dict[str, Any] | None:
         status, body = port.track(trader, china)

@@ -81,7 +81,8 @@ ALERTS: web.AppKey[AlertService] = web.AppKey('alerts')
 #: The declarations service (drafts, the submission outbox and its worker).
 DECLARATIONS: web.AppKey[DeclarationService] = web.AppKey('declarations')
 #: The declarations' tracking hook, registered by the declarations feature: (caller, official
-#: number) → the declaration's key in ``Declarations.vy`` if the caller may read it, else None.
+#: number) → the declaration's key in ``Declarations.vy`` and the alias its customs events are
+#: published under, if the caller may read it, else None.
 DECLARATION_KEYS: web.AppKey[DeclarationKeys] = web.AppKey('declaration_keys')
 
 #: The pages' answer to a page address that does not exist (set by the pages' shell): a browser

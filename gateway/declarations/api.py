@@ -62,7 +62,7 @@ from gateway.jsonbody import read_json
 from gateway.land.api import LAND
 from gateway.land.service import is_job_id
 from gateway.principal import Principal, require
-from gateway.tracking.service import DeclarationKeys
+from gateway.tracking.service import DeclarationKeys, DeclarationRef
 
 _TASKS = web.AppKey("declaration_tasks", list)
 #: Name of the keystore secret declaration bodies are sealed under.
@@ -183,13 +183,15 @@ def view_of(service: DeclarationService, shipment: Shipment) -> dict[str, Any]:
 
 
 def submission_json(service: DeclarationService, sub: Any) -> dict[str, Any]:
-    """A submission with its status history, its filing on chain (``chain``: where it stands
-    and its key in ``Declarations.vy``) and, for ROCARS, its CCRN's binding."""
+    """A submission with its status history, its filing on chain (``chain``: where it stands,
+    its key in ``Declarations.vy`` and the alias its customs events name) and, for ROCARS, its
+    CCRN's binding."""
     key = service.chain_key_of(sub)
     state, posted = service.store.chain_of(sub.id)
     out = {**sub.to_json(), "history": service.store.history(sub.id),
            "chain": {"state": state, "posted": posted,
-                     "key": None if key is None else "0x" + key.hex()}}
+                     "key": None if key is None else "0x" + key.hex(),
+                     "alias": service.alias_of(sub)}}
     if sub.authority == "hk-rocars":
         out["binding"] = service.store.binding(sub.id)
     return out
@@ -532,9 +534,10 @@ async def declarations_context(app: web.Application) -> AsyncIterator[None]:
         store.close()
 
 
-def _declaration_key(app: web.Application, principal: Principal, number: str) -> bytes | None:
-    """Tracking's hook (:data:`gateway.appkeys.DECLARATION_KEYS`): the chain key of a
-    declaration for its readers (None before the service runs)."""
+def _declaration_key(app: web.Application, principal: Principal, number: str,
+                     ) -> DeclarationRef | None:
+    """Tracking's hook (:data:`gateway.appkeys.DECLARATION_KEYS`): the chain key and the alias
+    of a declaration for its readers (None before the service runs)."""
     service = app.get(DECLARATIONS)
     return None if service is None else service.declaration_key(principal, number)
 

@@ -29,12 +29,29 @@ the key of a number; with it a reader can recompute the key and check the chain 
 Tracking finds a filing only through the hook the declarations feature registers
 (:data:`gateway.appkeys.DECLARATION_KEYS`), which answers a key to readers alone.
 
+The customs events' alias
+------------------------
+A result also becomes customs events (:mod:`gateway.feeds.customs`): one about the declaration
+and one on each B/L and container naming it. Every cargo event's subject key is in clear on
+chain, so the declaration is never their subject, nor a related reference, under its number:
+they name its **alias** (:func:`alias`), a ``declaration`` reference keyed with the same salt::
+
+    alias = "PLD" || base32(HMAC-SHA256(salt, b"portledger/declarations/alias/v1"
+                                        || authority code (1 byte) || UTF-8 number)[:20])
+
+35 letters and digits (RFC 4648 base32 without padding: ``A-Z2-7``), within the ``an..35`` of a
+declaration reference, so it is an ordinary reference to the event model and tracking. The
+number itself is only inside the events' sealed details (``declarationNumber``). Tracking by
+the number finds the events under the alias through the same hook as the chain key, for the
+declaration's readers only.
+
 Idempotency keys: ``declarations:bind:<authority code>``, ``declarations:file:<submission>``
 and ``declarations:post:<submission>:<status>``.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -53,6 +70,14 @@ STATUS_CODES = {"accepted": 2, "queried": 3, "released": 6, "rejected": 7}
 DECLARANT_ROLES = ("agent", "forwarder", "carrier", "airline")
 
 
+def _keyed(salt: bytes, domain: bytes, authority: str, number: str) -> bytes:
+    """HMAC-SHA256 under ``salt`` of ``domain``, the authority's code and the number."""
+    if len(salt) != 32:
+        raise ValueError("a declaration's chain salt is 32 bytes")
+    message = domain + bytes([AUTHORITY_CODES[authority]]) + number.encode()
+    return hmac.new(salt, message, hashlib.sha256).digest()
+
+
 #: Domain of :func:`chain_key`'s HMAC.
 CHAIN_KEY_DOMAIN = b"portledger/declarations/chain-key/v1"
 
@@ -60,10 +85,24 @@ CHAIN_KEY_DOMAIN = b"portledger/declarations/chain-key/v1"
 def chain_key(salt: bytes, authority: str, number: str) -> bytes:
     """The declaration's key in ``Declarations.vy`` (module doc): HMAC-SHA256 under the
     declaration's secret ``salt`` of the domain, the authority's code and the number."""
-    if len(salt) != 32:
-        raise ValueError("a declaration's chain salt is 32 bytes")
-    message = CHAIN_KEY_DOMAIN + bytes([AUTHORITY_CODES[authority]]) + number.encode()
-    return hmac.new(salt, message, hashlib.sha256).digest()
+    return _keyed(salt, CHAIN_KEY_DOMAIN, authority, number)
+
+
+#: Domain of :func:`alias`'s HMAC.
+ALIAS_DOMAIN = b"portledger/declarations/alias/v1"
+#: What every :func:`alias` starts with (PortLedger Declaration).
+ALIAS_PREFIX = "PLD"
+#: Bytes of the HMAC an alias keeps (160 bits: 32 base32 characters).
+ALIAS_BYTES = 20
+
+
+def alias(salt: bytes, authority: str, number: str) -> str:
+    """The ``declaration`` reference the customs events of the declaration name instead of its
+    number (module doc): ``PLD`` and the base32 of the first 20 bytes of an HMAC-SHA256 under
+    the declaration's secret ``salt`` of the alias domain, the authority's code and the
+    number; 35 characters."""
+    digest = _keyed(salt, ALIAS_DOMAIN, authority, number)[:ALIAS_BYTES]
+    return ALIAS_PREFIX + base64.b32encode(digest).decode("ascii")
 
 
 def document_digest(document: dict[str, object]) -> bytes:

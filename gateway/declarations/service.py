@@ -23,14 +23,16 @@ due ones: a ``pending`` one is lodged (the authority's answer is idempotent by s
 a lodging interrupted by a crash or a time-out is simply repeated), an open one is polled. A
 retryable failure (time-out, garbage, 5xx) backs off exponentially and is shown as
 ``lastError``; a ``pending`` one that fails ``max_attempts`` times becomes ``failed``. A new
-status is recorded in the history, and a released, queried or rejected status becomes a customs
-event (:func:`customs_message`, through :mod:`gateway.feeds.customs`) published by the
+status is recorded in the history, and a released, queried or rejected status becomes customs
+events (:func:`customs_message`, through :mod:`gateway.feeds.customs`) published by the
 authority's organisation through the write path, readable by the declarant and its named
-readers: tracking by the declaration number then shows it. A declarant the contract takes
+readers. They name the declaration by its keyed alias (:func:`.onchain.alias`), never by its
+number (a subject key is in clear on chain): tracking by the declaration number finds them
+through the same hook as the filing, for the declaration's readers only. A declarant the contract takes
 filings from also files the declaration in ``Declarations.vy`` under its keyed chain key (never
 the number's plain hash) and the authority's organisation posts its statuses there
-(:mod:`~gateway.declarations.onchain`); tracking finds that filing through
-:meth:`DeclarationService.declaration_key`, for the declaration's readers only.
+(:mod:`~gateway.declarations.onchain`); tracking finds that filing and the customs events
+through :meth:`DeclarationService.declaration_key`, for the declaration's readers only.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ from gateway.isotime import iso_time
 from gateway.land.model import Job, LandError
 from gateway.land.service import LandService
 from gateway.principal import Principal
-from gateway.tracking.service import Tracking
+from gateway.tracking.service import DeclarationRef, Tracking
 from gateway.writepath.operations import Operation
 from gateway.writepath.outbox import Outbox
 
@@ -246,17 +248,26 @@ class DeclarationService:
             return None
         return onchain.chain_key(self.store.salt(shipment), sub.authority, sub.number)
 
-    def declaration_key(self, principal: Principal, number: str) -> bytes | None:
-        """The chain key of the declaration numbered ``number`` if ``principal`` may read it,
-        else None — for a stranger exactly as for a number nobody declared here (the tracking
-        hook, :data:`gateway.appkeys.DECLARATION_KEYS`)."""
+    def alias_of(self, sub: Submission) -> str | None:
+        """The ``declaration`` reference the submission's customs events name instead of its
+        official number (:func:`.onchain.alias`); None before it has a number."""
+        shipment = self.store.shipment(sub.shipment_id)
+        if shipment is None or sub.number is None:
+            return None
+        return onchain.alias(self.store.salt(shipment), sub.authority, sub.number)
+
+    def declaration_key(self, principal: Principal, number: str) -> DeclarationRef | None:
+        """The chain key and the alias of the declaration numbered ``number`` if ``principal``
+        may read it, else None — for a stranger exactly as for a number nobody declared here
+        (the tracking hook, :data:`gateway.appkeys.DECLARATION_KEYS`)."""
         sub = self.store.by_number(number)
         if sub is None:
             return None
         shipment = self.store.shipment(sub.shipment_id)
         if shipment is None or not self.may_read(principal, shipment):
             return None
-        return self.chain_key_of(sub)
+        key, alias = self.chain_key_of(sub), self.alias_of(sub)
+        return None if key is None or alias is None else DeclarationRef(key, alias)
 
     def party(self, raw: Any, where: str) -> Party | None:
         """A party of the upload: ``{"organisation": id}`` (directory) or name and address."""
@@ -460,11 +471,12 @@ class DeclarationService:
         bills = [(kind, b) for b in (options.get("bills") or [shipment.reference])]
         containers = [c for c in options.get("containers", []) if isinstance(c, str)]
         message = customs_message(sub, bills, containers, int(self.clock()))
-        if message is None:
+        alias = self.alias_of(sub)
+        if message is None or alias is None:
             self.store.mark_recorded(sub.id, sub.status)
             return
         try:
-            events = customs.events_of(message)
+            events = customs.events_of(message, alias=alias)  # never the number's plain hash
         except MessageError as exc:
             log.warning("declaration %s: its customs event is refused: %s", sub.id, exc)
             self.store.mark_recorded(sub.id, sub.status)

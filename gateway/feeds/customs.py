@@ -32,6 +32,14 @@ with the same type, time, location and ``details`` (``status``, ``office``, ``re
 3. subject each **container**, related the declaration and the B/Ls (the container view's
    status becomes ``customs-released``, ``customs-hold``, ...).
 
+**Published under an alias.** A customs status message from a feed names the declaration by
+its number (the events above). The declarations feature publishes its results under the
+declaration's keyed **alias** instead (``events_of(message, alias=...)``;
+:func:`gateway.declarations.onchain.alias`), because a subject key is in clear on chain and
+official numbers are guessable: the alias, itself a ``declaration`` reference, replaces the
+number as the first event's subject and in every event's related references, and the number
+goes into every event's sealed ``details.declarationNumber`` (its readers still see it).
+
 A container number whose check digit is wrong is kept and flagged (``details.flags``); any
 other bad reference refuses the message (all or nothing). Typed refusals: ``missing-field``,
 ``unknown-field``, ``invalid-status``, ``invalid-time``, ``missing-time-zone``,
@@ -122,8 +130,11 @@ def _text(raw: dict[str, Any], name: str) -> str | None:
     return value.strip()
 
 
-def events_of(raw: Any) -> list[CanonicalEvent]:
-    """The canonical events of one status message (module doc); raises :class:`MessageError`."""
+def events_of(raw: Any, *, alias: str | None = None) -> list[CanonicalEvent]:
+    """The canonical events of one status message (module doc); raises :class:`MessageError`.
+
+    ``alias``: a ``declaration`` reference the events name instead of the declaration number,
+    which is then only in their ``details.declarationNumber`` (module doc)."""
     if not isinstance(raw, dict):
         raise MessageError("not-an-object", "a customs status message is a JSON object")
     unknown = sorted(set(raw) - set(FIELDS))
@@ -142,6 +153,10 @@ def events_of(raw: Any) -> list[CanonicalEvent]:
     declaration = reference("declaration", _string(raw["declarationNumber"],
                                                    "declarationNumber"),
                             flags, field="/declarationNumber")
+    named: dict[str, str] = {}
+    if alias is not None:
+        named = {"declarationNumber": declaration.value}
+        declaration = reference("declaration", alias, flags, field="alias")
     bills = [reference(kind, _string(raw[name], name), flags, field=f"/{name}")
              for name, kind in (("billOfLading", "mbl"), ("houseBillOfLading", "hbl"))
              if raw.get(name) is not None]
@@ -152,7 +167,7 @@ def events_of(raw: Any) -> list[CanonicalEvent]:
         except identifiers.IdentifierError as exc:
             raise MessageError(exc.code, f"/location: {exc}") from None
     containers = _containers(raw.get("containers"), flags)
-    details: dict[str, Any] = {"status": status}
+    details: dict[str, Any] = {"status": status, **named}
     for name in ("office", "reason", "messageId"):
         value = _text(raw, name)
         if value is not None:

@@ -51,11 +51,23 @@ from gateway.tracking.visibility import Entitlements, Reader, VisibleEvent, key_
 
 _ROLE_NAMES = tuple(ROLES)
 
-#: The declarations' hook (:data:`gateway.appkeys.DECLARATION_KEYS`): the key in
-#: ``Declarations.vy`` of the declaration with this official number if the caller may read it,
-#: else None. A filing is keyed by a secret salt, never by the number's plain hash, so tracking
-#: finds it through this hook alone (``docs/declarations.md``).
-DeclarationKeys = Callable[[Principal, str], bytes | None]
+
+@dataclass(frozen=True)
+class DeclarationRef:
+    """What the declarations' hook tells one of a declaration's readers about its number."""
+
+    chain_key: bytes
+    """The key of its filing in ``Declarations.vy``."""
+    alias: str
+    """The keyed ``declaration`` reference its customs events are published under."""
+
+
+#: The declarations' hook (:data:`gateway.appkeys.DECLARATION_KEYS`): the chain key and the
+#: alias of the declaration with this official number if the caller may read it, else None. A
+#: filing and the customs events of its results are keyed by a secret salt, never by the
+#: number's plain hash, so tracking finds them through this hook alone
+#: (``docs/declarations.md``).
+DeclarationKeys = Callable[[Principal, str], DeclarationRef | None]
 
 
 @dataclass(frozen=True)
@@ -482,21 +494,27 @@ class Tracking:
         view["forwarder"] = {"id": house.forwarder, "name": self.publisher_name(house.forwarder)}
         return view
 
-    def filing_key(self, principal: Principal, number: str) -> bytes | None:
-        """The key of the declaration ``number``'s filing in ``Declarations.vy`` if the caller
-        is one of its readers (the declarations' hook), else None."""
+    def declaration_ref(self, principal: Principal, number: str) -> DeclarationRef | None:
+        """The chain key and alias of the declaration ``number`` if the caller is one of its
+        readers (the declarations' hook), else None."""
         return None if self.declaration_keys is None else self.declaration_keys(principal,
                                                                                  number)
 
     def _declaration_view(self, reader: Reader, cand: identifiers.Candidate, key: bytes,
                           principal: Principal) -> dict[str, Any] | None:
-        """Customs events about the number the caller may read, and the filing on chain for
-        the declaration's readers only (a stranger gets what an unknown number gets)."""
-        filing = self.filing_key(principal, cand.value)
-        if filing is not None:
-            reader.subjects.add(filing)  # (a new status drops the cached view)
-        decl = None if filing is None else self.model.declaration(filing)
-        shown = self.subject_events(reader, [key], "declaration")
+        """Customs events about the number the caller may read (under the number, as a feed
+        names it, and under the declaration's alias, as its results are published), and the
+        filing on chain — the alias and the filing for the declaration's readers only (a
+        stranger gets what an unknown number gets)."""
+        ref = self.declaration_ref(principal, cand.value)
+        subjects = [key]
+        if ref is not None:
+            reader.subjects.add(ref.chain_key)  # (a new status drops the cached view)
+            alias = key_of(ref.alias)
+            reader.held[alias] = ref.alias
+            subjects.append(alias)
+        decl = None if ref is None else self.model.declaration(ref.chain_key)
+        shown = self.subject_events(reader, subjects, "declaration")
         if decl is None and not shown:
             return None
         view = views.assemble(cand, shown, [], vessel_from=shown)
@@ -533,8 +551,11 @@ class Tracking:
                         reader, self.model.events_of_subjects([key], limit=50))}
                 found = cand.kind in kinds_of[key]
                 if not found and cand.kind == "declaration":
-                    filing = self.filing_key(principal, cand.value)
-                    found = filing is not None and self.model.declaration(filing) is not None
+                    ref = self.declaration_ref(principal, cand.value)
+                    found = ref is not None and (
+                        self.model.declaration(ref.chain_key) is not None
+                        or bool(self.entitlements.visible(reader, self.model.events_of_subjects(
+                            [key_of(ref.alias)], limit=50))))
             out.append({"kind": cand.kind, "value": cand.value, "carrier": cand.carrier,
                         "valid": cand.valid, "note": cand.note, "found": found})
             if found and match is None:

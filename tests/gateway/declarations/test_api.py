@@ -109,10 +109,13 @@ async def test_upload_correct_submit_release_and_track(
 
     # the releases wait in the write path as customs events of the customs organisation,
     # readable by the trader and its forwarder; once on chain, tracking shows them
+    # (named by the declaration's keyed alias, the number only in their sealed details)
     pending = client.app[OUTBOX].pending(port.orgs[CUSTOMS], 100)
+    alias = china_sub["chain"]["alias"]
     released = [op.event for op in pending if op.event is not None
-                and op.event.subject.value == china_number]
+                and op.event.subject.value == alias]
     assert [e.event_type for e in released] == ["CUSTOMS.CUSH", "CUSTOMS.CUSR"]
+    assert {e.details["declarationNumber"] for e in released} == {china_number}
     assert "规格型号" in released[0].details["reason"]
     assert set(released[0].visibility.readers) == {TRADER, FORWARDER}
     for op in pending:

@@ -8,6 +8,13 @@ holding that plain hash reads an empty filing from the contract; the declarant, 
 reader and customs see the on-chain history when tracking the number; the bank, a competitor
 and an anonymous caller get exactly what they get for a number nobody declared; the salt and
 the key appear in no answer to a non-reader; the salt survives a restart and a re-upload.
+
+The customs events of the results (a query, then the release) go onto the real ``CargoLedger``
+as the customs organisation's ``record()`` calls and are indexed from the chain's logs: no
+event on chain has the number's plain hash as its subject nor the number in its bytes (they
+name the declaration's keyed alias, the number only sealed in their details); the named reader
+tracking the number sees it released and the box customs-released, the bank gets the 404 of an
+undeclared number, and the customs-hold alert on the box opens and is resolved by the release.
 """
 
 from __future__ import annotations
@@ -18,20 +25,33 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
+from eth_utils import keccak
 from web3.logs import DISCARD
 
-from contracts.cargo import subject_key
+from contracts.cargo import (
+    CARGO_EVENT_TOPIC,
+    decode_event_log,
+    encode_record_call,
+    subject_key,
+)
 from gateway.appkeys import OUTBOX, READ_MODEL
+from gateway.confidential import envelope as confidential
 from gateway.declarations import onchain
 from gateway.declarations.api import DECLARATIONS
 from gateway.declarations.store import DeclarationStore, DeclarationStoreError
-from gateway.readside.readmodel import DeclarationFiled, DeclarationStatus
+from gateway.readside.readmodel import (
+    Cursor,
+    DeclarationFiled,
+    DeclarationStatus,
+    EventAdded,
+    IndexedEvent,
+)
 from tests.gateway.alerts.gateway_support import Port
-from tests.gateway.declarations.support import INVOICE, body, submit_all, upload_body
+from tests.gateway.declarations.support import BOX, INVOICE, MBL, body, submit_all, upload_body
 from tests.gateway.declarations.test_onchain import settle
 from tests.support.dcsa import wait_until
 from tests.support.deployment import Deployment, reset_port
-from tests.support.readside import AGENT, BANK, CUSTOMS, FORWARDER, TRADER
+from tests.support.readside import AGENT, BANK, CUSTOMS, FORWARDER, TRADER, seal
 
 
 def _index(port: Port, chain: Deployment, receipt: Any) -> None:
@@ -178,3 +198,103 @@ async def test_the_salt_is_made_once_sealed_and_kept(tmp_path: Path) -> None:
         pass
     finally:
         stranger.close()
+
+
+def _record_on_chain(port: Port, chain: Deployment, events: list[Any]) -> list[IndexedEvent]:
+    """The customs organisation's sealed events in one ``CargoLedger.record()`` call on the
+    chain, and their logs stored as the indexer stores them."""
+    sealed = [seal(e, CUSTOMS, readers=e.visibility.readers) for e in events]
+    receipt = chain.send(chain.CargoLedger.address, encode_record_call(sealed),
+                         chain.accounts[CUSTOMS])
+    assert receipt["status"] == 1
+    block = receipt["blockNumber"]
+    at = chain.w3.eth.get_block(block)["timestamp"]
+    model = port.app[READ_MODEL]
+    out = []
+    for log in receipt["logs"]:
+        topics = [bytes(t) for t in log["topics"]]
+        if topics[0] != CARGO_EVENT_TOPIC:
+            continue
+        e = decode_event_log(topics, bytes(log["data"]))
+        info = confidential.envelope_info(e.payload)
+        n = len(port.events) + 1
+        indexed = IndexedEvent(  # (the story's ids are this chain's first: ours above them)
+            event_id=(1 << 40) + e.event_id, block=n, tx_hash=bytes(receipt["transactionHash"]),
+            log_index=log["logIndex"], block_time=at, publisher=e.publisher,
+            subject=e.subject, type_code=e.event_type, classifier=e.classifier,
+            event_time=e.event_time, location=e.location, retracts=e.retracts,
+            payload_hash=e.payload_hash, envelope=e.payload, key_version=info.key_version,
+            readers=info.readers, reference_readable=info.reference_readable)
+        model.apply([EventAdded(indexed)], Cursor(n, keccak(n.to_bytes(8, "big"))),
+                    model.cursor())
+        port.events.append(indexed)
+        out.append(indexed)
+    return out
+
+
+async def test_customs_events_name_the_alias_never_the_number(
+        gateway: tuple[TestClient, Port]) -> None:
+    client, port = gateway
+    auth = port.auth[FORWARDER]
+    view = await body(await client.post("/v1/declarations", json=upload_body(
+        authorities=["cn-itsw"], readers=[port.orgs[TRADER]]), headers=auth), 201)
+    await submit_all(client, auth, view)
+    service = client.app[DECLARATIONS]
+
+    def recorded() -> bool:
+        subs = service.store.submissions_of(view["id"])
+        return bool(subs) and subs[0].status == "released" and subs[0].recorded == "released"
+    await wait_until(recorded, timeout=20, what="the release, recorded")
+    (sub,) = (await body(await client.get(f"/v1/declarations/{view['id']}",
+                                          headers=auth)))["submissions"]
+    number, alias = sub["number"], sub["chain"]["alias"]
+    salt = bytes.fromhex(view["chainSalt"][2:])
+    assert alias == onchain.alias(salt, "cn-itsw", number) and len(alias) == 35
+    assert alias != onchain.alias(bytes(32), "cn-itsw", number)
+    # the shrimp line has no 规格型号: a query (HELD), then the release
+    events = [op.event for op in client.app[OUTBOX].pending(port.orgs[CUSTOMS], 100)
+              if op.event is not None]
+    assert [e.event_type for e in events if e.subject.kind == "declaration"] == \
+        ["CUSTOMS.CUSH", "CUSTOMS.CUSR"]
+    for e in events:
+        assert e.details["declarationNumber"] == number
+        assert number not in {e.subject.value, *(r.value for r in e.related)}
+        assert e.subject.value == alias or alias in {r.value for r in e.related}
+    chain = reset_port()
+    indexed = _record_on_chain(port, chain, events)
+    # the chain: the events are there (alias, B/L, box), none under the number's plain hash,
+    # nor the number (or its hash) anywhere in their bytes
+    assert len(indexed) == len(events) == 6
+    assert {e.subject for e in indexed} == {subject_key(alias), subject_key(MBL),
+                                            subject_key(BOX)}
+    logs = chain.w3.eth.get_logs({"fromBlock": 0, "address": chain.CargoLedger.address})
+    assert len([log for log in logs if bytes(log["topics"][0]) == CARGO_EVENT_TOPIC]) == 6
+    for log in logs:  # (the CargoEvent logs and the batch's)
+        raw = b"".join(bytes(t) for t in log["topics"]) + bytes(log["data"])
+        assert subject_key(number) not in raw and number.encode() not in raw
+    assert chain.w3.eth.get_logs({"fromBlock": 0, "address": chain.CargoLedger.address,
+                                  "topics": [CARGO_EVENT_TOPIC, subject_key(number)]}) == []
+
+    # the named reader tracking the number: released; the box: customs-released
+    tracked = await body(await client.get(f"/v1/track/{number}", headers=port.auth[TRADER]))
+    assert tracked["customs"]["status"] == "released"
+    resolved = await body(await client.get("/v1/resolve", params={"q": number},
+                                           headers=port.auth[TRADER]))
+    assert resolved["match"] == {"kind": "declaration", "value": number}
+    box = await body(await client.get(f"/v1/track/{BOX}", headers=port.auth[TRADER]))
+    assert box["containers"][0]["status"] == "customs-released"
+    # the bank: what a number nobody declared gets
+    other = _unknown(number)
+    for path in ("/v1/track/{}", "/v1/resolve?q={}"):
+        known = await _answer(client, path.format(number), port.auth[BANK])
+        unknown = await _answer(client, path.format(other), port.auth[BANK])
+        assert known[0] == unknown[0] == 404, known
+        assert _same(known[1], number) == _same(unknown[1], other)
+        assert alias not in known[1]
+
+    # the customs-hold alert on the box opens with the query and the release resolves it
+    await port.engine.on_indexed(indexed)
+    holds = [a for a in port.alerts_of(TRADER)
+             if a.kind == "customs-hold" and a.subject.value == BOX]
+    assert [a.state for a in holds] == ["resolved"], holds
+    assert not [a for a in port.alerts_of(BANK) if a.kind == "customs-hold"]
