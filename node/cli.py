@@ -142,6 +142,7 @@ def init(datadir: str, genesis_path: str, dev_key_label: str | None, key_file: s
 @click.option("--rpc-max-websockets", type=click.IntRange(1), default=RpcLimits.max_websockets, show_default=True, help="WebSocket connections open at once (HTTP 429 / -32005 with retryAfter).")
 @click.option("--txpool-max-count", type=click.IntRange(1), default=PoolLimits.max_size, show_default=True, help="Transactions in the pool (-32005 with retryAfter).")
 @click.option("--txpool-max-bytes", type=click.IntRange(1024), default=PoolLimits.max_bytes, show_default=True, help="Raw bytes of the pooled transactions (-32005 with retryAfter).")
+@click.option("--txpool-max-wait", type=click.FloatRange(1.0), default=PoolLimits.max_wait, show_default=True, help="Seconds of work at the measured drain rate the pool holds (-32005 with retryAfter).")
 @click.option("--txpool-max-per-sender", type=click.IntRange(1), default=PoolLimits.max_per_sender, show_default=True, help="Pending transactions of one sender (-32005 with retryAfter).")
 @click.option("--engine-max-events", type=click.IntRange(16), default=EngineLimits.max_events, show_default=True, help="Peer consensus messages queued for the QBFT core.")
 @click.option("--engine-max-events-per-peer", type=click.IntRange(4), default=EngineLimits.max_events_per_peer, show_default=True, help="Of those, from one peer.")
@@ -165,6 +166,7 @@ def node_command(
     txpool_max_count: int,
     txpool_max_bytes: int,
     txpool_max_per_sender: int,
+    txpool_max_wait: float,
     engine_max_events: int,
     engine_max_events_per_peer: int,
     engine_max_future_per_peer: int,
@@ -196,6 +198,7 @@ def node_command(
             max_size=txpool_max_count,
             max_bytes=txpool_max_bytes,
             max_per_sender=txpool_max_per_sender,
+            max_wait=txpool_max_wait,
         ),
         engine=EngineLimits(
             max_events=engine_max_events,

@@ -220,6 +220,8 @@ class NodeService:
             max_bytes=limits.max_bytes,
             max_per_sender=limits.max_per_sender,
             max_tx_bytes=limits.max_tx_bytes,
+            max_wait=limits.max_wait,
+            min_wait_count=limits.min_wait_count,
             # A refused client is told to come back after about one block: blocks drain the pool.
             retry_after=math.ceil(ledger.genesis.qbft.period),
         )

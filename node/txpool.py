@@ -13,9 +13,15 @@ with a JSON-RPC error code and a reason):
   it raises the fee by at least 10 % — or, on this zero-fee network, when both pay nothing
   (the sender signed both; the later one wins, as in Besu's zero-fee mode);
 - bounds: ``max_size`` transactions and ``max_bytes`` raw bytes in all; a full pool refuses
-  new work instead of evicting another sender's.
+  new work instead of evicting another sender's;
+- time: at most ``max_wait`` seconds of work at the rate blocks have been draining the pool
+  (and never fewer than ``min_wait_count`` transactions). The count and byte bounds keep memory
+  in check; this one keeps latency in check: a transaction admitted behind a backlog waits for
+  the whole backlog, so after an overload the pool held minutes of work (50,000 transactions)
+  and new work was final only when that was gone. The rate is measured on the blocks that
+  left work behind (the chain was the bottleneck); until one has, the bound is off.
 
-The three limits (per sender, count, bytes) refuse with ``LIMIT_EXCEEDED`` (-32005) and the
+The four limits (per sender, count, bytes, wait) refuse with ``LIMIT_EXCEEDED`` (-32005) and the
 retry hint ``data: {"retryAfter": seconds, "limit": name}``: blocks drain the pool, so the same
 transaction may be accepted later. Every other refusal is final for that transaction.
 :attr:`TxPool.refused` counts the limit refusals by limit (the node's ``/metrics``).
@@ -26,6 +32,8 @@ across senders, each sender's in strict nonce order, so one busy sender cannot s
 
 from __future__ import annotations
 
+import math
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -63,6 +71,10 @@ class PoolLimits:
     max_per_sender: int = 5_000
     #: Raw bytes of one transaction (a larger one is refused for good, ``TX_REJECTED``).
     max_tx_bytes: int = 128 * 1024
+    #: Seconds of work (at the measured drain rate) the pool holds at most.
+    max_wait: float = 20.0
+    #: Transactions the time bound always admits (a rate measured on small blocks is low).
+    min_wait_count: int = 64
 
 
 @dataclass
@@ -92,7 +104,10 @@ class TxPool:
         max_per_sender: int = 5_000,
         max_tx_bytes: int = 128 * 1024,
         max_bytes: int = 64 * 1024 * 1024,
+        max_wait: float = 20.0,
+        min_wait_count: int = 64,
         retry_after: int = 1,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._account_nonce = account_nonce
         self._is_member = is_member
@@ -100,21 +115,35 @@ class TxPool:
         self.max_per_sender = max_per_sender
         self.max_tx_bytes = max_tx_bytes
         self.max_bytes = max_bytes
+        self.max_wait = max_wait
+        self.min_wait_count = min_wait_count
         self.retry_after = max(1, retry_after)
+        self._clock = clock
+        #: Transactions blocks take out of the pool per second (EWMA over backlogged blocks);
+        #: None until a block left work behind.
+        self.drain_rate: float | None = None
+        self._last_prune: float | None = None
         self._senders: dict[bytes, _Sender] = {}
         self._by_hash: dict[bytes, SignedTransactionAPI] = {}
         self._raw_size: dict[bytes, int] = {}
         #: Raw bytes of the pooled transactions.
         self.bytes = 0
-        #: Limit refusals by limit: ``count``, ``bytes``, ``sender``.
+        #: Limit refusals by limit: ``count``, ``bytes``, ``sender``, ``wait``.
         self.refused: Counter[str] = Counter()
 
     def __len__(self) -> int:
         return len(self._by_hash)
 
-    def _limit(self, limit: str, message: str) -> TxRejected:
+    def _limit(self, limit: str, message: str, retry_after: int | None = None) -> TxRejected:
         self.refused[limit] += 1
-        return TxRejected(message, LIMIT_EXCEEDED, {"retryAfter": self.retry_after, "limit": limit})
+        wait = retry_after if retry_after is not None else self.retry_after
+        return TxRejected(message, LIMIT_EXCEEDED, {"retryAfter": wait, "limit": limit})
+
+    def wait_bound(self) -> int | None:
+        """Transactions the time bound admits now; None while no drain rate is known."""
+        if self.drain_rate is None:
+            return None
+        return max(self.min_wait_count, round(self.drain_rate * self.max_wait))
 
     def _forget(self, tx_hash: bytes) -> None:
         del self._by_hash[tx_hash]
@@ -160,6 +189,16 @@ class TxPool:
             raise self._limit(
                 "count", f"limit exceeded: transaction pool is full ({self.max_size} transactions)"
             )
+        elif (bound := self.wait_bound()) is not None and len(self._by_hash) >= bound:
+            assert self.drain_rate is not None
+            excess = len(self._by_hash) - bound + 1
+            raise self._limit(
+                "wait",
+                f"limit exceeded: the pool holds {len(self._by_hash)} transactions, "
+                f"{len(self._by_hash) / self.drain_rate:.0f} s of work at "
+                f"{self.drain_rate:.1f} transactions/s (at most {self.max_wait:g} s)",
+                max(self.retry_after, math.ceil(excess / self.drain_rate)),
+            )
         if self.bytes - freed + raw_size > self.max_bytes:
             raise self._limit(
                 "bytes", f"limit exceeded: transaction pool is full ({self.max_bytes} bytes)"
@@ -194,7 +233,9 @@ class TxPool:
         )
 
     def prune(self) -> None:
-        """Drop transactions made stale by a new head (included, or nonce now too low)."""
+        """Drop transactions made stale by a new head (included, or nonce now too low), and
+        measure the drain rate when the block left work behind."""
+        before = len(self._by_hash)
         for sender in list(self._senders):
             queue = self._senders[sender]
             account_nonce = self._account_nonce(sender)
@@ -202,6 +243,13 @@ class TxPool:
                 self._forget(queue.by_nonce.pop(nonce).hash)
             if not queue.by_nonce:
                 del self._senders[sender]
+        now = self._clock()
+        taken, last = before - len(self._by_hash), self._last_prune
+        self._last_prune = now
+        if last is not None and now > last and taken > 0 and self.has_ready():
+            rate = taken / (now - last)
+            self.drain_rate = rate if self.drain_rate is None else (
+                0.7 * self.drain_rate + 0.3 * rate)
 
     def remove(self, tx: SignedTransactionAPI) -> None:
         """Drop one transaction the builder found invalid."""

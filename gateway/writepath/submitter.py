@@ -65,6 +65,11 @@ def record_gas(event_bytes: list[int]) -> int:
     return GAS_FIXED + GAS_PER_BYTE * (total + 4) + GAS_PER_EVENT * len(event_bytes)
 
 
+#: The node's JSON-RPC "limit exceeded" (docs/limits.md: pool full, too much work queued, a
+#: sender's window): the node takes the transaction later, so it is sent again, never failed.
+LIMIT_EXCEEDED = -32005
+
+
 def _message(exc: RpcError) -> str:
     return exc.message.lower()
 
@@ -316,7 +321,9 @@ class Submitter:
                 await self._nonce_taken(tx, keys)
             elif "already known" in text or "known transaction" in text:
                 self.outbox.mark_send_attempt(tx.tx_id, maybe_sent=True)
-            elif any(s in text for s in ("pool is full", "too far ahead", "underpriced")):
+            elif exc.code == LIMIT_EXCEEDED or any(
+                s in text for s in ("pool is full", "too far ahead", "underpriced")
+            ):
                 self.outbox.mark_send_attempt(tx.tx_id, maybe_sent=tx.maybe_sent)
                 log.warning("node deferred tx %s (nonce %s): %s", tx.tx_hash, tx.nonce, exc)
             elif not tx.maybe_sent:

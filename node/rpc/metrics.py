@@ -17,7 +17,8 @@ metric                                             type   labels
 ``portledger_rpc_websocket_subscriptions``         gauge  their subscriptions
 ``portledger_txpool_transactions``                 gauge  pooled transactions
 ``portledger_txpool_bytes``                        gauge  their raw bytes
-``portledger_txpool_refused_total``                count  ``limit``: ``count``/``bytes``/``sender``
+``portledger_txpool_drain_per_second``             gauge  transactions blocks take out of the pool per second
+``portledger_txpool_refused_total``                count  ``limit``: ``count``/``bytes``/``sender``/``wait``
 ``portledger_engine_events_queued``                gauge  ``origin``: ``peer`` or ``local``
 ``portledger_engine_events_high_water``            gauge  most peer inputs queued at once
 ``portledger_engine_events_dropped_total``         count  ``reason`` (node.engine)
@@ -68,6 +69,7 @@ class NodeCollector(Collector):
             "txpool_max_bytes": pool.max_bytes,
             "txpool_max_per_sender": pool.max_per_sender,
             "txpool_max_tx_bytes": pool.max_tx_bytes,
+            "txpool_max_wait_seconds": pool.max_wait,
         }
         engine = rpc.node.engine
         if engine is not None:
@@ -113,6 +115,11 @@ class NodeCollector(Collector):
         )
         yield GaugeMetricFamily(
             "portledger_txpool_bytes", "Raw bytes of the pooled transactions", value=pool.bytes
+        )
+        yield GaugeMetricFamily(
+            "portledger_txpool_drain_per_second",
+            "Transactions blocks take out of the pool per second (0: not measured yet)",
+            value=pool.drain_rate or 0.0,
         )
         yield _counter(
             "portledger_txpool_refused",

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -205,6 +206,31 @@ async def test_a_key_forgotten_while_another_is_read_still_seals(
     box.accept(TERMINAL, [event_op(520, "r-two", readers=readers)])
     [receipt] = await drain(sub, box, ["r-two"])
     assert receipt.status == "final", receipt.error
+
+
+async def test_a_node_limit_refusal_is_sent_again_not_failed(
+    parts: tuple[Outbox, NodeClient], store: Keystore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any -32005 ("limit exceeded") means "later": the node's pool time bound answers with a
+    text the submitter did not know ("the pool holds N transactions, S s of work"), and the
+    operations must wait for the next attempt, not fail."""
+    box, client = parts
+    sub = Submitter(box, client, store, batch_window_ms=10, resend_after=0.2)
+    real_send, refusals = client.send_raw, [0]
+
+    async def busy_then_real(raw: bytes) -> Any:
+        if refusals[0] < 2:
+            refusals[0] += 1
+            raise RpcError(-32005, "limit exceeded: the pool holds 300 transactions, 45 s of "
+                           "work at 6.7 transactions/s (at most 20 s)",
+                           {"retryAfter": 1, "limit": "wait"})
+        return await real_send(raw)
+
+    monkeypatch.setattr(client, "send_raw", busy_then_real)
+    box.accept(TERMINAL, [event_op(530, "r-busy")])
+    [receipt] = await drain(sub, box, ["r-busy"])
+    assert receipt.status == "final", receipt.error
+    assert refusals[0] == 2
 
 
 async def test_restart_with_a_tx_persisted_but_never_sent(

@@ -7,7 +7,7 @@ from itertools import count
 
 import pytest
 
-from node.rpc.errors import NOT_PERMITTED
+from node.rpc.errors import LIMIT_EXCEEDED, NOT_PERMITTED
 from node.txpool import TxPool, TxRejected
 
 _serial = count()
@@ -105,3 +105,35 @@ def test_prune_drops_included_and_resubmission_is_idempotent() -> None:
     nonces[A] = 2  # a block included nonces 0 and 1
     pool.prune()
     assert list(pool.ready()) == [txs[2]] and len(pool) == 1
+
+
+def test_the_pool_holds_at_most_max_wait_seconds_of_work() -> None:
+    """After blocks that left work behind measured the drain rate, the pool admits no more than
+    ``max_wait`` seconds of it (never fewer than ``min_wait_count``) and tells a refused
+    client when the backlog will have drained; before any such block, the bound is off."""
+    nonces: dict[bytes, int] = {}
+    now = [0.0]
+    pool = make_pool(nonces, max_per_sender=10_000, min_wait_count=10)
+    pool.max_wait = 5.0
+    pool._clock = lambda: now[0]
+    senders = [bytes([i]) * 20 for i in range(1, 4)]
+    for n in range(100):  # no drain rate yet: only the count and byte bounds apply
+        pool.add(FakeTx(senders[n % 3], n // 3), 10)  # type: ignore[arg-type]
+    assert pool.wait_bound() is None and len(pool) == 100
+    pool.prune()  # the first prune only starts the clock
+    for _ in range(3):  # blocks take 2 transactions of each sender a second: 6/s
+        now[0] += 1.0
+        for s in senders:
+            nonces[s] = nonces.get(s, 0) + 2
+        pool.prune()
+    assert pool.drain_rate == pytest.approx(6.0)
+    assert pool.wait_bound() == 30 and len(pool) == 82
+    with pytest.raises(TxRejected) as refused:
+        pool.add(FakeTx(senders[0], 40), 10)  # type: ignore[arg-type]
+    assert refused.value.code == LIMIT_EXCEEDED
+    assert refused.value.data == {"retryAfter": 9, "limit": "wait"}  # (82 - 30 + 1) / 6
+    assert "at most 5 s" in str(refused.value) and pool.refused["wait"] == 1
+    # An empty block (nothing left behind, or nothing taken) does not move the rate.
+    now[0] += 10.0
+    pool.prune()
+    assert pool.drain_rate == pytest.approx(6.0)
