@@ -960,24 +960,14 @@ def test_deep_nesting_is_a_parse_error_not_a_crash(wire: Wire, body: bytes, tran
     assert wire.head() >= 0
 
 
-# --------------------------------------------------------------------------- open findings
-# Last in the file: the node logs a traceback for it, which the health checks above refuse.
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="node/engine.py Engine._verdict lets InvalidExtraData escape (docs/fuzzing.md, "
-    "finding 7); remove this marker with the fix",
-)
 def test_a_proposal_whose_extra_data_is_not_rlp_is_refused_and_its_relay_penalised(
     wire: Wire,
 ) -> None:
     """Found by the long fuzz: a proposal signed by a validator whose block's extraData is not
-    RLP decodes (a header with foreign extraData hashes in full) and reaches
-    ``Engine._verdict``, whose ``extradata.decode`` raises: the task fails with a traceback
-    ("engine task failed"), the proposal is neither refused nor given to the core, the relay
-    is not penalised. Expected: refused as an invalid proposal, its relay penalised."""
+    RLP decodes (a header with foreign extraData hashes in full) and reached
+    ``Engine._verdict``, whose ``extradata.decode`` raised: the task failed with a traceback,
+    the proposal was neither refused nor given to the core, the relay not penalised. Fixed in
+    node/engine.py (9b9a92f): refused as an invalid proposal, its relay penalised."""
 
     def make() -> bytes:
         raw = sealed_next_block(wire, wire.seeds["block"][0])
