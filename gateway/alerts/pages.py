@@ -140,6 +140,9 @@ def alert_html(t: Translator, alert: dict[str, Any], *, heading: str = "h2") -> 
     """One alert as an ``<article>``."""
     subject = alert.get("subject") or {}
     kind, value = str(subject.get("kind", "")), str(subject.get("value", ""))
+    number = (alert.get("figures") or {}).get("declaration")
+    if kind == "declaration" and isinstance(number, str) and number:
+        value = number  # the subject is the declaration's keyed alias; its readers know the number
     state = alert.get("state", "open")
     unread = alert.get("read") is False
     badges = f'<span class="chip state-{e(state)}">{e(t("alerts." + state))}</span>'

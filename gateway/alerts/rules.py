@@ -664,13 +664,20 @@ def customs_alerts(facts: Facts, now: int) -> list[Alert]:
             break  # as of now
         if e.code in _CUSTOMS_STATUS:
             status = _CUSTOMS_STATUS[e.code]
+            # A declaration's results are published under its keyed alias (docs/declarations.md):
+            # the number its readers know is inside the sealed details; show that one.
+            number = e.details.get("declarationNumber")
+            number = number if isinstance(number, str) and number else None
             figures: dict[str, Any] = {
                 "status": status,
                 "since": iso_time(episode.opened if episode else e.event_time),
                 "by": o.publisher or None,
                 "location": e.location or None,
-                "related": [r.to_json() for r in e.related],
+                "related": [{"kind": r.kind, "value": number} if number and r.kind == "declaration"
+                            else r.to_json() for r in e.related],
             }
+            if number:
+                figures["declaration"] = number
             reason = e.details.get("reason") or e.details.get("remark")
             if isinstance(reason, str):
                 figures["remark"] = reason[:200]

@@ -70,3 +70,20 @@ def test_events_after_now_have_not_happened_yet() -> None:
     items = [customs("CUSH", 0), customs("CUSR", 5)]
     assert run(items, now=T + 2 * H) == [("open", 0, None, "hold", None)]
     assert run(items, now=T - H) == []
+
+
+def test_a_declaration_published_under_its_alias_shows_its_number() -> None:
+    """Results of a declaration filed through the gateway are published under a keyed alias;
+    the number its readers know is in the sealed details, and the alert shows that."""
+    alias = "PLD" + "A" * 32
+    hold = event("CUSTOMS.CUSH", T, alias, kind="declaration", publisher="Customs",
+                 related=(Reference("container", BOX), Reference("declaration", alias)),
+                 details={"declarationNumber": DECLARATION})
+    facts = build_facts([hold])
+    [alert] = customs_alerts(facts[Reference("declaration", alias)], T + H)
+    assert alert.figures["declaration"] == DECLARATION
+    assert {"kind": "declaration", "value": DECLARATION} in alert.figures["related"]
+    assert all(alias not in str(r) for r in alert.figures["related"])
+    # without the details (an outside customs feed names its number): as before
+    [plain] = customs_alerts(build_facts([customs("CUSH", 0)])[SUBJECT], T + H)
+    assert "declaration" not in plain.figures
