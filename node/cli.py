@@ -140,6 +140,7 @@ def init(datadir: str, genesis_path: str, dev_key_label: str | None, key_file: s
 @click.option("--rpc-max-concurrent", type=click.IntRange(1), default=RpcLimits.max_concurrent, show_default=True, help="JSON-RPC requests answered at once; beyond: HTTP 429 / -32005 with retryAfter.")
 @click.option("--rpc-max-subscriptions", type=click.IntRange(1), default=RpcLimits.max_subscriptions, show_default=True, help="Subscriptions per WebSocket connection (-32005).")
 @click.option("--rpc-max-websockets", type=click.IntRange(1), default=RpcLimits.max_websockets, show_default=True, help="WebSocket connections open at once (HTTP 429 / -32005 with retryAfter).")
+@click.option("--rpc-body-timeout", type=click.FloatRange(1.0), default=RpcLimits.body_timeout, show_default=True, help="Seconds an HTTP request's body may take once its headers are in (HTTP 408 / -32005).")
 @click.option("--txpool-max-count", type=click.IntRange(1), default=PoolLimits.max_size, show_default=True, help="Transactions in the pool (-32005 with retryAfter).")
 @click.option("--txpool-max-bytes", type=click.IntRange(1024), default=PoolLimits.max_bytes, show_default=True, help="Raw bytes of the pooled transactions (-32005 with retryAfter).")
 @click.option("--txpool-max-wait", type=click.FloatRange(1.0), default=PoolLimits.max_wait, show_default=True, help="Seconds of work at the measured drain rate the pool holds (-32005 with retryAfter).")
@@ -163,6 +164,7 @@ def node_command(
     rpc_max_concurrent: int,
     rpc_max_subscriptions: int,
     rpc_max_websockets: int,
+    rpc_body_timeout: float,
     txpool_max_count: int,
     txpool_max_bytes: int,
     txpool_max_per_sender: int,
@@ -193,6 +195,7 @@ def node_command(
             max_concurrent=rpc_max_concurrent,
             max_subscriptions=rpc_max_subscriptions,
             max_websockets=rpc_max_websockets,
+            body_timeout=rpc_body_timeout,
         ),
         pool=PoolLimits(
             max_size=txpool_max_count,
