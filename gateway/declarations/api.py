@@ -254,6 +254,13 @@ async def upload(request: web.Request) -> web.Response:
         "crossing": None if crossing is None else {
             "vehicle": crossing["vehicle"], "controlPoint": crossing.get("controlPoint", ""),
             "time": _unix(crossing["time"])}}
+    return _store(request, principal, reference, parsed.lines, options, body)
+
+
+def _store(request: web.Request, principal: Principal, reference: str, lines: list[Any],
+           options: dict[str, Any], body: dict[str, Any]) -> web.Response:
+    """Check the named parties and readers are organisations, keep the goods lines and
+    options under ``reference``; 201 when new, 200 when they replace an upload."""
     for role in ("consignor", "consignee"):
         party = options[role]
         if isinstance(party, dict) and "organisation" in party:
@@ -261,9 +268,10 @@ async def upload(request: web.Request) -> web.Response:
     readers = list(body.get("readers", []))
     for i, org in enumerate(readers):
         _organisation(request, org, f"/readers/{i}")
+    service = _service(request)
     shipment, new = service.store.put_shipment(
         principal.org_id, reference,
-        {"lines": [g.to_json() for g in parsed.lines], "options": options}, readers)
+        {"lines": [g.to_json() for g in lines], "options": options}, readers)
     return web.json_response(view_of(service, shipment), status=201 if new else 200)
 
 
@@ -271,7 +279,6 @@ async def _upload_for_job(request: web.Request, principal: Principal, body: dict
                           lines: list[Any]) -> web.Response:
     """The goods lines of a truck job (``kind: truck``, ``reference``: its id): only the job's
     haulier declares; the record, vehicle and crossing come from the job."""
-    service = _service(request)
     land = request.app.get(LAND)
     reference = body["reference"].strip().upper()
     if land is None or not is_job_id(reference):
@@ -299,17 +306,7 @@ async def _upload_for_job(request: web.Request, principal: Principal, body: dict
         "exempt": bool(body.get("exempt")),
         "consignor": body.get("consignor"), "consignee": body.get("consignee"),
         "containers": list(job.containers), "crossing": None}
-    for role in ("consignor", "consignee"):
-        party = options[role]
-        if isinstance(party, dict) and "organisation" in party:
-            _organisation(request, party["organisation"], f"/{role}/organisation")
-    readers = list(body.get("readers", []))
-    for i, org in enumerate(readers):
-        _organisation(request, org, f"/readers/{i}")
-    shipment, new = service.store.put_shipment(
-        principal.org_id, job.id, {"lines": [g.to_json() for g in lines], "options": options},
-        readers)
-    return web.json_response(view_of(service, shipment), status=201 if new else 200)
+    return _store(request, principal, job.id, lines, options, body)
 
 
 def _lines_json(lines: Any) -> bytes:
