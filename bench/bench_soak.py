@@ -64,7 +64,13 @@ from typing import Any
 from devnet.errors import DevnetError
 from devnet.gateway import GatewayClient, Port
 from devnet.jsonrpc import RpcClient, RpcError, wait_for
-from devnet.load import CargoLoad, LoadReport, cargo_publishers, percentile
+from devnet.load import (
+    RECEIPTS_PER_BATCH,
+    CargoLoad,
+    LoadReport,
+    cargo_publishers,
+    percentile,
+)
 from node.genesis import Genesis
 from node.service import MEMORY_PROFILE_ENV
 
@@ -411,9 +417,10 @@ def sweep(port: Port, windows: Sequence[Window]) -> None:
                 continue
             hashes = window.report.accepted_hashes
             final = 0
-            for start in range(0, len(hashes), 100):
+            for start in range(0, len(hashes), RECEIPTS_PER_BATCH):
                 receipts = client.batch(
-                    [("eth_getTransactionReceipt", [h]) for h in hashes[start : start + 100]]
+                    [("eth_getTransactionReceipt", [h])
+                     for h in hashes[start : start + RECEIPTS_PER_BATCH]]
                 )
                 final += sum(1 for r in receipts if isinstance(r, dict))
             window.late = max(0, final - window.report.included)

@@ -45,6 +45,10 @@ from node.genesis import Genesis, dev_key
 SUBMIT_TIMEOUT = 5.0
 #: Seconds after the end of a load run during which a late submitter may still send.
 SUBMIT_GRACE = 5.0
+#: Receipts per JSON-RPC batch when a run is accounted for. A cargo receipt carries ~100 logs
+#: (~1.7 KB each formatted), so 200 made ~30 MB answers whose peak the watched validator's
+#: allocator kept (the soak's validator-0 +90 MiB); 20 keep an answer near 3 MB.
+RECEIPTS_PER_BATCH = 20
 
 T = TypeVar("T")
 
@@ -561,7 +565,7 @@ class CargoLoad:
             report.included_once = sum(1 for h in included if occurrences[h] == 1)
             report.duplicated = report.included - report.included_once
             report.lost = len(submitted) - report.included
-            for hashes in _chunks(included, 200):
+            for hashes in _chunks(included, RECEIPTS_PER_BATCH):
                 receipts = client.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
                 for tx_hash, receipt in zip(hashes, receipts, strict=True):
                     if (
