@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -912,67 +912,80 @@ class GatewayLoad:
         total = max(1, round(rate * duration))
         t0 = report.started = time.monotonic() + 0.1
         give_up = t0 + duration + SUBMIT_GRACE
-        jobs = itertools.count()
+        lock = threading.Lock()
+
+        def send(conn: http.client.HTTPConnection, j: int) -> http.client.HTTPConnection:
+            if time.monotonic() > give_up:
+                with lock:
+                    report.unsent += 1
+                return conn
+            time.sleep(max(0.0, t0 + j / rate - time.monotonic()))
+            uploader = self.uploaders[j % len(self.uploaders)]
+            body, keys = self._body(uploader, label, j, per_request)
+            sent = time.monotonic()
+            try:
+                status, headers, answer = self._request(
+                    conn, "POST", "/v1/events", uploader.api_key, body
+                )
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                failure = "timeout" if isinstance(exc, TimeoutError) else (
+                    f"connection {type(exc).__name__}")
+                with lock:
+                    report.requests += 1
+                    report.errors[failure] += 1
+                return self._connection()
+            elapsed = time.monotonic() - sent
+            with lock:
+                report.requests += 1
+                report.slowest_s = max(report.slowest_s, elapsed)
+                self._classify(report, uploader, keys, status, headers, answer)
+            return conn
+
+        self._in_threads(self.concurrency, total, send, name="gateway-load")
+        warm = min(5.0, duration / 5) if warmup is None else warmup
+        report.window_s = duration - warm
+        return report
+
+    def _in_threads(
+        self,
+        threads: int,
+        total: int,
+        job: Callable[[http.client.HTTPConnection, int], http.client.HTTPConnection],
+        *,
+        name: str,
+    ) -> None:
+        """Run ``job(connection, i)`` for i in 0..total-1 on ``threads`` threads, each with its
+        own gateway connection (``job`` returns the one to go on with, a fresh one after a
+        failure); the first exception of any thread is raised here, after all have ended."""
+        indices = itertools.count()
         lock = threading.Lock()
         failures: list[BaseException] = []
 
-        def sender() -> None:
+        def worker() -> None:
             conn = self._connection()
             try:
                 while True:
                     with lock:
-                        j = next(jobs)
-                    if j >= total:
+                        i = next(indices)
+                    if i >= total:
                         return
-                    if time.monotonic() > give_up:
-                        with lock:
-                            report.unsent += 1
-                        continue
-                    time.sleep(max(0.0, t0 + j / rate - time.monotonic()))
-                    uploader = self.uploaders[j % len(self.uploaders)]
-                    body, keys = self._body(uploader, label, j, per_request)
-                    sent = time.monotonic()
-                    try:
-                        status, headers, answer = self._request(
-                            conn, "POST", "/v1/events", uploader.api_key, body
-                        )
-                    except TimeoutError:
-                        conn.close()
-                        conn = self._connection()
-                        with lock:
-                            report.requests += 1
-                            report.errors["timeout"] += 1
-                        continue
-                    except (OSError, http.client.HTTPException) as exc:
-                        conn.close()
-                        conn = self._connection()
-                        with lock:
-                            report.requests += 1
-                            report.errors[f"connection {type(exc).__name__}"] += 1
-                        continue
-                    elapsed = time.monotonic() - sent
-                    with lock:
-                        report.requests += 1
-                        report.slowest_s = max(report.slowest_s, elapsed)
-                        self._classify(report, uploader, keys, status, headers, answer)
+                    conn = job(conn, i)
             except BaseException as exc:  # surfaced below, never swallowed
                 failures.append(exc)
             finally:
                 conn.close()
 
-        threads = [
-            threading.Thread(target=sender, daemon=True, name=f"gateway-load-{i}")
-            for i in range(self.concurrency)
+        started = [
+            threading.Thread(target=worker, daemon=True, name=f"{name}-{n}")
+            for n in range(threads)
         ]
-        for thread in threads:
+        for thread in started:
             thread.start()
-        for thread in threads:
+        for thread in started:
             thread.join()
         if failures:
             raise failures[0]
-        warm = min(5.0, duration / 5) if warmup is None else warmup
-        report.window_s = duration - warm
-        return report
 
     @staticmethod
     def _classify(
@@ -1036,36 +1049,16 @@ class GatewayLoad:
         by_key = {org.org: org.api_key for org in self.uploaders}
         todo = [(r, org, key) for r in reports for org, key in r.keys]
         answers: dict[tuple[int, str], dict[str, Any] | None] = {}
-        lock = threading.Lock()
-        position = itertools.count()
-        failures: list[BaseException] = []
 
-        def reader() -> None:
-            conn = self._connection()
-            try:
-                while True:
-                    with lock:
-                        i = next(position)
-                    if i >= len(todo):
-                        return
-                    _, org, key = todo[i]
-                    status, _, body = self._request(
-                        conn, "GET", f"/v1/submissions/{urllib.parse.quote(key)}", by_key[org]
-                    )
-                    with lock:
-                        answers[(org, key)] = body if status == 200 else None
-            except BaseException as exc:  # surfaced below
-                failures.append(exc)
-            finally:
-                conn.close()
+        def read(conn: http.client.HTTPConnection, i: int) -> http.client.HTTPConnection:
+            _, org, key = todo[i]
+            status, _, body = self._request(
+                conn, "GET", f"/v1/submissions/{urllib.parse.quote(key)}", by_key[org]
+            )
+            answers[(org, key)] = body if status == 200 else None
+            return conn
 
-        threads = [threading.Thread(target=reader, daemon=True) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        if failures:
-            raise failures[0]
+        self._in_threads(8, len(todo), read, name="gateway-read-back")
         logs = self._cargo_logs()
         publishers: Counter[int] = Counter(publisher for publisher, _, _ in logs.values())
         seen = self.watcher.blocks
