@@ -15,6 +15,13 @@ transactions sent to one validator, publishers dealt round-robin over the valida
    ``--max-p99``); once a rate fails it bisects between the best rate that kept up and the
    lowest that did not (halving if the first already fails), ``--max-steps`` steps in all.
 3. Measure: 50 % and 100 % of that maximum for ``--minutes`` each.
+4. Replay: the devnet is stopped and validator-0's data directory is re-executed from genesis
+   by the node's own replay (``portledger replay --datadir D --jobs 1``: :func:`node.replay.
+   replay_datadir` with the auditor's report, in this process) — the rate at which one process
+   re-verifies this very chain on this machine, now. Printed: replayed events/s (wall) and per
+   CPU-second, and each measured phase's finalized events/s as a ratio to both. Four
+   validators each execute every block, so on ``C`` cores the finalized rate is bounded near
+   ``C / validators`` times the CPU rate. ``--no-replay`` skips it.
 
 Finality latency is wall-clock: from just before ``eth_sendRawTransaction`` to the moment a
 watcher polling the first validator every 50 ms first sees the block holding the transaction
@@ -32,17 +39,22 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from devnet.errors import DevnetError
 from devnet.layout import create_devnet
 from devnet.load import CargoLoad, LoadReport
 from devnet.processes import Devnet
-from node.genesis import QbftConfig
+from node.audit import AuditReport
+from node.datadir import DataDir
+from node.genesis import Genesis, QbftConfig
+from node.replay import ReplaySummary, replay_datadir
 
 #: Finalized throughput must reach this share of the offered rate for a step to "keep up".
 FOLLOW_SHARE = 0.9
@@ -145,6 +157,60 @@ def ramp(load: CargoLoad, args: argparse.Namespace, results: list[dict[str, obje
     return good
 
 
+@dataclass(frozen=True)
+class ReplayRate:
+    """One replay of a stopped validator's chain: its summary and the CPU it took."""
+
+    summary: ReplaySummary
+    cpu_seconds: float
+
+    @property
+    def events_per_s(self) -> float:
+        return self.summary.logs / self.summary.seconds if self.summary.seconds else 0.0
+
+    @property
+    def events_per_cpu_s(self) -> float:
+        return self.summary.logs / self.cpu_seconds if self.cpu_seconds else 0.0
+
+
+def replay_rate(datadir: Path) -> ReplayRate:
+    """Replay ``datadir``'s chain as ``portledger replay --datadir D --jobs 1`` does (every
+    root re-verified, the auditor's report fed); :class:`Failed` if a block does not verify.
+    CPU is this process's (every thread: LevelDB's background work included)."""
+    paths = DataDir(datadir)
+    genesis = Genesis.load(paths.genesis)
+    with tempfile.TemporaryDirectory(prefix="portledger-bench-replay-") as scratch:
+        cpu = time.process_time()
+        summary = replay_datadir(
+            genesis, paths.chain, scratch, jobs=1, report=AuditReport(genesis),
+            show_progress=False,
+        )  # fmt: skip
+        cpu = time.process_time() - cpu
+    if summary.failure:
+        raise Failed(f"the replay of {datadir} failed: {summary.failure}")
+    return ReplayRate(summary, cpu)
+
+
+def replay_lines(rate: ReplayRate, measured: list[tuple[str, LoadReport]]) -> list[str]:
+    """The replay's figures and each measured phase's finalized rate as a ratio to them."""
+    s = rate.summary
+    lines = [
+        f"replay (--jobs 1, with report): {s.blocks} blocks, {s.transactions} txs, "
+        f"{s.logs} events in {s.seconds:.1f} s wall, {rate.cpu_seconds:.1f} s CPU: "
+        f"{rate.events_per_s:.0f} events/s, {rate.events_per_cpu_s:.0f} events per CPU-second "
+        f"(load average {os.getloadavg()[0]:.2f})"
+    ]
+    for label, report in measured:
+        final = report.finalized_events_per_s
+        lines.append(
+            f"  {label}: finalized {final:.0f} events/s = "
+            f"{final / rate.events_per_s if rate.events_per_s else 0:.2f} x replay wall, "
+            f"{final / rate.events_per_cpu_s if rate.events_per_cpu_s else 0:.2f} x replay "
+            "per CPU-second"
+        )
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--validators", type=int, default=4)
@@ -163,6 +229,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="short steps and runs (smoke test)")
     parser.add_argument("--json", dest="json_path", help="also write every step's figures here")
     parser.add_argument("--keep", action="store_true", help="keep the devnet folder (logs)")
+    parser.add_argument(
+        "--no-replay", action="store_true", help="skip replaying validator-0's chain at the end"
+    )
     parser.add_argument(
         "--block-period-ms",
         type=int,
@@ -221,7 +290,18 @@ def main() -> int:
         failed = any(r.lost or r.duplicated for _, r in measured)
         if failed:
             print("FAILED: transactions were lost or duplicated", file=sys.stderr)
-        return 1 if failed else 0
+            return 1
+        if not args.no_replay:
+            devnet.stop()
+            rate = replay_rate(layout.nodes[0].datadir)
+            print()
+            print("\n".join(replay_lines(rate, measured)), flush=True)
+            results.append({
+                "phase": "replay", "blocks": rate.summary.blocks, "events": rate.summary.logs,
+                "seconds": rate.summary.seconds, "cpu_seconds": rate.cpu_seconds,
+                "events_per_s": rate.events_per_s, "events_per_cpu_s": rate.events_per_cpu_s,
+            })  # fmt: skip
+        return 0
     except NotFinalizing as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 2

@@ -16,10 +16,12 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import rlp
 from eth.abc import (
     BlockAPI,
     BlockHeaderAPI,
@@ -52,6 +54,9 @@ from node.genesis import BFT_MIX_HASH, UPGRADE_ADVICE, Genesis
 #: :data:`consensus.extradata.CHAIN_FORMAT_VERSION` when it was initialised); directories of
 #: chain format v1 predate the key.
 CHAIN_FORMAT_KEY = SCHEMA_PREFIX + b"chain-format"
+
+#: Marks "not in the parent's writes" (None and b"" are values a write can have).
+_ABSENT = object()
 
 _IS_MEMBER_ACCOUNT = function_signature_to_4byte_selector("isMemberAccount(address)")
 
@@ -413,35 +418,80 @@ class Ledger:
         timestamp: int,
         round_: int = 0,
         deadline: float | None = None,
+        on: Executed | None = None,
     ) -> Executed:
         """Build an unsealed block on the head: the proposer's half of a round.
 
         Nothing is written: the execution's trie nodes stay in :attr:`Executed.writes` until
         :meth:`commit` persists the block with its seals.
+
+        ``on``: build speculatively on a block executed here but not committed yet (the head's
+        child, e.g. the proposal of the current height) instead of on the head — pipelining,
+        see :meth:`_staged_on`. The result commits only once ``on``'s block is the head
+        (:meth:`commit` refuses it otherwise: the block extends that hash, nothing else).
         """
-        parent = self.head()
+        parent = self.head() if on is None else on.block.header
         template = self.unsealed_header(
             parent,
             timestamp=max(timestamp, parent.timestamp + self.genesis.qbft.timestamp_step),
             proposer=proposer,
             round_=round_,
         )
-        with self.db.staged() as writes:
+        with self._staged_on(on) as writes:
             result = self.execute(template, transactions, deadline=deadline)
         return Executed(result, writes)
 
-    def execute_block(self, block: BlockAPI, *, sealed: bool) -> Executed:
+    @contextmanager
+    def _staged_on(self, parent: Executed | None) -> Iterator[dict[bytes, Any]]:
+        """:meth:`node.db.LevelDB.staged`, seeing ``parent``'s uncommitted execution too.
+
+        The staged writes start as a copy of ``parent``'s writes plus its (unsealed) header
+        under its hash — its block hash is the sealed block's too (round 0, no seals), so the
+        child's parent link, ``BLOCKHASH`` and every state read resolve as if ``parent`` were
+        committed. What the child execution did not write itself is taken out afterwards (by
+        identity: the parent's objects), so the yielded dict ends as the child's own writes
+        and committing it can never overwrite the parent's sealed header.
+        """
+        if parent is None:
+            with self.db.staged() as writes:
+                yield writes
+            return
+        header = parent.block.header
+        if header.parent_hash != self.head().hash:
+            raise InvalidBlock(
+                f"block #{header.block_number} 0x{header.hash.hex()}: not the head's child, "
+                "nothing can be built on it"
+            )
+        base = dict(parent.writes)
+        base[header.hash] = rlp.encode(header)
+        own: dict[bytes, Any] = {}
+        with self.db.staged() as writes:
+            writes.update(base)
+            try:
+                yield own
+            finally:
+                own.update((k, v) for k, v in writes.items() if base.get(k, _ABSENT) is not v)
+
+    def execute_block(
+        self, block: BlockAPI, *, sealed: bool, on: Executed | None = None
+    ) -> Executed:
         """Validate ``block`` as the head's child and execute it; write nothing.
 
         ``sealed=False`` is a proposal (seals not checked yet); ``sealed=True`` also checks a
         quorum of commit seals. Raises :class:`InvalidBlock` naming the first failed check.
+        ``on``: a block executed here, not committed yet (the head's child); a ``block`` whose
+        parent it is executes on it (pipelining, as in :meth:`build`) and commits only after it.
         """
-        try:
-            parent = self.header_by_hash(block.header.parent_hash)
-        except HeaderNotFound as exc:
-            raise InvalidBlock(f"block #{block.number}: parent not known") from exc
-        if parent.hash != self.head().hash:
-            raise InvalidBlock(f"block #{block.number}: does not extend the head")
+        if on is not None and block.header.parent_hash == on.block.hash:
+            parent = on.block.header
+        else:
+            on = None
+            try:
+                parent = self.header_by_hash(block.header.parent_hash)
+            except HeaderNotFound as exc:
+                raise InvalidBlock(f"block #{block.number}: parent not known") from exc
+            if parent.hash != self.head().hash:
+                raise InvalidBlock(f"block #{block.number}: does not extend the head")
         self._validate_header(block.header, parent, sealed=sealed)
         template = self.chain.create_header_from_parent(
             parent,
@@ -452,7 +502,7 @@ class Ledger:
             mix_hash=block.header.mix_hash,
             parent_beacon_block_root=block.header.parent_beacon_block_root,
         )
-        with self.db.staged() as writes:
+        with self._staged_on(on) as writes:
             result = self.execute(template, block.transactions)
         if result.rejected:
             tx, reason = result.rejected[0]
