@@ -21,6 +21,18 @@ every root); the verdict reaches the core as data, ``ProposalReceived(proposal, 
 and ``CommitBlock`` commits that same execution (``Ledger.commit``). The proposer commits the
 execution it built.
 
+Pipelining: the validator that proposes height N + 1 in round 0 (round-robin over the list in
+header N) builds that block as soon as N's proposal has executed here, on that execution's
+uncommitted state (``Ledger.build(on=...)``), while the network still prepares and commits N
+and the other validators execute it; the build fills the worker (and a core) that would
+otherwise idle until N commits. When N commits and the core asks for block N + 1
+(``BuildBlock``), the speculative block is proposed at once — only if the committed N is
+exactly the block it was built on (same hash; it can only commit after it, ``Ledger.commit``)
+and it carries transactions; otherwise it is discarded and the block built as before. Nothing
+is signed or sent for N + 1 before N is committed here: the speculation is only an execution,
+the core, its signing record and every QBFT rule are untouched (``Engine.speculation`` counts
+``built`` / ``used`` / ``discarded``).
+
 Work-driven rounds: an idle chain makes no blocks except the heartbeat
 (``emptyBlockPeriodSeconds``), as in dev mode. So round 0 of a height starts its timer, and
 its proposer builds, only once there is work — transactions in the pool (transactions are
@@ -81,6 +93,7 @@ from eth_keys.datatypes import PrivateKey
 from consensus import extradata, inputs, qbft
 from consensus.messages import Block, MalformedMessage, Proposal, decode_message, encode_message
 from consensus.state import Config, NodeState, ValidatorSchedule, decode_record, encode_record
+from consensus.validation import proposer_for
 from node.chain import InvalidBlock, QbftBlock
 from node.db import NodeKeys
 from node.evidence import EquivocationDetector, EvidenceReporter, EvidenceStore
@@ -266,6 +279,15 @@ class EventQueue:
             )
 
 
+@dataclass
+class _Speculation:
+    """A block of ``height`` being built on the uncommitted execution of block ``parent``."""
+
+    height: int
+    parent: bytes
+    task: asyncio.Task[Executed | None]
+
+
 def recover(digest: bytes, signature: bytes) -> bytes | None:
     """Signer address of a 65-byte secp256k1 signature over ``digest``, None if none."""
     try:
@@ -320,6 +342,11 @@ class Engine:
         self._proposal_seen: dict[int, float] = {}
         #: Proposals being executed now, by digest (an import of the same block waits for it).
         self._executing: dict[bytes, asyncio.Future[Executed]] = {}
+        #: Build the next block ahead while the current one is decided (module docstring).
+        self.pipelining = True
+        self._speculation: _Speculation | None = None
+        #: Speculative builds: ``built``, ``used`` (proposed), ``discarded``.
+        self.speculation: Counter[str] = Counter()
         #: _pre_execute tasks running (at most EngineLimits.max_pre_executions).
         self.pre_executions = 0
         self._sync_task: asyncio.Task[None] | None = None
@@ -528,20 +555,22 @@ class Engine:
         if self.ledger.head().block_number + 1 != height or self._stopping:
             return
         self._proposal_seen.setdefault(height, time.time())
-        txs = self.service.select_transactions()
-        deadline = time.monotonic() + self.service.build_budget
-        try:
-            executed = await self._in_worker(
-                self.ledger.build,
-                txs,
-                proposer=self.address,
-                timestamp=int(time.time()),
-                round_=round_,
-                deadline=deadline,
-            )
-        except InvalidBlock as exc:
-            log.warning("could not build block #%d: %s", height, exc)
-            return
+        executed = await self._speculated(height) if round_ == 0 else None
+        if executed is None:
+            txs = self.service.select_transactions()
+            deadline = time.monotonic() + self.service.build_budget
+            try:
+                executed = await self._in_worker(
+                    self.ledger.build,
+                    txs,
+                    proposer=self.address,
+                    timestamp=int(time.time()),
+                    round_=round_,
+                    deadline=deadline,
+                )
+            except InvalidBlock as exc:
+                log.warning("could not build block #%d: %s", height, exc)
+                return
         self.service.drop_rejected(executed.result)
         if executed.block.number != height:
             return
@@ -549,6 +578,77 @@ class Engine:
         block = Block(executed.block.hash, bytes(rlp.encode(executed.block)))
         self._decode_block(block.payload, executed.block)
         self.events.put_nowait(inputs.BlockProposalReady(height, round_, block))
+
+    # -- pipelining: the next block built while this one is decided --------------------
+    def _speculate(self, parent: Executed) -> None:
+        """Start building the child of ``parent`` (an executed proposal for the head's child)
+        if this node proposes it in round 0 and transactions wait for it."""
+        header = parent.block.header
+        height = header.block_number + 1
+        if not self.pipelining or self._stopping or self.halted is not None:
+            return
+        if header.parent_hash != self.ledger.head().hash:
+            return
+        spec = self._speculation
+        if spec is not None and spec.height == height and spec.parent == header.hash:
+            return  # already building on this block (re-proposed in a later round)
+        validators = self.ledger.validators_at(header)  # the set that decides height N + 1
+        if self.address not in validators or proposer_for(validators, height, 0) != self.address:
+            return
+        txs = self.service.select_transactions(after=parent.block)
+        if not txs:
+            return  # nothing to gain: an empty block builds in no time
+        self._discard_speculation()
+        self.speculation["built"] += 1
+        self._speculation = _Speculation(
+            height, header.hash, self._spawn(self._build_ahead(height, txs, parent))
+        )
+
+    async def _build_ahead(
+        self, height: int, txs: list[Any], parent: Executed
+    ) -> Executed | None:
+        budget = self.service.build_budget
+
+        def build() -> Executed:
+            # The deadline counts from when the worker starts, like an ordinary build's.
+            return self.ledger.build(
+                txs, proposer=self.address, timestamp=int(time.time()), round_=0,
+                deadline=time.monotonic() + budget, on=parent,
+            )  # fmt: skip
+
+        try:
+            executed: Executed = await self._in_worker(build)
+        except InvalidBlock as exc:  # its parent stopped being the head's child meanwhile
+            log.info("speculative build of block #%d dropped: %s", height, exc)
+            return None
+        return executed
+
+    async def _speculated(self, height: int) -> Executed | None:
+        """The speculative block for ``height`` if it extends the committed head exactly and
+        carries transactions; else None (discarded)."""
+        spec, self._speculation = self._speculation, None
+        if spec is None:
+            return None
+        if spec.height != height:
+            self.speculation["discarded"] += 1
+            return None
+        executed = await spec.task
+        head = self.ledger.head()
+        if (
+            executed is None
+            or head.block_number + 1 != height
+            or executed.block.header.parent_hash != head.hash
+            or not executed.block.transactions
+        ):
+            self.speculation["discarded"] += 1
+            return None
+        self.speculation["used"] += 1
+        return executed
+
+    def _discard_speculation(self) -> None:
+        if self._speculation is not None:
+            self._speculation = None
+            self.speculation["discarded"] += 1
 
     async def _commit(self, action: qbft.CommitBlock) -> None:
         executed = self._executed.get(action.block.digest)
@@ -582,6 +682,12 @@ class Engine:
             (d, e) for d, e in self._executed.items() if e.block.number > block.number
         )
         self._proposal_seen = {h: t for h, t in self._proposal_seen.items() if h >= block.number}
+        spec = self._speculation
+        if spec is not None and (
+            block.number >= spec.height
+            or (block.number + 1 == spec.height and block.hash != spec.parent)
+        ):
+            self._discard_speculation()  # built on a block that did not commit
         assert self.state is not None
         current = self.state.validators.at(block.number + 1)
         following = self.ledger.validators_at(block.header)
@@ -729,6 +835,8 @@ class Engine:
             self.events.put_peer(
                 peer, inputs.ProposalReceived(proposal, block_valid=valid), self._now()
             )
+        if valid and executed is not None:
+            self._speculate(executed)
 
     @staticmethod
     def _proposed_header_problem(header: Any) -> str | None:

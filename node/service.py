@@ -346,11 +346,19 @@ class NodeService:
             except Exception:  # a faulty listener must not stop the node
                 log.exception("block listener failed")
 
-    def select_transactions(self) -> list[SignedTransactionAPI]:
-        """Ready pool transactions for the next block, within its gas limit and tx cap."""
+    def select_transactions(self, after: Any = None) -> list[SignedTransactionAPI]:
+        """Ready pool transactions for the next block, within its gas limit and tx cap.
+
+        ``after``: an executed, uncommitted block the next block will follow (pipelining):
+        its transactions are left out and its senders' nonces continue after them."""
+        used: dict[bytes, int] | None = None
+        if after is not None:
+            used = {}
+            for tx in after.transactions:
+                used[tx.sender] = max(used.get(tx.sender, 0), tx.nonce + 1)
         txs: list[SignedTransactionAPI] = []
         gas_left = self.ledger.head().gas_limit
-        for tx in self.pool.ready():
+        for tx in self.pool.ready(used):
             if len(txs) >= MAX_BLOCK_TRANSACTIONS:
                 break
             if tx.gas > gas_left:

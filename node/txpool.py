@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -212,11 +212,17 @@ class TxPool:
         self.bytes += raw_size
         return tx_hash
 
-    def ready(self) -> Iterator[SignedTransactionAPI]:
-        """Executable transactions, round-robin across senders, each in nonce order."""
+    def ready(self, used: Mapping[bytes, int] | None = None) -> Iterator[SignedTransactionAPI]:
+        """Executable transactions, round-robin across senders, each in nonce order.
+
+        ``used``: sender -> next nonce after a block that is executed but not committed yet
+        (the pipelined build of its child starts there, past that block's transactions)."""
         cursors: list[tuple[_Sender, int]] = []
         for sender, queue in self._senders.items():
-            cursors.append((queue, self._account_nonce(sender)))
+            nonce = self._account_nonce(sender)
+            if used is not None:
+                nonce = max(nonce, used.get(sender, 0))
+            cursors.append((queue, nonce))
         while cursors:
             still: list[tuple[_Sender, int]] = []
             for queue, nonce in cursors:
