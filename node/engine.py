@@ -31,7 +31,10 @@ exactly the block it was built on (same hash; it can only commit after it, ``Led
 and it carries transactions; otherwise it is discarded and the block built as before. Nothing
 is signed or sent for N + 1 before N is committed here: the speculation is only an execution,
 the core, its signing record and every QBFT rule are untouched (``Engine.speculation`` counts
-``built`` / ``used`` / ``discarded``).
+``built`` / ``used`` / ``discarded``). Likewise a proposal for the height after next that
+arrives while this node has executed, but not yet committed, its parent is executed on that
+execution at once; it still waits for its turn, and its verdict is "valid" only if exactly that
+parent committed (``ahead``).
 
 Work-driven rounds: an idle chain makes no blocks except the heartbeat
 (``emptyBlockPeriodSeconds``), as in dev mode. So round 0 of a height starts its timer, and
@@ -345,7 +348,8 @@ class Engine:
         #: Build the next block ahead while the current one is decided (module docstring).
         self.pipelining = True
         self._speculation: _Speculation | None = None
-        #: Speculative builds: ``built``, ``used`` (proposed), ``discarded``.
+        #: Speculative builds: ``built``, ``used`` (proposed), ``discarded``; proposals
+        #: executed ahead on an uncommitted parent: ``ahead``.
         self.speculation: Counter[str] = Counter()
         #: _pre_execute tasks running (at most EngineLimits.max_pre_executions).
         self.pre_executions = 0
@@ -621,6 +625,9 @@ class Engine:
         except InvalidBlock as exc:  # its parent stopped being the head's child meanwhile
             log.info("speculative build of block #%d dropped: %s", height, exc)
             return None
+        except Exception:  # a failed speculation must never cost a round: build as before
+            log.exception("speculative build of block #%d failed", height)
+            return None
         return executed
 
     async def _speculated(self, height: int) -> Executed | None:
@@ -749,6 +756,8 @@ class Engine:
                 queued = self._future.setdefault(message.height, [])
                 if len(queued) < FUTURE_PROPOSALS:
                     queued.append((peer, message))
+                    if message.height == head + 2:
+                        self._execute_ahead(message)
                 return
             if message.height == head + 1:
                 self._start_pre_execute(peer, message)
@@ -829,14 +838,62 @@ class Engine:
                     self._invalid.popitem(last=False)
                 log.warning("invalid proposal #%d from %s: %s", block.number, peer.hex(), reason)
                 self.network.penalise(peer, PENALTY_INVALID, f"invalid proposal: {reason}")
+        valid = self._executed_child(digest, proposal.height) is not None
         executed = self._executed.get(digest)
-        valid = executed is not None and executed.block.number == proposal.height
         if self.state is not None:
             self.events.put_peer(
                 peer, inputs.ProposalReceived(proposal, block_valid=valid), self._now()
             )
         if valid and executed is not None:
             self._speculate(executed)
+
+    def _executed_child(self, digest: bytes, height: int) -> Executed | None:
+        """The execution of block ``digest`` if it is the head's child at ``height`` — the only
+        verdict "valid" there is. A block executed ahead on an uncommitted parent
+        (:meth:`_execute_ahead`) qualifies only once exactly that parent is the head."""
+        executed = self._executed.get(digest)
+        if executed is None or executed.block.number != height:
+            return None
+        if executed.block.header.parent_hash != self.ledger.head().hash:
+            return None
+        return executed
+
+    def _execute_ahead(self, proposal: Proposal) -> None:
+        """Execute a proposal for the height after next on this node's execution of its parent
+        (the proposal of the current height, not committed here yet), so that its verdict is
+        ready when the parent commits. Nothing reaches the core now: the proposal waits in
+        :attr:`_future` like any other, and its verdict (:meth:`_verdict`) reuses this
+        execution only if the committed block is that parent (:meth:`_executed_child`)."""
+        digest = proposal.block.digest
+        if digest in self._executed or digest in self._executing or digest in self._invalid:
+            return
+        if self.pre_executions >= self.limits.max_pre_executions or not self.pipelining:
+            return
+        try:
+            block = self._decode_block(proposal.block.payload)
+        except Exception:  # rlp raises several types on hostile input; judged at its turn
+            return
+        parent = self._executed.get(block.header.parent_hash)
+        if parent is None or parent.block.header.parent_hash != self.ledger.head().hash:
+            return
+        if self._proposed_header_problem(block.header) is not None:
+            return
+        self.pre_executions += 1
+        self.speculation["ahead"] += 1
+        running = asyncio.ensure_future(
+            self._in_worker(self.ledger.execute_block, block, sealed=False, on=parent)
+        )
+        self._executing[digest] = running
+        self._spawn(self._finish_ahead(digest, running))
+
+    async def _finish_ahead(self, digest: bytes, running: asyncio.Future[Executed]) -> None:
+        try:
+            self._remember(await running)
+        except InvalidBlock:
+            pass  # executed (and its sender penalised) again at its turn, on the head
+        finally:
+            self._executing.pop(digest, None)
+            self.pre_executions -= 1
 
     @staticmethod
     def _proposed_header_problem(header: Any) -> str | None:

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rlp
 
 from consensus import extradata, inputs, qbft
-from consensus.messages import Proposal
+from consensus.messages import Block, Proposal, ProposalPayload, Signed
 from devnet.ports import free_port
+from node.chain import InvalidBlock
 from node.db import LevelDB
 from node.engine import Engine
 from node.genesis import Genesis
@@ -95,6 +97,74 @@ async def test_speculative_block_is_discarded_when_another_block_commits(engine:
     assert built.header.parent_hash == other.block.hash  # built anew on the committed block
     assert {tx.hash for tx in built.transactions} == {tx.hash for tx in pooled[:3]}
     assert engine.speculation["discarded"] == 1 and not engine.speculation["used"]
+
+
+def proposal_of(executed: Executed) -> Proposal:
+    """A PROPOSAL carrying ``executed``'s block (signature not checked on this path)."""
+    block = executed.block
+    payload = ProposalPayload(block.number, 0, block.hash)
+    return Proposal(Signed(payload, PROPOSER, b"\x00" * 65),
+                    Block(block.hash, bytes(rlp.encode(block))))  # fmt: skip
+
+
+async def test_next_proposal_executes_ahead_but_is_valid_only_on_its_committed_parent(
+    engine: Engine,
+) -> None:
+    """A proposal for the height after next executes on this node's execution of its parent
+    at once; its verdict is "valid" only once exactly that parent commits."""
+    ledger = engine.ledger
+    now = int(time.time())
+    first = await engine._in_worker(
+        ledger.build, [cargo_tx(ledger, TERMINAL, 0)], proposer=PROPOSER, timestamp=now
+    )
+    engine._remember(first)  # this node executed the proposal of height 1
+    child = ledger.build([cargo_tx(ledger, TERMINAL, 1)], proposer=PROPOSER, timestamp=now,
+                         on=first)  # fmt: skip
+    proposal = proposal_of(child)
+    engine._execute_ahead(proposal)
+    running = engine._executing.get(child.block.hash)
+    assert running is not None and engine.pre_executions == 1
+    await running
+    await asyncio.sleep(0)  # _finish_ahead
+    assert engine.pre_executions == 0 and child.block.hash in engine._executed
+    assert engine.speculation["ahead"] == 1
+    assert ledger.head().block_number == 0
+    assert engine._executed_child(child.block.hash, 2) is None  # its parent is not committed
+    ledger.commit(first, seals=seal(first))
+    assert engine._executed_child(child.block.hash, 2) is not None
+    committed = ledger.commit(engine._executed[child.block.hash], seals=seal(child))
+    assert committed.block.hash == ledger.head().hash == child.block.hash
+
+
+async def test_proposal_executed_ahead_is_invalid_when_another_parent_commits(
+    engine: Engine,
+) -> None:
+    ledger = engine.ledger
+    now = int(time.time())
+    first = await engine._in_worker(
+        ledger.build, [cargo_tx(ledger, TERMINAL, 0)], proposer=PROPOSER, timestamp=now
+    )
+    other = await engine._in_worker(
+        ledger.build, [cargo_tx(ledger, CARRIER, 0, kind="TRANSPORT.ARRI")],
+        proposer=PROPOSER, timestamp=now,
+    )  # fmt: skip
+    engine._remember(first)
+    child = ledger.build([cargo_tx(ledger, TERMINAL, 1)], proposer=PROPOSER, timestamp=now,
+                         on=first)  # fmt: skip
+    engine._execute_ahead(proposal_of(child))
+    running = engine._executing.get(child.block.hash)
+    assert running is not None
+    await running
+    await asyncio.sleep(0)  # _finish_ahead
+    ledger.commit(other, seals=seal(other))  # a different block 1 is decided
+    assert engine._executed_child(child.block.hash, 2) is None
+    with pytest.raises(InvalidBlock, match="does not extend the head"):
+        ledger.commit(engine._executed[child.block.hash], seals=seal(child))
+    # Nothing is executed ahead on a parent this node has not executed.
+    unknown = ledger.build([], proposer=PROPOSER, timestamp=now)
+    engine._execute_ahead(proposal_of(ledger.build([], proposer=PROPOSER, timestamp=now,
+                                                   on=unknown)))  # fmt: skip
+    assert not engine._executing
 
 
 async def test_no_speculation_for_a_height_this_node_does_not_propose(
