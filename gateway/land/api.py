@@ -575,7 +575,8 @@ async def job_custody(request: web.Request) -> web.Response:
 
 
 @api.get("/v1/land/containers/{number}/custody", openapi.operation(
-    "A container's custody chains: one per job you may see",
+    "A container's custody chains: one per job you may see (its parties also see each step's "
+    "details); to a holder of the number only, one chain of the public steps (job null)",
     parameters=[openapi.path_parameter("number", {"type": "string", "maxLength": 20})],
     ok_schema=_OBJECT, errors=(400, 401, 403, 404, 429)))
 async def container_custody(request: web.Request) -> web.Response:
@@ -589,8 +590,12 @@ async def container_custody(request: web.Request) -> web.Response:
             continue
         chains.append({"job": job.id, "state": job.state,
                        "chain": land.custody(who, job, [number])[0]["steps"]})
+    if not chains:  # a holder of the number: the public steps, tied to no job
+        steps = land.public_custody(who, number)
+        if steps:
+            chains.append({"job": None, "state": None, "chain": steps})
     if not chains:
-        raise errors.NotFound(f"no land job of {number} you may see", code="no-custody")
+        raise errors.NotFound(f"no custody step of {number} you may see", code="no-custody")
     return web.json_response({"container": number, "jobs": chains})
 
 

@@ -36,6 +36,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from gateway import errors
+from gateway.events.model import EventError, parse_time
 from gateway.land.api import LAND, qr_image
 from gateway.land.live import latest, live_map, stream_url
 from gateway.land.model import Job
@@ -218,6 +219,27 @@ def _truck(job: Job, position: dict[str, Any], at: int) -> maps.Truck:
     return maps.Truck(job.vehicle, float(position["lat"]), float(position["lon"]), time=at,
                       speed=float(speed) * 3.6 if isinstance(speed, int | float) else None,
                       heading=float(heading) if isinstance(heading, int | float) else None)
+
+
+def job_of(request: web.Request, number: str, entry: dict[str, Any]) -> str | None:
+    """The land job of a box's on-road timeline ``entry`` (the container view's hook): the one
+    its details name (an event from a haulier's own feed), else the job whose gate-out this
+    terminal recorded at that time (a land gate-out's public step names none). Whether the
+    reader may see the job is :func:`truck_map`'s to decide."""
+    details = entry.get("details")
+    named = details.get("job") if isinstance(details, dict) else None
+    if isinstance(named, str):
+        return named
+    land = request.app.get(LAND)
+    publisher, time = entry.get("publisher"), entry.get("time")
+    if land is None or not isinstance(publisher, int) or not isinstance(time, str):
+        return None
+    try:
+        at = parse_time(time)
+    except EventError:
+        return None
+    job = land.job_of_gate_out(number, publisher, at)
+    return job.id if job is not None else None
 
 
 async def truck_map(request: web.Request, who: Principal, t: Translator, title: str,

@@ -145,6 +145,12 @@ class Job:
         """The reference its truck positions are stored under."""
         return Reference("truck", self.id)
 
+    @property
+    def reference(self) -> Reference:
+        """The reference its custody details are recorded under (named to the job's parties):
+        a shipment reference, so the parties track it and prove it by the job id."""
+        return Reference("shipment", self.id)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id, "state": self.state, "haulier": self.haulier,

@@ -10,7 +10,10 @@
 - **writing** goes through the write path: the terminal's ``TERMINAL.GTOT`` and the warehouse's
   ``WAREHOUSE.RECEIPT`` pass the upload checks (:func:`gateway.intake.service.check_events`: the
   publisher's role, the readers, the sealed size) and wait in the outbox to be sealed, signed by
-  the publisher's key and recorded;
+  the publisher's key and recorded. Each is two events per box: the **public step** (the box,
+  time, place, facility: readable by the box number's holders, nobody named) and its
+  **details** (:func:`job_detail`: job, vehicle, CCRN, token nonce, seals, condition), about the
+  job's reference and named to the job's parties only — a reference number is no secret;
 - **truck positions** are telemetry ``truck-position`` readings (``app[TELEMETRY]``) under the
   job's trip reference (``truck:<job id>``), mode ``reference``: whoever the land API lets read
   the job (a party, or someone entitled to one of its containers) asks by that reference;
@@ -19,8 +22,9 @@
 
 Who may read a job (:meth:`LandService.access`): the haulier (its members and API keys; its
 drivers only the jobs assigned to them), the pick-up terminal and the delivery warehouse, and
-anyone the tracking service shows one of its containers to — those see the job without its
-driver, and only the containers they may see.
+anyone an owner let read something of one of its containers (published, named, granted) —
+those see the job without its driver, and only the containers they may see. A mere holder of a
+box number sees no job: only the box's public custody steps (:meth:`LandService.public_custody`).
 """
 
 from __future__ import annotations
@@ -70,6 +74,13 @@ from gateway.writepath.operations import Operation
 
 #: The keystore secret whose 32 bytes are the land key's Ed25519 seed.
 KEY_SECRET = "land-key"
+#: A public custody step's visibility: any holder of the box number, nobody named (the named
+#: readers' ids are in clear in the envelope, and would tell who hauls the box).
+PUBLIC = Visibility("reference", ())
+#: The tail of a custody detail's idempotency key (after its step's key).
+DETAIL = ":detail"
+#: The receiving event's fields a public receipt keeps (the EPCIS feed's mapping of it).
+PUBLIC_RECEIPT_DETAILS = frozenset({"bizStep", "action", "disposition"})
 
 
 @dataclass(frozen=True)
@@ -143,8 +154,11 @@ class LandService:
             raise errors.NotFound(f"no job {job_id[:20]} you may see", code="unknown-job")
         return job, via
 
-    def visible_containers(self, who: Principal, containers: Sequence[str]) -> list[str]:
-        """Those of ``containers`` the tracking service shows ``who`` something of."""
+    def visible_containers(self, who: Principal, containers: Sequence[str], *,
+                           by_reference: bool = False) -> list[str]:
+        """Those of ``containers`` the tracking service shows ``who`` something of that its
+        owner let ``who`` read (published, named, granted); with ``by_reference`` also what
+        any holder of the box number reads (records readable by reference holders)."""
         if who.chain_org is None or who.role == "driver":
             return []
         reader = self.tracking.reader(who)
@@ -152,7 +166,8 @@ class LandService:
         for number in containers:
             key = key_of(number)
             reader.held[key] = number
-            if self.tracking.subject_events(reader, [key], "container"):
+            if any(by_reference or v.readable_via != "reference"
+                   for v in self.tracking.subject_events(reader, [key], "container")):
                 out.append(number)
         return out
 
@@ -207,7 +222,7 @@ class LandService:
         found: list[str] = []
         for index, ref in enumerate(references):
             if ref.kind == "container":
-                if not self.visible_containers(who, [ref.value]):
+                if not self.visible_containers(who, [ref.value], by_reference=True):
                     raise errors.Unprocessable(
                         f"container {ref.value}: nothing you may read names it",
                         code="unknown-container", details={"path": f"/references/{index}"})
@@ -390,22 +405,25 @@ class LandService:
                                            "first": first.code})
         when = at if at is not None else self.now()
         readers = _readers(who, job.haulier, job.delivery.org)
-        events = {number: CanonicalEvent(
-            "TERMINAL.GTOT", "ACT", when, Reference("container", number), job.pickup.location,
-            job.references,
-            {"job": job.id, "vehicle": job.vehicle, "haulier": job.haulier,
-             "facilityCode": job.pickup.facility or None, "ccrn": job.ccrn,
-             "pickupRight": rights[number].basis, "tokenNonce": claims.nonce},
-            Visibility("reference", readers)) for number in job.containers}
-        keys = {n: f"land:{job.id}:{claims.nonce}:gate-out:{n}" for n in job.containers}
-        receipts = await self._write(request, who, [(keys[n], e) for n, e in events.items()])
+        facility = {"facilityCode": job.pickup.facility} if job.pickup.facility else {}
+        items: list[tuple[str, CanonicalEvent]] = []
+        keys = {}
+        for number in job.containers:
+            keys[number] = f"land:{job.id}:{claims.nonce}:gate-out:{number}"
+            step = CanonicalEvent("TERMINAL.GTOT", "ACT", when, Reference("container", number),
+                                  job.pickup.location, (), dict(facility), PUBLIC)
+            items += [(keys[number], step), (keys[number] + DETAIL, job_detail(job, step, {
+                "haulier": job.haulier, "ccrn": job.ccrn,
+                "pickupRight": rights[number].basis, "tokenNonce": claims.nonce}, readers))]
+        receipts = await self._write(request, who, items)
         if not self.store.record_gate_out(job.id, claims.nonce, who.chain_org or 0, when, keys):
             raise _refusal("replayed", f"this token was just used for the gate-out of job "
                            f"{job.id}")
         return {"job": job.id, "state": "picked-up", "time": iso_time(when),
                 "containers": [{"container": n, "right": rights[n].to_json(),
-                                "receipt": _receipt(r)}
-                               for n, r in zip(job.containers, receipts, strict=True)]}
+                                "receipt": _receipt(step), "detail": _receipt(detail)}
+                               for n, step, detail in zip(job.containers, receipts[::2],
+                                                          receipts[1::2], strict=True)]}
 
     async def receive(self, request: web.Request, who: Principal, text: str,
                       found: dict[str, list[str]], condition: str,
@@ -433,18 +451,21 @@ class LandService:
             raise errors.ApiError(f"the receiving event does not map: {exc}") from None
         readers = _readers(who, job.haulier, job.pickup.org)
         by_box = {s["container"]: s for s in seals}
-        events = []
+        items: list[tuple[str, CanonicalEvent]] = []
+        keys = {}
         for event in mapped:
-            check = by_box[event.subject.value]
-            details = {**event.details, "job": job.id, "vehicle": job.vehicle,
-                       "sealsExpected": check["expected"], "sealsFound": check["found"],
-                       "sealsMatch": check["match"], "condition": condition[:300] or None}
-            events.append(replace(event, location=job.delivery.location, details=details,
-                                  visibility=Visibility("reference", readers)))
-        keys = [f"land:{job.id}:{claims.nonce}:receipt:{e.subject.value}" for e in events]
-        receipts = await self._write(request, who, list(zip(keys, events, strict=True)))
-        body = {"seals": seals, "condition": condition, "epcis": document,
-                "keys": dict(zip([e.subject.value for e in events], keys, strict=True))}
+            number = event.subject.value
+            check = by_box[number]
+            keys[number] = f"land:{job.id}:{claims.nonce}:receipt:{number}"
+            public = {k: v for k, v in event.details.items() if k in PUBLIC_RECEIPT_DETAILS}
+            step = replace(event, location=job.delivery.location, related=(), details=public,
+                           visibility=PUBLIC)
+            items += [(keys[number], step), (keys[number] + DETAIL, job_detail(job, step, {
+                "epcisEventId": event.details.get("eventID"),
+                "sealsExpected": check["expected"], "sealsFound": check["found"],
+                "sealsMatch": check["match"], "condition": condition[:300] or None}, readers))]
+        receipts = await self._write(request, who, items)
+        body = {"seals": seals, "condition": condition, "epcis": document, "keys": keys}
         if not self.store.record_receipt(job.id, claims.nonce, who.chain_org or 0, when, body):
             raise _refusal("replayed", f"this token was just used for the receipt of job "
                            f"{job.id}")
@@ -500,35 +521,26 @@ class LandService:
 
     # -- custody ----------------------------------------------------------------------------
     def custody(self, who: Principal, job: Job, containers: Sequence[str]) -> list[dict[str, Any]]:
-        """Per container: release → gate-out → (hand-overs) → receipt, each the event of the
-        party that did it as ``who`` may read it (on chain), or this job's record waiting in
-        the publisher's outbox (shown to the job's readers)."""
+        """Per container: release → gate-out → (hand-overs) → receipt, each the public step of
+        the party that did it as ``who`` may read it (on chain), or this job's record waiting in
+        the publisher's outbox (shown to the job's readers); this job's steps carry their
+        details (``details``, ``detailSigned``) when ``who`` may read the companion event (the
+        job's parties, named in it)."""
         shown, _ = self.seen(who, containers, job.references)
         outbox = self.app[OUTBOX]
         out = []
         gate_outs = {g["container"]: g for g in self.store.gate_outs(job.id)}
         receipt = self.store.receipt(job.id)
+        details = self.details_of(who, job)
         for number in containers:
-            steps = []
-            chained: set[str] = set()
-            for v in shown:
-                e = v.event
-                step = CUSTODY_STEPS.get(e.event_type)
-                if step is None or v.retracted_by or e.classifier != "ACT" or e.retracts:
-                    continue
-                if not _concerns(e, step, number, job):
-                    continue
-                if e.details.get("job") == job.id:
-                    chained.add(step)
-                steps.append({"step": step, "time": iso_time(e.event_time),
-                              "party": {"id": v.publisher, "name": v.publisher_name},
-                              "location": e.location or None, "job": e.details.get("job"),
-                              "status": "on-chain",
-                              "signed": {"eventId": v.event_id, "block": v.block,
-                                         "txHash": "0x" + v.tx_hash.hex(),
-                                         "recordedAt": iso_time(v.block_time)},
-                              "subject": e.subject.to_json()})
+            mine: dict[str, tuple[int, int]] = {}  # step -> (publisher, time) of this job's
             gate = gate_outs.get(number)
+            if gate is not None:
+                mine["gate-out"] = (gate["terminal"], gate["at"])
+            if receipt is not None:
+                mine["warehouse-receipt"] = (receipt["warehouse"], receipt["at"])
+            steps = _public_steps(shown, number, job.references, job.id, mine)
+            chained = {s["step"] for s in steps if s["job"] == job.id}
             if gate is not None and "gate-out" not in chained:
                 status = outbox.status(self._org_of(gate["terminal"]), gate["op_key"])
                 steps.append(_pending("gate-out", gate["at"], gate["terminal"], job,
@@ -539,9 +551,47 @@ class LandService:
                 steps.append(_pending("warehouse-receipt", receipt["at"], receipt["warehouse"],
                                       job, status,
                                       self.tracking.publisher_name(receipt["warehouse"])))
+            for s in steps:  # the details of this job's step, by the step's own publisher
+                detail = details.get((s["step"], number)) if s["job"] == job.id else None
+                if detail is not None and detail.publisher == s["party"]["id"]:
+                    s["details"], s["detailSigned"] = _detail_json(detail.event), _signed(detail)
             steps.sort(key=lambda s: (s["time"], STEP_ORDER.index(s["step"])))
             out.append({"container": number, "steps": steps})
         return out
+
+    def job_of_gate_out(self, number: str, terminal: int, at: int) -> Job | None:
+        """The job whose gate-out of ``number`` ``terminal`` recorded at ``at`` (the public
+        step names no job; ``land.db`` knows which it was)."""
+        for job in self.store.jobs(container=number):
+            if any(g["container"] == number and g["terminal"] == terminal and g["at"] == at
+                   for g in self.store.gate_outs(job.id)):
+                return job
+        return None
+
+    def public_custody(self, who: Principal, number: str) -> list[dict[str, Any]]:
+        """A container's custody steps as a holder of its number reads them, tied to no job:
+        the public steps (who, what, where, when, signed), never a job's details."""
+        shown, _ = self.seen(who, [number])
+        steps = _public_steps(shown, number, (), None, {})
+        steps.sort(key=lambda s: (s["time"], STEP_ORDER.index(s["step"])))
+        return steps
+
+    def details_of(self, who: Principal, job: Job) -> dict[tuple[str, str], VisibleEvent]:
+        """The job's custody details ``who`` may read (it is named in them), by (step,
+        container); the latest of each, retracted ones left out."""
+        if who.chain_org is None or who.role == "driver":
+            return {}
+        reader = self.tracking.reader(who)
+        found: dict[tuple[str, str], VisibleEvent] = {}
+        for v in self.tracking.subject_events(reader, [job.reference.key], job.reference.kind):
+            e = v.event
+            step = CUSTODY_STEPS.get(e.event_type)
+            number = e.details.get("container")
+            if (step is None or v.retracted_by or e.retracts or e.classifier != "ACT"
+                    or e.subject != job.reference or not isinstance(number, str)):
+                continue
+            found[(step, number)] = v
+        return found
 
     def _org_of(self, chain_org: int) -> int:
         """The gateway organisation of a chain member hosted here (0 if none)."""
@@ -603,12 +653,57 @@ def _observed(v: VisibleEvent) -> Observed:
     return Observed(v.event, v.event_id, v.publisher_name, str(v.event_id), v.block_time)
 
 
-def _concerns(e: CanonicalEvent, step: str, number: str, job: Job) -> bool:
+def _concerns(e: CanonicalEvent, step: str, number: str,
+              references: Sequence[Reference]) -> bool:
     """The event is about the container, or is a release of a B/L it travels under."""
     if e.subject.kind == "container":
         return e.subject.value == number
     return step == "carrier-release" and e.subject.kind in DOCUMENT_KINDS and (
-        any(r.value == number for r in e.related) or e.subject in job.references)
+        any(r.value == number for r in e.related) or e.subject in references)
+
+
+def _signed(v: VisibleEvent) -> dict[str, Any]:
+    return {"eventId": v.event_id, "block": v.block, "txHash": "0x" + v.tx_hash.hex(),
+            "recordedAt": iso_time(v.block_time)}
+
+
+def _public_steps(shown: Sequence[VisibleEvent], number: str, references: Sequence[Reference],
+                  job_id: str | None, mine: dict[str, tuple[int, int]]) -> list[dict[str, Any]]:
+    """The custody steps on chain about ``number`` among ``shown``; a step is the job's
+    (``job`` set) when its publisher and time are those ``mine`` recorded for the step."""
+    steps = []
+    for v in shown:
+        e = v.event
+        step = CUSTODY_STEPS.get(e.event_type)
+        if step is None or v.retracted_by or e.classifier != "ACT" or e.retracts:
+            continue
+        if not _concerns(e, step, number, references):
+            continue
+        ours = mine.get(step) == (v.publisher, e.event_time)
+        steps.append({"step": step, "time": iso_time(e.event_time),
+                      "party": {"id": v.publisher, "name": v.publisher_name},
+                      "location": e.location or None, "job": job_id if ours else None,
+                      "status": "on-chain", "signed": _signed(v),
+                      "subject": e.subject.to_json(), "details": None, "detailSigned": None})
+    return steps
+
+
+def _detail_json(e: CanonicalEvent) -> dict[str, Any]:
+    """A custody detail's fields (without the step and container it is joined by)."""
+    return {k: v for k, v in e.details.items() if k not in ("step", "container")}
+
+
+def job_detail(job: Job, step: CanonicalEvent, extra: dict[str, Any],
+               readers: tuple[int, ...]) -> CanonicalEvent:
+    """The companion of a public custody ``step``: the same type, classifier, time and place,
+    about the job's reference (:attr:`Job.reference`), naming the step and the container, with
+    the job's particulars, readable only by the job's parties named in ``readers``."""
+    return CanonicalEvent(
+        step.event_type, step.classifier, step.event_time, job.reference, step.location,
+        job.references,
+        {"step": CUSTODY_STEPS[step.event_type], "container": step.subject.value,
+         "job": job.id, "vehicle": job.vehicle, **step.details, **extra},
+        Visibility("named", readers))
 
 
 def _readers(who: Principal, *orgs: int) -> tuple[int, ...]:
@@ -623,7 +718,7 @@ def _pending(step: str, at: int, org: int, job: Job, status: Any, name: str) -> 
     return {"step": step, "time": iso_time(at), "party": {"id": org, "name": name},
             "location": (job.pickup if step == "gate-out" else job.delivery).location or None,
             "job": job.id, "status": status.status if status is not None else "unknown",
-            "signed": None, "subject": None}
+            "signed": None, "subject": None, "details": None, "detailSigned": None}
 
 
 _REFUSAL_STATUS = {"malformed": 400, "forged": 403, "expired": 403, "not-yet-valid": 403,

@@ -14,11 +14,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from contracts import ROLES
 from gateway.app import create_app
-from gateway.appkeys import READ_MODEL
+from gateway.appkeys import OUTBOX, READ_MODEL
+from gateway.events.model import CanonicalEvent
 from gateway.isotime import iso_time
 from gateway.land.api import LAND
 from gateway.land.service import LandService
-from gateway.readside.readmodel import Member, MemberChange
+from gateway.readside.readmodel import IndexedEvent, Member, MemberChange
 from tests.gateway.alerts.gateway_support import Port, config, event
 from tests.support.readside import (
     AIRLINE,
@@ -185,5 +186,29 @@ async def driver_phone(land: Land, name: str, phone: str) -> tuple[int, Phone]:
 
 def gateway_org(land: Land, chain_org: int) -> int:
     return int(land.port.orgs[chain_org])
+
+
+def to_chain(land: Land, chain_org: int) -> list[tuple[CanonicalEvent, IndexedEvent]]:
+    """Record what waits in a member's outbox as the chain would, sealed as the outbox holds it
+    (in order; no node here): each event and its indexed record."""
+    pending = land.client.app[OUTBOX].pending(gateway_org(land, chain_org), 100)
+    recorded = []
+    for op in pending:
+        e = op.event
+        recorded.append((e, land.port.record(chain_org, e, block_time=int(time.time()),
+                                             readers=e.visibility.readers,
+                                             reference=e.visibility.mode == "reference")))
+    return recorded
+
+
+async def gated_out(land: Land, job_id: str) -> dict[str, Any]:
+    """The job's token used at its terminal's gate, the gate-out on chain; the token's text
+    and claims."""
+    issued = await ok(await land.client.get(f"/v1/land/jobs/{job_id}/token",
+                                            headers=land.auth(HAULIER)))
+    await ok(await land.client.post("/v1/land/gate-out", json={"token": issued["token"]},
+                                    headers=land.auth(TERMINAL)), 201)
+    to_chain(land, TERMINAL)
+    return dict(issued)
 
 

@@ -12,7 +12,10 @@ box's steps (availability, gate-out, receipt); the B/L's adds the carrier's rele
 carries the whole chain the custody view shows. Each step is attributed to its signer: the
 transaction's sender is that member's account and the cargo log names it as publisher. A member
 that may not read an event (the warehouse and the terminal's named-only availability; the carrier
-and a receipt named to the haulier only) gets a bundle without it and cannot ask for it by id."""
+and a receipt named to the haulier only) gets a bundle without it and cannot ask for it by id. The
+gate-out's and the receipt's details (job, vehicle, token nonce, seals, condition) are companion
+events about the job's reference named to the job's parties: each party proves them by the job id;
+a bank knowing only the box number proves the public steps and gets none of the details."""
 
 from __future__ import annotations
 
@@ -134,7 +137,8 @@ async def test_custody_chain_in_a_proof_bundle(node: NodeProcess, tmp_path: Path
         out = await ok(await client.post("/v1/land/gate-out", json={"token": token},
                                          headers=auth[rs.TERMINAL]), 201)
         await _final(client, node.url, org[rs.TERMINAL],
-                     [c["receipt"]["idempotencyKey"] for c in out["containers"]])
+                     [c[k]["idempotencyKey"] for c in out["containers"]
+                      for k in ("receipt", "detail")])
         got = await ok(await client.post("/v1/land/receipts", headers=auth[rs.WAREHOUSE],
                                          json={"token": token, "seals": {BOX: ["PCL200"]},
                                                "condition": "sound"}), 201)
@@ -171,13 +175,38 @@ async def test_custody_chain_in_a_proof_bundle(node: NodeProcess, tmp_path: Path
         # (named to the haulier and the carrier): its bundle of the box proves only the rest
         verified = await _exported(client, auth[rs.WAREHOUSE], BOX, genesis, tmp_path)
         assert _steps(verified) == box_chain[2:]
-        # the land leg's gate-out and receipt are readable by the box number's holders: a bank
-        # that knows the number proves those two itself, and nothing of the B/L
+        # the land leg's gate-out and receipt are public steps, readable by the box number's
+        # holders: a bank that knows the number proves those two itself, and nothing of the B/L
         verified = await _exported(client, auth[rs.BANK], BOX, genesis, tmp_path)
         assert _steps(verified) == box_chain[2:]
+        assert [e.cargo.event_id for e in verified.events if e.cargo] == [
+            s["signed"]["eventId"] for s in steps[2:]]
         refused = await client.post("/v1/proofs", headers=auth[rs.BANK],
                                     json={"reference": MBL, "events": "visible"})
         assert refused.status == 404
+        # their details (job, vehicle, token nonce; seals and condition) are the job's parties':
+        # each party proves them by the job's reference; the bank's bundle holds none of them,
+        # and the bank can ask for them neither by id nor by the job's reference
+        details = [s["detailSigned"]["eventId"] for s in steps[2:]]
+        assert [s["details"]["vehicle"] for s in steps[2:]] == ["KV8088", "KV8088"]
+        assert steps[3]["details"]["sealsFound"] == ["PCL200"]
+        for party in (rs.HAULIER, rs.TERMINAL, rs.WAREHOUSE):
+            verified = await _exported(client, auth[party], job["id"], genesis, tmp_path)
+            assert _steps(verified) == [("TERMINAL.GTOT", *terminal),
+                                        ("WAREHOUSE.RECEIPT", *warehouse)], party
+            assert [e.cargo.event_id for e in verified.events if e.cargo] == details
+            assert {e.reference for e in verified.events} == {job["id"]}
+        bank = await client.post("/v1/proofs", headers=auth[rs.BANK],
+                                 json={"reference": BOX, "events": "visible"})
+        raw = await bank.read()
+        assert bank.status == 200, raw
+        for value in (job["id"], "KV8088", "PCL200", steps[2]["details"]["tokenNonce"]):
+            assert value.encode() not in raw, value
+        for asked, code in (({"reference": BOX, "eventIds": details[:1]}, "unknown-event"),
+                            ({"reference": job["id"]}, "reference-not-found")):
+            refused = await client.post("/v1/proofs", headers=auth[rs.BANK],
+                                        json={"events": "visible", **asked})
+            assert (await refused.json())["error"]["code"] == code, asked
 
         # a receipt the warehouse published named to the haulier only (from its own system):
         # the haulier's bundle carries it, the carrier's (which sees the discharge) does not,

@@ -15,12 +15,12 @@ from gateway.isotime import iso_time
 from gateway.land import driver_pages
 from gateway.land.live import LIVE, truck_eta
 from gateway.land.model import Job, Place
-from tests.gateway.alerts.gateway_support import event
 from tests.gateway.land.support import (
     BOX1,
     Land,
     add_driver,
     driver_phone,
+    gated_out,
     gateway_org,
     job_body,
     ok,
@@ -29,7 +29,7 @@ from tests.gateway.land.support import (
 )
 from tests.support.accounts import login
 from tests.support.browser import SIZES, chromium, open_page, screenshot
-from tests.support.readside import FORWARDER, HAULIER, TERMINAL, TRADER
+from tests.support.readside import FORWARDER, HAULIER, TRADER
 
 #: Longest wait for one server-sent event (seconds).
 WAIT = 10.0
@@ -446,10 +446,8 @@ async def test_the_container_view_follows_the_truck_of_its_land_job(tmp_path: Pa
         await ok(await client.post(f"/v1/land/jobs/{job_id}/positions", json={"positions": [
             {"time": iso_time(land.now - 30), "lat": 22.331, "lon": 114.161}]},
             headers=land.auth(HAULIER)), 202)
-        land.port.record(TERMINAL, event(
-            "TERMINAL.GTOT", "container", BOX1, land.now - 600,
-            details={"job": job_id, "vehicle": "AB1234", "haulier": HAULIER}),
-            block_time=land.now - 600, readers=(HAULIER, TRADER))
+        # the terminal's gate-out (its public step names no job: land.db knows which it was)
+        await gated_out(land, job_id)
         _users(land)
         await login(client, TRADER_EMAIL, PASSWORD)
         view = await _html(await client.get(f"/containers/{BOX1}"))
@@ -460,6 +458,13 @@ async def test_the_container_view_follows_the_truck_of_its_land_job(tmp_path: Pa
                                    headers=land.auth(HAULIER)))
         view = await _html(await client.get(f"/containers/{BOX1}"))
         assert "data-live" not in view and "22.331" in view
+        # a holder of the box number only (a competitor) sees the gate-out, not the truck
+        competitor = "ops@competitor.example"
+        land.client.app[ACCOUNTS].create_user(gateway_org(land, FORWARDER), competitor,
+                                              PASSWORD, "member")
+        await login(client, competitor, PASSWORD)
+        view = await _html(await client.get(f"/containers/{BOX1}"))
+        assert "22.331" not in view and job_id not in view and "AB1234" not in view
     finally:
         await client.close()
 

@@ -126,7 +126,8 @@ async def test_gate_out_and_receipt_land_on_chain(node: NodeProcess, tmp_path: P
         out = await ok(await client.post("/v1/land/gate-out", json={"token": token},
                                          headers=auth[rs.TERMINAL]), 201)
         await _final(client, node.url, org[rs.TERMINAL],
-                     [c["receipt"]["idempotencyKey"] for c in out["containers"]])
+                     [c[k]["idempotencyKey"] for c in out["containers"]
+                      for k in ("receipt", "detail")])
         got = await ok(await client.post("/v1/land/receipts", headers=auth[rs.WAREHOUSE],
                                          json={"token": token, "seals": {BOX1: ["PCL100"]},
                                                "condition": "sound"}), 201)
@@ -142,6 +143,10 @@ async def test_gate_out_and_receipt_land_on_chain(node: NodeProcess, tmp_path: P
                              ("warehouse-receipt", rs.WAREHOUSE, "on-chain")], steps
             assert all(s["signed"]["txHash"].startswith("0x") for s in box["steps"])
             assert box["steps"][1]["job"] == job["id"]
+            # the haulier, a party of the job, reads each step's details (named to it)
+            assert box["steps"][1]["details"]["vehicle"] == "KV8088"
+            assert box["steps"][2]["details"]["condition"] == "sound"
+            assert box["steps"][0]["details"] is None
         # the box is gone from the yard now: the right is used
         after = await ok(await client.get(f"/v1/land/jobs/{job['id']}",
                                           headers=auth[rs.HAULIER]))
