@@ -265,7 +265,7 @@ async def container_map(request: web.Request, principal: Principal, t: Translato
     elif kind in _PLACED:
         place = _place(_PLACED[kind], last, str(last.get("time")))
     elif kind in _ON_ROAD:  # on a truck: where the truck is, if its owner lets the reader see
-        job = _object(last.get("details")).get("job")
+        job = land_pages.job_of(request, number, last)
         followed = await land_pages.truck_map(request, principal, t, title, job) \
             if isinstance(job, str) else None  # a land job's truck, followed live
         if followed is not None:
