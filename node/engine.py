@@ -122,6 +122,8 @@ CACHE_SIZE = 16
 FUTURE_PROPOSALS = 16
 #: Penalty points for a message that fails validation.
 PENALTY_INVALID = 20.0
+#: Seconds between two log lines of the pipelining counters (``Engine.speculation``).
+PIPELINE_LOG_INTERVAL = 60.0
 #: Seconds between two log lines about dropped inputs (the counters count every one).
 DROP_LOG_INTERVAL = 10.0
 
@@ -614,10 +616,13 @@ class Engine:
         budget = self.service.build_budget
 
         def build() -> Executed:
-            # The deadline counts from when the worker starts, like an ordinary build's.
+            # The deadline counts from when the worker starts, like an ordinary build's. The
+            # parent may have committed meanwhile (its commit queued in the worker first): then
+            # this is an ordinary build on it.
+            on = None if self.ledger.head().hash == parent.block.hash else parent
             return self.ledger.build(
                 txs, proposer=self.address, timestamp=int(time.time()), round_=0,
-                deadline=time.monotonic() + budget, on=parent,
+                deadline=time.monotonic() + budget, on=on,
             )  # fmt: skip
 
         try:
@@ -992,7 +997,8 @@ class Engine:
 
     # -- periodic: tx gossip, status, heartbeat ------------------------------------------
     async def _periodic(self) -> None:
-        last_status = 0.0
+        last_status = last_report = 0.0
+        reported: dict[str, int] = {}
         while not self._stopping:
             await asyncio.sleep(TX_FLUSH_INTERVAL)
             if self._tx_out:
@@ -1005,3 +1011,8 @@ class Engine:
                 last_status = now
                 head = self.ledger.head()
                 self.network.broadcast(Code.STATUS, (head.block_number, head.hash))
+            if now - last_report >= PIPELINE_LOG_INTERVAL and dict(self.speculation) != reported:
+                last_report, reported = now, dict(self.speculation)
+                log.info("pipelining since start: %s", ", ".join(
+                    f"{k} {v}" for k, v in sorted(reported.items())
+                ))  # fmt: skip
