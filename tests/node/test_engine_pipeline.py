@@ -253,3 +253,21 @@ def _included(ledger: Ledger, tx_hash: bytes) -> bool:
     except Exception:  # py-evm's TransactionNotFound
         return False
     return True
+
+
+async def test_a_proposal_reuses_the_pool_transactions_and_their_senders(engine: Engine) -> None:
+    """A decoded proposal carries the pool's objects for the transactions the pool holds
+    (senders recovered once, at admission); the block and its execution are unchanged."""
+    ledger = engine.ledger
+    pooled = cargo_tx(ledger, TERMINAL, 0)
+    engine.service.submit_raw(pooled.encode())
+    unknown = cargo_tx(ledger, CARRIER, 0, kind="TRANSPORT.ARRI")
+    built = ledger.build([engine.service.pool.get(pooled.hash), unknown], proposer=PROPOSER,
+                         timestamp=int(time.time()))  # fmt: skip
+    payload = bytes(rlp.encode(built.block))
+    block = engine._decode_block(payload)
+    assert block.transactions[0] is engine.service.pool.get(pooled.hash)
+    assert block.transactions[1] is not unknown and block.transactions[1].hash == unknown.hash
+    assert block.header.hash == built.block.hash and bytes(rlp.encode(block)) == payload
+    executed = ledger.execute_block(block, sealed=False)
+    assert executed.block.header.state_root == built.block.header.state_root
