@@ -104,6 +104,10 @@ JOB_SCHEMA: dict[str, Any] = {
         "ccrn": {"type": "string", "minLength": 1, "maxLength": 20},
         "driver": {"type": "integer", "minimum": 1},
         "seals": _SEALS,
+        "share": {"type": "array", "maxItems": 8, "uniqueItems": True,
+                  "items": {"type": "integer", "minimum": 1},
+                  "description": "Members (Consortium ids) that may follow the job: its truck, "
+                                 "its boxes' public custody steps (e.g. the consignee)"},
     },
 }
 DRIVER_SCHEMA: dict[str, Any] = {
@@ -377,6 +381,8 @@ async def create_job(request: web.Request) -> web.Response:
     for role, org, path in (("terminal", pickup["terminal"], "/pickup/terminal"),
                             ("warehouse", delivery["warehouse"], "/delivery/warehouse")):
         _check_member(request, org, role, path)
+    for index, org in enumerate(body.get("share", [])):
+        _check_member(request, org, None, f"/share/{index}")
     job = land.new_job(
         who, references=refs, containers=chosen, seals=seals,
         driver_id=body.get("driver"),
@@ -386,20 +392,23 @@ async def create_job(request: web.Request) -> web.Response:
         delivery=Place(delivery["warehouse"],
                        intake.normalise("unlocode", delivery["location"], "/delivery/location")
                        if "location" in delivery else "", delivery.get("address", "").strip()),
-        window_from=start, window_to=end, vehicle=vehicle, ccrn=ccrn)
+        window_from=start, window_to=end, vehicle=vehicle, ccrn=ccrn,
+        shared=tuple(sorted(set(body.get("share", [])))))
     out = land.job_json(job, "haulier", who)
     out["rights"] = [r.to_json() for r in land.rights(who, job.containers,
                                                       job.references).values()]
     return web.json_response(out, status=201)
 
 
-def _check_member(request: web.Request, org: int, role: str, path: str) -> None:
-    """422 unless ``org`` is an active chain member playing ``role``."""
+def _check_member(request: web.Request, org: int, role: str | None, path: str) -> None:
+    """422 unless ``org`` is an active chain member (playing ``role``, if given)."""
     model = intake.read_model(request.app)
     member = model.organisation(org) if model is not None else None
-    if member is None or not member.active or not int(member.roles) & ROLES[role]:
-        raise errors.Unprocessable(f"organisation {org} is not an active {role} member",
-                                   code=f"not-a-{role}", details={"path": path})
+    if member is None or not member.active or (role is not None
+                                               and not int(member.roles) & ROLES[role]):
+        raise errors.Unprocessable(
+            f"organisation {org} is not an active {role or 'chain'} member",
+            code=f"not-a-{role or 'member'}", details={"path": path})
 
 
 @api.get("/v1/land/jobs", openapi.operation(

@@ -139,6 +139,9 @@ class Job:
     created: int = 0
     reason: str = ""
     """Why it was cancelled."""
+    shared: tuple[int, ...] = ()
+    """Members (Consortium ids) the haulier lets follow the job (e.g. the consignee): they see
+    it as a reader of its boxes does, whatever lets them read the boxes."""
 
     @property
     def trip(self) -> Reference:
@@ -161,6 +164,7 @@ class Job:
             "vehicle": self.vehicle, "ccrn": self.ccrn, "driver": self.driver_id,
             "seals": {k: list(v) for k, v in self.seals.items()},
             "created": iso_time(self.created), "cancelReason": self.reason or None,
+            "shared": list(self.shared),
         }
 
     def body(self) -> dict[str, Any]:
@@ -169,7 +173,8 @@ class Job:
                 "references": [r.to_json() for r in self.references],
                 "pickup": self.pickup.to_json(), "delivery": self.delivery.to_json(),
                 "window": [self.window_from, self.window_to], "vehicle": self.vehicle,
-                "ccrn": self.ccrn, "seals": {k: list(v) for k, v in self.seals.items()}}
+                "ccrn": self.ccrn, "seals": {k: list(v) for k, v in self.seals.items()},
+                "shared": list(self.shared)}
 
 
 def job_from_row(job_id: str, org_id: int, haulier: int, body: dict[str, Any], state: str,
@@ -182,7 +187,8 @@ def job_from_row(job_id: str, org_id: int, haulier: int, body: dict[str, Any], s
         ccrn=body["ccrn"], driver_id=driver_id,
         seals={k: tuple(v) for k, v in body["seals"].items()},
         references=tuple(Reference(r["kind"], r["value"]) for r in body["references"]),
-        state=state, nonce=nonce, created=created, reason=reason)
+        state=state, nonce=nonce, created=created, reason=reason,
+        shared=tuple(body.get("shared", ())))
 
 
 @dataclass(frozen=True)

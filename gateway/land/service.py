@@ -22,8 +22,9 @@
 
 Who may read a job (:meth:`LandService.access`): the haulier (its members and API keys; its
 drivers only the jobs assigned to them), the pick-up terminal and the delivery warehouse, and
-anyone an owner let read something of one of its containers (published, named, granted) —
-those see the job without its driver, and only the containers they may see. A mere holder of a
+anyone an owner let read something of one of its containers (published, named, granted) or the
+haulier shares the job with (``Job.shared``, e.g. the consignee) — those see the job without its
+driver, and only the containers they may see. A mere holder of a
 box number sees no job: only the box's public custody steps (:meth:`LandService.public_custody`).
 """
 
@@ -139,7 +140,10 @@ class LandService:
             return "terminal"
         if who.chain_org is not None and who.chain_org == job.delivery.org:
             return "warehouse"
-        return "container" if self.visible_containers(who, job.containers) else None
+        if who.chain_org is not None and who.chain_org in job.shared:
+            return "container"
+        return "container" if self.visible_containers(who, job.containers,
+                                                       by_reference=False) else None
 
     def job_for(self, who: Principal, job_id: str) -> tuple[Job, str]:
         """The job and why ``who`` may read it; 404 when it may not (or there is none), 403 for
@@ -155,10 +159,10 @@ class LandService:
         return job, via
 
     def visible_containers(self, who: Principal, containers: Sequence[str], *,
-                           by_reference: bool = False) -> list[str]:
-        """Those of ``containers`` the tracking service shows ``who`` something of that its
-        owner let ``who`` read (published, named, granted); with ``by_reference`` also what
-        any holder of the box number reads (records readable by reference holders)."""
+                           by_reference: bool = True) -> list[str]:
+        """Those of ``containers`` the tracking service shows ``who`` something of; without
+        ``by_reference`` only something its owner let ``who`` read (published, named, granted),
+        not what any holder of the box number reads (records readable by reference holders)."""
         if who.chain_org is None or who.role == "driver":
             return []
         reader = self.tracking.reader(who)
@@ -222,7 +226,7 @@ class LandService:
         found: list[str] = []
         for index, ref in enumerate(references):
             if ref.kind == "container":
-                if not self.visible_containers(who, [ref.value], by_reference=True):
+                if not self.visible_containers(who, [ref.value]):
                     raise errors.Unprocessable(
                         f"container {ref.value}: nothing you may read names it",
                         code="unknown-container", details={"path": f"/references/{index}"})

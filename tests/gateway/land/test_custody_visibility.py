@@ -18,6 +18,7 @@ from typing import Any
 
 from gateway.appkeys import ACCOUNTS
 from gateway.events.model import Visibility
+from gateway.isotime import iso_time
 from tests.gateway.alerts.gateway_support import ISSUE_TARIFF, event
 from tests.gateway.land.support import (
     BOX1,
@@ -249,5 +250,46 @@ async def test_the_traders_not_picked_up_alert_resolves_on_the_public_gate_out(
         mine = [a for a in port.alerts_of(TRADER) if a.subject.value == box
                 and a.kind == "not-picked-up"]
         assert [(a.state, a.figures.get("reason")) for a in mine] == [("resolved", "gated-out")]
+    finally:
+        await client.close()
+
+
+async def test_the_haulier_shares_the_job_with_a_number_holder(tmp_path: Path) -> None:
+    """A consignee that reads the boxes only as a holder of their numbers follows the job when
+    the haulier shares it: the job without its driver, the truck, the public steps — still no
+    details, which stay the parties'."""
+    land = await started(tmp_path / "gw")
+    client = land.client
+    try:
+        await refused(await client.post("/v1/land/jobs", json=job_body(land, share=[999]),
+                                        headers=land.auth(HAULIER)), 422, "not-a-member")
+        job = await ok(await client.post("/v1/land/jobs", json=job_body(
+            land, share=[FORWARDER]), headers=land.auth(HAULIER)), 201)
+        assert job["shared"] == [FORWARDER]
+        issued = await ok(await client.get(f"/v1/land/jobs/{job['id']}/token",
+                                           headers=land.auth(HAULIER)))
+        await ok(await client.post("/v1/land/gate-out", json={"token": issued["token"]},
+                                   headers=land.auth(TERMINAL)), 201)
+        to_chain(land, TERMINAL)
+        await ok(await client.post(f"/v1/land/jobs/{job['id']}/positions", json={"positions": [
+            {"time": iso_time(land.now), "lat": 22.34, "lon": 114.11}]},
+            headers=land.auth(HAULIER)), 202)
+        consignee = land.auth(FORWARDER)
+        seen = await ok(await client.get(f"/v1/land/jobs/{job['id']}", headers=consignee))
+        assert seen["readableVia"] == "container" and seen["driver"] is None
+        assert seen["containers"] == [BOX1, BOX2]
+        truck = await ok(await client.get(f"/v1/land/jobs/{job['id']}/positions",
+                                          headers=consignee))
+        assert truck["latest"]["lat"] == 22.34
+        resp = await client.get(f"/v1/land/jobs/{job['id']}/custody", headers=consignee)
+        raw = await resp.read()
+        assert resp.status == 200, raw
+        steps = (await resp.json())["containers"][0]["steps"]
+        assert [(s["step"], s["job"], s["details"]) for s in steps] == [
+            ("gate-out", job["id"], None)]
+        assert issued["claims"]["n"].encode() not in raw
+        # another member, not shared, still sees no job
+        await refused(await client.get(f"/v1/land/jobs/{job['id']}",
+                                       headers=land.auth(OTHER_WAREHOUSE)), 404, "unknown-job")
     finally:
         await client.close()
