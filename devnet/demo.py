@@ -25,12 +25,13 @@ What it does, in the order it prints:
    air waybill (for the forwarder only), the terminal's CODECO gate-out; each checked as the
    parties see it (and as those who must not see it do not), then an anchored AIS reading's
    proof bundle verified offline by ``portledger verify-proof``. Then the alerts and **the land
-   leg** (``/v1/land``): the haulier plans a job for one of the call's released containers and
-   adds a driver, who signs in with a one-time code; the terminal gates the box out with the
-   driver's signed token (the same token again is refused as a replay), the truck's SIMULATED
-   positions from the terminal to the warehouse go through the API (the trader sees the
-   latest), the warehouse receives the box with its seal as expected, and the custody chain is
-   printed, each step signed on chain by its party.
+   leg** (``/v1/land``): the haulier plans a job for one of the call's released containers,
+   shared with the trader, and adds a driver, who signs in with a one-time code; the terminal
+   gates the box out with the driver's signed token (the same token again is refused as a
+   replay), the truck's SIMULATED positions from the terminal to the warehouse go through the
+   API (the trader sees the latest), the warehouse receives the box with its seal as expected,
+   and the custody chain is printed, each step signed on chain by its party (the gate-out's and
+   receipt's details — vehicle, seals — are the job's parties' only).
 5. **on chain** — which validators sealed each block of the story (commit seals checked against
    the parent header's validator list), the events as the observer's JSON-RPC serves them
    (subject keys in clear, no reference number or name in any log), every node at the same head.
@@ -945,7 +946,8 @@ def _land_leg(port: Port, call: simulate.VesselCall, console: Console, checks: C
         "delivery": {"warehouse": warehouse, "location": simulate.POD,
                      "address": "1 Tsuen Wan Road (SIMULATED)"},
         "window": {"from": iso_time(now - 1800), "to": iso_time(now + 4 * 3600)},
-        "vehicle": "SIM 1234", "driver": made["id"], "seals": {number: [seal]}})
+        "vehicle": "SIM 1234", "driver": made["id"], "seals": {number: [seal]},
+        "share": [trader]})  # the consignee follows the truck (it reads the box by reference)
     rights = (job or {}).get("rights", []) if status == 201 else []
     checks.check(f"land leg: the haulier plans a job for {number} with a valid pick-up right",
                  status == 201 and [r["valid"] for r in rights] == [True],
@@ -1018,13 +1020,27 @@ def _land_leg(port: Port, call: simulate.VesselCall, console: Console, checks: C
     steps = _eventually(on_chain, "the custody chain on chain") or []
     table = Table(title=f"custody chain of {number} (job {job_id}), as the haulier reads it",
                   box=box.SIMPLE_HEAD, title_justify="left")
-    for column in ("step", "signed by", "time", "block", "transaction"):
+    for column in ("step", "signed by", "time", "block", "transaction", "details (parties)"):
         table.add_column(column)
     for step in steps:
         signed = step.get("signed") or {}
         table.add_row(step["step"], step["party"]["name"], step["time"],
-                      str(signed.get("block", "—")), str(signed.get("txHash", "—"))[:18] + "…")
+                      str(signed.get("block", "—")), str(signed.get("txHash", "—"))[:18] + "…",
+                      _custody_details(step.get("details")))
     console.print(table)
+    # the details (vehicle, token nonce, seals, condition) are the job's parties' only: the
+    # haulier reads them; the trader, following the shared job, reads the public steps
+    status, shown, _ = port.clients[trader].get(f"/v1/land/jobs/{job_id}/custody")
+    theirs = shown["containers"][0]["steps"] if status == 200 else []
+    ours = {s["step"]: s.get("details") or {} for s in steps}
+    checks.check("land leg: the gate-out's and receipt's details are the job's parties' only",
+                 ours.get("gate-out", {}).get("vehicle") == "SIM1234"
+                 and ours.get("warehouse-receipt", {}).get("sealsMatch") is True
+                 and bool(theirs) and all(s.get("details") is None for s in theirs),
+                 f"the haulier reads vehicle {ours.get('gate-out', {}).get('vehicle')}; the "
+                 f"trader reads {len(theirs)} step(s), "
+                 f"{sum(s.get('details') is not None for s in theirs)} with details"
+                 if status == 200 else f"HTTP {status} {shown}")
     kinds = [s["step"] for s in steps]
     ordered = [k for k in kinds if k in ("terminal-release", "gate-out", "warehouse-receipt")]
     checks.check(f"land leg: the custody chain of {number} — terminal release, gate-out, receipt, "
@@ -1033,6 +1049,17 @@ def _land_leg(port: Port, call: simulate.VesselCall, console: Console, checks: C
                  and all(s["status"] == "on-chain" for s in steps),
                  " → ".join(f"{s['step']} by {s['party']['name']} (block "
                             f"{(s.get('signed') or {}).get('block')})" for s in steps) or "none")
+
+
+def _custody_details(details: Any) -> str:
+    """A custody step's details in a few words (the vehicle, the seals' match)."""
+    if not isinstance(details, dict):
+        return "—"
+    if "sealsMatch" in details:
+        return f"seals {', '.join(details.get('sealsFound') or []) or '—'}: " + (
+            "match" if details["sealsMatch"] else "no match" if details["sealsMatch"] is False
+            else "unchecked")
+    return f"vehicle {details.get('vehicle', '—')}"
 
 
 # -- declarations ------------------------------------------------------------------------------

@@ -294,6 +294,7 @@ def test_demo_plays_the_vessel_call_through_the_gateway(tmp_path: Path) -> None:
         "PASS land leg: the trader (reading ",
         "PASS land leg: the warehouse receives ",
         "PASS land leg: the custody chain of ",
+        "PASS land leg: the gate-out's and receipt's details are the job's parties' only",
         "PASS declarations: the customs organisation binds itself on chain as the Hong Kong "
         "and the China authority (Declarations.bindAuthority)",
         "PASS declarations: the forwarder uploads 3 invoice lines for the trader's master B/L",
