@@ -111,6 +111,23 @@ HEADER = (
 )
 
 
+def nodes_cpu_seconds(devnet: Devnet) -> float:
+    """CPU seconds (user + system) the devnet's node processes have used so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for i in range(len(devnet.nodes)):
+        pid = devnet.pid(i)
+        if pid is None:
+            continue
+        try:
+            # Fields after the command name: state is field 3, utime 14, stime 15 (proc(5)).
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def probe(devnet: Devnet, load: CargoLoad, timeout: float) -> None:
     """One transaction finalized within ``timeout`` s, or :class:`Failed`."""
     report = load.run(rate=1.0, duration=1.0, settle=timeout)
@@ -191,8 +208,13 @@ def replay_rate(datadir: Path) -> ReplayRate:
     return ReplayRate(summary, cpu)
 
 
-def replay_lines(rate: ReplayRate, measured: list[tuple[str, LoadReport]]) -> list[str]:
-    """The replay's figures and each measured phase's finalized rate as a ratio to them."""
+def replay_lines(
+    rate: ReplayRate, measured: list[tuple[str, LoadReport]], cpu: dict[str, float]
+) -> list[str]:
+    """The replay's figures and each measured phase's finalized rate as a ratio to them; with
+    the nodes' CPU of each phase (``cpu``), how many executions of each event the network
+    paid for, counted in replays: ``validators`` would be every validator executing every
+    event once at the replay's cost and nothing else."""
     s = rate.summary
     lines = [
         f"replay (--jobs 1, with report): {s.blocks} blocks, {s.transactions} txs, "
@@ -208,6 +230,13 @@ def replay_lines(rate: ReplayRate, measured: list[tuple[str, LoadReport]]) -> li
             f"{final / rate.events_per_cpu_s if rate.events_per_cpu_s else 0:.2f} x replay "
             "per CPU-second"
         )
+        events = report.included_once * report.events_per_tx
+        if label in cpu and events and rate.events_per_cpu_s:
+            replays = cpu[label] * rate.events_per_cpu_s / events
+            lines.append(
+                f"    the nodes spent {cpu[label]:.1f} CPU-s on {events} events: "
+                f"{replays:.2f} replays' worth of CPU per event"
+            )
     return lines
 
 
@@ -275,12 +304,23 @@ def main() -> int:
         if not load.drain(5 * args.settle):
             print(f"warning: pools not empty {5 * args.settle:.0f} s after the ramp", flush=True)
         measured: list[tuple[str, LoadReport]] = []
+        cpu: dict[str, float] = {}
         for share in (0.5, 1.0):
-            report = load.run(maximum * share, args.minutes * 60, settle=args.settle)
-            ok, verdict = keeps_up(report, args.max_p99)
             label = f"{share:.0%} max"
+            before = nodes_cpu_seconds(devnet)
+            report = load.run(maximum * share, args.minutes * 60, settle=args.settle)
+            cpu[label] = nodes_cpu_seconds(devnet) - before
+            ok, verdict = keeps_up(report, args.max_p99)
             print(step_line(label, report, verdict), flush=True)
-            results.append({"phase": label, "keeps_up": ok, **report.as_dict()})
+            print(
+                f"{'':>10} nodes' CPU {cpu[label]:.1f} s: "
+                f"{report.included_once * report.events_per_tx / max(cpu[label], 1e-9):.0f} "
+                f"finalized events per node-CPU-second; load average "
+                f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+                flush=True,
+            )
+            results.append({"phase": label, "keeps_up": ok, "nodes_cpu_seconds": cpu[label],
+                            **report.as_dict()})  # fmt: skip
             measured.append((label, report))
             load.drain(args.settle)
         print()
@@ -295,7 +335,7 @@ def main() -> int:
             devnet.stop()
             rate = replay_rate(layout.nodes[0].datadir)
             print()
-            print("\n".join(replay_lines(rate, measured)), flush=True)
+            print("\n".join(replay_lines(rate, measured, cpu)), flush=True)
             results.append({
                 "phase": "replay", "blocks": rate.summary.blocks, "events": rate.summary.logs,
                 "seconds": rate.summary.seconds, "cpu_seconds": rate.cpu_seconds,
