@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from gateway.alerts.engine import AlertEngine, Recipient, _Subject, order_of_event
 from gateway.alerts.facts import Observed
@@ -76,6 +76,7 @@ from gateway.events import model as events
 from gateway.events.identifiers import container_check_digit
 from gateway.events.model import CanonicalEvent, Reference
 from gateway.readside.readmodel import Cursor, EventAdded, IndexedEvent, Member, MemberChange
+from gateway.readside.store import SqliteReadModel
 from gateway.tracking.visibility import key_of
 from node.genesis import dev_key, dev_x25519, dev_x25519_public
 
@@ -152,7 +153,9 @@ def host(app: web.Application, chain_org: int, name: str) -> int:
     app[KEYSTORE].import_keys(org.id, signing_key=dev_key(f"org:{chain_org - 1}").to_bytes(),
                               x25519_private=dev_x25519(f"org:{chain_org - 1}"),
                               master_secret=master_secret(chain_org))
-    app[READ_MODEL].apply_changes([MemberChange(Member(
+    model = app[READ_MODEL]
+    assert isinstance(model, SqliteReadModel)  # (the embedded read model: members set directly)
+    model.apply_changes([MemberChange(Member(
         chain_org, name, 1, dev_x25519_public(f"org:{chain_org - 1}"), True))])
     return int(org.id)
 

@@ -33,7 +33,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from gateway.alerts.preferences import PreferencesError, mail_time, parse_preferences
+from gateway.alerts.model import CHANGES, KINDS
+from gateway.alerts.preferences import (
+    Preferences,
+    PreferencesError,
+    mail_time,
+    parse_preferences,
+)
 from gateway.alerts.store import AlertStore, PendingTransition
 from gateway.isotime import iso_time
 from gateway.subscriptions.delivery import DeliveryWorker
@@ -212,6 +218,46 @@ class Dispatcher:
                 self.on_mail()
         return done
 
+    def routes(self, org_id: int) -> frozenset[tuple[str, str]]:
+        """The (kind, change) pairs of transitions some channel of ``org_id`` takes as things
+        stand: its alert webhooks' kinds and changes, and — with mail on — what its users' and
+        its mailbox's preferences want by e-mail. The engine asks once per evaluation and
+        writes the other transitions already dispatched (nothing to queue them for)."""
+        takes: set[tuple[str, str]] = set()
+        if self.webhooks is not None:
+            for org, kinds, changes in self.store.webhook_kinds().values():
+                if org == org_id:
+                    takes.update((kind, change) for kind in kinds for change in changes)
+        if self.mail_enabled:
+            for _, _, prefs in self._mail_recipients(org_id):
+                takes.update((kind, change) for kind in KINDS for change in CHANGES
+                             if prefs.wants("email", kind, change))
+        return frozenset(takes)
+
+    def _mail_recipients(self, org_id: int) -> list[tuple[int, str, Preferences]]:
+        """(user id — 0 for the organisation's mailbox —, address, preferences) of everyone
+        of ``org_id`` with an address and valid preferences."""
+        stored = self.store.preferences_of(org_id)
+        recipients: list[tuple[int, str | None, Any]] = []
+        for user_id, address, disabled in self.users(org_id):
+            if disabled:
+                continue
+            recipients.append((user_id, address, stored.get(user_id)))
+        if 0 in stored:
+            recipients.append((0, None, stored[0]))
+        out = []
+        for user_id, known, raw in recipients:
+            try:
+                prefs = parse_preferences(raw, mailbox=user_id == 0)
+            except PreferencesError:
+                log.warning("alerts: stored preferences no longer valid",
+                            extra={"org": org_id, "user": user_id})
+                continue
+            to = prefs.email if user_id == 0 else known
+            if to:
+                out.append((user_id, to, prefs))
+        return out
+
     def _mails(self, items: Sequence[PendingTransition],
                ) -> list[tuple[int, int, str, int, dict[str, Any], float]]:
         out: list[tuple[int, int, str, int, dict[str, Any], float]] = []
@@ -220,28 +266,10 @@ class Dispatcher:
         for t in items:
             by_org.setdefault(t.org_id, []).append(t)
         for org_id, transitions in by_org.items():
-            stored = self.store.preferences_of(org_id)
-            recipients: list[tuple[int, str | None, Any]] = []
-            for user_id, address, disabled in self.users(org_id):
-                if disabled:
-                    continue
-                recipients.append((user_id, address, stored.get(user_id)))
-            if 0 in stored:
-                recipients.append((0, None, stored[0]))
-            for user_id, known, raw in recipients:
-                try:
-                    prefs = parse_preferences(raw, mailbox=user_id == 0)
-                except PreferencesError:
-                    log.warning("alerts: stored preferences no longer valid",
-                                extra={"org": org_id, "user": user_id})
-                    continue
-                to = prefs.email if user_id == 0 else known
-                if not to:
-                    continue
+            for user_id, to, prefs in self._mail_recipients(org_id):
                 for t in transitions:
                     if prefs.wants("email", t.kind, t.change) and (
                             t.kind in TOLD_WHEN_OVER or not t.body.get("first_seen_resolved")):
                         out.append((org_id, user_id, to, t.id, {**t.body, "alertId": t.alert_id},
                                     mail_time(now, prefs)))
         return out
-

@@ -62,7 +62,14 @@ from typing import Any
 
 from gateway.accounts.store import Accounts
 from gateway.alerts.delivery import Dispatcher
-from gateway.alerts.facts import DOCUMENT_KINDS, Facts, Measured, Observed, build_facts
+from gateway.alerts.facts import (
+    DOCUMENT_KINDS,
+    Facts,
+    Measured,
+    Observed,
+    adds_nothing,
+    build_facts,
+)
 from gateway.alerts.model import Alert, readable_by
 from gateway.alerts.rules import Settings, SettingsError, StorageSettings, evaluate
 from gateway.alerts.store import AlertStore, Record
@@ -478,9 +485,12 @@ class AlertEngine:
         self.clock = clock
         self.base = Settings().merged(settings.rules)
         self._org_settings: dict[int, Settings] | None = None
-        self._follows: dict[int, list[Reference]] | None = None
+        self._follows: dict[int, set[Reference]] | None = None
+        self._follows_mark = 0.0
+        """The latest time a follow held in :attr:`_follows` was made."""
         self._follow_keys: dict[int, dict[bytes, Reference]] = {}
-        """Each organisation's follows by subject key (made once per load of the follows)."""
+        """Each organisation's follows by subject key (made once per load of the follows,
+        then kept up to date with the new ones)."""
         self._versions: dict[str, int] = {}
         self._subjects = _LRU(settings.state_cache_entries)
         self._generation = 0
@@ -507,22 +517,42 @@ class AlertEngine:
 
     def _sync_follows(self) -> dict[int, list[Reference]]:
         """Reload the follows if any process changed them; the references newly followed,
-        by organisation (the first load finds none new)."""
+        by organisation (the first load finds none new). New follows are added to what the
+        engine holds (an organisation may follow 100,000 references: reading and keying them
+        all again for each new one cost a second); when the count says some went, all are
+        read again."""
         version = self.store.versions().get("follows", 0)
         if self._follows is not None and version == self._versions.get("follows"):
             return {}
         old = self._follows
-        self._follows = self.store.followers()
-        self._follow_keys = {}
         self._versions["follows"] = version
+        if old is not None:
+            rows, total = self.store.follows_since(self._follows_mark)
+            new = [(org, ref, created) for org, ref, created in rows
+                   if ref not in old.get(org, ())]
+            fresh = {(org, ref) for org, ref, _ in new}
+            if sum(len(refs) for refs in old.values()) + len(fresh) == total:
+                added: dict[int, set[Reference]] = {}
+                for org, ref, created in new:
+                    old.setdefault(org, set()).add(ref)
+                    keys = self._follow_keys.get(org)
+                    if keys is not None:
+                        keys[key_of(ref.value)] = ref
+                    added.setdefault(org, set()).add(ref)
+                    self._follows_mark = max(self._follows_mark, created)
+                return {org: sorted(refs, key=lambda r: (r.kind, r.value))
+                        for org, refs in added.items()}
+        loaded, self._follows_mark = self.store.followers()
+        self._follows = {org: set(refs) for org, refs in loaded.items()}
+        self._follow_keys = {}
         if old is None:
             return {}
-        added = {}
+        changed = {}
         for org, refs in self._follows.items():
-            new = set(refs) - set(old.get(org, []))
-            if new:
-                added[org] = sorted(new, key=lambda r: (r.kind, r.value))
-        return added
+            gained = refs - old.get(org, set())
+            if gained:
+                changed[org] = sorted(gained, key=lambda r: (r.kind, r.value))
+        return changed
 
     async def sync_follows(self) -> int:
         """Evaluate what newly followed references bring (what the organisation may already
@@ -575,7 +605,7 @@ class AlertEngine:
             follows = self._follow_keys.get(org.id)
             if follows is None:  # (not per job: an organisation may follow many references)
                 follows = self._follow_keys[org.id] = {
-                    key_of(r.value): r for r in self._follows.get(org.id, [])}
+                    key_of(r.value): r for r in self._follows.get(org.id, ())}
             principal = self.accounts.principal_for_org(org.id, READ_SCOPES)
             out.append(Recipient(org.id, org.chain_org, principal, follows, grants,
                                  self.settings_of(org.id)))
@@ -672,12 +702,13 @@ class AlertEngine:
         sink: list[Record] = []
         writes = _Writes(self.store, self._forget)
         ordered = sorted(subjects, key=lambda s: (s.kind, s.value))
+        takes = self.dispatcher.routes(r.org_id) if deliver and ordered else None
         try:
             for i, subject in enumerate(ordered):
                 recorded += self.evaluate_subject(
                     r, subject, deliver=deliver, cached=cached, now=now, sink=sink,
                     new=None if new is None else new.get(subject, ()),
-                    linked=() if linked is None else linked.get(subject, ()))
+                    linked=() if linked is None else linked.get(subject, ()), takes=takes)
                 if i % 200 == 199 and i + 1 < len(ordered):
                     await writes.start(sink)  # (written while the next ones are evaluated)
                     sink = []
@@ -872,11 +903,17 @@ class AlertEngine:
             return entry
         if any(key_of(v.event.subject.value) not in entry.refs for v in added):
             return None
-        return self._cached(subject, entry.observed + tuple(_observed(v) for v in added),
-                            entry.measured,
-                            {**entry.publishers, **{str(v.event_id): v.publisher
-                                                    for v in added}},
-                            entry.refs, entry.grants, entry.built, entry.generation)
+        observed = entry.observed + tuple(_observed(v) for v in added)
+        publishers = {**entry.publishers, **{str(v.event_id): v.publisher for v in added}}
+        if all(adds_nothing(o, subject) for o in observed[len(entry.observed):]) and not any(
+                o.event.retracts for o in entry.observed):
+            # the facts are those without them: kept, with what the rules worked out from them
+            return _Cached(entry.facts, entry.terminal,
+                           entry.readable | {str(v.event_id) for v in added}, entry.built,
+                           observed, entry.measured, publishers, entry.refs, entry.grants,
+                           entry.generation)
+        return self._cached(subject, observed, entry.measured, publishers, entry.refs,
+                            entry.grants, entry.built, entry.generation)
 
     def _forget_dependents(self, org_id: int, batch: Sequence[IndexedEvent]) -> None:
         """Drop the cached facts of the containers whose documents have new events (an event
@@ -924,12 +961,14 @@ class AlertEngine:
                          cached: bool = False, now: int | None = None,
                          sink: list[Record] | None = None,
                          new: Sequence[VisibleEvent] | None = None,
-                         linked: Iterable[Reference] = ()) -> int:
+                         linked: Iterable[Reference] = (),
+                         takes: frozenset[tuple[str, str]] | None = None) -> int:
         """Evaluate one subject for one organisation and record what changed (at once, or by
         adding it to ``sink`` for one transaction with others); the number of transitions.
         ``cached``: use the subject's cached facts of any age (the clock pass); ``new``: the new
         events that touch it (its cached facts, if fresh, are brought up to date with them
-        instead of being read again; None: read them again)."""
+        instead of being read again; None: read them again); ``takes``: the (kind, change)
+        pairs the organisation's channels take (:attr:`Record.takes`)."""
         at = int(self.clock()) if now is None else now
         key = (r.org_id, subject)
         slot: _Subject | None = self._subjects.get_fresh(key)
@@ -965,8 +1004,8 @@ class AlertEngine:
             if before is alert:  # unchanged (its sources were checked when it was recorded)
                 kept[alert_key] = alert
                 continue
-            if readable_by(alert, lambda source: source.ref in readable) or (
-                    before is not None and before.sources == alert.sources):
+            if (before is not None and before.sources == alert.sources) or readable_by(
+                    alert, lambda source: source.ref in readable):
                 kept[alert_key] = alert  # (a withdrawn episode keeps what was checked before)
                 changed.append(alert)
             else:  # never: facts are built from readable sources only
@@ -983,7 +1022,8 @@ class AlertEngine:
         wake_changed = slot.wake != (wake,)
         if changed or transitions or fresh_subject or wake_changed:
             record = Record(r.org_id, changed, transitions,
-                            {subject: wake} if fresh_subject or wake_changed else {}, deliver)
+                            {subject: wake} if fresh_subject or wake_changed else {}, deliver,
+                            takes)
             if sink is None:
                 self.store.record_many([record])
             else:

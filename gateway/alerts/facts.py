@@ -407,6 +407,31 @@ def hold_intervals(subject: Reference, events: list[Observed]) -> list[Hold]:
     return holds
 
 
+#: Families :func:`build_facts` reads whatever the event's details say.
+_FACT_FAMILIES = frozenset({"REEFER", "TERMINAL", "CUSTOMS"})
+_CARRIER_KEYS = ("carrier", "carrierCode", "carrierSCAC", "carrierSCACCode")
+
+
+def adds_nothing(o: Observed, subject: Reference) -> bool:
+    """Whether :func:`build_facts` takes nothing from ``o`` for the container ``subject``: an
+    event on the box itself, not a retraction, of no family or type the facts read (reefer,
+    terminal, customs, holds, arrivals), naming no document, with no equipment code, carrier
+    or commodity in its details — an inspection, a stuffing, a seal change. The box's facts
+    with it are its facts without it (the engine keeps them then, with what the rules worked
+    out from them; ``tests/gateway/alerts/test_facts.py`` holds the two equal)."""
+    e = o.event
+    if subject.kind != "container" or e.subject != subject or e.retracts:
+        return False
+    kind = e.event_type
+    if (e.family in _FACT_FAMILIES or kind in _HOLD_OPEN or kind in _HOLD_CLOSE
+            or kind == "TRANSPORT.ARRI" or any(r.kind in DOCUMENT_KINDS for r in e.related)):
+        return False
+    details = e.details
+    commodity = details.get("commodity")
+    return (iso_equipment(details) is None and _text(details, *_CARRIER_KEYS) is None
+            and not (isinstance(commodity, str) and commodity.strip()))
+
+
 def build_facts(events: Iterable[Observed], readings: Iterable[Measured] = (),
                 etas: Iterable[EtaFact] = ()) -> dict[Reference, Facts]:
     """The facts of every subject the events, readings and given ETAs speak of."""
@@ -517,7 +542,7 @@ def _freeze(b: _Builder, holds: dict[Reference, list[Hold]]) -> Facts:
             size, reefer = equipment_of(code)
             equipment = Equipment(size=size, reefer=reefer or b.reefer_seen, iso_code=code,
                                   origin=o.source)
-        said = _text(o.event.details, "carrier", "carrierCode", "carrierSCAC", "carrierSCACCode")
+        said = _text(o.event.details, *_CARRIER_KEYS)
         if said is not None:
             carrier, carrier_origin = said, "details"
         stated = o.event.details.get("commodity")

@@ -24,6 +24,7 @@ JSON form (the CLI's lines, the inbox's items): the figures sit beside the fixed
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -93,19 +94,18 @@ class Alert:
     """The events and readings it rests on."""
     next_check: int | None = None
     """When the clock alone may change it (an LFD ending, a new day's charge); None: never."""
+    key: str = field(init=False, repr=False, compare=False)
+    """The episode key: ``kind:subject-kind:subject-value:episode`` (made with the alert: the
+    engine looks episodes up by it many times an evaluation)."""
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
             raise ValueError(f"unknown alert kind {self.kind!r}")
         if self.state not in STATES:
             raise ValueError(f"unknown alert state {self.state!r}")
-        if any(name in self.figures for name in RESERVED):
+        if not RESERVED.isdisjoint(self.figures):
             raise ValueError(f"figures may not be named {sorted(RESERVED & self.figures.keys())}")
-
-    @property
-    def key(self) -> str:
-        """The episode key: ``kind:subject-kind:subject-value:episode``."""
-        return episode_key(self.kind, self.subject, self.episode)
+        object.__setattr__(self, "key", episode_key(self.kind, self.subject, self.episode))
 
     @property
     def is_open(self) -> bool:
@@ -123,9 +123,9 @@ class Alert:
             "subject": self.subject.to_json(),
             "state": self.state,
             "episode": self.key,
-            "opened": iso_time(self.opened),
-            "updated": iso_time(self.updated),
-            "resolved": iso_time(self.resolved) if self.resolved is not None else None,
+            "opened": _iso(self.opened),
+            "updated": _iso(self.updated),
+            "resolved": _iso(self.resolved) if self.resolved is not None else None,
         }
         body.update(self.figures)
         body["sources"] = [s.to_json() for s in self.sources]
@@ -142,6 +142,11 @@ class Transition:
 
     def to_json(self) -> dict[str, Any]:
         return {"change": self.change, **self.alert.to_json()}
+
+
+#: :func:`iso_time` of the few distinct moments a pass writes (every episode a clock pass opens
+#: or updates carries the same ``updated``; many share ``opened``): formatted once each.
+_iso = functools.lru_cache(maxsize=4096)(iso_time)
 
 
 def episode_key(kind: str, subject: Reference, episode: str) -> str:

@@ -780,11 +780,12 @@ def evaluate(facts_by_subject: Mapping[Reference, Facts], settings: Settings,
             change = "resolved" if before.is_open and not kept.is_open else (
                 "opened" if kept.is_open and not before.is_open else "updated")
             result.transitions.append(Transition(change, kept, before))
-    for key, before in sorted(previous.items()):
-        if before.subject in subjects and before.is_open and key not in seen:
-            gone = resolve(before, now, reason="withdrawn")
-            result.alerts.append(gone)
-            result.transitions.append(Transition("resolved", gone, before))
+    for key in sorted(key for key, before in previous.items()  # (cheapest test first)
+                      if key not in seen and before.is_open and before.subject in subjects):
+        before = previous[key]
+        gone = resolve(before, now, reason="withdrawn")
+        result.alerts.append(gone)
+        result.transitions.append(Transition("resolved", gone, before))
     return result
 
 

@@ -41,6 +41,7 @@ subjects, follows, links) are kept in clear, as the read model's known reference
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import itertools
@@ -49,7 +50,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -61,7 +62,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from gateway import sqlite
 from gateway.alerts.model import RESERVED, Alert, Source, Transition
 from gateway.alerts.rules import as_of
-from gateway.events.model import Reference
+from gateway.events.model import EventError, Reference, parse_time
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -210,6 +211,11 @@ class Record:
     transitions: list[Transition]
     subjects: dict[Reference, int | None]
     deliver: bool = True
+    takes: frozenset[tuple[str, str]] | None = None
+    """The (kind, change) pairs some channel of the organisation takes, decided once per
+    evaluation (:meth:`gateway.alerts.delivery.Dispatcher.routes`): a transition outside them
+    is written already dispatched, with no channel to queue it for. None: every transition
+    goes to the dispatcher."""
 
 
 @dataclass
@@ -256,8 +262,8 @@ class PendingTransition:
 
     @cached_property
     def body(self) -> dict[str, Any]:
-        parsed: dict[str, Any] = json.loads(self.text)
-        return parsed
+        """Its JSON form as :func:`told` (the webhook and mail bodies)."""
+        return told(json.loads(self.text))
 
 
 @dataclass(frozen=True)
@@ -272,9 +278,38 @@ class MailItem:
     attempts: int
 
 
-def alert_body(alert: Alert) -> str:
-    """The stored JSON of an episode: :meth:`Alert.to_json` (figures and sources in it)."""
-    return json.dumps(alert.to_json(), separators=(",", ":"), ensure_ascii=False)
+def compact(value: Any) -> str:
+    """The stored JSON of a body (an episode's :meth:`Alert.to_json`, a transition, a mail)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def told(body: dict[str, Any]) -> dict[str, Any]:
+    """A stored transition's JSON as it tells what happened: an open storage episode's meter
+    as of the transition's ``updated`` (:func:`gateway.alerts.rules.as_of`; a transition is
+    stored with its episode's basis, as the episode is — one JSON text for both — and read
+    through here by its webhook and mail bodies and its history row)."""
+    if "basis" not in body:
+        return body
+    try:
+        moment = parse_time(body["updated"], field="updated")
+    except (KeyError, EventError) as exc:
+        raise AlertStoreError(f"a stored transition has no valid updated time: {exc}") from None
+    return as_of(body, moment)
+
+
+@functools.lru_cache(maxsize=4096)
+def _bound_to(table: str, org_id: int) -> bytes:
+    """The associated data a body is sealed with: its table and organisation."""
+    return f"{table}:{org_id}".encode()
+
+
+def _nonces(per_draw: int = 256) -> Iterator[bytes]:
+    """Fresh random 12-byte AES-GCM nonces, drawn from the system's random source
+    ``per_draw`` at a time (one system call for a batch's bodies, not one a body)."""
+    while True:
+        block = os.urandom(12 * per_draw)
+        for start in range(0, len(block), 12):
+            yield block[start:start + 12]
 
 
 def alert_from_row(row: Sequence[Any], body: str) -> StoredAlert:
@@ -307,21 +342,21 @@ class AlertStore(sqlite.Store):
             hmac.new(secret, b"portledger/alerts/bodies", hashlib.sha256).digest())
 
     # -- sealing ----------------------------------------------------------------------------------
-    def _seal(self, text: str, table: str, org_id: int) -> bytes:
-        """AES-256-GCM of a JSON body, bound to its table and organisation (nonce first)."""
+    def _seal(self, text: str, table: str, org_id: int, nonce: bytes | None = None) -> bytes:
+        """AES-256-GCM of a JSON body, bound to its table and organisation (nonce first: 12
+        random bytes, drawn here or by the caller from :func:`_nonces`)."""
         data = text.encode()
         if self._cipher is None:
             return data
-        nonce = os.urandom(12)
-        return nonce + self._cipher.encrypt(nonce, data, f"{table}:{org_id}".encode())
+        nonce = os.urandom(12) if nonce is None else nonce
+        return nonce + self._cipher.encrypt(nonce, data, _bound_to(table, org_id))
 
     def _open(self, blob: bytes, table: str, org_id: int) -> str:
         data = bytes(blob)
         if self._cipher is None:
             return data.decode()
         try:
-            return self._cipher.decrypt(data[:12], data[12:],
-                                        f"{table}:{org_id}".encode()).decode()
+            return self._cipher.decrypt(data[:12], data[12:], _bound_to(table, org_id)).decode()
         except InvalidTag:
             raise AlertStoreError(f"an alert body of organisation {org_id} in {table} does "
                                   "not decrypt: damaged, moved, or another secret") from None
@@ -357,6 +392,7 @@ class AlertStore(sqlite.Store):
         now = time.time() if at is None else at
         batch = Batch()
         seal = self._seal
+        nonces = _nonces()
         for r in records:
             org_id = r.org_id
             changes = {t.alert.key: t for t in r.transitions}
@@ -367,25 +403,25 @@ class AlertStore(sqlite.Store):
                 # transition ids are counted on from the table's last one when written: the
                 # k-th transition of the batch is that id + k (0: no transition)
                 k = 0 if t is None else len(batch.transitions) + 1
-                body = alert_body(alert)
+                form = alert.to_json()
+                body = compact(form)
                 batch.alerts.append((
                     org_id, key, alert.kind, alert.subject.kind, alert.subject.value,
                     alert.episode, alert.state, alert.opened, alert.updated, alert.resolved,
-                    alert.next_check if alert.is_open else None, seal(body, "alerts", org_id),
+                    alert.next_check if alert.is_open else None, seal(body, "alerts", org_id, next(nonces)),
                     k))
                 if t is None:
                     continue
                 extra = (',"first_seen_resolved":true'  # an episode that ended unseen
                          if t.change == "resolved" and t.previous is None else "")
-                # a transition says how things stood when it happened: an open storage
-                # episode's meter as of then (its webhook and mail bodies, its history row)
-                told = body if "basis" not in alert.figures else json.dumps(
-                    as_of(alert.to_json(), alert.updated), separators=(",", ":"),
-                    ensure_ascii=False)
+                # the episode's body as it is now: an open storage episode keeps its meter's
+                # basis, read as of the transition's ``updated`` (:func:`told`)
+                quiet = not r.deliver or (r.takes is not None
+                                          and (alert.kind, t.change) not in r.takes)
                 batch.transitions.append((
                     k, org_id, org_id, key, t.change, alert.kind, now,
-                    seal(f'{{"change":"{t.change}",{told[1:-1]}{extra}}}', "transitions",
-                         org_id), 0 if r.deliver else 1))
+                    seal(f'{{"change":"{t.change}",{body[1:-1]}{extra}}}', "transitions",
+                         org_id, next(nonces)), 1 if quiet else 0))
             batch.wakes += [(org_id, ref.kind, ref.value, wake)
                             for ref, wake in r.subjects.items()]
         return batch
@@ -554,7 +590,7 @@ class AlertStore(sqlite.Store):
     def history(self, alert_id: int, limit: int = 100) -> list[dict[str, Any]]:
         """An alert's transitions, oldest first (change, when, and the state then)."""
         return [{"id": i, "change": c, "at": at,
-                 "alert": json.loads(self._open(body, "transitions", org))}
+                 "alert": told(json.loads(self._open(body, "transitions", org)))}
                 for i, c, at, body, org in self._db.execute(
                     "SELECT id, change, at, body, org_id FROM transitions WHERE alert_id = ? "
                     "ORDER BY id LIMIT ?", (alert_id, limit))]
@@ -588,12 +624,26 @@ class AlertStore(sqlite.Store):
             "SELECT kind, value, created FROM follows WHERE org_id = ? ORDER BY created, kind, "
             "value", (org_id,))]
 
-    def followers(self) -> dict[int, list[Reference]]:
-        """Every organisation's follows."""
+    def followers(self) -> tuple[dict[int, list[Reference]], float]:
+        """Every organisation's follows, and the latest time one was made (0: none), read in
+        one statement (one snapshot)."""
         out: dict[int, list[Reference]] = {}
-        for org, kind, value in self._db.execute("SELECT org_id, kind, value FROM follows"):
+        latest = 0.0
+        for org, kind, value, created in self._db.execute(
+                "SELECT org_id, kind, value, created FROM follows"):
             out.setdefault(int(org), []).append(Reference(kind, value))
-        return out
+            latest = max(latest, float(created))
+        return out, latest
+
+    def follows_since(self, created: float) -> tuple[list[tuple[int, Reference, float]], int]:
+        """The follows made at or after ``created`` (organisation, reference, when), and how
+        many follows there are in all, read in one statement (one snapshot): the engine adds
+        the new ones to what it holds, and reads all again when the count says some went."""
+        rows = self._db.execute(
+            "SELECT org_id, kind, value, created FROM follows WHERE created >= ? "
+            "UNION ALL SELECT NULL, NULL, NULL, COUNT(*) FROM follows", (created,)).fetchall()
+        *found, (_, _, _, total) = rows
+        return [(int(o), Reference(k, v), float(c)) for o, k, v, c in found], int(total)
 
     # -- preferences and settings ------------------------------------------------------------
     def preferences(self, org_id: int, user_id: int) -> dict[str, Any] | None:
@@ -674,8 +724,7 @@ class AlertStore(sqlite.Store):
                 "INSERT OR IGNORE INTO mail (org_id, user_id, address, transition_id, body, "
                 "status, not_before, next_attempt, created) VALUES (?, ?, ?, ?, ?, 'pending', "
                 "?, ?, ?)",
-                [(o, u, a, t, self._seal(json.dumps(b, separators=(",", ":"),
-                                                    ensure_ascii=False), "mail", o), nb, nb, now)
+                [(o, u, a, t, self._seal(compact(b), "mail", o), nb, nb, now)
                  for o, u, a, t, b, nb in mails])
             per = max(1, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
             for start in range(0, len(transition_ids), per):  # a statement, not a step, a row

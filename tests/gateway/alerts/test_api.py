@@ -160,8 +160,20 @@ async def test_follows(tmp_path: Path) -> None:
         kinds = [a["kind"] for a in (await body(await client.get(
             "/v1/alerts?state=open", headers=auth)))["alerts"]]
         assert kinds == ["not-picked-up"]
+        def followed() -> set[tuple[str, str]]:  # as the engine holds them (by subject key)
+            r = port.engine.recipient(port.orgs[FORWARDER])
+            return {(ref.kind, ref.value) for ref in r.follows.values()}
+
+        assert followed() == {("container", BOX), ("vessel", IMO)}
         gone = await client.delete("/v1/alerts/follows?subject=vessel:9321483", headers=auth)
         assert gone.status == 204
+        await port.engine.sync_follows()  # one went: read again
+        assert followed() == {("container", BOX)}
+        await body(await client.post("/v1/alerts/follows", headers=auth, json={
+            "references": [{"kind": "vessel", "value": IMO}]}), 201)
+        assert followed() == {("container", BOX), ("vessel", IMO)}  # added to what it held
+        assert (await client.delete("/v1/alerts/follows?subject=vessel:9321483",
+                                    headers=auth)).status == 204
         assert (await client.delete("/v1/alerts/follows?subject=vessel:9321483",
                                     headers=auth)).status == 404
         assert (await client.delete("/v1/alerts/follows?subject=colour:red",

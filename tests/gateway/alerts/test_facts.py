@@ -8,6 +8,7 @@ import pytest
 
 from gateway.alerts.facts import (
     Observed,
+    adds_nothing,
     build_facts,
     equipment_of,
     iso_equipment,
@@ -114,3 +115,34 @@ def test_a_reefer_by_its_readings_whatever_its_code() -> None:
     equipment = build_facts(items)[CONTAINER].equipment
     assert (equipment.size, equipment.reefer, equipment.iso_code) == ("40", True, "42G1")
     assert equipment.origin == items[0].source
+
+
+_BASE = [event("TERMINAL.DISC", T, details={"ISOEquipmentCode": "22G1"}),
+         event("TERMINAL.AVPU", T + 3600),
+         event("SHIPMENT.HOLD", T + 7200, publisher="Carrier")]
+
+
+@pytest.mark.parametrize(("added", "nothing"), [
+    (event("EQUIPMENT.INSP", T + 9000), True),
+    (event("SHIPMENT.STUF", T + 9000, details={"remark": "sealed", "seal": "X1"}), True),
+    (event("EQUIPMENT.INSP", T + 9000, classifier="EST"), True),
+    (event("EQUIPMENT.INSP", T + 9000, details={"ISOEquipmentCode": "45R1"}), False),
+    (event("EQUIPMENT.INSP", T + 9000, details={"equipment": {"sizeType": "L5G1"}}), False),
+    (event("EQUIPMENT.INSP", T + 9000, details={"carrierSCAC": "maeu"}), False),
+    (event("EQUIPMENT.INSP", T + 9000, details={"commodity": "fish"}), False),
+    (event("EQUIPMENT.INSP", T + 9000, related=(Reference("mbl", MBL),)), False),
+    (event("TERMINAL.GTOT", T + 9000), False),
+    (event("REEFER.MEAS", T + 9000, details={"temperature": 5}), False),
+    (event("CUSTOMS.CUSR", T + 9000), False),
+    (event("SHIPMENT.RELS", T + 9000, publisher="Carrier"), False),
+    (event("TRANSPORT.ARRI", T + 9000, details={"vessel": {"imo": "9321483"}}), False),
+    (event("EQUIPMENT.INSP", T + 9000, retracts=int(_BASE[1].ref)), False),
+    (event("EQUIPMENT.INSP", T + 9000, OTHER_BOX), False),  # another box
+])
+def test_an_event_that_adds_nothing_leaves_the_facts_as_they_were(added: Observed,
+                                                                 nothing: bool) -> None:
+    """The engine keeps a box's facts (and what the rules worked out from them) when a new
+    event adds nothing to them: it must then be exactly so."""
+    assert adds_nothing(added, CONTAINER) is nothing
+    if nothing:  # (False may be cautious: an arrival adds to its vessel's facts only)
+        assert build_facts([*_BASE, added])[CONTAINER] == build_facts(_BASE)[CONTAINER]
