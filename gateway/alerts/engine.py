@@ -36,8 +36,9 @@ time and event id; stored time and reading id).
 
 **Caches and writes.** Each (organisation, subject) keeps its facts with the visible events
 they rest on, its stored states and its wake time (an LRU of ``state_cache_entries``). A new
-event that touches a subject is added to its facts (decrypted once, for that organisation);
-the facts are read again from the read model when that cannot be trusted (a vessel, a newly
+event that touches a subject is added to its facts (decrypted once, for that organisation; an
+event that adds nothing to them — :func:`gateway.alerts.facts.adds_nothing` — leaves the facts
+object and what the rules worked out from it as they are); the facts are read again from the read model when that cannot be trusted (a vessel, a newly
 linked document, a document's event that need not name its containers, a retraction, other
 grants, ``facts_ttl_seconds``). A long evaluation writes 200 subjects a transaction from a
 worker thread while it evaluates the next 200 (:class:`_Writes`); the clock pass keeps the
