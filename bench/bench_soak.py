@@ -24,9 +24,14 @@ log's ``exec=`` and ``commit=`` per block line: execution ms per transaction, Le
 ms per block) and the load average. The verdict (:func:`judge`), after the warm-up
 (``--warmup-minutes``):
 
-- memory flat: for every process, RSS at the end of the run (mean of the last three samples)
-  exceeds RSS at the start of the last ``--flat-minutes`` (mean of three samples) by at most
-  ``max(--flat-mib, --flat-share of it)``; and every process stays under ``--max-rss-mib``;
+- memory flat: for every process, its anonymous memory (``RssAnon``: the heap, the Python
+  objects, the caches and malloc's arenas — what a leak grows) at the end of the run (mean of
+  the last three samples) exceeds that at the start of the last ``--flat-minutes`` (mean of
+  three samples) by at most ``max(--flat-mib, --flat-share of it)``; and every process's whole
+  RSS stays under ``--max-rss-mib``. The rest of RSS (``RssFile``) is pages of the database
+  files the process maps — the gateway's read model (SQLite ``mmap_size``), a node's LevelDB
+  tables — counted once touched: it follows the size of the databases, and the kernel takes
+  such clean pages back when it needs memory. Both are printed;
 - throughput: the last window's finalized events/s within ``--throughput-share`` of the first
   window after the warm-up;
 - latency: the last window's finality p99 at most ``--p99-factor`` × the first's +
@@ -190,7 +195,8 @@ class Window:
 
 class RssSampler(threading.Thread):
     """RSS (MiB) of named process groups every ``interval`` s: ``samples[name]`` is a list of
-    (seconds since start, MiB); a group's RSS is the sum over its live processes."""
+    (seconds since start, MiB), ``anon[name]`` the same of the anonymous part; a group's figure
+    is the sum over its live processes."""
 
     def __init__(self, groups: Callable[[], dict[str, int]], interval: float = 10.0) -> None:
         super().__init__(daemon=True, name="rss-sampler")
@@ -198,13 +204,15 @@ class RssSampler(threading.Thread):
         self.interval = interval
         self.started = time.monotonic()
         self.samples: dict[str, list[tuple[float, float]]] = {}
+        self.anon: dict[str, list[tuple[float, float]]] = {}
         self.loads: list[tuple[float, tuple[float, float, float]]] = []
         self._halt = threading.Event()
 
     def sample(self) -> None:
         now = time.monotonic() - self.started
-        for name, mib in group_rss_mib(self.groups()).items():
+        for name, (mib, anon) in group_rss_mib(self.groups()).items():
             self.samples.setdefault(name, []).append((now, mib))
+            self.anon.setdefault(name, []).append((now, anon))
         self.loads.append((now, os.getloadavg()))
 
     def run(self) -> None:
@@ -218,9 +226,10 @@ class RssSampler(threading.Thread):
         self.sample()
 
 
-def group_rss_mib(groups: dict[str, int]) -> dict[str, float]:
-    """RSS in MiB of each process group (by its leader's pid), summed over its processes."""
-    by_group: dict[int, float] = dict.fromkeys(groups.values(), 0.0)
+def group_rss_mib(groups: dict[str, int]) -> dict[str, tuple[float, float]]:
+    """(RSS, anonymous RSS) in MiB of each process group (by its leader's pid), summed over its
+    processes (``VmRSS`` and ``RssAnon`` of ``/proc/PID/status``)."""
+    by_group: dict[int, list[float]] = {pgid: [0.0, 0.0] for pgid in groups.values()}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -233,9 +242,10 @@ def group_rss_mib(groups: dict[str, int]) -> dict[str, float]:
             continue
         for line in status.splitlines():
             if line.startswith("VmRSS:"):
-                by_group[pgid] += int(line.split()[1]) / 1024
-                break
-    return {name: by_group[pgid] for name, pgid in groups.items()}
+                by_group[pgid][0] += int(line.split()[1]) / 1024
+            elif line.startswith("RssAnon:"):
+                by_group[pgid][1] += int(line.split()[1]) / 1024
+    return {name: (by_group[pgid][0], by_group[pgid][1]) for name, pgid in groups.items()}
 
 
 class GatewayTraffic(threading.Thread):
@@ -298,6 +308,8 @@ class SoakResult:
     gateway_errors: list[str]
     failed_windows: list[str] = field(default_factory=list)
     """Windows whose load run could not be accounted for (their figures are missing)."""
+    anon: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    """Anonymous RSS samples, as ``samples`` (judged for growth when present)."""
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -321,11 +333,13 @@ def judge(result: SoakResult, criteria: Criteria) -> list[str]:
     for name, samples in sorted(result.samples.items()):
         if not samples or name == "loadgen":
             continue
-        start, last = rss_growth(samples, since)
+        anon = result.anon.get(name)
+        what, judged = ("anonymous memory", anon) if anon else ("RSS", samples)
+        start, last = rss_growth(judged, since)
         allowed = max(criteria.flat_mib, criteria.flat_share * start)
         if last - start > allowed:
             failures.append(
-                f"{name}: RSS grew {last - start:.0f} MiB ({start:.0f} -> {last:.0f}) after "
+                f"{name}: {what} grew {last - start:.0f} MiB ({start:.0f} -> {last:.0f}) after "
                 f"{since / 60:.1f} min, more than {allowed:.0f}"
             )
         peak = max(mib for _, mib in samples)
@@ -360,17 +374,19 @@ def judge(result: SoakResult, criteria: Criteria) -> list[str]:
     return failures
 
 
-def rss_table(result: SoakResult, window_s: float) -> str:
-    """RSS (MiB) per process at the end of each ``window_s`` slice of the run."""
-    names = sorted(result.samples, key=lambda n: (n == "loadgen", n == "gateway", n))
-    end = max((s[-1][0] for s in result.samples.values() if s), default=0.0)
+def rss_table(result: SoakResult, window_s: float, *, anon: bool = False) -> str:
+    """RSS (MiB; its anonymous part with ``anon``) per process at the end of each ``window_s``
+    slice of the run."""
+    series = result.anon if anon else result.samples
+    names = sorted(series, key=lambda n: (n == "loadgen", n == "gateway", n))
+    end = max((s[-1][0] for s in series.values() if s), default=0.0)
     edges = [min(end, window_s * (k + 1)) for k in range(max(1, int(-(-end // window_s))))]
     head = f"{'t (min)':>8} " + " ".join(f"{n[:12]:>12}" for n in names) + "   load avg"
     lines = [head]
     for edge in [0.0, *edges]:
         cells = []
         for name in names:
-            before = [mib for t, mib in result.samples[name] if t <= edge + 1e-6]
+            before = [mib for t, mib in series[name] if t <= edge + 1e-6]
             cells.append(f"{before[-1]:12.0f}" if before else f"{'-':>12}")
         loads = [la for t, la in result.loads if t <= edge + 1e-6]
         load = "/".join(f"{x:.1f}" for x in loads[-1]) if loads else "-"
@@ -561,7 +577,10 @@ def run_soak(
                 f"window {index} ({window.start_s / 60:.1f} min): finalized "
                 f"{report.finalized_events_per_s:.0f} events/s, p50 "
                 f"{report.p50 or 0:.2f} s, p99 {report.p99 or 0:.2f} s, lost {report.lost}, "
-                f"RSS {group_rss_mib(groups())} MiB, load {window.load_average}"
+                "RSS (anonymous) " + ", ".join(
+                    f"{name} {rss:.0f} ({anon:.0f})"
+                    for name, (rss, anon) in group_rss_mib(groups()).items()
+                ) + f" MiB, load {window.load_average}"
             )
             index += 1
         # What blocks cost a validator that is not the load's watched node (it executes every
@@ -587,16 +606,16 @@ def run_soak(
             traffic.stop()
         sampler.stop()
         shift = started - sampler.started  # samples count from the soak's start
-        samples = {
-            name: [(t - shift, mib) for t, mib in values]
-            for name, values in sampler.samples.items()
-        }
+        samples, anon = (
+            {name: [(t - shift, mib) for t, mib in values] for name, values in series.items()}
+            for series in (sampler.samples, sampler.anon)
+        )
         loads = [(t - shift, la) for t, la in sampler.loads]
         return SoakResult(
             rate_tx_s=rate, calibrated_tx_s=calibrated, started=time.time() - minutes * 60,
             windows=windows, samples=samples, loads=loads, exited=exited,
             gateway_errors=list(traffic.errors) if traffic is not None else [],
-            failed_windows=failed_windows,
+            failed_windows=failed_windows, anon=anon,
         )  # fmt: skip
     finally:
         if traffic is not None and traffic.is_alive():
@@ -675,6 +694,8 @@ def main() -> int:
         return 2
     print("\nRSS (MiB) per process, at the end of each window:")
     print(rss_table(result, args.window_minutes * 60))
+    print("\nof which anonymous (RssAnon, MiB; the rest is mapped database files):")
+    print(rss_table(result, args.window_minutes * 60, anon=True))
     print("\nper window:")
     print(window_table(result))
     if result.gateway_errors:
@@ -686,6 +707,7 @@ def main() -> int:
         Path(args.json_path).write_text(json.dumps({
             "rate_tx_s": result.rate_tx_s, "calibrated_tx_s": result.calibrated_tx_s,
             "windows": [w.row() for w in result.windows], "samples": result.samples,
+            "anon": result.anon,
             "loads": result.loads, "exited": result.exited, "failures": failures,
             "criteria": asdict(criteria),
         }, indent=1) + "\n")  # fmt: skip

@@ -83,6 +83,16 @@ def test_judge_passes_a_flat_soak_and_names_each_failure() -> None:
     big = result()
     big.samples["gateway"] = [(t, 1100.0) for t, _ in big.samples["validator-0"]]
     assert judge(big, criteria) == ["gateway: RSS 1100 MiB >= 1024"]
+    # a process whose mapped database pages grow (RssFile) while its own memory stays flat
+    # is judged by the anonymous part; its whole RSS still counts toward the ceiling
+    mapped = result()
+    mapped.samples["gateway"] = [(t, 300 + 200 * t / 3600) for t, _ in mapped.samples["validator-0"]]
+    mapped.anon = {name: [(t, 200.0) for t, _ in values] for name, values in mapped.samples.items()}
+    assert judge(mapped, criteria) == []
+    mapped.anon["gateway"] = [(t, 200 + 300 * t / 3600) for t, _ in mapped.samples["gateway"]]
+    (leak,) = judge(mapped, criteria)
+    assert leak.startswith("gateway: anonymous memory grew 98 MiB (401 -> 499) after 40.0 min")
+    assert rss_table(mapped, 300.0, anon=True).splitlines()[-1].split()[:2] == ["60.0", "200"]
     table = rss_table(result(growth_mib=300), 300.0)
     assert table.splitlines()[-1].split()[:3] == ["60.0", "297", "580"]
     assert len(window_table(result()).splitlines()) == 13
@@ -230,6 +240,9 @@ def test_short_soak_of_a_port(tmp_path: Path) -> None:
     for name, samples in soak.samples.items():
         assert len(samples) >= 6, name
         assert all(50 < mib < 1024 for _, mib in samples), (name, samples)
+        anon = soak.anon[name]  # sampled with it, a part of it
+        assert len(anon) == len(samples)
+        assert all(10 < a <= mib for (_, a), (_, mib) in zip(anon, samples, strict=True)), name
     # Only memory and loss are judged on so short a run (a window is 18 transactions).
     short = Criteria(warmup_s=0, flat_s=18, flat_mib=100, throughput_share=1.0, p99_factor=10,
                      p99_slack_s=5)  # fmt: skip
