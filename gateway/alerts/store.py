@@ -123,6 +123,7 @@ CREATE TABLE IF NOT EXISTS follows (
     created REAL NOT NULL,
     PRIMARY KEY (org_id, kind, value)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS follows_created ON follows (created);
 CREATE TABLE IF NOT EXISTS reads (
     org_id INTEGER NOT NULL,
     reader INTEGER NOT NULL,
