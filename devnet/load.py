@@ -565,7 +565,11 @@ class CargoLoad:
             report.included_once = sum(1 for h in included if occurrences[h] == 1)
             report.duplicated = report.included - report.included_once
             report.lost = len(submitted) - report.included
-            for hashes in _chunks(included, RECEIPTS_PER_BATCH):
+            # in chain order: the node formats a block's receipts together and keeps few
+            # blocks of them, so asking in submission order (publishers interleave across
+            # blocks) would format a large block again for nearly every receipt
+            in_chain_order = sorted(included, key=block_of.__getitem__)
+            for hashes in _chunks(in_chain_order, RECEIPTS_PER_BATCH):
                 receipts = client.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
                 for tx_hash, receipt in zip(hashes, receipts, strict=True):
                     if (
