@@ -48,6 +48,7 @@ from gateway.isotime import iso_time
 from gateway.jsonbody import read_json
 from gateway.land import token as tokens
 from gateway.land.model import (
+    MAX_CONDITION,
     MAX_CONTAINERS,
     MAX_WINDOW,
     LandError,
@@ -125,7 +126,7 @@ TOKEN_SCHEMA: dict[str, Any] = {
 RECEIPT_SCHEMA: dict[str, Any] = {
     "type": "object", "additionalProperties": False, "required": ["token"],
     "properties": {**TOKEN_SCHEMA["properties"], "seals": _SEALS,
-                   "condition": {"type": "string", "maxLength": 500}}}
+                   "condition": {"type": "string", "maxLength": MAX_CONDITION}}}
 POSITIONS_SCHEMA: dict[str, Any] = {
     "type": "object", "additionalProperties": False, "required": ["positions"],
     "properties": {"positions": {"type": "array", "minItems": 1, "maxItems": 500, "items": {

@@ -33,6 +33,10 @@ STATES: tuple[str, ...] = ("planned", "picked-up", "delivered", "cancelled")
 MAX_CONTAINERS = 8
 #: Longest job window, seconds.
 MAX_WINDOW = 7 * 86400
+#: Longest condition note of a receipt, in characters (the scan page's ``maxlength``): recorded
+#: whole in the receipt's details — 300 Chinese characters and eight 20-character seals found
+#: and expected per box still seal into one record.
+MAX_CONDITION = 300
 
 #: A ROCARS Customs Cargo Reference Number as the SIMULATED authority issues it: ``R``, ``I``
 #: (import) or ``E`` (export), ``YYMMDD`` and a 6-digit sequence. The one definition of the

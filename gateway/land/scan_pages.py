@@ -27,6 +27,7 @@ from aiohttp import web
 from contracts import ROLES, roles_mask
 from gateway.appkeys import ACCOUNTS
 from gateway.intake.service import caller_roles, read_model
+from gateway.land.model import MAX_CONDITION
 from gateway.principal import Principal
 from gateway.ui import shell
 from gateway.ui.i18n import Translator
@@ -45,7 +46,7 @@ def _form(t: Translator, mode: str) -> str:
     if mode == "receive":
         receipt = f"""<div id=scan-seals></div>
 <p><label for=scan-condition>{e(t("scan.condition"))}</label>
-<textarea id=scan-condition name=condition maxlength=300 rows=3
+<textarea id=scan-condition name=condition maxlength={MAX_CONDITION} rows=3
  aria-describedby=scan-condition-hint></textarea>
 <span class=hint id=scan-condition-hint>{e(t("scan.condition_hint"))}</span></p>"""
     return f"""<section class=card aria-labelledby=scan-camera-h id=scan-camera>

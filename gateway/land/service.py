@@ -467,7 +467,7 @@ class LandService:
             items += [(keys[number], step), (keys[number] + DETAIL, job_detail(job, step, {
                 "epcisEventId": event.details.get("eventID"),
                 "sealsExpected": check["expected"], "sealsFound": check["found"],
-                "sealsMatch": check["match"], "condition": condition[:300] or None}, readers))]
+                "sealsMatch": check["match"], "condition": condition or None}, readers))]
         receipts = await self._write(request, who, items)
         body = {"seals": seals, "condition": condition, "epcis": document, "keys": keys}
         if not self.store.record_receipt(job.id, claims.nonce, who.chain_org or 0, when, body):

@@ -1,7 +1,7 @@
 """Every refusal at the gate, with its reason, in the real gateway: a container released to
 another job, a cancelled job, a customs hold, a revoked release (and the terminal's availability
 as a right of its own); a token not yet valid, expired, forged, tampered or malformed; a receipt
-before the gate-out."""
+before the gate-out; a condition note longer than the scan page allows."""
 
 from __future__ import annotations
 
@@ -10,16 +10,19 @@ from typing import Any
 
 from gateway.isotime import iso_time
 from gateway.land import token as tokens
+from gateway.land.model import MAX_CONDITION
 from tests.gateway.alerts.gateway_support import event
 from tests.gateway.land.support import (
     BOX1,
     BOX2,
     BOX3,
     MBL,
+    gated_out,
     job_body,
     ok,
     refused,
     started,
+    to_chain,
 )
 from tests.support.readside import (
     CARRIER,
@@ -133,3 +136,34 @@ async def test_token_time_and_forgery_at_the_gate(tmp_path: Path) -> None:
                                         headers=land.auth(WAREHOUSE)), 409, "not-picked-up")
     finally:
         await client.close()
+
+
+async def test_a_condition_is_recorded_whole_or_refused(tmp_path: Path) -> None:
+    """The longest note the page allows, in Chinese, with eight 20-character seals expected and
+    found per box, is recorded whole in the details (once it was cut to 300 of the 500
+    characters the API took); one character more is refused before anything is written."""
+    land = await started(tmp_path / "gw")
+    try:
+        def seals(prefix: str) -> dict[str, list[str]]:
+            return {box: [f"{prefix}{n:0{20 - len(prefix)}d}" for n in range(8)]
+                    for box in (BOX1, BOX2)}
+
+        job = await ok(await land.client.post("/v1/land/jobs", headers=land.auth(HAULIER),
+                                              json=job_body(land, seals=seals("SEAL"))), 201)
+        issued = await gated_out(land, job["id"])
+        note = ("箱門凹陷，篷布破損。" * 40)[:MAX_CONDITION]
+        body = {"token": issued["token"], "seals": seals("X"), "condition": note + "。"}
+        refusal = await refused(await land.client.post(
+            "/v1/land/receipts", headers=land.auth(WAREHOUSE), json=body), 422,
+            "schema-violation")
+        assert "/condition" in refusal["message"]
+        assert to_chain(land, WAREHOUSE) == []
+        body["condition"] = note
+        out = await ok(await land.client.post("/v1/land/receipts", headers=land.auth(WAREHOUSE),
+                                              json=body), 201)
+        assert out["state"] == "delivered" and all(s["match"] is False for s in out["seals"])
+        details = [e.details for e, _ in to_chain(land, WAREHOUSE) if e.subject.kind == "shipment"]
+        assert [(d["container"], d["condition"], len(d["sealsFound"])) for d in details] == [
+            (BOX1, note, 8), (BOX2, note, 8)]
+    finally:
+        await land.client.close()
