@@ -479,12 +479,15 @@ class LandService:
 
     async def _write(self, request: web.Request, who: Principal,
                      items: list[tuple[str, CanonicalEvent]]) -> list[Any]:
-        """The upload checks, then the outbox (all or none)."""
+        """The upload checks, then the outbox (all or none). Each step's details travel in a
+        transaction of their own: a bundle proving the public step carries its transaction,
+        which must not hold the envelope naming the job's parties."""
         parsed: intake.Parsed = [(key, event) for key, event in items]
         problems = await intake.check_events(request, who, parsed)
         if problems:
             raise refuse(problems, len(parsed))
-        ops = [Operation(idempotency_key=key, kind="event", event=event) for key, event in items]
+        ops = [Operation(idempotency_key=key, kind="event", event=event,
+                         batch_limit=1 if key.endswith(DETAIL) else 0) for key, event in items]
         return await self.app[OUTBOX].accept_async(who.org_id, ops)
 
     # -- positions --------------------------------------------------------------------------

@@ -40,6 +40,11 @@ class Operation:
     """Human-readable description of a ``call`` (not part of the content hash; not stored)."""
     revokes_subject: bytes | None = None
     """Subject key of a SUBJECT-scope revoke: accepting the call bumps its key version."""
+    batch_limit: int = 0
+    """Largest batch the event may travel in (0: any). 1 puts it in a transaction of its own:
+    a proof bundle carries each proven event's whole transaction, so an event whose envelope
+    must not be shown beside another's (a custody step's named details beside the public step,
+    see docs/land.md) travels alone. Not part of the content hash."""
 
 
 @dataclass(frozen=True)
@@ -190,6 +195,8 @@ def check(op: Operation) -> None:
         raise errors.Unprocessable(
             "an idempotency key is 1 to 200 characters", code="invalid-idempotency-key"
         )
+    if op.batch_limit < 0:
+        raise ValueError(f"a batch limit is 0 (none) or more, not {op.batch_limit}")
     if op.kind == "event":
         if op.event is None:
             raise ValueError("an event operation needs its event")

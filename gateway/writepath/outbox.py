@@ -365,11 +365,11 @@ class Outbox:
             stored, nonce = self._seal_body(org_id, op.idempotency_key, stored)
             cur = self._db.execute(
                 "INSERT INTO ops (org_id, idem_key, content_hash, kind, body, body_nonce,"
-                " to_addr, revokes_subject, key_version, accepted_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " to_addr, revokes_subject, key_version, accepted_at, batch_limit)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     org_id, op.idempotency_key, digest, op.kind, stored, nonce, op.to,
-                    op.revokes_subject, version, now,
+                    op.revokes_subject, version, now, op.batch_limit,
                 ),
             )  # fmt: skip
             if op.revokes_subject is not None:

@@ -146,6 +146,28 @@ async def test_a_lone_event_does_not_wait_for_the_window(
     assert done.status == "final"
 
 
+async def test_an_event_with_batch_limit_one_travels_alone(
+    parts: tuple[Outbox, NodeClient], store: Keystore
+) -> None:
+    """A custody step's details (``batch_limit=1``) never share a transaction: the events
+    before and after them still batch, in acceptance order, and all go final once."""
+    box, client = parts
+    sub = Submitter(box, client, store, batch_max_events=10, batch_window_ms=50)
+    ops = [event_op(200 + i, f"alone-{i}") for i in range(7)]
+    ops[2] = dataclasses.replace(ops[2], batch_limit=1)
+    ops[3] = dataclasses.replace(ops[3], batch_limit=1)
+    box.accept(TERMINAL, ops)
+    done = await drain(sub, box, [op.idempotency_key for op in ops])
+    assert {r.status for r in done} == {"final"}
+    txs = [r.tx_hash for r in done]
+    assert txs[0] == txs[1] and txs[4] == txs[5] == txs[6]
+    assert len({txs[0], txs[2], txs[3], txs[4]}) == 4
+    ids = [r.event_id for r in done]
+    assert ids == sorted(ids) and len(set(ids)) == 7
+    with pytest.raises(ValueError, match="batch limit"):
+        box.accept(TERMINAL, [dataclasses.replace(event_op(299, "alone-bad"), batch_limit=-1)])
+
+
 async def test_reverted_batch_is_bisected_to_the_offending_event(
     parts: tuple[Outbox, NodeClient], store: Keystore
 ) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from contracts.cargo import subject_key
 from gateway.app import create_app
 from gateway.appkeys import KEYSTORE
 from gateway.isotime import iso_time
@@ -202,6 +203,11 @@ async def test_custody_chain_in_a_proof_bundle(node: NodeProcess, tmp_path: Path
         assert bank.status == 200, raw
         for value in (job["id"], "KV8088", "PCL200", steps[2]["details"]["tokenNonce"]):
             assert value.encode() not in raw, value
+        # nor their envelopes (naming the job's parties): the details travel in transactions
+        # of their own, and a bundle carries the whole transaction of each event it proves
+        for step in steps[2:]:
+            assert step["detailSigned"]["txHash"] != step["signed"]["txHash"], step
+        assert subject_key(job["id"]).hex().encode() not in raw.lower()
         for asked, code in (({"reference": BOX, "eventIds": details[:1]}, "unknown-event"),
                             ({"reference": job["id"]}, "reference-not-found")):
             refused = await client.post("/v1/proofs", headers=auth[rs.BANK],
