@@ -33,9 +33,10 @@ STATES: tuple[str, ...] = ("planned", "picked-up", "delivered", "cancelled")
 MAX_CONTAINERS = 8
 #: Longest job window, seconds.
 MAX_WINDOW = 7 * 86400
-#: Longest condition note of a receipt, in characters (the scan page's ``maxlength``): recorded
-#: whole in the receipt's details — 300 Chinese characters and eight 20-character seals found
-#: and expected per box still seal into one record.
+#: Longest condition note of a receipt, in characters (the scan page's ``maxlength``). It is
+#: recorded whole in the receipt's details, which must also seal into one record (1,024 bytes):
+#: a note that does not is refused with ``condition-too-long`` and how many of its characters
+#: would fit (varied Chinese text: about 119 with eight 20-character seals a box).
 MAX_CONDITION = 300
 
 #: A ROCARS Customs Cargo Reference Number as the SIMULATED authority issues it: ``R``, ``I``

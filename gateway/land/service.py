@@ -51,7 +51,7 @@ from gateway.events.model import CanonicalEvent, Reference, Visibility
 from gateway.feeds import epcis
 from gateway.feeds.model import MessageError
 from gateway.intake import service as intake
-from gateway.intake.rules import refuse
+from gateway.intake.rules import envelope_problem, refuse
 from gateway.isotime import iso_time
 from gateway.land import token as tokens
 from gateway.land.model import (
@@ -468,6 +468,7 @@ class LandService:
                 "epcisEventId": event.details.get("eventID"),
                 "sealsExpected": check["expected"], "sealsFound": check["found"],
                 "sealsMatch": check["match"], "condition": condition or None}, readers))]
+        _check_condition_fits(items, condition)
         receipts = await self._write(request, who, items)
         body = {"seals": seals, "condition": condition, "epcis": document, "keys": keys}
         if not self.store.record_receipt(job.id, claims.nonce, who.chain_org or 0, when, body):
@@ -711,6 +712,30 @@ def job_detail(job: Job, step: CanonicalEvent, extra: dict[str, Any],
         {"step": CUSTODY_STEPS[step.event_type], "container": step.subject.value,
          "job": job.id, "vehicle": job.vehicle, **step.details, **extra},
         Visibility("named", readers))
+
+
+def _check_condition_fits(items: list[tuple[str, CanonicalEvent]], condition: str) -> None:
+    """Refuse a condition too long for its receipt's details to seal into one record (about
+    800 bytes with one seal a box, less with more: the record carries 1,024 bytes sealed, the
+    body compressed), telling how many of its characters would fit — before anything is
+    written, and never cut: the details keep the note whole."""
+    details = [e for key, e in items if key.endswith(DETAIL)]
+    if not condition or all(envelope_problem(e) is None for e in details):
+        return
+
+    def fits(n: int) -> bool:
+        return all(envelope_problem(replace(e, details={**e.details, "condition": condition[:n]}))
+                   is None for e in details)
+
+    low, high = 0, len(condition)  # fits(low), not fits(high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    raise errors.Unprocessable(
+        f"the condition ({len(condition)} characters, {len(condition.encode())} bytes of UTF-8) "
+        f"does not fit the receipt's sealed record with these seals: at most the first {low} "
+        "characters of it would; shorten it", code="condition-too-long",
+        details={"fits": low})
 
 
 def _readers(who: Principal, *orgs: int) -> tuple[int, ...]:
