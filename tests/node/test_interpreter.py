@@ -5,6 +5,10 @@ calldata, storage, logs, reverts and stack faults mixed in) through py-evm's sto
 computation and through :class:`node.interpreter.FastComputation` on identical states, and
 compares everything observable: error class, gas remaining and refunded, output, stack, memory,
 logs and storage. A failing seed prints itself; rerun it with ``INTERPRETER_SEED=<n>``.
+
+The loop runs as Python source and, when built (``python -m node.native build``), compiled by
+mypyc: the random programs go through each (``loop`` fixture); the compiled case is skipped,
+saying so, where it has not been built.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from eth.vm.forks.prague import PragueVM
 from eth.vm.forks.prague.computation import PragueComputation
 from eth.vm.message import Message
 
+import node.interpreter as interp
+from node import native
 from node.interpreter import FastComputation
 
 CONTRACT = b"\x0c" * 20
@@ -111,7 +117,25 @@ def check_seed(seed: int) -> None:
     assert fast == stock, f"INTERPRETER_SEED={seed}: code 0x{code.hex()} differs"
 
 
-def test_differential_random_programs() -> None:
+@pytest.fixture(params=["python", "compiled"])
+def loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The loop under test, installed as the one FastComputation runs."""
+    if request.param == "python":
+        module = native.load_python()
+    else:
+        current, why = native.compiled_state()
+        if not current:
+            pytest.skip(f"compiled EVM loop: {why}")
+        import importlib
+
+        module = importlib.import_module("node.evmloop")
+        assert native.is_compiled(module)
+    assert native.is_compiled(module) == (request.param == "compiled")
+    monkeypatch.setattr(interp, "LOOP", module)
+    return module
+
+
+def test_differential_random_programs(loop: Any) -> None:
     if "INTERPRETER_SEED" in os.environ:
         check_seed(int(os.environ["INTERPRETER_SEED"]))
         return
@@ -127,15 +151,13 @@ def test_differential_random_programs() -> None:
 
 
 @pytest.mark.slow
-def test_differential_random_programs_long() -> None:
+def test_differential_random_programs_long(loop: Any) -> None:
     for seed in range(1500, 50_000):
         check_seed(seed)
 
 
 def test_a_planted_bug_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """The comparison can fail: break SUB's operand order and some seed must differ."""
-    import node.interpreter as interp
-
     original = interp._run
 
     def buggy(computation: Any) -> None:
@@ -152,7 +174,7 @@ def test_a_planted_bug_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
             check_seed(seed)
 
 
-def test_blocks_built_fast_import_on_stock_py_evm(ledger: Any, tmp_path: Any, genesis_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_blocks_built_fast_import_on_stock_py_evm(loop: Any, ledger: Any, tmp_path: Any, genesis_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Real CargoLedger blocks: built with the fast loop, re-executed by py-evm's own loop."""
     from eth.vm.forks.prague.state import PragueState
 
