@@ -52,6 +52,7 @@ import contextlib
 import gc
 import json
 import logging
+import multiprocessing
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -95,6 +96,9 @@ READ_SCOPES = frozenset({"events:read", "tracking:read"})
 #: Names of the progress marks.
 EVENTS, READINGS = "events", "readings"
 
+#: Subjects written per transaction by a long evaluation (and by a clock-pass worker).
+WRITE_EVERY = 200
+
 
 @dataclass(frozen=True)
 class AlertSettings:
@@ -126,10 +130,25 @@ class AlertSettings:
     events that touch a subject are added to them, and other grants or a retraction make them
     be built again whatever their age."""
 
+    clock_processes: int = 2
+    """Processes a large clock pass is spread over (:meth:`AlertEngine.clock_pass`): this one
+    and ``clock_processes - 1`` forked workers, each evaluating and writing its share of the
+    due subjects; 1: this process alone."""
+    clock_split_min: int = 5000
+    """Due subjects of one organisation from which its clock pass is spread over processes
+    (fewer are evaluated here: a fork costs more than it saves)."""
+    clock_worker_seconds: float = 600.0
+    """How long a clock-pass worker may take before it is killed (its unwritten share stays
+    due for the next pass)."""
+
     def __post_init__(self) -> None:
         if min(self.clock_seconds, self.reading_poll_seconds) <= 0 or self.max_readings < 1:
             raise ConfigError("alerts: clock_seconds, reading_poll_seconds > 0; "
                               "max_readings >= 1")
+        if self.clock_processes < 1 or self.clock_split_min < 1 or (
+                self.clock_worker_seconds <= 0):
+            raise ConfigError("alerts: clock_processes, clock_split_min >= 1; "
+                              "clock_worker_seconds > 0")
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> AlertSettings:
@@ -158,6 +177,10 @@ class AlertSettings:
         if not isinstance(raw, dict):
             raise ConfigError('extra["alerts"].tariff: a tariff object')
         return raw
+
+
+class ClockPassError(Exception):
+    """A clock pass did not record all it should have (a worker process failed)."""
 
 
 # -- tariffs ----------------------------------------------------------------------------------------
@@ -695,22 +718,25 @@ class AlertEngine:
     async def _evaluate_many(self, r: Recipient, subjects: Iterable[Reference], *,
                              deliver: bool, cached: bool = False, now: int | None = None,
                              new: Mapping[Reference, Sequence[VisibleEvent]] | None = None,
-                             linked: Mapping[Reference, set[Reference]] | None = None) -> int:
+                             linked: Mapping[Reference, set[Reference]] | None = None,
+                             takes: frozenset[tuple[str, str]] | None = None) -> int:
         """Evaluate ``subjects`` and record what changed, 200 subjects a transaction. ``new``:
         the new events touching each subject (its cached facts are brought up to date with
-        them when they can be), ``linked``: the links those events showed."""
+        them when they can be), ``linked``: the links those events showed; ``takes``: the
+        organisation's routes if already asked (:attr:`Record.takes`)."""
         recorded = 0
         sink: list[Record] = []
         writes = _Writes(self.store, self._forget)
         ordered = sorted(subjects, key=lambda s: (s.kind, s.value))
-        takes = self.dispatcher.routes(r.org_id) if deliver and ordered else None
+        if takes is None:
+            takes = self.dispatcher.routes(r.org_id) if deliver and ordered else None
         try:
             for i, subject in enumerate(ordered):
                 recorded += self.evaluate_subject(
                     r, subject, deliver=deliver, cached=cached, now=now, sink=sink,
                     new=None if new is None else new.get(subject, ()),
                     linked=() if linked is None else linked.get(subject, ()), takes=takes)
-                if i % 200 == 199 and i + 1 < len(ordered):
+                if i % WRITE_EVERY == WRITE_EVERY - 1 and i + 1 < len(ordered):
                     await writes.start(sink)  # (written while the next ones are evaluated)
                     sink = []
                     await asyncio.sleep(0)  # let requests in between
@@ -817,13 +843,116 @@ class AlertEngine:
                 for org_id, subject in pairs:
                     by_org.setdefault(org_id, []).append(subject)
                 recorded = 0
+                failed: list[str] = []
                 for r in self.recipients():
                     subjects = by_org.get(r.org_id)
                     if subjects:
-                        recorded += await self._evaluate_many(r, subjects, deliver=True,
-                                                              cached=True, now=at)
+                        found, fails = await self._clock_evaluate(r, subjects, at)
+                        recorded += found
+                        failed += fails
             self.dispatcher.dispatch()
+        if failed:
+            raise ClockPassError("alerts: clock-pass workers failed (their unwritten subjects "
+                                 "stay due): " + "; ".join(failed))
         return recorded
+
+    # -- the clock pass over processes -------------------------------------------------------------
+    def _clock_shares(self, r: Recipient, subjects: Sequence[Reference],
+                      ) -> list[list[Reference]]:
+        """The due subjects of one organisation in shares, one per process; the first is this
+        process's. A worker gets only subjects whose facts and stored states are in the cache
+        (it reads no database: connections opened before a fork are not used after it); the
+        others stay here. One share when the pass is small or processes are not to be used."""
+        processes = self.settings.clock_processes
+        if (processes < 2 or len(subjects) < self.settings.clock_split_min
+                or "fork" not in multiprocessing.get_all_start_methods()):
+            return [list(subjects)]
+        ready: list[Reference] = []
+        here: list[Reference] = []
+        for subject in sorted(subjects, key=lambda s: (s.kind, s.value)):
+            slot = self._subjects.get((r.org_id, subject))
+            entry = None if slot is None else slot.facts
+            if (slot is not None and slot.states is not None and entry is not None
+                    and entry.grants is r.grants and entry.generation == self._generation):
+                ready.append(subject)
+            else:
+                here.append(subject)
+        return [here + ready[0::processes], *(ready[i::processes] for i in range(1, processes))]
+
+    async def _clock_evaluate(self, r: Recipient, subjects: Sequence[Reference],
+                              at: int) -> tuple[int, list[str]]:
+        """One organisation's due subjects evaluated and recorded, spread over processes when
+        there are many (:meth:`_clock_shares`): each forked worker evaluates its share from
+        the cached facts and states it inherited, writes it through a connection of its own
+        (200 subjects a transaction, as here) and exits; this process evaluates its own share
+        meanwhile. A worker's subjects then have their states and wake times forgotten here
+        (read again from the store when next evaluated), so nothing cached runs ahead of what
+        was written. The transitions recorded, and what failed (a worker that died or took
+        too long: what it wrote stands, the rest stays due for the next pass)."""
+        shares = self._clock_shares(r, subjects)
+        if len(shares) == 1:
+            return await self._evaluate_many(r, subjects, deliver=True, cached=True,
+                                             now=at), []
+        takes = self.dispatcher.routes(r.org_id)
+        self._known_keys(r.org_id)  # (loaded before the fork: the workers read no database)
+        context = multiprocessing.get_context("fork")
+        workers: list[tuple[Any, Any, list[Reference]]] = []
+        recorded = 0
+        failed: list[str] = []
+        try:
+            for share in shares[1:]:
+                receive, send = context.Pipe(duplex=False)
+                worker = context.Process(target=self._clock_worker, name="alerts-clock",
+                                         args=(r, share, at, takes, send), daemon=True)
+                worker.start()
+                send.close()
+                workers.append((worker, receive, share))
+            recorded += await self._evaluate_many(r, shares[0], deliver=True, cached=True,
+                                                  now=at, takes=takes)
+        finally:
+            for worker, receive, share in workers:
+                await asyncio.to_thread(worker.join, self.settings.clock_worker_seconds)
+                if worker.exitcode is None:
+                    worker.kill()
+                    await asyncio.to_thread(worker.join, 10.0)
+                done = receive.recv() if worker.exitcode == 0 and receive.poll() else None
+                receive.close()
+                if done is None:
+                    failed.append(f"a worker of {len(share)} subjects of organisation "
+                                  f"{r.org_id} ended with {worker.exitcode}")
+                else:
+                    recorded += done[0]
+                    self.evaluations += done[1]
+                    self.transitions += done[0]
+                for subject in share:
+                    slot = self._subjects.get((r.org_id, subject))
+                    if slot is not None:
+                        slot.states, slot.wake = None, None
+        if failed:
+            log.error("alerts: %s", "; ".join(failed))
+        return recorded, failed
+
+    def _clock_worker(self, r: Recipient, subjects: Sequence[Reference], at: int,
+                      takes: frozenset[tuple[str, str]], send: Any) -> None:
+        """A forked clock-pass worker (:meth:`_clock_evaluate`): its share evaluated from the
+        inherited caches and written through a new connection, 200 subjects a transaction;
+        sends (transitions, evaluations) when all is written. Runs nothing of the parent's
+        event loop and no connection of the parent's."""
+        gc.disable()  # (a short-lived process: the collector would only walk the caches)
+        db = self.store.connect()
+        try:
+            recorded = evaluations = 0
+            sink: list[Record] = []
+            for i, subject in enumerate(subjects):
+                recorded += self.evaluate_subject(r, subject, deliver=True, cached=True, now=at,
+                                                  sink=sink, takes=takes)
+                evaluations += 1
+                if i % WRITE_EVERY == WRITE_EVERY - 1 or i + 1 == len(subjects):
+                    self.store.write(self.store.prepare(sink), on=db)
+                    sink = []
+            send.send((recorded, evaluations))
+        finally:
+            db.close()
 
     async def catch_up(self, *, page: int = 1000, max_pages: int = 100_000) -> int:
         """Evaluate what the read model holds beyond the progress mark (start-up). On a first

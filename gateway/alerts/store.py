@@ -279,9 +279,13 @@ class MailItem:
     attempts: int
 
 
+#: One encoder for every stored body (``json.dumps`` with options makes a new one a call).
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def compact(value: Any) -> str:
     """The stored JSON of a body (an episode's :meth:`Alert.to_json`, a transition, a mail)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _COMPACT.encode(value)
 
 
 def told(body: dict[str, Any]) -> dict[str, Any]:
@@ -333,6 +337,7 @@ class AlertStore(sqlite.Store):
         if secret is not None and len(secret) != 32:
             raise ValueError("the alerts secret is 32 bytes")
         super().__init__(path, _SCHEMA)
+        self.path = path
         self._db.execute("PRAGMA secure_delete=ON")  # erased mail bodies leave no trace
         # the engine's batches are written through a connection of their own, from a worker
         # thread (:meth:`write`) while the event loop goes on with this one
@@ -427,14 +432,28 @@ class AlertStore(sqlite.Store):
                             for ref, wake in r.subjects.items()]
         return batch
 
-    def write(self, batch: Batch) -> list[int]:
+    def write(self, batch: Batch, *, on: sqlite3.Connection | None = None) -> list[int]:
         """Write a prepared batch in one transaction; the new transition ids. Safe from a
         worker thread: its own connection, one writer at a time, and each table's rows in
         statements of many rows — one step each, so the GIL is let go of and taken back a few
-        times per batch rather than once per row (``executemany`` steps once per row)."""
+        times per batch rather than once per row (``executemany`` steps once per row).
+        ``on``: a connection of the caller's (a clock-pass worker process: :meth:`connect`)."""
         if not (batch.alerts or batch.wakes):
             return []
-        with self._writing, sqlite.transaction(self._writer) as db:
+        if on is not None:
+            return self._write_on(on, batch)
+        with self._writing:
+            return self._write_on(self._writer, batch)
+
+    def connect(self) -> sqlite3.Connection:
+        """A new connection to the file, for a process of its own (a connection opened
+        before a ``fork`` is never used after it, in either process)."""
+        db = sqlite.connect(self.path)
+        db.execute("PRAGMA secure_delete=ON")
+        return db
+
+    def _write_on(self, writer: sqlite3.Connection, batch: Batch) -> list[int]:
+        with sqlite.transaction(writer) as db:
             # read inside the write lock: another process may record too
             (last,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM transitions").fetchone()
             base = int(last)
