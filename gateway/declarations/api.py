@@ -272,6 +272,8 @@ def _store(request: web.Request, principal: Principal, reference: str, lines: li
     shipment, new = service.store.put_shipment(
         principal.org_id, reference,
         {"lines": [g.to_json() for g in lines], "options": options}, readers)
+    if not new:  # a reader it no longer names must not be served its cached views
+        service.forget_views(shipment)
     return web.json_response(view_of(service, shipment), status=201 if new else 200)
 
 

@@ -69,6 +69,7 @@ from gateway.land.model import Job, LandError
 from gateway.land.service import LandService
 from gateway.principal import Principal
 from gateway.tracking.service import DeclarationRef, Tracking
+from gateway.tracking.visibility import key_of
 from gateway.writepath.operations import Operation
 from gateway.writepath.outbox import Outbox
 
@@ -239,6 +240,18 @@ class DeclarationService:
         mine = self.authorities_of(principal.org_id)
         return bool(mine) and any(s.authority in mine
                                   for s in self.store.submissions_of(shipment.id))
+
+    def forget_views(self, shipment: Shipment) -> None:
+        """Its readers changed: every process's tracking drops the views of its filings (by
+        the official number, the alias and the chain key), which the removed readers' cache
+        would still serve — the read model's change journal carries the news."""
+        subjects: list[bytes] = []
+        for sub in self.store.submissions_of(shipment.id):
+            key, alias = self.chain_key_of(sub), self.alias_of(sub)
+            if sub.number is not None and key is not None and alias is not None:
+                subjects += [key_of(sub.number), key_of(alias), key]
+        if subjects and self.tracking is not None:
+            self.tracking.model.touch(subjects)
 
     def chain_key_of(self, sub: Submission) -> bytes | None:
         """The submission's key in ``Declarations.vy`` (:func:`.onchain.chain_key` of its

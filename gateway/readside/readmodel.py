@@ -434,6 +434,12 @@ class ReadModel(abc.ABC):
     def reset(self) -> None:
         """Drop every chain-derived row and the cursor (the access log and known references stay)."""
 
+    @abc.abstractmethod
+    def touch(self, subjects: Iterable[bytes]) -> None:
+        """Note ``subjects`` in the change journal without writing anything else: who may read
+        them changed off chain (a declaration's named readers), so every process drops the
+        views built from them."""
+
     # directory
     @abc.abstractmethod
     def organisation(self, org_id: int) -> Member | None:

@@ -452,6 +452,15 @@ class SqliteReadModel(ReadModel):
                 published = journal.record(db, touched)
             self._publish(published)
 
+    def touch(self, subjects: Iterable[bytes]) -> None:
+        touched = set(subjects)
+        if not touched:
+            return
+        with self._write_lock:
+            with transaction(self._writer) as db:
+                published = journal.record(db, touched)
+            self._publish(published)
+
     def reset(self) -> None:
         with self._write_lock:
             with transaction(self._writer) as db:

@@ -519,6 +519,13 @@ def test_the_change_journal(world: dict[str, Any]) -> None:
         assert other_process.generation() == start + 1
         assert model.changed_since(start + 1) == (start + 1, frozenset())
         assert model.changed_since(start + 5) == (start + 1, None)  # from the future: all
+        # who may read a subject changed off chain (a declaration's readers): noted, nothing else
+        events = model.event_count()
+        other_process.touch([subject_key(C1)])
+        other_process.touch([])  # nothing to note: no new generation
+        assert model.generation() == start + 2 and model.event_count() == events
+        assert model.changed_since(start + 1) == (start + 2, {subject_key(C1)})
+        start += 1
         model.reset()
         assert other_process.generation() == start + 2
         assert model.changed_since(start + 1) == (start + 2, None)

@@ -171,6 +171,33 @@ async def test_a_filing_is_keyed_and_only_its_readers_see_it(
             assert salt.hex() not in text.lower() and key.hex() not in text.lower()
 
 
+async def test_a_reader_the_declarant_removes_sees_an_unknown_number_at_once(
+        gateway: tuple[TestClient, Port]) -> None:
+    """The trader's view of the number is cached; the forwarder uploads the shipment again
+    naming no reader: the trader's next look — from this process's cache or another's, which
+    the read model's change journal tells — is the unknown number's answer."""
+    client, port = gateway
+    view, _ = await _filed_and_released(client, port)
+    number = view["submissions"][0]["number"]
+    trader = port.auth[TRADER]
+    for _ in range(2):  # the second answer comes from the view cache
+        seen = await body(await client.get(f"/v1/track/{number}", headers=trader))
+        assert seen["declarations"][0]["status"] == "released"
+    await body(await client.post("/v1/declarations", json=upload_body(
+        invoice={"csv": INVOICE.replace(",0306179000,\n", ",0306179000,S1\n")},
+        authorities=["cn-itsw"], readers=[]), headers=port.auth[FORWARDER]), 200)
+    other = _unknown(number)
+    for path in ("/v1/track/{}", "/v1/resolve?q={}"):
+        known = await _answer(client, path.format(number), trader)
+        unknown = await _answer(client, path.format(other), trader)
+        assert known[0] == unknown[0] == 404, known
+        assert _same(known[1], number) == _same(unknown[1], other)
+    assert (await client.get(f"/v1/declarations/{view['id']}", headers=trader)).status == 404
+    # the declarant still sees it
+    seen = await body(await client.get(f"/v1/track/{number}", headers=port.auth[FORWARDER]))
+    assert seen["declarations"][0]["status"] == "released"
+
+
 async def test_the_salt_is_made_once_sealed_and_kept(tmp_path: Path) -> None:
     """A new shipment gets 32 random bytes; a re-upload and a restart keep them; they are
     sealed in the file (absent from its bytes) and open only under the same secret."""
