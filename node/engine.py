@@ -734,8 +734,13 @@ class Engine:
             self._on_consensus(peer, payload)
         elif code == Code.TXS:
             for raw in payload:
-                with contextlib.suppress(TxRejected):
+                try:
                     self.service.submit_raw(raw, gossip=False)
+                except TxRejected as exc:
+                    if exc.malformed:  # the rest of the frame is that peer's too: dropped
+                        self.network.penalise(peer, PENALTY_INVALID,
+                                              f"gossiped transaction: {exc}")
+                        break
             self._arm_parked()
         elif code == Code.NEW_BLOCK:
             await self._on_new_block(peer, payload)

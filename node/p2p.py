@@ -352,11 +352,13 @@ class PeerNetwork:
         self._handshakes = asyncio.Semaphore(self.config.max_pending_handshakes)
         self._changed = asyncio.Event()
         self._stopping = False
-        #: Application frames received, frames dropped because the peer's inbox was full, and
-        #: flooding episodes, per peer.
+        #: Application frames received, frames dropped because the peer's inbox was full,
+        #: flooding episodes, penalties and bans, per peer.
         self.received: Counter[bytes] = Counter()
         self.inbound_dropped: Counter[bytes] = Counter()
         self.floods: Counter[bytes] = Counter()
+        self.penalties: Counter[bytes] = Counter()
+        self.bans: Counter[bytes] = Counter()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -457,8 +459,10 @@ class PeerNetwork:
         now = time.monotonic()
         score = self._decayed(peer, now) + points
         self._scores[peer] = _Score(score, now)
+        self.penalties[peer] += 1
         log.warning("p2p penalise %s +%.0f (%s): score %.0f", peer.hex(), points, reason, score)
         if score >= self.config.penalty_threshold:
+            self.bans[peer] += 1
             self._banned_until[peer] = now + self.config.ban_seconds
             self._scores[peer] = _Score(0.0, now)
             log.warning("p2p ban %s for %.0fs (%s)", peer.hex(), self.config.ban_seconds, reason)

@@ -311,12 +311,15 @@ class NodeService:
         try:
             tx = self.ledger.decode_transaction(raw)
         except Exception as exc:  # py-evm/rlp raise many types for malformed input
-            raise TxRejected(f"invalid raw transaction: {exc}", INVALID_PARAMS) from exc
+            raise TxRejected(f"invalid raw transaction: {exc}", INVALID_PARAMS,
+                             malformed=True) from exc
         chain_id = getattr(tx, "chain_id", None)
         if chain_id is None:
-            raise TxRejected("only replay-protected (EIP-155) transactions are accepted")
+            raise TxRejected("only replay-protected (EIP-155) transactions are accepted",
+                             malformed=True)
         if chain_id != self.ledger.chain_id:
-            raise TxRejected(f"wrong chain id {chain_id}, this chain is {self.ledger.chain_id}")
+            raise TxRejected(f"wrong chain id {chain_id}, this chain is {self.ledger.chain_id}",
+                             malformed=True)
         try:
             tx.validate()
             # Recovering the sender is the signature check: a recovered key always verifies,
@@ -324,12 +327,14 @@ class NodeService:
             # elliptic-curve work; tx.sender is cached on the object for the pool and builder.
             tx.sender  # noqa: B018
         except Exception as exc:
-            raise TxRejected(f"invalid transaction: {exc}") from exc
+            raise TxRejected(f"invalid transaction: {exc}", malformed=True) from exc
         gas_limit = self.ledger.head().gas_limit
         if tx.gas > gas_limit:
-            raise TxRejected(f"gas {tx.gas} exceeds the block gas limit {gas_limit}")
+            raise TxRejected(f"gas {tx.gas} exceeds the block gas limit {gas_limit}",
+                             malformed=True)
         if tx.gas < tx.intrinsic_gas:
-            raise TxRejected(f"intrinsic gas too low: {tx.gas} < {tx.intrinsic_gas}")
+            raise TxRejected(f"intrinsic gas too low: {tx.gas} < {tx.intrinsic_gas}",
+                             malformed=True)
         tx_hash = self.pool.add(tx, len(raw))
         self.wake.set()
         if gossip:

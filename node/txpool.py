@@ -46,12 +46,18 @@ from node.rpc.errors import LIMIT_EXCEEDED, NOT_PERMITTED, TX_REJECTED
 
 class TxRejected(Exception):
     """A transaction was refused; ``code`` is the JSON-RPC error code, ``data`` the error's
-    ``data`` member (the retry hint of a limit refusal)."""
+    ``data`` member (the retry hint of a limit refusal). ``malformed``: no honest node would
+    pass it on (it does not decode, is for another chain, its signature or fields are invalid,
+    its gas is impossible) — a peer that gossips it is penalised; the other refusals (known,
+    nonce already used, a full pool, a size or sender limit of this node's configuration, a
+    sender the member list no longer takes) can come from honest nodes."""
 
-    def __init__(self, message: str, code: int = TX_REJECTED, data: Any = None) -> None:
+    def __init__(self, message: str, code: int = TX_REJECTED, data: Any = None, *,
+                 malformed: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.data = data
+        self.malformed = malformed
 
 
 def _fee(tx: SignedTransactionAPI) -> int:

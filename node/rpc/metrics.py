@@ -28,6 +28,9 @@ metric                                             type   labels
 ``portledger_p2p_frames_received_total``           count  ``peer``: application frames received
 ``portledger_p2p_inbox_dropped_total``             count  ``peer``: frames dropped (inbox full)
 ``portledger_p2p_floods_total``                    count  ``peer``: flooding episodes penalised
+``portledger_p2p_penalties_total``                 count  ``peer``: penalties (any reason)
+``portledger_p2p_bans_total``                      count  ``peer``: bans
+``portledger_p2p_banned``                          gauge  peers banned now
 =================================================  =====  =====================================
 """
 
@@ -184,6 +187,23 @@ class NodeCollector(Collector):
             "Flooding episodes (penalised)",
             "peer",
             {"0x" + p.hex(): n for p, n in network.floods.items()},
+        )
+        yield _counter(
+            "portledger_p2p_penalties",
+            "Penalties given to a peer (malformed or invalid input, floods)",
+            "peer",
+            {"0x" + p.hex(): n for p, n in network.penalties.items()},
+        )
+        yield _counter(
+            "portledger_p2p_bans",
+            "Bans of a peer (its penalty score reached the threshold)",
+            "peer",
+            {"0x" + p.hex(): n for p, n in network.bans.items()},
+        )
+        yield GaugeMetricFamily(
+            "portledger_p2p_banned",
+            "Peers banned now",
+            value=sum(1 for p in network.bans if network.banned(p)),
         )
 
 

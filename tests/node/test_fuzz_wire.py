@@ -789,7 +789,8 @@ def test_http_framing(wire: Wire, data: bytes) -> None:
 @short_and_long(rng=st.randoms(use_true_random=False), where=st.sampled_from(["rpc", "p2p"]))
 def test_raw_transactions(wire: Wire, rng: random.Random, where: str) -> None:
     """Mutated signed transactions: over JSON-RPC a typed error or a hash; in a TXS frame
-    answered (gossip is refused silently) or closed with a penalty."""
+    answered (refused, and penalised when no honest node would have sent it) or closed with a
+    penalty."""
     kind, raw = mutate(raw_transaction(wire, ahead=2000 + rng.randrange(1000)), rng)
     if where == "rpc":
         wire.counts[f"sent eth_sendRawTransaction {kind}"] += 1
@@ -804,6 +805,40 @@ def test_raw_transactions(wire: Wire, rng: random.Random, where: str) -> None:
         send_and_probe(wire, frame(encode_body(Code.TXS, [raw])), f"TXS tx/{kind}")
     )
     assert outcome == "answered" or "banned" in reasons, (kind, outcome, reasons)
+
+
+def test_a_gossiped_transaction_no_honest_node_would_send_costs_the_peer(wire: Wire) -> None:
+    """A TXS frame with a well-formed transaction (far ahead: pooled, or refused as a race
+    between honest nodes can make it) costs its sender nothing; one that does not decode, or is
+    for another chain, is penalised ("gossiped transaction") and counted in ``/metrics``."""
+    outcome, reasons = wire.run(send_and_probe(
+        wire, frame(encode_body(Code.TXS, [raw_transaction(wire, ahead=5000)])), "TXS good"))
+    assert outcome == "answered" and not [r for r in reasons if r.startswith("gossiped")]
+    publisher = cargo_publishers(Genesis.load(wire.layout.genesis_path))[0]
+    other_chain, _ = record_transaction(
+        publisher.key, chain_id=wire.layout.chain_id + 1, nonce=0, gas=2_000_000,
+        events=cargo_events(1, 0, publisher.event_type, 32))  # fmt: skip
+    for raw, why in ((b"\x80", "invalid raw transaction"), (other_chain, "wrong chain id")):
+        start = len(wire.log.text)
+        reasons = penalised_for(
+            wire, lambda raw=raw: frame(encode_body(Code.TXS, [raw])), "gossiped transaction")
+        assert "gossiped transaction" in reasons, reasons  # (the kind: the log line says why)
+        assert f"(gossiped transaction: {why}" in wire.log.text[start:] + wire.log.read()
+    me = wire.identities.hex  # (the identity penalised last)
+    counted = metrics_of(wire)
+    assert counted.get(f'portledger_p2p_penalties_total{{peer="0x{me}"}}', 0) >= 1, me
+
+
+def metrics_of(w: Wire) -> dict[str, float]:
+    """The node's ``/metrics`` samples by name and labels."""
+    conn = http.client.HTTPConnection(w.node.host, w.node.rpc_port, timeout=BOUND)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    return {line.rpartition(" ")[0]: float(line.rpartition(" ")[2])
+            for line in text.splitlines() if line and not line.startswith("#")}
 
 
 def test_the_node_is_healthy_after_the_rpc_fuzz(wire: Wire) -> None:
