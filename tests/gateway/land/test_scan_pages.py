@@ -7,6 +7,7 @@ typed in is refused as forged."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,15 @@ async def test_scanning_in_chromium_with_a_fake_camera(tmp_path: Path) -> None:
             assert "Expected seals: SEAL001" in (await tab.text_content("#scan-claims") or "")
             await tab.fill("#scan-seal-0", "seal001")
             await tab.fill("#scan-seal-1", "SEAL999")
+            # a note whose details would not seal into one record: refused, how much fits said
+            varied = random.Random(16).choices([chr(c) for c in range(0x4E00, 0x9FA6)], k=300)
+            await tab.fill("#scan-condition", "".join(varied))
+            await tab.click("#scan-record button[type=submit]")
+            await tab.wait_for_selector("#scan[data-refused=condition-too-long]")
+            message = await tab.text_content("#scan .message") or ""
+            assert "condition note is too long" in message and "characters of it" in message
+            assert await tab.is_hidden("#scan-done")
+            await screenshot(tab, f"scan-receive-too-long-{size}")
             await tab.fill("#scan-condition", "Door dented")
             await screenshot(tab, f"scan-receive-job-{size}")
             await tab.click("#scan-record button[type=submit]")
