@@ -170,36 +170,17 @@ class NodeCollector(Collector):
             size.add_metric(["0x" + peer.hex()], nbytes)
         yield frames
         yield size
-        yield _counter(
-            "portledger_p2p_frames_received",
-            "Application frames received",
-            "peer",
-            {"0x" + p.hex(): n for p, n in network.received.items()},
-        )
-        yield _counter(
-            "portledger_p2p_inbox_dropped",
-            "Frames dropped because the peer's inbox was full",
-            "peer",
-            {"0x" + p.hex(): n for p, n in network.inbound_dropped.items()},
-        )
-        yield _counter(
-            "portledger_p2p_floods",
-            "Flooding episodes (penalised)",
-            "peer",
-            {"0x" + p.hex(): n for p, n in network.floods.items()},
-        )
-        yield _counter(
-            "portledger_p2p_penalties",
-            "Penalties given to a peer (malformed or invalid input, floods)",
-            "peer",
-            {"0x" + p.hex(): n for p, n in network.penalties.items()},
-        )
-        yield _counter(
-            "portledger_p2p_bans",
-            "Bans of a peer (its penalty score reached the threshold)",
-            "peer",
-            {"0x" + p.hex(): n for p, n in network.bans.items()},
-        )
+        for name, doc, per_peer in (
+            ("frames_received", "Application frames received", network.received),
+            ("inbox_dropped", "Frames dropped because the peer's inbox was full",
+             network.inbound_dropped),
+            ("floods", "Flooding episodes (penalised)", network.floods),
+            ("penalties", "Penalties given to a peer (malformed or invalid input, floods)",
+             network.penalties),
+            ("bans", "Bans of a peer (its penalty score reached the threshold)", network.bans),
+        ):
+            yield _counter(f"portledger_p2p_{name}", doc, "peer",
+                           {"0x" + p.hex(): n for p, n in per_peer.items()})
         yield GaugeMetricFamily(
             "portledger_p2p_banned",
             "Peers banned now",
