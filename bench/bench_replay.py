@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/bench_replay.py [--events 100000] [--per-tx 100] [--txs-per-block 10]
                                            [--jobs 1,2] [--rounds 1] [--keep DIR]
-                                           [--baseline TREE]
+                                           [--baseline TREE] [--python-loop]
 
 Builds a chain on a four-validator genesis (every block sealed by three validators' real commit
 seals; one governance change adds a fifth validator near the start) holding ``--events`` cargo
@@ -16,6 +16,9 @@ block. Reports events/s re-verified (wall clock) and events per CPU-second (this
 its workers: less sensitive to a shared machine) for each ``--jobs`` value with the report, and
 for one process without it. ``--baseline TREE`` (a checkout of an earlier commit) adds that
 code's sequential replay of the same chain to each round, for before/after ratios in one run.
+``--python-loop`` adds a sequential replay with the opcode loop run as Python source
+(:func:`node.native.load_python`) when the compiled one is built: the compiled loop's gain in
+the same run.
 """
 
 from __future__ import annotations
@@ -95,21 +98,34 @@ def open_or_build(root: Path, events: int, per_tx: int, txs_per_block: int) -> i
     return made
 
 
-def replay(node_dir: Path, *, jobs: int, report: bool) -> dict[str, float]:
+def replay(
+    node_dir: Path, *, jobs: int, report: bool, python_loop: bool = False
+) -> dict[str, float]:
     """One replay of ``node_dir``'s chain as ``portledger replay --datadir --jobs`` runs it:
-    wall seconds, CPU seconds of this process and its workers, blocks, report's events."""
+    wall seconds, CPU seconds of this process and its workers, blocks, report's events.
+    ``python_loop``: with the opcode loop's Python source instead of the loop the node runs
+    (only with ``jobs=1``: workers choose their own)."""
+    import node.interpreter
+    from node import native
     from node.audit import AuditReport
     from node.genesis import Genesis
     from node.replay import replay_datadir
 
     genesis = Genesis.load(node_dir / "genesis.json")
     audit = AuditReport(genesis) if report else None
+    loop = node.interpreter.LOOP
+    if python_loop:
+        assert jobs == 1
+        node.interpreter.LOOP = native.load_python()
     cpu0 = _cpu_seconds()
     with tempfile.TemporaryDirectory(prefix="bench-replay-", dir=node_dir.parent) as scratch:
         t0 = time.perf_counter()
-        summary = replay_datadir(
-            genesis, node_dir / "chain", scratch, jobs=jobs, report=audit, show_progress=False
-        )
+        try:
+            summary = replay_datadir(
+                genesis, node_dir / "chain", scratch, jobs=jobs, report=audit, show_progress=False
+            )
+        finally:
+            node.interpreter.LOOP = loop
         seconds = time.perf_counter() - t0
     if summary.failure:
         raise SystemExit(f"replay failed: {summary.failure}")
@@ -194,17 +210,25 @@ def main() -> int:
     parser.add_argument("--baseline", default=None, metavar="TREE",
                         help="A checkout of an earlier commit (git worktree add TREE COMMIT): its "
                         "sequential replay with the report runs too, interleaved.")
+    parser.add_argument("--python-loop", action="store_true",
+                        help="Also replay (jobs=1, with the report) with the opcode loop run as "
+                        "Python source, when the compiled loop is built.")
     parser.add_argument("--keep", default=None,
                         help="Build the chain in this directory and keep it; a later run with the "
                         "same parameters reuses it.")
     args = parser.parse_args()
-    import node  # noqa: F401  (the node's hashing backend)
+    import node.interpreter
+    from node import native
 
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-replay-chain-"))
     events = open_or_build(root, args.events, args.per_tx, args.txs_per_block)
     variants = [(int(j), True) for j in args.jobs.split(",")] + [(1, False)]
     if args.baseline:
         variants.insert(0, (0, True))  # jobs=0 stands for the baseline tree
+    compiled = native.is_compiled(node.interpreter.LOOP)
+    print(f"opcode loop: {'compiled' if compiled else 'Python'} ({native.compiled_state()[1]})")
+    if args.python_loop and compiled:
+        variants.insert(1 if args.baseline else 0, (-1, True))  # jobs=-1: the Python loop
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     best: dict[tuple[int, bool], dict[str, float]] = {}
     for _ in range(args.rounds):
@@ -212,10 +236,12 @@ def main() -> int:
             if jobs == 0:
                 run = replay_baseline(Path(args.baseline), root / "node")
             else:
-                run = replay(root / "node", jobs=jobs, report=report)
+                run = replay(root / "node", jobs=max(jobs, 1), report=report,
+                             python_loop=jobs < 0)
             if report and run["events"] != events:
                 raise SystemExit(f"the report counted {run['events']} events of {events}")
             name = (f"baseline {Path(args.baseline).name}" if jobs == 0 else
+                    "jobs=1, Python loop, report" if jobs < 0 else
                     f"jobs={jobs}, {'with report' if report else 'no report'}")
             print(f"{name:28s} {run['blocks']:.0f} blocks, {run['seconds']:6.1f} s wall, "
                   f"{events / run['seconds']:6.0f} events/s; CPU {run['cpu']:6.1f} s "
@@ -223,7 +249,7 @@ def main() -> int:
             if (jobs, report) not in best or run["seconds"] < best[(jobs, report)]["seconds"]:
                 best[(jobs, report)] = run
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    fastest = min((r for (j, rep), r in best.items() if rep and j), key=lambda r: r["seconds"])
+    fastest = min((r for (j, rep), r in best.items() if rep and j > 0), key=lambda r: r["seconds"])
     rate = events / fastest["seconds"]
     print(f"best with the report: {rate:.0f} events/s re-verified; a year of Hong Kong traffic "
           f"(~100 M events) would replay in {100_000_000 / rate / 3600:.1f} h")

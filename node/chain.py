@@ -14,7 +14,7 @@ The node's handle on a chain that follows these rules is :class:`node.ledger.Led
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import eth.db.trie
@@ -182,8 +182,10 @@ class QbftSealConsensus(ConsensusAPI):
         return header.coinbase
 
 
-#: Bloom bits of recently seen log addresses and topics (bounded; see :func:`_bloom_bits`).
+#: Bloom bits of recently seen log addresses and topics (bounded; see :func:`_bloom_bits`),
+#: addresses by their bytes, topics by their int (as the EVM and py-evm's ``Log`` hold them).
 _BLOOM_BITS: dict[bytes, int] = {}
+_TOPIC_BITS: dict[int, int] = {}
 _BLOOM_BITS_MAX = 1 << 12
 
 
@@ -207,15 +209,36 @@ def _bloom_bits(value: bytes) -> int:
     return bits
 
 
+def _topic_bits(topic: int) -> int:
+    """:func:`_bloom_bits` of a topic given as an int (its 32 big-endian bytes), cached by the
+    int: no conversion to bytes for the topics every log repeats."""
+    bits = _TOPIC_BITS.get(topic)
+    if bits is None:
+        bits = _bloom_bits(topic.to_bytes(32, "big"))
+        if len(_TOPIC_BITS) >= _BLOOM_BITS_MAX:
+            _TOPIC_BITS.clear()
+        _TOPIC_BITS[topic] = bits
+    return bits
+
+
 def logs_bloom(logs: Iterable[Any]) -> int:
     """The logs bloom of ``logs`` (py-evm ``Log`` objects): each address and each topic as
     32 big-endian bytes — equal to ``eth_bloom.BloomFilter.from_iterable`` over the logs'
     ``bloomables``."""
+    return entries_bloom((log.address, log.topics, log.data) for log in logs)
+
+
+def entries_bloom(entries: Iterable[tuple[bytes, Sequence[int], bytes]]) -> int:
+    """:func:`logs_bloom` of a computation's log entries, ``(address, topics, data)``."""
     bloom = 0
-    for log in logs:
-        bloom |= _bloom_bits(log.address)
-        for topic in log.topics:
-            bloom |= _bloom_bits(topic.to_bytes(32, "big"))
+    address_bits = _BLOOM_BITS
+    topic_bits = _TOPIC_BITS
+    for address, topics, _data in entries:
+        bits = address_bits.get(address)
+        bloom |= _bloom_bits(address) if bits is None else bits
+        for topic in topics:
+            bits = topic_bits.get(topic)
+            bloom |= _topic_bits(topic) if bits is None else bits
     return bloom
 
 
@@ -241,17 +264,28 @@ class _Receipt(Receipt):
     """py-evm's receipt whose RLP encoding is written out for its fixed shape — status, gas
     used, 256-byte bloom, logs of (20-byte address, 32-byte topics, data) — instead of the
     generic sedes walk (~2 ms for a receipt of 100 logs, the receipts trie of every block
-    encodes each one). Same bytes as ``rlp.encode`` (checked differentially in the tests)."""
+    encodes each one). Same bytes as ``rlp.encode`` (checked differentially in the tests).
+
+    A receipt made by :meth:`PortLedgerVM.make_receipt` also keeps the computation's log
+    entries it was made of (:attr:`entries`, the same values as its ``Log`` objects): the
+    encoding reads them instead of three properties per log, and its bloom, computed from
+    exactly those entries, needs no check against them (:meth:`PortLedgerVM.validate_receipt`).
+    A copy (``.copy()``, decoding) has none and takes the general path."""
+
+    entries: tuple[tuple[bytes, Sequence[int], bytes], ...] | None = None
 
     def encode(self) -> bytes:
-        logs = b"".join(
+        entries = self.entries
+        if entries is None:
+            entries = tuple((log.address, log.topics, log.data) for log in self.logs)
+        logs = b"".join([
             _rlp_list(
-                _rlp_string(log.address)
-                + _rlp_list(b"".join([b"\xa0" + t.to_bytes(32, "big") for t in log.topics]))
-                + _rlp_string(log.data)
+                _rlp_string(address)
+                + _rlp_list(b"".join([b"\xa0" + t.to_bytes(32, "big") for t in topics]))
+                + _rlp_string(data)
             )
-            for log in self.logs
-        )
+            for address, topics, data in entries
+        ])  # fmt: skip
         gas = self.gas_used
         return _rlp_list(
             _rlp_string(self.state_root)
@@ -322,7 +356,10 @@ class PortLedgerVM(PragueVM):
         )
         entries = computation.get_log_entries()
         logs = [Log(address, topics, data) for address, topics, data in entries]
-        receipt = _Receipt(state_root=status, gas_used=gas_used, logs=logs, bloom=logs_bloom(logs))
+        receipt = _Receipt(
+            state_root=status, gas_used=gas_used, logs=logs, bloom=entries_bloom(entries)
+        )
+        receipt.entries = entries
         if isinstance(transaction, TypedTransaction):
             type_id: int = transaction.type_id  # type: ignore[assignment]  # always set on typed
             return transaction.receipt_builder.typed_receipt_class(type_id, receipt)
@@ -331,18 +368,22 @@ class PortLedgerVM(PragueVM):
     @classmethod
     def validate_receipt(cls, receipt: ReceiptAPI) -> None:
         # py-evm's check (every log address and topic is in the receipt's bloom; Byzantium's
-        # status codes), same order and messages, with cached bloom bits.
+        # status codes), same order and messages, with cached bloom bits. A receipt
+        # make_receipt just made from its entries has its bloom from exactly those: the bloom
+        # part cannot fail and is skipped.
+        inner = getattr(receipt, "_inner", receipt)
+        made_here = isinstance(inner, _Receipt) and inner.entries is not None
         bloom = receipt.bloom
-        for log_idx, log in enumerate(receipt.logs):
+        for log_idx, log in enumerate(() if made_here else receipt.logs):
             bits = _bloom_bits(log.address)
             if bloom & bits != bits:
                 raise ValidationError(
                     f"The address from the log entry at position {log_idx} is not "
                     "present in the provided bloom filter."
                 )
-        for log_idx, log in enumerate(receipt.logs):
+        for log_idx, log in enumerate(() if made_here else receipt.logs):
             for topic_idx, topic in enumerate(log.topics):
-                bits = _bloom_bits(topic.to_bytes(32, "big"))
+                bits = _topic_bits(topic)
                 if bloom & bits != bits:
                     raise ValidationError(
                         f"The topic at position {topic_idx} from the log entry at "

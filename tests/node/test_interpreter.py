@@ -262,6 +262,10 @@ def test_logs_bloom_and_receipts_match_py_evm() -> None:
             # the generic sedes walk, uncached (a typed receipt wraps the legacy encoding)
             assert getattr(ours, "_inner", ours).encode() == rlp.encode(getattr(stock, "_inner", stock))
             PortLedgerVM.validate_receipt(ours)
+            # made here: it keeps its entries; a copy has none and encodes the same bytes
+            inner = getattr(ours, "_inner", ours)
+            assert inner.entries == computation.get_log_entries()
+            assert inner.copy().entries is None and inner.copy().encode() == inner.encode()
             kinds.add((computation.is_error, bool(logs), type(ours).__name__))
     assert len(kinds) == 6, kinds  # reverted / with logs / without, legacy and typed
     # A log the bloom does not cover: both refuse it, with the same message.
@@ -272,6 +276,12 @@ def test_logs_bloom_and_receipts_match_py_evm() -> None:
     forged = typed.receipt_builder.typed_receipt_class(typed.type_id, receipt._inner.copy(bloom=0))
     with pytest.raises(ValidationError) as stock_error:
         PragueVM.validate_receipt(forged)
+    with pytest.raises(ValidationError) as our_error:
+        PortLedgerVM.validate_receipt(forged)
+    assert str(our_error.value) == str(stock_error.value)
+    # ... and so is a copy of one of ours with a bloom that no longer covers its logs
+    ours = PortLedgerVM.make_receipt(base, typed, computation, computation.state)
+    forged = typed.receipt_builder.typed_receipt_class(typed.type_id, ours._inner.copy(bloom=0))
     with pytest.raises(ValidationError) as our_error:
         PortLedgerVM.validate_receipt(forged)
     assert str(our_error.value) == str(stock_error.value)
