@@ -57,6 +57,10 @@ class GatewayConfig:
     outbox_max_wait_seconds: float = 10.0
     """Most seconds of work in the outbox at the rate it drains (as above): bounds how long
     the backlog an overload leaves takes to clear."""
+    outbox_wait_floor: int = 200
+    """The time bound never refuses below this many operations in the outbox: at a slow
+    drain rate (a loaded chain) ten seconds of work is a handful of operations, fewer than a
+    finality latency of seconds keeps on their way at the normal rate."""
     telemetry_window_seconds: float = 10.0
     """Seconds between two anchorings of telemetry readings (a Merkle root per owner batch)."""
     telemetry_batch_max: int = 4096
@@ -98,6 +102,9 @@ class GatewayConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} is an integer of at least 1, not {value!r}")
+        floor = self.outbox_wait_floor
+        if isinstance(floor, bool) or not isinstance(floor, int) or floor < 0:
+            raise ConfigError(f"outbox_wait_floor is an integer of at least 0, not {floor!r}")
         wait = self.outbox_max_wait_seconds
         if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 < wait <= 3600:
             raise ConfigError("outbox_max_wait_seconds is a number of seconds, more than 0 and at"

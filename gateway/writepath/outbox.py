@@ -155,6 +155,11 @@ class Outbox:
         Most seconds of work in the outbox at its drain rate: more unsettled operations in
         all than ``drain_rate() * max_wait`` are refused too (None, or nothing drained yet:
         no such limit).
+    wait_floor
+        The time bound never refuses below this many unsettled operations in all: on a slow
+        or loaded chain a few seconds of work is a handful of operations, and uploads at the
+        normal rate would be refused while a finality latency of seconds keeps that many on
+        their way (0: no floor).
 
     Notes
     -----
@@ -172,7 +177,10 @@ class Outbox:
         max_depth_per_org: int | None = None,
         max_depth: int | None = None,
         max_wait: float | None = None,
+        wait_floor: int = 0,
     ) -> None:
+        if wait_floor < 0:
+            raise ValueError("wait_floor must be 0 or more")
         for name, value in (("max_depth_per_org", max_depth_per_org), ("max_depth", max_depth),
                             ("max_wait", max_wait)):  # fmt: skip
             if value is not None and value <= 0:
@@ -181,6 +189,7 @@ class Outbox:
         self.max_depth_per_org = max_depth_per_org
         self.max_depth = max_depth
         self.max_wait = max_wait
+        self.wait_floor = wait_floor
         self.refused: dict[str, int] = {"organisation": 0, "total": 0, "wait": 0}
         """Uploads refused as over a depth limit, by limit (for metrics)."""
         self._drained: deque[tuple[float, int]] = deque()  # (monotonic, operations settled)
@@ -400,9 +409,7 @@ class Outbox:
         organisation's or the total depth over a limit (a queue that is empty takes any)."""
         mine, total = depths.get(org_id, 0), sum(depths.values())
         rate = self.drain_rate()
-        by_wait = (
-            None if self.max_wait is None or rate <= 0 else max(1, math.floor(rate * self.max_wait))
-        )
+        by_wait = self.wait_limit(rate)
         limits = [
             (scope, depth, limit)
             for scope, depth, limit in (
@@ -455,6 +462,13 @@ class Outbox:
             self._last_rate = sum(n for _, n in self._drained) / span
             return self._last_rate
 
+    def wait_limit(self, rate: float) -> int | None:
+        """The time bound at drain ``rate``: ``max_wait`` seconds of work, at least
+        ``wait_floor`` operations (None: no bound — none configured, or nothing drained yet)."""
+        if self.max_wait is None or rate <= 0:
+            return None
+        return max(1, self.wait_floor, math.floor(rate * self.max_wait))
+
     def retry_after(self, excess: int, rate: float | None = None) -> int:
         """Whole seconds until ``excess`` operations have drained at the recent rate (1 to
         :data:`RETRY_AFTER_MAX`; :data:`RETRY_AFTER_UNKNOWN` if nothing drained yet)."""
@@ -472,9 +486,7 @@ class Outbox:
             return
         mine, total = depths.get(org_id, 0), sum(depths.values())
         rate = self.drain_rate()
-        by_wait = (
-            None if self.max_wait is None or rate <= 0 else max(1, math.floor(rate * self.max_wait))
-        )
+        by_wait = self.wait_limit(rate)
         for scope, depth, limit in (
             ("organisation", mine, self.max_depth_per_org),
             ("total", total, self.max_depth),
@@ -820,13 +832,14 @@ def open_outbox(
     max_depth_per_org: int | None = None,
     max_depth: int | None = None,
     max_wait: float | None = None,
+    wait_floor: int = 0,
 ) -> Outbox:
     """The outbox of a gateway: ``<data_dir>/outbox.sqlite``, bodies under the keystore's
     ``outbox`` secret."""
     data_dir.mkdir(parents=True, exist_ok=True)
     return Outbox(data_dir / "outbox.sqlite", body_key=keystore.secret(BODY_SECRET),
                   max_depth_per_org=max_depth_per_org, max_depth=max_depth,
-                  max_wait=max_wait)  # fmt: skip
+                  max_wait=max_wait, wait_floor=wait_floor)  # fmt: skip
 
 
 class OutboxMetrics:
@@ -854,8 +867,9 @@ class OutboxMetrics:
                             ("wait_seconds", box.max_wait)):  # fmt: skip
             if value is not None:
                 limits.add_metric([name], value)
-        if box.max_wait is not None and rate > 0:
-            limits.add_metric(["wait"], math.floor(rate * box.max_wait))
+        wait = box.wait_limit(rate)
+        if wait is not None:
+            limits.add_metric(["wait"], wait)
         yield limits
         refused = CounterMetricFamily("portledger_outbox_refused",
                                       "Uploads refused 429 outbox-full, by the limit reached",
@@ -874,7 +888,8 @@ def setup(app: web.Application) -> None:
     app[OUTBOX] = open_outbox(config.data_dir, app[KEYSTORE],
                               max_depth_per_org=config.outbox_max_per_org,
                               max_depth=config.outbox_max_total,
-                              max_wait=config.outbox_max_wait_seconds)  # fmt: skip
+                              max_wait=config.outbox_max_wait_seconds,
+                              wait_floor=config.outbox_wait_floor)  # fmt: skip
     registry = app.get(METRICS)
     if registry is not None:
         registry.register(OutboxMetrics(app[OUTBOX]))

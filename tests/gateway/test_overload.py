@@ -154,6 +154,28 @@ def test_at_most_max_wait_seconds_of_work_at_the_drain_rate(tmp_path: Path) -> N
         box.close()
 
 
+def test_the_time_bound_has_a_floor(tmp_path: Path) -> None:
+    """At a slow drain rate the time bound would be a handful of operations: it never refuses
+    below ``wait_floor`` (the gateway's default 200), and refuses past it as before."""
+    box = Outbox(tmp_path / "outbox.sqlite", max_wait=2.0, wait_floor=250)
+    try:
+        box.accept(1, ops("a", 120))
+        settle(box, 1, 20, nonce=0)  # depth 100; 2 s at <= 20/s is at most 40 operations
+        assert box.wait_limit(box.drain_rate()) == 250
+        box.accept(2, ops("b", 150))  # 250: at the floor, accepted
+        with pytest.raises(OutboxFull) as full:
+            box.accept(2, ops("c", 1))
+        assert full.value.details["limitedBy"] == "outbox-wait"
+        assert full.value.details["limit"] == 250
+    finally:
+        box.close()
+    with pytest.raises(ValueError, match="wait_floor"):
+        Outbox(tmp_path / "other.sqlite", wait_floor=-1)
+    with pytest.raises(ConfigError, match="outbox_wait_floor"):
+        GatewayConfig.from_dict({"data_dir": str(tmp_path), "outbox_wait_floor": -1})
+    assert GatewayConfig(data_dir=tmp_path).outbox_wait_floor == 200
+
+
 def test_a_full_request_never_refuses_another_of_its_group_commit(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "outbox.sqlite", max_depth_per_org=3)
 
