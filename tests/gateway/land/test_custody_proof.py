@@ -19,7 +19,6 @@ a bank knowing only the box number proves the public steps and gets none of the 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Iterator
@@ -27,18 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from contracts.cargo import subject_key
-from gateway.app import create_app
-from gateway.appkeys import KEYSTORE
 from gateway.isotime import iso_time
 from proofs.summary import Verified, event_type_name
 from tests.gateway.land.support import ok
-from tests.gateway.land.test_land_chain import _final, _indexed
+from tests.gateway.land.test_land_chain import _final, chain_port
 from tests.gateway.test_api_proofs import verifies
 from tests.support import readside as rs
-from tests.support.dcsa import config, organisation
 from tests.support.nodes import REPO_GENESIS, NodeProcess
 
 pytestmark = pytest.mark.integration
@@ -87,21 +83,8 @@ def _signer(chain_org: int) -> str:
 
 async def test_custody_chain_in_a_proof_bundle(node: NodeProcess, tmp_path: Path) -> None:
     genesis = json.loads(REPO_GENESIS.read_text())
-    cfg = dataclasses.replace(config(tmp_path / "gw"), node_urls=(node.url,),
-                              batch_window_ms=20, indexer_poll_ms=50)
-    client = TestClient(TestServer(create_app(cfg)))
-    await client.start_server()
-    try:
-        org: dict[int, int] = {}
-        auth: dict[int, dict[str, str]] = {}
-        for chain_org, name in MEMBERS:
-            org[chain_org], auth[chain_org] = organisation(client.app, name, chain_org=chain_org,
-                                                           scopes=SCOPES)
-            client.app[KEYSTORE].import_keys(
-                org[chain_org], signing_key=bytes(rs.account(chain_org).key),
-                x25519_private=rs.x25519_private(chain_org),
-                master_secret=rs.master_secret(chain_org))
-        await _indexed(client, node.url)
+    async with chain_port(node, tmp_path / "gw", MEMBERS, SCOPES, MBL) as port:
+        client, org, auth = port.client, port.org, port.auth
         now = int(time.time())
         box = {"kind": "container", "value": BOX}
         story: list[tuple[int, str, dict[str, Any]]] = [
@@ -121,30 +104,8 @@ async def test_custody_chain_in_a_proof_bundle(node: NodeProcess, tmp_path: Path
                                    "visibility": {"mode": "named", "readers": [
                                        rs.HAULIER, rs.CARRIER]}}),
         ]
-        for who, key, body in story:
-            await ok(await client.post("/v1/events", json=body, headers={
-                **auth[who], "Idempotency-Key": key}), 202)
-        for who, key, _ in story:
-            await _final(client, node.url, org[who], [key])
-
-        job = await ok(await client.post("/v1/land/jobs", headers=auth[rs.HAULIER], json={
-            "references": [{"kind": "mbl", "value": MBL}],
-            "pickup": {"terminal": rs.TERMINAL, "location": "HKHKG"},
-            "delivery": {"warehouse": rs.WAREHOUSE, "location": "HKHKG"},
-            "window": {"from": iso_time(now - 600), "to": iso_time(now + 3 * 3600)},
-            "vehicle": "KV8088", "seals": {BOX: ["PCL200"]}}), 201)
-        token = (await ok(await client.get(f"/v1/land/jobs/{job['id']}/token",
-                                           headers=auth[rs.HAULIER])))["token"]
-        out = await ok(await client.post("/v1/land/gate-out", json={"token": token},
-                                         headers=auth[rs.TERMINAL]), 201)
-        await _final(client, node.url, org[rs.TERMINAL],
-                     [c[k]["idempotencyKey"] for c in out["containers"]
-                      for k in ("receipt", "detail")])
-        got = await ok(await client.post("/v1/land/receipts", headers=auth[rs.WAREHOUSE],
-                                         json={"token": token, "seals": {BOX: ["PCL200"]},
-                                               "condition": "sound"}), 201)
-        await _final(client, node.url, org[rs.WAREHOUSE],
-                     [r["idempotencyKey"] for r in got["receipts"]])
+        await port.recorded(story)
+        job, _ = await port.delivered(now, {BOX: ["PCL200"]})
 
         terminal, carrier = (rs.TERMINAL, _signer(rs.TERMINAL)), (rs.CARRIER, _signer(rs.CARRIER))
         warehouse = (rs.WAREHOUSE, _signer(rs.WAREHOUSE))
@@ -245,5 +206,3 @@ async def test_custody_chain_in_a_proof_bundle(node: NodeProcess, tmp_path: Path
             "reference": other, "events": "visible", "eventIds": [receipt.event_id]})
         assert refused.status == 422
         assert (await refused.json())["error"]["code"] == "unknown-event"
-    finally:
-        await client.close()

@@ -11,9 +11,10 @@ on chain, each with the publisher that signed it and its transaction."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,22 +69,81 @@ async def _final(client: TestClient[Any, Any], url: str, org_id: int, keys: list
     await _indexed(client, url)
 
 
-async def test_gate_out_and_receipt_land_on_chain(node: NodeProcess, tmp_path: Path) -> None:
-    cfg = dataclasses.replace(config(tmp_path / "gw"), node_urls=(node.url,),
-                              batch_window_ms=20, indexer_poll_ms=50)
+@dataclasses.dataclass
+class ChainPort:
+    """The gateway in front of the node, with the members' organisations and API keys."""
+
+    client: TestClient[Any, Any]
+    url: str
+    org: dict[int, int]
+    auth: dict[int, dict[str, str]]
+    mbl: str
+    """The B/L the jobs are planned on."""
+
+    async def recorded(self, story: list[tuple[int, str, dict[str, Any]]]) -> None:
+        """``POST /v1/events`` each (publisher, idempotency key, event), then wait until all
+        are final and indexed."""
+        for who, key, body in story:
+            await ok(await self.client.post("/v1/events", json=body, headers={
+                **self.auth[who], "Idempotency-Key": key}), 202)
+        for who, key, _ in story:
+            await _final(self.client, self.url, self.org[who], [key])
+
+    async def delivered(self, now: int, seals: dict[str, list[str]],
+                        ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The haulier's job on the B/L with these seals, its token used at the terminal's gate
+        and at the warehouse (seals as expected, condition "sound"), each step final: the job
+        as created and the receipt's answer."""
+        client, auth = self.client, self.auth
+        job = await ok(await client.post("/v1/land/jobs", headers=auth[rs.HAULIER], json={
+            "references": [{"kind": "mbl", "value": self.mbl}],
+            "pickup": {"terminal": rs.TERMINAL, "location": "HKHKG"},
+            "delivery": {"warehouse": rs.WAREHOUSE, "location": "HKHKG"},
+            "window": {"from": iso_time(now - 600), "to": iso_time(now + 3 * 3600)},
+            "vehicle": "KV8088", "seals": seals}), 201)
+        token = (await ok(await client.get(f"/v1/land/jobs/{job['id']}/token",
+                                           headers=auth[rs.HAULIER])))["token"]
+        out = await ok(await client.post("/v1/land/gate-out", json={"token": token},
+                                         headers=auth[rs.TERMINAL]), 201)
+        await _final(client, self.url, self.org[rs.TERMINAL],
+                     [c[k]["idempotencyKey"] for c in out["containers"]
+                      for k in ("receipt", "detail")])
+        got = await ok(await client.post("/v1/land/receipts", headers=auth[rs.WAREHOUSE],
+                                         json={"token": token, "seals": seals,
+                                               "condition": "sound"}), 201)
+        await _final(client, self.url, self.org[rs.WAREHOUSE],
+                     [r["idempotencyKey"] for r in got["receipts"]])
+        return job, got
+
+
+@contextlib.asynccontextmanager
+async def chain_port(node: NodeProcess, path: Path, members: tuple[tuple[int, str], ...],
+                     scopes: tuple[str, ...], mbl: str) -> AsyncIterator[ChainPort]:
+    """The whole gateway on ``node``, the members' organisations with their development keys
+    (their roles and keys are the chain's: indexed before it yields)."""
+    cfg = dataclasses.replace(config(path), node_urls=(node.url,), batch_window_ms=20,
+                              indexer_poll_ms=50)
     client = TestClient(TestServer(create_app(cfg)))
     await client.start_server()
     try:
         org: dict[int, int] = {}
         auth: dict[int, dict[str, str]] = {}
-        for chain_org, name in MEMBERS:
+        for chain_org, name in members:
             org[chain_org], auth[chain_org] = organisation(client.app, name, chain_org=chain_org,
-                                                           scopes=SCOPES)
+                                                           scopes=scopes)
             client.app[KEYSTORE].import_keys(
                 org[chain_org], signing_key=bytes(rs.account(chain_org).key),
                 x25519_private=rs.x25519_private(chain_org),
                 master_secret=rs.master_secret(chain_org))
-        await _indexed(client, node.url)  # the members (roles, keys) are the chain's
+        await _indexed(client, node.url)
+        yield ChainPort(client, node.url, org, auth, mbl)
+    finally:
+        await client.close()
+
+
+async def test_gate_out_and_receipt_land_on_chain(node: NodeProcess, tmp_path: Path) -> None:
+    async with chain_port(node, tmp_path / "gw", MEMBERS, SCOPES, MBL) as port:
+        client, auth = port.client, port.auth
         now = int(time.time())
         story = [
             (rs.TERMINAL, f"disc-{BOX1}", {"type": "TERMINAL.DISC", "classifier": "ACT",
@@ -106,33 +166,10 @@ async def test_gate_out_and_receipt_land_on_chain(node: NodeProcess, tmp_path: P
                                   "visibility": {"mode": "named", "readers": [
                                       rs.HAULIER, rs.TERMINAL]}}),
         ]
-        for who, key, body in story:
-            await ok(await client.post("/v1/events", json=body, headers={
-                **auth[who], "Idempotency-Key": key}), 202)
-        for who, key, _ in story:
-            await _final(client, node.url, org[who], [key])
-
-        job = await ok(await client.post("/v1/land/jobs", headers=auth[rs.HAULIER], json={
-            "references": [{"kind": "mbl", "value": MBL}],
-            "pickup": {"terminal": rs.TERMINAL, "location": "HKHKG"},
-            "delivery": {"warehouse": rs.WAREHOUSE, "location": "HKHKG"},
-            "window": {"from": iso_time(now - 600), "to": iso_time(now + 3 * 3600)},
-            "vehicle": "KV8088", "seals": {BOX1: ["PCL100"]}}), 201)
+        await port.recorded(story)
+        job, _ = await port.delivered(now, {BOX1: ["PCL100"]})
         assert job["containers"] == [BOX1, BOX2]
         assert all(r["valid"] for r in job["rights"])
-        token = (await ok(await client.get(f"/v1/land/jobs/{job['id']}/token",
-                                           headers=auth[rs.HAULIER])))["token"]
-
-        out = await ok(await client.post("/v1/land/gate-out", json={"token": token},
-                                         headers=auth[rs.TERMINAL]), 201)
-        await _final(client, node.url, org[rs.TERMINAL],
-                     [c[k]["idempotencyKey"] for c in out["containers"]
-                      for k in ("receipt", "detail")])
-        got = await ok(await client.post("/v1/land/receipts", headers=auth[rs.WAREHOUSE],
-                                         json={"token": token, "seals": {BOX1: ["PCL100"]},
-                                               "condition": "sound"}), 201)
-        await _final(client, node.url, org[rs.WAREHOUSE],
-                     [r["idempotencyKey"] for r in got["receipts"]])
 
         chain = await ok(await client.get(f"/v1/land/jobs/{job['id']}/custody",
                                           headers=auth[rs.HAULIER]))
@@ -152,5 +189,3 @@ async def test_gate_out_and_receipt_land_on_chain(node: NodeProcess, tmp_path: P
                                           headers=auth[rs.HAULIER]))
         assert after["state"] == "delivered"
         assert {r["code"] for r in after["rights"]} == {"already-gated-out"}
-    finally:
-        await client.close()
