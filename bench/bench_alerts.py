@@ -3,8 +3,8 @@ clock pass over many yard containers.
 
     python -m bench.bench_alerts [--subjects 20000] [--events 3000] [--batch 200]
                                  [--latency 200] [--yard 100000] [--spread days30,boundary]
-                                 [--bulk] [--filler 0] [--cache 200000] [--skip-throughput]
-                                 [--data-dir DIR]
+                                 [--bulk] [--filler 0] [--cache 200000] [--processes 2]
+                                 [--skip-throughput] [--data-dir DIR]
 
 The gateway is the real one (:func:`gateway.app.create_app`, its modules opened through an
 ``AppRunner``; background tasks off, so nothing runs but what is measured), with three hosted
@@ -31,8 +31,10 @@ alerts are decrypted and evaluated per organisation, as in production.
    or over 12 days as the earlier runs), evaluated once; then the clock pass at the next local
    midnight through :meth:`AlertEngine.clock_pass` (the store's
    due index, cached facts, evaluation, one transaction per 200 subjects written by a worker
-   thread while the next 200 are evaluated, the dispatch); CPU time of the process (both
-   threads) and of the event loop's thread. Then, as the same run's yardstick, the pure rules
+   thread while the next 200 are evaluated, the dispatch), spread over ``--processes``
+   (``clock_processes``: this process and forked workers, each evaluating and writing a share);
+   CPU time of the process (both threads), of the event loop's thread and of the workers
+   (``cpu_seconds`` is the sum of all). Then, as the same run's yardstick, the pure rules
    alone (:func:`gateway.alerts.rules.evaluate`) over the same due subjects, cached facts and
    previous states: ``engine_over_pure`` is the pass's wall time over theirs.
 

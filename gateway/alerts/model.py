@@ -116,9 +116,9 @@ class Alert:
         return (self.state == other.state and self.figures == other.figures
                 and self.sources == other.sources and self.resolved == other.resolved)
 
-    def to_json(self) -> dict[str, Any]:
-        """The JSON form: fixed members, then the figures, then the sources."""
-        body: dict[str, Any] = {
+    def head_json(self) -> dict[str, Any]:
+        """The fixed members of the JSON form."""
+        return {
             "kind": self.kind,
             "subject": self.subject.to_json(),
             "state": self.state,
@@ -127,6 +127,10 @@ class Alert:
             "updated": _iso(self.updated),
             "resolved": _iso(self.resolved) if self.resolved is not None else None,
         }
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form: fixed members, then the figures, then the sources."""
+        body = self.head_json()
         body.update(self.figures)
         body["sources"] = [s.to_json() for s in self.sources]
         return body

@@ -179,6 +179,9 @@ CREATE TABLE IF NOT EXISTS progress (
 );
 """
 
+#: Page cache of a writing connection (KiB; pages are taken as used).
+WRITER_CACHE_KIB = 65_536
+
 _ALERT_COLUMNS = ("id, key, kind, subject_kind, subject_value, episode, state, opened, updated, "
                   "resolved, next_check, body, change_seq")
 
@@ -288,6 +291,13 @@ def compact(value: Any) -> str:
     return _COMPACT.encode(value)
 
 
+def stored_body(alert: Alert) -> dict[str, Any]:
+    """What an episode's row seals: its figures and sources. Its kind, subject, state, key and
+    times are the row's columns (:func:`alert_from_row` reads rows written before, which
+    sealed the whole JSON form, the same way: the members in columns are taken from them)."""
+    return {**alert.figures, "sources": [s.to_json() for s in alert.sources]}
+
+
 def told(body: dict[str, Any]) -> dict[str, Any]:
     """A stored transition's JSON as it tells what happened: an open storage episode's meter
     as of the transition's ``updated`` (:func:`gateway.alerts.rules.as_of`; a transition is
@@ -341,8 +351,7 @@ class AlertStore(sqlite.Store):
         self._db.execute("PRAGMA secure_delete=ON")  # erased mail bodies leave no trace
         # the engine's batches are written through a connection of their own, from a worker
         # thread (:meth:`write`) while the event loop goes on with this one
-        self._writer = sqlite.connect(path)
-        self._writer.execute("PRAGMA secure_delete=ON")
+        self._writer = self.connect()
         self._writing = threading.Lock()
         self._cipher = None if secret is None else AESGCM(
             hmac.new(secret, b"portledger/alerts/bodies", hashlib.sha256).digest())
@@ -409,25 +418,28 @@ class AlertStore(sqlite.Store):
                 # transition ids are counted on from the table's last one when written: the
                 # k-th transition of the batch is that id + k (0: no transition)
                 k = 0 if t is None else len(batch.transitions) + 1
-                form = alert.to_json()
-                body = compact(form)
+                # an episode's row keeps its figures and sources (:func:`stored_body`): the
+                # rest of its JSON form is in the row's columns
+                body = compact(stored_body(alert))
                 batch.alerts.append((
                     org_id, key, alert.kind, alert.subject.kind, alert.subject.value,
                     alert.episode, alert.state, alert.opened, alert.updated, alert.resolved,
-                    alert.next_check if alert.is_open else None, seal(body, "alerts", org_id, next(nonces)),
-                    k))
+                    alert.next_check if alert.is_open else None,
+                    seal(body, "alerts", org_id, next(nonces)), k))
                 if t is None:
                     continue
                 extra = (',"first_seen_resolved":true'  # an episode that ended unseen
                          if t.change == "resolved" and t.previous is None else "")
-                # the episode's body as it is now: an open storage episode keeps its meter's
-                # basis, read as of the transition's ``updated`` (:func:`told`)
+                # the episode's JSON form as it is now (its fixed members, then the stored
+                # body): an open storage episode keeps its meter's basis, read as of the
+                # transition's ``updated`` (:func:`told`)
+                head = compact(alert.head_json())
                 quiet = not r.deliver or (r.takes is not None
                                           and (alert.kind, t.change) not in r.takes)
                 batch.transitions.append((
                     k, org_id, org_id, key, t.change, alert.kind, now,
-                    seal(f'{{"change":"{t.change}",{body[1:-1]}{extra}}}', "transitions",
-                         org_id, next(nonces)), 1 if quiet else 0))
+                    seal(f'{{"change":"{t.change}",{head[1:-1]},{body[1:-1]}{extra}}}',
+                         "transitions", org_id, next(nonces)), 1 if quiet else 0))
             batch.wakes += [(org_id, ref.kind, ref.value, wake)
                             for ref, wake in r.subjects.items()]
         return batch
@@ -450,6 +462,9 @@ class AlertStore(sqlite.Store):
         before a ``fork`` is never used after it, in either process)."""
         db = sqlite.connect(self.path)
         db.execute("PRAGMA secure_delete=ON")
+        # a pass writes episodes all over the table and its indexes: their pages stay in this
+        # connection's cache (SQLite's default is 2 MiB) instead of being read again
+        db.execute(f"PRAGMA cache_size={-WRITER_CACHE_KIB}")
         return db
 
     def _write_on(self, writer: sqlite3.Connection, batch: Batch) -> list[int]:

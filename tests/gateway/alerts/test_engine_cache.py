@@ -6,6 +6,7 @@ records each transition once."""
 from __future__ import annotations
 
 import gc
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.alerts.calendar import hong_kong
 from gateway.alerts.engine import _long_lived_frozen
 from gateway.alerts.facts import Observed, build_facts
-from gateway.alerts.model import Alert, Transition, by_key
+from gateway.alerts.model import Alert, Source, Transition, by_key
 from gateway.alerts.rules import Settings, evaluate
 from gateway.alerts.store import AlertStore, Record
 from gateway.alerts.tariff import load_tariff
@@ -182,6 +183,34 @@ def test_a_batch_writes_episodes_in_order_and_transitions_against_their_rows(
         # a pending transition opens its body only when asked for
         [pending] = [t for t in store.undispatched() if t.change == "updated"]
         assert pending.body["accrued"] == 200 and pending.body["change"] == "updated"
+    finally:
+        store.close()
+
+
+def test_an_episode_row_seals_its_figures_and_rows_sealed_whole_still_read(
+        tmp_path: Path) -> None:
+    """An episode's row seals its figures and sources (the rest is in its columns); a row
+    written before, with the whole JSON form sealed, reads as the same episode."""
+    store = AlertStore(tmp_path / "alerts.db", secret=b"\x03" * 32)
+    try:
+        box = Reference("container", BOX)
+        alert = Alert("not-picked-up", box, "1", "open", 100, 150,
+                      figures={"accrued": 100, "holds": []},
+                      sources=(Source("event", "5", "Terminal"),), next_check=200)
+        [tid] = store.record(1, [alert], [Transition("opened", alert)], {box: None})
+        (sealed,) = store._db.execute("SELECT body FROM alerts").fetchone()
+        assert json.loads(store._open(sealed, "alerts", 1)) == {
+            "accrued": 100, "holds": [], "sources": [
+                {"kind": "event", "ref": "5", "publisher": "Terminal"}]}
+        # the transition tells the whole JSON form, as before
+        [told_row] = store.history(1)
+        assert told_row["alert"] == {"change": "opened", **alert.to_json()}
+        assert store.states_of(1, box) == {alert.key: alert}
+        # a row as written before: the whole JSON form sealed
+        store._db.execute("UPDATE alerts SET body = ?", (
+            store._seal(json.dumps(alert.to_json()), "alerts", 1),))
+        assert store.states_of(1, box) == {alert.key: alert}
+        assert tid == told_row["id"]
     finally:
         store.close()
 
