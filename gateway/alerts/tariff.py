@@ -585,10 +585,12 @@ def meter_figures(basis: Mapping[str, Any], moment: int) -> dict[str, Any]:
     return figures
 
 
+@functools.lru_cache(maxsize=65_536)
 def next_rate_change(schedule: Schedule, calendar: Calendar, lfd: date, through: date,
                      category: str | None) -> date | None:
     """The first day after ``through`` on which ``per_day`` (the rate of the next chargeable
-    day) differs from ``through``'s — a band with another rate begins; None: never."""
+    day) differs from ``through``'s — a band with another rate begins; None: never (cached:
+    a clock pass asks it for many boxes with the same schedule and days)."""
     if category is None:
         return None
     charged, _ = _chargeable(lfd, through, schedule.charge_days, calendar)
