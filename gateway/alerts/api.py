@@ -22,7 +22,6 @@ container view's storage meter). Routes:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -43,6 +42,7 @@ from gateway.alerts.rules import Settings, SettingsError
 from gateway.alerts.store import AlertStore, TooManyFollows
 from gateway.alerts.tariff import TariffError, describe, parse_tariff
 from gateway.appkeys import ACCOUNTS, ALERTS, CONFIG
+from gateway.background import cancelled
 from gateway.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from gateway.events import identifiers
 from gateway.events.model import REFERENCE_KINDS, Reference
@@ -727,11 +727,7 @@ async def alerts_context(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancelled(tasks)
         await worker.stop()
         await session.close()
         hook_store.close()

@@ -29,7 +29,6 @@ it, the authority's customs organisation
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 from collections.abc import AsyncIterator
@@ -41,6 +40,7 @@ from aiohttp import web
 from gateway import appkeys, openapi
 from gateway.appkeys import ACCOUNTS, CONFIG
 from gateway.appkeys import DECLARATIONS as DECLARATIONS  # (re-exported: the tests' import)
+from gateway.background import cancelled
 from gateway.declarations import hs, invoice, onchain
 from gateway.declarations.connectors import http_connectors
 from gateway.declarations.drafts import CorrectionError, DraftSet, apply_correction
@@ -524,11 +524,7 @@ async def declarations_context(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancelled(tasks)
         await session.close()
         store.close()
 

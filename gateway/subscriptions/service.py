@@ -16,7 +16,6 @@ listener to the indexer, catches up (:meth:`Subscriptions.catch_up`) and starts 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -28,6 +27,7 @@ from prometheus_client import Counter, Gauge
 
 from gateway import appkeys
 from gateway.appkeys import CONFIG, READ_MODEL, SUBSCRIPTIONS
+from gateway.background import cancelled
 from gateway.events.model import Reference
 from gateway.principal import Principal
 from gateway.readside.readmodel import EventFilter
@@ -217,10 +217,7 @@ async def service_context(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancelled([task])
         await worker.stop()
         await session.close()
         store.close()

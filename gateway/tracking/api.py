@@ -5,7 +5,6 @@ flusher for the app's lifetime)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -25,6 +24,7 @@ from gateway.appkeys import (
     TELEMETRY,
     TRACKING,
 )
+from gateway.background import cancelled
 from gateway.errors import REQUEST_ID, BadRequest, error_body
 from gateway.principal import require
 from gateway.tracking import live
@@ -186,9 +186,7 @@ async def _tracking_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancelled([task])
         await tracking.flush_async()
         if registry is not None:
             registry.unregister(collector)
