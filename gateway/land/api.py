@@ -51,6 +51,7 @@ from gateway.land.model import (
     MAX_CONDITION,
     MAX_CONTAINERS,
     MAX_WINDOW,
+    Job,
     LandError,
     Place,
     check_ccrn,
@@ -189,6 +190,18 @@ async def land_key(request: web.Request) -> web.Response:
                              headers={"Cache-Control": "public, max-age=3600"})
 
 
+def _own_job(request: web.Request) -> tuple[Principal, LandService, Job]:
+    """The caller (a haulier with ``events:write``), the service and the job of the path if it
+    is the caller's own (anyone else's, or none: 404 ``unknown-job``)."""
+    who = require(request, "events:write")
+    land = _land(request)
+    land.haulier(request, who)
+    job, via = land.job_for(who, _job_id(request))
+    if via != "haulier":
+        raise errors.NotFound("no such job of yours", code="unknown-job")
+    return who, land, job
+
+
 def _token_job(request: web.Request) -> Any:
     who = _reader(request)
     land = _land(request)
@@ -215,12 +228,7 @@ async def job_token(request: web.Request) -> web.Response:
     "Replace the job's token (haulier): a new nonce; the old token is revoked (a lost phone)",
     parameters=[_ID], ok=201, ok_schema=_OBJECT, errors=(400, 401, 403, 404, 409, 429)))
 async def replace_token(request: web.Request) -> web.Response:
-    who = require(request, "events:write")
-    land = _land(request)
-    land.haulier(request, who)
-    job, via = land.job_for(who, _job_id(request))
-    if via != "haulier":
-        raise errors.NotFound("no such job of yours", code="unknown-job")
+    who, land, job = _own_job(request)
     if job.state != "planned":
         raise errors.Conflict(f"job {job.id} is {job.state}", code="job-" + job.state)
     land.store.update_job(job.id, nonce=tokens.new_nonce())
@@ -466,12 +474,7 @@ async def get_job(request: web.Request) -> web.Response:
           "properties": {"driver": {"type": "integer", "minimum": 1}}},
     ok_schema=_OBJECT, errors=(400, 401, 403, 404, 409, 422, 429)))
 async def assign_driver(request: web.Request) -> web.Response:
-    who = require(request, "events:write")
-    land = _land(request)
-    land.haulier(request, who)
-    job, via = land.job_for(who, _job_id(request))
-    if via != "haulier":
-        raise errors.NotFound("no such job of yours", code="unknown-job")
+    who, land, job = _own_job(request)
     body = await read_json(request, {"type": "object", "required": ["driver"],
                                      "properties": {"driver": {"type": "integer"}}})
     driver = land.own_driver(who, body["driver"])
@@ -489,12 +492,7 @@ async def assign_driver(request: web.Request) -> web.Response:
           "properties": {"reason": {"type": "string", "maxLength": 200}}},
     ok_schema=_OBJECT, errors=(400, 401, 403, 404, 409, 429)))
 async def cancel_job(request: web.Request) -> web.Response:
-    who = require(request, "events:write")
-    land = _land(request)
-    land.haulier(request, who)
-    job, via = land.job_for(who, _job_id(request))
-    if via != "haulier":
-        raise errors.NotFound("no such job of yours", code="unknown-job")
+    who, land, job = _own_job(request)
     body = await read_json(request, {"type": "object", "properties": {
         "reason": {"type": "string", "maxLength": 200}}})
     if job.state in ("delivered", "cancelled"):
