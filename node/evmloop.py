@@ -114,9 +114,12 @@ def run(computation: Any, costs: list[int]) -> None:
     msg: Any = computation.msg
     calldata_size = len(msg.data)
     pc: int = code.program_counter
+    # The gas left lives in ``gas`` while inline opcodes run; the meter gets it back before
+    # anything else can read or charge it (py-evm's opcodes, memory expansion, logs and
+    # copies, every exception raised here) and ``gas`` is re-read after each such call.
+    gas: int = meter.gas_remaining
     op = 0
     cost = 0
-    remaining = 0
 
     while True:
         op = raw[pc] if pc < length else 0x00
@@ -125,6 +128,7 @@ def run(computation: Any, costs: list[int]) -> None:
         if cost < 0:
             # Everything else: py-evm's own opcode, exactly as its loop would call it.
             code.program_counter = pc
+            meter.gas_remaining = gas
             fn = opcodes.get(op)
             if fn is None:
                 fn = InvalidOpcode(op)
@@ -133,17 +137,19 @@ def run(computation: Any, costs: list[int]) -> None:
             except Halt:
                 return
             pc = code.program_counter
+            gas = meter.gas_remaining
             continue
 
-        remaining = meter.gas_remaining
-        if cost > remaining:
+        if cost > gas:
             code.program_counter = pc
-            raise _out_of_gas(cost, remaining, f"opcode 0x{op:02x}")
-        meter.gas_remaining = remaining - cost
+            meter.gas_remaining = gas
+            raise _out_of_gas(cost, gas, f"opcode 0x{op:02x}")
+        gas -= cost
 
         if 0x60 <= op <= 0x7F:  # PUSH1..PUSH32 (data past the end of code reads as zeros)
             size = op - 0x5F
             if len(values) >= STACK_LIMIT:
+                meter.gas_remaining = gas
                 raise FullStack("Stack limit reached")
             pushed = pushes[pc - 1]
             if pushed is None:  # not an instruction start of the analysis: decode here
@@ -155,25 +161,31 @@ def run(computation: Any, costs: list[int]) -> None:
             values.append(pushed)
         elif 0x80 <= op <= 0x8F:  # DUPn
             if len(values) >= STACK_LIMIT:
+                meter.gas_remaining = gas
                 raise FullStack("Stack limit reached")
             position = op - 0x7F
             if position > len(values):
+                meter.gas_remaining = gas
                 raise InsufficientStack(f"Insufficient stack items for DUP{position}")
             values.append(values[-position])
         elif 0x90 <= op <= 0x9F:  # SWAPn
             position = op - 0x8F
             if position + 1 > len(values):
+                meter.gas_remaining = gas
                 raise InsufficientStack(f"Insufficient stack items for SWAP{position}")
             top = values[-1]
             values[-1] = values[-position - 1]
             values[-position - 1] = top
         elif op == 0x51:  # MLOAD
             if not values:
+                meter.gas_remaining = gas
                 raise InsufficientStack("Wanted 1 stack item, had none")
             start = _int(values.pop())
             if start + 32 > len(memory._bytes):
                 code.program_counter = pc
+                meter.gas_remaining = gas
                 computation.extend_memory(start, 32)
+                gas = meter.gas_remaining
             # py-evm pushes the bytes; every consumer reads either form the same way.
             mem: bytearray = memory._bytes
             values.append(int.from_bytes(mem[start : start + 32], "big"))
@@ -181,29 +193,35 @@ def run(computation: Any, costs: list[int]) -> None:
             pass
         elif op == 0x50:  # POP
             if not values:
+                meter.gas_remaining = gas
                 raise InsufficientStack("Wanted 1 stack item, had none")
             values.pop()
         elif op == 0x57 or op == 0x56:  # JUMPI, JUMP
             if op == 0x57:
                 if len(values) < 2:
+                    meter.gas_remaining = gas
                     raise InsufficientStack(f"Wanted 2 stack items, only had {len(values)}")
                 dest = _int(values.pop())
                 if not _int(values.pop()):
                     continue
             else:
                 if not values:
+                    meter.gas_remaining = gas
                     raise InsufficientStack("Wanted 1 stack item, had none")
                 dest = _int(values.pop())
             code.program_counter = dest
             if dest >= length or raw[dest] != JUMPDEST:
+                meter.gas_remaining = gas
                 raise InvalidJumpDestination("Invalid Jump Destination")
             if dest not in jumpdests:  # a 0x5B inside a PUSH's data
+                meter.gas_remaining = gas
                 raise InvalidInstruction("Jump resulted in invalid instruction")
             pc = dest
         elif op == 0x52:  # MSTORE
             if len(values) < 2:
                 if values:
                     values.pop()
+                meter.gas_remaining = gas
                 raise InsufficientStack("Wanted 1 stack item, had none")
             start = _int(values.pop())
             value = values.pop()
@@ -213,25 +231,33 @@ def run(computation: Any, costs: list[int]) -> None:
                 data = bytes(value).rjust(32, b"\x00")[-32:]
             if start + 32 > len(memory._bytes):
                 code.program_counter = pc
+                meter.gas_remaining = gas
                 computation.extend_memory(start, 32)
+                gas = meter.gas_remaining
             mem = memory._bytes
             mem[start : start + 32] = data
         elif op == 0x15:  # ISZERO
             if not values:
+                meter.gas_remaining = gas
                 raise InsufficientStack("Wanted 1 stack item, had none")
             values.append(1 if _int(values.pop()) == 0 else 0)
         elif op == 0x36:  # CALLDATASIZE
             if len(values) >= STACK_LIMIT:
+                meter.gas_remaining = gas
                 raise FullStack("Stack limit reached")
             values.append(calldata_size)
         elif op == 0x5F:  # PUSH0
             if len(values) >= STACK_LIMIT:
+                meter.gas_remaining = gas
                 raise FullStack("Stack limit reached")
             values.append(0)
         elif op == 0x37 or op == 0x5E or 0xA0 <= op <= 0xA4:  # CALLDATACOPY, MCOPY, LOG0..4
+            meter.gas_remaining = gas
             _copy_or_log(computation, values, op, pc)
+            gas = meter.gas_remaining
         else:  # binary operators: left = top of stack, right = next
             if len(values) < 2:
+                meter.gas_remaining = gas
                 raise InsufficientStack(f"Wanted 2 stack items, only had {len(values)}")
             left = _int(values.pop())
             right = _int(values.pop())
