@@ -131,9 +131,9 @@ class AlertSettings:
     be built again whatever their age."""
 
     clock_processes: int = 2
-    """Processes a large clock pass is spread over (:meth:`AlertEngine.clock_pass`): this one
-    and ``clock_processes - 1`` forked workers, each evaluating and writing its share of the
-    due subjects; 1: this process alone."""
+    """Forked worker processes a large clock pass is spread over
+    (:meth:`AlertEngine.clock_pass`), each evaluating and writing an equal share of the due
+    subjects while this one waits; 1: this process alone."""
     clock_split_min: int = 5000
     """Due subjects of one organisation from which its clock pass is spread over processes
     (fewer are evaluated here: a fork costs more than it saves)."""
@@ -858,15 +858,16 @@ class AlertEngine:
 
     # -- the clock pass over processes -------------------------------------------------------------
     def _clock_shares(self, r: Recipient, subjects: Sequence[Reference],
-                      ) -> list[list[Reference]]:
-        """The due subjects of one organisation in shares, one per process; the first is this
-        process's. A worker gets only subjects whose facts and stored states are in the cache
-        (it reads no database: connections opened before a fork are not used after it); the
-        others stay here. One share when the pass is small or processes are not to be used."""
+                      ) -> tuple[list[Reference], list[list[Reference]]]:
+        """The due subjects of one organisation: those this process evaluates, and the equal
+        shares of ``clock_processes`` forked workers. A worker gets only subjects whose facts
+        and stored states are in the cache (it reads no database: connections opened before a
+        fork are not used after it); the others stay here. All here when the pass is small or
+        processes are not to be used."""
         processes = self.settings.clock_processes
         if (processes < 2 or len(subjects) < self.settings.clock_split_min
                 or "fork" not in multiprocessing.get_all_start_methods()):
-            return [list(subjects)]
+            return list(subjects), []
         ready: list[Reference] = []
         here: list[Reference] = []
         for subject in sorted(subjects, key=lambda s: (s.kind, s.value)):
@@ -877,22 +878,22 @@ class AlertEngine:
                 ready.append(subject)
             else:
                 here.append(subject)
-        return [here + ready[0::processes], *(ready[i::processes] for i in range(1, processes))]
+        return here, [share for i in range(processes) if (share := ready[i::processes])]
 
     async def _clock_evaluate(self, r: Recipient, subjects: Sequence[Reference],
                               at: int) -> tuple[int, list[str]]:
         """One organisation's due subjects evaluated and recorded, spread over processes when
         there are many (:meth:`_clock_shares`): each forked worker evaluates its share from
         the cached facts and states it inherited, writes it through a connection of its own
-        (200 subjects a transaction, as here) and exits; this process evaluates its own share
-        meanwhile. A worker's subjects then have their states and wake times forgotten here
-        (read again from the store when next evaluated), so nothing cached runs ahead of what
-        was written. The transitions recorded, and what failed (a worker that died or took
-        too long: what it wrote stands, the rest stays due for the next pass)."""
-        shares = self._clock_shares(r, subjects)
-        if len(shares) == 1:
-            return await self._evaluate_many(r, subjects, deliver=True, cached=True,
-                                             now=at), []
+        (200 subjects a transaction, as here) and exits; this process evaluates meanwhile the
+        subjects it must read from the database (usually none) and waits. The workers'
+        subjects then have their states and wake times forgotten here (read again from the
+        store when next evaluated), so nothing cached runs ahead of what was written. The
+        transitions recorded, and what failed (a worker that died or took too long: what it
+        wrote stands, the rest stays due for the next pass)."""
+        here, shares = self._clock_shares(r, subjects)
+        if not shares:
+            return await self._evaluate_many(r, here, deliver=True, cached=True, now=at), []
         takes = self.dispatcher.routes(r.org_id)
         self._known_keys(r.org_id)  # (loaded before the fork: the workers read no database)
         context = multiprocessing.get_context("fork")
@@ -900,15 +901,15 @@ class AlertEngine:
         recorded = 0
         failed: list[str] = []
         try:
-            for share in shares[1:]:
+            for share in shares:
                 receive, send = context.Pipe(duplex=False)
                 worker = context.Process(target=self._clock_worker, name="alerts-clock",
                                          args=(r, share, at, takes, send), daemon=True)
                 worker.start()
                 send.close()
                 workers.append((worker, receive, share))
-            recorded += await self._evaluate_many(r, shares[0], deliver=True, cached=True,
-                                                  now=at, takes=takes)
+            recorded += await self._evaluate_many(r, here, deliver=True, cached=True, now=at,
+                                                  takes=takes)
         finally:
             for worker, receive, share in workers:
                 await asyncio.to_thread(worker.join, self.settings.clock_worker_seconds)
