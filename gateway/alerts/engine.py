@@ -858,27 +858,31 @@ class AlertEngine:
 
     # -- the clock pass over processes -------------------------------------------------------------
     def _clock_shares(self, r: Recipient, subjects: Sequence[Reference],
-                      ) -> tuple[list[Reference], list[list[Reference]]]:
-        """The due subjects of one organisation: those this process evaluates, and the equal
-        shares of ``clock_processes`` forked workers. A worker gets only subjects whose facts
-        and stored states are in the cache (it reads no database: connections opened before a
-        fork are not used after it); the others stay here. All here when the pass is small or
-        processes are not to be used."""
+                      ) -> tuple[list[Reference], list[list[Reference]], list[_Subject]]:
+        """The due subjects of one organisation: those this process evaluates, the equal
+        shares of ``clock_processes`` forked workers, and the cache slots of the workers'
+        subjects. A worker gets only subjects whose facts and stored states are in the cache
+        (it reads no database: connections opened before a fork are not used after it); the
+        others stay here. All here when the pass is small or processes are not to be used."""
         processes = self.settings.clock_processes
         if (processes < 2 or len(subjects) < self.settings.clock_split_min
                 or "fork" not in multiprocessing.get_all_start_methods()):
-            return list(subjects), []
+            return list(subjects), [], []
         ready: list[Reference] = []
+        slots: list[_Subject] = []
         here: list[Reference] = []
-        for subject in sorted(subjects, key=lambda s: (s.kind, s.value)):
-            slot = self._subjects.get((r.org_id, subject))
+        cache, org_id, grants, generation = self._subjects, r.org_id, r.grants, self._generation
+        for subject in subjects:
+            slot = cache.get((org_id, subject))
             entry = None if slot is None else slot.facts
             if (slot is not None and slot.states is not None and entry is not None
-                    and entry.grants is r.grants and entry.generation == self._generation):
+                    and entry.grants is grants and entry.generation == generation):
                 ready.append(subject)
+                slots.append(slot)
             else:
                 here.append(subject)
-        return here, [share for i in range(processes) if (share := ready[i::processes])]
+        shares = [share for i in range(processes) if (share := ready[i::processes])]
+        return here, shares, slots
 
     async def _clock_evaluate(self, r: Recipient, subjects: Sequence[Reference],
                               at: int) -> tuple[int, list[str]]:
@@ -891,7 +895,7 @@ class AlertEngine:
         store when next evaluated), so nothing cached runs ahead of what was written. The
         transitions recorded, and what failed (a worker that died or took too long: what it
         wrote stands, the rest stays due for the next pass)."""
-        here, shares = self._clock_shares(r, subjects)
+        here, shares, slots = self._clock_shares(r, subjects)
         if not shares:
             return await self._evaluate_many(r, here, deliver=True, cached=True, now=at), []
         takes = self.dispatcher.routes(r.org_id)
@@ -925,10 +929,8 @@ class AlertEngine:
                     recorded += done[0]
                     self.evaluations += done[1]
                     self.transitions += done[0]
-                for subject in share:
-                    slot = self._subjects.get((r.org_id, subject))
-                    if slot is not None:
-                        slot.states, slot.wake = None, None
+            for slot in slots:  # (a slot evicted meanwhile is let go of anyway)
+                slot.states, slot.wake = None, None
         if failed:
             log.error("alerts: %s", "; ".join(failed))
         return recorded, failed

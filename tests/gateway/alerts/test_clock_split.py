@@ -91,8 +91,9 @@ async def test_a_pass_over_processes_records_what_one_process_records(tmp_path: 
     try:
         engine = port.engine
         due = [s for _, s in port.store.due(MIDNIGHT)][:BOXES]
-        here, shares = engine._clock_shares(engine.recipients()[0], due)
+        here, shares, slots = engine._clock_shares(engine.recipients()[0], due)
         assert here == [] and [len(share) for share in shares] == [12, 12, 12]
+        assert len(slots) == BOXES and all(slot.states for slot in slots)
         assert {s for share in shares for s in share} == set(due) and len(set(due)) == BOXES
         before = engine.transitions
         # per organisation: each box's warning resolved and its meter opened
