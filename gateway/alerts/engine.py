@@ -48,6 +48,7 @@ long-lived objects out of the garbage collector's full passes. Measured in ``doc
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import gc
 import json
@@ -938,21 +939,30 @@ class AlertEngine:
     def _clock_worker(self, r: Recipient, subjects: Sequence[Reference], at: int,
                       takes: frozenset[tuple[str, str]], send: Any) -> None:
         """A forked clock-pass worker (:meth:`_clock_evaluate`): its share evaluated from the
-        inherited caches and written through a new connection, 200 subjects a transaction;
-        sends (transitions, evaluations) when all is written. Runs nothing of the parent's
-        event loop and no connection of the parent's."""
+        inherited caches and written through a new connection, 200 subjects a transaction, by
+        a thread of its own while the next 200 are evaluated (a write waiting for another
+        worker's transaction does not hold the evaluation up); sends (transitions,
+        evaluations) when all is written. Runs nothing of the parent's event loop and no
+        connection of the parent's."""
         gc.disable()  # (a short-lived process: the collector would only walk the caches)
         db = self.store.connect()
         try:
-            recorded = evaluations = 0
-            sink: list[Record] = []
-            for i, subject in enumerate(subjects):
-                recorded += self.evaluate_subject(r, subject, deliver=True, cached=True, now=at,
-                                                  sink=sink, takes=takes)
-                evaluations += 1
-                if i % WRITE_EVERY == WRITE_EVERY - 1 or i + 1 == len(subjects):
-                    self.store.write(self.store.prepare(sink), on=db)
-                    sink = []
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as writer:
+                recorded = evaluations = 0
+                sink: list[Record] = []
+                writing: concurrent.futures.Future[list[int]] | None = None
+                for i, subject in enumerate(subjects):
+                    recorded += self.evaluate_subject(r, subject, deliver=True, cached=True,
+                                                      now=at, sink=sink, takes=takes)
+                    evaluations += 1
+                    if i % WRITE_EVERY == WRITE_EVERY - 1 or i + 1 == len(subjects):
+                        batch = self.store.prepare(sink)
+                        sink = []
+                        if writing is not None:
+                            writing.result()  # (one write at a time, in order)
+                        writing = writer.submit(self.store.write, batch, on=db)
+                if writing is not None:
+                    writing.result()
             send.send((recorded, evaluations))
         finally:
             db.close()
