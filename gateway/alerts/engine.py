@@ -135,9 +135,10 @@ class AlertSettings:
     """Forked worker processes a large clock pass is spread over
     (:meth:`AlertEngine.clock_pass`), each evaluating and writing an equal share of the due
     subjects while this one waits; 1: this process alone."""
-    clock_split_min: int = 5000
+    clock_split_min: int = 20_000
     """Due subjects of one organisation from which its clock pass is spread over processes
-    (fewer are evaluated here: a fork costs more than it saves)."""
+    (fewer are evaluated here: a worker's copy-on-write faults over the caches it reads cost
+    more than the second core saves — measured at 10,000 due, ``docs/alerts.md``)."""
     clock_worker_seconds: float = 600.0
     """How long a clock-pass worker may take before it is killed (its unwritten share stays
     due for the next pass)."""
