@@ -1014,7 +1014,9 @@ def _land_leg(port: Port, call: simulate.VesselCall, console: Console, checks: C
         if status != 200:
             return None
         steps: list[dict[str, Any]] = body["containers"][0]["steps"]
-        done = {s["step"] for s in steps if s["status"] == "on-chain" and s.get("job") == job_id}
+        # each step and its details (a transaction of their own, so maybe a later block)
+        done = {s["step"] for s in steps if s["status"] == "on-chain" and s.get("job") == job_id
+                and s.get("detailSigned") is not None}
         return steps if {"gate-out", "warehouse-receipt"} <= done else None
 
     steps = _eventually(on_chain, "the custody chain on chain") or []
